@@ -1,0 +1,117 @@
+"""Configuration: TOML file -> frozen, validated dataclasses.
+
+Every key has a default equal to `config.example.toml`, so an absent file or an absent
+section gives a working appliance. Unknown sections or keys are rejected so that a typo
+in a config file is an error at start, not a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or holds an invalid value."""
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    database: str = "var/acs.db"
+    files: str = "var/files"
+
+
+@dataclass(frozen=True)
+class CwmpConfig:
+    listen: str = "tcp:7547"
+    auto_register: bool = True
+    default_organization: str = "Default"
+    session_timeout: int = 30
+    connection_request_timeout: int = 5
+    username: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    listen: str = "tcp:7557"
+    update_status_timeout: int = 5
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    listen: str = "tcp:7567"
+    public_url: str = "http://127.0.0.1:7567"
+    url_ttl: int = 3600
+
+
+@dataclass(frozen=True)
+class Config:
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    cwmp: CwmpConfig = field(default_factory=CwmpConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    files: FilesConfig = field(default_factory=FilesConfig)
+
+
+_SECTIONS: dict[str, type] = {
+    "storage": StorageConfig,
+    "cwmp": CwmpConfig,
+    "api": ApiConfig,
+    "files": FilesConfig,
+}
+
+_POSITIVE = {
+    ("cwmp", "session_timeout"),
+    ("cwmp", "connection_request_timeout"),
+    ("api", "update_status_timeout"),
+    ("files", "url_ttl"),
+}
+
+
+def _build_section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"[{name}] unknown key {key!r}")
+        expected = type(getattr(cls(), key))
+        # bool is a subclass of int: refuse `session_timeout = true` explicitly.
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"[{name}] {key} must be {expected.__name__}, not {value!r}")
+        if (name, key) in _POSITIVE and value <= 0:
+            raise ConfigError(f"[{name}] {key} must be > 0")
+        if expected is str and key in ("listen", "database", "files", "public_url") and not value:
+            raise ConfigError(f"[{name}] {key} must not be empty")
+        values[key] = value
+    return cls(**values)
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    sections: dict[str, Any] = {}
+    for name, raw in data.items():
+        cls = _SECTIONS.get(name)
+        if cls is None:
+            raise ConfigError(f"unknown section [{name}]")
+        sections[name] = _build_section(name, cls, raw)
+    return Config(**sections)
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> Config:
+    """Load `path`, else `$ACS_CONFIG`, else the built-in defaults."""
+    if path is None:
+        path = os.environ.get("ACS_CONFIG") or None
+    if path is None:
+        return Config()
+    try:
+        with Path(path).open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    return parse_config(data)

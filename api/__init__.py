@@ -1,0 +1,1 @@
+"""Klein REST layer implementing the vendor inventory API (spec/inventory-api.md)."""

@@ -1,0 +1,1 @@
+"""Virtual CPEs that speak CWMP to the ACS: templates, behaviour, fleet and load mode."""
