@@ -96,6 +96,8 @@ class Task:
     next_attempt_at: float | None
     result: dict[str, Any] | None
     actor: str
+    # Queue order is (priority, id); FRONT_PRIORITY (0) for `front=True`, else NORMAL_PRIORITY.
+    priority: int = 10
 
 
 @dataclass(frozen=True)
@@ -141,3 +143,76 @@ class InformRecord:
     data_model_root: str | None
     address: str | None
     event_codes: tuple[str, ...]
+
+
+# --- added by the storage layer (additions only; the rows above are the shared contract) ---
+
+# Queue priorities: lower runs first; `queue_task(front=True)` uses FRONT_PRIORITY.
+FRONT_PRIORITY = 0
+NORMAL_PRIORITY = 10
+
+ROLES = ("admin", "operator", "viewer")
+OPERATIONAL_STATUSES = ("provisioning", "active", "maintenance", "decommissioned", "inactive")
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """Filters of the device list endpoints; None = no filter on that field."""
+
+    organization_ids: tuple[int, ...] | None = None  # None = every organization
+    type_id: int | None = None
+    status: str | None = None  # UP or DOWN
+    status_change_from: float | None = None  # status_change >= this
+
+
+@dataclass(frozen=True)
+class DeviceType:
+    id: int
+    name: str
+    short_name: str | None
+    model: str | None
+    manufacturer: str | None
+    product_class: str | None
+    default_settings: dict[str, Any]
+    update_frequency: int | None
+
+
+@dataclass(frozen=True)
+class Location:
+    id: int
+    name: str
+    short_name: str | None
+    latitude: str | None
+    longitude: str | None
+    parent_id: int | None
+    organization_id: int | None
+
+
+@dataclass(frozen=True)
+class FirmwareImage:
+    id: int
+    name: str
+    version: str
+    size: int
+    sha256: str
+    device_type_id: int | None
+    filename: str
+    created: float
+
+
+@dataclass(frozen=True)
+class OperationalRecord:
+    device_id: int
+    operational_status: str
+    data: dict[str, Any]
+    history: list[dict[str, Any]]
+    updated_by: str | None
+    last_updated: float | None
+
+
+@dataclass(frozen=True)
+class SessionTranscript:
+    id: int
+    device_id: int
+    started: float
+    transcript: str

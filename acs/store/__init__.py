@@ -1,0 +1,70 @@
+"""The storage layer: the only package that speaks SQL.
+
+`Store` (acs.store.db) is the whole API; the row dataclasses and constants of
+`acs.store.models` are re-exported so callers import everything from `acs.store`.
+"""
+
+from acs.store.db import Store
+from acs.store.errors import Conflict, NotFound, SchemaError, StoreError
+from acs.store.models import (
+    CANCELLED,
+    DEFAULT_UPDATE_FREQUENCY,
+    DONE,
+    DOWN,
+    FAILED,
+    FRONT_PRIORITY,
+    IN_PROGRESS,
+    NORMAL_PRIORITY,
+    OPERATIONAL_STATUSES,
+    PENDING,
+    ROLES,
+    TASK_STATES,
+    UP,
+    ApiToken,
+    Device,
+    DeviceFilter,
+    DeviceType,
+    FirmwareImage,
+    HistoryEntry,
+    InformRecord,
+    Location,
+    OperationalRecord,
+    Organization,
+    Parameter,
+    SessionTranscript,
+    Task,
+)
+
+__all__ = [
+    "CANCELLED",
+    "DEFAULT_UPDATE_FREQUENCY",
+    "DONE",
+    "DOWN",
+    "FAILED",
+    "FRONT_PRIORITY",
+    "IN_PROGRESS",
+    "NORMAL_PRIORITY",
+    "OPERATIONAL_STATUSES",
+    "PENDING",
+    "ROLES",
+    "TASK_STATES",
+    "UP",
+    "ApiToken",
+    "Conflict",
+    "Device",
+    "DeviceFilter",
+    "DeviceType",
+    "FirmwareImage",
+    "HistoryEntry",
+    "InformRecord",
+    "Location",
+    "NotFound",
+    "OperationalRecord",
+    "Organization",
+    "Parameter",
+    "SchemaError",
+    "SessionTranscript",
+    "Store",
+    "StoreError",
+    "Task",
+]

@@ -1,0 +1,1213 @@
+"""The Store: every read and write of the appliance's SQLite file goes through here.
+
+One `Store` wraps one `sqlite3` connection in autocommit mode (WAL, foreign keys on) and is
+used synchronously from the reactor thread; each method is a short SQLite operation. Methods
+that need the current time take `now` explicitly so tests drive time; the store never reads
+the clock. Every mutating method is atomic on its own, and `with store.transaction():` groups
+several calls into one unit (a CWMP session's writes, for example). Never await or yield to
+the reactor inside `transaction()`: other callbacks would run inside the open transaction.
+
+The hot paths (`record_inform`, `find_device_by_serial`, `next_task`, `devices_due_down`) are a
+couple of indexed statements each: they run thousands of times a second on large fleets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import secrets
+import sqlite3
+import threading
+import types
+import typing
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from acs.store import rows
+from acs.store.errors import Conflict, NotFound, StoreError
+from acs.store.migrations import migrate
+from acs.store.models import (
+    DEFAULT_UPDATE_FREQUENCY,
+    DOWN,
+    FRONT_PRIORITY,
+    IN_PROGRESS,
+    NORMAL_PRIORITY,
+    OPERATIONAL_STATUSES,
+    PENDING,
+    ROLES,
+    TASK_STATES,
+    UP,
+    ApiToken,
+    Device,
+    DeviceFilter,
+    DeviceType,
+    FirmwareImage,
+    HistoryEntry,
+    InformRecord,
+    Location,
+    OperationalRecord,
+    Organization,
+    Parameter,
+    SessionTranscript,
+    Task,
+)
+
+BOOTSTRAP = "0 BOOTSTRAP"
+BUSY_TIMEOUT_MS = 5000
+
+# Never written into history details: the values are credentials.
+_SECRET_FIELDS = frozenset({"password", "connection_request_password"})
+# Columns the store manages itself; callers cannot set them through create/update.
+_MANAGED_FIELDS = frozenset({"id", "uuid", "created", "last_change", "status_change"})
+_CREATE_FIELDS = frozenset(rows.DEVICE_COLUMNS) - _MANAGED_FIELDS - {"status"}
+_UPDATE_FIELDS = frozenset(rows.DEVICE_COLUMNS) - _MANAGED_FIELDS
+# Columns referencing another table, checked up front for a clear error message.
+_DEVICE_REFERENCES = {
+    "organization_id": "organizations",
+    "type_id": "device_types",
+    "location_id": "locations",
+    "firmware_image_id": "firmware_images",
+}
+_DEVICE_HINTS = typing.get_type_hints(Device)
+
+
+def _allowed_types(hint: Any) -> tuple[tuple[type, ...], bool]:
+    """(accepted python types, nullable) for a Device field annotation."""
+    args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    nullable = type(None) in args
+    accepted = tuple(a for a in args if a is not type(None))
+    return accepted, nullable
+
+
+def _check_device_value(column: str, value: Any) -> Any:
+    """Validate one device column value; returns it normalised. Raises ValueError."""
+    accepted, nullable = _allowed_types(_DEVICE_HINTS[column])
+    if column == "serial_number_alt" and value == "":
+        value = None  # "no alternative serial"; '' would collide between devices
+    if value is None:
+        if not nullable:
+            raise ValueError(f"{column} must not be null")
+        return None
+    if bool in accepted:
+        if isinstance(value, bool) or (type(value) is int and value in (0, 1)):
+            return bool(value)
+        raise ValueError(f"{column} must be a boolean, not {value!r}")
+    if int in accepted and type(value) is int:
+        ok = True
+    elif float in accepted and isinstance(value, int | float) and not isinstance(value, bool):
+        value, ok = float(value), True
+    else:
+        ok = str in accepted and isinstance(value, str)
+    if not ok:
+        names = "/".join(t.__name__ for t in accepted)
+        raise ValueError(f"{column} must be {names}, not {value!r}")
+    if column in ("serial_number", "name") and not value:
+        raise ValueError(f"{column} must not be empty")
+    if column == "update_frequency" and value <= 0:
+        raise ValueError("update_frequency must be > 0")
+    if column == "operational_status" and value not in OPERATIONAL_STATUSES:
+        raise ValueError(f"operational_status must be one of {', '.join(OPERATIONAL_STATUSES)}")
+    if column == "status":
+        return _normalise_status(value)
+    return value
+
+
+def _normalise_status(status: Any) -> str:
+    if isinstance(status, str) and status.capitalize() in (UP, DOWN):
+        return status.capitalize()
+    raise ValueError(f"status must be {UP!r} or {DOWN!r}, not {status!r}")
+
+
+def _time(name: str, value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"{name} must be a number of epoch seconds, not {value!r}")
+
+
+def _opt_time(name: str, value: Any) -> float | None:
+    return None if value is None else _time(name, value)
+
+
+def _json_text(name: str, value: Any) -> str:
+    try:
+        return rows.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} is not JSON-serialisable: {exc}") from exc
+
+
+def _prefix_bounds(prefix: str) -> tuple[str, str | None]:
+    """[low, high) covering every string starting with `prefix` under BINARY collation.
+
+    UTF-8 byte order equals code point order, so bumping the last code point gives the
+    exclusive upper bound and the query stays an index range scan (LIKE would not).
+    """
+    for i in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[i]) + 1
+        if 0xD800 <= code <= 0xDFFF:  # surrogates cannot be encoded; skip over them
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix, prefix[:i] + chr(code)
+    return prefix, None
+
+
+def _check_page(limit: Any, offset: Any) -> None:
+    # SQLite reads LIMIT -1 as "no limit": refuse negatives rather than return everything.
+    for name, value in (("limit", limit), ("offset", offset)):
+        if type(value) is not int or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+
+
+def _device_where(filters: DeviceFilter | None) -> tuple[str, list[Any]]:
+    if filters is None:
+        return "", []
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.organization_ids is not None:
+        orgs = list(filters.organization_ids)
+        if not orgs:
+            return " WHERE 0", []
+        clauses.append(f"organization_id IN ({', '.join('?' for _ in orgs)})")
+        params += orgs
+    if filters.type_id is not None:
+        clauses.append("type_id = ?")
+        params.append(filters.type_id)
+    if filters.status is not None:
+        clauses.append("status = ?")
+        params.append(_normalise_status(filters.status))
+    if filters.status_change_from is not None:
+        clauses.append("status_change >= ?")
+        params.append(_time("status_change_from", filters.status_change_from))
+    if not clauses:
+        return "", []
+    return " WHERE " + " AND ".join(clauses), params
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Store:
+    """Synchronous access to the appliance database (see the module docstring)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        # sqlite-utils over the same connection, for ad-hoc inspection and tooling.
+        # No plugins or pragma changes: the connection's settings are ours (see `open`).
+        self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+        self._depth = 0
+        # The connection may be shared with a worker thread (check_same_thread=False);
+        # a transaction must not interleave with another thread's statements.
+        self._lock = threading.RLock()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) the database at `path` and migrate it."""
+        target = str(path)
+        try:
+            if target != ":memory:":
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open database {target}: {exc}") from exc
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot open database {target}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn)
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            # Cheap; keeps the planner's statistics useful on long-lived files.
+            self._conn.execute("PRAGMA optimize")
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit. Nested use becomes a SAVEPOINT, so an inner failure that the
+        caller catches rolls back only the inner part."""
+        with self._lock:
+            if self._depth == 0:
+                self._conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._depth = 0
+            else:
+                name = f"sp{self._depth}"
+                self._conn.execute(f"SAVEPOINT {name}")
+                self._depth += 1
+                try:
+                    yield
+                except BaseException:
+                    self._conn.execute(f"ROLLBACK TO {name}")
+                    self._conn.execute(f"RELEASE {name}")
+                    raise
+                else:
+                    self._conn.execute(f"RELEASE {name}")
+                finally:
+                    self._depth -= 1
+
+    # --- low-level helpers --------------------------------------------------------------
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        cur = self._conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return cur.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        cur = self._conn.cursor()
+        cur.row_factory = sqlite3.Row
+        row: sqlite3.Row | None = cur.execute(sql, params).fetchone()
+        return row
+
+    def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        row = self._conn.execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def _exists(self, table: str, row_id: Any) -> bool:
+        if type(row_id) is not int:
+            return False
+        # `table` is always one of our literal table names, never caller input.
+        return self._scalar(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)) is not None
+
+    def _require_device(self, device_id: int) -> None:
+        if not self._exists("devices", device_id):
+            raise NotFound(f"device {device_id!r} not found")
+
+    def _insert_history(
+        self, device_id: int | None, action: str, detail: dict[str, Any], now: float, actor: str
+    ) -> None:
+        self._conn.execute(
+            "INSERT INTO history (device_id, time, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+            (device_id, now, actor, action, _json_text("detail", detail)),
+        )
+
+    # --- organizations ------------------------------------------------------------------
+
+    def ensure_organization(self, name: str, *, code: str | None = None) -> Organization:
+        """Get the organization called `name`, creating it (with `code`) if absent."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("organization name must be a non-empty string")
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO organizations (name, code) VALUES (?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, code),
+            )
+            row = self._one("SELECT * FROM organizations WHERE name = ?", (name,))
+        assert row is not None
+        return rows.organization(row)
+
+    def get_organization(self, org_id: int) -> Organization | None:
+        row = self._one("SELECT * FROM organizations WHERE id = ?", (org_id,))
+        return None if row is None else rows.organization(row)
+
+    def list_organizations(self) -> list[Organization]:
+        return [rows.organization(r) for r in self._all("SELECT * FROM organizations ORDER BY id")]
+
+    # --- devices ------------------------------------------------------------------------
+
+    def _clean_device_fields(
+        self, fields: dict[str, Any], allowed: frozenset[str]
+    ) -> dict[str, Any]:
+        clean: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key not in allowed:
+                raise ValueError(f"unknown or read-only device field {key!r}")
+            clean[key] = _check_device_value(key, value)
+        for key, table in _DEVICE_REFERENCES.items():
+            ref = clean.get(key)
+            if ref is not None and not self._exists(table, ref):
+                raise ValueError(f"{key} {ref} does not exist")
+        return clean
+
+    def _check_serials(self, serial: str | None, alt: str | None, exclude_id: int | None) -> None:
+        """Raise Conflict if `serial`/`alt` is any other device's serial or alt serial."""
+        wanted = [s for s in (serial, alt) if s is not None]
+        if not wanted:
+            return
+        marks = ", ".join("?" for _ in wanted)
+        row = self._one(
+            f"SELECT id, serial_number, serial_number_alt FROM devices "
+            f"WHERE (serial_number IN ({marks}) OR serial_number_alt IN ({marks})) "
+            f"AND id IS NOT ? LIMIT 1",
+            (*wanted, *wanted, exclude_id),
+        )
+        if row is not None:
+            taken = next(s for s in wanted if s in (row["serial_number"], row["serial_number_alt"]))
+            raise Conflict(f"serial number {taken!r} is already used by device {row['id']}")
+
+    def create_device(
+        self,
+        *,
+        serial_number: str,
+        name: str,
+        organization_id: int,
+        now: float,
+        actor: str,
+        **fields: Any,
+    ) -> Device:
+        now_f = _time("now", now)
+        values = self._clean_device_fields(
+            {
+                **fields,
+                "serial_number": serial_number,
+                "name": name,
+                "organization_id": organization_id,
+            },
+            _CREATE_FIELDS | {"serial_number", "name", "organization_id"},
+        )
+        if values["organization_id"] is None:
+            raise ValueError("organization_id must not be null")
+        values.setdefault("update_frequency", DEFAULT_UPDATE_FREQUENCY)
+        values.setdefault("operational_status", "provisioning")
+        values.update(
+            uuid=str(uuid.uuid4()),
+            status=DOWN,
+            status_change=now_f,
+            created=now_f,
+            last_change=now_f,
+        )
+        columns = list(values)
+        with self.transaction():
+            self._check_serials(values["serial_number"], values.get("serial_number_alt"), None)
+            try:
+                row = self._one(
+                    f"INSERT INTO devices ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' for _ in columns)}) RETURNING *",
+                    [values[c] for c in columns],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"device conflicts with an existing one: {exc}") from exc
+            assert row is not None
+            created = rows.device(row)
+            self._insert_history(
+                created.id,
+                "created",
+                {"serial_number": created.serial_number, "name": created.name},
+                now_f,
+                actor,
+            )
+        return created
+
+    def get_device(self, device_id: int) -> Device | None:
+        row = self._one("SELECT * FROM devices WHERE id = ?", (device_id,))
+        return None if row is None else rows.device(row)
+
+    def find_device_by_serial(self, serial: str) -> Device | None:
+        """The device whose serial_number is `serial`, else the one whose alt serial is."""
+        # Two point lookups beat one OR query (multi-index OR plus a sort), and the first
+        # one answers almost every Inform.
+        row = self._one("SELECT * FROM devices WHERE serial_number = ?", (serial,))
+        if row is None:
+            row = self._one("SELECT * FROM devices WHERE serial_number_alt = ?", (serial,))
+        return None if row is None else rows.device(row)
+
+    def count_devices(self, filters: DeviceFilter | None = None) -> int:
+        where, params = _device_where(filters)
+        return int(self._scalar(f"SELECT count(*) FROM devices{where}", params))
+
+    def devices_page(
+        self, filters: DeviceFilter | None = None, *, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[Device]]:
+        """(total matching, one page of devices in ascending id order) for list endpoints."""
+        _check_page(limit, offset)
+        where, params = _device_where(filters)
+        with self.transaction():  # count and page from the same snapshot
+            total = int(self._scalar(f"SELECT count(*) FROM devices{where}", params))
+            found = self._all(
+                f"SELECT * FROM devices{where} ORDER BY id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        return total, [rows.device(r) for r in found]
+
+    def update_device(self, device_id: int, *, now: float, actor: str, **fields: Any) -> Device:
+        """Partial update. Only values that differ are written and recorded; a `status` change
+        is recorded as a transition like `set_status`."""
+        now_f = _time("now", now)
+        clean = self._clean_device_fields(fields, _UPDATE_FIELDS)
+        if "organization_id" in clean and clean["organization_id"] is None:
+            raise ValueError("organization_id must not be null")
+        with self.transaction():
+            current = self.get_device(device_id)
+            if current is None:
+                raise NotFound(f"device {device_id!r} not found")
+            changes = {k: v for k, v in clean.items() if getattr(current, k) != v}
+            if not changes:
+                return current
+            new_status = changes.pop("status", None)
+            if "serial_number" in changes or "serial_number_alt" in changes:
+                self._check_serials(
+                    changes.get("serial_number"),
+                    changes.get("serial_number_alt"),
+                    device_id,
+                )
+            assignments = [f"{k} = ?" for k in changes] + ["last_change = ?"]
+            try:
+                self._conn.execute(
+                    f"UPDATE devices SET {', '.join(assignments)} WHERE id = ?",
+                    [*changes.values(), now_f, device_id],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"device update conflicts with an existing one: {exc}") from exc
+            if changes:
+                self._insert_history(
+                    device_id,
+                    "updated",
+                    {
+                        "fields": sorted(changes),
+                        "changes": {
+                            k: {"from": getattr(current, k), "to": v}
+                            for k, v in changes.items()
+                            if k not in _SECRET_FIELDS
+                        },
+                    },
+                    now_f,
+                    actor,
+                )
+            if new_status is not None:
+                self._transition(device_id, current.status, new_status, now_f, actor, "")
+            updated = self.get_device(device_id)
+        assert updated is not None
+        return updated
+
+    def delete_device(self, device_id: int, *, now: float, actor: str) -> None:
+        """Delete the device with its tasks, parameters and history (FK cascades); the
+        global audit log keeps a `device_deleted` entry."""
+        now_f = _time("now", now)
+        with self.transaction():
+            row = self._one("SELECT serial_number, name FROM devices WHERE id = ?", (device_id,))
+            if row is None:
+                raise NotFound(f"device {device_id!r} not found")
+            self._conn.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+            self._insert_history(
+                None,
+                "device_deleted",
+                {
+                    "device_id": device_id,
+                    "serial_number": row["serial_number"],
+                    "name": row["name"],
+                },
+                now_f,
+                actor,
+            )
+
+    def _transition(
+        self, device_id: int, old: str, new: str, now: float, actor: str, reason: str
+    ) -> bool:
+        """Write an Up/Down transition (status, status_change, history) if it is one."""
+        if old == new:
+            return False
+        self._conn.execute(
+            "UPDATE devices SET status = ?, status_change = ? WHERE id = ?", (new, now, device_id)
+        )
+        self._insert_history(
+            device_id, "status", {"from": old, "to": new, "reason": reason}, now, actor
+        )
+        return True
+
+    def set_status(
+        self, device_id: int, status: str, *, now: float, actor: str = "acs", reason: str = ""
+    ) -> bool:
+        """Set Up/Down; returns True if it changed. Up also counts as contact (last_contact)."""
+        new = _normalise_status(status)
+        now_f = _time("now", now)
+        with self.transaction():
+            old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
+            if old is None:
+                raise NotFound(f"device {device_id!r} not found")
+            if new == UP:
+                self._conn.execute(
+                    "UPDATE devices SET last_contact = ? WHERE id = ?", (now_f, device_id)
+                )
+            return self._transition(device_id, old, new, now_f, actor, reason)
+
+    def record_inform(self, device_id: int, info: InformRecord, *, now: float) -> Device:
+        """Step 1 of every session: what the CPE says about itself, contact time, Up."""
+        now_f = _time("now", now)
+        if info.product_class:
+            unique = f"{info.oui}-{info.product_class}-{info.serial_number}"
+        else:
+            unique = f"{info.oui}-{info.serial_number}"
+        events = list(info.event_codes)
+        bootstrap = BOOTSTRAP in events
+        with self.transaction():
+            old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
+            if old is None:
+                raise NotFound(f"device {device_id!r} not found")
+            row = self._one(
+                """
+                UPDATE devices SET
+                    manufacturer = ?, oui = ?, product_class = ?, unique_identifier = ?,
+                    software_version = coalesce(?, software_version),
+                    hardware_version = coalesce(?, hardware_version),
+                    connection_request_url = coalesce(nullif(?, ''), connection_request_url),
+                    data_model_root = coalesce(?, data_model_root),
+                    address = coalesce(?, address),
+                    last_connection = ?, last_contact = ?,
+                    status = 'Up',
+                    status_change = CASE WHEN status = 'Up' THEN status_change ELSE ? END,
+                    provisioned = CASE WHEN ? THEN 0 ELSE provisioned END
+                WHERE id = ? RETURNING *
+                """,
+                (
+                    info.manufacturer,
+                    info.oui,
+                    info.product_class,
+                    unique,
+                    info.software_version,
+                    info.hardware_version,
+                    info.connection_request_url,
+                    info.data_model_root,
+                    info.address,
+                    now_f,
+                    now_f,
+                    now_f,
+                    bootstrap,
+                    device_id,
+                ),
+            )
+            assert row is not None
+            entries = []
+            if old != UP:
+                entries.append(("status", rows.dumps({"from": old, "to": UP, "reason": "inform"})))
+            entries.append(("inform", rows.dumps({"events": events})))
+            self._conn.executemany(
+                "INSERT INTO history (device_id, time, actor, action, detail) "
+                "VALUES (?, ?, 'cpe', ?, ?)",
+                [(device_id, now_f, action, detail) for action, detail in entries],
+            )
+            if bootstrap:
+                # A factory-fresh CPE: whatever we cached about its tree is stale.
+                self._conn.execute("DELETE FROM parameters WHERE device_id = ?", (device_id,))
+        return rows.device(row)
+
+    def devices_due_down(self, now: float) -> list[int]:
+        """Up devices whose liveness window (2 x update_frequency + 60 s after the last
+        contact) ended strictly before `now`."""
+        cur = self._conn.execute(
+            "SELECT id FROM devices WHERE status = 'Up' AND liveness_deadline < ?", (now,)
+        )
+        # Sorted here: an ORDER BY id would add a temp B-tree sort to the indexed scan.
+        return sorted(r[0] for r in cur.fetchall())
+
+    # --- parameters ---------------------------------------------------------------------
+
+    def upsert_parameters(
+        self,
+        device_id: int,
+        params: Iterable[tuple[str, str | None, str | None, bool | None]],
+        *,
+        now: float,
+    ) -> None:
+        """Insert or update cached parameters; None leaves value/type/writable as they are."""
+        now_f = _time("now", now)
+        batch = []
+        for item in params:
+            try:
+                path, value, ptype, writable = item
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"parameter must be (path, value, type, writable): {item!r}"
+                ) from exc
+            if not isinstance(path, str) or not path:
+                raise ValueError(f"parameter path must be a non-empty string, not {path!r}")
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"value of {path} must be a string or None")
+            if ptype is not None and not isinstance(ptype, str):
+                raise ValueError(f"type of {path} must be a string or None")
+            if writable is not None and not isinstance(writable, bool):
+                raise ValueError(f"writable of {path} must be a bool or None")
+            batch.append((device_id, path, value, ptype, writable, now_f))
+        with self.transaction():
+            self._require_device(device_id)
+            self._conn.executemany(
+                """
+                INSERT INTO parameters (device_id, path, value, type, writable, updated)
+                VALUES (?, ?, ?, ?, ?, ?)
+                ON CONFLICT (device_id, path) DO UPDATE SET
+                    value = coalesce(excluded.value, value),
+                    type = coalesce(excluded.type, type),
+                    writable = coalesce(excluded.writable, writable),
+                    updated = excluded.updated
+                """,
+                batch,
+            )
+
+    def _prefix_where(self, prefix: str) -> tuple[str, list[Any]]:
+        if not isinstance(prefix, str):
+            raise ValueError(f"prefix must be a string, not {prefix!r}")
+        if not prefix:
+            return "", []
+        low, high = _prefix_bounds(prefix)
+        if high is None:
+            return " AND path >= ?", [low]
+        return " AND path >= ? AND path < ?", [low, high]
+
+    def get_parameters(self, device_id: int, prefix: str = "") -> list[Parameter]:
+        where, args = self._prefix_where(prefix)
+        found = self._all(
+            f"SELECT * FROM parameters WHERE device_id = ?{where} ORDER BY path",
+            [device_id, *args],
+        )
+        return [rows.parameter(r) for r in found]
+
+    def get_parameter(self, device_id: int, path: str) -> Parameter | None:
+        row = self._one(
+            "SELECT * FROM parameters WHERE device_id = ? AND path = ?", (device_id, path)
+        )
+        return None if row is None else rows.parameter(row)
+
+    def delete_parameters(self, device_id: int, prefix: str = "") -> int:
+        """Delete cached parameters under `prefix` ("" = all); returns how many."""
+        where, args = self._prefix_where(prefix)
+        with self.transaction():
+            cur = self._conn.execute(
+                f"DELETE FROM parameters WHERE device_id = ?{where}", [device_id, *args]
+            )
+        return cur.rowcount
+
+    # --- tasks --------------------------------------------------------------------------
+
+    def queue_task(
+        self,
+        device_id: int,
+        kind: str,
+        args: dict[str, Any],
+        *,
+        now: float,
+        actor: str,
+        scheduled_at: float | None = None,
+        front: bool = False,
+    ) -> Task:
+        now_f = _time("now", now)
+        when = _opt_time("scheduled_at", scheduled_at)
+        if not isinstance(kind, str) or not kind:
+            raise ValueError(f"task kind must be a non-empty string, not {kind!r}")
+        if not isinstance(args, dict):
+            raise ValueError(f"task args must be a dict, not {type(args).__name__}")
+        args_text = _json_text("task args", args)
+        priority = FRONT_PRIORITY if front else NORMAL_PRIORITY
+        with self.transaction():
+            self._require_device(device_id)
+            row = self._one(
+                "INSERT INTO tasks (device_id, kind, args, state, priority, created, "
+                "scheduled_at, actor) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) RETURNING *",
+                (device_id, kind, args_text, priority, now_f, when, actor),
+            )
+            assert row is not None
+            detail: dict[str, Any] = {"task_id": row["id"], "kind": kind}
+            if when is not None:
+                detail["scheduled_at"] = when
+            # Args stay out of history: SetParameterValues args may carry passwords.
+            self._insert_history(device_id, "task_queued", detail, now_f, actor)
+        return rows.task(row)
+
+    def next_task(self, device_id: int, *, now: float) -> Task | None:
+        """First pending task in queue order that is due (scheduled/retry time reached)."""
+        row = self._one(
+            "SELECT * FROM tasks WHERE device_id = ? AND state = 'pending' "
+            "AND (scheduled_at IS NULL OR scheduled_at <= ?2) "
+            "AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) "
+            "ORDER BY priority, id LIMIT 1",
+            (device_id, now),
+        )
+        return None if row is None else rows.task(row)
+
+    def has_runnable_task(self, device_id: int, *, now: float) -> bool:
+        return bool(
+            self._scalar(
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE device_id = ? AND state = 'pending' "
+                "AND (scheduled_at IS NULL OR scheduled_at <= ?2) "
+                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))",
+                (device_id, now),
+            )
+        )
+
+    def get_task(self, task_id: int) -> Task | None:
+        row = self._one("SELECT * FROM tasks WHERE id = ?", (task_id,))
+        return None if row is None else rows.task(row)
+
+    def tasks_for_device(self, device_id: int, states: Iterable[str] | None = None) -> list[Task]:
+        """The device's tasks in queue order, optionally only those in `states`."""
+        if states is None:
+            found = self._all(
+                "SELECT * FROM tasks WHERE device_id = ? ORDER BY priority, id", (device_id,)
+            )
+        else:
+            wanted = list(states)
+            unknown = [s for s in wanted if s not in TASK_STATES]
+            if unknown:
+                raise ValueError(f"unknown task state(s): {', '.join(map(repr, unknown))}")
+            if not wanted:
+                return []
+            marks = ", ".join("?" for _ in wanted)
+            found = self._all(
+                f"SELECT * FROM tasks WHERE device_id = ? AND state IN ({marks}) "
+                "ORDER BY priority, id",
+                (device_id, *wanted),
+            )
+        return [rows.task(r) for r in found]
+
+    def _task_transition(
+        self, task_id: int, from_states: tuple[str, ...], assignments: str, params: Sequence[Any]
+    ) -> sqlite3.Row:
+        """UPDATE a task if it is in one of `from_states`; NotFound / Conflict otherwise."""
+        marks = ", ".join("?" for _ in from_states)
+        row = self._one(
+            f"UPDATE tasks SET {assignments} WHERE id = ? AND state IN ({marks}) RETURNING *",
+            (*params, task_id, *from_states),
+        )
+        if row is None:
+            state = self._scalar("SELECT state FROM tasks WHERE id = ?", (task_id,))
+            if state is None:
+                raise NotFound(f"task {task_id!r} not found")
+            raise Conflict(f"task {task_id} is {state}, expected {' or '.join(from_states)}")
+        return row
+
+    def start_task(self, task_id: int, *, now: float) -> Task:
+        now_f = _time("now", now)
+        with self.transaction():
+            row = self._task_transition(
+                task_id,
+                (PENDING,),
+                "state = 'in_progress', started = ?, attempts = attempts + 1",
+                (now_f,),
+            )
+        return rows.task(row)
+
+    def complete_task(
+        self, task_id: int, *, now: float, result: dict[str, Any] | None = None
+    ) -> Task:
+        now_f = _time("now", now)
+        result_text = None if result is None else _json_text("task result", result)
+        with self.transaction():
+            row = self._task_transition(
+                task_id,
+                (PENDING, IN_PROGRESS),
+                "state = 'done', finished = ?, result = ?, next_attempt_at = NULL",
+                (now_f, result_text),
+            )
+            self._insert_history(
+                row["device_id"],
+                "task_done",
+                {"task_id": task_id, "kind": row["kind"]},
+                now_f,
+                row["actor"],
+            )
+        return rows.task(row)
+
+    def fail_task(
+        self,
+        task_id: int,
+        *,
+        now: float,
+        fault_code: int | None,
+        fault_string: str | None,
+        retry_at: float | None,
+    ) -> Task:
+        """Record a fault; back to pending until `retry_at` if given, else failed for good."""
+        now_f = _time("now", now)
+        retry = _opt_time("retry_at", retry_at)
+        if fault_code is not None and (type(fault_code) is not int):
+            raise ValueError(f"fault_code must be an int or None, not {fault_code!r}")
+        if fault_string is not None and not isinstance(fault_string, str):
+            raise ValueError(f"fault_string must be a string or None, not {fault_string!r}")
+        with self.transaction():
+            if retry is not None:
+                row = self._task_transition(
+                    task_id,
+                    (PENDING, IN_PROGRESS),
+                    "state = 'pending', fault_code = ?, fault_string = ?, next_attempt_at = ?",
+                    (fault_code, fault_string, retry),
+                )
+            else:
+                row = self._task_transition(
+                    task_id,
+                    (PENDING, IN_PROGRESS),
+                    "state = 'failed', fault_code = ?, fault_string = ?, finished = ?, "
+                    "next_attempt_at = NULL",
+                    (fault_code, fault_string, now_f),
+                )
+            device_id, kind = row["device_id"], row["kind"]
+            if fault_code is not None:
+                self._insert_history(
+                    device_id,
+                    "cwmp_fault",
+                    {"task_id": task_id, "kind": kind, "code": fault_code, "string": fault_string},
+                    now_f,
+                    "cpe",
+                )
+            if retry is None:
+                self._insert_history(
+                    device_id,
+                    "task_failed",
+                    {
+                        "task_id": task_id,
+                        "kind": kind,
+                        "fault_code": fault_code,
+                        "fault_string": fault_string,
+                    },
+                    now_f,
+                    "acs",
+                )
+        return rows.task(row)
+
+    def cancel_task(self, task_id: int, *, now: float, actor: str) -> Task:
+        """Cancel a pending task; Conflict if it already started or finished."""
+        now_f = _time("now", now)
+        with self.transaction():
+            row = self._task_transition(
+                task_id, (PENDING,), "state = 'cancelled', finished = ?", (now_f,)
+            )
+            self._insert_history(
+                row["device_id"],
+                "task_cancelled",
+                {"task_id": task_id, "kind": row["kind"]},
+                now_f,
+                actor,
+            )
+        return rows.task(row)
+
+    def requeue_in_progress(
+        self, device_id: int, *, now: float, kinds: Iterable[str] | None = None
+    ) -> int:
+        """Put tasks a dead session left in_progress back to pending; returns how many.
+
+        `kinds` limits it to those task kinds (None = all): a reboot whose RPC the CPE
+        acknowledged legitimately stays in_progress until the CPE informs `M Reboot`.
+        """
+        _time("now", now)
+        sql = "UPDATE tasks SET state = 'pending' WHERE device_id = ? AND state = 'in_progress'"
+        params: list[Any] = [device_id]
+        if kinds is not None:
+            wanted = list(kinds)
+            if not wanted:
+                return 0
+            sql += f" AND kind IN ({', '.join('?' for _ in wanted)})"
+            params += wanted
+        with self.transaction():
+            cur = self._conn.execute(sql, params)
+        return cur.rowcount
+
+    # --- history ------------------------------------------------------------------------
+
+    def add_history(
+        self,
+        device_id: int | None,
+        action: str,
+        detail: dict[str, Any],
+        *,
+        now: float,
+        actor: str = "acs",
+    ) -> None:
+        """Append an audit entry; device_id None = the global audit log."""
+        now_f = _time("now", now)
+        if not isinstance(action, str) or not action:
+            raise ValueError("history action must be a non-empty string")
+        if not isinstance(detail, dict):
+            raise ValueError("history detail must be a dict")
+        with self.transaction():
+            if device_id is not None:
+                self._require_device(device_id)
+            self._insert_history(device_id, action, detail, now_f, actor)
+
+    def history(
+        self, device_id: int | None, limit: int = 100, offset: int = 0
+    ) -> list[HistoryEntry]:
+        """Entries of a device (None = global log), newest first."""
+        _check_page(limit, offset)
+        found = self._all(
+            "SELECT * FROM history WHERE device_id IS ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (device_id, limit, offset),
+        )
+        return [rows.history(r) for r in found]
+
+    def count_history(self, device_id: int | None) -> int:
+        return int(self._scalar("SELECT count(*) FROM history WHERE device_id IS ?", (device_id,)))
+
+    # --- API tokens ---------------------------------------------------------------------
+
+    def create_token(
+        self, name: str, role: str, organization_ids: Sequence[int], *, now: float
+    ) -> tuple[ApiToken, str]:
+        """Create a token; returns the row and the plaintext (shown once, stored hashed)."""
+        now_f = _time("now", now)
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("token name must be a non-empty string")
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        orgs = sorted(set(organization_ids))
+        for org in orgs:
+            if type(org) is not int:
+                raise ValueError(f"organization id must be an int, not {org!r}")
+        plaintext = secrets.token_urlsafe(32)
+        with self.transaction():
+            missing = [o for o in orgs if not self._exists("organizations", o)]
+            if missing:
+                raise ValueError(f"unknown organization id(s): {', '.join(map(str, missing))}")
+            row = self._one(
+                "INSERT INTO api_tokens (name, role, token_hash, organization_ids, created) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING *",
+                (name, role, _hash_token(plaintext), rows.dumps(orgs), now_f),
+            )
+        assert row is not None
+        return rows.token(row), plaintext
+
+    def verify_token(self, token: str) -> ApiToken | None:
+        """The active token matching `token`, else None. Looked up by hash, so no
+        plaintext comparison leaks timing."""
+        if not isinstance(token, str) or not token:
+            return None
+        row = self._one(
+            "SELECT * FROM api_tokens WHERE token_hash = ? AND revoked = 0", (_hash_token(token),)
+        )
+        return None if row is None else rows.token(row)
+
+    def get_token(self, token_id: int) -> ApiToken | None:
+        row = self._one("SELECT * FROM api_tokens WHERE id = ?", (token_id,))
+        return None if row is None else rows.token(row)
+
+    def list_tokens(self) -> list[ApiToken]:
+        return [rows.token(r) for r in self._all("SELECT * FROM api_tokens ORDER BY id")]
+
+    def revoke_token(self, token_id: int) -> bool:
+        """Revoke; True if an active token was revoked, False if unknown or already revoked."""
+        with self.transaction():
+            cur = self._conn.execute(
+                "UPDATE api_tokens SET revoked = 1 WHERE id = ? AND revoked = 0", (token_id,)
+            )
+        return cur.rowcount == 1
+
+    # --- device types -------------------------------------------------------------------
+
+    def create_device_type(
+        self,
+        *,
+        name: str,
+        short_name: str | None = None,
+        model: str | None = None,
+        manufacturer: str | None = None,
+        product_class: str | None = None,
+        default_settings: dict[str, Any] | None = None,
+        update_frequency: int | None = None,
+    ) -> DeviceType:
+        if not isinstance(name, str) or not name:
+            raise ValueError("device type name must be a non-empty string")
+        if update_frequency is not None and (
+            type(update_frequency) is not int or update_frequency <= 0
+        ):
+            raise ValueError("update_frequency must be a positive int")
+        settings = {} if default_settings is None else default_settings
+        if not isinstance(settings, dict):
+            raise ValueError("default_settings must be a dict")
+        with self.transaction():
+            row = self._one(
+                "INSERT INTO device_types (name, short_name, model, manufacturer, product_class, "
+                "default_settings, update_frequency) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (
+                    name,
+                    short_name,
+                    model,
+                    manufacturer,
+                    product_class,
+                    _json_text("default_settings", settings),
+                    update_frequency,
+                ),
+            )
+        assert row is not None
+        return rows.device_type(row)
+
+    def get_device_type(self, type_id: int) -> DeviceType | None:
+        row = self._one("SELECT * FROM device_types WHERE id = ?", (type_id,))
+        return None if row is None else rows.device_type(row)
+
+    def find_device_type(self, manufacturer: str, product_class: str) -> int | None:
+        """The type matching what a CPE reports (oldest first), for auto-registration."""
+        found = self._scalar(
+            "SELECT id FROM device_types WHERE manufacturer = ? AND product_class = ? "
+            "ORDER BY id LIMIT 1",
+            (manufacturer, product_class),
+        )
+        return None if found is None else int(found)
+
+    # --- locations ----------------------------------------------------------------------
+
+    def create_location(
+        self,
+        *,
+        name: str,
+        organization_id: int | None,
+        short_name: str | None = None,
+        latitude: str | None = None,
+        longitude: str | None = None,
+        parent_id: int | None = None,
+    ) -> Location:
+        if not isinstance(name, str) or not name:
+            raise ValueError("location name must be a non-empty string")
+        with self.transaction():
+            if organization_id is not None and not self._exists("organizations", organization_id):
+                raise ValueError(f"organization_id {organization_id} does not exist")
+            if parent_id is not None and not self._exists("locations", parent_id):
+                raise ValueError(f"parent_id {parent_id} does not exist")
+            row = self._one(
+                "INSERT INTO locations (name, short_name, latitude, longitude, parent_id, "
+                "organization_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+                (name, short_name, latitude, longitude, parent_id, organization_id),
+            )
+        assert row is not None
+        return rows.location(row)
+
+    def get_location(self, location_id: int) -> Location | None:
+        row = self._one("SELECT * FROM locations WHERE id = ?", (location_id,))
+        return None if row is None else rows.location(row)
+
+    def find_location(self, organization_id: int | None, name: str) -> Location | None:
+        row = self._one(
+            "SELECT * FROM locations WHERE organization_id IS ? AND name = ? ORDER BY id LIMIT 1",
+            (organization_id, name),
+        )
+        return None if row is None else rows.location(row)
+
+    # --- firmware images ----------------------------------------------------------------
+
+    def create_firmware_image(
+        self,
+        *,
+        name: str,
+        version: str,
+        size: int,
+        sha256: str,
+        filename: str,
+        now: float,
+        device_type_id: int | None = None,
+    ) -> FirmwareImage:
+        now_f = _time("now", now)
+        for label, text in (("name", name), ("version", version), ("filename", filename)):
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"firmware {label} must be a non-empty string")
+        if type(size) is not int or size < 0:
+            raise ValueError("firmware size must be a non-negative int")
+        with self.transaction():
+            if device_type_id is not None and not self._exists("device_types", device_type_id):
+                raise ValueError(f"device_type_id {device_type_id} does not exist")
+            row = self._one(
+                "INSERT INTO firmware_images (name, version, size, sha256, device_type_id, "
+                "filename, created) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+                (name, version, size, sha256, device_type_id, filename, now_f),
+            )
+        assert row is not None
+        return rows.firmware_image(row)
+
+    def get_firmware_image(self, image_id: int) -> FirmwareImage | None:
+        row = self._one("SELECT * FROM firmware_images WHERE id = ?", (image_id,))
+        return None if row is None else rows.firmware_image(row)
+
+    # --- operational records ------------------------------------------------------------
+
+    def get_operational_record(self, device_id: int) -> OperationalRecord:
+        """The device's record; a blank one (from the device row) if never written."""
+        row = self._one("SELECT * FROM operational_records WHERE device_id = ?", (device_id,))
+        if row is not None:
+            return rows.operational_record(row)
+        status = self._scalar("SELECT operational_status FROM devices WHERE id = ?", (device_id,))
+        if status is None:
+            raise NotFound(f"device {device_id!r} not found")
+        return OperationalRecord(device_id, status, {}, [], None, None)
+
+    def save_operational_record(
+        self,
+        device_id: int,
+        *,
+        operational_status: str,
+        data: dict[str, Any],
+        history: list[dict[str, Any]],
+        updated_by: str | None,
+        now: float,
+    ) -> OperationalRecord:
+        """Replace the record; the device row's operational_status follows it."""
+        now_f = _time("now", now)
+        if operational_status not in OPERATIONAL_STATUSES:
+            raise ValueError(f"operational_status must be one of {', '.join(OPERATIONAL_STATUSES)}")
+        if not isinstance(data, dict) or not isinstance(history, list):
+            raise ValueError("data must be a dict and history a list")
+        data_text = _json_text("data", data)
+        history_text = _json_text("history", history)
+        with self.transaction():
+            self._require_device(device_id)
+            row = self._one(
+                "INSERT INTO operational_records (device_id, operational_status, data, history, "
+                "updated_by, last_updated) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET operational_status = excluded."
+                "operational_status, data = excluded.data, history = excluded.history, "
+                "updated_by = excluded.updated_by, last_updated = excluded.last_updated "
+                "RETURNING *",
+                (device_id, operational_status, data_text, history_text, updated_by, now_f),
+            )
+            self._conn.execute(
+                "UPDATE devices SET operational_status = ? WHERE id = ?",
+                (operational_status, device_id),
+            )
+        assert row is not None
+        return rows.operational_record(row)
+
+    # --- CWMP session transcripts (debug) -----------------------------------------------
+
+    def add_session_transcript(
+        self, device_id: int, transcript: str, *, started: float
+    ) -> SessionTranscript:
+        started_f = _time("started", started)
+        if not isinstance(transcript, str):
+            raise ValueError("transcript must be a string")
+        with self.transaction():
+            self._require_device(device_id)
+            row = self._one(
+                "INSERT INTO cwmp_sessions (device_id, started, transcript) VALUES (?, ?, ?) "
+                "RETURNING *",
+                (device_id, started_f, transcript),
+            )
+        assert row is not None
+        return rows.session_transcript(row)
+
+    def session_transcripts(
+        self, device_id: int, limit: int = 20, offset: int = 0
+    ) -> list[SessionTranscript]:
+        """The device's transcripts, newest first."""
+        _check_page(limit, offset)
+        found = self._all(
+            "SELECT * FROM cwmp_sessions WHERE device_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+            (device_id, limit, offset),
+        )
+        return [rows.session_transcript(r) for r in found]
+
+    def count_session_transcripts(self, device_id: int) -> int:
+        return int(
+            self._scalar("SELECT count(*) FROM cwmp_sessions WHERE device_id = ?", (device_id,))
+        )

@@ -1,0 +1,19 @@
+"""Exceptions the store raises; callers map them to protocol/API answers (409, 404...)."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every error the store raises on purpose."""
+
+
+class Conflict(StoreError):
+    """A uniqueness or state conflict: duplicate serial, cancelling a running task..."""
+
+
+class NotFound(StoreError):
+    """The id named by the call (device, task...) does not exist."""
+
+
+class SchemaError(StoreError):
+    """The database file was written by a newer version of this program."""

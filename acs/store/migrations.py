@@ -1,0 +1,273 @@
+"""Versioned schema migrations: the schema of the SQLite file, and how to get there.
+
+`MIGRATIONS[i]` moves the schema from version i to i + 1. A migration is either an SQL
+script or a function of the connection; each one runs in its own `BEGIN IMMEDIATE`
+transaction together with the `schema_version` bump, so a crash leaves the file at a
+well-defined version and a concurrent opener never applies the same migration twice.
+Append new migrations at the end; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+
+from acs.store.errors import SchemaError
+
+Migration = Callable[[sqlite3.Connection], None]
+
+_V1 = """
+CREATE TABLE organizations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    code TEXT
+);
+
+CREATE TABLE device_types (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    short_name TEXT,
+    model TEXT,
+    manufacturer TEXT,
+    product_class TEXT,
+    default_settings TEXT NOT NULL DEFAULT '{}',
+    update_frequency INTEGER
+);
+-- Auto-registration looks a type up by what the CPE reports.
+CREATE INDEX device_types_by_match ON device_types (manufacturer, product_class);
+
+CREATE TABLE locations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    short_name TEXT,
+    latitude TEXT,
+    longitude TEXT,
+    parent_id INTEGER REFERENCES locations (id) ON DELETE SET NULL,
+    organization_id INTEGER REFERENCES organizations (id) ON DELETE CASCADE
+);
+CREATE INDEX locations_by_org_name ON locations (organization_id, name);
+CREATE INDEX locations_by_parent ON locations (parent_id);
+
+CREATE TABLE firmware_images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    device_type_id INTEGER REFERENCES device_types (id) ON DELETE SET NULL,
+    filename TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX firmware_images_by_type ON firmware_images (device_type_id);
+
+-- AUTOINCREMENT: ids are handed to API clients and must never be reused after a delete.
+CREATE TABLE devices (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    serial_number TEXT NOT NULL UNIQUE CHECK (serial_number <> ''),
+    serial_number_alt TEXT UNIQUE CHECK (serial_number_alt <> ''),
+    organization_id INTEGER NOT NULL REFERENCES organizations (id),
+    type_id INTEGER REFERENCES device_types (id) ON DELETE SET NULL,
+    location_id INTEGER REFERENCES locations (id) ON DELETE SET NULL,
+    customer_id TEXT,
+    description TEXT,
+    latitude TEXT,
+    longitude TEXT,
+    username TEXT,
+    password TEXT,
+    update_frequency INTEGER NOT NULL DEFAULT 300 CHECK (update_frequency > 0),
+    debug INTEGER NOT NULL DEFAULT 0,
+    firmware_image_id INTEGER REFERENCES firmware_images (id) ON DELETE SET NULL,
+    firmware_image_is_pending INTEGER NOT NULL DEFAULT 0,
+    manufacturer TEXT,
+    oui TEXT,
+    product_class TEXT,
+    unique_identifier TEXT,
+    software_version TEXT,
+    hardware_version TEXT,
+    data_model_root TEXT,
+    address TEXT,
+    connection_request_url TEXT,
+    connection_request_username TEXT,
+    connection_request_password TEXT,
+    provisioned INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'Down' CHECK (status IN ('Up', 'Down')),
+    status_change REAL NOT NULL,
+    last_contact REAL,
+    last_connection REAL,
+    last_configuration REAL,
+    operational_status TEXT NOT NULL DEFAULT 'provisioning' CHECK (operational_status IN
+        ('provisioning', 'active', 'maintenance', 'decommissioned', 'inactive')),
+    created REAL NOT NULL,
+    last_change REAL NOT NULL,
+    -- The moment an Up device becomes overdue. The window depends on the row's own
+    -- update_frequency, so a plain (status, last_contact) index cannot answer the sweep
+    -- with a range scan; an index over this virtual column can.
+    liveness_deadline REAL GENERATED ALWAYS AS
+        (coalesce(last_contact, status_change) + 2 * update_frequency + 60) VIRTUAL
+);
+CREATE INDEX devices_by_org ON devices (organization_id);
+CREATE INDEX devices_liveness ON devices (status, liveness_deadline);
+CREATE INDEX devices_by_type ON devices (type_id);
+CREATE INDEX devices_by_location ON devices (location_id);
+CREATE INDEX devices_by_firmware ON devices (firmware_image_id);
+
+-- A serial must be unique across BOTH serial columns (the Inform serial is matched against
+-- either). The store checks first to give a clear message; these triggers keep the rule true
+-- whatever code path writes.
+CREATE TRIGGER devices_serials_insert BEFORE INSERT ON devices
+WHEN EXISTS (SELECT 1 FROM devices
+             WHERE serial_number = NEW.serial_number_alt OR serial_number_alt = NEW.serial_number)
+BEGIN
+    SELECT RAISE(ABORT, 'serial number conflict');
+END;
+
+CREATE TRIGGER devices_serials_update BEFORE UPDATE OF serial_number, serial_number_alt ON devices
+WHEN EXISTS (SELECT 1 FROM devices
+             WHERE id <> NEW.id
+               AND (serial_number = NEW.serial_number_alt OR serial_number_alt = NEW.serial_number))
+BEGIN
+    SELECT RAISE(ABORT, 'serial number conflict');
+END;
+
+CREATE TABLE parameters (
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    path TEXT NOT NULL,
+    value TEXT,
+    type TEXT,
+    writable INTEGER,
+    updated REAL NOT NULL,
+    PRIMARY KEY (device_id, path)
+) WITHOUT ROWID;
+
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    args TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'in_progress', 'done', 'failed', 'cancelled')),
+    priority INTEGER NOT NULL DEFAULT 10,
+    created REAL NOT NULL,
+    scheduled_at REAL,
+    started REAL,
+    finished REAL,
+    fault_code INTEGER,
+    fault_string TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    result TEXT,
+    actor TEXT NOT NULL
+);
+CREATE INDEX tasks_queue ON tasks (device_id, state, priority, id);
+
+CREATE TABLE history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id INTEGER REFERENCES devices (id) ON DELETE CASCADE,
+    time REAL NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX history_by_device ON history (device_id, id);
+
+CREATE TABLE api_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    token_hash TEXT NOT NULL UNIQUE,
+    organization_ids TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE operational_records (
+    device_id INTEGER PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    operational_status TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    history TEXT NOT NULL DEFAULT '[]',
+    updated_by TEXT,
+    last_updated REAL
+);
+
+CREATE TABLE cwmp_sessions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    started REAL NOT NULL,
+    transcript TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX cwmp_sessions_by_device ON cwmp_sessions (device_id, id);
+"""
+
+
+def split_script(script: str) -> Iterator[str]:
+    """Yield the complete statements of an SQL script (trigger bodies hold `;` too)."""
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            statement = buffer.strip()
+            buffer = ""
+            if statement.strip(";").strip():
+                yield statement
+    if buffer.strip(";").strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buffer.strip()[:80]!r}")
+
+
+def sql(script: str) -> Migration:
+    """A migration made of a plain SQL script."""
+    statements = tuple(split_script(script))
+
+    def run(conn: sqlite3.Connection) -> None:
+        for statement in statements:
+            conn.execute(statement)
+
+    return run
+
+
+# (description, migration); the schema version after MIGRATIONS[i] is i + 1.
+MIGRATIONS: list[tuple[str, Migration]] = [
+    ("initial schema", sql(_V1)),
+]
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, Migration]] | None = None) -> int:
+    """Bring the schema up to date; returns the resulting version.
+
+    `conn` must be in autocommit mode (isolation_level=None) and not inside a transaction.
+    """
+    steps = MIGRATIONS if migrations is None else migrations
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(version INTEGER PRIMARY KEY, description TEXT NOT NULL)"
+    )
+    current = schema_version(conn)
+    if current > len(steps):
+        raise SchemaError(
+            f"database schema version {current} is newer than this program "
+            f"(which knows up to {len(steps)}); upgrade the program"
+        )
+    for version, (description, step) in enumerate(steps, start=1):
+        if version <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            if schema_version(conn) < version:
+                step(conn)
+                conn.execute(
+                    "INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                    (version, description),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return schema_version(conn)

@@ -1,0 +1,860 @@
+"""Behaviour of the storage layer (acs.store): devices, informs, liveness, parameters, tasks,
+history, tokens, transactions and migrations. Times are plain numbers driven by the tests."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from acs.store import (
+    DOWN,
+    UP,
+    Conflict,
+    Device,
+    DeviceFilter,
+    InformRecord,
+    NotFound,
+    SchemaError,
+    Store,
+    StoreError,
+)
+from acs.store.migrations import MIGRATIONS, migrate, sql
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    s = Store.open(":memory:")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def org_id(store: Store) -> int:
+    return store.ensure_organization("Default").id
+
+
+def make_device(store: Store, org_id: int, serial: str = "SN1", **fields: Any) -> Device:
+    return store.create_device(
+        serial_number=serial,
+        name=f"dev-{serial}",
+        organization_id=org_id,
+        now=T0,
+        actor="admin",
+        **fields,
+    )
+
+
+def inform(serial: str = "SN1", *events: str, **overrides: Any) -> InformRecord:
+    values: dict[str, Any] = {
+        "manufacturer": "Acme",
+        "oui": "001122",
+        "product_class": "Router",
+        "serial_number": serial,
+        "software_version": "1.0",
+        "hardware_version": "hw1",
+        "connection_request_url": "http://127.0.0.1:7548/cr",
+        "data_model_root": "Device.",
+        "address": "127.0.0.1",
+        "event_codes": events or ("2 PERIODIC",),
+    }
+    values.update(overrides)
+    return InformRecord(**values)
+
+
+def actions(store: Store, device_id: int | None) -> list[str]:
+    return [h.action for h in reversed(store.history(device_id))]
+
+
+# --- lifecycle, migrations, transactions -----------------------------------------------
+
+
+def test_open_creates_parent_dirs_and_turns_on_wal_and_foreign_keys(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "sub" / "acs.db"
+    s = Store.open(path)
+    try:
+        assert path.exists()
+        assert s.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert s.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert s.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+        assert s.db.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    finally:
+        s.close()
+
+
+def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "acs.db"
+    s = Store.open(path)
+    org = s.ensure_organization("Default")
+    make_device(s, org.id)
+    s.close()
+    s = Store.open(path)
+    try:
+        versions = [r[0] for r in s.db.execute("SELECT version FROM schema_version")]
+        assert versions == list(range(1, len(MIGRATIONS) + 1))
+        assert s.count_devices() == 1
+    finally:
+        s.close()
+
+
+def test_database_from_a_newer_program_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "acs.db"
+    Store.open(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute("INSERT INTO schema_version VALUES (999, 'future')")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaError, match="newer"):
+        Store.open(path)
+
+
+def test_unopenable_database_gives_a_clear_error(tmp_path: Path) -> None:
+    not_a_db = tmp_path / "junk.db"
+    not_a_db.write_bytes(b"this is not an sqlite file" * 100)
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store.open(not_a_db)
+    with pytest.raises(StoreError, match="cannot open database"):
+        Store.open(tmp_path)  # a directory
+
+
+def test_failing_migration_leaves_schema_at_previous_version() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    steps = [
+        ("one", sql("CREATE TABLE a (x INTEGER)")),
+        ("two", sql("CREATE TABLE b (x INTEGER); CREATE TABLE broken (")),
+    ]
+    with pytest.raises(sqlite3.Error):
+        migrate(conn, steps)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "a" in tables and "b" not in tables
+    assert [r[0] for r in conn.execute("SELECT version FROM schema_version")] == [1]
+
+
+def test_transaction_rolls_back_everything_on_exception(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.update_device(device.id, now=T0 + 1, actor="a", name="renamed")
+        store.queue_task(device.id, "reboot", {}, now=T0 + 1, actor="a")
+        raise RuntimeError("boom")
+    assert store.get_device(device.id) == device
+    assert store.tasks_for_device(device.id) == []
+    assert actions(store, device.id) == ["created"]
+
+
+def test_nested_transaction_failure_rolls_back_only_the_inner_part(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    with store.transaction():
+        store.update_device(device.id, now=T0 + 1, actor="a", name="outer")
+        with pytest.raises(Conflict), store.transaction():
+            store.update_device(device.id, now=T0 + 1, actor="a", description="inner")
+            make_device(store, org_id, "SN1")  # duplicate -> Conflict
+    after = store.get_device(device.id)
+    assert after is not None
+    assert after.name == "outer"
+    assert after.description is None
+
+
+def test_conflicting_create_writes_nothing(store: Store, org_id: int) -> None:
+    make_device(store, org_id)
+    with pytest.raises(Conflict):
+        make_device(store, org_id, "SN1")
+    assert store.count_devices() == 1
+    assert store.count_history(None) == 0
+
+
+# --- organizations ---------------------------------------------------------------------
+
+
+def test_ensure_organization_gets_or_creates_by_name(store: Store) -> None:
+    a = store.ensure_organization("Acme")
+    assert store.ensure_organization("Acme") == a
+    assert store.ensure_organization("Other").id != a.id
+    assert store.get_organization(a.id) == a
+    assert store.get_organization(9999) is None
+    with pytest.raises(ValueError):
+        store.ensure_organization("  ")
+
+
+# --- devices ---------------------------------------------------------------------------
+
+
+def test_new_device_is_down_provisioning_with_uuid_and_created_history(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id, serial_number_alt="ALT1", description="lab")
+    assert device.status == DOWN
+    assert device.status_change == T0
+    assert device.operational_status == "provisioning"
+    assert device.provisioned is False
+    assert uuid.UUID(device.uuid).version == 4
+    assert device.update_frequency == 300
+    assert device.serial_number_alt == "ALT1"
+    assert device.description == "lab"
+    assert device.created == device.last_change == T0
+    assert store.get_device(device.id) == device
+    [entry] = store.history(device.id)
+    assert (entry.action, entry.actor) == ("created", "admin")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ({"serial": "A"}, {"serial": "A"}),
+        ({"serial": "A"}, {"serial": "B", "serial_number_alt": "A"}),
+        ({"serial": "A", "serial_number_alt": "X"}, {"serial": "X"}),
+        ({"serial": "A", "serial_number_alt": "X"}, {"serial": "B", "serial_number_alt": "X"}),
+    ],
+    ids=["serial=serial", "alt=serial", "serial=alt", "alt=alt"],
+)
+def test_create_device_conflicts_on_any_serial_collision(
+    store: Store, org_id: int, first: dict[str, Any], second: dict[str, Any]
+) -> None:
+    make_device(store, org_id, **first)
+    with pytest.raises(Conflict, match="already used"):
+        make_device(store, org_id, **second)
+    assert store.count_devices() == 1
+
+
+def test_update_device_conflicts_on_serial_collision_but_not_with_itself(
+    store: Store, org_id: int
+) -> None:
+    a = make_device(store, org_id, "A", serial_number_alt="A2")
+    b = make_device(store, org_id, "B")
+    with pytest.raises(Conflict):
+        store.update_device(b.id, now=T0, actor="x", serial_number_alt="A")
+    with pytest.raises(Conflict):
+        store.update_device(b.id, now=T0, actor="x", serial_number="A2")
+    renamed = store.update_device(a.id, now=T0 + 5, actor="x", serial_number="A", name="n")
+    assert renamed.name == "n"
+    assert store.get_device(b.id) == b
+
+
+def test_serial_rules_hold_even_for_raw_sql(store: Store, org_id: int) -> None:
+    make_device(store, org_id, "A")
+    with pytest.raises(sqlite3.IntegrityError):
+        store.db.execute(
+            "INSERT INTO devices (uuid, name, serial_number, serial_number_alt, organization_id,"
+            " status_change, created, last_change) VALUES ('u', 'n', 'B', 'A', ?, 0, 0, 0)",
+            (org_id,),
+        )
+
+
+def test_create_device_rejects_bad_input_with_clear_errors(store: Store, org_id: int) -> None:
+    with pytest.raises(ValueError, match="unknown or read-only"):
+        make_device(store, org_id, colour="red")
+    with pytest.raises(ValueError, match="read-only"):
+        make_device(store, org_id, status=UP)
+    with pytest.raises(ValueError, match="update_frequency"):
+        make_device(store, org_id, update_frequency="often")
+    with pytest.raises(ValueError, match="update_frequency"):
+        make_device(store, org_id, update_frequency=0)
+    with pytest.raises(ValueError, match="organization_id"):
+        store.create_device(serial_number="Z", name="z", organization_id=999, now=T0, actor="a")
+    with pytest.raises(ValueError, match="serial_number"):
+        make_device(store, org_id, "")
+    with pytest.raises(ValueError, match="debug"):
+        make_device(store, org_id, debug="yes")
+    with pytest.raises(ValueError, match="operational_status"):
+        make_device(store, org_id, operational_status="broken")
+    assert store.count_devices() == 0
+
+
+def test_empty_alt_serial_means_none_and_does_not_collide(store: Store, org_id: int) -> None:
+    assert make_device(store, org_id, "A", serial_number_alt="").serial_number_alt is None
+    assert make_device(store, org_id, "B", serial_number_alt="").serial_number_alt is None
+
+
+def test_find_device_by_serial_prefers_serial_then_alt(store: Store, org_id: int) -> None:
+    a = make_device(store, org_id, "A", serial_number_alt="OLD-A")
+    b = make_device(store, org_id, "B")
+    assert store.find_device_by_serial("A") == a
+    assert store.find_device_by_serial("OLD-A") == a
+    assert store.find_device_by_serial("B") == b
+    assert store.find_device_by_serial("a") is None  # case-sensitive
+    assert store.find_device_by_serial("nope") is None
+
+
+def test_update_device_records_changed_keys_without_password_values(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id, password="old-secret")
+    updated = store.update_device(
+        device.id,
+        now=T0 + 10,
+        actor="ops",
+        name="renamed",
+        password="new-secret",
+        connection_request_password="cr-secret",
+        provisioned=True,
+        debug=False,  # unchanged: not recorded
+    )
+    assert updated.name == "renamed"
+    assert updated.password == "new-secret"
+    assert updated.provisioned is True
+    assert updated.last_change == T0 + 10
+    entry = store.history(device.id)[0]
+    assert entry.action == "updated"
+    assert entry.actor == "ops"
+    assert entry.detail["fields"] == [
+        "connection_request_password",
+        "name",
+        "password",
+        "provisioned",
+    ]
+    assert "secret" not in repr(entry.detail)
+
+
+def test_update_device_without_changes_writes_nothing(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    assert store.update_device(device.id, now=T0 + 10, actor="x", name=device.name) == device
+    assert actions(store, device.id) == ["created"]
+
+
+def test_update_device_status_is_recorded_as_a_transition(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    updated = store.update_device(device.id, now=T0 + 10, actor="ops", status="Up")
+    assert updated.status == UP
+    assert updated.status_change == T0 + 10
+    assert actions(store, device.id) == ["created", "status"]
+
+
+def test_update_unknown_device_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.update_device(42, now=T0, actor="x", name="n")
+
+
+def test_delete_device_cascades_and_keeps_a_global_audit_entry(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    other = make_device(store, org_id, "OTHER")
+    store.upsert_parameters(device.id, [("Device.X", "1", "xsd:int", True)], now=T0)
+    store.upsert_parameters(other.id, [("Device.X", "2", "xsd:int", True)], now=T0)
+    store.queue_task(device.id, "reboot", {}, now=T0, actor="a")
+    store.save_operational_record(
+        device.id, operational_status="active", data={}, history=[], updated_by="a", now=T0
+    )
+    store.add_session_transcript(device.id, "<soap/>", started=T0)
+
+    store.delete_device(device.id, now=T0 + 1, actor="admin")
+
+    assert store.get_device(device.id) is None
+    assert store.count_history(device.id) == 0
+    for table in ("tasks", "parameters", "operational_records", "cwmp_sessions"):
+        count = store.db.execute(
+            f"SELECT count(*) FROM {table} WHERE device_id = ?", (device.id,)
+        ).fetchone()[0]
+        assert count == 0, table
+    assert store.get_parameter(other.id, "Device.X") is not None
+    [audit] = store.history(None)
+    assert audit.action == "device_deleted"
+    assert audit.device_id is None
+    assert audit.actor == "admin"
+    assert audit.detail["serial_number"] == "SN1"
+    with pytest.raises(NotFound):
+        store.delete_device(device.id, now=T0, actor="admin")
+
+
+def test_devices_page_filters_counts_and_pages_by_id(store: Store, org_id: int) -> None:
+    other_org = store.ensure_organization("Other").id
+    kind = store.create_device_type(name="t").id
+    a = make_device(store, org_id, "A", type_id=kind)
+    b = make_device(store, org_id, "B")
+    c = make_device(store, other_org, "C")
+    store.set_status(b.id, UP, now=T0 + 100)
+    assert store.devices_page(limit=2) == (3, [a, store.get_device(b.id)])
+    assert store.devices_page(limit=2, offset=2) == (3, [c])
+    assert store.devices_page(DeviceFilter(organization_ids=(other_org,))) == (1, [c])
+    assert store.devices_page(DeviceFilter(organization_ids=())) == (0, [])
+    assert store.devices_page(DeviceFilter(type_id=kind))[1] == [a]
+    assert [d.id for d in store.devices_page(DeviceFilter(status=DOWN))[1]] == [a.id, c.id]
+    assert [d.id for d in store.devices_page(DeviceFilter(status_change_from=T0 + 100))[1]] == [
+        b.id
+    ]
+    assert store.count_devices(DeviceFilter(organization_ids=(org_id,), status=UP)) == 1
+    with pytest.raises(ValueError, match="limit"):
+        store.devices_page(limit=-1)
+    with pytest.raises(ValueError, match="status"):
+        store.devices_page(DeviceFilter(status="maybe"))
+
+
+# --- informs and status ----------------------------------------------------------------
+
+
+def test_record_inform_fills_device_and_marks_it_up_once(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    after = store.record_inform(device.id, inform("SN1", "1 BOOT"), now=T0 + 100)
+    assert after.manufacturer == "Acme"
+    assert after.oui == "001122"
+    assert after.product_class == "Router"
+    assert after.unique_identifier == "001122-Router-SN1"
+    assert (after.software_version, after.hardware_version) == ("1.0", "hw1")
+    assert after.connection_request_url == "http://127.0.0.1:7548/cr"
+    assert after.data_model_root == "Device."
+    assert after.address == "127.0.0.1"
+    assert after.last_connection == after.last_contact == T0 + 100
+    assert after.status == UP
+    assert after.status_change == T0 + 100
+    assert store.get_device(device.id) == after
+
+    again = store.record_inform(device.id, inform("SN1", "2 PERIODIC"), now=T0 + 400)
+    assert again.status_change == T0 + 100
+    assert again.last_contact == T0 + 400
+    assert actions(store, device.id) == ["created", "status", "inform", "inform"]
+    informs = [h for h in store.history(device.id) if h.action == "inform"]
+    assert informs[0].detail == {"events": ["2 PERIODIC"]}
+    status = next(h for h in store.history(device.id) if h.action == "status")
+    assert status.detail == {"from": DOWN, "to": UP, "reason": "inform"}
+
+
+def test_record_inform_without_product_class_and_without_optional_values(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    store.record_inform(device.id, inform(), now=T0)
+    after = store.record_inform(
+        device.id,
+        inform(
+            product_class="",
+            connection_request_url=None,
+            software_version=None,
+            address=None,
+            event_codes=("6 CONNECTION REQUEST", "M Reboot"),
+        ),
+        now=T0 + 1,
+    )
+    assert after.unique_identifier == "001122-SN1"
+    assert after.connection_request_url == "http://127.0.0.1:7548/cr"  # kept: not given
+    assert after.software_version == "1.0"
+    assert after.address == "127.0.0.1"
+    assert store.history(device.id)[0].detail == {"events": ["6 CONNECTION REQUEST", "M Reboot"]}
+
+
+def test_bootstrap_inform_clears_cached_parameters_and_provisioning(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    store.upsert_parameters(device.id, [("Device.A", "1", "xsd:string", True)], now=T0)
+    store.update_device(device.id, now=T0, actor="acs", provisioned=True)
+
+    kept = store.record_inform(device.id, inform("SN1", "1 BOOT"), now=T0 + 1)
+    assert kept.provisioned is True
+    assert len(store.get_parameters(device.id)) == 1
+
+    wiped = store.record_inform(device.id, inform("SN1", "0 BOOTSTRAP", "1 BOOT"), now=T0 + 2)
+    assert wiped.provisioned is False
+    assert store.get_parameters(device.id) == []
+    assert store.history(device.id)[0].detail == {"events": ["0 BOOTSTRAP", "1 BOOT"]}
+
+
+def test_record_inform_for_unknown_device_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.record_inform(7, inform(), now=T0)
+
+
+def test_set_status_records_each_transition_once(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    assert store.set_status(device.id, UP, now=T0 + 10, reason="connection request") is True
+    assert store.set_status(device.id, UP, now=T0 + 20) is False
+    up = store.get_device(device.id)
+    assert up is not None
+    assert up.status_change == T0 + 10
+    assert up.last_contact == T0 + 20  # Up is contact even without a transition
+    assert store.set_status(device.id, DOWN, now=T0 + 30, actor="liveness") is True
+    assert store.set_status(device.id, DOWN, now=T0 + 40) is False
+    down = store.get_device(device.id)
+    assert down is not None
+    assert (down.status, down.status_change, down.last_contact) == (DOWN, T0 + 30, T0 + 20)
+    transitions = [h for h in reversed(store.history(device.id)) if h.action == "status"]
+    assert [(h.detail["from"], h.detail["to"], h.actor) for h in transitions] == [
+        (DOWN, UP, "acs"),
+        (UP, DOWN, "liveness"),
+    ]
+    assert transitions[0].detail["reason"] == "connection request"
+
+
+def test_set_status_rejects_unknown_values_and_devices(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    with pytest.raises(ValueError, match="status"):
+        store.set_status(device.id, "sideways", now=T0)
+    with pytest.raises(NotFound):
+        store.set_status(999, UP, now=T0)
+
+
+def test_devices_due_down_at_the_exact_window_edge(store: Store, org_id: int) -> None:
+    fast = make_device(store, org_id, "FAST", update_frequency=30)
+    slow = make_device(store, org_id, "SLOW")  # 300 s
+    make_device(store, org_id, "NEVER")  # Down: never due
+    store.record_inform(fast.id, inform("FAST"), now=T0)
+    store.record_inform(slow.id, inform("SLOW"), now=T0)
+    fast_edge = T0 + 2 * 30 + 60
+    slow_edge = T0 + 2 * 300 + 60
+    assert store.devices_due_down(fast_edge) == []
+    assert store.devices_due_down(fast_edge + 0.001) == [fast.id]
+    assert store.devices_due_down(slow_edge) == [fast.id]
+    assert store.devices_due_down(slow_edge + 0.001) == [fast.id, slow.id]
+    store.set_status(fast.id, DOWN, now=slow_edge)
+    assert store.devices_due_down(slow_edge + 0.001) == [slow.id]
+
+
+def test_devices_due_down_uses_status_change_without_contact(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    store.update_device(device.id, now=T0 + 5, actor="ops", status=UP)  # no last_contact
+    assert store.devices_due_down(T0 + 5 + 660) == []
+    assert store.devices_due_down(T0 + 5 + 660.5) == [device.id]
+
+
+def test_devices_due_down_query_uses_the_liveness_index(store: Store) -> None:
+    plan = " ".join(
+        str(r[3])
+        for r in store.db.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM devices "
+            "WHERE status = 'Up' AND liveness_deadline < ?",
+            (T0,),
+        )
+    )
+    assert "USING INDEX devices_liveness" in plan
+
+
+# --- parameters ------------------------------------------------------------------------
+
+
+def test_upsert_parameters_none_leaves_existing_values(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    store.upsert_parameters(
+        device.id,
+        [("Device.A.Name", None, None, True), ("Device.A.Enable", None, None, False)],
+        now=T0,
+    )
+    store.upsert_parameters(device.id, [("Device.A.Name", "x", "xsd:string", None)], now=T0 + 1)
+    name = store.get_parameter(device.id, "Device.A.Name")
+    assert name is not None
+    assert (name.value, name.type, name.writable, name.updated) == ("x", "xsd:string", True, T0 + 1)
+    enable = store.get_parameter(device.id, "Device.A.Enable")
+    assert enable is not None
+    assert (enable.value, enable.writable) == (None, False)
+    assert store.get_parameter(device.id, "Device.Missing") is None
+
+
+def test_get_parameters_is_ordered_and_prefix_filtered(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    paths = ["Device.B.x", "Device.A.2", "Device.A.1", "Device.AB.c", "Device.A/"]
+    store.upsert_parameters(device.id, [(p, "v", "xsd:string", None) for p in paths], now=T0)
+    assert [p.path for p in store.get_parameters(device.id)] == sorted(paths)
+    assert [p.path for p in store.get_parameters(device.id, "Device.A.")] == [
+        "Device.A.1",
+        "Device.A.2",
+    ]
+    assert [p.path for p in store.get_parameters(device.id, "Device.A")] == [
+        "Device.A.1",
+        "Device.A.2",
+        "Device.A/",
+        "Device.AB.c",
+    ]
+
+
+def test_delete_parameters_by_prefix_and_all(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    store.upsert_parameters(
+        device.id,
+        [(p, "v", None, None) for p in ("Device.A.1", "Device.A.2", "Device.B.1")],
+        now=T0,
+    )
+    assert store.delete_parameters(device.id, "Device.A.") == 2
+    assert [p.path for p in store.get_parameters(device.id)] == ["Device.B.1"]
+    assert store.delete_parameters(device.id) == 1
+    assert store.get_parameters(device.id) == []
+
+
+def test_upsert_parameters_rejects_bad_input_atomically(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    with pytest.raises(ValueError, match="path"):
+        store.upsert_parameters(
+            device.id, [("Device.A", "1", None, None), ("", "x", None, None)], now=T0
+        )
+    with pytest.raises(ValueError, match="writable"):
+        store.upsert_parameters(device.id, [("Device.A", "1", None, "yes")], now=T0)  # type: ignore[list-item]
+    assert store.get_parameters(device.id) == []
+    with pytest.raises(NotFound):
+        store.upsert_parameters(999, [("Device.A", "1", None, None)], now=T0)
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+def test_tasks_run_fifo_and_front_goes_ahead(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    a = store.queue_task(device.id, "set", {"n": 1}, now=T0, actor="ops")
+    b = store.queue_task(device.id, "set", {"n": 2}, now=T0, actor="ops")
+    f1 = store.queue_task(device.id, "provision", {}, now=T0, actor="acs", front=True)
+    f2 = store.queue_task(device.id, "provision", {}, now=T0, actor="acs", front=True)
+    assert [t.id for t in store.tasks_for_device(device.id)] == [f1.id, f2.id, a.id, b.id]
+    order = []
+    while (task := store.next_task(device.id, now=T0)) is not None:
+        order.append(task.id)
+        store.start_task(task.id, now=T0)
+        store.complete_task(task.id, now=T0)
+    assert order == [f1.id, f2.id, a.id, b.id]
+    assert a.args == {"n": 1}
+    assert a.state == "pending"
+
+
+def test_scheduled_task_is_not_returned_early(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    later = store.queue_task(device.id, "reboot", {}, now=T0, actor="ops", scheduled_at=T0 + 60)
+    assert store.next_task(device.id, now=T0 + 59.9) is None
+    assert store.has_runnable_task(device.id, now=T0 + 59.9) is False
+    now_task = store.queue_task(device.id, "sync", {}, now=T0, actor="ops")
+    assert store.next_task(device.id, now=T0 + 59.9) == now_task  # not blocked by `later`
+    assert store.next_task(device.id, now=T0 + 60) == later
+    assert store.has_runnable_task(device.id, now=T0 + 60) is True
+
+
+def test_failed_task_with_retry_waits_then_runs_again(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    task = store.queue_task(device.id, "set", {}, now=T0, actor="ops")
+    store.start_task(task.id, now=T0)
+    retried = store.fail_task(
+        task.id, now=T0 + 1, fault_code=9002, fault_string="Internal error", retry_at=T0 + 120
+    )
+    assert retried.state == "pending"
+    assert retried.next_attempt_at == T0 + 120
+    assert (retried.fault_code, retried.fault_string) == (9002, "Internal error")
+    assert retried.finished is None
+    assert store.next_task(device.id, now=T0 + 119) is None
+    again = store.next_task(device.id, now=T0 + 120)
+    assert again is not None and again.id == task.id
+    assert store.start_task(task.id, now=T0 + 120).attempts == 2
+    assert actions(store, device.id)[-1] == "cwmp_fault"
+    assert "task_failed" not in actions(store, device.id)
+
+
+def test_failed_task_without_retry_is_final(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    task = store.queue_task(device.id, "set", {}, now=T0, actor="ops")
+    store.start_task(task.id, now=T0)
+    failed = store.fail_task(
+        task.id, now=T0 + 1, fault_code=9005, fault_string="Invalid parameter name", retry_at=None
+    )
+    assert failed.state == "failed"
+    assert failed.finished == T0 + 1
+    assert store.next_task(device.id, now=T0 + 1000) is None
+    assert actions(store, device.id)[-2:] == ["cwmp_fault", "task_failed"]
+    fault = store.history(device.id)[1]
+    assert fault.detail["code"] == 9005
+    assert fault.detail["string"] == "Invalid parameter name"
+    with pytest.raises(Conflict):
+        store.start_task(task.id, now=T0 + 2)
+
+
+def test_failure_without_fault_code_records_no_cwmp_fault(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    task = store.queue_task(device.id, "download", {}, now=T0, actor="ops")
+    store.fail_task(task.id, now=T0, fault_code=None, fault_string="timeout", retry_at=None)
+    assert "cwmp_fault" not in actions(store, device.id)
+    assert actions(store, device.id)[-1] == "task_failed"
+
+
+def test_complete_task_stores_result_and_history(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    task = store.queue_task(device.id, "sync", {}, now=T0, actor="ops")
+    started = store.start_task(task.id, now=T0 + 1)
+    assert (started.state, started.started, started.attempts) == ("in_progress", T0 + 1, 1)
+    done = store.complete_task(task.id, now=T0 + 2, result={"count": 3})
+    assert (done.state, done.finished, done.result) == ("done", T0 + 2, {"count": 3})
+    assert store.get_task(task.id) == done
+    assert actions(store, device.id) == ["created", "task_queued", "task_done"]
+    with pytest.raises(Conflict):
+        store.complete_task(task.id, now=T0 + 3)
+
+
+def test_cancel_only_from_pending(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    pending = store.queue_task(device.id, "reboot", {}, now=T0, actor="ops")
+    running = store.queue_task(device.id, "sync", {}, now=T0, actor="ops")
+    store.start_task(running.id, now=T0)
+    cancelled = store.cancel_task(pending.id, now=T0 + 1, actor="ops")
+    assert (cancelled.state, cancelled.finished) == ("cancelled", T0 + 1)
+    with pytest.raises(Conflict, match="in_progress"):
+        store.cancel_task(running.id, now=T0 + 1, actor="ops")
+    with pytest.raises(Conflict, match="cancelled"):
+        store.cancel_task(pending.id, now=T0 + 1, actor="ops")
+    with pytest.raises(NotFound):
+        store.cancel_task(12345, now=T0, actor="ops")
+    assert store.history(device.id)[0].action == "task_cancelled"
+
+
+def test_task_calls_on_unknown_ids_are_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.start_task(1, now=T0)
+    with pytest.raises(NotFound):
+        store.complete_task(1, now=T0)
+    with pytest.raises(NotFound):
+        store.fail_task(1, now=T0, fault_code=None, fault_string=None, retry_at=None)
+    with pytest.raises(NotFound):
+        store.queue_task(1, "reboot", {}, now=T0, actor="x")
+    assert store.get_task(1) is None
+
+
+def test_requeue_in_progress_only_the_given_kinds(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    sync = store.queue_task(device.id, "sync", {}, now=T0, actor="ops")
+    reboot = store.queue_task(device.id, "reboot", {}, now=T0, actor="ops")
+    store.start_task(sync.id, now=T0)
+    store.start_task(reboot.id, now=T0)
+    assert store.requeue_in_progress(device.id, now=T0 + 5, kinds=["sync", "set"]) == 1
+    assert store.tasks_for_device(device.id, ["pending"]) == [store.get_task(sync.id)]
+    assert [t.id for t in store.tasks_for_device(device.id, ["in_progress"])] == [reboot.id]
+    assert store.requeue_in_progress(device.id, now=T0 + 5) == 1
+    assert store.tasks_for_device(device.id, ["in_progress"]) == []
+
+
+def test_queue_task_rejects_bad_args_and_keeps_them_out_of_history(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    with pytest.raises(ValueError, match="JSON"):
+        store.queue_task(device.id, "set", {"x": object()}, now=T0, actor="ops")
+    with pytest.raises(ValueError, match="kind"):
+        store.queue_task(device.id, "", {}, now=T0, actor="ops")
+    with pytest.raises(ValueError, match="state"):
+        store.tasks_for_device(device.id, ["sleeping"])
+    store.queue_task(device.id, "set", {"Device.X.Password": "hunter2"}, now=T0, actor="ops")
+    assert "hunter2" not in repr(store.history(device.id))
+
+
+def test_tasks_survive_close_and_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "acs.db"
+    s = Store.open(path)
+    org = s.ensure_organization("Default")
+    device = make_device(s, org.id)
+    first = s.queue_task(device.id, "reboot", {"key": "k"}, now=T0, actor="ops")
+    s.queue_task(device.id, "sync", {}, now=T0, actor="ops")
+    s.close()
+    s = Store.open(path)
+    try:
+        assert [t.kind for t in s.tasks_for_device(device.id)] == ["reboot", "sync"]
+        assert s.next_task(device.id, now=T0) == first
+        # Ids keep growing after a restart (AUTOINCREMENT): never reused.
+        assert s.queue_task(device.id, "x", {}, now=T0, actor="ops").id > first.id + 1
+    finally:
+        s.close()
+
+
+# --- history ---------------------------------------------------------------------------
+
+
+def test_history_is_newest_first_with_paging_and_global_log(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    for i in range(5):
+        store.add_history(device.id, "note", {"i": i}, now=T0 + i, actor="ops")
+    store.add_history(None, "login", {"who": "x"}, now=T0)
+    assert store.count_history(device.id) == 6  # + created
+    page = store.history(device.id, limit=2, offset=1)
+    assert [h.detail["i"] for h in page] == [3, 2]
+    assert [h.action for h in store.history(None)] == ["login"]
+    assert store.count_history(None) == 1
+    with pytest.raises(NotFound):
+        store.add_history(999, "note", {}, now=T0)
+    with pytest.raises(ValueError):
+        store.add_history(device.id, "note", "not a dict", now=T0)  # type: ignore[arg-type]
+
+
+# --- API tokens ------------------------------------------------------------------------
+
+
+def test_tokens_are_hashed_at_rest_and_verify(tmp_path: Path) -> None:
+    path = tmp_path / "acs.db"
+    s = Store.open(path)
+    org = s.ensure_organization("Default")
+    row, plaintext = s.create_token("ci", "operator", [org.id], now=T0)
+    assert len(plaintext) >= 40
+    assert (row.name, row.role, row.organization_ids, row.revoked) == (
+        "ci",
+        "operator",
+        (1,),
+        False,
+    )
+    assert s.verify_token(plaintext) == row
+    assert s.verify_token(plaintext + "x") is None
+    assert s.verify_token("") is None
+    s.close()
+    for file in tmp_path.iterdir():
+        assert plaintext.encode() not in file.read_bytes(), file
+
+
+def test_revoked_token_no_longer_verifies(store: Store) -> None:
+    row, plaintext = store.create_token("admin", "admin", [], now=T0)
+    other, other_plain = store.create_token("view", "viewer", [], now=T0)
+    assert store.revoke_token(row.id) is True
+    assert store.revoke_token(row.id) is False
+    assert store.revoke_token(999) is False
+    assert store.verify_token(plaintext) is None
+    assert store.verify_token(other_plain) == other
+    assert [(t.name, t.revoked) for t in store.list_tokens()] == [("admin", True), ("view", False)]
+
+
+def test_create_token_validates_role_and_organizations(store: Store) -> None:
+    with pytest.raises(ValueError, match="role"):
+        store.create_token("x", "root", [], now=T0)
+    with pytest.raises(ValueError, match="organization"):
+        store.create_token("x", "viewer", [42], now=T0)
+    assert store.list_tokens() == []
+
+
+# --- supporting tables -----------------------------------------------------------------
+
+
+def test_find_device_type_by_manufacturer_and_product_class(store: Store) -> None:
+    t = store.create_device_type(
+        name="Acme Router",
+        manufacturer="Acme",
+        product_class="Router",
+        default_settings={"Device.X": "1"},
+        update_frequency=600,
+    )
+    assert store.find_device_type("Acme", "Router") == t.id
+    assert store.find_device_type("Acme", "Switch") is None
+    assert store.get_device_type(t.id) == t
+    assert t.default_settings == {"Device.X": "1"}
+
+
+def test_locations_firmware_records_and_transcripts(store: Store, org_id: int) -> None:
+    loc = store.create_location(name="HQ", organization_id=org_id)
+    assert store.find_location(org_id, "HQ") == loc
+    assert store.find_location(org_id, "Branch") is None
+    image = store.create_firmware_image(
+        name="fw", version="2.0", size=10, sha256="ab" * 32, filename="fw.bin", now=T0
+    )
+    assert store.get_firmware_image(image.id) == image
+    device = make_device(store, org_id, location_id=loc.id, firmware_image_id=image.id)
+    assert (device.location_id, device.firmware_image_id) == (loc.id, image.id)
+
+    blank = store.get_operational_record(device.id)
+    assert (blank.operational_status, blank.data, blank.history) == ("provisioning", {}, [])
+    saved = store.save_operational_record(
+        device.id,
+        operational_status="maintenance",
+        data={"notes": "n"},
+        history=[{"to_status": "maintenance"}],
+        updated_by="ops",
+        now=T0 + 1,
+    )
+    assert store.get_operational_record(device.id) == saved
+    after = store.get_device(device.id)
+    assert after is not None and after.operational_status == "maintenance"
+    with pytest.raises(ValueError):
+        store.save_operational_record(
+            device.id, operational_status="gone", data={}, history=[], updated_by=None, now=T0
+        )
+
+    first = store.add_session_transcript(device.id, "<a/>", started=T0)
+    second = store.add_session_transcript(device.id, "<b/>", started=T0 + 1)
+    assert store.session_transcripts(device.id) == [second, first]
+    assert store.count_session_transcripts(device.id) == 2
