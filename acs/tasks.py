@@ -1,0 +1,952 @@
+"""The persistent task engine: device operations -> CWMP RPC sequences, RPC results -> store.
+
+Owns the meaning of every task kind (`TASK_KINDS`): how its arguments are validated, which
+RPCs it sends, what the CPE's answers change in the store, and how faults, aborted sessions
+and retries end a task. Tasks live in the store (`acs.store`), so a restart loses nothing;
+the only in-memory state is the cursor of the task a live session is running
+(`SessionTasks`). Nothing here blocks or touches SQL directly; the reactor is used only for
+`seconds()` when a caller does not pass `now`.
+
+A task kind is a generator method of `_TaskRun`: it yields the RPCs to send and receives the
+CPE's answers, so a multi-RPC task (refresh, add_object) keeps its cursor in a plain local
+variable. A CPE Fault is thrown into the generator as `_CpeFault` (a kind may catch it), and
+the generator's return value decides the end: a result dict completes the task,
+`_WaitForInform` leaves it in progress until a later Inform confirms it (reboot,
+factory_reset).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable, Generator, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from acs.cwmp import rpc
+from acs.store import NotFound, Store
+from acs.store.models import FAILED, IN_PROGRESS, PENDING, Device, Task
+
+log = Logger(namespace="acs.tasks")
+
+TASK_KINDS = (
+    "provision",
+    "reboot",
+    "factory_reset",
+    "refresh",
+    "set_parameters",
+    "add_object",
+    "delete_object",
+    "get_parameter_attributes",
+    "set_parameter_attributes",
+)
+
+# Kinds whose acknowledged RPC is confirmed only by a later Inform ("M Reboot", "0 BOOTSTRAP").
+_WAITS_FOR_INFORM = ("reboot", "factory_reset")
+# Everything else found in_progress at an Inform was stranded by a dead session: run it again.
+_REQUEUE_KINDS = tuple(k for k in TASK_KINDS if k not in _WAITS_FOR_INFORM)
+
+# CPE faults that will not go away by asking again (TR-069 A.5.1 codes).
+PERMANENT_FAULTS = frozenset({9000, 9003, 9005, 9006, 9007, 9008})
+
+DEFAULT_ROOT = "Device."
+_ROOTS = ("Device.", "InternetGatewayDevice.")
+
+# What the ACS tells a CPE it supports (answer to the CPE's GetRPCMethods).
+ACS_METHODS = (
+    "Inform",
+    "GetRPCMethods",
+    "TransferComplete",
+    "AutonomousTransferComplete",
+    "RequestDownload",
+    "Kicked",
+)
+
+XSD_TYPES = (
+    "xsd:string",
+    "xsd:int",
+    "xsd:unsignedInt",
+    "xsd:long",
+    "xsd:unsignedLong",
+    "xsd:boolean",
+    "xsd:dateTime",
+    "xsd:base64",
+    "xsd:hexBinary",
+    "xsd:decimal",
+)
+_INT_RANGES = {
+    "xsd:int": (-(2**31), 2**31 - 1),
+    "xsd:unsignedInt": (0, 2**32 - 1),
+    "xsd:long": (-(2**63), 2**63 - 1),
+    "xsd:unsignedLong": (0, 2**64 - 1),
+}
+
+# Limits from cwmp-1-2.xsd (Name <= 256, CommandKey/ParameterKey <= 32); the others keep one
+# API call from building an envelope no CPE will swallow.
+MAX_PATH = 256
+MAX_VALUE = 65535
+MAX_LIST = 1024
+MAX_ACCESS_ENTRY = 64
+
+# Path segments: names, instance numbers, and alias-based addressing "[alias]".
+_SEGMENT = r"(?:[A-Za-z0-9_\-]+|\[[A-Za-z0-9_\-.:]+\])"
+_PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_\-]*(?:\.{_SEGMENT})*\.?$")
+_INSTANCE_RE = re.compile(r"\.(?:\d+|\[[A-Za-z0-9_\-.:]+\])\.$")
+
+# When an automatic provisioning failed for good, don't queue another one at every Inform
+# (it would fail the same way each session); try again after this long, or on BOOTSTRAP.
+REPROVISION_AFTER = 3600.0
+
+
+def task_key(task: Task) -> str:
+    """The CommandKey / ParameterKey the ACS sends for `task` (<= 32 chars, stable)."""
+    return f"acs-task-{task.id}"
+
+
+def _resolve_root(device: Device | None) -> str:
+    root = device.data_model_root if device is not None else None
+    return root if root in _ROOTS else DEFAULT_ROOT
+
+
+# --- argument validation -----------------------------------------------------------------
+
+
+def _check_path(value: Any, what: str, *, object_path: bool | None = None) -> str:
+    """A full parameter path; object_path True = must end with ".", False = must not."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    if len(value) > MAX_PATH:
+        raise ValueError(f"{what} is longer than {MAX_PATH} characters")
+    if not _PATH_RE.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid parameter path")
+    if object_path is True and not value.endswith("."):
+        raise ValueError(f"{what} {value!r} must be an object path ending with '.'")
+    if object_path is False and value.endswith("."):
+        raise ValueError(f"{what} {value!r} must be a parameter name, not an object path")
+    return value
+
+
+def _check_keys(args: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    extra = sorted(set(args) - set(allowed))
+    if extra:
+        raise ValueError(f"unknown argument(s) for {where}: {', '.join(extra)}")
+
+
+def _check_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"{what} must be a non-empty list")
+    if len(value) > MAX_LIST:
+        raise ValueError(f"{what} has more than {MAX_LIST} entries")
+    return list(value)
+
+
+def _normalize_type(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string such as 'xsd:string'")
+    xsd = value if value.startswith("xsd:") else f"xsd:{value}"
+    if xsd not in XSD_TYPES:
+        raise ValueError(f"{what} {value!r} is not one of {', '.join(XSD_TYPES)}")
+    return xsd
+
+
+def _check_value(value: Any, xsd: str | None, what: str) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValueError(f"{what} must be a string")
+    if len(text) > MAX_VALUE:
+        raise ValueError(f"{what} is longer than {MAX_VALUE} characters")
+    if xsd == "xsd:boolean" and text not in ("true", "false", "1", "0"):
+        raise ValueError(f"{what} {text!r} is not a boolean (true, false, 1 or 0)")
+    if xsd in _INT_RANGES:
+        low, high = _INT_RANGES[xsd]
+        try:
+            number = int(text, 10)
+        except ValueError:
+            raise ValueError(f"{what} {text!r} is not an integer ({xsd})") from None
+        if not low <= number <= high:
+            raise ValueError(f"{what} {text} is out of range for {xsd}")
+    return text
+
+
+def validate_args(kind: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check `args` for `kind` and return their normalized, JSON-ready form.
+
+    Raises ValueError with a message meant for the API user.
+    """
+    if kind not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {kind!r}; expected one of {', '.join(TASK_KINDS)}")
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise ValueError("task arguments must be an object")
+    if kind in ("provision", "reboot", "factory_reset"):
+        _check_keys(args, (), kind)
+        return {}
+    if kind == "refresh":
+        _check_keys(args, ("path",), kind)
+        path = args.get("path")
+        if path is None or path == "":
+            return {}
+        return {"path": _check_path(path, "path")}
+    if kind == "set_parameters":
+        _check_keys(args, ("parameters",), kind)
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for i, item in enumerate(_check_list(args.get("parameters"), "parameters")):
+            where = f"parameters[{i}]"
+            if not isinstance(item, Mapping):
+                raise ValueError(f"{where} must be an object with name, value and type")
+            _check_keys(item, ("name", "value", "type"), where)
+            name = _check_path(item.get("name"), f"{where}.name", object_path=False)
+            if name in seen:
+                raise ValueError(f"{where}.name {name!r} is given twice")
+            seen.add(name)
+            entry: dict[str, Any] = {"name": name}
+            xsd = None
+            if item.get("type") is not None:
+                xsd = _normalize_type(item["type"], f"{where}.type")
+            if "value" not in item or item["value"] is None:
+                raise ValueError(f"{where}.value is required")
+            entry["value"] = _check_value(item["value"], xsd, f"{where}.value")
+            if xsd is not None:
+                entry["type"] = xsd
+            out.append(entry)
+        return {"parameters": out}
+    if kind == "add_object":
+        _check_keys(args, ("object_name",), kind)
+        return {
+            "object_name": _check_path(args.get("object_name"), "object_name", object_path=True)
+        }
+    if kind == "delete_object":
+        _check_keys(args, ("object_name",), kind)
+        name = _check_path(args.get("object_name"), "object_name", object_path=True)
+        if not _INSTANCE_RE.search(name):
+            raise ValueError(
+                f"object_name {name!r} must name one instance, e.g. '...PortMapping.3.'"
+            )
+        return {"object_name": name}
+    if kind == "get_parameter_attributes":
+        _check_keys(args, ("names",), kind)
+        names = [
+            _check_path(n, f"names[{i}]")
+            for i, n in enumerate(_check_list(args.get("names"), "names"))
+        ]
+        return {"names": names}
+    # set_parameter_attributes
+    _check_keys(args, ("parameters",), kind)
+    attrs: list[dict[str, Any]] = []
+    for i, item in enumerate(_check_list(args.get("parameters"), "parameters")):
+        where = f"parameters[{i}]"
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where} must be an object with name and notification")
+        _check_keys(item, ("name", "notification", "access_list"), where)
+        entry = {"name": _check_path(item.get("name"), f"{where}.name")}
+        notification = item.get("notification")
+        access = item.get("access_list")
+        if notification is None and access is None:
+            raise ValueError(f"{where} needs a notification (0..6) and/or an access_list")
+        if notification is not None:
+            if isinstance(notification, bool) or not isinstance(notification, int):
+                raise ValueError(f"{where}.notification must be an integer 0..6")
+            if not 0 <= notification <= 6:
+                raise ValueError(f"{where}.notification must be between 0 and 6")
+            entry["notification"] = notification
+        if access is not None:
+            if not isinstance(access, list | tuple) or len(access) > 16:
+                raise ValueError(f"{where}.access_list must be a list of at most 16 strings")
+            for entity in access:
+                if not isinstance(entity, str) or not entity or len(entity) > MAX_ACCESS_ENTRY:
+                    raise ValueError(
+                        f"{where}.access_list entries must be non-empty strings "
+                        f"of at most {MAX_ACCESS_ENTRY} characters (e.g. 'Subscriber')"
+                    )
+            entry["access_list"] = list(access)
+        attrs.append(entry)
+    return {"parameters": attrs}
+
+
+# --- task runs ---------------------------------------------------------------------------
+
+
+class _CpeFault(Exception):
+    """The CPE answered the task's last RPC with a Fault (thrown into the generator)."""
+
+    def __init__(self, fault: rpc.Fault) -> None:
+        super().__init__(fault.code, fault.string)
+        self.fault = fault
+
+
+class _TaskError(Exception):
+    """A task ends badly for a reason other than a CPE Fault."""
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+@dataclass(frozen=True)
+class _WaitForInform:
+    """Returned by a kind whose RPC was acknowledged but which a later Inform confirms."""
+
+
+_Steps = Generator[rpc.Message, rpc.Message, dict[str, Any] | _WaitForInform]
+
+
+def _fault_summary(fault: rpc.Fault) -> str:
+    text = fault.string or f"CPE fault {fault.code}"
+    if fault.set_parameter_values_faults:
+        details = "; ".join(
+            f"{f.name}: {f.code} {f.string}".rstrip() for f in fault.set_parameter_values_faults
+        )
+        text = f"{text} ({details})"
+    return text
+
+
+class _TaskRun:
+    """One attempt at one task inside one session: the generator and what it needs."""
+
+    def __init__(self, engine: TaskEngine, task: Task, device: Device | None, now: float) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.task = task
+        self.device = device
+        self.now = now
+        self.request: rpc.Message | None = None  # the RPC sent and not yet answered
+        # Set once the CPE has applied a non-repeatable change (AddObject): from then on the
+        # task must complete with this result, never be retried, even if the session dies.
+        self.committed: dict[str, Any] | None = None
+        self.steps: _Steps = getattr(self, f"_run_{task.kind}")()
+
+    @property
+    def root(self) -> str:
+        return _resolve_root(self.device)
+
+    def _expect(self, request: rpc.Message, answer: rpc.Message) -> None:
+        expected = rpc.ACS_REQUESTS.get(type(request))
+        if expected is not None and not isinstance(answer, expected):
+            raise _TaskError(
+                f"CPE answered {type(request).__name__} with {type(answer).__name__}",
+                permanent=False,
+            )
+
+    def _call(self, request: rpc.Message) -> Generator[rpc.Message, rpc.Message, Any]:
+        """Yield `request`, check the answer's type, return it (typed by the caller)."""
+        answer = yield request
+        self._expect(request, answer)
+        return answer
+
+    def _fetch_tree(self, path: str) -> Generator[rpc.Message, rpc.Message, int]:
+        """GPN + batched GPVs of `path` into the parameter cache; returns the value count."""
+        names_answer: rpc.GetParameterNamesResponse = yield from self._call(
+            rpc.GetParameterNames(path=path, next_level=False)
+        )
+        infos = [p for p in names_answer.parameters if p.name]
+        device_id = self.task.device_id
+        self.store.upsert_parameters(
+            device_id, [(p.name, None, None, p.writable) for p in infos], now=self.now
+        )
+        self._drop_stale(path, {p.name for p in infos})
+        leaves = [p.name for p in infos if not p.name.endswith(".")]
+        batch = self.engine.gpv_batch
+        count = 0
+        for start in range(0, len(leaves), batch):
+            values: rpc.GetParameterValuesResponse = yield from self._call(
+                rpc.GetParameterValues(names=tuple(leaves[start : start + batch]))
+            )
+            rows = [(p.name, p.value, p.type, None) for p in values.parameters if p.name]
+            self.store.upsert_parameters(device_id, rows, now=self.now)
+            count += len(rows)
+        return count
+
+    def _drop_stale(self, path: str, names: set[str]) -> None:
+        """Forget cached parameters under `path` the CPE no longer reports (deleted objects).
+
+        The store deletes by prefix, so a stale path is dropped only when no live name starts
+        with it (dropping "X.Name" must not take "X.NameSuffix" with it).
+        """
+        if not path.endswith("."):
+            return
+        device_id = self.task.device_id
+        dropped: list[str] = []
+        for cached in self.store.get_parameters(device_id, path):
+            if cached.path in names or any(cached.path.startswith(d) for d in dropped):
+                continue
+            # Drop the outermost vanished object so its whole subtree goes at once; fall back
+            # to the path itself. Some CPEs list no object entries, hence the startswith test.
+            parts = cached.path[len(path) :].split(".")
+            candidates = [path + ".".join(parts[:i]) + "." for i in range(1, len(parts))]
+            for prefix in (*candidates, cached.path):
+                if not any(n.startswith(prefix) for n in names):
+                    self.store.delete_parameters(device_id, prefix)
+                    dropped.append(prefix)
+                    break
+
+    # Each kind: yields RPCs, receives answers, returns a result or _WaitForInform.
+
+    def _run_provision(self) -> _Steps:
+        device = self.device
+        if device is None:
+            raise _TaskError("device no longer exists", permanent=True)
+        ms = f"{self.root}ManagementServer."
+        username = (
+            device.connection_request_username or device.unique_identifier or device.serial_number
+        )
+        # A fresh secret each attempt: it only becomes the device's once the CPE accepted it.
+        password = secrets.token_urlsafe(16)
+        public = [
+            rpc.ParameterValue(f"{ms}PeriodicInformEnable", "true", "xsd:boolean"),
+            rpc.ParameterValue(
+                f"{ms}PeriodicInformInterval", str(device.update_frequency), "xsd:unsignedInt"
+            ),
+            rpc.ParameterValue(f"{ms}ConnectionRequestUsername", username, "xsd:string"),
+        ]
+        secret = rpc.ParameterValue(f"{ms}ConnectionRequestPassword", password, "xsd:string")
+        answer: rpc.SetParameterValuesResponse = yield from self._call(
+            rpc.SetParameterValues(parameters=(*public, secret), parameter_key=task_key(self.task))
+        )
+        self._check_status(answer.status)
+        self.store.update_device(
+            device.id,
+            now=self.now,
+            actor="acs",
+            connection_request_username=username,
+            connection_request_password=password,
+            provisioned=True,
+        )
+        self.store.upsert_parameters(
+            device.id, [(p.name, p.value, p.type, None) for p in public], now=self.now
+        )
+        return {"status": answer.status}
+
+    def _run_reboot(self) -> _Steps:
+        yield from self._call(rpc.Reboot(command_key=task_key(self.task)))
+        return _WaitForInform()
+
+    def _run_factory_reset(self) -> _Steps:
+        yield from self._call(rpc.FactoryReset())
+        return _WaitForInform()
+
+    def _run_refresh(self) -> _Steps:
+        path = self.task.args.get("path") or self.root
+        count = yield from self._fetch_tree(path)
+        return {"parameters": count}
+
+    def _run_set_parameters(self) -> _Steps:
+        device_id = self.task.device_id
+        values = []
+        for item in self.task.args["parameters"]:
+            xsd = item.get("type")
+            if xsd is None:
+                cached = self.store.get_parameter(device_id, item["name"])
+                xsd = cached.type if cached is not None and cached.type else "xsd:string"
+            values.append(rpc.ParameterValue(item["name"], item["value"], xsd))
+        answer: rpc.SetParameterValuesResponse = yield from self._call(
+            rpc.SetParameterValues(parameters=tuple(values), parameter_key=task_key(self.task))
+        )
+        self._check_status(answer.status)
+        self.store.upsert_parameters(
+            device_id, [(v.name, v.value, v.type, None) for v in values], now=self.now
+        )
+        return {"status": answer.status}
+
+    def _run_add_object(self) -> _Steps:
+        name = self.task.args["object_name"]
+        answer: rpc.AddObjectResponse = yield from self._call(
+            rpc.AddObject(object_name=name, parameter_key=task_key(self.task))
+        )
+        self._check_status(answer.status)
+        result: dict[str, Any] = {
+            "instance_number": answer.instance_number,
+            "status": answer.status,
+        }
+        self.committed = result
+        # The object exists now whatever happens next: a failed read-back must not fail the
+        # task (a retry would create a second instance), so its fault only goes in the result.
+        try:
+            result["parameters"] = yield from self._fetch_tree(f"{name}{answer.instance_number}.")
+        except _CpeFault as exc:
+            result["refresh_fault"] = {"code": exc.fault.code, "string": exc.fault.string}
+        except _TaskError as exc:
+            result["refresh_fault"] = {"code": None, "string": exc.message}
+        return result
+
+    def _run_delete_object(self) -> _Steps:
+        name = self.task.args["object_name"]
+        answer: rpc.DeleteObjectResponse = yield from self._call(
+            rpc.DeleteObject(object_name=name, parameter_key=task_key(self.task))
+        )
+        self._check_status(answer.status)
+        self.store.delete_parameters(self.task.device_id, name)
+        return {"status": answer.status}
+
+    def _run_get_parameter_attributes(self) -> _Steps:
+        answer: rpc.GetParameterAttributesResponse = yield from self._call(
+            rpc.GetParameterAttributes(names=tuple(self.task.args["names"]))
+        )
+        return {
+            "attributes": [
+                {"name": a.name, "notification": a.notification, "access_list": list(a.access_list)}
+                for a in answer.parameters
+            ]
+        }
+
+    def _run_set_parameter_attributes(self) -> _Steps:
+        structs = tuple(
+            rpc.SetParameterAttributesStruct(
+                name=item["name"],
+                notification_change="notification" in item,
+                notification=item.get("notification", 0),
+                access_list_change="access_list" in item,
+                access_list=tuple(item.get("access_list", ())),
+            )
+            for item in self.task.args["parameters"]
+        )
+        yield from self._call(rpc.SetParameterAttributes(parameters=structs))
+        return {}
+
+    @staticmethod
+    def _check_status(status: int) -> None:
+        # 0 = applied, 1 = committed, applied later (e.g. after a reboot): both are success.
+        if status not in (0, 1):
+            raise _TaskError(f"CPE answered with unknown status {status}", permanent=True)
+
+
+# --- the engine and the session driver ---------------------------------------------------
+
+
+class TaskEngine:
+    """Queues tasks (validated) and hands out per-session drivers; reacts to Informs."""
+
+    def __init__(
+        self,
+        store: Store,
+        reactor: IReactorTime,
+        *,
+        wake: Callable[[int], Deferred[Any]] | None = None,
+        gpv_batch: int = 32,
+        max_attempts: int = 3,
+        retry_base: float = 60.0,
+        confirm_timeout: float = 900.0,
+    ) -> None:
+        if gpv_batch < 1:
+            raise ValueError("gpv_batch must be >= 1")
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        self.store = store
+        self.reactor: IReactorTime = reactor
+        self._wake = wake
+        self.gpv_batch = gpv_batch
+        self.max_attempts = max_attempts
+        self.retry_base = retry_base
+        # How long an acknowledged reboot/factory_reset may wait for its confirming Inform
+        # before a later Inform without it declares it failed (so it can't hang forever).
+        self.confirm_timeout = confirm_timeout
+
+    def set_wake(self, wake: Callable[[int], Deferred[Any]]) -> None:
+        self._wake = wake
+
+    def queue(
+        self,
+        device_id: int,
+        kind: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        actor: str,
+        scheduled_at: float | None = None,
+        wake: bool = True,
+        now: float | None = None,
+    ) -> Task:
+        """Validate and store a task; wake the device if it can run now.
+
+        Raises ValueError (bad kind/args) or acs.store.NotFound (unknown device). A task
+        scheduled in the future does not wake the device now: it runs at the first session
+        after `scheduled_at`.
+        """
+        clean = validate_args(kind, args)
+        if scheduled_at is not None and (
+            isinstance(scheduled_at, bool) or not isinstance(scheduled_at, int | float)
+        ):
+            raise ValueError("scheduled_at must be a number of seconds since the epoch")
+        if now is None:
+            # mypy (no zope plugin) can't call methods declared on an Interface.
+            now = float(cast(Any, self.reactor).seconds())
+        if self.store.get_device(device_id) is None:
+            raise NotFound(f"device {device_id} does not exist")
+        task = self.store.queue_task(
+            device_id,
+            kind,
+            clean,
+            now=now,
+            actor=actor,
+            scheduled_at=scheduled_at,
+            front=kind == "provision",
+        )
+        log.info(
+            "queued task {task_id} {kind} for device {device_id}",
+            task_id=task.id,
+            kind=kind,
+            device_id=device_id,
+        )
+        if wake and (scheduled_at is None or scheduled_at <= now):
+            self._call_wake(device_id)
+        return task
+
+    def _call_wake(self, device_id: int) -> None:
+        if self._wake is None:
+            return
+
+        def failed(failure: Failure) -> None:
+            log.failure("waking device {device_id} failed", failure=failure, device_id=device_id)
+
+        try:
+            d = self._wake(device_id)
+        except Exception:
+            log.failure("waking device {device_id} failed", device_id=device_id)
+            return
+        if isinstance(d, Deferred):
+            d.addErrback(failed)
+
+    def open_session(self, device_id: int) -> SessionTasks:
+        return SessionTasks(self, device_id)
+
+    def on_inform(self, device: Device, inform: rpc.Inform, *, now: float) -> None:
+        """Session start: confirm waiting tasks, recover stranded ones, queue provisioning."""
+        store = self.store
+        # A task in progress at an Inform was running in a session that died (crash, restart):
+        # run it again, except acknowledged reboots/factory resets, which this Inform confirms.
+        store.requeue_in_progress(device.id, kinds=_REQUEUE_KINDS, now=now)
+        tasks = store.tasks_for_device(device.id, states=(PENDING, IN_PROGRESS))
+        events = [e.code for e in inform.events]
+        bootstrap = "0 BOOTSTRAP" in events
+        done: set[int] = set()
+
+        reboots = [t for t in tasks if t.kind == "reboot"]
+        keys = {e.command_key for e in inform.events if e.code == "M Reboot"}
+        matched = [
+            t
+            for t in reboots
+            # A pending one was retried after an abort but may have reached the CPE anyway.
+            if task_key(t) in keys and (t.state == IN_PROGRESS or t.attempts > 0)
+        ]
+        waiting = [t for t in reboots if t.state == IN_PROGRESS]
+        if not matched and len(waiting) == 1 and (keys or "1 BOOT" in events):
+            # Some CPEs echo another (or no) CommandKey, or send only "1 BOOT": with one
+            # reboot outstanding there is no ambiguity.
+            matched = waiting
+        for t in matched:
+            self._confirm(t, now, {"events": events})
+            done.add(t.id)
+
+        if bootstrap:
+            for t in tasks:
+                if t.kind == "factory_reset" and t.state == IN_PROGRESS:
+                    self._confirm(t, now, {"events": events})
+                    done.add(t.id)
+
+        for t in tasks:
+            if (
+                t.kind in _WAITS_FOR_INFORM
+                and t.state == IN_PROGRESS
+                and t.id not in done
+                and (t.started or 0.0) + self.confirm_timeout < now
+            ):
+                store.fail_task(
+                    t.id,
+                    now=now,
+                    fault_code=None,
+                    fault_string=(
+                        f"the CPE did not confirm the {t.kind} within "
+                        f"{self.confirm_timeout:g}s (Inform events: {', '.join(events) or 'none'})"
+                    ),
+                    retry_at=None,
+                )
+
+        if (bootstrap or not device.provisioned) and self._needs_provision(
+            device.id, bootstrap, now
+        ):
+            store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
+
+    def _confirm(self, task: Task, now: float, result: dict[str, Any]) -> None:
+        # The store completes from pending too (a retried reboot the CPE did get after all).
+        self.store.complete_task(task.id, now=now, result=result)
+
+    def _needs_provision(self, device_id: int, bootstrap: bool, now: float) -> bool:
+        provisions = [t for t in self.store.tasks_for_device(device_id) if t.kind == "provision"]
+        if any(t.state in (PENDING, IN_PROGRESS) for t in provisions):
+            return False  # one is already on its way: never queue it twice
+        if bootstrap or not provisions:
+            return True
+        last = max(provisions, key=lambda t: t.id)
+        return not (last.state == FAILED and (last.finished or 0.0) + REPROVISION_AFTER > now)
+
+    def retry_at(self, attempts: int, now: float) -> float | None:
+        """When a task that failed its `attempts`-th attempt runs again; None = give up."""
+        if attempts >= self.max_attempts:
+            return None
+        return now + self.retry_base * 2 ** max(attempts - 1, 0)
+
+
+class SessionTasks:
+    """Drives the ACS-request phase of one CWMP session for one device.
+
+    One task at a time, in the store's queue order. Every store effect of an answer happens
+    in `on_response`, inside the caller's transaction; `next_request` only emits.
+    """
+
+    def __init__(self, engine: TaskEngine, device_id: int) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.device_id = device_id
+        self._run: _TaskRun | None = None
+        self._next: rpc.Message | None = None  # produced by on_response, emitted next
+        self._started: set[int] = set()
+
+    @property
+    def current_task_id(self) -> int | None:
+        return self._run.task.id if self._run is not None else None
+
+    def next_request(self, *, now: float) -> rpc.Message | None:
+        run = self._run
+        if run is not None and run.request is not None:
+            # Asked for a new request while the last one is unanswered: the exchange broke.
+            log.warn(
+                "device {device_id}: next request asked before task {task_id} got an answer",
+                device_id=self.device_id,
+                task_id=run.task.id,
+            )
+            self.abort(now=now, reason=f"no answer to {type(run.request).__name__}")
+        while True:
+            run = self._run
+            if run is not None:
+                if self._next is not None:
+                    request, self._next = self._next, None
+                    run.request = request
+                    return request
+                self._run = None  # finished in on_response
+                continue
+            task = self.store.next_task(self.device_id, now=now)
+            if task is None or task.id in self._started:
+                # A task that came back runnable in the same session (retry delay 0) waits for
+                # the next session rather than looping here.
+                return None
+            self._start(task, now)
+
+    def _start(self, task: Task, now: float) -> None:
+        self._started.add(task.id)
+        task = self.store.start_task(task.id, now=now)
+        device = self.store.get_device(self.device_id)
+        log.info(
+            "device {device_id}: starting task {task_id} {kind} (attempt {attempt})",
+            device_id=self.device_id,
+            task_id=task.id,
+            kind=task.kind,
+            attempt=task.attempts,
+        )
+        if task.kind not in TASK_KINDS:
+            # A row written by a newer version or by hand: fail it rather than loop on it.
+            log.error(
+                "device {device_id}: task {task_id} has unknown kind {kind}",
+                device_id=self.device_id,
+                task_id=task.id,
+                kind=task.kind,
+            )
+            self.store.fail_task(
+                task.id,
+                now=now,
+                fault_code=None,
+                fault_string=f"unknown task kind {task.kind!r}",
+                retry_at=None,
+            )
+            return
+        run = _TaskRun(self.engine, task, device, now)
+        self._run = run
+        self._advance(run, None, now)
+
+    def on_response(self, message: rpc.Message, *, now: float) -> None:
+        run = self._run
+        if run is None or run.request is None:
+            log.warn(
+                "device {device_id}: unsolicited {message} ignored",
+                device_id=self.device_id,
+                message=type(message).__name__,
+            )
+            return
+        run.request = None
+        self._advance(run, message, now)
+
+    def _advance(self, run: _TaskRun, answer: rpc.Message | None, now: float) -> None:
+        """Feed `answer` to the task; store its next RPC in _next or record how it ended."""
+        run.now = now
+        task = run.task
+        try:
+            if answer is None:
+                request = next(run.steps)
+            elif isinstance(answer, rpc.Fault):
+                request = run.steps.throw(_CpeFault(answer))
+            else:
+                request = run.steps.send(answer)
+        except StopIteration as stop:
+            self._run_ended(run)
+            if isinstance(stop.value, _WaitForInform):
+                log.info(
+                    "device {device_id}: task {task_id} {kind} acknowledged, awaiting Inform",
+                    device_id=self.device_id,
+                    task_id=task.id,
+                    kind=task.kind,
+                )
+            else:
+                self.store.complete_task(task.id, now=now, result=stop.value)
+            return
+        except _CpeFault as exc:
+            self._run_ended(run)
+            self._fail(
+                task,
+                now,
+                exc.fault.code,
+                _fault_summary(exc.fault),
+                permanent=exc.fault.code in PERMANENT_FAULTS,
+                fault=exc.fault,
+            )
+            return
+        except _TaskError as exc:
+            self._run_ended(run)
+            self._fail(task, now, None, exc.message, permanent=exc.permanent)
+            return
+        except Exception as exc:  # a bug or a store error: end the task, don't wedge the session
+            log.failure(
+                "device {device_id}: task {task_id} crashed",
+                device_id=self.device_id,
+                task_id=task.id,
+            )
+            self._run_ended(run)
+            self._fail(task, now, None, f"internal error: {exc}", permanent=True)
+            return
+        self._next = request
+
+    def _run_ended(self, run: _TaskRun) -> None:
+        if self._run is run:
+            self._run = None
+        self._next = None
+        run.steps.close()
+
+    def _fail(
+        self,
+        task: Task,
+        now: float,
+        code: int | None,
+        message: str,
+        *,
+        permanent: bool,
+        fault: rpc.Fault | None = None,
+    ) -> None:
+        current = self.store.get_task(task.id)
+        if current is None or current.state != IN_PROGRESS:
+            return  # cancelled/requeued meanwhile (e.g. a newer session took over)
+        if fault is not None and fault.set_parameter_values_faults:
+            self.store.add_history(
+                self.device_id,
+                "task_fault_detail",
+                {
+                    "task_id": task.id,
+                    "fault_code": fault.code,
+                    "fault_string": fault.string,
+                    "parameter_faults": [
+                        {"name": f.name, "code": f.code, "string": f.string}
+                        for f in fault.set_parameter_values_faults
+                    ],
+                },
+                now=now,
+            )
+        retry_at = None if permanent else self.engine.retry_at(current.attempts, now)
+        log.info(
+            "device {device_id}: task {task_id} {kind} failed ({message}); retry at {retry_at}",
+            device_id=self.device_id,
+            task_id=task.id,
+            kind=task.kind,
+            message=message,
+            retry_at=retry_at,
+        )
+        self.store.fail_task(
+            task.id, now=now, fault_code=code, fault_string=message, retry_at=retry_at
+        )
+
+    def abort(self, *, now: float, reason: str) -> None:
+        """The session died: retry the in-flight task with backoff (or fail it for good)."""
+        run = self._run
+        if run is None:
+            return
+        self._run_ended(run)
+        if run.committed is not None:
+            result = {**run.committed, "refresh_fault": {"code": None, "string": reason}}
+            self.store.complete_task(run.task.id, now=now, result=result)
+            return
+        self._fail(run.task, now, None, f"session aborted: {reason}", permanent=False)
+
+    def on_cpe_request(self, message: rpc.Message, *, now: float) -> rpc.Message:
+        """Answer a CPE-initiated request (other than Inform) and record it in history."""
+        response: rpc.Message
+        if isinstance(message, rpc.TransferComplete):
+            action = "transfer_complete"
+            detail: dict[str, Any] = {
+                "command_key": message.command_key,
+                "fault_code": message.fault.code,
+                "fault_string": message.fault.string,
+                "start_time": message.start_time,
+                "complete_time": message.complete_time,
+            }
+            response = rpc.TransferCompleteResponse()
+        elif isinstance(message, rpc.AutonomousTransferComplete):
+            action = "autonomous_transfer_complete"
+            detail = {
+                "announce_url": message.announce_url,
+                "transfer_url": message.transfer_url,
+                "is_download": message.is_download,
+                "file_type": message.file_type,
+                "file_size": message.file_size,
+                "target_file_name": message.target_file_name,
+                "fault_code": message.fault.code,
+                "fault_string": message.fault.string,
+                "start_time": message.start_time,
+                "complete_time": message.complete_time,
+            }
+            response = rpc.AutonomousTransferCompleteResponse()
+        elif isinstance(message, rpc.RequestDownload):
+            action = "request_download"
+            detail = {
+                "file_type": message.file_type,
+                "file_type_args": {k: v for k, v in message.file_type_args},
+            }
+            response = rpc.RequestDownloadResponse()
+        elif isinstance(message, rpc.Kicked):
+            action = "kicked"
+            detail = {
+                "command": message.command,
+                "referer": message.referer,
+                "arg": message.arg,
+                "next": message.next,
+            }
+            response = rpc.KickedResponse(next_url=message.next)
+        elif isinstance(message, rpc.GetRPCMethods):
+            action = "get_rpc_methods"
+            detail = {}
+            response = rpc.GetRPCMethodsResponse(ACS_METHODS)
+        else:
+            log.warn(
+                "device {device_id}: unsupported CPE request {message}",
+                device_id=self.device_id,
+                message=type(message).__name__,
+            )
+            return rpc.Fault(code=8000, string="Method not supported", faultcode="Server")
+        self.store.add_history(self.device_id, action, detail, now=now)
+        return response
