@@ -1,0 +1,406 @@
+"""The ACS side of one CWMP session as an explicit, sans-IO state machine.
+
+The style is h11's: the caller feeds what arrived (a parsed ``Envelope``, raw bytes, or
+nothing for an empty POST) and gets back one *event*; it then tells the session what to
+answer (``respond_inform``, ``respond``, ``send_request``, ``finish``) and gets the bytes
+to put in the HTTP response. No Twisted, no sockets, no clock, no SQL here.
+
+States (GenieACS' three plus DONE)::
+
+    AWAITING_INFORM --Inform--> CPE_REQUESTS --empty POST--> ACS_REQUESTS --finish()--> DONE
+
+* CPE_REQUESTS: the CPE may send its own requests (TransferComplete, GetRPCMethods...),
+  answered one per HTTP response; an empty POST says it has no more.
+* ACS_REQUESTS: the ACS sends one RPC per HTTP response and waits for its response or a
+  Fault; ``finish()`` means "HTTP 204, the session is over".
+
+Every message the CPE should not have sent becomes a ``ProtocolViolation`` that carries the
+HTTP status and body to answer with. ``fatal`` violations end the session (state DONE);
+non-fatal ones (an unknown CPE method -> Fault 8000) are answered and the session goes on.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+from acs.cwmp import rpc, soap
+
+# Protocol versions this ACS speaks. A 1.4 CPE announcing SupportedCWMPVersions gets the
+# highest version both sides support.
+SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2", "1.3", "1.4")
+
+DEFAULT_MAX_RPCS = 500
+
+
+class State(enum.Enum):
+    AWAITING_INFORM = "awaiting_inform"
+    CPE_REQUESTS = "cpe_requests"
+    ACS_REQUESTS = "acs_requests"
+    DONE = "done"
+
+
+class LocalProtocolError(Exception):
+    """The *caller* misused the session (answered twice, sent past the RPC cap...).
+
+    A bug on our side, never the CPE's: the CPE's mistakes are ``ProtocolViolation`` events.
+    """
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InformReceived:
+    """The session's first message. Answer with ``respond_inform()``."""
+
+    inform: rpc.Inform
+    header: soap.Header
+
+
+@dataclass(frozen=True)
+class CpeRequest:
+    """A CPE-initiated request other than Inform. Answer with ``respond(response)``."""
+
+    message: rpc.Message
+    cwmp_id: str
+
+
+@dataclass(frozen=True)
+class CpeDone:
+    """The CPE's empty POST: it has no more requests. Answer ``send_request`` or ``finish``."""
+
+
+@dataclass(frozen=True)
+class RpcResult:
+    """The CPE's answer (a ``*Response`` or ``rpc.Fault``) to our outstanding request.
+
+    Answer with ``send_request`` or ``finish``.
+    """
+
+    request: rpc.Message
+    response: rpc.Message
+
+
+@dataclass(frozen=True)
+class ProtocolViolation:
+    """The CPE broke the protocol. Answer with ``http_status`` and ``body`` as they are.
+
+    ``body`` is a serialized SOAP Fault when ``fault`` is set (the CPE sent a request we
+    refuse), else empty (a plain HTTP error; the HTTP layer writes a short text).
+    """
+
+    reason: str
+    http_status: int = 400
+    fault: rpc.Fault | None = None
+    body: bytes = b""
+    fatal: bool = True
+
+
+Event = InformReceived | CpeRequest | CpeDone | RpcResult | ProtocolViolation
+
+
+def _version_key(version: str) -> tuple[int, int] | None:
+    major, sep, minor = version.strip().partition(".")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        return None
+    return int(major), int(minor)
+
+
+def negotiate_version(
+    offered: tuple[str, ...] | str, ours: tuple[str, ...] = SUPPORTED_VERSIONS
+) -> str | None:
+    """Highest version in both ``offered`` (the CPE's SupportedCWMPVersions) and ``ours``."""
+    items = offered.split(",") if isinstance(offered, str) else offered
+    theirs = {k for k in (_version_key(v) for v in items) if k is not None}
+    common = [v for v in ours if _version_key(v) in theirs]
+    if not common:
+        return None
+    return max(common, key=lambda v: _version_key(v) or (0, 0))
+
+
+class Session:
+    """One CWMP session on the ACS side. Feed it messages; it says what happened."""
+
+    def __init__(self, *, max_rpcs: int = DEFAULT_MAX_RPCS, id_prefix: str = "acs") -> None:
+        self.state = State.AWAITING_INFORM
+        self.max_rpcs = max_rpcs
+        # The exact namespace URI of the CPE's Inform; every answer uses it.
+        self.ns: str | None = None
+        # The protocol version in force: negotiated (1.4 CPEs) or implied by the namespace.
+        self.version: str | None = None
+        # Sent back as UseCWMPVersion when the CPE offered SupportedCWMPVersions.
+        self.use_version: str | None = None
+        # The CPE's SessionTimeout (seconds): the inactivity timeout it applies, so ours too.
+        self.session_timeout: int | None = None
+        self.inform: rpc.Inform | None = None
+        self.hold_requests = False
+        # The request we sent and are waiting an answer to, and the ID we sent it with.
+        self.outstanding: rpc.Message | None = None
+        self._outstanding_id = ""
+        # Messages exchanged (CPE requests + our requests); capped to stop runaway sessions.
+        self.rpc_count = 0
+        self._id_prefix = id_prefix
+        self._next_id = 0
+        # What the caller owes the CPE before the next message may be fed in.
+        self._owed: Literal["inform", "cpe", "next"] | None = None
+        self._cpe_request: rpc.Message | None = None
+        self._cpe_id = ""
+
+    # --- properties ---------------------------------------------------------------------
+
+    @property
+    def rpc_limit_reached(self) -> bool:
+        return self.rpc_count >= self.max_rpcs
+
+    @property
+    def inactivity_timeout(self) -> int | None:
+        """The CPE's SessionTimeout from the Inform, if it sent one."""
+        return self.session_timeout
+
+    # --- input --------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> Event:
+        """Parse an HTTP request body and feed it; whitespace-only counts as an empty POST."""
+        if not data.strip():
+            return self.receive(None)
+        try:
+            envelope = soap.parse(data)
+        except soap.SoapError as exc:
+            return self.receive_error(exc)
+        return self.receive(envelope)
+
+    def receive(self, envelope: soap.Envelope | None) -> Event:
+        """Feed one parsed POST body (``None`` for an empty POST)."""
+        if self._owed is not None:
+            raise LocalProtocolError(f"an answer is still owed ({self._owed}) for the last message")
+        if self.state is State.DONE:
+            return self._violation("Session already finished")
+        if envelope is None:
+            return self._receive_empty()
+        message = envelope.message
+        if self.state is State.AWAITING_INFORM:
+            if not isinstance(message, rpc.Inform):
+                return self._violation("Bad session state: expected Inform")
+            return self._receive_inform(envelope, message)
+        # A Fault's namespace is inferred by the codec (its detail may be unqualified), so
+        # only real CWMP methods are held to the session's namespace.
+        if envelope.ns != self.ns and not isinstance(message, rpc.Fault):
+            return self._violation(
+                f"CWMP namespace changed within the session: {envelope.ns} (was {self.ns})"
+            )
+        if self.state is State.CPE_REQUESTS:
+            return self._receive_in_cpe_requests(envelope, message)
+        return self._receive_in_acs_requests(envelope, message)
+
+    def receive_error(self, error: soap.SoapError) -> ProtocolViolation:
+        """Feed a body the codec refused; says how to answer it."""
+        if self._owed is not None:
+            raise LocalProtocolError(f"an answer is still owed ({self._owed}) for the last message")
+        reason = str(error) or "Invalid SOAP message"
+        if error.http_status == 413:
+            return self._violation(reason, http_status=413)
+        if self.state is State.CPE_REQUESTS:
+            # The CPE may only send requests here: refuse this one with a Fault and carry on.
+            if self.rpc_limit_reached:
+                return self._rpc_cap_violation(error.cwmp_id or "")
+            self.rpc_count += 1
+            if error.fault_code == 8000:
+                fault = rpc.Fault(8000, "Method not supported", faultcode="Server")
+            else:
+                fault = rpc.Fault(error.fault_code, reason[:256], faultcode="Client")
+            return self._fault_violation(reason, fault, error.cwmp_id or "", fatal=False)
+        return self._violation(reason)
+
+    # --- output -------------------------------------------------------------------------
+
+    def respond_inform(self, *, hold_requests: bool = False) -> bytes:
+        """The InformResponse. With ``hold_requests`` the CPE must not send requests."""
+        self._expect_owed("inform")
+        self.hold_requests = hold_requests
+        self.state = State.CPE_REQUESTS
+        return self._serialize(
+            rpc.InformResponse(max_envelopes=1),
+            soap.Header(
+                id=self._cpe_id,
+                # Only sent when set: "false" is the default and some CPEs choke on extras.
+                hold_requests=True if hold_requests else None,
+                use_version=self.use_version,
+            ),
+        )
+
+    def respond(self, message: rpc.Message) -> bytes:
+        """Answer the CPE request of the last ``CpeRequest`` event (its response or a Fault)."""
+        self._expect_owed("cpe")
+        request = self._cpe_request
+        expected = rpc.CPE_REQUESTS.get(type(request))
+        if not isinstance(message, rpc.Fault) and type(message) is not expected:
+            self._owed = "cpe"
+            raise LocalProtocolError(
+                f"{type(message).__name__} does not answer {type(request).__name__}"
+            )
+        self._cpe_request = None
+        return self._serialize(message, soap.Header(id=self._cpe_id))
+
+    def send_request(self, message: rpc.Message) -> bytes:
+        """Send one ACS request; the CPE's next POST must answer it."""
+        if self._owed != "next" or self.state is not State.ACS_REQUESTS:
+            raise LocalProtocolError("send_request() is only allowed after CpeDone or RpcResult")
+        if type(message) not in rpc.ACS_REQUESTS:
+            raise LocalProtocolError(f"{type(message).__name__} is not an ACS request")
+        if self.rpc_limit_reached:
+            raise LocalProtocolError(f"RPC cap of {self.max_rpcs} per session reached")
+        self._owed = None
+        self._next_id += 1
+        self.rpc_count += 1
+        self.outstanding = message
+        self._outstanding_id = f"{self._id_prefix}-{self._next_id}"
+        return self._serialize(message, soap.Header(id=self._outstanding_id))
+
+    def finish(self) -> bytes:
+        """Nothing more to send: the session ends (answer HTTP 204 with no body)."""
+        if self._owed != "next":
+            raise LocalProtocolError("finish() is only allowed after CpeDone or RpcResult")
+        self._owed = None
+        self.state = State.DONE
+        return b""
+
+    def close(self) -> None:
+        """Drop the session without answering (timeout, teardown)."""
+        self._owed = None
+        self.outstanding = None
+        self.state = State.DONE
+
+    # --- internals ----------------------------------------------------------------------
+
+    def _receive_inform(self, envelope: soap.Envelope, inform: rpc.Inform) -> Event:
+        header = envelope.header
+        self.ns = envelope.ns or soap.CWMP_NS["1.0"]
+        self.version = soap.version_of(self.ns)
+        self._cpe_id = header.id or ""
+        if header.supported_versions:
+            chosen = negotiate_version(header.supported_versions)
+            if chosen is None:
+                fault = rpc.Fault(8006, "ACS version incompatible with CPE", faultcode="Client")
+                return self._fault_violation(
+                    f"no common CWMP version in {header.supported_versions!r}",
+                    fault,
+                    self._cpe_id,
+                    fatal=True,
+                    http_status=200,
+                )
+            self.version = self.use_version = chosen
+        self.session_timeout = header.session_timeout
+        self.inform = inform
+        self._owed = "inform"
+        return InformReceived(inform, header)
+
+    def _receive_empty(self) -> Event:
+        if self.state is State.AWAITING_INFORM:
+            return self._violation("Bad session state: empty POST before Inform")
+        if self.outstanding is not None:
+            return self._violation(
+                f"empty POST while awaiting the answer to {type(self.outstanding).__name__}"
+            )
+        self.state = State.ACS_REQUESTS
+        self._owed = "next"
+        return CpeDone()
+
+    def _receive_in_cpe_requests(self, envelope: soap.Envelope, message: rpc.Message) -> Event:
+        cwmp_id = envelope.header.id or ""
+        if isinstance(message, rpc.Inform):
+            return self._violation("Bad session state: Inform within a session")
+        if isinstance(message, rpc.Fault) or type(message) not in rpc.CPE_REQUESTS:
+            if type(message) in rpc.ACS_REQUESTS:
+                # A request only the ACS may send (Reboot...): unknown method on our side.
+                if self.rpc_limit_reached:
+                    return self._rpc_cap_violation(cwmp_id)
+                self.rpc_count += 1
+                fault = rpc.Fault(8000, "Method not supported", faultcode="Server")
+                return self._fault_violation(
+                    f"CPE sent ACS-only method {type(message).__name__}",
+                    fault,
+                    cwmp_id,
+                    fatal=False,
+                )
+            return self._violation(
+                f"{type(message).__name__} answers nothing: no request was sent to the CPE"
+            )
+        if self.hold_requests:
+            fault = rpc.Fault(8003, "HoldRequests is set: no CPE requests", faultcode="Client")
+            return self._fault_violation(
+                f"CPE sent {type(message).__name__} while HoldRequests was set",
+                fault,
+                cwmp_id,
+                fatal=False,
+            )
+        if self.rpc_limit_reached:
+            return self._rpc_cap_violation(cwmp_id)
+        self.rpc_count += 1
+        self._cpe_request = message
+        self._cpe_id = cwmp_id
+        self._owed = "cpe"
+        return CpeRequest(message, cwmp_id)
+
+    def _receive_in_acs_requests(self, envelope: soap.Envelope, message: rpc.Message) -> Event:
+        request = self.outstanding
+        if request is None:
+            if type(message) in rpc.CPE_REQUESTS:
+                return self._violation(
+                    f"Bad session state: CPE request {type(message).__name__} after its empty POST"
+                )
+            return self._violation(
+                f"{type(message).__name__} answers nothing: no request is outstanding"
+            )
+        expected = rpc.ACS_REQUESTS[type(request)]
+        if not isinstance(message, rpc.Fault) and type(message) is not expected:
+            return self._violation(
+                f"got {type(message).__name__} while awaiting {expected.__name__}"
+            )
+        cwmp_id = envelope.header.id
+        # An absent/empty ID is tolerated (MikroTik-style empty headers); a different one isn't.
+        if cwmp_id and cwmp_id != self._outstanding_id:
+            return self._violation(
+                f"response ID {cwmp_id!r} does not match request ID {self._outstanding_id!r}"
+            )
+        self.outstanding = None
+        self._outstanding_id = ""
+        self._owed = "next"
+        return RpcResult(request, message)
+
+    def _rpc_cap_violation(self, cwmp_id: str) -> ProtocolViolation:
+        fault = rpc.Fault(8004, "Resources exceeded: too many RPCs in one session")
+        return self._fault_violation(
+            f"RPC cap of {self.max_rpcs} per session reached", fault, cwmp_id, fatal=True
+        )
+
+    def _violation(self, reason: str, *, http_status: int = 400) -> ProtocolViolation:
+        self.close()
+        return ProtocolViolation(reason, http_status=http_status)
+
+    def _fault_violation(
+        self,
+        reason: str,
+        fault: rpc.Fault,
+        cwmp_id: str,
+        *,
+        fatal: bool,
+        http_status: int = 200,
+    ) -> ProtocolViolation:
+        # A Fault is CWMP content, hence HTTP 200 (TR-069 §3.4.1); it echoes the request's ID.
+        body = self._serialize(fault, soap.Header(id=cwmp_id))
+        if fatal:
+            self.close()
+        return ProtocolViolation(
+            reason, http_status=http_status, fault=fault, body=body, fatal=fatal
+        )
+
+    def _serialize(self, message: rpc.Message, header: soap.Header) -> bytes:
+        ns = self.ns or soap.CWMP_NS["1.0"]
+        return soap.serialize(soap.Envelope(message=message, header=header, ns=ns))
+
+    def _expect_owed(self, what: Literal["inform", "cpe"]) -> None:
+        if self._owed != what:
+            raise LocalProtocolError(f"nothing to answer with {what!r} (owed: {self._owed})")
+        self._owed = None

@@ -1,0 +1,647 @@
+"""The CWMP HTTP endpoint: a twisted.web resource between CPEs and the session machine.
+
+This module owns everything HTTP about CWMP: reading bounded request bodies, finding the
+session a POST belongs to (cookie, else the TCP connection), CPE authentication (Digest
+with stateless HMAC nonces, and Basic), the session inactivity timers, and turning the
+sans-IO ``acs.cwmp.session.Session`` events into store/task calls and HTTP responses.
+Protocol decisions live in ``acs.cwmp.session``; persistence in ``acs.store`` and
+``acs.tasks``. Nothing here blocks: each step is a few short SQLite calls in one
+transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import zlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from acs import httpdigest
+from acs.config import CwmpConfig
+from acs.cwmp import rpc, soap
+from acs.cwmp.session import (
+    DEFAULT_MAX_RPCS,
+    CpeDone,
+    CpeRequest,
+    Event,
+    InformReceived,
+    ProtocolViolation,
+    RpcResult,
+    Session,
+)
+from acs.store.models import Device, InformRecord
+
+if TYPE_CHECKING:
+    from acs.store import Store
+    from acs.tasks import SessionTasks, TaskEngine
+
+log = Logger(namespace="acs.cwmp")
+
+REALM = "acs"
+# Digest nonces are "<hex timestamp>-<HMAC>": any process holding the secret can check
+# them without shared state; older than this they are answered with stale=true.
+NONCE_TTL = 300.0
+COOKIE_NAME = "session"
+XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'
+TEXT_CONTENT_TYPE = b"text/plain; charset=utf-8"
+
+
+@dataclass(eq=False)
+class _Live:
+    """One live CWMP session: the protocol state plus what HTTP needs to find and time it."""
+
+    session_id: str
+    session: Session
+    device_id: int
+    serial: str
+    tasks: SessionTasks
+    channel: object | None
+    timeout: float
+    started: float
+    timer: Any = None  # the IDelayedCall of the inactivity timeout
+    # (direction, body) pairs, kept only for devices with debug on.
+    transcript: list[tuple[str, str]] | None = None
+    ended: bool = False
+
+    def record(self, direction: str, body: bytes) -> None:
+        if self.transcript is not None:
+            self.transcript.append((direction, body.decode("utf-8", errors="replace")))
+
+
+@dataclass
+class _Context:
+    """Per-request scratch: the session in play, so a crash can tear it down."""
+
+    live: _Live | None = None
+
+
+class CwmpResource(Resource):
+    """POST-only CWMP endpoint. One instance serves every CPE of the appliance."""
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        tasks: TaskEngine,
+        config: CwmpConfig,
+        reactor: IReactorTime,
+        secret: bytes,
+        max_rpcs_per_session: int = DEFAULT_MAX_RPCS,
+    ) -> None:
+        super().__init__()
+        self._store = store
+        self._tasks = tasks
+        self._config = config
+        # Any: zope interfaces don't type-check as protocols; tests pass a task.Clock.
+        self._reactor: Any = reactor
+        self._secret = secret
+        self._max_rpcs = max_rpcs_per_session
+        self._by_cookie: dict[str, _Live] = {}
+        self._by_channel: dict[object, _Live] = {}
+        self._by_device: dict[int, _Live] = {}
+
+    # --- public API ---------------------------------------------------------------------
+
+    def in_session(self, device_id: int) -> bool:
+        return device_id in self._by_device
+
+    def active_sessions(self) -> int:
+        return len(self._by_device)
+
+    def stop(self) -> None:
+        """Cancel every session timer (service shutdown). Sessions are dropped unaborted:
+        their in-progress tasks are requeued by the task engine at the next Inform."""
+        for live in list(self._by_device.values()):
+            self._forget(live)
+
+    # --- twisted.web entry point --------------------------------------------------------
+
+    def render(self, request: Request) -> bytes:
+        ctx = _Context()
+        try:
+            return self._render(request, ctx)
+        except Exception:
+            live = ctx.live
+            log.failure(
+                "CWMP request failed device_id={device_id} session_id={session_id}",
+                device_id=live.device_id if live else None,
+                session_id=live.session_id if live else None,
+            )
+            if live is not None:
+                self._end(live, abort_reason="internal error")
+            # Drop anything set before the failure (a Set-Cookie would point at nothing).
+            for name in (b"set-cookie", b"www-authenticate", b"allow"):
+                request.responseHeaders.removeHeader(name)
+            return _text(request, 500, "Internal server error")
+
+    def _render(self, request: Request, ctx: _Context) -> bytes:
+        if request.method != b"POST":
+            request.setHeader(b"Allow", b"POST")
+            return _text(request, 405, "Method not allowed: CWMP uses POST")
+        declared = request.getHeader(b"content-length")
+        # Refuse on the declared length without reading the body.
+        if (
+            declared is not None
+            and declared.strip().isdigit()
+            and int(declared) > soap.MAX_ENVELOPE_BYTES
+        ):
+            return _text(request, 413, "Request body too large")
+        data = request.content.read(soap.MAX_ENVELOPE_BYTES + 1) if request.content else b""
+        if len(data) > soap.MAX_ENVELOPE_BYTES:
+            return _text(request, 413, "Request body too large")
+        encoding = (request.getHeader(b"content-encoding") or b"identity").strip().lower()
+        if encoding not in (b"identity", b""):
+            decoded = _decompress(data, encoding)
+            if decoded is None:
+                return _text(request, 415, "Unsupported or corrupt Content-Encoding")
+            if len(decoded) > soap.MAX_ENVELOPE_BYTES:
+                return _text(request, 413, "Request body too large once decompressed")
+            data = decoded
+
+        live = self._find_session(request)
+        ctx.live = live
+        if not data.strip():
+            if live is None:
+                # An empty POST with no session (GO does the same): nothing to do.
+                return _empty(request)
+            return self._step(request, live, None, data)
+        try:
+            envelope = soap.parse(data)
+        except soap.SoapError as exc:
+            if live is None:
+                log.info(
+                    "Rejected CWMP message without session from {address}: {reason}",
+                    address=_client_host(request),
+                    reason=str(exc),
+                )
+                return _text(request, exc.http_status, f"Invalid CWMP message: {exc}")
+            return self._step(request, live, exc, data)
+        if isinstance(envelope.message, rpc.Inform):
+            # A new Inform always starts a new session, whatever cookie came with it.
+            return self._inform(request, envelope, data, ctx)
+        if live is None:
+            return _text(request, 400, "No CWMP session: send an Inform first")
+        return self._step(request, live, envelope, data)
+
+    # --- session lookup -----------------------------------------------------------------
+
+    def _find_session(self, request: Request) -> _Live | None:
+        for value in _cookie_values(request, COOKIE_NAME):
+            live = self._by_cookie.get(value)
+            if live is not None:
+                return live
+        # CPEs that drop cookies still keep their connection for the whole session.
+        return self._by_channel.get(request.channel)
+
+    # --- Inform -------------------------------------------------------------------------
+
+    def _inform(
+        self, request: Request, envelope: soap.Envelope, data: bytes, ctx: _Context
+    ) -> bytes:
+        now = self._reactor.seconds()
+        # Whatever session the cookie/connection pointed at, this Inform is not part of it:
+        # a failure from here on must not tear that one down.
+        ctx.live = None
+        session = Session(max_rpcs=self._max_rpcs, id_prefix=secrets.token_hex(4))
+        event = session.receive(envelope)
+        if isinstance(event, ProtocolViolation):
+            log.info("Refused Inform: {reason}", reason=event.reason)
+            return _violation_response(request, event)
+        assert isinstance(event, InformReceived)
+        inform = event.inform
+        serial = inform.device_id.serial_number.strip()
+        if not serial:
+            return _text(request, 400, "Inform without SerialNumber")
+
+        device = self._store.find_device_by_serial(serial)
+        if device is not None and device.operational_status == "decommissioned":
+            log.info(
+                "Refused Inform from decommissioned device device_id={device_id}",
+                device_id=device.id,
+            )
+            return _text(request, 403, "Device is decommissioned")
+        if device is None and not self._config.auto_register:
+            log.info("Refused Inform from unknown serial {serial}", serial=serial)
+            return _text(request, 403, "Unknown device")
+        challenge = self._authenticate(request, device, now)
+        if challenge is not None:
+            return challenge
+
+        if device is not None:
+            old = self._by_device.get(device.id)
+            if old is not None:
+                log.info(
+                    "New Inform replaces live session device_id={device_id} "
+                    "session_id={session_id}",
+                    device_id=old.device_id,
+                    session_id=old.session_id,
+                )
+                self._end(old, abort_reason="replaced by a new session")
+
+        record = _inform_record(inform, _client_host(request))
+        with self._store.transaction():
+            if device is None:
+                device = self._register(inform, now)
+            device = self._store.record_inform(device.id, record, now=now)
+            self._tasks.on_inform(device, inform, now=now)
+
+        timeout = float(session.inactivity_timeout or self._config.session_timeout)
+        live = _Live(
+            session_id=secrets.token_hex(16),
+            session=session,
+            device_id=device.id,
+            serial=serial,
+            tasks=self._tasks.open_session(device.id),
+            channel=request.channel,
+            timeout=timeout,
+            started=now,
+            transcript=[] if device.debug else None,
+        )
+        ctx.live = live
+        self._by_cookie[live.session_id] = live
+        self._by_device[device.id] = live
+        if live.channel is not None:
+            self._by_channel[live.channel] = live
+        self._touch(live)
+        live.record("cpe", data)
+        log.info(
+            "Inform {serial} events={events} cwmp={version} "
+            "device_id={device_id} session_id={session_id}",
+            serial=serial,
+            events=",".join(e.code for e in inform.events),
+            version=session.version,
+            device_id=device.id,
+            session_id=live.session_id,
+        )
+        body = session.respond_inform()
+        request.addCookie(COOKIE_NAME.encode(), live.session_id.encode(), path=b"/", httpOnly=True)
+        live.record("acs", body)
+        return _xml(request, body)
+
+    def _register(self, inform: rpc.Inform, now: float) -> Device:
+        ident = inform.device_id
+        org = self._store.ensure_organization(self._config.default_organization)
+        type_id = self._store.find_device_type(ident.manufacturer, ident.product_class)
+        serial = ident.serial_number.strip()
+        device = self._store.create_device(
+            serial_number=serial,
+            name=serial,
+            organization_id=org.id,
+            now=now,
+            actor="cwmp",
+            type_id=type_id,
+        )
+        log.info(
+            "Auto-registered {serial} in {organization} device_id={device_id}",
+            serial=serial,
+            organization=org.name,
+            device_id=device.id,
+        )
+        return device
+
+    # --- authentication -----------------------------------------------------------------
+
+    def _expected_credentials(self, device: Device | None) -> tuple[str, str] | None:
+        if device is not None and device.username:
+            return device.username, device.password or ""
+        if self._config.username or self._config.password:
+            return self._config.username, self._config.password
+        return None
+
+    def _authenticate(self, request: Request, device: Device | None, now: float) -> bytes | None:
+        """None when the CPE may proceed, else the 401 response body (headers set)."""
+        expected = self._expected_credentials(device)
+        if expected is None:
+            return None
+        username, password = expected
+        header = request.getHeader(b"authorization")
+        creds = httpdigest.parse_authorization(header.decode("latin-1")) if header else None
+        stale = False
+        if creds is not None and hmac.compare_digest(
+            creds.username.encode("utf-8"), username.encode("utf-8")
+        ):
+            ok = httpdigest.check_credentials(
+                creds, method=request.method.decode("ascii"), password=password, realm=REALM
+            )
+            if ok and creds.scheme == "digest":
+                # The response must be for this request, not one captured elsewhere.
+                ok = _digest_uri_matches(creds.params.get("uri", ""), request)
+            if ok and creds.scheme == "digest":
+                verdict = self._check_nonce(creds.params.get("nonce", ""), now)
+                if verdict == "ok":
+                    return None
+                stale = verdict == "stale"
+            elif ok:
+                return None
+        log.info(
+            "CPE authentication failed for {username!r} from {address}",
+            username=creds.username if creds else None,
+            address=_client_host(request),
+        )
+        request.responseHeaders.addRawHeader(
+            b"WWW-Authenticate",
+            httpdigest.digest_challenge(REALM, self._make_nonce(now), stale=stale).encode(),
+        )
+        request.responseHeaders.addRawHeader(
+            b"WWW-Authenticate", httpdigest.basic_challenge(REALM).encode()
+        )
+        return _text(request, 401, "Authentication required")
+
+    def _nonce_mac(self, stamp: str) -> str:
+        return hmac.new(self._secret, stamp.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+
+    def _make_nonce(self, now: float) -> str:
+        stamp = f"{int(now):x}"
+        return f"{stamp}-{self._nonce_mac(stamp)}"
+
+    def _check_nonce(self, nonce: str, now: float) -> str:
+        """'ok', 'stale' (ours but expired) or 'bad' (forged or garbled)."""
+        stamp, sep, mac = nonce.partition("-")
+        if not sep or not hmac.compare_digest(mac.encode(), self._nonce_mac(stamp).encode()):
+            return "bad"
+        try:
+            issued = int(stamp, 16)
+        except ValueError:
+            return "bad"
+        age = now - issued
+        return "ok" if -60.0 <= age <= NONCE_TTL else "stale"
+
+    # --- session steps ------------------------------------------------------------------
+
+    def _step(
+        self,
+        request: Request,
+        live: _Live,
+        received: soap.Envelope | soap.SoapError | None,
+        data: bytes,
+    ) -> bytes:
+        live.record("cpe", data)
+        self._touch(live)
+        event: Event
+        if isinstance(received, soap.SoapError):
+            event = live.session.receive_error(received)
+        else:
+            event = live.session.receive(received)
+        return self._handle(request, live, event)
+
+    def _handle(self, request: Request, live: _Live, event: Event) -> bytes:
+        now = self._reactor.seconds()
+        session = live.session
+        if isinstance(event, ProtocolViolation):
+            log.warn(
+                "CWMP protocol violation: {reason} device_id={device_id} session_id={session_id}",
+                reason=event.reason,
+                device_id=live.device_id,
+                session_id=live.session_id,
+            )
+            live.record("acs", event.body)
+            if event.fatal:
+                self._end(live, abort_reason=f"protocol error: {event.reason}")
+            return _violation_response(request, event)
+        if isinstance(event, CpeRequest):
+            with self._store.transaction():
+                answer = live.tasks.on_cpe_request(event.message, now=now)
+            log.info(
+                "CPE request {method} answered {answer} device_id={device_id} "
+                "session_id={session_id}",
+                method=type(event.message).__name__,
+                answer=type(answer).__name__,
+                device_id=live.device_id,
+                session_id=live.session_id,
+            )
+            body = session.respond(answer)
+            live.record("acs", body)
+            return _xml(request, body)
+        if isinstance(event, CpeDone | RpcResult):
+            return self._next(request, live, event, now)
+        raise AssertionError(f"unexpected session event {event!r}")
+
+    def _next(self, request: Request, live: _Live, event: CpeDone | RpcResult, now: float) -> bytes:
+        session = live.session
+        if isinstance(event, RpcResult):
+            log.info(
+                "{request} -> {response} device_id={device_id} session_id={session_id}",
+                request=type(event.request).__name__,
+                response=_describe(event.response),
+                device_id=live.device_id,
+                session_id=live.session_id,
+            )
+        message: rpc.Message | None = None
+        with self._store.transaction():
+            if isinstance(event, RpcResult):
+                live.tasks.on_response(event.response, now=now)
+            if not session.rpc_limit_reached:
+                message = live.tasks.next_request(now=now)
+        if message is None:
+            if session.rpc_limit_reached:
+                log.warn(
+                    "RPC cap of {cap} reached, ending session device_id={device_id} "
+                    "session_id={session_id}",
+                    cap=session.max_rpcs,
+                    device_id=live.device_id,
+                    session_id=live.session_id,
+                )
+                session.finish()
+                self._end(live, abort_reason="RPC cap per session reached")
+                return _empty(request)
+            session.finish()
+            live.record("acs", b"")
+            log.info(
+                "Session done device_id={device_id} session_id={session_id}",
+                device_id=live.device_id,
+                session_id=live.session_id,
+            )
+            self._end(live, abort_reason=None)
+            return _empty(request)
+        body = session.send_request(message)
+        live.record("acs", body)
+        log.info(
+            "Sent {method} device_id={device_id} session_id={session_id}",
+            method=type(message).__name__,
+            device_id=live.device_id,
+            session_id=live.session_id,
+        )
+        return _xml(request, body)
+
+    # --- timers and teardown ------------------------------------------------------------
+
+    def _touch(self, live: _Live) -> None:
+        if live.timer is not None and live.timer.active():
+            live.timer.reset(live.timeout)
+        else:
+            live.timer = self._reactor.callLater(live.timeout, self._expire, live)
+
+    def _expire(self, live: _Live) -> None:
+        live.timer = None
+        if live.ended:
+            return
+        log.info(
+            "Session timed out after {timeout}s idle device_id={device_id} session_id={session_id}",
+            timeout=live.timeout,
+            device_id=live.device_id,
+            session_id=live.session_id,
+        )
+        self._end(live, abort_reason="timeout")
+
+    def _forget(self, live: _Live) -> None:
+        """Remove every handle on the session and cancel its timer."""
+        live.ended = True
+        if live.timer is not None and live.timer.active():
+            live.timer.cancel()
+        live.timer = None
+        live.session.close()
+        if self._by_cookie.get(live.session_id) is live:
+            del self._by_cookie[live.session_id]
+        if self._by_device.get(live.device_id) is live:
+            del self._by_device[live.device_id]
+        if live.channel is not None and self._by_channel.get(live.channel) is live:
+            del self._by_channel[live.channel]
+
+    def _end(self, live: _Live, *, abort_reason: str | None) -> None:
+        """Finish a session: free its slot, abort its tasks if it died, keep its transcript."""
+        if live.ended:
+            return
+        self._forget(live)
+        now = self._reactor.seconds()
+        if abort_reason is not None:
+            try:
+                with self._store.transaction():
+                    live.tasks.abort(now=now, reason=abort_reason)
+            except Exception:
+                log.failure(
+                    "Aborting session tasks failed device_id={device_id} session_id={session_id}",
+                    device_id=live.device_id,
+                    session_id=live.session_id,
+                )
+        if live.transcript is not None:
+            self._save_transcript(live)
+
+    def _save_transcript(self, live: _Live) -> None:
+        text = "\n".join(f"--- {direction}\n{body}" for direction, body in live.transcript or [])
+        try:
+            self._store.add_session_transcript(live.device_id, text, started=live.started)
+        except Exception:
+            # The device may have been deleted meanwhile; a lost transcript is no reason to fail.
+            log.failure(
+                "Saving transcript failed device_id={device_id} session_id={session_id}",
+                device_id=live.device_id,
+                session_id=live.session_id,
+            )
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _xml(request: Request, body: bytes, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", XML_CONTENT_TYPE)
+    request.setHeader(b"Content-Length", str(len(body)).encode())
+    return body
+
+
+def _empty(request: Request) -> bytes:
+    request.setResponseCode(204)
+    return b""
+
+
+def _text(request: Request, status: int, text: str) -> bytes:
+    body = (text + "\n").encode("utf-8")
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", TEXT_CONTENT_TYPE)
+    request.setHeader(b"Content-Length", str(len(body)).encode())
+    return body
+
+
+def _violation_response(request: Request, event: ProtocolViolation) -> bytes:
+    if event.body:
+        return _xml(request, event.body, event.http_status)
+    return _text(request, event.http_status, event.reason)
+
+
+def _decompress(data: bytes, encoding: bytes) -> bytes | None:
+    """gzip/deflate request bodies (GA accepts them), bounded like plain ones."""
+    if encoding in (b"gzip", b"x-gzip"):
+        wbits = 16 + zlib.MAX_WBITS
+    elif encoding == b"deflate":
+        wbits = zlib.MAX_WBITS
+    else:
+        return None
+    try:
+        inflater = zlib.decompressobj(wbits)
+        out = inflater.decompress(data, soap.MAX_ENVELOPE_BYTES + 1)
+    except zlib.error:
+        return None
+    # Stops at MAX + 1 bytes so a zip bomb costs nothing; the caller answers 413.
+    return out
+
+
+def _cookie_values(request: Request, name: str) -> list[str]:
+    """Values of cookie ``name``; CPEs separate cookies with ';' or ',' (Twisted only ';')."""
+    values: list[str] = []
+    for raw in request.requestHeaders.getRawHeaders(b"cookie") or []:
+        text = raw.decode("latin-1")
+        for part in text.replace(",", ";").split(";"):
+            key, sep, value = part.partition("=")
+            if sep and key.strip() == name:
+                values.append(value.strip().strip('"'))
+    return values
+
+
+def _digest_uri_matches(given: str, request: Request) -> bool:
+    actual = request.uri.decode("latin-1")
+    if given == actual:
+        return True
+    # Some clients put the absolute URL in the digest uri.
+    parts = urlsplit(given)
+    if not (parts.scheme and parts.netloc):
+        return False
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return path == actual
+
+
+def _client_host(request: Request) -> str | None:
+    address: Any = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return host if isinstance(host, str) else None
+
+
+def _data_model_root(inform: rpc.Inform) -> str | None:
+    for param in inform.parameters:
+        if param.name.startswith("InternetGatewayDevice."):
+            return "InternetGatewayDevice."
+        if param.name.startswith("Device."):
+            return "Device."
+    return None
+
+
+def _inform_record(inform: rpc.Inform, address: str | None) -> InformRecord:
+    ident = inform.device_id
+    return InformRecord(
+        manufacturer=ident.manufacturer,
+        oui=ident.oui,
+        product_class=ident.product_class,
+        serial_number=ident.serial_number.strip(),
+        # Suffixes start with "." so "Device." and "InternetGatewayDevice." both match.
+        software_version=inform.parameter(".DeviceInfo.SoftwareVersion"),
+        hardware_version=inform.parameter(".DeviceInfo.HardwareVersion"),
+        connection_request_url=inform.parameter(".ManagementServer.ConnectionRequestURL"),
+        data_model_root=_data_model_root(inform),
+        address=address,
+        event_codes=tuple(e.code for e in inform.events),
+    )
+
+
+def _describe(message: rpc.Message) -> str:
+    if isinstance(message, rpc.Fault):
+        return f"Fault {message.code} {message.string}"
+    return type(message).__name__

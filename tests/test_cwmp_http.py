@@ -1,0 +1,646 @@
+"""The CWMP HTTP resource over real HTTP on 127.0.0.1, with the real store and task engine.
+
+The resource gets a ``task.Clock`` as its reactor (session timers, "now", nonce times) while
+the HTTP traffic runs on the real reactor: timeouts are driven by advancing the clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+import treq
+from twisted.internet import reactor, task
+from twisted.internet.interfaces import IReactorTime
+from twisted.trial import unittest
+from twisted.web.client import HTTPConnectionPool
+from twisted.web.http_headers import Headers
+from twisted.web.server import Site
+from twisted.web.test.requesthelper import DummyRequest
+
+from acs import httpdigest
+from acs.config import CwmpConfig
+from acs.cwmp import rpc, soap
+from acs.cwmp_http import CwmpResource
+from acs.store import IN_PROGRESS, PENDING, Device, Store
+from acs.tasks import TaskEngine
+
+NS = "urn:dslforum-org:cwmp-1-0"
+T0 = 1_700_000_000.0
+SECRET = b"s" * 32
+REACTOR: Any = reactor
+
+
+@dataclass
+class Reply:
+    code: int
+    headers: Headers
+    body: bytes
+    # The Content-Length the server sent (Twisted's client keeps it out of `headers`);
+    # None when the response was chunked or unframed.
+    length: int | None
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.getRawHeaders(name)
+        return values[0] if values else None
+
+    def envelope(self) -> soap.Envelope:
+        assert self.code == 200, (self.code, self.body)
+        return soap.parse(self.body)
+
+    @property
+    def cookie(self) -> str:
+        raw = self.header("set-cookie")
+        assert raw is not None
+        return raw.split(";")[0]
+
+
+def make_inform(
+    serial: str = "SN0001",
+    events: tuple[str, ...] = ("2 PERIODIC",),
+    root: str = "Device.",
+) -> rpc.Inform:
+    return rpc.Inform(
+        device_id=rpc.DeviceId("Acme", "00AABB", "HomeRouter", serial),
+        events=tuple(rpc.EventStruct(code) for code in events),
+        current_time="2024-01-01T00:00:00Z",
+        parameters=(
+            rpc.ParameterValue(f"{root}DeviceInfo.SoftwareVersion", "2.1"),
+            rpc.ParameterValue(f"{root}DeviceInfo.HardwareVersion", "hw3"),
+            rpc.ParameterValue(
+                f"{root}ManagementServer.ConnectionRequestURL", "http://127.0.0.1:7548/cr"
+            ),
+        ),
+    )
+
+
+def wire(message: rpc.Message, cwmp_id: str | None = "1", ns: str = NS, **header: Any) -> bytes:
+    return soap.serialize(soap.Envelope(message, soap.Header(id=cwmp_id, **header), ns))
+
+
+class _Unreadable:
+    def read(self, size: int = -1) -> bytes:
+        raise AssertionError("the body must not be read")
+
+
+class CwmpHttpTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(T0)
+        self.store = Store.open(":memory:")
+        self.addCleanup(self.store.close)
+        self.engine = TaskEngine(self.store, cast(IReactorTime, self.clock))
+        self.pool = HTTPConnectionPool(REACTOR, persistent=False)
+        self.serve(CwmpConfig())
+
+    def serve(self, config: CwmpConfig, *, max_rpcs: int = 500) -> None:
+        self.config = config
+        self.resource = CwmpResource(
+            store=self.store,
+            tasks=self.engine,
+            config=config,
+            reactor=cast(IReactorTime, self.clock),
+            secret=SECRET,
+            max_rpcs_per_session=max_rpcs,
+        )
+        self.addCleanup(self.resource.stop)
+        port: Any = REACTOR.listenTCP(0, Site(self.resource), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.url = f"http://127.0.0.1:{port.getHost().port}/"
+
+    async def request(
+        self,
+        body: bytes = b"",
+        *,
+        method: str = "POST",
+        cookie: str | None = None,
+        headers: dict[str, str] | None = None,
+        pool: HTTPConnectionPool | None = None,
+    ) -> Reply:
+        hdrs = dict(headers or {})
+        if cookie is not None:
+            hdrs["Cookie"] = cookie
+        response = await treq.request(
+            method,
+            self.url,
+            data=body if method == "POST" else None,
+            headers=Headers({k.encode(): [v.encode()] for k, v in hdrs.items()}),
+            pool=pool or self.pool,
+        )
+        content = await treq.content(response)
+        length = response.length if isinstance(response.length, int) else None
+        return Reply(response.code, response.headers, content, length)
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def provisioned_device(self, serial: str = "SN0001", **fields: Any) -> Device:
+        org = self.store.ensure_organization("Default")
+        return self.store.create_device(
+            serial_number=serial,
+            name=serial,
+            organization_id=org.id,
+            now=T0,
+            actor="test",
+            provisioned=True,
+            **fields,
+        )
+
+    def snapshot(self) -> Any:
+        devices = [self.store.get_device(i) for i in range(1, 20)]
+        return (
+            self.store.count_devices(),
+            devices,
+            [self.store.history(i) for i in range(1, 20)],
+            [self.store.tasks_for_device(d.id) for d in devices if d is not None],
+        )
+
+    async def start_session(self, serial: str = "SN0001", **kw: Any) -> Reply:
+        reply = await self.request(wire(make_inform(serial), **kw))
+        assert reply.code == 200, (reply.code, reply.body)
+        assert isinstance(reply.envelope().message, rpc.InformResponse)
+        return reply
+
+    # --- the happy path ---------------------------------------------------------------------
+
+    async def test_full_session_sends_queued_rpc_then_204(self) -> None:
+        device = self.provisioned_device()
+        reboot = self.engine.queue(device.id, "reboot", actor="test", wake=False, now=T0)
+
+        inform = await self.request(wire(make_inform(), cwmp_id="inf-1"))
+        self.assertEqual(inform.code, 200)
+        self.assertEqual(inform.header("content-type"), 'text/xml; charset="utf-8"')
+        self.assertEqual(inform.length, len(inform.body))
+        self.assertEqual(inform.envelope().header.id, "inf-1")
+        set_cookie = inform.header("set-cookie") or ""
+        self.assertRegex(set_cookie, r"^session=[0-9a-f]{32};")
+        self.assertIn("Path=/", set_cookie)
+        self.assertIn("HttpOnly", set_cookie)
+        self.assertTrue(self.resource.in_session(device.id))
+
+        request = await self.request(b"", cookie=inform.cookie)
+        sent = request.envelope()
+        self.assertIsInstance(sent.message, rpc.Reboot)
+        self.assertEqual(request.length, len(request.body))
+
+        done = await self.request(wire(rpc.RebootResponse(), sent.header.id), cookie=inform.cookie)
+        self.assertEqual((done.code, done.body), (204, b""))
+        self.assertFalse(self.resource.in_session(device.id))
+        self.assertEqual(self.resource.active_sessions(), 0)
+        # Acknowledged reboot waits for its "M Reboot" Inform.
+        task_row = self.store.get_task(reboot.id)
+        assert task_row is not None
+        self.assertEqual(task_row.state, IN_PROGRESS)
+
+    async def test_inform_is_recorded_with_address_versions_and_root(self) -> None:
+        self.provisioned_device()
+        await self.start_session(
+            ns="urn:dslforum-org:cwmp-1-2", supported_versions="1.0,1.1,1.2,1.3,1.4"
+        )
+        device = self.store.find_device_by_serial("SN0001")
+        assert device is not None
+        self.assertEqual(device.address, "127.0.0.1")
+        self.assertEqual(device.software_version, "2.1")
+        self.assertEqual(device.hardware_version, "hw3")
+        self.assertEqual(device.connection_request_url, "http://127.0.0.1:7548/cr")
+        self.assertEqual(device.data_model_root, "Device.")
+        self.assertEqual(device.last_connection, T0)
+
+    async def test_response_uses_cpe_namespace_and_use_cwmp_version(self) -> None:
+        self.provisioned_device()
+        reply = await self.start_session(
+            ns="urn:dslforum-org:cwmp-1-4", supported_versions="1.0,1.2,1.4"
+        )
+        envelope = reply.envelope()
+        self.assertEqual(envelope.ns, "urn:dslforum-org:cwmp-1-4")
+        self.assertEqual(envelope.header.use_version, "1.4")
+
+    async def test_unknown_device_is_auto_registered_in_default_organization(self) -> None:
+        await self.start_session("NEW-1")
+        device = self.store.find_device_by_serial("NEW-1")
+        assert device is not None
+        self.assertEqual(device.name, "NEW-1")
+        org = self.store.get_organization(device.organization_id)
+        assert org is not None
+        self.assertEqual(org.name, "Default")
+
+    async def test_cpe_request_is_answered_with_id_echo(self) -> None:
+        self.provisioned_device()
+        inform = await self.start_session()
+        tc = rpc.TransferComplete("k1", rpc.FaultStruct(0, ""))
+        reply = await self.request(wire(tc, "tc-7"), cookie=inform.cookie)
+        envelope = reply.envelope()
+        self.assertEqual(envelope.message, rpc.TransferCompleteResponse())
+        self.assertEqual(envelope.header.id, "tc-7")
+
+    # --- session tracking -------------------------------------------------------------------
+
+    async def test_cookie_less_cpe_works_on_one_kept_alive_connection(self) -> None:
+        device = self.provisioned_device()
+        self.engine.queue(device.id, "reboot", actor="test", wake=False, now=T0)
+        pool = HTTPConnectionPool(REACTOR, persistent=True)
+        pool.maxPersistentPerHost = 1
+        pool.retryAutomatically = False
+        self.addCleanup(pool.closeCachedConnections)
+
+        await self.request(wire(make_inform()), pool=pool)
+        sent = (await self.request(b"", pool=pool)).envelope()
+        self.assertIsInstance(sent.message, rpc.Reboot)
+        done = await self.request(wire(rpc.RebootResponse(), sent.header.id), pool=pool)
+        self.assertEqual(done.code, 204)
+
+    async def test_without_cookie_on_a_new_connection_there_is_no_session(self) -> None:
+        self.provisioned_device()
+        await self.start_session()
+        # Non-persistent pool: a new TCP connection and no cookie.
+        self.assertEqual((await self.request(b"")).code, 204)
+        reply = await self.request(wire(rpc.RebootResponse()))
+        self.assertEqual(reply.code, 400)
+
+    async def test_cookie_header_with_comma_separators_is_understood(self) -> None:
+        device = self.provisioned_device()
+        self.engine.queue(device.id, "reboot", actor="test", wake=False, now=T0)
+        inform = await self.start_session()
+        reply = await self.request(b"", cookie=f"lang=en, {inform.cookie}; x=1")
+        self.assertIsInstance(reply.envelope().message, rpc.Reboot)
+
+    async def test_new_inform_with_stale_cookie_starts_a_new_session(self) -> None:
+        self.provisioned_device()
+        first = await self.start_session()
+        self.assertEqual((await self.request(b"", cookie=first.cookie)).code, 204)
+        second = await self.request(wire(make_inform()), cookie=first.cookie)
+        self.assertEqual(second.code, 200)
+        self.assertNotEqual(second.cookie, first.cookie)
+        self.assertEqual(self.resource.active_sessions(), 1)
+
+    async def test_new_inform_replaces_live_session_and_retries_its_task(self) -> None:
+        device = self.provisioned_device()
+        refresh = self.engine.queue(device.id, "refresh", actor="test", wake=False, now=T0)
+        first = await self.start_session()
+        sent = (await self.request(b"", cookie=first.cookie)).envelope()
+        self.assertIsInstance(sent.message, rpc.GetParameterNames)
+
+        second = await self.start_session()
+        self.assertEqual(self.resource.active_sessions(), 1)
+        # The old cookie is dead: its late answer finds no session.
+        late = await self.request(
+            wire(rpc.GetParameterNamesResponse(()), sent.header.id), cookie=first.cookie
+        )
+        self.assertEqual(late.code, 400)
+        # The interrupted task went back to the queue with a retry delay...
+        row = self.store.get_task(refresh.id)
+        assert row is not None and row.next_attempt_at is not None
+        self.assertEqual(row.state, PENDING)
+        self.assertEqual((await self.request(b"", cookie=second.cookie)).code, 204)
+        # ...and runs again in the first session after it.
+        self.clock.advance(row.next_attempt_at - self.clock.seconds())
+        third = await self.start_session()
+        again = (await self.request(b"", cookie=third.cookie)).envelope()
+        self.assertIsInstance(again.message, rpc.GetParameterNames)
+
+    # --- HTTP surface -------------------------------------------------------------------------
+
+    async def test_get_is_405_with_allow_post(self) -> None:
+        reply = await self.request(method="GET")
+        self.assertEqual(reply.code, 405)
+        self.assertEqual(reply.header("allow"), "POST")
+
+    async def test_empty_post_without_session_is_204(self) -> None:
+        reply = await self.request(b"")
+        self.assertEqual((reply.code, reply.body), (204, b""))
+
+    async def test_non_inform_without_session_is_400(self) -> None:
+        reply = await self.request(wire(rpc.TransferComplete("k")))
+        self.assertEqual(reply.code, 400)
+        self.assertIn(b"Inform", reply.body)
+
+    async def test_gzip_request_body_is_accepted(self) -> None:
+        reply = await self.request(
+            gzip.compress(wire(make_inform())), headers={"Content-Encoding": "gzip"}
+        )
+        self.assertEqual(reply.code, 200)
+
+    async def test_unknown_content_encoding_is_415(self) -> None:
+        reply = await self.request(wire(make_inform()), headers={"Content-Encoding": "br"})
+        self.assertEqual(reply.code, 415)
+        self.assertEqual(self.store.count_devices(), 0)
+
+    async def test_transcript_is_kept_for_debug_devices(self) -> None:
+        device = self.provisioned_device(debug=True)
+        inform = await self.start_session()
+        await self.request(b"", cookie=inform.cookie)
+        transcripts = self.store.session_transcripts(device.id)
+        self.assertEqual(len(transcripts), 1)
+        self.assertIn("InformResponse", transcripts[0].transcript)
+        self.assertIn("SN0001", transcripts[0].transcript)
+
+    async def test_no_transcript_without_debug(self) -> None:
+        device = self.provisioned_device()
+        inform = await self.start_session()
+        await self.request(b"", cookie=inform.cookie)
+        self.assertEqual(self.store.session_transcripts(device.id), [])
+
+    # --- authentication and admission -------------------------------------------------------
+
+    def with_credentials(self) -> None:
+        self.serve(replace(CwmpConfig(), username="cpe", password="s3cret"))
+
+    async def test_missing_credentials_get_digest_then_basic_challenges(self) -> None:
+        self.with_credentials()
+        reply = await self.request(wire(make_inform()))
+        self.assertEqual(reply.code, 401)
+        challenges = reply.headers.getRawHeaders("www-authenticate") or []
+        self.assertEqual(len(challenges), 2)
+        self.assertTrue(challenges[0].startswith("Digest "))
+        self.assertIn('realm="acs"', challenges[0])
+        self.assertTrue(challenges[1].startswith("Basic "))
+        self.assertIsNone(reply.header("set-cookie"))
+        self.assertEqual(self.store.count_devices(), 0)
+
+    async def digest_inform(self, password: str) -> Reply:
+        challenge_reply = await self.request(wire(make_inform()))
+        values = challenge_reply.headers.getRawHeaders("www-authenticate") or []
+        self.assertEqual(httpdigest.parse_challenge(values[0])[0], "digest")
+        auth = httpdigest.authorization_for(
+            values[0],
+            method="POST",
+            uri="/",
+            username="cpe",
+            password=password,
+            cnonce="0a4f113b",
+        )
+        return await self.request(wire(make_inform()), headers={"Authorization": auth})
+
+    async def test_digest_credentials_are_accepted(self) -> None:
+        self.with_credentials()
+        reply = await self.digest_inform("s3cret")
+        self.assertEqual(reply.code, 200)
+        self.assertEqual(self.store.count_devices(), 1)
+
+    async def test_basic_credentials_are_accepted(self) -> None:
+        self.with_credentials()
+        token = base64.b64encode(b"cpe:s3cret").decode()
+        reply = await self.request(wire(make_inform()), headers={"Authorization": f"Basic {token}"})
+        self.assertEqual(reply.code, 200)
+
+    async def test_wrong_password_is_401_and_nothing_is_stored(self) -> None:
+        self.with_credentials()
+        before = self.snapshot()
+        self.assertEqual((await self.digest_inform("wrong")).code, 401)
+        token = base64.b64encode(b"cpe:wrong").decode()
+        basic = await self.request(wire(make_inform()), headers={"Authorization": f"Basic {token}"})
+        self.assertEqual(basic.code, 401)
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.resource.active_sessions(), 0)
+
+    async def test_expired_nonce_is_answered_stale(self) -> None:
+        self.with_credentials()
+        first = await self.request(wire(make_inform()))
+        challenge = (first.headers.getRawHeaders("www-authenticate") or [""])[0]
+        self.clock.advance(301)
+        auth = httpdigest.authorization_for(
+            challenge, method="POST", uri="/", username="cpe", password="s3cret", cnonce="c1"
+        )
+        reply = await self.request(wire(make_inform()), headers={"Authorization": auth})
+        self.assertEqual(reply.code, 401)
+        self.assertIn("stale=true", (reply.header("www-authenticate") or "").lower())
+
+    async def test_forged_nonce_is_refused(self) -> None:
+        self.with_credentials()
+        challenge = httpdigest.digest_challenge("acs", f"{int(T0):x}-{'0' * 32}")
+        auth = httpdigest.authorization_for(
+            challenge, method="POST", uri="/", username="cpe", password="s3cret", cnonce="c1"
+        )
+        reply = await self.request(wire(make_inform()), headers={"Authorization": auth})
+        self.assertEqual(reply.code, 401)
+
+    async def test_digest_for_another_uri_is_refused(self) -> None:
+        self.with_credentials()
+        first = await self.request(wire(make_inform()))
+        challenge = (first.headers.getRawHeaders("www-authenticate") or [""])[0]
+        auth = httpdigest.authorization_for(
+            challenge,
+            method="POST",
+            uri="/elsewhere",
+            username="cpe",
+            password="s3cret",
+            cnonce="c",
+        )
+        reply = await self.request(wire(make_inform()), headers={"Authorization": auth})
+        self.assertEqual(reply.code, 401)
+
+    async def test_digest_with_absolute_uri_is_accepted(self) -> None:
+        self.with_credentials()
+        first = await self.request(wire(make_inform()))
+        challenge = (first.headers.getRawHeaders("www-authenticate") or [""])[0]
+        auth = httpdigest.authorization_for(
+            challenge, method="POST", uri=self.url, username="cpe", password="s3cret", cnonce="c"
+        )
+        reply = await self.request(wire(make_inform()), headers={"Authorization": auth})
+        self.assertEqual(reply.code, 200)
+
+    async def test_device_credentials_take_precedence_over_global(self) -> None:
+        self.with_credentials()
+        self.provisioned_device(username="dev", password="devpw")
+        globl = base64.b64encode(b"cpe:s3cret").decode()
+        refused = await self.request(
+            wire(make_inform()), headers={"Authorization": f"Basic {globl}"}
+        )
+        self.assertEqual(refused.code, 401)
+        own = base64.b64encode(b"dev:devpw").decode()
+        ok = await self.request(wire(make_inform()), headers={"Authorization": f"Basic {own}"})
+        self.assertEqual(ok.code, 200)
+
+    async def test_unknown_device_is_403_when_auto_register_is_off(self) -> None:
+        self.serve(replace(CwmpConfig(), auto_register=False))
+        reply = await self.request(wire(make_inform()))
+        self.assertEqual(reply.code, 403)
+        self.assertEqual(self.store.count_devices(), 0)
+
+    async def test_decommissioned_device_is_403_and_unchanged(self) -> None:
+        self.provisioned_device(operational_status="decommissioned")
+        before = self.snapshot()
+        reply = await self.request(wire(make_inform()))
+        self.assertEqual(reply.code, 403)
+        self.assertEqual(self.snapshot(), before)
+
+    # --- bad input -------------------------------------------------------------------------
+
+    async def assert_refused_cleanly(self, body: bytes, *, codes: tuple[int, ...]) -> Reply:
+        before = self.snapshot()
+        reply = await self.request(body)
+        self.assertIn(reply.code, codes, reply.body)
+        self.assertNotIn(b"Traceback", reply.body)
+        self.assertEqual(reply.length, len(reply.body))
+        self.assertEqual(self.snapshot(), before)
+        return reply
+
+    async def test_bad_input_is_refused_cleanly_and_server_keeps_serving(self) -> None:
+        self.provisioned_device()
+        inform = wire(make_inform())
+        bomb = (
+            b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+            + b"".join(
+                b'<!ENTITY lol%d "%s">' % (i, b"".join(b"&lol%d;" % (i - 1) for _ in range(10)))
+                for i in range(1, 10)
+            ).replace(b"&lol0;", b"&lol;")
+            + b"]>"
+            + inform.replace(b"SN0001", b"&lol9;").split(b"?>", 1)[1]
+        )
+        xxe = (
+            b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+            + inform.replace(b"SN0001", b"&xxe;").split(b"?>", 1)[1]
+        )
+        cases = {
+            "xml bomb": bomb,
+            "xxe": xxe,
+            "truncated": inform[: len(inform) // 2],
+            "wrong namespace": inform.replace(NS.encode(), b"urn:example:not-cwmp"),
+            "not xml": b"\x00\xff garbage",
+            "unknown rpc": wire(rpc.GetRPCMethods()).replace(b"GetRPCMethods", b"X_Frob"),
+            "orphan response": wire(rpc.RebootResponse()),
+        }
+        for name, body in cases.items():
+            with self.subTest(name):
+                await self.assert_refused_cleanly(body, codes=(400,))
+        await self.start_session()
+
+    async def test_oversize_body_is_413(self) -> None:
+        await self.assert_refused_cleanly(b" " * (10 * 1024 * 1024), codes=(413,))
+        self.assertEqual((await self.request(wire(make_inform()))).code, 200)
+
+    def test_declared_oversize_length_is_413_without_reading_the_body(self) -> None:
+        request: Any = DummyRequest([])
+        request.method = b"POST"
+        request.requestHeaders.setRawHeaders(b"content-length", [b"999999999"])
+        request.content = _Unreadable()
+        body = self.resource.render(request)
+        self.assertEqual(request.responseCode, 413)
+        self.assertIn(b"too large", body)
+
+    async def test_unknown_rpc_in_session_gets_fault_8000_and_session_continues(self) -> None:
+        device = self.provisioned_device()
+        self.engine.queue(device.id, "reboot", actor="test", wake=False, now=T0)
+        inform = await self.start_session()
+        body = wire(rpc.GetRPCMethods(), "u-1").replace(b"GetRPCMethods", b"X_Frob")
+        fault = (await self.request(body, cookie=inform.cookie)).envelope()
+        assert isinstance(fault.message, rpc.Fault)
+        self.assertEqual(fault.message.code, 8000)
+        self.assertEqual(fault.header.id, "u-1")
+        nxt = await self.request(b"", cookie=inform.cookie)
+        self.assertIsInstance(nxt.envelope().message, rpc.Reboot)
+
+    async def test_response_to_rpc_never_sent_is_400_and_ends_session(self) -> None:
+        device = self.provisioned_device()
+        inform = await self.start_session()
+        reply = await self.request(wire(rpc.RebootResponse()), cookie=inform.cookie)
+        self.assertEqual(reply.code, 400)
+        self.assertFalse(self.resource.in_session(device.id))
+
+    async def test_mismatched_response_id_is_400_and_task_is_retried(self) -> None:
+        device = self.provisioned_device()
+        task_row = self.engine.queue(
+            device.id,
+            "set_parameters",
+            {"parameters": [{"name": "Device.X.Y", "value": "1"}]},
+            actor="test",
+            wake=False,
+            now=T0,
+        )
+        inform = await self.start_session()
+        await self.request(b"", cookie=inform.cookie)
+        reply = await self.request(
+            wire(rpc.SetParameterValuesResponse(0), "bogus"), cookie=inform.cookie
+        )
+        self.assertEqual(reply.code, 400)
+        row = self.store.get_task(task_row.id)
+        assert row is not None
+        self.assertEqual(row.state, PENDING)
+        self.assertEqual(self.store.get_parameter(device.id, "Device.X.Y"), None)
+
+    async def test_internal_error_is_500_without_traceback_and_session_is_dropped(self) -> None:
+        device = self.provisioned_device()
+        inform = await self.start_session()
+
+        def explode(*args: Any, **kwargs: Any) -> rpc.Message:
+            raise RuntimeError("boom")
+
+        live_tasks = self.resource._by_device[device.id].tasks
+        self.patch(live_tasks, "on_cpe_request", explode)
+        reply = await self.request(wire(rpc.GetRPCMethods()), cookie=inform.cookie)
+        self.assertEqual(reply.code, 500)
+        self.assertNotIn(b"boom", reply.body)
+        self.assertFalse(self.resource.in_session(device.id))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        # And the next session works.
+        await self.start_session()
+
+    async def test_failed_inform_step_rolls_back_auto_registration(self) -> None:
+        def explode(*args: Any, **kwargs: Any) -> Device:
+            raise RuntimeError("disk on fire")
+
+        self.patch(self.store, "record_inform", explode)
+        reply = await self.request(wire(make_inform("NEW-9")))
+        self.assertEqual(reply.code, 500)
+        self.assertIsNone(reply.header("set-cookie"))
+        self.assertEqual(self.store.count_devices(), 0)
+        self.assertEqual(self.resource.active_sessions(), 0)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    # --- timers and caps ---------------------------------------------------------------------
+
+    async def test_session_timeout_frees_slot_and_retries_in_flight_task(self) -> None:
+        device = self.provisioned_device()
+        task_row = self.engine.queue(device.id, "refresh", actor="test", wake=False, now=T0)
+        inform = await self.start_session()
+        await self.request(b"", cookie=inform.cookie)
+        self.clock.advance(self.config.session_timeout - 1)
+        self.assertTrue(self.resource.in_session(device.id))
+        self.clock.advance(2)
+        self.assertFalse(self.resource.in_session(device.id))
+        self.assertEqual(self.resource.active_sessions(), 0)
+        row = self.store.get_task(task_row.id)
+        assert row is not None
+        self.assertEqual(row.state, PENDING)
+        self.assertIsNotNone(row.next_attempt_at)
+        # The dead cookie gets nothing back.
+        self.assertEqual((await self.request(b"", cookie=inform.cookie)).code, 204)
+
+    async def test_every_message_resets_the_inactivity_timer(self) -> None:
+        device = self.provisioned_device()
+        inform = await self.start_session()
+        for _ in range(3):
+            self.clock.advance(20)
+            await self.request(wire(rpc.GetRPCMethods()), cookie=inform.cookie)
+        self.assertTrue(self.resource.in_session(device.id))
+        self.clock.advance(31)
+        self.assertFalse(self.resource.in_session(device.id))
+
+    async def test_cpe_session_timeout_overrides_the_configured_one(self) -> None:
+        device = self.provisioned_device()
+        await self.start_session(ns="urn:dslforum-org:cwmp-1-2", session_timeout=5)
+        self.clock.advance(6)
+        self.assertFalse(self.resource.in_session(device.id))
+
+    async def test_rpc_cap_ends_session_and_requeues_in_flight_task(self) -> None:
+        self.serve(CwmpConfig(), max_rpcs=1)
+        device = self.provisioned_device()
+        task_row = self.engine.queue(device.id, "refresh", actor="test", wake=False, now=T0)
+        inform = await self.start_session()
+        sent = (await self.request(b"", cookie=inform.cookie)).envelope()
+        gpn = rpc.GetParameterNamesResponse((rpc.ParameterInfo("Device.X", False),))
+        reply = await self.request(wire(gpn, sent.header.id), cookie=inform.cookie)
+        self.assertEqual(reply.code, 204)
+        self.assertFalse(self.resource.in_session(device.id))
+        row = self.store.get_task(task_row.id)
+        assert row is not None
+        self.assertEqual(row.state, PENDING)
+
+    async def test_stop_cancels_timers(self) -> None:
+        self.provisioned_device()
+        await self.start_session()
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.resource.stop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.resource.active_sessions(), 0)
