@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -71,6 +72,10 @@ _POSITIVE = {
 }
 
 
+# Keys whose empty value can only be a mistake (an empty organization name included).
+_NON_EMPTY = ("listen", "database", "files", "public_url", "default_organization")
+
+
 def _build_section(name: str, cls: type, raw: Any) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"[{name}] must be a table")
@@ -85,8 +90,13 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             raise ConfigError(f"[{name}] {key} must be {expected.__name__}, not {value!r}")
         if (name, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"[{name}] {key} must be > 0")
-        if expected is str and key in ("listen", "database", "files", "public_url") and not value:
+        if expected is str and key in _NON_EMPTY and not value.strip():
             raise ConfigError(f"[{name}] {key} must not be empty")
+        if key == "public_url":
+            parts = urlsplit(value)
+            # CPEs are handed this URL in Download RPCs: it must be absolute http(s).
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ConfigError(f"[{name}] {key} must be an http:// or https:// URL")
         values[key] = value
     return cls(**values)
 
@@ -114,4 +124,7 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        # tomllib decodes the whole file first; a binary file is not a TOML error to it.
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
     return parse_config(data)

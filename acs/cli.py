@@ -1,0 +1,240 @@
+"""The ``acs`` command line: ``acs serve`` and ``acs token create|list|revoke``.
+
+Exit codes: 0 success, 1 runtime failure (e.g. a port already in use), 2 bad usage or bad
+configuration. Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TextIO
+
+from acs.config import Config, ConfigError, load_config
+from acs.store import Store
+
+TOKEN_HINT = "acs token create --name admin --role admin"
+
+
+class _UsageError(Exception):
+    """Bad command-line input: reported on stderr with exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits by itself on usage errors; raising lets main() return the status instead
+    # (so tests can call main() and a caller embedding it is not SystemExit'ed).
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    config_opt = _Parser(add_help=False)
+    config_opt.add_argument(
+        "--config",
+        metavar="PATH",
+        help="TOML configuration file (default: $ACS_CONFIG, else built-in defaults)",
+    )
+
+    parser = _Parser(prog="acs", description="TR-069 ACS appliance")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    commands.add_parser(
+        "serve", parents=[config_opt], help="run the appliance until SIGINT/SIGTERM"
+    )
+
+    token = commands.add_parser("token", help="manage REST API tokens")
+    token_commands = token.add_subparsers(
+        dest="token_command", metavar="ACTION", parser_class=_Parser
+    )
+    token_commands.required = True
+    create = token_commands.add_parser(
+        "create", parents=[config_opt], help="create a token and print it (shown only once)"
+    )
+    create.add_argument("--name", required=True, help="token name (recorded as the actor)")
+    create.add_argument("--role", required=True, help="admin, operator or viewer")
+    create.add_argument(
+        "--org",
+        dest="orgs",
+        metavar="ID",
+        action="extend",
+        nargs="+",
+        default=[],
+        help="restrict the token to these organization ids (repeatable; default: all)",
+    )
+    token_commands.add_parser("list", parents=[config_opt], help="list tokens (never the secret)")
+    revoke = token_commands.add_parser("revoke", parents=[config_opt], help="revoke a token")
+    revoke.add_argument("token_id", metavar="ID", help="token id (see `acs token list`)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``acs`` console script; returns the exit status."""
+    try:
+        args = _build_parser().parse_args(argv)
+    except _UsageError as exc:
+        return _fail(str(exc), 2)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(f"acs: configuration error: {exc}", 2)
+    try:
+        if args.command == "serve":
+            return serve(config)
+        if args.token_command == "create":
+            return _token_create(config, args.name, args.role, args.orgs)
+        if args.token_command == "list":
+            return _token_list(config, sys.stdout)
+        return _token_revoke(config, args.token_id)
+    except _UsageError as exc:
+        return _fail(f"acs: {exc}", 2)
+    except ConfigError as exc:
+        return _fail(f"acs: configuration error: {exc}", 2)
+
+
+def _fail(message: str, status: int) -> int:
+    print(message, file=sys.stderr)
+    return status
+
+
+# -- tokens -----------------------------------------------------------------------------------
+
+
+def _open_store(config: Config) -> Store:
+    # Only the database: token commands need neither the listeners nor the files directory.
+    try:
+        return Store.open(config.storage.database)
+    except Exception as exc:
+        raise ConfigError(f"[storage] cannot open {config.storage.database!r}: {exc}") from exc
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+def _token_create(config: Config, name: str, role: str, orgs: Sequence[str]) -> int:
+    name = name.strip()
+    if not name:
+        raise _UsageError("--name must not be empty")
+    org_ids: list[int] = []
+    for raw in orgs:
+        try:
+            org_ids.append(int(raw))
+        except ValueError:
+            raise _UsageError(f"--org must be an organization id (integer), not {raw!r}") from None
+    store = _open_store(config)
+    try:
+        try:
+            _row, token = store.create_token(name, role, org_ids, now=_now())
+        except ValueError as exc:
+            raise _UsageError(str(exc)) from None
+    finally:
+        store.close()
+    # Only the token on stdout, so `TOKEN=$(acs token create ...)` works.
+    print(token)
+    return 0
+
+
+def _format_time(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _token_list(config: Config, out: TextIO) -> int:
+    store = _open_store(config)
+    try:
+        tokens = store.list_tokens()
+    finally:
+        store.close()
+    rows = [("ID", "NAME", "ROLE", "ORGS", "CREATED", "REVOKED")]
+    for t in tokens:
+        orgs = ",".join(str(o) for o in t.organization_ids) or "all"
+        rows.append(
+            (
+                str(t.id),
+                t.name,
+                t.role,
+                orgs,
+                _format_time(t.created),
+                "yes" if t.revoked else "no",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
+    return 0
+
+
+def _token_revoke(config: Config, raw_id: str) -> int:
+    try:
+        token_id = int(raw_id)
+    except ValueError:
+        raise _UsageError(f"token id must be an integer, not {raw_id!r}") from None
+    store = _open_store(config)
+    try:
+        if store.get_token(token_id) is None:
+            raise _UsageError(f"no token with id {token_id}")
+        revoked = store.revoke_token(token_id)
+    finally:
+        store.close()
+    print(f"token {token_id} revoked" if revoked else f"token {token_id} was already revoked")
+    return 0
+
+
+# -- serve ------------------------------------------------------------------------------------
+
+
+def banner(urls: dict[str, str]) -> list[str]:
+    """The lines `acs serve` prints once listening."""
+    lines = []
+    if "cwmp" in urls:
+        lines.append(f"CWMP  {urls['cwmp']}")
+    if "api" in urls:
+        lines.append(f"API   {urls['api']}api/v1/ (healthz: {urls['api']}healthz)")
+    if "files" in urls:
+        lines.append(f"files {urls['files']}")
+    lines.append(f"API token: {TOKEN_HINT}")
+    return lines
+
+
+def serve(config: Config) -> int:
+    """Run the appliance on the global reactor until SIGINT/SIGTERM."""
+    from twisted.internet import reactor as _reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    reactor: Any = _reactor  # Any: the global reactor's interfaces are opaque to mypy
+
+    from acs.service import Appliance
+
+    appliance = Appliance(config, reactor)  # ConfigError -> main() -> exit 2
+    observer: Any = textFileLogObserver(sys.stdout)
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    status = {"code": 0}
+
+    def listening(_ports: Any) -> None:
+        print("\n".join(banner(appliance.urls())), flush=True)
+
+    def failed(failure: Any) -> None:
+        print(f"acs: cannot start: {failure.getErrorMessage()}", file=sys.stderr, flush=True)
+        status["code"] = 1
+        reactor.stop()
+
+    def start() -> None:
+        appliance.service.startService()
+        appliance.when_listening().addCallbacks(listening, failed)
+
+    reactor.callWhenRunning(start)
+    # The reactor's own SIGINT/SIGTERM handlers stop it; this trigger then stops the service
+    # (listeners, sweep, session timers) and closes the store before the process exits.
+    reactor.addSystemEventTrigger("before", "shutdown", appliance.service.stopService)
+    reactor.run()
+    return status["code"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Connection requests: asking a CPE to open a CWMP session now (TR-069 §3.2.2, spec §6.1).
+
+The ACS sends an HTTP GET to the device's stored ``ConnectionRequestURL``, answering the CPE's
+401 challenge with the ``connection_request_username/password`` the ACS configured (Digest by
+default; Basic only when that is all the CPE offers). The outcome is one of:
+
+- ``"answered"``: 200/204; the CPE will open a session. The device is marked Up.
+- ``"refused"``: the connection failed (refused, reset, unreachable). The device is marked Down.
+- ``"timeout"``: no answer within ``timeout`` seconds. The device is marked Down.
+- ``"auth_failed"``: the CPE rejected (or we could not answer) its challenge. History only.
+- ``"no_url"``: the device never reported a ConnectionRequestURL. History only.
+- ``"error"``: anything else (non-http URL, unexpected HTTP status such as 503 busy...).
+
+Every outcome is written to the device history as a ``connection_request`` entry. ``wake``
+never fails: errors become outcomes. Only the device's own URL is contacted; redirects are not
+followed. At most one request per device is in flight; concurrent wakes share its outcome.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import treq
+from treq.client import HTTPClient
+from treq.response import _Response
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectError, ConnectionClosed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from acs import httpdigest
+from acs.store import NotFound, Store
+from acs.store.models import DOWN, UP
+
+Outcome = Literal["answered", "refused", "timeout", "auth_failed", "no_url", "error"]
+OUTCOMES: tuple[Outcome, ...] = (
+    "answered",
+    "refused",
+    "timeout",
+    "auth_failed",
+    "no_url",
+    "error",
+)
+
+# Failures that mean "the CPE is not reachable" (GA treats ECONNREFUSED/ECONNRESET as offline).
+_UNREACHABLE = (ConnectError, ConnectionClosed)
+
+
+@dataclass(frozen=True)
+class _Result:
+    outcome: Outcome
+    http_status: int | None = None
+    reason: str = ""
+    # False when there is no device row to write history/status to.
+    record: bool = True
+
+
+class _Unreachable(Exception):
+    """The TCP connection failed or was closed before an HTTP response arrived."""
+
+
+def check_url(url: str) -> str | None:
+    """Return why ``url`` cannot be used for a connection request, or None if it can."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError on a malformed port
+    except ValueError as exc:
+        return f"malformed connection request URL: {exc}"
+    if parts.scheme.lower() != "http":
+        return f"connection request URL scheme must be http, not {parts.scheme or 'missing'!r}"
+    if not parts.hostname:
+        return "connection request URL has no host"
+    if port == 0:
+        return "connection request URL has port 0"
+    if any(ch.isspace() for ch in url) or not url.isascii():
+        return "connection request URL contains whitespace or non-ASCII characters"
+    return None
+
+
+def _request_uri(url: str) -> str:
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    return f"{path}?{parts.query}" if parts.query else path
+
+
+def _discard(_data: bytes) -> None:
+    """Body collector that keeps nothing (CPEs answer with an empty body anyway)."""
+
+
+class ConnectionRequester:
+    """Sends connection requests and records their outcome (see the module docstring)."""
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        store: Store,
+        *,
+        timeout: float,
+        pool: HTTPConnectionPool | None = None,
+        clock: Any = None,
+    ) -> None:
+        """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
+        and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
+        the timeout. Both are typed Any: mypy cannot match classes to zope interfaces."""
+        if timeout <= 0:
+            raise ValueError("timeout must be > 0")
+        self._reactor = reactor
+        self._clock: Any = clock if clock is not None else reactor
+        self._store = store
+        self.timeout = timeout
+        # Connection requests are one-shot GETs to many different hosts: a persistent pool would
+        # only hold idle sockets, and some CPEs close the connection after the 401 anyway.
+        self._pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=False)
+        agent: Any = Agent(reactor, pool=self._pool)  # Any: Agent provides IAgent (zope)
+        self._http = HTTPClient(agent)
+        self._inflight: dict[int, Deferred[Outcome]] = {}
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def wake(self, device_id: int) -> Deferred[str]:
+        """Ask the CPE to open a session; fires with the outcome (never errbacks)."""
+        shared = self._inflight.get(device_id)
+        if shared is None:
+            shared = self._start(device_id)
+            if not shared.called:
+                self._inflight[device_id] = shared
+        # Each caller gets its own Deferred so one caller's callbacks cannot change the result
+        # another caller sees; cancelling it only detaches that caller.
+        mine: Deferred[str] = Deferred(lambda _d: None)
+
+        def deliver(outcome: Outcome) -> Outcome:
+            if not mine.called:
+                mine.callback(outcome)
+            return outcome
+
+        shared.addCallback(deliver)
+        return mine
+
+    def in_flight(self, device_id: int) -> bool:
+        return device_id in self._inflight
+
+    def stop(self) -> Deferred[None]:
+        """Abandon in-flight requests (service shutdown) and close pooled connections."""
+        for d in list(self._inflight.values()):
+            d.cancel()
+        return self._pool.closeCachedConnections()
+
+    # -- one request --------------------------------------------------------------------------
+
+    def _start(self, device_id: int) -> Deferred[Outcome]:
+        timed_out = False
+        work: Deferred[_Result] = Deferred.fromCoroutine(self._request(device_id))
+
+        def expire() -> None:
+            nonlocal timed_out
+            timed_out = True
+            work.cancel()
+
+        timer = self._clock.callLater(self.timeout, expire)
+
+        def settle(result: _Result | Failure) -> _Result:
+            if timer.active():
+                timer.cancel()
+            # Whatever error the cancellation surfaced as, a request cut short by the timer is
+            # a timeout.
+            if timed_out:
+                return _Result("timeout", reason=f"no answer within {self.timeout:g} s")
+            if isinstance(result, Failure):
+                if result.check(CancelledError):
+                    return _Result("error", reason="cancelled (shutdown)")
+                self.log.failure(
+                    "connection request to device {device_id} failed unexpectedly",
+                    result,
+                    device_id=device_id,
+                )
+                return _Result("error", reason=result.getErrorMessage() or repr(result.value))
+            return result
+
+        def finish(result: _Result) -> Outcome:
+            self._inflight.pop(device_id, None)
+            self._record(device_id, result)
+            return result.outcome
+
+        return work.addBoth(settle).addCallback(finish)
+
+    async def _request(self, device_id: int) -> _Result:
+        device = self._store.get_device(device_id)
+        if device is None:
+            return _Result("error", reason="unknown device", record=False)
+        url = device.connection_request_url
+        if not url:
+            return _Result("no_url", reason="the CPE has not reported a ConnectionRequestURL")
+        problem = check_url(url)
+        if problem is not None:
+            return _Result("error", reason=problem)
+
+        try:
+            response = await self._get(url, None)
+        except _Unreachable as exc:
+            return _Result("refused", reason=str(exc))
+        if response.code != 401:
+            return self._classify(response.code)
+
+        authorization = self._answer_challenge(
+            response,
+            url,
+            device.connection_request_username,
+            device.connection_request_password,
+        )
+        if isinstance(authorization, _Result):
+            return authorization
+        try:
+            response = await self._get(url, authorization)
+        except _Unreachable:
+            # Some CPEs close the connection right after the challenge: retry once (spec §6.1).
+            retry = self._answer_challenge(
+                response,
+                url,
+                device.connection_request_username,
+                device.connection_request_password,
+                nc=2,
+            )
+            assert not isinstance(retry, _Result)  # same challenge, same outcome as above
+            try:
+                response = await self._get(url, retry)
+            except _Unreachable as exc:
+                return _Result("refused", reason=str(exc))
+        if response.code == 401:
+            return _Result(
+                "auth_failed", 401, "the CPE rejected the connection request credentials"
+            )
+        return self._classify(response.code)
+
+    async def _get(self, url: str, authorization: str | None) -> _Response:
+        headers: dict[bytes | str, bytes | str] = {"User-Agent": "acs-appliance"}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        try:
+            # No redirects: only the device's own URL is ever contacted. Unbuffered: the body
+            # is drained below without keeping it.
+            response: _Response = await self._http.get(
+                url, headers=headers, allow_redirects=False, unbuffered=True
+            )
+        except _UNREACHABLE as exc:
+            raise _Unreachable(_describe(exc)) from exc
+        except Exception as exc:
+            # ResponseNeverReceived / ResponseFailed wrap the underlying connection failure.
+            reasons = getattr(exc, "reasons", None)
+            if reasons and not any(f.check(CancelledError) for f in reasons):
+                raise _Unreachable(_describe(exc)) from exc
+            raise
+        # A truncated body does not change what the status line said.
+        with contextlib.suppress(Exception):
+            await treq.collect(response, _discard)
+        return response
+
+    def _answer_challenge(
+        self,
+        response: _Response,
+        url: str,
+        username: str | None,
+        password: str | None,
+        *,
+        nc: int = 1,
+    ) -> str | _Result:
+        # Several WWW-Authenticate lines mean the same as one comma-joined value.
+        values = response.headers.getRawHeaders(b"WWW-Authenticate", [])
+        challenge = httpdigest.parse_challenge(b", ".join(values))  # Digest preferred
+        if challenge.scheme not in ("digest", "basic"):
+            return _Result("auth_failed", 401, "the CPE's 401 offers no usable Digest or Basic")
+        if not username or password is None:
+            return _Result("auth_failed", 401, "no connection request credentials for this device")
+        return httpdigest.authorization_for(
+            challenge,
+            method="GET",
+            uri=_request_uri(url),
+            username=username,
+            password=password,
+            cnonce=secrets.token_hex(8),
+            nc=nc,
+        )
+
+    @staticmethod
+    def _classify(code: int) -> _Result:
+        if code in (200, 204):
+            return _Result("answered", code)
+        if code == 503:
+            return _Result("error", code, "the CPE is busy (503)")
+        return _Result("error", code, f"unexpected HTTP status {code}")
+
+    # -- effects ------------------------------------------------------------------------------
+
+    def _record(self, device_id: int, result: _Result) -> None:
+        if not result.record:
+            return
+        now = self._clock.seconds()
+        detail: dict[str, Any] = {"outcome": result.outcome, "http_status": result.http_status}
+        if result.reason:
+            detail["reason"] = result.reason
+        self.log.info(
+            "connection request to device {device_id}: {outcome} {reason}",
+            device_id=device_id,
+            outcome=result.outcome,
+            reason=result.reason,
+        )
+        try:
+            with self._store.transaction():
+                self._store.add_history(device_id, "connection_request", detail, now=now)
+                if result.outcome == "answered":
+                    self._store.set_status(device_id, UP, now=now, reason="connection request")
+                elif result.outcome == "refused":
+                    self._store.set_status(
+                        device_id, DOWN, now=now, reason="connection request refused"
+                    )
+                elif result.outcome == "timeout":
+                    self._store.set_status(
+                        device_id, DOWN, now=now, reason="connection request timed out"
+                    )
+        except NotFound:
+            pass  # deleted while we were waiting: nothing to record
+        except Exception:
+            self.log.failure(
+                "cannot record connection request for device {device_id}", device_id=device_id
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    reasons = getattr(exc, "reasons", None)
+    if reasons:
+        return "; ".join(f.getErrorMessage() or f.type.__name__ for f in reasons)
+    return str(exc) or type(exc).__name__

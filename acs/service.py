@@ -1,0 +1,283 @@
+"""The one wiring place: builds the whole appliance from a :class:`~acs.config.Config`.
+
+Reading :class:`Appliance` tells a newcomer the whole system:
+
+- the store (one SQLite file, ``[storage] database``) and the files directory;
+- the task engine (device operations -> RPC sequences), woken through
+- the connection requester (HTTP GET to the CPE, Digest auth);
+- the CWMP resource on ``[cwmp] listen`` (CPEs POST SOAP there);
+- the API Klein app on ``[api] listen`` (``/healthz`` for now; the REST API comes next);
+- the files listener on ``[files] listen`` (the firmware file server is a later issue: until
+  then it answers 404 to everything);
+- the liveness sweep (Up -> Down after ``2 x update_frequency + 60 s`` without contact).
+
+All of it runs as one :class:`MultiService`; stopping it stops the listeners, the sweep and the
+session timers, then closes the store.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any, cast
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from acs.config import Config, ConfigError
+from acs.connreq import ConnectionRequester
+from acs.cwmp_http import CwmpResource
+from acs.liveness import LivenessSweep
+from acs.store import Store
+from acs.tasks import TaskEngine
+from api.app import make_app, port_address
+
+LISTENERS = ("cwmp", "api", "files")
+
+
+class _NotYetServed(Resource):
+    """Placeholder for the firmware file server (a later issue): 404 for every path."""
+
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        request.setResponseCode(404)
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"Not found: the firmware file server is not implemented yet.\n"
+
+
+class _CwmpSite(Site):
+    """The CWMP site without per-request access lines: with thousands of CPEs informing they
+    would drown the log, and cwmp_http already logs each session with device and session id."""
+
+    def log(self, request: Any) -> None:
+        pass
+
+
+class Listener(Service):
+    """Listens on one endpoint while running; remembers the port for /healthz and tests."""
+
+    log = Logger()
+
+    def __init__(self, name: str, description: str, endpoint: IStreamServerEndpoint) -> None:
+        self.setName(name)
+        self.description = description
+        self.endpoint = endpoint
+        self.factory: Site | None = None
+        self.port: IListeningPort | None = None
+        self.error: Failure | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+        self._waiters: list[Deferred[IListeningPort]] = []
+
+    def startService(self) -> None:
+        super().startService()
+        assert self.factory is not None, "Listener started without a factory"
+        self.error = None
+        endpoint: Any = self.endpoint  # Any: zope interfaces are opaque to mypy
+        d: Deferred[IListeningPort] = endpoint.listen(self.factory)
+        self._listening = d
+        d.addCallbacks(self._listened, self._failed)
+
+    def _listened(self, port: IListeningPort) -> None:
+        self._listening = None
+        self.port = port
+        self.log.info("{name} listening on {address}", name=self.name, address=port_address(port))
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(port)
+
+    def _failed(self, failure: Failure) -> None:
+        self._listening = None
+        self.error = failure
+        self.log.error(
+            "{name}: cannot listen on {description}: {error}",
+            name=self.name,
+            description=self.description,
+            error=failure.getErrorMessage(),
+        )
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.errback(failure)
+
+    def when_listening(self) -> Deferred[IListeningPort]:
+        """Fires with the port once listening, or fails with the listen error."""
+        if self.port is not None:
+            return succeed(self.port)
+        if self.error is not None:
+            failed: Deferred[IListeningPort] = Deferred()
+            failed.errback(self.error)
+            return failed
+        waiter: Deferred[IListeningPort] = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def stopService(self) -> Deferred[None] | None:
+        super().stopService()
+        if self._listening is not None:
+            self._listening.cancel()
+            self._listening = None
+        port, self.port = self.port, None
+        if port is None:
+            return None
+        stopped: Deferred[None] = maybeDeferred(cast(Any, port).stopListening)
+        return stopped
+
+
+class _ApplianceService(MultiService):
+    """The appliance's MultiService: stopping it also stops timers and closes the store."""
+
+    def __init__(self, appliance: Appliance) -> None:
+        super().__init__()
+        self._appliance = appliance
+
+    def stopService(self) -> Deferred[None]:
+        appliance = self._appliance
+        # Session timers first, so no session callback runs against a closing store.
+        appliance.cwmp.stop()
+        d: Deferred[Any] = maybeDeferred(super().stopService)
+        d.addBoth(lambda _: appliance.connreq.stop())
+        d.addBoth(lambda _: appliance.close())
+        return d
+
+
+def _endpoint(reactor: Any, section: str, description: str) -> IStreamServerEndpoint:
+    try:
+        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)
+    except Exception as exc:  # endpoint parsers raise ValueError, OSError, SSL errors...
+        raise ConfigError(f"[{section}] listen {description!r}: {exc}") from exc
+    return endpoint
+
+
+def open_store(config: Config) -> Store:
+    """Open (creating if needed) the database and the files directory of ``config``."""
+    try:
+        Path(config.storage.files).mkdir(parents=True, exist_ok=True)
+        Path(config.storage.database).parent.mkdir(parents=True, exist_ok=True)
+        return Store.open(config.storage.database)
+    except Exception as exc:
+        raise ConfigError(f"[storage] cannot open {config.storage.database!r}: {exc}") from exc
+
+
+class Appliance:
+    """The whole appliance, built from a Config; ``service`` runs it."""
+
+    log = Logger()
+
+    def __init__(self, config: Config, reactor: Any, *, secret: bytes | None = None) -> None:
+        self.config = config
+        self.reactor = reactor
+        # Endpoint strings are checked before anything is created, so a typo in a listen
+        # address is a ConfigError with nothing to clean up.
+        endpoints = {
+            "cwmp": _endpoint(reactor, "cwmp", config.cwmp.listen),
+            "api": _endpoint(reactor, "api", config.api.listen),
+            "files": _endpoint(reactor, "files", config.files.listen),
+        }
+        self.store: Store = open_store(config)
+        self._closed = False
+        try:
+            self.default_organization = self.store.ensure_organization(
+                config.cwmp.default_organization
+            )
+            self.tasks = TaskEngine(self.store, reactor)
+            self.connreq = ConnectionRequester(
+                reactor, self.store, timeout=config.cwmp.connection_request_timeout
+            )
+            self.tasks.set_wake(self.connreq.wake)
+            # Key for stateless Digest nonces. Per process start: a restart only makes CPEs
+            # answer one fresh challenge.
+            self.cwmp = CwmpResource(
+                store=self.store,
+                tasks=self.tasks,
+                config=config.cwmp,
+                reactor=reactor,
+                secret=secret if secret is not None else secrets.token_bytes(32),
+            )
+            self.api = make_app(self)
+            self.liveness = LivenessSweep(self.store, reactor)
+
+            factories = {
+                "cwmp": _CwmpSite(self.cwmp),
+                "api": Site(self.api.resource()),
+                "files": Site(_NotYetServed()),
+            }
+            for site in factories.values():
+                site.noisy = False  # no "Starting factory" lines; the Listener logs the address
+            self.service: MultiService = _ApplianceService(self)
+            self.listeners: dict[str, Listener] = {}
+            for name in LISTENERS:
+                listener = Listener(name, getattr(config, name).listen, endpoints[name])
+                listener.factory = factories[name]
+                listener.setServiceParent(self.service)
+                self.listeners[name] = listener
+            self.liveness.setName("liveness")
+            self.liveness.setServiceParent(self.service)
+        except BaseException:
+            self.close()
+            raise
+
+    def listening(self) -> dict[str, IListeningPort | None]:
+        """The listening port of each listener (None while not listening)."""
+        return {name: listener.port for name, listener in self.listeners.items()}
+
+    def when_listening(self) -> Deferred[dict[str, IListeningPort]]:
+        """After ``service.startService()``: fires once every listener listens, or fails with
+        the first listen error (port in use, permission denied...)."""
+        names = list(self.listeners)
+        d = gatherResults(
+            [self.listeners[name].when_listening() for name in names], consumeErrors=True
+        )
+
+        def unwrap(failure: Failure) -> Failure:
+            # gatherResults wraps the first failure in FirstError; callers want the cause.
+            sub = getattr(failure.value, "subFailure", None)
+            return sub if isinstance(sub, Failure) else failure
+
+        return d.addCallbacks(lambda ports: dict(zip(names, ports, strict=True)), unwrap)
+
+    def urls(self) -> dict[str, str]:
+        """Base URL of each listening listener, as a local client would reach it."""
+        result: dict[str, str] = {}
+        for name, listener in self.listeners.items():
+            port = listener.port
+            if port is None:
+                continue
+            host: Any = cast(Any, port).getHost()
+            address = getattr(host, "host", "")
+            # A wildcard bind is reachable on loopback; show an address one can paste.
+            if address in ("", "0.0.0.0"):
+                address = "127.0.0.1"
+            elif address == "::":
+                address = "::1"
+            if ":" in address:
+                address = f"[{address}]"
+            scheme = "https" if listener.description.startswith("ssl:") else "http"
+            result[name] = f"{scheme}://{address}:{getattr(host, 'port', '')}/"
+        return result
+
+    def close(self) -> None:
+        """Close the store (idempotent). Called when the service stops."""
+        if self._closed:
+            return
+        self._closed = True
+        self.store.close()
+
+
+def build_service(config: Config, reactor: Any) -> MultiService:
+    """The appliance as a MultiService (for twistd-style embedding)."""
+    return Appliance(config, reactor).service
+
+
+__all__ = [
+    "LISTENERS",
+    "Appliance",
+    "Listener",
+    "build_service",
+    "open_store",
+]

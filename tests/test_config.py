@@ -1,0 +1,108 @@
+"""acs.config: TOML -> validated dataclasses; defaults equal config.example.toml."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from acs.config import Config, ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "acs.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_builtin_defaults_equal_config_example() -> None:
+    assert load_config(EXAMPLE) == Config()
+
+
+def test_config_example_sets_every_key_of_every_section() -> None:
+    data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for section in ("storage", "cwmp", "api", "files"):
+        expected = set(getattr(Config(), section).__dataclass_fields__)
+        assert set(data[section]) == expected, section
+
+
+def test_no_path_and_no_env_gives_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ACS_CONFIG", raising=False)
+    assert load_config() == Config()
+
+
+def test_acs_config_env_is_used_when_no_path_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(tmp_path, '[cwmp]\nlisten = "tcp:17547"\n')
+    monkeypatch.setenv("ACS_CONFIG", str(path))
+    assert load_config().cwmp.listen == "tcp:17547"
+
+
+def test_explicit_path_wins_over_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACS_CONFIG", str(tmp_path / "missing.toml"))
+    path = _write(tmp_path, "[api]\nupdate_status_timeout = 9\n")
+    assert load_config(path).api.update_status_timeout == 9
+
+
+def test_partial_section_keeps_other_defaults(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, "[cwmp]\nauto_register = false\n"))
+    assert config.cwmp.auto_register is False
+    assert config.cwmp.listen == "tcp:7547"
+    assert config.storage == Config().storage
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[cwmpp]\n", "unknown section [cwmpp]"),
+        ("[cwmp]\nlisten_port = 1\n", "unknown key 'listen_port'"),
+        ("[cwmp]\nsession_timeout = true\n", "session_timeout must be int"),
+        ('[cwmp]\nsession_timeout = "30"\n', "session_timeout must be int"),
+        ("[cwmp]\nsession_timeout = 0\n", "session_timeout must be > 0"),
+        ("[cwmp]\nconnection_request_timeout = -1\n", "must be > 0"),
+        ('[cwmp]\nauto_register = "yes"\n', "auto_register must be bool"),
+        ('[cwmp]\nlisten = ""\n', "listen must not be empty"),
+        ('[cwmp]\ndefault_organization = "  "\n', "default_organization must not be empty"),
+        ('[storage]\ndatabase = ""\n', "database must not be empty"),
+        ("[files]\nurl_ttl = 0\n", "url_ttl must be > 0"),
+        ('[files]\npublic_url = "ftp://x"\n', "public_url must be an http"),
+        ('[files]\npublic_url = "127.0.0.1:7567"\n', "public_url must be an http"),
+        ("cwmp = 3\n", "[cwmp] must be a table"),
+    ],
+)
+def test_invalid_values_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(_write(tmp_path, text))
+    assert message in str(info.value)
+
+
+def test_malformed_toml_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, "[cwmp\n")
+    with pytest.raises(ConfigError, match=r"acs\.toml"):
+        load_config(path)
+
+
+def test_binary_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "acs.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path)
+
+
+def test_https_public_url_is_accepted() -> None:
+    config = parse_config({"files": {"public_url": "https://acs.example.net:7567"}})
+    assert config.files.public_url == "https://acs.example.net:7567"
