@@ -1,0 +1,177 @@
+"""``cpe-sim``: run a fleet of simulated CPEs against an ACS from the command line.
+
+Runs on the real reactor, prints a one-line live summary (refreshed in place every second
+on a terminal, one line every 5 s otherwise, both on stderr), stops after ``--duration``
+seconds or on Ctrl-C / SIGTERM, lets in-flight sessions finish, and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from twisted.internet.task import LoopingCall
+
+from cpe_sim.fleet import MODELS, Fleet
+
+MAX_COUNT = 100_000
+
+
+def _bounded_int(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, not {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(minimum: float) -> Any:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not value >= minimum or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number >= {minimum}, not {text}")
+        return value
+
+    return parse
+
+
+def _url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
+    return text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cpe-sim", description="Simulated TR-069 CPEs informing an ACS over HTTP."
+    )
+    p.add_argument("--acs", required=True, type=_url, help="ACS URL, e.g. http://127.0.0.1:7547/")
+    p.add_argument("--count", required=True, type=_bounded_int(1, MAX_COUNT), help="number of CPEs")
+    p.add_argument("--serial-prefix", default="SIM", help="serials are <prefix><6 digits>")
+    p.add_argument("--model", choices=MODELS, default="tr181", help="data model root")
+    p.add_argument(
+        "--interval",
+        type=_positive_float(1),
+        default=None,
+        help="initial PeriodicInformInterval in seconds (default: the template's)",
+    )
+    p.add_argument(
+        "--duration",
+        type=_positive_float(0.001),
+        default=None,
+        help="stop after this many seconds (default: until Ctrl-C/SIGTERM)",
+    )
+    p.add_argument("--username", default="", help="ManagementServer.Username for ACS auth")
+    p.add_argument("--password", default="", help="ManagementServer.Password for ACS auth")
+    p.add_argument(
+        "--start-spread",
+        type=_positive_float(0),
+        default=None,
+        help="spread the first informs over this many seconds (default: count/100)",
+    )
+    p.add_argument(
+        "--connreq-listen",
+        default="tcp:0:interface=127.0.0.1",
+        help="Twisted endpoint for the connection-request listener",
+    )
+    p.add_argument("--reboot-delay", type=_positive_float(0), default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.password and not args.username:
+        build_parser().error("--password needs --username")
+    return args
+
+
+def make_fleet(reactor: Any, args: argparse.Namespace) -> Fleet:
+    spread = args.start_spread if args.start_spread is not None else args.count / 100
+    return Fleet(
+        reactor,
+        acs_url=args.acs,
+        count=args.count,
+        serial_prefix=args.serial_prefix,
+        model=args.model,
+        interval=args.interval,
+        connreq_listen=args.connreq_listen,
+        acs_username=args.username,
+        acs_password=args.password,
+        reboot_delay=args.reboot_delay,
+        start_spread=spread,
+        seed=args.seed,
+    )
+
+
+class Reporter:
+    """The live summary line: ``\\r``-refreshed on a TTY, plain lines otherwise."""
+
+    def __init__(self, fleet: Fleet, out: IO[str]) -> None:
+        self.fleet = fleet
+        self.out = out
+        self.tty = out.isatty()
+        self.period = 1.0 if self.tty else 5.0
+
+    def report(self) -> None:
+        line = self.fleet.summary()
+        if self.tty:
+            self.out.write("\r" + line + "\x1b[K")
+        else:
+            self.out.write(line + "\n")
+        self.out.flush()
+
+    def final(self) -> None:
+        self.out.write(("\n" if self.tty else "") + self.fleet.summary() + "\n")
+        self.out.flush()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    from twisted.internet import reactor as _reactor
+
+    reactor: Any = _reactor
+    fleet = make_fleet(reactor, args)
+    reporter = Reporter(fleet, sys.stderr)
+    ticker = LoopingCall(reporter.report)
+    ticker.clock = reactor
+    failures: list[str] = []
+
+    def started(_: object) -> None:
+        ticker.start(reporter.period, now=False)
+        if args.duration is not None:
+            reactor.callLater(args.duration, reactor.stop)
+
+    def failed(f: Any) -> None:
+        failures.append(f.getErrorMessage())
+        reactor.stop()
+
+    def shutting_down() -> Any:
+        if ticker.running:
+            ticker.stop()
+        return fleet.stop()
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
+    reactor.callWhenRunning(lambda: fleet.start().addCallbacks(started, failed))
+    reactor.run()
+    if failures:
+        print(f"cpe-sim: cannot start: {failures[0]}", file=sys.stderr)
+        return 1
+    reporter.final()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,882 @@
+"""One virtual CPE: identity, data model, pending events, RPC handling and its CWMP sessions.
+
+``SimulatedCPE.handle`` is the pure part (an ACS RPC in, the response or a Fault out); the
+rest drives sessions over HTTP: Inform, empty POST, then RPCs until the ACS answers 204,
+with HTTP Basic/Digest answered from the CPE's ManagementServer credentials, the ACS's
+cookie sent back, undelivered events kept and retried with CWMP back-off, periodic informs
+from ``PeriodicInformInterval`` and an offline window after Reboot/FactoryReset.
+
+All timing goes through the injected reactor (``IReactorTime``) and all HTTP through a
+``SessionClient`` made per session by a factory, so scheduling is tested with
+``task.Clock`` and a scripted client, and the real thing uses treq over the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import random
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import treq
+from twisted.internet.base import DelayedCall
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from acs import httpdigest
+from acs.cwmp import rpc, soap
+from cpe_sim.datamodel import CwmpFault, DataModel, Template
+
+CWMP_1_0 = soap.CWMP_NS["1.0"]
+CWMP_1_2 = soap.CWMP_NS["1.2"]
+
+# RPC methods the simulator answers (GetRPCMethods).
+SUPPORTED_METHODS = (
+    "GetRPCMethods",
+    "GetParameterNames",
+    "GetParameterValues",
+    "SetParameterValues",
+    "GetParameterAttributes",
+    "SetParameterAttributes",
+    "AddObject",
+    "DeleteObject",
+    "Reboot",
+    "FactoryReset",
+    "Download",
+    "ScheduleInform",
+)
+
+MAX_EXCHANGES = 1000  # a runaway ACS can't keep a session going forever
+RECEIVED_LIMIT = 200  # ``received`` keeps the latest RPCs only: bounded memory in load runs
+BOOTSTRAP = "0 BOOTSTRAP"
+BOOT = "1 BOOT"
+PERIODIC = "2 PERIODIC"
+SCHEDULED = "3 SCHEDULED"
+CONNECTION_REQUEST = "6 CONNECTION REQUEST"
+TRANSFER_COMPLETE = "7 TRANSFER COMPLETE"
+
+
+class SessionError(Exception):
+    """A session failed (HTTP error, unexpected answer, bad credentials...)."""
+
+
+# --- HTTP seam ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    code: int
+    headers: Mapping[str, list[str]]  # lower-case names
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name.lower())
+        return values[0] if values else None
+
+
+class SessionClient(Protocol):
+    """HTTP for one CWMP session: one connection and one cookie jar, closed at the end."""
+
+    def request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> Deferred[HttpResponse]: ...
+
+    def close(self) -> Deferred[None]: ...
+
+
+class TreqSessionClient:
+    """``SessionClient`` over treq.
+
+    A CWMP session belongs on one TCP connection (TR-069 §3.4.2; ACSs that key sessions
+    by socket depend on it), so each session gets its own single-connection persistent
+    pool instead of borrowing from a pool shared with other CPEs; it is closed when the
+    session ends so thousands of CPEs don't keep idle sockets open.
+    """
+
+    def __init__(self, reactor: Any, timeout: float) -> None:
+        self._reactor = reactor
+        self._timeout = timeout
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = 1
+        self._pool.retryAutomatically = False
+        agent: Any = Agent(reactor, pool=self._pool)
+        # One HTTPClient per session: its own cookie jar, so the ACS's session cookie is
+        # sent back within the session and forgotten after it.
+        self._http = treq.client.HTTPClient(agent)
+
+    def request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> Deferred[HttpResponse]:
+        return Deferred.fromCoroutine(self._request(method, url, body, headers))
+
+    async def _request(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> HttpResponse:
+        hdrs: dict[bytes | str, bytes | str] = dict(headers.items())
+        d = self._http.request(method, url, data=body, headers=hdrs)
+        d.addTimeout(self._timeout, self._reactor)
+        response = await d
+        content = treq.content(response)
+        content.addTimeout(self._timeout, self._reactor)
+        data = await content
+        received: dict[str, list[str]] = {
+            k.decode("latin-1").lower(): [v.decode("latin-1") for v in vs]
+            for k, vs in response.headers.getAllRawHeaders()
+        }
+        return HttpResponse(response.code, received, data)
+
+    def close(self) -> Deferred[None]:
+        d: Deferred[None] = self._pool.closeCachedConnections()
+        return d
+
+
+# --- configuration shared by many CPEs -------------------------------------------------------
+
+
+@dataclass
+class Profile:
+    """Settings shared by every CPE of a fleet (kept once, not per CPE)."""
+
+    reactor: Any
+    acs_url: str
+    acs_username: str = ""
+    acs_password: str = ""
+    interval: int | None = None  # initial PeriodicInformInterval; None: template default
+    jitter: float = 0.1
+    reboot_delay: float = 1.0
+    periodic: bool = True
+    http_timeout: float = 30.0
+    session_timeout: int = 30
+    manufacturer: str = "Acme Networks"
+    oui: str = "00D09E"
+    software_version: str = "1.0.0"
+    retry_cap: int = 10  # back-off stops doubling after this many failures (TR-069 Table 3)
+    rng: random.Random = field(default_factory=random.Random)
+    client_factory: Callable[[], SessionClient] | None = None
+
+    def new_client(self) -> SessionClient:
+        if self.client_factory is not None:
+            return self.client_factory()
+        return TreqSessionClient(self.reactor, self.http_timeout)
+
+
+def iso_time(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+_VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)*)")
+
+
+# --- the CPE -----------------------------------------------------------------------------
+
+
+class SimulatedCPE:
+    """One virtual home gateway. See the module docstring."""
+
+    __slots__ = (
+        "_again",
+        "_boot_time",
+        "_counter",
+        "_cpe_requests",
+        "_current_waiters",
+        "_events",
+        "_in_flight",
+        "_pending_actions",
+        "_pending_waiters",
+        "_periodic_call",
+        "_periodic_interval",
+        "_reboot_call",
+        "_retry_call",
+        "_retry_count",
+        "_soon_call",
+        "_stopped",
+        "_timers",
+        "_transfer_waiters",
+        "_transfers",
+        "connection_request_url",
+        "factory_resets",
+        "faults",
+        "last_error",
+        "model",
+        "ns",
+        "online",
+        "profile",
+        "reboots",
+        "received",
+        "serial",
+        "sessions_failed",
+        "sessions_ok",
+    )
+
+    def __init__(
+        self,
+        serial: str,
+        template: Template,
+        profile: Profile,
+        *,
+        ns: str | None = None,
+        connection_request_url: str = "",
+    ) -> None:
+        self.serial = serial
+        self.profile = profile
+        # TR-181 CPEs speak CWMP 1.2+ (with SessionTimeout), TR-098 ones CWMP 1.0.
+        self.ns = ns or (CWMP_1_2 if template.root == "Device." else CWMP_1_0)
+        self.connection_request_url = connection_request_url
+        self.model = DataModel(template, self._factory_values(template))
+        self.sessions_ok = 0
+        self.sessions_failed = 0
+        self.reboots = 0
+        self.factory_resets = 0
+        self.faults = 0  # Faults this CPE answered ACS RPCs with
+        self.last_error: str | None = None
+        self.received: list[rpc.Message] = []
+        self.online = True
+        self._events: list[rpc.EventStruct] = [rpc.EventStruct(BOOTSTRAP)]
+        self._cpe_requests: list[rpc.Message] = []
+        self._retry_count = 0
+        self._counter = 0
+        self._boot_time = float(profile.reactor.seconds())
+        self._in_flight: Deferred[None] | None = None
+        self._again = False
+        self._stopped = False
+        self._current_waiters: list[Deferred[None]] = []
+        self._pending_waiters: list[Deferred[None]] = []
+        self._pending_actions: list[tuple[str, Any]] = []
+        self._periodic_call: DelayedCall | None = None
+        self._periodic_interval: tuple[bool, int] | None = None
+        self._retry_call: DelayedCall | None = None
+        self._reboot_call: DelayedCall | None = None
+        self._soon_call: DelayedCall | None = None
+        self._timers: list[DelayedCall] = []  # ScheduleInform / Download delays
+        self._transfers = 0  # downloads in progress
+        self._transfer_waiters: list[Deferred[None]] | None = None  # stop() waiting on them
+
+    # -- identity --
+
+    @property
+    def root(self) -> str:
+        return self.model.root
+
+    @property
+    def product_class(self) -> str:
+        return self.model.get_raw(self.root + "DeviceInfo.ProductClass") or ""
+
+    @property
+    def device_id(self) -> rpc.DeviceId:
+        r = self.root
+        return rpc.DeviceId(
+            manufacturer=self.model.get_raw(r + "DeviceInfo.Manufacturer") or "",
+            oui=self.model.get_raw(r + "DeviceInfo.ManufacturerOUI") or "",
+            product_class=self.product_class,
+            serial_number=self.serial,
+        )
+
+    @property
+    def pending_events(self) -> tuple[rpc.EventStruct, ...]:
+        return tuple(self._events)
+
+    @property
+    def retry_count(self) -> int:
+        return self._retry_count
+
+    @property
+    def busy(self) -> bool:
+        return self._in_flight is not None
+
+    def _factory_values(self, template: Template) -> dict[str, str]:
+        """What differs from the template right out of the factory (and after a reset)."""
+        p, r = self.profile, template.root
+        values = {
+            r + "DeviceInfo.SerialNumber": self.serial,
+            r + "ManagementServer.URL": p.acs_url,
+            r + "ManagementServer.Username": p.acs_username,
+            r + "ManagementServer.Password": p.acs_password,
+            r + "DeviceInfo.Manufacturer": p.manufacturer,
+            r + "DeviceInfo.ManufacturerOUI": p.oui,
+            r + "DeviceInfo.SoftwareVersion": p.software_version,
+        }
+        if self.connection_request_url:
+            values[r + "ManagementServer.ConnectionRequestURL"] = self.connection_request_url
+        if p.interval is not None:
+            values[r + "ManagementServer.PeriodicInformInterval"] = str(p.interval)
+        return values
+
+    def set_connection_request_url(self, url: str) -> None:
+        self.connection_request_url = url
+        self.model.set_raw(self.root + "ManagementServer.ConnectionRequestURL", url)
+
+    def value(self, path: str) -> str | None:
+        """The stored value of ``path`` (passwords included: this is for assertions)."""
+        return self.model.get_raw(path)
+
+    @property
+    def connection_request_credentials(self) -> tuple[str, str]:
+        r = self.root
+        return (
+            self.model.get_raw(r + "ManagementServer.ConnectionRequestUsername") or "",
+            self.model.get_raw(r + "ManagementServer.ConnectionRequestPassword") or "",
+        )
+
+    # -- events --
+
+    def add_event(self, event: rpc.EventStruct) -> None:
+        # Single events (0-14) are not cumulative; "M <method>" ones are kept per CommandKey.
+        if event.code.startswith("M "):
+            if event not in self._events:
+                self._events.append(event)
+        elif all(e.code != event.code for e in self._events):
+            self._events.append(event)
+
+    # -- the pure part: one ACS RPC in, the response or a Fault out --
+
+    def handle(self, request: rpc.Message) -> rpc.Message:
+        """Answer one ACS request. Side effects are only state changes of this CPE."""
+        self.received.append(request)
+        if len(self.received) > RECEIVED_LIMIT:
+            del self.received[: len(self.received) - RECEIVED_LIMIT]
+        try:
+            reply = self._dispatch(request)
+        except CwmpFault as e:
+            reply = e.fault
+        if isinstance(reply, rpc.Fault):
+            self.faults += 1
+        return reply
+
+    def _dispatch(self, m: rpc.Message) -> rpc.Message:
+        model = self.model
+        if isinstance(m, rpc.GetRPCMethods):
+            return rpc.GetRPCMethodsResponse(SUPPORTED_METHODS)
+        if isinstance(
+            m, rpc.GetParameterNames | rpc.GetParameterValues | rpc.GetParameterAttributes
+        ):
+            self._refresh_live_values()
+        if isinstance(m, rpc.GetParameterNames):
+            return rpc.GetParameterNamesResponse(
+                tuple(model.get_parameter_names(m.path, m.next_level))
+            )
+        if isinstance(m, rpc.GetParameterValues):
+            return rpc.GetParameterValuesResponse(tuple(model.get_parameter_values(m.names)))
+        if isinstance(m, rpc.SetParameterValues):
+            url_before = model.get_raw(self.root + "ManagementServer.URL")
+            model.set_parameter_values(m.parameters, m.parameter_key)
+            if model.get_raw(self.root + "ManagementServer.URL") != url_before:
+                # A new ACS means a new relationship: the next Inform is a BOOTSTRAP.
+                self._pending_actions.append(("bootstrap", None))
+            return rpc.SetParameterValuesResponse(0)
+        if isinstance(m, rpc.GetParameterAttributes):
+            return rpc.GetParameterAttributesResponse(
+                tuple(model.get_parameter_attributes(m.names))
+            )
+        if isinstance(m, rpc.SetParameterAttributes):
+            model.set_parameter_attributes(m.parameters)
+            return rpc.SetParameterAttributesResponse()
+        if isinstance(m, rpc.AddObject):
+            number = model.add_object(m.object_name, m.parameter_key)
+            return rpc.AddObjectResponse(number, 0)
+        if isinstance(m, rpc.DeleteObject):
+            model.delete_object(m.object_name, m.parameter_key)
+            return rpc.DeleteObjectResponse(0)
+        if isinstance(m, rpc.Reboot):
+            self._pending_actions.append(("reboot", m.command_key))
+            return rpc.RebootResponse()
+        if isinstance(m, rpc.FactoryReset):
+            self._pending_actions.append(("factory_reset", None))
+            return rpc.FactoryResetResponse()
+        if isinstance(m, rpc.ScheduleInform):
+            if m.delay_seconds <= 0:
+                return rpc.Fault(9003, "Invalid arguments: DelaySeconds must be > 0", "Client")
+            self._pending_actions.append(("schedule_inform", m))
+            return rpc.ScheduleInformResponse()
+        if isinstance(m, rpc.Download):
+            return self._accept_download(m)
+        return rpc.Fault(9000, f"Method not supported: {type(m).__name__}", "Server")
+
+    def _accept_download(self, m: rpc.Download) -> rpc.Message:
+        if urlsplit(m.url).scheme not in ("http", "https"):
+            return rpc.Fault(9013, "Unsupported protocol for file transfer", "Server")
+        if m.delay_seconds < 0:
+            return rpc.Fault(9003, "Invalid arguments: negative DelaySeconds", "Client")
+        self._pending_actions.append(("download", m))
+        # Status 1: not done yet; a TransferComplete follows in a later session.
+        return rpc.DownloadResponse(1)
+
+    def _refresh_live_values(self) -> None:
+        now = float(self.profile.reactor.seconds())
+        r = self.root
+        self.model.set_raw(r + "DeviceInfo.UpTime", str(max(0, int(now - self._boot_time))))
+        self.model.set_raw(r + "Time.CurrentLocalTime", iso_time(now))
+
+    # -- session scheduling --
+
+    def inform(self, *events: rpc.EventStruct) -> Deferred[None]:
+        """Add ``events`` and run a session now (or right after the one in flight).
+
+        Fires when the session carrying the events completes, whether it succeeded or
+        failed (see ``sessions_ok``/``sessions_failed``/``last_error``); never errbacks.
+        """
+        for e in events:
+            self.add_event(e)
+        d: Deferred[None] = Deferred()
+        self._pending_waiters.append(d)
+        self.request_session(again=True)
+        return d
+
+    def next_session(self) -> Deferred[None]:
+        """Fires when the next session completes (ok or failed); never errbacks."""
+        d: Deferred[None] = Deferred()
+        if self._in_flight is not None:
+            self._current_waiters.append(d)
+        else:
+            self._pending_waiters.append(d)
+        return d
+
+    def connection_request(self) -> bool:
+        """A connection request arrived: False when offline (rebooting) or stopped."""
+        if not self.online or self._stopped:
+            return False
+        self.add_event(rpc.EventStruct(CONNECTION_REQUEST))
+        self.request_session(soon=True)
+        return True
+
+    def request_session(self, *, soon: bool = False, again: bool = False) -> None:
+        """Start a session (now, or on the next reactor turn when ``soon``); coalesces.
+
+        While a session is in flight nothing starts: events still undelivered when it ends
+        start the next one (so a request whose event the current Inform carries needs no
+        extra session); ``again`` forces one even without new events.
+        """
+        if self._stopped or not self.online:
+            return
+        if self._in_flight is not None:
+            self._again = self._again or again
+            return
+        if soon:
+            # Answer the connection request's HTTP first, then open the session; several
+            # requests before the session starts share it.
+            if self._soon_call is None or not self._soon_call.active():
+                self._soon_call = self.profile.reactor.callLater(0, self._soon)
+            return
+        self._start_session()
+
+    def _soon(self) -> None:
+        self._soon_call = None
+        self.request_session()
+
+    def start(self, delay: float = 0.0) -> None:
+        """Power on: the first (BOOTSTRAP) Inform after ``delay`` seconds, then periodic."""
+        self._stopped = False
+        self._boot_time = float(self.profile.reactor.seconds()) + delay
+        self._reboot_call = self.profile.reactor.callLater(delay, self._power_on)
+
+    def _power_on(self) -> None:
+        self._reboot_call = None
+        self.online = True
+        self._boot_time = float(self.profile.reactor.seconds())
+        self._schedule_periodic(force=True)
+        self.request_session()
+
+    def stop(self) -> Deferred[None]:
+        """Go silent: cancel every timer; fires when the session in flight (if any) ends."""
+        self._stopped = True
+        for call in (self._periodic_call, self._retry_call, self._reboot_call, self._soon_call):
+            if call is not None and call.active():
+                call.cancel()
+        for call in self._timers:
+            if call.active():
+                call.cancel()
+        self._timers = []
+        self._periodic_call = self._retry_call = self._reboot_call = self._soon_call = None
+        waits: list[Deferred[None]] = []
+        if self._transfers:
+            w: Deferred[None] = Deferred()
+            self._transfer_waiters = [*(self._transfer_waiters or []), w]
+            waits.append(w)
+        if self._in_flight is not None:
+            d: Deferred[None] = Deferred()
+            self._current_waiters.append(d)
+            waits.append(d)
+        if not waits:
+            return succeed(None)
+        return gatherResults(waits).addCallback(lambda _: None)
+
+    def _start_session(self) -> None:
+        if self._retry_call is not None and self._retry_call.active():
+            self._retry_call.cancel()
+        self._retry_call = None
+        self._again = False
+        self._current_waiters, self._pending_waiters = self._pending_waiters, []
+        d = Deferred.fromCoroutine(self._session())
+        self._in_flight = d
+        d.addBoth(self._session_done)
+
+    def _session_done(self, result: Failure | None) -> None:
+        self._in_flight = None
+        ok = not isinstance(result, Failure)
+        if ok:
+            self.sessions_ok += 1
+            self._retry_count = 0
+            self.last_error = None
+        else:
+            assert isinstance(result, Failure)
+            self.sessions_failed += 1
+            self._retry_count += 1
+            self.last_error = (
+                str(result.value)
+                if isinstance(result.value, SessionError)
+                else f"{type(result.value).__name__}: {result.value}"
+            )
+        waiters, self._current_waiters = self._current_waiters, []
+        if self._stopped:
+            self._pending_actions = []
+        restarting = self._run_pending_actions()
+        carry_on = ok and not self._stopped and not restarting
+        if not ok and not self._stopped and not restarting:
+            self._schedule_retry()
+        elif carry_on:
+            self._schedule_periodic()
+        # Waiters first: their callbacks may call next_session() for the session below.
+        for w in waiters:
+            w.callback(None)
+        more = self._again or self._events or self._cpe_requests
+        if carry_on and more and self._in_flight is None and self.online and not self._stopped:
+            self._start_session()
+
+    def _run_pending_actions(self) -> bool:
+        """Apply what the session's RPCs asked for; True when the CPE goes offline."""
+        actions, self._pending_actions = self._pending_actions, []
+        restarting = False
+        for kind, arg in actions:
+            if kind == "bootstrap":
+                self.add_event(rpc.EventStruct(BOOTSTRAP))
+                self._again = True
+            elif kind == "schedule_inform":
+                self._later(arg.delay_seconds, self._scheduled_inform, arg.command_key)
+            elif kind == "download":
+                self._later(max(arg.delay_seconds, 0), self._download, arg)
+            elif kind in ("reboot", "factory_reset") and not restarting:
+                restarting = True
+                self._go_offline(kind, arg)
+        return restarting
+
+    def _later(self, delay: float, f: Callable[..., None], *args: Any) -> None:
+        if self._stopped:
+            return
+        self._timers = [c for c in self._timers if c.active()]
+        self._timers.append(self.profile.reactor.callLater(delay, f, *args))
+
+    def _scheduled_inform(self, command_key: str) -> None:
+        self.add_event(rpc.EventStruct(SCHEDULED))
+        self.add_event(rpc.EventStruct("M ScheduleInform", command_key))
+        self.request_session()
+
+    def _go_offline(self, kind: str, command_key: str | None) -> None:
+        self.online = False
+        for call in (self._periodic_call, self._retry_call, self._soon_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._periodic_call = self._retry_call = self._soon_call = None
+        if kind == "factory_reset":
+            self.factory_resets += 1
+            self.model.reset(self._factory_values(self.model.template))
+            self._events = [rpc.EventStruct(BOOTSTRAP), rpc.EventStruct(BOOT)]
+            self._cpe_requests = []
+        elif kind == "reboot":
+            self.reboots += 1
+            self.add_event(rpc.EventStruct(BOOT))
+            self.add_event(rpc.EventStruct("M Reboot", command_key or ""))
+        else:  # a firmware upgrade restarts the CPE too
+            self.add_event(rpc.EventStruct(BOOT))
+        self._retry_count = 0
+        self._reboot_call = self.profile.reactor.callLater(
+            self.profile.reboot_delay, self._power_on
+        )
+
+    def _schedule_retry(self) -> None:
+        """CWMP session retry (TR-069 §3.2.1.1): a random wait in a window that doubles."""
+        r = self.root
+        try:
+            minimum = int(
+                self.model.get_raw(r + "ManagementServer.CWMPRetryMinimumWaitInterval") or 5
+            )
+            multiplier = int(
+                self.model.get_raw(r + "ManagementServer.CWMPRetryIntervalMultiplier") or 2000
+            )
+        except ValueError:
+            minimum, multiplier = 5, 2000
+        delay = retry_delay(
+            self._retry_count,
+            self.profile.rng,
+            minimum=minimum,
+            multiplier=multiplier / 1000,
+            cap=self.profile.retry_cap,
+        )
+        self._retry_call = self.profile.reactor.callLater(delay, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_call = None
+        self.request_session()
+
+    def _periodic_settings(self) -> tuple[bool, int]:
+        r = self.root
+        enabled = self.model.get_raw(r + "ManagementServer.PeriodicInformEnable") == "true"
+        interval = int(self.model.get_raw(r + "ManagementServer.PeriodicInformInterval") or 0)
+        return enabled and self.profile.periodic and interval > 0, interval
+
+    def _schedule_periodic(self, *, force: bool = False) -> None:
+        """(Re)arm the periodic timer when its settings changed (or when ``force``)."""
+        settings = self._periodic_settings()
+        if (
+            not force
+            and settings == self._periodic_interval
+            and (self._periodic_call is not None or not settings[0])
+        ):
+            return
+        self._periodic_interval = settings
+        if self._periodic_call is not None and self._periodic_call.active():
+            self._periodic_call.cancel()
+        self._periodic_call = None
+        enabled, interval = settings
+        if enabled and not self._stopped:
+            self._periodic_call = self.profile.reactor.callLater(
+                jittered(interval, self.profile.jitter, self.profile.rng), self._periodic
+            )
+
+    def _periodic(self) -> None:
+        self._periodic_call = None
+        self.add_event(rpc.EventStruct(PERIODIC))
+        self._schedule_periodic(force=True)
+        self.request_session()
+
+    # -- one session --
+
+    def _next_id(self) -> str:
+        self._counter += 1
+        return f"{self.serial}-{self._counter}"
+
+    def build_inform(self) -> rpc.Inform:
+        self._refresh_live_values()
+        return rpc.Inform(
+            device_id=self.device_id,
+            events=tuple(self._events),
+            current_time=iso_time(float(self.profile.reactor.seconds())),
+            retry_count=self._retry_count,
+            parameters=tuple(self.model.values(self.model.template.forced)),
+            max_envelopes=1,
+        )
+
+    async def _session(self) -> None:
+        client = self.profile.new_client()
+        try:
+            await self._exchange(client)
+        finally:
+            await client.close()
+
+    async def _exchange(self, client: SessionClient) -> None:
+        url = self.model.get_raw(self.root + "ManagementServer.URL") or self.profile.acs_url
+        auth = _Auth(self)
+        inform = self.build_inform()
+        header = soap.Header(
+            id=self._next_id(),
+            session_timeout=self.profile.session_timeout if self.ns != CWMP_1_0 else None,
+        )
+        reply = await self._post(client, auth, url, soap.Envelope(inform, header, self.ns))
+        if not isinstance(reply.message, rpc.InformResponse):
+            raise SessionError(f"Inform answered with {_describe(reply.message)}")
+        # Delivered: drop the events just sent, except BOOTSTRAP, kept until the session
+        # succeeds (a bootstrap the ACS never finished processing must be repeated).
+        sent = set(inform.events)
+        self._events = [e for e in self._events if e not in sent or e.code == BOOTSTRAP]
+        while self._cpe_requests:
+            request = self._cpe_requests[0]
+            answer = await self._post(
+                client, auth, url, soap.Envelope(request, soap.Header(id=self._next_id()), self.ns)
+            )
+            if isinstance(answer.message, rpc.Fault):
+                raise SessionError(
+                    f"ACS answered {type(request).__name__} with {_describe(answer.message)}"
+                )
+            self._cpe_requests.pop(0)
+        body: bytes | None = None
+        for _ in range(MAX_EXCHANGES):
+            response = await self._send(client, auth, url, body)
+            if response.code == 204 or (response.code == 200 and not response.body.strip()):
+                self._events = [e for e in self._events if not (e in sent and e.code == BOOTSTRAP)]
+                return
+            envelope = self._envelope(response)
+            if type(envelope.message) not in rpc.ACS_REQUESTS:
+                raise SessionError(f"expected an ACS request, got {_describe(envelope.message)}")
+            answer_message = self.handle(envelope.message)
+            body = soap.serialize(
+                soap.Envelope(answer_message, soap.Header(id=envelope.header.id), envelope.ns)
+            )
+        raise SessionError(f"session exceeded {MAX_EXCHANGES} exchanges")
+
+    async def _post(
+        self, client: SessionClient, auth: _Auth, url: str, envelope: soap.Envelope
+    ) -> soap.Envelope:
+        response = await self._send(client, auth, url, soap.serialize(envelope))
+        if response.code != 200:
+            raise SessionError(f"{type(envelope.message).__name__} answered HTTP {response.code}")
+        return self._envelope(response)
+
+    @staticmethod
+    def _envelope(response: HttpResponse) -> soap.Envelope:
+        if response.code != 200:
+            raise SessionError(f"ACS answered HTTP {response.code}")
+        try:
+            return soap.parse(response.body)
+        except soap.SoapError as e:
+            raise SessionError(f"ACS sent an unreadable envelope: {e.message}") from None
+
+    async def _send(
+        self, client: SessionClient, auth: _Auth, url: str, body: bytes | None
+    ) -> HttpResponse:
+        headers: dict[str, str] = {}
+        if body is not None:
+            headers["Content-Type"] = 'text/xml; charset="utf-8"'
+            headers["SOAPAction"] = ""
+        path = _request_uri(url)
+        if auth.challenge is not None:
+            headers["Authorization"] = auth.answer("POST", path)
+        response = await client.request("POST", url, body, headers)
+        if response.code != 401:
+            return response
+        challenge = response.header("www-authenticate")
+        if not challenge:
+            raise SessionError("ACS answered 401 without a challenge")
+        auth.set_challenge(challenge)
+        headers["Authorization"] = auth.answer("POST", path)
+        response = await client.request("POST", url, body, headers)
+        if response.code == 401:
+            raise SessionError("ACS rejected the CPE's credentials (second 401)")
+        return response
+
+    # -- Download: fetch the file, report TransferComplete in a new session --
+
+    def _download(self, m: rpc.Download) -> None:
+        if self._stopped:
+            return
+        start = iso_time(float(self.profile.reactor.seconds()))
+        self._transfers += 1
+        d = Deferred.fromCoroutine(self._fetch(m))
+        d.addBoth(self._downloaded, m, start)
+        d.addBoth(self._transfer_finished)
+
+    def _transfer_finished(self, result: object) -> None:
+        self._transfers -= 1
+        if self._transfers == 0 and self._transfer_waiters:
+            waiters, self._transfer_waiters = self._transfer_waiters, None
+            for w in waiters:
+                w.callback(None)
+
+    async def _fetch(self, m: rpc.Download) -> int:
+        client = self.profile.new_client()
+        try:
+            headers: dict[str, str] = {}
+            if m.username:
+                token = base64.b64encode(f"{m.username}:{m.password}".encode()).decode()
+                headers["Authorization"] = f"Basic {token}"
+            response = await client.request("GET", m.url, None, headers)
+        finally:
+            await client.close()
+        if response.code != 200:
+            return 9016 if response.code in (403, 404) else 9010
+        if m.file_size and len(response.body) != m.file_size:
+            return 9018
+        return 0
+
+    def _downloaded(self, result: int | Failure, m: rpc.Download, start: str) -> None:
+        code = 9015 if isinstance(result, Failure) else result
+        done = iso_time(float(self.profile.reactor.seconds()))
+        fault = rpc.FaultStruct(code, "" if code == 0 else "Download failed")
+        self._cpe_requests.append(
+            rpc.TransferComplete(
+                m.command_key,
+                fault,
+                start if code == 0 else rpc.UNKNOWN_TIME,
+                done if code == 0 else rpc.UNKNOWN_TIME,
+            )
+        )
+        self.add_event(rpc.EventStruct(TRANSFER_COMPLETE))
+        self.add_event(rpc.EventStruct("M Download", m.command_key))
+        if code == 0 and m.file_type.startswith("1"):
+            # A firmware image: "install" it and come back up with the new version.
+            match = _VERSION_RE.search(m.target_file_name or m.url.rsplit("/", 1)[-1])
+            if match:
+                self.model.set_raw(self.root + "DeviceInfo.SoftwareVersion", match.group(1))
+            if self._in_flight is None and self.online and not self._stopped:
+                self._go_offline("upgrade", None)
+                return
+        self.request_session()
+
+
+class _Auth:
+    """The CPE's answer to the ACS's HTTP authentication challenge, for one session."""
+
+    __slots__ = ("challenge", "cpe", "nc")
+
+    def __init__(self, cpe: SimulatedCPE) -> None:
+        self.cpe = cpe
+        self.challenge: str | None = None
+        self.nc = 0
+
+    def set_challenge(self, challenge: str) -> None:
+        self.challenge = challenge
+        self.nc = 0
+
+    def answer(self, method: str, uri: str) -> str:
+        assert self.challenge is not None
+        self.nc += 1
+        r = self.cpe.root
+        try:
+            return httpdigest.authorization_for(
+                self.challenge,
+                method=method,
+                uri=uri,
+                username=self.cpe.model.get_raw(r + "ManagementServer.Username") or "",
+                password=self.cpe.model.get_raw(r + "ManagementServer.Password") or "",
+                cnonce=f"{self.cpe.profile.rng.getrandbits(64):016x}",
+                nc=self.nc,
+            )
+        except ValueError as e:
+            raise SessionError(f"cannot answer the ACS's challenge: {e}") from None
+
+
+def _request_uri(url: str) -> str:
+    parts = urlsplit(url)
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+def _describe(m: rpc.Message) -> str:
+    if isinstance(m, rpc.Fault):
+        return f"Fault {m.code} {m.string}".strip()
+    return type(m).__name__
+
+
+def jittered(interval: float, jitter: float, rng: random.Random) -> float:
+    """``interval`` plus or minus ``jitter * interval``, never below one second."""
+    if jitter <= 0:
+        return float(interval)
+    return max(1.0, interval * (1 + rng.uniform(-jitter, jitter)))
+
+
+def retry_delay(
+    retries: int,
+    rng: random.Random,
+    *,
+    minimum: float = 5.0,
+    multiplier: float = 2.0,
+    cap: int = 10,
+) -> float:
+    """Wait before retry number ``retries`` (1 = first retry) per TR-069 Table 3.
+
+    A random point in [m·k^(n-1), m·k^n]; the window stops growing after ``cap`` retries.
+    """
+    n = max(1, min(retries, cap))
+    low = minimum * multiplier ** (n - 1)
+    return rng.uniform(low, low * multiplier)

@@ -1,0 +1,235 @@
+"""A fleet of simulated CPEs in one process sharing one connection-request listener.
+
+Every CPE's ``ConnectionRequestURL`` is ``http://<listener>/<serial>``. A GET there is
+authenticated with HTTP Digest (MD5, qop=auth) against the CPE's
+``ConnectionRequestUsername``/``Password`` once the ACS has set a username (no
+authentication while it is empty), answered 200 with an empty body, and then wakes the CPE
+for a ``6 CONNECTION REQUEST`` session; several requests before that session share it.
+
+While a CPE is offline (the ``reboot_delay`` after a Reboot or FactoryReset) its requests
+get their TCP connection dropped without an answer: one listener serves every CPE, so a
+per-device "connection refused" is impossible, and a dropped connection is what an ACS sees
+from a device that is down (a 503 would instead say "up but busy").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import random
+from typing import Any
+
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from acs import httpdigest
+from cpe_sim.cpe import Profile, SimulatedCPE
+from cpe_sim.datamodel import load_template
+
+__all__ = ["Fleet", "SimulatedCPE"]
+
+MODELS = ("tr181", "tr098", "mixed")
+REALM = "cpe-sim"
+NONCE_TTL = 300.0  # seconds a connection-request nonce stays valid
+
+
+class _ConnectionRequests(Resource):
+    """GET /<serial>: the connection-request endpoint of every CPE in the fleet."""
+
+    isLeaf = True
+
+    def __init__(self, fleet: Fleet) -> None:
+        super().__init__()
+        self._fleet = fleet
+        # Stateless nonces: "<time>.<hmac(time)>", so a 10 000-CPE fleet stores nothing.
+        self._secret = os.urandom(16)
+
+    def _nonce(self) -> str:
+        stamp = f"{self._fleet.reactor.seconds():.3f}"
+        mac = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"{stamp}.{mac}"
+
+    def _nonce_ok(self, nonce: str) -> bool:
+        stamp, _, mac = nonce.rpartition(".")
+        expected = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
+        if not stamp or not hmac.compare_digest(expected.encode(), mac.encode()):
+            return False
+        try:
+            age = self._fleet.reactor.seconds() - float(stamp)
+        except ValueError:
+            return False
+        return 0 <= age <= NONCE_TTL
+
+    def render_GET(self, request: Request) -> bytes | int:
+        path = [p.decode("utf-8", "replace") for p in request.postpath or []]
+        cpe = self._fleet.find(path[0]) if len(path) == 1 else None
+        if cpe is None:
+            request.setResponseCode(404)
+            return b""
+        if not cpe.online or self._fleet.stopped:
+            # Offline: behave like an unreachable device (see the module docstring).
+            if request.channel is not None and request.channel.transport is not None:
+                request.channel.transport.abortConnection()
+            return NOT_DONE_YET
+        username, password = cpe.connection_request_credentials
+        if username and not self._authorized(request, username, password):
+            request.setResponseCode(401)
+            request.setHeader(
+                b"WWW-Authenticate",
+                httpdigest.digest_challenge(REALM, self._nonce(), opaque=cpe.serial).encode(),
+            )
+            return b""
+        cpe.connection_request()
+        request.setResponseCode(200)
+        return b""
+
+    def _authorized(self, request: Request, username: str, password: str) -> bool:
+        creds = httpdigest.parse_authorization(request.getHeader(b"authorization"))
+        if creds is None or creds.scheme != "digest" or creds.username != username:
+            return False
+        if creds.params.get("uri") != request.uri.decode("latin-1"):
+            return False
+        if not self._nonce_ok(creds.params.get("nonce", "")):
+            return False
+        return httpdigest.check_credentials(creds, method="GET", password=password, realm=REALM)
+
+
+class _QuietSite(Site):
+    noisy = False
+
+    def log(self, request: Any) -> None:
+        """No access log: a large fleet would drown the console."""
+
+
+class Fleet:
+    """Many ``SimulatedCPE`` with one connection-request listener (see module docstring)."""
+
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        acs_url: str,
+        count: int,
+        serial_prefix: str = "SIM",
+        model: str = "tr181",
+        interval: float | None = None,
+        jitter: float = 0.1,
+        connreq_listen: str = "tcp:0:interface=127.0.0.1",
+        acs_username: str = "",
+        acs_password: str = "",
+        reboot_delay: float = 1.0,
+        start_spread: float = 0.0,
+        periodic: bool = True,
+        seed: int = 0,
+        ns: str | None = None,
+    ) -> None:
+        if model not in MODELS:
+            raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
+        if not 0 <= count <= 1_000_000:
+            raise ValueError(f"count must be between 0 and 1000000, not {count}")
+        if interval is not None and interval < 1:
+            raise ValueError(f"interval must be at least 1 second, not {interval}")
+        if not 0 <= jitter < 1:
+            raise ValueError(f"jitter must be in [0, 1), not {jitter}")
+        if reboot_delay < 0 or start_spread < 0:
+            raise ValueError("reboot_delay and start_spread must not be negative")
+        if not acs_url.startswith(("http://", "https://")):
+            raise ValueError(f"acs_url must be an http(s) URL, not {acs_url!r}")
+        self.reactor = reactor
+        self.connreq_listen = connreq_listen
+        self.start_spread = start_spread
+        self.stopped = False
+        self.rng = random.Random(seed)
+        self.profile = Profile(
+            reactor=reactor,
+            acs_url=acs_url,
+            acs_username=acs_username,
+            acs_password=acs_password,
+            interval=None if interval is None else max(1, round(interval)),
+            jitter=jitter,
+            reboot_delay=reboot_delay,
+            periodic=periodic,
+            rng=self.rng,
+        )
+        tr181, tr098 = load_template("tr181"), load_template("tr098")
+        self.cpes: list[SimulatedCPE] = []
+        for i in range(count):
+            if model == "mixed":
+                template = tr181 if i % 2 == 0 else tr098
+            else:
+                template = tr181 if model == "tr181" else tr098
+            self.cpes.append(SimulatedCPE(f"{serial_prefix}{i:06d}", template, self.profile, ns=ns))
+        self._by_serial = {c.serial: c for c in self.cpes}
+        self._port: Any | None = None
+        self.connection_request_base = ""
+
+    def cpe(self, serial: str) -> SimulatedCPE:
+        try:
+            return self._by_serial[serial]
+        except KeyError:
+            raise KeyError(f"no CPE with serial {serial!r} in this fleet") from None
+
+    def find(self, serial: str) -> SimulatedCPE | None:
+        return self._by_serial.get(serial)
+
+    def start(self) -> Deferred[None]:
+        """Bind the listener, then power every CPE on (first Inform: BOOTSTRAP)."""
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        if self._port is not None:
+            raise RuntimeError("fleet already started")
+        self.stopped = False
+        endpoint = serverFromString(self.reactor, self.connreq_listen)
+        self._port = await endpoint.listen(_QuietSite(_ConnectionRequests(self)))
+        address = self._port.getHost()
+        host = getattr(address, "host", "127.0.0.1")
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        self.connection_request_base = f"http://{host}:{getattr(address, 'port', 0)}/"
+        count = len(self.cpes)
+        for i, cpe in enumerate(self.cpes):
+            cpe.set_connection_request_url(self.connection_request_base + cpe.serial)
+            # Evenly spread with a little noise, so thousands of CPEs don't inform at once.
+            delay = 0.0
+            if self.start_spread > 0 and count:
+                delay = self.start_spread * (i + self.rng.random()) / count
+            cpe.start(delay)
+
+    def stop(self) -> Deferred[None]:
+        """Silence every CPE and the listener; fires once in-flight sessions are over."""
+        self.stopped = True
+        waits = [cpe.stop() for cpe in self.cpes]
+        if self._port is not None:
+            port, self._port = self._port, None
+            waits.append(Deferred.fromCoroutine(_stop_listening(port)))
+        if not waits:
+            return succeed(None)
+        return gatherResults(waits).addCallback(lambda _: None)
+
+    @property
+    def port(self) -> int | None:
+        """The connection-request listener's TCP port (None before ``start``)."""
+        if self._port is None:
+            return None
+        return int(getattr(self._port.getHost(), "port", 0))
+
+    def summary(self) -> str:
+        online = sum(1 for c in self.cpes if c.online)
+        ok = sum(c.sessions_ok for c in self.cpes)
+        failed = sum(c.sessions_failed for c in self.cpes)
+        faults = sum(c.faults for c in self.cpes)
+        busy = sum(1 for c in self.cpes if c.busy)
+        return (
+            f"CPEs {len(self.cpes)} | online {online} | sessions ok {ok} failed {failed} "
+            f"| faults {faults} | in flight {busy}"
+        )
+
+
+async def _stop_listening(port: Any) -> None:
+    await maybeDeferred(port.stopListening)

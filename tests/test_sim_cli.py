@@ -1,0 +1,113 @@
+"""``cpe-sim`` argument handling and its live summary line."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+
+import pytest
+from twisted.internet import task
+
+from cpe_sim.cli import Reporter, make_fleet, parse_args
+
+
+def test_arguments_build_the_requested_fleet() -> None:
+    args = parse_args(
+        [
+            "--acs",
+            "http://127.0.0.1:7547/",
+            "--count",
+            "3",
+            "--model",
+            "mixed",
+            "--serial-prefix",
+            "LAB",
+            "--interval",
+            "60",
+            "--duration",
+            "5",
+            "--username",
+            "u",
+            "--password",
+            "p",
+        ]
+    )
+    fleet = make_fleet(task.Clock(), args)
+    assert [c.serial for c in fleet.cpes] == ["LAB000000", "LAB000001", "LAB000002"]
+    assert [c.root for c in fleet.cpes] == ["Device.", "InternetGatewayDevice.", "Device."]
+    assert fleet.cpes[0].value("Device.ManagementServer.PeriodicInformInterval") == "60"
+    assert fleet.cpes[0].value("Device.ManagementServer.Username") == "u"
+    assert args.duration == 5
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--count", "1"],  # --acs missing
+        ["--acs", "ftp://x/", "--count", "1"],
+        ["--acs", "http://127.0.0.1/", "--count", "0"],
+        ["--acs", "http://127.0.0.1/", "--count", "100001"],
+        ["--acs", "http://127.0.0.1/", "--count", "ten"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--model", "tr069"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--interval", "0"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--duration", "-1"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--password", "p"],
+    ],
+)
+def test_bad_arguments_are_argparse_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_summary_is_refreshed_in_place_on_a_tty_and_line_by_line_otherwise() -> None:
+    fleet = make_fleet(task.Clock(), parse_args(["--acs", "http://127.0.0.1/", "--count", "2"]))
+    tty, pipe = _Tty(), io.StringIO()
+    for out in (tty, pipe):
+        reporter = Reporter(fleet, out)
+        reporter.report()
+        reporter.report()
+    assert tty.getvalue().count("\r") == 2 and "\n" not in tty.getvalue()
+    assert pipe.getvalue().splitlines() == [fleet.summary()] * 2
+    assert Reporter(fleet, tty).period == 1.0 and Reporter(fleet, pipe).period == 5.0
+    assert fleet.summary().startswith("CPEs 2 | online 2 | sessions ok 0 failed 0")
+
+
+def test_cpe_sim_runs_for_its_duration_and_exits_zero() -> None:
+    # A closed loopback port: every session fails fast, the run still ends cleanly.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cpe_sim.cli",
+            "--acs",
+            f"http://127.0.0.1:{port}/",
+            "--count",
+            "3",
+            "--duration",
+            "0.5",
+            "--model",
+            "mixed",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("CPEs 3 | online 3 | sessions ok 0 failed ")
+    assert "in flight 0" in last
