@@ -1,39 +1,21 @@
-"""The REST layer's Klein application. For now only ``GET /healthz``.
+"""The API listener's Klein application: ``/healthz`` plus every ``/api/v1`` route.
 
-The inventory API (``/api/v1/...``, spec/inventory-api.md) is added to :class:`ApiApp` in a
-later issue: routes are methods of ``ApiApp`` registered on its class-level ``app`` so that they
-see the appliance (store, task engine, connection requester) through ``self``.
-
-``/healthz`` needs no token. Paths are served with and without a trailing slash alike
-(``strict_slashes=False``: no redirect), as the API conventions require.
+Route modules register themselves on :class:`api.base.Api` when imported; importing them
+here is what puts them on the listener. ``/healthz`` needs no token.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from klein import Klein
-from twisted.internet.interfaces import IListeningPort
-from twisted.logger import Logger
 from twisted.web.server import Request
 
 import acs
-from acs.config import Config
-from acs.store import Store
+from api.base import Api, ApplianceView, respond
 
 
-class ApplianceView(Protocol):
-    """What the API needs from :class:`acs.service.Appliance` (kept narrow for tests)."""
-
-    config: Config
-    store: Store
-
-    def listening(self) -> Mapping[str, IListeningPort | None]: ...
-
-
-def port_address(port: IListeningPort) -> str:
+def port_address(port: Any) -> str:
     """``host:port`` of a listening port (IPv6 hosts in brackets)."""
     host: Any = cast(Any, port).getHost()  # Any: zope interfaces are opaque to mypy
     name = getattr(host, "host", "")
@@ -61,47 +43,31 @@ def listener_states(appliance: ApplianceView) -> dict[str, dict[str, Any]]:
     return states
 
 
-def _json(request: Request, status: int, body: Any) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", b"application/json")
-    request.setHeader(b"Cache-Control", b"no-store")
-    return json.dumps(body).encode("utf-8")
-
-
-class ApiApp:
-    """Routes of the API listener; one instance per appliance."""
-
-    app = Klein()
-    log = Logger()
-
-    def __init__(self, appliance: ApplianceView) -> None:
-        self.appliance = appliance
-
-    @app.route("/healthz", methods=["GET", "HEAD"], strict_slashes=False)
-    def healthz(self, request: Request) -> bytes:
-        try:
-            devices = self.appliance.store.count_devices()
-        except Exception:
-            # A health check reports a broken database; it does not crash with a traceback.
-            self.log.failure("healthz: store unavailable")
-            return _json(
-                request,
-                503,
-                {"status": "error", "version": acs.__version__, "detail": "store unavailable"},
-            )
-        return _json(
+@Api.app.route("/healthz", methods=["GET", "HEAD"], strict_slashes=False)
+def healthz(api: Api, request: Request) -> bytes:
+    try:
+        devices = api.store.count_devices()
+    except Exception:
+        # A health check reports a broken database; it does not crash with a traceback.
+        api.log.failure("healthz: store unavailable")
+        return respond(
             request,
-            200,
-            {
-                "status": "ok",
-                "version": acs.__version__,
-                "listeners": listener_states(self.appliance),
-                "devices": devices,
-            },
+            503,
+            {"status": "error", "version": acs.__version__, "detail": "store unavailable"},
         )
+    return respond(
+        request,
+        200,
+        {
+            "status": "ok",
+            "version": acs.__version__,
+            "listeners": listener_states(api.appliance),
+            "devices": devices,
+        },
+    )
 
 
 def make_app(appliance: ApplianceView) -> Klein:
     """The Klein app of the API listener, bound to ``appliance``."""
-    bound: Klein = ApiApp(appliance).app
+    bound: Klein = Api(appliance).app
     return bound

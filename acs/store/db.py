@@ -430,6 +430,11 @@ class Store:
             row = self._one("SELECT * FROM devices WHERE serial_number_alt = ?", (serial,))
         return None if row is None else rows.device(row)
 
+    def get_device_by_serial_number(self, serial: str) -> Device | None:
+        """The device whose serial_number is exactly `serial` (the API's identity)."""
+        row = self._one("SELECT * FROM devices WHERE serial_number = ?", (serial,))
+        return None if row is None else rows.device(row)
+
     def count_devices(self, filters: DeviceFilter | None = None) -> int:
         where, params = _device_where(filters)
         return int(self._scalar(f"SELECT count(*) FROM devices{where}", params))

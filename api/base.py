@@ -1,0 +1,386 @@
+"""The REST layer's foundation: routing, bearer auth and roles, errors, bodies, pagination.
+
+Every API route is declared with :func:`route`, which authenticates the bearer token,
+enforces the route's minimum role, turns :class:`ApiError` into a DRF-style JSON error, and
+serialises what the handler returns. Handlers receive the :class:`Api` (the appliance's
+services) and an :class:`ApiRequest` (the Twisted request plus the caller's
+:class:`Principal`); they return ``(status, body)`` or a Deferred/coroutine of it.
+Conventions are those of spec/inventory-api.md section 1.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+from urllib.parse import urlencode
+
+from klein import Klein
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.server import Request
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from acs.config import Config
+from acs.connreq import ConnectionRequester
+from acs.cwmp_http import CwmpResource
+from acs.store import Store
+from acs.store.models import ApiToken, Device
+from acs.tasks import TaskEngine
+
+API_PREFIX = "/api/v1"
+MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_LIMIT = 20
+MAX_LIMIT = 100
+ROLES = ("viewer", "operator", "admin")
+
+log = Logger(namespace="api")
+
+Body = Any
+Result = tuple[int, Body]
+
+
+class ApplianceView(Protocol):
+    """What the API needs from :class:`acs.service.Appliance`."""
+
+    config: Config
+    store: Store
+    tasks: TaskEngine
+    connreq: ConnectionRequester
+    cwmp: CwmpResource
+    reactor: Any
+
+    def listening(self) -> Mapping[str, Any]: ...
+
+
+class ApiError(Exception):
+    """An HTTP error with a DRF-style body: ``{"detail": ...}`` or ``{"field": [msgs]}``."""
+
+    def __init__(self, status: int, body: Body, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(status, body)
+        self.status = status
+        self.body = body
+        self.headers = dict(headers or {})
+
+
+def bad_request(detail: str) -> ApiError:
+    return ApiError(400, {"detail": detail})
+
+
+def field_error(field: str, message: str, status: int = 400) -> ApiError:
+    return ApiError(status, {field: [message]})
+
+
+def not_found(what: str = "Not found.") -> ApiError:
+    return ApiError(404, {"detail": what})
+
+
+def forbidden(detail: str = "You do not have permission to perform this action.") -> ApiError:
+    return ApiError(403, {"detail": detail})
+
+
+def conflict(detail: str) -> ApiError:
+    return ApiError(409, {"detail": detail})
+
+
+# --- time ----------------------------------------------------------------------------------
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds -> ``2024-01-15T09:30:15Z`` (UTC, second precision)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_datetime(value: str) -> float | None:
+    """``2000-01-01``, ``2000-01-01 00:01:00``, ``2000-01-01T00:01:00``, with or without an
+    offset or ``Z``; naive means UTC. None when unparsable."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.timestamp()
+
+
+# --- principal ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller: a token's name, role and organization scope."""
+
+    token: ApiToken
+
+    @property
+    def name(self) -> str:
+        return self.token.name
+
+    @property
+    def role(self) -> str:
+        return self.token.role
+
+    def has_role(self, minimum: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(minimum)
+
+    @property
+    def scope(self) -> tuple[int, ...] | None:
+        """Organization ids the caller may see; None = every organization."""
+        return self.token.organization_ids or None
+
+    def may_see(self, organization_id: int) -> bool:
+        scope = self.scope
+        return scope is None or organization_id in scope
+
+    def check_organization(self, organization_id: int) -> None:
+        if not self.may_see(organization_id):
+            raise forbidden("Organization outside the scope of this token.")
+
+
+# --- request ------------------------------------------------------------------------------
+
+
+class ApiRequest:
+    """A Twisted request seen through the API's conventions."""
+
+    def __init__(self, request: Request, principal: Principal | None) -> None:
+        self.raw = request
+        self._principal = principal
+
+    @property
+    def principal(self) -> Principal:
+        if self._principal is None:  # only routes declared with auth=False lack one
+            raise ApiError(401, {"detail": "Authentication credentials were not provided."})
+        return self._principal
+
+    @property
+    def method(self) -> str:
+        return self.raw.method.decode("ascii", "replace")
+
+    def query(self) -> dict[str, str]:
+        """Query parameters, last value wins, decoded as UTF-8."""
+        out: dict[str, str] = {}
+        for key, values in (self.raw.args or {}).items():
+            if values:
+                out[key.decode("utf-8", "replace")] = values[-1].decode("utf-8", "replace")
+        return out
+
+    def query_bool(self, name: str) -> bool:
+        value = self.query().get(name)
+        if value is None:
+            return False
+        parsed = parse_bool(value)
+        if parsed is None:
+            raise field_error(name, f"Must be a boolean (true/false/1/0), not {value!r}.")
+        return parsed
+
+    def query_int(self, name: str, *, minimum: int | None = None) -> int | None:
+        value = self.query().get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            raise field_error(name, f"A valid integer is required, not {value!r}.") from None
+        if minimum is not None and number < minimum:
+            raise field_error(name, f"Ensure this value is greater than or equal to {minimum}.")
+        return number
+
+    def json_object(self) -> dict[str, Any]:
+        """The body as a JSON object: 413 over 1 MiB, 400 if malformed or not an object."""
+        content = self.raw.content
+        data = content.read(MAX_BODY_BYTES + 1) if content is not None else b""
+        if len(data) > MAX_BODY_BYTES:
+            raise ApiError(413, {"detail": "Request body exceeds 1 MiB."})
+        if not data.strip():
+            raise bad_request("A JSON object body is required.")
+        try:
+            body = json.loads(data)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise bad_request(f"JSON parse error: {exc}") from None
+        if not isinstance(body, dict):
+            raise bad_request("The body must be a JSON object.")
+        return body
+
+    def base_url(self) -> str:
+        """``scheme://host[:port]`` as the client addressed us (Host header)."""
+        scheme = "https" if self.raw.isSecure() else "http"
+        host = self.raw.getHeader(b"host")
+        if host:
+            return f"{scheme}://{host.decode('ascii', 'replace')}"
+        addr = self.raw.getHost()
+        return f"{scheme}://{getattr(addr, 'host', 'localhost')}:{getattr(addr, 'port', '')}"
+
+    def page_params(self) -> tuple[int, int]:
+        """``limit`` (default 20, capped at 100) and ``offset`` (default 0); 400 if invalid."""
+        limit = self.query_int("limit", minimum=0)
+        offset = self.query_int("offset", minimum=0) or 0
+        if not limit:  # absent or 0: the default, as DRF's LimitOffsetPagination does
+            limit = DEFAULT_LIMIT
+        return min(limit, MAX_LIMIT), offset
+
+    def page(self, count: int, results: list[Any], limit: int, offset: int) -> dict[str, Any]:
+        """DRF pagination: absolute next/previous URLs keeping every other parameter."""
+        path = self.raw.path.decode("utf-8", "replace")
+        base = self.query()
+
+        def link(new_offset: int) -> str:
+            params = dict(base, limit=str(limit), offset=str(new_offset))
+            if new_offset == 0:
+                del params["offset"]
+            return f"{self.base_url()}{path}?{urlencode(sorted(params.items()))}"
+
+        nxt = link(offset + limit) if offset + limit < count else None
+        prev = link(max(offset - limit, 0)) if offset > 0 else None
+        return {"count": count, "next": nxt, "previous": prev, "results": results}
+
+
+def parse_bool(value: Any) -> bool | None:
+    """true/false, 1/0 in any case (also JSON booleans); None when it is neither."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true"):
+        return True
+    if text in ("0", "false"):
+        return False
+    return None
+
+
+# --- the app ------------------------------------------------------------------------------
+
+
+class Api:
+    """The API's routes bound to one appliance; handlers get this as their first argument."""
+
+    app = Klein()
+    log = Logger(namespace="api")
+
+    def __init__(self, appliance: ApplianceView) -> None:
+        self.appliance = appliance
+        self.store: Store = appliance.store
+
+    @property
+    def tasks(self) -> TaskEngine:
+        return self.appliance.tasks
+
+    def now(self) -> float:
+        return float(self.appliance.reactor.seconds())
+
+    def device(self, req: ApiRequest, device_id: int) -> Device:
+        """The device with this id: 404 if unknown, 403 outside the caller's scope."""
+        device = self.store.get_device(device_id)
+        if device is None:
+            raise not_found("No device with this id.")
+        req.principal.check_organization(device.organization_id)
+        return device
+
+    def device_by_serial(self, req: ApiRequest, serial: str) -> Device:
+        """The device whose serial_number is ``serial`` (case-sensitive): 404 / 403 likewise."""
+        device = self.store.get_device_by_serial_number(serial)
+        if device is None:
+            raise not_found("No device with this serial number.")
+        req.principal.check_organization(device.organization_id)
+        return device
+
+
+def respond(request: Request, status: int, body: Body, headers: Mapping[str, str] = {}) -> bytes:
+    request.setResponseCode(status)
+    for name, value in headers.items():
+        request.setHeader(name.encode(), value.encode())
+    if status == 204 or body is None:
+        return b""
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return json.dumps(body).encode("utf-8")
+
+
+def authenticate(api: Api, request: Request) -> Principal:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    header = request.getHeader(b"authorization")
+    if not header:
+        raise ApiError(401, {"detail": "Authentication credentials were not provided."}, challenge)
+    scheme, _, token = header.decode("latin-1").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, {"detail": "Use 'Authorization: Bearer <token>'."}, challenge)
+    row = api.store.verify_token(token.strip())
+    if row is None:
+        raise ApiError(401, {"detail": "Invalid or revoked token."}, challenge)
+    return Principal(row)
+
+
+Handler = Callable[..., Any]
+
+
+def route(
+    path: str, *, methods: tuple[str, ...], role: str = "viewer", auth: bool = True
+) -> Callable[[Handler], Handler]:
+    """Declare an API route under ``/api/v1`` (``path`` starts with ``/``, ends with ``/``
+    for resources; served with and without the trailing slash)."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+
+    def decorate(handler: Handler) -> Handler:
+        def endpoint(api: Api, request: Request, **kwargs: Any) -> Any:
+            try:
+                principal = authenticate(api, request) if auth else None
+                if principal is not None and not principal.has_role(role):
+                    raise forbidden(f"This action needs the {role} role.")
+                result = handler(api, ApiRequest(request, principal), **kwargs)
+            except ApiError as exc:
+                return respond(request, exc.status, exc.body, exc.headers)
+            except Exception:
+                log.failure("API handler {name} failed", name=handler.__name__)
+                return respond(request, 500, {"detail": "Internal server error."})
+            if inspect.iscoroutine(result) or isinstance(result, Deferred):
+                d: Deferred[Any] = ensureDeferred(result)
+                d.addCallbacks(
+                    lambda r: respond(request, *r),
+                    lambda f: _async_error(request, f),
+                )
+                return d
+            return respond(request, *result)
+
+        endpoint.__name__ = handler.__name__
+        endpoint.__doc__ = handler.__doc__
+        Api.app.route(API_PREFIX + path, methods=list(methods), strict_slashes=False)(endpoint)
+        return handler
+
+    return decorate
+
+
+def _async_error(request: Request, failure: Failure) -> bytes:
+    if isinstance(failure.value, ApiError):
+        exc = failure.value
+        return respond(request, exc.status, exc.body, exc.headers)
+    log.failure("API handler failed", failure)
+    return respond(request, 500, {"detail": "Internal server error."})
+
+
+@Api.app.handle_errors(NotFound)
+def _unknown_route(self: Any, request: IRequest, failure: Failure) -> bytes:
+    return respond(cast(Request, request), 404, {"detail": "Not found."})
+
+
+@Api.app.handle_errors(MethodNotAllowed)
+def _wrong_method(self: Any, request: IRequest, failure: Failure) -> bytes:
+    allowed = ", ".join(getattr(failure.value, "valid_methods", None) or [])
+    method = cast(Request, request).method.decode("ascii", "replace")
+    return respond(
+        cast(Request, request),
+        405,
+        {"detail": f"Method {method!r} not allowed."},
+        {"Allow": allowed} if allowed else {},
+    )
