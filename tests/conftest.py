@@ -1,0 +1,5 @@
+"""Shared fixtures: `harness` (the in-memory API harness of tests/apiharness.py)."""
+
+from apiharness import harness
+
+__all__ = ["harness"]
