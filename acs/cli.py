@@ -7,6 +7,8 @@ configuration. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -14,8 +16,6 @@ from typing import Any, NoReturn, TextIO
 
 from acs.config import Config, ConfigError, load_config
 from acs.store import Store
-
-TOKEN_HINT = "acs token create --name admin --role admin"
 
 
 class _UsageError(Exception):
@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"acs: configuration error: {exc}", 2)
     try:
         if args.command == "serve":
-            return serve(config)
+            return serve(config, args.config or os.environ.get("ACS_CONFIG") or None)
         if args.token_command == "create":
             return _token_create(config, args.name, args.role, args.orgs)
         if args.token_command == "list":
@@ -189,7 +189,15 @@ def _token_revoke(config: Config, raw_id: str) -> int:
 # -- serve ------------------------------------------------------------------------------------
 
 
-def banner(urls: dict[str, str]) -> list[str]:
+def token_hint(program: str, config_path: str | None) -> str:
+    """The command that makes an admin token, spelled so it can be pasted as printed: the
+    program as it was invoked (`.venv/bin/acs` under `make run`) and the config in use."""
+    prog = program if os.sep in program else "acs"
+    hint = f"{shlex.quote(prog)} token create --name admin --role admin"
+    return f"{hint} --config {shlex.quote(config_path)}" if config_path else hint
+
+
+def banner(urls: dict[str, str], token_command: str) -> list[str]:
     """The lines `acs serve` prints once listening."""
     lines = []
     if "cwmp" in urls:
@@ -198,11 +206,11 @@ def banner(urls: dict[str, str]) -> list[str]:
         lines.append(f"API   {urls['api']}api/v1/ (healthz: {urls['api']}healthz)")
     if "files" in urls:
         lines.append(f"files {urls['files']}")
-    lines.append(f"API token: {TOKEN_HINT}")
+    lines.append(f"API token: {token_command}")
     return lines
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, config_path: str | None = None) -> int:
     """Run the appliance on the global reactor until SIGINT/SIGTERM."""
     from twisted.internet import reactor as _reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -217,7 +225,8 @@ def serve(config: Config) -> int:
     status = {"code": 0}
 
     def listening(_ports: Any) -> None:
-        print("\n".join(banner(appliance.urls())), flush=True)
+        hint = token_hint(sys.argv[0], config_path)
+        print("\n".join(banner(appliance.urls(), hint)), flush=True)
 
     def failed(failure: Any) -> None:
         print(f"acs: cannot start: {failure.getErrorMessage()}", file=sys.stderr, flush=True)

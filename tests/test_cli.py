@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from acs.cli import banner, main
+from acs.cli import banner, main, token_hint
 from acs.store import Store
 
 
@@ -189,13 +189,23 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert "acs" in capsys.readouterr().err
 
 
+def test_token_hint_is_pasteable_as_invoked() -> None:
+    assert (
+        token_hint(".venv/bin/acs", None) == ".venv/bin/acs token create --name admin --role admin"
+    )
+    assert token_hint("acs", "my conf.toml") == (
+        "acs token create --name admin --role admin --config 'my conf.toml'"
+    )
+
+
 def test_banner_names_each_listener_and_the_token_command() -> None:
     lines = banner(
         {
             "cwmp": "http://127.0.0.1:7547/",
             "api": "http://127.0.0.1:7557/",
             "files": "http://127.0.0.1:7567/",
-        }
+        },
+        "acs token create --name admin --role admin",
     )
     assert lines == [
         "CWMP  http://127.0.0.1:7547/",
