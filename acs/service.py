@@ -32,7 +32,7 @@ from twisted.web.server import Site
 
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester
-from acs.cwmp_http import CwmpResource
+from acs.cwmp_http import CwmpResource, CwmpSite
 from acs.liveness import LivenessSweep
 from acs.store import Store
 from acs.tasks import TaskEngine
@@ -50,14 +50,6 @@ class _NotYetServed(Resource):
         request.setResponseCode(404)
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return b"Not found: the firmware file server is not implemented yet.\n"
-
-
-class _CwmpSite(Site):
-    """The CWMP site without per-request access lines: with thousands of CPEs informing they
-    would drown the log, and cwmp_http already logs each session with device and session id."""
-
-    def log(self, request: Any) -> None:
-        pass
 
 
 class Listener(Service):
@@ -203,7 +195,8 @@ class Appliance:
             self.liveness = LivenessSweep(self.store, reactor)
 
             factories = {
-                "cwmp": _CwmpSite(self.cwmp),
+                # CwmpSite: oversize bodies refused before buffering, no access log.
+                "cwmp": CwmpSite(self.cwmp),
                 "api": Site(self.api.resource()),
                 "files": Site(_NotYetServed()),
             }

@@ -13,17 +13,22 @@ from typing import Any, cast
 
 import treq
 from twisted.internet import reactor, task
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
+from zope.interface import implementer
 
 from acs import httpdigest
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
-from acs.cwmp_http import CwmpResource
+from acs.cwmp_http import LINGER_BYTES, LINGER_SECONDS, CwmpResource, CwmpSite
 from acs.store import IN_PROGRESS, PENDING, Device, Store
 from acs.tasks import TaskEngine
 
@@ -644,3 +649,202 @@ class CwmpHttpTests(unittest.TestCase):
         self.resource.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.resource.active_sessions(), 0)
+
+
+# --- early refusal of oversize bodies (CwmpSite / CwmpRequest) ------------------------------
+
+WAIT = 10.0  # bound on every wait below; reached only when something is broken
+LIMIT = soap.MAX_ENVELOPE_BYTES
+
+
+class _RawClient(Protocol):
+    """Writes ``data`` as soon as connected and collects everything the server answers."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.data)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.done.callback(self.received)
+
+
+@implementer(IHalfCloseableProtocol)
+class _StubbornClient(_RawClient):
+    """Keeps its side open after the server's FIN (a client that never closes).
+
+    Twisted stops reading a half-closed socket, so this client does not notice when the
+    server later drops the connection: tests watch the server side and then close it.
+    """
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.eof: Deferred[None] = Deferred()
+
+    def readConnectionLost(self) -> None:
+        self.eof.callback(None)
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class _TrackingSite(CwmpSite):
+    """CwmpSite that lets a test wait until the server side of each connection is gone."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.closed: list[Deferred[None]] = []
+        self.first_closed: Deferred[None] = Deferred()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        closed: Deferred[None] = Deferred()
+        self.closed.append(closed)
+        lost = protocol.connectionLost
+
+        def connection_lost(reason: Failure) -> None:
+            lost(reason)
+            closed.callback(None)
+            if not self.first_closed.called:
+                self.first_closed.callback(None)
+
+        protocol.connectionLost = connection_lost
+        return protocol
+
+
+def _head(*headers: str) -> bytes:
+    lines = ["POST / HTTP/1.1", "Host: 127.0.0.1", 'Content-Type: text/xml; charset="utf-8"']
+    return ("\r\n".join([*lines, *headers]) + "\r\n\r\n").encode()
+
+
+def _chunked(size: int, *, last: bool) -> bytes:
+    """``size`` bytes of whitespace as 64 KiB chunks; with the final 0-chunk when ``last``."""
+    chunk = 64 * 1024
+    parts = []
+    while size > 0:
+        n = min(chunk, size)
+        parts.append(b"%x\r\n%s\r\n" % (n, b" " * n))
+        size -= n
+    if last:
+        parts.append(b"0\r\n\r\n")
+    return b"".join(parts)
+
+
+class EarlyRefusalTests(unittest.TestCase):
+    """Raw HTTP over loopback against ``CwmpSite``; its timers run on a ``task.Clock``."""
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.clock.advance(T0)
+        self.store = Store.open(":memory:")
+        self.addCleanup(self.store.close)
+        resource = CwmpResource(
+            store=self.store,
+            tasks=TaskEngine(self.store, cast(IReactorTime, self.clock)),
+            config=CwmpConfig(),
+            reactor=cast(IReactorTime, self.clock),
+            secret=SECRET,
+        )
+        self.addCleanup(resource.stop)
+        self.site = _TrackingSite(resource, reactor=self.clock)
+        port: Any = REACTOR.listenTCP(0, self.site, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.port = port.getHost().port
+        # Runs before the store closes: the server side of every connection must be gone.
+        self.addCleanup(self.connections_closed)
+
+    async def connections_closed(self) -> None:
+        await self.bounded(gatherResults(self.site.closed))
+
+    @staticmethod
+    async def bounded(d: Deferred[Any]) -> Any:
+        d.addTimeout(WAIT, REACTOR)
+        return await d
+
+    async def exchange(self, client: _RawClient) -> bytes:
+        endpoint = TCP4ClientEndpoint(REACTOR, "127.0.0.1", self.port)
+        await self.bounded(connectProtocol(endpoint, client))
+        received: bytes = await self.bounded(client.done)
+        return received
+
+    def assert_413(self, received: bytes) -> None:
+        head, _, body = received.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 413 "), received[:200])
+        self.assertIn(b"Connection: close", head)
+        self.assertEqual(body, b"Request body too large\n")
+        self.assertEqual(self.store.count_devices(), 0)
+
+    async def test_declared_oversize_length_gets_413_before_the_body_is_sent(self) -> None:
+        # No body at all: the answer can only come from the headers.
+        received = await self.exchange(_RawClient(_head("Content-Length: 20000000")))
+        self.assert_413(received)
+
+    async def test_oversize_length_with_expect_continue_gets_413_and_no_100_continue(
+        self,
+    ) -> None:
+        client = _RawClient(_head("Content-Length: 20000000", "Expect: 100-continue"))
+        received = await self.exchange(client)
+        self.assert_413(received)
+        self.assertNotIn(b"100 Continue", received)
+
+    async def test_chunked_body_is_refused_once_past_the_limit_without_waiting_for_its_end(
+        self,
+    ) -> None:
+        # One byte over the limit and no final chunk: only an early refusal can answer.
+        client = _RawClient(_head("Transfer-Encoding: chunked") + _chunked(LIMIT + 1, last=False))
+        self.assert_413(await self.exchange(client))
+
+    async def test_chunked_body_at_the_limit_reaches_the_resource(self) -> None:
+        # All whitespace: the resource reads it as an empty POST without a session (204).
+        data = _head("Transfer-Encoding: chunked", "Connection: close") + _chunked(LIMIT, last=True)
+        received = await self.exchange(_RawClient(data))
+        self.assertTrue(received.startswith(b"HTTP/1.1 204 "), received[:200])
+
+    async def test_declared_length_at_the_limit_reaches_the_resource(self) -> None:
+        data = _head(f"Content-Length: {LIMIT}", "Connection: close") + b" " * LIMIT
+        received = await self.exchange(_RawClient(data))
+        self.assertTrue(received.startswith(b"HTTP/1.1 204 "), received[:200])
+
+    async def test_a_normal_inform_is_served_through_the_site(self) -> None:
+        body = wire(make_inform())
+        data = _head(f"Content-Length: {len(body)}", "Connection: close") + body
+        received = await self.exchange(_RawClient(data))
+        self.assertTrue(received.startswith(b"HTTP/1.1 200 "), received[:200])
+        self.assertEqual(self.store.count_devices(), 1)
+
+    async def stubborn(self, data: bytes) -> _StubbornClient:
+        client = _StubbornClient(data)
+        self.addCleanup(self.close_client, client)
+        endpoint = TCP4ClientEndpoint(REACTOR, "127.0.0.1", self.port)
+        await self.bounded(connectProtocol(endpoint, client))
+        return client
+
+    async def close_client(self, client: _StubbornClient) -> None:
+        if not client.done.called:
+            assert client.transport is not None
+            client.transport.abortConnection()
+        await self.bounded(client.done)
+
+    async def test_client_that_never_closes_is_cut_off_after_the_linger_time(self) -> None:
+        client = await self.stubborn(_head("Content-Length: 20000000"))
+        await self.bounded(client.eof)  # the 413 and the server's FIN are in
+        self.assert_413(client.received)
+        self.assertFalse(self.site.first_closed.called)
+        self.clock.advance(LINGER_SECONDS)
+        await self.bounded(self.site.first_closed)
+
+    async def test_body_sent_anyway_is_dropped_and_cut_off_past_the_linger_budget(
+        self,
+    ) -> None:
+        # The client ignores the 413 and keeps sending: dropped unparsed, then the connection
+        # is cut without waiting for the linger timer (whose clock never moves here).
+        await self.stubborn(_head("Content-Length: 20000000") + b"x" * (LINGER_BYTES + 65536))
+        await self.bounded(self.site.first_closed)
+        self.assertEqual(self.store.count_devices(), 0)
