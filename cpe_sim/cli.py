@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from twisted.internet.task import LoopingCall
 
+from cpe_sim.cpe import CWMP_VERSIONS
 from cpe_sim.fleet import MODELS, Fleet
 
 MAX_COUNT = 100_000
@@ -61,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--count", required=True, type=_bounded_int(1, MAX_COUNT), help="number of CPEs")
     p.add_argument("--serial-prefix", default="SIM", help="serials are <prefix><6 digits>")
     p.add_argument("--model", choices=MODELS, default="tr181", help="data model root")
+    p.add_argument(
+        "--cwmp-version",
+        choices=CWMP_VERSIONS,
+        default=None,
+        help="CWMP version the CPEs speak (default: 1.3 for tr181, 1.0 for tr098)",
+    )
     p.add_argument(
         "--interval",
         type=_positive_float(1),
@@ -113,6 +120,7 @@ def make_fleet(reactor: Any, args: argparse.Namespace) -> Fleet:
         reboot_delay=args.reboot_delay,
         start_spread=spread,
         seed=args.seed,
+        cwmp_version=args.cwmp_version,
     )
 
 

@@ -6,6 +6,14 @@ with HTTP Basic/Digest answered from the CPE's ManagementServer credentials, the
 cookie sent back, undelivered events kept and retried with CWMP back-off, periodic informs
 from ``PeriodicInformInterval`` and an offline window after Reboot/FactoryReset.
 
+CWMP versions: a CPE speaks one of ``CWMP_VERSIONS`` (default by data-model root: 1.3 for
+TR-181, 1.0 for TR-098). It informs in that version's namespace, adds ``SessionTimeout`` from
+1.3 and ``SupportedCWMPVersions`` from 1.4, and for the rest of the session adopts the lower of
+its own version and what the ACS answered (``UseCWMPVersion``, else the InformResponse
+namespace), as ICWMP does. ``HoldRequests`` from the ACS is honoured: while the ACS's last
+message carried it, the CPE sends no request of its own (only responses or an empty POST); the
+requests it held back go out once a message from the ACS lifts the hold.
+
 All timing goes through the injected reactor (``IReactorTime``) and all HTTP through a
 ``SessionClient`` made per session by a factory, so scheduling is tested with
 ``task.Clock`` and a scripted client, and the real thing uses treq over the network.
@@ -32,8 +40,7 @@ from acs import httpdigest
 from acs.cwmp import rpc, soap
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
 
-CWMP_1_0 = soap.CWMP_NS["1.0"]
-CWMP_1_2 = soap.CWMP_NS["1.2"]
+CWMP_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 
 # RPC methods the simulator answers (GetRPCMethods).
 SUPPORTED_METHODS = (
@@ -158,6 +165,10 @@ class Profile:
     retry_cap: int = 10  # back-off stops doubling after this many failures (TR-069 Table 3)
     rng: random.Random = field(default_factory=random.Random)
     client_factory: Callable[[], SessionClient] | None = None
+    cwmp_version: str | None = None  # one of CWMP_VERSIONS; None: by data-model root
+
+    def __post_init__(self) -> None:
+        check_cwmp_version(self.cwmp_version)
 
     def new_client(self) -> SessionClient:
         if self.client_factory is not None:
@@ -170,6 +181,64 @@ def iso_time(seconds: float) -> str:
 
 
 _VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)*)")
+
+
+# --- CWMP versions -------------------------------------------------------------------------
+
+
+def check_cwmp_version(version: str | None) -> None:
+    """ValueError unless ``version`` is None or one of ``CWMP_VERSIONS``."""
+    if version is not None and version not in CWMP_VERSIONS:
+        raise ValueError(f"cwmp_version must be one of {', '.join(CWMP_VERSIONS)}, not {version!r}")
+
+
+def default_cwmp_version(root: str) -> str:
+    """TR-181 CPEs speak CWMP 1.3 (1.2 namespace plus SessionTimeout), TR-098 ones 1.0."""
+    return "1.3" if root == "Device." else "1.0"
+
+
+def _version_key(version: str | None) -> tuple[int, int] | None:
+    major, sep, minor = (version or "").strip().partition(".")
+    if not sep or not major.isdigit() or not minor.isdigit():
+        return None
+    return int(major), int(minor)
+
+
+def adopt_version(own: str, acs_ns: str, use_version: str | None) -> str:
+    """The version a CPE speaking ``own`` uses after the ACS's InformResponse.
+
+    The lower of the two sides (TR-069 A6 §3.7.4; ICWMP adopts the lower namespace):
+    ``UseCWMPVersion`` counts when the CPE offered versions (1.4); the InformResponse
+    namespace counts when it differs from the CPE's own, or when a 1.4 CPE got no
+    ``UseCWMPVersion`` (an ACS that ignored the offer speaks the namespace's version).
+    """
+    own_key = _version_key(own)
+    assert own_key is not None, own
+    chosen = own_key
+    use_key = _version_key(use_version)
+    if use_key is not None and own_key >= (1, 4):
+        chosen = min(chosen, use_key)
+    try:
+        ns_key = _version_key(soap.version_of(acs_ns))
+    except ValueError:
+        ns_key = None
+    if ns_key is not None and (
+        acs_ns != soap.CWMP_NS[own] or (own_key >= (1, 4) and use_key is None)
+    ):
+        chosen = min(chosen, ns_key)
+    return f"{chosen[0]}.{chosen[1]}"
+
+
+def session_namespace(own: str, adopted: str, acs_ns: str) -> str:
+    """The namespace for the rest of the session: ours, unless we stepped down to the ACS's."""
+    if adopted == own:
+        return soap.CWMP_NS[own]
+    try:
+        if soap.version_of(acs_ns) == adopted:
+            return acs_ns  # exactly as the ACS wrote it (GA writes cwmp-1-3, say)
+    except ValueError:
+        pass
+    return soap.CWMP_NS.get(adopted, acs_ns)
 
 
 # --- the CPE -----------------------------------------------------------------------------
@@ -199,6 +268,7 @@ class SimulatedCPE:
         "_transfer_waiters",
         "_transfers",
         "connection_request_url",
+        "cwmp_version",
         "factory_resets",
         "faults",
         "last_error",
@@ -209,6 +279,8 @@ class SimulatedCPE:
         "reboots",
         "received",
         "serial",
+        "session_ns",
+        "session_version",
         "sessions_failed",
         "sessions_ok",
     )
@@ -219,13 +291,20 @@ class SimulatedCPE:
         template: Template,
         profile: Profile,
         *,
-        ns: str | None = None,
+        cwmp_version: str | None = None,
         connection_request_url: str = "",
     ) -> None:
+        check_cwmp_version(cwmp_version)
         self.serial = serial
         self.profile = profile
-        # TR-181 CPEs speak CWMP 1.2+ (with SessionTimeout), TR-098 ones CWMP 1.0.
-        self.ns = ns or (CWMP_1_2 if template.root == "Device." else CWMP_1_0)
+        self.cwmp_version = (
+            cwmp_version or profile.cwmp_version or default_cwmp_version(template.root)
+        )
+        # The namespace of our Informs; 1.3 and 1.4 keep the 1.2 one.
+        self.ns = soap.CWMP_NS[self.cwmp_version]
+        # What the last session settled on (None before the first InformResponse).
+        self.session_version: str | None = None
+        self.session_ns: str | None = None
         self.connection_request_url = connection_request_url
         self.model = DataModel(template, self._factory_values(template))
         self.sessions_ok = 0
@@ -287,6 +366,11 @@ class SimulatedCPE:
     @property
     def busy(self) -> bool:
         return self._in_flight is not None
+
+    @property
+    def stopped(self) -> bool:
+        """True after ``stop()`` until the next ``start()``."""
+        return self._stopped
 
     def _factory_values(self, template: Template) -> dict[str, str]:
         """What differs from the template right out of the factory (and after a reset)."""
@@ -531,6 +615,7 @@ class SimulatedCPE:
                 else f"{type(result.value).__name__}: {result.value}"
             )
         waiters, self._current_waiters = self._current_waiters, []
+        self._keep_transfer_events()
         if self._stopped:
             self._pending_actions = []
         restarting = self._run_pending_actions()
@@ -545,6 +630,14 @@ class SimulatedCPE:
         more = self._again or self._events or self._cpe_requests
         if carry_on and more and self._in_flight is None and self.online and not self._stopped:
             self._start_session()
+
+    def _keep_transfer_events(self) -> None:
+        """Events of a TransferComplete not yet delivered stay pending (TR-069 Table 7):
+        the Inform that carried them may have gone out while the request was held back."""
+        for request in self._cpe_requests:
+            if isinstance(request, rpc.TransferComplete):
+                self.add_event(rpc.EventStruct(TRANSFER_COMPLETE))
+                self.add_event(rpc.EventStruct("M Download", request.command_key))
 
     def _run_pending_actions(self) -> bool:
         """Apply what the session's RPCs asked for; True when the CPE goes offline."""
@@ -676,53 +769,91 @@ class SimulatedCPE:
         finally:
             await client.close()
 
+    def inform_header(self) -> soap.Header:
+        """The Inform's SOAP header (with the next cwmp:ID): what our CWMP version announces."""
+        key = _version_key(self.cwmp_version) or (1, 0)
+        offered = [v for v in CWMP_VERSIONS if (_version_key(v) or (1, 0)) <= key]
+        return soap.Header(
+            id=self._next_id(),
+            # SessionTimeout is CWMP 1.3 (XSD-1.3), SupportedCWMPVersions 1.4 (XSD-1.4).
+            session_timeout=self.profile.session_timeout if key >= (1, 3) else None,
+            supported_versions=",".join(offered) if key >= (1, 4) else None,
+        )
+
     async def _exchange(self, client: SessionClient) -> None:
         url = self.model.get_raw(self.root + "ManagementServer.URL") or self.profile.acs_url
         auth = _Auth(self)
         inform = self.build_inform()
-        header = soap.Header(
-            id=self._next_id(),
-            session_timeout=self.profile.session_timeout if self.ns != CWMP_1_0 else None,
+        reply = await self._post(
+            client, auth, url, soap.Envelope(inform, self.inform_header(), self.ns)
         )
-        reply = await self._post(client, auth, url, soap.Envelope(inform, header, self.ns))
         if not isinstance(reply.message, rpc.InformResponse):
             raise SessionError(f"Inform answered with {_describe(reply.message)}")
+        version = adopt_version(self.cwmp_version, reply.ns, reply.header.use_version)
+        ns = session_namespace(self.cwmp_version, version, reply.ns)
+        self.session_version, self.session_ns = version, ns
         # Delivered: drop the events just sent, except BOOTSTRAP, kept until the session
         # succeeds (a bootstrap the ACS never finished processing must be repeated).
         sent = set(inform.events)
         self._events = [e for e in self._events if e not in sent or e.code == BOOTSTRAP]
-        while self._cpe_requests:
-            request = self._cpe_requests[0]
-            answer = await self._post(
-                client, auth, url, soap.Envelope(request, soap.Header(id=self._next_id()), self.ns)
-            )
-            if isinstance(answer.message, rpc.Fault):
-                raise SessionError(
-                    f"ACS answered {type(request).__name__} with {_describe(answer.message)}"
+        exchanges = 0
+
+        async def send(body: bytes | None) -> HttpResponse:
+            nonlocal exchanges
+            exchanges += 1
+            if exchanges > MAX_EXCHANGES:
+                raise SessionError(f"session exceeded {MAX_EXCHANGES} exchanges")
+            return await self._send(client, auth, url, body)
+
+        # HoldRequests applies to our next POST only, and only the ACS's last message counts.
+        hold = reply.header.hold_requests is True
+        while True:
+            held = False
+            while self._cpe_requests:
+                if hold:
+                    held = True
+                    break
+                request = self._cpe_requests[0]
+                envelope = soap.Envelope(request, soap.Header(id=self._next_id()), ns)
+                answer = self._checked(await send(soap.serialize(envelope)), request)
+                if isinstance(answer.message, rpc.Fault):
+                    raise SessionError(
+                        f"ACS answered {type(request).__name__} with {_describe(answer.message)}"
+                    )
+                self._cpe_requests.pop(0)
+                hold = answer.header.hold_requests is True
+            # The empty POST (no more requests, or held back), then the ACS's RPCs until 204.
+            body: bytes | None = None
+            while True:
+                response = await send(body)
+                if response.code == 204 or (response.code == 200 and not response.body.strip()):
+                    break
+                acs_request = self._envelope(response)
+                if type(acs_request.message) not in rpc.ACS_REQUESTS:
+                    raise SessionError(
+                        f"expected an ACS request, got {_describe(acs_request.message)}"
+                    )
+                answer_message = self.handle(acs_request.message)
+                body = soap.serialize(
+                    soap.Envelope(answer_message, soap.Header(id=acs_request.header.id), ns)
                 )
-            self._cpe_requests.pop(0)
-        body: bytes | None = None
-        for _ in range(MAX_EXCHANGES):
-            response = await self._send(client, auth, url, body)
-            if response.code == 204 or (response.code == 200 and not response.body.strip()):
-                self._events = [e for e in self._events if not (e in sent and e.code == BOOTSTRAP)]
-                return
-            envelope = self._envelope(response)
-            if type(envelope.message) not in rpc.ACS_REQUESTS:
-                raise SessionError(f"expected an ACS request, got {_describe(envelope.message)}")
-            answer_message = self.handle(envelope.message)
-            body = soap.serialize(
-                soap.Envelope(answer_message, soap.Header(id=envelope.header.id), envelope.ns)
-            )
-        raise SessionError(f"session exceeded {MAX_EXCHANGES} exchanges")
+            # A response without an envelope carries no HoldRequests: the requests held back
+            # may go now (TR-069: the session ends only once the CPE has none left).
+            if not (held and self._cpe_requests):
+                break
+            hold = False
+        self._events = [e for e in self._events if not (e in sent and e.code == BOOTSTRAP)]
+
+    def _checked(self, response: HttpResponse, request: rpc.Message) -> soap.Envelope:
+        if response.code != 200:
+            raise SessionError(f"{type(request).__name__} answered HTTP {response.code}")
+        return self._envelope(response)
 
     async def _post(
         self, client: SessionClient, auth: _Auth, url: str, envelope: soap.Envelope
     ) -> soap.Envelope:
         response = await self._send(client, auth, url, soap.serialize(envelope))
-        if response.code != 200:
-            raise SessionError(f"{type(envelope.message).__name__} answered HTTP {response.code}")
-        return self._envelope(response)
+        return self._checked(response, envelope.message)
 
     @staticmethod
     def _envelope(response: HttpResponse) -> soap.Envelope:

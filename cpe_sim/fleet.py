@@ -6,10 +6,10 @@ authenticated with HTTP Digest (MD5, qop=auth) against the CPE's
 authentication while it is empty), answered 200 with an empty body, and then wakes the CPE
 for a ``6 CONNECTION REQUEST`` session; several requests before that session share it.
 
-While a CPE is offline (the ``reboot_delay`` after a Reboot or FactoryReset) its requests
-get their TCP connection dropped without an answer: one listener serves every CPE, so a
-per-device "connection refused" is impossible, and a dropped connection is what an ACS sees
-from a device that is down (a 503 would instead say "up but busy").
+While a CPE is offline (stopped, or in the ``reboot_delay`` after a Reboot or FactoryReset)
+its requests get their TCP connection dropped without an answer: one listener serves every
+CPE, so a per-device "connection refused" is impossible, and a dropped connection is what an
+ACS sees from a device that is down (a 503 would instead say "up but busy").
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class _ConnectionRequests(Resource):
         if cpe is None:
             request.setResponseCode(404)
             return b""
-        if not cpe.online or self._fleet.stopped:
+        if not cpe.online or cpe.stopped or self._fleet.stopped:
             # Offline: behave like an unreachable device (see the module docstring).
             if request.channel is not None and request.channel.transport is not None:
                 request.channel.transport.abortConnection()
@@ -124,7 +124,7 @@ class Fleet:
         start_spread: float = 0.0,
         periodic: bool = True,
         seed: int = 0,
-        ns: str | None = None,
+        cwmp_version: str | None = None,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
@@ -153,6 +153,7 @@ class Fleet:
             reboot_delay=reboot_delay,
             periodic=periodic,
             rng=self.rng,
+            cwmp_version=cwmp_version,  # validated by Profile: ValueError like the rest
         )
         tr181, tr098 = load_template("tr181"), load_template("tr098")
         self.cpes: list[SimulatedCPE] = []
@@ -161,7 +162,7 @@ class Fleet:
                 template = tr181 if i % 2 == 0 else tr098
             else:
                 template = tr181 if model == "tr181" else tr098
-            self.cpes.append(SimulatedCPE(f"{serial_prefix}{i:06d}", template, self.profile, ns=ns))
+            self.cpes.append(SimulatedCPE(f"{serial_prefix}{i:06d}", template, self.profile))
         self._by_serial = {c.serial: c for c in self.cpes}
         self._port: Any | None = None
         self.connection_request_base = ""

@@ -42,6 +42,14 @@ def test_arguments_build_the_requested_fleet() -> None:
     assert args.duration == 5
 
 
+def test_cwmp_version_option_applies_to_the_whole_fleet() -> None:
+    base = ["--acs", "http://127.0.0.1:7547/", "--count", "2", "--model", "mixed"]
+    by_root = make_fleet(task.Clock(), parse_args(base))
+    assert [c.cwmp_version for c in by_root.cpes] == ["1.3", "1.0"]
+    chosen = make_fleet(task.Clock(), parse_args([*base, "--cwmp-version", "1.4"]))
+    assert [c.cwmp_version for c in chosen.cpes] == ["1.4", "1.4"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [
@@ -54,6 +62,7 @@ def test_arguments_build_the_requested_fleet() -> None:
         ["--acs", "http://127.0.0.1/", "--count", "1", "--interval", "0"],
         ["--acs", "http://127.0.0.1/", "--count", "1", "--duration", "-1"],
         ["--acs", "http://127.0.0.1/", "--count", "1", "--password", "p"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--cwmp-version", "1.5"],
     ],
 )
 def test_bad_arguments_are_argparse_errors(
