@@ -1,0 +1,181 @@
+"""Acceptance through the real commands: ``acs serve`` plus ``cpe-sim --count 20``.
+
+"``make run`` starts the appliance and ``cpe-sim --acs http://127.0.0.1:<port>/ --count 20``
+registers 20 devices that stay Up": both console scripts run as subprocesses (the ones next to
+``sys.executable``), on loopback, with a temporary config and database. Synchronisation reads
+the processes' output (the ACS's banner and its per-session log lines); every wait is bounded
+so a broken build fails within the test's time budget instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import pytest
+
+from acs.store import Store
+from acs.store.models import UP
+
+COUNT = 20
+BUDGET = 20.0  # seconds for the whole test
+BIN = Path(sys.executable).parent
+# The ACS's log line at the end of each CWMP session (acs.cwmp_http).
+SESSION_DONE = re.compile(r"Session done device_id=(\d+) ")
+
+
+class Output:
+    """Drains one pipe of a subprocess on a thread, so the process never blocks on a full
+    pipe, and lets the test wait (bounded) for a condition on the lines read so far."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.lines: list[str] = []
+        self.closed = False
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: IO[str]) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
+    def wait_for(self, done: Callable[[list[str]], bool], deadline: float, what: str) -> None:
+        with self._changed:
+            while not done(self.lines):
+                remaining = deadline - time.monotonic()
+                if self.closed or remaining <= 0:
+                    tail = "\n".join(self.lines[-20:])
+                    raise AssertionError(f"no {what} (closed={self.closed}):\n{tail}")
+                self._changed.wait(remaining)
+
+    def text(self) -> str:
+        self._thread.join(timeout=5)
+        with self._changed:
+            return "\n".join(self.lines)
+
+
+@contextmanager
+def running(argv: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Output]]:
+    """Start ``argv``; on the way out make sure it is gone (killed only if still running)."""
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # log lines arrive as they are written
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    try:
+        yield proc, Output(proc.stdout), Output(proc.stderr)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def stop(proc: subprocess.Popen[str], deadline: float) -> int:
+    proc.send_signal(signal.SIGTERM)
+    return proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+
+
+def write_config(tmp: Path) -> Path:
+    # Port 0: the OS picks a free loopback port for each listener, race-free; the real
+    # addresses are read from the banner `acs serve` prints once listening.
+    path = tmp / "acs.toml"
+    path.write_text(
+        f"""
+[storage]
+database = "{tmp / "acs.db"}"
+files = "{tmp / "files"}"
+
+[cwmp]
+listen = "tcp:0:interface=127.0.0.1"
+
+[api]
+listen = "tcp:0:interface=127.0.0.1"
+
+[files]
+listen = "tcp:0:interface=127.0.0.1"
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_cpe_sim_registers_twenty_devices_that_stay_up(tmp_path: Path) -> None:
+    acs_cmd, sim_cmd = BIN / "acs", BIN / "cpe-sim"
+    if not (acs_cmd.exists() and sim_cmd.exists()):
+        pytest.skip("console scripts not installed next to the interpreter (pip install -e .)")
+    deadline = time.monotonic() + BUDGET
+    config = write_config(tmp_path)
+
+    with running([str(acs_cmd), "serve", "--config", str(config)], tmp_path) as (
+        acs,
+        acs_out,
+        acs_err,
+    ):
+        acs_out.wait_for(
+            lambda lines: any(line.startswith("API token:") for line in lines),
+            deadline,
+            "listener banner from acs serve",
+        )
+        banner = "\n".join(acs_out.lines)
+        cwmp = re.search(r"^CWMP +(http://127\.0\.0\.1:\d+/)$", banner, re.MULTILINE)
+        healthz = re.search(r"\(healthz: (http://127\.0\.0\.1:\d+/healthz)\)", banner)
+        assert cwmp is not None and healthz is not None, banner
+
+        sim_argv = [str(sim_cmd), "--acs", cwmp.group(1), "--count", str(COUNT)]
+        # --duration only bounds the run if the test dies; the test stops it with SIGTERM.
+        sim_argv += ["--duration", str(int(BUDGET)), "--seed", "1"]
+        with running(sim_argv, tmp_path) as (sim, _sim_out, sim_err):
+            # Every CPE's bootstrap session ends with one "Session done" line from the ACS,
+            # logged after the session's store transaction (provisioning included) committed.
+            def all_sessions_done(lines: list[str]) -> bool:
+                done = {m.group(1) for m in map(SESSION_DONE.search, lines) if m}
+                return len(done) >= COUNT
+
+            acs_out.wait_for(all_sessions_done, deadline, f"{COUNT} completed sessions")
+
+            with urllib.request.urlopen(healthz.group(1), timeout=5) as response:
+                health = json.loads(response.read())
+            assert health["status"] == "ok"
+            assert health["devices"] == COUNT
+
+            assert stop(sim, deadline) == 0
+            summary = sim_err.text().splitlines()[-1]
+            assert summary.startswith(f"CPEs {COUNT} | online {COUNT} | sessions ok "), summary
+            assert " failed 0 " in summary and summary.endswith("in flight 0"), summary
+
+        # The store, read by this process while the appliance still runs (WAL: no conflict).
+        store = Store.open(tmp_path / "acs.db")
+        try:
+            assert store.count_devices() == COUNT
+            for i in range(COUNT):
+                device = store.find_device_by_serial(f"SIM{i:06d}")
+                assert device is not None, f"SIM{i:06d} not registered"
+                assert device.status == UP, device
+                assert device.provisioned, device
+        finally:
+            store.close()
+
+        assert stop(acs, deadline) == 0
+        for text in (acs_out.text(), acs_err.text()):
+            assert "Traceback" not in text, text
+    assert time.monotonic() < deadline
