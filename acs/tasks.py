@@ -44,12 +44,29 @@ TASK_KINDS = (
     "delete_object",
     "get_parameter_attributes",
     "set_parameter_attributes",
+    # sync = read the whole tree; device_factory_reset = FactoryReset keeping stored settings;
+    # firmware_update = held until the file transfer exists (HELD_KINDS).
+    "sync",
+    "device_factory_reset",
+    "firmware_update",
+    # configuration_update = push the device's unconfirmed desired settings (args
+    # {"all": true} = every stored one); reconf = re-push every stored setting.
+    "configuration_update",
+    "reconf",
 )
 
 # Kinds whose acknowledged RPC is confirmed only by a later Inform ("M Reboot", "0 BOOTSTRAP").
-_WAITS_FOR_INFORM = ("reboot", "factory_reset")
+_WAITS_FOR_INFORM = ("reboot", "factory_reset", "device_factory_reset")
+# Kinds queued and shown as pending but not run yet (the firmware transfer is a later issue):
+# sessions skip them, so they never block the device's other tasks and stay cancellable.
+HELD_KINDS = ("firmware_update",)
 # Everything else found in_progress at an Inform was stranded by a dead session: run it again.
 _REQUEUE_KINDS = tuple(k for k in TASK_KINDS if k not in _WAITS_FOR_INFORM)
+
+# At most one pending task of these kinds per device: a second queue() returns the first.
+_COALESCED_KINDS = ("configuration_update", "reconf")
+# Desired settings per SetParameterValues: big pushes are split so no envelope gets huge.
+SPV_BATCH = 64
 
 # CPE faults that will not go away by asking again (TR-069 A.5.1 codes).
 PERMANENT_FAULTS = frozenset({9000, 9003, 9005, 9006, 9007, 9008})
@@ -189,7 +206,22 @@ def validate_args(kind: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
         args = {}
     if not isinstance(args, Mapping):
         raise ValueError("task arguments must be an object")
-    if kind in ("provision", "reboot", "factory_reset"):
+    if kind in ("provision", "reboot", "factory_reset", "sync", "device_factory_reset"):
+        _check_keys(args, (), kind)
+        return {}
+    if kind == "firmware_update":
+        _check_keys(args, ("firmware_image",), kind)
+        image = args.get("firmware_image")
+        if isinstance(image, bool) or not isinstance(image, int) or image < 1:
+            raise ValueError("firmware_image must be a firmware image id (positive integer)")
+        return {"firmware_image": image}
+    if kind == "configuration_update":
+        _check_keys(args, ("all",), kind)
+        push_all = args.get("all", False)
+        if not isinstance(push_all, bool):
+            raise ValueError("all must be a boolean")
+        return {"all": True} if push_all else {}
+    if kind == "reconf":
         _check_keys(args, (), kind)
         return {}
     if kind == "refresh":
@@ -437,6 +469,76 @@ class _TaskRun:
         yield from self._call(rpc.FactoryReset())
         return _WaitForInform()
 
+    def _run_sync(self) -> _Steps:
+        # ACS <- CPE: the whole tree becomes the cached (stored) configuration.
+        count = yield from self._fetch_tree(self.root)
+        self.store.set_last_configuration(self.task.device_id, now=self.now)
+        return {"parameters": count}
+
+    def _run_device_factory_reset(self) -> _Steps:
+        # Same RPC as factory_reset; the difference is on the ACS side (settings kept and
+        # re-applied after the CPE's 0 BOOTSTRAP, see TaskEngine.on_inform).
+        yield from self._call(rpc.FactoryReset())
+        return _WaitForInform()
+
+    def _run_firmware_update(self) -> _Steps:
+        # Never started while the kind is in HELD_KINDS; a hand-started one must not pretend.
+        raise _TaskError("firmware transfer is not supported yet", permanent=False)
+        yield rpc.GetRPCMethods()  # unreachable: makes this method a generator
+
+    def _run_configuration_update(self) -> _Steps:
+        if self.task.args.get("all"):
+            self.store.unconfirm_all_settings(self.task.device_id, now=self.now)
+        result = yield from self._push_settings()
+        return result
+
+    def _run_reconf(self) -> _Steps:
+        self.store.unconfirm_all_settings(self.task.device_id, now=self.now)
+        result = yield from self._push_settings()
+        return result
+
+    def _push_settings(self) -> Generator[rpc.Message, rpc.Message, dict[str, Any]]:
+        """SPV of the unconfirmed desired settings, in batches; each accepted batch is
+        confirmed at once, so a fault in a later batch does not resend the earlier ones."""
+        device_id = self.task.device_id
+        pending = self.store.unconfirmed_settings(device_id)
+        applied = 0
+        status = 0
+        for start in range(0, len(pending), SPV_BATCH):
+            values = tuple(
+                rpc.ParameterValue(s.path, s.value, s.type)
+                for s in pending[start : start + SPV_BATCH]
+            )
+            answer: rpc.SetParameterValuesResponse = yield from self._call(
+                rpc.SetParameterValues(parameters=values, parameter_key=task_key(self.task))
+            )
+            self._check_status(answer.status)
+            self._settings_applied(values)
+            applied += len(values)
+            status = max(status, answer.status)
+        if applied:
+            self.store.set_last_configuration(device_id, now=self.now)
+        return {"parameters": applied, "status": status}
+
+    def _settings_applied(self, values: tuple[rpc.ParameterValue, ...]) -> None:
+        device_id = self.task.device_id
+        # Only what the CPE got is confirmed: a value the API changed while this SPV was on
+        # the wire stays pending for the next push.
+        stored = {s.path: s.value for s in self.store.desired_settings(device_id)}
+        self.store.confirm_settings(
+            device_id, [v.name for v in values if stored.get(v.name) == v.value], now=self.now
+        )
+        self.store.upsert_parameters(
+            device_id, [(v.name, v.value, v.type, None) for v in values], now=self.now
+        )
+        # The liveness window follows the CPE's periodic inform interval (spec section 2).
+        interval_path = f"{self.root}ManagementServer.PeriodicInformInterval"
+        interval = next((v.value for v in values if v.name == interval_path), None)
+        if interval is not None and interval.isascii() and interval.isdigit() and int(interval) > 0:
+            self.store.update_device(
+                device_id, now=self.now, actor="acs", update_frequency=int(interval)
+            )
+
     def _run_refresh(self) -> _Steps:
         path = self.task.args.get("path") or self.root
         count = yield from self._fetch_tree(path)
@@ -571,7 +673,8 @@ class TaskEngine:
 
         Raises ValueError (bad kind/args) or acs.store.NotFound (unknown device). A task
         scheduled in the future does not wake the device now: it runs at the first session
-        after `scheduled_at`.
+        after `scheduled_at`. configuration_update and reconf are coalesced: while one that
+        covers the new request is pending (and due no later), it is returned instead.
         """
         clean = validate_args(kind, args)
         if scheduled_at is not None and (
@@ -583,6 +686,12 @@ class TaskEngine:
             now = float(cast(Any, self.reactor).seconds())
         if self.store.get_device(device_id) is None:
             raise NotFound(f"device {device_id} does not exist")
+        if kind in _COALESCED_KINDS:
+            twin = self._pending_twin(device_id, kind, clean, scheduled_at, now)
+            if twin is not None:
+                if wake and (scheduled_at is None or scheduled_at <= now):
+                    self._call_wake(device_id)
+                return twin
         task = self.store.queue_task(
             device_id,
             kind,
@@ -601,6 +710,26 @@ class TaskEngine:
         if wake and (scheduled_at is None or scheduled_at <= now):
             self._call_wake(device_id)
         return task
+
+    def _pending_twin(
+        self,
+        device_id: int,
+        kind: str,
+        args: Mapping[str, Any],
+        scheduled_at: float | None,
+        now: float,
+    ) -> Task | None:
+        """A pending task of `kind` that already does what the new one would, no later."""
+        due = now if scheduled_at is None else scheduled_at
+        for t in self.store.tasks_for_device(device_id, states=(PENDING,)):
+            if (
+                t.kind == kind
+                and (t.args.get("all") or not args.get("all"))
+                and (t.scheduled_at is None or t.scheduled_at <= due)
+                and (t.next_attempt_at is None or t.next_attempt_at <= due)
+            ):
+                return t
+        return None
 
     def _call_wake(self, device_id: int) -> None:
         if self._wake is None:
@@ -653,6 +782,11 @@ class TaskEngine:
                 if t.kind == "factory_reset" and t.state == IN_PROGRESS:
                     self._confirm(t, now, {"events": events})
                     done.add(t.id)
+            for t in tasks:
+                if t.kind == "device_factory_reset" and t.state == IN_PROGRESS:
+                    self._confirm(t, now, {"events": events})
+                    done.add(t.id)
+                    self._reapply_settings(device.id, now)
 
         for t in tasks:
             if (
@@ -676,6 +810,12 @@ class TaskEngine:
             device.id, bootstrap, now
         ):
             store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
+
+    def _reapply_settings(self, device_id: int, now: float) -> None:
+        """After a device_factory_reset's BOOTSTRAP: every stored setting is pushed again."""
+        self.store.unconfirm_all_settings(device_id, now=now)
+        if self.store.unconfirmed_settings_count(device_id):
+            self.queue(device_id, "configuration_update", {}, actor="acs", wake=False, now=now)
 
     def _confirm(self, task: Task, now: float, result: dict[str, Any]) -> None:
         # The store completes from pending too (a retried reboot the CPE did get after all).
@@ -735,7 +875,7 @@ class SessionTasks:
                     return request
                 self._run = None  # finished in on_response
                 continue
-            task = self.store.next_task(self.device_id, now=now)
+            task = self.store.next_task(self.device_id, now=now, exclude_kinds=HELD_KINDS)
             if task is None or task.id in self._started:
                 # A task that came back runnable in the same session (retry delay 0) waits for
                 # the next session rather than looping here.
@@ -853,20 +993,19 @@ class SessionTasks:
         current = self.store.get_task(task.id)
         if current is None or current.state != IN_PROGRESS:
             return  # cancelled/requeued meanwhile (e.g. a newer session took over)
+        result: dict[str, Any] | None = None
         if fault is not None and fault.set_parameter_values_faults:
+            # Which parameter the CPE refused and why: kept on the task and in history.
+            result = {
+                "fault_code": fault.code,
+                "fault_string": fault.string,
+                "parameter_faults": [
+                    {"name": f.name, "code": f.code, "string": f.string}
+                    for f in fault.set_parameter_values_faults
+                ],
+            }
             self.store.add_history(
-                self.device_id,
-                "task_fault_detail",
-                {
-                    "task_id": task.id,
-                    "fault_code": fault.code,
-                    "fault_string": fault.string,
-                    "parameter_faults": [
-                        {"name": f.name, "code": f.code, "string": f.string}
-                        for f in fault.set_parameter_values_faults
-                    ],
-                },
-                now=now,
+                self.device_id, "task_fault_detail", {"task_id": task.id, **result}, now=now
             )
         retry_at = None if permanent else self.engine.retry_at(current.attempts, now)
         log.info(
@@ -878,7 +1017,12 @@ class SessionTasks:
             retry_at=retry_at,
         )
         self.store.fail_task(
-            task.id, now=now, fault_code=code, fault_string=message, retry_at=retry_at
+            task.id,
+            now=now,
+            fault_code=code,
+            fault_string=message,
+            retry_at=retry_at,
+            result=result,
         )
 
     def abort(self, *, now: float, reason: str) -> None:

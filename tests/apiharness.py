@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from treq.testing import StubTreq
 from twisted.internet import task
 from twisted.python.failure import Failure
-from treq.testing import StubTreq
 
 from acs.config import Config, StorageConfig
 from acs.service import Appliance
@@ -50,9 +50,7 @@ class ApiHarness:
         self.store = self.appliance.store
         self.stub = StubTreq(self.appliance.api.resource())
 
-    def token(
-        self, role: str = "admin", orgs: Sequence[int] = (), name: str | None = None
-    ) -> str:
+    def token(self, role: str = "admin", orgs: Sequence[int] = (), name: str | None = None) -> str:
         _, token = self.store.create_token(
             name or f"{role}-token", role, list(orgs), now=self.clock.seconds()
         )

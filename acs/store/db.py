@@ -21,7 +21,7 @@ import threading
 import types
 import typing
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ from acs.store.models import (
     TASK_STATES,
     UP,
     ApiToken,
+    DesiredSetting,
     Device,
     DeviceFilter,
     DeviceType,
@@ -735,14 +736,19 @@ class Store:
             self._insert_history(device_id, "task_queued", detail, now_f, actor)
         return rows.task(row)
 
-    def next_task(self, device_id: int, *, now: float) -> Task | None:
-        """First pending task in queue order that is due (scheduled/retry time reached)."""
+    def next_task(
+        self, device_id: int, *, now: float, exclude_kinds: Iterable[str] = ()
+    ) -> Task | None:
+        """First pending task in queue order that is due (scheduled/retry time reached);
+        `exclude_kinds` are skipped (kinds queued but not runnable yet)."""
+        skip = list(exclude_kinds)
+        not_in = f"AND kind NOT IN ({', '.join('?' for _ in skip)}) " if skip else ""
         row = self._one(
-            "SELECT * FROM tasks WHERE device_id = ? AND state = 'pending' "
+            "SELECT * FROM tasks WHERE device_id = ?1 AND state = 'pending' "
             "AND (scheduled_at IS NULL OR scheduled_at <= ?2) "
-            "AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) "
+            f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) {not_in}"
             "ORDER BY priority, id LIMIT 1",
-            (device_id, now),
+            (device_id, now, *skip),
         )
         return None if row is None else rows.task(row)
 
@@ -837,10 +843,15 @@ class Store:
         fault_code: int | None,
         fault_string: str | None,
         retry_at: float | None,
+        result: dict[str, Any] | None = None,
     ) -> Task:
-        """Record a fault; back to pending until `retry_at` if given, else failed for good."""
+        """Record a fault; back to pending until `retry_at` if given, else failed for good.
+
+        `result` (e.g. the per-parameter faults of a SetParameterValues) replaces the task's
+        result when given; None keeps what is there."""
         now_f = _time("now", now)
         retry = _opt_time("retry_at", retry_at)
+        result_text = None if result is None else _json_text("task result", result)
         if fault_code is not None and (type(fault_code) is not int):
             raise ValueError(f"fault_code must be an int or None, not {fault_code!r}")
         if fault_string is not None and not isinstance(fault_string, str):
@@ -850,16 +861,17 @@ class Store:
                 row = self._task_transition(
                     task_id,
                     (PENDING, IN_PROGRESS),
-                    "state = 'pending', fault_code = ?, fault_string = ?, next_attempt_at = ?",
-                    (fault_code, fault_string, retry),
+                    "state = 'pending', fault_code = ?, fault_string = ?, next_attempt_at = ?, "
+                    "result = coalesce(?, result)",
+                    (fault_code, fault_string, retry, result_text),
                 )
             else:
                 row = self._task_transition(
                     task_id,
                     (PENDING, IN_PROGRESS),
                     "state = 'failed', fault_code = ?, fault_string = ?, finished = ?, "
-                    "next_attempt_at = NULL",
-                    (fault_code, fault_string, now_f),
+                    "next_attempt_at = NULL, result = coalesce(?, result)",
+                    (fault_code, fault_string, now_f, result_text),
                 )
             device_id, kind = row["device_id"], row["kind"]
             if fault_code is not None:
@@ -1216,3 +1228,577 @@ class Store:
         return int(
             self._scalar("SELECT count(*) FROM cwmp_sessions WHERE device_id = ?", (device_id,))
         )
+
+    # --- API resources: organization/type/location pages and writes, device children ---
+    # Paged reads and the writes of the supporting REST resources (spec section 7). Writes of
+    # organizations, device types and locations are audited in the global log (device None).
+
+    def _audit(self, action: str, detail: dict[str, Any], now: float, actor: str) -> None:
+        self._insert_history(None, action, detail, _time("now", now), actor)
+
+    def organizations_page(
+        self, organization_ids: Sequence[int] | None, *, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[Organization]]:
+        """(total, one page in ascending id) of the organizations in `organization_ids`
+        (None = every organization)."""
+        _check_page(limit, offset)
+        where, params = "", []
+        if organization_ids is not None:
+            ids = list(organization_ids)
+            if not ids:
+                return 0, []
+            where = f" WHERE id IN ({', '.join('?' for _ in ids)})"
+            params = ids
+        with self.transaction():
+            total = int(self._scalar(f"SELECT count(*) FROM organizations{where}", params))
+            found = self._all(
+                f"SELECT * FROM organizations{where} ORDER BY id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        return total, [rows.organization(r) for r in found]
+
+    def create_organization(
+        self, *, name: str, code: str | None, now: float, actor: str
+    ) -> Organization:
+        """Create; Conflict if the name is taken."""
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("organization name must be a non-empty string")
+        if code is not None and not isinstance(code, str):
+            raise ValueError("organization code must be a string or None")
+        with self.transaction():
+            if self._scalar("SELECT 1 FROM organizations WHERE name = ?", (name,)) is not None:
+                raise Conflict(f"an organization named {name!r} already exists")
+            row = self._one(
+                "INSERT INTO organizations (name, code) VALUES (?, ?) RETURNING *", (name, code)
+            )
+            assert row is not None
+            created = rows.organization(row)
+            self._audit(
+                "organization_created", {"organization_id": created.id, "name": name}, now, actor
+            )
+        return created
+
+    def update_organization(
+        self, org_id: int, *, now: float, actor: str, **fields: Any
+    ) -> Organization:
+        """Partial update of `name` / `code`; NotFound, Conflict (name taken), ValueError."""
+        unknown = set(fields) - {"name", "code"}
+        if unknown:
+            raise ValueError(f"unknown organization field(s): {', '.join(sorted(unknown))}")
+        if "name" in fields and (not isinstance(fields["name"], str) or not fields["name"]):
+            raise ValueError("organization name must be a non-empty string")
+        if "code" in fields and fields["code"] is not None and not isinstance(fields["code"], str):
+            raise ValueError("organization code must be a string or None")
+        with self.transaction():
+            current = self.get_organization(org_id)
+            if current is None:
+                raise NotFound(f"organization {org_id!r} not found")
+            changes = {k: v for k, v in fields.items() if getattr(current, k) != v}
+            if not changes:
+                return current
+            if "name" in changes and self._scalar(
+                "SELECT 1 FROM organizations WHERE name = ? AND id <> ?", (changes["name"], org_id)
+            ):
+                raise Conflict(f"an organization named {changes['name']!r} already exists")
+            assignments = ", ".join(f"{k} = ?" for k in changes)
+            self._conn.execute(
+                f"UPDATE organizations SET {assignments} WHERE id = ?", [*changes.values(), org_id]
+            )
+            self._audit(
+                "organization_updated",
+                {
+                    "organization_id": org_id,
+                    "changes": {
+                        k: {"from": getattr(current, k), "to": v} for k, v in changes.items()
+                    },
+                },
+                now,
+                actor,
+            )
+            updated = self.get_organization(org_id)
+        assert updated is not None
+        return updated
+
+    def delete_organization(self, org_id: int, *, now: float, actor: str) -> None:
+        """Delete an organization (its locations go with it); Conflict while it has devices."""
+        with self.transaction():
+            current = self.get_organization(org_id)
+            if current is None:
+                raise NotFound(f"organization {org_id!r} not found")
+            devices = int(
+                self._scalar("SELECT count(*) FROM devices WHERE organization_id = ?", (org_id,))
+            )
+            if devices:
+                raise Conflict(f"organization {org_id} still has {devices} device(s)")
+            self._conn.execute("DELETE FROM organizations WHERE id = ?", (org_id,))
+            self._audit(
+                "organization_deleted",
+                {"organization_id": org_id, "name": current.name},
+                now,
+                actor,
+            )
+
+    def device_types_page(
+        self, *, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[DeviceType]]:
+        _check_page(limit, offset)
+        with self.transaction():
+            total = int(self._scalar("SELECT count(*) FROM device_types"))
+            found = self._all(
+                "SELECT * FROM device_types ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            )
+        return total, [rows.device_type(r) for r in found]
+
+    def device_type_matching(
+        self, manufacturer: str, product_class: str, *, exclude_id: int | None = None
+    ) -> DeviceType | None:
+        """Another type already claiming this manufacturer/product class (auto-registration
+        would be ambiguous), else None."""
+        row = self._one(
+            "SELECT * FROM device_types WHERE manufacturer = ? AND product_class = ? "
+            "AND id IS NOT ? ORDER BY id LIMIT 1",
+            (manufacturer, product_class, exclude_id),
+        )
+        return None if row is None else rows.device_type(row)
+
+    def update_device_type(
+        self, type_id: int, *, now: float, actor: str, **fields: Any
+    ) -> DeviceType:
+        """Partial update; NotFound, ValueError, Conflict (manufacturer/product class taken)."""
+        allowed = {
+            "name",
+            "short_name",
+            "model",
+            "manufacturer",
+            "product_class",
+            "default_settings",
+            "update_frequency",
+        }
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown device type field(s): {', '.join(sorted(unknown))}")
+        if "name" in fields and (not isinstance(fields["name"], str) or not fields["name"]):
+            raise ValueError("device type name must be a non-empty string")
+        for key in ("short_name", "model", "manufacturer", "product_class"):
+            if key in fields and fields[key] is not None and not isinstance(fields[key], str):
+                raise ValueError(f"{key} must be a string or None")
+        if "default_settings" in fields and not isinstance(fields["default_settings"], dict):
+            raise ValueError("default_settings must be a dict")
+        frequency = fields.get("update_frequency")
+        if frequency is not None and (type(frequency) is not int or frequency <= 0):
+            raise ValueError("update_frequency must be a positive int")
+        with self.transaction():
+            current = self.get_device_type(type_id)
+            if current is None:
+                raise NotFound(f"device type {type_id!r} not found")
+            changes = {k: v for k, v in fields.items() if getattr(current, k) != v}
+            if not changes:
+                return current
+            manufacturer = changes.get("manufacturer", current.manufacturer)
+            product_class = changes.get("product_class", current.product_class)
+            if (
+                ("manufacturer" in changes or "product_class" in changes)
+                and manufacturer is not None
+                and product_class is not None
+                and self.device_type_matching(manufacturer, product_class, exclude_id=type_id)
+            ):
+                raise Conflict(
+                    f"another device type already matches {manufacturer!r}/{product_class!r}"
+                )
+            values = [
+                _json_text("default_settings", v) if k == "default_settings" else v
+                for k, v in changes.items()
+            ]
+            assignments = ", ".join(f"{k} = ?" for k in changes)
+            self._conn.execute(
+                f"UPDATE device_types SET {assignments} WHERE id = ?", [*values, type_id]
+            )
+            self._audit(
+                "device_type_updated",
+                {"device_type_id": type_id, "fields": sorted(changes)},
+                now,
+                actor,
+            )
+            updated = self.get_device_type(type_id)
+        assert updated is not None
+        return updated
+
+    def delete_device_type(self, type_id: int, *, now: float, actor: str) -> None:
+        """Delete a device type; Conflict while devices use it."""
+        with self.transaction():
+            current = self.get_device_type(type_id)
+            if current is None:
+                raise NotFound(f"device type {type_id!r} not found")
+            devices = int(
+                self._scalar("SELECT count(*) FROM devices WHERE type_id = ?", (type_id,))
+            )
+            if devices:
+                raise Conflict(f"device type {type_id} is used by {devices} device(s)")
+            self._conn.execute("DELETE FROM device_types WHERE id = ?", (type_id,))
+            self._audit(
+                "device_type_deleted", {"device_type_id": type_id, "name": current.name}, now, actor
+            )
+
+    def locations_page(
+        self,
+        organization_ids: Sequence[int] | None,
+        *,
+        include_shared: bool = True,
+        organization_id: int | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[int, list[Location]]:
+        """(total, one page in ascending id) of the locations of `organization_ids` (None =
+        every organization) plus, with `include_shared`, those of no organization;
+        `organization_id` narrows to one organization."""
+        _check_page(limit, offset)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if organization_ids is not None:
+            ids = list(organization_ids)
+            scoped = f"organization_id IN ({', '.join('?' for _ in ids)})" if ids else "0"
+            if include_shared:
+                scoped = f"({scoped} OR organization_id IS NULL)"
+            clauses.append(scoped)
+            params += ids
+        if organization_id is not None:
+            clauses.append("organization_id = ?")
+            params.append(organization_id)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        with self.transaction():
+            total = int(self._scalar(f"SELECT count(*) FROM locations{where}", params))
+            found = self._all(
+                f"SELECT * FROM locations{where} ORDER BY id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        return total, [rows.location(r) for r in found]
+
+    def location_would_cycle(self, location_id: int, parent_id: int | None) -> bool:
+        """True if making `parent_id` the parent of `location_id` closes a loop (the
+        location is the parent itself or one of its ancestors)."""
+        if parent_id is None:
+            return False
+        # UNION (not UNION ALL) stops on rows already seen, so even a loop that somehow got
+        # into the table cannot make this recurse forever.
+        found = self._scalar(
+            "WITH RECURSIVE up(id, parent_id) AS ("
+            " SELECT id, parent_id FROM locations WHERE id = ?"
+            " UNION SELECT l.id, l.parent_id FROM locations l JOIN up ON l.id = up.parent_id"
+            ") SELECT 1 FROM up WHERE id = ? LIMIT 1",
+            (parent_id, location_id),
+        )
+        return found is not None
+
+    def update_location(
+        self, location_id: int, *, now: float, actor: str, **fields: Any
+    ) -> Location:
+        """Partial update; NotFound, ValueError (unknown reference, parent cycle)."""
+        allowed = {"name", "short_name", "latitude", "longitude", "parent_id", "organization_id"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown location field(s): {', '.join(sorted(unknown))}")
+        if "name" in fields and (not isinstance(fields["name"], str) or not fields["name"]):
+            raise ValueError("location name must be a non-empty string")
+        for key in ("short_name", "latitude", "longitude"):
+            if key in fields and fields[key] is not None and not isinstance(fields[key], str):
+                raise ValueError(f"{key} must be a string or None")
+        with self.transaction():
+            current = self.get_location(location_id)
+            if current is None:
+                raise NotFound(f"location {location_id!r} not found")
+            changes = {k: v for k, v in fields.items() if getattr(current, k) != v}
+            if not changes:
+                return current
+            org = changes.get("organization_id")
+            if org is not None and not self._exists("organizations", org):
+                raise ValueError(f"organization_id {org} does not exist")
+            parent = changes.get("parent_id")
+            if parent is not None:
+                if not self._exists("locations", parent):
+                    raise ValueError(f"parent_id {parent} does not exist")
+                if self.location_would_cycle(location_id, parent):
+                    raise ValueError("parent_id would make the location its own ancestor")
+            assignments = ", ".join(f"{k} = ?" for k in changes)
+            self._conn.execute(
+                f"UPDATE locations SET {assignments} WHERE id = ?", [*changes.values(), location_id]
+            )
+            self._audit(
+                "location_updated",
+                {"location_id": location_id, "fields": sorted(changes)},
+                now,
+                actor,
+            )
+            updated = self.get_location(location_id)
+        assert updated is not None
+        return updated
+
+    def delete_location(self, location_id: int, *, now: float, actor: str) -> None:
+        """Delete a location; Conflict while devices or child locations use it."""
+        with self.transaction():
+            current = self.get_location(location_id)
+            if current is None:
+                raise NotFound(f"location {location_id!r} not found")
+            devices = int(
+                self._scalar("SELECT count(*) FROM devices WHERE location_id = ?", (location_id,))
+            )
+            if devices:
+                raise Conflict(f"location {location_id} is used by {devices} device(s)")
+            children = int(
+                self._scalar("SELECT count(*) FROM locations WHERE parent_id = ?", (location_id,))
+            )
+            if children:
+                raise Conflict(f"location {location_id} has {children} child location(s)")
+            self._conn.execute("DELETE FROM locations WHERE id = ?", (location_id,))
+            self._audit(
+                "location_deleted", {"location_id": location_id, "name": current.name}, now, actor
+            )
+
+    def parameters_page(
+        self, device_id: int, prefix: str = "", *, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[Parameter]]:
+        """(total, one page in path order) of the device's cached parameters under `prefix`."""
+        _check_page(limit, offset)
+        where, args = self._prefix_where(prefix)
+        with self.transaction():
+            total = int(
+                self._scalar(
+                    f"SELECT count(*) FROM parameters WHERE device_id = ?{where}",
+                    [device_id, *args],
+                )
+            )
+            found = self._all(
+                f"SELECT * FROM parameters WHERE device_id = ?{where} ORDER BY path "
+                "LIMIT ? OFFSET ?",
+                [device_id, *args, limit, offset],
+            )
+        return total, [rows.parameter(r) for r in found]
+
+    def tasks_page(
+        self,
+        device_id: int,
+        *,
+        states: Iterable[str] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[int, list[Task]]:
+        """(total, one page in ascending id = creation order) of the device's tasks,
+        optionally only those in `states`."""
+        _check_page(limit, offset)
+        where = " WHERE device_id = ?"
+        params: list[Any] = [device_id]
+        if states is not None:
+            wanted = list(states)
+            unknown = [s for s in wanted if s not in TASK_STATES]
+            if unknown:
+                raise ValueError(f"unknown task state(s): {', '.join(map(repr, unknown))}")
+            if not wanted:
+                return 0, []
+            where += f" AND state IN ({', '.join('?' for _ in wanted)})"
+            params += wanted
+        with self.transaction():
+            total = int(self._scalar(f"SELECT count(*) FROM tasks{where}", params))
+            found = self._all(
+                f"SELECT * FROM tasks{where} ORDER BY id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        return total, [rows.task(r) for r in found]
+
+    def count_tasks_by_state(self) -> dict[str, int]:
+        """Every task state (zeros included) -> number of tasks in it, across all devices."""
+        counts = dict.fromkeys(TASK_STATES, 0)
+        for state, count in self._conn.execute(
+            "SELECT state, count(*) FROM tasks GROUP BY state"
+        ).fetchall():
+            counts[state] = int(count)
+        return counts
+
+    def count_active_tokens(self) -> int:
+        return int(self._scalar("SELECT count(*) FROM api_tokens WHERE revoked = 0"))
+
+    # --- settings: desired CPE settings (the operator's intent; the CPE confirms it) ---------
+
+    # Longest parameter name cwmp-1-2.xsd allows; values get the same cap as task arguments.
+    _SETTING_PATH_MAX = 256
+    _SETTING_VALUE_MAX = 65535
+    _SETTING_ROOTS = ("Device.", "InternetGatewayDevice.")
+    _UNSIGNED_INT_MAX = 2**32 - 1
+
+    @staticmethod
+    def infer_setting_type(value: str) -> str:
+        """The xsd type of a desired value whose parameter the cache does not know yet."""
+        if value.isascii() and value.isdigit() and int(value) <= Store._UNSIGNED_INT_MAX:
+            return "xsd:unsignedInt"
+        if value in ("true", "false"):
+            return "xsd:boolean"
+        return "xsd:string"
+
+    def setting_type(self, device_id: int, path: str, value: str) -> str:
+        """The one rule for a desired setting's type: the cached parameter's type when the
+        CPE told us, else inferred from the value."""
+        cached = self._scalar(
+            "SELECT type FROM parameters WHERE device_id = ? AND path = ?", (device_id, path)
+        )
+        return cached if isinstance(cached, str) and cached else self.infer_setting_type(value)
+
+    @classmethod
+    def is_setting_path(cls, path: Any) -> bool:
+        """A full TR-069 parameter name (root prefix, no trailing '.', no empty segment)."""
+        if not isinstance(path, str) or not path.startswith(cls._SETTING_ROOTS):
+            return False
+        if len(path) > cls._SETTING_PATH_MAX or path.endswith("."):
+            return False
+        return all(
+            seg and seg.isascii() and seg.isprintable() and " " not in seg
+            for seg in path.split(".")
+        )
+
+    def _check_setting(self, path: Any, value: Any) -> tuple[str, str]:
+        if not self.is_setting_path(path):
+            raise ValueError(f"{path!r} is not a full TR-069 parameter name")
+        if not isinstance(value, str):
+            raise ValueError(f"the value of {path} must be a string, not {value!r}")
+        if len(value) > self._SETTING_VALUE_MAX:
+            raise ValueError(f"the value of {path} is longer than {self._SETTING_VALUE_MAX}")
+        return path, value
+
+    def _desired_rows(self, device_id: int, extra: str = "") -> list[DesiredSetting]:
+        # The type is resolved against the cache at read time: a sync after the setting was
+        # stored may have taught us the real type of the parameter.
+        found = self._all(
+            "SELECT d.path, d.value, coalesce(nullif(p.type, ''), d.type) AS type, "
+            "d.confirmed, d.updated FROM desired_settings d LEFT JOIN parameters p "
+            "ON p.device_id = d.device_id AND p.path = d.path "
+            f"WHERE d.device_id = ?{extra} ORDER BY d.path",
+            (device_id,),
+        )
+        return [
+            DesiredSetting(
+                path=r["path"],
+                value=r["value"],
+                type=r["type"],
+                confirmed=bool(r["confirmed"]),
+                updated=float(r["updated"]),
+            )
+            for r in found
+        ]
+
+    def set_desired_settings(
+        self, device_id: int, values: Mapping[str, str], *, now: float, actor: str
+    ) -> int:
+        """Upsert desired settings; a new or changed value becomes unconfirmed (pending).
+        Values equal to the stored ones are left alone. Returns how many changed."""
+        now_f = _time("now", now)
+        if not isinstance(values, Mapping):
+            raise ValueError("desired settings must be a mapping of path -> value")
+        wanted = dict(self._check_setting(p, v) for p, v in values.items())
+        with self.transaction():
+            self._require_device(device_id)
+            current = {
+                r["path"]: r["value"]
+                for r in self._all(
+                    "SELECT path, value FROM desired_settings WHERE device_id = ?", (device_id,)
+                )
+            }
+            changed = sorted(p for p, v in wanted.items() if current.get(p) != v)
+            self._conn.executemany(
+                "INSERT INTO desired_settings (device_id, path, value, type, confirmed, updated) "
+                "VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT (device_id, path) DO UPDATE SET "
+                "value = excluded.value, type = excluded.type, confirmed = 0, "
+                "updated = excluded.updated",
+                [
+                    (device_id, p, wanted[p], self.setting_type(device_id, p, wanted[p]), now_f)
+                    for p in changed
+                ],
+            )
+            if changed:
+                # Paths only: values may be secrets (Wi-Fi keys, passwords).
+                self._insert_history(
+                    device_id, "settings_changed", {"paths": changed}, now_f, actor
+                )
+        return len(changed)
+
+    def desired_settings(self, device_id: int) -> list[DesiredSetting]:
+        """Every desired setting of the device, by path."""
+        return self._desired_rows(device_id)
+
+    def unconfirmed_settings(self, device_id: int) -> list[DesiredSetting]:
+        """The settings the CPE has not confirmed yet, by path (what the next push sends)."""
+        return self._desired_rows(device_id, " AND d.confirmed = 0")
+
+    def unconfirmed_settings_count(self, device_id: int) -> int:
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM desired_settings WHERE device_id = ? AND confirmed = 0",
+                (device_id,),
+            )
+        )
+
+    def last_settings_change(self, device_id: int) -> float | None:
+        """When an unconfirmed setting last changed (None when nothing is pending)."""
+        found = self._scalar(
+            "SELECT max(updated) FROM desired_settings WHERE device_id = ? AND confirmed = 0",
+            (device_id,),
+        )
+        return None if found is None else float(found)
+
+    def confirm_settings(self, device_id: int, paths: Iterable[str], *, now: float) -> None:
+        """The CPE applied these paths (SetParameterValues status 0 or 1)."""
+        now_f = _time("now", now)
+        batch = [(now_f, device_id, p) for p in paths]
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE desired_settings SET confirmed = 1, updated = ? "
+                "WHERE device_id = ? AND path = ? AND confirmed = 0",
+                batch,
+            )
+
+    def unconfirm_all_settings(self, device_id: int, *, now: float) -> None:
+        """Make every stored setting pending again (reconf, re-apply after a factory reset)."""
+        now_f = _time("now", now)
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE desired_settings SET confirmed = 0, updated = ? "
+                "WHERE device_id = ? AND confirmed = 1",
+                (now_f, device_id),
+            )
+
+    def remove_desired_settings(
+        self, device_id: int, paths: Iterable[str], *, now: float, actor: str
+    ) -> int:
+        """Stop managing these paths (the CPE keeps its values); returns how many existed."""
+        now_f = _time("now", now)
+        wanted = sorted(set(paths))
+        with self.transaction():
+            self._require_device(device_id)
+            removed = [
+                p
+                for p in wanted
+                if self._conn.execute(
+                    "DELETE FROM desired_settings WHERE device_id = ? AND path = ?",
+                    (device_id, p),
+                ).rowcount
+            ]
+            if removed:
+                self._insert_history(
+                    device_id, "settings_removed", {"paths": removed}, now_f, actor
+                )
+        return len(removed)
+
+    def clear_desired_settings(self, device_id: int, *, now: float, actor: str) -> None:
+        """Forget every desired setting of the device (factory reset wipes them)."""
+        now_f = _time("now", now)
+        with self.transaction():
+            self._require_device(device_id)
+            count = self._conn.execute(
+                "DELETE FROM desired_settings WHERE device_id = ?", (device_id,)
+            ).rowcount
+            if count:
+                self._insert_history(device_id, "settings_cleared", {"count": count}, now_f, actor)
+
+    def set_last_configuration(self, device_id: int, *, now: float) -> None:
+        """Settings were applied to the CPE now (no history entry: the task has one)."""
+        now_f = _time("now", now)
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE devices SET last_configuration = ? WHERE id = ?", (now_f, device_id)
+            )

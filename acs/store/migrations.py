@@ -201,6 +201,22 @@ CREATE INDEX cwmp_sessions_by_device ON cwmp_sessions (device_id, id);
 """
 
 
+# Desired CPE settings: what the operator wants a parameter to be, and
+# whether the CPE has confirmed it (SetParameterValues status 0/1). Kept apart from the
+# `parameters` cache, which is what the CPE last reported and is wiped on BOOTSTRAP.
+_V2 = """
+CREATE TABLE desired_settings (
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    path TEXT NOT NULL CHECK (path <> ''),
+    value TEXT NOT NULL,
+    type TEXT NOT NULL,
+    confirmed INTEGER NOT NULL DEFAULT 0 CHECK (confirmed IN (0, 1)),
+    updated REAL NOT NULL,
+    PRIMARY KEY (device_id, path)
+) WITHOUT ROWID;
+"""
+
+
 def split_script(script: str) -> Iterator[str]:
     """Yield the complete statements of an SQL script (trigger bodies hold `;` too)."""
     buffer = ""
@@ -229,6 +245,7 @@ def sql(script: str) -> Migration:
 # (description, migration); the schema version after MIGRATIONS[i] is i + 1.
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
+    ("desired settings", sql(_V2)),
 ]
 
 

@@ -216,3 +216,17 @@ class SessionTranscript:
     device_id: int
     started: float
     transcript: str
+
+
+# --- desired CPE settings ---
+
+
+@dataclass(frozen=True)
+class DesiredSetting:
+    """A parameter value the operator wants on the CPE; `confirmed` once the CPE applied it."""
+
+    path: str
+    value: str
+    type: str  # xsd type sent in SetParameterValues, e.g. "xsd:unsignedInt"
+    confirmed: bool
+    updated: float

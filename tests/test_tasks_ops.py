@@ -1,0 +1,184 @@
+"""Tests of the operation task kinds: sync (whole tree into the cache), device_factory_reset
+(confirmed by 0 BOOTSTRAP, settings re-applied) and firmware_update (queued and held: never
+run, never blocking the device's other tasks, cancellable).
+
+The session driver is fed rpc dataclasses against a real in-memory Store, as in test_tasks.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import Clock
+
+from acs.cwmp import rpc
+from acs.store import (
+    CANCELLED,
+    DONE,
+    IN_PROGRESS,
+    PENDING,
+    Device,
+    InformRecord,
+    Store,
+)
+from acs.tasks import HELD_KINDS, TASK_KINDS, TaskEngine, validate_args
+
+SERIAL = "SN-OPS-1"
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    s = Store.open(":memory:")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def device(store: Store) -> Device:
+    org = store.ensure_organization("Default")
+    device = store.create_device(
+        serial_number=SERIAL, name=SERIAL, organization_id=org.id, now=0.0, actor="test"
+    )
+    store.record_inform(
+        device.id,
+        InformRecord(
+            manufacturer="Acme",
+            oui="00AABB",
+            product_class="Router",
+            serial_number=SERIAL,
+            software_version="1.0",
+            hardware_version="A",
+            connection_request_url="http://127.0.0.1:7999/cr",
+            data_model_root="Device.",
+            address="127.0.0.1",
+            event_codes=("1 BOOT",),
+        ),
+        now=1.0,
+    )
+    return store.update_device(device.id, now=1.0, actor="test", provisioned=True)
+
+
+@pytest.fixture
+def engine(store: Store) -> TaskEngine:
+    return TaskEngine(store, cast(IReactorTime, Clock()))
+
+
+def inform(*events: str) -> rpc.Inform:
+    return rpc.Inform(
+        device_id=rpc.DeviceId("Acme", "00AABB", "Router", SERIAL),
+        events=tuple(rpc.EventStruct(e) for e in events),
+        current_time="2024-01-01T00:00:00Z",
+    )
+
+
+def kinds_states(store: Store, device: Device) -> list[tuple[str, str]]:
+    return [(t.kind, t.state) for t in store.tasks_for_device(device.id)]
+
+
+def test_ops_kinds_are_published_and_take_no_stray_args() -> None:
+    for kind in ("sync", "device_factory_reset", "firmware_update"):
+        assert kind in TASK_KINDS
+    assert validate_args("sync", None) == {}
+    with pytest.raises(ValueError, match="unknown argument"):
+        validate_args("device_factory_reset", {"path": "Device."})
+    assert validate_args("firmware_update", {"firmware_image": 3}) == {"firmware_image": 3}
+    for bad in ({}, {"firmware_image": "3"}, {"firmware_image": True}, {"firmware_image": 0}):
+        with pytest.raises(ValueError, match="firmware_image"):
+            validate_args("firmware_update", bad)
+
+
+def test_sync_reads_whole_tree_into_cache_and_sets_last_configuration(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    task = engine.queue(device.id, "sync", actor="op", now=10.0)
+    session = engine.open_session(device.id)
+    assert session.next_request(now=11.0) == rpc.GetParameterNames("Device.", next_level=False)
+    names = ["Device.", "Device.X.", "Device.X.A", "Device.X.B"]
+    session.on_response(
+        rpc.GetParameterNamesResponse(tuple(rpc.ParameterInfo(n, True) for n in names)), now=12.0
+    )
+    request = session.next_request(now=12.0)
+    assert request == rpc.GetParameterValues(names=("Device.X.A", "Device.X.B"))
+    session.on_response(
+        rpc.GetParameterValuesResponse(
+            (
+                rpc.ParameterValue("Device.X.A", "1", "xsd:int"),
+                rpc.ParameterValue("Device.X.B", "b", "xsd:string"),
+            )
+        ),
+        now=13.0,
+    )
+    assert session.next_request(now=13.0) is None
+    done = store.get_task(task.id)
+    assert done is not None and done.state == DONE and done.result == {"parameters": 2}
+    cached = store.get_parameter(device.id, "Device.X.A")
+    assert cached is not None and (cached.value, cached.type) == ("1", "xsd:int")
+    synced = store.get_device(device.id)
+    assert synced is not None and synced.last_configuration == 13.0
+
+
+def test_device_factory_reset_waits_for_bootstrap_then_completes(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    store.set_desired_settings(device.id, {"Device.X.A": "7"}, now=5.0, actor="op")
+    store.confirm_settings(device.id, ["Device.X.A"], now=6.0)
+    task = engine.queue(device.id, "device_factory_reset", actor="op", now=10.0)
+    session = engine.open_session(device.id)
+    assert session.next_request(now=11.0) == rpc.FactoryReset()
+    session.on_response(rpc.FactoryResetResponse(), now=12.0)
+    assert session.next_request(now=12.0) is None
+    engine.on_inform(device, inform("1 BOOT"), now=30.0)
+    waiting = store.get_task(task.id)
+    assert waiting is not None and waiting.state == IN_PROGRESS  # not requeued as stranded
+
+    engine.on_inform(device, inform("0 BOOTSTRAP", "1 BOOT"), now=60.0)
+    states = dict(kinds_states(store, device))
+    assert states["device_factory_reset"] == DONE
+    assert states["provision"] == PENDING
+    # Stored settings are kept and pushed again after the reset.
+    assert [s.value for s in store.desired_settings(device.id)] == ["7"]
+    assert store.unconfirmed_settings_count(device.id) == 1
+    assert states["configuration_update"] == PENDING
+
+
+def test_device_factory_reset_without_settings_queues_no_push(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    engine.queue(device.id, "device_factory_reset", actor="op", now=10.0)
+    session = engine.open_session(device.id)
+    session.next_request(now=11.0)
+    session.on_response(rpc.FactoryResetResponse(), now=12.0)
+    engine.on_inform(device, inform("0 BOOTSTRAP", "1 BOOT"), now=60.0)
+    assert "configuration_update" not in dict(kinds_states(store, device))
+
+
+def test_firmware_update_is_held_and_does_not_block_other_tasks(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    assert "firmware_update" in HELD_KINDS
+    firmware = engine.queue(
+        device.id, "firmware_update", {"firmware_image": 1}, actor="op", now=10.0
+    )
+    engine.queue(device.id, "reboot", actor="op", now=11.0)
+    session = engine.open_session(device.id)
+    # The reboot queued after the held firmware update runs; the firmware update is skipped.
+    assert session.next_request(now=12.0) == rpc.Reboot(command_key=f"acs-task-{firmware.id + 1}")
+    session.on_response(rpc.RebootResponse(), now=13.0)
+    assert session.next_request(now=13.0) is None
+    held = store.get_task(firmware.id)
+    assert held is not None and held.state == PENDING and held.attempts == 0
+
+    cancelled = store.cancel_task(firmware.id, now=14.0, actor="op")
+    assert cancelled.state == CANCELLED
+
+
+def test_next_task_excludes_given_kinds_only(store: Store, device: Device) -> None:
+    store.queue_task(device.id, "firmware_update", {"firmware_image": 1}, now=1.0, actor="t")
+    reboot = store.queue_task(device.id, "reboot", {}, now=2.0, actor="t")
+    assert store.next_task(device.id, now=3.0) is not None
+    assert store.next_task(device.id, now=3.0).kind == "firmware_update"  # type: ignore[union-attr]
+    assert store.next_task(device.id, now=3.0, exclude_kinds=("firmware_update",)) == reboot
+    assert store.next_task(device.id, now=3.0, exclude_kinds=("firmware_update", "reboot")) is None
