@@ -1,0 +1,451 @@
+"""Device operations of the REST API: the operation flags of a device write, pending settings,
+and ``update_status`` (spec/inventory-api.md sections 2, 3 "Device operations" and 6).
+
+Owns turning the PATCH/PUT body flags (``reboot``, ``factory``, ``device_factory``, ``sync``,
+``reconf``, ``firmware_image`` + ``firmware_image_is_pending``, ``schedule_at``) into queued
+tasks (:func:`take_operations` validates and pops them, :func:`apply_operations` queues them and
+wakes the device), the ``pending_settings`` / ``pending_details`` summaries of a device's queued
+work, and :func:`refresh_status` (connection requests behind ``update_status=true``).
+The device route modules call these; this module declares no routes.
+
+Pending-settings rule (section 6), in queue order (priority, id), each name listed once:
+
+- every ``pending`` or ``in_progress`` task of a listed kind (``firmware_update``, ``reboot``,
+  ``factory_reset``, ``device_factory_reset``, ``sync``, ``reconf``,
+  ``configuration_update``); internal kinds (``provision``, ``refresh``, the raw RPC kinds)
+  are not listed;
+- a pending task queued with a ``scheduled_at`` is *scheduled* work: ``reboot`` is named
+  ``reboot_scheduled`` and the detailed form carries the time (``reboot_scheduled:<iso>``,
+  ``sync:<iso>``) until the task starts;
+- ``firmware_update`` is also listed (``firmware_update:failed``) while the device's
+  ``firmware_image_is_pending`` is still set and its latest ``firmware_update`` task failed;
+- ``configuration_update`` is also listed when stored settings are unconfirmed by the CPE
+  (state ``failed`` when the latest ``configuration_update`` task failed, else ``pending``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import (
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    TimeoutError,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from acs.store import Store
+from acs.store.models import DOWN, FAILED, IN_PROGRESS, PENDING, Device, Task
+from api.base import Api, ApiError, ApiRequest, iso, parse_bool, parse_datetime
+
+log = Logger(namespace="api.device_ops")
+
+# Body keys this module owns, in the order they are popped.
+FLAG_KEYS = ("reboot", "factory", "device_factory", "sync", "reconf")
+OPERATION_KEYS = (*FLAG_KEYS, "schedule_at", "firmware_image", "firmware_image_is_pending")
+
+# Flag -> task kind. Queue order of one body follows this order: destructive resets first, so
+# a reboot or sync asked in the same body runs against the reset device.
+FLAG_TASKS = (
+    ("factory", "factory_reset"),
+    ("device_factory", "device_factory_reset"),
+    ("reconf", "reconf"),
+    ("sync", "sync"),
+    ("reboot", "reboot"),
+)
+
+# Task kind -> pending_settings item name; kinds not here are internal and never listed.
+PENDING_NAMES = {
+    "firmware_update": "firmware_update",
+    "reboot": "reboot",
+    "factory_reset": "factory_reset",
+    "device_factory_reset": "device_factory_reset",
+    "sync": "sync",
+    "reconf": "reconf",
+    "configuration_update": "configuration_update",
+}
+
+# At most this many connection requests in flight for one update_status call. A page holds at
+# most 100 devices and the spec wants a full page to cost at most the timeout, so one page's
+# requests all fit; the bound only protects against a caller handing more ids.
+UPDATE_STATUS_CONCURRENCY = 100
+
+
+class Unset:
+    """The type of :data:`UNSET`: "the key was absent from the body"."""
+
+    _instance: Unset | None = None
+
+    def __new__(cls) -> Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET = Unset()
+
+
+@dataclass(frozen=True)
+class Operations:
+    """The operation part of a device write body (see :func:`take_operations`)."""
+
+    reboot: bool = False
+    factory: bool = False
+    device_factory: bool = False
+    sync: bool = False
+    reconf: bool = False
+    # The target image id when the key was present (None = clear the target), else UNSET.
+    firmware_image: int | Unset | None = UNSET
+    firmware_image_is_pending: bool | None = None  # None = key absent
+    schedule_at: float | None = None
+
+    def any(self) -> bool:
+        """True when applying these operations would change or queue anything."""
+        return (
+            self.reboot
+            or self.factory
+            or self.device_factory
+            or self.sync
+            or self.reconf
+            or not isinstance(self.firmware_image, Unset)
+            or self.firmware_image_is_pending is not None
+        )
+
+
+def _flag(field: str, value: Any) -> bool:
+    parsed = parse_bool(value) if isinstance(value, bool | int | str) else None
+    if isinstance(value, int) and not isinstance(value, bool) and value not in (0, 1):
+        parsed = None
+    if parsed is None:
+        raise ApiError(400, {field: ["Must be a valid boolean."]})
+    return parsed
+
+
+def _firmware_image(store: Store, value: Any) -> int | None:
+    if value is None:
+        return None
+    image_id: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        image_id = value
+    elif isinstance(value, str) and value.strip().isdigit():
+        image_id = int(value.strip())
+    if image_id is None:
+        raise ApiError(
+            400,
+            {
+                "firmware_image": [
+                    f"Incorrect type. Expected pk value, received {type(value).__name__}."
+                ]
+            },
+        )
+    if store.get_firmware_image(image_id) is None:
+        raise ApiError(
+            400, {"firmware_image": [f'Invalid pk "{image_id}" - object does not exist.']}
+        )
+    return image_id
+
+
+def _schedule_at(value: Any) -> float | None:
+    if value is None:
+        return None
+    when = parse_datetime(value) if isinstance(value, str) else None
+    if when is None:
+        raise ApiError(
+            400,
+            {
+                "schedule_at": [
+                    "Datetime has wrong format. Use one of these formats instead: "
+                    "YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]."
+                ]
+            },
+        )
+    return when
+
+
+def take_operations(store: Store, body: dict[str, Any]) -> Operations:
+    """Pop the operation keys from ``body`` and validate them.
+
+    Raises :class:`ApiError` 400 with every invalid field (``{"field": ["msg"]}``); an unknown
+    firmware image is a 400 too. ``body`` is left without the operation keys, even on error,
+    so a caller's unknown-field check never reports them. Flags that are false are accepted
+    and do nothing.
+    """
+    raw = {key: body.pop(key) for key in OPERATION_KEYS if key in body}
+    errors: dict[str, list[str]] = {}
+    flags: dict[str, bool] = {}
+    for key in FLAG_KEYS:
+        if key in raw:
+            try:
+                flags[key] = _flag(key, raw[key])
+            except ApiError as exc:
+                errors.update(exc.body)
+    firmware: int | Unset | None = UNSET
+    if "firmware_image" in raw:
+        try:
+            firmware = _firmware_image(store, raw["firmware_image"])
+        except ApiError as exc:
+            errors.update(exc.body)
+    is_pending: bool | None = None
+    if "firmware_image_is_pending" in raw:
+        try:
+            is_pending = _flag("firmware_image_is_pending", raw["firmware_image_is_pending"])
+        except ApiError as exc:
+            errors.update(exc.body)
+    schedule: float | None = None
+    if "schedule_at" in raw:
+        try:
+            schedule = _schedule_at(raw["schedule_at"])
+        except ApiError as exc:
+            errors.update(exc.body)
+    if errors:
+        raise ApiError(400, errors)
+    return Operations(
+        firmware_image=firmware,
+        firmware_image_is_pending=is_pending,
+        schedule_at=schedule,
+        **flags,
+    )
+
+
+# --- pending settings ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Item:
+    name: str
+    state: str  # "pending" | "in_progress" | "failed" | ISO time of scheduled work
+    changed: float  # when this work became pending (for last_pending_change)
+
+
+def _latest(tasks: list[Task], kind: str) -> Task | None:
+    mine = [t for t in tasks if t.kind == kind]
+    return max(mine, key=lambda t: t.id) if mine else None
+
+
+def _pending_items(store: Store, device_id: int) -> list[_Item]:
+    device = store.get_device(device_id)
+    if device is None:
+        return []
+    tasks = store.tasks_for_device(device_id)  # queue order
+    items: list[_Item] = []
+    seen: set[str] = set()
+
+    def add(name: str, state: str, changed: float) -> None:
+        if name not in seen:
+            seen.add(name)
+            items.append(_Item(name, state, changed))
+
+    last_firmware = _latest(tasks, "firmware_update")
+    for task in tasks:
+        name = PENDING_NAMES.get(task.kind)
+        if name is None:
+            continue
+        if task.state == IN_PROGRESS:
+            add(name, IN_PROGRESS, task.created)
+        elif task.state == PENDING:
+            if task.scheduled_at is not None:
+                when = iso(task.scheduled_at) or ""
+                add("reboot_scheduled" if name == "reboot" else name, when, task.created)
+            else:
+                add(name, PENDING, task.created)
+        elif task.state == FAILED and task is last_firmware and device.firmware_image_is_pending:
+            add(name, FAILED, task.finished or task.created)
+    if "configuration_update" not in seen and store.unconfirmed_settings_count(device_id) > 0:
+        last_conf = _latest(tasks, "configuration_update")
+        failed = last_conf is not None and last_conf.state == FAILED
+        changed = store.last_settings_change(device_id) or device.last_change
+        add("configuration_update", FAILED if failed else PENDING, changed)
+    return items
+
+
+def pending_settings(store: Store, device_id: int, *, detailed: bool) -> str | None:
+    """Section 6: ``"firmware_update,reboot_scheduled"`` or, detailed,
+    ``"firmware_update:pending,reboot_scheduled:2024-01-16T02:00:00Z"``; None when nothing
+    is pending. See the module docstring for the rule."""
+    items = _pending_items(store, device_id)
+    if not items:
+        return None
+    if detailed:
+        return ",".join(f"{i.name}:{i.state}" for i in items)
+    return ",".join(i.name for i in items)
+
+
+def pending_details(store: Store, device_id: int) -> dict[str, Any]:
+    """The serial view's ``pending_details``: unconfirmed setting count, whether a firmware
+    update is pending, and when the newest pending work was queued (ISO or None)."""
+    items = _pending_items(store, device_id)
+    # Same rule as pending_settings, so the two never disagree (a waiting, running or failed
+    # but still wanted upgrade).
+    firmware = any(i.name == "firmware_update" for i in items)
+    last = max((i.changed for i in items), default=None)
+    return {
+        "configuration_updates": store.unconfirmed_settings_count(device_id),
+        "firmware_update": firmware,
+        "last_pending_change": iso(last),
+    }
+
+
+# --- applying operations ------------------------------------------------------------------
+
+
+def check_operations(device: Device, ops: Operations) -> None:
+    """Refuse (400) operations that cannot apply to ``device``, before anything is written.
+
+    :func:`apply_operations` calls it first; a caller that writes other fields before
+    applying operations should call it before that write."""
+    if ops.firmware_image_is_pending and ops.firmware_image is None:
+        raise ApiError(
+            400,
+            {"firmware_image_is_pending": ["Cannot be true while firmware_image is null."]},
+        )
+    if (
+        ops.firmware_image_is_pending
+        and isinstance(ops.firmware_image, Unset)
+        and device.firmware_image_id is None
+    ):
+        raise ApiError(
+            400,
+            {"firmware_image_is_pending": ["The device has no firmware_image to upgrade to."]},
+        )
+
+
+def _cancel_pending(api: Api, device_id: int, kind: str, actor: str, now: float) -> int:
+    cancelled = 0
+    for task in api.store.tasks_for_device(device_id, states=(PENDING,)):
+        if task.kind == kind:
+            api.store.cancel_task(task.id, now=now, actor=actor)
+            cancelled += 1
+    return cancelled
+
+
+def apply_operations(api: Api, req: ApiRequest, device: Device, ops: Operations) -> None:
+    """Queue the tasks of ``ops`` for ``device`` and wake it (unless scheduled).
+
+    Every task is queued with actor = the token's name and ``scheduled_at = ops.schedule_at``;
+    ``factory`` also wipes the device's stored settings; the firmware fields are written to
+    the device. The device is woken once, after everything is queued (a scheduled body wakes
+    nothing now: its tasks run at the first session after their time).
+    """
+    if not ops.any():
+        return
+    check_operations(device, ops)
+    store = api.store
+    actor = req.principal.name
+    now = api.now()
+    when = ops.schedule_at
+    queued = False
+    with store.transaction():
+        # Firmware first: the target and its pending flag are device fields.
+        if not isinstance(ops.firmware_image, Unset) or ops.firmware_image_is_pending is not None:
+            target = (
+                device.firmware_image_id
+                if isinstance(ops.firmware_image, Unset)
+                else ops.firmware_image
+            )
+            fields: dict[str, Any] = {"firmware_image_id": target}
+            if ops.firmware_image_is_pending is True:
+                # A new request replaces an older one still waiting.
+                _cancel_pending(api, device.id, "firmware_update", actor, now)
+                api.tasks.queue(
+                    device.id,
+                    "firmware_update",
+                    {"firmware_image": target},
+                    actor=actor,
+                    scheduled_at=when,
+                    wake=False,
+                    now=now,
+                )
+                fields["firmware_image_is_pending"] = True
+                queued = True
+            elif ops.firmware_image_is_pending is False or target is None:
+                # Turning the flag off (or clearing the target) withdraws a waiting upgrade.
+                _cancel_pending(api, device.id, "firmware_update", actor, now)
+                fields["firmware_image_is_pending"] = False
+            store.update_device(device.id, now=now, actor=actor, **fields)
+        for flag, kind in FLAG_TASKS:
+            if not getattr(ops, flag):
+                continue
+            if kind == "factory_reset":
+                store.clear_desired_settings(device.id, now=now, actor=actor)
+            api.tasks.queue(
+                device.id, kind, {}, actor=actor, scheduled_at=when, wake=False, now=now
+            )
+            queued = True
+    if queued and (when is None or when <= now):
+        _wake(api, device.id)
+
+
+def _wake(api: Api, device_id: int) -> None:
+    def failed(failure: Any) -> None:
+        log.failure("waking device {device_id} failed", failure, device_id=device_id)
+
+    try:
+        api.appliance.connreq.wake(device_id).addErrback(failed)
+    except Exception:
+        log.failure("waking device {device_id} failed", device_id=device_id)
+
+
+# --- update_status -------------------------------------------------------------------------
+
+
+async def refresh_status(api: Api, device_ids: Sequence[int]) -> None:
+    """Connection request to each device (concurrently, bounded), waiting at most
+    ``config.api.update_status_timeout`` in total; never blocks the reactor.
+
+    The ConnectionRequester records each outcome (answered -> Up, refused/timeout -> Down).
+    A device whose request is still unanswered at the deadline is marked Down here (it did
+    not answer in time); its request keeps running and a late answer marks it Up again.
+    """
+    ids = list(dict.fromkeys(device_ids))
+    if not ids:
+        return
+    reactor = api.appliance.reactor
+    timeout = float(api.appliance.config.api.update_status_timeout)
+    semaphore = DeferredSemaphore(UPDATE_STATUS_CONCURRENCY)
+    settled: set[int] = set()
+
+    def one(device_id: int) -> Deferred[Any]:
+        def note(outcome: Any) -> Any:
+            if not isinstance(outcome, Failure):  # a cancelled wait is not an answer
+                settled.add(device_id)
+            return outcome
+
+        return api.appliance.connreq.wake(device_id).addBoth(note)
+
+    calls = [semaphore.run(one, device_id) for device_id in ids]
+    everything: Deferred[Any] = DeferredList(calls, consumeErrors=True)
+    everything.addTimeout(timeout, reactor)
+    try:
+        await everything
+    except TimeoutError:
+        pass
+    finally:
+        for call in calls:
+            if not call.called:
+                # Stops waiting (and frees the semaphore slot); the request itself goes on.
+                call.cancel()
+    late = [i for i in ids if i not in settled]
+    if not late:
+        return
+    now = api.now()
+    for device_id in late:
+        try:
+            api.store.set_status(
+                device_id,
+                DOWN,
+                now=now,
+                actor="acs",
+                reason=f"no answer to the connection request within {timeout:g} s",
+            )
+        except Exception:
+            log.failure("cannot mark device {device_id} Down", device_id=device_id)

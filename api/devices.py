@@ -1,0 +1,275 @@
+"""``/inventory_device/``: devices by id, flat representation (spec sections 1-3).
+
+Owns the flat routes and the pieces both device views share (the serial view in
+:mod:`api.serial` reuses them): list filters and paging (:func:`list_devices_page`), the
+``update_status`` refresh (:func:`respond_with`), saving a validated write
+(:func:`save_device`) and deletion (:func:`delete_device`). Body validation lives in
+:mod:`api.validation`, representations in :mod:`api.serializers`, device operations in
+:mod:`api.device_ops`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from acs.store import Conflict, NotFound
+from acs.store.models import DOWN, IN_PROGRESS, UP, Device, DeviceFilter
+from api import device_ops, validation
+from api.base import (
+    Api,
+    ApiError,
+    ApiRequest,
+    Result,
+    bad_request,
+    conflict,
+    field_error,
+    forbidden,
+    not_found,
+    parse_datetime,
+    route,
+)
+from api.serializers import device_flat
+
+# `status` filter spellings (section 3); anything else is a 400.
+STATUS_FILTER = {"0": DOWN, "false": DOWN, "False": DOWN, "1": UP, "true": UP, "True": UP}
+
+# A query string's unencoded "+" arrives as a space: "2000-01-01T00:01:00 00:00".
+_MANGLED_OFFSET = re.compile(r"^(.*\d) (\d{2}(?::?\d{2})?)$")
+
+Serialize = Callable[[Device], dict[str, Any]]
+Reply = Result | Coroutine[Any, Any, Result]
+
+
+# --- shared by both device views ------------------------------------------------------------
+
+
+def parse_since(value: str) -> float | None:
+    """``last_status_change_from``: a date or datetime, offset optional (naive = UTC)."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        mangled = _MANGLED_OFFSET.match(value.strip())
+        if mangled is not None:
+            parsed = parse_datetime(f"{mangled.group(1)}+{mangled.group(2)}")
+    return parsed
+
+
+def device_filter(req: ApiRequest) -> DeviceFilter:
+    """The list filters of section 3, confined to the token's organizations."""
+    query = req.query()
+    type_id = req.query_int("type")
+    status: str | None = None
+    raw_status = query.get("status", "")
+    if raw_status != "":
+        status = STATUS_FILTER.get(raw_status)
+        if status is None:
+            raise field_error("status", "Use 0/false/False for Down or 1/true/True for Up.")
+    since: float | None = None
+    raw_since = query.get("last_status_change_from", "")
+    if raw_since.strip() != "":
+        since = parse_since(raw_since)
+        if since is None:
+            raise field_error(
+                "last_status_change_from",
+                "Enter a valid date/time, e.g. 2000-01-01, 2000-01-01 00:01:00 or "
+                "2000-01-01T00:01:00+00:00.",
+            )
+    organization = req.query_int("organization")
+    if organization is not None:
+        req.principal.check_organization(organization)
+        organizations: tuple[int, ...] | None = (organization,)
+    else:
+        organizations = req.principal.scope
+    return DeviceFilter(
+        organization_ids=organizations,
+        type_id=type_id,
+        status=status,
+        status_change_from=since,
+    )
+
+
+def wants_update_status(req: ApiRequest) -> bool:
+    """``update_status=true``: an operator's privilege (it makes the ACS contact CPEs)."""
+    wanted = req.query_bool("update_status")
+    if wanted and not req.principal.has_role("operator"):
+        raise forbidden("update_status needs the operator role.")
+    return wanted
+
+
+def list_devices_page(
+    api: Api, req: ApiRequest, serialize: Callable[[Device, bool], dict[str, Any]]
+) -> Reply:
+    """One page of the devices the token may see; ``serialize(device, pending)``."""
+    filters = device_filter(req)
+    limit, offset = req.page_params()
+    pending = req.query_bool("pending")
+    refresh = wants_update_status(req)
+    total, devices = api.store.devices_page(filters, limit=limit, offset=offset)
+    if not refresh or not devices:
+        return 200, req.page(total, [serialize(d, pending) for d in devices], limit, offset)
+
+    async def refreshed() -> Result:
+        await device_ops.refresh_status(api, [d.id for d in devices])
+        # Statuses changed under us: serialise fresh rows (dropping any deleted meanwhile).
+        fresh = [api.store.get_device(d.id) for d in devices]
+        results = [serialize(d, pending) for d in fresh if d is not None]
+        return 200, req.page(total, results, limit, offset)
+
+    return refreshed()
+
+
+def respond_with(api: Api, req: ApiRequest, device: Device, serialize: Serialize) -> Reply:
+    """200 with one device, after an ``update_status`` refresh when asked for."""
+    if not wants_update_status(req):
+        return 200, serialize(device)
+
+    async def refreshed() -> Result:
+        await device_ops.refresh_status(api, [device.id])
+        fresh = api.store.get_device(device.id)
+        if fresh is None:
+            raise not_found("No device with this id.")
+        return 200, serialize(fresh)
+
+    return refreshed()
+
+
+def save_device(
+    api: Api,
+    req: ApiRequest,
+    write: validation.DeviceWrite,
+    current: Device | None,
+    *,
+    check: Callable[[Device], None] | None = None,
+) -> Device:
+    """Create (``current`` None) or update a device from a validated write, atomically:
+    the location found or created by name, the device row, its history (actor = the token's
+    name). ``check(device)`` runs last inside the transaction; raising rolls it all back.
+    Conflicts are 409."""
+    store = api.store
+    now = api.now()
+    actor = req.principal.name
+    fields = dict(write.fields)
+    try:
+        with store.transaction():
+            name = write.location_name
+            if isinstance(name, str):
+                organization = write.organization_id(current)
+                assert organization is not None  # validation guarantees an organization
+                fields["location_id"] = validation.resolve_location(store, organization, name)
+            elif name is None:
+                fields["location_id"] = None
+            if current is None:
+                status = fields.pop("status", None)
+                device = store.create_device(
+                    serial_number=fields.pop("serial_number"),
+                    name=fields.pop("name"),
+                    organization_id=fields.pop("organization_id"),
+                    now=now,
+                    actor=actor,
+                    **fields,
+                )
+                if status == UP:  # created Down; an operator may register it as Up
+                    device = store.update_device(device.id, now=now, actor=actor, status=UP)
+            else:
+                device = store.update_device(current.id, now=now, actor=actor, **fields)
+            if check is not None:
+                check(device)
+    except Conflict:
+        raise conflict(
+            "A device with this serial number (or alternative serial number) already exists."
+        ) from None
+    except NotFound:
+        raise not_found("No device with this id.") from None
+    except ValueError as exc:  # the store's own checks; validation should have caught it
+        raise bad_request(str(exc)) from None
+    return device
+
+
+def delete_device(api: Api, req: ApiRequest, device: Device) -> Result:
+    """204; 409 while a CWMP session or a firmware transfer is under way, unless forced."""
+    force = req.query_bool("force")
+    if not force:
+        if api.appliance.cwmp.in_session(device.id):
+            raise conflict(
+                "A CWMP session with this device is in progress; retry later or use ?force=true."
+            )
+        running = api.store.tasks_for_device(device.id, states=(IN_PROGRESS,))
+        if any(task.kind == "firmware_update" for task in running):
+            raise conflict(
+                "A firmware transfer to this device is in flight; retry later or use ?force=true."
+            )
+    try:
+        api.store.delete_device(device.id, now=api.now(), actor=req.principal.name)
+    except NotFound:
+        raise not_found("No device with this id.") from None
+    return 204, None
+
+
+# --- the flat view ----------------------------------------------------------------------
+
+
+def _flat(api: Api, req: ApiRequest) -> Serialize:
+    detailed = req.query_bool("pending")
+    return lambda device: device_flat(api.store, device, detailed_pending=detailed)
+
+
+@route("/inventory_device/", methods=("GET",), role="viewer")
+def list_devices(api: Api, req: ApiRequest) -> Reply:
+    """Devices by id: filters type, status, last_status_change_from, organization;
+    limit/offset; pending; update_status."""
+    return list_devices_page(
+        api, req, lambda d, pending: device_flat(api.store, d, detailed_pending=pending)
+    )
+
+
+@route("/inventory_device/", methods=("POST",), role="admin")
+def create_device(api: Api, req: ApiRequest) -> Result:
+    """Create a device (201); operation keys in the body are applied after creation."""
+    body = req.json_object()
+    ops = device_ops.take_operations(api.store, body)
+    write = validation.flat_write(api.store, req.principal, body, mode="create")
+    device = save_device(api, req, write, None, check=lambda d: device_ops.check_operations(d, ops))
+    device_ops.apply_operations(api, req, device, ops)
+    return 201, _flat(api, req)(_fresh(api, device))
+
+
+@route("/inventory_device/<int:device_id>/", methods=("GET",), role="viewer")
+def get_device(api: Api, req: ApiRequest, device_id: int) -> Reply:
+    return respond_with(api, req, api.device(req, device_id), _flat(api, req))
+
+
+def _write(api: Api, req: ApiRequest, device_id: int, mode: validation.Mode) -> Result:
+    device = api.device(req, device_id)
+    body = req.json_object()
+    # Operations first: they are popped from the body before the fields are validated.
+    ops = device_ops.take_operations(api.store, body)
+    write = validation.flat_write(api.store, req.principal, body, mode=mode, current=device)
+    device_ops.check_operations(device, ops)
+    updated = save_device(api, req, write, device)
+    device_ops.apply_operations(api, req, updated, ops)
+    return 200, _flat(api, req)(_fresh(api, updated))
+
+
+@route("/inventory_device/<int:device_id>/", methods=("PUT",), role="operator")
+def replace_device(api: Api, req: ApiRequest, device_id: int) -> Result:
+    """Full replacement: omitted writable fields reset (password kept unless given)."""
+    return _write(api, req, device_id, "replace")
+
+
+@route("/inventory_device/<int:device_id>/", methods=("PATCH",), role="operator")
+def update_device(api: Api, req: ApiRequest, device_id: int) -> Result:
+    """Partial update plus device operations (reboot, factory, sync, firmware...)."""
+    return _write(api, req, device_id, "update")
+
+
+@route("/inventory_device/<int:device_id>/", methods=("DELETE",), role="admin")
+def remove_device(api: Api, req: ApiRequest, device_id: int) -> Result:
+    return delete_device(api, req, api.device(req, device_id))
+
+
+def _fresh(api: Api, device: Device) -> Device:
+    fresh = api.store.get_device(device.id)
+    if fresh is None:
+        raise ApiError(404, {"detail": "No device with this id."})
+    return fresh
