@@ -1,0 +1,475 @@
+"""The two operation endpoints (spec section 5): a device's operational record.
+
+``PUT /inventory_device_operation/<id>/`` and
+``PUT /inventory_device_serial_operation/<serial>/`` both edit the one operational record of a
+device (``Store.get_operational_record`` / ``save_operational_record``), with partial bodies:
+only the keys sent change. Validation happens before any write, and every problem of a
+well-formed body is reported at once as DRF field errors with 422 (400 is only for a body that
+is not a JSON object). A write that changes nothing writes nothing, so the same body twice
+gives the same record and one history entry.
+
+Layout of the record's ``data``: the documented keys of both endpoints at the top level
+(``location``, ``assigned_user``, ``notes``, ``tags``...), ``configuration`` (metadata keys
+only), ``custom_fields``, and ``metadata`` for the keys neither endpoint documents. The
+``status`` of the id endpoint (the status of the recorded operation, free text) is stored as
+``operation_status``; the serial endpoint's ``status`` is the operational status itself.
+
+``configuration`` keys that are full TR-069 parameter names (``Device.`` or
+``InternetGatewayDevice.`` prefix, no trailing ``.``) are desired CPE settings: they go to the
+settings store (``Store.set_desired_settings``), and a change queues one (coalesced)
+``configuration_update`` task and wakes the device. A ``null`` value removes a key (for a
+TR-069 key: the ACS stops managing that parameter). Responses show the desired settings
+inside ``configuration`` with credential values redacted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
+from acs.tasks import validate_args
+from api.base import Api, ApiError, ApiRequest, Result, iso, parse_datetime, route
+from api.device_children import REDACTED, is_secret_path
+
+MAX_NAME = 255
+MAX_TEXT = 10_000
+MAX_EMAIL = 254
+MAX_TAGS = 100
+# Deliberately simple (DRF's EmailValidator is not much stricter): one @, a dotted domain,
+# no whitespace. Mail delivery is not this API's business.
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$")
+# Managed by the ACS itself (device credentials and connection requests): a desired setting
+# on these would cut the ACS off from the CPE.
+_ACS_MANAGED_SUFFIXES = (
+    "ManagementServer.URL",
+    "ManagementServer.Username",
+    "ManagementServer.Password",
+    "ManagementServer.ConnectionRequestUsername",
+    "ManagementServer.ConnectionRequestPassword",
+)
+_ROOTS = ("Device.", "InternetGatewayDevice.")
+
+# id endpoint: body key -> (data key, kind)
+_ID_FIELDS: dict[str, tuple[str, str]] = {
+    "status": ("operation_status", "text"),
+    "description": ("description", "text"),
+    "notes": ("notes", "text"),
+    "maintenance_notes": ("maintenance_notes", "text"),
+    "location": ("location", "text"),
+    "assigned_user": ("assigned_user", "email"),
+    "operator_id": ("operator_id", "identifier"),
+    "started_at": ("started_at", "datetime"),
+    "completed_at": ("completed_at", "datetime"),
+    "next_maintenance": ("next_maintenance", "datetime"),
+}
+# serial endpoint: body key -> (data key, kind)
+_SERIAL_FIELDS: dict[str, tuple[str, str]] = {
+    "location": ("location", "text"),
+    "assigned_user": ("assigned_user", "email"),
+    "organization_unit": ("organization_unit", "text"),
+    "device_type": ("device_type", "text"),
+    "manufacturer": ("manufacturer", "text"),
+    "model": ("model", "text"),
+}
+
+
+def is_setting_key(key: str) -> bool:
+    """Spec section 5: a configuration key naming a TR-069 parameter (a desired setting)."""
+    return key.startswith(_ROOTS) and not key.endswith(".")
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Draft:
+    """The validated effect of one body, computed before anything is written."""
+
+    data: dict[str, Any]
+    operational_status: str
+    device_fields: dict[str, Any] = field(default_factory=dict)
+    set_settings: dict[str, str] = field(default_factory=dict)
+    remove_settings: list[str] = field(default_factory=list)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    def error(self, key: str, message: str) -> None:
+        self.errors.setdefault(key, []).append(message)
+
+
+def _text(value: Any, *, max_length: int = MAX_TEXT) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("Not a valid string.")
+    if len(value) > max_length:
+        raise ValueError(f"Ensure this field has no more than {max_length} characters.")
+    return value
+
+
+def _identifier(value: Any) -> str | None:
+    # Integers are accepted and kept as text, as DRF's CharField does.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _text(value, max_length=MAX_NAME)
+
+
+def _email(value: Any) -> str | None:
+    text = _text(value, max_length=MAX_EMAIL)
+    if text is None or text == "":
+        return None
+    if not _EMAIL_RE.match(text):
+        raise ValueError("Enter a valid email address.")
+    return text
+
+
+def _datetime(value: Any) -> str | None:
+    if value is None:
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise ValueError(
+            "Datetime has wrong format. Use ISO 8601, e.g. 2024-01-15T10:00:00Z "
+            "(or 2024-01-15, naive = UTC)."
+        )
+    return iso(parsed)
+
+
+_KINDS: dict[str, Callable[[Any], str | None]] = {
+    "text": _text,
+    "identifier": _identifier,
+    "email": _email,
+    "datetime": _datetime,
+}
+
+
+def _status(draft: _Draft, key: str, value: Any) -> None:
+    if not isinstance(value, str) or value not in OPERATIONAL_STATUSES:
+        draft.error(
+            key,
+            f"{value!r} is not a valid choice; use one of {', '.join(OPERATIONAL_STATUSES)}.",
+        )
+        return
+    draft.operational_status = value
+
+
+def _scalar_fields(draft: _Draft, body: dict[str, Any], fields: dict[str, tuple[str, str]]) -> None:
+    for key, (data_key, kind) in fields.items():
+        if key not in body:
+            continue
+        try:
+            value = _KINDS[kind](body[key])
+        except ValueError as exc:
+            draft.error(key, str(exc))
+            continue
+        if value is None:
+            draft.data.pop(data_key, None)
+        else:
+            draft.data[data_key] = value
+
+
+def _merge_object(draft: _Draft, key: str, value: Any) -> None:
+    """Merge a free-form object key by key into data[key]; null removes a key."""
+    if not isinstance(value, dict):
+        draft.error(key, "Expected an object of key/value pairs.")
+        return
+    merged = dict(draft.data.get(key) or {})
+    for k, v in value.items():
+        if v is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = v
+    if merged:
+        draft.data[key] = merged
+    else:
+        draft.data.pop(key, None)
+
+
+def _setting_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return value
+    raise ValueError("a TR-069 parameter value must be a string, number or boolean")
+
+
+def _configuration(api: Api, device: Device, draft: _Draft, value: Any) -> None:
+    if not isinstance(value, dict):
+        draft.error("configuration", "Expected an object of key/value pairs.")
+        return
+    metadata: dict[str, Any] = {}
+    root = device.data_model_root if device.data_model_root in _ROOTS else None
+    for key, raw in value.items():
+        if not is_setting_key(key):
+            metadata[key] = raw
+            continue
+        if raw is None:
+            draft.remove_settings.append(key)
+            continue
+        problem = _setting_problem(api, device, root, key, raw)
+        if problem is not None:
+            draft.error("configuration", f"{key}: {problem}")
+            continue
+        draft.set_settings[key] = _setting_value(raw)
+    _merge_object(draft, "configuration", metadata)
+    if len(draft.set_settings) > 1024:
+        draft.error("configuration", "At most 1024 TR-069 parameters per request.")
+
+
+def _setting_problem(api: Api, device: Device, root: str | None, key: str, raw: Any) -> str | None:
+    """Why `key: raw` cannot be a desired setting of `device`, or None when it can."""
+    if not api.store.is_setting_path(key):
+        return "not a valid TR-069 parameter name."
+    if root is not None and not key.startswith(root):
+        return f"this device's data model root is {root}"
+    if key.endswith(_ACS_MANAGED_SUFFIXES):
+        return "managed by the ACS; use the device's fields instead."
+    try:
+        text = _setting_value(raw)
+    except ValueError as exc:
+        return f"{exc}."
+    cached = api.store.get_parameter(device.id, key)
+    if cached is not None and cached.writable is False:
+        return "the CPE reports this parameter as read-only."
+    xsd = api.store.setting_type(device.id, key, text)
+    try:
+        # The task engine's own argument check: path syntax, length, value against type.
+        validate_args("set_parameters", {"parameters": [{"name": key, "value": text, "type": xsd}]})
+    except ValueError as exc:
+        return str(exc).replace("parameters[0].", "")
+    return None
+
+
+def _draft(api: Api, device: Device) -> _Draft:
+    record = api.store.get_operational_record(device.id)
+    # A shallow copy is enough: nested objects are replaced, never mutated in place.
+    return _Draft(data=dict(record.data), operational_status=device.operational_status)
+
+
+def _fail_on_errors(draft: _Draft) -> None:
+    if draft.errors:
+        raise ApiError(422, draft.errors)
+
+
+# --- writing ------------------------------------------------------------------------------
+
+
+def _save(api: Api, req: ApiRequest, device: Device, draft: _Draft, endpoint: str) -> None:
+    """Write the draft (if it changes anything) in one transaction, then queue and wake."""
+    store = api.store
+    actor = req.principal.name
+    now = api.now()
+    record = store.get_operational_record(device.id)
+    # The device row's status is the one the CWMP side enforces: it is the "from" status.
+    old_status = device.operational_status
+    status_changed = draft.operational_status != old_status
+    data_changed = sorted(
+        k for k in set(record.data) | set(draft.data) if record.data.get(k) != draft.data.get(k)
+    )
+    device_changes = {k: v for k, v in draft.device_fields.items() if getattr(device, k, None) != v}
+    current = {s.path: s.value for s in store.desired_settings(device.id)}
+    settings = {p: v for p, v in draft.set_settings.items() if current.get(p) != v}
+    removals = [p for p in draft.remove_settings if p in current]
+    if not (status_changed or data_changed or device_changes or settings or removals):
+        return
+    history = list(record.history)
+    if status_changed:
+        history.append(
+            {
+                "timestamp": iso(now),
+                "action": "status_change",
+                "from_status": old_status,
+                "to_status": draft.operational_status,
+                "performed_by": actor,
+            }
+        )
+    queued = False
+    with store.transaction():
+        if device_changes:
+            store.update_device(device.id, now=now, actor=actor, **device_changes)
+        if removals:
+            store.remove_desired_settings(device.id, removals, now=now, actor=actor)
+        if settings and store.set_desired_settings(device.id, settings, now=now, actor=actor):
+            api.tasks.queue(device.id, "configuration_update", {}, actor=actor, wake=False, now=now)
+            queued = True
+        store.save_operational_record(
+            device.id,
+            operational_status=draft.operational_status,
+            data=draft.data,
+            history=history,
+            updated_by=actor,
+            now=now,
+        )
+        detail: dict[str, Any] = {"endpoint": endpoint, "fields": data_changed}
+        if status_changed:
+            detail["from_status"] = old_status
+            detail["to_status"] = draft.operational_status
+        store.add_history(device.id, "operational_record_updated", detail, now=now, actor=actor)
+    if queued:
+        _wake(api, device.id)
+
+
+def _wake(api: Api, device_id: int) -> None:
+    """Ask the CPE for a session now; a CPE that can't be reached gets it at its next one."""
+
+    def failed(failure: Any) -> None:
+        api.log.failure("waking device {device_id} failed", failure, device_id=device_id)
+
+    try:
+        api.appliance.connreq.wake(device_id).addErrback(failed)
+    except Exception:
+        api.log.failure("waking device {device_id} failed", device_id=device_id)
+
+
+# --- representation -----------------------------------------------------------------------
+
+
+def _configuration_view(api: Api, device: Device, record: OperationalRecord) -> dict[str, Any]:
+    """The stored configuration: metadata keys plus the desired settings (secrets redacted)."""
+    view = dict(record.data.get("configuration") or {})
+    for setting in api.store.desired_settings(device.id):
+        view[setting.path] = REDACTED if is_secret_path(setting.path) else setting.value
+    return view
+
+
+def _device_type_name(api: Api, device: Device) -> str | None:
+    if device.type_id is None:
+        return None
+    dtype = api.store.get_device_type(device.type_id)
+    return None if dtype is None else (dtype.short_name or dtype.name)
+
+
+def _location_name(api: Api, device: Device) -> str | None:
+    if device.location_id is None:
+        return None
+    location = api.store.get_location(device.location_id)
+    return None if location is None else location.name
+
+
+def operation_json(api: Api, device: Device) -> dict[str, Any]:
+    """The id endpoint's response (spec section 5, plus the other stored body keys)."""
+    record = api.store.get_operational_record(device.id)
+    data = record.data
+    organization = api.store.get_organization(device.organization_id)
+    configuration = _configuration_view(api, device, record)
+    firmware = device.software_version or configuration.get("firmware_version")
+    return {
+        "id": device.id,
+        "device_name": device.name,
+        "serial_number": device.serial_number,
+        "device_type": _device_type_name(api, device),
+        "operational_status": device.operational_status,
+        "location": data.get("location") or _location_name(api, device),
+        "assigned_user": data.get("assigned_user"),
+        "organization": None if organization is None else organization.name,
+        "configuration": {**configuration, "firmware_version": firmware},
+        "maintenance_notes": data.get("maintenance_notes"),
+        "next_maintenance": data.get("next_maintenance"),
+        "operator_id": data.get("operator_id"),
+        "description": data.get("description"),
+        "status": data.get("operation_status"),
+        "notes": data.get("notes"),
+        "started_at": data.get("started_at"),
+        "completed_at": data.get("completed_at"),
+        "metadata": data.get("metadata") or {},
+        "last_updated": iso(record.last_updated),
+        "updated_by": record.updated_by,
+        "operational_history": record.history,
+    }
+
+
+def serial_operation_json(api: Api, device: Device) -> dict[str, Any]:
+    """The serial endpoint's response (spec section 5)."""
+    record = api.store.get_operational_record(device.id)
+    data = record.data
+    updated = max(device.last_change, record.last_updated or 0.0)
+    return {
+        "id": device.id,
+        "serial_number": device.serial_number,
+        "name": device.name,
+        "status": device.operational_status,
+        "location": data.get("location") or _location_name(api, device),
+        "assigned_user": data.get("assigned_user"),
+        "organization_unit": data.get("organization_unit"),
+        "device_type": data.get("device_type") or _device_type_name(api, device),
+        "manufacturer": data.get("manufacturer") or device.manufacturer,
+        "model": data.get("model") or device.product_class,
+        "configuration": _configuration_view(api, device, record),
+        "custom_fields": data.get("custom_fields") or {},
+        "tags": data.get("tags") or [],
+        "metadata": data.get("metadata") or {},
+        "created_at": iso(device.created),
+        "updated_at": iso(updated),
+        "last_seen": iso(device.last_contact),
+    }
+
+
+# --- routes -------------------------------------------------------------------------------
+
+
+def _metadata(draft: _Draft, body: dict[str, Any], known: set[str]) -> None:
+    extra = {k: v for k, v in body.items() if k not in known}
+    if extra:
+        _merge_object(draft, "metadata", extra)
+
+
+@route("/inventory_device_operation/<int:device_id>/", methods=("PUT",), role="operator")
+def put_device_operation(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+    body = req.json_object()
+    draft = _draft(api, device)
+    if "operational_status" in body:
+        _status(draft, "operational_status", body["operational_status"])
+    _scalar_fields(draft, body, _ID_FIELDS)
+    if "configuration" in body:
+        _configuration(api, device, draft, body["configuration"])
+    _metadata(draft, body, {"operational_status", "configuration", *_ID_FIELDS})
+    _fail_on_errors(draft)
+    _save(api, req, device, draft, "inventory_device_operation")
+    return 200, operation_json(api, _fresh(api, device))
+
+
+@route("/inventory_device_serial_operation/<string:serial>/", methods=("PUT",), role="operator")
+def put_device_serial_operation(api: Api, req: ApiRequest, serial: str) -> Result:
+    device = api.device_by_serial(req, serial)
+    body = req.json_object()
+    draft = _draft(api, device)
+    if "name" in body:
+        name = body["name"]
+        if not isinstance(name, str) or not name.strip():
+            draft.error("name", "This field must be a non-empty string.")
+        elif len(name) > MAX_NAME:
+            draft.error("name", f"Ensure this field has no more than {MAX_NAME} characters.")
+        else:
+            draft.device_fields["name"] = name
+    if "status" in body:
+        _status(draft, "status", body["status"])
+    _scalar_fields(draft, body, _SERIAL_FIELDS)
+    if "configuration" in body:
+        _configuration(api, device, draft, body["configuration"])
+    if "custom_fields" in body:
+        _merge_object(draft, "custom_fields", body["custom_fields"])
+    if "tags" in body:
+        tags = body["tags"]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            draft.error("tags", "Expected a list of strings.")
+        elif len(tags) > MAX_TAGS:
+            draft.error("tags", f"Ensure this field has no more than {MAX_TAGS} elements.")
+        elif tags:
+            draft.data["tags"] = list(tags)
+        else:
+            draft.data.pop("tags", None)
+    known = {"name", "status", "configuration", "custom_fields", "tags", *_SERIAL_FIELDS}
+    _metadata(draft, body, known)
+    _fail_on_errors(draft)
+    _save(api, req, device, draft, "inventory_device_serial_operation")
+    return 200, serial_operation_json(api, _fresh(api, device))
+
+
+def _fresh(api: Api, device: Device) -> Device:
+    current = api.store.get_device(device.id)
+    return device if current is None else current
