@@ -1,0 +1,232 @@
+"""A device's sub-resources (spec section 7): cached parameters, tasks (with cancel), history
+and debug session transcripts, all under ``/inventory_device/<id>/``.
+
+Tenancy comes from :meth:`api.base.Api.device` (404 unknown, 403 outside the token's scope).
+Order: parameters by path; tasks by ascending id (creation order; ``?state=`` filters);
+history and session transcripts newest first.
+
+Secrets never leave through here: a parameter whose name marks a credential
+(:func:`is_secret_path`) is listed with ``value: null``, task arguments and results (which may
+carry SetParameterValues values) are not exposed, and session transcripts have the values of
+such parameters and any password-like element replaced by ``[redacted]`` — a transcript of
+the provisioning session holds the connection-request password the ACS chose.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from acs.store.models import (
+    IN_PROGRESS,
+    PENDING,
+    TASK_STATES,
+    HistoryEntry,
+    Parameter,
+    SessionTranscript,
+    Task,
+)
+from api.base import Api, ApiError, ApiRequest, Result, conflict, iso, not_found, route
+from api.resources import paged, store_errors
+
+# Last path segments (lower-cased suffixes) whose values are credentials.
+SECRET_SUFFIXES = ("password", "passphrase", "presharedkey", "wepkey", "secret")
+REDACTED = "[redacted]"
+# The task kind of a firmware upgrade (api/device_ops.py queues it).
+FIRMWARE_TASK = "firmware_update"
+
+
+def is_secret_path(path: str) -> bool:
+    """True for parameters holding credentials (``...Password``, ``...KeyPassphrase``,
+    ``...PreSharedKey``, ``...WEPKey``, ``...Secret``; case-insensitive)."""
+    return path.rsplit(".", 1)[-1].lower().endswith(SECRET_SUFFIXES)
+
+
+def _is_secret_element(tag: str) -> bool:
+    return tag.rsplit(":", 1)[-1].lower().endswith(SECRET_SUFFIXES)
+
+
+# <Name>path</Name> followed by its <Value ...>value</Value> (ParameterValueStruct), and the
+# reverse order some CPEs emit; namespace prefixes allowed.
+_NAME = r"<(?:[\w.-]+:)?Name\b[^>]*>\s*(?P<name>[^<]*?)\s*</(?:[\w.-]+:)?Name\s*>"
+_VALUE_OPEN = r"<(?P<vtag>(?:[\w.-]+:)?Value)\b[^>]*(?<!/)>"
+# Element text: plain characters or CDATA sections. Never `.*?` across tags: that would
+# rescan the rest of a large GetParameterValuesResponse for every value (quadratic).
+_TEXT = r"(?:<!\[CDATA\[.*?\]\]>|[^<])*"
+_NAME_THEN_VALUE = re.compile(
+    rf"(?P<head>{_NAME}\s*{_VALUE_OPEN})(?P<value>{_TEXT})(?P<tail></(?P=vtag)\s*>)", re.S
+)
+_VALUE_THEN_NAME = re.compile(
+    rf"(?P<head>{_VALUE_OPEN})(?P<value>{_TEXT})(?P<tail></(?P=vtag)\s*>\s*{_NAME})", re.S
+)
+# Any element named like a credential (Download/Upload <Password>, vendor extensions).
+_SECRET_ELEMENT = re.compile(
+    rf"(?P<head><(?P<tag>(?:[\w.-]+:)?[\w.-]+)\b[^>]*(?<!/)>)"
+    rf"(?P<value>{_TEXT})(?P<tail></(?P=tag)\s*>)",
+    re.S,
+)
+
+
+def redact_transcript(text: str) -> str:
+    """The transcript with every credential value replaced by ``[redacted]``."""
+
+    def parameter(match: re.Match[str]) -> str:
+        if not is_secret_path(match.group("name")):
+            return match.group(0)
+        return match.group("head") + REDACTED + match.group("tail")
+
+    def element(match: re.Match[str]) -> str:
+        if not _is_secret_element(match.group("tag")) or not match.group("value"):
+            return match.group(0)
+        return match.group("head") + REDACTED + match.group("tail")
+
+    text = _NAME_THEN_VALUE.sub(parameter, text)
+    text = _VALUE_THEN_NAME.sub(parameter, text)
+    return _SECRET_ELEMENT.sub(element, text)
+
+
+def parameter_json(param: Parameter) -> dict[str, Any]:
+    return {
+        "path": param.path,
+        "value": None if is_secret_path(param.path) else param.value,
+        "type": param.type,
+        "writable": param.writable,
+        "updated": iso(param.updated),
+    }
+
+
+def task_json(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "kind": task.kind,
+        "state": task.state,
+        "created": iso(task.created),
+        "scheduled_at": iso(task.scheduled_at),
+        "started": iso(task.started),
+        "finished": iso(task.finished),
+        "fault_code": task.fault_code,
+        "fault_string": task.fault_string,
+        "attempts": task.attempts,
+        "actor": task.actor,
+    }
+
+
+def history_json(entry: HistoryEntry) -> dict[str, Any]:
+    return {
+        "id": entry.id,
+        "time": iso(entry.time),
+        "actor": entry.actor,
+        "action": entry.action,
+        "detail": entry.detail,
+    }
+
+
+def session_json(transcript: SessionTranscript) -> dict[str, Any]:
+    return {
+        "id": transcript.id,
+        "started": iso(transcript.started),
+        "transcript": redact_transcript(transcript.transcript),
+    }
+
+
+def _states(req: ApiRequest) -> tuple[str, ...] | None:
+    """``?state=pending,failed``: None when absent; 400 naming an unknown state."""
+    raw = req.query().get("state")
+    if raw is None or not raw.strip():
+        return None
+    states = tuple(s.strip() for s in raw.split(",") if s.strip())
+    unknown = [s for s in states if s not in TASK_STATES]
+    if unknown:
+        raise ApiError(
+            400,
+            {"state": [f"Unknown task state {unknown[0]!r}; use one of {', '.join(TASK_STATES)}."]},
+        )
+    return states
+
+
+@route("/inventory_device/<int:device_id>/parameters/", methods=("GET",), role="viewer")
+def list_parameters(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+    prefix = req.query().get("path", "")
+    return paged(
+        req,
+        lambda limit, offset: api.store.parameters_page(
+            device.id, prefix, limit=limit, offset=offset
+        ),
+        parameter_json,
+    )
+
+
+@route("/inventory_device/<int:device_id>/tasks/", methods=("GET",), role="viewer")
+def list_tasks(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+    states = _states(req)
+    return paged(
+        req,
+        lambda limit, offset: api.store.tasks_page(
+            device.id, states=states, limit=limit, offset=offset
+        ),
+        task_json,
+    )
+
+
+def _task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Task:
+    device = api.device(req, device_id)
+    task = api.store.get_task(task_id)
+    if task is None or task.device_id != device.id:
+        raise not_found("No task with this id for this device.")
+    return task
+
+
+@route("/inventory_device/<int:device_id>/tasks/<int:task_id>/", methods=("GET",), role="viewer")
+def get_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
+    return 200, task_json(_task(api, req, device_id, task_id))
+
+
+@route(
+    "/inventory_device/<int:device_id>/tasks/<int:task_id>/", methods=("DELETE",), role="operator"
+)
+def cancel_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
+    """Cancel a pending task (204); 409 once it has started or finished."""
+    task = _task(api, req, device_id, task_id)
+    if task.state != PENDING:
+        raise conflict(f"Task {task.id} is {task.state}; only pending tasks can be cancelled.")
+    store, now, actor = api.store, api.now(), req.principal.name
+    with store_errors(), store.transaction():
+        store.cancel_task(task.id, now=now, actor=actor)
+        # firmware_image_is_pending means "queued or in flight" (spec section 3): cancelling
+        # the last firmware task withdraws the upgrade, as PATCHing the flag false would.
+        if task.kind == FIRMWARE_TASK and not any(
+            t.kind == FIRMWARE_TASK
+            for t in store.tasks_for_device(task.device_id, (PENDING, IN_PROGRESS))
+        ):
+            store.update_device(
+                task.device_id, now=now, actor=actor, firmware_image_is_pending=False
+            )
+    return 204, None
+
+
+@route("/inventory_device/<int:device_id>/history/", methods=("GET",), role="viewer")
+def list_history(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+
+    def fetch(limit: int, offset: int) -> tuple[int, list[HistoryEntry]]:
+        with api.store.transaction():  # count and page from one snapshot
+            return api.store.count_history(device.id), api.store.history(
+                device.id, limit=limit, offset=offset
+            )
+
+    return paged(req, fetch, history_json)
+
+
+@route("/inventory_device/<int:device_id>/sessions/", methods=("GET",), role="viewer")
+def list_sessions(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+
+    def fetch(limit: int, offset: int) -> tuple[int, list[SessionTranscript]]:
+        with api.store.transaction():
+            return api.store.count_session_transcripts(device.id), api.store.session_transcripts(
+                device.id, limit=limit, offset=offset
+            )
+
+    return paged(req, fetch, session_json)

@@ -1,0 +1,76 @@
+"""``GET /metrics``: appliance counters in the Prometheus text exposition format (0.0.4).
+
+Served at the root next to ``/healthz`` (not under ``/api/v1``) because that is where
+scrapers look. Unlike ``/healthz`` it needs a bearer token (viewer or higher), and one
+without organization scope: the figures cover every organization, so a scoped token gets 403.
+Exposed: ``acs_devices`` (total), ``acs_devices_by_status{status="up"|"down"}``,
+``acs_tasks{state=...}`` (every task state, zeros included), ``acs_cwmp_sessions_active``,
+``acs_api_tokens`` (not revoked) and ``acs_info{version}``.
+"""
+
+from __future__ import annotations
+
+from twisted.web.server import Request
+
+import acs
+from acs.store.models import DOWN, UP, DeviceFilter
+from api.base import Api, ApiError, authenticate, forbidden, respond
+
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+
+def _gauge(name: str, help_text: str, samples: list[tuple[str, int]]) -> list[str]:
+    """One metric family: HELP, TYPE and its samples (``labels`` text without braces)."""
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    for labels, value in samples:
+        lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
+    return lines
+
+
+def render_metrics(api: Api) -> str:
+    store = api.store
+    lines: list[str] = []
+    lines += _gauge("acs_info", "The running ACS version.", [(f'version="{acs.__version__}"', 1)])
+    lines += _gauge("acs_devices", "Devices known to the ACS.", [("", store.count_devices())])
+    lines += _gauge(
+        "acs_devices_by_status",
+        "Devices by liveness status (spec section 2).",
+        [
+            ('status="up"', store.count_devices(DeviceFilter(status=UP))),
+            ('status="down"', store.count_devices(DeviceFilter(status=DOWN))),
+        ],
+    )
+    lines += _gauge(
+        "acs_tasks",
+        "Device tasks by state.",
+        [(f'state="{state}"', n) for state, n in store.count_tasks_by_state().items()],
+    )
+    lines += _gauge(
+        "acs_cwmp_sessions_active",
+        "CWMP sessions in progress.",
+        [("", api.appliance.cwmp.active_sessions())],
+    )
+    lines += _gauge(
+        "acs_api_tokens", "API tokens not revoked.", [("", store.count_active_tokens())]
+    )
+    return "\n".join(lines) + "\n"
+
+
+@Api.app.route("/metrics", methods=["GET"], strict_slashes=False)
+def metrics(api: Api, request: Request) -> bytes:
+    try:
+        principal = authenticate(api, request)
+        if principal.scope is not None:
+            raise forbidden("Metrics cover every organization: use a token without scope.")
+    except ApiError as exc:
+        return respond(request, exc.status, exc.body, exc.headers)
+    try:
+        text = render_metrics(api)
+    except Exception:
+        # A scrape of a broken database is an error answer, not a traceback.
+        api.log.failure("metrics: store unavailable")
+        return respond(request, 503, {"detail": "store unavailable"})
+    request.setResponseCode(200)
+    request.setHeader(b"Content-Type", CONTENT_TYPE)
+    request.setHeader(b"Cache-Control", b"no-store")
+    return text.encode("utf-8")
