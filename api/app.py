@@ -12,7 +12,20 @@ from klein import Klein
 from twisted.web.server import Request
 
 import acs
+from api import (
+    device_children,
+    devices,
+    metrics,
+    openapi,
+    operations,
+    resources,
+    serial,
+)
 from api.base import Api, ApplianceView, respond
+
+# Importing a route module registers its routes on Api.app; naming them here makes that
+# dependency explicit (and keeps the imports from looking unused).
+ROUTE_MODULES = (devices, serial, operations, resources, device_children, metrics, openapi)
 
 
 def port_address(port: Any) -> str:
