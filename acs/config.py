@@ -34,6 +34,8 @@ class CwmpConfig:
     connection_request_timeout: int = 5
     username: str = ""
     password: str = ""
+    # Seconds a Download/Upload may stay unconfirmed (no TransferComplete) before it fails.
+    transfer_timeout: int = 3600
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class FilesConfig:
     listen: str = "tcp:7567"
     public_url: str = "http://127.0.0.1:7567"
     url_ttl: int = 3600
+    # Largest accepted upload in bytes (firmware images via the API, backups from CPEs).
+    max_upload: int = 536870912
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ _POSITIVE = {
     ("cwmp", "connection_request_timeout"),
     ("api", "update_status_timeout"),
     ("files", "url_ttl"),
+    ("cwmp", "transfer_timeout"),
+    ("files", "max_upload"),
 }
 
 

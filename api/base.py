@@ -29,6 +29,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from acs.config import Config
 from acs.connreq import ConnectionRequester
 from acs.cwmp_http import CwmpResource
+from acs.files import FileServer
 from acs.store import Store
 from acs.store.models import ApiToken, Device
 from acs.tasks import TaskEngine
@@ -53,6 +54,7 @@ class ApplianceView(Protocol):
     tasks: TaskEngine
     connreq: ConnectionRequester
     cwmp: CwmpResource
+    files: FileServer
     reactor: Any
 
     def listening(self) -> Mapping[str, Any]: ...

@@ -1,0 +1,256 @@
+"""``/api/v1/firmware_image/`` (spec section 7) and the API listener's site.
+
+Owns the firmware image routes: list and detail (viewer), upload (``POST``) and delete
+(admin; like device types, images are global, so writes need a token without organization
+scope). An upload is either a ``multipart/form-data`` body with the image in the field
+``file`` plus ``name``, ``version`` and optional ``device_type`` fields, or a raw body with
+``?name=&version=[&device_type=]``. The body is copied into ``[storage] files`` while its
+SHA-256 is computed, in a worker thread and in chunks (``acs.files.FileStorage``), so neither
+memory nor the reactor suffers from a 512 MiB image. A delete is refused with 409 while a
+pending or in-progress firmware_update task uses the image, and removes the file.
+
+Also owns :class:`ApiSite`, the API listener's site: a declared ``Content-Length`` over the
+limit is answered 413 from the headers (and a chunked body once past it), before Twisted
+buffers anything. The limit is ``[files] max_upload`` for the firmware upload route and 1 MiB
+for every other route (the JSON routes' own limit). Twisted's parsing of form bodies into
+``request.args`` (which reads a whole multipart body into memory) is switched off: the API
+never uses form arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Any
+
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from acs.files import (
+    BoundedRequest,
+    FileStorage,
+    Received,
+    UploadError,
+    multipart_boundary,
+    safe_filename,
+)
+from acs.store.models import FirmwareImage
+from api.base import (
+    API_PREFIX,
+    MAX_BODY_BYTES,
+    Api,
+    ApiError,
+    ApiRequest,
+    Result,
+    bad_request,
+    iso,
+    not_found,
+    route,
+)
+from api.resources import MAX_NAME, does_not_exist, paged, require_unscoped, store_errors
+
+UPLOAD_PATH = f"{API_PREFIX}/firmware_image"
+UPLOAD_FIELDS = ("name", "version", "device_type")
+
+
+def firmware_image_json(image: FirmwareImage) -> dict[str, Any]:
+    return {
+        "id": image.id,
+        "name": image.name,
+        "version": image.version,
+        "size": image.size,
+        "sha256": image.sha256,
+        "device_type": image.device_type_id,
+        "filename": image.filename,
+        "created": iso(image.created),
+    }
+
+
+def _storage(api: Api) -> FileStorage:
+    # The appliance's FileServer owns the storage (acs.service wires it as `files`).
+    storage: FileStorage = api.appliance.files.storage
+    return storage
+
+
+def _image(api: Api, image_id: int) -> FirmwareImage:
+    image = api.store.get_firmware_image(image_id)
+    if image is None:
+        raise not_found("No firmware image with this id.")
+    return image
+
+
+# --- the upload -------------------------------------------------------------------------------
+
+
+def _body_size(content: IO[bytes] | None) -> int:
+    if content is None:
+        return 0
+    content.seek(0, os.SEEK_END)
+    size = content.tell()
+    content.seek(0)
+    return size
+
+
+def _validate(api: Api, values: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """name/version/device_type from query or form -> (clean values, DRF-style errors)."""
+    errors: dict[str, list[str]] = {}
+    clean: dict[str, Any] = {}
+    for key in ("name", "version"):
+        text = values.get(key)
+        if text is None:
+            errors[key] = ["This field is required."]
+        elif not text.strip():
+            errors[key] = ["This field may not be blank."]
+        elif len(text) > MAX_NAME:
+            errors[key] = [f"Ensure this field has no more than {MAX_NAME} characters."]
+        else:
+            clean[key] = text.strip()
+    raw_type = (values.get("device_type") or "").strip()
+    clean["device_type"] = None
+    if raw_type and raw_type.lower() != "null":
+        if not raw_type.isdigit() or len(raw_type) > 18:
+            errors["device_type"] = ["A valid integer is required."]
+        elif api.store.get_device_type(int(raw_type)) is None:
+            errors["device_type"] = [does_not_exist(raw_type)]
+        else:
+            clean["device_type"] = int(raw_type)
+    return clean, errors
+
+
+def _file_errors(received: Received) -> dict[str, list[str]]:
+    if received.path is None:
+        return {"file": ["No file was submitted."]}
+    if received.size == 0:
+        return {"file": ["The submitted file is empty."]}
+    return {}
+
+
+@route("/firmware_image/", methods=("GET",), role="viewer")
+def list_firmware_images(api: Api, req: ApiRequest) -> Result:
+    return paged(
+        req,
+        lambda limit, offset: api.store.firmware_images_page(limit=limit, offset=offset),
+        firmware_image_json,
+    )
+
+
+@route("/firmware_image/<int:image_id>/", methods=("GET",), role="viewer")
+def get_firmware_image(api: Api, req: ApiRequest, image_id: int) -> Result:
+    return 200, firmware_image_json(_image(api, image_id))
+
+
+@route("/firmware_image/", methods=("POST",), role="admin")
+async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
+    """201 with the image; 400 (DRF errors), 413 over ``[files] max_upload``."""
+    require_unscoped(req, "Uploading a firmware image")
+    limit = api.appliance.config.files.max_upload
+    content = req.raw.content
+    size = _body_size(content)
+    if size > limit:  # the site refuses these from the headers; this covers other paths in
+        raise ApiError(413, {"detail": f"Upload exceeds the limit of {limit} bytes."})
+    header = req.raw.getHeader(b"content-type")
+    content_type = header.decode("latin-1") if header else None
+    if content_type and content_type.split(";")[0].strip().lower() == "application/json":
+        raise bad_request(
+            "Upload the image as multipart/form-data (field 'file') or as a raw body "
+            "with ?name=&version=, not as JSON."
+        )
+    try:
+        is_multipart = multipart_boundary(content_type) is not None
+    except UploadError as exc:
+        raise bad_request(exc.message) from None
+    query = {k: v for k, v in req.query().items() if k in UPLOAD_FIELDS}
+    if not is_multipart:
+        # Everything but the body is known: refuse before copying a big file for nothing.
+        _, errors = _validate(api, query)
+        if size == 0:
+            errors["file"] = ["The submitted file is empty."]
+        if errors:
+            raise ApiError(400, errors)
+    assert content is not None  # size > 0 or multipart (which has a body)
+    storage = _storage(api)
+    try:
+        received = await storage.receive(
+            content,
+            storage.firmware_dir,
+            content_type=content_type,
+            max_size=limit,
+            file_field="file",
+        )
+    except UploadError as exc:
+        body = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
+        raise ApiError(exc.status, body) from None
+    try:
+        unknown = sorted(set(received.fields) - set(UPLOAD_FIELDS))
+        checked, errors = _validate(api, {**query, **received.fields})
+        errors.update(_file_errors(received))
+        errors.update({name: ["Unknown field."] for name in unknown})
+        if errors:
+            raise ApiError(400, errors)
+        default = safe_filename(f"{checked['name']}-{checked['version']}.bin", "firmware.bin")
+        with store_errors():
+            image = storage.add_firmware_image(
+                received,
+                name=checked["name"],
+                version=checked["version"],
+                filename=safe_filename(received.filename, default),
+                device_type_id=checked["device_type"],
+                now=api.now(),
+                actor=req.principal.name,
+            )
+    except BaseException:
+        storage.discard(received)
+        raise
+    api.log.info(
+        "Firmware image {id} {name} {version} stored ({size} bytes, sha256 {sha256})",
+        id=image.id,
+        name=image.name,
+        version=image.version,
+        size=image.size,
+        sha256=image.sha256,
+    )
+    return 201, firmware_image_json(image)
+
+
+@route("/firmware_image/<int:image_id>/", methods=("DELETE",), role="admin")
+def delete_firmware_image(api: Api, req: ApiRequest, image_id: int) -> Result:
+    """204; 409 while a pending or in-progress firmware transfer uses the image."""
+    _image(api, image_id)
+    require_unscoped(req, "Deleting a firmware image")
+    with store_errors():
+        _storage(api).delete_firmware_image(image_id, now=api.now(), actor=req.principal.name)
+    return 204, None
+
+
+# --- the API listener's site ----------------------------------------------------------------
+
+
+class ApiBoundedRequest(BoundedRequest):
+    """API requests: 413 (a JSON error) from the headers over the route's limit."""
+
+    refusal_type = b"application/json"
+    what = "API request"
+
+    def body_limit(self) -> int:
+        site: Any = getattr(self.channel, "site", None)
+        upload_limit = int(getattr(site, "max_upload", MAX_BODY_BYTES))
+        path = self.request_line_path().rstrip(b"/")
+        if not path:
+            # Unknown request line: the bigger limit; the routes still check their own.
+            limit = max(upload_limit, MAX_BODY_BYTES)
+        elif self.request_line_method() == b"POST" and path == UPLOAD_PATH.encode():
+            limit = upload_limit
+        else:
+            limit = MAX_BODY_BYTES
+        text = "1 MiB" if limit == MAX_BODY_BYTES else f"{limit} bytes"
+        self.refusal_body = f'{{"detail": "Request body exceeds {text}."}}'.encode()
+        return limit
+
+
+class ApiSite(Site):
+    """The API listener's site (see the module docstring)."""
+
+    requestFactory = ApiBoundedRequest
+
+    def __init__(self, resource: Resource, *, max_upload: int) -> None:
+        super().__init__(resource)
+        self.max_upload = max_upload
