@@ -6,10 +6,12 @@ Reading :class:`Appliance` tells a newcomer the whole system:
 - the task engine (device operations -> RPC sequences), woken through
 - the connection requester (HTTP GET to the CPE, Digest auth);
 - the CWMP resource on ``[cwmp] listen`` (CPEs POST SOAP there);
-- the API Klein app on ``[api] listen`` (``/healthz`` for now; the REST API comes next);
-- the files listener on ``[files] listen`` (the firmware file server is a later issue: until
-  then it answers 404 to everything);
-- the liveness sweep (Up -> Down after ``2 x update_frequency + 60 s`` without contact).
+- the API Klein app on ``[api] listen`` (the REST API of ``api/``, ``/metrics``, ``/healthz``);
+- the file server on ``[files] listen`` (``acs.files``: signed, expiring per-task URLs for
+  firmware images and configuration backups; the signing key persists in the store);
+- the liveness sweep (Up -> Down after ``2 x update_frequency + 60 s`` without contact);
+- the scheduler (a connection request when a task's ``scheduled_at`` comes due);
+- the transfer watch (fails Download/Upload tasks whose TransferComplete never came).
 
 All of it runs as one :class:`MultiService`; stopping it stops the listeners, the sweep and the
 session timers, then closes the store.
@@ -27,29 +29,20 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester
 from acs.cwmp_http import CwmpResource, CwmpSite
+from acs.files import SECRET_NAME, FileServer, FilesSite, FileStorage, UrlSigner, thread_runner
 from acs.liveness import LivenessSweep
+from acs.scheduler import Scheduler
 from acs.store import Store
-from acs.tasks import TaskEngine
+from acs.tasks import TaskEngine, TransferWatch
 from api.app import make_app, port_address
+from api.firmware import ApiSite
 
 LISTENERS = ("cwmp", "api", "files")
-
-
-class _NotYetServed(Resource):
-    """Placeholder for the firmware file server (a later issue): 404 for every path."""
-
-    isLeaf = True
-
-    def render(self, request: Any) -> bytes:
-        request.setResponseCode(404)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return b"Not found: the firmware file server is not implemented yet.\n"
 
 
 class Listener(Service):
@@ -177,7 +170,27 @@ class Appliance:
             self.default_organization = self.store.ensure_organization(
                 config.cwmp.default_organization
             )
-            self.tasks = TaskEngine(self.store, reactor)
+            # Signed file-server URLs; the key lives in the store so URLs survive a restart.
+            self.signer = UrlSigner(
+                self.store.server_secret(SECRET_NAME),
+                config.files.public_url,
+                config.files.url_ttl,
+                reactor,
+            )
+            self.tasks = TaskEngine(
+                self.store,
+                reactor,
+                signer=self.signer,
+                transfer_timeout=float(config.cwmp.transfer_timeout),
+            )
+            self.files = FileServer(
+                self.store,
+                FileStorage(config.storage.files, self.store, thread_runner(reactor)),
+                self.signer,
+                reactor,
+                max_upload=config.files.max_upload,
+                public_url=config.files.public_url,
+            )
             self.connreq = ConnectionRequester(
                 reactor, self.store, timeout=config.cwmp.connection_request_timeout
             )
@@ -193,12 +206,15 @@ class Appliance:
             )
             self.api = make_app(self)
             self.liveness = LivenessSweep(self.store, reactor)
+            self.scheduler = Scheduler(self.store, reactor, wake=self.connreq.wake)
+            self.transfer_watch = TransferWatch(self.tasks)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.
                 "cwmp": CwmpSite(self.cwmp),
-                "api": Site(self.api.resource()),
-                "files": Site(_NotYetServed()),
+                # ApiSite / FilesSite: bodies over the limit refused from the headers.
+                "api": ApiSite(self.api.resource(), max_upload=config.files.max_upload),
+                "files": FilesSite(self.files, max_body=config.files.max_upload),
             }
             for site in factories.values():
                 site.noisy = False  # no "Starting factory" lines; the Listener logs the address
@@ -211,6 +227,10 @@ class Appliance:
                 self.listeners[name] = listener
             self.liveness.setName("liveness")
             self.liveness.setServiceParent(self.service)
+            self.scheduler.setName("scheduler")
+            self.scheduler.setServiceParent(self.service)
+            self.transfer_watch.setName("transfer_watch")
+            self.transfer_watch.setServiceParent(self.service)
         except BaseException:
             self.close()
             raise

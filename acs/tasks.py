@@ -12,25 +12,39 @@ CPE's answers, so a multi-RPC task (refresh, add_object) keeps its cursor in a p
 variable. A CPE Fault is thrown into the generator as `_CpeFault` (a kind may catch it), and
 the generator's return value decides the end: a result dict completes the task,
 `_WaitForInform` leaves it in progress until a later Inform confirms it (reboot,
-factory_reset).
+factory_reset), `_WaitForTransfer` until the CPE's TransferComplete (firmware_update, backup,
+restore: see `SessionTasks.on_cpe_request`). A transfer never confirmed fails after
+`transfer_timeout`, checked at the device's Informs and by `TransferWatch`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
+from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from acs.cwmp import rpc
 from acs.store import NotFound, Store
-from acs.store.models import FAILED, IN_PROGRESS, PENDING, Device, Task
+from acs.store.models import (
+    DONE,
+    FAILED,
+    IN_PROGRESS,
+    PENDING,
+    Backup,
+    Device,
+    FirmwareImage,
+    Task,
+)
 
 log = Logger(namespace="acs.tasks")
 
@@ -45,7 +59,7 @@ TASK_KINDS = (
     "get_parameter_attributes",
     "set_parameter_attributes",
     # sync = read the whole tree; device_factory_reset = FactoryReset keeping stored settings;
-    # firmware_update = held until the file transfer exists (HELD_KINDS).
+    # firmware_update = Download of a firmware image (args {"firmware_image": id}).
     "sync",
     "device_factory_reset",
     "firmware_update",
@@ -53,15 +67,28 @@ TASK_KINDS = (
     # {"all": true} = every stored one); reconf = re-push every stored setting.
     "configuration_update",
     "reconf",
+    # backup = Upload of the vendor configuration file into a stored backup; restore =
+    # Download of a stored backup back to the CPE (args {"backup": id}).
+    "backup",
+    "restore",
 )
 
 # Kinds whose acknowledged RPC is confirmed only by a later Inform ("M Reboot", "0 BOOTSTRAP").
 _WAITS_FOR_INFORM = ("reboot", "factory_reset", "device_factory_reset")
-# Kinds queued and shown as pending but not run yet (the firmware transfer is a later issue):
-# sessions skip them, so they never block the device's other tasks and stay cancellable.
-HELD_KINDS = ("firmware_update",)
+# Kinds whose acknowledged RPC (Download/Upload status 1) is confirmed by a TransferComplete.
+TRANSFER_KINDS = ("firmware_update", "backup", "restore")
 # Everything else found in_progress at an Inform was stranded by a dead session: run it again.
-_REQUEUE_KINDS = tuple(k for k in TASK_KINDS if k not in _WAITS_FOR_INFORM)
+_REQUEUE_KINDS = tuple(
+    k for k in TASK_KINDS if k not in _WAITS_FOR_INFORM and k not in TRANSFER_KINDS
+)
+# FileType values of TR-069 Download (A.3.2.8) and Upload (A.4.1.5).
+FIRMWARE_FILE_TYPE = "1 Firmware Upgrade Image"
+CONFIG_UPLOAD_FILE_TYPE = "1 Vendor Configuration File"
+CONFIG_DOWNLOAD_FILE_TYPE = "3 Vendor Configuration File"
+# Keys of a transfer task's result (JSON in the store) that the engine itself reads back.
+_ACKNOWLEDGED = "awaiting_transfer_complete"  # Download/Upload answered status 1
+_VERSION_CHECK = "version_check"  # firmware: "pending" until an Inform reports the version
+REPORT_FAILED = "report_failed"  # firmware: failure still shown in pending_settings
 
 # At most one pending task of these kinds per device: a second queue() returns the first.
 _COALESCED_KINDS = ("configuration_update", "reconf")
@@ -123,6 +150,29 @@ REPROVISION_AFTER = 3600.0
 def task_key(task: Task) -> str:
     """The CommandKey / ParameterKey the ACS sends for `task` (<= 32 chars, stable)."""
     return f"acs-task-{task.id}"
+
+
+def task_id_of_key(key: str) -> int | None:
+    """The task id a CommandKey made by `task_key` names; None for any other key."""
+    prefix = "acs-task-"
+    if not key.startswith(prefix):
+        return None
+    digits = key[len(prefix) :]
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 18:
+        return None
+    return int(digits)
+
+
+class TransferUrls(Protocol):
+    """Where a CPE fetches or sends a task's file: `acs.files.UrlSigner` (signed, expiring).
+
+    A Protocol so the engine does not import the file server and tests can pass a fake."""
+
+    def firmware_url(self, task_id: int, image: FirmwareImage) -> str: ...
+
+    def backup_upload_url(self, task_id: int) -> str: ...
+
+    def backup_download_url(self, task_id: int, backup: Backup) -> str: ...
 
 
 def _resolve_root(device: Device | None) -> str:
@@ -215,6 +265,15 @@ def validate_args(kind: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
         if isinstance(image, bool) or not isinstance(image, int) or image < 1:
             raise ValueError("firmware_image must be a firmware image id (positive integer)")
         return {"firmware_image": image}
+    if kind == "backup":
+        _check_keys(args, (), kind)
+        return {}
+    if kind == "restore":
+        _check_keys(args, ("backup",), kind)
+        backup = args.get("backup")
+        if isinstance(backup, bool) or not isinstance(backup, int) or backup < 1:
+            raise ValueError("backup must be a backup id (positive integer)")
+        return {"backup": backup}
     if kind == "configuration_update":
         _check_keys(args, ("all",), kind)
         push_all = args.get("all", False)
@@ -318,6 +377,15 @@ class _CpeFault(Exception):
         self.fault = fault
 
 
+class _SettingsRefused(_CpeFault):
+    """A settings push the CPE refused for good; `extra` (which values were refused, by
+    fingerprint) goes in the task result, not in history."""
+
+    def __init__(self, fault: rpc.Fault, extra: dict[str, Any]) -> None:
+        super().__init__(fault)
+        self.extra = extra
+
+
 class _TaskError(Exception):
     """A task ends badly for a reason other than a CPE Fault."""
 
@@ -332,7 +400,15 @@ class _WaitForInform:
     """Returned by a kind whose RPC was acknowledged but which a later Inform confirms."""
 
 
-_Steps = Generator[rpc.Message, rpc.Message, dict[str, Any] | _WaitForInform]
+@dataclass(frozen=True)
+class _WaitForTransfer:
+    """Returned by a transfer kind whose Download/Upload the CPE answered with status 1:
+    a TransferComplete carrying the task's CommandKey ends it. `detail` goes in the result."""
+
+    detail: dict[str, Any]
+
+
+_Steps = Generator[rpc.Message, rpc.Message, dict[str, Any] | _WaitForInform | _WaitForTransfer]
 
 
 def _fault_summary(fault: rpc.Fault) -> str:
@@ -470,9 +546,18 @@ class _TaskRun:
         return _WaitForInform()
 
     def _run_sync(self) -> _Steps:
-        # ACS <- CPE: the whole tree becomes the cached (stored) configuration.
+        # ACS <- CPE: the whole tree becomes the cached (stored) configuration, and the
+        # device's own desired settings take the CPE's values (confirmed), so a reconf right
+        # after sends nothing. Type defaults stay type defaults: they are not pinned.
         count = yield from self._fetch_tree(self.root)
-        self.store.set_last_configuration(self.task.device_id, now=self.now)
+        device_id = self.task.device_id
+        adopted = {
+            s.path: s.value if s.applied else s.cached
+            for s in self.engine.effective_settings(device_id, refusals=False)
+            if s.source == "device" and s.cached is not None
+        }
+        self.store.adopt_cpe_settings(device_id, adopted, now=self.now, actor="acs")
+        self.store.set_last_configuration(device_id, now=self.now)
         return {"parameters": count}
 
     def _run_device_factory_reset(self) -> _Steps:
@@ -481,44 +566,157 @@ class _TaskRun:
         yield from self._call(rpc.FactoryReset())
         return _WaitForInform()
 
+    def _signer(self) -> TransferUrls:
+        signer = self.engine.signer
+        if signer is None:
+            raise _TaskError("file transfers are not configured (no URL signer)", permanent=True)
+        return signer
+
+    def _transfer_started(
+        self, answer: rpc.DownloadResponse | rpc.UploadResponse, detail: dict[str, Any]
+    ) -> dict[str, Any] | _WaitForTransfer:
+        """Status 1: wait for the TransferComplete; status 0: the transfer is already over."""
+        if answer.status == 1:
+            return _WaitForTransfer(detail)
+        if answer.status != 0:
+            raise _TaskError(f"CPE answered with unknown status {answer.status}", permanent=True)
+        times = {"start_time": answer.start_time, "complete_time": answer.complete_time}
+        return self.engine.transfer_result(self.task, {**detail, "status": 0, **times}, self.now)
+
     def _run_firmware_update(self) -> _Steps:
-        # Never started while the kind is in HELD_KINDS; a hand-started one must not pretend.
-        raise _TaskError("firmware transfer is not supported yet", permanent=False)
-        yield rpc.GetRPCMethods()  # unreachable: makes this method a generator
+        signer = self._signer()
+        image_id = self.task.args.get("firmware_image")
+        image = self.store.get_firmware_image(image_id) if isinstance(image_id, int) else None
+        if image is None:
+            raise _TaskError(f"firmware image {image_id} no longer exists", permanent=True)
+        answer: rpc.DownloadResponse = yield from self._call(
+            rpc.Download(
+                command_key=task_key(self.task),
+                file_type=FIRMWARE_FILE_TYPE,
+                url=signer.firmware_url(self.task.id, image),
+                file_size=image.size,
+                target_file_name=image.filename,
+            )
+        )
+        return self._transfer_started(answer, {"firmware_image": image.id})
+
+    def _run_backup(self) -> _Steps:
+        signer = self._signer()
+        answer: rpc.UploadResponse = yield from self._call(
+            rpc.Upload(
+                command_key=task_key(self.task),
+                file_type=CONFIG_UPLOAD_FILE_TYPE,
+                url=signer.backup_upload_url(self.task.id),
+            )
+        )
+        return self._transfer_started(answer, {})
+
+    def _run_restore(self) -> _Steps:
+        signer = self._signer()
+        backup_id = self.task.args.get("backup")
+        backup = self.store.get_backup(backup_id) if isinstance(backup_id, int) else None
+        if backup is None or backup.device_id != self.task.device_id:
+            raise _TaskError(f"backup {backup_id} of this device no longer exists", permanent=True)
+        answer: rpc.DownloadResponse = yield from self._call(
+            rpc.Download(
+                command_key=task_key(self.task),
+                file_type=CONFIG_DOWNLOAD_FILE_TYPE,
+                url=signer.backup_download_url(self.task.id, backup),
+                file_size=backup.size,
+            )
+        )
+        return self._transfer_started(answer, {"backup": backup.id})
 
     def _run_configuration_update(self) -> _Steps:
-        if self.task.args.get("all"):
-            self.store.unconfirm_all_settings(self.task.device_id, now=self.now)
-        result = yield from self._push_settings()
+        # {"all": true}: every setting the cache does not show applied, even confirmed ones.
+        result = yield from self._push_settings(everything=bool(self.task.args.get("all")))
         return result
 
     def _run_reconf(self) -> _Steps:
-        self.store.unconfirm_all_settings(self.task.device_id, now=self.now)
-        result = yield from self._push_settings()
+        # ACS -> CPE: every stored setting the cache does not show applied, refused ones too
+        # (the operator asks again). After a sync nothing differs, so nothing is sent.
+        result = yield from self._push_settings(everything=True, retry_refused=True)
         return result
 
-    def _push_settings(self) -> Generator[rpc.Message, rpc.Message, dict[str, Any]]:
-        """SPV of the unconfirmed desired settings, in batches; each accepted batch is
-        confirmed at once, so a fault in a later batch does not resend the earlier ones."""
+    def _push_settings(
+        self, *, everything: bool, retry_refused: bool = False
+    ) -> Generator[rpc.Message, rpc.Message, dict[str, Any]]:
+        """SPV of the effective settings that differ from the cache, in batches, typed with
+        the model's xsd type; each accepted batch is confirmed at once, so a fault in a later
+        batch does not resend the earlier ones.
+
+        A permanent fault remembers the refused values (in the task result, by fingerprint)
+        so they are not pushed again at every Inform, only once they change; the others are
+        pushed by a follow-up configuration_update in the same session.
+        """
         device_id = self.task.device_id
-        pending = self.store.unconfirmed_settings(device_id)
+        states = self.engine.effective_settings(device_id, refusals=True)
+        refused = {
+            s.path: {"fp": value_fingerprint(s.value), "code": s.refused[0], "string": s.refused[1]}
+            for s in states
+            if s.refused is not None
+        }
+        pending = [
+            s
+            for s in states
+            if (s.needs_push or (everything and not s.applied))
+            and (retry_refused or s.refused is None)
+        ]
         applied = 0
         status = 0
+        sent: set[str] = set()
         for start in range(0, len(pending), SPV_BATCH):
-            values = tuple(
-                rpc.ParameterValue(s.path, s.value, s.type)
-                for s in pending[start : start + SPV_BATCH]
-            )
-            answer: rpc.SetParameterValuesResponse = yield from self._call(
-                rpc.SetParameterValues(parameters=values, parameter_key=task_key(self.task))
-            )
+            batch = pending[start : start + SPV_BATCH]
+            values = tuple(rpc.ParameterValue(s.path, s.value, s.type) for s in batch)
+            try:
+                answer: rpc.SetParameterValuesResponse = yield from self._call(
+                    rpc.SetParameterValues(parameters=values, parameter_key=task_key(self.task))
+                )
+            except _CpeFault as exc:
+                new = self._refusals(exc.fault, batch)
+                if not new:
+                    raise
+                memo = {p: m for p, m in refused.items() if p not in sent}
+                memo.update(new)
+                if any(s.path not in sent and s.path not in memo for s in pending):
+                    # The SPV was refused as a whole: the acceptable settings go again now.
+                    self.engine.queue(
+                        device_id, "configuration_update", {}, actor="acs", wake=False, now=self.now
+                    )
+                raise _SettingsRefused(exc.fault, {"refused": memo}) from None
             self._check_status(answer.status)
             self._settings_applied(values)
+            sent.update(v.name for v in values)
             applied += len(values)
             status = max(status, answer.status)
         if applied:
             self.store.set_last_configuration(device_id, now=self.now)
-        return {"parameters": applied, "status": status}
+        result: dict[str, Any] = {"parameters": applied, "status": status}
+        still = {p: m for p, m in refused.items() if p not in sent}
+        if still:
+            result["refused"] = still  # carried forward: the latest push holds the memory
+        return result
+
+    @staticmethod
+    def _refusals(fault: rpc.Fault, batch: list[EffectiveSetting]) -> dict[str, dict[str, Any]]:
+        """The settings of `batch` the CPE refused for good (empty: a transient fault)."""
+        if fault.code not in PERMANENT_FAULTS:
+            return {}
+        by_path = {s.path: s for s in batch}
+        out: dict[str, dict[str, Any]] = {}
+        for f in fault.set_parameter_values_faults:
+            s = by_path.get(f.name)
+            if s is not None and f.code in _PERMANENT_PARAMETER_FAULTS:
+                out[s.path] = {"fp": value_fingerprint(s.value), "code": f.code, "string": f.string}
+        if not fault.set_parameter_values_faults:
+            # No per-parameter detail: the whole batch is what the CPE will not take.
+            for s in batch:
+                out[s.path] = {
+                    "fp": value_fingerprint(s.value),
+                    "code": fault.code,
+                    "string": fault.string,
+                }
+        return out
 
     def _settings_applied(self, values: tuple[rpc.ParameterValue, ...]) -> None:
         device_id = self.task.device_id
@@ -624,6 +822,160 @@ class _TaskRun:
             raise _TaskError(f"CPE answered with unknown status {status}", permanent=True)
 
 
+# --- effective settings ------------------------------------------------------------------
+# A device's effective settings are its device type's default_settings overlaid by its own
+# desired settings. After every Inform they are compared with the parameter cache (what the
+# CPE last reported or accepted); the differing ones are pushed by a configuration_update.
+
+# CPE fault codes of one parameter that asking again with the same value will not fix.
+_PERMANENT_PARAMETER_FAULTS = frozenset({9005, 9006, 9007, 9008})
+# The ACS's own connection to the CPE: never pushed from type defaults (the API refuses
+# them as device settings), or a typo in a default could cut the whole type off.
+_ACS_MANAGED_SUFFIXES = (
+    "ManagementServer.URL",
+    "ManagementServer.Username",
+    "ManagementServer.Password",
+    "ManagementServer.ConnectionRequestUsername",
+    "ManagementServer.ConnectionRequestPassword",
+)
+# xsd types of common writable TR-181 / TR-098 parameters (root stripped, instance numbers
+# as "{i}"), used when the cache has not told us the type: "12345" as an SSID must go as a
+# string, not the unsignedInt the value alone suggests.
+_MODEL_TYPES = {
+    "ManagementServer.PeriodicInformEnable": "xsd:boolean",
+    "ManagementServer.PeriodicInformInterval": "xsd:unsignedInt",
+    "ManagementServer.PeriodicInformTime": "xsd:dateTime",
+    "ManagementServer.UpgradesManaged": "xsd:boolean",
+    "ManagementServer.DefaultActiveNotificationThrottle": "xsd:unsignedInt",
+    "ManagementServer.CWMPRetryMinimumWaitInterval": "xsd:unsignedInt",
+    "ManagementServer.CWMPRetryIntervalMultiplier": "xsd:unsignedInt",
+    "DeviceInfo.ProvisioningCode": "xsd:string",
+    "Time.Enable": "xsd:boolean",
+    "Time.NTPServer1": "xsd:string",
+    "Time.NTPServer2": "xsd:string",
+    "Time.NTPServer3": "xsd:string",
+    "Time.LocalTimeZone": "xsd:string",
+    "Time.LocalTimeZoneName": "xsd:string",
+    "WiFi.Radio.{i}.Enable": "xsd:boolean",
+    "WiFi.Radio.{i}.Channel": "xsd:unsignedInt",
+    "WiFi.Radio.{i}.AutoChannelEnable": "xsd:boolean",
+    "WiFi.Radio.{i}.TransmitPower": "xsd:int",
+    "WiFi.SSID.{i}.Enable": "xsd:boolean",
+    "WiFi.SSID.{i}.SSID": "xsd:string",
+    "WiFi.AccessPoint.{i}.Enable": "xsd:boolean",
+    "WiFi.AccessPoint.{i}.SSIDAdvertisementEnabled": "xsd:boolean",
+    "WiFi.AccessPoint.{i}.Security.ModeEnabled": "xsd:string",
+    "WiFi.AccessPoint.{i}.Security.KeyPassphrase": "xsd:string",
+    "LANDevice.{i}.WLANConfiguration.{i}.Enable": "xsd:boolean",
+    "LANDevice.{i}.WLANConfiguration.{i}.RadioEnabled": "xsd:boolean",
+    "LANDevice.{i}.WLANConfiguration.{i}.SSID": "xsd:string",
+    "LANDevice.{i}.WLANConfiguration.{i}.Channel": "xsd:unsignedInt",
+    "LANDevice.{i}.WLANConfiguration.{i}.AutoChannelEnable": "xsd:boolean",
+    "LANDevice.{i}.WLANConfiguration.{i}.BeaconType": "xsd:string",
+    "LANDevice.{i}.WLANConfiguration.{i}.KeyPassphrase": "xsd:string",
+    "LANDevice.{i}.WLANConfiguration.{i}.SSIDAdvertisementEnabled": "xsd:boolean",
+}
+_INSTANCE_SEGMENT = re.compile(r"\.\d+(?=\.|$)")
+_BOOLEAN_TEXT = {"true": True, "1": True, "false": False, "0": False}
+
+
+def model_type(path: str) -> str | None:
+    """The xsd type of a well-known standard parameter, None when the path is not one."""
+    for root in _ROOTS:
+        if path.startswith(root):
+            return _MODEL_TYPES.get(_INSTANCE_SEGMENT.sub(".{i}", path[len(root) :]))
+    return None
+
+
+def values_equal(a: str, b: str, xsd: str) -> bool:
+    """Whether the CPE's value `a` is the desired `b` (CPEs report booleans as 1/0 and
+    integers in their own spelling; anything else compares as text)."""
+    if a == b:
+        return True
+    if xsd == "xsd:boolean":
+        left, right = _BOOLEAN_TEXT.get(a.strip().lower()), _BOOLEAN_TEXT.get(b.strip().lower())
+        return left is not None and left == right
+    if xsd in _INT_RANGES:
+        try:
+            return int(a.strip(), 10) == int(b.strip(), 10)
+        except ValueError:
+            return False
+    return False
+
+
+def value_fingerprint(value: str) -> str:
+    """What a refused setting is remembered by: the value may be a secret, so not itself."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class EffectiveSetting:
+    """One effective setting of a device and where it stands against the CPE."""
+
+    path: str
+    value: str
+    type: str  # the xsd type it is (or would be) sent with
+    source: str  # "device" (the device's own setting) or "type" (device type default)
+    cached: str | None  # the CPE's last reported or accepted value, if known
+    applied: bool  # the cache holds this value
+    needs_push: bool  # the next configuration_update sends it
+    # (code, string) of the CPE's fault when it refused exactly this value for good.
+    refused: tuple[int | None, str | None] | None
+    updated: float | None  # when the device's own setting last changed (None: type default)
+
+    @property
+    def confirmed(self) -> bool:
+        return not self.needs_push
+
+
+def _effective(store: Store, device: Device, *, refusals: bool) -> list[EffectiveSetting]:
+    """The device's effective settings (one query; a second one with `refusals`)."""
+    root = device.data_model_root if device.data_model_root in _ROOTS else None
+    refused = store.refused_settings(device.id) if refusals else {}
+    out: list[EffectiveSetting] = []
+    for source, setting, cached in store.effective_setting_rows(device.id):
+        path, value = setting.path, setting.value
+        if source == "type" and (
+            (root is not None and not path.startswith(root))
+            or path.endswith(_ACS_MANAGED_SUFFIXES)
+            or not store.is_setting_path(path)
+        ):
+            continue  # a default for the other data model, or one the ACS owns
+        xsd = (
+            (cached.type if cached is not None and cached.type else None)
+            or model_type(path)
+            or setting.type
+            or store.infer_setting_type(value)
+        )
+        known = cached.value if cached is not None else None
+        applied = known is not None and values_equal(known, value, xsd)
+        if source == "device":
+            # An unconfirmed device setting goes even if the cache agrees (the cache may be
+            # stale); a confirmed one only when the CPE reported something else since.
+            needs_push = not setting.confirmed or (known is not None and not applied)
+        else:
+            needs_push = not applied
+        memo = refused.get(path)
+        out.append(
+            EffectiveSetting(
+                path=path,
+                value=value,
+                type=xsd,
+                source=source,
+                cached=known,
+                applied=applied,
+                needs_push=needs_push,
+                refused=(
+                    (memo[1], memo[2])
+                    if memo is not None and memo[0] == value_fingerprint(value)
+                    else None
+                ),
+                updated=setting.updated if source == "device" else None,
+            )
+        )
+    return out
+
+
 # --- the engine and the session driver ---------------------------------------------------
 
 
@@ -640,11 +992,19 @@ class TaskEngine:
         max_attempts: int = 3,
         retry_base: float = 60.0,
         confirm_timeout: float = 900.0,
+        signer: TransferUrls | None = None,
+        transfer_timeout: float = 3600.0,
     ) -> None:
         if gpv_batch < 1:
             raise ValueError("gpv_batch must be >= 1")
         if max_attempts < 1:
             raise ValueError("max_attempts must be >= 1")
+        if transfer_timeout <= 0:
+            raise ValueError("transfer_timeout must be > 0")
+        # Signs the URLs of Download/Upload; None = transfer tasks fail with a clear message.
+        self.signer = signer
+        # How long an acknowledged Download/Upload may wait for its TransferComplete.
+        self.transfer_timeout = transfer_timeout
         self.store = store
         self.reactor: IReactorTime = reactor
         self._wake = wake
@@ -750,7 +1110,8 @@ class TaskEngine:
         return SessionTasks(self, device_id)
 
     def on_inform(self, device: Device, inform: rpc.Inform, *, now: float) -> None:
-        """Session start: confirm waiting tasks, recover stranded ones, queue provisioning."""
+        """Session start: confirm waiting tasks, recover stranded ones, queue provisioning,
+        and queue a configuration_update when effective settings differ from the cache."""
         store = self.store
         # A task in progress at an Inform was running in a session that died (crash, restart):
         # run it again, except acknowledged reboots/factory resets, which this Inform confirms.
@@ -806,16 +1167,45 @@ class TaskEngine:
                     retry_at=None,
                 )
 
+        self._transfers_at_inform(device, inform, now)
+
         if (bootstrap or not device.provisioned) and self._needs_provision(
             device.id, bootstrap, now
         ):
             store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
+
+        self._desired_state_at_inform(device, bootstrap, now)
 
     def _reapply_settings(self, device_id: int, now: float) -> None:
         """After a device_factory_reset's BOOTSTRAP: every stored setting is pushed again."""
         self.store.unconfirm_all_settings(device_id, now=now)
         if self.store.unconfirmed_settings_count(device_id):
             self.queue(device_id, "configuration_update", {}, actor="acs", wake=False, now=now)
+
+    # --- effective settings (desired state) ---
+
+    def effective_settings(
+        self, device: Device | int, *, refusals: bool = True
+    ) -> list[EffectiveSetting]:
+        """The device's effective settings (type defaults overlaid by its own), by path,
+        each with its state against the parameter cache; [] for an unknown device."""
+        found = self.store.get_device(device) if isinstance(device, int) else device
+        return [] if found is None else _effective(self.store, found, refusals=refusals)
+
+    def _desired_state_at_inform(self, device: Device, bootstrap: bool, now: float) -> None:
+        """Queue (coalesced) a configuration_update when an effective setting differs from
+        the cache. One query when nothing differs; a second (the refusal memory) only when
+        something does, so a setting the CPE refused for good is not pushed every Inform."""
+        if bootstrap:
+            # A factory-fresh tree (the cache was wiped too): every stored setting goes again.
+            self.store.unconfirm_all_settings(device.id, now=now)
+        due = [s for s in _effective(self.store, device, refusals=False) if s.needs_push]
+        if not due:
+            return
+        refused = self.store.refused_settings(device.id)
+        if all(s.path in refused and refused[s.path][0] == value_fingerprint(s.value) for s in due):
+            return
+        self.queue(device.id, "configuration_update", {}, actor="acs", wake=False, now=now)
 
     def _confirm(self, task: Task, now: float, result: dict[str, Any]) -> None:
         # The store completes from pending too (a retried reboot the CPE did get after all).
@@ -829,6 +1219,187 @@ class TaskEngine:
             return True
         last = max(provisions, key=lambda t: t.id)
         return not (last.state == FAILED and (last.finished or 0.0) + REPROVISION_AFTER > now)
+
+    # --- transfers (firmware_update, backup, restore) ----------------------------------
+
+    def _transfers_at_inform(self, device: Device, inform: rpc.Inform, now: float) -> None:
+        """Recover stranded transfers, time out unconfirmed ones, check installed firmware."""
+        store = self.store
+        # A TransferComplete announced by this Inform arrives later in this session: the
+        # task it names must not time out just before it.
+        announced = {e.command_key for e in inform.events if e.code in ("M Download", "M Upload")}
+        for t in store.tasks_for_device(device.id, states=(IN_PROGRESS,)):
+            if t.kind not in TRANSFER_KINDS or (t.result or {}).get(_ACKNOWLEDGED):
+                continue
+            # Started but its Download/Upload never answered, and the session is gone (a
+            # crash: a clean abort already requeued it). Run it again.
+            retry = now if t.attempts < self.max_attempts else None
+            self.fail_transfer(
+                t, now, None, "session ended before the CPE answered the transfer request", retry
+            )
+        self.check_transfers(now=now, device_id=device.id, exclude_keys=announced)
+        self._check_firmware_versions(device, inform, now)
+
+    def check_transfers(
+        self,
+        *,
+        now: float | None = None,
+        device_id: int | None = None,
+        exclude_keys: Iterable[str] = (),
+    ) -> list[int]:
+        """Fail every transfer task still unconfirmed `transfer_timeout` after it started
+        (all devices, or one); returns their ids. Tasks whose CommandKey is in
+        `exclude_keys` are spared (their TransferComplete is on its way)."""
+        if now is None:
+            now = float(cast(Any, self.reactor).seconds())
+        skip = set(exclude_keys)
+        failed: list[int] = []
+        overdue = self.store.overdue_transfers(
+            TRANSFER_KINDS, started_before=now - self.transfer_timeout, device_id=device_id
+        )
+        for t in overdue:
+            if task_key(t) in skip:
+                continue
+            self.fail_transfer(
+                t,
+                now,
+                None,
+                f"the CPE did not report the {t.kind} transfer complete within "
+                f"{self.transfer_timeout:g}s",
+                None,
+            )
+            failed.append(t.id)
+        return failed
+
+    def fail_transfer(
+        self, task: Task, now: float, code: int | None, message: str, retry_at: float | None
+    ) -> None:
+        """Fail a transfer task (retry at `retry_at`, None = for good) and react to it."""
+        log.info(
+            "device {device_id}: transfer task {task_id} {kind} failed ({message})",
+            device_id=task.device_id,
+            task_id=task.id,
+            kind=task.kind,
+            message=message,
+        )
+        row = self.store.fail_task(
+            task.id, now=now, fault_code=code, fault_string=message, retry_at=retry_at
+        )
+        self.after_failure(row, now)
+
+    def after_failure(self, task: Task, now: float) -> None:
+        """A task just failed for good (or will retry): a failed firmware upgrade stops
+        being pending on the device but stays reported as ``firmware_update:failed``."""
+        if task.state != FAILED or task.kind != "firmware_update":
+            return
+        self._firmware_settled(task, now)
+        self.store.update_task_result(task.id, {REPORT_FAILED: True})
+
+    def _firmware_settled(self, task: Task, now: float) -> None:
+        # The flag means "an upgrade is queued or in flight": it stays set while another
+        # firmware_update (a newer request) is still on its way.
+        others = [
+            t
+            for t in self.store.tasks_for_device(task.device_id, states=(PENDING, IN_PROGRESS))
+            if t.kind == "firmware_update" and t.id != task.id
+        ]
+        if not others:
+            self.store.update_device(
+                task.device_id, now=now, actor="acs", firmware_image_is_pending=False
+            )
+
+    def transfer_result(self, task: Task, detail: dict[str, Any], now: float) -> dict[str, Any]:
+        """The result of a transfer the CPE reported successful, after its side effects;
+        raises _TaskError when the ACS side shows it did not happen (no backup stored)."""
+        result = {**(task.result or {}), **detail}
+        result.pop(_ACKNOWLEDGED, None)
+        if task.kind == "firmware_update":
+            self._firmware_settled(task, now)
+            image_id = task.args.get("firmware_image")
+            image = self.store.get_firmware_image(image_id) if isinstance(image_id, int) else None
+            if image is not None:
+                device = self.store.get_device(task.device_id)
+                reported = device.software_version if device is not None else None
+                result["expected_version"] = image.version
+                # Most CPEs send TransferComplete after rebooting into the new image, so this
+                # session's Inform may already show it; otherwise the next Inform decides.
+                if reported == image.version:
+                    result[_VERSION_CHECK] = "ok"
+                    result["reported_version"] = reported
+                else:
+                    result[_VERSION_CHECK] = "pending"
+        elif task.kind == "backup":
+            stored = self.store.backups_for_task(task.id)
+            if not stored:
+                raise _TaskError(
+                    "the CPE reported the upload complete but no file reached the file server",
+                    permanent=True,
+                )
+            backup = stored[-1]  # a CPE that uploaded twice: the newest file counts
+            result.update(backup=backup.id, size=backup.size, sha256=backup.sha256)
+        return result
+
+    def on_transfer_complete(
+        self, device_id: int, message: rpc.TransferComplete, now: float
+    ) -> dict[str, Any]:
+        """End the transfer task named by the CommandKey; returns what to add to the
+        history entry (the task id and what happened to it)."""
+        task_id = task_id_of_key(message.command_key)
+        task = self.store.get_task(task_id) if task_id is not None else None
+        if task is None or task.device_id != device_id or task.kind not in TRANSFER_KINDS:
+            return {}
+        if task.state not in (PENDING, IN_PROGRESS):
+            # Already timed out (or cancelled): the late report stays in history only.
+            return {"task_id": task.id, "task_state": task.state, "late": True}
+        code = message.fault.code
+        times = {"start_time": message.start_time, "complete_time": message.complete_time}
+        if code == 0:
+            try:
+                result = self.transfer_result(task, {"fault_code": 0, **times}, now)
+            except _TaskError as exc:
+                self.fail_transfer(task, now, None, exc.message, None)
+                return {"task_id": task.id, "task_state": FAILED}
+            self.store.complete_task(task.id, now=now, result=result)
+            return {"task_id": task.id, "task_state": DONE}
+        text = message.fault.string or f"CPE fault {code}"
+        self.store.update_task_result(task.id, {"fault_code": code, "fault_string": text, **times})
+        self.fail_transfer(task, now, code, text, None)
+        return {"task_id": task.id, "task_state": FAILED}
+
+    def _check_firmware_versions(self, device: Device, inform: rpc.Inform, now: float) -> None:
+        """After a completed upgrade, the next Inform's SoftwareVersion must be the image's."""
+        reported = inform.parameter("DeviceInfo.SoftwareVersion")
+        if reported is None:
+            return  # not reported by this Inform: keep waiting
+        for t in self.store.firmware_version_checks(device.id):
+            expected = (t.result or {}).get("expected_version")
+            if reported == expected:
+                self.store.update_task_result(
+                    t.id, {_VERSION_CHECK: "ok", "reported_version": reported}
+                )
+                continue
+            log.warn(
+                "device {device_id}: firmware task {task_id} expected version {expected}, "
+                "the CPE reports {reported}",
+                device_id=device.id,
+                task_id=t.id,
+                expected=expected,
+                reported=reported,
+            )
+            self.store.update_task_result(
+                t.id,
+                {
+                    _VERSION_CHECK: "mismatch",
+                    "reported_version": reported,
+                    "note": f"the CPE reports version {reported}, the image is {expected}",
+                },
+            )
+            self.store.add_history(
+                device.id,
+                "firmware_version_mismatch",
+                {"task_id": t.id, "expected": expected, "reported": reported},
+                now=now,
+            )
 
     def retry_at(self, attempts: int, now: float) -> float | None:
         """When a task that failed its `attempts`-th attempt runs again; None = give up."""
@@ -875,7 +1446,7 @@ class SessionTasks:
                     return request
                 self._run = None  # finished in on_response
                 continue
-            task = self.store.next_task(self.device_id, now=now, exclude_kinds=HELD_KINDS)
+            task = self.store.next_task(self.device_id, now=now)
             if task is None or task.id in self._started:
                 # A task that came back runnable in the same session (retry delay 0) waits for
                 # the next session rather than looping here.
@@ -938,7 +1509,17 @@ class SessionTasks:
                 request = run.steps.send(answer)
         except StopIteration as stop:
             self._run_ended(run)
-            if isinstance(stop.value, _WaitForInform):
+            if isinstance(stop.value, _WaitForTransfer):
+                # Recorded on the task so an Inform after a crash can tell an acknowledged
+                # transfer (wait for its TransferComplete) from a stranded one (run it again).
+                self.store.update_task_result(task.id, {**stop.value.detail, _ACKNOWLEDGED: True})
+                log.info(
+                    "device {device_id}: task {task_id} {kind} accepted, awaiting TransferComplete",
+                    device_id=self.device_id,
+                    task_id=task.id,
+                    kind=task.kind,
+                )
+            elif isinstance(stop.value, _WaitForInform):
                 log.info(
                     "device {device_id}: task {task_id} {kind} acknowledged, awaiting Inform",
                     device_id=self.device_id,
@@ -957,6 +1538,7 @@ class SessionTasks:
                 _fault_summary(exc.fault),
                 permanent=exc.fault.code in PERMANENT_FAULTS,
                 fault=exc.fault,
+                extra=exc.extra if isinstance(exc, _SettingsRefused) else None,
             )
             return
         except _TaskError as exc:
@@ -989,6 +1571,7 @@ class SessionTasks:
         *,
         permanent: bool,
         fault: rpc.Fault | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         current = self.store.get_task(task.id)
         if current is None or current.state != IN_PROGRESS:
@@ -1007,6 +1590,9 @@ class SessionTasks:
             self.store.add_history(
                 self.device_id, "task_fault_detail", {"task_id": task.id, **result}, now=now
             )
+        if extra:
+            # Engine bookkeeping (e.g. refused settings by fingerprint): the result only.
+            result = {**(result or {}), **extra}
         retry_at = None if permanent else self.engine.retry_at(current.attempts, now)
         log.info(
             "device {device_id}: task {task_id} {kind} failed ({message}); retry at {retry_at}",
@@ -1016,7 +1602,7 @@ class SessionTasks:
             message=message,
             retry_at=retry_at,
         )
-        self.store.fail_task(
+        failed = self.store.fail_task(
             task.id,
             now=now,
             fault_code=code,
@@ -1024,6 +1610,7 @@ class SessionTasks:
             retry_at=retry_at,
             result=result,
         )
+        self.engine.after_failure(failed, now)
 
     def abort(self, *, now: float, reason: str) -> None:
         """The session died: retry the in-flight task with backoff (or fail it for good)."""
@@ -1049,6 +1636,7 @@ class SessionTasks:
                 "start_time": message.start_time,
                 "complete_time": message.complete_time,
             }
+            detail.update(self._transfer_complete(message, now))
             response = rpc.TransferCompleteResponse()
         elif isinstance(message, rpc.AutonomousTransferComplete):
             action = "autonomous_transfer_complete"
@@ -1092,5 +1680,66 @@ class SessionTasks:
                 message=type(message).__name__,
             )
             return rpc.Fault(code=8000, string="Method not supported", faultcode="Server")
-        self.store.add_history(self.device_id, action, detail, now=now)
+        try:
+            self.store.add_history(self.device_id, action, detail, now=now)
+        except Exception:
+            # E.g. the device was deleted mid-session: still answer the CPE, never a 500.
+            log.failure(
+                "device {device_id}: cannot record {action}",
+                device_id=self.device_id,
+                action=action,
+            )
         return response
+
+    def _transfer_complete(self, message: rpc.TransferComplete, now: float) -> dict[str, Any]:
+        # The CPE must get its TransferCompleteResponse whatever happens here: otherwise it
+        # resends the report every session. A failure rolls back only this part (savepoint).
+        try:
+            with self.store.transaction():
+                return self.engine.on_transfer_complete(self.device_id, message, now)
+        except Exception as exc:
+            log.failure(
+                "device {device_id}: cannot apply TransferComplete {key}",
+                device_id=self.device_id,
+                key=message.command_key,
+            )
+            return {"error": f"internal error: {exc}"}
+
+
+class TransferWatch(Service):
+    """Fails transfers whose TransferComplete never came, even for devices that went quiet
+    (the Inform-time check only covers devices that still talk): every `interval` seconds."""
+
+    def __init__(self, engine: TaskEngine, *, interval: float = 60.0) -> None:
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        self.engine = engine
+        self.interval = interval
+        self._loop: LoopingCall | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        loop = LoopingCall(self.check)
+        # The engine's reactor drives the schedule, so tests advance a task.Clock.
+        loop.clock = self.engine.reactor
+        self._loop = loop
+        # check() never raises, so the loop only ends through stopService.
+        loop.start(self.interval, now=False).addErrback(
+            lambda failure: log.failure("transfer watch stopped", failure)
+        )
+
+    def stopService(self) -> Any:
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+        return super().stopService()
+
+    def check(self) -> list[int]:
+        """Fail every overdue transfer now; returns their task ids."""
+        try:
+            with self.engine.store.transaction():
+                return self.engine.check_transfers()
+        except Exception:
+            # A locked database must not stop later checks.
+            log.failure("transfer watch: cannot check overdue transfers")
+            return []

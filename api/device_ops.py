@@ -14,11 +14,14 @@ Pending-settings rule (section 6), in queue order (priority, id), each name list
   ``factory_reset``, ``device_factory_reset``, ``sync``, ``reconf``,
   ``configuration_update``); internal kinds (``provision``, ``refresh``, the raw RPC kinds)
   are not listed;
-- a pending task queued with a ``scheduled_at`` is *scheduled* work: ``reboot`` is named
-  ``reboot_scheduled`` and the detailed form carries the time (``reboot_scheduled:<iso>``,
-  ``sync:<iso>``) until the task starts;
-- ``firmware_update`` is also listed (``firmware_update:failed``) while the device's
-  ``firmware_image_is_pending`` is still set and its latest ``firmware_update`` task failed;
+- a pending task queued with a ``scheduled_at`` is *scheduled* work, named ``<name>_scheduled``
+  for every kind (``reboot_scheduled``, ``sync_scheduled``...); the detailed form carries the
+  time (``reboot_scheduled:<iso>``) until the task starts;
+- ``firmware_update`` is also listed (``firmware_update:failed``) when its latest
+  ``firmware_update`` task failed, while the device's ``firmware_image_is_pending`` is still
+  set or the failure is unacknowledged (the task engine clears the flag when an upgrade fails
+  for good and marks the task ``report_failed``; PATCHing ``firmware_image_is_pending: false``
+  or ``firmware_image: null`` acknowledges it, a new request replaces it);
 - ``configuration_update`` is also listed when stored settings are unconfirmed by the CPE
   (state ``failed`` when the latest ``configuration_update`` task failed, else ``pending``).
 """
@@ -40,6 +43,7 @@ from twisted.python.failure import Failure
 
 from acs.store import Store
 from acs.store.models import DOWN, FAILED, IN_PROGRESS, PENDING, Device, Task
+from acs.tasks import REPORT_FAILED
 from api.base import Api, ApiError, ApiRequest, iso, parse_bool, parse_datetime
 
 log = Logger(namespace="api.device_ops")
@@ -255,10 +259,14 @@ def _pending_items(store: Store, device_id: int) -> list[_Item]:
         elif task.state == PENDING:
             if task.scheduled_at is not None:
                 when = iso(task.scheduled_at) or ""
-                add("reboot_scheduled" if name == "reboot" else name, when, task.created)
+                add(f"{name}_scheduled", when, task.created)
             else:
                 add(name, PENDING, task.created)
-        elif task.state == FAILED and task is last_firmware and device.firmware_image_is_pending:
+        elif (
+            task.state == FAILED
+            and task is last_firmware
+            and (device.firmware_image_is_pending or (task.result or {}).get(REPORT_FAILED))
+        ):
             add(name, FAILED, task.finished or task.created)
     if "configuration_update" not in seen and store.unconfirmed_settings_count(device_id) > 0:
         last_conf = _latest(tasks, "configuration_update")
@@ -368,9 +376,13 @@ def apply_operations(api: Api, req: ApiRequest, device: Device, ops: Operations)
                 fields["firmware_image_is_pending"] = True
                 queued = True
             elif ops.firmware_image_is_pending is False or target is None:
-                # Turning the flag off (or clearing the target) withdraws a waiting upgrade.
+                # Turning the flag off (or clearing the target) withdraws a waiting upgrade
+                # and acknowledges a failed one (no longer shown as firmware_update:failed).
                 _cancel_pending(api, device.id, "firmware_update", actor, now)
                 fields["firmware_image_is_pending"] = False
+                last = _latest(store.tasks_for_device(device.id), "firmware_update")
+                if last is not None and (last.result or {}).get(REPORT_FAILED):
+                    store.update_task_result(last.id, {REPORT_FAILED: False})
             store.update_device(device.id, now=now, actor=actor, **fields)
         for flag, kind in FLAG_TASKS:
             if not getattr(ops, flag):

@@ -159,7 +159,9 @@ class ApplianceTests(unittest.TestCase):
         service = build_service(_config(self.tmp), reactor)
         try:
             names = {s.name for s in service}
-            self.assertEqual(names, {"cwmp", "api", "files", "liveness"})
+            self.assertEqual(
+                names, {"cwmp", "api", "files", "liveness", "scheduler", "transfer_watch"}
+            )
         finally:
             service.stopService()  # never started: still closes the store
 

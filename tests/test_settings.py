@@ -91,7 +91,7 @@ def pending_paths(store: Store, device: Device) -> list[str]:
 
 
 def test_migration_adds_desired_settings_table_with_cascade(store: Store, device: Device) -> None:
-    assert MIGRATIONS[-1][0] == "desired settings"
+    assert "desired settings" in [name for name, _ in MIGRATIONS]
     store.set_desired_settings(device.id, {PII: "60"}, now=2.0, actor="op")
     store.delete_device(device.id, now=3.0, actor="op")
     assert store.db.execute("SELECT count(*) FROM desired_settings").fetchone()[0] == 0

@@ -1,6 +1,6 @@
 """Tests of the operation task kinds: sync (whole tree into the cache), device_factory_reset
-(confirmed by 0 BOOTSTRAP, settings re-applied) and firmware_update (queued and held: never
-run, never blocking the device's other tasks, cancellable).
+(confirmed by 0 BOOTSTRAP, settings re-applied), and firmware_update's argument validation
+(its transfer is tested in test_transfers.py).
 
 The session driver is fed rpc dataclasses against a real in-memory Store, as in test_tasks.py.
 """
@@ -16,7 +16,6 @@ from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
 from acs.store import (
-    CANCELLED,
     DONE,
     IN_PROGRESS,
     PENDING,
@@ -24,7 +23,7 @@ from acs.store import (
     InformRecord,
     Store,
 )
-from acs.tasks import HELD_KINDS, TASK_KINDS, TaskEngine, validate_args
+from acs.tasks import TASK_KINDS, TaskEngine, validate_args
 
 SERIAL = "SN-OPS-1"
 
@@ -153,32 +152,3 @@ def test_device_factory_reset_without_settings_queues_no_push(
     session.on_response(rpc.FactoryResetResponse(), now=12.0)
     engine.on_inform(device, inform("0 BOOTSTRAP", "1 BOOT"), now=60.0)
     assert "configuration_update" not in dict(kinds_states(store, device))
-
-
-def test_firmware_update_is_held_and_does_not_block_other_tasks(
-    engine: TaskEngine, store: Store, device: Device
-) -> None:
-    assert "firmware_update" in HELD_KINDS
-    firmware = engine.queue(
-        device.id, "firmware_update", {"firmware_image": 1}, actor="op", now=10.0
-    )
-    engine.queue(device.id, "reboot", actor="op", now=11.0)
-    session = engine.open_session(device.id)
-    # The reboot queued after the held firmware update runs; the firmware update is skipped.
-    assert session.next_request(now=12.0) == rpc.Reboot(command_key=f"acs-task-{firmware.id + 1}")
-    session.on_response(rpc.RebootResponse(), now=13.0)
-    assert session.next_request(now=13.0) is None
-    held = store.get_task(firmware.id)
-    assert held is not None and held.state == PENDING and held.attempts == 0
-
-    cancelled = store.cancel_task(firmware.id, now=14.0, actor="op")
-    assert cancelled.state == CANCELLED
-
-
-def test_next_task_excludes_given_kinds_only(store: Store, device: Device) -> None:
-    store.queue_task(device.id, "firmware_update", {"firmware_image": 1}, now=1.0, actor="t")
-    reboot = store.queue_task(device.id, "reboot", {}, now=2.0, actor="t")
-    assert store.next_task(device.id, now=3.0) is not None
-    assert store.next_task(device.id, now=3.0).kind == "firmware_update"  # type: ignore[union-attr]
-    assert store.next_task(device.id, now=3.0, exclude_kinds=("firmware_update",)) == reboot
-    assert store.next_task(device.id, now=3.0, exclude_kinds=("firmware_update", "reboot")) is None

@@ -43,6 +43,7 @@ from acs.store.models import (
     TASK_STATES,
     UP,
     ApiToken,
+    Backup,
     DesiredSetting,
     Device,
     DeviceFilter,
@@ -736,19 +737,14 @@ class Store:
             self._insert_history(device_id, "task_queued", detail, now_f, actor)
         return rows.task(row)
 
-    def next_task(
-        self, device_id: int, *, now: float, exclude_kinds: Iterable[str] = ()
-    ) -> Task | None:
-        """First pending task in queue order that is due (scheduled/retry time reached);
-        `exclude_kinds` are skipped (kinds queued but not runnable yet)."""
-        skip = list(exclude_kinds)
-        not_in = f"AND kind NOT IN ({', '.join('?' for _ in skip)}) " if skip else ""
+    def next_task(self, device_id: int, *, now: float) -> Task | None:
+        """First pending task in queue order that is due (scheduled/retry time reached)."""
         row = self._one(
             "SELECT * FROM tasks WHERE device_id = ?1 AND state = 'pending' "
             "AND (scheduled_at IS NULL OR scheduled_at <= ?2) "
-            f"AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) {not_in}"
+            "AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) "
             "ORDER BY priority, id LIMIT 1",
-            (device_id, now, *skip),
+            (device_id, now),
         )
         return None if row is None else rows.task(row)
 
@@ -1802,3 +1798,405 @@ class Store:
             self._conn.execute(
                 "UPDATE devices SET last_configuration = ? WHERE id = ?", (now_f, device_id)
             )
+
+    # --- bulk seeding (bench) -----------------------------------------------------------
+
+    def bulk_seed_devices(
+        self, devices: Iterable[Mapping[str, Any]], *, now: float, actor: str
+    ) -> int:
+        """Insert many devices in one transaction and return how many (benchmarks, imports).
+
+        Each mapping holds ``create_device``'s fields (``serial_number``, ``name``,
+        ``organization_id`` required) plus an optional ``status`` and ``status_change``,
+        checked like ``create_device`` does (references once per distinct value). One
+        ``bulk_seeded`` history entry stands for all of them: per-device rows would double
+        the work for data no operator wrote. A serial already taken fails the whole batch.
+        """
+        now_f = _time("now", now)
+        allowed = _CREATE_FIELDS | {"serial_number", "name", "organization_id", "status"}
+        checked_refs: set[tuple[str, Any]] = set()
+        batch: list[dict[str, Any]] = []
+        for raw in devices:
+            fields = dict(raw)
+            status_change = _time("status_change", fields.pop("status_change", now_f))
+            values: dict[str, Any] = {}
+            for key, value in fields.items():
+                if key not in allowed:
+                    raise ValueError(f"unknown or read-only device field {key!r}")
+                values[key] = _check_device_value(key, value)
+            for key in ("serial_number", "name", "organization_id"):
+                if values.get(key) is None:
+                    raise ValueError(f"{key} is required")
+            for key, table in _DEVICE_REFERENCES.items():
+                ref = values.get(key)
+                if ref is not None and (key, ref) not in checked_refs:
+                    if not self._exists(table, ref):
+                        raise ValueError(f"{key} {ref} does not exist")
+                    checked_refs.add((key, ref))
+            values.setdefault("update_frequency", DEFAULT_UPDATE_FREQUENCY)
+            values.setdefault("operational_status", "provisioning")
+            values.setdefault("status", DOWN)
+            values.update(
+                uuid=str(uuid.uuid4()),
+                status_change=status_change,
+                created=now_f,
+                last_change=now_f,
+            )
+            batch.append(values)
+        if not batch:
+            return 0
+        # One statement per distinct column set (callers usually send one shape).
+        shapes: dict[tuple[str, ...], list[list[Any]]] = {}
+        for values in batch:
+            columns = tuple(sorted(values))
+            shapes.setdefault(columns, []).append([values[c] for c in columns])
+        with self.transaction():
+            try:
+                for columns, params in shapes.items():
+                    self._conn.executemany(
+                        f"INSERT INTO devices ({', '.join(columns)}) "
+                        f"VALUES ({', '.join('?' for _ in columns)})",
+                        params,
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"a seeded device conflicts with an existing one: {exc}") from exc
+            self._insert_history(None, "bulk_seeded", {"count": len(batch)}, now_f, actor)
+        return len(batch)
+
+    def count_by_serial_prefix(self, prefix: str) -> tuple[int, int]:
+        """(devices, provisioned devices) whose serial starts with ``prefix`` (bench checks)."""
+        low, high = _prefix_bounds(prefix)
+        where = "serial_number >= ?" + ("" if high is None else " AND serial_number < ?")
+        params = [low] if high is None else [low, high]
+        row = self._one(
+            f"SELECT count(*) AS n, coalesce(sum(provisioned), 0) AS p FROM devices WHERE {where}",
+            params,
+        )
+        assert row is not None
+        return int(row["n"]), int(row["p"])
+
+    # --- backups and firmware images ----------------------------------------------------
+    # Firmware image pages/deletes, configuration backups (Upload RPC), and persistent server
+    # secrets (the signed-URL key). Files on disk are acs.files' business: these methods only
+    # keep the rows, and callers remove a file after its row is gone.
+
+    def firmware_images_page(
+        self, *, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[FirmwareImage]]:
+        """(total, one page in ascending id) of the firmware images."""
+        _check_page(limit, offset)
+        with self.transaction():
+            total = int(self._scalar("SELECT count(*) FROM firmware_images"))
+            found = self._all(
+                "SELECT * FROM firmware_images ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            )
+        return total, [rows.firmware_image(r) for r in found]
+
+    def firmware_image_in_use(self, image_id: int) -> int:
+        """How many pending/in-progress firmware_update tasks name this image."""
+        return int(
+            self._scalar(
+                "SELECT count(*) FROM tasks WHERE kind = 'firmware_update' "
+                "AND state IN (?, ?) AND json_extract(args, '$.firmware_image') = ?",
+                (PENDING, IN_PROGRESS, image_id),
+            )
+        )
+
+    def delete_firmware_image(self, image_id: int, *, now: float, actor: str) -> FirmwareImage:
+        """Delete the row and return it (the caller removes the file); NotFound if unknown,
+        Conflict while a pending or in-progress firmware_update task uses it. Devices naming
+        it as their target lose it (ON DELETE SET NULL)."""
+        with self.transaction():
+            current = self.get_firmware_image(image_id)
+            if current is None:
+                raise NotFound(f"firmware image {image_id!r} not found")
+            busy = self.firmware_image_in_use(image_id)
+            if busy:
+                raise Conflict(
+                    f"firmware image {image_id} is used by {busy} pending or in-progress "
+                    "firmware transfer(s)"
+                )
+            self._conn.execute("DELETE FROM firmware_images WHERE id = ?", (image_id,))
+            self._audit(
+                "firmware_image_deleted",
+                {"firmware_image_id": image_id, "name": current.name, "version": current.version},
+                now,
+                actor,
+            )
+        return current
+
+    @staticmethod
+    def _backup(row: sqlite3.Row) -> Backup:
+        return Backup(
+            id=row["id"],
+            device_id=row["device_id"],
+            task_id=row["task_id"],
+            filename=row["filename"],
+            size=row["size"],
+            sha256=row["sha256"],
+            created=float(row["created"]),
+        )
+
+    def create_backup(
+        self,
+        device_id: int,
+        *,
+        task_id: int | None,
+        filename: str,
+        size: int,
+        sha256: str,
+        now: float,
+        actor: str = "acs",
+    ) -> Backup:
+        """Record a stored configuration backup of `device_id` (history: backup_stored)."""
+        now_f = _time("now", now)
+        if not isinstance(filename, str) or not filename:
+            raise ValueError("backup filename must be a non-empty string")
+        if type(size) is not int or size < 0:
+            raise ValueError("backup size must be a non-negative int")
+        if not isinstance(sha256, str) or not sha256:
+            raise ValueError("backup sha256 must be a non-empty string")
+        with self.transaction():
+            self._require_device(device_id)
+            row = self._one(
+                "INSERT INTO backups (device_id, task_id, filename, size, sha256, created) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+                (device_id, task_id, filename, size, sha256, now_f),
+            )
+            assert row is not None
+            backup = self._backup(row)
+            self._insert_history(
+                device_id,
+                "backup_stored",
+                {"backup_id": backup.id, "task_id": task_id, "size": size, "sha256": sha256},
+                now_f,
+                actor,
+            )
+        return backup
+
+    def get_backup(self, backup_id: int) -> Backup | None:
+        row = self._one("SELECT * FROM backups WHERE id = ?", (backup_id,))
+        return None if row is None else self._backup(row)
+
+    def list_backups(self, device_id: int) -> list[Backup]:
+        """Every backup of the device, oldest first."""
+        found = self._all("SELECT * FROM backups WHERE device_id = ? ORDER BY id", (device_id,))
+        return [self._backup(r) for r in found]
+
+    def backups_page(
+        self, device_id: int, *, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[Backup]]:
+        """(total, one page in ascending id) of the device's backups."""
+        _check_page(limit, offset)
+        with self.transaction():
+            total = int(
+                self._scalar("SELECT count(*) FROM backups WHERE device_id = ?", (device_id,))
+            )
+            found = self._all(
+                "SELECT * FROM backups WHERE device_id = ? ORDER BY id LIMIT ? OFFSET ?",
+                (device_id, limit, offset),
+            )
+        return total, [self._backup(r) for r in found]
+
+    def backups_for_task(self, task_id: int) -> list[Backup]:
+        """The backups a task stored (normally zero or one), oldest first."""
+        found = self._all("SELECT * FROM backups WHERE task_id = ? ORDER BY id", (task_id,))
+        return [self._backup(r) for r in found]
+
+    def delete_backup(self, backup_id: int, *, now: float, actor: str = "acs") -> Backup:
+        """Delete the row and return it (the caller removes the file); NotFound if unknown."""
+        now_f = _time("now", now)
+        with self.transaction():
+            current = self.get_backup(backup_id)
+            if current is None:
+                raise NotFound(f"backup {backup_id!r} not found")
+            self._conn.execute("DELETE FROM backups WHERE id = ?", (backup_id,))
+            self._insert_history(
+                current.device_id, "backup_deleted", {"backup_id": backup_id}, now_f, actor
+            )
+        return current
+
+    def server_secret(self, name: str) -> bytes:
+        """The persistent secret called `name`: 32 random bytes made and stored on first use,
+        the same bytes on every later call and after a restart."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("secret name must be a non-empty string")
+        with self.transaction():
+            self._conn.execute(
+                "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)",
+                (name, secrets.token_bytes(32)),
+            )
+            value = self._scalar("SELECT value FROM server_secrets WHERE name = ?", (name,))
+        return bytes(value)
+
+    # --- transfers ----------------------------------------------------------------------
+    # What the task engine keeps about Download/Upload tasks between sessions: notes in the
+    # task's result (acknowledged, expected firmware version), overdue and unchecked ones.
+
+    def update_task_result(self, task_id: int, changes: dict[str, Any]) -> Task:
+        """Merge `changes` into the task's result (any state; no history entry: the task's
+        own transitions have one). NotFound if the task is gone."""
+        if not isinstance(changes, dict):
+            raise ValueError("task result changes must be a dict")
+        with self.transaction():
+            current = self.get_task(task_id)
+            if current is None:
+                raise NotFound(f"task {task_id!r} not found")
+            merged = {**(current.result or {}), **changes}
+            row = self._one(
+                "UPDATE tasks SET result = ? WHERE id = ? RETURNING *",
+                (_json_text("task result", merged), task_id),
+            )
+        assert row is not None
+        return rows.task(row)
+
+    def overdue_transfers(
+        self, kinds: Iterable[str], *, started_before: float, device_id: int | None = None
+    ) -> list[Task]:
+        """In-progress tasks of `kinds` started before `started_before` (one device or all),
+        oldest first."""
+        before = _time("started_before", started_before)
+        wanted = list(kinds)
+        if not wanted:
+            return []
+        marks = ", ".join("?" for _ in wanted)
+        params: list[Any] = [*wanted, before]
+        one_device = ""
+        if device_id is not None:
+            one_device = "AND device_id = ? "
+            params.append(device_id)
+        found = self._all(
+            f"SELECT * FROM tasks WHERE state = 'in_progress' AND kind IN ({marks}) "
+            f"AND started < ? {one_device}ORDER BY id",
+            params,
+        )
+        return [rows.task(r) for r in found]
+
+    def firmware_version_checks(self, device_id: int) -> list[Task]:
+        """Completed firmware_update tasks of the device whose installed version is still to
+        be checked against the next Inform (result version_check = "pending")."""
+        found = self._all(
+            "SELECT * FROM tasks WHERE device_id = ? AND kind = 'firmware_update' "
+            "AND state = 'done' AND json_extract(result, '$.version_check') = 'pending' "
+            "ORDER BY id",
+            (device_id,),
+        )
+        return [rows.task(r) for r in found]
+
+    # --- effective settings -----------------------------------------------------------------
+    # Effective settings = the device type's default_settings overlaid by the device's own
+    # desired settings; the engine compares them with the parameter cache after every Inform.
+
+    def effective_setting_rows(
+        self, device_id: int
+    ) -> list[tuple[str, DesiredSetting, Parameter | None]]:
+        """(source, setting, cached parameter or None) per effective path, by path.
+
+        source is "device" (a desired_settings row) or "type" (the device type's
+        default_settings, for paths the device does not override; `confirmed` is True and
+        `type` empty for those: the cache alone says whether they are applied). One query:
+        this runs after every Inform. Type defaults that are not strings, numbers or
+        booleans are skipped (the API never stores them).
+        """
+        found = self._all(
+            "WITH eff(path, value, vtype, source, stype, confirmed, updated) AS ("
+            " SELECT d.path, d.value, 'text', 'device', d.type, d.confirmed, d.updated"
+            " FROM desired_settings d WHERE d.device_id = ?"
+            " UNION ALL"
+            " SELECT j.key, j.value, j.type, 'type', '', 1, 0.0"
+            " FROM devices v JOIN device_types t ON t.id = v.type_id,"
+            " json_each(t.default_settings) j"
+            " WHERE v.id = ? AND j.type IN ('text', 'integer', 'real', 'true', 'false')"
+            " AND NOT EXISTS (SELECT 1 FROM desired_settings o"
+            "  WHERE o.device_id = ? AND o.path = j.key)"
+            ") SELECT eff.*, p.value AS cvalue, p.type AS ctype, p.writable AS cwritable,"
+            " p.updated AS cupdated, p.path AS cpath FROM eff LEFT JOIN parameters p"
+            " ON p.device_id = ? AND p.path = eff.path ORDER BY eff.path",
+            (device_id,) * 4,
+        )
+        out: list[tuple[str, DesiredSetting, Parameter | None]] = []
+        for r in found:
+            raw, vtype = r["value"], r["vtype"]
+            value = vtype if vtype in ("true", "false") else str(raw)
+            setting = DesiredSetting(
+                path=r["path"],
+                value=value,
+                type=r["stype"] or "",
+                confirmed=bool(r["confirmed"]),
+                updated=float(r["updated"]),
+            )
+            cached = None
+            if r["cpath"] is not None:
+                cached = Parameter(
+                    path=r["cpath"],
+                    value=r["cvalue"],
+                    type=r["ctype"],
+                    writable=None if r["cwritable"] is None else bool(r["cwritable"]),
+                    updated=float(r["cupdated"]),
+                )
+            out.append((r["source"], setting, cached))
+        return out
+
+    def refused_settings(self, device_id: int) -> dict[str, tuple[str, int | None, str | None]]:
+        """path -> (value fingerprint, fault code, fault string) of the settings the CPE
+        refused for good, as remembered by the device's latest finished settings push (a
+        configuration_update or reconf whose result is recorded)."""
+        found = self._all(
+            "SELECT j.key AS path, json_extract(j.value, '$.fp') AS fp,"
+            " json_extract(j.value, '$.code') AS code, json_extract(j.value, '$.string') AS msg"
+            " FROM (SELECT result FROM tasks WHERE device_id = ? AND state IN ('done', 'failed')"
+            " AND kind IN ('configuration_update', 'reconf') AND result IS NOT NULL"
+            " ORDER BY id DESC LIMIT 1) t, json_each(t.result, '$.refused') j",
+            (device_id,),
+        )
+        return {
+            r["path"]: (
+                str(r["fp"]),
+                r["code"] if isinstance(r["code"], int) else None,
+                r["msg"] if isinstance(r["msg"], str) else None,
+            )
+            for r in found
+        }
+
+    def adopt_cpe_settings(
+        self, device_id: int, values: Mapping[str, str], *, now: float, actor: str
+    ) -> int:
+        """sync (ACS <- CPE): existing desired settings take the CPE's values and are
+        confirmed. Paths the device has no desired setting for are ignored. Returns how many
+        values changed (audited by path only: values may be secrets)."""
+        now_f = _time("now", now)
+        with self.transaction():
+            current = {
+                r["path"]: r["value"]
+                for r in self._all(
+                    "SELECT path, value FROM desired_settings WHERE device_id = ?", (device_id,)
+                )
+            }
+            wanted = {p: v for p, v in values.items() if p in current}
+            changed = sorted(p for p, v in wanted.items() if current[p] != v)
+            self._conn.executemany(
+                "UPDATE desired_settings SET value = ?, confirmed = 1, updated = ? "
+                "WHERE device_id = ? AND path = ?",
+                [(v, now_f, device_id, p) for p, v in wanted.items()],
+            )
+            if changed:
+                self._insert_history(device_id, "settings_synced", {"paths": changed}, now_f, actor)
+        return len(changed)
+
+    # Scheduling: pending tasks whose scheduled_at falls in a window (acs.scheduler).
+
+    def scheduled_tasks_due(self, *, after: float | None, until: float) -> list[tuple[int, int]]:
+        """(task id, device id) of pending tasks with after < scheduled_at <= until (no lower
+        bound when `after` is None) that are not waiting for a retry, in due order."""
+        low = "" if after is None else " AND scheduled_at > ?"
+        params: list[Any] = [_time("until", until)]
+        if after is not None:
+            params.append(_time("after", after))
+        params.append(until)
+        found = self._conn.execute(
+            "SELECT id, device_id FROM tasks WHERE state = 'pending' AND scheduled_at <= ?"
+            f"{low} AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " ORDER BY scheduled_at, id",
+            params,
+        ).fetchall()
+        return [(int(r[0]), int(r[1])) for r in found]

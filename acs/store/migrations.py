@@ -217,6 +217,29 @@ CREATE TABLE desired_settings (
 """
 
 
+# Configuration backups uploaded by CPEs (Upload RPC) and the appliance's own persistent
+# secrets (the signed-URL key must survive a restart so URLs already handed out keep working).
+# task_id is not a foreign key: tasks are history and a backup outlives its task's row.
+_V3 = """
+CREATE TABLE backups (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    task_id INTEGER,
+    filename TEXT NOT NULL CHECK (filename <> ''),
+    size INTEGER NOT NULL CHECK (size >= 0),
+    sha256 TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX backups_by_device ON backups (device_id, id);
+CREATE INDEX backups_by_task ON backups (task_id);
+
+CREATE TABLE server_secrets (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+"""
+
+
 def split_script(script: str) -> Iterator[str]:
     """Yield the complete statements of an SQL script (trigger bodies hold `;` too)."""
     buffer = ""
@@ -246,6 +269,7 @@ def sql(script: str) -> Migration:
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
+    ("backups and server secrets", sql(_V3)),
 ]
 
 

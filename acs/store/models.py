@@ -230,3 +230,19 @@ class DesiredSetting:
     type: str  # xsd type sent in SetParameterValues, e.g. "xsd:unsignedInt"
     confirmed: bool
     updated: float
+
+
+# --- backups and firmware images ---
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A configuration file a CPE uploaded (Upload RPC), kept under ``[storage] files``."""
+
+    id: int
+    device_id: int
+    task_id: int | None  # the backup task that asked for it (None once that task is gone)
+    filename: str  # name on disk, relative to the backups directory
+    size: int
+    sha256: str
+    created: float

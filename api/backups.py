@@ -1,0 +1,165 @@
+"""Configuration backups of a device in the REST API: list, take, restore, delete.
+
+Owns ``/inventory_device/{id}/backups/``: a backup is the vendor configuration file a CPE sent
+to the file server after an ``Upload`` RPC (task kind ``backup``); a restore sends one back with
+``Download`` FileType ``3 Vendor Configuration File`` (task kind ``restore``). Taking and
+restoring queue a task (202 with the task, the device is woken unless the task is scheduled);
+the task engine (``acs.tasks``) runs it. Tenancy comes from :meth:`api.base.Api.device`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from acs.files import FileStorage
+from acs.store import IN_PROGRESS, PENDING
+from acs.store.models import Backup, Device
+from api.base import (
+    MAX_BODY_BYTES,
+    Api,
+    ApiError,
+    ApiRequest,
+    Result,
+    conflict,
+    iso,
+    not_found,
+    parse_datetime,
+    route,
+)
+from api.device_children import task_json
+from api.resources import paged, store_errors
+
+log = Logger(namespace="api.backups")
+
+BACKUP_TASK = "backup"
+RESTORE_TASK = "restore"
+
+
+def backup_json(backup: Backup) -> dict[str, Any]:
+    return {
+        "id": backup.id,
+        "created": iso(backup.created),
+        "size": backup.size,
+        "sha256": backup.sha256,
+        "task": backup.task_id,
+    }
+
+
+def _optional_body(req: ApiRequest) -> dict[str, Any]:
+    """The JSON object body, or {} when the request has no body at all."""
+    content = req.raw.content
+    if content is None:
+        return {}
+    content.seek(0)
+    empty = not content.read(MAX_BODY_BYTES + 1).strip()
+    content.seek(0)
+    return {} if empty else req.json_object()
+
+
+def _schedule(body: dict[str, Any]) -> float | None:
+    """``schedule_at`` (ISO 8601) from the body; 400 for it or for any other key."""
+    unknown = sorted(set(body) - {"schedule_at"})
+    if unknown:
+        raise ApiError(400, {key: ["Unknown field."] for key in unknown})
+    value = body.get("schedule_at")
+    if value is None:
+        return None
+    when = parse_datetime(value) if isinstance(value, str) else None
+    if when is None:
+        raise ApiError(
+            400,
+            {
+                "schedule_at": [
+                    "Datetime has wrong format. Use one of these formats instead: "
+                    "YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]."
+                ]
+            },
+        )
+    return when
+
+
+def _backup(api: Api, device: Device, backup_id: int) -> Backup:
+    backup = api.store.get_backup(backup_id)
+    if backup is None or backup.device_id != device.id:
+        raise not_found("No backup with this id for this device.")
+    return backup
+
+
+def _queue(api: Api, req: ApiRequest, device: Device, kind: str, args: dict[str, Any]) -> Result:
+    when = _schedule(_optional_body(req))
+    now = api.now()
+    with store_errors():
+        task = api.tasks.queue(
+            device.id, kind, args, actor=req.principal.name, scheduled_at=when, wake=False, now=now
+        )
+    if when is None or when <= now:
+        _wake(api, device.id)
+    return 202, task_json(task)
+
+
+def _wake(api: Api, device_id: int) -> None:
+    def failed(failure: Any) -> None:
+        log.failure("waking device {device_id} failed", failure, device_id=device_id)
+
+    try:
+        api.appliance.connreq.wake(device_id).addErrback(failed)
+    except Exception:
+        log.failure("waking device {device_id} failed", device_id=device_id)
+
+
+@route("/inventory_device/<int:device_id>/backups/", methods=("GET",), role="viewer")
+def list_backups(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+    return paged(
+        req,
+        lambda limit, offset: api.store.backups_page(device.id, limit=limit, offset=offset),
+        backup_json,
+    )
+
+
+@route("/inventory_device/<int:device_id>/backups/", methods=("POST",), role="operator")
+def take_backup(api: Api, req: ApiRequest, device_id: int) -> Result:
+    """Queue a backup (Upload of the vendor configuration file): 202 with the task."""
+    device = api.device(req, device_id)
+    return _queue(api, req, device, BACKUP_TASK, {})
+
+
+@route(
+    "/inventory_device/<int:device_id>/backups/<int:backup_id>/restore/",
+    methods=("POST",),
+    role="operator",
+)
+def restore_backup(api: Api, req: ApiRequest, device_id: int, backup_id: int) -> Result:
+    """Queue a restore of this backup to the device: 202 with the task."""
+    device = api.device(req, device_id)
+    backup = _backup(api, device, backup_id)
+    return _queue(api, req, device, RESTORE_TASK, {"backup": backup.id})
+
+
+@route(
+    "/inventory_device/<int:device_id>/backups/<int:backup_id>/",
+    methods=("DELETE",),
+    role="admin",
+)
+def delete_backup(api: Api, req: ApiRequest, device_id: int, backup_id: int) -> Result:
+    """Delete the backup and its file (204); 409 while a restore of it is queued or running."""
+    device = api.device(req, device_id)
+    backup = _backup(api, device, backup_id)
+    busy = [
+        t.id
+        for t in api.store.tasks_for_device(device.id, states=(PENDING, IN_PROGRESS))
+        if t.kind == RESTORE_TASK and t.args.get("backup") == backup.id
+    ]
+    if busy:
+        raise conflict(
+            f"Backup {backup.id} is being restored by task {busy[0]}; "
+            "cancel the task or wait for it to finish."
+        )
+    # The files layout belongs to acs.files: its storage removes the row, then the file.
+    # (The appliance's FileServer owns the storage; acs.service wires it as `files`.)
+    storage: FileStorage = api.appliance.files.storage
+    with store_errors():
+        storage.delete_backup(backup.id, now=api.now(), actor=req.principal.name)
+    return 204, None
