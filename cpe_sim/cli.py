@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from twisted.internet.task import LoopingCall
 
 from cpe_sim.cpe import CWMP_VERSIONS
-from cpe_sim.fleet import MODELS, Fleet
+from cpe_sim.fleet import MODELS, Faults, Fleet
 
 MAX_COUNT = 100_000
 
@@ -95,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reboot-delay", type=_positive_float(0), default=5.0)
     p.add_argument("--seed", type=int, default=0)
+    faults = p.add_argument_group("fault injection (every CPE's file transfers)")
+    faults.add_argument(
+        "--corrupt-download", action="store_true", help="damage downloaded files (9018)"
+    )
+    faults.add_argument(
+        "--interrupt-after",
+        type=_bounded_int(0, 2**62),
+        default=None,
+        metavar="BYTES",
+        help="cut each download once after this many bytes, then resume with Range",
+    )
+    faults.add_argument(
+        "--no-resume", action="store_true", help="an interrupted download fails (9017)"
+    )
+    faults.add_argument("--refuse-download", action="store_true", help="fail every download (9010)")
+    faults.add_argument("--fail-upload", action="store_true", help="fail every upload (9011)")
     return p
 
 
@@ -107,7 +123,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def make_fleet(reactor: Any, args: argparse.Namespace) -> Fleet:
     spread = args.start_spread if args.start_spread is not None else args.count / 100
-    return Fleet(
+    fleet = Fleet(
         reactor,
         acs_url=args.acs,
         count=args.count,
@@ -122,6 +138,14 @@ def make_fleet(reactor: Any, args: argparse.Namespace) -> Fleet:
         seed=args.seed,
         cwmp_version=args.cwmp_version,
     )
+    fleet.faults = Faults(
+        corrupt_download=args.corrupt_download,
+        interrupt_after=args.interrupt_after,
+        resume=not args.no_resume,
+        refuse_download=args.refuse_download,
+        fail_upload=args.fail_upload,
+    )
+    return fleet
 
 
 class Reporter:

@@ -6,6 +6,14 @@ with HTTP Basic/Digest answered from the CPE's ManagementServer credentials, the
 cookie sent back, undelivered events kept and retried with CWMP back-off, periodic informs
 from ``PeriodicInformInterval`` and an offline window after Reboot/FactoryReset.
 
+File transfers (``Download``/``Upload``, see ``cpe_sim.transfers``) run after the session
+that asked for them, over their own HTTP client: the file is fetched (resuming with Range
+after an interruption) and verified before anything is applied; a firmware image or a
+restored configuration restarts the CPE (``1 BOOT``), and a ``TransferComplete`` with the
+fault code goes out in the next session with ``7 TRANSFER COMPLETE`` + ``M Download``/
+``M Upload``. A failed transfer changes nothing on the CPE. Fault injection: ``inject``
+(this CPE) over ``Profile.faults`` (the fleet).
+
 CWMP versions: a CPE speaks one of ``CWMP_VERSIONS`` (default by data-model root: 1.3 for
 TR-181, 1.0 for TR-098). It informs in that version's namespace, adds ``SessionTimeout`` from
 1.3 and ``SupportedCWMPVersions`` from 1.4, and for the rest of the session adopts the lower of
@@ -23,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import random
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +45,9 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from acs import httpdigest
 from acs.cwmp import rpc, soap
+from cpe_sim import transfers
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
+from cpe_sim.transfers import Faults, TransferFailed
 
 CWMP_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 
@@ -55,6 +64,7 @@ SUPPORTED_METHODS = (
     "Reboot",
     "FactoryReset",
     "Download",
+    "Upload",
     "ScheduleInform",
 )
 
@@ -166,6 +176,7 @@ class Profile:
     rng: random.Random = field(default_factory=random.Random)
     client_factory: Callable[[], SessionClient] | None = None
     cwmp_version: str | None = None  # one of CWMP_VERSIONS; None: by data-model root
+    faults: Faults = field(default_factory=Faults)  # fleet-wide transfer fault injection
 
     def __post_init__(self) -> None:
         check_cwmp_version(self.cwmp_version)
@@ -178,9 +189,6 @@ class Profile:
 
 def iso_time(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
-_VERSION_RE = re.compile(r"(\d+\.\d+(?:\.\d+)*)")
 
 
 # --- CWMP versions -------------------------------------------------------------------------
@@ -265,12 +273,15 @@ class SimulatedCPE:
         "_soon_call",
         "_stopped",
         "_timers",
+        "_transfer_methods",
         "_transfer_waiters",
         "_transfers",
         "connection_request_url",
         "cwmp_version",
+        "download_resumes",
         "factory_resets",
         "faults",
+        "inject",
         "last_error",
         "model",
         "ns",
@@ -332,7 +343,12 @@ class SimulatedCPE:
         self._reboot_call: DelayedCall | None = None
         self._soon_call: DelayedCall | None = None
         self._timers: list[DelayedCall] = []  # ScheduleInform / Download delays
-        self._transfers = 0  # downloads in progress
+        self._transfers = 0  # downloads and uploads in progress
+        # CommandKey -> "M Download"/"M Upload" of TransferCompletes not yet delivered.
+        self._transfer_methods: dict[str, str] = {}
+        # Per-CPE transfer fault injection; None: the fleet-wide ``profile.faults``.
+        self.inject: Faults | None = None
+        self.download_resumes = 0  # downloads continued with Range after an interruption
         self._transfer_waiters: list[Deferred[None]] | None = None  # stop() waiting on them
 
     # -- identity --
@@ -366,6 +382,11 @@ class SimulatedCPE:
     @property
     def busy(self) -> bool:
         return self._in_flight is not None
+
+    @property
+    def active_faults(self) -> Faults:
+        """The transfer faults in force: this CPE's ``inject``, else the fleet's."""
+        return self.inject if self.inject is not None else self.profile.faults
 
     @property
     def stopped(self) -> bool:
@@ -478,6 +499,8 @@ class SimulatedCPE:
             return rpc.ScheduleInformResponse()
         if isinstance(m, rpc.Download):
             return self._accept_download(m)
+        if isinstance(m, rpc.Upload):
+            return self._accept_upload(m)
         return rpc.Fault(9000, f"Method not supported: {type(m).__name__}", "Server")
 
     def _accept_download(self, m: rpc.Download) -> rpc.Message:
@@ -488,6 +511,16 @@ class SimulatedCPE:
         self._pending_actions.append(("download", m))
         # Status 1: not done yet; a TransferComplete follows in a later session.
         return rpc.DownloadResponse(1)
+
+    def _accept_upload(self, m: rpc.Upload) -> rpc.Message:
+        if urlsplit(m.url).scheme not in ("http", "https"):
+            return rpc.Fault(9013, "Unsupported protocol for file transfer", "Server")
+        if m.delay_seconds < 0:
+            return rpc.Fault(9003, "Invalid arguments: negative DelaySeconds", "Client")
+        if not m.file_type.startswith(transfers.CONFIG_FILE_TYPES + transfers.LOG_FILE_TYPES):
+            return rpc.Fault(9003, f"Invalid arguments: cannot upload {m.file_type!r}", "Client")
+        self._pending_actions.append(("upload", m))
+        return rpc.UploadResponse(1)
 
     def _refresh_live_values(self) -> None:
         now = float(self.profile.reactor.seconds())
@@ -636,8 +669,9 @@ class SimulatedCPE:
         the Inform that carried them may have gone out while the request was held back."""
         for request in self._cpe_requests:
             if isinstance(request, rpc.TransferComplete):
+                method = self._transfer_methods.get(request.command_key, "M Download")
                 self.add_event(rpc.EventStruct(TRANSFER_COMPLETE))
-                self.add_event(rpc.EventStruct("M Download", request.command_key))
+                self.add_event(rpc.EventStruct(method, request.command_key))
 
     def _run_pending_actions(self) -> bool:
         """Apply what the session's RPCs asked for; True when the CPE goes offline."""
@@ -651,6 +685,11 @@ class SimulatedCPE:
                 self._later(arg.delay_seconds, self._scheduled_inform, arg.command_key)
             elif kind == "download":
                 self._later(max(arg.delay_seconds, 0), self._download, arg)
+            elif kind == "upload":
+                self._later(max(arg.delay_seconds, 0), self._upload, arg)
+            elif kind == "restart" and not restarting:
+                restarting = True  # an install that finished during a session
+                self._go_offline("upgrade", None)
             elif kind in ("reboot", "factory_reset") and not restarting:
                 restarting = True
                 self._go_offline(kind, arg)
@@ -821,6 +860,8 @@ class SimulatedCPE:
                         f"ACS answered {type(request).__name__} with {_describe(answer.message)}"
                     )
                 self._cpe_requests.pop(0)
+                if isinstance(request, rpc.TransferComplete):
+                    self._transfer_methods.pop(request.command_key, None)
                 hold = answer.header.hold_requests is True
             # The empty POST (no more requests, or held back), then the ACS's RPCs until 204.
             body: bytes | None = None
@@ -887,7 +928,7 @@ class SimulatedCPE:
             raise SessionError("ACS rejected the CPE's credentials (second 401)")
         return response
 
-    # -- Download: fetch the file, report TransferComplete in a new session --
+    # -- Download / Upload: move the file, report TransferComplete in a new session --
 
     def _download(self, m: rpc.Download) -> None:
         if self._stopped:
@@ -898,6 +939,15 @@ class SimulatedCPE:
         d.addBoth(self._downloaded, m, start)
         d.addBoth(self._transfer_finished)
 
+    def _upload(self, m: rpc.Upload) -> None:
+        if self._stopped:
+            return
+        start = iso_time(float(self.profile.reactor.seconds()))
+        self._transfers += 1
+        d = Deferred.fromCoroutine(self._put(m))
+        d.addBoth(self._uploaded, m, start)
+        d.addBoth(self._transfer_finished)
+
     def _transfer_finished(self, result: object) -> None:
         self._transfers -= 1
         if self._transfers == 0 and self._transfer_waiters:
@@ -905,45 +955,117 @@ class SimulatedCPE:
             for w in waiters:
                 w.callback(None)
 
-    async def _fetch(self, m: rpc.Download) -> int:
+    async def _fetch(self, m: rpc.Download) -> tuple[str, Any]:
+        """Fetch and validate the file; what installing it does, nothing applied yet."""
+        faults = self.active_faults
         client = self.profile.new_client()
         try:
-            headers: dict[str, str] = {}
-            if m.username:
-                token = base64.b64encode(f"{m.username}:{m.password}".encode()).decode()
-                headers["Authorization"] = f"Basic {token}"
-            response = await client.request("GET", m.url, None, headers)
+            data = await transfers.fetch(
+                client,
+                m.url,
+                headers=_basic_auth(m.username, m.password),
+                file_size=m.file_size,
+                faults=faults,
+                on_resume=self._resumed,
+            )
         finally:
             await client.close()
-        if response.code != 200:
-            return 9016 if response.code in (403, 404) else 9010
-        if m.file_size and len(response.body) != m.file_size:
-            return 9018
-        return 0
+        if m.file_type.startswith("1"):
+            name = m.target_file_name or urlsplit(m.url).path.rsplit("/", 1)[-1]
+            version = transfers.prepare_firmware(data, name, corrupted=faults.corrupt_download)
+            return "firmware", version
+        if m.file_type.startswith("3") and transfers.is_config(data):
+            return "config", transfers.prepare_config(self.model, data)
+        if faults.corrupt_download:
+            # No content check for this file: the injected corruption is the device's verdict.
+            raise TransferFailed(transfers.CORRUPTED, "file rejected: integrity check failed")
+        # Web content, tones, or a vendor file in a format this simulator doesn't apply:
+        # acknowledged, nothing changes, no restart.
+        return "other", None
 
-    def _downloaded(self, result: int | Failure, m: rpc.Download, start: str) -> None:
-        code = 9015 if isinstance(result, Failure) else result
+    def _resumed(self, offset: int) -> None:
+        self.download_resumes += 1
+
+    def _downloaded(self, result: tuple[str, Any] | Failure, m: rpc.Download, start: str) -> None:
+        code, message = _transfer_outcome(result)
+        self._queue_transfer_complete("M Download", m.command_key, code, message, start)
+        if code == 0 and not isinstance(result, Failure) and self._install(*result):
+            if self._in_flight is not None:
+                self._pending_actions.append(("restart", None))  # after this session
+                return
+            if self.online and not self._stopped:
+                self._go_offline("upgrade", None)
+                return
+        self.request_session()
+
+    def _install(self, kind: str, payload: Any) -> bool:
+        """Apply a verified download; True when the CPE restarts to take it into use."""
+        if kind == "firmware":
+            if payload is not None:
+                self.model.set_raw(self.root + "DeviceInfo.SoftwareVersion", payload)
+            return True
+        if kind == "config":
+            for name, value in payload.items():
+                self.model.set_raw(name, value)
+            return True
+        return False
+
+    async def _put(self, m: rpc.Upload) -> None:
+        if m.file_type.startswith(transfers.CONFIG_FILE_TYPES):
+            body = transfers.serialize_config(self.model, self.serial)
+        else:
+            body = transfers.log_file(
+                self.serial, [f"sessions ok {self.sessions_ok} failed {self.sessions_failed}"]
+            )
+        client = self.profile.new_client()
+        try:
+            await transfers.upload(
+                client,
+                m.url,
+                body,
+                headers=_basic_auth(m.username, m.password),
+                faults=self.active_faults,
+            )
+        finally:
+            await client.close()
+
+    def _uploaded(self, result: Failure | None, m: rpc.Upload, start: str) -> None:
+        code, message = _transfer_outcome(result)
+        self._queue_transfer_complete("M Upload", m.command_key, code, message, start)
+        self.request_session()
+
+    def _queue_transfer_complete(
+        self, method: str, command_key: str, code: int, message: str, start: str
+    ) -> None:
         done = iso_time(float(self.profile.reactor.seconds()))
-        fault = rpc.FaultStruct(code, "" if code == 0 else "Download failed")
+        self._transfer_methods[command_key] = method
         self._cpe_requests.append(
             rpc.TransferComplete(
-                m.command_key,
-                fault,
+                command_key,
+                rpc.FaultStruct(code, message),
                 start if code == 0 else rpc.UNKNOWN_TIME,
                 done if code == 0 else rpc.UNKNOWN_TIME,
             )
         )
         self.add_event(rpc.EventStruct(TRANSFER_COMPLETE))
-        self.add_event(rpc.EventStruct("M Download", m.command_key))
-        if code == 0 and m.file_type.startswith("1"):
-            # A firmware image: "install" it and come back up with the new version.
-            match = _VERSION_RE.search(m.target_file_name or m.url.rsplit("/", 1)[-1])
-            if match:
-                self.model.set_raw(self.root + "DeviceInfo.SoftwareVersion", match.group(1))
-            if self._in_flight is None and self.online and not self._stopped:
-                self._go_offline("upgrade", None)
-                return
-        self.request_session()
+        self.add_event(rpc.EventStruct(method, command_key))
+
+
+def _transfer_outcome(result: object) -> tuple[int, str]:
+    """(FaultStruct code, FaultString) of a finished transfer coroutine."""
+    if not isinstance(result, Failure):
+        return 0, ""
+    if isinstance(result.value, TransferFailed):
+        return result.value.code, result.value.message
+    # A bug in the simulator still has to be reported, or the ACS waits forever.
+    return transfers.DOWNLOAD_FAILURE, f"transfer failed: {type(result.value).__name__}"
+
+
+def _basic_auth(username: str, password: str) -> dict[str, str]:
+    if not username:
+        return {}
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
 
 
 class _Auth:

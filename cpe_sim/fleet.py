@@ -28,8 +28,9 @@ from twisted.web.server import NOT_DONE_YET, Request, Site
 from acs import httpdigest
 from cpe_sim.cpe import Profile, SimulatedCPE
 from cpe_sim.datamodel import load_template
+from cpe_sim.transfers import Faults
 
-__all__ = ["Fleet", "SimulatedCPE"]
+__all__ = ["Faults", "Fleet", "SimulatedCPE"]
 
 MODELS = ("tr181", "tr098", "mixed")
 REALM = "cpe-sim"
@@ -212,6 +213,15 @@ class Fleet:
         if not waits:
             return succeed(None)
         return gatherResults(waits).addCallback(lambda _: None)
+
+    @property
+    def faults(self) -> Faults:
+        """Fleet-wide transfer fault injection (a CPE's own ``inject`` takes precedence)."""
+        return self.profile.faults
+
+    @faults.setter
+    def faults(self, value: Faults) -> None:
+        self.profile.faults = value
 
     @property
     def port(self) -> int | None:

@@ -124,7 +124,7 @@ class ClockTestCase(unittest.TestCase):
 class HandleTests(ClockTestCase):
     def test_unsupported_rpc_is_fault_9000(self) -> None:
         _, _, cpe = self.make()
-        reply = cpe.handle(rpc.Upload("k", "1 Vendor Configuration File", "http://x/"))
+        reply = cpe.handle(rpc.RequestDownload("1 Firmware Upgrade Image"))
         assert isinstance(reply, rpc.Fault)
         self.assertEqual(reply.code, 9000)
         self.assertEqual(cpe.faults, 1)
@@ -141,7 +141,8 @@ class HandleTests(ClockTestCase):
         reply = cpe.handle(rpc.GetRPCMethods())
         assert isinstance(reply, rpc.GetRPCMethodsResponse)
         self.assertIn("SetParameterValues", reply.methods)
-        self.assertNotIn("Upload", reply.methods)
+        self.assertIn("Upload", reply.methods)
+        self.assertNotIn("RequestDownload", reply.methods)
 
     def test_uptime_counts_from_boot(self) -> None:
         clock, _, cpe = self.make()
