@@ -13,8 +13,11 @@ from twisted.web.server import Request
 
 import acs
 from api import (
+    backups,
     device_children,
+    device_settings,
     devices,
+    firmware,
     metrics,
     openapi,
     operations,
@@ -25,7 +28,18 @@ from api.base import Api, ApplianceView, respond
 
 # Importing a route module registers its routes on Api.app; naming them here makes that
 # dependency explicit (and keeps the imports from looking unused).
-ROUTE_MODULES = (devices, serial, operations, resources, device_children, metrics, openapi)
+ROUTE_MODULES = (
+    devices,
+    serial,
+    operations,
+    resources,
+    device_children,
+    device_settings,
+    backups,
+    firmware,
+    metrics,
+    openapi,
+)
 
 
 def port_address(port: Any) -> str:

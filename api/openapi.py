@@ -16,8 +16,8 @@ endpoint and a uniform rule is easier to operate than an exception. Paths in the
 carry the full ``/api/v1`` prefix so that ``/healthz`` and ``/metrics`` (served at the root)
 fit in one ``paths`` object; ``servers`` is the base URL the client used.
 
-``/firmware_image/`` (spec section 7) is not described: no route serves it yet, and the
-route-walk test refuses documentation of absent routes.
+``POST /firmware_image/`` is the one operation whose body is not JSON: multipart/form-data or
+a raw image (``_firmware_paths``).
 """
 
 from __future__ import annotations
@@ -473,6 +473,35 @@ SCHEMAS: dict[str, Schema] = {
         additional=False,
     ),
     "LocationPage": _page("Location"),
+    # --- firmware images (api/firmware.py)
+    "FirmwareImage": _obj(
+        {
+            "id": _ro(_int()),
+            "name": _str(minLength=1, maxLength=255),
+            "version": _str(
+                minLength=1,
+                maxLength=255,
+                description="Checked against the CPE's software version after an upgrade.",
+            ),
+            "size": _ro(_int(minimum=1, description="Bytes.")),
+            "sha256": _ro(_str(pattern="^[0-9a-f]{64}$", description="Also the file's ETag.")),
+            "device_type": _int(True, description="Device type id the image is meant for."),
+            "filename": _ro(_str(description="File name given to CPEs (TargetFileName).")),
+            "created": _ro(_dt()),
+        },
+        "*",
+    ),
+    "FirmwareImagePage": _page("FirmwareImage"),
+    "FirmwareImageUpload": _obj(
+        {
+            "file": _str(contentMediaType="application/octet-stream", description="The image."),
+            "name": _str(minLength=1, maxLength=255),
+            "version": _str(minLength=1, maxLength=255),
+            "device_type": _str(pattern="^[0-9]*$", description="Device type id (optional)."),
+        },
+        ["file", "name", "version"],
+        additional=False,
+    ),
     "Parameter": _obj(
         {
             "path": _str(),
@@ -501,6 +530,67 @@ SCHEMAS: dict[str, Schema] = {
         "*",
     ),
     "TaskPage": _page("Task"),
+    "Backup": _obj(
+        {
+            "id": _int(),
+            "created": _dt(),
+            "size": _int(minimum=0, description="Bytes."),
+            "sha256": _str(pattern="^[0-9a-f]{64}$"),
+            "task": _int(True, description="The backup task that took it (null once deleted)."),
+        },
+        "*",
+        description="A vendor configuration file the CPE uploaded (Upload RPC).",
+    ),
+    "BackupPage": _page("Backup"),
+    "TransferRequest": _obj(
+        {"schedule_at": _dt(True, description="Run at the first session after this time.")},
+        additional=False,
+        description="Optional body; an empty body queues the task to run now.",
+    ),
+    "EffectiveSetting": _obj(
+        {
+            "value": _str(description="Desired value; credentials are redacted."),
+            "type": _str(examples=["xsd:unsignedInt"], description="xsd type it is sent with."),
+            "source": _str(
+                enum=["device", "type"],
+                description="The device's own setting, or its device type's default_settings.",
+            ),
+            "confirmed": _bool(description="The CPE has this value (nothing to push)."),
+            "state": _str(
+                enum=["confirmed", "pending", "refused"],
+                description="refused: the CPE refused exactly this value for good (see fault); "
+                "it is not pushed again until the value changes.",
+            ),
+            "cpe_value": _str(True, description="The CPE's last reported or accepted value."),
+            "fault": _obj(
+                {"code": _int(True), "string": _str(True)},
+                ["code", "string"],
+                type=["object", "null"],
+            ),
+            "updated": _dt(True, description="When the device's own setting last changed."),
+        },
+        "*",
+    ),
+    "DeviceSettings": _obj(
+        {
+            "device": _int(),
+            "data_model_root": _str(True, examples=["Device."]),
+            "device_type": _int(True),
+            "last_configuration": _dt(True),
+            "pending": _int(minimum=0, description="Settings the next push will send."),
+            "settings": _obj({}, additional=_ref("EffectiveSetting")),
+        },
+        "*",
+        description="Effective settings: the device type's default_settings overlaid by the "
+        "device's own, keyed by TR-069 path.",
+    ),
+    "DeviceSettingsPatch": _obj(
+        {},
+        additional={"type": ["string", "number", "boolean", "null"]},
+        description="TR-069 path -> value (the device's own setting; pending until the CPE "
+        "confirms it) or null (stop managing the path; a type default applies again).",
+        examples=[{"Device.ManagementServer.PeriodicInformInterval": "600"}],
+    ),
     "HistoryEntry": _obj(
         {
             "id": _int(),
@@ -817,6 +907,84 @@ def _crud(
     }
 
 
+def _firmware_paths(base: str) -> dict[str, Schema]:
+    """List/upload and detail/delete of firmware images (api/firmware.py)."""
+    tag = "firmware_image"
+    query = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"{description} Raw-body uploads only (multipart sends form fields).",
+            "schema": _str(),
+        }
+        for name, description in (
+            ("name", "Image name; required with a raw body."),
+            ("version", "Image version; required with a raw body."),
+            ("device_type", "Device type id."),
+        )
+    ]
+    upload = _op(
+        "create_firmware_image",
+        "Upload a firmware image",
+        tag,
+        "admin",
+        (201, _ref("FirmwareImage")),
+        params=query,
+        errors=("BadRequest",),
+        description="multipart/form-data with the image in field 'file' (plus name, version, "
+        "device_type), or the raw image as the body with ?name=&version=. Streamed to disk and "
+        "hashed (SHA-256) off the reactor. Needs a token without organization scope. Bodies "
+        "over [files] max_upload (default 512 MiB) -> 413, refused from their headers.",
+    )
+    upload["requestBody"] = {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": _ref("FirmwareImageUpload")},
+            "application/octet-stream": {
+                "schema": _str(contentMediaType="application/octet-stream")
+            },
+        },
+    }
+    upload["responses"]["413"] = _error_response("Body over [files] max_upload.")
+    upload["responses"] = dict(sorted(upload["responses"].items()))
+    return {
+        f"{base}/": {
+            "get": _op(
+                "list_firmware_images",
+                "List firmware images",
+                tag,
+                "viewer",
+                (200, _ref("FirmwareImagePage")),
+                params=list(_PAGE),
+                errors=_READ,
+            ),
+            "post": upload,
+        },
+        f"{base}/{{id}}/": {
+            "parameters": [_rid("firmware image")],
+            "get": _op(
+                "get_firmware_image",
+                "One firmware image",
+                tag,
+                "viewer",
+                (200, _ref("FirmwareImage")),
+                errors=_DETAIL,
+            ),
+            "delete": _op(
+                "delete_firmware_image",
+                "Delete a firmware image and its file",
+                tag,
+                "admin",
+                (204, None),
+                errors=("NotFound", "Conflict"),
+                description="409 while a pending or in-progress firmware_update task uses it. "
+                "Needs a token without organization scope.",
+            ),
+        },
+    }
+
+
 def _paths() -> dict[str, Schema]:
     p = API_PREFIX
     dev = f"{p}/inventory_device"
@@ -930,6 +1098,71 @@ def _paths() -> dict[str, Schema]:
                 description="409 when the task is no longer pending.",
             ),
         },
+        f"{dev}/{{id}}/backups/": {
+            "parameters": [ID],
+            "get": _op(
+                "list_device_backups",
+                "Configuration backups of the device",
+                "device_resources",
+                "viewer",
+                (200, _ref("BackupPage")),
+                params=_PAGE,
+                errors=_DETAIL,
+            ),
+            "post": {
+                **_op(
+                    "create_device_backup",
+                    "Take a configuration backup",
+                    "device_resources",
+                    "operator",
+                    (202, _ref("Task")),
+                    body=_ref("TransferRequest"),
+                    errors=_WRITE,
+                    description="Queues a backup task: the CPE is asked (Upload RPC, FileType "
+                    "'1 Vendor Configuration File') to send its configuration to a signed URL "
+                    "of the file server; the task completes on the CPE's TransferComplete once "
+                    "the file is stored, and the backup then appears in this list.",
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {JSON: {"schema": _ref("TransferRequest")}},
+                },
+            },
+        },
+        f"{dev}/{{id}}/backups/{{backup_id}}/": {
+            "parameters": [ID, _path_param("backup_id", _int(minimum=1), "Backup id.")],
+            "delete": _op(
+                "delete_device_backup",
+                "Delete a configuration backup and its file",
+                "device_resources",
+                "admin",
+                (204, None),
+                errors=("NotFound", "Conflict"),
+                description="409 while a restore of this backup is queued or running.",
+            ),
+        },
+        f"{dev}/{{id}}/backups/{{backup_id}}/restore/": {
+            "parameters": [ID, _path_param("backup_id", _int(minimum=1), "Backup id.")],
+            "post": {
+                **_op(
+                    "restore_device_backup",
+                    "Restore a configuration backup to the device",
+                    "device_resources",
+                    "operator",
+                    (202, _ref("Task")),
+                    body=_ref("TransferRequest"),
+                    errors=_WRITE,
+                    description="Queues a restore task: Download RPC with FileType "
+                    "'3 Vendor Configuration File' and a signed URL of this backup; the task "
+                    "completes on the CPE's TransferComplete (fault code 0), and fails with the "
+                    "CPE's fault otherwise.",
+                ),
+                "requestBody": {
+                    "required": False,
+                    "content": {JSON: {"schema": _ref("TransferRequest")}},
+                },
+            },
+        },
         f"{dev}/{{id}}/history/": {
             "parameters": [ID],
             "get": _op(
@@ -940,6 +1173,28 @@ def _paths() -> dict[str, Schema]:
                 (200, _ref("HistoryPage")),
                 params=_PAGE,
                 errors=_DETAIL,
+            ),
+        },
+        f"{dev}/{{id}}/settings/": {
+            "parameters": [ID],
+            "get": _op(
+                "get_device_settings",
+                "The device's effective desired settings and their state",
+                "device_resources",
+                "viewer",
+                (200, _ref("DeviceSettings")),
+                errors=_DETAIL,
+            ),
+            "patch": _op(
+                "patch_device_settings",
+                "Set or remove the device's own desired settings",
+                "device_resources",
+                "operator",
+                (200, _ref("DeviceSettings")),
+                body=_ref("DeviceSettingsPatch"),
+                errors=_WRITE,
+                description="A change queues one configuration_update and wakes the device. "
+                "Invalid paths or values -> 400 keyed by path.",
             ),
         },
         f"{dev}/{{id}}/sessions/": {
@@ -1040,6 +1295,7 @@ def _paths() -> dict[str, Schema]:
         **_crud(f"{p}/organization", "organization", "organization", "Organization"),
         **_crud(f"{p}/device_type", "device type", "device_type", "DeviceType"),
         **_crud(f"{p}/location", "location", "location", "Location", list_params=("organization",)),
+        **_firmware_paths(f"{p}/firmware_image"),
         f"{p}/openapi.json": {
             "get": _op(
                 "openapi",
@@ -1116,6 +1372,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "organization",
                 "device_type",
                 "location",
+                "firmware_image",
                 "meta",
             )
         ],

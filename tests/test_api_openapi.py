@@ -363,6 +363,7 @@ def test_real_responses_match_the_documented_schemas(harness: ApiHarness) -> Non
         f"{API_PREFIX}/organization/{{id}}/": world.organization_id,
         f"{API_PREFIX}/device_type/{{id}}/": world.device_type_id,
         f"{API_PREFIX}/location/{{id}}/": world.location_id,
+        f"{API_PREFIX}/firmware_image/{{id}}/": world.firmware_image_id,
     }
     failures: list[str] = []
     checked = 0
@@ -472,7 +473,12 @@ def test_documented_roles_and_token_requirements_are_enforced(harness: ApiHarnes
     world = build_world(harness)
     doc = openapi_document(HOST)
     below = {"operator": harness.token("viewer"), "admin": harness.token("operator")}
-    ids = {"id": str(world.device_id), "task_id": str(world.task_id), "serial_number": world.serial}
+    ids = {
+        "id": str(world.device_id),
+        "task_id": str(world.task_id),
+        "serial_number": world.serial,
+        "backup_id": "1",
+    }
     failures = []
     for path, method, _item, op in operations(doc):
         if op.get("security") == []:

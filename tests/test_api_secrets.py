@@ -40,6 +40,7 @@ class World:
     admin_token: str
     tokens: list[str]
     replies: list[tuple[str, Reply]] = field(default_factory=list)
+    firmware_image_id: int = 0
 
     def secrets(self) -> dict[str, str]:
         """label -> secret text that must never appear in a response."""
@@ -82,6 +83,15 @@ def build_world(harness: ApiHarness) -> World:
     )
     location = store.create_location(name="Lab", organization_id=org.id, short_name="lab")
     world = World(0, SERIAL, 0, org.id, device_type.id, location.id, tokens[0], tokens)
+    world.firmware_image_id = store.create_firmware_image(
+        name="Gateway firmware",
+        version="2.0.0",
+        size=3,
+        sha256="0" * 64,
+        filename="gw-2.0.0.bin",
+        device_type_id=device_type.id,
+        now=now,
+    ).id
 
     created = _ok(
         world,
@@ -202,6 +212,7 @@ def _fill(world: World, segment: str) -> str | None:
         "organization": str(world.organization_id),
         "device_type": str(world.device_type_id),
         "location": str(world.location_id),
+        "firmware_image": str(world.firmware_image_id),
         "tasks": str(world.task_id),
     }.get(segment)
 
