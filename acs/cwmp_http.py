@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from twisted.internet.base import DelayedCall
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import Request, Site
+from twisted.web.server import Request
 
 from acs import httpdigest
 from acs.config import CwmpConfig
@@ -40,6 +38,7 @@ from acs.cwmp.session import (
     RpcResult,
     Session,
 )
+from acs.httplimits import BoundedRequest, BoundedSite
 from acs.store.models import Device, InformRecord
 
 if TYPE_CHECKING:
@@ -55,125 +54,21 @@ NONCE_TTL = 300.0
 COOKIE_NAME = "session"
 XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'
 TEXT_CONTENT_TYPE = b"text/plain; charset=utf-8"
-# After refusing a body: how long and how much of the rest of it we read and drop before
-# closing the connection outright (see CwmpRequest._refuse).
-LINGER_SECONDS = 5.0
-# As much as a legitimate big envelope: dropping bytes costs bandwidth, not memory.
-LINGER_BYTES = soap.MAX_ENVELOPE_BYTES
 
 
-class CwmpRequest(Request):
-    """A request that refuses a CWMP body above ``soap.MAX_ENVELOPE_BYTES`` before buffering it.
+class CwmpRequest(BoundedRequest):
+    """A CWMP request: bodies above ``soap.MAX_ENVELOPE_BYTES`` get 413 before buffering."""
 
-    Twisted reads a whole request body (into a temporary file above 100 kB) before
-    ``render`` runs, so a size check there comes after the damage. Here a declared
-    ``Content-Length`` above the limit is refused as soon as the headers are in, without
-    reading the body (and without the ``100 Continue`` that would invite it); a chunked body
-    is counted as it arrives and refused once past the limit. Either way the client gets a
-    413 and the connection is closed: the request never reaches the resource.
-    """
-
-    max_body = soap.MAX_ENVELOPE_BYTES
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._body_bytes = 0
-        self._refused = False
-        self._drained = 0
-        self._linger: DelayedCall | None = None
-
-    def gotLength(self, length: int | None) -> None:
-        if length is not None and length > self.max_body:
-            # The channel answers "Expect: 100-continue" right after this call; that would
-            # ask the client for the very body we refuse.
-            self.requestHeaders.removeHeader(b"expect")
-            self._refuse(f"declared Content-Length {length}")
-            return
-        super().gotLength(length)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        if self._refused:
-            self._drain(data)
-            return
-        self._body_bytes += len(data)
-        if self._body_bytes > self.max_body:
-            self._refuse(f"body past {self.max_body} bytes")
-            return
-        super().handleContentChunk(data)
-
-    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
-        if self._refused:
-            return  # already answered 413; nothing reaches the resource
-        super().requestReceived(command, path, version)
-
-    def connectionLost(self, reason: Failure) -> None:
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
-        self._linger = None
-        super().connectionLost(reason)
-
-    def _refuse(self, what: str) -> None:
-        self._refused = True
-        if self.content is not None:
-            self.content.close()  # a temporary file for big chunked bodies: free it now
-            self.content = None
-        channel: Any = self.channel
-        transport: Any = channel.transport if channel is not None else None
-        if transport is None:
-            return
-        log.info(
-            "Refused oversize CWMP request ({what}) from {address}",
-            what=what,
-            address=_client_host(self),
-        )
-        body = b"Request body too large\n"
-        transport.write(
-            b"HTTP/1.1 413 Request Entity Too Large\r\n"
-            b"Content-Type: " + TEXT_CONTENT_TYPE + b"\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-            b"Connection: close\r\n\r\n" + body
-        )
-        # Whatever else arrives on this connection is dropped unparsed (Twisted's own idiom
-        # for connections it is done with, see HTTPChannel.lineReceived).
-        channel.dataReceived = channel.rawDataReceived = self._drain
-        # Half-close (a lingering close): closing a socket with unread input makes the kernel
-        # send a RST, which can destroy the 413 before the client reads it. So we only stop
-        # writing, keep reading (and dropping) a bounded amount, and the client's own close
-        # ends the connection; the timer bounds a client that never closes. TLS transports
-        # can't half-close: they just close.
-        lose_write = getattr(transport, "loseWriteConnection", None)
-        if lose_write is not None:
-            lose_write()
-            self._linger = channel.callLater(LINGER_SECONDS, self._abort)
-        else:
-            transport.loseConnection()
-
-    def _drain(self, data: bytes) -> None:
-        self._drained += len(data)
-        if self._drained > LINGER_BYTES:
-            self._abort()
-
-    def _abort(self) -> None:
-        if self._linger is not None and self._linger.active():
-            self._linger.cancel()
-        self._linger = None
-        channel: Any = self.channel
-        if channel is not None and channel.transport is not None:
-            channel.transport.abortConnection()
+    what = "CWMP request"
 
 
-class CwmpSite(Site):
-    """The CWMP listener's site: ``CwmpRequest`` requests and no access log.
-
-    Per-request access lines would drown the log with thousands of CPEs informing; this
-    module already logs each session with its device and session id.
-    """
+class CwmpSite(BoundedSite):
+    """The CWMP listener's site: bounded envelopes, no access log."""
 
     requestFactory = CwmpRequest
-    noisy = False
 
-    def log(self, request: Any) -> None:
-        pass
+    def __init__(self, resource: Resource, **kwargs: Any) -> None:
+        super().__init__(resource, max_body=soap.MAX_ENVELOPE_BYTES, access_log=False, **kwargs)
 
 
 @dataclass(eq=False)

@@ -19,8 +19,9 @@ Owns:
   directory while its SHA-256 is computed, in a worker thread (a 512 MiB image must not stall
   the reactor), multipart bodies parsed as a stream; the row is then written and the file
   renamed into place in one store transaction.
-- :class:`FilesSite` / :class:`BoundedRequest`: bodies over the limit are refused with 413 from
-  their headers (or as a chunked body passes the limit), before Twisted buffers them.
+
+The listener's site is an ``acs.httplimits.BoundedSite``: bodies over ``max_upload`` are
+refused with 413 from their headers, before Twisted buffers them.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
-from twisted.web.server import NOT_DONE_YET, Request, Site
+from twisted.web.server import NOT_DONE_YET, Request
 
-from acs.cwmp_http import LINGER_SECONDS, CwmpRequest
 from acs.store import IN_PROGRESS, PENDING, Store
 from acs.store.models import Backup, FirmwareImage
 
@@ -478,85 +478,6 @@ class FileStorage:
 
 
 # --- bounded requests ---------------------------------------------------------------------------
-
-
-class BoundedRequest(CwmpRequest):
-    """``CwmpRequest``'s early 413 (declared Content-Length, or a chunked body past the limit,
-    refused before buffering) with a per-request limit and a configurable answer.
-
-    :meth:`body_limit` picks the limit once the request line and headers are in; subclasses
-    override it (the API gives the firmware upload a bigger one than its JSON routes).
-    """
-
-    refusal_type = b"text/plain; charset=utf-8"
-    refusal_body = b"Request body too large\n"
-    what = "request"
-    # Twisted would parse a form body (multipart included) into request.args, in memory and on
-    # the reactor; bodies here are files, read as streams by the resources.
-    _parsePOSTFormSubmission = False
-
-    def body_limit(self) -> int:
-        site = getattr(self.channel, "site", None)
-        return int(getattr(site, "max_body", DEFAULT_MAX_UPLOAD))
-
-    def request_line_path(self) -> bytes:
-        """The path of the request line (headers are in, ``self.path`` is not set yet)."""
-        raw = getattr(self.channel, "_path", b"") or b""
-        return bytes(raw).split(b"?", 1)[0]
-
-    def request_line_method(self) -> bytes:
-        return bytes(getattr(self.channel, "_command", b"") or b"")
-
-    def gotLength(self, length: int | None) -> None:
-        self.max_body = self.body_limit()
-        super().gotLength(length)
-
-    def _refuse(self, what: str) -> None:
-        # CwmpRequest._refuse, with this request's body and wording (see its comments).
-        self._refused = True
-        if self.content is not None:
-            self.content.close()
-            self.content = None
-        channel: Any = self.channel
-        transport: Any = channel.transport if channel is not None else None
-        if transport is None:
-            return
-        peer = getattr(transport.getPeer(), "host", "?")
-        log.info(
-            "Refused oversize {kind} ({what}) from {address}",
-            kind=self.what,
-            what=what,
-            address=peer,
-        )
-        body = self.refusal_body
-        transport.write(
-            b"HTTP/1.1 413 Request Entity Too Large\r\n"
-            b"Content-Type: " + self.refusal_type + b"\r\n"
-            b"Content-Length: " + str(len(body)).encode() + b"\r\n"
-            b"Connection: close\r\n\r\n" + body
-        )
-        channel.dataReceived = channel.rawDataReceived = self._drain
-        lose_write = getattr(transport, "loseWriteConnection", None)
-        if lose_write is not None:
-            lose_write()
-            self._linger = channel.callLater(LINGER_SECONDS, self._abort)
-        else:
-            transport.loseConnection()
-
-
-class FilesSite(Site):
-    """The ``[files]`` listener's site: bodies over ``max_body`` refused early; no access log
-    (the server logs what it serves and stores)."""
-
-    requestFactory = BoundedRequest
-    noisy = False
-
-    def __init__(self, resource: Resource, max_body: int = DEFAULT_MAX_UPLOAD) -> None:
-        super().__init__(resource)
-        self.max_body = max_body
-
-    def log(self, request: Any) -> None:
-        pass
 
 
 # --- the file server ----------------------------------------------------------------------------

@@ -34,7 +34,8 @@ from twisted.web.server import Site
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester
 from acs.cwmp_http import CwmpResource, CwmpSite
-from acs.files import SECRET_NAME, FileServer, FilesSite, FileStorage, UrlSigner, thread_runner
+from acs.files import SECRET_NAME, FileServer, FileStorage, UrlSigner, thread_runner
+from acs.httplimits import BoundedSite
 from acs.liveness import LivenessSweep
 from acs.scheduler import Scheduler
 from acs.store import Store
@@ -194,7 +195,7 @@ class Appliance:
             self.connreq = ConnectionRequester(
                 reactor, self.store, timeout=config.cwmp.connection_request_timeout
             )
-            self.tasks.set_wake(self.connreq.wake)
+            self.tasks.set_wake(self.wake)
             # Key for stateless Digest nonces. Per process start: a restart only makes CPEs
             # answer one fresh challenge.
             self.cwmp = CwmpResource(
@@ -206,15 +207,17 @@ class Appliance:
             )
             self.api = make_app(self)
             self.liveness = LivenessSweep(self.store, reactor)
-            self.scheduler = Scheduler(self.store, reactor, wake=self.connreq.wake)
+            self.scheduler = Scheduler(self.store, reactor, wake=self.wake)
             self.transfer_watch = TransferWatch(self.tasks)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.
                 "cwmp": CwmpSite(self.cwmp),
-                # ApiSite / FilesSite: bodies over the limit refused from the headers.
+                # Every site refuses bodies over its limit from the headers (acs.httplimits).
                 "api": ApiSite(self.api.resource(), max_upload=config.files.max_upload),
-                "files": FilesSite(self.files, max_body=config.files.max_upload),
+                "files": BoundedSite(
+                    self.files, max_body=config.files.max_upload, access_log=False
+                ),
             }
             for site in factories.values():
                 site.noisy = False  # no "Starting factory" lines; the Listener logs the address
@@ -234,6 +237,11 @@ class Appliance:
         except BaseException:
             self.close()
             raise
+
+    def wake(self, device_id: int) -> Deferred[str]:
+        """Ask a CPE for a session now. The one way the appliance wakes a device (task queue,
+        scheduler, API): looked up at call time, so the requester can be swapped as a whole."""
+        return self.connreq.wake(device_id)
 
     def listening(self) -> dict[str, IListeningPort | None]:
         """The listening port of each listener (None while not listening)."""

@@ -1050,7 +1050,7 @@ class TaskEngine:
             twin = self._pending_twin(device_id, kind, clean, scheduled_at, now)
             if twin is not None:
                 if wake and (scheduled_at is None or scheduled_at <= now):
-                    self._call_wake(device_id)
+                    self.wake(device_id)
                 return twin
         task = self.store.queue_task(
             device_id,
@@ -1068,7 +1068,7 @@ class TaskEngine:
             device_id=device_id,
         )
         if wake and (scheduled_at is None or scheduled_at <= now):
-            self._call_wake(device_id)
+            self.wake(device_id)
         return task
 
     def _pending_twin(
@@ -1091,7 +1091,9 @@ class TaskEngine:
                 return t
         return None
 
-    def _call_wake(self, device_id: int) -> None:
+    def wake(self, device_id: int) -> None:
+        """Ask the CPE for a session now (a connection request); failures are logged only:
+        a CPE that can't be reached gets its work at its next session."""
         if self._wake is None:
             return
 

@@ -25,10 +25,10 @@ from api.base import (
     conflict,
     iso,
     not_found,
-    parse_datetime,
     route,
 )
 from api.device_children import task_json
+from api.device_ops import parse_schedule_at
 from api.resources import paged, store_errors
 
 log = Logger(namespace="api.backups")
@@ -63,21 +63,7 @@ def _schedule(body: dict[str, Any]) -> float | None:
     unknown = sorted(set(body) - {"schedule_at"})
     if unknown:
         raise ApiError(400, {key: ["Unknown field."] for key in unknown})
-    value = body.get("schedule_at")
-    if value is None:
-        return None
-    when = parse_datetime(value) if isinstance(value, str) else None
-    if when is None:
-        raise ApiError(
-            400,
-            {
-                "schedule_at": [
-                    "Datetime has wrong format. Use one of these formats instead: "
-                    "YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]."
-                ]
-            },
-        )
-    return when
+    return parse_schedule_at(body.get("schedule_at"))
 
 
 def _backup(api: Api, device: Device, backup_id: int) -> Backup:
@@ -95,18 +81,8 @@ def _queue(api: Api, req: ApiRequest, device: Device, kind: str, args: dict[str,
             device.id, kind, args, actor=req.principal.name, scheduled_at=when, wake=False, now=now
         )
     if when is None or when <= now:
-        _wake(api, device.id)
+        api.tasks.wake(device.id)
     return 202, task_json(task)
-
-
-def _wake(api: Api, device_id: int) -> None:
-    def failed(failure: Any) -> None:
-        log.failure("waking device {device_id} failed", failure, device_id=device_id)
-
-    try:
-        api.appliance.connreq.wake(device_id).addErrback(failed)
-    except Exception:
-        log.failure("waking device {device_id} failed", device_id=device_id)
 
 
 @route("/inventory_device/<int:device_id>/backups/", methods=("GET",), role="viewer")

@@ -159,7 +159,8 @@ def _firmware_image(store: Store, value: Any) -> int | None:
     return image_id
 
 
-def _schedule_at(value: Any) -> float | None:
+def parse_schedule_at(value: Any) -> float | None:
+    """``schedule_at`` (ISO 8601 string) as epoch seconds; None when absent; 400 otherwise."""
     if value is None:
         return None
     when = parse_datetime(value) if isinstance(value, str) else None
@@ -208,7 +209,7 @@ def take_operations(store: Store, body: dict[str, Any]) -> Operations:
     schedule: float | None = None
     if "schedule_at" in raw:
         try:
-            schedule = _schedule_at(raw["schedule_at"])
+            schedule = parse_schedule_at(raw["schedule_at"])
         except ApiError as exc:
             errors.update(exc.body)
     if errors:
@@ -394,17 +395,7 @@ def apply_operations(api: Api, req: ApiRequest, device: Device, ops: Operations)
             )
             queued = True
     if queued and (when is None or when <= now):
-        _wake(api, device.id)
-
-
-def _wake(api: Api, device_id: int) -> None:
-    def failed(failure: Any) -> None:
-        log.failure("waking device {device_id} failed", failure, device_id=device_id)
-
-    try:
-        api.appliance.connreq.wake(device_id).addErrback(failed)
-    except Exception:
-        log.failure("waking device {device_id} failed", device_id=device_id)
+        api.tasks.wake(device.id)
 
 
 # --- update_status -------------------------------------------------------------------------

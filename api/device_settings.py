@@ -132,18 +132,6 @@ def patch_device_settings(api: Api, req: ApiRequest, device_id: int) -> Result:
             api.tasks.queue(device.id, "configuration_update", {}, actor=actor, wake=False, now=now)
             queued = True
     if queued:
-        _wake(api, device.id)
+        api.tasks.wake(device.id)
     current = store.get_device(device.id) or device
     return 200, settings_json(api, current)
-
-
-def _wake(api: Api, device_id: int) -> None:
-    """Ask the CPE for a session now; a CPE that can't be reached gets it at its next one."""
-
-    def failed(failure: Any) -> None:
-        api.log.failure("waking device {device_id} failed", failure, device_id=device_id)
-
-    try:
-        api.appliance.connreq.wake(device_id).addErrback(failed)
-    except Exception:
-        api.log.failure("waking device {device_id} failed", device_id=device_id)

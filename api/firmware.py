@@ -23,16 +23,15 @@ import os
 from typing import IO, Any
 
 from twisted.web.resource import Resource
-from twisted.web.server import Site
 
 from acs.files import (
-    BoundedRequest,
     FileStorage,
     Received,
     UploadError,
     multipart_boundary,
     safe_filename,
 )
+from acs.httplimits import BoundedRequest, BoundedSite
 from acs.store.models import FirmwareImage
 from api.base import (
     API_PREFIX,
@@ -231,8 +230,7 @@ class ApiBoundedRequest(BoundedRequest):
     what = "API request"
 
     def body_limit(self) -> int:
-        site: Any = getattr(self.channel, "site", None)
-        upload_limit = int(getattr(site, "max_upload", MAX_BODY_BYTES))
+        upload_limit = super().body_limit()
         path = self.request_line_path().rstrip(b"/")
         if not path:
             # Unknown request line: the bigger limit; the routes still check their own.
@@ -246,11 +244,11 @@ class ApiBoundedRequest(BoundedRequest):
         return limit
 
 
-class ApiSite(Site):
-    """The API listener's site (see the module docstring)."""
+class ApiSite(BoundedSite):
+    """The API listener's site (see the module docstring): JSON bodies up to 1 MiB, firmware
+    uploads up to ``max_upload``."""
 
     requestFactory = ApiBoundedRequest
 
     def __init__(self, resource: Resource, *, max_upload: int) -> None:
-        super().__init__(resource)
-        self.max_upload = max_upload
+        super().__init__(resource, max_body=max_upload)

@@ -310,19 +310,7 @@ def _save(api: Api, req: ApiRequest, device: Device, draft: _Draft, endpoint: st
             detail["to_status"] = draft.operational_status
         store.add_history(device.id, "operational_record_updated", detail, now=now, actor=actor)
     if queued:
-        _wake(api, device.id)
-
-
-def _wake(api: Api, device_id: int) -> None:
-    """Ask the CPE for a session now; a CPE that can't be reached gets it at its next one."""
-
-    def failed(failure: Any) -> None:
-        api.log.failure("waking device {device_id} failed", failure, device_id=device_id)
-
-    try:
-        api.appliance.connreq.wake(device_id).addErrback(failed)
-    except Exception:
-        api.log.failure("waking device {device_id} failed", device_id=device_id)
+        api.tasks.wake(device.id)
 
 
 # --- representation -----------------------------------------------------------------------

@@ -28,7 +28,6 @@ from twisted.trial import unittest
 
 from acs.files import (
     FileServer,
-    FilesSite,
     FileStorage,
     Received,
     UploadError,
@@ -36,6 +35,7 @@ from acs.files import (
     receive_body,
     safe_filename,
 )
+from acs.httplimits import BoundedSite
 from acs.store import Conflict, Store
 from acs.store.models import Backup, FirmwareImage, Task
 
@@ -110,7 +110,7 @@ class FileServerTests(unittest.TestCase):
         self.image = self.add_image(IMAGE, "fw-2.0.bin")
 
     async def listen(self, max_body: int = 1024 * 1024) -> None:
-        site = FilesSite(self.server, max_body=max_body)
+        site = BoundedSite(self.server, max_body=max_body, access_log=False)
         port: Any = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         self.addCleanup(port.stopListening)
         self.port = port.getHost().port

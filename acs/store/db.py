@@ -1925,18 +1925,6 @@ class Store:
             )
         return current
 
-    @staticmethod
-    def _backup(row: sqlite3.Row) -> Backup:
-        return Backup(
-            id=row["id"],
-            device_id=row["device_id"],
-            task_id=row["task_id"],
-            filename=row["filename"],
-            size=row["size"],
-            sha256=row["sha256"],
-            created=float(row["created"]),
-        )
-
     def create_backup(
         self,
         device_id: int,
@@ -1964,7 +1952,7 @@ class Store:
                 (device_id, task_id, filename, size, sha256, now_f),
             )
             assert row is not None
-            backup = self._backup(row)
+            backup = rows.backup(row)
             self._insert_history(
                 device_id,
                 "backup_stored",
@@ -1976,12 +1964,12 @@ class Store:
 
     def get_backup(self, backup_id: int) -> Backup | None:
         row = self._one("SELECT * FROM backups WHERE id = ?", (backup_id,))
-        return None if row is None else self._backup(row)
+        return None if row is None else rows.backup(row)
 
     def list_backups(self, device_id: int) -> list[Backup]:
         """Every backup of the device, oldest first."""
         found = self._all("SELECT * FROM backups WHERE device_id = ? ORDER BY id", (device_id,))
-        return [self._backup(r) for r in found]
+        return [rows.backup(r) for r in found]
 
     def backups_page(
         self, device_id: int, *, limit: int = 20, offset: int = 0
@@ -1996,12 +1984,12 @@ class Store:
                 "SELECT * FROM backups WHERE device_id = ? ORDER BY id LIMIT ? OFFSET ?",
                 (device_id, limit, offset),
             )
-        return total, [self._backup(r) for r in found]
+        return total, [rows.backup(r) for r in found]
 
     def backups_for_task(self, task_id: int) -> list[Backup]:
         """The backups a task stored (normally zero or one), oldest first."""
         found = self._all("SELECT * FROM backups WHERE task_id = ? ORDER BY id", (task_id,))
-        return [self._backup(r) for r in found]
+        return [rows.backup(r) for r in found]
 
     def delete_backup(self, backup_id: int, *, now: float, actor: str = "acs") -> Backup:
         """Delete the row and return it (the caller removes the file); NotFound if unknown."""

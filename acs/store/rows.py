@@ -14,6 +14,7 @@ from typing import Any
 
 from acs.store.models import (
     ApiToken,
+    Backup,
     Device,
     DeviceType,
     FirmwareImage,
@@ -143,6 +144,18 @@ def location(row: Row) -> Location:
         longitude=row["longitude"],
         parent_id=row["parent_id"],
         organization_id=row["organization_id"],
+    )
+
+
+def backup(row: Row) -> Backup:
+    return Backup(
+        id=row["id"],
+        device_id=row["device_id"],
+        task_id=row["task_id"],
+        filename=row["filename"],
+        size=row["size"],
+        sha256=row["sha256"],
+        created=float(row["created"]),
     )
 
 
