@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -510,16 +510,32 @@ def test_devices_due_down_uses_status_change_without_contact(store: Store, org_i
     assert store.devices_due_down(T0 + 5 + 660.5) == [device.id]
 
 
-def test_devices_due_down_query_uses_the_liveness_index(store: Store) -> None:
-    plan = " ".join(
-        str(r[3])
-        for r in store.db.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM devices "
-            "WHERE status = 'Up' AND liveness_deadline < ?",
-            (T0,),
-        )
+def query_plan(store: Store, call: Callable[[], object]) -> str:
+    """The query plans of the statements `call` runs (captured as executed, values bound), so
+    the test checks the store's real queries rather than a copy of their text."""
+    conn = store.db.conn
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    try:
+        call()
+    finally:
+        conn.set_trace_callback(None)
+    return " ".join(
+        str(row[3])
+        for sql in statements
+        if sql.lstrip().upper().startswith("SELECT")
+        for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")
     )
+
+
+def test_devices_due_down_query_uses_the_liveness_index(store: Store) -> None:
+    plan = query_plan(store, lambda: store.devices_due_down(T0))
     assert "USING INDEX devices_liveness" in plan
+
+
+def test_scheduled_tasks_due_query_uses_the_scheduled_index(store: Store) -> None:
+    plan = query_plan(store, lambda: store.scheduled_tasks_due(after=T0, until=T0 + 5))
+    assert "USING INDEX tasks_scheduled" in plan
 
 
 # --- parameters ------------------------------------------------------------------------

@@ -2182,7 +2182,8 @@ class Store:
             params.append(_time("after", after))
         params.append(until)
         found = self._conn.execute(
-            "SELECT id, device_id FROM tasks WHERE state = 'pending' AND scheduled_at <= ?"
+            "SELECT id, device_id FROM tasks WHERE state = 'pending' "
+            "AND scheduled_at IS NOT NULL AND scheduled_at <= ?"
             f"{low} AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             " ORDER BY scheduled_at, id",
             params,

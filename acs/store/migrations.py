@@ -266,10 +266,18 @@ def sql(script: str) -> Migration:
 
 
 # (description, migration); the schema version after MIGRATIONS[i] is i + 1.
+# The scheduler asks every few seconds for pending tasks whose scheduled_at just passed; a
+# partial index keeps that a range scan over scheduled tasks only, not the whole task table.
+_V4 = """
+CREATE INDEX tasks_scheduled ON tasks (scheduled_at)
+    WHERE state = 'pending' AND scheduled_at IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
     ("backups and server secrets", sql(_V3)),
+    ("index of scheduled tasks", sql(_V4)),
 ]
 
 
