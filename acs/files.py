@@ -476,8 +476,13 @@ class FileStorage:
         self._remove(self.backup_path(backup))
         return backup
 
-
-# --- bounded requests ---------------------------------------------------------------------------
+    def delete_device(self, device_id: int, *, now: float, actor: str) -> None:
+        """Delete the device (the store cascades its rows, backups included), then the backup
+        files that only those rows pointed at. NotFound if unknown."""
+        backups = self.store.list_backups(device_id)
+        self.store.delete_device(device_id, now=now, actor=actor)
+        for backup in backups:
+            self._remove(self.backup_path(backup))
 
 
 # --- the file server ----------------------------------------------------------------------------

@@ -174,6 +174,18 @@ def test_delete_removes_row_and_file(harness: ApiHarness) -> None:
     assert again.status == 404
 
 
+def test_deleting_the_device_removes_its_backup_files(harness: ApiHarness) -> None:
+    device = make_device(harness)
+    path = storage(harness).backup_path(make_backup(harness, device))
+    assert path.exists()
+    reply = harness.call(
+        "DELETE", f"/api/v1/inventory_device/{device.id}/", token=harness.token("admin")
+    )
+    assert reply.status == 204, reply.raw
+    assert harness.store.list_backups(device.id) == []
+    assert not path.exists()
+
+
 def test_delete_is_refused_while_a_restore_of_it_waits(harness: ApiHarness) -> None:
     device = make_device(harness)
     backup = make_backup(harness, device)
