@@ -12,12 +12,13 @@ from typing import Any, cast
 
 import pytest
 from apiharness import T0, ApiHarness
+from factories import informed_device
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
-from acs.store import DONE, FAILED, PENDING, Device, InformRecord, Store
+from acs.store import DONE, FAILED, PENDING, Device, Store
 from acs.tasks import SessionTasks, TaskEngine, model_type, values_equal
 from api.device_ops import pending_settings
 from api.device_settings import MAX_SETTINGS_PER_REQUEST
@@ -29,35 +30,8 @@ NTP = "Device.Time.NTPServer1"
 MANUFACTURER = "Device.DeviceInfo.Manufacturer"
 
 
-@pytest.fixture
-def store() -> Any:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
-
-
 def make_device(store: Store, serial: str = SERIAL, *, root: str = "Device.") -> Device:
-    org = store.ensure_organization("Default")
-    device = store.create_device(
-        serial_number=serial, name=serial, organization_id=org.id, now=0.0, actor="test"
-    )
-    store.record_inform(
-        device.id,
-        InformRecord(
-            manufacturer="Acme",
-            oui="00AABB",
-            product_class="Router",
-            serial_number=serial,
-            software_version="1.0",
-            hardware_version="A",
-            connection_request_url="http://127.0.0.1:7999/cr",
-            data_model_root=root,
-            address="127.0.0.1",
-            event_codes=("1 BOOT",),
-        ),
-        now=1.0,
-    )
-    return store.update_device(device.id, now=1.0, actor="test", provisioned=True)
+    return informed_device(store, serial, root=root, provisioned=True)
 
 
 @pytest.fixture

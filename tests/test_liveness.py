@@ -17,13 +17,6 @@ WINDOW = 2 * FREQ + 60  # 660 s
 
 
 @pytest.fixture
-def store() -> Any:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def clock() -> Clock:
     c = Clock()
     c.advance(T0)

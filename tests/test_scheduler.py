@@ -39,13 +39,6 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def store() -> Any:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def wakes(clock: Clock) -> Wakes:
     return Wakes(clock)
 

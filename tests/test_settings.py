@@ -9,11 +9,12 @@ import sqlite3
 from typing import Any, cast
 
 import pytest
+from factories import informed_device
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
-from acs.store import DONE, FAILED, PENDING, Device, InformRecord, NotFound, Store
+from acs.store import DONE, FAILED, PENDING, Device, NotFound, Store
 from acs.store.migrations import MIGRATIONS, migrate
 from acs.tasks import SPV_BATCH, SessionTasks, TaskEngine, task_key
 
@@ -21,35 +22,8 @@ SERIAL = "SN-SET-1"
 PII = "Device.ManagementServer.PeriodicInformInterval"
 
 
-@pytest.fixture
-def store() -> Any:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
-
-
 def make_device(store: Store, serial: str = SERIAL, *, root: str = "Device.") -> Device:
-    org = store.ensure_organization("Default")
-    device = store.create_device(
-        serial_number=serial, name=serial, organization_id=org.id, now=0.0, actor="test"
-    )
-    store.record_inform(
-        device.id,
-        InformRecord(
-            manufacturer="Acme",
-            oui="00AABB",
-            product_class="Router",
-            serial_number=serial,
-            software_version="1.0",
-            hardware_version="A",
-            connection_request_url="http://127.0.0.1:7999/cr",
-            data_model_root=root,
-            address="127.0.0.1",
-            event_codes=("1 BOOT",),
-        ),
-        now=1.0,
-    )
-    return store.update_device(device.id, now=1.0, actor="test", provisioned=True)
+    return informed_device(store, serial, root=root, provisioned=True)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,6 @@ from acs.store import (
 from acs.store.migrations import MIGRATIONS, migrate, sql
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -10,57 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, cast
 
+import factories
 import pytest
+from factories import informed_device
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
-from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, InformRecord, NotFound, Store
+from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, NotFound, Store
 from acs.tasks import TASK_KINDS, SessionTasks, TaskEngine, task_key
 
 SERIAL = "SN0001"
 
 
-@pytest.fixture
-def store() -> Any:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
-
-
 def make_device(store: Store, serial: str = SERIAL, *, root: str = "Device.") -> Device:
-    org = store.ensure_organization("Default")
-    device = store.create_device(
-        serial_number=serial, name=serial, organization_id=org.id, now=0.0, actor="test"
-    )
-    return store.record_inform(
-        device.id,
-        InformRecord(
-            manufacturer="Acme",
-            oui="00AABB",
-            product_class="Router",
-            serial_number=serial,
-            software_version="1.0",
-            hardware_version="A",
-            connection_request_url="http://127.0.0.1:7999/cr",
-            data_model_root=root,
-            address="127.0.0.1",
-            event_codes=("1 BOOT",),
-        ),
-        now=1.0,
-    )
+    return informed_device(store, serial, root=root)
 
 
 def inform(*events: str | tuple[str, str]) -> rpc.Inform:
-    structs = tuple(
-        rpc.EventStruct(e) if isinstance(e, str) else rpc.EventStruct(e[0], e[1]) for e in events
-    )
-    return rpc.Inform(
-        device_id=rpc.DeviceId("Acme", "00AABB", "Router", SERIAL),
-        events=structs,
-        current_time="2024-01-01T00:00:00Z",
-    )
+    return factories.inform(SERIAL, *events)
 
 
 def new_clock() -> IReactorTime:

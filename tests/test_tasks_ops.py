@@ -7,10 +7,11 @@ The session driver is fed rpc dataclasses against a real in-memory Store, as in 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import cast
 
+import factories
 import pytest
+from factories import informed_device
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
@@ -20,7 +21,6 @@ from acs.store import (
     IN_PROGRESS,
     PENDING,
     Device,
-    InformRecord,
     Store,
 )
 from acs.tasks import TASK_KINDS, TaskEngine, validate_args
@@ -29,35 +29,8 @@ SERIAL = "SN-OPS-1"
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def device(store: Store) -> Device:
-    org = store.ensure_organization("Default")
-    device = store.create_device(
-        serial_number=SERIAL, name=SERIAL, organization_id=org.id, now=0.0, actor="test"
-    )
-    store.record_inform(
-        device.id,
-        InformRecord(
-            manufacturer="Acme",
-            oui="00AABB",
-            product_class="Router",
-            serial_number=SERIAL,
-            software_version="1.0",
-            hardware_version="A",
-            connection_request_url="http://127.0.0.1:7999/cr",
-            data_model_root="Device.",
-            address="127.0.0.1",
-            event_codes=("1 BOOT",),
-        ),
-        now=1.0,
-    )
-    return store.update_device(device.id, now=1.0, actor="test", provisioned=True)
+    return informed_device(store, SERIAL, provisioned=True)
 
 
 @pytest.fixture
@@ -66,11 +39,7 @@ def engine(store: Store) -> TaskEngine:
 
 
 def inform(*events: str) -> rpc.Inform:
-    return rpc.Inform(
-        device_id=rpc.DeviceId("Acme", "00AABB", "Router", SERIAL),
-        events=tuple(rpc.EventStruct(e) for e in events),
-        current_time="2024-01-01T00:00:00Z",
-    )
+    return factories.inform(SERIAL, *events)
 
 
 def kinds_states(store: Store, device: Device) -> list[tuple[str, str]]:

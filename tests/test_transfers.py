@@ -10,17 +10,18 @@ Inform, backups that did or did not reach the file server, and restore of a back
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
+import factories
 import pytest
 from apiharness import T0, ApiHarness
+from factories import inform_record, informed_device
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
-from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, InformRecord, Store
+from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, Store
 from acs.store.models import Backup, FirmwareImage
 from acs.tasks import (
     REPORT_FAILED,
@@ -51,52 +52,12 @@ class FakeSigner:
         return f"http://127.0.0.1:7567/backup/{task_id}/{backup.id}"
 
 
-@pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store.open(":memory:")
-    yield s
-    s.close()
-
-
 def make_device(store: Store, serial: str = SERIAL, version: str = "1.0") -> Device:
-    org = store.ensure_organization("Default")
-    device = store.create_device(
-        serial_number=serial, name=serial, organization_id=org.id, now=0.0, actor="test"
-    )
-    store.record_inform(device.id, record(serial, version), now=1.0)
-    return store.update_device(device.id, now=1.0, actor="test", provisioned=True)
-
-
-def record(serial: str, version: str) -> InformRecord:
-    return InformRecord(
-        manufacturer="Acme",
-        oui="00AABB",
-        product_class="Router",
-        serial_number=serial,
-        software_version=version,
-        hardware_version="A",
-        connection_request_url="http://127.0.0.1:7999/cr",
-        data_model_root="Device.",
-        address="127.0.0.1",
-        event_codes=("1 BOOT",),
-    )
+    return informed_device(store, serial, version=version, provisioned=True)
 
 
 def inform(*events: str | tuple[str, str], version: str | None = None) -> rpc.Inform:
-    structs = tuple(
-        rpc.EventStruct(e) if isinstance(e, str) else rpc.EventStruct(e[0], e[1]) for e in events
-    )
-    params = (
-        (rpc.ParameterValue("Device.DeviceInfo.SoftwareVersion", version),)
-        if version is not None
-        else ()
-    )
-    return rpc.Inform(
-        device_id=rpc.DeviceId("Acme", "00AABB", "Router", SERIAL),
-        events=structs,
-        current_time="2024-01-01T00:00:00Z",
-        parameters=params,
-    )
+    return factories.inform(SERIAL, *events, version=version)
 
 
 def session_inform(
@@ -104,7 +65,9 @@ def session_inform(
 ) -> SessionTasks:
     """What cwmp_http does at an Inform: record it, let the engine react, open a session."""
     store = engine.store
-    fresh = store.record_inform(device.id, record(device.serial_number, version), now=now)
+    fresh = store.record_inform(
+        device.id, inform_record(device.serial_number, version=version), now=now
+    )
     engine.on_inform(fresh, inform(*events, version=version), now=now)
     return engine.open_session(device.id)
 
