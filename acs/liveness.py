@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from acs.periodic import PeriodicService
 from acs.store import NotFound, Store
 from acs.store.models import DOWN
 
@@ -22,37 +21,16 @@ DOWN_REASON = "no contact within 2 x update_frequency + 60 s"
 _CHUNK = 500
 
 
-class LivenessSweep(Service):
+class LivenessSweep(PeriodicService):
     """Periodically marks overdue Up devices Down (one history entry per transition)."""
 
     log = Logger()
 
     def __init__(self, store: Store, reactor: Any, *, interval: float = 5.0) -> None:
-        """``reactor``: an IReactorTime (the real reactor, or a task.Clock in tests). Typed Any
-        because mypy cannot match classes to zope interfaces (no mypy-zope plugin)."""
-        if interval <= 0:
-            raise ValueError("interval must be > 0")
+        super().__init__(reactor, interval, self.sweep)
+        self.setName("liveness")
         self._store = store
         self._reactor = reactor
-        self.interval = interval
-        self._loop: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        loop = LoopingCall(self.sweep)
-        # The injected reactor drives the schedule, so tests advance a task.Clock.
-        loop.clock = self._reactor
-        self._loop = loop
-        # sweep() never raises, so the loop only ends through stopService.
-        loop.start(self.interval, now=True).addErrback(
-            lambda failure: self.log.failure("liveness sweep stopped", failure)
-        )
-
-    def stopService(self) -> Any:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-        return super().stopService()
 
     def sweep(self) -> list[int]:
         """Mark every overdue Up device Down; return the ids that changed."""

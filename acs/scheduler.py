@@ -17,18 +17,17 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from acs.periodic import PeriodicService
 from acs.store import NotFound, Store
 
 RECENT_WAKES = 1000
 
 
-class Scheduler(Service):
+class Scheduler(PeriodicService):
     """Every ``interval`` s, one connection request per device with a task that came due."""
 
     log = Logger()
@@ -44,33 +43,15 @@ class Scheduler(Service):
         """``reactor``: an IReactorTime (a task.Clock in tests); typed Any because mypy cannot
         match classes to zope interfaces. ``wake(device_id)`` sends the connection request
         (``ConnectionRequester.wake``). A wake is at most ``interval`` s late."""
-        if interval <= 0:
-            raise ValueError("interval must be > 0")
+        super().__init__(reactor, interval, self.tick)
+        self.setName("scheduler")
         self._store = store
         self._reactor = reactor
         self._wake = wake
-        self.interval = interval
-        self._loop: LoopingCall | None = None
         # Upper bound of the last window looked at; None = nothing looked at since start.
         self._last: float | None = None
         # (time, device id, task ids) of the latest wakes, newest last.
         self.recent: deque[tuple[float, int, tuple[int, ...]]] = deque(maxlen=RECENT_WAKES)
-
-    def startService(self) -> None:
-        super().startService()
-        loop = LoopingCall(self.tick)
-        loop.clock = self._reactor
-        self._loop = loop
-        # tick() never raises, so the loop only ends through stopService.
-        loop.start(self.interval, now=True).addErrback(
-            lambda failure: self.log.failure("scheduler stopped", failure)
-        )
-
-    def stopService(self) -> Any:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-        return super().stopService()
 
     def tick(self) -> list[int]:
         """Wake every device with a pending task that came due since the last tick; returns

@@ -228,11 +228,8 @@ class Appliance:
                 listener.factory = factories[name]
                 listener.setServiceParent(self.service)
                 self.listeners[name] = listener
-            self.liveness.setName("liveness")
             self.liveness.setServiceParent(self.service)
-            self.scheduler.setName("scheduler")
             self.scheduler.setServiceParent(self.service)
-            self.transfer_watch.setName("transfer_watch")
             self.transfer_watch.setServiceParent(self.service)
         except BaseException:
             self.close()

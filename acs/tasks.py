@@ -26,14 +26,13 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from acs.cwmp import rpc
+from acs.periodic import PeriodicService
 from acs.store import NotFound, Store
 from acs.store.models import (
     DONE,
@@ -1708,33 +1707,14 @@ class SessionTasks:
             return {"error": f"internal error: {exc}"}
 
 
-class TransferWatch(Service):
+class TransferWatch(PeriodicService):
     """Fails transfers whose TransferComplete never came, even for devices that went quiet
     (the Inform-time check only covers devices that still talk): every `interval` seconds."""
 
     def __init__(self, engine: TaskEngine, *, interval: float = 60.0) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be > 0")
+        super().__init__(engine.reactor, interval, self.check, run_at_start=False)
+        self.setName("transfer_watch")
         self.engine = engine
-        self.interval = interval
-        self._loop: LoopingCall | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        loop = LoopingCall(self.check)
-        # The engine's reactor drives the schedule, so tests advance a task.Clock.
-        loop.clock = self.engine.reactor
-        self._loop = loop
-        # check() never raises, so the loop only ends through stopService.
-        loop.start(self.interval, now=False).addErrback(
-            lambda failure: log.failure("transfer watch stopped", failure)
-        )
-
-    def stopService(self) -> Any:
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
-        return super().stopService()
 
     def check(self) -> list[int]:
         """Fail every overdue transfer now; returns their task ids."""
