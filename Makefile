@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow lint clean
+.PHONY: run test test-slow lint clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,9 +22,17 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
 
+# Issue 5's benchmark: ACS, ceiling server and load generators as separate processes on
+# 127.0.0.1; a table, then one JSON object on the last line. bench < 10 min, bench-quick < 1 min.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench --quick
+
 lint: $(STAMP)
-	$(BIN)/ruff check acs api cpe_sim tests
-	$(BIN)/ruff format --check acs api cpe_sim tests
+	$(BIN)/ruff check acs api cpe_sim bench tests
+	$(BIN)/ruff format --check acs api cpe_sim bench tests
 	$(BIN)/mypy
 
 clean:

@@ -1,0 +1,504 @@
+"""The five scenarios of issue 5, one function each, and the seeding they share.
+
+Every scenario starts what it measures as separate processes (:mod:`bench.procs`), runs for
+a bounded time and returns a dict of figures with the same keys whatever the run profile
+(only N changes), so :mod:`bench.run` can print and compare them. The ACS is started fresh
+for each scenario so its peak RSS belongs to that scenario alone; all of them share one
+database seeded once through the store (``Store.bulk_seed_devices``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from acs.store import Store
+from acs.store.models import DOWN, UP
+from bench import procs
+
+STEADY_PREFIX = "BENCH"  # seeded, provisioned devices; steady informs use the first N
+STORM_PREFIX = "BOOT"  # never seen before the boot storm
+ORGANIZATIONS = 10
+DEVICE_TYPES = 5
+SATURATED = 0.9  # a single-threaded generator above this CPU share is the bottleneck
+API_PREFIX = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and time bounds of one bench run (``full``, ``quick`` or ``tiny``)."""
+
+    name: str
+    inventory: int  # devices seeded for steady informs and the API
+    steady_cpes: tuple[int, ...]
+    steady_seconds: float
+    ceiling_seconds: float
+    concurrency: int  # sessions in flight, all generators together
+    generators: int  # generator processes for ceiling and steady informs
+    storm_cpes: int
+    storm_generators: int
+    storm_seconds: float  # upper bound; the storm ends when every CPE got through
+    api_repeat: int  # requests per API query kind
+    api_query_seconds: float
+    sim_cpes: int
+
+
+PROFILES = {
+    "full": Profile(
+        name="full",
+        inventory=100_000,
+        steady_cpes=(1_000, 10_000),
+        steady_seconds=20.0,
+        ceiling_seconds=15.0,
+        concurrency=16,
+        generators=1,
+        storm_cpes=10_000,
+        storm_generators=2,
+        storm_seconds=240.0,
+        api_repeat=200,
+        api_query_seconds=10.0,
+        sim_cpes=10_000,
+    ),
+    "quick": Profile(
+        name="quick",
+        inventory=10_000,
+        steady_cpes=(200, 1_000),
+        steady_seconds=4.0,
+        ceiling_seconds=3.0,
+        concurrency=16,
+        generators=1,
+        storm_cpes=1_000,
+        storm_generators=2,
+        storm_seconds=20.0,
+        api_repeat=30,
+        api_query_seconds=3.0,
+        sim_cpes=1_000,
+    ),
+    "tiny": Profile(
+        name="tiny",
+        inventory=300,
+        steady_cpes=(20, 50),
+        steady_seconds=0.5,
+        ceiling_seconds=0.5,
+        concurrency=4,
+        generators=1,
+        storm_cpes=40,
+        storm_generators=1,
+        storm_seconds=20.0,
+        api_repeat=2,
+        api_query_seconds=2.0,
+        sim_cpes=50,
+    ),
+}
+
+
+# --- statistics ------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), math.ceil(q / 100.0 * len(ordered))))
+    return ordered[rank - 1]
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000.0, 2)
+
+
+def _merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum what generators counted; the run spans the first start to the last end."""
+    errors: Counter[str] = Counter()
+    latencies: list[float] = []
+    for r in results:
+        errors.update(r.get("errors", {}))
+        latencies += r.get("latencies", [])
+    wall = max(r["t_end"] for r in results) - min(r["t_go"] for r in results)
+    client_cpu = max(r["cpu_util"] for r in results)
+    return {
+        "wall": max(wall, 1e-9),
+        "latencies": latencies,
+        "errors": dict(errors),
+        "backpressure": sum(r.get("backpressure", 0) for r in results),
+        "client_cpu": round(client_cpu, 3),
+        "client_saturated": client_cpu >= SATURATED,
+    }
+
+
+def _split(total: int, parts: int) -> list[tuple[int, int]]:
+    """(start, count) slices of range(total) for ``parts`` generators."""
+    parts = max(1, min(parts, total)) if total else 1
+    base, extra = divmod(total, parts)
+    slices, start = [], 0
+    for i in range(parts):
+        count = base + (1 if i < extra else 0)
+        slices.append((start, count))
+        start += count
+    return slices
+
+
+@dataclass(frozen=True)
+class Env:
+    """Where and how a run happens."""
+
+    workdir: Path
+    database: Path
+    profile: Profile
+    profile_dir: Path | None = None  # py-spy the ACS into this directory
+    cwmp_backlog: int | None = None  # None: the CWMP listener as shipped
+
+    def acs(self, name: str, *, profiled: bool = True) -> procs.Acs:
+        acs = procs.Acs(
+            self.workdir,
+            self.database,
+            name,
+            self.profile_dir if profiled else None,
+            self.cwmp_backlog,
+        )
+        acs.start()
+        return acs
+
+
+def _drive(
+    server_pid: int, specs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run generators against ``server_pid``: their results, merged, with the server's CPU
+    share and the CPU share of everything else on the machine (noise from other work)."""
+    marks: dict[str, float] = {}
+
+    def go() -> None:
+        marks.update(cpu=procs.cpu_seconds(server_pid), busy=procs.system_busy_seconds())
+
+    results = procs.run_generators(specs, on_go=go)
+    server = procs.cpu_seconds(server_pid) - marks["cpu"]
+    busy = procs.system_busy_seconds() - marks["busy"]
+    merged = _merge(results)
+    clients = sum(r["cpu_s"] for r in results)
+    merged["server_cpu"] = round(server / merged["wall"], 3)
+    merged["background_cpu"] = round(max(0.0, busy - server - clients) / merged["wall"], 3)
+    merged["peak_rss"] = procs.peak_rss_bytes(server_pid)
+    return results, merged
+
+
+# --- seeding ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seeded:
+    organization_ids: tuple[int, ...]
+    type_ids: tuple[int, ...]
+    token: str
+    inventory: int
+    seconds: float
+    now: float
+
+
+def seed(database: Path, profile: Profile) -> Seeded:
+    """The inventory: ``profile.inventory`` devices through ``Store.bulk_seed_devices``.
+
+    Spread over 10 organizations and 5 device types, a third Up, status changes over the last
+    30 days, so each list filter selects a real fraction. The devices steady informs use
+    (the first max(steady_cpes)) are provisioned and Up with a fresh contact, as a fleet in
+    steady state is; ``update_frequency`` is an hour so the liveness sweep stays quiet for
+    the length of the run instead of flipping thousands of rows in the middle of it.
+    """
+    started = time.monotonic()
+    now = time.time()
+    steady = max(profile.steady_cpes)
+    store = Store.open(database)
+    try:
+        orgs = [store.ensure_organization("Default").id]
+        orgs += [store.ensure_organization(f"Bench org {i}").id for i in range(1, ORGANIZATIONS)]
+        types = [
+            store.create_device_type(
+                name=f"Bench type {i}", manufacturer="Acme Networks", product_class=f"BT-{i}"
+            ).id
+            for i in range(DEVICE_TYPES)
+        ]
+
+        def rows() -> Any:
+            for i in range(profile.inventory):
+                serial = f"{STEADY_PREFIX}{i:06d}"
+                up = i < steady or i % 3 == 0
+                yield {
+                    "serial_number": serial,
+                    "name": serial,
+                    "organization_id": orgs[i % ORGANIZATIONS],
+                    "type_id": types[i % DEVICE_TYPES],
+                    "provisioned": True,
+                    "operational_status": "active",
+                    "update_frequency": 3600,
+                    "manufacturer": "Acme Networks",
+                    "oui": "00D09E",
+                    "product_class": "HG-181",
+                    "data_model_root": "Device.",
+                    "status": UP if up else DOWN,
+                    "status_change": now - (i % 30) * 86400.0,
+                    "last_contact": now if up else None,
+                    "last_connection": now if up else None,
+                }
+
+        store.bulk_seed_devices(rows(), now=now, actor="bench")
+        _row, token = store.create_token("bench", "admin", [], now=now)
+    finally:
+        store.close()
+    return Seeded(
+        tuple(orgs), tuple(types), token, profile.inventory, time.monotonic() - started, now
+    )
+
+
+# --- 1. ceiling ------------------------------------------------------------------------------
+
+
+def _session_specs(
+    port: int, prefix: str, cpes: int, profile: Profile, seconds: float
+) -> list[dict[str, Any]]:
+    slices = _split(cpes, profile.generators)
+    per = max(1, profile.concurrency // len(slices))
+    return [
+        {
+            "mode": "sessions",
+            "port": port,
+            "prefix": prefix,
+            "start": start,
+            "count": count,
+            "concurrency": per,
+            "duration": seconds,
+            "max_time": seconds + 60.0,
+        }
+        for start, count in slices
+    ]
+
+
+def ceiling(env: Env) -> dict[str, Any]:
+    """Bare twisted.web, same generator, same two-request sessions: requests/s."""
+    profile = env.profile
+    server = procs.Ceiling()
+    server.start()
+    try:
+        specs = _session_specs(
+            server.port,
+            STEADY_PREFIX,
+            max(profile.concurrency, 100),
+            profile,
+            profile.ceiling_seconds,
+        )
+        results, merged = _drive(server.pid, specs)
+    finally:
+        server.stop()
+    sessions = sum(r["sessions"] for r in results)
+    return {
+        "requests_per_s": round(2 * sessions / merged["wall"], 1),
+        "sessions_per_s": round(sessions / merged["wall"], 1),
+        "p50_ms": ms(percentile(merged["latencies"], 50)),
+        "p99_ms": ms(percentile(merged["latencies"], 99)),
+        "server_cpu": merged["server_cpu"],
+        "errors": merged["errors"],
+        "client_cpu": merged["client_cpu"],
+        "client_saturated": merged["client_saturated"],
+        "background_cpu": merged["background_cpu"],
+        "seconds": round(merged["wall"], 2),
+    }
+
+
+# --- 2. steady informs -----------------------------------------------------------------------
+
+
+def steady(env: Env, cpes: int, ceiling_rps: float) -> dict[str, Any]:
+    """N provisioned CPEs doing ``2 PERIODIC`` sessions back to back."""
+    profile = env.profile
+    acs = env.acs(f"acs-steady-{cpes}")
+    try:
+        specs = _session_specs(acs.cwmp_port, STEADY_PREFIX, cpes, profile, profile.steady_seconds)
+        results, merged = _drive(acs.pid, specs)
+    finally:
+        acs.stop()
+    sessions = sum(r["sessions"] for r in results)
+    rate = sessions / merged["wall"]
+    return {
+        "cpes": cpes,
+        "sessions": sessions,
+        "sessions_per_s": round(rate, 1),
+        "p50_ms": ms(percentile(merged["latencies"], 50)),
+        "p99_ms": ms(percentile(merged["latencies"], 99)),
+        "acs_cpu": merged["server_cpu"],
+        "acs_peak_rss_mb": round(merged["peak_rss"] / 2**20, 1),
+        "inform_ratio": round(2 * rate / ceiling_rps, 3) if ceiling_rps else None,
+        "errors": merged["errors"],
+        "backpressure_503": merged["backpressure"],
+        "concurrency": sum(r["concurrency"] for r in results),
+        "client_cpu": merged["client_cpu"],
+        "client_saturated": merged["client_saturated"],
+        "background_cpu": merged["background_cpu"],
+        "seconds": round(merged["wall"], 2),
+    }
+
+
+# --- 3. boot storm ---------------------------------------------------------------------------
+
+
+def boot_storm(env: Env) -> dict[str, Any]:
+    """Never-seen CPEs inform ``0 BOOTSTRAP`` at once; registration plus provisioning."""
+    profile = env.profile
+    acs = env.acs("acs-storm")
+    try:
+        specs = [
+            {
+                "mode": "storm",
+                "port": acs.cwmp_port,
+                "prefix": STORM_PREFIX,
+                "start": start,
+                "count": count,
+                "max_time": profile.storm_seconds,
+                "seed": i,
+            }
+            for i, (start, count) in enumerate(_split(profile.storm_cpes, profile.storm_generators))
+        ]
+        results, merged = _drive(acs.pid, specs)
+    finally:
+        acs.stop()
+    store = Store.open(env.database)
+    try:
+        registered, provisioned = store.count_by_serial_prefix(STORM_PREFIX)
+    finally:
+        store.close()
+    t_go = min(r["t_go"] for r in results)
+    done = [r["t_last_done"] for r in results if r["sessions"]]
+    unfinished = sum(r["unfinished"] for r in results)
+    all_in = max(done) - t_go if done and unfinished == 0 else None
+    return {
+        "cpes": profile.storm_cpes,
+        "seconds_to_all_provisioned": round(all_in, 2) if all_in is not None else None,
+        "sessions_ok": sum(r["sessions"] for r in results),
+        "registered": registered,
+        "provisioned": provisioned,
+        "provisioning_rpcs": sum(r["rpcs"] for r in results),
+        "lost_sessions": sum(r["lost"] for r in results),
+        "unfinished_cpes": unfinished,
+        "errors": sum(merged["errors"].values()),
+        "errors_by_kind": merged["errors"],
+        "backpressure_503": merged["backpressure"],
+        "retries": sum(r["retries"] for r in results),
+        "session_p50_ms": ms(percentile(merged["latencies"], 50)),
+        "session_p99_ms": ms(percentile(merged["latencies"], 99)),
+        "acs_cpu": merged["server_cpu"],
+        "acs_peak_rss_mb": round(merged["peak_rss"] / 2**20, 1),
+        "cwmp_backlog": env.cwmp_backlog,
+        "client_cpu": merged["client_cpu"],
+        "client_saturated": merged["client_saturated"],
+        "background_cpu": merged["background_cpu"],
+        "seconds": round(merged["wall"], 2),
+    }
+
+
+# --- 4. API at scale -------------------------------------------------------------------------
+
+
+LIST_QUERIES = (
+    "list",
+    "list_organization",
+    "list_type",
+    "list_status",
+    "list_status_change_from",
+    "list_deep_offset",
+    "list_mid_offset",
+    "list_organization_deep_offset",
+)
+DETAIL_QUERIES = ("detail_by_id", "detail_by_serial")
+
+
+def _api_queries(seeded: Seeded, profile: Profile) -> list[tuple[str, list[str]]]:
+    n = seeded.inventory
+    rng = random.Random(5)
+    base = f"{API_PREFIX}/inventory_device/?limit=100"
+    since = datetime.fromtimestamp(seeded.now - 10 * 86400, UTC).strftime("%Y-%m-%d")
+    per_org = n // ORGANIZATIONS
+    fixed = {
+        "list": base,
+        "list_organization": f"{base}&organization={seeded.organization_ids[1]}",
+        "list_type": f"{base}&type={seeded.type_ids[2]}",
+        "list_status": f"{base}&status=1",
+        "list_status_change_from": f"{base}&last_status_change_from={since}",
+        "list_deep_offset": f"{base}&offset={max(0, n - 100)}",
+        "list_mid_offset": f"{base}&offset={n // 2}",
+        "list_organization_deep_offset": (
+            f"{base}&organization={seeded.organization_ids[1]}&offset={max(0, per_org - 100)}"
+        ),
+    }
+    queries = [(name, [fixed[name]] * profile.api_repeat) for name in LIST_QUERIES]
+    # Seeded ids are 1..n in a fresh database.
+    ids = [rng.randint(1, n) for _ in range(profile.api_repeat)]
+    queries.append(("detail_by_id", [f"{API_PREFIX}/inventory_device/{i}/" for i in ids]))
+    serials = [f"{STEADY_PREFIX}{rng.randrange(n):06d}" for _ in range(profile.api_repeat)]
+    queries.append(
+        ("detail_by_serial", [f"{API_PREFIX}/inventory_device_serial/{s}/" for s in serials])
+    )
+    return queries
+
+
+def api(env: Env, seeded: Seeded) -> dict[str, Any]:
+    """p50/p99 of each list filter, deep offsets and detail GETs, one request at a time."""
+    profile = env.profile
+    acs = env.acs("acs-api", profiled=False)
+    try:
+        spec = {
+            "mode": "api",
+            "port": acs.api_port,
+            "token": seeded.token,
+            "queries": _api_queries(seeded, profile),
+            "per_query_time": profile.api_query_seconds,
+            "max_time": profile.api_query_seconds * 12 + 30.0,
+        }
+        (result,), merged = _drive(acs.pid, [spec])
+    finally:
+        acs.stop()
+    figures: dict[str, Any] = {"devices": seeded.inventory}
+    errors = 0
+    for name in (*LIST_QUERIES, *DETAIL_QUERIES):
+        entry = result["queries"].get(name, {"latencies": [], "status": {}, "errors": {}})
+        bad = sum(v for k, v in entry["status"].items() if k != "200")
+        bad += sum(entry["errors"].values())
+        errors += bad
+        figures[name] = {
+            "p50_ms": ms(percentile(entry["latencies"], 50)),
+            "p99_ms": ms(percentile(entry["latencies"], 99)),
+            "requests": len(entry["latencies"]),
+            "non_200": bad,
+        }
+    list_p99 = [figures[name]["p99_ms"] for name in LIST_QUERIES]
+    figures["list_worst_p99_ms"] = max((x for x in list_p99 if x is not None), default=None)
+    figures["errors"] = errors
+    figures["acs_cpu"] = merged["server_cpu"]
+    figures["client_cpu"] = merged["client_cpu"]
+    figures["background_cpu"] = merged["background_cpu"]
+    return figures
+
+
+# --- 5. simulator footprint ------------------------------------------------------------------
+
+
+def simulator(env: Env) -> dict[str, Any]:
+    """RSS per simulated CPE, in a process of its own (``python -m bench.simfoot``)."""
+    profile = env.profile
+    done = subprocess.run(
+        [procs.PYTHON, "-m", "bench.simfoot", str(profile.sim_cpes)],
+        capture_output=True,
+        text=True,
+        timeout=procs.START_TIMEOUT + profile.sim_cpes / 100,
+        check=False,
+    )
+    lines = [x for x in done.stdout.splitlines() if x.startswith("{")]
+    if done.returncode != 0 or not lines:
+        raise procs.BenchError(f"bench.simfoot failed: {done.stderr.strip()[-2000:]}")
+    figures: dict[str, Any] = json.loads(lines[-1])
+    return figures
