@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import treq
 from treq.client import HTTPClient
 from treq.response import _Response
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -92,6 +92,10 @@ def _discard(_data: bytes) -> None:
     """Body collector that keeps nothing (CPEs answer with an empty body anyway)."""
 
 
+# Connection requests in flight at once, across all devices (see ConnectionRequester).
+MAX_CONCURRENT = 64
+
+
 class ConnectionRequester:
     """Sends connection requests and records their outcome (see the module docstring)."""
 
@@ -105,6 +109,7 @@ class ConnectionRequester:
         timeout: float,
         pool: HTTPConnectionPool | None = None,
         clock: Any = None,
+        max_concurrent: int = MAX_CONCURRENT,
     ) -> None:
         """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
         and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
@@ -121,6 +126,10 @@ class ConnectionRequester:
         agent: Any = Agent(reactor, pool=self._pool)  # Any: Agent provides IAgent (zope)
         self._http = HTTPClient(agent)
         self._inflight: dict[int, Deferred[Outcome]] = {}
+        # Waking a thousand devices at once must not open a thousand sockets and then take a
+        # thousand sessions at once: requests beyond this wait their turn, and each one's
+        # timeout starts when it is actually sent.
+        self._slots = DeferredSemaphore(max_concurrent)
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -129,8 +138,6 @@ class ConnectionRequester:
         shared = self._inflight.get(device_id)
         if shared is None:
             shared = self._start(device_id)
-            if not shared.called:
-                self._inflight[device_id] = shared
         # Each caller gets its own Deferred so one caller's callbacks cannot change the result
         # another caller sees; cancelling it only detaches that caller.
         mine: Deferred[str] = Deferred(lambda _d: None)
@@ -155,6 +162,29 @@ class ConnectionRequester:
     # -- one request --------------------------------------------------------------------------
 
     def _start(self, device_id: int) -> Deferred[Outcome]:
+        """The shared request for `device_id`, registered as in flight until it finishes."""
+        finished = False
+
+        def cancelled(failure: Failure) -> _Result:
+            failure.trap(CancelledError)  # stopped while waiting for a slot
+            return _Result("error", reason="cancelled (shutdown)")
+
+        def finish(result: _Result) -> Outcome:
+            nonlocal finished
+            finished = True
+            self._inflight.pop(device_id, None)
+            self._record(device_id, result)
+            return result.outcome
+
+        sent: Deferred[_Result] = self._slots.run(self._send, device_id)
+        shared = sent.addErrback(cancelled).addCallback(finish)
+        # `called` is no guide: a Deferred chained to one still running counts as called.
+        if not finished:
+            self._inflight[device_id] = shared
+        return shared
+
+    def _send(self, device_id: int) -> Deferred[_Result]:
+        """One request, bounded by ``timeout`` from now; never errbacks."""
         timed_out = False
         work: Deferred[_Result] = Deferred.fromCoroutine(self._request(device_id))
 
@@ -183,12 +213,7 @@ class ConnectionRequester:
                 return _Result("error", reason=result.getErrorMessage() or repr(result.value))
             return result
 
-        def finish(result: _Result) -> Outcome:
-            self._inflight.pop(device_id, None)
-            self._record(device_id, result)
-            return result.outcome
-
-        return work.addBoth(settle).addCallback(finish)
+        return work.addBoth(settle)
 
     async def _request(self, device_id: int) -> _Result:
         device = self._store.get_device(device_id)

@@ -293,6 +293,37 @@ class ConnectionRequestTests(unittest.TestCase):
         self.assertEqual(await second, "answered")
         self.assertEqual(await first, "cancelled")
 
+    async def test_requests_beyond_the_global_bound_wait_and_time_out_from_dispatch(self) -> None:
+        requester = ConnectionRequester(
+            reactor, self.store, timeout=5, clock=self.clock, max_concurrent=1
+        )
+        self.addCleanup(requester.stop)
+        first_cpe, second_cpe = FakeCpe("hang"), FakeCpe("hang")
+        self.point_device_at(self.serve(first_cpe))
+        org = self.store.ensure_organization("Default")
+        other = self.store.create_device(
+            serial_number="SN0002", name="two", organization_id=org.id, now=0.0, actor="test"
+        )
+        self.store.update_device(
+            other.id, now=0.0, actor="test", connection_request_url=self.serve(second_cpe)
+        )
+        first = requester.wake(self.device.id)
+        second = requester.wake(other.id)
+        await first_cpe.got_request
+        self.assertEqual(second_cpe.hanging, [])  # waiting for the one slot
+        self.assertTrue(requester.in_flight(other.id))
+        # Four seconds in, the first is answered; the second is sent only now...
+        self.clock.advance(4)
+        first_cpe.hanging[0].setResponseCode(204)
+        first_cpe.hanging[0].finish()
+        self.assertEqual(await first, "answered")
+        await second_cpe.got_request
+        # ...so its own 5 s have not run out when 5 s have passed since the wake.
+        self.clock.advance(2)
+        self.assertFalse(second.called)
+        self.clock.advance(3)
+        self.assertEqual(await second, "timeout")
+
     async def test_device_without_url_is_no_url(self) -> None:
         self.assertEqual(await self.requester.wake(self.device.id), "no_url")
         self.assertEqual(self.last_entry()["outcome"], "no_url")

@@ -6,90 +6,12 @@ is bounded so a broken build fails instead of hanging.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any
-
+from e2eharness import ApplianceWithFleet, loopback_config, until
 from twisted.internet import defer, reactor, task
-from twisted.trial import unittest
 
-from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
 from acs.liveness import LivenessSweep
 from acs.service import Appliance
 from acs.store.models import DONE, DOWN, UP
-from cpe_sim.fleet import Fleet, SimulatedCPE
-
-LOOPBACK = "tcp:0:interface=127.0.0.1"
-WAIT = 20.0  # upper bound for any single wait; reached only when something is broken
-
-
-def loopback_config(tmp: Path, *, cwmp_listen: str = LOOPBACK) -> Config:
-    return Config(
-        storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "files")),
-        cwmp=CwmpConfig(listen=cwmp_listen, connection_request_timeout=2),
-        api=ApiConfig(listen=LOOPBACK),
-        files=FilesConfig(listen=LOOPBACK),
-    )
-
-
-async def until(cpe: SimulatedCPE, done: Callable[[], bool], *, sessions: int = 6) -> None:
-    """Wait, one completed CPE session at a time, until `done()` holds (bounded)."""
-    for _ in range(sessions):
-        if done():
-            return
-        d = cpe.next_session()
-        d.addTimeout(WAIT, reactor)
-        await d
-    if not done():
-        raise AssertionError(f"condition still false after {sessions} sessions of {cpe.serial}")
-
-
-class ApplianceWithFleet(unittest.TestCase):
-    """A started appliance and a started fleet of `COUNT` CPEs that completed their bootstrap."""
-
-    COUNT = 20
-
-    async def start(self, tmp: Path, *, cwmp_listen: str = LOOPBACK) -> None:
-        self.appliance = Appliance(loopback_config(tmp, cwmp_listen=cwmp_listen), reactor)
-        self.appliance.service.startService()
-        self.addCleanup(self.appliance.service.stopService)
-        port = (await self.bounded(self.appliance.when_listening()))["cwmp"]
-        self.acs_url = f"http://127.0.0.1:{port.getHost().port}/"
-        self.fleet = Fleet(
-            reactor,
-            acs_url=self.acs_url,
-            count=self.COUNT,
-            model="mixed",
-            reboot_delay=0.05,
-            periodic=False,
-        )
-        first_sessions = [cpe.next_session() for cpe in self.fleet.cpes]
-        await self.fleet.start()
-        self.addCleanup(self.fleet.stop)
-        await self.bounded(defer.gatherResults(first_sessions))
-
-    def tempdir(self) -> Path:
-        # trial's mktemp() is relative to the working directory: keep the checkout clean.
-        path = Path(tempfile.mkdtemp(prefix="acs-e2e-"))
-        self.addCleanup(shutil.rmtree, path, ignore_errors=True)
-        return path
-
-    @staticmethod
-    async def bounded(d: defer.Deferred[Any]) -> Any:
-        d.addTimeout(WAIT, reactor)
-        return await d
-
-    def device(self, cpe: SimulatedCPE) -> Any:
-        device = self.appliance.store.find_device_by_serial(cpe.serial)
-        assert device is not None, f"{cpe.serial} not registered"
-        return device
-
-    def task_state(self, task_id: int) -> str:
-        t = self.appliance.store.get_task(task_id)
-        assert t is not None
-        return t.state
 
 
 class FleetLifecycleTests(ApplianceWithFleet):

@@ -10,13 +10,10 @@ device's settings after the bootstrap, factory does not. Synchronisation is by C
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import treq
-from test_e2e import ApplianceWithFleet, until
-from twisted.internet import defer, reactor
-from twisted.web.client import HTTPConnectionPool
+from e2eharness import ApplianceWithFleet, until
+from twisted.internet import defer
 
 from acs.store.models import DONE, FAILED
 from cpe_sim.fleet import SimulatedCPE
@@ -39,24 +36,6 @@ class DesiredStateEndToEnd(ApplianceWithFleet):
 
     async def set_up(self) -> None:
         await self.start(self.tempdir())
-        ports = await self.bounded(self.appliance.when_listening())
-        self.api_url = f"http://127.0.0.1:{ports['api'].getHost().port}/api/v1"
-        _, self.token = self.appliance.store.create_token(
-            "e2e-operator", "operator", [], now=float(self.appliance.reactor.seconds())
-        )
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
-
-    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers: dict[bytes | str, bytes | str] = {
-            "Authorization": f"Bearer {self.token}",
-            "Content-Type": "application/json",
-        }
-        data = None if body is None else json.dumps(body).encode()
-        d = treq.request(method, self.api_url + path, headers=headers, data=data, pool=self.pool)
-        response = await self.bounded(d)
-        content = await self.bounded(treq.content(response))
-        return response.code, json.loads(content) if content else None
 
     async def settings(self, cpe: SimulatedCPE) -> dict[str, Any]:
         code, body = await self.api("GET", f"/inventory_device/{self.device(cpe).id}/settings/")

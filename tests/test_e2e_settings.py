@@ -9,13 +9,8 @@ session at a time, for the confirmation.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
-import treq
-from test_e2e import ApplianceWithFleet, until
-from twisted.internet import defer, reactor
-from twisted.web.client import HTTPConnectionPool
+from e2eharness import ApplianceWithFleet, until
+from twisted.internet import defer
 
 PII = "Device.ManagementServer.PeriodicInformInterval"
 
@@ -28,24 +23,6 @@ class DesiredSettingEndToEnd(ApplianceWithFleet):
 
     async def set_up(self) -> None:
         await self.start(self.tempdir())
-        ports = await self.bounded(self.appliance.when_listening())
-        self.api_url = f"http://127.0.0.1:{ports['api'].getHost().port}/api/v1"
-        _, self.token = self.appliance.store.create_token(
-            "e2e-operator", "operator", [], now=float(self.appliance.reactor.seconds())
-        )
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
-
-    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers: dict[bytes | str, bytes | str] = {
-            "Authorization": f"Bearer {self.token}",
-            "Content-Type": "application/json",
-        }
-        data = None if body is None else json.dumps(body).encode()
-        d = treq.request(method, self.api_url + path, headers=headers, data=data, pool=self.pool)
-        response = await self.bounded(d)
-        content = await self.bounded(treq.content(response))
-        return response.code, json.loads(content) if content else None
 
     async def test_configuration_setting_is_pending_until_the_cpe_confirms_it(self) -> None:
         cpe = self.fleet.cpes[0]
@@ -62,17 +39,17 @@ class DesiredSettingEndToEnd(ApplianceWithFleet):
             return defer.succeed("held")
 
         connreq.wake = hold  # type: ignore[method-assign]
-        code, body = await self.request(
+        code, body = await self.api(
             "PUT", f"/inventory_device_operation/{device.id}/", {"configuration": {PII: 600}}
         )
         self.assertEqual(code, 200, body)
         self.assertEqual(body["configuration"][PII], "600")
         self.assertEqual(held, [device.id])
 
-        code, body = await self.request("GET", f"/inventory_device/{device.id}/")
+        code, body = await self.api("GET", f"/inventory_device/{device.id}/")
         self.assertEqual(code, 200, body)
         self.assertEqual(body["pending_settings"], "configuration_update")
-        code, body = await self.request("GET", f"/inventory_device/{device.id}/?pending=true")
+        code, body = await self.api("GET", f"/inventory_device/{device.id}/?pending=true")
         self.assertEqual(body["pending_settings"], "configuration_update:pending")
 
         connreq.wake = real_wake  # type: ignore[method-assign]
@@ -81,7 +58,7 @@ class DesiredSettingEndToEnd(ApplianceWithFleet):
         await until(cpe, lambda: store.unconfirmed_settings_count(device.id) == 0)
 
         self.assertEqual(cpe.value(PII), "600")
-        code, body = await self.request("GET", f"/inventory_device/{device.id}/")
+        code, body = await self.api("GET", f"/inventory_device/{device.id}/")
         self.assertEqual(code, 200, body)
         self.assertIsNone(body["pending_settings"])
         self.assertIsNotNone(body["last_configuration"])
