@@ -7,102 +7,27 @@ by events (a CPE's `next_session()` Deferred), never by sleeping; every wait is 
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import treq
-from twisted.internet import defer, reactor
-from twisted.trial import unittest
-from twisted.web.client import HTTPConnectionPool
+from e2eharness import ApplianceWithFleet, bounded, now, until
+from twisted.internet import defer
 
-from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
-from acs.service import Appliance
 from acs.store.models import DONE, UP, Device
-from cpe_sim.fleet import Fleet, SimulatedCPE
 
-LOOPBACK = "tcp:0:interface=127.0.0.1"
-WAIT = 20.0  # upper bound for any single wait; reached only when something is broken
-TOKEN_NAME = "e2e-operator"
+TOKEN_NAME = "e2e-operator"  # the harness's operator token
 
 
-def now() -> float:
-    clock: Any = reactor  # mypy (no zope plugin) can't call methods declared on an Interface
-    return float(clock.seconds())
-
-
-async def bounded(d: defer.Deferred[Any], timeout: float = WAIT) -> Any:
-    d.addTimeout(timeout, reactor)
-    return await d
-
-
-async def until(cpe: SimulatedCPE, done: Callable[[], bool], *, sessions: int = 8) -> None:
-    """Wait, one completed CPE session at a time, until `done()` holds (bounded)."""
-    for _ in range(sessions):
-        if done():
-            return
-        await bounded(cpe.next_session())
-    if not done():
-        raise AssertionError(f"condition still false after {sessions} sessions of {cpe.serial}")
-
-
-class ApiOperationsEndToEnd(unittest.TestCase):
+class ApiOperationsEndToEnd(ApplianceWithFleet):
     COUNT = 2
 
-    async def _start(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="acs-e2e-ops-"))
-        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        config = Config(
-            storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "files")),
-            cwmp=CwmpConfig(listen=LOOPBACK, connection_request_timeout=1),
-            api=ApiConfig(listen=LOOPBACK, update_status_timeout=2),
-            files=FilesConfig(listen=LOOPBACK),
-        )
-        self.appliance = Appliance(config, reactor)
-        self.appliance.service.startService()
-        self.addCleanup(self.appliance.service.stopService)
-        ports = await bounded(self.appliance.when_listening())
-        self.api_url = f"http://127.0.0.1:{ports['api'].getHost().port}/api/v1"
-        cwmp_url = f"http://127.0.0.1:{ports['cwmp'].getHost().port}/"
-        self.fleet = Fleet(
-            reactor,
-            acs_url=cwmp_url,
-            count=self.COUNT,
-            model="mixed",
-            reboot_delay=0.05,
-            periodic=False,
-        )
-        first = [cpe.next_session() for cpe in self.fleet.cpes]
-        await self.fleet.start()
-        self.addCleanup(self.fleet.stop)
-        await bounded(defer.gatherResults(first))
+    async def set_up(self) -> None:
+        await self.start(self.tempdir(), connection_request_timeout=1, update_status_timeout=2)
         # Bootstrap sessions provision the CPEs; wait until each is provisioned.
         for cpe in self.fleet.cpes:
             await until(cpe, lambda cpe=cpe: self.device(cpe).provisioned)  # type: ignore[misc]
-        _, self.token = self.appliance.store.create_token(TOKEN_NAME, "operator", [], now=now())
-        self.pool = HTTPConnectionPool(reactor, persistent=False)
-        self.addCleanup(self.pool.closeCachedConnections)
 
     def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
-        return defer.ensureDeferred(self._start())
-
-    def device(self, cpe: SimulatedCPE) -> Device:
-        device = self.appliance.store.find_device_by_serial(cpe.serial)
-        assert device is not None, f"{cpe.serial} not registered"
-        return device
-
-    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        kwargs: dict[str, Any] = {
-            "headers": {"Authorization": f"Bearer {self.token}"},
-            "pool": self.pool,
-        }
-        if body is not None:
-            kwargs["json"] = body
-        response = await bounded(treq.request(method, self.api_url + path, **kwargs))
-        content = await bounded(treq.json_content(response))
-        return response.code, content
+        return defer.ensureDeferred(self.set_up())
 
     def kinds_done(self, device: Device, kind: str) -> bool:
         return any(
