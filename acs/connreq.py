@@ -177,7 +177,7 @@ class ConnectionRequester:
             return result.outcome
 
         sent: Deferred[_Result] = self._slots.run(self._send, device_id)
-        shared = sent.addErrback(cancelled).addCallback(finish)
+        shared: Deferred[Outcome] = sent.addErrback(cancelled).addCallback(finish)
         # `called` is no guide: a Deferred chained to one still running counts as called.
         if not finished:
             self._inflight[device_id] = shared
