@@ -36,6 +36,9 @@ class CwmpConfig:
     password: str = ""
     # Seconds a Download/Upload may stay unconfirmed (no TransferComplete) before it fails.
     transfer_timeout: int = 3600
+    # Live CWMP sessions admitted at once; a new session's Inform beyond it gets 503 +
+    # Retry-After (a boot storm is paced instead of interleaving thousands of sessions).
+    max_sessions: int = 1000
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ _POSITIVE = {
     ("api", "update_status_timeout"),
     ("files", "url_ttl"),
     ("cwmp", "transfer_timeout"),
+    ("cwmp", "max_sessions"),
     ("files", "max_upload"),
 }
 

@@ -4,8 +4,8 @@ It does what the CWMP listener does minus the appliance: a ``Site`` without acce
 leaf resource that reads the body and answers a non-empty POST with a fixed
 InformResponse and an empty one with 204. Driven by the same load generator with the same
 sessions, its requests/s is the physical limit of our stack on this machine. It listens
-on an ephemeral 127.0.0.1 port (same default backlog as the ACS's ``tcp:`` endpoint) and
-prints ``LISTENING <port>``.
+on an ephemeral 127.0.0.1 port (with the ACS's listen backlog, ``acs.service.LISTEN_BACKLOG``)
+and prints ``LISTENING <port>``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from acs.service import LISTEN_BACKLOG
 from bench import envelopes
 
 XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'
@@ -49,7 +50,7 @@ def main() -> int:
 
     reactor: Any = _reactor
     site = QuietSite(BareCwmp(envelopes.build(envelopes.PERIODIC).inform_response))
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    port = reactor.listenTCP(0, site, backlog=LISTEN_BACKLOG, interface="127.0.0.1")
     print(f"LISTENING {port.getHost().port}", flush=True)
     reactor.run()  # stopped by SIGTERM from the orchestrator
     return 0

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from acs.service import LISTEN_BACKLOG
 from acs.store import StoreError
 from bench import procs, scenarios
 
@@ -150,7 +151,7 @@ def table(figures: dict[str, Any], out: TextIO) -> None:
             f"{_fmt(b['session_p50_ms'])} / {_fmt(b['session_p99_ms'])}",
         )
         add(label, "ACS CPU / peak RSS MB", f"{b['acs_cpu']} / {b['acs_peak_rss_mb']}")
-        add(label, "CWMP listen backlog", b["cwmp_backlog"] or "default (50)")
+        add(label, "CWMP listen backlog", b["cwmp_backlog"] or f"as shipped ({LISTEN_BACKLOG})")
         add(label, "client CPU / others' CPU", f"{b['client_cpu']} / {b['background_cpu']}")
     sim = figures.get("simulator")
     if sim:

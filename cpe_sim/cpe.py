@@ -30,6 +30,7 @@ All timing goes through the injected reactor (``IReactorTime``) and all HTTP thr
 from __future__ import annotations
 
 import base64
+import email.utils
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -80,6 +81,30 @@ TRANSFER_COMPLETE = "7 TRANSFER COMPLETE"
 
 class SessionError(Exception):
     """A session failed (HTTP error, unexpected answer, bad credentials...)."""
+
+
+class BackPressure(SessionError):
+    """The ACS answered the Inform 503 with a Retry-After: try again after that many
+    seconds instead of the TR-069 back-off (the events are kept, as for any failure)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"ACS busy (503), retry after {retry_after:g}s")
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP-date), None when
+    absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
 
 
 # --- HTTP seam ---------------------------------------------------------------------------
@@ -654,7 +679,9 @@ class SimulatedCPE:
         restarting = self._run_pending_actions()
         carry_on = ok and not self._stopped and not restarting
         if not ok and not self._stopped and not restarting:
-            self._schedule_retry()
+            assert isinstance(result, Failure)
+            wait = result.value.retry_after if isinstance(result.value, BackPressure) else None
+            self._schedule_retry(wait)
         elif carry_on:
             self._schedule_periodic()
         # Waiters first: their callbacks may call next_session() for the session below.
@@ -728,8 +755,12 @@ class SimulatedCPE:
             self.profile.reboot_delay, self._power_on
         )
 
-    def _schedule_retry(self) -> None:
-        """CWMP session retry (TR-069 §3.2.1.1): a random wait in a window that doubles."""
+    def _schedule_retry(self, retry_after: float | None = None) -> None:
+        """CWMP session retry (TR-069 §3.2.1.1): a random wait in a window that doubles, or
+        the ACS's Retry-After when it turned the session away with 503."""
+        if retry_after is not None:
+            self._retry_call = self.profile.reactor.callLater(retry_after, self._retry)
+            return
         r = self.root
         try:
             minimum = int(
@@ -823,9 +854,15 @@ class SimulatedCPE:
         url = self.model.get_raw(self.root + "ManagementServer.URL") or self.profile.acs_url
         auth = _Auth(self)
         inform = self.build_inform()
-        reply = await self._post(
-            client, auth, url, soap.Envelope(inform, self.inform_header(), self.ns)
-        )
+        envelope = soap.Envelope(inform, self.inform_header(), self.ns)
+        response = await self._send(client, auth, url, soap.serialize(envelope))
+        if response.code == 503:
+            wait = parse_retry_after(
+                response.header("retry-after"), float(self.profile.reactor.seconds())
+            )
+            if wait is not None:
+                raise BackPressure(wait)
+        reply = self._checked(response, inform)
         if not isinstance(reply.message, rpc.InformResponse):
             raise SessionError(f"Inform answered with {_describe(reply.message)}")
         version = adopt_version(self.cwmp_version, reply.ns, reply.header.use_version)
@@ -889,12 +926,6 @@ class SimulatedCPE:
         if response.code != 200:
             raise SessionError(f"{type(request).__name__} answered HTTP {response.code}")
         return self._envelope(response)
-
-    async def _post(
-        self, client: SessionClient, auth: _Auth, url: str, envelope: soap.Envelope
-    ) -> soap.Envelope:
-        response = await self._send(client, auth, url, soap.serialize(envelope))
-        return self._checked(response, envelope.message)
 
     @staticmethod
     def _envelope(response: HttpResponse) -> soap.Envelope:

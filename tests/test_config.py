@@ -65,6 +65,8 @@ def test_partial_section_keeps_other_defaults(tmp_path: Path) -> None:
         ("[cwmp]\nsession_timeout = 0\n", "session_timeout must be > 0"),
         ("[cwmp]\nconnection_request_timeout = -1\n", "must be > 0"),
         ('[cwmp]\nauto_register = "yes"\n', "auto_register must be bool"),
+        ("[cwmp]\nmax_sessions = 0\n", "max_sessions must be > 0"),
+        ("[cwmp]\nmax_sessions = true\n", "max_sessions must be int"),
         ('[cwmp]\nlisten = ""\n', "listen must not be empty"),
         ('[cwmp]\ndefault_organization = "  "\n', "default_organization must not be empty"),
         ('[storage]\ndatabase = ""\n', "database must not be empty"),
@@ -106,3 +108,8 @@ def test_directory_is_a_config_error(tmp_path: Path) -> None:
 def test_https_public_url_is_accepted() -> None:
     config = parse_config({"files": {"public_url": "https://acs.example.net:7567"}})
     assert config.files.public_url == "https://acs.example.net:7567"
+
+
+def test_max_sessions_defaults_to_the_example_and_can_be_set(tmp_path: Path) -> None:
+    assert Config().cwmp.max_sessions == 1000
+    assert load_config(_write(tmp_path, "[cwmp]\nmax_sessions = 50\n")).cwmp.max_sessions == 50

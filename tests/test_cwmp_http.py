@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
@@ -28,7 +29,7 @@ from zope.interface import implementer
 from acs import httpdigest
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
-from acs.cwmp_http import CwmpResource, CwmpSite
+from acs.cwmp_http import RETRY_AFTER_RANGE, CwmpResource, CwmpSite
 from acs.httplimits import LINGER_BYTES, LINGER_SECONDS
 from acs.store import IN_PROGRESS, PENDING, Device, Store
 from acs.tasks import TaskEngine
@@ -650,6 +651,128 @@ class CwmpHttpTests(unittest.TestCase):
         self.resource.stop()
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.resource.active_sessions(), 0)
+
+    # --- admission control ([cwmp] max_sessions) --------------------------------------------
+
+    async def test_inform_beyond_max_sessions_gets_503_retry_after_and_nothing_stored(
+        self,
+    ) -> None:
+        self.serve(CwmpConfig(max_sessions=2))
+        await self.start_session("NEW-1")
+        await self.start_session("NEW-2")
+        before = self.snapshot()
+
+        reply = await self.request(wire(make_inform("NEW-3", events=("0 BOOTSTRAP",))))
+
+        self.assertEqual(reply.code, 503)
+        retry_after = reply.header("retry-after")
+        assert retry_after is not None and retry_after.isdigit(), retry_after
+        low, high = RETRY_AFTER_RANGE
+        self.assertTrue(low <= int(retry_after) <= high, retry_after)
+        self.assertIsNone(reply.header("set-cookie"))
+        self.assertIsNone(self.store.find_device_by_serial("NEW-3"))
+        self.assertEqual(self.snapshot(), before)
+        self.assertEqual(self.resource.busy_rejections, 1)
+        self.assertEqual(self.resource.active_sessions(), 2)
+
+    async def test_retry_after_is_jittered(self) -> None:
+        self.serve(CwmpConfig(max_sessions=1))
+        await self.start_session("NEW-1")
+        values = set()
+        for _ in range(30):
+            reply = await self.request(wire(make_inform("NEW-2")))
+            self.assertEqual(reply.code, 503)
+            values.add(reply.header("retry-after"))
+        self.assertGreater(len(values), 1)
+
+    async def test_at_the_cap_a_new_session_is_refused_before_its_body_is_parsed(self) -> None:
+        self.serve(CwmpConfig(max_sessions=1))
+        await self.start_session("NEW-1")
+        # Without the cap this is a 400 (unparseable); at it, the body is never looked at.
+        reply = await self.request(b"<not-xml")
+        self.assertEqual(reply.code, 503)
+
+    async def test_admitted_sessions_carry_on_at_the_cap_and_free_their_slot(self) -> None:
+        self.serve(CwmpConfig(max_sessions=1))
+        device = self.provisioned_device()
+        self.engine.queue(device.id, "reboot", actor="test", wake=False, now=T0)
+        inform = await self.start_session()
+        self.assertEqual((await self.request(wire(make_inform("NEW-2")))).code, 503)
+
+        sent = (await self.request(b"", cookie=inform.cookie)).envelope()
+        self.assertIsInstance(sent.message, rpc.Reboot)
+        done = await self.request(wire(rpc.RebootResponse(), sent.header.id), cookie=inform.cookie)
+        self.assertEqual(done.code, 204)
+
+        await self.start_session("NEW-2")
+        self.assertIsNotNone(self.store.find_device_by_serial("NEW-2"))
+
+    async def test_new_inform_of_a_live_session_is_admitted_at_the_cap(self) -> None:
+        self.serve(CwmpConfig(max_sessions=1))
+        self.provisioned_device()
+        first = await self.start_session()
+        # It replaces the CPE's own session: the number of live sessions does not grow.
+        again = await self.request(wire(make_inform()), cookie=first.cookie)
+        self.assertEqual(again.code, 200)
+        self.assertNotEqual(again.cookie, first.cookie)
+        self.assertEqual(self.resource.active_sessions(), 1)
+
+    async def test_a_timed_out_session_frees_its_slot(self) -> None:
+        self.serve(CwmpConfig(max_sessions=1, session_timeout=30))
+        await self.start_session("NEW-1")
+        self.assertEqual((await self.request(wire(make_inform("NEW-2")))).code, 503)
+        self.clock.advance(31)
+        await self.start_session("NEW-2")
+
+    # --- log volume: one info line at the Inform, one at the end ------------------------------
+
+    async def test_a_session_logs_info_at_inform_and_end_and_per_rpc_lines_at_debug(
+        self,
+    ) -> None:
+        events: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace") == "acs.cwmp":
+                events.append(event)
+
+        publisher: Any = globalLogPublisher  # Any: ILogObserver is a zope interface
+        publisher.addObserver(observe)
+        self.addCleanup(publisher.removeObserver, observe)
+        device = self.provisioned_device()
+        self.engine.queue(device.id, "reboot", actor="test", wake=False, now=T0)
+        inform = await self.start_session()
+        tc = rpc.TransferComplete("k1", rpc.FaultStruct(0, ""))
+        await self.request(wire(tc, "tc-1"), cookie=inform.cookie)
+        sent = (await self.request(b"", cookie=inform.cookie)).envelope()
+        self.clock.advance(2)
+        await self.request(wire(rpc.RebootResponse(), sent.header.id), cookie=inform.cookie)
+
+        info = [e for e in events if e["log_level"] == LogLevel.info]
+        debug = [e for e in events if e["log_level"] == LogLevel.debug]
+        self.assertEqual(
+            [formatEvent(e).split()[0] for e in info],
+            ["Inform", "Session"],
+            [*map(formatEvent, info)],
+        )
+        self.assertIn("events=2 PERIODIC", formatEvent(info[0]))
+        self.assertEqual((info[1]["rpcs"], info[1]["duration"]), (2, 2.0))
+        self.assertEqual(len(debug), 3)  # TransferComplete answered, Reboot sent, its response
+        session_id = inform.cookie.partition("=")[2]
+        for event in events:
+            self.assertEqual(
+                (event["device_id"], event["session_id"]), (device.id, session_id), event
+            )
+
+    async def test_auto_registration_is_told_on_the_inform_line(self) -> None:
+        events: list[dict[str, Any]] = []
+        publisher: Any = globalLogPublisher  # Any: ILogObserver is a zope interface
+        publisher.addObserver(events.append)
+        self.addCleanup(publisher.removeObserver, events.append)
+        await self.start_session("NEW-1")
+        lines = [formatEvent(e) for e in events if e.get("log_namespace") == "acs.cwmp"]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("Inform NEW-1", lines[0])
+        self.assertIn("auto-registered in Default", lines[0])
 
 
 # --- early refusal of oversize bodies (CwmpSite / CwmpRequest) ------------------------------

@@ -22,7 +22,7 @@ from twisted.web.server import Site
 
 import acs
 from acs.config import ApiConfig, Config, ConfigError, CwmpConfig, FilesConfig, StorageConfig
-from acs.service import Appliance, build_service
+from acs.service import LISTEN_BACKLOG, Appliance, build_service, with_backlog
 from acs.store import Store
 from api.app import make_app
 
@@ -155,6 +155,19 @@ class ApplianceTests(unittest.TestCase):
         self.assertIn("[files] listen", str(info.exception))
         self.assertFalse((self.tmp / "var" / "acs.db").exists())
 
+    def test_tcp_listeners_get_a_large_backlog_unless_their_string_sets_one(self) -> None:
+        appliance = Appliance(_config(self.tmp, api=LOOPBACK + ":backlog=7"), reactor)
+        try:
+            # Any: the endpoint's backlog is only visible as its private attribute.
+            cwmp: Any = appliance.listeners["cwmp"].endpoint
+            api: Any = appliance.listeners["api"].endpoint
+            self.assertEqual(cwmp._backlog, LISTEN_BACKLOG)
+            self.assertEqual(api._backlog, 7)
+            # What the operator wrote is what /healthz shows.
+            self.assertEqual(appliance.listeners["cwmp"].description, LOOPBACK)
+        finally:
+            appliance.close()
+
     def test_build_service_holds_the_listeners_and_the_sweep(self) -> None:
         service = build_service(_config(self.tmp), reactor)
         try:
@@ -208,3 +221,19 @@ class HealthzUnitTests(unittest.TestCase):
         response = await client.get("http://localhost/nothing-here")
         await response.content()
         self.assertEqual(response.code, 404)
+
+
+def test_with_backlog_adds_one_only_to_tcp_and_ssl_strings_without_it() -> None:
+    assert LISTEN_BACKLOG >= 1024
+    assert with_backlog("tcp:7547", 4096) == "tcp:7547:backlog=4096"
+    assert with_backlog("TCP:7547", 99) == "TCP:7547:backlog=99"
+    ssl = "ssl:7547:privateKey=key.pem:certKey=cert.pem"
+    assert with_backlog(ssl, 4096) == ssl + ":backlog=4096"
+    assert with_backlog("tcp6:7547:interface=\\:\\:1", 8) == "tcp6:7547:interface=\\:\\:1:backlog=8"
+    assert with_backlog("tcp:7547:backlog=10", 4096) == "tcp:7547:backlog=10"
+    assert with_backlog("tcp:7547: backlog = 10", 4096) == "tcp:7547: backlog = 10"
+    # Not TCP/SSL, or no port: left for the endpoint parser to accept or refuse.
+    assert with_backlog("unix:/run/acs.sock", 4096) == "unix:/run/acs.sock"
+    assert with_backlog("nonsense", 4096) == "nonsense"
+    # An escaped ':' inside a value is not a field separator.
+    assert with_backlog("tcp:7547:interface=a\\:backlog=1", 5).endswith(":backlog=5")

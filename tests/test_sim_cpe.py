@@ -17,7 +17,14 @@ from twisted.internet.error import ConnectionRefusedError
 from twisted.trial import unittest
 
 from acs.cwmp import rpc, soap
-from cpe_sim.cpe import HttpResponse, Profile, SimulatedCPE, jittered, retry_delay
+from cpe_sim.cpe import (
+    HttpResponse,
+    Profile,
+    SimulatedCPE,
+    jittered,
+    parse_retry_after,
+    retry_delay,
+)
 from cpe_sim.datamodel import load_template
 
 NS = "urn:dslforum-org:cwmp-1-2"
@@ -246,6 +253,50 @@ class RetryTests(ClockTestCase):
         self.assertEqual([e.code for e in inform.events], ["0 BOOTSTRAP"])
         self.assertEqual((cpe.retry_count, cpe.pending_events), (0, ()))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_503_with_retry_after_retries_after_that_delay_keeping_events(self) -> None:
+        clock, acs, cpe = self.make(interval=None, periodic=False)
+        busy = {"left": 2}
+        answer = acs.answer
+
+        def busy_then_ok(method: str, url: str, body: bytes | None) -> HttpResponse:
+            if busy["left"] and body and isinstance(soap.parse(body).message, rpc.Inform):
+                busy["left"] -= 1
+                return HttpResponse(503, {"retry-after": ["3"]}, b"busy\n")
+            return answer(method, url, body)
+
+        acs.answer = busy_then_ok  # type: ignore[method-assign]
+        cpe.start()
+        clock.advance(0)
+        self.assertEqual((cpe.sessions_failed, cpe.retry_count), (1, 1))
+        self.assertIn("503", cpe.last_error or "")
+        # The ACS's delay, not the 5-10 s back-off window (nor its doubling).
+        self.assertEqual(next_call(clock) - clock.seconds(), 3)
+        clock.advance(3)
+        self.assertEqual(cpe.sessions_failed, 2)
+        self.assertEqual(next_call(clock) - clock.seconds(), 3)
+        clock.advance(3)
+        self.assertEqual(cpe.sessions_ok, 1)
+        _, inform = acs.informs[0]
+        self.assertEqual([e.code for e in inform.events], ["0 BOOTSTRAP"])
+        self.assertEqual(inform.retry_count, 2)
+        self.assertEqual(cpe.pending_events, ())
+
+    def test_503_without_retry_after_is_an_ordinary_failure(self) -> None:
+        clock, acs, cpe = self.make(interval=None, periodic=False)
+        acs.answer = lambda method, url, body: HttpResponse(503, {}, b"")  # type: ignore[method-assign]
+        cpe.start()
+        clock.advance(0)
+        self.assertEqual(cpe.sessions_failed, 1)
+        self.assertTrue(5 <= next_call(clock) - clock.seconds() <= 10)
+
+    def test_retry_after_is_read_as_seconds_or_http_date(self) -> None:
+        self.assertEqual(parse_retry_after("7", 0.0), 7.0)
+        self.assertEqual(parse_retry_after(" 0 ", 0.0), 0.0)
+        self.assertEqual(parse_retry_after("Thu, 01 Jan 1970 00:01:40 GMT", 40.0), 60.0)
+        self.assertEqual(parse_retry_after("Thu, 01 Jan 1970 00:01:40 GMT", 500.0), 0.0)
+        for bad in (None, "", "soon", "-5", "1.5e3"):
+            self.assertIsNone(parse_retry_after(bad, 0.0), bad)
 
     def test_retry_window_doubles_and_is_capped(self) -> None:
         rng = random.Random(1)
