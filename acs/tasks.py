@@ -1114,12 +1114,36 @@ class TaskEngine:
         """Session start: confirm waiting tasks, recover stranded ones, queue provisioning,
         and queue a configuration_update when effective settings differ from the cache."""
         store = self.store
+        events = [e.code for e in inform.events]
+        bootstrap = "0 BOOTSTRAP" in events
+        # One query says which checks below can find anything: most Informs come from
+        # devices with no task under way and nothing to check, and skip them all.
+        work = store.inform_work(device.id)
+        if work.active_tasks:
+            self._tasks_at_inform(device, inform, events, bootstrap, now)
+            self._transfers_at_inform(device, inform, now)
+        elif work.version_checks:
+            # No transfer is under way (no active task), so only the version check remains.
+            self._check_firmware_versions(device, inform, now)
+
+        if (bootstrap or not device.provisioned) and self._needs_provision(
+            device.id, bootstrap, now
+        ):
+            store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
+
+        if work.settings:
+            self._desired_state_at_inform(device, bootstrap, now)
+
+    def _tasks_at_inform(
+        self, device: Device, inform: rpc.Inform, events: list[str], bootstrap: bool, now: float
+    ) -> None:
+        """Requeue tasks a dead session stranded; confirm or time out the ones waiting for
+        this Inform (reboot, factory resets)."""
+        store = self.store
         # A task in progress at an Inform was running in a session that died (crash, restart):
         # run it again, except acknowledged reboots/factory resets, which this Inform confirms.
         store.requeue_in_progress(device.id, kinds=_REQUEUE_KINDS, now=now)
         tasks = store.tasks_for_device(device.id, states=(PENDING, IN_PROGRESS))
-        events = [e.code for e in inform.events]
-        bootstrap = "0 BOOTSTRAP" in events
         done: set[int] = set()
 
         reboots = [t for t in tasks if t.kind == "reboot"]
@@ -1167,15 +1191,6 @@ class TaskEngine:
                     ),
                     retry_at=None,
                 )
-
-        self._transfers_at_inform(device, inform, now)
-
-        if (bootstrap or not device.provisioned) and self._needs_provision(
-            device.id, bootstrap, now
-        ):
-            store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
-
-        self._desired_state_at_inform(device, bootstrap, now)
 
     def _reapply_settings(self, device_id: int, now: float) -> None:
         """After a device_factory_reset's BOOTSTRAP: every stored setting is pushed again."""

@@ -237,71 +237,93 @@ def _latest(tasks: list[Task], kind: str) -> Task | None:
     return max(mine, key=lambda t: t.id) if mine else None
 
 
-def _pending_items(store: Store, device_id: int) -> list[_Item]:
-    device = store.get_device(device_id)
-    if device is None:
-        return []
-    tasks = store.tasks_for_device(device_id)  # queue order
-    items: list[_Item] = []
-    seen: set[str] = set()
+class PendingWork:
+    """The pending work of a set of devices (a list page), read in two queries: their tasks
+    of the listed kinds and their unconfirmed settings. ``settings``/``details`` then answer
+    per device without touching the store, so a page costs the same at any page size."""
 
-    def add(name: str, state: str, changed: float) -> None:
-        if name not in seen:
-            seen.add(name)
-            items.append(_Item(name, state, changed))
+    def __init__(self, store: Store, devices: Sequence[Device]) -> None:
+        ids = [d.id for d in devices]
+        self._tasks = store.tasks_for_devices(ids, kinds=PENDING_NAMES)
+        self._settings = store.unconfirmed_settings_summary(ids)
 
-    last_firmware = _latest(tasks, "firmware_update")
-    for task in tasks:
-        name = PENDING_NAMES.get(task.kind)
-        if name is None:
-            continue
-        if task.state == IN_PROGRESS:
-            add(name, IN_PROGRESS, task.created)
-        elif task.state == PENDING:
-            if task.scheduled_at is not None:
-                when = iso(task.scheduled_at) or ""
-                add(f"{name}_scheduled", when, task.created)
-            else:
-                add(name, PENDING, task.created)
-        elif (
-            task.state == FAILED
-            and task is last_firmware
-            and (device.firmware_image_is_pending or (task.result or {}).get(REPORT_FAILED))
-        ):
-            add(name, FAILED, task.finished or task.created)
-    if "configuration_update" not in seen and store.unconfirmed_settings_count(device_id) > 0:
-        last_conf = _latest(tasks, "configuration_update")
-        failed = last_conf is not None and last_conf.state == FAILED
-        changed = store.last_settings_change(device_id) or device.last_change
-        add("configuration_update", FAILED if failed else PENDING, changed)
-    return items
+    def _items(self, device: Device) -> list[_Item]:
+        tasks = self._tasks.get(device.id, [])  # queue order
+        items: list[_Item] = []
+        seen: set[str] = set()
+
+        def add(name: str, state: str, changed: float) -> None:
+            if name not in seen:
+                seen.add(name)
+                items.append(_Item(name, state, changed))
+
+        last_firmware = _latest(tasks, "firmware_update")
+        for task in tasks:
+            name = PENDING_NAMES[task.kind]
+            if task.state == IN_PROGRESS:
+                add(name, IN_PROGRESS, task.created)
+            elif task.state == PENDING:
+                if task.scheduled_at is not None:
+                    when = iso(task.scheduled_at) or ""
+                    add(f"{name}_scheduled", when, task.created)
+                else:
+                    add(name, PENDING, task.created)
+            elif (
+                task.state == FAILED
+                and task is last_firmware
+                and (device.firmware_image_is_pending or (task.result or {}).get(REPORT_FAILED))
+            ):
+                add(name, FAILED, task.finished or task.created)
+        unconfirmed = self._settings.get(device.id)
+        if "configuration_update" not in seen and unconfirmed is not None:
+            last_conf = _latest(tasks, "configuration_update")
+            failed = last_conf is not None and last_conf.state == FAILED
+            changed = unconfirmed[1] or device.last_change
+            add("configuration_update", FAILED if failed else PENDING, changed)
+        return items
+
+    def settings(self, device: Device, *, detailed: bool) -> str | None:
+        """Section 6: ``"firmware_update,reboot_scheduled"`` or, detailed,
+        ``"firmware_update:pending,reboot_scheduled:2024-01-16T02:00:00Z"``; None when
+        nothing is pending. See the module docstring for the rule."""
+        items = self._items(device)
+        if not items:
+            return None
+        if detailed:
+            return ",".join(f"{i.name}:{i.state}" for i in items)
+        return ",".join(i.name for i in items)
+
+    def details(self, device: Device) -> dict[str, Any]:
+        """The serial view's ``pending_details``: unconfirmed setting count, whether a
+        firmware update is pending, and when the newest pending work was queued (ISO or
+        None)."""
+        items = self._items(device)
+        # Same rule as settings(), so the two never disagree (a waiting, running or failed
+        # but still wanted upgrade).
+        firmware = any(i.name == "firmware_update" for i in items)
+        last = max((i.changed for i in items), default=None)
+        unconfirmed = self._settings.get(device.id)
+        return {
+            "configuration_updates": 0 if unconfirmed is None else unconfirmed[0],
+            "firmware_update": firmware,
+            "last_pending_change": iso(last),
+        }
 
 
 def pending_settings(store: Store, device_id: int, *, detailed: bool) -> str | None:
-    """Section 6: ``"firmware_update,reboot_scheduled"`` or, detailed,
-    ``"firmware_update:pending,reboot_scheduled:2024-01-16T02:00:00Z"``; None when nothing
-    is pending. See the module docstring for the rule."""
-    items = _pending_items(store, device_id)
-    if not items:
+    """:meth:`PendingWork.settings` of one device (None if there is no such device)."""
+    device = store.get_device(device_id)
+    if device is None:
         return None
-    if detailed:
-        return ",".join(f"{i.name}:{i.state}" for i in items)
-    return ",".join(i.name for i in items)
+    return PendingWork(store, [device]).settings(device, detailed=detailed)
 
 
 def pending_details(store: Store, device_id: int) -> dict[str, Any]:
-    """The serial view's ``pending_details``: unconfirmed setting count, whether a firmware
-    update is pending, and when the newest pending work was queued (ISO or None)."""
-    items = _pending_items(store, device_id)
-    # Same rule as pending_settings, so the two never disagree (a waiting, running or failed
-    # but still wanted upgrade).
-    firmware = any(i.name == "firmware_update" for i in items)
-    last = max((i.changed for i in items), default=None)
-    return {
-        "configuration_updates": store.unconfirmed_settings_count(device_id),
-        "firmware_update": firmware,
-        "last_pending_change": iso(last),
-    }
+    """:meth:`PendingWork.details` of one device."""
+    device = store.get_device(device_id)
+    if device is None:
+        return {"configuration_updates": 0, "firmware_update": False, "last_pending_change": None}
+    return PendingWork(store, [device]).details(device)
 
 
 # --- applying operations ------------------------------------------------------------------

@@ -30,7 +30,7 @@ from api.base import (
     parse_datetime,
     route,
 )
-from api.serializers import device_flat
+from api.serializers import device_flat, devices_flat
 
 # `status` filter spellings (section 3); anything else is a 400.
 STATUS_FILTER = {"0": DOWN, "false": DOWN, "False": DOWN, "1": UP, "true": UP, "True": UP}
@@ -39,6 +39,8 @@ STATUS_FILTER = {"0": DOWN, "false": DOWN, "False": DOWN, "1": UP, "true": UP, "
 _MANGLED_OFFSET = re.compile(r"^(.*\d) (\d{2}(?::?\d{2})?)$")
 
 Serialize = Callable[[Device], dict[str, Any]]
+# (page of devices, pending flag) -> their representations, related rows read in one go.
+SerializePage = Callable[[list[Device], bool], list[dict[str, Any]]]
 Reply = Result | Coroutine[Any, Any, Result]
 
 
@@ -97,23 +99,21 @@ def wants_update_status(req: ApiRequest) -> bool:
     return wanted
 
 
-def list_devices_page(
-    api: Api, req: ApiRequest, serialize: Callable[[Device, bool], dict[str, Any]]
-) -> Reply:
-    """One page of the devices the token may see; ``serialize(device, pending)``."""
+def list_devices_page(api: Api, req: ApiRequest, serialize: SerializePage) -> Reply:
+    """One page of the devices the token may see; ``serialize(devices, pending)``."""
     filters = device_filter(req)
     limit, offset = req.page_params()
     pending = req.query_bool("pending")
     refresh = wants_update_status(req)
     total, devices = api.store.devices_page(filters, limit=limit, offset=offset)
     if not refresh or not devices:
-        return 200, req.page(total, [serialize(d, pending) for d in devices], limit, offset)
+        return 200, req.page(total, serialize(devices, pending), limit, offset)
 
     async def refreshed() -> Result:
         await device_ops.refresh_status(api, [d.id for d in devices])
         # Statuses changed under us: serialise fresh rows (dropping any deleted meanwhile).
         fresh = [api.store.get_device(d.id) for d in devices]
-        results = [serialize(d, pending) for d in fresh if d is not None]
+        results = serialize([d for d in fresh if d is not None], pending)
         return 200, req.page(total, results, limit, offset)
 
     return refreshed()
@@ -221,7 +221,7 @@ def list_devices(api: Api, req: ApiRequest) -> Reply:
     """Devices by id: filters type, status, last_status_change_from, organization;
     limit/offset; pending; update_status."""
     return list_devices_page(
-        api, req, lambda d, pending: device_flat(api.store, d, detailed_pending=pending)
+        api, req, lambda page, pending: devices_flat(api.store, page, detailed_pending=pending)
     )
 
 

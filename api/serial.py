@@ -20,7 +20,7 @@ from api.devices import (
     respond_with,
     save_device,
 )
-from api.serializers import device_nested
+from api.serializers import device_nested, devices_nested
 
 PATH = "/inventory_device_serial/<string:serial>/"
 
@@ -35,7 +35,7 @@ def list_devices_by_serial(api: Api, req: ApiRequest) -> Reply:
     return list_devices_page(
         api,
         req,
-        lambda d, pending: device_nested(api.store, d, detail=False, with_pending_details=pending),
+        lambda page, pending: devices_nested(api.store, page, with_pending_details=pending),
     )
 
 

@@ -9,10 +9,11 @@ keeps for the ACS's own use are simply not read here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from acs.store import Store
-from acs.store.models import UP, Device
+from acs.store.models import UP, Device, DeviceType, Location, Organization
 from api import device_ops
 from api.base import iso
 
@@ -29,10 +30,62 @@ MAC_PARAMETERS = (
 _NO_MAC = frozenset({"", "00:00:00:00:00:00"})
 
 
-def device_flat(store: Store, device: Device, *, detailed_pending: bool) -> dict[str, Any]:
-    """The section 3 representation (the seed's detail example's key order)."""
-    device_type = None if device.type_id is None else store.get_device_type(device.type_id)
-    location = None if device.location_id is None else store.get_location(device.location_id)
+class Related:
+    """What the representations show of rows other than the device (its type, location,
+    organization and pending work), read for a whole list page in a handful of queries
+    rather than several per device."""
+
+    def __init__(self, store: Store, devices: Sequence[Device]) -> None:
+        self.types: dict[int, DeviceType] = store.device_types_by_id(
+            d.type_id for d in devices if d.type_id is not None
+        )
+        self.locations: dict[int, Location] = store.locations_by_id(
+            d.location_id for d in devices if d.location_id is not None
+        )
+        self.organizations: dict[int, Organization] = store.organizations_by_id(
+            d.organization_id for d in devices
+        )
+        self.pending = device_ops.PendingWork(store, devices)
+
+    def device_type(self, device: Device) -> DeviceType | None:
+        return None if device.type_id is None else self.types.get(device.type_id)
+
+    def location(self, device: Device) -> Location | None:
+        return None if device.location_id is None else self.locations.get(device.location_id)
+
+
+def devices_flat(
+    store: Store, devices: Sequence[Device], *, detailed_pending: bool
+) -> list[dict[str, Any]]:
+    """A list page of :func:`device_flat` representations."""
+    related = Related(store, devices)
+    return [
+        device_flat(store, d, detailed_pending=detailed_pending, related=related) for d in devices
+    ]
+
+
+def devices_nested(
+    store: Store, devices: Sequence[Device], *, with_pending_details: bool
+) -> list[dict[str, Any]]:
+    """A list page of :func:`device_nested` list representations (``detail=False``)."""
+    related = Related(store, devices)
+    return [
+        device_nested(
+            store, d, detail=False, with_pending_details=with_pending_details, related=related
+        )
+        for d in devices
+    ]
+
+
+def device_flat(
+    store: Store, device: Device, *, detailed_pending: bool, related: Related | None = None
+) -> dict[str, Any]:
+    """The section 3 representation (the seed's detail example's key order); ``related``
+    holds the page's prefetched rows (else they are read for this device alone)."""
+    if related is None:
+        related = Related(store, [device])
+    device_type = related.device_type(device)
+    location = related.location(device)
     return {
         "id": device.id,
         "uuid": device.uuid,
@@ -67,9 +120,7 @@ def device_flat(store: Store, device: Device, *, detailed_pending: bool) -> dict
         "last_change": iso(device.last_change),
         "created": iso(device.created),
         "debug": device.debug,
-        "pending_settings": device_ops.pending_settings(
-            store, device.id, detailed=detailed_pending
-        ),
+        "pending_settings": related.pending.settings(device, detailed=detailed_pending),
     }
 
 
@@ -87,25 +138,33 @@ def mac_address(store: Store, device: Device) -> str | None:
 
 
 def device_nested(
-    store: Store, device: Device, *, detail: bool, with_pending_details: bool = False
+    store: Store,
+    device: Device,
+    *,
+    detail: bool,
+    with_pending_details: bool = False,
+    related: Related | None = None,
 ) -> dict[str, Any]:
     """The section 4 representation; ``detail`` adds the type's manufacturer, the
     organization's code, mac_address, description, firmware_version and pending_details
-    (``with_pending_details`` adds only the latter, for ``?pending=true`` lists)."""
-    device_type = None if device.type_id is None else store.get_device_type(device.type_id)
+    (``with_pending_details`` adds only the latter, for ``?pending=true`` lists).
+    ``related`` holds the page's prefetched rows (else they are read for this device)."""
+    if related is None:
+        related = Related(store, [device])
+    device_type = related.device_type(device)
     type_body: dict[str, Any] | None = None
     if device_type is not None:
         type_body = {"id": device_type.id, "name": device_type.name, "model": device_type.model}
         if detail:
             type_body["manufacturer"] = device_type.manufacturer
-    organization = store.get_organization(device.organization_id)
+    organization = related.organizations.get(device.organization_id)
     org_body: dict[str, Any] = {
         "id": device.organization_id,
         "name": None if organization is None else organization.name,
     }
     if detail:
         org_body["code"] = None if organization is None else organization.code
-    location = None if device.location_id is None else store.get_location(device.location_id)
+    location = related.location(device)
 
     body: dict[str, Any] = {
         "serial_number": device.serial_number,
@@ -122,11 +181,9 @@ def device_nested(
     if detail:
         body["description"] = device.description
         body["firmware_version"] = device.software_version
-    body["pending_changes"] = (
-        device_ops.pending_settings(store, device.id, detailed=False) is not None
-    )
+    body["pending_changes"] = related.pending.settings(device, detailed=False) is not None
     if detail or with_pending_details:
-        body["pending_details"] = device_ops.pending_details(store, device.id)
+        body["pending_details"] = related.pending.details(device)
     body["created_at"] = iso(device.created)
     body["updated_at"] = iso(device.last_change)
     return body

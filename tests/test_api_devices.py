@@ -313,6 +313,36 @@ def test_pending_flag_gives_the_detailed_form(harness: ApiHarness) -> None:
     assert harness.call("GET", f"{BASE}?pending=maybe", token=token).status == 400
 
 
+def test_list_page_shows_each_device_its_own_type_location_and_pending_work(
+    harness: ApiHarness,
+) -> None:
+    # A page reads related rows for all its devices at once: each must still get its own.
+    store = harness.store
+    kinds = [store.create_device_type(name=f"T{i}", short_name=f"t{i}").id for i in range(2)]
+    places = [store.create_location(name=f"L{i}", organization_id=1).id for i in range(2)]
+    devices = [
+        make(harness, f"D{i}", type_id=kinds[i % 2], location_id=places[i % 2] if i else None)
+        for i in range(4)
+    ]
+    store.queue_task(devices[0].id, "reboot", {}, now=T0, actor="t", scheduled_at=T0 + 3600)
+    store.queue_task(devices[1].id, "sync", {}, now=T0, actor="t")
+    store.set_desired_settings(devices[2].id, {"Device.X": "1"}, now=T0, actor="t")
+    token = harness.token("viewer")
+    for query in ("", "?pending=true"):
+        listed = harness.call("GET", BASE + query, token=token).json["results"]
+        singles = [harness.call("GET", f"{BASE}{d.id}/{query}", token=token).json for d in devices]
+        assert [{k: d[k] for k in item} for item, d in zip(listed, singles, strict=True)] == listed
+    listed = harness.call("GET", BASE, token=token).json["results"]
+    assert [d["pending_settings"] for d in listed] == [
+        "reboot_scheduled",
+        "sync",
+        "configuration_update",
+        None,
+    ]
+    assert [d["type_short_name"] for d in listed] == ["t0", "t1", "t0", "t1"]
+    assert [d["location_name"] for d in listed] == [None, "L1", "L0", "L1"]
+
+
 # --- pagination ---------------------------------------------------------------------------
 
 

@@ -427,3 +427,22 @@ def test_body_over_one_mebibyte_is_413(harness: ApiHarness) -> None:
         headers={"Content-Type": "application/json"},
     )
     assert reply.status == 413
+
+
+def test_list_page_shows_each_device_its_own_pending_details(harness: ApiHarness) -> None:
+    # Related rows are read once per page: pending work must still land on its own device.
+    store = harness.store
+    kind = store.create_device_type(name="T", model="M").id
+    devices = [make(harness, f"P{i}", type_id=kind if i else None) for i in range(3)]
+    store.queue_task(devices[0].id, "firmware_update", {}, now=T0, actor="t")
+    store.set_desired_settings(devices[1].id, {"Device.X": "1", "Device.Y": "2"}, now=T0, actor="t")
+    token = harness.token("viewer")
+    listed = harness.call("GET", f"{BASE}?pending=true", token=token).json["results"]
+    assert [d["pending_details"]["configuration_updates"] for d in listed] == [0, 2, 0]
+    assert [d["pending_details"]["firmware_update"] for d in listed] == [True, False, False]
+    assert [d["pending_changes"] for d in listed] == [True, True, False]
+    assert [d["type"] and d["type"]["model"] for d in listed] == [None, "M", "M"]
+    for item, device in zip(listed, devices, strict=True):
+        single = harness.call("GET", f"{BASE}{device.serial_number}/", token=token).json
+        assert single["pending_details"] == item["pending_details"]
+        assert single["organization"]["name"] == item["organization"]["name"]

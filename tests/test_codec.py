@@ -744,3 +744,66 @@ def test_soap_error_messages_are_xml_safe_for_fault_strings() -> None:
     err = SoapError("bad \x01 byte")
     assert err.message == "bad ? byte"
     soap.serialize(Envelope(rpc.Fault(8003, err.message, "Client"), Header(id="1")))
+
+
+@pytest.mark.parametrize("ns", [*sorted(set(CWMP_NS.values())), "urn:dslforum-org:cwmp-1-4"])
+@pytest.mark.parametrize("cwmp_id", ["", "1", "a&b<c>\"'", "id\r\nwith space"])
+@pytest.mark.parametrize(("hold", "use"), [(False, None), (True, None), (False, "1.4")])
+def test_inform_response_template_matches_the_generic_serializer(
+    ns: str, cwmp_id: str, hold: bool, use: str | None
+) -> None:
+    expected = soap.serialize(
+        Envelope(
+            rpc.InformResponse(max_envelopes=1),
+            Header(id=cwmp_id, hold_requests=True if hold else None, use_version=use),
+            ns,
+        )
+    )
+    # Twice: the first call builds the cached template, the second uses it.
+    for _ in range(2):
+        assert soap.inform_response(ns, cwmp_id, hold_requests=hold, use_version=use) == expected
+    assert soap.parse(expected).header.id == cwmp_id
+
+
+def test_inform_response_without_id_has_no_id_header() -> None:
+    out = soap.inform_response(CWMP_NS["1.0"], None)
+    assert soap.parse(out).header == Header()
+    assert out == soap.serialize(Envelope(rpc.InformResponse(max_envelopes=1), Header()))
+
+
+def test_inform_response_refuses_ids_xml_cannot_carry_and_foreign_namespaces() -> None:
+    with pytest.raises(ValueError):
+        soap.inform_response(CWMP_NS["1.0"], "bad\x01id")
+    with pytest.raises(ValueError):
+        soap.inform_response("urn:example:not-cwmp", "1")
+
+
+def test_parameter_value_structs_accept_any_child_order_comments_and_first_wins() -> None:
+    body = (
+        "<cwmp:GetParameterValuesResponse><ParameterList>"
+        "<ParameterValueStruct><!-- c --><Value xsi:type='xsd:int'>5</Value>"
+        "<Name>A.B</Name><Name>ignored</Name><Value>ignored</Value></ParameterValueStruct>"
+        "<!-- between --><cwmp:ParameterValueStruct><cwmp:Name>A.C</cwmp:Name>"
+        "</cwmp:ParameterValueStruct>"
+        "</ParameterList></cwmp:GetParameterValuesResponse>"
+    )
+    env = soap.parse(_env(body))
+    assert env.message == rpc.GetParameterValuesResponse(
+        parameters=(PV("A.B", "5", "xsd:int"), PV("A.C", "", "xsd:string"))
+    )
+
+
+def test_parameter_value_struct_without_name_is_an_invalid_arguments_error() -> None:
+    body = (
+        "<cwmp:GetParameterValuesResponse><ParameterList>"
+        "<ParameterValueStruct><Value>1</Value></ParameterValueStruct>"
+        "</ParameterList></cwmp:GetParameterValuesResponse>"
+    )
+    with pytest.raises(SoapError, match="ParameterValueStruct: missing Name") as caught:
+        soap.parse(_env(body))
+    assert caught.value.fault_code == 8003
+
+
+def test_missing_parameter_list_gives_no_parameters() -> None:
+    env = soap.parse(_env("<cwmp:GetParameterValuesResponse/>"))
+    assert env.message == rpc.GetParameterValuesResponse(parameters=())

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Callable
+from dataclasses import FrozenInstanceError, asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from acs.store import (
     SchemaError,
     Store,
     StoreError,
+    rows,
 )
 from acs.store.migrations import MIGRATIONS, migrate, sql
 
@@ -375,6 +377,81 @@ def test_devices_page_filters_counts_and_pages_by_id(store: Store, org_id: int) 
         store.devices_page(limit=-1)
     with pytest.raises(ValueError, match="status"):
         store.devices_page(DeviceFilter(status="maybe"))
+
+
+def test_devices_page_at_any_offset_matches_filtering_every_device(
+    store: Store, org_id: int
+) -> None:
+    # Deep offsets seek through an index instead of OFFSET over rows: each filter (and their
+    # combinations, several organizations, a status_change range) must page exactly like
+    # filtering and slicing the whole inventory in id order.
+    orgs = [org_id, store.ensure_organization("B").id, store.ensure_organization("C").id]
+    kinds = [store.create_device_type(name=f"t{i}").id for i in range(2)]
+    store.bulk_seed_devices(
+        (
+            {
+                "serial_number": f"S{i:03d}",
+                "name": f"S{i:03d}",
+                "organization_id": orgs[i % 3],
+                "type_id": kinds[i % 2] if i % 5 else None,
+                "status": UP if i % 4 == 0 else DOWN,
+                "status_change": T0 + (i % 7) * 10,
+            }
+            for i in range(60)
+        ),
+        now=T0,
+        actor="test",
+    )
+    every = store.devices_page(limit=100)[1]
+    filters = [
+        DeviceFilter(),
+        DeviceFilter(organization_ids=(orgs[1],)),
+        DeviceFilter(organization_ids=(orgs[0], orgs[2])),
+        DeviceFilter(type_id=kinds[1]),
+        DeviceFilter(status=UP),
+        DeviceFilter(status_change_from=T0 + 30),
+        DeviceFilter(organization_ids=(orgs[0],), type_id=kinds[0], status=DOWN),
+        DeviceFilter(organization_ids=(orgs[1], orgs[2]), status_change_from=T0 + 20),
+    ]
+    for f in filters:
+        expected = [
+            d
+            for d in every
+            if (f.organization_ids is None or d.organization_id in f.organization_ids)
+            and (f.type_id is None or d.type_id == f.type_id)
+            and (f.status is None or d.status == f.status)
+            and (f.status_change_from is None or d.status_change >= f.status_change_from)
+        ]
+        assert store.count_devices(f) == len(expected), f
+        for offset in (0, 1, 3, len(expected) - 1, len(expected), len(expected) + 5):
+            for limit in (0, 1, 4):
+                page = store.devices_page(f, limit=limit, offset=max(offset, 0))
+                assert page == (len(expected), expected[max(offset, 0) :][:limit]), (f, offset)
+
+
+def test_batch_lookups_return_rows_of_the_given_ids_only(store: Store, org_id: int) -> None:
+    a = make_device(store, org_id, "A")
+    b = make_device(store, org_id, "B")
+    kind = store.create_device_type(name="t")
+    place = store.create_location(name="Here", organization_id=org_id)
+    store.queue_task(a.id, "reboot", {}, now=T0, actor="t")
+    store.queue_task(a.id, "sync", {}, now=T0 + 1, actor="t", front=True)
+    store.set_desired_settings(b.id, {"Device.X": "1", "Device.Y": "2"}, now=T0 + 5, actor="t")
+    assert store.device_types_by_id([kind.id, kind.id, 999]) == {kind.id: kind}
+    assert store.locations_by_id([place.id]) == {place.id: place}
+    assert store.organizations_by_id([org_id]) == {org_id: store.get_organization(org_id)}
+    assert store.device_types_by_id([]) == {}
+    tasks = store.tasks_for_devices([a.id, b.id])
+    assert tasks == {a.id: store.tasks_for_device(a.id)}  # queue order, b has none
+    assert [t.kind for t in store.tasks_for_devices([a.id], kinds=["reboot"])[a.id]] == ["reboot"]
+    assert store.tasks_for_devices([a.id], kinds=[]) == {}
+    assert store.unconfirmed_settings_summary([a.id, b.id]) == {b.id: (2, T0 + 5)}
+    assert store.unconfirmed_settings_summary([]) == {}
+
+
+def test_device_list_indexes_exist_after_migration(store: Store) -> None:
+    names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert {"devices_by_status", "devices_by_status_change", "devices_list"} <= names
 
 
 # --- informs and status ----------------------------------------------------------------
@@ -867,3 +944,100 @@ def test_locations_firmware_records_and_transcripts(store: Store, org_id: int) -
     second = store.add_session_transcript(device.id, "<b/>", started=T0 + 1)
     assert store.session_transcripts(device.id) == [second, first]
     assert store.count_session_transcripts(device.id) == 2
+
+
+# --- the Inform hot path ----------------------------------------------------------------
+
+
+def test_inform_work_says_which_inform_checks_can_find_anything(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    assert store.inform_work(device.id) == (False, False, False)
+
+    task = store.queue_task(device.id, "reboot", {}, now=T0, actor="t")
+    assert store.inform_work(device.id).active_tasks
+    store.start_task(task.id, now=T0)
+    assert store.inform_work(device.id).active_tasks  # in_progress counts too
+    store.complete_task(task.id, now=T0)
+    assert not store.inform_work(device.id).active_tasks
+
+    fw = store.queue_task(device.id, "firmware_update", {"firmware_image": 1}, now=T0, actor="t")
+    store.complete_task(fw.id, now=T0, result={"version_check": "ok"})
+    assert store.inform_work(device.id) == (False, False, False)
+    fw = store.queue_task(device.id, "firmware_update", {"firmware_image": 1}, now=T0, actor="t")
+    store.complete_task(fw.id, now=T0, result={"version_check": "pending"})
+    assert store.inform_work(device.id) == (False, True, False)
+
+    store.set_desired_settings(device.id, {"Device.X.Y": "1"}, now=T0, actor="t")
+    assert store.inform_work(device.id).settings
+
+
+def test_inform_work_counts_device_type_defaults_as_settings(store: Store, org_id: int) -> None:
+    empty = store.create_device_type(name="empty", default_settings={})
+    typed = store.create_device_type(name="typed", default_settings={"Device.X.Y": "1"})
+    a = make_device(store, org_id, "A", type_id=empty.id)
+    b = make_device(store, org_id, "B", type_id=typed.id)
+    assert not store.inform_work(a.id).settings
+    assert store.inform_work(b.id).settings
+    assert not store.inform_work(a.id + b.id + 100).settings  # unknown device: nothing
+
+
+def test_record_inform_in_a_rolled_back_transaction_leaves_no_trace(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    before = store.count_history(device.id)
+    with pytest.raises(RuntimeError), store.transaction():
+        store.record_inform(device.id, inform("SN1", "0 BOOTSTRAP"), now=T0 + 1)
+        raise RuntimeError("the session failed after its Inform")
+    assert store.get_device(device.id) == device
+    assert store.count_history(device.id) == before
+
+
+def test_record_inform_of_unknown_device_in_a_transaction_writes_nothing(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    before = store.count_history(device.id)
+    with store.transaction():
+        with pytest.raises(NotFound):
+            store.record_inform(device.id + 1, inform(), now=T0 + 1)
+        store.record_inform(device.id, inform(), now=T0 + 2)
+    assert store.get_device(device.id).status == UP  # type: ignore[union-attr]
+    assert store.count_history(device.id) == before + 2  # status + inform
+    assert store.count_history(device.id + 1) == 0
+
+
+def test_requeue_in_progress_joins_the_callers_transaction(store: Store, org_id: int) -> None:
+    device = make_device(store, org_id)
+    task = store.start_task(
+        store.queue_task(device.id, "refresh", {}, now=T0, actor="t").id, now=T0
+    )
+    with pytest.raises(RuntimeError), store.transaction():
+        assert store.requeue_in_progress(device.id, now=T0) == 1
+        raise RuntimeError("rolled back")
+    assert store.get_task(task.id).state == "in_progress"  # type: ignore[union-attr]
+    assert store.requeue_in_progress(device.id, now=T0) == 1
+    assert store.get_task(task.id).state == "pending"  # type: ignore[union-attr]
+
+
+def test_device_rows_convert_to_equal_devices_from_rows_and_mappings(
+    store: Store, org_id: int
+) -> None:
+    device = store.record_inform(make_device(store, org_id).id, inform(), now=T0 + 3)
+    rebuilt = Device(**asdict(device))
+    assert rebuilt == device and hash(rebuilt) == hash(device) and repr(rebuilt) == repr(device)
+    assert rows.device(asdict(device)) == device
+    assert isinstance(device.created, float) and isinstance(device.provisioned, bool)
+    with pytest.raises(FrozenInstanceError):
+        device.name = "x"  # type: ignore[misc]
+
+
+def test_create_device_conflict_inside_a_transaction_names_the_holder_and_keeps_the_rest(
+    store: Store, org_id: int
+) -> None:
+    first = make_device(store, org_id, "A", serial_number_alt="A2")
+    with store.transaction():
+        make_device(store, org_id, "B")
+        with pytest.raises(Conflict, match=f"'A2' is already used by device {first.id}"):
+            make_device(store, org_id, "A2")
+    assert store.count_devices() == 2

@@ -960,3 +960,40 @@ def test_unsupported_cpe_request_gets_method_not_supported(
 ) -> None:
     answer = engine.open_session(device.id).on_cpe_request(rpc.RebootResponse(), now=5.0)
     assert isinstance(answer, rpc.Fault) and answer.code == 8000
+
+
+# --- Inform with little or nothing to do ---------------------------------------------------
+
+
+def test_inform_of_an_idle_provisioned_device_changes_no_task(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    done = store.queue_task(device.id, "refresh", {}, now=1.0, actor="t")
+    store.complete_task(done.id, now=2.0)
+    engine.on_inform(device, inform("2 PERIODIC"), now=10.0)
+    assert states(store, device) == [("refresh", DONE)]
+    assert engine.open_session(device.id).next_request(now=10.0) is None
+
+
+def test_inform_checks_a_pending_firmware_version_with_no_task_under_way(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    fw = store.queue_task(device.id, "firmware_update", {"firmware_image": 1}, now=1.0, actor="t")
+    store.complete_task(
+        fw.id, now=2.0, result={"version_check": "pending", "expected_version": "2.0"}
+    )
+    engine.on_inform(device, factories.inform(SERIAL, "2 PERIODIC", version="2.0"), now=10.0)
+    result = store.get_task(fw.id).result  # type: ignore[union-attr]
+    assert result is not None
+    assert result["version_check"] == "ok" and result["reported_version"] == "2.0"
+
+
+def test_inform_pushes_device_type_defaults_the_cache_disagrees_with(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    kind = store.create_device_type(
+        name="t", default_settings={"Device.ManagementServer.PeriodicInformInterval": 300}
+    )
+    device = store.update_device(device.id, now=3.0, actor="t", type_id=kind.id)
+    engine.on_inform(device, inform("2 PERIODIC"), now=10.0)
+    assert states(store, device) == [("configuration_update", PENDING)]

@@ -220,14 +220,13 @@ class Session:
         self._expect_owed("inform")
         self.hold_requests = hold_requests
         self.state = State.CPE_REQUESTS
-        return self._serialize(
-            rpc.InformResponse(max_envelopes=1),
-            soap.Header(
-                id=self._cpe_id,
-                # Only sent when set: "false" is the default and some CPEs choke on extras.
-                hold_requests=True if hold_requests else None,
-                use_version=self.use_version,
-            ),
+        # From the codec's cached template (every session sends one). HoldRequests is only
+        # sent when set: "false" is the default and some CPEs choke on extras.
+        return soap.inform_response(
+            self.ns or soap.CWMP_NS["1.0"],
+            self._cpe_id,
+            hold_requests=hold_requests,
+            use_version=self.use_version,
         )
 
     def respond(self, message: rpc.Message) -> bytes:

@@ -150,8 +150,19 @@ class _Bad(Exception):
     """Internal: invalid message content; turned into SoapError(8003) by ``parse``."""
 
 
+# Local names by qualified tag: a CPE uses a few dozen distinct tags, looked up on every
+# element of every message. Bounded, since the tags come from the peer.
+_LNAMES: dict[str, str] = {}
+_LNAMES_MAX = 4096
+
+
 def _lname(tag: str) -> str:
-    return tag.rpartition("}")[2]
+    name = _LNAMES.get(tag)
+    if name is None:
+        name = tag.rpartition("}")[2]
+        if len(_LNAMES) < _LNAMES_MAX:
+            _LNAMES[tag] = name
+    return name
 
 
 def _nsof(tag: str) -> str | None:
@@ -159,8 +170,8 @@ def _nsof(tag: str) -> str | None:
 
 
 def _elements(el: etree._Element) -> Iterable[etree._Element]:
-    # Skip comments, processing instructions and entity references.
-    return (c for c in el if isinstance(c.tag, str))
+    # Skip comments, processing instructions and entity references (lxml filters in C).
+    return el.iterchildren(etree.Element)
 
 
 class _Kids:
@@ -170,9 +181,12 @@ class _Kids:
 
     def __init__(self, el: etree._Element) -> None:
         self.owner = _lname(el.tag)
-        self.by_name: dict[str, etree._Element] = {}
-        for c in _elements(el):
-            self.by_name.setdefault(_lname(c.tag), c)
+        by_name: dict[str, etree._Element] = {}
+        for c in el.iterchildren(etree.Element):
+            name = _lname(c.tag)
+            if name not in by_name:  # the first one counts
+                by_name[name] = c
+        self.by_name = by_name
 
     def get(self, name: str) -> etree._Element | None:
         return self.by_name.get(name)
@@ -255,15 +269,29 @@ def _xsi_type(value_el: etree._Element) -> str:
 
 
 def _parameter_values(kids: _Kids, name: str = "ParameterList") -> tuple[rpc.ParameterValue, ...]:
+    # The hottest loop of the codec (every Inform, every GetParameterValuesResponse): the
+    # two children are picked without building a _Kids per struct; same rules (first Name
+    # and first Value count, in any order and namespace).
     out = []
-    for m in kids.array(name):
-        k = _Kids(m)
-        v = k.get("Value")
+    container = kids.get(name)
+    if container is None:
+        return ()
+    for m in container.iterchildren(etree.Element):
+        name_el = value_el = None
+        for c in m.iterchildren(etree.Element):
+            local = _lname(c.tag)
+            if local == "Name":
+                if name_el is None:
+                    name_el = c
+            elif local == "Value" and value_el is None:
+                value_el = c
+        if name_el is None:
+            raise _Bad(f"{_lname(m.tag)}: missing Name")
         out.append(
             rpc.ParameterValue(
-                name=k.text("Name"),
-                value="" if v is None else (v.text or ""),
-                type="xsd:string" if v is None else _xsi_type(v),
+                name=name_el.text or "",
+                value="" if value_el is None else (value_el.text or ""),
+                type="xsd:string" if value_el is None else _xsi_type(value_el),
             )
         )
     return tuple(out)
@@ -973,11 +1001,62 @@ def serialize(envelope: Envelope) -> bytes:
         inner = enc(m)
         body = f"<cwmp:{name}>{inner}</cwmp:{name}>" if inner else f"<cwmp:{name}/>"
     return (
+        _envelope_head(envelope.ns)
+        + f"{_e_header(envelope.header)}<soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>\n"
+    ).encode()
+
+
+def _envelope_open(ns: str) -> str:
+    return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<soap-env:Envelope xmlns:soap-env="{NS_SOAP_ENV}" xmlns:soap-enc="{NS_SOAP_ENC}" '
-        f'xmlns:xsd="{NS_XSD}" xmlns:xsi="{NS_XSI}" xmlns:cwmp="{envelope.ns}">'
-        f"{_e_header(envelope.header)}<soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>\n"
-    ).encode()
+        f'xmlns:xsd="{NS_XSD}" xmlns:xsi="{NS_XSI}" xmlns:cwmp="{ns}">'
+    )
+
+
+# The envelope's opening for each standard namespace, built once (every message needs one).
+_ENVELOPE_HEADS: dict[str, str] = {ns: _envelope_open(ns) for ns in CWMP_NS.values()}
+
+
+def _envelope_head(ns: str) -> str:
+    head = _ENVELOPE_HEADS.get(ns)
+    return _envelope_open(ns) if head is None else head
+
+
+# Fixed InformResponses (the answer to every Inform) by (namespace, cwmp:ID, HoldRequests,
+# UseCWMPVersion) minus the ID: only the ID differs between sessions.
+_INFORM_RESPONSE_PARTS: dict[tuple[str, bool, str | None], tuple[bytes, bytes]] = {}
+
+
+def inform_response(
+    ns: str, cwmp_id: str | None, *, hold_requests: bool = False, use_version: str | None = None
+) -> bytes:
+    """The InformResponse (MaxEnvelopes 1), byte for byte what ``serialize`` gives for
+    ``Envelope(InformResponse(1), Header(id, hold_requests or None, use_version=...), ns)``,
+    from a cached template: only the cwmp:ID is escaped and inserted per call."""
+    if cwmp_id is None:
+        header = Header(hold_requests=True if hold_requests else None, use_version=use_version)
+        return serialize(Envelope(rpc.InformResponse(max_envelopes=1), header, ns))
+    key = (ns, hold_requests, use_version)
+    parts = _INFORM_RESPONSE_PARTS.get(key)
+    if parts is None:
+        sample = serialize(
+            Envelope(
+                rpc.InformResponse(max_envelopes=1),
+                Header(
+                    id="",
+                    hold_requests=True if hold_requests else None,
+                    use_version=use_version,
+                ),
+                ns,
+            )
+        ).decode()
+        # With an empty ID the text goes right before the only "</cwmp:ID>": split there.
+        at = sample.index("</cwmp:ID>")
+        parts = (sample[:at].encode(), sample[at:].encode())
+        if ns in _ENVELOPE_HEADS and len(_INFORM_RESPONSE_PARTS) < 64:
+            _INFORM_RESPONSE_PARTS[key] = parts
+    return parts[0] + _x(cwmp_id).encode() + parts[1]
 
 
 def replace_header(envelope: Envelope, **changes: Any) -> Envelope:

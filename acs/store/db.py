@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlite_utils
 
@@ -164,15 +164,16 @@ def _check_page(limit: Any, offset: Any) -> None:
             raise ValueError(f"{name} must be a non-negative int, not {value!r}")
 
 
-def _device_where(filters: DeviceFilter | None) -> tuple[str, list[Any]]:
+def _device_clauses(filters: DeviceFilter | None) -> tuple[list[str], list[Any]]:
+    """The list filters as AND-ed SQL clauses and their parameters."""
     if filters is None:
-        return "", []
+        return [], []
     clauses: list[str] = []
     params: list[Any] = []
     if filters.organization_ids is not None:
         orgs = list(filters.organization_ids)
         if not orgs:
-            return " WHERE 0", []
+            return ["0"], []
         clauses.append(f"organization_id IN ({', '.join('?' for _ in orgs)})")
         params += orgs
     if filters.type_id is not None:
@@ -184,13 +185,44 @@ def _device_where(filters: DeviceFilter | None) -> tuple[str, list[Any]]:
     if filters.status_change_from is not None:
         clauses.append("status_change >= ?")
         params.append(_time("status_change_from", filters.status_change_from))
-    if not clauses:
-        return "", []
-    return " WHERE " + " AND ".join(clauses), params
+    return clauses, params
+
+
+def _device_where(filters: DeviceFilter | None) -> tuple[str, list[Any]]:
+    clauses, params = _device_clauses(filters)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _offset_index(filters: DeviceFilter | None) -> str:
+    """The index hint for skipping `offset` matching devices in id order.
+
+    One equality filter (one organization, a type or a status) has its own index, whose
+    entries for one key are in id order: SQLite picks it. Anything else (no filter, a
+    status_change range, several organizations, combined filters) would scan whole device
+    rows or sort; the narrow id-ordered devices_list holds every filtered column instead.
+    """
+    if filters is not None and filters.status_change_from is None:
+        orgs = filters.organization_ids
+        single = [
+            orgs is not None and len(orgs) == 1,
+            filters.type_id is not None,
+            filters.status is not None,
+        ]
+        if sum(single) == 1 and (orgs is None or len(orgs) <= 1):
+            return ""
+    return " INDEXED BY devices_list"
 
 
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class InformWork(NamedTuple):
+    """Which of an Inform's checks can find anything for a device (``Store.inform_work``)."""
+
+    active_tasks: bool  # a pending or in_progress task
+    version_checks: bool  # a completed firmware_update whose version is still unchecked
+    settings: bool  # desired settings of its own, or defaults of its device type
 
 
 class Store:
@@ -275,6 +307,19 @@ class Store:
                     self._conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """``transaction()`` for hot-path writers whose only statement that can fail (a
+        lookup raising NotFound) runs before any write: inside a caller's transaction the
+        SAVEPOINT/RELEASE pair would protect nothing, so it is skipped and a failure is the
+        caller's transaction's to roll back. Alone, it is a transaction as usual."""
+        with self._lock:
+            if self._depth == 0:
+                with self.transaction():
+                    yield
+            else:
+                yield
 
     # --- low-level helpers --------------------------------------------------------------
 
@@ -399,7 +444,9 @@ class Store:
         )
         columns = list(values)
         with self.transaction():
-            self._check_serials(values["serial_number"], values.get("serial_number_alt"), None)
+            # The unique indexes and the serial triggers enforce the rule; the lookup that
+            # names the device in the way only runs once they refused (auto-registration
+            # of a whole boot storm must not pay it for every new CPE).
             try:
                 row = self._one(
                     f"INSERT INTO devices ({', '.join(columns)}) "
@@ -407,6 +454,7 @@ class Store:
                     [values[c] for c in columns],
                 )
             except sqlite3.IntegrityError as exc:
+                self._check_serials(values["serial_number"], values.get("serial_number_alt"), None)
                 raise Conflict(f"device conflicts with an existing one: {exc}") from exc
             assert row is not None
             created = rows.device(row)
@@ -446,14 +494,85 @@ class Store:
     ) -> tuple[int, list[Device]]:
         """(total matching, one page of devices in ascending id order) for list endpoints."""
         _check_page(limit, offset)
-        where, params = _device_where(filters)
+        clauses, params = _device_clauses(filters)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
         with self.transaction():  # count and page from the same snapshot
             total = int(self._scalar(f"SELECT count(*) FROM devices{where}", params))
-            found = self._all(
-                f"SELECT * FROM devices{where} ORDER BY id LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
+            if offset >= total or limit == 0:
+                return total, []
+            if offset == 0:
+                found = self._all(
+                    f"SELECT * FROM devices{where} ORDER BY id LIMIT ?", [*params, limit]
+                )
+            else:
+                # OFFSET over full rows reads every skipped device; find the first id of the
+                # page on a narrow index instead, then seek to it by rowid.
+                also = "".join(f" AND {c}" for c in clauses)
+                found = self._all(
+                    f"SELECT * FROM devices WHERE id >= (SELECT id FROM devices"
+                    f"{_offset_index(filters)}{where} ORDER BY id LIMIT 1 OFFSET ?){also} "
+                    "ORDER BY id LIMIT ?",
+                    [*params, offset, *params, limit],
+                )
         return total, [rows.device(r) for r in found]
+
+    # Batch lookups for serialising a page of devices: one query per kind of related row
+    # instead of one per device (a page is at most a few hundred ids, well under SQLite's
+    # limit on bound parameters).
+
+    def _rows_by_id(self, table: str, ids: Iterable[int]) -> list[sqlite3.Row]:
+        wanted = sorted({i for i in ids if type(i) is int})
+        if not wanted:
+            return []
+        marks = ", ".join("?" for _ in wanted)
+        # `table` is always one of our literal table names, never caller input.
+        return self._all(f"SELECT * FROM {table} WHERE id IN ({marks})", wanted)
+
+    def device_types_by_id(self, ids: Iterable[int]) -> dict[int, DeviceType]:
+        return {r["id"]: rows.device_type(r) for r in self._rows_by_id("device_types", ids)}
+
+    def locations_by_id(self, ids: Iterable[int]) -> dict[int, Location]:
+        return {r["id"]: rows.location(r) for r in self._rows_by_id("locations", ids)}
+
+    def organizations_by_id(self, ids: Iterable[int]) -> dict[int, Organization]:
+        return {r["id"]: rows.organization(r) for r in self._rows_by_id("organizations", ids)}
+
+    def tasks_for_devices(
+        self, device_ids: Iterable[int], kinds: Iterable[str] | None = None
+    ) -> dict[int, list[Task]]:
+        """Each device's tasks in queue order (like `tasks_for_device`), optionally only
+        those of `kinds`; devices without any are absent."""
+        wanted = sorted(set(device_ids))
+        if not wanted:
+            return {}
+        sql = f"SELECT * FROM tasks WHERE device_id IN ({', '.join('?' for _ in wanted)})"
+        params: list[Any] = list(wanted)
+        if kinds is not None:
+            kind_list = sorted(set(kinds))
+            if not kind_list:
+                return {}
+            sql += f" AND kind IN ({', '.join('?' for _ in kind_list)})"
+            params += kind_list
+        found: dict[int, list[Task]] = {}
+        for r in self._all(sql + " ORDER BY priority, id", params):
+            found.setdefault(r["device_id"], []).append(rows.task(r))
+        return found
+
+    def unconfirmed_settings_summary(
+        self, device_ids: Iterable[int]
+    ) -> dict[int, tuple[int, float]]:
+        """device id -> (unconfirmed settings count, when one last changed), for the devices
+        that have any (see `unconfirmed_settings_count` and `last_settings_change`)."""
+        wanted = sorted(set(device_ids))
+        if not wanted:
+            return {}
+        found = self._conn.execute(
+            "SELECT device_id, count(*), max(updated) FROM desired_settings "
+            f"WHERE device_id IN ({', '.join('?' for _ in wanted)}) AND confirmed = 0 "
+            "GROUP BY device_id",
+            wanted,
+        ).fetchall()
+        return {int(d): (int(n), float(u)) for d, n, u in found}
 
     def update_device(self, device_id: int, *, now: float, actor: str, **fields: Any) -> Device:
         """Partial update. Only values that differ are written and recorded; a `status` change
@@ -565,7 +684,7 @@ class Store:
             unique = f"{info.oui}-{info.serial_number}"
         events = list(info.event_codes)
         bootstrap = BOOTSTRAP in events
-        with self.transaction():
+        with self._atomic():
             old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
             if old is None:
                 raise NotFound(f"device {device_id!r} not found")
@@ -758,6 +877,23 @@ class Store:
             )
         )
 
+    def inform_work(self, device_id: int) -> InformWork:
+        """What an Inform may have to look at for this device, in one query (see
+        ``InformWork``), so a device with nothing to do costs one statement here."""
+        row = self._conn.execute(
+            "SELECT"
+            " EXISTS (SELECT 1 FROM tasks WHERE device_id = ?1"
+            "  AND state IN ('pending', 'in_progress')),"
+            " EXISTS (SELECT 1 FROM tasks WHERE device_id = ?1 AND state = 'done'"
+            "  AND kind = 'firmware_update'"
+            "  AND json_extract(result, '$.version_check') = 'pending'),"
+            " EXISTS (SELECT 1 FROM desired_settings WHERE device_id = ?1)"
+            " OR EXISTS (SELECT 1 FROM devices v JOIN device_types t ON t.id = v.type_id,"
+            "  json_each(t.default_settings) WHERE v.id = ?1)",
+            (device_id,),
+        ).fetchone()
+        return InformWork(bool(row[0]), bool(row[1]), bool(row[2]))
+
     def get_task(self, task_id: int) -> Task | None:
         row = self._one("SELECT * FROM tasks WHERE id = ?", (task_id,))
         return None if row is None else rows.task(row)
@@ -926,7 +1062,9 @@ class Store:
                 return 0
             sql += f" AND kind IN ({', '.join('?' for _ in wanted)})"
             params += wanted
-        with self.transaction():
+        # One statement is atomic by itself: no BEGIN/SAVEPOINT round trips (every Inform
+        # runs this), only the lock that keeps it out of another thread's transaction.
+        with self._lock:
             cur = self._conn.execute(sql, params)
         return cur.rowcount
 
