@@ -38,7 +38,7 @@ class CwmpConfig:
     transfer_timeout: int = 3600
     # Live CWMP sessions admitted at once; a new session's Inform beyond it gets 503 +
     # Retry-After (a boot storm is paced instead of interleaving thousands of sessions).
-    max_sessions: int = 1000
+    max_sessions: int = 128
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,58 @@ NONCE_TTL = 300.0
 COOKIE_NAME = "session"
 XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'
 TEXT_CONTENT_TYPE = b"text/plain; charset=utf-8"
-# Retry-After of a 503 at the session cap: a random whole number of seconds in this range,
-# so the CPEs turned away together don't all come back in the same second.
-RETRY_AFTER_RANGE = (2, 10)
+
+
+class RetryPacer:
+    """Sizes the Retry-After of 503s at the session cap.
+
+    A fixed short Retry-After is right for a handful of CPEs, but in a boot storm thousands of
+    turned-away CPEs come back every few seconds, and answering them takes the CPU the admitted
+    sessions need. So every ``window`` seconds the pacer compares the 503s it answered with the
+    sessions it admitted: while turn-aways outnumber admissions more than twice, the upper
+    bound grows by half (up to ``ceiling``); once they don't, it shrinks back towards
+    ``initial``. Each answer is a random whole number of seconds in [upper / 2, upper], so CPEs
+    turned away together don't come back together. Pure logic: the caller passes the time.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial: float = 10.0,
+        ceiling: float = 300.0,
+        window: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.initial = initial
+        self.ceiling = ceiling
+        self.window = window
+        self.upper = initial
+        self._rng = rng or random.Random()
+        self._started: float | None = None
+        self._refused = 0
+        self._admitted = 0
+
+    def admitted(self, now: float) -> None:
+        self._roll(now)
+        self._admitted += 1
+
+    def retry_after(self, now: float) -> int:
+        """Seconds for the Retry-After of one 503 (at least 1)."""
+        self._roll(now)
+        self._refused += 1
+        high = max(1, int(self.upper))
+        return self._rng.randint(max(1, high // 2), high)
+
+    def _roll(self, now: float) -> None:
+        if self._started is None:
+            self._started = now
+        if now - self._started < self.window:
+            return
+        if self._refused > 2 * max(self._admitted, 1):
+            self.upper = min(self.ceiling, self.upper * 1.5)
+        elif self._refused <= self._admitted:
+            self.upper = max(self.initial, self.upper / 1.5)
+        self._started, self._refused, self._admitted = now, 0, 0
 
 
 class CwmpRequest(BoundedRequest):
@@ -137,7 +186,7 @@ class CwmpResource(Resource):
         self._by_channel: dict[object, _Live] = {}
         self._by_device: dict[int, _Live] = {}
         self._informing = 0  # Informs being processed (admitted, not yet a live session)
-        self._rng = random.Random()
+        self.pacer = RetryPacer()
         # New sessions turned away with 503 at the cap since start (for metrics and tests).
         self.busy_rejections = 0
 
@@ -235,8 +284,8 @@ class CwmpResource(Resource):
 
     def _busy(self, request: Request) -> bytes:
         self.busy_rejections += 1
-        low, high = RETRY_AFTER_RANGE
-        request.setHeader(b"Retry-After", b"%d" % self._rng.randint(low, high))
+        seconds = self.pacer.retry_after(self._reactor.seconds())
+        request.setHeader(b"Retry-After", b"%d" % seconds)
         return _text(request, 503, "Too many CWMP sessions, retry later")
 
     # --- session lookup -----------------------------------------------------------------
@@ -310,6 +359,7 @@ class CwmpResource(Resource):
                 device, registered_in = self._register(inform, now)
             device = self._store.record_inform(device.id, record, now=now)
             self._tasks.on_inform(device, inform, now=now)
+        self.pacer.admitted(now)
 
         timeout = float(session.inactivity_timeout or self._config.session_timeout)
         live = _Live(

@@ -111,5 +111,5 @@ def test_https_public_url_is_accepted() -> None:
 
 
 def test_max_sessions_defaults_to_the_example_and_can_be_set(tmp_path: Path) -> None:
-    assert Config().cwmp.max_sessions == 1000
+    assert Config().cwmp.max_sessions == 128
     assert load_config(_write(tmp_path, "[cwmp]\nmax_sessions = 50\n")).cwmp.max_sessions == 50

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import random
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -29,7 +30,7 @@ from zope.interface import implementer
 from acs import httpdigest
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
-from acs.cwmp_http import RETRY_AFTER_RANGE, CwmpResource, CwmpSite
+from acs.cwmp_http import CwmpResource, CwmpSite, RetryPacer
 from acs.httplimits import LINGER_BYTES, LINGER_SECONDS
 from acs.store import IN_PROGRESS, PENDING, Device, Store
 from acs.tasks import TaskEngine
@@ -667,8 +668,8 @@ class CwmpHttpTests(unittest.TestCase):
         self.assertEqual(reply.code, 503)
         retry_after = reply.header("retry-after")
         assert retry_after is not None and retry_after.isdigit(), retry_after
-        low, high = RETRY_AFTER_RANGE
-        self.assertTrue(low <= int(retry_after) <= high, retry_after)
+        upper = self.resource.pacer.initial
+        self.assertTrue(upper // 2 <= int(retry_after) <= upper, retry_after)
         self.assertIsNone(reply.header("set-cookie"))
         self.assertIsNone(self.store.find_device_by_serial("NEW-3"))
         self.assertEqual(self.snapshot(), before)
@@ -972,3 +973,32 @@ class EarlyRefusalTests(unittest.TestCase):
         await self.stubborn(_head("Content-Length: 20000000") + b"x" * (LINGER_BYTES + 65536))
         await self.bounded(self.site.first_closed)
         self.assertEqual(self.store.count_devices(), 0)
+
+
+# --- RetryPacer: Retry-After sized to the turn-away pressure ---------------------------------
+
+
+def test_pacer_answers_within_the_initial_bound_when_calm() -> None:
+    pacer = RetryPacer(initial=10, rng=random.Random(1))
+    values = {pacer.retry_after(now=0.0) for _ in range(50)}
+    assert min(values) >= 5 and max(values) <= 10 and len(values) > 1
+
+
+def test_pacer_widens_while_turn_aways_outnumber_admissions_and_narrows_after() -> None:
+    pacer = RetryPacer(initial=10, ceiling=60, window=10, rng=random.Random(1))
+    now = 0.0
+    for _ in range(6):  # six windows of 100 refusals against 5 admissions each
+        for _ in range(5):
+            pacer.admitted(now)
+        for _ in range(100):
+            pacer.retry_after(now)
+        now += 10
+    pacer.admitted(now)  # rolls the last window
+    assert pacer.upper == 60  # capped at the ceiling
+    assert all(30 <= pacer.retry_after(now) <= 60 for _ in range(20))
+    for _ in range(8):  # calm windows: admissions at least match refusals
+        now += 10
+        for _ in range(5):
+            pacer.admitted(now)
+    pacer.admitted(now + 10)
+    assert pacer.upper == 10
