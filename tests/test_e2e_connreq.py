@@ -7,63 +7,26 @@ and the outcome Deferred of ``connreq.wake``), every wait bounded.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, reactor
-from twisted.trial import unittest
+from e2eharness import ApplianceWithFleet
+from twisted.internet import defer
 
-from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
-from acs.service import Appliance
-from acs.store.models import DOWN, UP, Device
-from cpe_sim.fleet import Fleet, SimulatedCPE
+from acs.store.models import DOWN, UP
+from cpe_sim.fleet import SimulatedCPE
 
-LOOPBACK = "tcp:0:interface=127.0.0.1"
-WAIT = 10.0  # bound on every wait; reached only when something is broken
 CONNECTION_REQUEST = "6 CONNECTION REQUEST"
 
 
-class ConnectionRequestTests(unittest.TestCase):
-    def setUp(self) -> defer.Deferred[None]:
-        return defer.Deferred.fromCoroutine(self.start())
+class ConnectionRequestTests(ApplianceWithFleet):
+    COUNT = 2  # periodic informs off (the harness's default): sessions only on request
 
-    async def start(self) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="acs-connreq-"))
-        self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        config = Config(
-            storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "files")),
-            cwmp=CwmpConfig(listen=LOOPBACK, connection_request_timeout=2),
-            api=ApiConfig(listen=LOOPBACK),
-            files=FilesConfig(listen=LOOPBACK),
-        )
-        self.appliance = Appliance(config, reactor)
-        self.appliance.service.startService()
-        self.addCleanup(self.appliance.service.stopService)
-        port = (await self.bounded(self.appliance.when_listening()))["cwmp"]
-        self.fleet = Fleet(
-            reactor,
-            acs_url=f"http://127.0.0.1:{port.getHost().port}/",
-            count=2,
-            model="mixed",
-            periodic=False,  # no session unless a connection request asks for one
-        )
-        bootstraps = [cpe.next_session() for cpe in self.fleet.cpes]
-        await self.bounded(self.fleet.start())
-        self.addCleanup(self.fleet.stop)
-        await self.bounded(defer.gatherResults(bootstraps))
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
+        return defer.Deferred.fromCoroutine(self.start_and_alias())
+
+    async def start_and_alias(self) -> None:
+        await self.start(self.tempdir())
         self.store = self.appliance.store
-
-    @staticmethod
-    async def bounded(d: defer.Deferred[Any]) -> Any:
-        d.addTimeout(WAIT, reactor)
-        return await d
-
-    def device(self, cpe: SimulatedCPE) -> Device:
-        device = self.store.find_device_by_serial(cpe.serial)
-        assert device is not None, f"{cpe.serial} not registered"
-        return device
 
     def history(self, cpe: SimulatedCPE, action: str) -> list[dict[str, Any]]:
         """``action`` entries of the CPE's device, oldest first."""
