@@ -185,7 +185,6 @@ class CwmpResource(Resource):
         self._by_cookie: dict[str, _Live] = {}
         self._by_channel: dict[object, _Live] = {}
         self._by_device: dict[int, _Live] = {}
-        self._informing = 0  # Informs being processed (admitted, not yet a live session)
         self.pacer = RetryPacer()
         # New sessions turned away with 503 at the cap since start (for metrics and tests).
         self.busy_rejections = 0
@@ -280,7 +279,8 @@ class CwmpResource(Resource):
     # --- admission control --------------------------------------------------------------
 
     def _at_capacity(self) -> bool:
-        return len(self._by_device) + self._informing >= self._config.max_sessions
+        # An Inform is processed synchronously, so live sessions are all there is to count.
+        return len(self._by_device) >= self._config.max_sessions
 
     def _busy(self, request: Request) -> bytes:
         self.busy_rejections += 1
@@ -301,15 +301,6 @@ class CwmpResource(Resource):
     # --- Inform -------------------------------------------------------------------------
 
     def _inform(
-        self, request: Request, envelope: soap.Envelope, data: bytes, ctx: _Context
-    ) -> bytes:
-        self._informing += 1
-        try:
-            return self._open_session(request, envelope, data, ctx)
-        finally:
-            self._informing -= 1
-
-    def _open_session(
         self, request: Request, envelope: soap.Envelope, data: bytes, ctx: _Context
     ) -> bytes:
         now = self._reactor.seconds()
