@@ -7,7 +7,7 @@ Two halves:
   ``SELECTIONS`` with the names, xsd types, writability, facets (enumerations, ranges,
   lengths), password-ness and forced-inform flags exactly as the model defines them,
   fills in plausible default values and returns a JSON-able dict. Running this module
-  (``python -m cpe_sim.datamodel /path/to/datamodels``) rewrites
+  (``python -m cpe_sim.datamodel conformance/datamodels``) rewrites
   ``cpe_sim/templates/tr181.json`` and ``tr098.json``.
 * ``Template`` is the loaded, immutable, shared form of one such JSON file and
   ``DataModel`` is the data model of one CPE with CWMP semantics (GPN/GPV/SPV/GPA/SPA/
@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import lzma
 import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping
@@ -640,7 +641,18 @@ SELECTIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
     ),
 }
 
+# The BBF model each template is extracted from; the repository carries them xz-compressed
+# under conformance/datamodels/ (``<name>.xz``), and the builder reads either form.
 SOURCES = {"tr181": "tr-181-2-17-0-cwmp-full.xml", "tr098": "tr-098-1-8-0-full.xml"}
+
+
+def model_file(folder: Path, source: str) -> Path | None:
+    """``folder/source``, else ``folder/source.xz``, else None."""
+    for candidate in (folder / source, folder / f"{source}.xz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
 
 _MAC_BASE = "00:D0:9E:00:00:"
 
@@ -1069,11 +1081,12 @@ def _pick_default(d: Mapping[str, Any], model_default: str | None) -> str:
 
 
 def build_template(key: str, xml_path: Path) -> dict[str, Any]:
-    """Extract the ``SELECTIONS[key]`` subset of the BBF model at ``xml_path``."""
+    """Extract the ``SELECTIONS[key]`` subset of the BBF model at ``xml_path`` (.xml or .xz)."""
     from lxml import etree  # only the builder needs the BBF XML
 
     parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
-    doc = etree.parse(str(xml_path), parser)
+    with lzma.open(xml_path) if xml_path.suffix == ".xz" else xml_path.open("rb") as f:
+        doc = etree.parse(f, parser)
     reader = _ModelReader(doc)
     model = doc.getroot().find("model")
     if model is None:
@@ -1154,7 +1167,7 @@ def build_template(key: str, xml_path: Path) -> dict[str, Any]:
     return {
         "root": root,
         "model": model_name,
-        "source": xml_path.name,
+        "source": xml_path.name.removesuffix(".xz"),
         "definitions": definitions,
         "tables": tables,
         "entries": entries,
@@ -1224,7 +1237,10 @@ def write_templates(datamodels: Path, out_dir: Path = TEMPLATE_DIR) -> list[Path
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for key, source in SOURCES.items():
-        data = build_template(key, datamodels / source)
+        path = model_file(datamodels, source)
+        if path is None:
+            raise FileNotFoundError(f"{datamodels} lacks {source} (or {source}.xz)")
+        data = build_template(key, path)
         target = out_dir / f"{key}.json"
         target.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
         written.append(target)
@@ -1234,10 +1250,10 @@ def write_templates(datamodels: Path, out_dir: Path = TEMPLATE_DIR) -> list[Path
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m cpe_sim.datamodel /path/to/conformance/datamodels", file=sys.stderr)
+        print("usage: python -m cpe_sim.datamodel conformance/datamodels", file=sys.stderr)
         return 2
     folder = Path(args[0])
-    missing = [s for s in SOURCES.values() if not (folder / s).is_file()]
+    missing = [s for s in SOURCES.values() if model_file(folder, s) is None]
     if missing:
         print(f"error: {folder} lacks {', '.join(missing)}", file=sys.stderr)
         return 2

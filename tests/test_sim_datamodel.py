@@ -4,6 +4,7 @@ checked against the BBF data-model XML they were extracted from."""
 from __future__ import annotations
 
 import json
+import lzma
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from lxml import etree
 from twisted.internet import task
+from vendored import datamodel
 
 from acs.cwmp import rpc
 from cpe_sim.datamodel import (
@@ -26,7 +28,6 @@ from cpe_sim.datamodel import (
 )
 from cpe_sim.fleet import Fleet
 
-DATAMODELS = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "datamodels"
 MS = "Device.ManagementServer."
 
 
@@ -356,7 +357,8 @@ def _bbf_definitions(xml: Path) -> tuple[dict[str, dict[str, Any]], dict[str, st
     An independent reading of the BBF XML (not the builder's code): lists are strings on
     the wire, named dataTypes resolve through their ``base`` chain to a primitive.
     """
-    root = etree.parse(str(xml)).getroot()
+    with lzma.open(xml) as f:
+        root = etree.parse(f).getroot()
     datatypes = {d.get("name"): d for d in root.findall("dataType")}
 
     def resolve(name: str) -> str | None:
@@ -404,10 +406,7 @@ def _bbf_definitions(xml: Path) -> tuple[dict[str, dict[str, Any]], dict[str, st
 
 @pytest.fixture(scope="module")
 def bbf() -> dict[str, tuple[dict[str, dict[str, Any]], dict[str, str | None]]]:
-    missing = [s for s in SOURCES.values() if not (DATAMODELS / s).is_file()]
-    if missing:
-        pytest.fail(f"BBF data-model XML missing from {DATAMODELS}: {missing}")
-    return {key: _bbf_definitions(DATAMODELS / source) for key, source in SOURCES.items()}
+    return {key: _bbf_definitions(datamodel(source)) for key, source in SOURCES.items()}
 
 
 @pytest.mark.parametrize("key", ["tr181", "tr098"])
@@ -479,9 +478,9 @@ def test_templates_cover_a_home_gateway(key: str, names: list[str]) -> None:
 
 @pytest.mark.parametrize("key", ["tr181", "tr098"])
 def test_committed_templates_are_what_the_builder_produces(key: str, bbf: Any) -> None:
-    built = build_template(key, DATAMODELS / SOURCES[key])
+    built = build_template(key, datamodel(SOURCES[key]))
     committed = json.loads((TEMPLATE_DIR / f"{key}.json").read_text(encoding="utf-8"))
-    assert built == committed, "run: python -m cpe_sim.datamodel <datamodels dir>"
+    assert built == committed, "run: python -m cpe_sim.datamodel conformance/datamodels"
     assert Template(built).root == ("Device." if key == "tr181" else "InternetGatewayDevice.")
 
 

@@ -1,19 +1,19 @@
 """Test helper: validate CWMP SOAP messages against the official Broadband Forum XSDs.
 
-Owns loading ``shared/conformance/xsd/cwmp-1-{0..4}.xsd`` with no network: the CWMP schemas
-import the SOAP 1.1 envelope and encoding schemas and include each other by URL, so an lxml
-``Resolver`` maps those URLs to local files, and to the minimal SOAP stand-ins defined here.
+Owns loading ``conformance/xsd/cwmp-1-{0..4}.xsd`` (vendored: tests/vendored.py) with no
+network: the CWMP schemas import the SOAP 1.1 envelope and encoding schemas and include each
+other by URL, so an lxml ``Resolver`` maps those URLs to local files, and to the minimal SOAP
+stand-ins defined here.
 """
 
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Any
 
 from lxml import etree
+from vendored import XSD_DIR, xsd
 
-XSD_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "conformance" / "xsd"
 VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 
 NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -114,21 +114,9 @@ class _LocalResolver(etree.Resolver):
         if system_url.rstrip("/") == NS_SOAP_ENC.rstrip("/"):
             return self.resolve_string(SOAP_ENC_XSD, context, base_url=None)
         if system_url.startswith(_BBF_URL):
-            path = str(_xsd_file(system_url[len(_BBF_URL) :]))
+            path = str(xsd(system_url[len(_BBF_URL) :]))
             return self.resolve_filename(path, context)  # type: ignore[attr-defined]
         raise AssertionError(f"schema refers to an unexpected location: {system_url}")
-
-
-def _xsd_file(name: str) -> Path:
-    if not XSD_DIR.is_dir():
-        raise RuntimeError(
-            f"CWMP XSD folder not found at {XSD_DIR}: the tests need the 'shared/' folder "
-            "beside the repository (shared/conformance/xsd/cwmp-1-*.xsd)"
-        )
-    path = XSD_DIR / name
-    if not path.is_file():
-        raise RuntimeError(f"missing CWMP schema {path}")
-    return path
 
 
 def _version_file(version: str) -> str:
@@ -166,7 +154,7 @@ def defined_elements(version: str) -> frozenset[str]:
         vminor = int(v.split(".")[1])
         # 1.3 includes 1.2 and 1.4 includes 1.3: their element sets accumulate.
         if v == version or (minor >= 3 and 2 <= vminor <= minor):
-            tree = etree.parse(str(_xsd_file(_version_file(v))))
+            tree = etree.parse(str(xsd(_version_file(v))))
             names.update(el.get("name", "") for el in tree.getroot().iterchildren(f"{xs}element"))
     return frozenset(names)
 
