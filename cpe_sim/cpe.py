@@ -46,6 +46,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from acs import httpdigest
 from acs.cwmp import rpc, soap
+from acs.cwmp.session import defines
 from cpe_sim import transfers
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
 from cpe_sim.transfers import Faults, TransferFailed
@@ -568,6 +569,18 @@ class SimulatedCPE:
         self.request_session(again=True)
         return d
 
+    def send_request(self, message: rpc.Message) -> Deferred[None]:
+        """Send a CPE-initiated request (GetRPCMethods, RequestDownload, Kicked...) in a new
+        session; fires like ``inform()``. ValueError for a message that is not one, or that
+        this CPE's CWMP version lacks (AutonomousTransferComplete before 1.1)."""
+        kind = type(message)
+        if kind not in rpc.CPE_REQUESTS or kind is rpc.Inform:
+            raise ValueError(f"{kind.__name__} is not a CPE request")
+        if not defines(self.cwmp_version, kind):
+            raise ValueError(f"CWMP {self.cwmp_version} has no {kind.__name__}")
+        self._cpe_requests.append(message)
+        return self.inform()
+
     def next_session(self) -> Deferred[None]:
         """Fires when the next session completes (ok or failed); never errbacks."""
         d: Deferred[None] = Deferred()
@@ -1069,6 +1082,8 @@ class SimulatedCPE:
         self, method: str, command_key: str, code: int, message: str, start: str
     ) -> None:
         done = iso_time(float(self.profile.reactor.seconds()))
+        version = _version_key(self.session_version or self.cwmp_version) or (1, 0)
+        code = transfers.transfer_fault_code(code, version, upload=method == "M Upload")
         self._transfer_methods[command_key] = method
         self._cpe_requests.append(
             rpc.TransferComplete(

@@ -36,6 +36,11 @@ CANNOT_ACCESS = 9016
 INCOMPLETE = 9017
 CORRUPTED = 9018
 
+# TransferComplete fault codes added after CWMP 1.0 (cwmp-1-1.xsd: 9014-9018, cwmp-1-2.xsd:
+# 9019-9020): an older CPE reports the generic download/upload failure instead.
+_FAULTS_SINCE = {9014: (1, 1), 9015: (1, 1), 9016: (1, 1), 9017: (1, 1), 9018: (1, 1)}
+_FAULTS_SINCE |= {9019: (1, 2), 9020: (1, 2)}
+
 MAX_ATTEMPTS = 4  # the first GET plus up to three resumes
 FAULT_STRING_MAX = 256
 
@@ -53,6 +58,14 @@ class TransferFailed(Exception):
         super().__init__(message)
         self.code = code
         self.message = message[:FAULT_STRING_MAX]
+
+
+def transfer_fault_code(code: int, version: tuple[int, int], *, upload: bool) -> int:
+    """``code`` as a CPE speaking CWMP ``version`` may report it in TransferComplete."""
+    since = _FAULTS_SINCE.get(code)
+    if since is None or version >= since:
+        return code
+    return UPLOAD_FAILURE if upload else DOWNLOAD_FAILURE
 
 
 @dataclass(frozen=True)

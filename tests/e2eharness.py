@@ -17,6 +17,7 @@ import treq
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
+from wirecheck import ConformanceTap, SessionConformance
 
 from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
 from acs.service import Appliance
@@ -52,6 +53,16 @@ async def bounded(d: defer.Deferred[Any], timeout: float = WAIT) -> Any:
     return await d
 
 
+def check_cwmp_conformance(appliance: Appliance, test: unittest.TestCase) -> SessionConformance:
+    """Validate every body of the appliance's CWMP sessions (tests/wirecheck.py); the test
+    fails at cleanup, naming each invalid message, if any was not schema-valid."""
+    checker = SessionConformance()
+    site: Any = appliance.listeners["cwmp"].factory
+    site.resource = ConformanceTap(site.resource, checker)
+    test.addCleanup(checker.assert_clean)
+    return checker
+
+
 async def until(cpe: SimulatedCPE, done: Callable[[], bool], *, sessions: int = 8) -> None:
     """Wait, one completed CPE session at a time, until `done()` holds (bounded)."""
     for _ in range(sessions):
@@ -69,6 +80,7 @@ class ApplianceWithFleet(unittest.TestCase):
 
     async def start_appliance(self, tmp: Path, **config: Any) -> None:
         self.appliance = Appliance(loopback_config(tmp, **config), reactor)
+        self.conformance = check_cwmp_conformance(self.appliance, self)
         self.appliance.service.startService()
         self.addCleanup(self.appliance.service.stopService)
         ports = await bounded(self.appliance.when_listening())

@@ -25,6 +25,7 @@ from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 from twisted.web.test.requesthelper import DummyRequest
+from wirecheck import ConformanceTap, SessionConformance
 from zope.interface import implementer
 
 from acs import httpdigest
@@ -114,7 +115,11 @@ class CwmpHttpTests(unittest.TestCase):
             max_rpcs_per_session=max_rpcs,
         )
         self.addCleanup(self.resource.stop)
-        port: Any = REACTOR.listenTCP(0, Site(self.resource), interface="127.0.0.1")
+        # What the ACS answers is checked against the XSDs; the CPE side is hostile on purpose.
+        self.conformance = SessionConformance(check_cpe=False)
+        self.addCleanup(self.conformance.assert_clean)
+        tap = ConformanceTap(self.resource, self.conformance)
+        port: Any = REACTOR.listenTCP(0, Site(tap), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         self.url = f"http://127.0.0.1:{port.getHost().port}/"
 
@@ -538,6 +543,35 @@ class CwmpHttpTests(unittest.TestCase):
         self.assertEqual(fault.header.id, "u-1")
         nxt = await self.request(b"", cookie=inform.cookie)
         self.assertIsInstance(nxt.envelope().message, rpc.Reboot)
+
+    async def test_the_acs_faults_are_valid_in_every_cwmp_version(self) -> None:
+        # The conformance tap validates each answer against the session's version's schema.
+        atc = rpc.AutonomousTransferComplete("", "http://127.0.0.1/f", True, "1 Firmware", 1)
+        for minor in range(5):
+            ns = f"urn:dslforum-org:cwmp-1-{minor}"
+            offer = {"supported_versions": "1.2,1.3,1.4"} if minor == 4 else {}
+            inform = await self.start_session(f"SN-V{minor}", ns=ns, **offer)
+            unknown = wire(rpc.GetRPCMethods(), "u-1", ns).replace(b"GetRPCMethods", b"X_Frob")
+            acs_only = wire(rpc.Reboot("k"), "u-2", ns)
+            newer = wire(atc, "u-3", ns)
+            codes = []
+            for body in (unknown, acs_only, newer):
+                answer = (await self.request(body, cookie=inform.cookie)).envelope()
+                assert isinstance(
+                    answer.message, rpc.Fault | rpc.AutonomousTransferCompleteResponse
+                )
+                codes.append(getattr(answer.message, "code", None))
+            # AutonomousTransferComplete is CWMP 1.1: a 1.0 session does not have it.
+            self.assertEqual(codes, [8000, 8000, 8000 if minor == 0 else None])
+        refused = await self.request(
+            wire(make_inform("SN-8006"), ns=soap.CWMP_NS["1.4"], supported_versions="2.0")
+        )
+        message = refused.envelope().message
+        assert isinstance(message, rpc.Fault)
+        self.assertEqual(message.code, 8006)
+        # A 1.0 namespace has no version negotiation: the offer is ignored, not refused.
+        await self.start_session("SN-1-0-offer", ns=soap.CWMP_NS["1.0"], supported_versions="2.0")
+        self.assertEqual(len(self.conformance.checked["acs"]), 5 * 4 + 2)
 
     async def test_response_to_rpc_never_sent_is_400_and_ends_session(self) -> None:
         device = self.provisioned_device()

@@ -6,7 +6,7 @@ is bounded so a broken build fails instead of hanging.
 
 from __future__ import annotations
 
-from e2eharness import ApplianceWithFleet, loopback_config, until
+from e2eharness import ApplianceWithFleet, check_cwmp_conformance, loopback_config, until
 from twisted.internet import defer, reactor, task
 
 from acs.liveness import LivenessSweep
@@ -191,6 +191,7 @@ class RestartTests(ApplianceWithFleet):
             loopback_config(tmp, cwmp_listen=f"tcp:{port_number}:interface=127.0.0.1"),
             reactor,
         )
+        check_cwmp_conformance(second, self)
         second.service.startService()
         self.addCleanup(second.service.stopService)
         await self.bounded(second.when_listening())

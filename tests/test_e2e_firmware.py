@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
+from e2eharness import check_cwmp_conformance
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
@@ -93,6 +94,7 @@ class TransferEndToEnd(unittest.TestCase):
             ),
         )
         self.appliance = Appliance(config, reactor)
+        check_cwmp_conformance(self.appliance, self)
         self.appliance.service.startService()
         self.addCleanup(self.appliance.service.stopService)
         ports = await bounded(self.appliance.when_listening())

@@ -87,7 +87,12 @@ def test_inform_without_id_gets_an_empty_id_echo() -> None:
 
 @pytest.mark.parametrize(
     ("offered", "chosen"),
-    [("1.0,1.1,1.2,1.3,1.4", "1.4"), ("1.2, 1.3", "1.3"), ("1.4,1.5,2.0", "1.4"), ("1.0", "1.0")],
+    [
+        ("1.0,1.1,1.2,1.3,1.4", "1.4"),
+        ("1.2, 1.3", "1.3"),
+        ("1.4,1.5,2.0", "1.4"),
+        ("1.0,1.2", "1.2"),
+    ],
 )
 def test_supported_versions_pick_highest_common_and_use_cwmp_version(
     offered: str, chosen: str
@@ -104,15 +109,50 @@ def test_no_use_cwmp_version_without_supported_versions() -> None:
     s = Session()
     s.receive_data(wire(make_inform(), ns=soap.CWMP_NS["1.2"]))
     assert soap.parse(s.respond_inform()).header.use_version is None
+    assert s.version == "1.2"
 
 
-def test_no_common_version_is_refused_with_fault_8006() -> None:
+def test_session_timeout_in_the_1_2_namespace_means_cwmp_1_3() -> None:
     s = Session()
-    event = s.receive_data(wire(make_inform(), supported_versions="2.0,3.1"))
+    s.receive_data(wire(make_inform(), ns=soap.CWMP_NS["1.2"], session_timeout=30))
+    assert s.version == "1.3"
+    assert soap.parse(s.respond_inform()).header.use_version is None
+
+
+@pytest.mark.parametrize("offered", ["2.0,3.1", "1.0,1.1"])
+def test_no_common_version_is_refused_with_fault_8006(offered: str) -> None:
+    # 1.0 and 1.1 have namespaces of their own: a CPE informing in cwmp-1-2 is not one.
+    s = Session()
+    event = s.receive_data(wire(make_inform(), ns=soap.CWMP_NS["1.2"], supported_versions=offered))
     assert isinstance(event, ProtocolViolation)
     assert event.fatal and event.fault is not None and event.fault.code == 8006
     assert isinstance(soap.parse(event.body).message, rpc.Fault)
     assert s.state is State.DONE
+
+
+@pytest.mark.parametrize("ns", [soap.CWMP_NS["1.0"], soap.CWMP_NS["1.1"]])
+def test_an_offer_in_a_1_0_or_1_1_namespace_is_ignored(ns: str) -> None:
+    # SupportedCWMPVersions (and fault 8006) exist only from 1.4: the namespace decides.
+    s = Session()
+    event = s.receive_data(wire(make_inform(), ns=ns, supported_versions="2.0,3.1"))
+    assert isinstance(event, InformReceived)
+    assert s.version == soap.version_of(ns)
+    out = soap.parse(s.respond_inform())
+    assert out.ns == ns and out.header.use_version is None
+
+
+def test_a_method_newer_than_the_session_version_is_method_not_supported() -> None:
+    s = Session()
+    s.receive_data(wire(make_inform(), ns=soap.CWMP_NS["1.0"]))
+    s.respond_inform()
+    atc = rpc.AutonomousTransferComplete("", "http://127.0.0.1/f", True, "1 Firmware", 1)
+    event = s.receive_data(wire(atc, ns=soap.CWMP_NS["1.0"]))
+    assert isinstance(event, ProtocolViolation) and not event.fatal
+    assert event.fault is not None and event.fault.code == 8000
+    later = Session()
+    later.receive_data(wire(make_inform(), ns=soap.CWMP_NS["1.1"]))
+    later.respond_inform()
+    assert isinstance(later.receive_data(wire(atc, ns=soap.CWMP_NS["1.1"])), CpeRequest)
 
 
 def test_negotiate_version_ignores_garbage_entries() -> None:

@@ -396,6 +396,13 @@ CPE_REQUESTS: dict[type, type] = {
     Kicked: KickedResponse,
 }
 
+# The CWMP version that introduced each method not in 1.0 (every other one is in
+# cwmp-1-0.xsd): a session of an older version must neither send nor answer it.
+INTRODUCED_IN: dict[type, str] = {
+    AutonomousTransferComplete: "1.1",
+    AutonomousTransferCompleteResponse: "1.1",
+}
+
 # Every message class by its SOAP element local name.
 MESSAGE_TYPES: dict[str, type] = {
     cls.__name__: cls

@@ -108,6 +108,27 @@ def _version_key(version: str) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
+def defines(version: str | None, message_type: type) -> bool:
+    """Whether CWMP ``version`` has the method ``message_type`` (``rpc.INTRODUCED_IN``)."""
+    since = rpc.INTRODUCED_IN.get(message_type)
+    if since is None:
+        return True
+    return (_version_key(version or "1.0") or (1, 0)) >= (_version_key(since) or (1, 0))
+
+
+def namespace_versions(ns: str) -> tuple[str, ...]:
+    """The versions a session in namespace ``ns`` can be (spec/cwmp.md §1.2).
+
+    ``cwmp-1-0`` and ``cwmp-1-1`` name one version each; ``cwmp-1-2`` is the namespace of
+    1.2, 1.3 and 1.4 (the 1.3 and 1.4 schemas extend it), and so are the non-normative
+    ``cwmp-1-3`` / ``cwmp-1-4`` URIs some stacks send (GenieACS sends 1-3 in 1.4 sessions).
+    """
+    version = soap.version_of(ns)
+    if (_version_key(version) or (1, 0)) < (1, 2):
+        return (version,)
+    return tuple(v for v in SUPPORTED_VERSIONS if (_version_key(v) or (0, 0)) >= (1, 2))
+
+
 def negotiate_version(
     offered: tuple[str, ...] | str, ours: tuple[str, ...] = SUPPORTED_VERSIONS
 ) -> str | None:
@@ -248,6 +269,8 @@ class Session:
             raise LocalProtocolError("send_request() is only allowed after CpeDone or RpcResult")
         if type(message) not in rpc.ACS_REQUESTS:
             raise LocalProtocolError(f"{type(message).__name__} is not an ACS request")
+        if not defines(self.version, type(message)):
+            raise LocalProtocolError(f"CWMP {self.version} has no {type(message).__name__}")
         if self.rpc_limit_reached:
             raise LocalProtocolError(f"RPC cap of {self.max_rpcs} per session reached")
         self._owed = None
@@ -276,10 +299,16 @@ class Session:
     def _receive_inform(self, envelope: soap.Envelope, inform: rpc.Inform) -> Event:
         header = envelope.header
         self.ns = envelope.ns or soap.CWMP_NS["1.0"]
+        possible = namespace_versions(self.ns)
+        # Without an offer: the namespace's version, or 1.3 when the CPE sent the 1.3
+        # SessionTimeout header in the 1.2 namespace (spec/cwmp.md §1.4).
         self.version = soap.version_of(self.ns)
+        if header.session_timeout is not None and self.version == "1.2":
+            self.version = "1.3"
         self._cpe_id = header.id or ""
-        if header.supported_versions:
-            chosen = negotiate_version(header.supported_versions)
+        # SupportedCWMPVersions is a 1.4 header: a 1.0/1.1 namespace leaves no choice.
+        if header.supported_versions and len(possible) > 1:
+            chosen = negotiate_version(header.supported_versions, possible)
             if chosen is None:
                 fault = rpc.Fault(8006, "ACS version incompatible with CPE", faultcode="Client")
                 return self._fault_violation(
@@ -310,15 +339,17 @@ class Session:
         cwmp_id = envelope.header.id or ""
         if isinstance(message, rpc.Inform):
             return self._violation("Bad session state: Inform within a session")
-        if isinstance(message, rpc.Fault) or type(message) not in rpc.CPE_REQUESTS:
-            if type(message) in rpc.ACS_REQUESTS:
-                # A request only the ACS may send (Reboot...): unknown method on our side.
+        known = type(message) in rpc.CPE_REQUESTS and defines(self.version, type(message))
+        if isinstance(message, rpc.Fault) or not known:
+            if type(message) in rpc.ACS_REQUESTS or type(message) in rpc.CPE_REQUESTS:
+                # A request only the ACS may send (Reboot...), or one the session's version
+                # does not have: unknown method on our side.
                 if self.rpc_limit_reached:
                     return self._rpc_cap_violation(cwmp_id)
                 self.rpc_count += 1
                 fault = rpc.Fault(8000, "Method not supported", faultcode="Server")
                 return self._fault_violation(
-                    f"CPE sent ACS-only method {type(message).__name__}",
+                    f"CPE sent {type(message).__name__}, not a CPE method of CWMP {self.version}",
                     fault,
                     cwmp_id,
                     fatal=False,
