@@ -1133,6 +1133,22 @@ class TaskEngine:
 
         if work.settings:
             self._desired_state_at_inform(device, bootstrap, now)
+        if work.interval_drift and not bootstrap:
+            self._push_update_frequency(device, work.active_tasks, now)
+
+    def _push_update_frequency(self, device: Device, active_tasks: bool, now: float) -> None:
+        """The CPE informs at another interval than the device's update_frequency (changed
+        through the API or inherited from its device type): set it, once."""
+        path = f"{device.data_model_root or DEFAULT_ROOT}ManagementServer.PeriodicInformInterval"
+        if active_tasks and any(
+            t.kind == "set_parameters" and any(p["name"] == path for p in t.args["parameters"])
+            for t in self.store.tasks_for_device(device.id, states=(PENDING, IN_PROGRESS))
+        ):
+            return
+        value = {"name": path, "value": str(device.update_frequency), "type": "xsd:unsignedInt"}
+        self.store.queue_task(
+            device.id, "set_parameters", {"parameters": [value]}, now=now, actor="acs"
+        )
 
     def _tasks_at_inform(
         self, device: Device, inform: rpc.Inform, events: list[str], bootstrap: bool, now: float

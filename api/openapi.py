@@ -143,7 +143,13 @@ _DEVICE_PROPERTIES: dict[str, Schema] = {
     "longitude": LONGITUDE,
     "username": _str(True, description="CWMP username the CPE uses towards the ACS."),
     "update_frequency": _int(
-        minimum=30, maximum=86400, default=300, description="Periodic inform interval (s)."
+        minimum=30,
+        maximum=86400,
+        description=(
+            "Periodic inform interval (s), set on the CPE as PeriodicInformInterval. Without a "
+            "value of its own (omitted at creation, or on PUT) the device takes its type's, "
+            "and follows it when the type's changes; else 300."
+        ),
     ),
     "address": _ro(_str(True, description="IP the CPE last connected from.")),
     "last_connection": _ro(_dt(True, description="Last CWMP session.")),
@@ -430,7 +436,12 @@ SCHEMAS: dict[str, Schema] = {
             "default_settings": _obj(
                 {}, description="TR-069 path -> value, applied to every device of the type."
             ),
-            "update_frequency": _int(True, minimum=30, maximum=86400),
+            "update_frequency": _int(
+                True,
+                minimum=30,
+                maximum=86400,
+                description="Periodic inform interval of the type's devices that set none.",
+            ),
         },
         "*",
     ),

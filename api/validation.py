@@ -23,7 +23,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from acs.store import Store
-from acs.store.models import DEFAULT_UPDATE_FREQUENCY, DOWN, UP, Device
+from acs.store.models import DOWN, UP, Device
 from api.base import ApiError, Principal, parse_bool
 
 Mode = Literal["create", "replace", "update"]
@@ -47,7 +47,6 @@ FLAT_DEFAULTS: dict[str, Any] = {
     "latitude": None,
     "longitude": None,
     "username": None,
-    "update_frequency": DEFAULT_UPDATE_FREQUENCY,
     "debug": False,
 }
 FLAT_WRITABLE = frozenset(
@@ -57,6 +56,8 @@ FLAT_WRITABLE = frozenset(
         "organization_id",
         "location_name",
         "password",
+        # PUT without it: the device has no frequency of its own, it takes its type's.
+        "update_frequency",
         *FLAT_DEFAULTS,
     }
 )
@@ -374,6 +375,8 @@ def flat_write(
     if mode == "replace":
         for key, default in FLAT_DEFAULTS.items():
             values.setdefault(key, default)
+    # A device without a frequency of its own takes its type's (acs.store: None = inherit).
+    inherit_frequency = mode == "replace" and "update_frequency" not in body
     if mode != "update":
         for key in ("name", "serial_number"):
             if key not in values:
@@ -419,6 +422,8 @@ def flat_write(
             value = _run(errors, key, check, values[key])
             if value is not UNSET:
                 out[column] = value
+    if inherit_frequency:
+        out["update_frequency"] = None
 
     final_org = write.organization_id(current)
     if "location_name" in values:

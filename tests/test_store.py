@@ -951,7 +951,7 @@ def test_locations_firmware_records_and_transcripts(store: Store, org_id: int) -
 
 def test_inform_work_says_which_inform_checks_can_find_anything(store: Store, org_id: int) -> None:
     device = make_device(store, org_id)
-    assert store.inform_work(device.id) == (False, False, False)
+    assert store.inform_work(device.id) == (False, False, False, False)
 
     task = store.queue_task(device.id, "reboot", {}, now=T0, actor="t")
     assert store.inform_work(device.id).active_tasks
@@ -962,10 +962,10 @@ def test_inform_work_says_which_inform_checks_can_find_anything(store: Store, or
 
     fw = store.queue_task(device.id, "firmware_update", {"firmware_image": 1}, now=T0, actor="t")
     store.complete_task(fw.id, now=T0, result={"version_check": "ok"})
-    assert store.inform_work(device.id) == (False, False, False)
+    assert store.inform_work(device.id) == (False, False, False, False)
     fw = store.queue_task(device.id, "firmware_update", {"firmware_image": 1}, now=T0, actor="t")
     store.complete_task(fw.id, now=T0, result={"version_check": "pending"})
-    assert store.inform_work(device.id) == (False, True, False)
+    assert store.inform_work(device.id) == (False, True, False, False)
 
     store.set_desired_settings(device.id, {"Device.X.Y": "1"}, now=T0, actor="t")
     assert store.inform_work(device.id).settings
@@ -1041,3 +1041,79 @@ def test_create_device_conflict_inside_a_transaction_names_the_holder_and_keeps_
         with pytest.raises(Conflict, match=f"'A2' is already used by device {first.id}"):
             make_device(store, org_id, "A2")
     assert store.count_devices() == 2
+
+
+# --- update_frequency: the device's own, else its type's -----------------------------------
+
+
+def test_a_device_without_its_own_update_frequency_takes_its_types(
+    store: Store, org_id: int
+) -> None:
+    slow = store.create_device_type(name="slow", update_frequency=900, default_settings={})
+    plain = store.create_device_type(name="plain", default_settings={})
+    assert make_device(store, org_id, "A", type_id=slow.id).update_frequency == 900
+    assert make_device(store, org_id, "B", type_id=plain.id).update_frequency == 300
+    assert make_device(store, org_id, "C").update_frequency == 300
+    own = make_device(store, org_id, "D", type_id=slow.id, update_frequency=60)
+    assert own.update_frequency == 60
+
+
+def test_a_type_change_reaches_the_devices_without_their_own(store: Store, org_id: int) -> None:
+    dt = store.create_device_type(name="t", default_settings={})
+    inherited = make_device(store, org_id, "A", type_id=dt.id)
+    own = make_device(store, org_id, "B", type_id=dt.id, update_frequency=120)
+    other = make_device(store, org_id, "C")
+    store.update_device_type(dt.id, now=T0 + 1, actor="admin", update_frequency=900)
+    assert store.get_device(inherited.id).update_frequency == 900  # type: ignore[union-attr]
+    assert store.get_device(own.id).update_frequency == 120  # type: ignore[union-attr]
+    assert store.get_device(other.id).update_frequency == 300  # type: ignore[union-attr]
+    (entry,) = [h for h in store.history(inherited.id) if h.action == "updated"]
+    assert entry.detail["changes"] == {"update_frequency": {"from": 300, "to": 900}}
+    assert entry.actor == "admin"
+    assert not [h for h in store.history(own.id) if h.action == "updated"]
+    # Clearing the type's value brings its devices back to the default.
+    store.update_device_type(dt.id, now=T0 + 2, actor="admin", update_frequency=None)
+    assert store.get_device(inherited.id).update_frequency == 300  # type: ignore[union-attr]
+
+
+def test_setting_a_value_makes_it_the_devices_own_and_none_inherits_again(
+    store: Store, org_id: int
+) -> None:
+    dt = store.create_device_type(name="t", update_frequency=900, default_settings={})
+    device = make_device(store, org_id, "A", type_id=dt.id)
+    store.update_device(device.id, now=T0, actor="admin", update_frequency=600)
+    store.update_device_type(dt.id, now=T0, actor="admin", update_frequency=1200)
+    assert store.get_device(device.id).update_frequency == 600  # type: ignore[union-attr]
+    store.update_device(device.id, now=T0, actor="admin", update_frequency=None)
+    assert store.get_device(device.id).update_frequency == 1200  # type: ignore[union-attr]
+
+
+def test_a_new_type_gives_its_frequency_unless_the_device_has_its_own(
+    store: Store, org_id: int
+) -> None:
+    fast = store.create_device_type(name="fast", update_frequency=60, default_settings={})
+    slow = store.create_device_type(name="slow", update_frequency=900, default_settings={})
+    inherited = make_device(store, org_id, "A", type_id=fast.id)
+    own = make_device(store, org_id, "B", type_id=fast.id, update_frequency=120)
+    for device in (inherited, own):
+        store.update_device(device.id, now=T0, actor="admin", type_id=slow.id)
+    assert store.get_device(inherited.id).update_frequency == 900  # type: ignore[union-attr]
+    assert store.get_device(own.id).update_frequency == 120  # type: ignore[union-attr]
+
+
+def test_interval_drift_is_a_provisioned_cpe_informing_at_another_interval(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id, "A", update_frequency=600)
+    path = "Device.ManagementServer.PeriodicInformInterval"
+    store.upsert_parameters(device.id, [(path, "300", "xsd:unsignedInt", True)], now=T0)
+    assert not store.inform_work(device.id).interval_drift  # not provisioned yet
+    store.update_device(device.id, now=T0, actor="acs", provisioned=True)
+    assert store.inform_work(device.id).interval_drift
+    store.upsert_parameters(device.id, [(path, "600", "xsd:unsignedInt", True)], now=T0)
+    assert not store.inform_work(device.id).interval_drift
+    store.update_device(device.id, now=T0, actor="admin", update_frequency=900)
+    assert store.inform_work(device.id).interval_drift
+    # A desired setting of that parameter governs it instead.
+    store.set_desired_settings(device.id, {path: "600"}, now=T0, actor="t")
+    assert not store.inform_work(device.id).interval_drift

@@ -92,6 +92,8 @@ def _check_device_value(column: str, value: Any) -> Any:
     if column == "serial_number_alt" and value == "":
         value = None  # "no alternative serial"; '' would collide between devices
     if value is None:
+        if column == "update_frequency":
+            return None  # the device type's (or the default): see _frequency_fields
         if not nullable:
             raise ValueError(f"{column} must not be null")
         return None
@@ -223,6 +225,9 @@ class InformWork(NamedTuple):
     active_tasks: bool  # a pending or in_progress task
     version_checks: bool  # a completed firmware_update whose version is still unchecked
     settings: bool  # desired settings of its own, or defaults of its device type
+    # Provisioned, and the cached PeriodicInformInterval is not its update_frequency (unless
+    # a desired setting or a type default governs that parameter).
+    interval_drift: bool
 
 
 class Store:
@@ -411,6 +416,17 @@ class Store:
             taken = next(s for s in wanted if s in (row["serial_number"], row["serial_number_alt"]))
             raise Conflict(f"serial number {taken!r} is already used by device {row['id']}")
 
+    def _frequency_fields(self, frequency: int | None, type_id: int | None) -> dict[str, Any]:
+        """The update_frequency columns of a device: its own ``frequency``, or (None) the one
+        its type ``type_id`` sets, else the default; ``own_update_frequency`` says which."""
+        if frequency is not None:
+            return {"update_frequency": frequency, "own_update_frequency": 1}
+        row = self._conn.execute(
+            "SELECT update_frequency FROM device_types WHERE id = ?", (type_id,)
+        ).fetchone()
+        inherited = row[0] if row is not None and row[0] is not None else DEFAULT_UPDATE_FREQUENCY
+        return {"update_frequency": inherited, "own_update_frequency": 0}
+
     def create_device(
         self,
         *,
@@ -433,7 +449,7 @@ class Store:
         )
         if values["organization_id"] is None:
             raise ValueError("organization_id must not be null")
-        values.setdefault("update_frequency", DEFAULT_UPDATE_FREQUENCY)
+        values.update(self._frequency_fields(values.get("update_frequency"), values.get("type_id")))
         values.setdefault("operational_status", "provisioning")
         values.update(
             uuid=str(uuid.uuid4()),
@@ -585,7 +601,15 @@ class Store:
             current = self.get_device(device_id)
             if current is None:
                 raise NotFound(f"device {device_id!r} not found")
+            own = self._own_frequency(device_id, clean, current)
+            if own is not None:
+                clean["update_frequency"] = own["update_frequency"]
             changes = {k: v for k, v in clean.items() if getattr(current, k) != v}
+            if own is not None:
+                self._conn.execute(
+                    "UPDATE devices SET own_update_frequency = ? WHERE id = ?",
+                    (own["own_update_frequency"], device_id),
+                )
             if not changes:
                 return current
             new_status = changes.pop("status", None)
@@ -623,6 +647,24 @@ class Store:
             updated = self.get_device(device_id)
         assert updated is not None
         return updated
+
+    def _own_frequency(
+        self, device_id: int, clean: dict[str, Any], current: Device
+    ) -> dict[str, Any] | None:
+        """The update_frequency columns an update sets, None when it leaves them alone: a
+        value makes it the device's own, None (and a new type for a device without its own)
+        takes the type's."""
+        if "update_frequency" in clean:
+            return self._frequency_fields(
+                clean["update_frequency"], clean.get("type_id", current.type_id)
+            )
+        if "type_id" in clean and clean["type_id"] != current.type_id:
+            row = self._conn.execute(
+                "SELECT own_update_frequency FROM devices WHERE id = ?", (device_id,)
+            ).fetchone()
+            if row is not None and not row[0]:
+                return self._frequency_fields(None, clean["type_id"])
+        return None
 
     def delete_device(self, device_id: int, *, now: float, actor: str) -> None:
         """Delete the device with its tasks, parameters and history (FK cascades); the
@@ -889,10 +931,18 @@ class Store:
             "  AND json_extract(result, '$.version_check') = 'pending'),"
             " EXISTS (SELECT 1 FROM desired_settings WHERE device_id = ?1)"
             " OR EXISTS (SELECT 1 FROM devices v JOIN device_types t ON t.id = v.type_id,"
-            "  json_each(t.default_settings) WHERE v.id = ?1)",
+            "  json_each(t.default_settings) WHERE v.id = ?1),"
+            " EXISTS (SELECT 1 FROM devices d JOIN parameters p ON p.device_id = d.id AND p.path ="
+            "  coalesce(d.data_model_root, 'Device.') || 'ManagementServer.PeriodicInformInterval'"
+            "  WHERE d.id = ?1 AND d.provisioned"
+            "  AND CAST(p.value AS INTEGER) IS NOT d.update_frequency"
+            "  AND NOT EXISTS (SELECT 1 FROM desired_settings s"
+            "   WHERE s.device_id = ?1 AND s.path = p.path)"
+            "  AND NOT EXISTS (SELECT 1 FROM device_types t, json_each(t.default_settings) j"
+            "   WHERE t.id = d.type_id AND j.key = p.path))",
             (device_id,),
         ).fetchone()
-        return InformWork(bool(row[0]), bool(row[1]), bool(row[2]))
+        return InformWork(bool(row[0]), bool(row[1]), bool(row[2]), bool(row[3]))
 
     def get_task(self, task_id: int) -> Task | None:
         row = self._one("SELECT * FROM tasks WHERE id = ?", (task_id,))
@@ -1547,6 +1597,8 @@ class Store:
             self._conn.execute(
                 f"UPDATE device_types SET {assignments} WHERE id = ?", [*values, type_id]
             )
+            if "update_frequency" in changes:
+                self._inherit_frequency(type_id, changes["update_frequency"], now, actor)
             self._audit(
                 "device_type_updated",
                 {"device_type_id": type_id, "fields": sorted(changes)},
@@ -1556,6 +1608,41 @@ class Store:
             updated = self.get_device_type(type_id)
         assert updated is not None
         return updated
+
+    def _inherit_frequency(
+        self, type_id: int, frequency: int | None, now: float, actor: str
+    ) -> None:
+        """The type's new update_frequency reaches its devices that have none of their own
+        (recorded in each one's history, like any other device update)."""
+        new = frequency if frequency is not None else DEFAULT_UPDATE_FREQUENCY
+        where = "type_id = ?1 AND own_update_frequency = 0 AND update_frequency != ?2"
+        changed = self._conn.execute(
+            f"SELECT id, update_frequency FROM devices WHERE {where}", (type_id, new)
+        ).fetchall()
+        self._conn.execute(
+            f"UPDATE devices SET update_frequency = ?2, last_change = ?3 WHERE {where}",
+            (type_id, new, now),
+        )
+        self._conn.executemany(
+            "INSERT INTO history (device_id, time, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+            [
+                (
+                    row[0],
+                    now,
+                    actor,
+                    "updated",
+                    _json_text(
+                        "detail",
+                        {
+                            "fields": ["update_frequency"],
+                            "changes": {"update_frequency": {"from": row[1], "to": new}},
+                            "device_type_id": type_id,
+                        },
+                    ),
+                )
+                for row in changed
+            ],
+        )
 
     def delete_device_type(self, type_id: int, *, now: float, actor: str) -> None:
         """Delete a device type; Conflict while devices use it."""
@@ -1971,7 +2058,9 @@ class Store:
                     if not self._exists(table, ref):
                         raise ValueError(f"{key} {ref} does not exist")
                     checked_refs.add((key, ref))
-            values.setdefault("update_frequency", DEFAULT_UPDATE_FREQUENCY)
+            values.update(
+                self._frequency_fields(values.get("update_frequency"), values.get("type_id"))
+            )
             values.setdefault("operational_status", "provisioning")
             values.setdefault("status", DOWN)
             values.update(

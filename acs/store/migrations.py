@@ -284,12 +284,22 @@ CREATE INDEX devices_by_status_change ON devices (status_change);
 CREATE INDEX devices_list ON devices (id, organization_id, type_id, status, status_change);
 """
 
+# A device's update_frequency is its type's unless the device set its own: the flag says
+# which. Devices whose stored value is not what they would inherit keep it as their own.
+_V6 = """
+ALTER TABLE devices ADD COLUMN own_update_frequency INTEGER NOT NULL DEFAULT 0
+    CHECK (own_update_frequency IN (0, 1));
+UPDATE devices SET own_update_frequency = 1 WHERE update_frequency != coalesce(
+    (SELECT t.update_frequency FROM device_types t WHERE t.id = devices.type_id), 300);
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
     ("backups and server secrets", sql(_V3)),
     ("index of scheduled tasks", sql(_V4)),
     ("indexes for device lists", sql(_V5)),
+    ("device update_frequency inherited from the device type", sql(_V6)),
 ]
 
 
