@@ -74,6 +74,9 @@ _ID = re.compile(r"[1-9][0-9]{0,17}")
 # A raw (still percent-encoded) URL path segment we are willing to look at.
 _SEGMENT = re.compile(r"[A-Za-z0-9._~%-]+")
 _HEX = re.compile(r"[0-9a-f]{64}")
+# ASCII only: "²".isdigit() is true, and int() refuses it.
+_EXPIRY = re.compile(r"[0-9]{1,12}")
+_OFFSET = re.compile(r"[0-9]{1,18}")  # a byte offset past any file
 
 ToThread = Callable[..., "Deferred[Any]"]
 
@@ -176,7 +179,7 @@ class UrlSigner:
         """None when ``sig`` is valid and ``exp`` not past, else why the URL is refused."""
         if not exp or not sig:
             return "unsigned URL"
-        if not exp.isdigit() or len(exp) > 12 or not _HEX.fullmatch(sig):
+        if not _EXPIRY.fullmatch(exp) or not _HEX.fullmatch(sig):
             return "malformed signature"
         expected = self._sig(method_class, path, task_id, int(exp))
         if not hmac.compare_digest(expected, sig):
@@ -509,9 +512,11 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     first_text, dash, last_text = spec.strip().partition("-")
     first_text, last_text = first_text.strip(), last_text.strip()
-    if not dash or not (first_text.isdigit() or last_text.isdigit()):
+    # ASCII digits, at most 18 (a byte offset past any file): "²" and a 5000-digit number
+    # are malformed, not a crash in int().
+    if not dash or not (first_text or last_text):
         return None
-    if (first_text and not first_text.isdigit()) or (last_text and not last_text.isdigit()):
+    if any(t and not _OFFSET.fullmatch(t) for t in (first_text, last_text)):
         return None
     unsatisfiable = _Refused(416, "Range not satisfiable", {"Content-Range": f"bytes */{size}"})
     if not first_text:  # suffix: the last N bytes

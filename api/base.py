@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import BaseConverter, ValidationError
 
 from acs.config import Config
 from acs.connreq import ConnectionRequester
@@ -33,6 +35,11 @@ from acs.files import FileServer
 from acs.store import Store
 from acs.store.models import ApiToken, Device
 from acs.tasks import TaskEngine
+
+# SQLite integers are signed 64-bit: a larger number names no row and cannot even be bound.
+SQL_INT_MAX = 2**63 - 1
+# ASCII only: str.isdigit() and \d accept "²" and "٣" (and int() reads the latter as 3).
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,19}")
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -90,6 +97,34 @@ def conflict(detail: str) -> ApiError:
     return ApiError(409, {"detail": detail})
 
 
+# --- numbers -------------------------------------------------------------------------------
+
+
+def parse_decimal(text: str) -> int | None:
+    """An ASCII decimal integer SQLite can hold (surrounding blanks allowed), else None."""
+    text = text.strip()
+    if not _DECIMAL.fullmatch(text):
+        return None
+    number = int(text)
+    return number if -SQL_INT_MAX - 1 <= number <= SQL_INT_MAX else None
+
+
+class _IdConverter(BaseConverter):
+    """``<int:...>`` in every route: ASCII digits naming a possible row, else no match (404)."""
+
+    regex = r"[0-9]{1,19}"
+    part_isolating = True
+
+    def to_python(self, value: str) -> int:
+        number = parse_decimal(value)
+        if number is None:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: Any) -> str:
+        return str(int(value))
+
+
 # --- time ----------------------------------------------------------------------------------
 
 
@@ -97,7 +132,9 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ``2024-01-15T09:30:15Z`` (UTC, second precision)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = datetime.fromtimestamp(int(ts), UTC)
+    # Not strftime("%Y"): it writes year 324 as "324", which is not RFC 3339.
+    return f"{t.year:04d}-{t:%m-%dT%H:%M:%S}Z"
 
 
 def parse_datetime(value: str) -> float | None:
@@ -192,10 +229,9 @@ class ApiRequest:
         value = self.query().get(name)
         if value is None or value == "":
             return None
-        try:
-            number = int(value)
-        except ValueError:
-            raise field_error(name, f"A valid integer is required, not {value!r}.") from None
+        number = parse_decimal(value)
+        if number is None:
+            raise field_error(name, f"A valid integer is required, not {value[:40]!r}.")
         if minimum is not None and number < minimum:
             raise field_error(name, f"Ensure this value is greater than or equal to {minimum}.")
         return number
@@ -212,6 +248,8 @@ class ApiRequest:
             body = json.loads(data)
         except (ValueError, UnicodeDecodeError) as exc:
             raise bad_request(f"JSON parse error: {exc}") from None
+        except RecursionError:
+            raise bad_request("JSON parse error: nested too deeply.") from None
         if not isinstance(body, dict):
             raise bad_request("The body must be a JSON object.")
         return body
@@ -268,6 +306,8 @@ class Api:
     """The API's routes bound to one appliance; handlers get this as their first argument."""
 
     app = Klein()
+    # Before any route is declared: rules pick their converters when they are added.
+    app.url_map.converters["int"] = _IdConverter
     log = Logger(namespace="api")
 
     def __init__(self, appliance: ApplianceView) -> None:

@@ -44,7 +44,16 @@ from twisted.python.failure import Failure
 from acs.store import Store
 from acs.store.models import DOWN, FAILED, IN_PROGRESS, PENDING, Device, Task
 from acs.tasks import REPORT_FAILED
-from api.base import Api, ApiError, ApiRequest, iso, parse_bool, parse_datetime
+from api.base import (
+    SQL_INT_MAX,
+    Api,
+    ApiError,
+    ApiRequest,
+    iso,
+    parse_bool,
+    parse_datetime,
+    parse_decimal,
+)
 
 log = Logger(namespace="api.device_ops")
 
@@ -141,8 +150,8 @@ def _firmware_image(store: Store, value: Any) -> int | None:
     image_id: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         image_id = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        image_id = int(value.strip())
+    elif isinstance(value, str):
+        image_id = parse_decimal(value)
     if image_id is None:
         raise ApiError(
             400,
@@ -152,7 +161,7 @@ def _firmware_image(store: Store, value: Any) -> int | None:
                 ]
             },
         )
-    if store.get_firmware_image(image_id) is None:
+    if not 0 < image_id <= SQL_INT_MAX or store.get_firmware_image(image_id) is None:
         raise ApiError(
             400, {"firmware_image": [f'Invalid pk "{image_id}" - object does not exist.']}
         )

@@ -43,6 +43,7 @@ from api.base import (
     bad_request,
     iso,
     not_found,
+    parse_decimal,
     route,
 )
 from api.resources import MAX_NAME, does_not_exist, paged, require_unscoped, store_errors
@@ -106,12 +107,13 @@ def _validate(api: Api, values: dict[str, str]) -> tuple[dict[str, Any], dict[st
     raw_type = (values.get("device_type") or "").strip()
     clean["device_type"] = None
     if raw_type and raw_type.lower() != "null":
-        if not raw_type.isdigit() or len(raw_type) > 18:
+        type_id = parse_decimal(raw_type)
+        if type_id is None:
             errors["device_type"] = ["A valid integer is required."]
-        elif api.store.get_device_type(int(raw_type)) is None:
+        elif api.store.get_device_type(type_id) is None:
             errors["device_type"] = [does_not_exist(raw_type)]
         else:
-            clean["device_type"] = int(raw_type)
+            clean["device_type"] = type_id
     return clean, errors
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from acs.store import Conflict, NotFound
 from acs.store.models import DeviceType, Location, Organization
 from api.base import (
+    SQL_INT_MAX,
     Api,
     ApiError,
     ApiRequest,
@@ -128,8 +129,10 @@ class BodyReader:
         default: int | None = None,
         key: str | None = None,
     ) -> None:
-        """An int (a JSON integer, not a float or bool); stored under ``key`` if given."""
+        """An int (a JSON integer, not a float or bool); stored under ``key`` if given.
+        Without ``maximum``, SQLite's largest integer is the bound."""
         target = key or name
+        maximum = SQL_INT_MAX if maximum is None else maximum
         value = self._raw(name, False, default)
         if value is MISSING:
             if name in self.values and key:

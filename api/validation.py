@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from acs.store import Store
 from acs.store.models import DOWN, UP, Device
-from api.base import ApiError, Principal, parse_bool
+from api.base import SQL_INT_MAX, ApiError, Principal, parse_bool, parse_decimal
 
 Mode = Literal["create", "replace", "update"]
 
@@ -222,10 +222,14 @@ def _pk(value: Any) -> int | None:
         value = value["id"]
     if value is None:
         return None
+    if isinstance(value, str):
+        value = parse_decimal(value)
+        if value is None:
+            raise _Invalid("Incorrect type. Expected pk value, received str.")
     if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 < value <= SQL_INT_MAX:
+            raise _Invalid(f'Invalid pk "{value}" - object does not exist.')
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     raise _Invalid(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
 
 
@@ -238,8 +242,8 @@ def _bool(value: Any) -> bool:
 
 
 def _int_in(value: Any, low: int, high: int) -> int:
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value.strip())
+    if isinstance(value, str):
+        value = parse_decimal(value) if parse_decimal(value) is not None else value
     if not isinstance(value, int) or isinstance(value, bool):
         raise _Invalid("A valid integer is required.")
     if value < low:
