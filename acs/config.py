@@ -31,6 +31,8 @@ class CwmpConfig:
     auto_register: bool = True
     default_organization: str = "Default"
     session_timeout: int = 30
+    # Upper bound on the SessionTimeout a CPE asks for in its Inform (seconds).
+    max_session_timeout: int = 300
     connection_request_timeout: int = 5
     username: str = ""
     password: str = ""
@@ -78,6 +80,7 @@ _POSITIVE = {
     ("files", "url_ttl"),
     ("cwmp", "transfer_timeout"),
     ("cwmp", "max_sessions"),
+    ("cwmp", "max_session_timeout"),
     ("files", "max_upload"),
 }
 

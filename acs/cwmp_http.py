@@ -32,6 +32,8 @@ from twisted.web.server import Request
 from acs import httpdigest
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
+from acs.cwmp.identity import bounded
+from acs.cwmp.redact import redact_transcript
 from acs.cwmp.session import (
     DEFAULT_MAX_RPCS,
     CpeDone,
@@ -56,6 +58,8 @@ REALM = "acs"
 # them without shared state; older than this they are answered with stale=true.
 NONCE_TTL = 300.0
 COOKIE_NAME = "session"
+# Bytes of SOAP kept per debug transcript: a session's bodies (8 MiB each) are not.
+MAX_TRANSCRIPT = 1024 * 1024
 XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'
 TEXT_CONTENT_TYPE = b"text/plain; charset=utf-8"
 
@@ -143,13 +147,22 @@ class _Live:
     timeout: float
     started: float
     timer: Any = None  # the IDelayedCall of the inactivity timeout
-    # (direction, body) pairs, kept only for devices with debug on.
+    # (direction, body) pairs, kept only for devices with debug on, redacted and bounded.
     transcript: list[tuple[str, str]] | None = None
+    transcript_size: int = 0
     ended: bool = False
 
     def record(self, direction: str, body: bytes) -> None:
-        if self.transcript is not None:
-            self.transcript.append((direction, body.decode("utf-8", errors="replace")))
+        if self.transcript is None:
+            return
+        room = MAX_TRANSCRIPT - self.transcript_size
+        if room <= 0:
+            return
+        text = redact_transcript(body[:room].decode("utf-8", errors="replace"))
+        if len(body) > room:
+            text += f"\n[transcript truncated at {MAX_TRANSCRIPT} bytes]"
+        self.transcript_size += min(len(body), room)
+        self.transcript.append((direction, text))
 
 
 @dataclass
@@ -271,7 +284,7 @@ class CwmpResource(Resource):
             return self._step(request, live, exc, data)
         if isinstance(envelope.message, rpc.Inform):
             # A new Inform always starts a new session, whatever cookie came with it.
-            return self._inform(request, envelope, data, ctx)
+            return self._inform(request, envelope, data, ctx, previous=live)
         if live is None:
             return _text(request, 400, "No CWMP session: send an Inform first")
         return self._step(request, live, envelope, data)
@@ -301,12 +314,23 @@ class CwmpResource(Resource):
     # --- Inform -------------------------------------------------------------------------
 
     def _inform(
-        self, request: Request, envelope: soap.Envelope, data: bytes, ctx: _Context
+        self,
+        request: Request,
+        envelope: soap.Envelope,
+        data: bytes,
+        ctx: _Context,
+        *,
+        previous: _Live | None,
     ) -> bytes:
         now = self._reactor.seconds()
-        # Whatever session the cookie/connection pointed at, this Inform is not part of it:
-        # a failure from here on must not tear that one down.
         ctx.live = None
+        if previous is not None:
+            # The session the cookie/connection pointed at is over: its client has moved on
+            # to a new one. Ended first, so every Inform counts against max_sessions (one
+            # keep-alive connection informing with new serials cannot pile sessions up).
+            self._end(previous, abort_reason="a new Inform on its connection")
+            if self._at_capacity():
+                return self._busy(request)
         session = Session(max_rpcs=self._max_rpcs, id_prefix=secrets.token_hex(4))
         event = session.receive(envelope)
         if isinstance(event, ProtocolViolation):
@@ -314,9 +338,7 @@ class CwmpResource(Resource):
             return _violation_response(request, event)
         assert isinstance(event, InformReceived)
         inform = event.inform
-        serial = inform.device_id.serial_number.strip()
-        if not serial:
-            return _text(request, 400, "Inform without SerialNumber")
+        serial = inform.device_id.serial_number.strip()  # checked by the session
 
         device = self._store.find_device_by_serial(serial)
         if device is not None and device.operational_status == "decommissioned":
@@ -352,7 +374,10 @@ class CwmpResource(Resource):
             self._tasks.on_inform(device, inform, now=now)
         self.pacer.admitted(now)
 
-        timeout = float(session.inactivity_timeout or self._config.session_timeout)
+        # The CPE's SessionTimeout is its own inactivity timeout, but a slot held for hours
+        # is a slot another CPE cannot use: clamped to [cwmp] max_session_timeout.
+        asked = session.inactivity_timeout or self._config.session_timeout
+        timeout = float(min(asked, self._config.max_session_timeout))
         live = _Live(
             session_id=secrets.token_hex(16),
             session=session,
@@ -594,7 +619,12 @@ class CwmpResource(Resource):
             device_id=live.device_id,
             session_id=live.session_id,
         )
+        # Its idle keep-alive connection goes too, unless a newer session took it over.
+        idle = live.channel if self._by_channel.get(live.channel) is live else None
         self._end(live, abort_reason="timeout")
+        transport = getattr(idle, "transport", None)
+        if transport is not None:
+            transport.loseConnection()
 
     def _forget(self, live: _Live) -> None:
         """Remove every handle on the session and cancel its timer."""
@@ -728,19 +758,23 @@ def _data_model_root(inform: rpc.Inform) -> str | None:
 
 
 def _inform_record(inform: rpc.Inform, address: str | None) -> InformRecord:
-    ident = inform.device_id
+    ident = inform.device_id  # its fields were checked by the session (acs.cwmp.identity)
+    # Every other string the CPE sends is stored only within its data model's bounds
+    # (TR-181 string(64) versions, string(256) URL, TR-069 event codes of 64).
     return InformRecord(
         manufacturer=ident.manufacturer,
         oui=ident.oui,
         product_class=ident.product_class,
         serial_number=ident.serial_number.strip(),
         # Suffixes start with "." so "Device." and "InternetGatewayDevice." both match.
-        software_version=inform.parameter(".DeviceInfo.SoftwareVersion"),
-        hardware_version=inform.parameter(".DeviceInfo.HardwareVersion"),
-        connection_request_url=inform.parameter(".ManagementServer.ConnectionRequestURL"),
+        software_version=bounded(inform.parameter(".DeviceInfo.SoftwareVersion"), 64),
+        hardware_version=bounded(inform.parameter(".DeviceInfo.HardwareVersion"), 64),
+        connection_request_url=bounded(
+            inform.parameter(".ManagementServer.ConnectionRequestURL"), 256
+        ),
         data_model_root=_data_model_root(inform),
         address=address,
-        event_codes=tuple(e.code for e in inform.events),
+        event_codes=tuple(c for c in (bounded(e.code, 64) for e in inform.events) if c),
     )
 
 

@@ -14,9 +14,9 @@ the provisioning session holds the connection-request password the ACS chose.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from acs.cwmp.redact import is_secret_path, redact_transcript
 from acs.store.models import (
     IN_PROGRESS,
     PENDING,
@@ -29,60 +29,8 @@ from acs.store.models import (
 from api.base import Api, ApiError, ApiRequest, Result, conflict, iso, not_found, route
 from api.resources import paged, store_errors
 
-# Last path segments (lower-cased suffixes) whose values are credentials.
-SECRET_SUFFIXES = ("password", "passphrase", "presharedkey", "wepkey", "secret")
-REDACTED = "[redacted]"
 # The task kind of a firmware upgrade (api/device_ops.py queues it).
 FIRMWARE_TASK = "firmware_update"
-
-
-def is_secret_path(path: str) -> bool:
-    """True for parameters holding credentials (``...Password``, ``...KeyPassphrase``,
-    ``...PreSharedKey``, ``...WEPKey``, ``...Secret``; case-insensitive)."""
-    return path.rsplit(".", 1)[-1].lower().endswith(SECRET_SUFFIXES)
-
-
-def _is_secret_element(tag: str) -> bool:
-    return tag.rsplit(":", 1)[-1].lower().endswith(SECRET_SUFFIXES)
-
-
-# <Name>path</Name> followed by its <Value ...>value</Value> (ParameterValueStruct), and the
-# reverse order some CPEs emit; namespace prefixes allowed.
-_NAME = r"<(?:[\w.-]+:)?Name\b[^>]*>\s*(?P<name>[^<]*?)\s*</(?:[\w.-]+:)?Name\s*>"
-_VALUE_OPEN = r"<(?P<vtag>(?:[\w.-]+:)?Value)\b[^>]*(?<!/)>"
-# Element text: plain characters or CDATA sections. Never `.*?` across tags: that would
-# rescan the rest of a large GetParameterValuesResponse for every value (quadratic).
-_TEXT = r"(?:<!\[CDATA\[.*?\]\]>|[^<])*"
-_NAME_THEN_VALUE = re.compile(
-    rf"(?P<head>{_NAME}\s*{_VALUE_OPEN})(?P<value>{_TEXT})(?P<tail></(?P=vtag)\s*>)", re.S
-)
-_VALUE_THEN_NAME = re.compile(
-    rf"(?P<head>{_VALUE_OPEN})(?P<value>{_TEXT})(?P<tail></(?P=vtag)\s*>\s*{_NAME})", re.S
-)
-# Any element named like a credential (Download/Upload <Password>, vendor extensions).
-_SECRET_ELEMENT = re.compile(
-    rf"(?P<head><(?P<tag>(?:[\w.-]+:)?[\w.-]+)\b[^>]*(?<!/)>)"
-    rf"(?P<value>{_TEXT})(?P<tail></(?P=tag)\s*>)",
-    re.S,
-)
-
-
-def redact_transcript(text: str) -> str:
-    """The transcript with every credential value replaced by ``[redacted]``."""
-
-    def parameter(match: re.Match[str]) -> str:
-        if not is_secret_path(match.group("name")):
-            return match.group(0)
-        return match.group("head") + REDACTED + match.group("tail")
-
-    def element(match: re.Match[str]) -> str:
-        if not _is_secret_element(match.group("tag")) or not match.group("value"):
-            return match.group(0)
-        return match.group("head") + REDACTED + match.group("tail")
-
-    text = _NAME_THEN_VALUE.sub(parameter, text)
-    text = _VALUE_THEN_NAME.sub(parameter, text)
-    return _SECRET_ELEMENT.sub(element, text)
 
 
 def parameter_json(param: Parameter) -> dict[str, Any]:

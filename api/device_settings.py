@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import Device
 from acs.tasks import EffectiveSetting, model_type, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, route
-from api.device_children import REDACTED, is_secret_path
 from api.operations import _ROOTS, _setting_problem, _setting_value, is_setting_key
 
 MAX_SETTINGS_PER_REQUEST = 1024

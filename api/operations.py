@@ -29,10 +29,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
 from acs.tasks import validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, parse_datetime, route
-from api.device_children import REDACTED, is_secret_path
 
 MAX_NAME = 255
 MAX_TEXT = 10_000

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from acs.cwmp.identity import serial_problem
 from acs.store import Store
 from acs.store.models import DOWN, UP, Device
 from api.base import SQL_INT_MAX, ApiError, Principal, parse_bool, parse_decimal
@@ -29,7 +30,6 @@ from api.base import SQL_INT_MAX, ApiError, Principal, parse_bool, parse_decimal
 Mode = Literal["create", "replace", "update"]
 
 MAX_NAME = 255
-MAX_SERIAL = 64
 MAX_TEXT = 255
 MAX_DESCRIPTION = 4096
 MIN_UPDATE_FREQUENCY = 30
@@ -204,14 +204,9 @@ def check_serial(value: Any, *, allow_null: bool = False) -> str | None:
         raise _Invalid("This field may not be null.")
     if not isinstance(value, str):
         raise _Invalid(f"Not a valid string (got {type(value).__name__}).")
-    if not value:
-        raise _Invalid("This field may not be blank.")
-    if len(value) > MAX_SERIAL:
-        raise _Invalid(f"Ensure this field has no more than {MAX_SERIAL} characters.")
-    if "/" in value or any(c.isspace() for c in value):
-        raise _Invalid("May not contain '/' or whitespace.")
-    if not value.isprintable():
-        raise _Invalid("Control characters are not allowed.")
+    problem = serial_problem(value)
+    if problem is not None:
+        raise _Invalid(problem)
     return value
 
 

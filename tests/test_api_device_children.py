@@ -9,8 +9,8 @@ from apiharness import T0, ApiHarness
 from treq.testing import StubTreq
 
 from acs.cwmp import rpc, soap
+from acs.cwmp.redact import REDACTED, is_secret_path, redact_transcript
 from acs.store.models import Device
-from api.device_children import REDACTED, is_secret_path, redact_transcript
 
 NS = "urn:dslforum-org:cwmp-1-0"
 

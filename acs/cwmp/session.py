@@ -22,10 +22,10 @@ non-fatal ones (an unknown CPE method -> Fault 8000) are answered and the sessio
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from acs.cwmp import rpc, soap
+from acs.cwmp import identity, rpc, soap
 
 # Protocol versions this ACS speaks. A 1.4 CPE announcing SupportedCWMPVersions gets the
 # highest version both sides support.
@@ -155,7 +155,6 @@ class Session:
         self.use_version: str | None = None
         # The CPE's SessionTimeout (seconds): the inactivity timeout it applies, so ours too.
         self.session_timeout: int | None = None
-        self.inform: rpc.Inform | None = None
         self.hold_requests = False
         # The request we sent and are waiting an answer to, and the ID we sent it with.
         self.outstanding: rpc.Message | None = None
@@ -319,8 +318,16 @@ class Session:
                     http_status=200,
                 )
             self.version = self.use_version = chosen
+        ident = inform.device_id
+        problem = identity.device_id_problem(
+            replace(ident, serial_number=ident.serial_number.strip())
+        )
+        if problem is not None:
+            fault = rpc.Fault(8003, f"Invalid arguments: DeviceId {problem}", faultcode="Client")
+            return self._fault_violation(
+                f"DeviceId refused: {problem}", fault, self._cpe_id, fatal=True
+            )
         self.session_timeout = header.session_timeout
-        self.inform = inform
         self._owed = "inform"
         return InformReceived(inform, header)
 

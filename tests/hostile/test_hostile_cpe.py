@@ -1,0 +1,150 @@
+"""A hostile CPE against the CWMP resource on 127.0.0.1 (issue 9, defects 1-3, secrets in
+transcripts): every case was reproduced on main, and each test fails without its fix."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from cwmpharness import REACTOR, T0, CwmpResourceCase, make_inform, wire
+from twisted.web.client import HTTPConnectionPool
+
+from acs.config import CwmpConfig
+from acs.cwmp import rpc, soap
+
+
+def kept_alive(test: CwmpResourceCase) -> HTTPConnectionPool:
+    """One TCP connection for every request (what a CPE's HTTP client does in a session)."""
+    pool = HTTPConnectionPool(REACTOR, persistent=True)
+    pool.maxPersistentPerHost = 1
+    pool.retryAutomatically = False
+    test.addCleanup(pool.closeCachedConnections)
+    return pool
+
+
+def with_serial(serial: str, **ident: str) -> bytes:
+    inform = make_inform()
+    return wire(replace(inform, device_id=replace(inform.device_id, serial_number=serial, **ident)))
+
+
+class SessionCap(CwmpResourceCase):
+    async def test_informs_on_one_connection_cannot_open_sessions_past_the_cap(self) -> None:
+        self.serve(CwmpConfig(max_sessions=3))
+        pool = kept_alive(self)
+        for i in range(10):
+            reply = await self.request(wire(make_inform(f"SN-{i}")), pool=pool)
+            self.assertEqual(reply.code, 200)
+            # Each Inform ends the session its connection had: one live session, not i + 1.
+            self.assertEqual(self.resource.active_sessions(), 1)
+        self.assertEqual(self.store.count_devices(), 10)
+
+    async def test_a_replacing_inform_still_counts_against_a_full_cap(self) -> None:
+        self.serve(CwmpConfig(max_sessions=2))
+        pool = kept_alive(self)
+        await self.request(wire(make_inform("SN-A")), pool=pool)
+        await self.start_session("SN-B")
+        # The cap is full with A and B; A's connection informing again replaces A.
+        reply = await self.request(wire(make_inform("SN-C")), pool=pool)
+        self.assertEqual(reply.code, 200)
+        self.assertEqual(self.resource.active_sessions(), 2)
+        # Another connection is turned away, as before.
+        self.assertEqual((await self.request(wire(make_inform("SN-D")))).code, 503)
+
+
+class SessionTimeoutBound(CwmpResourceCase):
+    async def test_a_huge_session_timeout_is_clamped_and_the_idle_connection_closed(self) -> None:
+        self.serve(CwmpConfig(max_sessions=4, max_session_timeout=120))
+        pool = kept_alive(self)
+        ns = soap.CWMP_NS["1.3"]
+        inform = wire(make_inform("SN-T"), ns=ns, session_timeout=2_000_000_000)
+        self.assertEqual((await self.request(inform, pool=pool)).code, 200)
+        device = self.store.find_device_by_serial("SN-T")
+        assert device is not None
+        channel = self.resource._by_device[device.id].channel
+        self.clock.advance(121)
+        self.assertFalse(self.resource.in_session(device.id))
+        self.assertEqual(self.resource.active_sessions(), 0)
+        self.assertTrue(getattr(channel, "transport").disconnecting)
+
+
+class DeviceIdRules(CwmpResourceCase):
+    async def assert_refused(self, body: bytes) -> None:
+        reply = await self.request(body)
+        self.assertEqual(reply.code, 200)
+        fault = reply.envelope().message
+        assert isinstance(fault, rpc.Fault), fault
+        self.assertEqual(fault.code, 8003)
+        self.assertIn("DeviceId", fault.string)
+        self.assertEqual(self.store.count_devices(), 0)
+        self.assertEqual(self.resource.active_sessions(), 0)
+
+    async def test_serials_the_api_would_refuse_are_refused_at_the_inform(self) -> None:
+        for serial in (
+            "S" * 7_000_000,
+            "S" * 65,
+            "AB/CD",
+            "AB CD",
+            "AB\tCD",
+            "AB\nINFO forged log line",
+            "AB\u202eDC",  # right-to-left override
+            "AB\u200bCD",  # zero-width space
+            "",
+        ):
+            await self.assert_refused(with_serial(serial))
+
+    async def test_other_device_id_fields_keep_their_schema_lengths(self) -> None:
+        await self.assert_refused(with_serial("SN1", manufacturer="M" * 65))
+        await self.assert_refused(with_serial("SN1", oui="0" * 7))
+        await self.assert_refused(with_serial("SN1", product_class="P\u202eX"))
+
+    async def test_overlong_reported_strings_are_not_stored(self) -> None:
+        inform = make_inform("SN-LONG")
+        params = (
+            rpc.ParameterValue("Device.DeviceInfo.SoftwareVersion", "v" * 100_000),
+            rpc.ParameterValue("Device.ManagementServer.ConnectionRequestURL", "http://x/" * 60),
+        )
+        reply = await self.request(wire(replace(inform, parameters=params)))
+        self.assertEqual(reply.code, 200)
+        device = self.store.find_device_by_serial("SN-LONG")
+        assert device is not None
+        self.assertIsNone(device.software_version)
+        self.assertIsNone(device.connection_request_url)
+
+    async def test_a_serial_with_blanks_around_it_is_still_accepted_trimmed(self) -> None:
+        self.assertEqual((await self.request(with_serial("  SN-PAD  "))).code, 200)
+        self.assertIsNotNone(self.store.find_device_by_serial("SN-PAD"))
+
+
+class TranscriptSecrets(CwmpResourceCase):
+    async def test_transcripts_are_stored_redacted_and_bounded(self) -> None:
+        device = self.provisioned_device(debug=True)
+        secret = "hunter2-wifi-key"
+        self.engine.queue(
+            device.id,
+            "set_parameters",
+            {
+                "parameters": [
+                    {
+                        "name": "Device.WiFi.AccessPoint.1.Security.KeyPassphrase",
+                        "value": secret,
+                        "type": "xsd:string",
+                    }
+                ]
+            },
+            actor="test",
+            wake=False,
+            now=T0,
+        )
+        inform = await self.start_session()
+        sent = (await self.request(b"", cookie=inform.cookie)).envelope()
+        self.assertIsInstance(sent.message, rpc.SetParameterValues)
+        # A big answer: the transcript keeps its first MiB only.
+        padding = rpc.SetParameterValuesResponse(0)
+        body = wire(padding, sent.header.id).replace(
+            b"<Status>", b"<!--" + b"x" * 3_000_000 + b"--><Status>"
+        )
+        await self.request(body, cookie=inform.cookie)
+        (stored,) = self.store.session_transcripts(device.id)
+        self.assertNotIn(secret, stored.transcript)
+        self.assertIn("[redacted]", stored.transcript)
+        self.assertLess(len(stored.transcript), 1_100_000)
+        self.assertIn("transcript truncated", stored.transcript)
