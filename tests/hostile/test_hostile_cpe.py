@@ -63,7 +63,7 @@ class SessionTimeoutBound(CwmpResourceCase):
         self.clock.advance(121)
         self.assertFalse(self.resource.in_session(device.id))
         self.assertEqual(self.resource.active_sessions(), 0)
-        self.assertTrue(getattr(channel, "transport").disconnecting)
+        self.assertTrue(channel.transport.disconnecting)
 
 
 class DeviceIdRules(CwmpResourceCase):
