@@ -10,6 +10,7 @@ default; Basic only when that is all the CPE offers). The outcome is one of:
 - ``"auth_failed"``: the CPE rejected (or we could not answer) its challenge. History only.
 - ``"no_url"``: the device never reported a ConnectionRequestURL. History only.
 - ``"error"``: anything else (non-http URL, unexpected HTTP status such as 503 busy...).
+- ``"cancelled"``: the appliance stopped while the request was waiting or in flight.
 
 Every outcome is written to the device history as a ``connection_request`` entry. ``wake``
 never fails: errors become outcomes. Only the device's own URL is contacted; redirects are not
@@ -28,7 +29,12 @@ import treq
 from treq.client import HTTPClient
 from treq.response import _Response
 from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
-from twisted.internet.error import ConnectError, ConnectionClosed
+from twisted.internet.error import (
+    ConnectError,
+    ConnectingCancelledError,
+    ConnectionClosed,
+    DNSLookupError,
+)
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -37,18 +43,20 @@ from acs import httpdigest
 from acs.store import NotFound, Store
 from acs.store.models import DOWN, UP
 
-Outcome = Literal["answered", "refused", "timeout", "auth_failed", "no_url", "error"]
-OUTCOMES: tuple[Outcome, ...] = (
-    "answered",
-    "refused",
-    "timeout",
-    "auth_failed",
-    "no_url",
-    "error",
-)
+Outcome = Literal["answered", "refused", "timeout", "auth_failed", "no_url", "error", "cancelled"]
 
-# Failures that mean "the CPE is not reachable" (GA treats ECONNREFUSED/ECONNRESET as offline).
-_UNREACHABLE = (ConnectError, ConnectionClosed)
+# Failures that mean "the CPE is not reachable" (GA treats ECONNREFUSED/ECONNRESET as offline;
+# a name that does not resolve is no different).
+_UNREACHABLE = (ConnectError, ConnectionClosed, DNSLookupError)
+
+
+def _cancellation(failure: Failure) -> bool:
+    """Whether ``failure`` is a cancellation, bare or as twisted.web's client wraps it
+    (ResponseNeverReceived / RequestTransmissionFailed carry it in ``reasons``)."""
+    if failure.check(CancelledError, ConnectingCancelledError):
+        return True
+    reasons = getattr(failure.value, "reasons", None) or ()
+    return any(isinstance(r, Failure) and _cancellation(r) for r in reasons)
 
 
 @dataclass(frozen=True)
@@ -167,7 +175,7 @@ class ConnectionRequester:
 
         def cancelled(failure: Failure) -> _Result:
             failure.trap(CancelledError)  # stopped while waiting for a slot
-            return _Result("error", reason="cancelled (shutdown)")
+            return _Result("cancelled", reason="the appliance stopped")
 
         def finish(result: _Result) -> Outcome:
             nonlocal finished
@@ -203,8 +211,8 @@ class ConnectionRequester:
             if timed_out:
                 return _Result("timeout", reason=f"no answer within {self.timeout:g} s")
             if isinstance(result, Failure):
-                if result.check(CancelledError):
-                    return _Result("error", reason="cancelled (shutdown)")
+                if _cancellation(result):
+                    return _Result("cancelled", reason="the appliance stopped")
                 self.log.failure(
                     "connection request to device {device_id} failed unexpectedly",
                     result,
@@ -278,7 +286,7 @@ class ConnectionRequester:
         except Exception as exc:
             # ResponseNeverReceived / ResponseFailed wrap the underlying connection failure.
             reasons = getattr(exc, "reasons", None)
-            if reasons and not any(f.check(CancelledError) for f in reasons):
+            if reasons and not _cancellation(Failure(exc)):
                 raise _Unreachable(_describe(exc)) from exc
             raise
         # A truncated body does not change what the status line said.

@@ -1,14 +1,20 @@
-"""The task scheduler: wakes devices whose scheduled tasks have come due.
+"""The task scheduler: connection requests for tasks that can run now but would otherwise wait.
 
-A task queued with ``scheduled_at`` (the API's ``schedule_at``) is held by the store until that
-time (``Store.next_task`` skips it) and then runs in the device's first session at or after
-it. Nothing would open that session before the CPE's next periodic Inform, so this service
-asks the store every ``interval`` seconds which pending tasks became due since its last look
-(``Store.scheduled_tasks_due``: one query over a time window) and sends one connection request
-per device of that batch. Each window starts where the previous one ended, so a task is woken
-once; the first look after a start has no lower bound, so tasks that came due while the
-appliance was down are woken too. Recent wakes are remembered (``recent``) and written to the
-device's history (``scheduled_wake``), so an operator can see the request went out on time.
+Three kinds of task have nobody to wake their device: one queued with ``scheduled_at`` (the
+API's ``schedule_at``, held by ``Store.next_task`` until then), one whose retry time
+(``next_attempt_at``) just passed after a failure, and, after a crash or restart, every task
+whose connection request was lost with the previous process. Without a wake they would wait
+for the CPE's next periodic Inform (hours on real CPEs). So every ``interval`` seconds this
+service asks the store which tasks became runnable since its last look
+(``Store.tasks_coming_due``: index range scans over a time window); the first look after a
+start has no lower bound and takes every runnable pending task and every stranded
+in_progress one. Each window starts where the previous one ended, so a task is woken once.
+
+One connection request per device, at most ``max_wakes`` per tick: a restart with work
+queued for a whole fleet is paced (the rest wait for the next ticks, in due order) instead
+of thrown at the connection requester at once. Recent wakes are remembered (``recent``) and
+written to the device's history (``scheduled_wake``), so an operator can see the request
+went out.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from acs.periodic import PeriodicService
 from acs.store import NotFound, Store
 
 RECENT_WAKES = 1000
+MAX_WAKES_PER_TICK = 200
 
 
 class Scheduler(PeriodicService):
@@ -39,6 +46,7 @@ class Scheduler(PeriodicService):
         *,
         wake: Callable[[int], Deferred[Any] | None],
         interval: float = 5.0,
+        max_wakes: int = MAX_WAKES_PER_TICK,
     ) -> None:
         """``reactor``: an IReactorTime (a task.Clock in tests); typed Any because mypy cannot
         match classes to zope interfaces. ``wake(device_id)`` sends the connection request
@@ -48,28 +56,39 @@ class Scheduler(PeriodicService):
         self._store = store
         self._reactor = reactor
         self._wake = wake
+        if max_wakes < 1:
+            raise ValueError("max_wakes must be >= 1")
+        self._max_wakes = max_wakes
         # Upper bound of the last window looked at; None = nothing looked at since start.
         self._last: float | None = None
+        # Devices to wake (task ids of each), in due order, beyond one tick's max_wakes.
+        self._backlog: dict[int, list[int]] = {}
         # (time, device id, task ids) of the latest wakes, newest last.
         self.recent: deque[tuple[float, int, tuple[int, ...]]] = deque(maxlen=RECENT_WAKES)
 
     def tick(self) -> list[int]:
-        """Wake every device with a pending task that came due since the last tick; returns
-        the device ids woken, in due order."""
+        """Wake the devices whose tasks came due since the last tick (up to ``max_wakes``,
+        the backlog first); returns the device ids woken, in due order."""
         now = float(self._reactor.seconds())
         try:
-            due = self._store.scheduled_tasks_due(after=self._last, until=now)
+            due = self._store.tasks_coming_due(after=self._last, until=now)
         except Exception:
             # A failing query (e.g. the database is locked): the same window is tried again.
             self.log.failure("scheduler: cannot list due tasks")
-            return []
-        self._last = now
-        by_device: dict[int, list[int]] = {}
-        for task_id, device_id in due:
-            by_device.setdefault(device_id, []).append(task_id)
-        for device_id, task_ids in by_device.items():
-            self._send(device_id, tuple(task_ids), now)
-        return list(by_device)
+            due = None
+        if due is not None:
+            self._last = now
+            for task_id, device_id in due:
+                self._backlog.setdefault(device_id, []).append(task_id)
+        woken = list(self._backlog)[: self._max_wakes]
+        for device_id in woken:
+            self._send(device_id, tuple(self._backlog.pop(device_id)), now)
+        if self._backlog:
+            self.log.info(
+                "scheduler: {count} more device(s) to wake at the next ticks",
+                count=len(self._backlog),
+            )
+        return woken
 
     def _send(self, device_id: int, task_ids: tuple[int, ...], now: float) -> None:
         self.recent.append((now, device_id, task_ids))

@@ -96,6 +96,11 @@ SPV_BATCH = 64
 
 # CPE faults that will not go away by asking again (TR-069 A.5.1 codes).
 PERMANENT_FAULTS = frozenset({9000, 9003, 9005, 9006, 9007, 9008})
+# TransferComplete faults that will not go away by transferring again (authentication,
+# protocol, no such file, corrupted or unauthenticated file); anything else (9010/9011
+# generic failures, 9015 file server unreachable, 9017 incomplete, e.g. across the ACS's own
+# restart) is retried with the usual backoff.
+PERMANENT_TRANSFER_FAULTS = frozenset({9012, 9013, 9016, 9018, 9019})
 
 DEFAULT_ROOT = "Device."
 _ROOTS = ("Device.", "InternetGatewayDevice.")
@@ -1395,8 +1400,9 @@ class TaskEngine:
             return {"task_id": task.id, "task_state": DONE}
         text = message.fault.string or f"CPE fault {code}"
         self.store.update_task_result(task.id, {"fault_code": code, "fault_string": text, **times})
-        self.fail_transfer(task, now, code, text, None)
-        return {"task_id": task.id, "task_state": FAILED}
+        retry = None if code in PERMANENT_TRANSFER_FAULTS else self.retry_at(task.attempts, now)
+        self.fail_transfer(task, now, code, text, retry)
+        return {"task_id": task.id, "task_state": FAILED if retry is None else PENDING}
 
     def _check_firmware_versions(self, device: Device, inform: rpc.Inform, now: float) -> None:
         """After a completed upgrade, the next Inform's SoftwareVersion must be the image's."""

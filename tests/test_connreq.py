@@ -12,6 +12,7 @@ from typing import Any
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.task import Clock
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
@@ -251,6 +252,26 @@ class ConnectionRequestTests(unittest.TestCase):
         self.assertEqual(self.status(), DOWN)
         self.assertEqual(self.last_entry()["outcome"], "timeout")
         self.assertFalse(self.clock.getDelayedCalls())
+
+    async def test_stopping_records_a_request_in_flight_as_cancelled_without_a_traceback(
+        self,
+    ) -> None:
+        cpe = FakeCpe("hang")
+        self.point_device_at(self.serve(cpe))
+        critical: list[dict[str, Any]] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_level") in (LogLevel.critical, LogLevel.error):
+                critical.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        result = self.requester.wake(self.device.id)
+        await cpe.got_request
+        await self.requester.stop()
+        self.assertEqual(await result, "cancelled")
+        self.assertEqual(self.last_entry()["outcome"], "cancelled")
+        self.assertEqual(critical, [])
 
     async def test_concurrent_wakes_share_one_request(self) -> None:
         cpe = FakeCpe("hang")

@@ -136,17 +136,17 @@ def test_a_failing_query_is_retried_with_the_same_window(
 ) -> None:
     device = make_device(store, "SN-RETRY")
     store.queue_task(device.id, "reboot", {}, now=T, actor="op", scheduled_at=T + 3)
-    real = store.scheduled_tasks_due
+    real = store.tasks_coming_due
     calls: list[int] = []
 
     def broken(**kwargs: Any) -> Any:
         calls.append(1)
         raise RuntimeError("database is locked")
 
-    store.scheduled_tasks_due = broken  # type: ignore[method-assign]
+    store.tasks_coming_due = broken  # type: ignore[method-assign]
     clock.advance(5)
     assert calls and wakes.sent == []
-    store.scheduled_tasks_due = real  # type: ignore[method-assign]
+    store.tasks_coming_due = real  # type: ignore[method-assign]
     clock.advance(5)
     assert wakes.sent == [(T + 10, device.id)]
 
@@ -160,3 +160,61 @@ def test_the_appliance_runs_the_scheduler(harness: ApiHarness) -> None:
     scheduler = harness.appliance.scheduler
     assert isinstance(scheduler, Scheduler)
     assert harness.appliance.service.getServiceNamed("scheduler") is scheduler
+
+
+def test_work_stranded_by_a_restart_is_woken_at_start(
+    store: Store, clock: Clock, wakes: Wakes
+) -> None:
+    # Queued while the previous process ran; its connection request died with it.
+    queued = make_device(store, "SN-QUEUED")
+    store.queue_task(queued.id, "reboot", {}, now=T - 50, actor="op")
+    running = make_device(store, "SN-RUNNING")
+    task = store.queue_task(running.id, "sync", {}, now=T - 50, actor="op")
+    store.start_task(task.id, now=T - 40)
+    waiting = make_device(store, "SN-LATER")  # a retry not due yet: woken when it is
+    later = store.queue_task(waiting.id, "sync", {}, now=T - 50, actor="op")
+    store.start_task(later.id, now=T - 40)
+    store.fail_task(later.id, now=T - 30, fault_code=None, fault_string="x", retry_at=T + 12)
+    service = Scheduler(store, clock, wake=wakes, interval=5.0)
+    service.startService()
+    try:
+        assert sorted(d for _, d in wakes.sent) == sorted([queued.id, running.id])
+        clock.advance(10)
+        assert [d for _, d in wakes.sent[2:]] == []
+        clock.advance(5)
+        assert wakes.sent[2:] == [(T + 15, waiting.id)]
+    finally:
+        service.stopService()
+
+
+def test_a_retry_coming_due_wakes_its_device_once(
+    store: Store, clock: Clock, wakes: Wakes, scheduler: Scheduler
+) -> None:
+    device = make_device(store, "SN-RETRY")
+    task = store.queue_task(device.id, "sync", {}, now=T, actor="op")
+    store.start_task(task.id, now=T)
+    store.fail_task(task.id, now=T, fault_code=9002, fault_string="x", retry_at=T + 60)
+    clock.advance(55)
+    assert wakes.sent == []
+    clock.advance(5)
+    assert wakes.sent == [(T + 60, device.id)]
+    clock.advance(60)
+    assert wakes.sent == [(T + 60, device.id)]
+
+
+def test_wakes_are_paced_at_max_wakes_per_tick_in_due_order(
+    store: Store, clock: Clock, wakes: Wakes
+) -> None:
+    devices = [make_device(store, f"SN-MANY-{i}") for i in range(5)]
+    for i, device in enumerate(devices):
+        store.queue_task(device.id, "reboot", {}, now=T - 100 + i, actor="op")
+    service = Scheduler(store, clock, wake=wakes, interval=5.0, max_wakes=2)
+    service.startService()
+    try:
+        assert [d for _, d in wakes.sent] == [devices[0].id, devices[1].id]
+        clock.advance(5)
+        clock.advance(5)
+        assert [d for _, d in wakes.sent] == [d.id for d in devices]
+        assert [t for t, _ in wakes.sent] == [T, T, T + 5, T + 5, T + 10]
+    finally:
+        service.stopService()

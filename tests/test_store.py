@@ -603,9 +603,10 @@ def test_devices_due_down_query_uses_the_liveness_index(store: Store) -> None:
     assert "USING INDEX devices_liveness" in plan
 
 
-def test_scheduled_tasks_due_query_uses_the_scheduled_index(store: Store) -> None:
-    plan = query_plan(store, lambda: store.scheduled_tasks_due(after=T0, until=T0 + 5))
+def test_tasks_coming_due_query_uses_the_scheduled_and_retry_indexes(store: Store) -> None:
+    plan = query_plan(store, lambda: store.tasks_coming_due(after=T0, until=T0 + 5))
     assert "USING INDEX tasks_scheduled" in plan
+    assert "USING INDEX tasks_retry" in plan
 
 
 # --- parameters ------------------------------------------------------------------------

@@ -277,13 +277,12 @@ def test_inform_without_software_version_keeps_the_check_pending(
 @pytest.mark.parametrize(
     ("code", "text"),
     [
-        (9010, "Download failed"),
         (9012, "File transfer server authentication failure"),
-        (9017, "Unable to complete download"),
+        (9016, "Unable to access file"),
         (9018, "File corrupted"),
     ],
 )
-def test_transfer_fault_fails_upgrade_clears_flag_and_reports_failed(
+def test_a_permanent_transfer_fault_fails_upgrade_clears_flag_and_reports_failed(
     engine: TaskEngine,
     store: Store,
     device: Device,
@@ -306,7 +305,7 @@ def test_transfer_fault_fails_upgrade_clears_flag_and_reports_failed(
     assert answer == rpc.TransferCompleteResponse()
     task = task_of(store, task_id)
     assert (task.state, task.fault_code, task.fault_string) == (FAILED, code, text)
-    assert task.attempts == 1  # a transfer fault is final: no silent retry
+    assert task.attempts == 1  # a permanent transfer fault is final: no retry
     assert flag(store, device) is False
     assert pending_settings(store, device.id, detailed=True) == "firmware_update:failed"
     assert pending_settings(store, device.id, detailed=False) == "firmware_update"
@@ -319,6 +318,33 @@ def test_transfer_fault_fails_upgrade_clears_flag_and_reports_failed(
     fresh = store.get_device(device.id)
     assert fresh is not None and fresh.software_version == "1.0"
     assert fresh.firmware_image_id == image.id
+
+
+@pytest.mark.parametrize("code", [9010, 9015, 9017, 9899])
+def test_a_transient_transfer_fault_is_retried_with_backoff_then_fails(
+    engine: TaskEngine, store: Store, device: Device, image: FirmwareImage, code: int
+) -> None:
+    # E.g. the file server was down for the ACS's own restart: 9015, or 9017 mid-download.
+    task_id, download = start_download(engine, store, device, image)
+    now = 50.0
+    for attempt in range(1, engine.max_attempts + 1):
+        assert task_of(store, task_id).attempts == attempt
+        engine.open_session(device.id).on_cpe_request(
+            rpc.TransferComplete(download.command_key, rpc.FaultStruct(code, "x")), now=now
+        )
+        task = task_of(store, task_id)
+        if attempt < engine.max_attempts:
+            assert (task.state, task.fault_code) == (PENDING, code)
+            assert task.next_attempt_at == engine.retry_at(attempt, now)
+            assert flag(store, device) is True  # still on its way
+            now = task.next_attempt_at
+            session = engine.open_session(device.id)
+            request = session.next_request(now=now)
+            assert isinstance(request, rpc.Download)  # the same transfer, asked again
+            session.on_response(rpc.DownloadResponse(1), now=now)
+            download = request
+    assert (task.state, task.fault_code) == (FAILED, code)
+    assert flag(store, device) is False
 
 
 def test_fault_without_string_gets_a_readable_message(
@@ -337,7 +363,7 @@ def test_failed_upgrade_keeps_flag_while_a_newer_request_waits(
     first, download = start_download(engine, store, device, image)
     newer = want_firmware(store, engine, device, image)
     engine.open_session(device.id).on_cpe_request(
-        rpc.TransferComplete(download.command_key, rpc.FaultStruct(9010, "x")), now=50.0
+        rpc.TransferComplete(download.command_key, rpc.FaultStruct(9018, "x")), now=50.0
     )
     assert task_of(store, first).state == FAILED
     assert task_of(store, newer).state == PENDING
@@ -676,11 +702,11 @@ def test_backup_upload_fault_reported_by_transfer_complete_fails_the_task(
 ) -> None:
     task_id, upload = start_upload(engine, device)
     engine.open_session(device.id).on_cpe_request(
-        rpc.TransferComplete(upload.command_key, rpc.FaultStruct(9011, "Upload failure")),
+        rpc.TransferComplete(upload.command_key, rpc.FaultStruct(9012, "Upload refused")),
         now=31.0,
     )
     task = task_of(store, task_id)
-    assert (task.state, task.fault_code, task.fault_string) == (FAILED, 9011, "Upload failure")
+    assert (task.state, task.fault_code, task.fault_string) == (FAILED, 9012, "Upload refused")
 
 
 def test_restore_downloads_the_backup_as_vendor_configuration_file(

@@ -2400,19 +2400,39 @@ class Store:
 
     # Scheduling: pending tasks whose scheduled_at falls in a window (acs.scheduler).
 
-    def scheduled_tasks_due(self, *, after: float | None, until: float) -> list[tuple[int, int]]:
-        """(task id, device id) of pending tasks with after < scheduled_at <= until (no lower
-        bound when `after` is None) that are not waiting for a retry, in due order."""
-        low = "" if after is None else " AND scheduled_at > ?"
-        params: list[Any] = [_time("until", until)]
-        if after is not None:
-            params.append(_time("after", after))
-        params.append(until)
-        found = self._conn.execute(
-            "SELECT id, device_id FROM tasks WHERE state = 'pending' "
-            "AND scheduled_at IS NOT NULL AND scheduled_at <= ?"
-            f"{low} AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
-            " ORDER BY scheduled_at, id",
-            params,
-        ).fetchall()
-        return [(int(r[0]), int(r[1])) for r in found]
+    def tasks_coming_due(self, *, after: float | None, until: float) -> list[tuple[int, int]]:
+        """(task id, device id) of tasks whose device needs a connection request, in due order.
+
+        ``after`` None (the first look since the appliance started): every pending task
+        runnable at ``until`` and every in_progress one (its session died with the previous
+        process). Otherwise the pending tasks that became runnable in (after, until]: their
+        ``scheduled_at`` or retry time (``next_attempt_at``) fell in it, the other one passed.
+        """
+        until_f = _time("until", until)
+        if after is None:
+            found = self._conn.execute(
+                "SELECT id, device_id FROM tasks WHERE state = 'in_progress'"
+                " OR (state = 'pending' AND coalesce(scheduled_at, 0) <= ?1"
+                " AND coalesce(next_attempt_at, 0) <= ?1)"
+                " ORDER BY max(coalesce(scheduled_at, 0), coalesce(next_attempt_at, 0)), id",
+                (until_f,),
+            ).fetchall()
+        else:
+            # Two index range scans (tasks_scheduled, tasks_retry), not one scan of the table.
+            found = self._conn.execute(
+                "SELECT id, device_id, scheduled_at AS due FROM tasks WHERE state = 'pending'"
+                " AND scheduled_at > ?2 AND scheduled_at <= ?1"
+                " AND (next_attempt_at IS NULL OR next_attempt_at <= ?1)"
+                " UNION ALL SELECT id, device_id, next_attempt_at FROM tasks"
+                " WHERE state = 'pending' AND next_attempt_at > ?2 AND next_attempt_at <= ?1"
+                " AND (scheduled_at IS NULL OR scheduled_at <= ?1)"
+                " ORDER BY due, id",
+                (until_f, _time("after", after)),
+            ).fetchall()
+        seen: set[int] = set()
+        due: list[tuple[int, int]] = []
+        for row in found:
+            if int(row[0]) not in seen:
+                seen.add(int(row[0]))
+                due.append((int(row[0]), int(row[1])))
+        return due

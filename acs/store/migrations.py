@@ -293,6 +293,12 @@ UPDATE devices SET own_update_frequency = 1 WHERE update_frequency != coalesce(
     (SELECT t.update_frequency FROM device_types t WHERE t.id = devices.type_id), 300);
 """
 
+# The scheduler also wakes devices whose failed tasks' retry time just passed.
+_V7 = """
+CREATE INDEX tasks_retry ON tasks (next_attempt_at)
+    WHERE state = 'pending' AND next_attempt_at IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -300,6 +306,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("index of scheduled tasks", sql(_V4)),
     ("indexes for device lists", sql(_V5)),
     ("device update_frequency inherited from the device type", sql(_V6)),
+    ("index of tasks waiting for a retry", sql(_V7)),
 ]
 
 
