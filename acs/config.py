@@ -47,6 +47,9 @@ class CwmpConfig:
 class ApiConfig:
     listen: str = "tcp:7557"
     update_status_timeout: int = 5
+    # Base URL clients reach the API at, for the links it writes (pagination, OpenAPI
+    # servers); empty: the address of the listener the request came in on.
+    public_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,11 +106,13 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             raise ConfigError(f"[{name}] {key} must be {expected.__name__}, not {value!r}")
         if (name, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"[{name}] {key} must be > 0")
-        if expected is str and key in _NON_EMPTY and not value.strip():
+        optional = (name, key) == ("api", "public_url")  # empty: the listener's address
+        if expected is str and key in _NON_EMPTY and not optional and not value.strip():
             raise ConfigError(f"[{name}] {key} must not be empty")
-        if key == "public_url":
+        if key == "public_url" and not (optional and not value):
             parts = urlsplit(value)
-            # CPEs are handed this URL in Download RPCs: it must be absolute http(s).
+            # CPEs are handed the files URL in Download RPCs, API clients the API's in links:
+            # each must be absolute http(s).
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConfigError(f"[{name}] {key} must be an http:// or https:// URL")
         values[key] = value

@@ -194,9 +194,12 @@ class Principal:
 class ApiRequest:
     """A Twisted request seen through the API's conventions."""
 
-    def __init__(self, request: Request, principal: Principal | None) -> None:
+    def __init__(
+        self, request: Request, principal: Principal | None, *, public_url: str = ""
+    ) -> None:
         self.raw = request
         self._principal = principal
+        self._public_url = public_url.rstrip("/")
 
     @property
     def principal(self) -> Principal:
@@ -255,13 +258,17 @@ class ApiRequest:
         return body
 
     def base_url(self) -> str:
-        """``scheme://host[:port]`` as the client addressed us (Host header)."""
+        """``scheme://host[:port]`` of the links the API writes: ``[api] public_url``, else
+        the local address this connection reached. Never the Host header: a client could
+        make the API hand other clients links to anywhere."""
+        if self._public_url:
+            return self._public_url
         scheme = "https" if self.raw.isSecure() else "http"
-        host = self.raw.getHeader(b"host")
-        if host:
-            return f"{scheme}://{host.decode('ascii', 'replace')}"
         addr = self.raw.getHost()
-        return f"{scheme}://{getattr(addr, 'host', 'localhost')}:{getattr(addr, 'port', '')}"
+        host = str(getattr(addr, "host", "127.0.0.1"))
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{getattr(addr, 'port', '')}"
 
     def page_params(self) -> tuple[int, int]:
         """``limit`` (default 20, capped at 100) and ``offset`` (default 0); 400 if invalid."""
@@ -380,7 +387,8 @@ def route(
                 principal = authenticate(api, request) if auth else None
                 if principal is not None and not principal.has_role(role):
                     raise forbidden(f"This action needs the {role} role.")
-                result = handler(api, ApiRequest(request, principal), **kwargs)
+                req = ApiRequest(request, principal, public_url=api.appliance.config.api.public_url)
+                result = handler(api, req, **kwargs)
             except ApiError as exc:
                 return respond(request, exc.status, exc.body, exc.headers)
             except Exception:

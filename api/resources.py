@@ -116,6 +116,9 @@ class BodyReader:
             self.error(name, "This field may not be blank.")
         elif len(value) > max_length:
             self.error(name, f"Ensure this field has no more than {max_length} characters.")
+        elif not value.isprintable():
+            # As for device names: no control, bidirectional or zero-width characters.
+            self.error(name, "Control characters are not allowed.")
         else:
             self.values[name] = value
 

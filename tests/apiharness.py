@@ -18,7 +18,7 @@ from treq.testing import StubTreq
 from twisted.internet import task
 from twisted.python.failure import Failure
 
-from acs.config import Config, StorageConfig
+from acs.config import ApiConfig, Config, StorageConfig
 from acs.service import Appliance
 
 # 2024-01-15T09:30:00Z: a fixed, readable "now" for every API test.
@@ -45,7 +45,10 @@ class ApiHarness:
     def __init__(self, tmp: Path) -> None:
         self.clock = task.Clock()
         self.clock.advance(T0)
-        config = Config(storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "f")))
+        config = Config(
+            storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "f")),
+            api=ApiConfig(public_url=HOST),
+        )
         self.appliance = Appliance(config, self.clock)
         self.store = self.appliance.store
         self.stub = StubTreq(self.appliance.api.resource())

@@ -79,6 +79,15 @@ def test_answers_in_the_exact_namespace_the_cpe_spoke(uri: str) -> None:
     assert s.version == soap.version_of(uri)
 
 
+@pytest.mark.parametrize("ns", ["urn:dslforum-org:cwmp-9-9", "urn:dslforum-org:cwmp-2-0"])
+def test_an_inform_in_an_unknown_cwmp_version_is_refused(ns: str) -> None:
+    s = Session()
+    event = s.receive_data(wire(make_inform(), ns=ns))
+    assert isinstance(event, ProtocolViolation)
+    assert event.http_status == 400 and "unsupported CWMP namespace" in event.reason
+    assert s.state is State.DONE
+
+
 def test_inform_without_id_gets_an_empty_id_echo() -> None:
     s = Session()
     s.receive_data(wire(make_inform(), cwmp_id=None))

@@ -298,6 +298,10 @@ class Session:
     def _receive_inform(self, envelope: soap.Envelope, inform: rpc.Inform) -> Event:
         header = envelope.header
         self.ns = envelope.ns or soap.CWMP_NS["1.0"]
+        if soap.version_of(self.ns) not in SUPPORTED_VERSIONS:
+            # cwmp-9-9 and the like: no schema, nothing to answer in (1.3 and 1.4 CPEs use
+            # cwmp-1-2, or the cwmp-1-3/1-4 aliases some stacks send).
+            return self._violation(f"unsupported CWMP namespace {self.ns[:60]!r}")
         possible = namespace_versions(self.ns)
         # Without an offer: the namespace's version, or 1.3 when the CPE sent the 1.3
         # SessionTimeout header in the 1.2 namespace (spec/cwmp.md §1.4).

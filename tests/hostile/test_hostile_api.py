@@ -7,10 +7,14 @@ same code path as the real listener.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from apiharness import ApiHarness
+from twisted.internet.address import IPv6Address
+
+from acs.config import ConfigError, parse_config
+from api.base import ApiRequest
 
 HUGE = str(2**63)  # one past SQLite's largest INTEGER
 HUGER = "9" * 40
@@ -127,3 +131,49 @@ def test_a_date_before_year_1000_is_written_in_rfc_3339(harness: ApiHarness, adm
     )
     body = harness.call("GET", f"{V1}/inventory_device/{device.id}/", token=admin).json
     assert body["created"] == "0385-07-25T07:06:40Z"
+
+
+@pytest.mark.parametrize(
+    "path", ["/organization/", "/location/", "/device_type/"], ids=lambda p: p.strip("/")
+)
+@pytest.mark.parametrize("name", ["East\nforged", "East\x1b[31m", "East\u202e", "East\u200b"])
+def test_control_characters_in_names_are_400(
+    harness: ApiHarness, admin: str, path: str, name: str
+) -> None:
+    reply = harness.call("POST", V1 + path, token=admin, json_body={"name": name})
+    assert_clean_4xx(reply, 400)
+    assert reply.json == {"name": ["Control characters are not allowed."]}
+
+
+def test_pagination_links_never_come_from_the_host_header(harness: ApiHarness, admin: str) -> None:
+    for name in ("A", "B", "C"):
+        harness.store.ensure_organization(name)
+    reply = harness.call(
+        "GET", f"{V1}/organization/?limit=1", token=admin, headers={"Host": "evil.example"}
+    )
+    assert reply.json["next"].startswith("http://testserver/api/v1/organization/?")
+    assert "evil" not in reply.raw.decode()
+
+
+def test_without_a_public_url_links_use_the_address_the_connection_reached() -> None:
+    class _Raw:
+        def isSecure(self) -> bool:
+            return False
+
+        def getHeader(self, name: bytes) -> bytes:
+            return b"evil.example"
+
+        def getHost(self) -> Any:
+            return IPv6Address("TCP", "::1", 7557)
+
+    req = ApiRequest(cast(Any, _Raw()), None)
+    assert req.base_url() == "http://[::1]:7557"
+    assert ApiRequest(cast(Any, _Raw()), None, public_url="https://acs/").base_url() == (
+        "https://acs"
+    )
+
+
+def test_the_api_public_url_must_be_http_when_set() -> None:
+    assert parse_config({"api": {"public_url": ""}}).api.public_url == ""
+    with pytest.raises(ConfigError, match="public_url"):
+        parse_config({"api": {"public_url": "ftp://x"}})
