@@ -182,7 +182,9 @@ def _endpoint(reactor: Any, section: str, description: str) -> IStreamServerEndp
 def open_store(config: Config) -> Store:
     """Open (creating if needed) the database and the files directory of ``config``."""
     try:
-        Path(config.storage.files).mkdir(parents=True, exist_ok=True)
+        # Firmware images and configuration backups (which carry CPE secrets): owner-only.
+        Path(config.storage.files).mkdir(mode=0o700, parents=True, exist_ok=True)
+        Path(config.storage.files).chmod(0o700)
         Path(config.storage.database).parent.mkdir(parents=True, exist_ok=True)
         return Store.open(config.storage.database)
     except Exception as exc:

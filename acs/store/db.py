@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import secrets
 import sqlite3
 import threading
@@ -252,6 +253,10 @@ class Store:
         try:
             if target != ":memory:":
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
+                # It holds device and connection-request passwords and the URL-signing key:
+                # owner-only, and SQLite gives its -wal and -shm files the same mode.
+                os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o600))
+                os.chmod(target, 0o600)
             conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {target}: {exc}") from exc
