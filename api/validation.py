@@ -238,7 +238,7 @@ def _bool(value: Any) -> bool:
 
 def _int_in(value: Any, low: int, high: int) -> int:
     if isinstance(value, str):
-        value = parse_decimal(value) if parse_decimal(value) is not None else value
+        value = parse_decimal(value)  # None (not ASCII decimal): refused just below
     if not isinstance(value, int) or isinstance(value, bool):
         raise _Invalid("A valid integer is required.")
     if value < low:
