@@ -34,8 +34,15 @@ class CwmpConfig:
     # Upper bound on the SessionTimeout a CPE asks for in its Inform (seconds).
     max_session_timeout: int = 300
     connection_request_timeout: int = 5
+    # First-contact credentials: what a device that has none of its own yet authenticates
+    # with (empty: none needed). Provisioning then gives it its own (device_credentials).
     username: str = ""
     password: str = ""
+    # Provisioning sets a random ManagementServer.Username/Password per device, and from then
+    # on only those authenticate it (device impersonation needs them, not just a serial).
+    device_credentials: bool = True
+    # Basic authentication for CPEs on a plain-HTTP listener (it sends the password in clear).
+    allow_basic_auth: bool = False
     # Seconds a Download/Upload may stay unconfirmed (no TransferComplete) before it fails.
     transfer_timeout: int = 3600
     # Live CWMP sessions admitted at once; a new session's Inform beyond it gets 503 +

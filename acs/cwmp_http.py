@@ -3,9 +3,10 @@
 This module owns everything HTTP about CWMP: bounded request bodies (``CwmpRequest`` refuses
 an oversize body with 413 before buffering it; ``CwmpSite`` is the site that uses it), finding
 the session a POST belongs to (cookie, else the TCP connection), CPE authentication (Digest
-with stateless HMAC nonces, and Basic), the session inactivity timers, and turning the
-sans-IO ``acs.cwmp.session.Session`` events into store/task calls and HTTP responses, and
-admission control (beyond ``[cwmp] max_sessions`` live sessions, a new session's Inform gets
+with HMAC nonces, each (nonce, nc) accepted once; Basic only over TLS unless configured;
+failures backed off per address), the session inactivity timers, and turning the sans-IO
+``acs.cwmp.session.Session`` events into store/task calls and HTTP responses, and admission
+control (beyond ``[cwmp] max_sessions`` live sessions, a new session's Inform gets
 503 + Retry-After before it is parsed). Logging: one info line per session at the Inform and
 one at its end; per-RPC lines are debug.
 Protocol decisions live in ``acs.cwmp.session``; persistence in ``acs.store`` and
@@ -30,6 +31,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from acs import httpdigest
+from acs.authguard import AuthThrottle, NonceLedger
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
 from acs.cwmp.identity import bounded
@@ -165,6 +167,17 @@ class _Live:
         self.transcript.append((direction, text))
 
 
+@dataclass(frozen=True)
+class _Credential:
+    username: str
+    password: str
+    first_contact: bool  # shared or no credentials, not the device's own
+
+
+# First contact without any credentials (no [cwmp] username/password configured).
+_NO_CREDENTIALS = _Credential("", "", first_contact=True)
+
+
 @dataclass
 class _Context:
     """Per-request scratch: the session in play, so a crash can tear it down."""
@@ -199,6 +212,9 @@ class CwmpResource(Resource):
         self._by_channel: dict[object, _Live] = {}
         self._by_device: dict[int, _Live] = {}
         self.pacer = RetryPacer()
+        self.auth_throttle = AuthThrottle("CWMP", log.info)
+        self._nonces = NonceLedger()
+        self._nonces_swept = 0.0
         # New sessions turned away with 503 at the cap since start (for metrics and tests).
         self.busy_rejections = 0
 
@@ -350,9 +366,9 @@ class CwmpResource(Resource):
         if device is None and not self._config.auto_register:
             log.info("Refused Inform from unknown serial {serial}", serial=serial)
             return _text(request, 403, "Unknown device")
-        challenge = self._authenticate(request, device, now)
-        if challenge is not None:
-            return challenge
+        refusal, first_contact = self._authenticate(request, device, now)
+        if refusal is not None:
+            return refusal
 
         if device is not None:
             old = self._by_device.get(device.id)
@@ -370,6 +386,12 @@ class CwmpResource(Resource):
         with self._store.transaction():
             if device is None:
                 device, registered_in = self._register(inform, now)
+            elif first_contact and device.username:
+                # Re-admitted after the factory reset the ACS ordered: the credentials it
+                # had are gone from the CPE, provisioning assigns new ones.
+                self._store.update_device(
+                    device.id, now=now, actor="cwmp", username=None, password=None
+                )
             device = self._store.record_inform(device.id, record, now=now)
             self._tasks.on_inform(device, inform, now=now)
         self.pacer.admitted(now)
@@ -432,70 +454,129 @@ class CwmpResource(Resource):
 
     # --- authentication -----------------------------------------------------------------
 
-    def _expected_credentials(self, device: Device | None) -> tuple[str, str] | None:
-        if device is not None and device.username:
-            return device.username, device.password or ""
-        if self._config.username or self._config.password:
-            return self._config.username, self._config.password
-        return None
+    def _accepted_credentials(self, device: Device | None) -> list[_Credential]:
+        """Who may authenticate as ``device``: its own credentials once the ACS assigned
+        (or an operator set) them, else the first-contact ones (shared, or none at all)."""
+        config = self._config
+        first: _Credential = (
+            _Credential(config.username, config.password, first_contact=True)
+            if config.username or config.password
+            else _NO_CREDENTIALS
+        )
+        if device is None or not device.username:
+            return [first]
+        own = _Credential(device.username, device.password or "", first_contact=False)
+        # A CPE the ACS told to factory-reset comes back without the credentials it was
+        # given: while that reset is under way, the first-contact ones re-admit it.
+        if self._tasks.factory_reset_under_way(device.id):
+            return [own, first]
+        return [own]
 
-    def _authenticate(self, request: Request, device: Device | None, now: float) -> bytes | None:
-        """None when the CPE may proceed, else the 401 response body (headers set)."""
-        expected = self._expected_credentials(device)
-        if expected is None:
-            return None
-        username, password = expected
+    def _authenticate(
+        self, request: Request, device: Device | None, now: float
+    ) -> tuple[bytes | None, bool]:
+        """(None, first_contact) when the CPE may proceed, else (the 401/503 body, False).
+
+        ``first_contact`` is True when the CPE got in with first-contact credentials (or
+        none), so that its own are (re)assigned at provisioning."""
+        accepted = self._accepted_credentials(device)
+        if _NO_CREDENTIALS in accepted and len(accepted) == 1:
+            return None, True
+        source = _client_host(request)
+        wait = self.auth_throttle.retry_after(source, now)
+        if wait is not None:
+            request.setHeader(b"Retry-After", b"%d" % wait)
+            return _text(request, 503, "Too many failed authentications, retry later"), False
+        basic_ok = self._config.allow_basic_auth or request.isSecure()
         header = request.getHeader(b"authorization")
         creds = httpdigest.parse_authorization(header.decode("latin-1")) if header else None
         stale = False
-        if creds is not None and hmac.compare_digest(
-            creds.username.encode("utf-8"), username.encode("utf-8")
-        ):
-            ok = httpdigest.check_credentials(
-                creds, method=request.method.decode("ascii"), password=password, realm=REALM
+        for candidate in accepted:
+            if candidate is _NO_CREDENTIALS:
+                if creds is None:
+                    return None, True
+                continue
+            if creds is None or not hmac.compare_digest(
+                creds.username.encode("utf-8"), candidate.username.encode("utf-8")
+            ):
+                continue
+            verdict = self._verify(creds, candidate.password, request, now, basic_ok)
+            if verdict == "ok":
+                self.auth_throttle.succeeded(source)
+                return None, candidate.first_contact
+            stale = stale or verdict == "stale"
+        if header and not stale:
+            self.auth_throttle.failed(
+                source,
+                now,
+                f"CPE {creds.username if creds else None!r} from {source}"
+                + (" (Basic refused over plain HTTP)" if creds and creds.scheme == "basic" else ""),
             )
-            if ok and creds.scheme == "digest":
-                # The response must be for this request, not one captured elsewhere.
-                ok = _digest_uri_matches(creds.params.get("uri", ""), request)
-            if ok and creds.scheme == "digest":
-                verdict = self._check_nonce(creds.params.get("nonce", ""), now)
-                if verdict == "ok":
-                    return None
-                stale = verdict == "stale"
-            elif ok:
-                return None
-        log.info(
-            "CPE authentication failed for {username!r} from {address}",
-            username=creds.username if creds else None,
-            address=_client_host(request),
-        )
         request.responseHeaders.addRawHeader(
             b"WWW-Authenticate",
             httpdigest.digest_challenge(REALM, self._make_nonce(now), stale=stale).encode(),
         )
-        request.responseHeaders.addRawHeader(
-            b"WWW-Authenticate", httpdigest.basic_challenge(REALM).encode()
-        )
-        return _text(request, 401, "Authentication required")
+        if basic_ok:
+            request.responseHeaders.addRawHeader(
+                b"WWW-Authenticate", httpdigest.basic_challenge(REALM).encode()
+            )
+        return _text(request, 401, "Authentication required"), False
+
+    def _verify(
+        self,
+        creds: httpdigest.Credentials,
+        password: str,
+        request: Request,
+        now: float,
+        basic_ok: bool,
+    ) -> str:
+        """'ok', 'stale' (right password, expired or unknown nonce: challenge again) or 'bad'."""
+        if creds.scheme == "basic":
+            ok = basic_ok and httpdigest.check_credentials(
+                creds, method="POST", password=password, realm=REALM
+            )
+            return "ok" if ok else "bad"
+        params = creds.params
+        nc = _nonce_count(params.get("nc"))
+        # qop="auth" only: the RFC 2069 form has no nc, so nothing would stop a replay.
+        if params.get("qop", "").lower() != "auth" or nc is None:
+            return "bad"
+        if not httpdigest.check_credentials(
+            creds, method=request.method.decode("ascii"), password=password, realm=REALM
+        ):
+            return "bad"
+        # The response must be for this request, not one captured elsewhere.
+        if not _digest_uri_matches(params.get("uri", ""), request):
+            return "bad"
+        issued = self._nonce_issued(params.get("nonce", ""))
+        if issued is None:
+            return "bad"
+        if not -60.0 <= now - issued <= NONCE_TTL:
+            return "stale"
+        if len(self._nonces) > 1024 and now - self._nonces_swept > 60.0:
+            self._nonces.expire(now - NONCE_TTL - 60.0)
+            self._nonces_swept = now
+        # Each (nonce, nc) once: a captured header is worth nothing.
+        return "ok" if self._nonces.accept(params["nonce"], issued, nc) else "stale"
 
     def _nonce_mac(self, stamp: str) -> str:
         return hmac.new(self._secret, stamp.encode("ascii"), hashlib.sha256).hexdigest()[:32]
 
     def _make_nonce(self, now: float) -> str:
-        stamp = f"{int(now):x}"
+        stamp = f"{int(now):x}-{secrets.token_hex(4)}"
         return f"{stamp}-{self._nonce_mac(stamp)}"
 
-    def _check_nonce(self, nonce: str, now: float) -> str:
-        """'ok', 'stale' (ours but expired) or 'bad' (forged or garbled)."""
-        stamp, sep, mac = nonce.partition("-")
-        if not sep or not hmac.compare_digest(mac.encode(), self._nonce_mac(stamp).encode()):
-            return "bad"
+    def _nonce_issued(self, nonce: str) -> float | None:
+        """When one of our nonces was issued; None for a forged or garbled one."""
+        stamp, sep, mac = nonce.rpartition("-")
+        if not sep or len(stamp) > 32 or not stamp.isascii():
+            return None
+        if not hmac.compare_digest(mac.encode(), self._nonce_mac(stamp).encode()):
+            return None
         try:
-            issued = int(stamp, 16)
+            return float(int(stamp.partition("-")[0], 16))
         except ValueError:
-            return "bad"
-        age = now - issued
-        return "ok" if -60.0 <= age <= NONCE_TTL else "stale"
+            return None
 
     # --- session steps ------------------------------------------------------------------
 
@@ -740,6 +821,16 @@ def _digest_uri_matches(given: str, request: Request) -> bool:
         return False
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return path == actual
+
+
+def _nonce_count(value: str | None) -> int | None:
+    """A Digest ``nc`` (8 hex digits) as a number, None if absent or garbled."""
+    if value is None or not 1 <= len(value) <= 8:
+        return None
+    try:
+        return int(value, 16)
+    except ValueError:
+        return None
 
 
 def _client_host(request: Request) -> str | None:

@@ -31,6 +31,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from acs.authguard import AuthThrottle
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester
 from acs.cwmp_http import CwmpResource, CwmpSite
@@ -224,6 +225,7 @@ class Appliance:
                 reactor,
                 signer=self.signer,
                 transfer_timeout=float(config.cwmp.transfer_timeout),
+                device_credentials=config.cwmp.device_credentials,
             )
             self.files = FileServer(
                 self.store,
@@ -246,6 +248,8 @@ class Appliance:
                 reactor=reactor,
                 secret=secret if secret is not None else secrets.token_bytes(32),
             )
+            # Bad bearer tokens per client address: backed off, logged once per minute.
+            self.api_auth_throttle = AuthThrottle("API", Logger(namespace="api").info)
             self.api = make_app(self)
             self.liveness = LivenessSweep(self.store, reactor)
             self.scheduler = Scheduler(self.store, reactor, wake=self.wake)

@@ -511,10 +511,9 @@ class _TaskRun:
         if device is None:
             raise _TaskError("device no longer exists", permanent=True)
         ms = f"{self.root}ManagementServer."
-        username = (
-            device.connection_request_username or device.unique_identifier or device.serial_number
-        )
-        # A fresh secret each attempt: it only becomes the device's once the CPE accepted it.
+        identity = device.unique_identifier or device.serial_number
+        username = device.connection_request_username or identity
+        # Fresh secrets each attempt: they only become the device's once the CPE accepted them.
         password = secrets.token_urlsafe(16)
         public = [
             rpc.ParameterValue(f"{ms}PeriodicInformEnable", "true", "xsd:boolean"),
@@ -523,9 +522,18 @@ class _TaskRun:
             ),
             rpc.ParameterValue(f"{ms}ConnectionRequestUsername", username, "xsd:string"),
         ]
-        secret = rpc.ParameterValue(f"{ms}ConnectionRequestPassword", password, "xsd:string")
+        secrets_set = [rpc.ParameterValue(f"{ms}ConnectionRequestPassword", password, "xsd:string")]
+        own: dict[str, str] = {}
+        if self.engine.device_credentials and not device.username:
+            # The device's own ACS credentials: from its next session on, only they let a
+            # client Inform as this device (TR-069 3.4.4: the CPE authenticates to the ACS).
+            own = {"username": identity, "password": secrets.token_urlsafe(24)}
+            public.append(rpc.ParameterValue(f"{ms}Username", own["username"], "xsd:string"))
+            secrets_set.append(rpc.ParameterValue(f"{ms}Password", own["password"], "xsd:string"))
         answer: rpc.SetParameterValuesResponse = yield from self._call(
-            rpc.SetParameterValues(parameters=(*public, secret), parameter_key=task_key(self.task))
+            rpc.SetParameterValues(
+                parameters=(*public, *secrets_set), parameter_key=task_key(self.task)
+            )
         )
         self._check_status(answer.status)
         self.store.update_device(
@@ -535,11 +543,12 @@ class _TaskRun:
             connection_request_username=username,
             connection_request_password=password,
             provisioned=True,
+            **own,
         )
         self.store.upsert_parameters(
             device.id, [(p.name, p.value, p.type, None) for p in public], now=self.now
         )
-        return {"status": answer.status}
+        return {"status": answer.status, "credentials_assigned": bool(own)}
 
     def _run_reboot(self) -> _Steps:
         yield from self._call(rpc.Reboot(command_key=task_key(self.task)))
@@ -998,6 +1007,7 @@ class TaskEngine:
         confirm_timeout: float = 900.0,
         signer: TransferUrls | None = None,
         transfer_timeout: float = 3600.0,
+        device_credentials: bool = False,
     ) -> None:
         if gpv_batch < 1:
             raise ValueError("gpv_batch must be >= 1")
@@ -1009,6 +1019,8 @@ class TaskEngine:
         self.signer = signer
         # How long an acknowledged Download/Upload may wait for its TransferComplete.
         self.transfer_timeout = transfer_timeout
+        # Provisioning gives each device its own ManagementServer.Username/Password.
+        self.device_credentials = device_credentials
         self.store = store
         self.reactor: IReactorTime = reactor
         self._wake = wake
@@ -1112,6 +1124,13 @@ class TaskEngine:
         if isinstance(d, Deferred):
             d.addErrback(failed)
 
+    def factory_reset_under_way(self, device_id: int) -> bool:
+        """True while a factory reset the ACS ordered waits for the CPE to come back."""
+        return any(
+            t.kind in ("factory_reset", "device_factory_reset")
+            for t in self.store.tasks_for_device(device_id, states=(IN_PROGRESS,))
+        )
+
     def open_session(self, device_id: int) -> SessionTasks:
         return SessionTasks(self, device_id)
 
@@ -1131,7 +1150,8 @@ class TaskEngine:
             # No transfer is under way (no active task), so only the version check remains.
             self._check_firmware_versions(device, inform, now)
 
-        if (bootstrap or not device.provisioned) and self._needs_provision(
+        credentials_due = self.device_credentials and not device.username
+        if (bootstrap or not device.provisioned or credentials_due) and self._needs_provision(
             device.id, bootstrap, now
         ):
             store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)

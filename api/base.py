@@ -28,6 +28,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, ValidationError
 
+from acs.authguard import AuthThrottle
 from acs.config import Config
 from acs.connreq import ConnectionRequester
 from acs.cwmp_http import CwmpResource
@@ -63,6 +64,7 @@ class ApplianceView(Protocol):
     cwmp: CwmpResource
     files: FileServer
     reactor: Any
+    api_auth_throttle: AuthThrottle
 
     def listening(self) -> Mapping[str, Any]: ...
 
@@ -320,6 +322,7 @@ class Api:
     def __init__(self, appliance: ApplianceView) -> None:
         self.appliance = appliance
         self.store: Store = appliance.store
+        self.auth_throttle = appliance.api_auth_throttle
 
     @property
     def tasks(self) -> TaskEngine:
@@ -358,6 +361,14 @@ def respond(request: Request, status: int, body: Body, headers: Mapping[str, str
 
 def authenticate(api: Api, request: Request) -> Principal:
     challenge = {"WWW-Authenticate": "Bearer"}
+    source = _client_host(request)
+    wait = api.auth_throttle.retry_after(source, api.now())
+    if wait is not None:
+        raise ApiError(
+            429,
+            {"detail": f"Request was throttled. Expected available in {wait} seconds."},
+            {"Retry-After": str(wait)},
+        )
     header = request.getHeader(b"authorization")
     if not header:
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, challenge)
@@ -366,8 +377,15 @@ def authenticate(api: Api, request: Request) -> Principal:
         raise ApiError(401, {"detail": "Use 'Authorization: Bearer <token>'."}, challenge)
     row = api.store.verify_token(token.strip())
     if row is None:
+        api.auth_throttle.failed(source, api.now(), f"invalid or revoked token from {source}")
         raise ApiError(401, {"detail": "Invalid or revoked token."}, challenge)
+    api.auth_throttle.succeeded(source)
     return Principal(row)
+
+
+def _client_host(request: Request) -> str | None:
+    host = getattr(request.getClientAddress(), "host", None)
+    return host if isinstance(host, str) else None
 
 
 Handler = Callable[..., Any]

@@ -5,7 +5,9 @@ scrapers look. Unlike ``/healthz`` it needs a bearer token (viewer or higher), a
 without organization scope: the figures cover every organization, so a scoped token gets 403.
 Exposed: ``acs_devices`` (total), ``acs_devices_by_status{status="up"|"down"}``,
 ``acs_tasks{state=...}`` (every task state, zeros included), ``acs_cwmp_sessions_active``,
-``acs_api_tokens`` (not revoked) and ``acs_info{version}``.
+``acs_api_tokens`` (not revoked) and ``acs_info{version}``; counters since start:
+``acs_cwmp_busy_rejections_total`` (503s at the session cap) and, per listener (cwmp, api),
+``acs_<listener>_auth_failures_total`` and ``acs_<listener>_auth_throttled_total``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ def _gauge(name: str, help_text: str, samples: list[tuple[str, int]]) -> list[st
     for labels, value in samples:
         lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
     return lines
+
+
+def _counter(name: str, help_text: str, value: int) -> list[str]:
+    return [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
 
 
 def render_metrics(api: Api) -> str:
@@ -53,6 +59,26 @@ def render_metrics(api: Api) -> str:
     lines += _gauge(
         "acs_api_tokens", "API tokens not revoked.", [("", store.count_active_tokens())]
     )
+    cwmp = api.appliance.cwmp
+    lines += _counter(
+        "acs_cwmp_busy_rejections_total",
+        "New CWMP sessions turned away with 503 at the session cap.",
+        cwmp.busy_rejections,
+    )
+    for listener, throttle in (
+        ("cwmp", cwmp.auth_throttle),
+        ("api", api.appliance.api_auth_throttle),
+    ):
+        lines += _counter(
+            f"acs_{listener}_auth_failures_total",
+            f"Failed {listener.upper()} authentications (wrong credentials or token).",
+            throttle.failures_total,
+        )
+        lines += _counter(
+            f"acs_{listener}_auth_throttled_total",
+            f"{listener.upper()} requests refused while their source backs off after failures.",
+            throttle.refused_total,
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -137,6 +137,9 @@ class Acs:
             f"database = {json.dumps(str(self.database))}\n"
             f"files = {json.dumps(str(files))}\n"
             f"[cwmp]\nlisten = {json.dumps(cwmp)}\n"
+            # Each phase starts new simulator processes, whose CPEs have lost the credentials
+            # the ACS gave the same serials in an earlier phase.
+            "device_credentials = false\n"
             '[api]\nlisten = "tcp:0:interface=127.0.0.1"\n'
             '[files]\nlisten = "tcp:0:interface=127.0.0.1"\n'
         )

@@ -39,10 +39,15 @@ def loopback_config(
     cwmp_listen: str = LOOPBACK,
     connection_request_timeout: int = 2,
     update_status_timeout: int = 5,
+    device_credentials: bool = True,
 ) -> Config:
     return Config(
         storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "files")),
-        cwmp=CwmpConfig(listen=cwmp_listen, connection_request_timeout=connection_request_timeout),
+        cwmp=CwmpConfig(
+            listen=cwmp_listen,
+            connection_request_timeout=connection_request_timeout,
+            device_credentials=device_credentials,
+        ),
         api=ApiConfig(listen=LOOPBACK, update_status_timeout=update_status_timeout),
         files=FilesConfig(listen=LOOPBACK),
     )

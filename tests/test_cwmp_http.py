@@ -224,17 +224,23 @@ class CwmpHttpTests(CwmpResourceCase):
     def with_credentials(self) -> None:
         self.serve(replace(CwmpConfig(), username="cpe", password="s3cret"))
 
-    async def test_missing_credentials_get_digest_then_basic_challenges(self) -> None:
+    async def test_missing_credentials_get_a_digest_challenge_only_over_plain_http(self) -> None:
         self.with_credentials()
         reply = await self.request(wire(make_inform()))
         self.assertEqual(reply.code, 401)
         challenges = reply.headers.getRawHeaders("www-authenticate") or []
-        self.assertEqual(len(challenges), 2)
+        self.assertEqual(len(challenges), 1)
         self.assertTrue(challenges[0].startswith("Digest "))
         self.assertIn('realm="acs"', challenges[0])
-        self.assertTrue(challenges[1].startswith("Basic "))
+        self.assertIn('qop="auth"', challenges[0])
         self.assertIsNone(reply.header("set-cookie"))
         self.assertEqual(self.store.count_devices(), 0)
+
+    async def test_basic_is_offered_when_configured(self) -> None:
+        self.serve(replace(CwmpConfig(), username="cpe", password="s3cret", allow_basic_auth=True))
+        reply = await self.request(wire(make_inform()))
+        challenges = reply.headers.getRawHeaders("www-authenticate") or []
+        self.assertEqual([c.split()[0] for c in challenges], ["Digest", "Basic"])
 
     async def digest_inform(self, password: str) -> Reply:
         challenge_reply = await self.request(wire(make_inform()))
@@ -256,11 +262,65 @@ class CwmpHttpTests(CwmpResourceCase):
         self.assertEqual(reply.code, 200)
         self.assertEqual(self.store.count_devices(), 1)
 
-    async def test_basic_credentials_are_accepted(self) -> None:
+    async def test_basic_credentials_are_accepted_only_when_configured(self) -> None:
         self.with_credentials()
         token = base64.b64encode(b"cpe:s3cret").decode()
-        reply = await self.request(wire(make_inform()), headers={"Authorization": f"Basic {token}"})
-        self.assertEqual(reply.code, 200)
+        basic = {"Authorization": f"Basic {token}"}
+        # A password in clear over plain HTTP: refused, even when right.
+        self.assertEqual((await self.request(wire(make_inform()), headers=basic)).code, 401)
+        self.assertEqual(self.store.count_devices(), 0)
+        self.serve(replace(CwmpConfig(), username="cpe", password="s3cret", allow_basic_auth=True))
+        self.assertEqual((await self.request(wire(make_inform()), headers=basic)).code, 200)
+
+    async def test_a_captured_digest_header_cannot_be_replayed(self) -> None:
+        self.with_credentials()
+        first = await self.request(wire(make_inform()))
+        challenge = (first.headers.getRawHeaders("www-authenticate") or [""])[0]
+        answer = {"method": "POST", "uri": "/", "username": "cpe", "password": "s3cret"}
+        auth = httpdigest.authorization_for(challenge, cnonce="c1", nc=1, **answer)
+        ok = await self.request(wire(make_inform()), headers={"Authorization": auth})
+        self.assertEqual(ok.code, 200)
+        await self.request(b"", cookie=ok.cookie)
+        # The same header again (another serial, even): a fresh challenge, no session.
+        replay = await self.request(wire(make_inform("SN-OTHER")), headers={"Authorization": auth})
+        self.assertEqual(replay.code, 401)
+        self.assertIn("stale=true", (replay.header("www-authenticate") or "").lower())
+        self.assertEqual(self.store.count_devices(), 1)
+        # The CPE that holds the password goes on with the same nonce and a higher nc.
+        auth2 = httpdigest.authorization_for(challenge, cnonce="c2", nc=2, **answer)
+        again = await self.request(wire(make_inform()), headers={"Authorization": auth2})
+        self.assertEqual(again.code, 200)
+
+    async def test_qop_less_digest_is_refused(self) -> None:
+        self.with_credentials()
+        first = await self.request(wire(make_inform()))
+        challenge = (first.headers.getRawHeaders("www-authenticate") or [""])[0]
+        # The RFC 2069 form (no qop, so no nc): answering a challenge without qop.
+        legacy = challenge.replace('qop="auth", ', "")
+        auth = httpdigest.authorization_for(
+            legacy, method="POST", uri="/", username="cpe", password="s3cret", cnonce="c"
+        )
+        self.assertNotIn("qop", auth)
+        reply = await self.request(wire(make_inform()), headers={"Authorization": auth})
+        self.assertEqual(reply.code, 401)
+        self.assertEqual(self.store.count_devices(), 0)
+
+    async def test_repeated_failures_from_one_address_are_throttled(self) -> None:
+        self.with_credentials()
+        throttle = self.resource.auth_throttle
+        bad = {"Authorization": "Basic " + base64.b64encode(b"cpe:guess").decode()}
+        codes = [(await self.request(wire(make_inform()), headers=bad)).code for _ in range(8)]
+        # The first failures cost nothing; then the source waits, growing per failure.
+        self.assertEqual(codes[: throttle.free + 1], [401] * (throttle.free + 1))
+        self.assertEqual(codes[throttle.free + 1 :], [503] * (7 - throttle.free))
+        blocked = await self.request(wire(make_inform()), headers=bad)
+        self.assertEqual(blocked.header("retry-after"), "1")
+        # Not even a challenge until the wait is over.
+        self.assertEqual((await self.request(wire(make_inform()))).code, 503)
+        self.clock.advance(2)
+        self.assertEqual((await self.digest_inform("s3cret")).code, 200)
+        self.assertEqual(throttle.failures_total, throttle.free + 1)
+        self.assertGreaterEqual(throttle.refused_total, 3)
 
     async def test_wrong_password_is_401_and_nothing_is_stored(self) -> None:
         self.with_credentials()
@@ -320,6 +380,7 @@ class CwmpHttpTests(CwmpResourceCase):
 
     async def test_device_credentials_take_precedence_over_global(self) -> None:
         self.with_credentials()
+        self.serve(replace(CwmpConfig(), username="cpe", password="s3cret", allow_basic_auth=True))
         self.provisioned_device(username="dev", password="devpw")
         globl = base64.b64encode(b"cpe:s3cret").decode()
         refused = await self.request(

@@ -21,6 +21,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import acs
+from acs.authguard import AuthThrottle
 from acs.config import ApiConfig, Config, ConfigError, CwmpConfig, FilesConfig, StorageConfig
 from acs.service import LISTEN_BACKLOG, Appliance, build_service, with_backlog
 from acs.store import Store
@@ -186,6 +187,7 @@ class _View:
         self.config = Config()
         self.store = store
         self._ports = ports
+        self.api_auth_throttle = AuthThrottle("API", lambda _: None)
 
     def listening(self) -> Mapping[str, IListeningPort | None]:
         return self._ports

@@ -596,6 +596,39 @@ def test_provision_sets_management_server_and_stores_credentials(store: Store) -
     assert store.get_parameter(device.id, f"{ms}ConnectionRequestPassword") is None
 
 
+def test_provision_gives_the_device_its_own_acs_credentials(store: Store) -> None:
+    # Provisioned before device credentials existed (or its username cleared by an
+    # operator): the next Inform provisions it again, with credentials this time.
+    device = provisioned(store, make_device(store))
+    engine = engine_for(store, device_credentials=True)
+    engine.on_inform(device, inform("2 PERIODIC"), now=10.0)
+    (task,) = store.tasks_for_device(device.id)
+    assert task.kind == "provision"
+    request = run_provision(engine.open_session(device.id), now=11.0)
+    values = {p.name: p.value for p in request.parameters}
+    password = values["Device.ManagementServer.Password"]
+    assert values["Device.ManagementServer.Username"] == "00AABB-Router-SN0001"
+    assert len(password) >= 32
+    assert password != values["Device.ManagementServer.ConnectionRequestPassword"]
+    after = store.get_device(device.id)
+    assert after is not None
+    assert (after.username, after.password) == ("00AABB-Router-SN0001", password)
+    assert store.get_task(task.id).result == {  # type: ignore[union-attr]
+        "status": 0,
+        "credentials_assigned": True,
+    }
+    # The password is stored for Digest, never in the parameter cache.
+    assert store.get_parameter(device.id, "Device.ManagementServer.Password") is None
+    # Once it has them, a periodic Inform queues nothing; one an operator set stay as set.
+    engine.on_inform(after, inform("2 PERIODIC"), now=20.0)
+    assert len(store.tasks_for_device(device.id)) == 1
+    own = store.update_device(device.id, now=21.0, actor="t", username="op", password="pw")
+    engine.on_inform(own, inform("0 BOOTSTRAP"), now=30.0)
+    request = run_provision(engine.open_session(device.id), now=31.0)
+    assert not any(p.name.endswith(".Username") for p in request.parameters)
+    assert store.get_device(device.id).username == "op"  # type: ignore[union-attr]
+
+
 def test_provision_generates_a_new_password_per_attempt(store: Store) -> None:
     device = make_device(store)
     engine = engine_for(store, retry_base=10.0)

@@ -13,6 +13,7 @@ import pytest
 from apiharness import ApiHarness
 from twisted.internet.address import IPv6Address
 
+from acs.authguard import AuthThrottle
 from acs.config import ConfigError, parse_config
 from api.base import ApiRequest
 
@@ -177,3 +178,47 @@ def test_the_api_public_url_must_be_http_when_set() -> None:
     assert parse_config({"api": {"public_url": ""}}).api.public_url == ""
     with pytest.raises(ConfigError, match="public_url"):
         parse_config({"api": {"public_url": "ftp://x"}})
+
+
+def test_guessing_tokens_is_throttled_per_address_and_counted(
+    harness: ApiHarness, admin: str
+) -> None:
+    throttle = harness.appliance.api_auth_throttle
+    guesses = [harness.call("GET", f"{V1}/organization/", token="guess").status for _ in range(9)]
+    # A few mistakes cost nothing; then each one blocks the address, doubling.
+    assert guesses[: throttle.free + 1] == [401] * (throttle.free + 1)
+    assert set(guesses[throttle.free + 1 :]) == {429}
+    blocked = harness.call("GET", f"{V1}/organization/", token=admin)
+    assert_clean_4xx(blocked, 429)
+    assert blocked.header("Retry-After") == "1"
+    assert blocked.json["detail"].startswith("Request was throttled.")
+    harness.clock.advance(1)
+    assert harness.call("GET", f"{V1}/organization/", token=admin).status == 200
+    # A success forgets the address's record: the next mistake is a free one again.
+    assert harness.call("GET", f"{V1}/organization/", token="guess").status == 401
+    metrics = harness.call("GET", "/metrics", token=admin).raw.decode().splitlines()
+    assert "# TYPE acs_api_auth_failures_total counter" in metrics
+    assert f"acs_api_auth_failures_total {throttle.free + 2}" in metrics
+    assert "acs_api_auth_throttled_total 4" in metrics
+    assert "acs_cwmp_auth_failures_total 0" in metrics
+    assert "acs_cwmp_busy_rejections_total 0" in metrics
+
+
+def test_failures_are_logged_once_then_summed_up(harness: ApiHarness) -> None:
+    lines: list[str] = []
+    throttle = AuthThrottle("API", lines.append, free=100, window=60.0)
+    for i in range(50):
+        throttle.failed(f"127.0.0.{i % 3}", 1000.0 + i, "bad token")
+    assert lines == ["API: authentication failed: bad token (further failures summed)"]
+    throttle.failed("127.0.0.9", 1061.0, "bad token")
+    assert len(lines) == 3
+    assert lines[1].startswith("API: 50 authentication failures from 3 source(s) in 61s (most: ")
+    assert lines[2].startswith("API: authentication failed")
+
+
+def test_throttle_memory_is_bounded_whatever_the_sources() -> None:
+    throttle = AuthThrottle("API", lambda _: None, capacity=100)
+    for i in range(5000):
+        throttle.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", 1.0, "x")
+    assert len(throttle._sources) == 100
+    assert len(throttle._window_sources) <= 1000
