@@ -7,6 +7,7 @@ in a config file is an error at start, not a silently ignored setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -41,8 +42,12 @@ class CwmpConfig:
     # Provisioning sets a random ManagementServer.Username/Password per device, and from then
     # on only those authenticate it (device impersonation needs them, not just a serial).
     device_credentials: bool = True
-    # Basic authentication for CPEs on a plain-HTTP listener (it sends the password in clear).
+    # Basic authentication over plain HTTP, both ways: CPEs to the ACS, and the ACS answering
+    # a CPE's connection-request challenge (either sends a password in clear).
     allow_basic_auth: bool = False
+    # Connection requests go only to the address a device informed from, or to these networks
+    # (CIDR strings in the file), e.g. for CPEs the ACS reaches behind a proxy.
+    connection_request_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # Seconds a Download/Upload may stay unconfirmed (no TransferComplete) before it fails.
     transfer_timeout: int = 3600
     # Live CWMP sessions admitted at once; a new session's Inform beyond it gets 503 +
@@ -108,6 +113,9 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
         if key not in known:
             raise ConfigError(f"[{name}] unknown key {key!r}")
         expected = type(getattr(cls(), key))
+        if expected is tuple:
+            values[key] = _networks(name, key, value)
+            continue
         # bool is a subclass of int: refuse `session_timeout = true` explicitly.
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
             raise ConfigError(f"[{name}] {key} must be {expected.__name__}, not {value!r}")
@@ -124,6 +132,20 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
                 raise ConfigError(f"[{name}] {key} must be an http:// or https:// URL")
         values[key] = value
     return cls(**values)
+
+
+def _networks(
+    section: str, key: str, value: Any
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"[{section}] {key} must be a list of CIDR strings")
+    networks = []
+    for text in value:
+        try:
+            networks.append(ipaddress.ip_network(text.strip(), strict=False))
+        except ValueError as exc:
+            raise ConfigError(f"[{section}] {key}: {exc}") from None
+    return tuple(networks)
 
 
 def parse_config(data: dict[str, Any]) -> Config:

@@ -15,13 +15,22 @@ default; Basic only when that is all the CPE offers). The outcome is one of:
 Every outcome is written to the device history as a ``connection_request`` entry. ``wake``
 never fails: errors become outcomes. Only the device's own URL is contacted; redirects are not
 followed. At most one request per device is in flight; concurrent wakes share its outcome.
+
+A CPE chooses its ConnectionRequestURL, so the URL is checked against a ``TargetPolicy``
+before anything is sent (the ACS must not be anyone's port scanner or SSRF proxy): it must
+name an IP address (no DNS lookups), that address must be the one the device last informed
+from or lie in ``[cwmp] connection_request_networks``, and it must not be one of the ACS's
+own listeners. A URL refused is an ``"error"`` outcome that says why; nothing is sent.
+Basic credentials go over plain HTTP only when ``[cwmp] allow_basic_auth`` says so.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -90,6 +99,61 @@ def check_url(url: str) -> str | None:
     return None
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _no_listeners() -> Collection[tuple[str, int]]:
+    return ()
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    """Where connection requests may go (see the module docstring)."""
+
+    # Networks allowed besides the address the device informed from ([cwmp]
+    # connection_request_networks): for CPEs behind a proxy or NAT the ACS reaches directly.
+    networks: tuple[IPNetwork, ...] = ()
+    # The (host, port) each of the appliance's listeners is bound to, asked at request time.
+    own_listeners: Callable[[], Collection[tuple[str, int]]] = field(default=_no_listeners)
+    allow_basic: bool = False
+
+    def refusal(self, url: str, informed_from: str | None) -> str | None:
+        """Why a connection request may not go to ``url`` (None: it may)."""
+        parts = urlsplit(url)
+        try:
+            target = ipaddress.ip_address(parts.hostname or "")
+        except ValueError:
+            return "connection request URL must name an IP address, not a host name"
+        target = _unmapped(target)
+        if target.is_unspecified or target.is_multicast:
+            return f"connection request URL names {target}, which is no host"
+        port = parts.port or 80
+        for host, own_port in self.own_listeners():
+            if port == own_port and (target.is_loopback or target == _parse_address(host)):
+                return "connection request URL points at one of the ACS's own listeners"
+        source = _parse_address(informed_from)
+        if source is not None and target == source:
+            return None
+        if any(target in network for network in self.networks):
+            return None
+        return (
+            f"connection request URL host {target} is not the address the device informed from "
+            f"({informed_from or 'unknown'}) nor in [cwmp] connection_request_networks"
+        )
+
+
+def _unmapped(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
+    mapped = getattr(address, "ipv4_mapped", None)
+    return mapped if mapped is not None else address
+
+
+def _parse_address(text: str | None) -> Any:
+    try:
+        return _unmapped(ipaddress.ip_address(text or ""))
+    except ValueError:
+        return None
+
+
 def _request_uri(url: str) -> str:
     parts = urlsplit(url)
     path = parts.path or "/"
@@ -118,6 +182,7 @@ class ConnectionRequester:
         pool: HTTPConnectionPool | None = None,
         clock: Any = None,
         max_concurrent: int = MAX_CONCURRENT,
+        policy: TargetPolicy | None = None,
     ) -> None:
         """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
         and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
@@ -128,6 +193,7 @@ class ConnectionRequester:
         self._clock: Any = clock if clock is not None else reactor
         self._store = store
         self.timeout = timeout
+        self.policy = policy if policy is not None else TargetPolicy()
         # Connection requests are one-shot GETs to many different hosts: a persistent pool would
         # only hold idle sockets, and some CPEs close the connection after the 401 anyway.
         self._pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=False)
@@ -230,7 +296,7 @@ class ConnectionRequester:
         url = device.connection_request_url
         if not url:
             return _Result("no_url", reason="the CPE has not reported a ConnectionRequestURL")
-        problem = check_url(url)
+        problem = check_url(url) or self.policy.refusal(url, device.address)
         if problem is not None:
             return _Result("error", reason=problem)
 
@@ -308,6 +374,13 @@ class ConnectionRequester:
         challenge = httpdigest.parse_challenge(b", ".join(values))  # Digest preferred
         if challenge.scheme not in ("digest", "basic"):
             return _Result("auth_failed", 401, "the CPE's 401 offers no usable Digest or Basic")
+        if challenge.scheme == "basic" and not self.policy.allow_basic:
+            return _Result(
+                "auth_failed",
+                401,
+                "the CPE offers only Basic, which would send its password in clear "
+                "([cwmp] allow_basic_auth)",
+            )
         if not username or password is None:
             return _Result("auth_failed", 401, "no connection request credentials for this device")
         return httpdigest.authorization_for(

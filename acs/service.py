@@ -33,7 +33,7 @@ from twisted.web.server import Site
 
 from acs.authguard import AuthThrottle
 from acs.config import Config, ConfigError
-from acs.connreq import ConnectionRequester
+from acs.connreq import ConnectionRequester, TargetPolicy
 from acs.cwmp_http import CwmpResource, CwmpSite
 from acs.files import SECRET_NAME, FileServer, FileStorage, UrlSigner, thread_runner
 from acs.httplimits import BoundedSite
@@ -236,7 +236,14 @@ class Appliance:
                 public_url=config.files.public_url,
             )
             self.connreq = ConnectionRequester(
-                reactor, self.store, timeout=config.cwmp.connection_request_timeout
+                reactor,
+                self.store,
+                timeout=config.cwmp.connection_request_timeout,
+                policy=TargetPolicy(
+                    networks=config.cwmp.connection_request_networks,
+                    own_listeners=self._bound_addresses,
+                    allow_basic=config.cwmp.allow_basic_auth,
+                ),
             )
             self.tasks.set_wake(self.wake)
             # Key for stateless Digest nonces. Per process start: a restart only makes CPEs
@@ -284,6 +291,10 @@ class Appliance:
         """Ask a CPE for a session now. The one way the appliance wakes a device (task queue,
         scheduler, API): looked up at call time, so the requester can be swapped as a whole."""
         return self.connreq.wake(device_id)
+
+    def _bound_addresses(self) -> list[tuple[str, int]]:
+        hosts = (port.getHost() for port in self.listening().values() if port is not None)
+        return [(h.host, h.port) for h in hosts if hasattr(h, "port")]
 
     def listening(self) -> dict[str, IListeningPort | None]:
         """The listening port of each listener (None while not listening)."""

@@ -113,3 +113,11 @@ def test_https_public_url_is_accepted() -> None:
 def test_max_sessions_defaults_to_the_example_and_can_be_set(tmp_path: Path) -> None:
     assert Config().cwmp.max_sessions == 128
     assert load_config(_write(tmp_path, "[cwmp]\nmax_sessions = 50\n")).cwmp.max_sessions == 50
+
+
+def test_connection_request_networks_are_cidr_strings() -> None:
+    config = parse_config({"cwmp": {"connection_request_networks": ["10.64.0.0/10", "::1"]}})
+    assert [str(n) for n in config.cwmp.connection_request_networks] == ["10.64.0.0/10", "::1/128"]
+    for bad in (["10.0.0.300/8"], "10.0.0.0/8", [7]):
+        with pytest.raises(ConfigError, match="connection_request_networks"):
+            parse_config({"cwmp": {"connection_request_networks": bad}})

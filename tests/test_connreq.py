@@ -6,6 +6,7 @@ reactor.
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Any
 
@@ -19,7 +20,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from acs import httpdigest
-from acs.connreq import ConnectionRequester, check_url
+from acs.connreq import ConnectionRequester, TargetPolicy, check_url
 from acs.store import Store
 from acs.store.models import DOWN, UP
 
@@ -122,9 +123,9 @@ class ConnectionRequestTests(unittest.TestCase):
             actor="test",
         )
 
-    def serve(self, cpe: FakeCpe) -> str:
+    def serve(self, cpe: FakeCpe, interface: str = "127.0.0.1") -> str:
         site = _Site(cpe)
-        port = reactor.listenTCP(0, site, interface="127.0.0.1")
+        port = reactor.listenTCP(0, site, interface=interface)
 
         async def close() -> None:
             for request in cpe.hanging:
@@ -137,10 +138,11 @@ class ConnectionRequestTests(unittest.TestCase):
             await port.stopListening()
 
         self.addCleanup(lambda: Deferred.fromCoroutine(close()))
-        return f"http://127.0.0.1:{port.getHost().port}/cr?x=1"
+        return f"http://{interface}:{port.getHost().port}/cr?x=1"
 
     def point_device_at(self, url: str | None, *, credentials: bool = True) -> None:
-        fields: dict[str, Any] = {"connection_request_url": url}
+        # As if the CPE had informed from 127.0.0.1, where its URL points.
+        fields: dict[str, Any] = {"connection_request_url": url, "address": "127.0.0.1"}
         if credentials:
             fields["connection_request_username"] = USERNAME
             fields["connection_request_password"] = PASSWORD
@@ -178,6 +180,61 @@ class ConnectionRequestTests(unittest.TestCase):
         self.assertEqual(transitions[0]["to"], UP)
         self.assertEqual(transitions[0]["reason"], "connection request")
 
+    # --- where a request may go (SSRF): issue 9 ---------------------------------------------
+
+    async def assert_refused_unsent(self, cpe: FakeCpe, why: str) -> None:
+        self.assertEqual(await self.requester.wake(self.device.id), "error")
+        self.assertEqual(cpe.authorizations, [])  # nothing was sent
+        entry = self.last_entry()
+        self.assertIn(why, entry["reason"])
+        self.assertIsNone(entry["http_status"])
+
+    async def test_only_the_address_the_device_informed_from_is_contacted(self) -> None:
+        cpe = FakeCpe("open", code=200)
+        url = self.serve(cpe, interface="127.0.0.2")
+        self.point_device_at(url)  # informed from 127.0.0.1
+        await self.assert_refused_unsent(cpe, "not the address the device informed from")
+        self.store.update_device(self.device.id, now=1.0, actor="t", address="127.0.0.2")
+        self.assertEqual(await self.requester.wake(self.device.id), "answered")
+
+    async def test_configured_networks_are_allowed_too(self) -> None:
+        cpe = FakeCpe("open", code=200)
+        self.point_device_at(self.serve(cpe, interface="127.0.0.2"))
+        self.requester.policy = TargetPolicy(networks=(ipaddress.ip_network("127.0.0.0/30"),))
+        self.assertEqual(await self.requester.wake(self.device.id), "answered")
+        self.requester.policy = TargetPolicy(networks=(ipaddress.ip_network("10.0.0.0/8"),))
+        cpe.authorizations.clear()
+        await self.assert_refused_unsent(cpe, "connection_request_networks")
+
+    async def test_the_acs_own_listeners_are_never_contacted(self) -> None:
+        cpe = FakeCpe("open", code=200)
+        url = self.serve(cpe)
+        self.point_device_at(url)
+        port = int(url.split(":")[2].split("/")[0])
+        self.requester.policy = TargetPolicy(
+            networks=(ipaddress.ip_network("127.0.0.0/8"),),
+            own_listeners=lambda: [("0.0.0.0", 7547), ("127.0.0.1", port)],
+        )
+        await self.assert_refused_unsent(cpe, "the ACS's own listeners")
+
+    async def test_host_names_and_non_hosts_are_refused_without_a_lookup(self) -> None:
+        cpe = FakeCpe("open", code=200)
+        port = self.serve(cpe).split(":")[2]
+        for host, why in (
+            ("localhost", "must name an IP address"),
+            ("0.0.0.0", "which is no host"),
+            ("224.0.0.1", "which is no host"),
+        ):
+            self.point_device_at(f"http://{host}:{port}")
+            await self.assert_refused_unsent(cpe, why)
+
+    def test_an_ipv4_mapped_informing_address_matches_its_ipv4_url(self) -> None:
+        policy = TargetPolicy()
+        self.assertIsNone(policy.refusal("http://127.0.0.1:7/", "::ffff:127.0.0.1"))
+        self.assertIsNone(policy.refusal("http://[::1]:7/", "::1"))
+        self.assertIsNotNone(policy.refusal("http://[::1]:7/", "127.0.0.1"))
+        self.assertIsNotNone(policy.refusal("http://127.0.0.1:7/", None))
+
     async def test_204_without_challenge_counts_as_answered(self) -> None:
         self.point_device_at(self.serve(FakeCpe("open", code=204)))
         self.assertEqual(await self.requester.wake(self.device.id), "answered")
@@ -186,9 +243,18 @@ class ConnectionRequestTests(unittest.TestCase):
     async def test_basic_is_used_only_when_the_cpe_challenges_with_basic(self) -> None:
         cpe = FakeCpe("basic", code=200)
         self.point_device_at(self.serve(cpe))
+        self.requester.policy = TargetPolicy(allow_basic=True)
         self.assertEqual(await self.requester.wake(self.device.id), "answered")
         assert cpe.authorizations[1] is not None
         self.assertTrue(cpe.authorizations[1].startswith("Basic "))
+
+    async def test_basic_over_plain_http_is_refused_unless_configured(self) -> None:
+        cpe = FakeCpe("basic", code=200)
+        self.point_device_at(self.serve(cpe))
+        self.assertEqual(await self.requester.wake(self.device.id), "auth_failed")
+        # The challenge was fetched, but no password went out in clear.
+        self.assertEqual(cpe.authorizations, [None])
+        self.assertIn("allow_basic_auth", self.last_entry()["reason"])
 
     async def test_wrong_password_is_auth_failed_and_leaves_status_alone(self) -> None:
         self.point_device_at(self.serve(FakeCpe("digest")))
@@ -326,7 +392,11 @@ class ConnectionRequestTests(unittest.TestCase):
             serial_number="SN0002", name="two", organization_id=org.id, now=0.0, actor="test"
         )
         self.store.update_device(
-            other.id, now=0.0, actor="test", connection_request_url=self.serve(second_cpe)
+            other.id,
+            now=0.0,
+            actor="test",
+            connection_request_url=self.serve(second_cpe),
+            address="127.0.0.1",
         )
         first = requester.wake(self.device.id)
         second = requester.wake(other.id)
