@@ -293,7 +293,8 @@ class Appliance:
         return self.connreq.wake(device_id)
 
     def _bound_addresses(self) -> list[tuple[str, int]]:
-        hosts = (port.getHost() for port in self.listening().values() if port is not None)
+        ports: list[Any] = [port for port in self.listening().values() if port is not None]
+        hosts = [port.getHost() for port in ports]
         return [(h.host, h.port) for h in hosts if hasattr(h, "port")]
 
     def listening(self) -> dict[str, IListeningPort | None]:
