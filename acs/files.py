@@ -48,7 +48,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from acs.store import IN_PROGRESS, PENDING, Store
+from acs.store import IN_PROGRESS, PENDING, Conflict, Store
 from acs.store.models import Backup, FirmwareImage
 
 log = Logger(namespace="acs.files")
@@ -448,15 +448,15 @@ class FileStorage:
         return image
 
     def add_backup(self, received: Received, *, device_id: int, task_id: int, now: float) -> Backup:
-        """Record the uploaded configuration of ``device_id`` for ``task_id``; a repeated
-        upload for the same task (a CPE retrying) replaces the earlier one."""
+        """Record the uploaded configuration of ``device_id`` for ``task_id``. A task's upload
+        URL is single-use: Conflict if the task already has its backup (a second upload must
+        not replace what the CPE sent first)."""
         assert received.path is not None
         filename = f"device{device_id}-task{task_id}.cfg"
-        replaced: list[Backup] = []
         try:
             with self.store.transaction():
-                for old in self.store.backups_for_task(task_id):
-                    replaced.append(self.store.delete_backup(old.id, now=now))
+                if self.store.backups_for_task(task_id):
+                    raise Conflict("the task already has its backup")
                 backup = self.store.create_backup(
                     device_id,
                     task_id=task_id,
@@ -469,8 +469,6 @@ class FileStorage:
         except BaseException:
             self.discard(received)
             raise
-        for old in replaced:
-            self._remove(self.backup_path(old))
         return backup
 
     def delete_backup(self, backup_id: int, *, now: float, actor: str = "acs") -> Backup:
@@ -497,6 +495,10 @@ class _Refused(Exception):
         self.code = code
         self.message = message
         self.headers = dict(headers or {})
+
+
+def _used() -> _Refused:
+    return _Refused(409, "Conflict: this upload URL was already used (single use)")
 
 
 def _not_found() -> _Refused:
@@ -828,6 +830,8 @@ class FileServer(Resource):
 
     def _store_backup(self, request: Request, task_id: int) -> bytes | int:
         task = self._active_task(task_id, BACKUP_TASK_KIND)
+        if self.store.backups_for_task(task_id):
+            raise _used()
         content = request.content
         if content is None:
             raise _Refused(400, "Empty body: the configuration file is missing")
@@ -880,6 +884,8 @@ class FileServer(Resource):
                 refused = _Refused(failure.value.status, failure.value.message)
             elif isinstance(failure.value, _Refused):
                 refused = failure.value
+            elif isinstance(failure.value, Conflict):  # a concurrent upload stored first
+                refused = _used()
             else:
                 log.failure(
                     "file server: storing the backup of task {task} failed", failure, task=task_id

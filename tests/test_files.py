@@ -343,12 +343,10 @@ class FileServerTests(unittest.TestCase):
         self.assertEqual(self.store.backups_for_task(task.id), [backup])
         self.assertIn("backup_stored", [e.action for e in self.store.history(self.device.id)])
 
-    async def test_backup_post_multipart_and_a_retry_replaces_the_first_upload(self) -> None:
+    async def test_backup_post_multipart_and_the_url_is_single_use(self) -> None:
         await self.listen()
         task = self.task("backup")
         url = self.signer.backup_upload_url(task.id)
-        first = await self.call("PUT", url, body=b"first")
-        self.assertEqual(first.status, 200)
         body = (
             b"--XyZ\r\n"
             b'Content-Disposition: form-data; name="upload"; filename="config.xml"\r\n'
@@ -356,14 +354,35 @@ class FileServerTests(unittest.TestCase):
             b"<config/>\r\n--XyZ--\r\n"
         )
         headers = {"Content-Type": "multipart/form-data; boundary=XyZ"}
-        second = await self.call("POST", url, headers, body)
-        self.assertEqual(second.status, 200, second.body)
+        first = await self.call("POST", url, headers, body)
+        self.assertEqual(first.status, 200, first.body)
+        # Whoever else holds the URL cannot replace what the CPE sent, while the task waits.
+        second = await self.call("PUT", url, body=b"forged")
+        self.assertEqual(second.status, 409, second.body)
+        self.assertIn(b"single use", second.body)
         [backup] = self.store.list_backups(self.device.id)
         self.assertEqual(self.storage.backup_path(backup).read_bytes(), b"<config/>")
         self.assertEqual(
             sorted(p.name for p in self.storage.backup_dir.iterdir()),
             [f"{backup.id}-{backup.filename}"],
         )
+
+    async def test_concurrent_uploads_store_one_backup(self) -> None:
+        await self.listen()
+        task = self.task("backup")
+        url = self.signer.backup_upload_url(task.id)
+        replies = await defer.gatherResults(
+            [
+                defer.Deferred.fromCoroutine(self.call("PUT", url, body=b"one" * 1000)),
+                defer.Deferred.fromCoroutine(self.call("PUT", url, body=b"two" * 1000)),
+            ]
+        )
+        self.assertEqual(sorted(r.status for r in replies), [200, 409])
+        [backup] = self.store.list_backups(self.device.id)
+        stored = self.storage.backup_path(backup).read_bytes()
+        winner = next(i for i, r in enumerate(replies) if r.status == 200)
+        self.assertEqual(stored, [b"one", b"two"][winner] * 1000)
+        self.assertEqual(len(list(self.storage.backup_dir.iterdir())), 1)
 
     async def test_backup_upload_refused_without_a_waiting_backup_task(self) -> None:
         await self.listen()
