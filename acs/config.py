@@ -53,6 +53,9 @@ class CwmpConfig:
     # Live CWMP sessions admitted at once; a new session's Inform beyond it gets 503 +
     # Retry-After (a boot storm is paced instead of interleaving thousands of sessions).
     max_sessions: int = 128
+    # At the cap, a session whose CPE sent nothing for this many seconds (after the
+    # InformResponse or an RPC) gives its slot to a new Inform instead of it getting 503.
+    idle_grace: int = 10
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ _POSITIVE = {
     ("cwmp", "transfer_timeout"),
     ("cwmp", "max_sessions"),
     ("cwmp", "max_session_timeout"),
+    ("cwmp", "idle_grace"),
     ("files", "max_upload"),
 }
 

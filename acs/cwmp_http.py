@@ -21,6 +21,7 @@ import hmac
 import random
 import secrets
 import zlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -148,6 +149,7 @@ class _Live:
     channel: object | None
     timeout: float
     started: float
+    active: float = 0.0  # when the CPE last sent a request in this session
     timer: Any = None  # the IDelayedCall of the inactivity timeout
     # (direction, body) pairs, kept only for devices with debug on, redacted and bounded.
     transcript: list[tuple[str, str]] | None = None
@@ -217,6 +219,10 @@ class CwmpResource(Resource):
         self._nonces_swept = 0.0
         # New sessions turned away with 503 at the cap since start (for metrics and tests).
         self.busy_rejections = 0
+        # Live sessions, least recently active first (the eviction order at the cap).
+        self._by_activity: OrderedDict[_Live, None] = OrderedDict()
+        # Sessions ended at the cap because they idled past [cwmp] idle_grace.
+        self.idle_evictions = 0
 
     # --- public API ---------------------------------------------------------------------
 
@@ -308,8 +314,27 @@ class CwmpResource(Resource):
     # --- admission control --------------------------------------------------------------
 
     def _at_capacity(self) -> bool:
+        """True when no slot is free, even after evicting a session idle past its grace."""
         # An Inform is processed synchronously, so live sessions are all there is to count.
-        return len(self._by_device) >= self._config.max_sessions
+        if len(self._by_device) < self._config.max_sessions:
+            return False
+        # The least recently active session first: if it has been idle longer than the grace
+        # period, its slot goes to the CPE knocking now (an idle slot is worth less than a
+        # busy one; unless the cap is reached, idle sessions keep theirs to SessionTimeout).
+        for idlest in self._by_activity:
+            if self._reactor.seconds() - idlest.active < self._config.idle_grace:
+                return True
+            log.info(
+                "Evicting session idle for {idle:.0f}s at the session cap "
+                "device_id={device_id} session_id={session_id}",
+                idle=self._reactor.seconds() - idlest.active,
+                device_id=idlest.device_id,
+                session_id=idlest.session_id,
+            )
+            self.idle_evictions += 1
+            self._close(idlest, abort_reason="evicted: idle at the session cap")
+            return len(self._by_device) >= self._config.max_sessions
+        return True
 
     def _busy(self, request: Request) -> bytes:
         self.busy_rejections += 1
@@ -685,6 +710,9 @@ class CwmpResource(Resource):
     # --- timers and teardown ------------------------------------------------------------
 
     def _touch(self, live: _Live) -> None:
+        live.active = self._reactor.seconds()
+        self._by_activity[live] = None
+        self._by_activity.move_to_end(live)
         if live.timer is not None and live.timer.active():
             live.timer.reset(live.timeout)
         else:
@@ -700,9 +728,13 @@ class CwmpResource(Resource):
             device_id=live.device_id,
             session_id=live.session_id,
         )
-        # Its idle keep-alive connection goes too, unless a newer session took it over.
+        self._close(live, abort_reason="timeout")
+
+    def _close(self, live: _Live, *, abort_reason: str) -> None:
+        """End an idle session and its keep-alive connection, unless a newer session took
+        that connection over."""
         idle = live.channel if self._by_channel.get(live.channel) is live else None
-        self._end(live, abort_reason="timeout")
+        self._end(live, abort_reason=abort_reason)
         transport = getattr(idle, "transport", None)
         if transport is not None:
             transport.loseConnection()
@@ -718,6 +750,7 @@ class CwmpResource(Resource):
             del self._by_cookie[live.session_id]
         if self._by_device.get(live.device_id) is live:
             del self._by_device[live.device_id]
+        self._by_activity.pop(live, None)
         if live.channel is not None and self._by_channel.get(live.channel) is live:
             del self._by_channel[live.channel]
 

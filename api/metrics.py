@@ -6,8 +6,10 @@ without organization scope: the figures cover every organization, so a scoped to
 Exposed: ``acs_devices`` (total), ``acs_devices_by_status{status="up"|"down"}``,
 ``acs_tasks{state=...}`` (every task state, zeros included), ``acs_cwmp_sessions_active``,
 ``acs_api_tokens`` (not revoked) and ``acs_info{version}``; counters since start:
-``acs_cwmp_busy_rejections_total`` (503s at the session cap) and, per listener (cwmp, api),
-``acs_<listener>_auth_failures_total`` and ``acs_<listener>_auth_throttled_total``.
+``acs_cwmp_busy_rejections_total`` (503s at the session cap),
+``acs_cwmp_idle_evictions_total`` (idle sessions ended to admit new ones) and, per
+listener (cwmp, api), ``acs_<listener>_auth_failures_total`` and
+``acs_<listener>_auth_throttled_total``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,11 @@ def render_metrics(api: Api) -> str:
         "acs_cwmp_busy_rejections_total",
         "New CWMP sessions turned away with 503 at the session cap.",
         cwmp.busy_rejections,
+    )
+    lines += _counter(
+        "acs_cwmp_idle_evictions_total",
+        "CWMP sessions ended at the session cap after idling past [cwmp] idle_grace.",
+        cwmp.idle_evictions,
     )
     for listener, throttle in (
         ("cwmp", cwmp.auth_throttle),

@@ -202,6 +202,7 @@ def test_guessing_tokens_is_throttled_per_address_and_counted(
     assert "acs_api_auth_throttled_total 4" in metrics
     assert "acs_cwmp_auth_failures_total 0" in metrics
     assert "acs_cwmp_busy_rejections_total 0" in metrics
+    assert "acs_cwmp_idle_evictions_total 0" in metrics
 
 
 def test_failures_are_logged_once_then_summed_up(harness: ApiHarness) -> None:

@@ -148,3 +148,39 @@ class TranscriptSecrets(CwmpResourceCase):
         self.assertIn("[redacted]", stored.transcript)
         self.assertLess(len(stored.transcript), 1_100_000)
         self.assertIn("transcript truncated", stored.transcript)
+
+
+class IdleSessionsAtTheCap(CwmpResourceCase):
+    async def test_sessions_idle_past_the_grace_give_their_slot_to_new_informs(self) -> None:
+        self.serve(CwmpConfig(max_sessions=3, idle_grace=10))
+        a = await self.start_session("SN-A")
+        await self.start_session("SN-B")
+        await self.start_session("SN-C")
+        self.assertEqual((await self.request(wire(make_inform("SN-D")))).code, 503)
+        self.clock.advance(6)
+        # A keeps working (a CPE request in its session); B and C send nothing more.
+        busy = await self.request(wire(rpc.GetRPCMethods()), cookie=a.cookie)
+        self.assertIsInstance(busy.envelope().message, rpc.GetRPCMethodsResponse)
+        self.clock.advance(5)
+        # B and C idle 11 s > 10 s grace: each new Inform takes the idlest one's slot.
+        self.assertEqual((await self.request(wire(make_inform("SN-D")))).code, 200)
+        self.assertEqual((await self.request(wire(make_inform("SN-E")))).code, 200)
+        self.assertEqual(self.resource.idle_evictions, 2)
+        self.assertEqual(self.resource.active_sessions(), 3)
+        devices = [self.store.find_device_by_serial(s) for s in ("SN-A", "SN-B", "SN-C")]
+        self.assertEqual(
+            [d.serial_number for d in devices if d and self.resource.in_session(d.id)], ["SN-A"]
+        )
+        # A (idle 5 s) and the new ones are within the grace: the cap holds.
+        self.assertEqual((await self.request(wire(make_inform("SN-F")))).code, 503)
+        self.assertEqual(self.resource.busy_rejections, 2)
+
+    async def test_below_the_cap_idle_sessions_keep_their_slot(self) -> None:
+        self.serve(CwmpConfig(max_sessions=3, idle_grace=10, session_timeout=30))
+        await self.start_session("SN-A")
+        self.clock.advance(25)
+        await self.start_session("SN-B")
+        a = self.store.find_device_by_serial("SN-A")
+        assert a is not None
+        self.assertTrue(self.resource.in_session(a.id))
+        self.assertEqual(self.resource.idle_evictions, 0)
