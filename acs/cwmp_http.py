@@ -11,7 +11,7 @@ control (beyond ``[cwmp] max_sessions`` live sessions, a new session's Inform ge
 one at its end; per-RPC lines are debug.
 Protocol decisions live in ``acs.cwmp.session``; persistence in ``acs.store`` and
 ``acs.tasks``. Nothing here blocks: each step is a few short SQLite calls in one
-transaction.
+transaction, and bodies of ``OFF_THREAD_BYTES`` and more are parsed in a worker thread.
 """
 
 from __future__ import annotations
@@ -22,14 +22,16 @@ import random
 import secrets
 import zlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from acs import httpdigest
 from acs.authguard import AuthThrottle, NonceLedger
@@ -61,6 +63,8 @@ REALM = "acs"
 # them without shared state; older than this they are answered with stale=true.
 NONCE_TTL = 300.0
 COOKIE_NAME = "session"
+# Bodies at least this big are parsed in a worker thread (about 50 ms of parsing and up).
+OFF_THREAD_BYTES = 256 * 1024
 # Bytes of SOAP kept per debug transcript: a session's bodies (8 MiB each) are not.
 MAX_TRANSCRIPT = 1024 * 1024
 XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'
@@ -201,6 +205,7 @@ class CwmpResource(Resource):
         reactor: IReactorTime,
         secret: bytes,
         max_rpcs_per_session: int = DEFAULT_MAX_RPCS,
+        threads: Callable[..., Deferred[Any]] | None = None,
     ) -> None:
         super().__init__()
         self._store = store
@@ -210,6 +215,8 @@ class CwmpResource(Resource):
         self._reactor: Any = reactor
         self._secret = secret
         self._max_rpcs = max_rpcs_per_session
+        # Runs big-body parsing off the reactor thread; None parses every body inline.
+        self._threads = threads
         self._by_cookie: dict[str, _Live] = {}
         self._by_channel: dict[object, _Live] = {}
         self._by_device: dict[int, _Live] = {}
@@ -240,10 +247,16 @@ class CwmpResource(Resource):
 
     # --- twisted.web entry point --------------------------------------------------------
 
-    def render(self, request: Request) -> bytes:
+    def render(self, request: Request) -> bytes | int:
         ctx = _Context()
+        return self._guarded(request, ctx, self._render, request, ctx)
+
+    def _guarded(
+        self, request: Request, ctx: _Context, step: Callable[..., Any], *args: Any
+    ) -> Any:
+        """``step(*args)``, or a 500 that ends the session in play if it raised."""
         try:
-            return self._render(request, ctx)
+            return step(*args)
         except Exception:
             live = ctx.live
             log.failure(
@@ -258,7 +271,7 @@ class CwmpResource(Resource):
                 request.responseHeaders.removeHeader(name)
             return _text(request, 500, "Internal server error")
 
-    def _render(self, request: Request, ctx: _Context) -> bytes:
+    def _render(self, request: Request, ctx: _Context) -> bytes | int:
         if request.method != b"POST":
             request.setHeader(b"Allow", b"POST")
             return _text(request, 405, "Method not allowed: CWMP uses POST")
@@ -293,23 +306,53 @@ class CwmpResource(Resource):
                 # An empty POST with no session (GO does the same): nothing to do.
                 return _empty(request)
             return self._step(request, live, None, data)
-        try:
-            envelope = soap.parse(data)
-        except soap.SoapError as exc:
+        if len(data) < OFF_THREAD_BYTES or self._threads is None:
+            return self._dispatch(request, ctx, live, data, _parse(data))
+        # A big body (a whole tree in a GetParameterNamesResponse) takes seconds to parse:
+        # in a worker thread, so other sessions and the API are answered meanwhile.
+        if live is not None:
+            self._touch(live)
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def parsed(result: soap.Envelope | soap.SoapError) -> None:
+            current = live if live is not None and not live.ended else None
+            ctx.live = current
+            body: bytes = self._guarded(
+                request, ctx, self._dispatch, request, ctx, current, data, result
+            )
+            if not gone:
+                request.write(body)
+                request.finish()
+
+        self._threads(_parse, data).addCallback(parsed).addErrback(
+            lambda failure: log.failure("CWMP request failed after parsing", failure)
+        )
+        return NOT_DONE_YET
+
+    def _dispatch(
+        self,
+        request: Request,
+        ctx: _Context,
+        live: _Live | None,
+        data: bytes,
+        parsed: soap.Envelope | soap.SoapError,
+    ) -> bytes:
+        if isinstance(parsed, soap.SoapError):
             if live is None:
                 log.info(
                     "Rejected CWMP message without session from {address}: {reason}",
                     address=_client_host(request),
-                    reason=str(exc),
+                    reason=str(parsed),
                 )
-                return _text(request, exc.http_status, f"Invalid CWMP message: {exc}")
-            return self._step(request, live, exc, data)
-        if isinstance(envelope.message, rpc.Inform):
+                return _text(request, parsed.http_status, f"Invalid CWMP message: {parsed}")
+            return self._step(request, live, parsed, data)
+        if isinstance(parsed.message, rpc.Inform):
             # A new Inform always starts a new session, whatever cookie came with it.
-            return self._inform(request, envelope, data, ctx, previous=live)
+            return self._inform(request, parsed, data, ctx, previous=live)
         if live is None:
             return _text(request, 400, "No CWMP session: send an Inform first")
-        return self._step(request, live, envelope, data)
+        return self._step(request, live, parsed, data)
 
     # --- admission control --------------------------------------------------------------
 
@@ -813,6 +856,14 @@ def _violation_response(request: Request, event: ProtocolViolation) -> bytes:
     if event.body:
         return _xml(request, event.body, event.http_status)
     return _text(request, event.http_status, event.reason)
+
+
+def _parse(data: bytes) -> soap.Envelope | soap.SoapError:
+    """The envelope, or the SoapError saying why there is none (safe in any thread)."""
+    try:
+        return soap.parse(data)
+    except soap.SoapError as exc:
+        return exc
 
 
 def _decompress(data: bytes, encoding: bytes) -> bytes | None:

@@ -254,6 +254,7 @@ class Appliance:
                 config=config.cwmp,
                 reactor=reactor,
                 secret=secret if secret is not None else secrets.token_bytes(32),
+                threads=thread_runner(reactor),
             )
             # Bad bearer tokens per client address: backed off, logged once per minute.
             self.api_auth_throttle = AuthThrottle("API", Logger(namespace="api").info)

@@ -7,11 +7,12 @@ tap (tests/wirecheck.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
@@ -90,7 +91,13 @@ class CwmpResourceCase(unittest.TestCase):
         self.pool = HTTPConnectionPool(REACTOR, persistent=False)
         self.serve(CwmpConfig())
 
-    def serve(self, config: CwmpConfig, *, max_rpcs: int = 500) -> None:
+    def serve(
+        self,
+        config: CwmpConfig,
+        *,
+        max_rpcs: int = 500,
+        threads: Callable[..., defer.Deferred[Any]] | None = None,
+    ) -> None:
         self.config = config
         self.resource = CwmpResource(
             store=self.store,
@@ -99,6 +106,7 @@ class CwmpResourceCase(unittest.TestCase):
             reactor=cast(IReactorTime, self.clock),
             secret=SECRET,
             max_rpcs_per_session=max_rpcs,
+            threads=threads,
         )
         self.addCleanup(self.resource.stop)
         # What the ACS answers is checked against the XSDs; the CPE side is hostile on purpose.

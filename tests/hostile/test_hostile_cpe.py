@@ -3,13 +3,18 @@ transcripts): every case was reproduced on main, and each test fails without its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from cwmpharness import REACTOR, T0, CwmpResourceCase, make_inform, wire
+from twisted.internet import defer
 from twisted.web.client import HTTPConnectionPool
 
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
+from acs.cwmp_http import OFF_THREAD_BYTES
+from acs.files import thread_runner
 
 
 def kept_alive(test: CwmpResourceCase) -> HTTPConnectionPool:
@@ -184,3 +189,52 @@ class IdleSessionsAtTheCap(CwmpResourceCase):
         assert a is not None
         self.assertTrue(self.resource.in_session(a.id))
         self.assertEqual(self.resource.idle_evictions, 0)
+
+
+def big_inform(serial: str) -> bytes:
+    """An Inform of about 400 KB, past OFF_THREAD_BYTES."""
+    inform = make_inform(serial)
+    extra = tuple(rpc.ParameterValue(f"Device.X_Test.P{i}", "v" * 200) for i in range(1500))
+    body = wire(replace(inform, parameters=inform.parameters + extra))
+    assert len(body) > OFF_THREAD_BYTES
+    return body
+
+
+class BigBodiesOffTheReactor(CwmpResourceCase):
+    async def test_other_cpes_are_answered_while_a_big_body_is_parsed(self) -> None:
+        held: list[tuple[defer.Deferred[Any], Callable[..., Any], tuple[Any, ...]]] = []
+        arrived: defer.Deferred[None] = defer.Deferred()
+
+        def worker(f: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+            d: defer.Deferred[Any] = defer.Deferred()
+            held.append((d, f, args))
+            arrived.callback(None)
+            return d
+
+        self.serve(CwmpConfig(), threads=worker)
+        big = defer.Deferred.fromCoroutine(self.request(big_inform("SN-BIG")))
+        await arrived
+        # The big body waits for its worker; a small Inform is parsed inline and answered.
+        small = await self.start_session("SN-SMALL")
+        self.assertIsInstance(small.envelope().message, rpc.InformResponse)
+        self.assertFalse(big.called)
+        ((d, f, args),) = held
+        d.callback(f(*args))
+        reply = await big
+        self.assertEqual(reply.code, 200)
+        self.assertIsInstance(reply.envelope().message, rpc.InformResponse)
+        self.assertIsNotNone(self.store.find_device_by_serial("SN-BIG"))
+        self.assertEqual(self.resource.active_sessions(), 2)
+
+    async def test_a_big_body_goes_through_a_real_worker_thread(self) -> None:
+        self.serve(CwmpConfig(), threads=thread_runner(REACTOR))
+        reply = await self.request(big_inform("SN-BIG"))
+        self.assertEqual(reply.code, 200)
+        self.assertIsInstance(reply.envelope().message, rpc.InformResponse)
+        # A garbled big body is refused as before, from the worker's SoapError.
+        garbled = await self.request(b"<x>" + b" " * OFF_THREAD_BYTES)
+        self.assertEqual(garbled.code, 400)
+        self.assertIn(b"Invalid CWMP message", garbled.body)
+        # The session continues inline: its next (empty) POST gets the provisioning RPC.
+        following = await self.request(b"", cookie=reply.cookie)
+        self.assertIsInstance(following.envelope().message, rpc.SetParameterValues)
