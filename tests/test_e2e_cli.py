@@ -10,20 +10,14 @@ so a broken build fails within the test's time budget instead of hanging.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 import pytest
+from procharness import running, stop, write_config
 
 from acs.store import Store
 from acs.store.models import UP
@@ -33,90 +27,6 @@ BUDGET = 20.0  # seconds for the whole test
 BIN = Path(sys.executable).parent
 # The ACS's log line at the end of each CWMP session (acs.cwmp_http).
 SESSION_DONE = re.compile(r"Session done device_id=(\d+) ")
-
-
-class Output:
-    """Drains one pipe of a subprocess on a thread, so the process never blocks on a full
-    pipe, and lets the test wait (bounded) for a condition on the lines read so far."""
-
-    def __init__(self, stream: IO[str]) -> None:
-        self.lines: list[str] = []
-        self.closed = False
-        self._changed = threading.Condition()
-        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _drain(self, stream: IO[str]) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self.closed = True
-            self._changed.notify_all()
-
-    def wait_for(self, done: Callable[[list[str]], bool], deadline: float, what: str) -> None:
-        with self._changed:
-            while not done(self.lines):
-                remaining = deadline - time.monotonic()
-                if self.closed or remaining <= 0:
-                    tail = "\n".join(self.lines[-20:])
-                    raise AssertionError(f"no {what} (closed={self.closed}):\n{tail}")
-                self._changed.wait(remaining)
-
-    def text(self) -> str:
-        self._thread.join(timeout=5)
-        with self._changed:
-            return "\n".join(self.lines)
-
-
-@contextmanager
-def running(argv: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Output]]:
-    """Start ``argv``; on the way out make sure it is gone (killed only if still running)."""
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # log lines arrive as they are written
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        yield proc, Output(proc.stdout), Output(proc.stderr)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
-
-
-def stop(proc: subprocess.Popen[str], deadline: float) -> int:
-    proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-
-
-def write_config(tmp: Path) -> Path:
-    # Port 0: the OS picks a free loopback port for each listener, race-free; the real
-    # addresses are read from the banner `acs serve` prints once listening.
-    path = tmp / "acs.toml"
-    path.write_text(
-        f"""
-[storage]
-database = "{tmp / "acs.db"}"
-files = "{tmp / "files"}"
-
-[cwmp]
-listen = "tcp:0:interface=127.0.0.1"
-
-[api]
-listen = "tcp:0:interface=127.0.0.1"
-
-[files]
-listen = "tcp:0:interface=127.0.0.1"
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def test_cpe_sim_registers_twenty_devices_that_stay_up(tmp_path: Path) -> None:
