@@ -86,6 +86,7 @@ CONFIG_UPLOAD_FILE_TYPE = "1 Vendor Configuration File"
 CONFIG_DOWNLOAD_FILE_TYPE = "3 Vendor Configuration File"
 # Keys of a transfer task's result (JSON in the store) that the engine itself reads back.
 _ACKNOWLEDGED = "awaiting_transfer_complete"  # Download/Upload answered status 1
+_ACKNOWLEDGED_RPC = "acknowledged"  # the CPE answered a reboot's or reset's RPC
 _VERSION_CHECK = "version_check"  # firmware: "pending" until an Inform reports the version
 REPORT_FAILED = "report_failed"  # firmware: failure still shown in pending_settings
 
@@ -1220,6 +1221,24 @@ class TaskEngine:
                 t.kind in _WAITS_FOR_INFORM
                 and t.state == IN_PROGRESS
                 and t.id not in done
+                and not (t.result or {}).get(_ACKNOWLEDGED_RPC)
+            ):
+                # Sent by a session that died before the CPE answered, and this Inform shows
+                # no reboot or reset: the CPE never got it. Run it again (it is not repeated:
+                # a CPE that did reboot informs M Reboot / BOOT / BOOTSTRAP, matched above).
+                store.fail_task(
+                    t.id,
+                    now=now,
+                    fault_code=None,
+                    fault_string=f"the session ended before the CPE acknowledged the {t.kind}",
+                    retry_at=now if t.attempts < self.max_attempts else None,
+                )
+                done.add(t.id)
+        for t in tasks:
+            if (
+                t.kind in _WAITS_FOR_INFORM
+                and t.state == IN_PROGRESS
+                and t.id not in done
                 and (t.started or 0.0) + self.confirm_timeout < now
             ):
                 store.fail_task(
@@ -1578,6 +1597,9 @@ class SessionTasks:
                     kind=task.kind,
                 )
             elif isinstance(stop.value, _WaitForInform):
+                # Recorded too: after a crash, an Inform without the reboot's events means
+                # an unacknowledged RPC never reached the CPE (run it again).
+                self.store.update_task_result(task.id, {_ACKNOWLEDGED_RPC: True})
                 log.info(
                     "device {device_id}: task {task_id} {kind} acknowledged, awaiting Inform",
                     device_id=self.device_id,

@@ -901,6 +901,35 @@ def test_inform_requeues_stranded_task_but_not_acknowledged_reboot(
     assert request == rpc.GetParameterNames("Device.", next_level=False)
 
 
+@pytest.mark.parametrize("kind", ["reboot", "factory_reset"])
+def test_a_reboot_sent_by_a_session_that_died_unanswered_runs_again(
+    engine: TaskEngine, store: Store, device: Device, kind: str
+) -> None:
+    task = engine.queue(device.id, kind, actor="op", now=0.0)
+    sent = engine.open_session(device.id).next_request(now=10.0)
+    assert isinstance(sent, rpc.Reboot if kind == "reboot" else rpc.FactoryReset)
+    # The process dies before the CPE's answer; the CPE informs with no sign of a reboot.
+    fresh = TaskEngine(store, new_clock())
+    fresh.on_inform(device, inform("6 CONNECTION REQUEST"), now=20.0)
+    again = store.get_task(task.id)
+    assert again is not None and again.state == PENDING
+    assert again.fault_string == f"the session ended before the CPE acknowledged the {kind}"
+    assert fresh.open_session(device.id).next_request(now=20.0) == sent
+
+
+def test_an_acknowledged_reboot_is_not_sent_again_by_an_inform_without_its_events(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    task = engine.queue(device.id, "reboot", actor="op", now=0.0)
+    session = engine.open_session(device.id)
+    session.next_request(now=10.0)
+    session.on_response(rpc.RebootResponse(), now=10.0)
+    TaskEngine(store, new_clock()).on_inform(device, inform("2 PERIODIC"), now=20.0)
+    after = store.get_task(task.id)
+    assert after is not None and after.state == IN_PROGRESS
+    assert after.result == {"acknowledged": True}
+
+
 def test_fresh_engine_on_reopened_database_runs_pending_task(tmp_path: Path) -> None:
     path = tmp_path / "acs.db"
     store = Store.open(path)
