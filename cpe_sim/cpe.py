@@ -308,6 +308,7 @@ class SimulatedCPE:
         "factory_resets",
         "faults",
         "inject",
+        "installs",
         "last_error",
         "model",
         "ns",
@@ -348,6 +349,7 @@ class SimulatedCPE:
         self.sessions_failed = 0
         self.reboots = 0
         self.factory_resets = 0
+        self.installs = 0  # downloads (firmware, configuration) verified and applied
         self.faults = 0  # Faults this CPE answered ACS RPCs with
         self.last_error: str | None = None
         self.received: list[rpc.Message] = []
@@ -1044,6 +1046,8 @@ class SimulatedCPE:
 
     def _install(self, kind: str, payload: Any) -> bool:
         """Apply a verified download; True when the CPE restarts to take it into use."""
+        if kind in ("firmware", "config"):
+            self.installs += 1
         if kind == "firmware":
             if payload is not None:
                 self.model.set_raw(self.root + "DeviceInfo.SoftwareVersion", payload)

@@ -236,9 +236,11 @@ class Fleet:
         failed = sum(c.sessions_failed for c in self.cpes)
         faults = sum(c.faults for c in self.cpes)
         busy = sum(1 for c in self.cpes if c.busy)
+        reboots = sum(c.reboots for c in self.cpes)
+        installs = sum(c.installs for c in self.cpes)
         return (
             f"CPEs {len(self.cpes)} | online {online} | sessions ok {ok} failed {failed} "
-            f"| faults {faults} | in flight {busy}"
+            f"| faults {faults} | reboots {reboots} | installs {installs} | in flight {busy}"
         )
 
 
