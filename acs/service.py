@@ -11,7 +11,8 @@ Reading :class:`Appliance` tells a newcomer the whole system:
   firmware images and configuration backups; the signing key persists in the store);
 - the liveness sweep (Up -> Down after ``2 x update_frequency + 60 s`` without contact);
 - the scheduler (a connection request when a task's ``scheduled_at`` comes due);
-- the transfer watch (fails Download/Upload tasks whose TransferComplete never came).
+- the transfer watch (fails Download/Upload tasks whose TransferComplete never came);
+- storage maintenance (``[retention]`` pruning in bounded batches).
 
 All of it runs as one :class:`MultiService`; stopping it stops the listeners, the sweep and the
 session timers, then closes the store.
@@ -37,6 +38,7 @@ from acs.cwmp_http import CwmpResource, CwmpSite
 from acs.files import SECRET_NAME, FileServer, FileStorage, UrlSigner, thread_runner
 from acs.httplimits import BoundedSite
 from acs.liveness import LivenessSweep
+from acs.maintenance import StorageMaintenance
 from acs.scheduler import Scheduler
 from acs.store import Store
 from acs.tasks import TaskEngine, TransferWatch
@@ -250,6 +252,7 @@ class Appliance:
             self.liveness = LivenessSweep(self.store, reactor)
             self.scheduler = Scheduler(self.store, reactor, wake=self.wake)
             self.transfer_watch = TransferWatch(self.tasks)
+            self.maintenance = StorageMaintenance(self.store, reactor, config.retention)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.
@@ -272,6 +275,7 @@ class Appliance:
             self.liveness.setServiceParent(self.service)
             self.scheduler.setServiceParent(self.service)
             self.transfer_watch.setServiceParent(self.service)
+            self.maintenance.setServiceParent(self.service)
         except BaseException:
             self.close()
             raise

@@ -2441,3 +2441,109 @@ class Store:
                 seen.add(int(row[0]))
                 due.append((int(row[0]), int(row[1])))
         return due
+
+    # --- retention (acs.maintenance) ----------------------------------------------------
+    # Retention deletes at most `limit` rows per call, in one short transaction: the job
+    # calls these every few seconds, so pruning never holds the reactor for long.
+
+    def prune_history(self, *, before: float, limit: int) -> int:
+        """Delete the history rows older than ``before`` among the ``limit`` oldest; returns
+        how many went. Rows are appended as time goes, so the oldest are the first ids: a
+        walk from the start of the primary key, with no time index on the busiest table."""
+        return self._prune_oldest("history", "time", before, limit)
+
+    def prune_transcripts(self, *, before: float, limit: int) -> int:
+        """Delete debug transcripts of sessions started before ``before`` among the
+        ``limit`` oldest; returns how many went."""
+        return self._prune_oldest("cwmp_sessions", "started", before, limit)
+
+    def _prune_oldest(self, table: str, column: str, before: float, limit: int) -> int:
+        before_f = _time("before", before)
+        _check_page(limit, 0)
+        # `table` and `column` are always our literals, never caller input.
+        with self.transaction():
+            cur = self._conn.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM"
+                f" (SELECT id, {column} AS t FROM {table} ORDER BY id LIMIT ?) WHERE t < ?)",
+                (limit, before_f),
+            )
+        return cur.rowcount
+
+    def prune_finished_tasks(
+        self, *, before: float, limit: int, after: tuple[float, int] | None = None
+    ) -> tuple[int, tuple[float, int] | None]:
+        """Delete done, failed and cancelled tasks finished before ``before``, looking at no
+        more than ``limit`` of them (oldest first, from the position ``after``); returns (how
+        many went, the position to go on from, None once the scan reached ``before``).
+
+        Pending and in_progress tasks are never touched, and two kinds of finished task stay
+        whatever their age, because the engine still reads them: a done firmware_update whose
+        version is still to be checked at the next Inform (``firmware_version_checks``), and
+        a device's latest finished settings push, which remembers the settings the CPE
+        refused (``refused_settings``). The position lets a scan step over those instead of
+        looking at them again on every call."""
+        before_f = _time("before", before)
+        _check_page(limit, 0)
+        start, last_id = after if after is not None else (float("-inf"), 0)
+        with self.transaction():
+            found = self._conn.execute(
+                "SELECT id, finished, NOT ("
+                " (kind = 'firmware_update' AND state = 'done'"
+                "  AND json_extract(result, '$.version_check') = 'pending')"
+                " OR (kind IN ('configuration_update', 'reconf') AND state IN ('done', 'failed')"
+                "  AND result IS NOT NULL AND id = (SELECT max(l.id) FROM tasks l"
+                "   WHERE l.device_id = t.device_id AND l.state IN ('done', 'failed')"
+                "   AND l.kind IN ('configuration_update', 'reconf') AND l.result IS NOT NULL)))"
+                " FROM tasks t INDEXED BY tasks_finished"
+                " WHERE state IN ('done', 'failed', 'cancelled') AND finished < ?"
+                " AND finished >= ? AND NOT (finished = ? AND id <= ?)"
+                " ORDER BY finished, id LIMIT ?",
+                (before_f, start, start, last_id, limit),
+            ).fetchall()
+            doomed = [row[0] for row in found if row[2]]
+            if doomed:
+                self._conn.execute(
+                    f"DELETE FROM tasks WHERE id IN ({', '.join('?' for _ in doomed)})", doomed
+                )
+        if len(found) < limit:
+            return len(doomed), None
+        return len(doomed), (float(found[-1][1]), int(found[-1][0]))
+
+    def cap_device_history(
+        self, *, after_device: int, devices: int, keep: int, limit: int
+    ) -> tuple[int, int]:
+        """Trim the history of up to ``devices`` devices (in id order after
+        ``after_device``) to their ``keep`` newest rows, deleting at most ``limit`` rows;
+        returns (how many went, the device id to go on after: 0 once the last device was
+        checked). Each check walks at most ``keep`` entries of ``history_by_device``."""
+        for name, value in (("devices", devices), ("keep", keep), ("after_device", after_device)):
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+        _check_page(limit, 0)
+        ids = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT id FROM devices WHERE id > ? ORDER BY id LIMIT ?", (after_device, devices)
+            )
+        ]
+        cursor = 0 if len(ids) < devices else (ids[-1] if ids else 0)
+        deleted = 0
+        with self.transaction():
+            for device_id in ids:
+                edge = self._scalar(
+                    "SELECT id FROM history WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                    (device_id, keep),
+                )
+                if edge is None:
+                    continue
+                budget = limit - deleted
+                deleted += self._conn.execute(
+                    "DELETE FROM history WHERE id IN (SELECT id FROM history"
+                    " WHERE device_id = ? AND id <= ? ORDER BY id LIMIT ?)",
+                    (device_id, edge, budget),
+                ).rowcount
+                if deleted >= limit:
+                    # Out of budget: this device may have more; the next call starts with it.
+                    cursor = device_id - 1
+                    break
+        return deleted, cursor

@@ -299,6 +299,13 @@ CREATE INDEX tasks_retry ON tasks (next_attempt_at)
     WHERE state = 'pending' AND next_attempt_at IS NOT NULL;
 """
 
+# Retention (acs.maintenance) deletes finished tasks oldest first: a partial index keeps that
+# a range scan over finished tasks only.
+_V8 = """
+CREATE INDEX tasks_finished ON tasks (finished)
+    WHERE state IN ('done', 'failed', 'cancelled');
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -307,6 +314,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("indexes for device lists", sql(_V5)),
     ("device update_frequency inherited from the device type", sql(_V6)),
     ("index of tasks waiting for a retry", sql(_V7)),
+    ("index of finished tasks", sql(_V8)),
 ]
 
 
