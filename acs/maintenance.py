@@ -1,4 +1,4 @@
-"""Storage upkeep every few seconds: retention.
+"""Storage upkeep every few seconds: retention, the full-storage probe, WAL checkpoints.
 
 Retention (``[retention]``): one history row per CWMP session, debug transcripts and
 finished tasks would otherwise grow forever (300 CPEs informing every 5 s write ~5 million
@@ -15,6 +15,11 @@ transaction and each bounded:
 At a 5 s interval that is up to 12,000 history rows a minute by age, three times what the fleet
 above writes, so a backlog shrinks; a tick costs a few milliseconds. Freed pages are reused
 by later writes (the file does not shrink).
+
+While the database or the files directory counts as full (a write was refused for lack of
+space), each tick also probes it with a small write, so ``/healthz`` recovers once space
+is freed even if no other write comes. Last, a passive WAL checkpoint, so the WAL is cut
+back (``JOURNAL_SIZE_LIMIT``) even when the automatic checkpoint could not finish.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from typing import Any
 from twisted.logger import Logger
 
 from acs.config import RetentionConfig
+from acs.files import FileStorage
 from acs.periodic import PeriodicService
 from acs.store import Store
+from acs.store.health import DATABASE, FILES
 
 DAY = 86400.0
 INTERVAL = 5.0
@@ -36,14 +43,15 @@ CAP_DEVICES = 10
 
 
 class StorageMaintenance(PeriodicService):
-    """Every ``interval`` s: one bounded retention batch of each kind. Failures are logged
-    and tried again at the next tick."""
+    """Every ``interval`` s: one bounded retention batch of each kind, probes of full
+    storage, a WAL checkpoint. Failures are logged and tried again at the next tick."""
 
     log = Logger()
 
     def __init__(
         self,
         store: Store,
+        files: FileStorage,
         reactor: Any,
         retention: RetentionConfig,
         *,
@@ -54,6 +62,7 @@ class StorageMaintenance(PeriodicService):
         super().__init__(reactor, interval, self.tick, run_at_start=False)
         self.setName("storage_maintenance")
         self._store = store
+        self._files = files
         self._reactor = reactor
         self._retention = retention
         self._task_position: tuple[float, int] | None = None
@@ -61,6 +70,7 @@ class StorageMaintenance(PeriodicService):
 
     def tick(self) -> dict[str, int]:
         """One round; returns how many rows of each kind went (for logs and tests)."""
+        self._probe()
         now = float(self._reactor.seconds())
         keep = self._retention
         deleted = {
@@ -85,6 +95,10 @@ class StorageMaintenance(PeriodicService):
                 " per-device cap, {transcripts} transcripts, {tasks} finished tasks",
                 **deleted,
             )
+        try:
+            self._store.checkpoint()
+        except Exception:
+            self.log.failure("storage maintenance: WAL checkpoint failed")
         return deleted
 
     def _run(self, what: str, step: Any) -> int:
@@ -108,3 +122,15 @@ class StorageMaintenance(PeriodicService):
             before=before, limit=TASK_BATCH, after=self._task_position
         )
         return deleted
+
+    def _probe(self) -> None:
+        health = self._store.health
+        probes = ((DATABASE, self._store.probe_write), (FILES, self._files.probe_write))
+        for name, probe in probes:
+            if not health.is_full(name):
+                continue
+            try:
+                if probe():
+                    self.log.info("storage: the {name} takes writes again", name=name)
+            except Exception:
+                self.log.failure("storage: probing the {name} failed", name=name)

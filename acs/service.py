@@ -12,7 +12,8 @@ Reading :class:`Appliance` tells a newcomer the whole system:
 - the liveness sweep (Up -> Down after ``2 x update_frequency + 60 s`` without contact);
 - the scheduler (a connection request when a task's ``scheduled_at`` comes due);
 - the transfer watch (fails Download/Upload tasks whose TransferComplete never came);
-- storage maintenance (``[retention]`` pruning in bounded batches).
+- storage maintenance (``[retention]`` pruning in bounded batches, probes of full storage,
+  WAL checkpoints).
 
 All of it runs as one :class:`MultiService`; stopping it stops the listeners, the sweep and the
 session timers, then closes the store.
@@ -227,9 +228,10 @@ class Appliance:
                 signer=self.signer,
                 transfer_timeout=float(config.cwmp.transfer_timeout),
             )
+            storage = FileStorage(config.storage.files, self.store, thread_runner(reactor))
             self.files = FileServer(
                 self.store,
-                FileStorage(config.storage.files, self.store, thread_runner(reactor)),
+                storage,
                 self.signer,
                 reactor,
                 max_upload=config.files.max_upload,
@@ -252,7 +254,7 @@ class Appliance:
             self.liveness = LivenessSweep(self.store, reactor)
             self.scheduler = Scheduler(self.store, reactor, wake=self.wake)
             self.transfer_watch = TransferWatch(self.tasks)
-            self.maintenance = StorageMaintenance(self.store, reactor, config.retention)
+            self.maintenance = StorageMaintenance(self.store, storage, reactor, config.retention)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.

@@ -14,6 +14,7 @@ from twisted.internet import task
 
 import acs.maintenance
 from acs.config import RetentionConfig
+from acs.files import FileStorage
 from acs.maintenance import CAP_DEVICES, DAY, HISTORY_BATCH, INTERVAL, StorageMaintenance
 from acs.store import Store
 
@@ -28,7 +29,9 @@ class Job:
         self.clock.advance(T0)
         self.store = Store.open(":memory:")
         self.org = self.store.ensure_organization("Default")
-        self.service = StorageMaintenance(self.store, self.clock, retention)
+        self.service = StorageMaintenance(
+            self.store, FileStorage(tmp / "files", self.store), self.clock, retention
+        )
 
     def device(self, serial: str) -> int:
         return self.store.create_device(

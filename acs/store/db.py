@@ -31,6 +31,7 @@ import sqlite_utils
 
 from acs.store import rows
 from acs.store.errors import Conflict, NotFound, StoreError
+from acs.store.health import DATABASE, StorageHealth, is_storage_full
 from acs.store.migrations import migrate
 from acs.store.models import (
     DEFAULT_UPDATE_FREQUENCY,
@@ -62,6 +63,12 @@ from acs.store.models import (
 
 BOOTSTRAP = "0 BOOTSTRAP"
 BUSY_TIMEOUT_MS = 5000
+# Bytes the WAL is cut back to when a checkpoint lets SQLite reset it: one big transaction
+# (a retention batch, a bulk seed) must not leave a WAL of its size on disk for good.
+JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
+# Bytes the full-storage probe writes (and deletes in the same transaction): a few pages,
+# so "not full" means room for a session's writes, not for one more row in a half-empty page.
+PROBE_BYTES = 16 * 1024
 
 # Never written into history details: the values are credentials.
 _SECRET_FIELDS = frozenset({"password", "connection_request_password"})
@@ -243,6 +250,8 @@ class Store:
         # The connection may be shared with a worker thread (check_same_thread=False);
         # a transaction must not interleave with another thread's statements.
         self._lock = threading.RLock()
+        # Whether the database (and, through FileStorage, the files directory) is full.
+        self.health = StorageHealth()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -265,6 +274,9 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # The automatic checkpoint (every 1,000 pages) and the maintenance job's keep the
+            # WAL short; this cuts the file back once they have.
+            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             migrate(conn)
         except sqlite3.Error as exc:
             conn.close()
@@ -294,13 +306,19 @@ class Store:
             if self._depth == 0:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._depth = 1
+                changes = self._conn.total_changes
                 try:
                     yield
                     self._conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as exc:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
+                    if is_storage_full(exc):
+                        self.health.refused_write(DATABASE)
                     raise
+                else:
+                    if self._conn.total_changes != changes:  # a write, not only reads
+                        self.health.wrote(DATABASE)
                 finally:
                     self._depth = 0
             else:
@@ -2442,7 +2460,7 @@ class Store:
                 due.append((int(row[0]), int(row[1])))
         return due
 
-    # --- retention (acs.maintenance) ----------------------------------------------------
+    # --- storage upkeep (acs.maintenance) -----------------------------------------------
     # Retention deletes at most `limit` rows per call, in one short transaction: the job
     # calls these every few seconds, so pruning never holds the reactor for long.
 
@@ -2547,3 +2565,36 @@ class Store:
                     cursor = device_id - 1
                     break
         return deleted, cursor
+
+    def probe_write(self) -> bool:
+        """Write and delete ``PROBE_BYTES`` in one transaction: True (and the database no
+        longer counts as full) if that worked, False if storage is still full. Not counted
+        as a refused write: nobody's data was refused."""
+        with self._lock:
+            if self._depth:
+                raise StoreError("probe_write inside a transaction")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.execute(
+                        "INSERT INTO storage_probe (data) VALUES (zeroblob(?))", (PROBE_BYTES,)
+                    )
+                    self._conn.execute("DELETE FROM storage_probe")
+                    self._conn.execute("COMMIT")
+                finally:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if is_storage_full(exc):
+                    return False
+                raise
+        self.health.wrote(DATABASE)
+        return True
+
+    def checkpoint(self) -> tuple[int, int]:
+        """A passive WAL checkpoint (never waits for readers or writers): (WAL frames, frames
+        copied into the database). Once every frame is copied, the next write starts the WAL
+        over and SQLite cuts the file to ``JOURNAL_SIZE_LIMIT``."""
+        with self._lock:
+            row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[1]), int(row[2])
