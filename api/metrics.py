@@ -5,7 +5,9 @@ scrapers look. Unlike ``/healthz`` it needs a bearer token (viewer or higher), a
 without organization scope: the figures cover every organization, so a scoped token gets 403.
 Exposed: ``acs_devices`` (total), ``acs_devices_by_status{status="up"|"down"}``,
 ``acs_tasks{state=...}`` (every task state, zeros included), ``acs_cwmp_sessions_active``,
-``acs_api_tokens`` (not revoked) and ``acs_info{version}``.
+``acs_api_tokens`` (not revoked), ``acs_info{version}``, and the counter
+``acs_storage_writes_refused_total{storage="database"|"files"}``: writes refused because the
+database or the files directory was full, since start (``/healthz`` says whether it still is).
 """
 
 from __future__ import annotations
@@ -13,18 +15,26 @@ from __future__ import annotations
 from twisted.web.server import Request
 
 import acs
+from acs.store.health import STORAGES
 from acs.store.models import DOWN, UP, DeviceFilter
 from api.base import Api, ApiError, authenticate, forbidden, respond
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-def _gauge(name: str, help_text: str, samples: list[tuple[str, int]]) -> list[str]:
+def _gauge(
+    name: str, help_text: str, samples: list[tuple[str, int]], kind: str = "gauge"
+) -> list[str]:
     """One metric family: HELP, TYPE and its samples (``labels`` text without braces)."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
         lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
     return lines
+
+
+def _counter(name: str, help_text: str, samples: list[tuple[str, int]]) -> list[str]:
+    """A counter family (``name`` ends in ``_total``); values only grow while the process runs."""
+    return _gauge(name, help_text, samples, kind="counter")
 
 
 def render_metrics(api: Api) -> str:
@@ -52,6 +62,12 @@ def render_metrics(api: Api) -> str:
     )
     lines += _gauge(
         "acs_api_tokens", "API tokens not revoked.", [("", store.count_active_tokens())]
+    )
+    refused = store.health.refused
+    lines += _counter(
+        "acs_storage_writes_refused_total",
+        "Writes refused because the database or the files directory was full, since start.",
+        [(f'storage="{name}"', refused[name]) for name in STORAGES],
     )
     return "\n".join(lines) + "\n"
 

@@ -7,6 +7,7 @@ a 503 with a clear message on every listener, loses nothing already stored, and 
 from __future__ import annotations
 
 import errno
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -100,6 +101,16 @@ def stub(resource: Any, method: str, url: str, **kw: Any) -> tuple[int, Any, byt
     return cast(tuple[int, Any, bytes], out[0])
 
 
+def refused_metric(harness: ApiHarness, token: str, storage: str) -> int:
+    text = harness.call("GET", "/metrics", token=token).raw.decode()
+    line = re.search(
+        rf'^acs_storage_writes_refused_total{{storage="{storage}"}} (\d+)$', text, re.M
+    )
+    assert line is not None, text
+    assert "# TYPE acs_storage_writes_refused_total counter" in text
+    return int(line.group(1))
+
+
 def new_device(harness: ApiHarness, token: str, serial: str) -> Any:
     org = harness.store.ensure_organization("Default")
     body = {"name": serial, "serial_number": serial, "organization_id": org.id}
@@ -114,10 +125,12 @@ def test_a_full_database_is_503_and_loses_nothing_and_healthz_recovers(
     assert [r.status for r in before] == [201] * 3
     harness.appliance.maintenance.startService()
     fill_database(harness.store)
+    refused = refused_metric(harness, admin, "database")
 
     reply = new_device(harness, admin, "SN-LATE")
     assert (reply.status, reply.json) == (503, STORAGE_FULL)
     assert reply.header("Retry-After") == "60"
+    assert refused_metric(harness, admin, "database") == refused + 1
 
     # Nothing lost or half-written: the file is sound and the earlier devices are as stored.
     assert integrity(harness.store) == "ok"
@@ -205,6 +218,8 @@ def test_a_full_files_directory_refuses_an_upload_with_503_and_leaves_nothing(
     assert harness.call("GET", "/api/v1/firmware_image/", token=admin).json["count"] == 0
     health = harness.call("GET", "/healthz").json
     assert (health["status"], health["storage_full"]) == ("degraded", ["files"])
+    assert refused_metric(harness, admin, "files") == 1
+    assert refused_metric(harness, admin, "database") == 0
 
     harness.clock.advance(INTERVAL)  # the probe writes the way uploads do: still full
     assert harness.call("GET", "/healthz").status == 503
