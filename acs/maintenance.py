@@ -17,10 +17,11 @@ fleet above writes, so a backlog shrinks; a tick costs a few milliseconds (~20 m
 with five full-size transcripts to delete). Freed pages are reused by later writes (the file
 does not shrink).
 
-While the database or the files directory counts as full (a write was refused for lack of
-space), each tick also probes it with a small write, so ``/healthz`` recovers once space
-is freed even if no other write comes. Last, a passive WAL checkpoint, so the WAL is cut
-back (``JOURNAL_SIZE_LIMIT``) even when the automatic checkpoint could not finish.
+Then a passive WAL checkpoint, so the WAL is cut back (``JOURNAL_SIZE_LIMIT``) even when
+the automatic checkpoint could not finish. Last, while the database or the files directory
+counts as full (a write was refused for lack of space), a probe with a small write, so
+``/healthz`` recovers once an operator has freed space even if no other write comes (a
+pruning batch that commits is such a write too).
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ class StorageMaintenance(PeriodicService):
 
     def tick(self) -> dict[str, int]:
         """One round; returns how many rows of each kind went (for logs and tests)."""
-        self._probe()
         now = float(self._reactor.seconds())
         keep = self._retention
         deleted = {
@@ -102,6 +102,7 @@ class StorageMaintenance(PeriodicService):
             self._store.checkpoint()
         except Exception:
             self.log.failure("storage maintenance: WAL checkpoint failed")
+        self._probe()
         return deleted
 
     def _run(self, what: str, step: Any) -> int:

@@ -24,7 +24,7 @@ import acs.store.db
 from acs.config import Config, RetentionConfig, StorageConfig
 from acs.cwmp import rpc
 from acs.files import FileStorage
-from acs.maintenance import INTERVAL, StorageMaintenance
+from acs.maintenance import DAY, INTERVAL, StorageMaintenance
 from acs.service import open_store
 from acs.store import Store
 from acs.store.db import JOURNAL_SIZE_LIMIT
@@ -168,6 +168,20 @@ def test_a_successful_write_clears_the_full_state_without_waiting_for_the_probe(
     assert harness.call("GET", "/healthz").status == 503  # nothing written since
     assert new_device(harness, admin, "SN1").status == 201
     assert harness.call("GET", "/healthz").json["status"] == "ok"
+
+
+def test_retention_frees_a_full_database_and_healthz_recovers_by_itself(
+    harness: ApiHarness,
+) -> None:
+    admin = harness.token("admin")
+    fill_database(harness.store)  # with history rows written at T0
+    assert new_device(harness, admin, "SN1").status == 503
+    harness.appliance.maintenance.startService()
+    harness.clock.advance(31 * DAY)  # the filler is past [retention] history_days now
+    assert harness.call("GET", "/healthz").json["status"] == "ok"
+    assert new_device(harness, admin, "SN1").status == 201
+    assert integrity(harness.store) == "ok"
+    harness.appliance.maintenance.stopService()
 
 
 def test_a_full_database_answers_cwmp_503_with_retry_after_and_stores_nothing(
