@@ -47,7 +47,8 @@ class Job:
         return float(self.clock.seconds())
 
     def later(self, seconds: float) -> None:
-        """Time passes with the job stopped (nothing pruned meanwhile)."""
+        """Time passes: nothing is pruned meanwhile unless the job was started (then it runs
+        once, as a LoopingCall does for the runs a long pause skipped)."""
         self.clock.advance(seconds)
 
     def start(self) -> None:
@@ -227,7 +228,7 @@ def test_finished_tasks_the_engine_still_reads_are_kept(
     device = job.device("SN1")
     unchecked = finished_task(job, device, "firmware_update", "done", {"version_check": "pending"})
     job.later(1)
-    finished_task(job, device, "configuration_update", "done", {"refused": {}})
+    finished_task(job, device, "reconf", "done", {"refused": {}})  # an older push
     job.later(1)
     cancelled = finished_task(job, device, "reboot", "cancelled")
     job.later(1)
@@ -242,9 +243,12 @@ def test_finished_tasks_the_engine_still_reads_are_kept(
     job.tick()
     assert {t.id for t in store.tasks_for_device(device)} == {unchecked, latest_push}
 
+    # A newer firmware update makes the unchecked one deletable once its check is done.
+    newest_firmware = finished_task(job, device, "firmware_update", "failed")
     store.update_task_result(unchecked, {"version_check": "ok"})
-    job.tick()  # a new pass from the oldest
-    assert {t.id for t in store.tasks_for_device(device)} == {latest_push}
+    job.later(31 * DAY)  # a new pass from the oldest, then on from where it stopped
+    job.tick()
+    assert {t.id for t in store.tasks_for_device(device)} == {latest_push, newest_firmware}
     # What the engine reads from it still answers: the CPE is not asked again.
     assert store.refused_settings(device) == {"Device.X": ("a", 9007, "bad value")}
 
@@ -261,3 +265,23 @@ def test_finished_tasks_the_engine_still_reads_are_kept(
 def test_bad_arguments_are_value_errors(store: Store, method: str, kwargs: Any) -> None:
     with pytest.raises(ValueError):
         getattr(store, method)(**kwargs)
+
+
+def test_each_devices_newest_firmware_and_settings_tasks_are_kept_for_pending_settings(
+    job: Job,
+) -> None:
+    # pending_settings shows firmware_update:failed (and a failed settings push) from them.
+    store = job.store
+    device, other = job.device("SN1"), job.device("SN2")
+    old_firmware = finished_task(job, device, "firmware_update", "failed")
+    firmware = finished_task(job, device, "firmware_update", "failed", {"report_failed": True})
+    old_settings = finished_task(job, device, "configuration_update", "failed")
+    settings = finished_task(job, device, "configuration_update", "failed")
+    elsewhere = finished_task(job, other, "firmware_update", "cancelled")
+    job.later(31 * DAY)
+    job.start()
+    job.tick()
+    left = {t.id for t in store.tasks_for_device(device)}
+    assert left == {firmware, settings}
+    assert not {old_firmware, old_settings} & left
+    assert [t.id for t in store.tasks_for_device(other)] == [elsewhere]

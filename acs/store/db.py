@@ -2494,12 +2494,14 @@ class Store:
         more than ``limit`` of them (oldest first, from the position ``after``); returns (how
         many went, the position to go on from, None once the scan reached ``before``).
 
-        Pending and in_progress tasks are never touched, and two kinds of finished task stay
-        whatever their age, because the engine still reads them: a done firmware_update whose
-        version is still to be checked at the next Inform (``firmware_version_checks``), and
-        a device's latest finished settings push, which remembers the settings the CPE
-        refused (``refused_settings``). The position lets a scan step over those instead of
-        looking at them again on every call."""
+        Pending and in_progress tasks are never touched, and finished tasks that the engine or
+        the API still read stay whatever their age: a done firmware_update whose version is
+        still to be checked at the next Inform (``firmware_version_checks``); a device's
+        newest firmware_update and newest configuration_update (the API's pending_settings
+        shows ``firmware_update:failed`` and a failed settings push from them); and a
+        device's newest settings push with a result, which remembers the settings the CPE
+        refused (``refused_settings``). That is at most a few per device; the position lets
+        a scan step over them instead of looking at them again on every call."""
         before_f = _time("before", before)
         _check_page(limit, 0)
         start, last_id = after if after is not None else (float("-inf"), 0)
@@ -2508,6 +2510,8 @@ class Store:
                 "SELECT id, finished, NOT ("
                 " (kind = 'firmware_update' AND state = 'done'"
                 "  AND json_extract(result, '$.version_check') = 'pending')"
+                " OR (kind IN ('firmware_update', 'configuration_update') AND id = (SELECT"
+                "  max(k.id) FROM tasks k WHERE k.device_id = t.device_id AND k.kind = t.kind))"
                 " OR (kind IN ('configuration_update', 'reconf') AND state IN ('done', 'failed')"
                 "  AND result IS NOT NULL AND id = (SELECT max(l.id) FROM tasks l"
                 "   WHERE l.device_id = t.device_id AND l.state IN ('done', 'failed')"
