@@ -77,11 +77,26 @@ class FilesConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    # Days kept of device history and of the global audit log.
+    history_days: int = 30
+    # Newest history rows kept per device whatever their age, so a device informing every
+    # few seconds cannot fill the disk: 5,000 is ~17 days at the default 300 s interval.
+    history_per_device: int = 5000
+    # Days kept of debug SOAP transcripts (up to 1 MiB each).
+    transcript_days: int = 7
+    # Days kept of done, failed and cancelled tasks (pending and running ones are never
+    # pruned).
+    finished_task_days: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     cwmp: CwmpConfig = field(default_factory=CwmpConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -89,6 +104,7 @@ _SECTIONS: dict[str, type] = {
     "cwmp": CwmpConfig,
     "api": ApiConfig,
     "files": FilesConfig,
+    "retention": RetentionConfig,
 }
 
 _POSITIVE = {
@@ -101,6 +117,15 @@ _POSITIVE = {
     ("cwmp", "max_session_timeout"),
     ("cwmp", "idle_grace"),
     ("files", "max_upload"),
+}
+
+# Inclusive bounds of keys that need more than "> 0": ten years of days; a per-device cap
+# the retention job can check in rotation (its cost per device grows with the cap).
+_RANGES = {
+    ("retention", "history_days"): (1, 3650),
+    ("retention", "transcript_days"): (1, 3650),
+    ("retention", "finished_task_days"): (1, 3650),
+    ("retention", "history_per_device"): (100, 100_000),
 }
 
 
@@ -125,6 +150,9 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             raise ConfigError(f"[{name}] {key} must be {expected.__name__}, not {value!r}")
         if (name, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"[{name}] {key} must be > 0")
+        bounds = _RANGES.get((name, key))
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise ConfigError(f"[{name}] {key} must be between {bounds[0]} and {bounds[1]}")
         optional = (name, key) == ("api", "public_url")  # empty: the listener's address
         if expected is str and key in _NON_EMPTY and not optional and not value.strip():
             raise ConfigError(f"[{name}] {key} must not be empty")

@@ -50,6 +50,7 @@ from acs.cwmp.session import (
     Session,
 )
 from acs.httplimits import BoundedRequest, BoundedSite
+from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import Device, InformRecord
 
 if TYPE_CHECKING:
@@ -257,18 +258,31 @@ class CwmpResource(Resource):
         """``step(*args)``, or a 500 that ends the session in play if it raised."""
         try:
             return step(*args)
-        except Exception:
+        except Exception as exc:
             live = ctx.live
-            log.failure(
-                "CWMP request failed device_id={device_id} session_id={session_id}",
-                device_id=live.device_id if live else None,
-                session_id=live.session_id if live else None,
-            )
+            full = is_storage_full(exc)
+            if full:
+                # Nothing of this message was stored (its transaction rolled back).
+                log.warn(
+                    "CWMP message refused: storage full device_id={device_id} "
+                    "session_id={session_id}",
+                    device_id=live.device_id if live else None,
+                    session_id=live.session_id if live else None,
+                )
+            else:
+                log.failure(
+                    "CWMP request failed device_id={device_id} session_id={session_id}",
+                    device_id=live.device_id if live else None,
+                    session_id=live.session_id if live else None,
+                )
             if live is not None:
-                self._end(live, abort_reason="internal error")
+                self._end(live, abort_reason="storage full" if full else "internal error")
             # Drop anything set before the failure (a Set-Cookie would point at nothing).
             for name in (b"set-cookie", b"www-authenticate", b"allow"):
                 request.responseHeaders.removeHeader(name)
+            if full:
+                request.setHeader(b"Retry-After", b"%d" % STORAGE_FULL_RETRY_AFTER)
+                return _text(request, 503, "Storage is full, retry later")
             return _text(request, 500, "Internal server error")
 
     def _render(self, request: Request, ctx: _Context) -> bytes | int:

@@ -49,6 +49,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from acs.store import IN_PROGRESS, PENDING, Conflict, Store
+from acs.store.health import FILES, STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import Backup, FirmwareImage
 
 log = Logger(namespace="acs.files")
@@ -68,6 +69,8 @@ SEND_CHUNK = 64 * 1024  # per write to a client: keeps memory per download small
 # Text form fields beside the file (name, version...): small, and only a few of them.
 MAX_FIELD_BYTES = 4096
 MAX_SEGMENTS = 16
+# Bytes the full-storage probe writes (and removes) in the files directory, as uploads do.
+PROBE_BYTES = 64 * 1024
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _ID = re.compile(r"[1-9][0-9]{0,17}")
@@ -336,8 +339,10 @@ def receive_body(
         return received
     except BaseException:
         if sink is not None:
-            sink.close()
-            sink.path.unlink(missing_ok=True)
+            try:
+                sink.close()  # may fail again (a full disk refuses the buffered rest)
+            finally:
+                sink.path.unlink(missing_ok=True)
         raise
 
 
@@ -376,8 +381,9 @@ class FileStorage:
         max_size: int,
         file_field: str | None = "file",
     ) -> Deferred[Received]:
-        """:func:`receive_body` in a worker thread."""
-        return self.to_thread(
+        """:func:`receive_body` in a worker thread; a body refused for lack of space marks the
+        files directory full (``Store.health``), one stored clears it."""
+        d = self.to_thread(
             receive_body,
             source,
             directory,
@@ -385,6 +391,37 @@ class FileStorage:
             max_size=max_size,
             file_field=file_field,
         )
+        return d.addCallbacks(self._stored, self._not_stored)
+
+    def _stored(self, received: Received) -> Received:
+        if received.path is not None:
+            self.store.health.wrote(FILES)
+        return received
+
+    def _not_stored(self, failure: Failure) -> Failure:
+        if is_storage_full(failure.value):
+            self.store.health.refused_write(FILES)
+        return failure
+
+    def probe_write(self) -> bool:
+        """Write and remove ``PROBE_BYTES`` in the files directory the way uploads are
+        written: True (and the directory no longer counts as full) if that worked, False if
+        it is still full."""
+        try:
+            sink = _Sink(self.root, PROBE_BYTES)
+            try:
+                sink.write(bytes(PROBE_BYTES))
+            finally:
+                try:
+                    sink.close()
+                finally:
+                    sink.path.unlink(missing_ok=True)
+        except OSError as exc:
+            if is_storage_full(exc):
+                return False
+            raise
+        self.store.health.wrote(FILES)
+        return True
 
     @staticmethod
     def discard(received: Received) -> None:
@@ -499,6 +536,14 @@ class _Refused(Exception):
 
 def _used() -> _Refused:
     return _Refused(409, "Conflict: this upload URL was already used (single use)")
+
+
+def _storage_full() -> _Refused:
+    return _Refused(
+        503,
+        "Storage is full; the file was not stored.",
+        {"Retry-After": str(STORAGE_FULL_RETRY_AFTER)},
+    )
 
 
 def _not_found() -> _Refused:
@@ -624,7 +669,14 @@ class FileServer(Resource):
             return self._dispatch(request)
         except _Refused as refused:
             return self._error(request, refused)
-        except Exception:
+        except Exception as exc:
+            if is_storage_full(exc):
+                log.warn(
+                    "file server: storage full, {method} {path} refused",
+                    method=request.method,
+                    path=request.path,
+                )
+                return self._error(request, _storage_full())
             log.failure(
                 "file server: {method} {path} failed", method=request.method, path=request.path
             )
@@ -886,6 +938,9 @@ class FileServer(Resource):
                 refused = failure.value
             elif isinstance(failure.value, Conflict):  # a concurrent upload stored first
                 refused = _used()
+            elif is_storage_full(failure.value):
+                log.warn("file server: storage full, backup of task {task} refused", task=task_id)
+                refused = _storage_full()
             else:
                 log.failure(
                     "file server: storing the backup of task {task} failed", failure, task=task_id

@@ -11,7 +11,9 @@ Reading :class:`Appliance` tells a newcomer the whole system:
   firmware images and configuration backups; the signing key persists in the store);
 - the liveness sweep (Up -> Down after ``2 x update_frequency + 60 s`` without contact);
 - the scheduler (a connection request when a task's ``scheduled_at`` comes due);
-- the transfer watch (fails Download/Upload tasks whose TransferComplete never came).
+- the transfer watch (fails Download/Upload tasks whose TransferComplete never came);
+- storage maintenance (``[retention]`` pruning in bounded batches, probes of full storage,
+  WAL checkpoints).
 
 All of it runs as one :class:`MultiService`; stopping it stops the listeners, the sweep and the
 session timers, then closes the store.
@@ -38,6 +40,7 @@ from acs.cwmp_http import CwmpResource, CwmpSite
 from acs.files import SECRET_NAME, FileServer, FileStorage, UrlSigner, thread_runner
 from acs.httplimits import BoundedSite
 from acs.liveness import LivenessSweep
+from acs.maintenance import StorageMaintenance
 from acs.scheduler import Scheduler
 from acs.store import Store
 from acs.tasks import TaskEngine, TransferWatch
@@ -227,9 +230,10 @@ class Appliance:
                 transfer_timeout=float(config.cwmp.transfer_timeout),
                 device_credentials=config.cwmp.device_credentials,
             )
+            storage = FileStorage(config.storage.files, self.store, thread_runner(reactor))
             self.files = FileServer(
                 self.store,
-                FileStorage(config.storage.files, self.store, thread_runner(reactor)),
+                storage,
                 self.signer,
                 reactor,
                 max_upload=config.files.max_upload,
@@ -262,6 +266,7 @@ class Appliance:
             self.liveness = LivenessSweep(self.store, reactor)
             self.scheduler = Scheduler(self.store, reactor, wake=self.wake)
             self.transfer_watch = TransferWatch(self.tasks)
+            self.maintenance = StorageMaintenance(self.store, storage, reactor, config.retention)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.
@@ -284,6 +289,7 @@ class Appliance:
             self.liveness.setServiceParent(self.service)
             self.scheduler.setServiceParent(self.service)
             self.transfer_watch.setServiceParent(self.service)
+            self.maintenance.setServiceParent(self.service)
         except BaseException:
             self.close()
             raise

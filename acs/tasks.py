@@ -34,6 +34,7 @@ from twisted.python.failure import Failure
 from acs.cwmp import rpc
 from acs.periodic import PeriodicService
 from acs.store import NotFound, Store
+from acs.store.health import is_storage_full
 from acs.store.models import (
     DONE,
     FAILED,
@@ -1626,6 +1627,8 @@ class SessionTasks:
             self._fail(task, now, None, exc.message, permanent=exc.permanent)
             return
         except Exception as exc:  # a bug or a store error: end the task, don't wedge the session
+            if is_storage_full(exc):
+                raise  # not the task's fault: the session ends (503) and the task is retried
             log.failure(
                 "device {device_id}: task {task_id} crashed",
                 device_id=self.device_id,
@@ -1778,6 +1781,8 @@ class SessionTasks:
             with self.store.transaction():
                 return self.engine.on_transfer_complete(self.device_id, message, now)
         except Exception as exc:
+            if is_storage_full(exc):
+                raise  # unacknowledged (503), the CPE sends the report again in a later session
             log.failure(
                 "device {device_id}: cannot apply TransferComplete {key}",
                 device_id=self.device_id,

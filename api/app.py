@@ -1,7 +1,9 @@
 """The API listener's Klein application: ``/healthz`` plus every ``/api/v1`` route.
 
 Route modules register themselves on :class:`api.base.Api` when imported; importing them
-here is what puts them on the listener. ``/healthz`` needs no token.
+here is what puts them on the listener. ``/healthz`` needs no token: 200 ``ok``, or 503
+``degraded`` while the database or the files directory refuses writes for lack of space
+(``storage_full`` names which), or 503 ``error`` when the store cannot even be read.
 """
 
 from __future__ import annotations
@@ -82,16 +84,20 @@ def healthz(api: Api, request: Request) -> bytes:
             503,
             {"status": "error", "version": acs.__version__, "detail": "store unavailable"},
         )
-    return respond(
-        request,
-        200,
-        {
-            "status": "ok",
-            "version": acs.__version__,
-            "listeners": listener_states(api.appliance),
-            "devices": devices,
-        },
-    )
+    body: dict[str, Any] = {
+        "status": "ok",
+        "version": acs.__version__,
+        "storage": "ok",
+        "listeners": listener_states(api.appliance),
+        "devices": devices,
+    }
+    full = api.store.health.full
+    if full:
+        # Writes are being refused (503) until space is freed: not healthy, but not broken
+        # either. Clears by itself at the next write that succeeds (or the maintenance probe).
+        body.update(status="degraded", storage="full", storage_full=list(full))
+        return respond(request, 503, body)
+    return respond(request, 200, body)
 
 
 def make_app(appliance: ApplianceView) -> Klein:

@@ -34,6 +34,7 @@ from acs.connreq import ConnectionRequester
 from acs.cwmp_http import CwmpResource
 from acs.files import FileServer
 from acs.store import Store
+from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import ApiToken, Device
 from acs.tasks import TaskEngine
 
@@ -97,6 +98,22 @@ def forbidden(detail: str = "You do not have permission to perform this action."
 
 def conflict(detail: str) -> ApiError:
     return ApiError(409, {"detail": detail})
+
+
+def _handler_failed(request: Request, name: str, failure: Failure) -> bytes:
+    """The answer to a handler's unexpected exception: 503 when the database or the files
+    directory was full (nothing was written; the client may try again once space has been
+    freed), else 500."""
+    if is_storage_full(failure.value):
+        log.warn("API handler {name}: storage full, write refused", name=name)
+        return respond(
+            request,
+            503,
+            {"detail": "Storage is full; the write was not made."},
+            {"Retry-After": str(STORAGE_FULL_RETRY_AFTER)},
+        )
+    log.failure("API handler {name} failed", failure, name=name)
+    return respond(request, 500, {"detail": "Internal server error."})
 
 
 # --- numbers -------------------------------------------------------------------------------
@@ -410,13 +427,12 @@ def route(
             except ApiError as exc:
                 return respond(request, exc.status, exc.body, exc.headers)
             except Exception:
-                log.failure("API handler {name} failed", name=handler.__name__)
-                return respond(request, 500, {"detail": "Internal server error."})
+                return _handler_failed(request, handler.__name__, Failure())
             if inspect.iscoroutine(result) or isinstance(result, Deferred):
                 d: Deferred[Any] = ensureDeferred(result)
                 d.addCallbacks(
                     lambda r: respond(request, *r),
-                    lambda f: _async_error(request, f),
+                    lambda f: _async_error(request, handler.__name__, f),
                 )
                 return d
             return respond(request, *result)
@@ -429,12 +445,11 @@ def route(
     return decorate
 
 
-def _async_error(request: Request, failure: Failure) -> bytes:
+def _async_error(request: Request, name: str, failure: Failure) -> bytes:
     if isinstance(failure.value, ApiError):
         exc = failure.value
         return respond(request, exc.status, exc.body, exc.headers)
-    log.failure("API handler failed", failure)
-    return respond(request, 500, {"detail": "Internal server error."})
+    return _handler_failed(request, name, failure)
 
 
 @Api.app.handle_errors(NotFound)

@@ -6,6 +6,8 @@ without organization scope: the figures cover every organization, so a scoped to
 Exposed: ``acs_devices`` (total), ``acs_devices_by_status{status="up"|"down"}``,
 ``acs_tasks{state=...}`` (every task state, zeros included), ``acs_cwmp_sessions_active``,
 ``acs_api_tokens`` (not revoked) and ``acs_info{version}``; counters since start:
+``acs_storage_writes_refused_total{storage="database"|"files"}`` (writes refused because the
+database or the files directory was full; ``/healthz`` says whether it still is),
 ``acs_cwmp_busy_rejections_total`` (503s at the session cap),
 ``acs_cwmp_idle_evictions_total`` (idle sessions ended to admit new ones) and, per
 listener (cwmp, api), ``acs_<listener>_auth_failures_total`` and
@@ -17,22 +19,26 @@ from __future__ import annotations
 from twisted.web.server import Request
 
 import acs
+from acs.store.health import STORAGES
 from acs.store.models import DOWN, UP, DeviceFilter
 from api.base import Api, ApiError, authenticate, forbidden, respond
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 
-def _gauge(name: str, help_text: str, samples: list[tuple[str, int]]) -> list[str]:
+def _gauge(
+    name: str, help_text: str, samples: list[tuple[str, int]], kind: str = "gauge"
+) -> list[str]:
     """One metric family: HELP, TYPE and its samples (``labels`` text without braces)."""
-    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
+    lines = [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
     for labels, value in samples:
         lines.append(f"{name}{{{labels}}} {value}" if labels else f"{name} {value}")
     return lines
 
 
-def _counter(name: str, help_text: str, value: int) -> list[str]:
-    return [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
+def _counter(name: str, help_text: str, samples: list[tuple[str, int]]) -> list[str]:
+    """A counter family (``name`` ends in ``_total``); values only grow while the process runs."""
+    return _gauge(name, help_text, samples, kind="counter")
 
 
 def render_metrics(api: Api) -> str:
@@ -61,16 +67,22 @@ def render_metrics(api: Api) -> str:
     lines += _gauge(
         "acs_api_tokens", "API tokens not revoked.", [("", store.count_active_tokens())]
     )
+    refused = store.health.refused
+    lines += _counter(
+        "acs_storage_writes_refused_total",
+        "Writes refused because the database or the files directory was full, since start.",
+        [(f'storage="{name}"', refused[name]) for name in STORAGES],
+    )
     cwmp = api.appliance.cwmp
     lines += _counter(
         "acs_cwmp_busy_rejections_total",
         "New CWMP sessions turned away with 503 at the session cap.",
-        cwmp.busy_rejections,
+        [("", cwmp.busy_rejections)],
     )
     lines += _counter(
         "acs_cwmp_idle_evictions_total",
         "CWMP sessions ended at the session cap after idling past [cwmp] idle_grace.",
-        cwmp.idle_evictions,
+        [("", cwmp.idle_evictions)],
     )
     for listener, throttle in (
         ("cwmp", cwmp.auth_throttle),
@@ -79,12 +91,12 @@ def render_metrics(api: Api) -> str:
         lines += _counter(
             f"acs_{listener}_auth_failures_total",
             f"Failed {listener.upper()} authentications (wrong credentials or token).",
-            throttle.failures_total,
+            [("", throttle.failures_total)],
         )
         lines += _counter(
             f"acs_{listener}_auth_throttled_total",
             f"{listener.upper()} requests refused while their source backs off after failures.",
-            throttle.refused_total,
+            [("", throttle.refused_total)],
         )
     return "\n".join(lines) + "\n"
 

@@ -622,8 +622,10 @@ SCHEMAS: dict[str, Schema] = {
     "SessionTranscriptPage": _page("SessionTranscript"),
     "Health": _obj(
         {
-            "status": _str(enum=["ok", "error"]),
+            "status": _str(enum=["ok", "degraded", "error"]),
             "version": _str(),
+            "storage": _str(enum=["ok", "full"]),
+            "storage_full": {"type": "array", "items": _str(enum=["database", "files"])},
             "listeners": _obj(
                 {},
                 additional=_obj(
@@ -770,6 +772,12 @@ RESPONSES: dict[str, Schema] = {
     "Unprocessable": _error_response(
         "Well-formed JSON with invalid values (status, e-mail, date)."
     ),
+    "StorageFull": {
+        "description": "The database or the files directory is full: nothing was written. "
+        "GET /healthz reports it until space is freed.",
+        "headers": {"Retry-After": {"schema": _int(minimum=1)}},
+        "content": {JSON: {"schema": _ref("Error")}},
+    },
 }
 
 # --- operations -------------------------------------------------------------------------
@@ -798,7 +806,8 @@ def _op(
     errors: tuple[str, ...] = (),
     description: str | None = None,
 ) -> Schema:
-    """One operation object; every authenticated operation may answer 401 and 403."""
+    """One operation object; every authenticated operation may answer 401 and 403, and 503
+    when storage is full."""
     code, schema = ok
     responses: dict[str, Any] = {}
     if schema is None:
@@ -816,6 +825,7 @@ def _op(
             responses[status] = {"$ref": f"#/components/responses/{name}"}
     responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
     responses["403"] = {"$ref": "#/components/responses/Forbidden"}
+    responses["503"] = {"$ref": "#/components/responses/StorageFull"}
     op: Schema = {
         "operationId": op_id,
         "summary": summary,
@@ -1348,7 +1358,10 @@ def _paths() -> dict[str, Schema]:
                         "content": {JSON: {"schema": _ref("Health")}},
                     },
                     "503": {
-                        "description": "The store is unavailable.",
+                        "description": "Degraded: storage is full and writes are refused "
+                        "(status degraded, storage_full names the database and/or the files "
+                        "directory; clears once a write succeeds again), or the store is "
+                        "unavailable (status error).",
                         "content": {JSON: {"schema": _ref("Health")}},
                     },
                 },

@@ -317,6 +317,9 @@ def test_metrics_report_devices_tasks_sessions_and_tokens(harness: ApiHarness) -
         'acs_tasks{state="cancelled"} 0',
         "acs_cwmp_sessions_active 0",
         "acs_api_tokens 1",
+        "# TYPE acs_storage_writes_refused_total counter",
+        'acs_storage_writes_refused_total{storage="database"} 0',
+        'acs_storage_writes_refused_total{storage="files"} 0',
     ):
         assert expected in lines, expected
 

@@ -24,7 +24,7 @@ def test_builtin_defaults_equal_config_example() -> None:
 
 def test_config_example_sets_every_key_of_every_section() -> None:
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    for section in ("storage", "cwmp", "api", "files"):
+    for section in ("storage", "cwmp", "api", "files", "retention"):
         expected = set(getattr(Config(), section).__dataclass_fields__)
         assert set(data[section]) == expected, section
 
@@ -74,6 +74,13 @@ def test_partial_section_keeps_other_defaults(tmp_path: Path) -> None:
         ('[files]\npublic_url = "ftp://x"\n', "public_url must be an http"),
         ('[files]\npublic_url = "127.0.0.1:7567"\n', "public_url must be an http"),
         ("cwmp = 3\n", "[cwmp] must be a table"),
+        ("[retention]\nhistory_days = 0\n", "[retention] history_days must be between 1 and 3650"),
+        ("[retention]\ntranscript_days = 3651\n", "transcript_days must be between 1 and 3650"),
+        ("[retention]\nfinished_task_days = -1\n", "finished_task_days must be between 1"),
+        ("[retention]\nfinished_task_days = 1.5\n", "finished_task_days must be int"),
+        ("[retention]\nhistory_per_device = 99\n", "must be between 100 and 100000"),
+        ("[retention]\nhistory_per_device = 100001\n", "must be between 100 and 100000"),
+        ("[retention]\nkeep_days = 1\n", "[retention] unknown key 'keep_days'"),
     ],
 )
 def test_invalid_values_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -108,6 +115,13 @@ def test_directory_is_a_config_error(tmp_path: Path) -> None:
 def test_https_public_url_is_accepted() -> None:
     config = parse_config({"files": {"public_url": "https://acs.example.net:7567"}})
     assert config.files.public_url == "https://acs.example.net:7567"
+
+
+def test_retention_limits_are_accepted_at_their_bounds(tmp_path: Path) -> None:
+    text = "[retention]\nhistory_days = 3650\ntranscript_days = 1\nhistory_per_device = 100\n"
+    retention = load_config(_write(tmp_path, text)).retention
+    assert (retention.history_days, retention.transcript_days) == (3650, 1)
+    assert (retention.history_per_device, retention.finished_task_days) == (100, 30)
 
 
 def test_max_sessions_defaults_to_the_example_and_can_be_set(tmp_path: Path) -> None:

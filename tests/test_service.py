@@ -174,7 +174,16 @@ class ApplianceTests(unittest.TestCase):
         try:
             names = {s.name for s in service}
             self.assertEqual(
-                names, {"cwmp", "api", "files", "liveness", "scheduler", "transfer_watch"}
+                names,
+                {
+                    "cwmp",
+                    "api",
+                    "files",
+                    "liveness",
+                    "scheduler",
+                    "transfer_watch",
+                    "storage_maintenance",
+                },
             )
         finally:
             service.stopService()  # never started: still closes the store

@@ -31,6 +31,7 @@ import sqlite_utils
 
 from acs.store import rows
 from acs.store.errors import Conflict, NotFound, StoreError
+from acs.store.health import DATABASE, StorageHealth, is_storage_full
 from acs.store.migrations import migrate
 from acs.store.models import (
     DEFAULT_UPDATE_FREQUENCY,
@@ -62,6 +63,12 @@ from acs.store.models import (
 
 BOOTSTRAP = "0 BOOTSTRAP"
 BUSY_TIMEOUT_MS = 5000
+# Bytes the WAL is cut back to when a checkpoint lets SQLite reset it: one big transaction
+# (a retention batch, a bulk seed) must not leave a WAL of its size on disk for good.
+JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
+# Bytes the full-storage probe writes (and deletes in the same transaction): a few pages,
+# so "not full" means room for a session's writes, not for one more row in a half-empty page.
+PROBE_BYTES = 16 * 1024
 
 # Never written into history details: the values are credentials.
 _SECRET_FIELDS = frozenset({"password", "connection_request_password"})
@@ -243,6 +250,8 @@ class Store:
         # The connection may be shared with a worker thread (check_same_thread=False);
         # a transaction must not interleave with another thread's statements.
         self._lock = threading.RLock()
+        # Whether the database (and, through FileStorage, the files directory) is full.
+        self.health = StorageHealth()
 
     # --- lifecycle ----------------------------------------------------------------------
 
@@ -265,6 +274,9 @@ class Store:
             conn.execute("PRAGMA foreign_keys=ON")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # The automatic checkpoint (every 1,000 pages) and the maintenance job's keep the
+            # WAL short; this cuts the file back once they have.
+            conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             migrate(conn)
         except sqlite3.Error as exc:
             conn.close()
@@ -294,13 +306,19 @@ class Store:
             if self._depth == 0:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._depth = 1
+                changes = self._conn.total_changes
                 try:
                     yield
                     self._conn.execute("COMMIT")
-                except BaseException:
+                except BaseException as exc:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
+                    if is_storage_full(exc):
+                        self.health.refused_write(DATABASE)
                     raise
+                else:
+                    if self._conn.total_changes != changes:  # a write, not only reads
+                        self.health.wrote(DATABASE)
                 finally:
                     self._depth = 0
             else:
@@ -2441,3 +2459,146 @@ class Store:
                 seen.add(int(row[0]))
                 due.append((int(row[0]), int(row[1])))
         return due
+
+    # --- storage upkeep (acs.maintenance) -----------------------------------------------
+    # Retention deletes at most `limit` rows per call, in one short transaction: the job
+    # calls these every few seconds, so pruning never holds the reactor for long.
+
+    def prune_history(self, *, before: float, limit: int) -> int:
+        """Delete the history rows older than ``before`` among the ``limit`` oldest; returns
+        how many went. Rows are appended as time goes, so the oldest are the first ids: a
+        walk from the start of the primary key, with no time index on the busiest table."""
+        return self._prune_oldest("history", "time", before, limit)
+
+    def prune_transcripts(self, *, before: float, limit: int) -> int:
+        """Delete debug transcripts of sessions started before ``before`` among the
+        ``limit`` oldest; returns how many went."""
+        return self._prune_oldest("cwmp_sessions", "started", before, limit)
+
+    def _prune_oldest(self, table: str, column: str, before: float, limit: int) -> int:
+        before_f = _time("before", before)
+        _check_page(limit, 0)
+        # `table` and `column` are always our literals, never caller input.
+        with self.transaction():
+            cur = self._conn.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM"
+                f" (SELECT id, {column} AS t FROM {table} ORDER BY id LIMIT ?) WHERE t < ?)",
+                (limit, before_f),
+            )
+        return cur.rowcount
+
+    def prune_finished_tasks(
+        self, *, before: float, limit: int, after: tuple[float, int] | None = None
+    ) -> tuple[int, tuple[float, int] | None]:
+        """Delete done, failed and cancelled tasks finished before ``before``, looking at no
+        more than ``limit`` of them (oldest first, from the position ``after``); returns (how
+        many went, the position to go on from, None once the scan reached ``before``).
+
+        Pending and in_progress tasks are never touched, and finished tasks that the engine or
+        the API still read stay whatever their age: a done firmware_update whose version is
+        still to be checked at the next Inform (``firmware_version_checks``); a device's
+        newest firmware_update and newest configuration_update (the API's pending_settings
+        shows ``firmware_update:failed`` and a failed settings push from them); and a
+        device's newest settings push with a result, which remembers the settings the CPE
+        refused (``refused_settings``). That is at most a few per device; the position lets
+        a scan step over them instead of looking at them again on every call."""
+        before_f = _time("before", before)
+        _check_page(limit, 0)
+        start, last_id = after if after is not None else (float("-inf"), 0)
+        with self.transaction():
+            found = self._conn.execute(
+                "SELECT id, finished, NOT ("
+                " (kind = 'firmware_update' AND state = 'done'"
+                "  AND json_extract(result, '$.version_check') = 'pending')"
+                " OR (kind IN ('firmware_update', 'configuration_update') AND id = (SELECT"
+                "  max(k.id) FROM tasks k WHERE k.device_id = t.device_id AND k.kind = t.kind))"
+                " OR (kind IN ('configuration_update', 'reconf') AND state IN ('done', 'failed')"
+                "  AND result IS NOT NULL AND id = (SELECT max(l.id) FROM tasks l"
+                "   WHERE l.device_id = t.device_id AND l.state IN ('done', 'failed')"
+                "   AND l.kind IN ('configuration_update', 'reconf') AND l.result IS NOT NULL)))"
+                " FROM tasks t INDEXED BY tasks_finished"
+                " WHERE state IN ('done', 'failed', 'cancelled') AND finished < ?"
+                " AND finished >= ? AND NOT (finished = ? AND id <= ?)"
+                " ORDER BY finished, id LIMIT ?",
+                (before_f, start, start, last_id, limit),
+            ).fetchall()
+            doomed = [row[0] for row in found if row[2]]
+            if doomed:
+                self._conn.execute(
+                    f"DELETE FROM tasks WHERE id IN ({', '.join('?' for _ in doomed)})", doomed
+                )
+        if len(found) < limit:
+            return len(doomed), None
+        return len(doomed), (float(found[-1][1]), int(found[-1][0]))
+
+    def cap_device_history(
+        self, *, after_device: int, devices: int, keep: int, limit: int
+    ) -> tuple[int, int]:
+        """Trim the history of up to ``devices`` devices (in id order after
+        ``after_device``) to their ``keep`` newest rows, deleting at most ``limit`` rows;
+        returns (how many went, the device id to go on after: 0 once the last device was
+        checked). Each check walks at most ``keep`` entries of ``history_by_device``."""
+        for name, value in (("devices", devices), ("keep", keep), ("after_device", after_device)):
+            if type(value) is not int or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, not {value!r}")
+        _check_page(limit, 0)
+        ids = [
+            r[0]
+            for r in self._conn.execute(
+                "SELECT id FROM devices WHERE id > ? ORDER BY id LIMIT ?", (after_device, devices)
+            )
+        ]
+        cursor = 0 if len(ids) < devices else (ids[-1] if ids else 0)
+        deleted = 0
+        with self.transaction():
+            for device_id in ids:
+                edge = self._scalar(
+                    "SELECT id FROM history WHERE device_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
+                    (device_id, keep),
+                )
+                if edge is None:
+                    continue
+                budget = limit - deleted
+                deleted += self._conn.execute(
+                    "DELETE FROM history WHERE id IN (SELECT id FROM history"
+                    " WHERE device_id = ? AND id <= ? ORDER BY id LIMIT ?)",
+                    (device_id, edge, budget),
+                ).rowcount
+                if deleted >= limit:
+                    # Out of budget: this device may have more; the next call starts with it.
+                    cursor = device_id - 1
+                    break
+        return deleted, cursor
+
+    def probe_write(self) -> bool:
+        """Write and delete ``PROBE_BYTES`` in one transaction: True (and the database no
+        longer counts as full) if that worked, False if storage is still full. Not counted
+        as a refused write: nobody's data was refused."""
+        with self._lock:
+            if self._depth:
+                raise StoreError("probe_write inside a transaction")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.execute(
+                        "INSERT INTO storage_probe (data) VALUES (zeroblob(?))", (PROBE_BYTES,)
+                    )
+                    self._conn.execute("DELETE FROM storage_probe")
+                    self._conn.execute("COMMIT")
+                finally:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                if is_storage_full(exc):
+                    return False
+                raise
+        self.health.wrote(DATABASE)
+        return True
+
+    def checkpoint(self) -> tuple[int, int]:
+        """A passive WAL checkpoint (never waits for readers or writers): (WAL frames, frames
+        copied into the database). Once every frame is copied, the next write starts the WAL
+        over and SQLite cuts the file to ``JOURNAL_SIZE_LIMIT``."""
+        with self._lock:
+            row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[1]), int(row[2])

@@ -299,6 +299,22 @@ CREATE INDEX tasks_retry ON tasks (next_attempt_at)
     WHERE state = 'pending' AND next_attempt_at IS NOT NULL;
 """
 
+# Retention (acs.maintenance) deletes finished tasks oldest first: a partial index keeps that
+# a range scan over finished tasks only.
+_V8 = """
+CREATE INDEX tasks_finished ON tasks (finished)
+    WHERE state IN ('done', 'failed', 'cancelled');
+"""
+
+# Stays empty: the maintenance job writes and deletes a row in one transaction to learn
+# whether a full database takes writes again (Store.probe_write).
+_V9 = """
+CREATE TABLE storage_probe (
+    id INTEGER PRIMARY KEY,
+    data BLOB NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -307,6 +323,8 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("indexes for device lists", sql(_V5)),
     ("device update_frequency inherited from the device type", sql(_V6)),
     ("index of tasks waiting for a retry", sql(_V7)),
+    ("index of finished tasks", sql(_V8)),
+    ("storage probe table", sql(_V9)),
 ]
 
 

@@ -1,0 +1,71 @@
+"""Full storage: telling a write refused for lack of space from other failures, and
+remembering it until a write there succeeds again.
+
+SQLite reports a full database file or disk as ``SQLITE_FULL`` ("database or disk is full",
+also what it makes of ENOSPC while writing its WAL); file writes raise ``OSError`` with
+``ENOSPC`` (or ``EDQUOT`` over a quota). Either way nothing was written: the store's
+transaction rolled back, the upload's temporary file is removed. The listeners answer 503
+instead of 500, and ``/healthz`` reports the storage degraded while :class:`StorageHealth`
+says so.
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+
+DATABASE = "database"
+FILES = "files"
+STORAGES = (DATABASE, FILES)
+# Seconds a client refused for full storage is asked to wait (Retry-After, on every
+# listener): long enough for an operator to free space; a CPE keeps its events meanwhile.
+STORAGE_FULL_RETRY_AFTER = 60
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# How far down a chain of wrapped exceptions (``raise X from exc``) the cause is looked for.
+_MAX_CHAIN = 8
+
+
+def is_storage_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, says the
+    database or the disk is full."""
+    for _ in range(_MAX_CHAIN):
+        if exc is None:
+            return False
+        if isinstance(exc, sqlite3.Error):
+            # Extended result codes (SQLITE_FULL | n << 8) keep the primary code in the low byte.
+            code = getattr(exc, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
+                return True
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        exc = (
+            exc.__cause__
+            if exc.__cause__ is not None
+            else (None if exc.__suppress_context__ else exc.__context__)
+        )
+    return False
+
+
+class StorageHealth:
+    """Which storages (``database``, ``files``) last refused a write for lack of space, and
+    how many writes each refused since start. A storage stops being full at its next
+    successful write (a real one, or the maintenance job's probe)."""
+
+    def __init__(self) -> None:
+        self._full: set[str] = set()
+        self.refused: dict[str, int] = dict.fromkeys(STORAGES, 0)
+
+    @property
+    def full(self) -> tuple[str, ...]:
+        return tuple(name for name in STORAGES if name in self._full)
+
+    def is_full(self, storage: str) -> bool:
+        return storage in self._full
+
+    def refused_write(self, storage: str) -> None:
+        self._full.add(storage)
+        self.refused[storage] += 1
+
+    def wrote(self, storage: str) -> None:
+        self._full.discard(storage)
