@@ -22,6 +22,7 @@ from twisted.internet.protocol import ClientFactory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
 
+from acs.cwmp.flow import Flow, Move, State
 from bench.envelopes import Messages
 
 _CRLF2 = b"\r\n\r\n"
@@ -175,7 +176,9 @@ class AttemptOwner(Protocol):
 
 
 # Session steps.
-_CONNECTING, _INFORM, _EMPTY, _RPC, _DONE = range(5)
+# An attempt's life around its session: connecting, in session (its protocol state is its
+# ``flow``, the table every CWMP role shares: acs.cwmp.flow), or over.
+_CONNECTING, _IN_SESSION, _DONE = range(3)
 
 
 class CwmpAttempt:
@@ -184,6 +187,7 @@ class CwmpAttempt:
     __slots__ = (
         "_conn",
         "_cookie",
+        "_flow",
         "_host_header",
         "_inform",
         "_timer",
@@ -214,6 +218,7 @@ class CwmpAttempt:
         self._host_header = host_header
         self.request_timeout = request_timeout
         self.step = _CONNECTING
+        self._flow = Flow()
         self.started = 0.0
         self.rpcs = 0  # ACS requests answered (provisioning)
         self.informed = False  # the ACS answered the Inform: a session exists on its side
@@ -225,6 +230,7 @@ class CwmpAttempt:
     def start(self, host: str, port: int, serial: str, connect_timeout: float) -> None:
         self.started = time.monotonic()
         self.step = _CONNECTING
+        self._flow = Flow()
         self.rpcs = 0
         self.informed = False
         self._cookie = b""
@@ -239,7 +245,8 @@ class CwmpAttempt:
             conn.abort()
             return
         self._conn = conn
-        self.step = _INFORM
+        self.step = _IN_SESSION
+        self._flow.advance(Move.INFORM)
         self._post(self._inform)
 
     def connect_failed(self, reason: Failure) -> None:
@@ -254,33 +261,39 @@ class CwmpAttempt:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self.step == _INFORM:
+        flow = self._flow
+        if self.step != _IN_SESSION:
+            return
+        if flow.state is State.INFORM_SENT:
             if status == 200 and body:
                 cookie = headers.get(b"set-cookie")
                 if cookie:
                     self._cookie = b"Cookie: " + cookie.split(b";", 1)[0] + b"\r\n"
-                self.step = _EMPTY
+                flow.advance(Move.INFORM_RESPONSE)
                 self.informed = True
+                flow.advance(Move.EMPTY_POST)  # the generator's CPEs have no requests
                 self._post(b"")
                 return
-        elif self.step in (_EMPTY, _RPC):
+        elif flow.state is State.ACS_REQUESTS:
             if status == 204 or (status == 200 and not body.strip()):
+                flow.advance(Move.END)
                 self._succeed()
                 return
             if status == 200 and b"SetParameterValues>" in body:
-                self.step = _RPC
+                flow.advance(Move.ACS_REQUEST)
                 self.rpcs += 1
+                flow.advance(Move.ACS_REQUEST_ANSWER)
                 self._post(self.messages.spv_response(body))
                 return
             if status == 200:
                 self._fail("unexpected_acs_request", None)
                 return
-        if status == 503 and self.step == _INFORM:
+        if status == 503 and flow.state is State.INFORM_SENT:
             # Back-pressure: the ACS asks us to come back later. Not an error.
             raw = headers.get(b"retry-after", b"")
             self._fail("backpressure_503", float(raw) if raw.strip().isdigit() else 0.0)
             return
-        step = "inform" if self.step == _INFORM else "session"
+        step = "inform" if flow.state is State.INFORM_SENT else "session"
         self._fail(f"http_{status}_{step}", None)
 
     # --- internals ---

@@ -46,12 +46,21 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from acs import httpdigest
 from acs.cwmp import rpc, soap
-from acs.cwmp.session import defines
+from acs.cwmp.cpe_session import (
+    MAX_EXCHANGES,
+    AcsRequest,
+    CpeEvent,
+    CpeSession,
+    CpeSessionError,
+    RequestAnswered,
+    describe,
+)
+from acs.cwmp.flow import State
+from acs.cwmp.versions import VERSIONS as CWMP_VERSIONS
+from acs.cwmp.versions import defines, offered_versions, version_key
 from cpe_sim import transfers
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
 from cpe_sim.transfers import Faults, TransferFailed
-
-CWMP_VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 
 # RPC methods the simulator answers (GetRPCMethods).
 SUPPORTED_METHODS = (
@@ -70,7 +79,6 @@ SUPPORTED_METHODS = (
     "ScheduleInform",
 )
 
-MAX_EXCHANGES = 1000  # a runaway ACS can't keep a session going forever
 RECEIVED_LIMIT = 200  # ``received`` keeps the latest RPCs only: bounded memory in load runs
 BOOTSTRAP = "0 BOOTSTRAP"
 BOOT = "1 BOOT"
@@ -229,50 +237,6 @@ def check_cwmp_version(version: str | None) -> None:
 def default_cwmp_version(root: str) -> str:
     """TR-181 CPEs speak CWMP 1.3 (1.2 namespace plus SessionTimeout), TR-098 ones 1.0."""
     return "1.3" if root == "Device." else "1.0"
-
-
-def _version_key(version: str | None) -> tuple[int, int] | None:
-    major, sep, minor = (version or "").strip().partition(".")
-    if not sep or not major.isdigit() or not minor.isdigit():
-        return None
-    return int(major), int(minor)
-
-
-def adopt_version(own: str, acs_ns: str, use_version: str | None) -> str:
-    """The version a CPE speaking ``own`` uses after the ACS's InformResponse.
-
-    The lower of the two sides (TR-069 A6 §3.7.4; ICWMP adopts the lower namespace):
-    ``UseCWMPVersion`` counts when the CPE offered versions (1.4); the InformResponse
-    namespace counts when it differs from the CPE's own, or when a 1.4 CPE got no
-    ``UseCWMPVersion`` (an ACS that ignored the offer speaks the namespace's version).
-    """
-    own_key = _version_key(own)
-    assert own_key is not None, own
-    chosen = own_key
-    use_key = _version_key(use_version)
-    if use_key is not None and own_key >= (1, 4):
-        chosen = min(chosen, use_key)
-    try:
-        ns_key = _version_key(soap.version_of(acs_ns))
-    except ValueError:
-        ns_key = None
-    if ns_key is not None and (
-        acs_ns != soap.CWMP_NS[own] or (own_key >= (1, 4) and use_key is None)
-    ):
-        chosen = min(chosen, ns_key)
-    return f"{chosen[0]}.{chosen[1]}"
-
-
-def session_namespace(own: str, adopted: str, acs_ns: str) -> str:
-    """The namespace for the rest of the session: ours, unless we stepped down to the ACS's."""
-    if adopted == own:
-        return soap.CWMP_NS[own]
-    try:
-        if soap.version_of(acs_ns) == adopted:
-            return acs_ns  # exactly as the ACS wrote it (GA writes cwmp-1-3, say)
-    except ValueError:
-        pass
-    return soap.CWMP_NS.get(adopted, acs_ns)
 
 
 # --- the CPE -----------------------------------------------------------------------------
@@ -856,100 +820,58 @@ class SimulatedCPE:
 
     def inform_header(self) -> soap.Header:
         """The Inform's SOAP header (with the next cwmp:ID): what our CWMP version announces."""
-        key = _version_key(self.cwmp_version) or (1, 0)
-        offered = [v for v in CWMP_VERSIONS if (_version_key(v) or (1, 0)) <= key]
+        key = version_key(self.cwmp_version) or (1, 0)
         return soap.Header(
             id=self._next_id(),
             # SessionTimeout is CWMP 1.3 (XSD-1.3), SupportedCWMPVersions 1.4 (XSD-1.4).
             session_timeout=self.profile.session_timeout if key >= (1, 3) else None,
-            supported_versions=",".join(offered) if key >= (1, 4) else None,
+            supported_versions=offered_versions(self.cwmp_version) if key >= (1, 4) else None,
         )
 
     async def _exchange(self, client: SessionClient) -> None:
         url = self.model.get_raw(self.root + "ManagementServer.URL") or self.profile.acs_url
         auth = _Auth(self)
         inform = self.build_inform()
-        envelope = soap.Envelope(inform, self.inform_header(), self.ns)
-        response = await self._send(client, auth, url, soap.serialize(envelope))
-        if response.code == 503:
-            wait = parse_retry_after(
-                response.header("retry-after"), float(self.profile.reactor.seconds())
-            )
-            if wait is not None:
-                raise BackPressure(wait)
-        reply = self._checked(response, inform)
-        if not isinstance(reply.message, rpc.InformResponse):
-            raise SessionError(f"Inform answered with {_describe(reply.message)}")
-        version = adopt_version(self.cwmp_version, reply.ns, reply.header.use_version)
-        ns = session_namespace(self.cwmp_version, version, reply.ns)
-        self.session_version, self.session_ns = version, ns
+        session = CpeSession(self.cwmp_version, self.ns, max_exchanges=MAX_EXCHANGES)
+
+        async def post(body: bytes | None) -> CpeEvent:
+            response = await self._send(client, auth, url, body)
+            if response.code == 503 and session.state is State.INFORM_SENT:
+                wait = parse_retry_after(
+                    response.header("retry-after"), float(self.profile.reactor.seconds())
+                )
+                if wait is not None:
+                    raise BackPressure(wait)
+            try:
+                return session.receive(response.code, response.body)
+            except CpeSessionError as e:
+                raise SessionError(str(e)) from None
+
+        event = await post(session.inform(inform, self.inform_header()))
+        self.session_version, self.session_ns = session.version, session.ns
         # Delivered: drop the events just sent, except BOOTSTRAP, kept until the session
         # succeeds (a bootstrap the ACS never finished processing must be repeated).
         sent = set(inform.events)
         self._events = [e for e in self._events if e not in sent or e.code == BOOTSTRAP]
-        exchanges = 0
-
-        async def send(body: bytes | None) -> HttpResponse:
-            nonlocal exchanges
-            exchanges += 1
-            if exchanges > MAX_EXCHANGES:
-                raise SessionError(f"session exceeded {MAX_EXCHANGES} exchanges")
-            return await self._send(client, auth, url, body)
-
-        # HoldRequests applies to our next POST only, and only the ACS's last message counts.
-        hold = reply.header.hold_requests is True
-        while True:
-            held = False
-            while self._cpe_requests:
-                if hold:
-                    held = True
-                    break
-                request = self._cpe_requests[0]
-                envelope = soap.Envelope(request, soap.Header(id=self._next_id()), ns)
-                answer = self._checked(await send(soap.serialize(envelope)), request)
-                if isinstance(answer.message, rpc.Fault):
+        while not session.done:
+            body: bytes | None
+            try:
+                if isinstance(event, AcsRequest):
+                    body = session.answer(self.handle(event.message), event.cwmp_id)
+                else:
+                    body = session.next_post(self._cpe_requests, self._next_id())
+            except CpeSessionError as e:
+                raise SessionError(str(e)) from None
+            event = await post(body)
+            if isinstance(event, RequestAnswered):
+                if isinstance(event.answer, rpc.Fault):
                     raise SessionError(
-                        f"ACS answered {type(request).__name__} with {_describe(answer.message)}"
+                        f"ACS answered {type(event.request).__name__} with {describe(event.answer)}"
                     )
                 self._cpe_requests.pop(0)
-                if isinstance(request, rpc.TransferComplete):
-                    self._transfer_methods.pop(request.command_key, None)
-                hold = answer.header.hold_requests is True
-            # The empty POST (no more requests, or held back), then the ACS's RPCs until 204.
-            body: bytes | None = None
-            while True:
-                response = await send(body)
-                if response.code == 204 or (response.code == 200 and not response.body.strip()):
-                    break
-                acs_request = self._envelope(response)
-                if type(acs_request.message) not in rpc.ACS_REQUESTS:
-                    raise SessionError(
-                        f"expected an ACS request, got {_describe(acs_request.message)}"
-                    )
-                answer_message = self.handle(acs_request.message)
-                body = soap.serialize(
-                    soap.Envelope(answer_message, soap.Header(id=acs_request.header.id), ns)
-                )
-            # A response without an envelope carries no HoldRequests: the requests held back
-            # may go now (TR-069: the session ends only once the CPE has none left).
-            if not (held and self._cpe_requests):
-                break
-            hold = False
+                if isinstance(event.request, rpc.TransferComplete):
+                    self._transfer_methods.pop(event.request.command_key, None)
         self._events = [e for e in self._events if not (e in sent and e.code == BOOTSTRAP)]
-
-    def _checked(self, response: HttpResponse, request: rpc.Message) -> soap.Envelope:
-        if response.code != 200:
-            raise SessionError(f"{type(request).__name__} answered HTTP {response.code}")
-        return self._envelope(response)
-
-    @staticmethod
-    def _envelope(response: HttpResponse) -> soap.Envelope:
-        if response.code != 200:
-            raise SessionError(f"ACS answered HTTP {response.code}")
-        try:
-            return soap.parse(response.body)
-        except soap.SoapError as e:
-            raise SessionError(f"ACS sent an unreadable envelope: {e.message}") from None
 
     async def _send(
         self, client: SessionClient, auth: _Auth, url: str, body: bytes | None
@@ -1086,7 +1008,7 @@ class SimulatedCPE:
         self, method: str, command_key: str, code: int, message: str, start: str
     ) -> None:
         done = iso_time(float(self.profile.reactor.seconds()))
-        version = _version_key(self.session_version or self.cwmp_version) or (1, 0)
+        version = version_key(self.session_version or self.cwmp_version) or (1, 0)
         code = transfers.transfer_fault_code(code, version, upload=method == "M Upload")
         self._transfer_methods[command_key] = method
         self._cpe_requests.append(
@@ -1153,12 +1075,6 @@ class _Auth:
 def _request_uri(url: str) -> str:
     parts = urlsplit(url)
     return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-
-
-def _describe(m: rpc.Message) -> str:
-    if isinstance(m, rpc.Fault):
-        return f"Fault {m.code} {m.string}".strip()
-    return type(m).__name__
 
 
 def jittered(interval: float, jitter: float, rng: random.Random) -> float:

@@ -21,6 +21,7 @@ from twisted.trial import unittest
 
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
+from acs.cwmp.versions import adopt_version
 from acs.cwmp_http import CwmpResource, CwmpSite
 from acs.store import Store
 from acs.tasks import TaskEngine
@@ -30,7 +31,6 @@ from cpe_sim.cpe import (
     SessionClient,
     SimulatedCPE,
     TreqSessionClient,
-    adopt_version,
 )
 from cpe_sim.datamodel import load_template
 from cpe_sim.fleet import Fleet

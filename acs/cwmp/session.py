@@ -5,7 +5,8 @@ nothing for an empty POST) and gets back one *event*; it then tells the session 
 answer (``respond_inform``, ``respond``, ``send_request``, ``finish``) and gets the bytes
 to put in the HTTP response. No Twisted, no sockets, no clock, no SQL here.
 
-States (GenieACS' three plus DONE)::
+The states and the moves between them are the table of ``acs.cwmp.flow``, which the CPE
+side (``acs.cwmp.cpe_session``) shares; in short::
 
     AWAITING_INFORM --Inform--> CPE_REQUESTS --empty POST--> ACS_REQUESTS --finish()--> DONE
 
@@ -14,6 +15,10 @@ States (GenieACS' three plus DONE)::
 * ACS_REQUESTS: the ACS sends one RPC per HTTP response and waits for its response or a
   Fault; ``finish()`` means "HTTP 204, the session is over".
 
+Between a CPE message and the answer the caller owes, the session is in the table's
+``*_SENT`` states (INFORM_SENT, CPE_REQUEST_SENT); while the CPE owes the answer to our
+request, in ACS_REQUEST_SENT.
+
 Every message the CPE should not have sent becomes a ``ProtocolViolation`` that carries the
 HTTP status and body to answer with. ``fatal`` violations end the session (state DONE);
 non-fatal ones (an unknown CPE method -> Fault 8000) are answered and the session goes on.
@@ -21,24 +26,28 @@ non-fatal ones (an unknown CPE method -> Fault 8000) are answered and the sessio
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, replace
-from typing import Literal
 
 from acs.cwmp import identity, rpc, soap
+from acs.cwmp.flow import ACS, Flow, Move, State
+from acs.cwmp.versions import VERSIONS, defines, namespace_versions, negotiate_version
 
-# Protocol versions this ACS speaks. A 1.4 CPE announcing SupportedCWMPVersions gets the
-# highest version both sides support.
-SUPPORTED_VERSIONS: tuple[str, ...] = ("1.0", "1.1", "1.2", "1.3", "1.4")
+__all__ = [
+    "DEFAULT_MAX_RPCS",
+    "CpeDone",
+    "CpeRequest",
+    "Event",
+    "InformReceived",
+    "LocalProtocolError",
+    "ProtocolViolation",
+    "RpcResult",
+    "Session",
+    "State",
+    "defines",
+    "negotiate_version",
+]
 
 DEFAULT_MAX_RPCS = 500
-
-
-class State(enum.Enum):
-    AWAITING_INFORM = "awaiting_inform"
-    CPE_REQUESTS = "cpe_requests"
-    ACS_REQUESTS = "acs_requests"
-    DONE = "done"
 
 
 class LocalProtocolError(Exception):
@@ -101,51 +110,11 @@ class ProtocolViolation:
 Event = InformReceived | CpeRequest | CpeDone | RpcResult | ProtocolViolation
 
 
-def _version_key(version: str) -> tuple[int, int] | None:
-    major, sep, minor = version.strip().partition(".")
-    if not sep or not major.isdigit() or not minor.isdigit():
-        return None
-    return int(major), int(minor)
-
-
-def defines(version: str | None, message_type: type) -> bool:
-    """Whether CWMP ``version`` has the method ``message_type`` (``rpc.INTRODUCED_IN``)."""
-    since = rpc.INTRODUCED_IN.get(message_type)
-    if since is None:
-        return True
-    return (_version_key(version or "1.0") or (1, 0)) >= (_version_key(since) or (1, 0))
-
-
-def namespace_versions(ns: str) -> tuple[str, ...]:
-    """The versions a session in namespace ``ns`` can be (spec/cwmp.md §1.2).
-
-    ``cwmp-1-0`` and ``cwmp-1-1`` name one version each; ``cwmp-1-2`` is the namespace of
-    1.2, 1.3 and 1.4 (the 1.3 and 1.4 schemas extend it), and so are the non-normative
-    ``cwmp-1-3`` / ``cwmp-1-4`` URIs some stacks send (GenieACS sends 1-3 in 1.4 sessions).
-    """
-    version = soap.version_of(ns)
-    if (_version_key(version) or (1, 0)) < (1, 2):
-        return (version,)
-    return tuple(v for v in SUPPORTED_VERSIONS if (_version_key(v) or (0, 0)) >= (1, 2))
-
-
-def negotiate_version(
-    offered: tuple[str, ...] | str, ours: tuple[str, ...] = SUPPORTED_VERSIONS
-) -> str | None:
-    """Highest version in both ``offered`` (the CPE's SupportedCWMPVersions) and ``ours``."""
-    items = offered.split(",") if isinstance(offered, str) else offered
-    theirs = {k for k in (_version_key(v) for v in items) if k is not None}
-    common = [v for v in ours if _version_key(v) in theirs]
-    if not common:
-        return None
-    return max(common, key=lambda v: _version_key(v) or (0, 0))
-
-
 class Session:
     """One CWMP session on the ACS side. Feed it messages; it says what happened."""
 
     def __init__(self, *, max_rpcs: int = DEFAULT_MAX_RPCS, id_prefix: str = "acs") -> None:
-        self.state = State.AWAITING_INFORM
+        self._flow = Flow()
         self.max_rpcs = max_rpcs
         # The exact namespace URI of the CPE's Inform; every answer uses it.
         self.ns: str | None = None
@@ -163,12 +132,14 @@ class Session:
         self.rpc_count = 0
         self._id_prefix = id_prefix
         self._next_id = 0
-        # What the caller owes the CPE before the next message may be fed in.
-        self._owed: Literal["inform", "cpe", "next"] | None = None
         self._cpe_request: rpc.Message | None = None
         self._cpe_id = ""
 
     # --- properties ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._flow.state
 
     @property
     def rpc_limit_reached(self) -> bool:
@@ -193,8 +164,7 @@ class Session:
 
     def receive(self, envelope: soap.Envelope | None) -> Event:
         """Feed one parsed POST body (``None`` for an empty POST)."""
-        if self._owed is not None:
-            raise LocalProtocolError(f"an answer is still owed ({self._owed}) for the last message")
+        self._expect_cpe_turn()
         if self.state is State.DONE:
             return self._violation("Session already finished")
         if envelope is None:
@@ -216,8 +186,7 @@ class Session:
 
     def receive_error(self, error: soap.SoapError) -> ProtocolViolation:
         """Feed a body the codec refused; says how to answer it."""
-        if self._owed is not None:
-            raise LocalProtocolError(f"an answer is still owed ({self._owed}) for the last message")
+        self._expect_cpe_turn()
         reason = str(error) or "Invalid SOAP message"
         if error.http_status == 413:
             return self._violation(reason, http_status=413)
@@ -237,9 +206,8 @@ class Session:
 
     def respond_inform(self, *, hold_requests: bool = False) -> bytes:
         """The InformResponse. With ``hold_requests`` the CPE must not send requests."""
-        self._expect_owed("inform")
+        self._expect(Move.INFORM_RESPONSE)
         self.hold_requests = hold_requests
-        self.state = State.CPE_REQUESTS
         # From the codec's cached template (every session sends one). HoldRequests is only
         # sent when set: "false" is the default and some CPEs choke on extras.
         return soap.inform_response(
@@ -251,20 +219,21 @@ class Session:
 
     def respond(self, message: rpc.Message) -> bytes:
         """Answer the CPE request of the last ``CpeRequest`` event (its response or a Fault)."""
-        self._expect_owed("cpe")
+        if not self._flow.allows(Move.CPE_REQUEST_ANSWER):
+            raise LocalProtocolError(f"no CPE request to answer (state {self.state.value})")
         request = self._cpe_request
         expected = rpc.CPE_REQUESTS.get(type(request))
         if not isinstance(message, rpc.Fault) and type(message) is not expected:
-            self._owed = "cpe"
             raise LocalProtocolError(
                 f"{type(message).__name__} does not answer {type(request).__name__}"
             )
+        self._flow.advance(Move.CPE_REQUEST_ANSWER)
         self._cpe_request = None
         return self._serialize(message, soap.Header(id=self._cpe_id))
 
     def send_request(self, message: rpc.Message) -> bytes:
         """Send one ACS request; the CPE's next POST must answer it."""
-        if self._owed != "next" or self.state is not State.ACS_REQUESTS:
+        if not self._flow.allows(Move.ACS_REQUEST):
             raise LocalProtocolError("send_request() is only allowed after CpeDone or RpcResult")
         if type(message) not in rpc.ACS_REQUESTS:
             raise LocalProtocolError(f"{type(message).__name__} is not an ACS request")
@@ -272,7 +241,7 @@ class Session:
             raise LocalProtocolError(f"CWMP {self.version} has no {type(message).__name__}")
         if self.rpc_limit_reached:
             raise LocalProtocolError(f"RPC cap of {self.max_rpcs} per session reached")
-        self._owed = None
+        self._flow.advance(Move.ACS_REQUEST)
         self._next_id += 1
         self.rpc_count += 1
         self.outstanding = message
@@ -281,24 +250,22 @@ class Session:
 
     def finish(self) -> bytes:
         """Nothing more to send: the session ends (answer HTTP 204 with no body)."""
-        if self._owed != "next":
+        if not self._flow.allows(Move.END):
             raise LocalProtocolError("finish() is only allowed after CpeDone or RpcResult")
-        self._owed = None
-        self.state = State.DONE
+        self._flow.advance(Move.END)
         return b""
 
     def close(self) -> None:
         """Drop the session without answering (timeout, teardown)."""
-        self._owed = None
         self.outstanding = None
-        self.state = State.DONE
+        self._flow.close()
 
     # --- internals ----------------------------------------------------------------------
 
     def _receive_inform(self, envelope: soap.Envelope, inform: rpc.Inform) -> Event:
         header = envelope.header
         self.ns = envelope.ns or soap.CWMP_NS["1.0"]
-        if soap.version_of(self.ns) not in SUPPORTED_VERSIONS:
+        if soap.version_of(self.ns) not in VERSIONS:
             # cwmp-9-9 and the like: no schema, nothing to answer in (1.3 and 1.4 CPEs use
             # cwmp-1-2, or the cwmp-1-3/1-4 aliases some stacks send).
             return self._violation(f"unsupported CWMP namespace {self.ns[:60]!r}")
@@ -332,7 +299,7 @@ class Session:
                 f"DeviceId refused: {problem}", fault, self._cpe_id, fatal=True
             )
         self.session_timeout = header.session_timeout
-        self._owed = "inform"
+        self._flow.advance(Move.INFORM)
         return InformReceived(inform, header)
 
     def _receive_empty(self) -> Event:
@@ -342,8 +309,7 @@ class Session:
             return self._violation(
                 f"empty POST while awaiting the answer to {type(self.outstanding).__name__}"
             )
-        self.state = State.ACS_REQUESTS
-        self._owed = "next"
+        self._flow.advance(Move.EMPTY_POST)
         return CpeDone()
 
     def _receive_in_cpe_requests(self, envelope: soap.Envelope, message: rpc.Message) -> Event:
@@ -381,19 +347,12 @@ class Session:
         self.rpc_count += 1
         self._cpe_request = message
         self._cpe_id = cwmp_id
-        self._owed = "cpe"
+        self._flow.advance(Move.CPE_REQUEST)
         return CpeRequest(message, cwmp_id)
 
     def _receive_in_acs_requests(self, envelope: soap.Envelope, message: rpc.Message) -> Event:
         request = self.outstanding
-        if request is None:
-            if type(message) in rpc.CPE_REQUESTS:
-                return self._violation(
-                    f"Bad session state: CPE request {type(message).__name__} after its empty POST"
-                )
-            return self._violation(
-                f"{type(message).__name__} answers nothing: no request is outstanding"
-            )
+        assert request is not None  # ACS_REQUEST_SENT: the CPE's turn is to answer it
         expected = rpc.ACS_REQUESTS[type(request)]
         if not isinstance(message, rpc.Fault) and type(message) is not expected:
             return self._violation(
@@ -407,7 +366,7 @@ class Session:
             )
         self.outstanding = None
         self._outstanding_id = ""
-        self._owed = "next"
+        self._flow.advance(Move.ACS_REQUEST_ANSWER)
         return RpcResult(request, message)
 
     def _rpc_cap_violation(self, cwmp_id: str) -> ProtocolViolation:
@@ -441,7 +400,12 @@ class Session:
         ns = self.ns or soap.CWMP_NS["1.0"]
         return soap.serialize(soap.Envelope(message=message, header=header, ns=ns))
 
-    def _expect_owed(self, what: Literal["inform", "cpe"]) -> None:
-        if self._owed != what:
-            raise LocalProtocolError(f"nothing to answer with {what!r} (owed: {self._owed})")
-        self._owed = None
+    def _expect(self, move: Move) -> None:
+        if not self._flow.allows(move):
+            raise LocalProtocolError(f"{move.value} not allowed in state {self.state.value}")
+        self._flow.advance(move)
+
+    def _expect_cpe_turn(self) -> None:
+        """A CPE message may only be fed in once the caller answered the previous one."""
+        if self._flow.turn == ACS:
+            raise LocalProtocolError(f"an answer is still owed (state {self.state.value})")
