@@ -16,7 +16,6 @@ transaction, and bodies of ``OFF_THREAD_BYTES`` and more are parsed in a worker 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import random
 import secrets
@@ -214,7 +213,7 @@ class CwmpResource(Resource):
         self._config = config
         # Any: zope interfaces don't type-check as protocols; tests pass a task.Clock.
         self._reactor: Any = reactor
-        self._secret = secret
+        self._nonce_signer = httpdigest.NonceSigner(secret, NONCE_TTL)
         self._max_rpcs = max_rpcs_per_session
         # Runs big-body parsing off the reactor thread; None parses every body inline.
         self._threads = threads
@@ -596,7 +595,7 @@ class CwmpResource(Resource):
             )
         request.responseHeaders.addRawHeader(
             b"WWW-Authenticate",
-            httpdigest.digest_challenge(REALM, self._make_nonce(now), stale=stale).encode(),
+            httpdigest.digest_challenge(REALM, self._nonce_signer.make(now), stale=stale).encode(),
         )
         if basic_ok:
             request.responseHeaders.addRawHeader(
@@ -630,35 +629,16 @@ class CwmpResource(Resource):
         # The response must be for this request, not one captured elsewhere.
         if not _digest_uri_matches(params.get("uri", ""), request):
             return "bad"
-        issued = self._nonce_issued(params.get("nonce", ""))
+        issued = self._nonce_signer.issued(params.get("nonce", ""))
         if issued is None:
             return "bad"
-        if not -60.0 <= now - issued <= NONCE_TTL:
+        if not self._nonce_signer.fresh(issued, now):
             return "stale"
         if len(self._nonces) > 1024 and now - self._nonces_swept > 60.0:
             self._nonces.expire(now - NONCE_TTL - 60.0)
             self._nonces_swept = now
         # Each (nonce, nc) once: a captured header is worth nothing.
         return "ok" if self._nonces.accept(params["nonce"], issued, nc) else "stale"
-
-    def _nonce_mac(self, stamp: str) -> str:
-        return hmac.new(self._secret, stamp.encode("ascii"), hashlib.sha256).hexdigest()[:32]
-
-    def _make_nonce(self, now: float) -> str:
-        stamp = f"{int(now):x}-{secrets.token_hex(4)}"
-        return f"{stamp}-{self._nonce_mac(stamp)}"
-
-    def _nonce_issued(self, nonce: str) -> float | None:
-        """When one of our nonces was issued; None for a forged or garbled one."""
-        stamp, sep, mac = nonce.rpartition("-")
-        if not sep or len(stamp) > 32 or not stamp.isascii():
-            return None
-        if not hmac.compare_digest(mac.encode(), self._nonce_mac(stamp).encode()):
-            return None
-        try:
-            return float(int(stamp.partition("-")[0], 16))
-        except ValueError:
-            return None
 
     # --- session steps ------------------------------------------------------------------
 

@@ -6,9 +6,10 @@ checking credentials. Used by both sides: the ACS challenges CPEs (``digest_chal
 requests; the CPE simulator does the mirror image (``parse_challenge``, ``authorization_for``).
 
 Digest uses MD5 with ``qop="auth"`` by default (what TR-069 requires); MD5-sess, SHA-256 and
-the qop-less RFC 2069 form are understood for interoperability. Nonce, opaque and cnonce
-generation and nonce freshness are the caller's business: pass values in, check
-``Credentials.params["nonce"]`` yourself. Parsing functions never raise on bad input.
+the qop-less RFC 2069 form are understood for interoperability. ``NonceSigner`` makes and
+checks stateless server nonces (both the ACS and the simulator's connection-request
+listener use it); replay tracking is the caller's (``acs.authguard.NonceLedger``). Parsing
+functions never raise on bad input.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import binascii
 import hashlib
 import hmac
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -25,6 +27,7 @@ from typing import NamedTuple
 __all__ = [
     "Challenge",
     "Credentials",
+    "NonceSigner",
     "authorization_for",
     "basic_challenge",
     "check_credentials",
@@ -102,7 +105,39 @@ def _parse_params(text: str, pos: int) -> tuple[dict[str, str], int] | None:
     return params, pos
 
 
-# --- server side: challenges and credential checks -----------------------------------------
+# --- server side: nonces, challenges and credential checks -----------------------------------
+
+
+class NonceSigner:
+    """Stateless Digest nonces ``<hex time>-<random>-<HMAC>``: any process holding ``secret``
+    can check one without shared state, and no two challenges share a nonce."""
+
+    def __init__(self, secret: bytes, ttl: float = 300.0) -> None:
+        self._secret = secret
+        self.ttl = ttl
+
+    def _mac(self, stamp: str) -> str:
+        return hmac.new(self._secret, stamp.encode("ascii"), hashlib.sha256).hexdigest()[:32]
+
+    def make(self, now: float) -> str:
+        stamp = f"{int(now):x}-{secrets.token_hex(4)}"
+        return f"{stamp}-{self._mac(stamp)}"
+
+    def issued(self, nonce: str) -> float | None:
+        """When one of our nonces was issued; None for a forged or garbled one."""
+        stamp, sep, mac = nonce.rpartition("-")
+        if not sep or len(stamp) > 32 or not stamp.isascii():
+            return None
+        if not hmac.compare_digest(mac.encode(), self._mac(stamp).encode()):
+            return None
+        try:
+            return float(int(stamp.partition("-")[0], 16))
+        except ValueError:
+            return None
+
+    def fresh(self, issued: float, now: float) -> bool:
+        """Within its lifetime (a minute of clock skew tolerated the other way)."""
+        return -60.0 <= now - issued <= self.ttl
 
 
 def digest_challenge(realm: str, nonce: str, opaque: str = "", stale: bool = False) -> str:

@@ -14,8 +14,6 @@ ACS sees from a device that is down (a 503 would instead say "up but busy").
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import random
 from typing import Any
@@ -45,24 +43,12 @@ class _ConnectionRequests(Resource):
     def __init__(self, fleet: Fleet) -> None:
         super().__init__()
         self._fleet = fleet
-        # Stateless nonces: "<time>.<hmac(time)>", so a 10 000-CPE fleet stores nothing.
-        self._secret = os.urandom(16)
-
-    def _nonce(self) -> str:
-        stamp = f"{self._fleet.reactor.seconds():.3f}"
-        mac = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
-        return f"{stamp}.{mac}"
+        # Stateless nonces, so a 10 000-CPE fleet stores nothing.
+        self._nonces = httpdigest.NonceSigner(os.urandom(16), NONCE_TTL)
 
     def _nonce_ok(self, nonce: str) -> bool:
-        stamp, _, mac = nonce.rpartition(".")
-        expected = hmac.new(self._secret, stamp.encode(), hashlib.sha256).hexdigest()[:32]
-        if not stamp or not hmac.compare_digest(expected.encode(), mac.encode()):
-            return False
-        try:
-            age = self._fleet.reactor.seconds() - float(stamp)
-        except ValueError:
-            return False
-        return 0 <= age <= NONCE_TTL
+        issued = self._nonces.issued(nonce)
+        return issued is not None and self._nonces.fresh(issued, self._fleet.reactor.seconds())
 
     def render_GET(self, request: Request) -> bytes | int:
         path = [p.decode("utf-8", "replace") for p in request.postpath or []]
@@ -80,7 +66,9 @@ class _ConnectionRequests(Resource):
             request.setResponseCode(401)
             request.setHeader(
                 b"WWW-Authenticate",
-                httpdigest.digest_challenge(REALM, self._nonce(), opaque=cpe.serial).encode(),
+                httpdigest.digest_challenge(
+                    REALM, self._nonces.make(self._fleet.reactor.seconds()), opaque=cpe.serial
+                ).encode(),
             )
             return b""
         cpe.connection_request()

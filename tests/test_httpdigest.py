@@ -9,6 +9,7 @@ import pytest
 from acs.httpdigest import (
     Challenge,
     Credentials,
+    NonceSigner,
     authorization_for,
     basic_challenge,
     check_credentials,
@@ -240,3 +241,17 @@ def test_parsed_challenge_can_be_answered_directly() -> None:
             password="p",
             cnonce="c",
         )
+
+
+def test_nonce_signer_makes_unique_nonces_only_its_secret_verifies() -> None:
+    signer = NonceSigner(b"k" * 32, ttl=300.0)
+    first, second = signer.make(1000.9), signer.make(1000.9)
+    assert first != second  # two challenges in one second never share a nonce
+    assert signer.issued(first) == 1000.0
+    assert NonceSigner(b"other" * 8).issued(first) is None
+    stamp, _, mac = first.rpartition("-")
+    assert signer.issued(f"{stamp}-{'0' * len(mac)}") is None
+    for garbled in ("", "-", "x" * 100, "zz-ab-" + mac, "é-" + mac):
+        assert signer.issued(garbled) is None
+    assert signer.fresh(1000.0, 1300.0) and not signer.fresh(1000.0, 1300.5)
+    assert signer.fresh(1000.0, 941.0) and not signer.fresh(1000.0, 939.0)
