@@ -71,10 +71,6 @@ def peak_rss_bytes(pid: int) -> int:
     return _status_kb(pid, "VmHWM") * 1024
 
 
-def rss_bytes(pid: int) -> int:
-    return _status_kb(pid, "VmRSS") * 1024
-
-
 def _children(pid: int) -> list[int]:
     found: list[int] = []
     task_dir = Path(f"/proc/{pid}/task")

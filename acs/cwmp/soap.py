@@ -9,7 +9,6 @@ Sans-IO: pure functions of bytes and dataclasses. ``parse`` raises only ``SoapEr
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import threading
 from collections.abc import Callable, Iterable
@@ -1057,8 +1056,3 @@ def inform_response(
         if ns in _ENVELOPE_HEADS and len(_INFORM_RESPONSE_PARTS) < 64:
             _INFORM_RESPONSE_PARTS[key] = parts
     return parts[0] + _x(cwmp_id).encode() + parts[1]
-
-
-def replace_header(envelope: Envelope, **changes: Any) -> Envelope:
-    """A copy of ``envelope`` with some header fields changed (convenience for callers)."""
-    return dataclasses.replace(envelope, header=dataclasses.replace(envelope.header, **changes))
