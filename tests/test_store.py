@@ -696,11 +696,9 @@ def test_scheduled_task_is_not_returned_early(store: Store, org_id: int) -> None
     device = make_device(store, org_id)
     later = store.queue_task(device.id, "reboot", {}, now=T0, actor="ops", scheduled_at=T0 + 60)
     assert store.next_task(device.id, now=T0 + 59.9) is None
-    assert store.has_runnable_task(device.id, now=T0 + 59.9) is False
     now_task = store.queue_task(device.id, "sync", {}, now=T0, actor="ops")
     assert store.next_task(device.id, now=T0 + 59.9) == now_task  # not blocked by `later`
     assert store.next_task(device.id, now=T0 + 60) == later
-    assert store.has_runnable_task(device.id, now=T0 + 60) is True
 
 
 def test_failed_task_with_retry_waits_then_runs_again(store: Store, org_id: int) -> None:

@@ -404,9 +404,6 @@ class Store:
         row = self._one("SELECT * FROM organizations WHERE id = ?", (org_id,))
         return None if row is None else rows.organization(row)
 
-    def list_organizations(self) -> list[Organization]:
-        return [rows.organization(r) for r in self._all("SELECT * FROM organizations ORDER BY id")]
-
     # --- devices ------------------------------------------------------------------------
 
     def _clean_device_fields(
@@ -601,7 +598,7 @@ class Store:
         self, device_ids: Iterable[int]
     ) -> dict[int, tuple[int, float]]:
         """device id -> (unconfirmed settings count, when one last changed), for the devices
-        that have any (see `unconfirmed_settings_count` and `last_settings_change`)."""
+        that have any (see `unconfirmed_settings_count`)."""
         wanted = sorted(set(device_ids))
         if not wanted:
             return {}
@@ -931,16 +928,6 @@ class Store:
             (device_id, now),
         )
         return None if row is None else rows.task(row)
-
-    def has_runnable_task(self, device_id: int, *, now: float) -> bool:
-        return bool(
-            self._scalar(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE device_id = ? AND state = 'pending' "
-                "AND (scheduled_at IS NULL OR scheduled_at <= ?2) "
-                "AND (next_attempt_at IS NULL OR next_attempt_at <= ?2))",
-                (device_id, now),
-            )
-        )
 
     def inform_work(self, device_id: int) -> InformWork:
         """What an Inform may have to look at for this device, in one query (see
@@ -1965,10 +1952,6 @@ class Store:
         """Every desired setting of the device, by path."""
         return self._desired_rows(device_id)
 
-    def unconfirmed_settings(self, device_id: int) -> list[DesiredSetting]:
-        """The settings the CPE has not confirmed yet, by path (what the next push sends)."""
-        return self._desired_rows(device_id, " AND d.confirmed = 0")
-
     def unconfirmed_settings_count(self, device_id: int) -> int:
         return int(
             self._scalar(
@@ -1976,14 +1959,6 @@ class Store:
                 (device_id,),
             )
         )
-
-    def last_settings_change(self, device_id: int) -> float | None:
-        """When an unconfirmed setting last changed (None when nothing is pending)."""
-        found = self._scalar(
-            "SELECT max(updated) FROM desired_settings WHERE device_id = ? AND confirmed = 0",
-            (device_id,),
-        )
-        return None if found is None else float(found)
 
     def confirm_settings(self, device_id: int, paths: Iterable[str], *, now: float) -> None:
         """The CPE applied these paths (SetParameterValues status 0 or 1)."""
