@@ -583,7 +583,7 @@ def test_devices_due_down_uses_status_change_without_contact(store: Store, org_i
 def query_plan(store: Store, call: Callable[[], object]) -> str:
     """The query plans of the statements `call` runs (captured as executed, values bound), so
     the test checks the store's real queries rather than a copy of their text."""
-    conn = store.db.conn
+    conn = store.db
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     try:

@@ -27,8 +27,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import sqlite_utils
-
 from acs.store import rows
 from acs.store.errors import Conflict, NotFound, StoreError
 from acs.store.health import DATABASE, StorageHealth, is_storage_full
@@ -243,9 +241,9 @@ class Store:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        # sqlite-utils over the same connection, for ad-hoc inspection and tooling.
-        # No plugins or pragma changes: the connection's settings are ours (see `open`).
-        self.db = sqlite_utils.Database(conn, recursive_triggers=False, execute_plugins=False)
+        # The connection itself, for inspection by tests and tools (`store.db.execute(...)`);
+        # the store's own statements go through `_conn`.
+        self.db = conn
         self._depth = 0
         # The connection may be shared with a worker thread (check_same_thread=False);
         # a transaction must not interleave with another thread's statements.
