@@ -22,10 +22,10 @@ import threading
 import types
 import typing
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from acs.store import rows
 from acs.store.errors import Conflict, NotFound, StoreError
@@ -67,6 +67,8 @@ JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
 # Bytes the full-storage probe writes (and deletes in the same transaction): a few pages,
 # so "not full" means room for a session's writes, not for one more row in a half-empty page.
 PROBE_BYTES = 16 * 1024
+
+T = TypeVar("T")
 
 # Never written into history details: the values are credentials.
 _SECRET_FIELDS = frozenset({"password", "connection_request_password"})
@@ -381,6 +383,58 @@ class Store:
             "INSERT INTO history (device_id, time, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
             (device_id, now, actor, action, _json_text("detail", detail)),
         )
+
+    def _page(
+        self,
+        table: str,
+        where: str,
+        params: Sequence[Any],
+        decode: Callable[[sqlite3.Row], T],
+        *,
+        order: str = "id",
+        limit: int,
+        offset: int,
+    ) -> tuple[int, list[T]]:
+        """(rows matching, one page of them in ``order``) from one snapshot: what every list
+        endpoint answers. ``table``, ``where`` ("" or " WHERE ...") and ``order`` are our
+        literal SQL, never caller input; the caller has checked the page (``_check_page``)."""
+        with self.transaction():
+            total = int(self._scalar(f"SELECT count(*) FROM {table}{where}", params))
+            found = self._all(
+                f"SELECT * FROM {table}{where} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+        return total, [decode(r) for r in found]
+
+    def _delete_unless_used(
+        self,
+        table: str,
+        noun: str,
+        row_id: int,
+        decode: Callable[[sqlite3.Row], T],
+        uses: Sequence[tuple[str, str]],
+        audit: tuple[str, Callable[[T], dict[str, Any]]],
+        *,
+        now: float,
+        actor: str,
+    ) -> T:
+        """Delete row ``row_id`` of ``table`` and audit it in the global log; NotFound if it
+        does not exist, Conflict while one of ``uses`` counts rows that depend on it. Each
+        use is (count query taking the id, message with ``{id}`` and ``{n}``), checked in
+        order; ``audit`` is (action, detail of the deleted row). Returns the deleted row."""
+        with self.transaction():
+            row = self._one(f"SELECT * FROM {table} WHERE id = ?", (row_id,))
+            if row is None:
+                raise NotFound(f"{noun} {row_id!r} not found")
+            current = decode(row)
+            for count_sql, message in uses:
+                n = int(self._scalar(count_sql, (row_id,)))
+                if n:
+                    raise Conflict(message.format(id=row_id, n=n))
+            self._conn.execute(f"DELETE FROM {table} WHERE id = ?", (row_id,))
+            action, detail = audit
+            self._audit(action, detail(current), now, actor)
+        return current
 
     # --- organizations ------------------------------------------------------------------
 
@@ -1441,13 +1495,9 @@ class Store:
                 return 0, []
             where = f" WHERE id IN ({', '.join('?' for _ in ids)})"
             params = ids
-        with self.transaction():
-            total = int(self._scalar(f"SELECT count(*) FROM organizations{where}", params))
-            found = self._all(
-                f"SELECT * FROM organizations{where} ORDER BY id LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-        return total, [rows.organization(r) for r in found]
+        return self._page(
+            "organizations", where, params, rows.organization, limit=limit, offset=offset
+        )
 
     def create_organization(
         self, *, name: str, code: str | None, now: float, actor: str
@@ -1513,33 +1563,27 @@ class Store:
 
     def delete_organization(self, org_id: int, *, now: float, actor: str) -> None:
         """Delete an organization (its locations go with it); Conflict while it has devices."""
-        with self.transaction():
-            current = self.get_organization(org_id)
-            if current is None:
-                raise NotFound(f"organization {org_id!r} not found")
-            devices = int(
-                self._scalar("SELECT count(*) FROM devices WHERE organization_id = ?", (org_id,))
-            )
-            if devices:
-                raise Conflict(f"organization {org_id} still has {devices} device(s)")
-            self._conn.execute("DELETE FROM organizations WHERE id = ?", (org_id,))
-            self._audit(
-                "organization_deleted",
-                {"organization_id": org_id, "name": current.name},
-                now,
-                actor,
-            )
+        self._delete_unless_used(
+            "organizations",
+            "organization",
+            org_id,
+            rows.organization,
+            [
+                (
+                    "SELECT count(*) FROM devices WHERE organization_id = ?",
+                    "organization {id} still has {n} device(s)",
+                )
+            ],
+            ("organization_deleted", lambda o: {"organization_id": org_id, "name": o.name}),
+            now=now,
+            actor=actor,
+        )
 
     def device_types_page(
         self, *, limit: int = 20, offset: int = 0
     ) -> tuple[int, list[DeviceType]]:
         _check_page(limit, offset)
-        with self.transaction():
-            total = int(self._scalar("SELECT count(*) FROM device_types"))
-            found = self._all(
-                "SELECT * FROM device_types ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
-            )
-        return total, [rows.device_type(r) for r in found]
+        return self._page("device_types", "", (), rows.device_type, limit=limit, offset=offset)
 
     def device_type_matching(
         self, manufacturer: str, product_class: str, *, exclude_id: int | None = None
@@ -1654,19 +1698,21 @@ class Store:
 
     def delete_device_type(self, type_id: int, *, now: float, actor: str) -> None:
         """Delete a device type; Conflict while devices use it."""
-        with self.transaction():
-            current = self.get_device_type(type_id)
-            if current is None:
-                raise NotFound(f"device type {type_id!r} not found")
-            devices = int(
-                self._scalar("SELECT count(*) FROM devices WHERE type_id = ?", (type_id,))
-            )
-            if devices:
-                raise Conflict(f"device type {type_id} is used by {devices} device(s)")
-            self._conn.execute("DELETE FROM device_types WHERE id = ?", (type_id,))
-            self._audit(
-                "device_type_deleted", {"device_type_id": type_id, "name": current.name}, now, actor
-            )
+        self._delete_unless_used(
+            "device_types",
+            "device type",
+            type_id,
+            rows.device_type,
+            [
+                (
+                    "SELECT count(*) FROM devices WHERE type_id = ?",
+                    "device type {id} is used by {n} device(s)",
+                )
+            ],
+            ("device_type_deleted", lambda t: {"device_type_id": type_id, "name": t.name}),
+            now=now,
+            actor=actor,
+        )
 
     def locations_page(
         self,
@@ -1694,13 +1740,7 @@ class Store:
             clauses.append("organization_id = ?")
             params.append(organization_id)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        with self.transaction():
-            total = int(self._scalar(f"SELECT count(*) FROM locations{where}", params))
-            found = self._all(
-                f"SELECT * FROM locations{where} ORDER BY id LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-        return total, [rows.location(r) for r in found]
+        return self._page("locations", where, params, rows.location, limit=limit, offset=offset)
 
     def location_would_cycle(self, location_id: int, parent_id: int | None) -> bool:
         """True if making `parent_id` the parent of `location_id` closes a loop (the
@@ -1763,24 +1803,25 @@ class Store:
 
     def delete_location(self, location_id: int, *, now: float, actor: str) -> None:
         """Delete a location; Conflict while devices or child locations use it."""
-        with self.transaction():
-            current = self.get_location(location_id)
-            if current is None:
-                raise NotFound(f"location {location_id!r} not found")
-            devices = int(
-                self._scalar("SELECT count(*) FROM devices WHERE location_id = ?", (location_id,))
-            )
-            if devices:
-                raise Conflict(f"location {location_id} is used by {devices} device(s)")
-            children = int(
-                self._scalar("SELECT count(*) FROM locations WHERE parent_id = ?", (location_id,))
-            )
-            if children:
-                raise Conflict(f"location {location_id} has {children} child location(s)")
-            self._conn.execute("DELETE FROM locations WHERE id = ?", (location_id,))
-            self._audit(
-                "location_deleted", {"location_id": location_id, "name": current.name}, now, actor
-            )
+        self._delete_unless_used(
+            "locations",
+            "location",
+            location_id,
+            rows.location,
+            [
+                (
+                    "SELECT count(*) FROM devices WHERE location_id = ?",
+                    "location {id} is used by {n} device(s)",
+                ),
+                (
+                    "SELECT count(*) FROM locations WHERE parent_id = ?",
+                    "location {id} has {n} child location(s)",
+                ),
+            ],
+            ("location_deleted", lambda loc: {"location_id": location_id, "name": loc.name}),
+            now=now,
+            actor=actor,
+        )
 
     def parameters_page(
         self, device_id: int, prefix: str = "", *, limit: int = 20, offset: int = 0
@@ -1788,19 +1829,15 @@ class Store:
         """(total, one page in path order) of the device's cached parameters under `prefix`."""
         _check_page(limit, offset)
         where, args = self._prefix_where(prefix)
-        with self.transaction():
-            total = int(
-                self._scalar(
-                    f"SELECT count(*) FROM parameters WHERE device_id = ?{where}",
-                    [device_id, *args],
-                )
-            )
-            found = self._all(
-                f"SELECT * FROM parameters WHERE device_id = ?{where} ORDER BY path "
-                "LIMIT ? OFFSET ?",
-                [device_id, *args, limit, offset],
-            )
-        return total, [rows.parameter(r) for r in found]
+        return self._page(
+            "parameters",
+            f" WHERE device_id = ?{where}",
+            [device_id, *args],
+            rows.parameter,
+            order="path",
+            limit=limit,
+            offset=offset,
+        )
 
     def tasks_page(
         self,
@@ -1824,13 +1861,7 @@ class Store:
                 return 0, []
             where += f" AND state IN ({', '.join('?' for _ in wanted)})"
             params += wanted
-        with self.transaction():
-            total = int(self._scalar(f"SELECT count(*) FROM tasks{where}", params))
-            found = self._all(
-                f"SELECT * FROM tasks{where} ORDER BY id LIMIT ? OFFSET ?",
-                [*params, limit, offset],
-            )
-        return total, [rows.task(r) for r in found]
+        return self._page("tasks", where, params, rows.task, limit=limit, offset=offset)
 
     def count_tasks_by_state(self) -> dict[str, int]:
         """Every task state (zeros included) -> number of tasks in it, across all devices."""
@@ -2108,45 +2139,35 @@ class Store:
     ) -> tuple[int, list[FirmwareImage]]:
         """(total, one page in ascending id) of the firmware images."""
         _check_page(limit, offset)
-        with self.transaction():
-            total = int(self._scalar("SELECT count(*) FROM firmware_images"))
-            found = self._all(
-                "SELECT * FROM firmware_images ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
-            )
-        return total, [rows.firmware_image(r) for r in found]
-
-    def firmware_image_in_use(self, image_id: int) -> int:
-        """How many pending/in-progress firmware_update tasks name this image."""
-        return int(
-            self._scalar(
-                "SELECT count(*) FROM tasks WHERE kind = 'firmware_update' "
-                "AND state IN (?, ?) AND json_extract(args, '$.firmware_image') = ?",
-                (PENDING, IN_PROGRESS, image_id),
-            )
+        return self._page(
+            "firmware_images", "", (), rows.firmware_image, limit=limit, offset=offset
         )
 
     def delete_firmware_image(self, image_id: int, *, now: float, actor: str) -> FirmwareImage:
         """Delete the row and return it (the caller removes the file); NotFound if unknown,
         Conflict while a pending or in-progress firmware_update task uses it. Devices naming
         it as their target lose it (ON DELETE SET NULL)."""
-        with self.transaction():
-            current = self.get_firmware_image(image_id)
-            if current is None:
-                raise NotFound(f"firmware image {image_id!r} not found")
-            busy = self.firmware_image_in_use(image_id)
-            if busy:
-                raise Conflict(
-                    f"firmware image {image_id} is used by {busy} pending or in-progress "
-                    "firmware transfer(s)"
+        return self._delete_unless_used(
+            "firmware_images",
+            "firmware image",
+            image_id,
+            rows.firmware_image,
+            [
+                (
+                    "SELECT count(*) FROM tasks WHERE kind = 'firmware_update'"
+                    " AND state IN ('pending', 'in_progress')"
+                    " AND json_extract(args, '$.firmware_image') = ?",
+                    "firmware image {id} is used by {n} pending or in-progress"
+                    " firmware transfer(s)",
                 )
-            self._conn.execute("DELETE FROM firmware_images WHERE id = ?", (image_id,))
-            self._audit(
+            ],
+            (
                 "firmware_image_deleted",
-                {"firmware_image_id": image_id, "name": current.name, "version": current.version},
-                now,
-                actor,
-            )
-        return current
+                lambda f: {"firmware_image_id": image_id, "name": f.name, "version": f.version},
+            ),
+            now=now,
+            actor=actor,
+        )
 
     def create_backup(
         self,
@@ -2199,15 +2220,9 @@ class Store:
     ) -> tuple[int, list[Backup]]:
         """(total, one page in ascending id) of the device's backups."""
         _check_page(limit, offset)
-        with self.transaction():
-            total = int(
-                self._scalar("SELECT count(*) FROM backups WHERE device_id = ?", (device_id,))
-            )
-            found = self._all(
-                "SELECT * FROM backups WHERE device_id = ? ORDER BY id LIMIT ? OFFSET ?",
-                (device_id, limit, offset),
-            )
-        return total, [rows.backup(r) for r in found]
+        return self._page(
+            "backups", " WHERE device_id = ?", (device_id,), rows.backup, limit=limit, offset=offset
+        )
 
     def backups_for_task(self, task_id: int) -> list[Backup]:
         """The backups a task stored (normally zero or one), oldest first."""
