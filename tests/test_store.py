@@ -23,7 +23,7 @@ from acs.store import (
     SchemaError,
     Store,
     StoreError,
-    rows,
+    codec,
 )
 from acs.store.migrations import MIGRATIONS, migrate, sql
 
@@ -1025,7 +1025,7 @@ def test_device_rows_convert_to_equal_devices_from_rows_and_mappings(
     device = store.record_inform(make_device(store, org_id).id, inform(), now=T0 + 3)
     rebuilt = Device(**asdict(device))
     assert rebuilt == device and hash(rebuilt) == hash(device) and repr(rebuilt) == repr(device)
-    assert rows.device(asdict(device)) == device
+    assert codec.device(asdict(device)) == device
     assert isinstance(device.created, float) and isinstance(device.provisioned, bool)
     with pytest.raises(FrozenInstanceError):
         device.name = "x"  # type: ignore[misc]

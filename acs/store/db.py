@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
-from acs.store import rows
+from acs.store import codec
 from acs.store.errors import Conflict, NotFound, StoreError
 from acs.store.health import DATABASE, StorageHealth, is_storage_full
 from acs.store.migrations import migrate
@@ -74,8 +74,8 @@ T = TypeVar("T")
 _SECRET_FIELDS = frozenset({"password", "connection_request_password"})
 # Columns the store manages itself; callers cannot set them through create/update.
 _MANAGED_FIELDS = frozenset({"id", "uuid", "created", "last_change", "status_change"})
-_CREATE_FIELDS = frozenset(rows.DEVICE_COLUMNS) - _MANAGED_FIELDS - {"status"}
-_UPDATE_FIELDS = frozenset(rows.DEVICE_COLUMNS) - _MANAGED_FIELDS
+_CREATE_FIELDS = frozenset(codec.DEVICE_COLUMNS) - _MANAGED_FIELDS - {"status"}
+_UPDATE_FIELDS = frozenset(codec.DEVICE_COLUMNS) - _MANAGED_FIELDS
 # Columns referencing another table, checked up front for a clear error message.
 _DEVICE_REFERENCES = {
     "organization_id": "organizations",
@@ -147,7 +147,7 @@ def _opt_time(name: str, value: Any) -> float | None:
 
 def _json_text(name: str, value: Any) -> str:
     try:
-        return rows.dumps(value)
+        return codec.dumps(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} is not JSON-serialisable: {exc}") from exc
 
@@ -450,11 +450,11 @@ class Store:
             )
             row = self._one("SELECT * FROM organizations WHERE name = ?", (name,))
         assert row is not None
-        return rows.organization(row)
+        return codec.organization(row)
 
     def get_organization(self, org_id: int) -> Organization | None:
         row = self._one("SELECT * FROM organizations WHERE id = ?", (org_id,))
-        return None if row is None else rows.organization(row)
+        return None if row is None else codec.organization(row)
 
     # --- devices ------------------------------------------------------------------------
 
@@ -545,7 +545,7 @@ class Store:
                 self._check_serials(values["serial_number"], values.get("serial_number_alt"), None)
                 raise Conflict(f"device conflicts with an existing one: {exc}") from exc
             assert row is not None
-            created = rows.device(row)
+            created = codec.device(row)
             self._insert_history(
                 created.id,
                 "created",
@@ -557,7 +557,7 @@ class Store:
 
     def get_device(self, device_id: int) -> Device | None:
         row = self._one("SELECT * FROM devices WHERE id = ?", (device_id,))
-        return None if row is None else rows.device(row)
+        return None if row is None else codec.device(row)
 
     def find_device_by_serial(self, serial: str) -> Device | None:
         """The device whose serial_number is `serial`, else the one whose alt serial is."""
@@ -566,12 +566,12 @@ class Store:
         row = self._one("SELECT * FROM devices WHERE serial_number = ?", (serial,))
         if row is None:
             row = self._one("SELECT * FROM devices WHERE serial_number_alt = ?", (serial,))
-        return None if row is None else rows.device(row)
+        return None if row is None else codec.device(row)
 
     def get_device_by_serial_number(self, serial: str) -> Device | None:
         """The device whose serial_number is exactly `serial` (the API's identity)."""
         row = self._one("SELECT * FROM devices WHERE serial_number = ?", (serial,))
-        return None if row is None else rows.device(row)
+        return None if row is None else codec.device(row)
 
     def count_devices(self, filters: DeviceFilter | None = None) -> int:
         where, params = _device_where(filters)
@@ -602,7 +602,7 @@ class Store:
                     "ORDER BY id LIMIT ?",
                     [*params, offset, *params, limit],
                 )
-        return total, [rows.device(r) for r in found]
+        return total, [codec.device(r) for r in found]
 
     # Batch lookups for serialising a page of devices: one query per kind of related row
     # instead of one per device (a page is at most a few hundred ids, well under SQLite's
@@ -617,13 +617,13 @@ class Store:
         return self._all(f"SELECT * FROM {table} WHERE id IN ({marks})", wanted)
 
     def device_types_by_id(self, ids: Iterable[int]) -> dict[int, DeviceType]:
-        return {r["id"]: rows.device_type(r) for r in self._rows_by_id("device_types", ids)}
+        return {r["id"]: codec.device_type(r) for r in self._rows_by_id("device_types", ids)}
 
     def locations_by_id(self, ids: Iterable[int]) -> dict[int, Location]:
-        return {r["id"]: rows.location(r) for r in self._rows_by_id("locations", ids)}
+        return {r["id"]: codec.location(r) for r in self._rows_by_id("locations", ids)}
 
     def organizations_by_id(self, ids: Iterable[int]) -> dict[int, Organization]:
-        return {r["id"]: rows.organization(r) for r in self._rows_by_id("organizations", ids)}
+        return {r["id"]: codec.organization(r) for r in self._rows_by_id("organizations", ids)}
 
     def tasks_for_devices(
         self, device_ids: Iterable[int], kinds: Iterable[str] | None = None
@@ -643,7 +643,7 @@ class Store:
             params += kind_list
         found: dict[int, list[Task]] = {}
         for r in self._all(sql + " ORDER BY priority, id", params):
-            found.setdefault(r["device_id"], []).append(rows.task(r))
+            found.setdefault(r["device_id"], []).append(codec.task(r))
         return found
 
     def unconfirmed_settings_summary(
@@ -837,8 +837,8 @@ class Store:
             assert row is not None
             entries = []
             if old != UP:
-                entries.append(("status", rows.dumps({"from": old, "to": UP, "reason": "inform"})))
-            entries.append(("inform", rows.dumps({"events": events})))
+                entries.append(("status", codec.dumps({"from": old, "to": UP, "reason": "inform"})))
+            entries.append(("inform", codec.dumps({"events": events})))
             self._conn.executemany(
                 "INSERT INTO history (device_id, time, actor, action, detail) "
                 "VALUES (?, ?, 'cpe', ?, ?)",
@@ -847,7 +847,7 @@ class Store:
             if bootstrap:
                 # A factory-fresh CPE: whatever we cached about its tree is stale.
                 self._conn.execute("DELETE FROM parameters WHERE device_id = ?", (device_id,))
-        return rows.device(row)
+        return codec.device(row)
 
     def devices_due_down(self, now: float) -> list[int]:
         """Up devices whose liveness window (2 x update_frequency + 60 s after the last
@@ -917,13 +917,13 @@ class Store:
             f"SELECT * FROM parameters WHERE device_id = ?{where} ORDER BY path",
             [device_id, *args],
         )
-        return [rows.parameter(r) for r in found]
+        return [codec.parameter(r) for r in found]
 
     def get_parameter(self, device_id: int, path: str) -> Parameter | None:
         row = self._one(
             "SELECT * FROM parameters WHERE device_id = ? AND path = ?", (device_id, path)
         )
-        return None if row is None else rows.parameter(row)
+        return None if row is None else codec.parameter(row)
 
     def delete_parameters(self, device_id: int, prefix: str = "") -> int:
         """Delete cached parameters under `prefix` ("" = all); returns how many."""
@@ -968,7 +968,7 @@ class Store:
                 detail["scheduled_at"] = when
             # Args stay out of history: SetParameterValues args may carry passwords.
             self._insert_history(device_id, "task_queued", detail, now_f, actor)
-        return rows.task(row)
+        return codec.task(row)
 
     def next_task(self, device_id: int, *, now: float) -> Task | None:
         """First pending task in queue order that is due (scheduled/retry time reached)."""
@@ -979,7 +979,7 @@ class Store:
             "ORDER BY priority, id LIMIT 1",
             (device_id, now),
         )
-        return None if row is None else rows.task(row)
+        return None if row is None else codec.task(row)
 
     def inform_work(self, device_id: int) -> InformWork:
         """What an Inform may have to look at for this device, in one query (see
@@ -1008,7 +1008,7 @@ class Store:
 
     def get_task(self, task_id: int) -> Task | None:
         row = self._one("SELECT * FROM tasks WHERE id = ?", (task_id,))
-        return None if row is None else rows.task(row)
+        return None if row is None else codec.task(row)
 
     def tasks_for_device(self, device_id: int, states: Iterable[str] | None = None) -> list[Task]:
         """The device's tasks in queue order, optionally only those in `states`."""
@@ -1029,7 +1029,7 @@ class Store:
                 "ORDER BY priority, id",
                 (device_id, *wanted),
             )
-        return [rows.task(r) for r in found]
+        return [codec.task(r) for r in found]
 
     def _task_transition(
         self, task_id: int, from_states: tuple[str, ...], assignments: str, params: Sequence[Any]
@@ -1056,7 +1056,7 @@ class Store:
                 "state = 'in_progress', started = ?, attempts = attempts + 1",
                 (now_f,),
             )
-        return rows.task(row)
+        return codec.task(row)
 
     def complete_task(
         self, task_id: int, *, now: float, result: dict[str, Any] | None = None
@@ -1077,7 +1077,7 @@ class Store:
                 now_f,
                 row["actor"],
             )
-        return rows.task(row)
+        return codec.task(row)
 
     def fail_task(
         self,
@@ -1139,7 +1139,7 @@ class Store:
                     now_f,
                     "acs",
                 )
-        return rows.task(row)
+        return codec.task(row)
 
     def cancel_task(self, task_id: int, *, now: float, actor: str) -> Task:
         """Cancel a pending task; Conflict if it already started or finished."""
@@ -1155,7 +1155,7 @@ class Store:
                 now_f,
                 actor,
             )
-        return rows.task(row)
+        return codec.task(row)
 
     def requeue_in_progress(
         self, device_id: int, *, now: float, kinds: Iterable[str] | None = None
@@ -1211,7 +1211,7 @@ class Store:
             "SELECT * FROM history WHERE device_id IS ? ORDER BY id DESC LIMIT ? OFFSET ?",
             (device_id, limit, offset),
         )
-        return [rows.history(r) for r in found]
+        return [codec.history(r) for r in found]
 
     def count_history(self, device_id: int | None) -> int:
         return int(self._scalar("SELECT count(*) FROM history WHERE device_id IS ?", (device_id,)))
@@ -1239,10 +1239,10 @@ class Store:
             row = self._one(
                 "INSERT INTO api_tokens (name, role, token_hash, organization_ids, created) "
                 "VALUES (?, ?, ?, ?, ?) RETURNING *",
-                (name, role, _hash_token(plaintext), rows.dumps(orgs), now_f),
+                (name, role, _hash_token(plaintext), codec.dumps(orgs), now_f),
             )
         assert row is not None
-        return rows.token(row), plaintext
+        return codec.token(row), plaintext
 
     def verify_token(self, token: str) -> ApiToken | None:
         """The active token matching `token`, else None. Looked up by hash, so no
@@ -1252,14 +1252,14 @@ class Store:
         row = self._one(
             "SELECT * FROM api_tokens WHERE token_hash = ? AND revoked = 0", (_hash_token(token),)
         )
-        return None if row is None else rows.token(row)
+        return None if row is None else codec.token(row)
 
     def get_token(self, token_id: int) -> ApiToken | None:
         row = self._one("SELECT * FROM api_tokens WHERE id = ?", (token_id,))
-        return None if row is None else rows.token(row)
+        return None if row is None else codec.token(row)
 
     def list_tokens(self) -> list[ApiToken]:
-        return [rows.token(r) for r in self._all("SELECT * FROM api_tokens ORDER BY id")]
+        return [codec.token(r) for r in self._all("SELECT * FROM api_tokens ORDER BY id")]
 
     def revoke_token(self, token_id: int) -> bool:
         """Revoke; True if an active token was revoked, False if unknown or already revoked."""
@@ -1306,11 +1306,11 @@ class Store:
                 ),
             )
         assert row is not None
-        return rows.device_type(row)
+        return codec.device_type(row)
 
     def get_device_type(self, type_id: int) -> DeviceType | None:
         row = self._one("SELECT * FROM device_types WHERE id = ?", (type_id,))
-        return None if row is None else rows.device_type(row)
+        return None if row is None else codec.device_type(row)
 
     def find_device_type(self, manufacturer: str, product_class: str) -> int | None:
         """The type matching what a CPE reports (oldest first), for auto-registration."""
@@ -1346,18 +1346,18 @@ class Store:
                 (name, short_name, latitude, longitude, parent_id, organization_id),
             )
         assert row is not None
-        return rows.location(row)
+        return codec.location(row)
 
     def get_location(self, location_id: int) -> Location | None:
         row = self._one("SELECT * FROM locations WHERE id = ?", (location_id,))
-        return None if row is None else rows.location(row)
+        return None if row is None else codec.location(row)
 
     def find_location(self, organization_id: int | None, name: str) -> Location | None:
         row = self._one(
             "SELECT * FROM locations WHERE organization_id IS ? AND name = ? ORDER BY id LIMIT 1",
             (organization_id, name),
         )
-        return None if row is None else rows.location(row)
+        return None if row is None else codec.location(row)
 
     # --- firmware images ----------------------------------------------------------------
 
@@ -1387,11 +1387,11 @@ class Store:
                 (name, version, size, sha256, device_type_id, filename, now_f),
             )
         assert row is not None
-        return rows.firmware_image(row)
+        return codec.firmware_image(row)
 
     def get_firmware_image(self, image_id: int) -> FirmwareImage | None:
         row = self._one("SELECT * FROM firmware_images WHERE id = ?", (image_id,))
-        return None if row is None else rows.firmware_image(row)
+        return None if row is None else codec.firmware_image(row)
 
     # --- operational records ------------------------------------------------------------
 
@@ -1399,7 +1399,7 @@ class Store:
         """The device's record; a blank one (from the device row) if never written."""
         row = self._one("SELECT * FROM operational_records WHERE device_id = ?", (device_id,))
         if row is not None:
-            return rows.operational_record(row)
+            return codec.operational_record(row)
         status = self._scalar("SELECT operational_status FROM devices WHERE id = ?", (device_id,))
         if status is None:
             raise NotFound(f"device {device_id!r} not found")
@@ -1439,7 +1439,7 @@ class Store:
                 (operational_status, device_id),
             )
         assert row is not None
-        return rows.operational_record(row)
+        return codec.operational_record(row)
 
     # --- CWMP session transcripts (debug) -----------------------------------------------
 
@@ -1457,7 +1457,7 @@ class Store:
                 (device_id, started_f, transcript),
             )
         assert row is not None
-        return rows.session_transcript(row)
+        return codec.session_transcript(row)
 
     def session_transcripts(
         self, device_id: int, limit: int = 20, offset: int = 0
@@ -1468,7 +1468,7 @@ class Store:
             "SELECT * FROM cwmp_sessions WHERE device_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
             (device_id, limit, offset),
         )
-        return [rows.session_transcript(r) for r in found]
+        return [codec.session_transcript(r) for r in found]
 
     def count_session_transcripts(self, device_id: int) -> int:
         return int(
@@ -1496,7 +1496,7 @@ class Store:
             where = f" WHERE id IN ({', '.join('?' for _ in ids)})"
             params = ids
         return self._page(
-            "organizations", where, params, rows.organization, limit=limit, offset=offset
+            "organizations", where, params, codec.organization, limit=limit, offset=offset
         )
 
     def create_organization(
@@ -1514,7 +1514,7 @@ class Store:
                 "INSERT INTO organizations (name, code) VALUES (?, ?) RETURNING *", (name, code)
             )
             assert row is not None
-            created = rows.organization(row)
+            created = codec.organization(row)
             self._audit(
                 "organization_created", {"organization_id": created.id, "name": name}, now, actor
             )
@@ -1567,7 +1567,7 @@ class Store:
             "organizations",
             "organization",
             org_id,
-            rows.organization,
+            codec.organization,
             [
                 (
                     "SELECT count(*) FROM devices WHERE organization_id = ?",
@@ -1583,7 +1583,7 @@ class Store:
         self, *, limit: int = 20, offset: int = 0
     ) -> tuple[int, list[DeviceType]]:
         _check_page(limit, offset)
-        return self._page("device_types", "", (), rows.device_type, limit=limit, offset=offset)
+        return self._page("device_types", "", (), codec.device_type, limit=limit, offset=offset)
 
     def device_type_matching(
         self, manufacturer: str, product_class: str, *, exclude_id: int | None = None
@@ -1595,7 +1595,7 @@ class Store:
             "AND id IS NOT ? ORDER BY id LIMIT 1",
             (manufacturer, product_class, exclude_id),
         )
-        return None if row is None else rows.device_type(row)
+        return None if row is None else codec.device_type(row)
 
     def update_device_type(
         self, type_id: int, *, now: float, actor: str, **fields: Any
@@ -1702,7 +1702,7 @@ class Store:
             "device_types",
             "device type",
             type_id,
-            rows.device_type,
+            codec.device_type,
             [
                 (
                     "SELECT count(*) FROM devices WHERE type_id = ?",
@@ -1740,7 +1740,7 @@ class Store:
             clauses.append("organization_id = ?")
             params.append(organization_id)
         where = " WHERE " + " AND ".join(clauses) if clauses else ""
-        return self._page("locations", where, params, rows.location, limit=limit, offset=offset)
+        return self._page("locations", where, params, codec.location, limit=limit, offset=offset)
 
     def location_would_cycle(self, location_id: int, parent_id: int | None) -> bool:
         """True if making `parent_id` the parent of `location_id` closes a loop (the
@@ -1807,7 +1807,7 @@ class Store:
             "locations",
             "location",
             location_id,
-            rows.location,
+            codec.location,
             [
                 (
                     "SELECT count(*) FROM devices WHERE location_id = ?",
@@ -1833,7 +1833,7 @@ class Store:
             "parameters",
             f" WHERE device_id = ?{where}",
             [device_id, *args],
-            rows.parameter,
+            codec.parameter,
             order="path",
             limit=limit,
             offset=offset,
@@ -1861,7 +1861,7 @@ class Store:
                 return 0, []
             where += f" AND state IN ({', '.join('?' for _ in wanted)})"
             params += wanted
-        return self._page("tasks", where, params, rows.task, limit=limit, offset=offset)
+        return self._page("tasks", where, params, codec.task, limit=limit, offset=offset)
 
     def count_tasks_by_state(self) -> dict[str, int]:
         """Every task state (zeros included) -> number of tasks in it, across all devices."""
@@ -2140,7 +2140,7 @@ class Store:
         """(total, one page in ascending id) of the firmware images."""
         _check_page(limit, offset)
         return self._page(
-            "firmware_images", "", (), rows.firmware_image, limit=limit, offset=offset
+            "firmware_images", "", (), codec.firmware_image, limit=limit, offset=offset
         )
 
     def delete_firmware_image(self, image_id: int, *, now: float, actor: str) -> FirmwareImage:
@@ -2151,7 +2151,7 @@ class Store:
             "firmware_images",
             "firmware image",
             image_id,
-            rows.firmware_image,
+            codec.firmware_image,
             [
                 (
                     "SELECT count(*) FROM tasks WHERE kind = 'firmware_update'"
@@ -2196,7 +2196,7 @@ class Store:
                 (device_id, task_id, filename, size, sha256, now_f),
             )
             assert row is not None
-            backup = rows.backup(row)
+            backup = codec.backup(row)
             self._insert_history(
                 device_id,
                 "backup_stored",
@@ -2208,12 +2208,12 @@ class Store:
 
     def get_backup(self, backup_id: int) -> Backup | None:
         row = self._one("SELECT * FROM backups WHERE id = ?", (backup_id,))
-        return None if row is None else rows.backup(row)
+        return None if row is None else codec.backup(row)
 
     def list_backups(self, device_id: int) -> list[Backup]:
         """Every backup of the device, oldest first."""
         found = self._all("SELECT * FROM backups WHERE device_id = ? ORDER BY id", (device_id,))
-        return [rows.backup(r) for r in found]
+        return [codec.backup(r) for r in found]
 
     def backups_page(
         self, device_id: int, *, limit: int = 20, offset: int = 0
@@ -2221,13 +2221,18 @@ class Store:
         """(total, one page in ascending id) of the device's backups."""
         _check_page(limit, offset)
         return self._page(
-            "backups", " WHERE device_id = ?", (device_id,), rows.backup, limit=limit, offset=offset
+            "backups",
+            " WHERE device_id = ?",
+            (device_id,),
+            codec.backup,
+            limit=limit,
+            offset=offset,
         )
 
     def backups_for_task(self, task_id: int) -> list[Backup]:
         """The backups a task stored (normally zero or one), oldest first."""
         found = self._all("SELECT * FROM backups WHERE task_id = ? ORDER BY id", (task_id,))
-        return [rows.backup(r) for r in found]
+        return [codec.backup(r) for r in found]
 
     def delete_backup(self, backup_id: int, *, now: float, actor: str = "acs") -> Backup:
         """Delete the row and return it (the caller removes the file); NotFound if unknown."""
@@ -2274,7 +2279,7 @@ class Store:
                 (_json_text("task result", merged), task_id),
             )
         assert row is not None
-        return rows.task(row)
+        return codec.task(row)
 
     def overdue_transfers(
         self, kinds: Iterable[str], *, started_before: float, device_id: int | None = None
@@ -2296,7 +2301,7 @@ class Store:
             f"AND started < ? {one_device}ORDER BY id",
             params,
         )
-        return [rows.task(r) for r in found]
+        return [codec.task(r) for r in found]
 
     def firmware_version_checks(self, device_id: int) -> list[Task]:
         """Completed firmware_update tasks of the device whose installed version is still to
@@ -2307,7 +2312,7 @@ class Store:
             "ORDER BY id",
             (device_id,),
         )
-        return [rows.task(r) for r in found]
+        return [codec.task(r) for r in found]
 
     # --- effective settings -----------------------------------------------------------------
     # Effective settings = the device type's default_settings overlaid by the device's own
