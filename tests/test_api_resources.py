@@ -101,7 +101,7 @@ def test_organization_write_body_is_validated(harness: ApiHarness) -> None:
     broken = harness.call("POST", ORG, token=admin, data=b"{", headers={"Content-Type": "x"})
     assert broken.status == 400
     assert harness.store.count_devices() == 0
-    assert len(harness.store.list_organizations()) == 1
+    assert harness.store.organizations_page(None)[0] == 1
 
 
 def test_organization_writes_need_admin_and_reads_need_a_token(harness: ApiHarness) -> None:

@@ -108,7 +108,7 @@ class ApplianceTests(unittest.TestCase):
         self.assertTrue((self.tmp / "var" / "acs.db").is_file())
         self.assertTrue((self.tmp / "var" / "files").is_dir())
         self.assertEqual(appliance.default_organization.name, "Acme")
-        self.assertIn("Acme", [o.name for o in appliance.store.list_organizations()])
+        self.assertIn("Acme", [o.name for o in appliance.store.organizations_page(None)[1]])
 
     async def test_queued_task_wakes_the_device_through_connection_requests(self) -> None:
         appliance = await self.start()

@@ -116,7 +116,7 @@ def test_unchanged_value_stays_confirmed_and_is_not_counted(store: Store, device
     assert store.unconfirmed_settings_count(device.id) == 0
     assert store.set_desired_settings(device.id, {PII: "120"}, now=5.0, actor="op") == 1
     assert store.unconfirmed_settings_count(device.id) == 1
-    assert store.last_settings_change(device.id) == 5.0
+    assert store.unconfirmed_settings_summary([device.id]) == {device.id: (1, 5.0)}
 
 
 def test_setting_change_is_audited_without_values(store: Store, device: Device) -> None:

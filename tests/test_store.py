@@ -23,7 +23,7 @@ from acs.store import (
     SchemaError,
     Store,
     StoreError,
-    rows,
+    codec,
 )
 from acs.store.migrations import MIGRATIONS, migrate, sql
 
@@ -583,7 +583,7 @@ def test_devices_due_down_uses_status_change_without_contact(store: Store, org_i
 def query_plan(store: Store, call: Callable[[], object]) -> str:
     """The query plans of the statements `call` runs (captured as executed, values bound), so
     the test checks the store's real queries rather than a copy of their text."""
-    conn = store.db.conn
+    conn = store.db
     statements: list[str] = []
     conn.set_trace_callback(statements.append)
     try:
@@ -696,11 +696,9 @@ def test_scheduled_task_is_not_returned_early(store: Store, org_id: int) -> None
     device = make_device(store, org_id)
     later = store.queue_task(device.id, "reboot", {}, now=T0, actor="ops", scheduled_at=T0 + 60)
     assert store.next_task(device.id, now=T0 + 59.9) is None
-    assert store.has_runnable_task(device.id, now=T0 + 59.9) is False
     now_task = store.queue_task(device.id, "sync", {}, now=T0, actor="ops")
     assert store.next_task(device.id, now=T0 + 59.9) == now_task  # not blocked by `later`
     assert store.next_task(device.id, now=T0 + 60) == later
-    assert store.has_runnable_task(device.id, now=T0 + 60) is True
 
 
 def test_failed_task_with_retry_waits_then_runs_again(store: Store, org_id: int) -> None:
@@ -1027,7 +1025,7 @@ def test_device_rows_convert_to_equal_devices_from_rows_and_mappings(
     device = store.record_inform(make_device(store, org_id).id, inform(), now=T0 + 3)
     rebuilt = Device(**asdict(device))
     assert rebuilt == device and hash(rebuilt) == hash(device) and repr(rebuilt) == repr(device)
-    assert rows.device(asdict(device)) == device
+    assert codec.device(asdict(device)) == device
     assert isinstance(device.created, float) and isinstance(device.provisioned, bool)
     with pytest.raises(FrozenInstanceError):
         device.name = "x"  # type: ignore[misc]

@@ -1,11 +1,41 @@
 """The storage layer: the only package that speaks SQL.
 
-`Store` (acs.store.db) is the whole API; the row dataclasses and constants of
-`acs.store.models` are re-exported so callers import everything from `acs.store`.
+`Store` is the whole API: every caller writes ``store.get_device(...)``,
+``store.queue_task(...)`` and so on, and imports everything from `acs.store` (the row
+dataclasses and constants of `acs.store.models` are re-exported here).
+
+Layout. `Store` is one class composed of one mixin per aggregate, each owning its tables
+and all of their SQL:
+
+- `devices`  devices, their Inform record and Up/Down, operational records, bulk seeding
+- `tasks`    the task queue, its transitions, transfer notes, scheduling, task retention
+- `settings` the parameter cache, desired settings, effective settings
+- `catalog`  organizations, device types, locations
+- `files`    firmware image and configuration backup rows
+- `audit`    history, API tokens, session transcripts, server secrets, history retention
+
+They stand on `db.Database`, the one place for what is SQLite's alone: the connection and
+its PRAGMAs (WAL, foreign keys, busy timeout, journal size), transactions and savepoints
+under one lock, full-storage detection for `health.StorageHealth`, probes and WAL
+checkpoints, and the shared helpers (`_one`/`_scalar`/`_all`, `_page` for count + page
+reads, `_delete_unless_used`, `_insert_history`). Engine-neutral pieces sit beside them:
+`checks` (argument validation every engine must do alike), `models` (the dataclasses
+handed out), `errors`, `health`. `codec` turns SQLite rows into those dataclasses and
+`migrations` holds the SQLite schema.
+
+A second engine (PostgreSQL) is one more module per aggregate plus its own `Database`:
+say `acs/store/postgres/` with a `db.py` (the driver's connection, transactions, its
+error codes mapped onto `Conflict`/`NotFound` and `StorageHealth`), its schema, and
+`devices.py` ... `audit.py` whose mixins keep the same method signatures over its own SQL,
+calling `checks` for validation; a `PostgresStore` lists them the way `Store` does below,
+and the service opens one or the other from the configuration. Callers do not change.
 """
 
-from acs.store.db import Store
+from acs.store.audit import Audit
+from acs.store.catalog import Catalog
+from acs.store.devices import Devices
 from acs.store.errors import Conflict, NotFound, SchemaError, StoreError
+from acs.store.files import Files
 from acs.store.models import (
     CANCELLED,
     DEFAULT_UPDATE_FREQUENCY,
@@ -34,6 +64,14 @@ from acs.store.models import (
     SessionTranscript,
     Task,
 )
+from acs.store.settings import Settings
+from acs.store.tasks import Tasks
+
+
+class Store(Devices, Tasks, Settings, Catalog, Files, Audit):
+    """Synchronous access to the appliance database: `Store.open(path)`, then any method of
+    the aggregates (see the package docstring); `db.Database` says how it is used."""
+
 
 __all__ = [
     "CANCELLED",

@@ -1,8 +1,9 @@
-"""Row -> dataclass conversion, in one place.
+"""SQLite columns <-> the dataclasses of `acs.store.models`, in one place.
 
 SQLite keeps booleans as 0/1 and JSON as text; these functions turn a `sqlite3.Row` (or any
-mapping with the column names) into the frozen rows of `acs.store.models`. Columns the
-dataclass does not know (e.g. the generated `liveness_deadline`) are ignored.
+mapping with the column names) into the frozen rows of `acs.store.models`, and `dumps` is the
+one way a JSON column is written. Columns the dataclass does not know (e.g. the generated
+`liveness_deadline`) are ignored.
 """
 
 from __future__ import annotations

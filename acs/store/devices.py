@@ -1,0 +1,566 @@
+"""Devices: registration, identity and serials, updates, Up/Down, every Inform's record, the
+operational record, and bulk seeding (bench, imports).
+
+The hot paths (`record_inform`, `find_device_by_serial`, `devices_due_down`) are a couple
+of indexed statements each: they run thousands of times a second on large fleets.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from acs.store import codec
+from acs.store.checks import (
+    CREATE_FIELDS,
+    DEVICE_REFERENCES,
+    SECRET_FIELDS,
+    UPDATE_FIELDS,
+    check_device_value,
+    check_page,
+    epoch,
+    json_text,
+    normalise_status,
+    prefix_bounds,
+)
+from acs.store.db import Database
+from acs.store.errors import Conflict, NotFound
+from acs.store.models import (
+    DEFAULT_UPDATE_FREQUENCY,
+    DOWN,
+    OPERATIONAL_STATUSES,
+    UP,
+    Device,
+    DeviceFilter,
+    InformRecord,
+    OperationalRecord,
+)
+
+BOOTSTRAP = "0 BOOTSTRAP"
+
+
+def _device_clauses(filters: DeviceFilter | None) -> tuple[list[str], list[Any]]:
+    """The list filters as AND-ed SQL clauses and their parameters."""
+    if filters is None:
+        return [], []
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.organization_ids is not None:
+        orgs = list(filters.organization_ids)
+        if not orgs:
+            return ["0"], []
+        clauses.append(f"organization_id IN ({', '.join('?' for _ in orgs)})")
+        params += orgs
+    if filters.type_id is not None:
+        clauses.append("type_id = ?")
+        params.append(filters.type_id)
+    if filters.status is not None:
+        clauses.append("status = ?")
+        params.append(normalise_status(filters.status))
+    if filters.status_change_from is not None:
+        clauses.append("status_change >= ?")
+        params.append(epoch("status_change_from", filters.status_change_from))
+    return clauses, params
+
+
+def _device_where(filters: DeviceFilter | None) -> tuple[str, list[Any]]:
+    clauses, params = _device_clauses(filters)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _offset_index(filters: DeviceFilter | None) -> str:
+    """The index hint for skipping `offset` matching devices in id order.
+
+    One equality filter (one organization, a type or a status) has its own index, whose
+    entries for one key are in id order: SQLite picks it. Anything else (no filter, a
+    status_change range, several organizations, combined filters) would scan whole device
+    rows or sort; the narrow id-ordered devices_list holds every filtered column instead.
+    """
+    if filters is not None and filters.status_change_from is None:
+        orgs = filters.organization_ids
+        single = [
+            orgs is not None and len(orgs) == 1,
+            filters.type_id is not None,
+            filters.status is not None,
+        ]
+        if sum(single) == 1 and (orgs is None or len(orgs) <= 1):
+            return ""
+    return " INDEXED BY devices_list"
+
+
+class Devices(Database):
+    """The `devices` and `operational_records` tables (SQLite)."""
+
+    def _clean_device_fields(
+        self, fields: dict[str, Any], allowed: frozenset[str]
+    ) -> dict[str, Any]:
+        clean: dict[str, Any] = {}
+        for key, value in fields.items():
+            if key not in allowed:
+                raise ValueError(f"unknown or read-only device field {key!r}")
+            clean[key] = check_device_value(key, value)
+        for key, table in DEVICE_REFERENCES.items():
+            ref = clean.get(key)
+            if ref is not None and not self._exists(table, ref):
+                raise ValueError(f"{key} {ref} does not exist")
+        return clean
+
+    def _check_serials(self, serial: str | None, alt: str | None, exclude_id: int | None) -> None:
+        """Raise Conflict if `serial`/`alt` is any other device's serial or alt serial."""
+        wanted = [s for s in (serial, alt) if s is not None]
+        if not wanted:
+            return
+        marks = ", ".join("?" for _ in wanted)
+        row = self._one(
+            f"SELECT id, serial_number, serial_number_alt FROM devices "
+            f"WHERE (serial_number IN ({marks}) OR serial_number_alt IN ({marks})) "
+            f"AND id IS NOT ? LIMIT 1",
+            (*wanted, *wanted, exclude_id),
+        )
+        if row is not None:
+            taken = next(s for s in wanted if s in (row["serial_number"], row["serial_number_alt"]))
+            raise Conflict(f"serial number {taken!r} is already used by device {row['id']}")
+
+    def _frequency_fields(self, frequency: int | None, type_id: int | None) -> dict[str, Any]:
+        """The update_frequency columns of a device: its own ``frequency``, or (None) the one
+        its type ``type_id`` sets, else the default; ``own_update_frequency`` says which."""
+        if frequency is not None:
+            return {"update_frequency": frequency, "own_update_frequency": 1}
+        row = self._conn.execute(
+            "SELECT update_frequency FROM device_types WHERE id = ?", (type_id,)
+        ).fetchone()
+        inherited = row[0] if row is not None and row[0] is not None else DEFAULT_UPDATE_FREQUENCY
+        return {"update_frequency": inherited, "own_update_frequency": 0}
+
+    def create_device(
+        self,
+        *,
+        serial_number: str,
+        name: str,
+        organization_id: int,
+        now: float,
+        actor: str,
+        **fields: Any,
+    ) -> Device:
+        now_f = epoch("now", now)
+        values = self._clean_device_fields(
+            {
+                **fields,
+                "serial_number": serial_number,
+                "name": name,
+                "organization_id": organization_id,
+            },
+            CREATE_FIELDS | {"serial_number", "name", "organization_id"},
+        )
+        if values["organization_id"] is None:
+            raise ValueError("organization_id must not be null")
+        values.update(self._frequency_fields(values.get("update_frequency"), values.get("type_id")))
+        values.setdefault("operational_status", "provisioning")
+        values.update(
+            uuid=str(uuid.uuid4()),
+            status=DOWN,
+            status_change=now_f,
+            created=now_f,
+            last_change=now_f,
+        )
+        columns = list(values)
+        with self.transaction():
+            # The unique indexes and the serial triggers enforce the rule; the lookup that
+            # names the device in the way only runs once they refused (auto-registration
+            # of a whole boot storm must not pay it for every new CPE).
+            try:
+                row = self._one(
+                    f"INSERT INTO devices ({', '.join(columns)}) "
+                    f"VALUES ({', '.join('?' for _ in columns)}) RETURNING *",
+                    [values[c] for c in columns],
+                )
+            except sqlite3.IntegrityError as exc:
+                self._check_serials(values["serial_number"], values.get("serial_number_alt"), None)
+                raise Conflict(f"device conflicts with an existing one: {exc}") from exc
+            assert row is not None
+            created = codec.device(row)
+            self._insert_history(
+                created.id,
+                "created",
+                {"serial_number": created.serial_number, "name": created.name},
+                now_f,
+                actor,
+            )
+        return created
+
+    def get_device(self, device_id: int) -> Device | None:
+        row = self._one("SELECT * FROM devices WHERE id = ?", (device_id,))
+        return None if row is None else codec.device(row)
+
+    def find_device_by_serial(self, serial: str) -> Device | None:
+        """The device whose serial_number is `serial`, else the one whose alt serial is."""
+        # Two point lookups beat one OR query (multi-index OR plus a sort), and the first
+        # one answers almost every Inform.
+        row = self._one("SELECT * FROM devices WHERE serial_number = ?", (serial,))
+        if row is None:
+            row = self._one("SELECT * FROM devices WHERE serial_number_alt = ?", (serial,))
+        return None if row is None else codec.device(row)
+
+    def get_device_by_serial_number(self, serial: str) -> Device | None:
+        """The device whose serial_number is exactly `serial` (the API's identity)."""
+        row = self._one("SELECT * FROM devices WHERE serial_number = ?", (serial,))
+        return None if row is None else codec.device(row)
+
+    def count_devices(self, filters: DeviceFilter | None = None) -> int:
+        where, params = _device_where(filters)
+        return int(self._scalar(f"SELECT count(*) FROM devices{where}", params))
+
+    def devices_page(
+        self, filters: DeviceFilter | None = None, *, limit: int = 20, offset: int = 0
+    ) -> tuple[int, list[Device]]:
+        """(total matching, one page of devices in ascending id order) for list endpoints."""
+        check_page(limit, offset)
+        clauses, params = _device_clauses(filters)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        with self.transaction():  # count and page from the same snapshot
+            total = int(self._scalar(f"SELECT count(*) FROM devices{where}", params))
+            if offset >= total or limit == 0:
+                return total, []
+            if offset == 0:
+                found = self._all(
+                    f"SELECT * FROM devices{where} ORDER BY id LIMIT ?", [*params, limit]
+                )
+            else:
+                # OFFSET over full rows reads every skipped device; find the first id of the
+                # page on a narrow index instead, then seek to it by rowid.
+                also = "".join(f" AND {c}" for c in clauses)
+                found = self._all(
+                    f"SELECT * FROM devices WHERE id >= (SELECT id FROM devices"
+                    f"{_offset_index(filters)}{where} ORDER BY id LIMIT 1 OFFSET ?){also} "
+                    "ORDER BY id LIMIT ?",
+                    [*params, offset, *params, limit],
+                )
+        return total, [codec.device(r) for r in found]
+
+    def update_device(self, device_id: int, *, now: float, actor: str, **fields: Any) -> Device:
+        """Partial update. Only values that differ are written and recorded; a `status` change
+        is recorded as a transition like `set_status`."""
+        now_f = epoch("now", now)
+        clean = self._clean_device_fields(fields, UPDATE_FIELDS)
+        if "organization_id" in clean and clean["organization_id"] is None:
+            raise ValueError("organization_id must not be null")
+        with self.transaction():
+            current = self.get_device(device_id)
+            if current is None:
+                raise NotFound(f"device {device_id!r} not found")
+            own = self._own_frequency(device_id, clean, current)
+            if own is not None:
+                clean["update_frequency"] = own["update_frequency"]
+            changes = {k: v for k, v in clean.items() if getattr(current, k) != v}
+            if own is not None:
+                self._conn.execute(
+                    "UPDATE devices SET own_update_frequency = ? WHERE id = ?",
+                    (own["own_update_frequency"], device_id),
+                )
+            if not changes:
+                return current
+            new_status = changes.pop("status", None)
+            if "serial_number" in changes or "serial_number_alt" in changes:
+                self._check_serials(
+                    changes.get("serial_number"),
+                    changes.get("serial_number_alt"),
+                    device_id,
+                )
+            assignments = [f"{k} = ?" for k in changes] + ["last_change = ?"]
+            try:
+                self._conn.execute(
+                    f"UPDATE devices SET {', '.join(assignments)} WHERE id = ?",
+                    [*changes.values(), now_f, device_id],
+                )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"device update conflicts with an existing one: {exc}") from exc
+            if changes:
+                self._insert_history(
+                    device_id,
+                    "updated",
+                    {
+                        "fields": sorted(changes),
+                        "changes": {
+                            k: {"from": getattr(current, k), "to": v}
+                            for k, v in changes.items()
+                            if k not in SECRET_FIELDS
+                        },
+                    },
+                    now_f,
+                    actor,
+                )
+            if new_status is not None:
+                self._transition(device_id, current.status, new_status, now_f, actor, "")
+            updated = self.get_device(device_id)
+        assert updated is not None
+        return updated
+
+    def _own_frequency(
+        self, device_id: int, clean: dict[str, Any], current: Device
+    ) -> dict[str, Any] | None:
+        """The update_frequency columns an update sets, None when it leaves them alone: a
+        value makes it the device's own, None (and a new type for a device without its own)
+        takes the type's."""
+        if "update_frequency" in clean:
+            return self._frequency_fields(
+                clean["update_frequency"], clean.get("type_id", current.type_id)
+            )
+        if "type_id" in clean and clean["type_id"] != current.type_id:
+            row = self._conn.execute(
+                "SELECT own_update_frequency FROM devices WHERE id = ?", (device_id,)
+            ).fetchone()
+            if row is not None and not row[0]:
+                return self._frequency_fields(None, clean["type_id"])
+        return None
+
+    def delete_device(self, device_id: int, *, now: float, actor: str) -> None:
+        """Delete the device with its tasks, parameters and history (FK cascades); the
+        global audit log keeps a `device_deleted` entry."""
+        now_f = epoch("now", now)
+        with self.transaction():
+            row = self._one("SELECT serial_number, name FROM devices WHERE id = ?", (device_id,))
+            if row is None:
+                raise NotFound(f"device {device_id!r} not found")
+            self._conn.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+            self._insert_history(
+                None,
+                "device_deleted",
+                {
+                    "device_id": device_id,
+                    "serial_number": row["serial_number"],
+                    "name": row["name"],
+                },
+                now_f,
+                actor,
+            )
+
+    def _transition(
+        self, device_id: int, old: str, new: str, now: float, actor: str, reason: str
+    ) -> bool:
+        """Write an Up/Down transition (status, status_change, history) if it is one."""
+        if old == new:
+            return False
+        self._conn.execute(
+            "UPDATE devices SET status = ?, status_change = ? WHERE id = ?", (new, now, device_id)
+        )
+        self._insert_history(
+            device_id, "status", {"from": old, "to": new, "reason": reason}, now, actor
+        )
+        return True
+
+    def set_status(
+        self, device_id: int, status: str, *, now: float, actor: str = "acs", reason: str = ""
+    ) -> bool:
+        """Set Up/Down; returns True if it changed. Up also counts as contact (last_contact)."""
+        new = normalise_status(status)
+        now_f = epoch("now", now)
+        with self.transaction():
+            old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
+            if old is None:
+                raise NotFound(f"device {device_id!r} not found")
+            if new == UP:
+                self._conn.execute(
+                    "UPDATE devices SET last_contact = ? WHERE id = ?", (now_f, device_id)
+                )
+            return self._transition(device_id, old, new, now_f, actor, reason)
+
+    def record_inform(self, device_id: int, info: InformRecord, *, now: float) -> Device:
+        """Step 1 of every session: what the CPE says about itself, contact time, Up."""
+        now_f = epoch("now", now)
+        if info.product_class:
+            unique = f"{info.oui}-{info.product_class}-{info.serial_number}"
+        else:
+            unique = f"{info.oui}-{info.serial_number}"
+        events = list(info.event_codes)
+        bootstrap = BOOTSTRAP in events
+        with self._atomic():
+            old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
+            if old is None:
+                raise NotFound(f"device {device_id!r} not found")
+            row = self._one(
+                """
+                UPDATE devices SET
+                    manufacturer = ?, oui = ?, product_class = ?, unique_identifier = ?,
+                    software_version = coalesce(?, software_version),
+                    hardware_version = coalesce(?, hardware_version),
+                    connection_request_url = coalesce(nullif(?, ''), connection_request_url),
+                    data_model_root = coalesce(?, data_model_root),
+                    address = coalesce(?, address),
+                    last_connection = ?, last_contact = ?,
+                    status = 'Up',
+                    status_change = CASE WHEN status = 'Up' THEN status_change ELSE ? END,
+                    provisioned = CASE WHEN ? THEN 0 ELSE provisioned END
+                WHERE id = ? RETURNING *
+                """,
+                (
+                    info.manufacturer,
+                    info.oui,
+                    info.product_class,
+                    unique,
+                    info.software_version,
+                    info.hardware_version,
+                    info.connection_request_url,
+                    info.data_model_root,
+                    info.address,
+                    now_f,
+                    now_f,
+                    now_f,
+                    bootstrap,
+                    device_id,
+                ),
+            )
+            assert row is not None
+            entries = []
+            if old != UP:
+                entries.append(("status", codec.dumps({"from": old, "to": UP, "reason": "inform"})))
+            entries.append(("inform", codec.dumps({"events": events})))
+            self._conn.executemany(
+                "INSERT INTO history (device_id, time, actor, action, detail) "
+                "VALUES (?, ?, 'cpe', ?, ?)",
+                [(device_id, now_f, action, detail) for action, detail in entries],
+            )
+            if bootstrap:
+                # A factory-fresh CPE: whatever we cached about its tree is stale.
+                self._conn.execute("DELETE FROM parameters WHERE device_id = ?", (device_id,))
+        return codec.device(row)
+
+    def devices_due_down(self, now: float) -> list[int]:
+        """Up devices whose liveness window (2 x update_frequency + 60 s after the last
+        contact) ended strictly before `now`."""
+        cur = self._conn.execute(
+            "SELECT id FROM devices WHERE status = 'Up' AND liveness_deadline < ?", (now,)
+        )
+        # Sorted here: an ORDER BY id would add a temp B-tree sort to the indexed scan.
+        return sorted(r[0] for r in cur.fetchall())
+
+    def set_last_configuration(self, device_id: int, *, now: float) -> None:
+        """Settings were applied to the CPE now (no history entry: the task has one)."""
+        now_f = epoch("now", now)
+        with self.transaction():
+            self._conn.execute(
+                "UPDATE devices SET last_configuration = ? WHERE id = ?", (now_f, device_id)
+            )
+
+    def get_operational_record(self, device_id: int) -> OperationalRecord:
+        """The device's record; a blank one (from the device row) if never written."""
+        row = self._one("SELECT * FROM operational_records WHERE device_id = ?", (device_id,))
+        if row is not None:
+            return codec.operational_record(row)
+        status = self._scalar("SELECT operational_status FROM devices WHERE id = ?", (device_id,))
+        if status is None:
+            raise NotFound(f"device {device_id!r} not found")
+        return OperationalRecord(device_id, status, {}, [], None, None)
+
+    def save_operational_record(
+        self,
+        device_id: int,
+        *,
+        operational_status: str,
+        data: dict[str, Any],
+        history: list[dict[str, Any]],
+        updated_by: str | None,
+        now: float,
+    ) -> OperationalRecord:
+        """Replace the record; the device row's operational_status follows it."""
+        now_f = epoch("now", now)
+        if operational_status not in OPERATIONAL_STATUSES:
+            raise ValueError(f"operational_status must be one of {', '.join(OPERATIONAL_STATUSES)}")
+        if not isinstance(data, dict) or not isinstance(history, list):
+            raise ValueError("data must be a dict and history a list")
+        data_text = json_text("data", data)
+        history_text = json_text("history", history)
+        with self.transaction():
+            self._require_device(device_id)
+            row = self._one(
+                "INSERT INTO operational_records (device_id, operational_status, data, history, "
+                "updated_by, last_updated) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET operational_status = excluded."
+                "operational_status, data = excluded.data, history = excluded.history, "
+                "updated_by = excluded.updated_by, last_updated = excluded.last_updated "
+                "RETURNING *",
+                (device_id, operational_status, data_text, history_text, updated_by, now_f),
+            )
+            self._conn.execute(
+                "UPDATE devices SET operational_status = ? WHERE id = ?",
+                (operational_status, device_id),
+            )
+        assert row is not None
+        return codec.operational_record(row)
+
+    def bulk_seed_devices(
+        self, devices: Iterable[Mapping[str, Any]], *, now: float, actor: str
+    ) -> int:
+        """Insert many devices in one transaction and return how many (benchmarks, imports).
+
+        Each mapping holds ``create_device``'s fields (``serial_number``, ``name``,
+        ``organization_id`` required) plus an optional ``status`` and ``status_change``,
+        checked like ``create_device`` does (references once per distinct value). One
+        ``bulk_seeded`` history entry stands for all of them: per-device rows would double
+        the work for data no operator wrote. A serial already taken fails the whole batch.
+        """
+        now_f = epoch("now", now)
+        allowed = CREATE_FIELDS | {"serial_number", "name", "organization_id", "status"}
+        checked_refs: set[tuple[str, Any]] = set()
+        batch: list[dict[str, Any]] = []
+        for raw in devices:
+            fields = dict(raw)
+            status_change = epoch("status_change", fields.pop("status_change", now_f))
+            values: dict[str, Any] = {}
+            for key, value in fields.items():
+                if key not in allowed:
+                    raise ValueError(f"unknown or read-only device field {key!r}")
+                values[key] = check_device_value(key, value)
+            for key in ("serial_number", "name", "organization_id"):
+                if values.get(key) is None:
+                    raise ValueError(f"{key} is required")
+            for key, table in DEVICE_REFERENCES.items():
+                ref = values.get(key)
+                if ref is not None and (key, ref) not in checked_refs:
+                    if not self._exists(table, ref):
+                        raise ValueError(f"{key} {ref} does not exist")
+                    checked_refs.add((key, ref))
+            values.update(
+                self._frequency_fields(values.get("update_frequency"), values.get("type_id"))
+            )
+            values.setdefault("operational_status", "provisioning")
+            values.setdefault("status", DOWN)
+            values.update(
+                uuid=str(uuid.uuid4()),
+                status_change=status_change,
+                created=now_f,
+                last_change=now_f,
+            )
+            batch.append(values)
+        if not batch:
+            return 0
+        # One statement per distinct column set (callers usually send one shape).
+        shapes: dict[tuple[str, ...], list[list[Any]]] = {}
+        for values in batch:
+            columns = tuple(sorted(values))
+            shapes.setdefault(columns, []).append([values[c] for c in columns])
+        with self.transaction():
+            try:
+                for columns, params in shapes.items():
+                    self._conn.executemany(
+                        f"INSERT INTO devices ({', '.join(columns)}) "
+                        f"VALUES ({', '.join('?' for _ in columns)})",
+                        params,
+                    )
+            except sqlite3.IntegrityError as exc:
+                raise Conflict(f"a seeded device conflicts with an existing one: {exc}") from exc
+            self._insert_history(None, "bulk_seeded", {"count": len(batch)}, now_f, actor)
+        return len(batch)
+
+    def count_by_serial_prefix(self, prefix: str) -> tuple[int, int]:
+        """(devices, provisioned devices) whose serial starts with ``prefix`` (bench checks)."""
+        low, high = prefix_bounds(prefix)
+        where = "serial_number >= ?" + ("" if high is None else " AND serial_number < ?")
+        params = [low] if high is None else [low, high]
+        row = self._one(
+            f"SELECT count(*) AS n, coalesce(sum(provisioned), 0) AS p FROM devices WHERE {where}",
+            params,
+        )
+        assert row is not None
+        return int(row["n"]), int(row["p"])
