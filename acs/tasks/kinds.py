@@ -115,6 +115,10 @@ def _bootstrapped(tasks: Sequence[Task], inform: rpc.Inform, events: Sequence[st
     return [t for t in tasks if t.state == IN_PROGRESS] if "0 BOOTSTRAP" in events else []
 
 
+def _scheduled(tasks: Sequence[Task], inform: rpc.Inform, events: Sequence[str]) -> list[Task]:
+    return _keyed(tasks, inform, "M ScheduleInform") if "3 SCHEDULED" in events else []
+
+
 def _reapply_settings(engine: TaskEngine, task: Task, now: float) -> None:
     """After a device_factory_reset's BOOTSTRAP: every stored setting is pushed again."""
     engine.store.unconfirm_all_settings(task.device_id, now=now)
@@ -345,6 +349,25 @@ def _set_parameter_attributes(run: TaskRun) -> Steps:
     return {}
 
 
+def _schedule_inform(run: TaskRun) -> Steps:
+    delay = run.task.args["delay_seconds"]
+    yield from run.call(rpc.ScheduleInform(delay_seconds=delay, command_key=task_key(run.task)))
+    return WaitForInform()
+
+
+# ScheduleInform's DelaySeconds is an unsignedInt > 0, but the task waits in progress for the
+# scheduled Inform: at most a day, the longest periodic inform interval a device may have
+# (update_frequency), so a lost schedule is noticed within a day and the confirm timeout.
+MAX_SCHEDULE_DELAY = 86400
+
+
+def _delay_seconds(args: Mapping[str, Any]) -> dict[str, Any]:
+    delay = args.get("delay_seconds")
+    if isinstance(delay, bool) or not isinstance(delay, int) or not 0 < delay <= MAX_SCHEDULE_DELAY:
+        raise ValueError(f"delay_seconds must be an integer from 1 to {MAX_SCHEDULE_DELAY}")
+    return {"delay_seconds": delay}
+
+
 def _covers_all(pending: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return bool(pending.get("all")) or not new.get("all")
 
@@ -458,6 +481,22 @@ _DECLARED = (
         a.backup_arg,
         example={"backup": 1},
         completion=TRANSFER,
+    ),
+    # TR-069 ScheduleInform: the CPE informs "3 SCHEDULED" + "M ScheduleInform" (our
+    # CommandKey) after delay_seconds; it may take that long more than a reboot to confirm.
+    TaskKind(
+        "schedule_inform",
+        _schedule_inform,
+        ("delay_seconds",),
+        _delay_seconds,
+        example={"delay_seconds": 60},
+        completion=INFORM,
+        confirmed_by=_scheduled,
+        confirm_delay=lambda args: float(args["delay_seconds"]),
+        pending_name="schedule_inform",
+        api_flag="schedule_inform",
+        api_args=True,
+        api_rank=45,
     ),
 )
 
