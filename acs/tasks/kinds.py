@@ -1,6 +1,6 @@
 """The task kinds: one `TaskKind` declaration each, in `KINDS`.
 
-A declaration says everything the ACS knows about a kind: its arguments (allowed keys, the
+A declaration says what the ACS needs to run and offer a kind: its arguments (allowed keys, the
 validator from `acs.tasks.args`, an example the tests use), the RPC generator that runs it
 (a function of a `TaskRun`: it yields RPCs, receives the CPE's answers and returns how the
 task ends), its completion policy, and how the API offers it. Completion is one of:
@@ -14,7 +14,9 @@ task ends), its completion policy, and how the API offers it. Completion is one 
   Download/Upload, and the TransferComplete carrying the task's CommandKey ends it.
 
 The engine (`acs.tasks.engine`), the session driver (`acs.tasks.session`) and the API
-(`api.device_ops`) read these declarations; none of them names a kind to decide a policy.
+(`api.device_ops`) take these policies from the declarations. (Still by name, and not
+policies of a kind's lifecycle: the firmware and backup side effects of a finished transfer
+in the engine, the firmware fields and the factory wipe of settings in the API.)
 """
 
 from __future__ import annotations
