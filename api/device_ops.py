@@ -1,19 +1,20 @@
 """Device operations of the REST API: the operation flags of a device write, pending settings,
 and ``update_status`` (spec/inventory-api.md sections 2, 3 "Device operations" and 6).
 
-Owns turning the PATCH/PUT body flags (``reboot``, ``factory``, ``device_factory``, ``sync``,
-``reconf``, ``firmware_image`` + ``firmware_image_is_pending``, ``schedule_at``) into queued
-tasks (:func:`take_operations` validates and pops them, :func:`apply_operations` queues them and
+Owns turning the PATCH/PUT body operations (the ``api_flag`` of each task kind declared in
+``acs.tasks.kinds``: ``reboot``, ``factory``, ``device_factory``, ``sync``, ``reconf``...;
+``firmware_image`` + ``firmware_image_is_pending``, ``schedule_at``) into queued tasks
+(:func:`take_operations` validates and pops them, :func:`apply_operations` queues them and
 wakes the device), the ``pending_settings`` / ``pending_details`` summaries of a device's queued
 work, and :func:`refresh_status` (connection requests behind ``update_status=true``).
 The device route modules call these; this module declares no routes.
 
 Pending-settings rule (section 6), in queue order (priority, id), each name listed once:
 
-- every ``pending`` or ``in_progress`` task of a listed kind (``firmware_update``, ``reboot``,
-  ``factory_reset``, ``device_factory_reset``, ``sync``, ``reconf``,
-  ``configuration_update``); internal kinds (``provision``, ``refresh``, the raw RPC kinds)
-  are not listed;
+- every ``pending`` or ``in_progress`` task of a listed kind (one declaring a
+  ``pending_name``: ``firmware_update``, ``reboot``, ``factory_reset``,
+  ``device_factory_reset``, ``sync``, ``reconf``, ``configuration_update``...); internal
+  kinds (``provision``, ``refresh``, the raw RPC kinds) are not listed;
 - a pending task queued with a ``scheduled_at`` is *scheduled* work, named ``<name>_scheduled``
   for every kind (``reboot_scheduled``, ``sync_scheduled``...); the detailed form carries the
   time (``reboot_scheduled:<iso>``) until the task starts;
@@ -28,7 +29,7 @@ Pending-settings rule (section 6), in queue order (priority, id), each name list
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +44,7 @@ from twisted.python.failure import Failure
 
 from acs.store import Store
 from acs.store.models import DOWN, FAILED, IN_PROGRESS, PENDING, Device, Task
-from acs.tasks import REPORT_FAILED
+from acs.tasks import KINDS, REPORT_FAILED, TaskKind, validate_args
 from api.base import (
     SQL_INT_MAX,
     Api,
@@ -57,30 +58,21 @@ from api.base import (
 
 log = Logger(namespace="api.device_ops")
 
+# Operation flag -> the task kind it queues (every kind declaring an api_flag), in the order
+# the flags are popped and validated.
+FLAG_KINDS: dict[str, TaskKind] = {k.api_flag: k for k in KINDS.values() if k.api_flag}
 # Body keys this module owns, in the order they are popped.
-FLAG_KEYS = ("reboot", "factory", "device_factory", "sync", "reconf")
+FLAG_KEYS = tuple(FLAG_KINDS)
 OPERATION_KEYS = (*FLAG_KEYS, "schedule_at", "firmware_image", "firmware_image_is_pending")
 
-# Flag -> task kind. Queue order of one body follows this order: destructive resets first, so
-# a reboot or sync asked in the same body runs against the reset device.
-FLAG_TASKS = (
-    ("factory", "factory_reset"),
-    ("device_factory", "device_factory_reset"),
-    ("reconf", "reconf"),
-    ("sync", "sync"),
-    ("reboot", "reboot"),
+# (flag, task kind) in the queue order of one body (the kinds' api_rank): destructive resets
+# first, so a reboot or sync asked in the same body runs against the reset device.
+FLAG_TASKS = tuple(
+    (flag, kind.name) for flag, kind in sorted(FLAG_KINDS.items(), key=lambda i: i[1].api_rank)
 )
 
 # Task kind -> pending_settings item name; kinds not here are internal and never listed.
-PENDING_NAMES = {
-    "firmware_update": "firmware_update",
-    "reboot": "reboot",
-    "factory_reset": "factory_reset",
-    "device_factory_reset": "device_factory_reset",
-    "sync": "sync",
-    "reconf": "reconf",
-    "configuration_update": "configuration_update",
-}
+PENDING_NAMES = {k.name: k.pending_name for k in KINDS.values() if k.pending_name}
 
 # At most this many connection requests in flight for one update_status call. A page holds at
 # most 100 devices and the spec wants a full page to cost at most the timeout, so one page's
@@ -108,28 +100,42 @@ class Unset:
 UNSET = Unset()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Operations:
-    """The operation part of a device write body (see :func:`take_operations`)."""
+    """The operation part of a device write body (see :func:`take_operations`).
 
-    reboot: bool = False
-    factory: bool = False
-    device_factory: bool = False
-    sync: bool = False
-    reconf: bool = False
+    Built with one keyword per operation flag: ``Operations(reboot=True)``, or the task's
+    arguments for a flag that takes some (``schedule_inform={"delay_seconds": 60}``); false
+    flags queue nothing."""
+
+    # Flag -> the arguments of the task it queues, for the flags that queue one.
+    tasks: Mapping[str, Mapping[str, Any]]
     # The target image id when the key was present (None = clear the target), else UNSET.
-    firmware_image: int | Unset | None = UNSET
-    firmware_image_is_pending: bool | None = None  # None = key absent
-    schedule_at: float | None = None
+    firmware_image: int | Unset | None
+    firmware_image_is_pending: bool | None  # None = key absent
+    schedule_at: float | None
+
+    def __init__(
+        self,
+        *,
+        firmware_image: int | Unset | None = UNSET,
+        firmware_image_is_pending: bool | None = None,
+        schedule_at: float | None = None,
+        **flags: bool | Mapping[str, Any],
+    ) -> None:
+        unknown = sorted(set(flags) - set(FLAG_KINDS))
+        if unknown:
+            raise TypeError(f"unknown operation flag(s): {', '.join(unknown)}")
+        tasks = {f: {} if v is True else v for f, v in flags.items() if v is not False}
+        object.__setattr__(self, "tasks", tasks)
+        object.__setattr__(self, "firmware_image", firmware_image)
+        object.__setattr__(self, "firmware_image_is_pending", firmware_image_is_pending)
+        object.__setattr__(self, "schedule_at", schedule_at)
 
     def any(self) -> bool:
         """True when applying these operations would change or queue anything."""
         return (
-            self.reboot
-            or self.factory
-            or self.device_factory
-            or self.sync
-            or self.reconf
+            bool(self.tasks)
             or not isinstance(self.firmware_image, Unset)
             or self.firmware_image_is_pending is not None
         )
@@ -142,6 +148,31 @@ def _flag(field: str, value: Any) -> bool:
     if parsed is None:
         raise ApiError(400, {field: ["Must be a valid boolean."]})
     return parsed
+
+
+def _task_args(flag: str, value: Any) -> dict[str, Any] | None:
+    """The arguments of the task an operation flag queues; None when it queues nothing.
+
+    A boolean for every flag (true = the kind without arguments); a kind declaring
+    ``api_args`` also takes an object of its arguments, validated by the kind."""
+    kind = FLAG_KINDS[flag]
+    if kind.api_args and isinstance(value, dict):
+        args = value
+    else:
+        try:
+            if not _flag(flag, value):
+                return None
+        except ApiError:
+            if kind.api_args:
+                raise ApiError(
+                    400, {flag: ["Must be an object of arguments or a boolean."]}
+                ) from None
+            raise
+        args = {}
+    try:
+        return validate_args(kind.name, args)
+    except ValueError as exc:
+        raise ApiError(400, {flag: [str(exc)]}) from None
 
 
 def _firmware_image(store: Store, value: Any) -> int | None:
@@ -196,13 +227,16 @@ def take_operations(store: Store, body: dict[str, Any]) -> Operations:
     """
     raw = {key: body.pop(key) for key in OPERATION_KEYS if key in body}
     errors: dict[str, list[str]] = {}
-    flags: dict[str, bool] = {}
+    flags: dict[str, Mapping[str, Any]] = {}
     for key in FLAG_KEYS:
         if key in raw:
             try:
-                flags[key] = _flag(key, raw[key])
+                args = _task_args(key, raw[key])
             except ApiError as exc:
                 errors.update(exc.body)
+                continue
+            if args is not None:
+                flags[key] = args
     firmware: int | Unset | None = UNSET
     if "firmware_image" in raw:
         try:
@@ -417,12 +451,13 @@ def apply_operations(api: Api, req: ApiRequest, device: Device, ops: Operations)
                     store.update_task_result(last.id, {REPORT_FAILED: False})
             store.update_device(device.id, now=now, actor=actor, **fields)
         for flag, kind in FLAG_TASKS:
-            if not getattr(ops, flag):
+            args = ops.tasks.get(flag)
+            if args is None:
                 continue
             if kind == "factory_reset":
                 store.clear_desired_settings(device.id, now=now, actor=actor)
             api.tasks.queue(
-                device.id, kind, {}, actor=actor, scheduled_at=when, wake=False, now=now
+                device.id, kind, args, actor=actor, scheduled_at=when, wake=False, now=now
             )
             queued = True
     if queued and (when is None or when <= now):

@@ -199,6 +199,7 @@ _OPERATION_PROPERTIES: dict[str, Schema] = {
     ),
     "sync": _bool(description="Read the CPE's whole parameter tree into the stored config."),
     "reconf": _bool(description="Re-apply every stored setting with SetParameterValues."),
+    "schedule_inform": _obj({"delay_seconds": _int(minimum=1, maximum=86400)}, ["delay_seconds"]),
     "schedule_at": _dt(True, description="Delay the queued operations to this time."),
 }
 

@@ -102,6 +102,40 @@ class ApiOperationsEndToEnd(ApplianceWithFleet):
         self.assertEqual(cpe.value(path), "site-42")
         self.assertEqual(store.unconfirmed_settings_count(device.id), 0)
 
+    async def test_patch_schedule_inform_brings_the_scheduled_inform(self) -> None:
+        cpe = self.fleet.cpes[1]
+        device = self.device(cpe)
+        # One second is the shortest DelaySeconds; the simulator's timer runs on the reactor.
+        code, body = await self.api(
+            "PATCH",
+            f"/inventory_device/{device.id}/?pending=true",
+            {"schedule_inform": {"delay_seconds": 1}},
+        )
+        self.assertEqual(code, 200, body)
+        self.assertEqual(body["pending_settings"], "schedule_inform:pending")
+        await until(cpe, lambda: self.kinds_done(device, "schedule_inform"))
+        (task,) = [
+            t
+            for t in self.appliance.store.tasks_for_device(device.id)
+            if t.kind == "schedule_inform"
+        ]
+        self.assertEqual(task.actor, TOKEN_NAME)
+        self.assertEqual(task.args, {"delay_seconds": 1})
+        events = (task.result or {})["events"]
+        self.assertIn("3 SCHEDULED", events)
+        self.assertIn("M ScheduleInform", events)
+        # The confirming Inform came in a later session than the one that sent the RPC.
+        steps = self.actions(device)
+        sent = [i for i, s in enumerate(steps) if s[0] == "connection_request"]
+        confirmed = [
+            i for i, s in enumerate(steps) if s[0] == "inform" and "3 SCHEDULED" in s[2]["events"]
+        ]
+        self.assertTrue(sent and confirmed, steps)
+        self.assertLess(sent[-1], confirmed[-1])
+        code, body = await self.api("GET", f"/inventory_device/{device.id}/?pending=true")
+        self.assertEqual(code, 200)
+        self.assertIsNone(body["pending_settings"])
+
     async def test_update_status_reports_live_up_and_stopped_down(self) -> None:
         live, stopped = self.fleet.cpes
         await bounded(stopped.stop())

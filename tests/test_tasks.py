@@ -19,7 +19,7 @@ from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
 from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, NotFound, Store
-from acs.tasks import TASK_KINDS, SessionTasks, TaskEngine, task_key
+from acs.tasks import KINDS, TASK_KINDS, SessionTasks, TaskEngine, task_key
 
 SERIAL = "SN0001"
 
@@ -67,16 +67,7 @@ def test_every_kind_starts_an_rpc_or_finishes(
     store: Store, engine: TaskEngine, device: Device, kind: str
 ) -> None:
     """A kind that validates but has no run would strand its task in_progress."""
-    args = {
-        "set_parameters": {"parameters": [{"name": "Device.X.Y", "value": "1"}]},
-        "add_object": {"object_name": "Device.NAT.PortMapping."},
-        "delete_object": {"object_name": "Device.NAT.PortMapping.1."},
-        "get_parameter_attributes": {"names": ["Device.X."]},
-        "set_parameter_attributes": {"parameters": [{"name": "Device.X.Y", "notification": 1}]},
-        "firmware_update": {"firmware_image": 1},
-        "restore": {"backup": 1},
-    }.get(kind)
-    queued = engine.queue(device.id, kind, args, actor="test", wake=False, now=0.0)
+    queued = engine.queue(device.id, kind, KINDS[kind].example, actor="test", wake=False, now=0.0)
     request = engine.open_session(device.id).next_request(now=0.0)
     task = store.get_task(queued.id)
     assert task is not None

@@ -1,0 +1,218 @@
+"""Task argument checks: the TR-069 value rules (paths, xsd types, limits) and one validator
+per argument shape. Each kind's declaration in `acs.tasks.kinds` names its validator; every
+validator takes the arguments (a mapping) and returns their normalized, JSON-ready form, or
+raises ValueError with a message meant for the API user.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+DEFAULT_ROOT = "Device."
+ROOTS = ("Device.", "InternetGatewayDevice.")
+
+XSD_TYPES = (
+    "xsd:string",
+    "xsd:int",
+    "xsd:unsignedInt",
+    "xsd:long",
+    "xsd:unsignedLong",
+    "xsd:boolean",
+    "xsd:dateTime",
+    "xsd:base64",
+    "xsd:hexBinary",
+    "xsd:decimal",
+)
+INT_RANGES = {
+    "xsd:int": (-(2**31), 2**31 - 1),
+    "xsd:unsignedInt": (0, 2**32 - 1),
+    "xsd:long": (-(2**63), 2**63 - 1),
+    "xsd:unsignedLong": (0, 2**64 - 1),
+}
+
+# Limits from cwmp-1-2.xsd (Name <= 256, CommandKey/ParameterKey <= 32); the others keep one
+# API call from building an envelope no CPE will swallow.
+MAX_PATH = 256
+MAX_VALUE = 65535
+MAX_LIST = 1024
+MAX_ACCESS_ENTRY = 64
+
+# Path segments: names, instance numbers, and alias-based addressing "[alias]".
+_SEGMENT = r"(?:[A-Za-z0-9_\-]+|\[[A-Za-z0-9_\-.:]+\])"
+_PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_\-]*(?:\.{_SEGMENT})*\.?$")
+_INSTANCE_RE = re.compile(r"\.(?:\d+|\[[A-Za-z0-9_\-.:]+\])\.$")
+
+
+def check_path(value: Any, what: str, *, object_path: bool | None = None) -> str:
+    """A full parameter path; object_path True = must end with ".", False = must not."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    if len(value) > MAX_PATH:
+        raise ValueError(f"{what} is longer than {MAX_PATH} characters")
+    if not _PATH_RE.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid parameter path")
+    if object_path is True and not value.endswith("."):
+        raise ValueError(f"{what} {value!r} must be an object path ending with '.'")
+    if object_path is False and value.endswith("."):
+        raise ValueError(f"{what} {value!r} must be a parameter name, not an object path")
+    return value
+
+
+def check_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"{what} must be a non-empty list")
+    if len(value) > MAX_LIST:
+        raise ValueError(f"{what} has more than {MAX_LIST} entries")
+    return list(value)
+
+
+def normalize_type(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string such as 'xsd:string'")
+    xsd = value if value.startswith("xsd:") else f"xsd:{value}"
+    if xsd not in XSD_TYPES:
+        raise ValueError(f"{what} {value!r} is not one of {', '.join(XSD_TYPES)}")
+    return xsd
+
+
+def check_value(value: Any, xsd: str | None, what: str) -> str:
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise ValueError(f"{what} must be a string")
+    if len(text) > MAX_VALUE:
+        raise ValueError(f"{what} is longer than {MAX_VALUE} characters")
+    if xsd == "xsd:boolean" and text not in ("true", "false", "1", "0"):
+        raise ValueError(f"{what} {text!r} is not a boolean (true, false, 1 or 0)")
+    if xsd in INT_RANGES:
+        low, high = INT_RANGES[xsd]
+        try:
+            number = int(text, 10)
+        except ValueError:
+            raise ValueError(f"{what} {text!r} is not an integer ({xsd})") from None
+        if not low <= number <= high:
+            raise ValueError(f"{what} {text} is out of range for {xsd}")
+    return text
+
+
+def check_keys(args: Mapping[str, Any], allowed: Iterable[str], where: str) -> None:
+    extra = sorted(set(args) - set(allowed))
+    if extra:
+        raise ValueError(f"unknown argument(s) for {where}: {', '.join(extra)}")
+
+
+# --- one validator per argument shape (the keys were checked against the kind's) ---------
+
+
+def no_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def _positive_id(args: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
+    value = args.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{key} must be a {what} id (positive integer)")
+    return {key: value}
+
+
+def firmware_image_arg(args: Mapping[str, Any]) -> dict[str, Any]:
+    return _positive_id(args, "firmware_image", "firmware image")
+
+
+def backup_arg(args: Mapping[str, Any]) -> dict[str, Any]:
+    return _positive_id(args, "backup", "backup")
+
+
+def all_flag(args: Mapping[str, Any]) -> dict[str, Any]:
+    push_all = args.get("all", False)
+    if not isinstance(push_all, bool):
+        raise ValueError("all must be a boolean")
+    return {"all": True} if push_all else {}
+
+
+def optional_path(args: Mapping[str, Any]) -> dict[str, Any]:
+    path = args.get("path")
+    if path is None or path == "":
+        return {}
+    return {"path": check_path(path, "path")}
+
+
+def parameter_values(args: Mapping[str, Any]) -> dict[str, Any]:
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, item in enumerate(check_list(args.get("parameters"), "parameters")):
+        where = f"parameters[{i}]"
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where} must be an object with name, value and type")
+        check_keys(item, ("name", "value", "type"), where)
+        name = check_path(item.get("name"), f"{where}.name", object_path=False)
+        if name in seen:
+            raise ValueError(f"{where}.name {name!r} is given twice")
+        seen.add(name)
+        entry: dict[str, Any] = {"name": name}
+        xsd = None
+        if item.get("type") is not None:
+            xsd = normalize_type(item["type"], f"{where}.type")
+        if "value" not in item or item["value"] is None:
+            raise ValueError(f"{where}.value is required")
+        entry["value"] = check_value(item["value"], xsd, f"{where}.value")
+        if xsd is not None:
+            entry["type"] = xsd
+        out.append(entry)
+    return {"parameters": out}
+
+
+def object_name(args: Mapping[str, Any]) -> dict[str, Any]:
+    return {"object_name": check_path(args.get("object_name"), "object_name", object_path=True)}
+
+
+def instance_name(args: Mapping[str, Any]) -> dict[str, Any]:
+    name = check_path(args.get("object_name"), "object_name", object_path=True)
+    if not _INSTANCE_RE.search(name):
+        raise ValueError(f"object_name {name!r} must name one instance, e.g. '...PortMapping.3.'")
+    return {"object_name": name}
+
+
+def parameter_names(args: Mapping[str, Any]) -> dict[str, Any]:
+    names = [
+        check_path(n, f"names[{i}]") for i, n in enumerate(check_list(args.get("names"), "names"))
+    ]
+    return {"names": names}
+
+
+def parameter_attributes(args: Mapping[str, Any]) -> dict[str, Any]:
+    attrs: list[dict[str, Any]] = []
+    for i, item in enumerate(check_list(args.get("parameters"), "parameters")):
+        where = f"parameters[{i}]"
+        if not isinstance(item, Mapping):
+            raise ValueError(f"{where} must be an object with name and notification")
+        check_keys(item, ("name", "notification", "access_list"), where)
+        entry: dict[str, Any] = {"name": check_path(item.get("name"), f"{where}.name")}
+        notification = item.get("notification")
+        access = item.get("access_list")
+        if notification is None and access is None:
+            raise ValueError(f"{where} needs a notification (0..6) and/or an access_list")
+        if notification is not None:
+            if isinstance(notification, bool) or not isinstance(notification, int):
+                raise ValueError(f"{where}.notification must be an integer 0..6")
+            if not 0 <= notification <= 6:
+                raise ValueError(f"{where}.notification must be between 0 and 6")
+            entry["notification"] = notification
+        if access is not None:
+            if not isinstance(access, list | tuple) or len(access) > 16:
+                raise ValueError(f"{where}.access_list must be a list of at most 16 strings")
+            for entity in access:
+                if not isinstance(entity, str) or not entity or len(entity) > MAX_ACCESS_ENTRY:
+                    raise ValueError(
+                        f"{where}.access_list entries must be non-empty strings "
+                        f"of at most {MAX_ACCESS_ENTRY} characters (e.g. 'Subscriber')"
+                    )
+            entry["access_list"] = list(access)
+        attrs.append(entry)
+    return {"parameters": attrs}

@@ -1,0 +1,525 @@
+"""The task kinds: one `TaskKind` declaration each, in `KINDS`.
+
+A declaration says what the ACS needs to run and offer a kind: its arguments (allowed keys, the
+validator from `acs.tasks.args`, an example the tests use), the RPC generator that runs it
+(a function of a `TaskRun`: it yields RPCs, receives the CPE's answers and returns how the
+task ends), its completion policy, and how the API offers it. Completion is one of:
+
+- ``ANSWER``: done when the generator returns a result; a task a dead session left in
+  progress is run again at the device's next Inform;
+- ``INFORM``: the generator returns `WaitForInform` once the CPE acknowledged the RPC, and a
+  later Inform that `confirmed_by` accepts completes it (an Inform that shows it was never
+  acknowledged runs it again; none within `confirm_timeout` (+ `confirm_delay`) fails it);
+- ``TRANSFER``: the generator returns `WaitForTransfer` once the CPE accepted a
+  Download/Upload, and the TransferComplete carrying the task's CommandKey ends it.
+
+The engine (`acs.tasks.engine`), the session driver (`acs.tasks.session`) and the API
+(`api.device_ops`) take these policies from the declarations. (Still by name, and not
+policies of a kind's lifecycle: the firmware and backup side effects of a finished transfer
+in the engine, the firmware fields and the factory wipe of settings in the API.)
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from acs.cwmp import rpc
+from acs.store.models import IN_PROGRESS, Task
+from acs.tasks import args as a
+from acs.tasks.run import CpeFault, Steps, TaskError, TaskRun, WaitForInform, task_key
+
+if TYPE_CHECKING:
+    from acs.tasks.engine import TaskEngine
+
+ANSWER = "answer"
+INFORM = "inform"
+TRANSFER = "transfer"
+
+# FileType values of TR-069 Download (A.3.2.8) and Upload (A.4.1.5).
+FIRMWARE_FILE_TYPE = "1 Firmware Upgrade Image"
+CONFIG_UPLOAD_FILE_TYPE = "1 Vendor Configuration File"
+CONFIG_DOWNLOAD_FILE_TYPE = "3 Vendor Configuration File"
+
+# Which of a kind's pending and in-progress tasks an Inform confirms: (the tasks, the Inform,
+# its event codes) -> the confirmed ones.
+InformMatch = Callable[[Sequence[Task], rpc.Inform, Sequence[str]], list[Task]]
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """Everything about one task kind (see the module docstring)."""
+
+    name: str
+    run: Callable[[TaskRun], Steps]  # the RPC generator
+    arguments: tuple[str, ...] = ()  # the argument keys it accepts
+    check: Callable[[Mapping[str, Any]], dict[str, Any]] = a.no_args  # -> normalized args
+    example: Mapping[str, Any] = field(default_factory=dict)  # valid arguments, for tests
+    completion: str = ANSWER  # ANSWER, INFORM or TRANSFER
+    confirmed_by: InformMatch | None = None  # INFORM: which tasks an Inform confirms
+    # INFORM: seconds the CPE may rightly wait before the confirming Inform, from the args;
+    # counted on top of the engine's confirm_timeout.
+    confirm_delay: Callable[[Mapping[str, Any]], float] | None = None
+    after_confirm: Callable[[TaskEngine, Task, float], None] | None = None
+    resets_cpe: bool = False  # the CPE comes back factory-fresh (first-contact credentials)
+    # At most one pending task of the kind per device: (pending twin's args, new args) ->
+    # the twin already does what the new one would, so queue() returns it instead.
+    coalesce: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None
+    front: bool = False  # queued ahead of everything else
+    pending_name: str | None = None  # listed in the API's pending_settings under this name
+    # The device write body key that queues it (PATCH /inventory_device/<id>/); api_args:
+    # its value is an object of arguments (else a boolean); api_rank: queue order of one body.
+    api_flag: str | None = None
+    api_args: bool = False
+    api_rank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.completion not in (ANSWER, INFORM, TRANSFER):
+            raise ValueError(f"{self.name}: unknown completion {self.completion!r}")
+        if (self.completion == INFORM) != (self.confirmed_by is not None):
+            raise ValueError(f"{self.name}: confirmed_by goes with completion INFORM")
+
+    @property
+    def requeue_after_crash(self) -> bool:
+        """Found in progress at an Inform (its session died): simply run it again. The other
+        completions know from the task's result whether the CPE acknowledged the RPC."""
+        return self.completion == ANSWER
+
+    def validate(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        a.check_keys(args, self.arguments, self.name)
+        return self.check(args)
+
+
+# --- Inform confirmations ---------------------------------------------------------------
+
+
+def _keyed(tasks: Sequence[Task], inform: rpc.Inform, code: str) -> list[Task]:
+    """Tasks whose CommandKey an event `code` of the Inform carries."""
+    keys = {e.command_key for e in inform.events if e.code == code}
+    # A pending one was retried after an abort but may have reached the CPE anyway.
+    return [t for t in tasks if task_key(t) in keys and (t.state == IN_PROGRESS or t.attempts > 0)]
+
+
+def _rebooted(tasks: Sequence[Task], inform: rpc.Inform, events: Sequence[str]) -> list[Task]:
+    matched = _keyed(tasks, inform, "M Reboot")
+    waiting = [t for t in tasks if t.state == IN_PROGRESS]
+    rebooted = "1 BOOT" in events or "M Reboot" in events
+    if not matched and len(waiting) == 1 and rebooted:
+        # Some CPEs echo another (or no) CommandKey, or send only "1 BOOT": with one
+        # reboot outstanding there is no ambiguity.
+        matched = waiting
+    return matched
+
+
+def _bootstrapped(tasks: Sequence[Task], inform: rpc.Inform, events: Sequence[str]) -> list[Task]:
+    return [t for t in tasks if t.state == IN_PROGRESS] if "0 BOOTSTRAP" in events else []
+
+
+def _scheduled(tasks: Sequence[Task], inform: rpc.Inform, events: Sequence[str]) -> list[Task]:
+    return _keyed(tasks, inform, "M ScheduleInform") if "3 SCHEDULED" in events else []
+
+
+def _reapply_settings(engine: TaskEngine, task: Task, now: float) -> None:
+    """After a device_factory_reset's BOOTSTRAP: every stored setting is pushed again."""
+    engine.store.unconfirm_all_settings(task.device_id, now=now)
+    if engine.store.unconfirmed_settings_count(task.device_id):
+        engine.queue(task.device_id, "configuration_update", {}, actor="acs", wake=False, now=now)
+
+
+# --- the RPC generators -----------------------------------------------------------------
+
+
+def _provision(run: TaskRun) -> Steps:
+    device = run.device
+    if device is None:
+        raise TaskError("device no longer exists", permanent=True)
+    ms = f"{run.root}ManagementServer."
+    identity = device.unique_identifier or device.serial_number
+    username = device.connection_request_username or identity
+    # Fresh secrets each attempt: they only become the device's once the CPE accepted them.
+    password = secrets.token_urlsafe(16)
+    public = [
+        rpc.ParameterValue(f"{ms}PeriodicInformEnable", "true", "xsd:boolean"),
+        rpc.ParameterValue(
+            f"{ms}PeriodicInformInterval", str(device.update_frequency), "xsd:unsignedInt"
+        ),
+        rpc.ParameterValue(f"{ms}ConnectionRequestUsername", username, "xsd:string"),
+    ]
+    secrets_set = [rpc.ParameterValue(f"{ms}ConnectionRequestPassword", password, "xsd:string")]
+    own: dict[str, str] = {}
+    if run.engine.device_credentials and not device.username:
+        # The device's own ACS credentials: from its next session on, only they let a
+        # client Inform as this device (TR-069 3.4.4: the CPE authenticates to the ACS).
+        own = {"username": identity, "password": secrets.token_urlsafe(24)}
+        public.append(rpc.ParameterValue(f"{ms}Username", own["username"], "xsd:string"))
+        secrets_set.append(rpc.ParameterValue(f"{ms}Password", own["password"], "xsd:string"))
+    answer: rpc.SetParameterValuesResponse = yield from run.call(
+        rpc.SetParameterValues(parameters=(*public, *secrets_set), parameter_key=task_key(run.task))
+    )
+    run.check_status(answer.status)
+    run.store.update_device(
+        device.id,
+        now=run.now,
+        actor="acs",
+        connection_request_username=username,
+        connection_request_password=password,
+        provisioned=True,
+        **own,
+    )
+    run.store.upsert_parameters(
+        device.id, [(p.name, p.value, p.type, None) for p in public], now=run.now
+    )
+    return {"status": answer.status, "credentials_assigned": bool(own)}
+
+
+def _reboot(run: TaskRun) -> Steps:
+    yield from run.call(rpc.Reboot(command_key=task_key(run.task)))
+    return WaitForInform()
+
+
+def _factory_reset(run: TaskRun) -> Steps:
+    yield from run.call(rpc.FactoryReset())
+    return WaitForInform()
+
+
+def _sync(run: TaskRun) -> Steps:
+    # ACS <- CPE: the whole tree becomes the cached (stored) configuration, and the
+    # device's own desired settings take the CPE's values (confirmed), so a reconf right
+    # after sends nothing. Type defaults stay type defaults: they are not pinned.
+    count = yield from run.fetch_tree(run.root)
+    device_id = run.task.device_id
+    adopted = {
+        s.path: s.value if s.applied else s.cached
+        for s in run.engine.effective_settings(device_id, refusals=False)
+        if s.source == "device" and s.cached is not None
+    }
+    run.store.adopt_cpe_settings(device_id, adopted, now=run.now, actor="acs")
+    run.store.set_last_configuration(device_id, now=run.now)
+    return {"parameters": count}
+
+
+def _device_factory_reset(run: TaskRun) -> Steps:
+    # Same RPC as factory_reset; the difference is on the ACS side (settings kept and
+    # re-applied after the CPE's 0 BOOTSTRAP: _reapply_settings).
+    yield from run.call(rpc.FactoryReset())
+    return WaitForInform()
+
+
+def _firmware_update(run: TaskRun) -> Steps:
+    signer = run.signer()
+    image_id = run.task.args.get("firmware_image")
+    image = run.store.get_firmware_image(image_id) if isinstance(image_id, int) else None
+    if image is None:
+        raise TaskError(f"firmware image {image_id} no longer exists", permanent=True)
+    answer: rpc.DownloadResponse = yield from run.call(
+        rpc.Download(
+            command_key=task_key(run.task),
+            file_type=FIRMWARE_FILE_TYPE,
+            url=signer.firmware_url(run.task.id, image),
+            file_size=image.size,
+            target_file_name=image.filename,
+        )
+    )
+    return run.transfer_started(answer, {"firmware_image": image.id})
+
+
+def _backup(run: TaskRun) -> Steps:
+    signer = run.signer()
+    answer: rpc.UploadResponse = yield from run.call(
+        rpc.Upload(
+            command_key=task_key(run.task),
+            file_type=CONFIG_UPLOAD_FILE_TYPE,
+            url=signer.backup_upload_url(run.task.id),
+        )
+    )
+    return run.transfer_started(answer, {})
+
+
+def _restore(run: TaskRun) -> Steps:
+    signer = run.signer()
+    backup_id = run.task.args.get("backup")
+    backup = run.store.get_backup(backup_id) if isinstance(backup_id, int) else None
+    if backup is None or backup.device_id != run.task.device_id:
+        raise TaskError(f"backup {backup_id} of this device no longer exists", permanent=True)
+    answer: rpc.DownloadResponse = yield from run.call(
+        rpc.Download(
+            command_key=task_key(run.task),
+            file_type=CONFIG_DOWNLOAD_FILE_TYPE,
+            url=signer.backup_download_url(run.task.id, backup),
+            file_size=backup.size,
+        )
+    )
+    return run.transfer_started(answer, {"backup": backup.id})
+
+
+def _configuration_update(run: TaskRun) -> Steps:
+    # {"all": true}: every setting the cache does not show applied, even confirmed ones.
+    result = yield from run.push_settings(everything=bool(run.task.args.get("all")))
+    return result
+
+
+def _reconf(run: TaskRun) -> Steps:
+    # ACS -> CPE: every stored setting the cache does not show applied, refused ones too
+    # (the operator asks again). After a sync nothing differs, so nothing is sent.
+    result = yield from run.push_settings(everything=True, retry_refused=True)
+    return result
+
+
+def _refresh(run: TaskRun) -> Steps:
+    path = run.task.args.get("path") or run.root
+    count = yield from run.fetch_tree(path)
+    return {"parameters": count}
+
+
+def _set_parameters(run: TaskRun) -> Steps:
+    device_id = run.task.device_id
+    values = []
+    for item in run.task.args["parameters"]:
+        xsd = item.get("type")
+        if xsd is None:
+            cached = run.store.get_parameter(device_id, item["name"])
+            xsd = cached.type if cached is not None and cached.type else "xsd:string"
+        values.append(rpc.ParameterValue(item["name"], item["value"], xsd))
+    answer: rpc.SetParameterValuesResponse = yield from run.call(
+        rpc.SetParameterValues(parameters=tuple(values), parameter_key=task_key(run.task))
+    )
+    run.check_status(answer.status)
+    run.store.upsert_parameters(
+        device_id, [(v.name, v.value, v.type, None) for v in values], now=run.now
+    )
+    return {"status": answer.status}
+
+
+def _add_object(run: TaskRun) -> Steps:
+    name = run.task.args["object_name"]
+    answer: rpc.AddObjectResponse = yield from run.call(
+        rpc.AddObject(object_name=name, parameter_key=task_key(run.task))
+    )
+    run.check_status(answer.status)
+    result: dict[str, Any] = {
+        "instance_number": answer.instance_number,
+        "status": answer.status,
+    }
+    run.committed = result
+    # The object exists now whatever happens next: a failed read-back must not fail the
+    # task (a retry would create a second instance), so its fault only goes in the result.
+    try:
+        result["parameters"] = yield from run.fetch_tree(f"{name}{answer.instance_number}.")
+    except CpeFault as exc:
+        result["refresh_fault"] = {"code": exc.fault.code, "string": exc.fault.string}
+    except TaskError as exc:
+        result["refresh_fault"] = {"code": None, "string": exc.message}
+    return result
+
+
+def _delete_object(run: TaskRun) -> Steps:
+    name = run.task.args["object_name"]
+    answer: rpc.DeleteObjectResponse = yield from run.call(
+        rpc.DeleteObject(object_name=name, parameter_key=task_key(run.task))
+    )
+    run.check_status(answer.status)
+    run.store.delete_parameters(run.task.device_id, name)
+    return {"status": answer.status}
+
+
+def _get_parameter_attributes(run: TaskRun) -> Steps:
+    answer: rpc.GetParameterAttributesResponse = yield from run.call(
+        rpc.GetParameterAttributes(names=tuple(run.task.args["names"]))
+    )
+    return {
+        "attributes": [
+            {"name": a.name, "notification": a.notification, "access_list": list(a.access_list)}
+            for a in answer.parameters
+        ]
+    }
+
+
+def _set_parameter_attributes(run: TaskRun) -> Steps:
+    structs = tuple(
+        rpc.SetParameterAttributesStruct(
+            name=item["name"],
+            notification_change="notification" in item,
+            notification=item.get("notification", 0),
+            access_list_change="access_list" in item,
+            access_list=tuple(item.get("access_list", ())),
+        )
+        for item in run.task.args["parameters"]
+    )
+    yield from run.call(rpc.SetParameterAttributes(parameters=structs))
+    return {}
+
+
+def _schedule_inform(run: TaskRun) -> Steps:
+    delay = run.task.args["delay_seconds"]
+    yield from run.call(rpc.ScheduleInform(delay_seconds=delay, command_key=task_key(run.task)))
+    return WaitForInform()
+
+
+# ScheduleInform's DelaySeconds is an unsignedInt > 0, but the task waits in progress for the
+# scheduled Inform: at most a day, the longest periodic inform interval a device may have
+# (update_frequency), so a lost schedule is noticed within a day and the confirm timeout.
+MAX_SCHEDULE_DELAY = 86400
+
+
+def _delay_seconds(args: Mapping[str, Any]) -> dict[str, Any]:
+    delay = args.get("delay_seconds")
+    if isinstance(delay, bool) or not isinstance(delay, int) or not 0 < delay <= MAX_SCHEDULE_DELAY:
+        raise ValueError(f"delay_seconds must be an integer from 1 to {MAX_SCHEDULE_DELAY}")
+    return {"delay_seconds": delay}
+
+
+def _covers_all(pending: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return bool(pending.get("all")) or not new.get("all")
+
+
+def _covers(pending: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return True
+
+
+# --- the declarations -------------------------------------------------------------------
+
+_DECLARED = (
+    TaskKind("provision", _provision, front=True),
+    TaskKind(
+        "reboot",
+        _reboot,
+        completion=INFORM,
+        confirmed_by=_rebooted,
+        pending_name="reboot",
+        api_flag="reboot",
+        api_rank=50,
+    ),
+    TaskKind(
+        "factory_reset",
+        _factory_reset,
+        completion=INFORM,
+        confirmed_by=_bootstrapped,
+        resets_cpe=True,
+        pending_name="factory_reset",
+        api_flag="factory",
+        api_rank=10,
+    ),
+    TaskKind("refresh", _refresh, ("path",), a.optional_path),
+    TaskKind(
+        "set_parameters",
+        _set_parameters,
+        ("parameters",),
+        a.parameter_values,
+        example={"parameters": [{"name": "Device.X.Y", "value": "1"}]},
+    ),
+    TaskKind(
+        "add_object",
+        _add_object,
+        ("object_name",),
+        a.object_name,
+        example={"object_name": "Device.NAT.PortMapping."},
+    ),
+    TaskKind(
+        "delete_object",
+        _delete_object,
+        ("object_name",),
+        a.instance_name,
+        example={"object_name": "Device.NAT.PortMapping.1."},
+    ),
+    TaskKind(
+        "get_parameter_attributes",
+        _get_parameter_attributes,
+        ("names",),
+        a.parameter_names,
+        example={"names": ["Device.X."]},
+    ),
+    TaskKind(
+        "set_parameter_attributes",
+        _set_parameter_attributes,
+        ("parameters",),
+        a.parameter_attributes,
+        example={"parameters": [{"name": "Device.X.Y", "notification": 1}]},
+    ),
+    # FactoryReset keeping the stored settings: re-applied after the CPE's 0 BOOTSTRAP.
+    TaskKind(
+        "device_factory_reset",
+        _device_factory_reset,
+        completion=INFORM,
+        confirmed_by=_bootstrapped,
+        after_confirm=_reapply_settings,
+        resets_cpe=True,
+        pending_name="device_factory_reset",
+        api_flag="device_factory",
+        api_rank=20,
+    ),
+    # Read the whole tree into the stored configuration.
+    TaskKind("sync", _sync, pending_name="sync", api_flag="sync", api_rank=40),
+    TaskKind(
+        "firmware_update",
+        _firmware_update,
+        ("firmware_image",),
+        a.firmware_image_arg,
+        example={"firmware_image": 1},
+        completion=TRANSFER,
+        pending_name="firmware_update",
+    ),
+    # Push the device's unconfirmed desired settings ({"all": true} = every stored one).
+    TaskKind(
+        "configuration_update",
+        _configuration_update,
+        ("all",),
+        a.all_flag,
+        coalesce=_covers_all,
+        pending_name="configuration_update",
+    ),
+    # Re-push every stored setting.
+    TaskKind(
+        "reconf", _reconf, coalesce=_covers, pending_name="reconf", api_flag="reconf", api_rank=30
+    ),
+    # Upload of the vendor configuration file into a stored backup.
+    TaskKind("backup", _backup, completion=TRANSFER),
+    # Download of a stored backup back to the CPE.
+    TaskKind(
+        "restore",
+        _restore,
+        ("backup",),
+        a.backup_arg,
+        example={"backup": 1},
+        completion=TRANSFER,
+    ),
+    # TR-069 ScheduleInform: the CPE informs "3 SCHEDULED" + "M ScheduleInform" (our
+    # CommandKey) after delay_seconds; it may take that long more than a reboot to confirm.
+    TaskKind(
+        "schedule_inform",
+        _schedule_inform,
+        ("delay_seconds",),
+        _delay_seconds,
+        example={"delay_seconds": 60},
+        completion=INFORM,
+        confirmed_by=_scheduled,
+        confirm_delay=lambda args: float(args["delay_seconds"]),
+        pending_name="schedule_inform",
+        api_flag="schedule_inform",
+        api_args=True,
+        api_rank=45,
+    ),
+)
+
+KINDS: dict[str, TaskKind] = {k.name: k for k in _DECLARED}
+TASK_KINDS = tuple(KINDS)
+INFORM_KINDS = {k.name: k for k in _DECLARED if k.completion == INFORM}
+TRANSFER_KINDS = tuple(k.name for k in _DECLARED if k.completion == TRANSFER)
+REQUEUE_KINDS = tuple(k.name for k in _DECLARED if k.requeue_after_crash)
+RESET_KINDS = tuple(k.name for k in _DECLARED if k.resets_cpe)
+
+
+def validate_args(kind: str, args: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Check `args` for `kind` and return their normalized, JSON-ready form.
+
+    Raises ValueError with a message meant for the API user; an unknown kind is an error.
+    """
+    declared = KINDS.get(kind)
+    if declared is None:
+        raise ValueError(f"unknown task kind {kind!r}; expected one of {', '.join(TASK_KINDS)}")
+    if args is None:
+        args = {}
+    if not isinstance(args, Mapping):
+        raise ValueError("task arguments must be an object")
+    return declared.validate(args)
