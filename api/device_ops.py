@@ -50,6 +50,7 @@ from api.base import (
     ApiError,
     ApiRequest,
     iso,
+    json_int,
     parse_bool,
     parse_datetime,
     parse_decimal,
@@ -147,10 +148,8 @@ def _flag(field: str, value: Any) -> bool:
 def _firmware_image(store: Store, value: Any) -> int | None:
     if value is None:
         return None
-    image_id: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        image_id = value
-    elif isinstance(value, str):
+    image_id = json_int(value)
+    if isinstance(value, str):
         image_id = parse_decimal(value)
     if image_id is None:
         raise ApiError(
