@@ -6,9 +6,12 @@ body naming a random id is rightly refused with 400 (DRF's ``Invalid pk``), whic
 ``positive_data_acceptance`` would report as a valid request rejected. So, before a
 *positive* case is sent, the references in its JSON body are pointed at rows that exist (read
 from the fuzzed ACS's database, ``FUZZ_DATABASE``, and within the token's organizations,
-``FUZZ_SCOPE``); the generated value picks which one, so shrinking still works. Nothing else
-is changed, and negative cases are sent as generated. schemathesis revalidates a case a hook
-edited, so a repaired body that stopped being schema-valid is not judged as positive.
+``FUZZ_SCOPE``); the generated value picks which one, so shrinking still works. The other
+rules no schema states are repaired the same way: a location's kept parent must suit its new
+organization, a pending firmware upgrade needs an image, and an upload's name and version go
+in the query for a raw body and in the form for a multipart one. Negative cases are sent as
+generated. schemathesis revalidates a case a hook edited, so a repaired body that stopped
+being schema-valid is not judged as positive.
 """
 
 from __future__ import annotations
@@ -27,13 +30,18 @@ from api.base import parse_bool
 Body = dict[str, Any]
 
 
-def _ids(sql: str, *args: Any) -> list[int]:
+def _rows(sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of the fuzzed ACS's database, opened read-only (the ACS owns it)."""
     uri = f"file:{os.environ['FUZZ_DATABASE']}?mode=ro"
     connection = sqlite3.connect(uri, uri=True, timeout=5)
     try:
-        return [int(row[0]) for row in connection.execute(sql, args) if row[0] is not None]
+        return list(connection.execute(sql, args))
     finally:
         connection.close()
+
+
+def _ids(sql: str, *args: Any) -> list[int]:
+    return [int(row[0]) for row in _rows(sql, *args) if row[0] is not None]
 
 
 def _scope() -> set[int] | None:
@@ -66,14 +74,10 @@ def _device_org(case: Case, body: Body, key: str) -> int | None:
     """The organization a device write ends in: the body's, else the device's current one."""
     if body.get(key) is not None:
         return int(body[key])
-    device = case.path_parameters.get("id") if case.path_parameters else None
-    serial = case.path_parameters.get("serial_number") if case.path_parameters else None
-    if device is not None:
-        found = _ids("SELECT organization_id FROM devices WHERE id = ?", device)
-    elif serial is not None:
-        found = _ids("SELECT organization_id FROM devices WHERE serial_number = ?", serial)
-    else:
+    device = (case.path_parameters or {}).get("id")
+    if device is None:
         return None
+    found = _ids("SELECT organization_id FROM devices WHERE id = ?", device)
     return found[0] if found else None
 
 
@@ -123,7 +127,7 @@ def _location(case: Case, body: Body) -> None:
     if body.get("parent") is None:
         return
     # Shared or in the same organization, and neither the location itself nor below it.
-    parents = dict(_pairs("SELECT id, parent_id FROM locations"))
+    parents: dict[int, int | None] = dict(_rows("SELECT id, parent_id FROM locations"))
     candidates = [
         i
         for i in _ids(
@@ -134,15 +138,6 @@ def _location(case: Case, body: Body) -> None:
         if location is None or not _below(i, int(location), parents)
     ]
     body["parent"] = _pick(body["parent"], candidates)
-
-
-def _pairs(sql: str) -> list[tuple[int, int | None]]:
-    uri = f"file:{os.environ['FUZZ_DATABASE']}?mode=ro"
-    connection = sqlite3.connect(uri, uri=True, timeout=5)
-    try:
-        return [(int(a), b) for a, b in connection.execute(sql)]
-    finally:
-        connection.close()
 
 
 def _below(node: int, ancestor: int, parents: dict[int, int | None]) -> bool:
