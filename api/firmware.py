@@ -123,8 +123,9 @@ def _validate(api: Api, values: dict[str, str]) -> tuple[dict[str, Any], dict[st
 
 
 def _url_query(req: ApiRequest) -> dict[str, str]:
-    """The URL's own query (last value wins). Not ``req.query()``: twisted.web adds a
-    multipart body's form fields to the request's args."""
+    """The URL's own query (last value wins). Not ``req.query()``: a twisted.web request
+    that parses form bodies (the default; acs.httplimits' requests do not) adds a multipart
+    body's fields to its args, so the same upload would read differently under each."""
     query = urlsplit(req.raw.uri.decode("ascii", "replace")).query
     return dict(parse_qsl(query, keep_blank_values=True))
 
