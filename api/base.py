@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol, cast
 from urllib.parse import urlencode
 
@@ -26,7 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.routing import BaseConverter
 
 from acs.authguard import AuthThrottle
 from acs.config import Config
@@ -42,6 +44,9 @@ from acs.tasks import TaskEngine
 SQL_INT_MAX = 2**63 - 1
 # ASCII only: str.isdigit() and \d accept "²" and "٣" (and int() reads the latter as 3).
 _DECIMAL = re.compile(r"[+-]?[0-9]{1,19}")
+# A coordinate as text: a plain decimal. Not Decimal()'s syntax, which also takes exponents,
+# blanks and underscores ("1e1", " 5", "4_0"), none of which the OpenAPI document can promise.
+_COORDINATE = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?")
 
 API_PREFIX = "/api/v1"
 MAX_BODY_BYTES = 1024 * 1024
@@ -128,20 +133,62 @@ def parse_decimal(text: str) -> int | None:
     return number if -SQL_INT_MAX - 1 <= number <= SQL_INT_MAX else None
 
 
-class _IdConverter(BaseConverter):
-    """``<int:...>`` in every route: ASCII digits naming a possible row, else no match (404)."""
+def _digits_at_most(limit: int) -> str:
+    """A regex of the ASCII decimals from 0 to ``limit`` (leading zeros allowed)."""
+    text = str(limit)
+    options = [f"[0-9]{{1,{len(text) - 1}}}"]
+    for i, digit in enumerate(text):
+        if digit != "0":
+            rest = len(text) - i - 1
+            options.append(f"{text[:i]}[0-{int(digit) - 1}][0-9]{{{rest}}}")
+    options.append(text)
+    return "|".join(options)
 
-    regex = r"[0-9]{1,19}"
+
+class _IdConverter(BaseConverter):
+    """``<int:...>`` in every route: ASCII digits naming a possible row, else no match (404).
+
+    The bound is in the regex, not in ``to_python``: a rule whose converter refuses a value
+    is skipped after werkzeug has noted the other rules' methods for the same path, so an id
+    past SQLite's integers got 405 for DELETE/PUT/PATCH/POST instead of 404."""
+
+    regex = f"(?:{_digits_at_most(SQL_INT_MAX)})"
     part_isolating = True
 
     def to_python(self, value: str) -> int:
-        number = parse_decimal(value)
-        if number is None:
-            raise ValidationError()
-        return number
+        return int(value)
 
     def to_url(self, value: Any) -> str:
         return str(int(value))
+
+
+def json_int(value: Any) -> int | None:
+    """A JSON integer as an int: also ``180.0`` (JSON has one number type, and JSON Schema's
+    ``integer`` is any number with a zero fraction), never a bool; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) else None
+
+
+def parse_coordinate(value: Any, limit: int, max_length: int) -> str | None:
+    """A latitude/longitude in -limit..limit as the text stored: a JSON number, or a plain
+    decimal of at most ``max_length`` characters; None for null or ``""``. ValueError with
+    the DRF-style message otherwise."""
+    if value is None or value == "":
+        return None
+    number: Decimal | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if math.isfinite(value):
+            number = Decimal(repr(value))
+    elif isinstance(value, str) and len(value) <= max_length and _COORDINATE.fullmatch(value):
+        number = Decimal(value)
+    if number is None:
+        raise ValueError("A valid number is required.")
+    if not -limit <= number <= limit:
+        raise ValueError(f"Ensure this value is between -{limit} and {limit}.")
+    return format(number, "f")
 
 
 # --- time ----------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from api.base import (
     ApiError,
     ApiRequest,
     iso,
+    json_int,
     parse_bool,
     parse_datetime,
     parse_decimal,
@@ -178,10 +179,8 @@ def _task_args(flag: str, value: Any) -> dict[str, Any] | None:
 def _firmware_image(store: Store, value: Any) -> int | None:
     if value is None:
         return None
-    image_id: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        image_id = value
-    elif isinstance(value, str):
+    image_id = json_int(value)
+    if isinstance(value, str):
         image_id = parse_decimal(value)
     if image_id is None:
         raise ApiError(

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import os
 from typing import IO, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from twisted.web.resource import Resource
 
+from acs.cwmp.identity import printable
 from acs.files import (
     FileStorage,
     Received,
@@ -102,6 +104,9 @@ def _validate(api: Api, values: dict[str, str]) -> tuple[dict[str, Any], dict[st
             errors[key] = ["This field may not be blank."]
         elif len(text) > MAX_NAME:
             errors[key] = [f"Ensure this field has no more than {MAX_NAME} characters."]
+        elif not printable(text):
+            # As for every other name: no control, bidirectional or zero-width characters.
+            errors[key] = ["Control characters are not allowed."]
         else:
             clean[key] = text.strip()
     raw_type = (values.get("device_type") or "").strip()
@@ -115,6 +120,14 @@ def _validate(api: Api, values: dict[str, str]) -> tuple[dict[str, Any], dict[st
         else:
             clean["device_type"] = type_id
     return clean, errors
+
+
+def _url_query(req: ApiRequest) -> dict[str, str]:
+    """The URL's own query (last value wins). Not ``req.query()``: a twisted.web request
+    that parses form bodies (the default; acs.httplimits' requests do not) adds a multipart
+    body's fields to its args, so the same upload would read differently under each."""
+    query = urlsplit(req.raw.uri.decode("ascii", "replace")).query
+    return dict(parse_qsl(query, keep_blank_values=True))
 
 
 def _file_errors(received: Received) -> dict[str, list[str]]:
@@ -159,7 +172,13 @@ async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
         is_multipart = multipart_boundary(content_type) is not None
     except UploadError as exc:
         raise bad_request(exc.message) from None
-    query = {k: v for k, v in req.query().items() if k in UPLOAD_FIELDS}
+    query = {k: v for k, v in _url_query(req).items() if k in UPLOAD_FIELDS}
+    if is_multipart and query:
+        # One source for the image's fields: a multipart upload's are its form fields. Taking
+        # the query too would make a form missing `version` pass on the query's.
+        raise ApiError(
+            400, {key: ["Send this as a form field of the multipart body."] for key in query}
+        )
     if not is_multipart:
         # Everything but the body is known: refuse before copying a big file for nothing.
         _, errors = _validate(api, query)
@@ -182,7 +201,7 @@ async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
         raise ApiError(exc.status, body) from None
     try:
         unknown = sorted(set(received.fields) - set(UPLOAD_FIELDS))
-        checked, errors = _validate(api, {**query, **received.fields})
+        checked, errors = _validate(api, received.fields if is_multipart else query)
         errors.update(_file_errors(received))
         errors.update({name: ["Unknown field."] for name in unknown})
         if errors:

@@ -23,10 +23,23 @@ a raw image (``_firmware_paths``).
 from __future__ import annotations
 
 import copy
+import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 import acs
-from api.base import API_PREFIX, DEFAULT_LIMIT, MAX_LIMIT, Api, ApiRequest, Result, route
+from acs.cwmp.identity import REFUSED_CATEGORIES as REFUSED
+from api.base import (
+    API_PREFIX,
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    SQL_INT_MAX,
+    Api,
+    ApiRequest,
+    Result,
+    route,
+)
+from api.operations import EMAIL_PATTERN
 
 JSON = "application/json"
 Schema = dict[str, Any]
@@ -62,6 +75,150 @@ def _dt(null: bool = False, **extra: Any) -> Schema:
 
 def _ro(schema: Schema) -> Schema:
     return {**schema, "readOnly": True}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# --- what the API's validation accepts, as patterns --------------------------------------
+
+
+def _class(codes: Iterable[int]) -> str:
+    """A regex character class body matching exactly ``codes`` (ascending), as ranges of
+    ``\\uXXXX``/``\\UXXXXXXXX`` escapes (read alike by Python's re and Rust's regex)."""
+
+    def esc(code: int) -> str:
+        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+    parts: list[str] = []
+    start = end = -2
+    for code in codes:
+        if code != end + 1:
+            if start >= 0:
+                parts.append(esc(start) if start == end else f"{esc(start)}-{esc(end)}")
+            start = code
+        end = code
+    if start >= 0:
+        parts.append(esc(start) if start == end else f"{esc(start)}-{esc(end)}")
+    return "".join(parts)
+
+
+# Names and text are refused unless acs.cwmp.identity.printable(): no control or format
+# (bidirectional, zero-width) character, nor separator but ' '. Surrogates are
+# left out of the class: a regex cannot name them portably, and no JSON text carries one
+# that decodes to a lone surrogate by accident (the API refuses those too).
+_UNPRINTABLE_CODES = [
+    c
+    for c in range(0x110000)
+    if c != 0x20 and not 0xD800 <= c <= 0xDFFF and unicodedata.category(chr(c)) in REFUSED
+]
+_UNPRINTABLE = _class(_UNPRINTABLE_CODES)
+# Descriptions may span lines: tab, line feed and carriage return pass.
+_UNPRINTABLE_MULTILINE = _class(c for c in _UNPRINTABLE_CODES if c not in (9, 10, 13))
+TEXT_PATTERN = f"^[^{_UNPRINTABLE}]*$"
+NAME_PATTERN = f"^ *[^ {_UNPRINTABLE}][^{_UNPRINTABLE}]*$"  # not blank
+MULTILINE_PATTERN = f"^[^{_UNPRINTABLE_MULTILINE}]*$"
+# acs.cwmp.identity.serial_problem: printable, no '/' and no whitespace (the only printable
+# whitespace is ' ').
+SERIAL_PATTERN = f"^[^/ {_UNPRINTABLE}]+$"
+# parse_bool: true/false/1/0 in any case.
+BOOL_TEXT_PATTERN = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])$"
+# A primary key written as text: ASCII digits, no sign, blanks or leading zero (18 digits at
+# most, so every such text is below SQLite's largest integer).
+PK_TEXT_PATTERN = "^[1-9][0-9]{0,17}$"
+# Coordinates as text: plain decimals within range (api.validation.coordinate_problem).
+LATITUDE_PATTERN = r"^[+-]?0*(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)$"
+LONGITUDE_PATTERN = r"^[+-]?0*(180(\.0+)?|(1[0-7][0-9]|[0-9]?[0-9])(\.[0-9]+)?)$"
+# api.resources.PARAMETER_PATH (device type default_settings).
+DEFAULT_SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.[A-Za-z0-9_-]+)+$"
+# acs.tasks._PATH_RE as a parameter name under a data model root (device settings).
+# An alias segment "[...]" without '.', which the store splits paths on.
+SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.([A-Za-z0-9_-]+|\[[A-Za-z0-9_:-]+\]))+$"
+# 30..86400 (a device's update_frequency may be sent as text).
+FREQUENCY_TEXT_PATTERN = (
+    "^(3[0-9]|[4-9][0-9]|[1-9][0-9]{2,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)$"
+)
+
+
+# The patterns are long (one range per run of unprintable code points), so each lives once,
+# in components/schemas, and fields refer to it.
+TEXT_SCHEMAS: dict[str, Schema] = {
+    "Name": _str(
+        minLength=1,
+        maxLength=255,
+        pattern=NAME_PATTERN,
+        description="1-255 printable characters, not blank: no control or format "
+        "(bidirectional, zero-width) character, and no separator but ' '.",
+    ),
+    "Text": _str(
+        maxLength=255, pattern=TEXT_PATTERN, description="0-255 printable characters (see Name)."
+    ),
+    "MultilineText": _str(
+        maxLength=4096,
+        pattern=MULTILINE_PATTERN,
+        description="0-4096 printable characters (see Name), line breaks and tabs allowed.",
+    ),
+    "SerialNumber": _str(
+        minLength=1,
+        maxLength=64,
+        pattern=SERIAL_PATTERN,
+        description="1-64 printable characters (see Name), no '/' and no whitespace; unique, "
+        "case-sensitive.",
+    ),
+    "SerialNumberOrEmpty": _str(
+        maxLength=64,
+        pattern=SERIAL_PATTERN.replace("]+$", "]*$"),
+        description="A SerialNumber, or empty for none (serial_number_alt: also matched "
+        "against the Inform serial).",
+    ),
+}
+
+
+def _text(*, null: bool = True, **extra: Any) -> Schema:
+    """Printable text (may be empty); null too unless ``null=False``."""
+    return {**_nullable(_ref("Text")), **extra} if null else {**_ref("Text"), **extra}
+
+
+def _name(**extra: Any) -> Schema:
+    """Printable text, not blank."""
+    return {**_ref("Name"), **extra}
+
+
+BOOLISH = {
+    "anyOf": [
+        {"type": "boolean"},
+        {"enum": [0, 1]},
+        {"type": "string", "pattern": BOOL_TEXT_PATTERN},
+    ],
+    "description": "true/false; also 1/0, and 'true'/'false'/'1'/'0' in any case.",
+}
+_PK_INT = _int(minimum=1, maximum=SQL_INT_MAX)
+_PK_TEXT = _str(pattern=PK_TEXT_PATTERN)
+
+
+def _pk(description: str, *, null: bool = True, objects: bool = True) -> Schema:
+    """A reference by id: an integer, its decimal text, or (``objects``) ``{"id": n}`` as
+    the nested view returns it. Unknown ids -> 400."""
+    options: list[Schema] = [_PK_INT, _PK_TEXT]
+    if null:
+        options.append({"type": "null"})
+    if objects:
+        options.append(_obj({"id": {"anyOf": list(options)}}, ["id"]))
+    return {"anyOf": options, "description": description}
+
+
+def _coordinate(pattern: str, limit: int, max_length: int, example: str) -> Schema:
+    """A decimal in -limit..limit: a JSON number or its text; empty or null = none."""
+    return {
+        "anyOf": [
+            _str(maxLength=max_length, pattern=f"^({pattern[1:-1]})?$"),
+            _t("number", minimum=-limit, maximum=limit),
+            {"type": "null"},
+        ],
+        "description": f"Decimal degrees, -{limit}..{limit}; stored and returned as text.",
+        "examples": [example],
+    }
 
 
 def _obj(
@@ -102,6 +259,7 @@ OPERATIONAL_STATUS = _str(
     enum=["provisioning", "active", "maintenance", "decommissioned", "inactive"]
 )
 TASK_STATE = _str(enum=["pending", "in_progress", "done", "failed", "cancelled"])
+_TASK_STATES = f"({'|'.join(TASK_STATE['enum'])})"
 
 # --- devices, flat view (spec section 3) ------------------------------------------------
 
@@ -180,25 +338,60 @@ _DEVICE_WRITABLE = (
     "organization_id", "firmware_image", "firmware_image_is_pending", "location",
     "location_name", "latitude", "longitude", "username", "update_frequency", "debug",
 )  # fmt: skip
+_SERIAL = _ref("SerialNumber")
+# What api.validation accepts, key by key (the read schema above says what is returned).
 _DEVICE_WRITE_PROPERTIES: dict[str, Schema] = {
-    name: {k: v for k, v in _DEVICE_PROPERTIES[name].items() if k != "readOnly"}
-    for name in _DEVICE_WRITABLE
+    "name": _name(),
+    "customer_id": _text(),
+    "type": _pk("Device type id."),
+    "serial_number": _SERIAL,
+    "serial_number_alt": _nullable(_ref("SerialNumberOrEmpty")),
+    "description": _nullable(_ref("MultilineText")),
+    "organization_id": _pk(
+        "Organization id; required unless the token is scoped to exactly one organization.",
+        null=False,
+    ),
+    "firmware_image": _pk("Target firmware image id.", objects=False),
+    "firmware_image_is_pending": BOOLISH,
+    "location": _pk("Location id, in the device's organization or shared."),
+    "location_name": _text(
+        description="Finds or creates a location of this name in the device's organization."
+    ),
+    "latitude": _coordinate(LATITUDE_PATTERN, 90, 32, "40.7128"),
+    "longitude": _coordinate(LONGITUDE_PATTERN, 180, 32, "-74.006"),
+    "username": _text(description="CWMP username the CPE uses towards the ACS."),
+    "password": _nullable(
+        _str(
+            maxLength=255,
+            writeOnly=True,
+            description="CWMP password; stored for Digest, never returned.",
+        )
+    ),
+    "update_frequency": {
+        "anyOf": [
+            _int(minimum=30, maximum=86400),
+            _str(pattern=FREQUENCY_TEXT_PATTERN),
+        ],
+        "description": _DEVICE_PROPERTIES["update_frequency"]["description"],
+    },
+    "debug": BOOLISH,
 }
-_DEVICE_WRITE_PROPERTIES["password"] = _str(
-    True, writeOnly=True, description="CWMP password; stored for Digest, never returned."
-)
-_DEVICE_WRITE_PROPERTIES["organization_id"] = _int(
-    description="Required unless the token is scoped to exactly one organization."
-)
 
 _OPERATION_PROPERTIES: dict[str, Schema] = {
-    "reboot": _bool(description="Reboot RPC; done when the CPE informs with 'M Reboot'."),
-    "factory": _bool(description="FactoryReset RPC; the stored settings are wiped."),
-    "device_factory": _bool(
-        description="FactoryReset RPC; stored settings kept and re-applied after 0 BOOTSTRAP."
-    ),
-    "sync": _bool(description="Read the CPE's whole parameter tree into the stored config."),
-    "reconf": _bool(description="Re-apply every stored setting with SetParameterValues."),
+    "reboot": {**BOOLISH, "description": "Reboot RPC; done when the CPE informs with 'M Reboot'."},
+    "factory": {**BOOLISH, "description": "FactoryReset RPC; the stored settings are wiped."},
+    "device_factory": {
+        **BOOLISH,
+        "description": "FactoryReset RPC; stored settings kept and re-applied after 0 BOOTSTRAP.",
+    },
+    "sync": {
+        **BOOLISH,
+        "description": "Read the CPE's whole parameter tree into the stored config.",
+    },
+    "reconf": {
+        **BOOLISH,
+        "description": "Re-apply every stored setting with SetParameterValues.",
+    },
     "schedule_inform": _obj({"delay_seconds": _int(minimum=1, maximum=86400)}, ["delay_seconds"]),
     "schedule_at": _dt(True, description="Delay the queued operations to this time."),
 }
@@ -247,14 +440,31 @@ _NESTED_DETAIL_REQUIRED = [
     "pending_details",
 ]
 _NESTED_WRITE_PROPERTIES: dict[str, Schema] = {
-    "serial_number": _DEVICE_PROPERTIES["serial_number"],
-    "name": _str(minLength=1, maxLength=255),
-    "type": _int(True, description="Device type id."),
-    "organization": _int(description="Organization id."),
-    "status": _bool(description="Mark the device Up/Down (e.g. down for maintenance)."),
-    "ip_address": _str(True),
-    "location": _str(True, description="Location name (found or created)."),
-    "description": _str(True),
+    "serial_number": _SERIAL,
+    "name": _name(),
+    "type": _pk("Device type id."),
+    "organization": _pk(
+        "Organization id; required unless the token is scoped to exactly one organization.",
+        null=False,
+    ),
+    "status": {**BOOLISH, "description": "Mark the device Up/Down (e.g. down for maintenance)."},
+    "ip_address": {
+        "anyOf": [
+            _str(format="ipv4"),
+            _str(format="ipv6"),
+            {"type": "string", "enum": [""]},
+            {"type": "null"},
+        ]
+    },
+    "location": {
+        "anyOf": [
+            _text(null=False),
+            _obj({"name": _text()}, ["name"]),
+            {"type": "null"},
+        ],
+        "description": "Location name (found or created in the device's organization).",
+    },
+    "description": _DEVICE_WRITE_PROPERTIES["description"],
 }
 
 # --- operation endpoints (spec section 5) -----------------------------------------------
@@ -269,6 +479,10 @@ _HISTORY_ITEM = _obj(
     },
     ["timestamp", "action", "from_status", "to_status", "performed_by"],
 )
+# Empty or null = none.
+ASSIGNED_USER = _str(
+    True, maxLength=254, pattern=f"^({EMAIL_PATTERN})?$", description="An e-mail address."
+)
 _CONFIGURATION = _obj(
     {},
     description="Merged key by key. Keys that are full TR-069 parameter paths ('Device.' or "
@@ -276,9 +490,52 @@ _CONFIGURATION = _obj(
     "SetParameterValues in the next session; other keys are plain metadata.",
 )
 
+# --- supporting resources, write side (api/resources.py) -------------------------------
+
+# A firmware image's device type, as a form field or query parameter (api/firmware.py).
+_DEVICE_TYPE_TEXT = _str(
+    pattern="^([1-9][0-9]{0,17}|null)?$", description="Device type id; empty or 'null' = none."
+)
+
+_DEVICE_TYPE_WRITE: dict[str, Schema] = {
+    "name": _name(),
+    "short_name": _text(),
+    "model": _text(),
+    "manufacturer": _text(),
+    "product_class": _text(),
+    "default_settings": _obj(
+        {},
+        additional={"type": ["string", "number", "boolean"]},
+        propertyNames={"maxLength": 256, "pattern": DEFAULT_SETTING_PATH_PATTERN},
+        description="TR-069 parameter path -> value.",
+    ),
+    "update_frequency": _int(True, minimum=30, maximum=86400),
+}
+_LOCATION_WRITE: dict[str, Schema] = {
+    "name": _name(),
+    "short_name": _text(),
+    "latitude": _coordinate(LATITUDE_PATTERN, 90, 64, "52.52"),
+    "longitude": _coordinate(LONGITUDE_PATTERN, 180, 64, "13.405"),
+    "parent": _int(
+        True,
+        minimum=1,
+        maximum=SQL_INT_MAX,
+        description="Parent location id: shared or in the same organization, never itself or "
+        "a descendant.",
+    ),
+    "organization_id": _int(
+        True,
+        minimum=1,
+        maximum=SQL_INT_MAX,
+        description="Null = shared by every organization (unscoped admins only); a scoped "
+        "token's only organization when omitted at creation.",
+    ),
+}
+
 # --- the components ---------------------------------------------------------------------
 
 SCHEMAS: dict[str, Schema] = {
+    **TEXT_SCHEMAS,
     "Error": _obj({"detail": _str()}, ["detail"], description="Request-level error."),
     "FieldErrors": _obj(
         {},
@@ -292,9 +549,10 @@ SCHEMAS: dict[str, Schema] = {
     "DevicePage": _page("DeviceListItem"),
     "DeviceCreate": _obj(
         _DEVICE_WRITE_PROPERTIES,
-        ["name", "serial_number"],
+        ["name", "serial_number", "organization_id"],
         additional=False,
-        description="Unknown fields are refused with 400.",
+        description="Unknown fields are refused with 400. organization_id may be left out "
+        "with a token scoped to exactly one organization.",
     ),
     "DeviceReplace": _obj(
         _DEVICE_WRITE_PROPERTIES,
@@ -325,9 +583,10 @@ SCHEMAS: dict[str, Schema] = {
     "DeviceNestedPage": _page("DeviceNested"),
     "DeviceNestedCreate": _obj(
         _NESTED_WRITE_PROPERTIES,
-        ["serial_number", "name"],
+        ["serial_number", "name", "organization"],
         additional=False,
-        description="type and organization are ids.",
+        description="type and organization are ids; organization may be left out with a "
+        "token scoped to exactly one organization.",
     ),
     "DeviceNestedReplace": _obj(
         _NESTED_WRITE_PROPERTIES,
@@ -339,13 +598,15 @@ SCHEMAS: dict[str, Schema] = {
     "DeviceOperationWrite": _obj(
         {
             "operational_status": OPERATIONAL_STATUS,
-            "status": _str(description="Status of the operation recorded (free text)."),
-            "description": _str(True),
-            "notes": _str(True),
-            "maintenance_notes": _str(True),
-            "location": _str(True),
-            "assigned_user": _str(True, format="email"),
-            "operator_id": {"type": ["string", "integer", "null"]},
+            "status": _str(
+                True, maxLength=10_000, description="Status of the operation recorded (free text)."
+            ),
+            "description": _str(True, maxLength=10_000),
+            "notes": _str(True, maxLength=10_000),
+            "maintenance_notes": _str(True, maxLength=10_000),
+            "location": _str(True, maxLength=10_000),
+            "assigned_user": ASSIGNED_USER,
+            "operator_id": {"anyOf": [_int(), _str(maxLength=255), {"type": "null"}]},
             "started_at": _dt(True),
             "completed_at": _dt(True),
             "next_maintenance": _dt(True),
@@ -379,17 +640,17 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "DeviceSerialOperationWrite": _obj(
         {
-            "name": _str(minLength=1),
+            "name": _name(),
             "status": OPERATIONAL_STATUS,
-            "location": _str(True),
-            "assigned_user": _str(True, format="email"),
-            "organization_unit": _str(True),
-            "device_type": _str(True),
-            "manufacturer": _str(True),
-            "model": _str(True),
+            "location": _str(True, maxLength=10_000),
+            "assigned_user": ASSIGNED_USER,
+            "organization_unit": _str(True, maxLength=10_000),
+            "device_type": _str(True, maxLength=10_000),
+            "manufacturer": _str(True, maxLength=10_000),
+            "model": _str(True, maxLength=10_000),
             "configuration": _CONFIGURATION,
             "custom_fields": _obj({}, description="Merged key by key."),
-            "tags": {"type": "array", "items": _str(), "description": "Replaced."},
+            "tags": {"type": "array", "items": _str(), "maxItems": 100, "description": "Replaced."},
         },
         description="Partial and idempotent. Invalid values -> 422.",
     ),
@@ -419,9 +680,8 @@ SCHEMAS: dict[str, Schema] = {
         {"id": _ro(_int()), "name": _str(minLength=1), "code": _str(True)},
         ["id", "name", "code"],
     ),
-    "OrganizationWrite": _obj(
-        {"name": _str(minLength=1), "code": _str(True)}, ["name"], additional=False
-    ),
+    "OrganizationWrite": _obj({"name": _name(), "code": _text()}, ["name"], additional=False),
+    "OrganizationPatch": _obj({"name": _name(), "code": _text()}, additional=False),
     "OrganizationPage": _page("Organization"),
     "DeviceType": _obj(
         {
@@ -446,19 +706,8 @@ SCHEMAS: dict[str, Schema] = {
         },
         "*",
     ),
-    "DeviceTypeWrite": _obj(
-        {
-            "name": _str(minLength=1),
-            "short_name": _str(True),
-            "model": _str(True),
-            "manufacturer": _str(True),
-            "product_class": _str(True),
-            "default_settings": _obj({}),
-            "update_frequency": _int(True, minimum=30, maximum=86400),
-        },
-        ["name"],
-        additional=False,
-    ),
+    "DeviceTypeWrite": _obj(_DEVICE_TYPE_WRITE, ["name"], additional=False),
+    "DeviceTypePatch": _obj(_DEVICE_TYPE_WRITE, additional=False),
     "DeviceTypePage": _page("DeviceType"),
     "Location": _obj(
         {
@@ -472,18 +721,8 @@ SCHEMAS: dict[str, Schema] = {
         },
         ["id", "name", "short_name", "latitude", "longitude", "parent", "organization_id"],
     ),
-    "LocationWrite": _obj(
-        {
-            "name": _str(minLength=1),
-            "short_name": _str(True),
-            "latitude": LATITUDE,
-            "longitude": LONGITUDE,
-            "parent": _int(True),
-            "organization_id": _int(True),
-        },
-        ["name"],
-        additional=False,
-    ),
+    "LocationWrite": _obj(_LOCATION_WRITE, ["name"], additional=False),
+    "LocationPatch": _obj(_LOCATION_WRITE, additional=False),
     "LocationPage": _page("Location"),
     # --- firmware images (api/firmware.py)
     "FirmwareImage": _obj(
@@ -506,10 +745,12 @@ SCHEMAS: dict[str, Schema] = {
     "FirmwareImagePage": _page("FirmwareImage"),
     "FirmwareImageUpload": _obj(
         {
-            "file": _str(contentMediaType="application/octet-stream", description="The image."),
-            "name": _str(minLength=1, maxLength=255),
-            "version": _str(minLength=1, maxLength=255),
-            "device_type": _str(pattern="^[0-9]*$", description="Device type id (optional)."),
+            "file": _str(
+                minLength=1, contentMediaType="application/octet-stream", description="The image."
+            ),
+            "name": _name(),
+            "version": _name(),
+            "device_type": _DEVICE_TYPE_TEXT,
         },
         ["file", "name", "version"],
         additional=False,
@@ -599,6 +840,8 @@ SCHEMAS: dict[str, Schema] = {
     "DeviceSettingsPatch": _obj(
         {},
         additional={"type": ["string", "number", "boolean", "null"]},
+        propertyNames={"maxLength": 256, "pattern": SETTING_PATH_PATTERN},
+        maxProperties=1024,
         description="TR-069 path -> value (the device's own setting; pending until the CPE "
         "confirms it) or null (stop managing the path; a type default applies again).",
         examples=[{"Device.ManagementServer.PeriodicInformInterval": "600"}],
@@ -655,87 +898,99 @@ SCHEMAS["DeviceSerialOperation"]["properties"]["metadata"] = _METADATA
 
 # --- parameters and responses -----------------------------------------------------------
 
+_BOOL_QUERY = _str(pattern=BOOL_TEXT_PATTERN, examples=["true"])
+
+
+def _query(name: str, schema: Schema, description: str, *, empty: bool = False) -> Schema:
+    """A query parameter; ``empty``: ``?name=`` is the same as leaving it out."""
+    param: Schema = {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+    if empty:
+        param["allowEmptyValue"] = True
+    return param
+
+
 PARAMETERS: dict[str, Schema] = {
-    "limit": {
-        "name": "limit",
-        "in": "query",
-        "required": False,
-        "description": f"Page size (default {DEFAULT_LIMIT}; larger values are capped at "
+    "limit": _query(
+        "limit",
+        _int(minimum=0, maximum=SQL_INT_MAX, default=DEFAULT_LIMIT),
+        f"Page size (default {DEFAULT_LIMIT}, also for 0; larger values are capped at "
         f"{MAX_LIMIT}). Non-integer or negative -> 400.",
-        "schema": _int(minimum=0, default=DEFAULT_LIMIT),
-    },
-    "offset": {
-        "name": "offset",
-        "in": "query",
-        "required": False,
-        "description": "Index of the first result (default 0). Non-integer or negative -> 400.",
-        "schema": _int(minimum=0, default=0),
-    },
-    "pending": {
-        "name": "pending",
-        "in": "query",
-        "required": False,
-        "description": "Detailed pending form: each pending item carries its state.",
-        "schema": _str(enum=["true", "false", "True", "False", "1", "0"]),
-    },
-    "update_status": {
-        "name": "update_status",
-        "in": "query",
-        "required": False,
-        "description": "Send a connection request to each returned device first (bounded by "
-        "api.update_status_timeout) and update its status from the outcome.",
-        "schema": _str(enum=["true", "false", "True", "False", "1", "0"]),
-    },
-    "type": {
-        "name": "type",
-        "in": "query",
-        "required": False,
-        "description": "Device type id.",
-        "schema": _int(),
-    },
-    "status": {
-        "name": "status",
-        "in": "query",
-        "required": False,
-        "description": "0/false/False = Down, 1/true/True = Up; anything else -> 400.",
-        "schema": _str(enum=["0", "false", "False", "1", "true", "True"]),
-    },
-    "last_status_change_from": {
-        "name": "last_status_change_from",
-        "in": "query",
-        "required": False,
-        "description": "status_change >= this. Accepts 2000-01-01, 2000-01-01 00:01:00, "
+        empty=True,
+    ),
+    "offset": _query(
+        "offset",
+        _int(minimum=0, maximum=SQL_INT_MAX, default=0),
+        "Index of the first result (default 0). Non-integer or negative -> 400.",
+        empty=True,
+    ),
+    "pending": _query(
+        "pending",
+        _BOOL_QUERY,
+        "Detailed pending form: each pending item carries its state.",
+    ),
+    "update_status": _query(
+        "update_status",
+        _BOOL_QUERY,
+        "Send a connection request to each returned device first (bounded by "
+        "api.update_status_timeout) and update its status from the outcome. Needs the "
+        "operator role.",
+    ),
+    "type": _query(
+        "type", _int(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX), "Device type id.", empty=True
+    ),
+    "status": _query(
+        "status",
+        _str(enum=["0", "false", "False", "1", "true", "True"]),
+        "0/false/False = Down, 1/true/True = Up; anything else -> 400.",
+        empty=True,
+    ),
+    "last_status_change_from": _query(
+        "last_status_change_from",
+        {
+            "anyOf": [_str(format="date-time"), _str(format="date")],
+            "examples": ["2000-01-01T00:01:00+00:00"],
+        },
+        "status_change >= this. Accepts 2000-01-01, 2000-01-01 00:01:00, "
         "2000-01-01T00:01:00, with or without offset (naive = UTC); invalid -> 400.",
-        "schema": _str(examples=["2000-01-01T00:01:00+00:00"]),
-    },
-    "organization": {
-        "name": "organization",
-        "in": "query",
-        "required": False,
-        "description": "Organization id; outside the token's scope -> 403.",
-        "schema": _int(),
-    },
-    "force": {
-        "name": "force",
-        "in": "query",
-        "required": False,
-        "description": "Delete even while a CWMP session or firmware transfer is in progress.",
-        "schema": _str(enum=["true", "false", "True", "False", "1", "0"]),
-    },
-    "task_state": {
-        "name": "state",
-        "in": "query",
-        "required": False,
-        "description": "Comma-separated task states to list, e.g. 'pending,failed'.",
-        "schema": _str(examples=["pending,in_progress"]),
-    },
-    "path_prefix": {
-        "name": "path",
-        "in": "query",
-        "required": False,
-        "description": "Only parameters whose path starts with this prefix.",
-        "schema": _str(examples=["Device.DeviceInfo."]),
-    },
+        empty=True,
+    ),
+    "organization": _query(
+        "organization",
+        _int(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
+        "Organization id; outside the token's scope -> 403.",
+        empty=True,
+    ),
+    "location_organization": _query(
+        "organization",
+        _int(minimum=1, maximum=SQL_INT_MAX),
+        "Organization id: its locations and the shared ones; outside the token's scope -> 403.",
+        empty=True,
+    ),
+    "force": _query(
+        "force",
+        _BOOL_QUERY,
+        "Delete even while a CWMP session or firmware transfer is in progress.",
+    ),
+    "task_state": _query(
+        "state",
+        _str(
+            pattern=f"^ *{_TASK_STATES} *(, *{_TASK_STATES} *)*$",
+            examples=["pending,in_progress"],
+        ),
+        "Comma-separated task states to list, e.g. 'pending,failed'.",
+        empty=True,
+    ),
+    "path_prefix": _query(
+        "path",
+        _str(examples=["Device.DeviceInfo."]),
+        "Only parameters whose path starts with this prefix.",
+    ),
 }
 
 
@@ -783,7 +1038,9 @@ RESPONSES: dict[str, Schema] = {
 
 # --- operations -------------------------------------------------------------------------
 
-ID = _path_param("id", _int(minimum=1), "Device id.")
+# Ids beyond SQLite's integers name no row: the route does not match them (404).
+_ID_INT = _int(minimum=1, maximum=SQL_INT_MAX)
+ID = _path_param("id", _ID_INT, "Device id.")
 SERIAL = _path_param(
     "serial_number",
     _str(pattern=r"^[^/\s]+$"),
@@ -792,7 +1049,7 @@ SERIAL = _path_param(
 
 
 def _rid(what: str) -> Schema:
-    return _path_param("id", _int(minimum=1), f"{what} id.")
+    return _path_param("id", _ID_INT, f"{what} id.")
 
 
 def _op(
@@ -901,7 +1158,7 @@ def _crud(
             tag,
             "admin",
             (200, _ref(schema)),
-            body={**_ref(write), "description": "Partial: required fields may be omitted."},
+            body=_ref(f"{schema}Patch"),
             errors=(*_WRITE, "Conflict"),
         )
     return {
@@ -937,13 +1194,14 @@ def _firmware_paths(base: str) -> dict[str, Schema]:
             "name": name,
             "in": "query",
             "required": False,
-            "description": f"{description} Raw-body uploads only (multipart sends form fields).",
-            "schema": _str(),
+            "description": f"{description} Raw-body uploads only: with a multipart body "
+            "-> 400 (the form carries them).",
+            "schema": schema,
         }
-        for name, description in (
-            ("name", "Image name; required with a raw body."),
-            ("version", "Image version; required with a raw body."),
-            ("device_type", "Device type id."),
+        for name, description, schema in (
+            ("name", "Image name; required with a raw body.", _name()),
+            ("version", "Image version; required with a raw body.", _name()),
+            ("device_type", "Device type id; empty or 'null' = none.", _DEVICE_TYPE_TEXT),
         )
     ]
     upload = _op(
@@ -964,7 +1222,7 @@ def _firmware_paths(base: str) -> dict[str, Schema]:
         "content": {
             "multipart/form-data": {"schema": _ref("FirmwareImageUpload")},
             "application/octet-stream": {
-                "schema": _str(contentMediaType="application/octet-stream")
+                "schema": _str(minLength=1, contentMediaType="application/octet-stream")
             },
         },
     }
@@ -1070,7 +1328,7 @@ def _paths() -> dict[str, Schema]:
                 "admin",
                 (204, None),
                 params=[_param_ref("force")],
-                errors=("NotFound", "Conflict"),
+                errors=("BadRequest", "NotFound", "Conflict"),
                 description="Removes the device, its tasks, cached parameters and history; the "
                 "global audit log keeps a deletion entry. 409 while a CWMP session or a "
                 "firmware transfer is in progress, unless force=true.",
@@ -1101,7 +1359,7 @@ def _paths() -> dict[str, Schema]:
             ),
         },
         f"{dev}/{{id}}/tasks/{{task_id}}/": {
-            "parameters": [ID, _path_param("task_id", _int(minimum=1), "Task id.")],
+            "parameters": [ID, _path_param("task_id", _ID_INT, "Task id.")],
             "get": _op(
                 "get_device_task",
                 "One task of the device",
@@ -1152,7 +1410,7 @@ def _paths() -> dict[str, Schema]:
             },
         },
         f"{dev}/{{id}}/backups/{{backup_id}}/": {
-            "parameters": [ID, _path_param("backup_id", _int(minimum=1), "Backup id.")],
+            "parameters": [ID, _path_param("backup_id", _ID_INT, "Backup id.")],
             "delete": _op(
                 "delete_device_backup",
                 "Delete a configuration backup and its file",
@@ -1164,7 +1422,7 @@ def _paths() -> dict[str, Schema]:
             ),
         },
         f"{dev}/{{id}}/backups/{{backup_id}}/restore/": {
-            "parameters": [ID, _path_param("backup_id", _int(minimum=1), "Backup id.")],
+            "parameters": [ID, _path_param("backup_id", _ID_INT, "Backup id.")],
             "post": {
                 **_op(
                     "restore_device_backup",
@@ -1259,7 +1517,7 @@ def _paths() -> dict[str, Schema]:
                 "inventory_device_serial",
                 "viewer",
                 (200, _ref("DeviceNestedDetail")),
-                params=[_param_ref("pending"), _param_ref("update_status")],
+                params=[_param_ref("update_status")],
                 errors=_DETAIL,
             ),
             "put": _op(
@@ -1287,7 +1545,7 @@ def _paths() -> dict[str, Schema]:
                 "admin",
                 (204, None),
                 params=[_param_ref("force")],
-                errors=("NotFound", "Conflict"),
+                errors=("BadRequest", "NotFound", "Conflict"),
             ),
         },
         f"{p}/inventory_device_operation/{{id}}/": {
@@ -1316,7 +1574,13 @@ def _paths() -> dict[str, Schema]:
         },
         **_crud(f"{p}/organization", "organization", "organization", "Organization"),
         **_crud(f"{p}/device_type", "device type", "device_type", "DeviceType"),
-        **_crud(f"{p}/location", "location", "location", "Location", list_params=("organization",)),
+        **_crud(
+            f"{p}/location",
+            "location",
+            "location",
+            "Location",
+            list_params=("location_organization",),
+        ),
         **_firmware_paths(f"{p}/firmware_image"),
         f"{p}/openapi.json": {
             "get": _op(

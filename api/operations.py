@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from acs.cwmp.identity import printable
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
 from acs.tasks import validate_args
@@ -39,8 +40,12 @@ MAX_TEXT = 10_000
 MAX_EMAIL = 254
 MAX_TAGS = 100
 # Deliberately simple (DRF's EmailValidator is not much stricter): one @, a dotted domain,
-# no whitespace. Mail delivery is not this API's business.
-_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+$")
+# no whitespace. Mail delivery is not this API's business. The whitespace is spelled out
+# (what str.isspace() calls whitespace) rather than \s, whose meaning differs between regex
+# engines: the OpenAPI document publishes this pattern (api.openapi.ASSIGNED_USER).
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+EMAIL_PATTERN = rf"[^@{_SPACE}]+@[^@{_SPACE}.]+(?:\.[^@{_SPACE}.]+)+"
+_EMAIL_RE = re.compile(EMAIL_PATTERN)
 # Managed by the ACS itself (device credentials and connection requests): a desired setting
 # on these would cut the ACS off from the CPE.
 _ACS_MANAGED_SUFFIXES = (
@@ -120,7 +125,7 @@ def _email(value: Any) -> str | None:
     text = _text(value, max_length=MAX_EMAIL)
     if text is None or text == "":
         return None
-    if not _EMAIL_RE.match(text):
+    if not _EMAIL_RE.fullmatch(text):
         raise ValueError("Enter a valid email address.")
     return text
 
@@ -432,6 +437,9 @@ def put_device_serial_operation(api: Api, req: ApiRequest, serial: str) -> Resul
             draft.error("name", "This field must be a non-empty string.")
         elif len(name) > MAX_NAME:
             draft.error("name", f"Ensure this field has no more than {MAX_NAME} characters.")
+        elif not printable(name):
+            # The device's name, under the same rule as in the device views.
+            draft.error("name", "Control characters are not allowed.")
         else:
             draft.device_fields["name"] = name
     if "status" in body:

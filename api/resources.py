@@ -22,9 +22,9 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from acs.cwmp.identity import printable
 from acs.store import Conflict, NotFound
 from acs.store.models import DeviceType, Location, Organization
 from api.base import (
@@ -36,7 +36,9 @@ from api.base import (
     bad_request,
     conflict,
     forbidden,
+    json_int,
     not_found,
+    parse_coordinate,
     route,
 )
 
@@ -116,7 +118,7 @@ class BodyReader:
             self.error(name, "This field may not be blank.")
         elif len(value) > max_length:
             self.error(name, f"Ensure this field has no more than {max_length} characters.")
-        elif not value.isprintable():
+        elif not printable(value):
             # As for device names: no control, bidirectional or zero-width characters.
             self.error(name, "Control characters are not allowed.")
         else:
@@ -147,7 +149,8 @@ class BodyReader:
             else:
                 self.error(name, "This field may not be null.")
             return
-        if type(value) is not int:
+        value = json_int(value)
+        if value is None:
             self.error(name, "A valid integer is required.")
         elif minimum is not None and value < minimum:
             self.error(name, f"Ensure this value is greater than or equal to {minimum}.")
@@ -157,31 +160,15 @@ class BodyReader:
             self.values[target] = value
 
     def coordinate(self, name: str, limit: int) -> None:
-        """A decimal number (JSON number or numeric string) in -limit..limit, stored as a
-        decimal string so no float rounding creeps in."""
+        """A decimal number (JSON number or plain decimal text) in -limit..limit, stored as
+        decimal text so no float rounding creeps in."""
         value = self._raw(name, False, None)
         if value is MISSING:
             return
-        if value is None or value == "":
-            self.values[name] = None
-            return
-        number: Decimal | None = None
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            if math.isfinite(value):
-                number = Decimal(str(value))
-        elif isinstance(value, str) and len(value) <= 64:
-            try:
-                number = Decimal(value.strip())
-            except InvalidOperation:
-                number = None
-            if number is not None and not number.is_finite():
-                number = None
-        if number is None:
-            self.error(name, "A valid number is required.")
-        elif not -limit <= number <= limit:
-            self.error(name, f"Ensure this value is between -{limit} and {limit}.")
-        else:
-            self.values[name] = str(number)
+        try:
+            self.values[name] = parse_coordinate(value, limit, 64)
+        except ValueError as exc:
+            self.error(name, str(exc))
 
     def finish(self) -> dict[str, Any]:
         if self.errors:

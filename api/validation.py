@@ -19,13 +19,20 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-from acs.cwmp.identity import serial_problem
+from acs.cwmp.identity import printable, serial_problem
 from acs.store import Store
 from acs.store.models import DOWN, UP, Device
-from api.base import SQL_INT_MAX, ApiError, Principal, parse_bool, parse_decimal
+from api.base import (
+    SQL_INT_MAX,
+    ApiError,
+    Principal,
+    json_int,
+    parse_bool,
+    parse_coordinate,
+    parse_decimal,
+)
 
 Mode = Literal["create", "replace", "update"]
 
@@ -182,7 +189,7 @@ def _text(
         raise _Invalid(f"Ensure this field has no more than {max_length} characters.")
     # Free text may span lines; nothing may carry other control characters.
     checked = value.translate(_LINE_BREAKS) if multiline else value
-    if not checked.isprintable():
+    if not printable(checked):
         raise _Invalid("Control characters are not allowed.")
     return value
 
@@ -221,10 +228,11 @@ def _pk(value: Any) -> int | None:
         value = parse_decimal(value)
         if value is None:
             raise _Invalid("Incorrect type. Expected pk value, received str.")
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 < value <= SQL_INT_MAX:
-            raise _Invalid(f'Invalid pk "{value}" - object does not exist.')
-        return value
+    number = json_int(value)
+    if number is not None:
+        if not 0 < number <= SQL_INT_MAX:
+            raise _Invalid(f'Invalid pk "{number}" - object does not exist.')
+        return number
     raise _Invalid(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
 
 
@@ -239,7 +247,8 @@ def _bool(value: Any) -> bool:
 def _int_in(value: Any, low: int, high: int) -> int:
     if isinstance(value, str):
         value = parse_decimal(value)  # None (not ASCII decimal): refused just below
-    if not isinstance(value, int) or isinstance(value, bool):
+    value = json_int(value)
+    if value is None:
         raise _Invalid("A valid integer is required.")
     if value < low:
         raise _Invalid(f"Ensure this value is greater than or equal to {low}.")
@@ -249,23 +258,11 @@ def _int_in(value: Any, low: int, high: int) -> int:
 
 
 def _coordinate(value: Any, limit: int) -> str | None:
-    """A decimal string within ±limit; numbers are accepted and returned as strings."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise _Invalid("A valid number is required.")
-    text = value.strip() if isinstance(value, str) else repr(value)
-    if len(text) > 32:
-        raise _Invalid("A valid number is required.")
+    """A decimal within ±limit (number or plain decimal text), returned as text."""
     try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise _Invalid("A valid number is required.") from None
-    if not number.is_finite():
-        raise _Invalid("A valid number is required.")
-    if not -limit <= number <= limit:
-        raise _Invalid(f"Ensure this value is between -{limit} and {limit}.")
-    return format(number, "f")
+        return parse_coordinate(value, limit, 32)
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
 
 
 def _ip_address(value: Any) -> str | None:
@@ -435,6 +432,9 @@ def flat_write(
             out["location_id"] = location
             if location is not None:
                 write.location_name = UNSET  # an explicit id wins over a null name
+    elif "location" in values:
+        # The name wins, but a malformed id is still an error, not silently dropped.
+        _run(errors, "location", _pk, values["location"])
     if (
         mode != "create"
         and current is not None

@@ -17,8 +17,15 @@ from typing import Any
 import pytest
 from apiharness import HOST, ApiHarness
 
+from acs.cwmp.identity import printable, serial_problem
 from api.base import API_PREFIX, Api
-from api.openapi import openapi_document
+from api.openapi import (
+    MULTILINE_PATTERN,
+    NAME_PATTERN,
+    SERIAL_PATTERN,
+    TEXT_PATTERN,
+    openapi_document,
+)
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 # werkzeug adds HEAD to every GET rule; Klein answers OPTIONS itself. Neither is an API method.
@@ -273,6 +280,35 @@ def test_the_schema_checker_catches_mismatches(doc: dict[str, Any]) -> None:
     ok["results"][0]["code"] = None
     assert not schema_errors(doc, page, ok)
     assert schema_errors(doc, page, {**ok, "extra": 1})
+
+
+def test_the_text_patterns_refuse_exactly_what_the_api_refuses() -> None:
+    # The documented class and acs.cwmp.identity.printable() must agree, or schemathesis'
+    # data checks (make fuzz) and clients validating against the document part from the API.
+    # Every assigned plane but the surrogates (no regex class names them portably), the tag
+    # characters, and the private-use planes' ends. fullmatch: Python's "$" also matches
+    # before a final "\n", JSON Schema's does not.
+    text = re.compile(TEXT_PATTERN)
+    multiline = re.compile(MULTILINE_PATTERN)
+    for code in [*range(0x40000), *range(0xE0000, 0xE1000), 0xF0000, 0x10FFFF]:
+        if 0xD800 <= code <= 0xDFFF:
+            continue
+        char = chr(code)
+        assert bool(text.fullmatch(char)) == printable(char), hex(code)
+        expected = printable(char.translate({9: None, 10: None, 13: None}))
+        assert bool(multiline.fullmatch(char)) == expected, hex(code)
+    name = re.compile(NAME_PATTERN)
+    assert [bool(name.fullmatch(t)) for t in ("a", " a ", " ", "", "a\u200b", "a\n")] == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    serial = re.compile(SERIAL_PATTERN)
+    for value in ("ABC-1", "a b", "a/b", "a\tb", "ü", ""):
+        assert bool(serial.fullmatch(value)) == (serial_problem(value) is None), value
 
 
 # --- the document against the app's real routes -------------------------------------------
