@@ -278,11 +278,15 @@ class ApiRequest:
         return self.raw.method.decode("ascii", "replace")
 
     def query(self) -> dict[str, str]:
-        """Query parameters, last value wins, decoded as UTF-8."""
+        """Query parameters decoded as UTF-8; one given twice is a 400 (which one would
+        count is a guess: a client's mistake, or an attempt to slip one past a check)."""
         out: dict[str, str] = {}
         for key, values in (self.raw.args or {}).items():
+            name = key.decode("utf-8", "replace")
+            if len(values) > 1:
+                raise field_error(name[:100], "Give this query parameter once.")
             if values:
-                out[key.decode("utf-8", "replace")] = values[-1].decode("utf-8", "replace")
+                out[name] = values[0].decode("utf-8", "replace")
         return out
 
     def query_bool(self, name: str) -> bool:

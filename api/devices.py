@@ -69,7 +69,7 @@ def device_filter(req: ApiRequest) -> DeviceFilter:
             raise field_error("status", "Use 0/false/False for Down or 1/true/True for Up.")
     since: float | None = None
     raw_since = query.get("last_status_change_from", "")
-    if raw_since.strip() != "":
+    if raw_since != "":  # only an empty value means absent; "\x1e" is no date
         since = parse_since(raw_since)
         if since is None:
             raise field_error(

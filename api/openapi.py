@@ -392,7 +392,9 @@ _OPERATION_PROPERTIES: dict[str, Schema] = {
         **BOOLISH,
         "description": "Re-apply every stored setting with SetParameterValues.",
     },
-    "schedule_inform": _obj({"delay_seconds": _int(minimum=1, maximum=86400)}, ["delay_seconds"]),
+    "schedule_inform": _obj(
+        {"delay_seconds": _int(minimum=1, maximum=86400)}, ["delay_seconds"], additional=False
+    ),
     "schedule_at": _dt(True, description="Delay the queued operations to this time."),
 }
 

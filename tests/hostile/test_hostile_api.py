@@ -380,3 +380,24 @@ def test_path_ids_out_of_range_are_404_for_every_method(
     assert_clean_4xx(reply, 404)
     reply = harness.call("POST", f"{V1}/inventory_device/{HUGE}/backups/", token=admin)
     assert_clean_4xx(reply, 404)
+
+
+def test_a_status_change_filter_of_white_space_control_characters_is_400(
+    harness: ApiHarness, admin: str
+) -> None:
+    # str.strip() takes "\x1e" for white space: it must not make the filter absent.
+    for value in ("%1E", "%20"):
+        reply = harness.call(
+            "GET", f"{V1}/inventory_device_serial/?last_status_change_from={value}", token=admin
+        )
+        assert_clean_4xx(reply, 400)
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["limit=1&limit=2", "status=x&status=1", "last_status_change_from=x&last_status_change_from="],
+)
+def test_a_query_parameter_given_twice_is_400(harness: ApiHarness, admin: str, query: str) -> None:
+    reply = harness.call("GET", f"{V1}/inventory_device_serial/?{query}", token=admin)
+    assert_clean_4xx(reply, 400)
+    assert reply.json[query.split("=")[0]] == ["Give this query parameter once."]
