@@ -60,9 +60,12 @@ def state(store: Store, task_id: int) -> str:
 # --- arguments ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("delay", [1, 60, 86400])
-def test_delay_seconds_within_bounds_is_accepted(delay: int) -> None:
-    assert validate_args("schedule_inform", {"delay_seconds": delay}) == {"delay_seconds": delay}
+@pytest.mark.parametrize("delay", [1, 60, 86400, 159.0])
+def test_delay_seconds_within_bounds_is_accepted(delay: float) -> None:
+    # 159.0 is an integer to JSON Schema (found by make fuzz): stored as 159.
+    checked = validate_args("schedule_inform", {"delay_seconds": delay})
+    assert checked == {"delay_seconds": int(delay)}
+    assert type(checked["delay_seconds"]) is int
 
 
 @pytest.mark.parametrize(

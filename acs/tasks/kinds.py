@@ -365,6 +365,8 @@ MAX_SCHEDULE_DELAY = 86400
 
 def _delay_seconds(args: Mapping[str, Any]) -> dict[str, Any]:
     delay = args.get("delay_seconds")
+    if isinstance(delay, float) and delay.is_integer():
+        delay = int(delay)  # 159.0: JSON has one number type, JSON Schema's integer allows it
     if isinstance(delay, bool) or not isinstance(delay, int) or not 0 < delay <= MAX_SCHEDULE_DELAY:
         raise ValueError(f"delay_seconds must be an integer from 1 to {MAX_SCHEDULE_DELAY}")
     return {"delay_seconds": delay}
