@@ -19,11 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from acs.cwmp.paths import known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import Device
 from acs.tasks import EffectiveSetting, model_type, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, route
-from api.operations import _ROOTS, _setting_problem, _setting_value, is_setting_key
+from api.operations import _setting_problem, _setting_value, is_setting_key
 
 MAX_SETTINGS_PER_REQUEST = 1024
 
@@ -69,7 +70,7 @@ def _validate(api: Api, device: Device, body: dict[str, Any]) -> tuple[dict[str,
         raise ApiError(
             400, {"detail": f"At most {MAX_SETTINGS_PER_REQUEST} TR-069 parameters per request."}
         )
-    root = device.data_model_root if device.data_model_root in _ROOTS else None
+    root = known_root(device.data_model_root)
     errors: dict[str, list[str]] = {}
     values: dict[str, str] = {}
     removals: list[str] = []

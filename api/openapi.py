@@ -132,7 +132,7 @@ LATITUDE_PATTERN = r"^[+-]?0*(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)$"
 LONGITUDE_PATTERN = r"^[+-]?0*(180(\.0+)?|(1[0-7][0-9]|[0-9]?[0-9])(\.[0-9]+)?)$"
 # api.resources.PARAMETER_PATH (device type default_settings).
 DEFAULT_SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.[A-Za-z0-9_-]+)+$"
-# acs.tasks._PATH_RE as a parameter name under a data model root (device settings).
+# acs.cwmp.paths.PATH_RE as a parameter name under a data model root (device settings).
 # An alias segment "[...]" without '.', which the store splits paths on.
 SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.([A-Za-z0-9_-]+|\[[A-Za-z0-9_:-]+\]))+$"
 # 30..86400 (a device's update_frequency may be sent as text).

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acs.cwmp.identity import printable
+from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
 from acs.tasks import validate_args
@@ -46,16 +47,6 @@ MAX_TAGS = 100
 _SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 EMAIL_PATTERN = rf"[^@{_SPACE}]+@[^@{_SPACE}.]+(?:\.[^@{_SPACE}.]+)+"
 _EMAIL_RE = re.compile(EMAIL_PATTERN)
-# Managed by the ACS itself (device credentials and connection requests): a desired setting
-# on these would cut the ACS off from the CPE.
-_ACS_MANAGED_SUFFIXES = (
-    "ManagementServer.URL",
-    "ManagementServer.Username",
-    "ManagementServer.Password",
-    "ManagementServer.ConnectionRequestUsername",
-    "ManagementServer.ConnectionRequestPassword",
-)
-_ROOTS = ("Device.", "InternetGatewayDevice.")
 
 # id endpoint: body key -> (data key, kind)
 _ID_FIELDS: dict[str, tuple[str, str]] = {
@@ -83,7 +74,7 @@ _SERIAL_FIELDS: dict[str, tuple[str, str]] = {
 
 def is_setting_key(key: str) -> bool:
     """Spec section 5: a configuration key naming a TR-069 parameter (a desired setting)."""
-    return key.startswith(_ROOTS) and not key.endswith(".")
+    return key.startswith(ROOTS) and not key.endswith(".")
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -207,7 +198,7 @@ def _configuration(api: Api, device: Device, draft: _Draft, value: Any) -> None:
         draft.error("configuration", "Expected an object of key/value pairs.")
         return
     metadata: dict[str, Any] = {}
-    root = device.data_model_root if device.data_model_root in _ROOTS else None
+    root = known_root(device.data_model_root)
     for key, raw in value.items():
         if not is_setting_key(key):
             metadata[key] = raw
@@ -231,7 +222,7 @@ def _setting_problem(api: Api, device: Device, root: str | None, key: str, raw: 
         return "not a valid TR-069 parameter name."
     if root is not None and not key.startswith(root):
         return f"this device's data model root is {root}"
-    if key.endswith(_ACS_MANAGED_SUFFIXES):
+    if key.endswith(ACS_MANAGED_SUFFIXES):
         return "managed by the ACS; use the device's fields instead."
     try:
         text = _setting_value(raw)

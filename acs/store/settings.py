@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from acs.cwmp.paths import ROOTS
 from acs.store import codec
 from acs.store.checks import (
     check_page,
@@ -120,8 +121,6 @@ class Settings(Database):
 
     _SETTING_VALUE_MAX = 65535
 
-    _SETTING_ROOTS = ("Device.", "InternetGatewayDevice.")
-
     _UNSIGNED_INT_MAX = 2**32 - 1
 
     @staticmethod
@@ -144,7 +143,7 @@ class Settings(Database):
     @classmethod
     def is_setting_path(cls, path: Any) -> bool:
         """A full TR-069 parameter name (root prefix, no trailing '.', no empty segment)."""
-        if not isinstance(path, str) or not path.startswith(cls._SETTING_ROOTS):
+        if not isinstance(path, str) or not path.startswith(ROOTS):
             return False
         if len(path) > cls._SETTING_PATH_MAX or path.endswith("."):
             return False

@@ -6,12 +6,10 @@ raises ValueError with a message meant for the API user.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-DEFAULT_ROOT = "Device."
-ROOTS = ("Device.", "InternetGatewayDevice.")
+from acs.cwmp.paths import INSTANCE_RE, PATH_RE
 
 XSD_TYPES = (
     "xsd:string",
@@ -39,11 +37,6 @@ MAX_VALUE = 65535
 MAX_LIST = 1024
 MAX_ACCESS_ENTRY = 64
 
-# Path segments: names, instance numbers, and alias-based addressing "[alias]".
-_SEGMENT = r"(?:[A-Za-z0-9_\-]+|\[[A-Za-z0-9_\-.:]+\])"
-_PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_\-]*(?:\.{_SEGMENT})*\.?$")
-_INSTANCE_RE = re.compile(r"\.(?:\d+|\[[A-Za-z0-9_\-.:]+\])\.$")
-
 
 def check_path(value: Any, what: str, *, object_path: bool | None = None) -> str:
     """A full parameter path; object_path True = must end with ".", False = must not."""
@@ -51,7 +44,7 @@ def check_path(value: Any, what: str, *, object_path: bool | None = None) -> str
         raise ValueError(f"{what} must be a non-empty string")
     if len(value) > MAX_PATH:
         raise ValueError(f"{what} is longer than {MAX_PATH} characters")
-    if not _PATH_RE.match(value):
+    if not PATH_RE.match(value):
         raise ValueError(f"{what} {value!r} is not a valid parameter path")
     if object_path is True and not value.endswith("."):
         raise ValueError(f"{what} {value!r} must be an object path ending with '.'")
@@ -174,7 +167,7 @@ def object_name(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def instance_name(args: Mapping[str, Any]) -> dict[str, Any]:
     name = check_path(args.get("object_name"), "object_name", object_path=True)
-    if not _INSTANCE_RE.search(name):
+    if not INSTANCE_RE.search(name):
         raise ValueError(f"object_name {name!r} must name one instance, e.g. '...PortMapping.3.'")
     return {"object_name": name}
 

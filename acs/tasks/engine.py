@@ -16,9 +16,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from acs.cwmp import rpc
+from acs.cwmp.paths import DEFAULT_ROOT
 from acs.store import NotFound, Store
 from acs.store.models import DONE, FAILED, IN_PROGRESS, PENDING, Device, Task
-from acs.tasks.args import DEFAULT_ROOT
 from acs.tasks.kinds import (
     INFORM_KINDS,
     KINDS,

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from acs.cwmp import rpc
+from acs.cwmp.paths import DEFAULT_ROOT, known_root
 from acs.store.models import Backup, Device, FirmwareImage, Task
-from acs.tasks.args import DEFAULT_ROOT, ROOTS
 from acs.tasks.settings import EffectiveSetting, value_fingerprint
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class TransferUrls(Protocol):
 
 def resolve_root(device: Device | None) -> str:
     root = device.data_model_root if device is not None else None
-    return root if root in ROOTS else DEFAULT_ROOT
+    return known_root(root) or DEFAULT_ROOT
 
 
 class CpeFault(Exception):

@@ -57,10 +57,6 @@ class SessionTasks:
         self._next: rpc.Message | None = None  # produced by on_response, emitted next
         self._started: set[int] = set()
 
-    @property
-    def current_task_id(self) -> int | None:
-        return self._run.task.id if self._run is not None else None
-
     def next_request(self, *, now: float) -> rpc.Message | None:
         run = self._run
         if run is not None and run.request is not None:

@@ -9,19 +9,11 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, known_root
 from acs.store import Store
 from acs.store.models import Device
-from acs.tasks.args import INT_RANGES, ROOTS
+from acs.tasks.args import INT_RANGES
 
-# The ACS's own connection to the CPE: never pushed from type defaults (the API refuses
-# them as device settings), or a typo in a default could cut the whole type off.
-_ACS_MANAGED_SUFFIXES = (
-    "ManagementServer.URL",
-    "ManagementServer.Username",
-    "ManagementServer.Password",
-    "ManagementServer.ConnectionRequestUsername",
-    "ManagementServer.ConnectionRequestPassword",
-)
 # xsd types of common writable TR-181 / TR-098 parameters (root stripped, instance numbers
 # as "{i}"), used when the cache has not told us the type: "12345" as an SSID must go as a
 # string, not the unsignedInt the value alone suggests.
@@ -114,14 +106,16 @@ class EffectiveSetting:
 
 def effective(store: Store, device: Device, *, refusals: bool) -> list[EffectiveSetting]:
     """The device's effective settings (one query; a second one with `refusals`)."""
-    root = device.data_model_root if device.data_model_root in ROOTS else None
+    root = known_root(device.data_model_root)
     refused = store.refused_settings(device.id) if refusals else {}
     out: list[EffectiveSetting] = []
     for source, setting, cached in store.effective_setting_rows(device.id):
         path, value = setting.path, setting.value
         if source == "type" and (
             (root is not None and not path.startswith(root))
-            or path.endswith(_ACS_MANAGED_SUFFIXES)
+            # Never pushed from type defaults (the API refuses them as device settings),
+            # or a typo in a default could cut the whole type off.
+            or path.endswith(ACS_MANAGED_SUFFIXES)
             or not store.is_setting_path(path)
         ):
             continue  # a default for the other data model, or one the ACS owns

@@ -1,0 +1,35 @@
+"""TR-069 parameter-path rules shared by the ACS, the API, the store and the simulator.
+
+The two data-model roots (TR-181 ``Device.``, TR-098 ``InternetGatewayDevice.``), the
+parameter-path grammar of TR-069 §A.2.2.1 (names, instance numbers and the CWMP 1.4
+alias-based addressing ``[alias]``), and the ManagementServer parameters that carry the
+ACS's own connection to the CPE, which no desired setting may touch.
+"""
+
+from __future__ import annotations
+
+import re
+
+DEFAULT_ROOT = "Device."
+ROOTS = ("Device.", "InternetGatewayDevice.")
+
+# One path segment: a name, an instance number, or "[alias]".
+SEGMENT = r"(?:[A-Za-z0-9_\-]+|\[[A-Za-z0-9_\-.:]+\])"
+PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_\-]*(?:\.{SEGMENT})*\.?$")
+# An object path ending in an instance: "....WANDevice.1." or "....SSID.[home]."
+INSTANCE_RE = re.compile(r"\.(?:\d+|\[[A-Za-z0-9_\-.:]+\])\.$")
+
+# The ACS's own connection to the CPE (device credentials and connection requests): a
+# desired setting on these would cut the ACS off from the CPE.
+ACS_MANAGED_SUFFIXES = (
+    "ManagementServer.URL",
+    "ManagementServer.Username",
+    "ManagementServer.Password",
+    "ManagementServer.ConnectionRequestUsername",
+    "ManagementServer.ConnectionRequestPassword",
+)
+
+
+def known_root(root: str | None) -> str | None:
+    """``root`` if it is one of ``ROOTS``, else None."""
+    return root if root in ROOTS else None
