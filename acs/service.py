@@ -44,8 +44,8 @@ from acs.maintenance import StorageMaintenance
 from acs.scheduler import Scheduler
 from acs.store import Store
 from acs.tasks import TaskEngine, TransferWatch
-from api.app import make_app, port_address
-from api.firmware import ApiSite
+from api.app import make_app
+from api.site import ApiSite, port_address
 
 LISTENERS = ("cwmp", "api", "files")
 

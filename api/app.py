@@ -8,7 +8,7 @@ here is what puts them on the listener. ``/healthz`` needs no token: 200 ``ok``,
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from klein import Klein
 from twisted.web.server import Request
@@ -27,6 +27,7 @@ from api import (
     serial,
 )
 from api.base import Api, ApplianceView, respond
+from api.site import port_address
 
 # Importing a route module registers its routes on Api.app; naming them here makes that
 # dependency explicit (and keeps the imports from looking unused).
@@ -42,16 +43,6 @@ ROUTE_MODULES = (
     metrics,
     openapi,
 )
-
-
-def port_address(port: Any) -> str:
-    """``host:port`` of a listening port (IPv6 hosts in brackets)."""
-    host: Any = cast(Any, port).getHost()  # Any: zope interfaces are opaque to mypy
-    name = getattr(host, "host", "")
-    number = getattr(host, "port", None)
-    if number is None:
-        return str(host)
-    return f"[{name}]:{number}" if ":" in name else f"{name}:{number}"
 
 
 def listener_states(appliance: ApplianceView) -> dict[str, dict[str, Any]]:

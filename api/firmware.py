@@ -1,4 +1,4 @@
-"""``/api/v1/firmware_image/`` (spec section 7) and the API listener's site.
+"""``/api/v1/firmware_image/`` (spec section 7).
 
 Owns the firmware image routes: list and detail (viewer), upload (``POST``) and delete
 (admin; like device types, images are global, so writes need a token without organization
@@ -8,13 +8,7 @@ scope). An upload is either a ``multipart/form-data`` body with the image in the
 SHA-256 is computed, in a worker thread and in chunks (``acs.files.FileStorage``), so neither
 memory nor the reactor suffers from a 512 MiB image. A delete is refused with 409 while a
 pending or in-progress firmware_update task uses the image, and removes the file.
-
-Also owns :class:`ApiSite`, the API listener's site: a declared ``Content-Length`` over the
-limit is answered 413 from the headers (and a chunked body once past it), before Twisted
-buffers anything. The limit is ``[files] max_upload`` for the firmware upload route and 1 MiB
-for every other route (the JSON routes' own limit). Twisted's parsing of form bodies into
-``request.args`` (which reads a whole multipart body into memory) is switched off: the API
-never uses form arguments.
+The upload's body limit is applied from the headers by the listener's site (``api.site``).
 """
 
 from __future__ import annotations
@@ -22,8 +16,6 @@ from __future__ import annotations
 import os
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
-
-from twisted.web.resource import Resource
 
 from acs.cwmp.identity import printable
 from acs.files import (
@@ -33,11 +25,9 @@ from acs.files import (
     multipart_boundary,
     safe_filename,
 )
-from acs.httplimits import BoundedRequest, BoundedSite
 from acs.store.models import FirmwareImage
 from api.base import (
     API_PREFIX,
-    MAX_BODY_BYTES,
     Api,
     ApiError,
     ApiRequest,
@@ -239,37 +229,3 @@ def delete_firmware_image(api: Api, req: ApiRequest, image_id: int) -> Result:
     with store_errors():
         _storage(api).delete_firmware_image(image_id, now=api.now(), actor=req.principal.name)
     return 204, None
-
-
-# --- the API listener's site ----------------------------------------------------------------
-
-
-class ApiBoundedRequest(BoundedRequest):
-    """API requests: 413 (a JSON error) from the headers over the route's limit."""
-
-    refusal_type = b"application/json"
-    what = "API request"
-
-    def body_limit(self) -> int:
-        upload_limit = super().body_limit()
-        path = self.request_line_path().rstrip(b"/")
-        if not path:
-            # Unknown request line: the bigger limit; the routes still check their own.
-            limit = max(upload_limit, MAX_BODY_BYTES)
-        elif self.request_line_method() == b"POST" and path == UPLOAD_PATH.encode():
-            limit = upload_limit
-        else:
-            limit = MAX_BODY_BYTES
-        text = "1 MiB" if limit == MAX_BODY_BYTES else f"{limit} bytes"
-        self.refusal_body = f'{{"detail": "Request body exceeds {text}."}}'.encode()
-        return limit
-
-
-class ApiSite(BoundedSite):
-    """The API listener's site (see the module docstring): JSON bodies up to 1 MiB, firmware
-    uploads up to ``max_upload``."""
-
-    requestFactory = ApiBoundedRequest
-
-    def __init__(self, resource: Resource, *, max_upload: int) -> None:
-        super().__init__(resource, max_body=max_upload)
