@@ -36,7 +36,6 @@ from acs import httpdigest
 from acs.authguard import AuthThrottle, NonceLedger
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
-from acs.cwmp.identity import bounded
 from acs.cwmp.redact import redact_transcript
 from acs.cwmp.session import (
     DEFAULT_MAX_RPCS,
@@ -49,8 +48,9 @@ from acs.cwmp.session import (
     Session,
 )
 from acs.httplimits import BoundedRequest, BoundedSite
+from acs.onboarding import NO_CREDENTIALS, Onboarding, Refusal
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
-from acs.store.models import Device, InformRecord
+from acs.store.models import Device
 
 if TYPE_CHECKING:
     from acs.store import Store
@@ -173,17 +173,6 @@ class _Live:
         self.transcript.append((direction, text))
 
 
-@dataclass(frozen=True)
-class _Credential:
-    username: str
-    password: str
-    first_contact: bool  # shared or no credentials, not the device's own
-
-
-# First contact without any credentials (no [cwmp] username/password configured).
-_NO_CREDENTIALS = _Credential("", "", first_contact=True)
-
-
 @dataclass
 class _Context:
     """Per-request scratch: the session in play, so a crash can tear it down."""
@@ -210,6 +199,7 @@ class CwmpResource(Resource):
         super().__init__()
         self._store = store
         self._tasks = tasks
+        self._onboarding = Onboarding(store, tasks, config)
         self._config = config
         # Any: zope interfaces don't type-check as protocols; tests pass a task.Clock.
         self._reactor: Any = reactor
@@ -437,16 +427,10 @@ class CwmpResource(Resource):
         inform = event.inform
         serial = inform.device_id.serial_number.strip()  # checked by the session
 
-        device = self._store.find_device_by_serial(serial)
-        if device is not None and device.operational_status == "decommissioned":
-            log.info(
-                "Refused Inform from decommissioned device device_id={device_id}",
-                device_id=device.id,
-            )
-            return _text(request, 403, "Device is decommissioned")
-        if device is None and not self._config.auto_register:
-            log.info("Refused Inform from unknown serial {serial}", serial=serial)
-            return _text(request, 403, "Unknown device")
+        device = self._onboarding.admission(serial)
+        if isinstance(device, Refusal):
+            log.info("Refused Inform from {what}", what=device.log)
+            return _text(request, 403, device.reason)
         refusal, first_contact = self._authenticate(request, device, now)
         if refusal is not None:
             return refusal
@@ -462,19 +446,14 @@ class CwmpResource(Resource):
                 )
                 self._end(old, abort_reason="replaced by a new session")
 
-        record = _inform_record(inform, _client_host(request))
-        registered_in: str | None = None
         with self._store.transaction():
-            if device is None:
-                device, registered_in = self._register(inform, now)
-            elif first_contact and device.username:
-                # Re-admitted after the factory reset the ACS ordered: the credentials it
-                # had are gone from the CPE, provisioning assigns new ones.
-                self._store.update_device(
-                    device.id, now=now, actor="cwmp", username=None, password=None
-                )
-            device = self._store.record_inform(device.id, record, now=now)
-            self._tasks.on_inform(device, inform, now=now)
+            device, registered_in = self._onboarding.admit(
+                device,
+                inform,
+                address=_client_host(request),
+                first_contact=first_contact,
+                now=now,
+            )
         self.pacer.admitted(now)
 
         # The CPE's SessionTimeout is its own inactivity timeout, but a slot held for hours
@@ -517,41 +496,7 @@ class CwmpResource(Resource):
         live.record("acs", body)
         return _xml(request, body)
 
-    def _register(self, inform: rpc.Inform, now: float) -> tuple[Device, str]:
-        """Create the device of an unknown serial: (device, its organization's name)."""
-        ident = inform.device_id
-        org = self._store.ensure_organization(self._config.default_organization)
-        type_id = self._store.find_device_type(ident.manufacturer, ident.product_class)
-        serial = ident.serial_number.strip()
-        device = self._store.create_device(
-            serial_number=serial,
-            name=serial,
-            organization_id=org.id,
-            now=now,
-            actor="cwmp",
-            type_id=type_id,
-        )
-        return device, org.name
-
     # --- authentication -----------------------------------------------------------------
-
-    def _accepted_credentials(self, device: Device | None) -> list[_Credential]:
-        """Who may authenticate as ``device``: its own credentials once the ACS assigned
-        (or an operator set) them, else the first-contact ones (shared, or none at all)."""
-        config = self._config
-        first: _Credential = (
-            _Credential(config.username, config.password, first_contact=True)
-            if config.username or config.password
-            else _NO_CREDENTIALS
-        )
-        if device is None or not device.username:
-            return [first]
-        own = _Credential(device.username, device.password or "", first_contact=False)
-        # A CPE the ACS told to factory-reset comes back without the credentials it was
-        # given: while that reset is under way, the first-contact ones re-admit it.
-        if self._tasks.factory_reset_under_way(device.id):
-            return [own, first]
-        return [own]
 
     def _authenticate(
         self, request: Request, device: Device | None, now: float
@@ -560,8 +505,8 @@ class CwmpResource(Resource):
 
         ``first_contact`` is True when the CPE got in with first-contact credentials (or
         none), so that its own are (re)assigned at provisioning."""
-        accepted = self._accepted_credentials(device)
-        if _NO_CREDENTIALS in accepted and len(accepted) == 1:
+        accepted = self._onboarding.accepted_credentials(device)
+        if NO_CREDENTIALS in accepted and len(accepted) == 1:
             return None, True
         source = _client_host(request)
         wait = self.auth_throttle.retry_after(source, now)
@@ -573,7 +518,7 @@ class CwmpResource(Resource):
         creds = httpdigest.parse_authorization(header.decode("latin-1")) if header else None
         stale = False
         for candidate in accepted:
-            if candidate is _NO_CREDENTIALS:
+            if candidate is NO_CREDENTIALS:
                 if creds is None:
                     return None, True
                 continue
@@ -915,36 +860,6 @@ def _client_host(request: Request) -> str | None:
     address: Any = request.getClientAddress()
     host = getattr(address, "host", None)
     return host if isinstance(host, str) else None
-
-
-def _data_model_root(inform: rpc.Inform) -> str | None:
-    for param in inform.parameters:
-        if param.name.startswith("InternetGatewayDevice."):
-            return "InternetGatewayDevice."
-        if param.name.startswith("Device."):
-            return "Device."
-    return None
-
-
-def _inform_record(inform: rpc.Inform, address: str | None) -> InformRecord:
-    ident = inform.device_id  # its fields were checked by the session (acs.cwmp.identity)
-    # Every other string the CPE sends is stored only within its data model's bounds
-    # (TR-181 string(64) versions, string(256) URL, TR-069 event codes of 64).
-    return InformRecord(
-        manufacturer=ident.manufacturer,
-        oui=ident.oui,
-        product_class=ident.product_class,
-        serial_number=ident.serial_number.strip(),
-        # Suffixes start with "." so "Device." and "InternetGatewayDevice." both match.
-        software_version=bounded(inform.parameter(".DeviceInfo.SoftwareVersion"), 64),
-        hardware_version=bounded(inform.parameter(".DeviceInfo.HardwareVersion"), 64),
-        connection_request_url=bounded(
-            inform.parameter(".ManagementServer.ConnectionRequestURL"), 256
-        ),
-        data_model_root=_data_model_root(inform),
-        address=address,
-        event_codes=tuple(c for c in (bounded(e.code, 64) for e in inform.events) if c),
-    )
 
 
 def _describe(message: rpc.Message) -> str:
