@@ -21,7 +21,7 @@ import random
 import secrets
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -48,7 +48,7 @@ from acs.cwmp.session import (
     Session,
 )
 from acs.httplimits import BoundedRequest, BoundedSite
-from acs.onboarding import NO_CREDENTIALS, Onboarding, Refusal
+from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import Device
 
@@ -517,7 +517,14 @@ class CwmpResource(Resource):
         header = request.getHeader(b"authorization")
         creds = httpdigest.parse_authorization(header.decode("latin-1")) if header else None
         stale = False
-        for candidate in accepted:
+
+        def candidates() -> Iterator[Credential]:
+            yield from accepted
+            readmit = self._onboarding.readmission_credential(device)
+            if readmit is not None:
+                yield readmit
+
+        for candidate in candidates():
             if candidate is NO_CREDENTIALS:
                 if creds is None:
                     return None, True

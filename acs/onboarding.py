@@ -5,8 +5,8 @@ admitted Inform records. The CWMP resource (``acs.cwmp_http``) does the HTTP aro
   decommissioned device; an unknown serial with ``[cwmp] auto_register`` off).
 - ``accepted_credentials(device)``: a device's own credentials once the ACS assigned (or an
   operator set) them, else the first-contact ones (``[cwmp] username/password``, or none);
-  while a factory reset the ACS ordered is under way, the first-contact ones too (the CPE
-  lost what it was given).
+  ``readmission_credential(device)``: the first-contact ones too while a factory reset the
+  ACS ordered is under way (the CPE lost what it was given).
 - ``admit(...)``: in the caller's transaction, registers an unknown serial (auto-registration
   into ``[cwmp] default_organization``, its device type found by manufacturer and product
   class), forgets the credentials of a device re-admitted at first contact (provisioning
@@ -64,18 +64,26 @@ class Onboarding:
         return device
 
     def accepted_credentials(self, device: Device | None) -> list[Credential]:
-        config = self._config
-        first = (
-            Credential(config.username, config.password, first_contact=True)
-            if config.username or config.password
-            else NO_CREDENTIALS
-        )
+        """The device's own credentials, or the first-contact ones while it has none."""
         if device is None or not device.username:
-            return [first]
-        own = Credential(device.username, device.password or "", first_contact=False)
-        if self._tasks.factory_reset_under_way(device.id):
-            return [own, first]
-        return [own]
+            return [self._first_contact()]
+        return [Credential(device.username, device.password or "", first_contact=False)]
+
+    def readmission_credential(self, device: Device | None) -> Credential | None:
+        """The first-contact credentials for a device with its own, while a factory reset the
+        ACS ordered is under way (asked only once its own did not authenticate it: a query
+        no Inform with the right credentials pays for)."""
+        if device is None or not device.username:
+            return None
+        if not self._tasks.factory_reset_under_way(device.id):
+            return None
+        return self._first_contact()
+
+    def _first_contact(self) -> Credential:
+        config = self._config
+        if config.username or config.password:
+            return Credential(config.username, config.password, first_contact=True)
+        return NO_CREDENTIALS
 
     def admit(
         self,

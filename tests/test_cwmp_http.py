@@ -391,6 +391,32 @@ class CwmpHttpTests(CwmpResourceCase):
         ok = await self.request(wire(make_inform()), headers={"Authorization": f"Basic {own}"})
         self.assertEqual(ok.code, 200)
 
+    async def test_own_credentials_cost_no_factory_reset_lookup(self) -> None:
+        self.provisioned_device(username="dev", password="devpw")
+        asked: list[int] = []
+        real = self.engine.factory_reset_under_way
+        self.engine.factory_reset_under_way = lambda device_id: (
+            asked.append(device_id)
+            or real(  # type: ignore[method-assign]
+                device_id
+            )
+        )
+
+        async def inform_with(password: str) -> int:
+            # The challenge round asks (a reset CPE without credentials sends none).
+            first = await self.request(wire(make_inform()))
+            challenge = (first.headers.getRawHeaders("www-authenticate") or [""])[0]
+            auth = httpdigest.authorization_for(
+                challenge, method="POST", uri="/", username="dev", password=password, cnonce="c"
+            )
+            asked.clear()
+            return (await self.request(wire(make_inform()), headers={"Authorization": auth})).code
+
+        self.assertEqual(await inform_with("devpw"), 200)
+        self.assertEqual(asked, [])  # the right credentials: no query for a reset under way
+        self.assertEqual(await inform_with("wrong"), 401)
+        self.assertEqual(asked, [1])
+
     async def test_unknown_device_is_403_when_auto_register_is_off(self) -> None:
         self.serve(replace(CwmpConfig(), auto_register=False))
         reply = await self.request(wire(make_inform()))
