@@ -318,19 +318,23 @@ class CwmpResource(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-        def parsed(result: soap.Envelope | soap.SoapError) -> None:
-            current = live if live is not None and not live.ended else None
-            ctx.live = current
-            body: bytes = self._guarded(
-                request, ctx, self._dispatch, request, ctx, current, data, result
-            )
+        def answer(step: Callable[..., bytes], *args: Any) -> None:
+            body: bytes = self._guarded(request, ctx, step, *args)
             if not gone:
                 request.write(body)
                 request.finish()
 
-        self._threads(_parse, data).addCallback(parsed).addErrback(
-            lambda failure: log.failure("CWMP request failed after parsing", failure)
-        )
+        def parsed(result: soap.Envelope | soap.SoapError) -> None:
+            # The session may have ended (timed out, evicted) while the worker parsed.
+            ctx.live = live if live is not None and not live.ended else None
+            answer(self._dispatch, request, ctx, ctx.live, data, result)
+
+        def failed(failure: Any) -> None:
+            # The parse itself broke (MemoryError, say): a 500 like any failure, never a hang.
+            ctx.live = live if live is not None and not live.ended else None
+            answer(failure.raiseException)
+
+        self._threads(_parse, data).addCallbacks(parsed, failed)
         return NOT_DONE_YET
 
     def _dispatch(

@@ -238,3 +238,15 @@ class BigBodiesOffTheReactor(CwmpResourceCase):
         # The session continues inline: its next (empty) POST gets the provisioning RPC.
         following = await self.request(b"", cookie=reply.cookie)
         self.assertIsInstance(following.envelope().message, rpc.SetParameterValues)
+
+
+class BigBodyWorkerFailure(CwmpResourceCase):
+    async def test_a_parse_that_breaks_in_the_worker_is_a_500_not_a_hang(self) -> None:
+        def broken(f: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
+            return defer.fail(MemoryError("worker out of memory"))
+
+        self.serve(CwmpConfig(), threads=broken)
+        reply = await self.request(big_inform("SN-BIG"))
+        self.assertEqual(reply.code, 500)
+        self.assertIsNone(self.store.find_device_by_serial("SN-BIG"))
+        self.flushLoggedErrors(MemoryError)
