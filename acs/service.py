@@ -39,6 +39,7 @@ from acs.connreq import ConnectionRequester, TargetPolicy
 from acs.cwmp_http import CwmpResource, CwmpSite
 from acs.files import SECRET_NAME, FileServer, FileStorage, UrlSigner, thread_runner
 from acs.httplimits import BoundedSite
+from acs.listen import with_backlog
 from acs.liveness import LivenessSweep
 from acs.maintenance import StorageMaintenance
 from acs.scheduler import Scheduler
@@ -134,45 +135,6 @@ class _ApplianceService(MultiService):
         d.addBoth(lambda _: appliance.connreq.stop())
         d.addBoth(lambda _: appliance.close())
         return d
-
-
-# Twisted's TCP/SSL endpoints listen with a backlog of 50: a boot storm's thousands of
-# simultaneous SYNs overflow it and CPEs stall in SYN retransmission (1, 3, 7, 15 s...).
-# The kernel caps this at net.core.somaxconn (4096 on current kernels).
-LISTEN_BACKLOG = 4096
-_BACKLOG_TYPES = ("tcp", "tcp6", "ssl")
-
-
-def _fields(description: str) -> list[str]:
-    """The ':'-separated fields of an endpoint string (a backslash escapes a ':')."""
-    fields: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for char in description:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            current.append(char)
-            escaped = True
-        elif char == ":":
-            fields.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    fields.append("".join(current))
-    return fields
-
-
-def with_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
-    """``description`` with ``:backlog=<backlog>`` added when it is a TCP/SSL endpoint that
-    doesn't set one itself; any other endpoint string comes back unchanged."""
-    fields = _fields(description)
-    if len(fields) < 2 or fields[0].strip().lower() not in _BACKLOG_TYPES:
-        return description
-    if any(f.partition("=")[0].strip() == "backlog" for f in fields[1:] if "=" in f):
-        return description
-    return f"{description}:backlog={backlog}"
 
 
 def _endpoint(reactor: Any, section: str, description: str) -> IStreamServerEndpoint:
@@ -358,10 +320,8 @@ def build_service(config: Config, reactor: Any) -> MultiService:
 
 __all__ = [
     "LISTENERS",
-    "LISTEN_BACKLOG",
     "Appliance",
     "Listener",
     "build_service",
     "open_store",
-    "with_backlog",
 ]

@@ -4,7 +4,7 @@ It does what the CWMP listener does minus the appliance: a ``Site`` without acce
 leaf resource that reads the body and answers a non-empty POST with a fixed
 InformResponse and an empty one with 204. Driven by the same load generator with the same
 sessions, its requests/s is the physical limit of our stack on this machine. It listens
-on an ephemeral 127.0.0.1 port (with the ACS's listen backlog, ``acs.service.LISTEN_BACKLOG``)
+on an ephemeral 127.0.0.1 port (with the ACS's listen backlog, ``acs.listen.LISTEN_BACKLOG``)
 and prints ``LISTENING <port>``.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from acs.service import LISTEN_BACKLOG
+from acs.listen import LISTEN_BACKLOG
 from bench import envelopes
 
 XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from acs.service import LISTEN_BACKLOG
+from acs.listen import LISTEN_BACKLOG
 from acs.store import StoreError
 from bench import procs, scenarios
 

@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from acs import httpdigest
+from acs.listen import with_backlog
 from cpe_sim.cpe import Profile, SimulatedCPE
 from cpe_sim.datamodel import load_template
 from cpe_sim.transfers import Faults
@@ -173,7 +174,9 @@ class Fleet:
         if self._port is not None:
             raise RuntimeError("fleet already started")
         self.stopped = False
-        endpoint = serverFromString(self.reactor, self.connreq_listen)
+        # One socket takes every connection request of the fleet: a wake round of thousands
+        # overflows Twisted's default backlog of 50 and requests stall in SYN retransmission.
+        endpoint = serverFromString(self.reactor, with_backlog(self.connreq_listen))
         self._port = await endpoint.listen(_QuietSite(_ConnectionRequests(self)))
         address = self._port.getHost()
         host = getattr(address, "host", "127.0.0.1")

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from e2eharness import check_cwmp_conformance
+from e2eharness import bounded, check_cwmp_conformance
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
@@ -34,15 +34,9 @@ from cpe_sim.transfers import Faults
 
 reactor: Any = _reactor
 LOOPBACK = "tcp:0:interface=127.0.0.1"
-WAIT = 20.0  # upper bound for any single wait; reached only when something is broken
 TOKEN_NAME = "e2e-firmware"
 VERSION = "Device.DeviceInfo.SoftwareVersion"
 OLD, NEW = "1.0.0", "2.3.0"
-
-
-async def bounded(d: defer.Deferred[Any], timeout: float = WAIT) -> Any:
-    d.addTimeout(timeout, reactor)
-    return await d
 
 
 async def until(cpe: SimulatedCPE, done: Callable[[], bool], *, sessions: int = 8) -> None:

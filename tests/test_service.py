@@ -23,7 +23,8 @@ from twisted.web.server import Site
 import acs
 from acs.authguard import AuthThrottle
 from acs.config import ApiConfig, Config, ConfigError, CwmpConfig, FilesConfig, StorageConfig
-from acs.service import LISTEN_BACKLOG, Appliance, build_service, with_backlog
+from acs.listen import LISTEN_BACKLOG, with_backlog
+from acs.service import Appliance, build_service
 from acs.store import Store
 from api.app import make_app
 

@@ -20,6 +20,7 @@ from twisted.web.server import Request, Site
 
 from acs import httpdigest
 from acs.cwmp import rpc, soap
+from acs.listen import LISTEN_BACKLOG
 from cpe_sim.cpe import Profile, SimulatedCPE
 from cpe_sim.datamodel import load_template
 from cpe_sim.fleet import Fleet
@@ -296,6 +297,11 @@ class ConnectionRequestTests(LoopbackTestCase):
         self.assertEqual(cpe.sessions_ok, 2)
         self.assertEqual([e.code for e in acs.informs[-1].events], ["6 CONNECTION REQUEST"])
         self.assertEqual(acs.informs[-1].device_id.serial_number, cpe.serial)
+
+    async def test_the_shared_listener_has_the_appliance_backlog(self) -> None:
+        fleet = await self.start_fleet(FakeAcs())
+        port: Any = fleet._port  # Any: the backlog is only visible on the listening port
+        self.assertEqual(port.backlog, LISTEN_BACKLOG)
 
     async def test_wrong_digest_password_is_refused(self) -> None:
         fleet = await self.start_fleet(FakeAcs())
