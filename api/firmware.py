@@ -38,7 +38,8 @@ from api.base import (
     parse_decimal,
     route,
 )
-from api.resources import MAX_NAME, does_not_exist, paged, require_unscoped, store_errors
+from api.fields import MAX_NAME
+from api.resources import does_not_exist, paged, require_unscoped, store_errors
 
 UPLOAD_PATH = f"{API_PREFIX}/firmware_image"
 UPLOAD_FIELDS = ("name", "version", "device_type")

@@ -23,12 +23,10 @@ a raw image (``_firmware_paths``).
 from __future__ import annotations
 
 import copy
-import unicodedata
-from collections.abc import Iterable
 from typing import Any
 
 import acs
-from acs.cwmp.identity import REFUSED_CATEGORIES as REFUSED
+from api import resources  # noqa: F401  (declares its forms)
 from api.base import (
     API_PREFIX,
     DEFAULT_LIMIT,
@@ -39,268 +37,84 @@ from api.base import (
     Result,
     route,
 )
+from api.fields import form_schemas
 from api.operations import EMAIL_PATTERN
-
-JSON = "application/json"
-Schema = dict[str, Any]
-
-# --- schema helpers ---------------------------------------------------------------------
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _t(kind: str, *, null: bool = False, **extra: Any) -> Schema:
-    """A JSON-schema type; ``null=True`` makes it ``[kind, "null"]`` (3.1 style nullable)."""
-    return {"type": [kind, "null"] if null else kind, **extra}
-
-
-def _str(null: bool = False, **extra: Any) -> Schema:
-    return _t("string", null=null, **extra)
-
-
-def _int(null: bool = False, **extra: Any) -> Schema:
-    return _t("integer", null=null, **extra)
-
-
-def _bool(**extra: Any) -> Schema:
-    return _t("boolean", **extra)
-
-
-def _dt(null: bool = False, **extra: Any) -> Schema:
-    """ISO-8601 UTC, second precision, ``Z`` suffix (spec section 1)."""
-    return _str(null, format="date-time", examples=["2024-01-15T09:30:15Z"], **extra)
-
-
-def _ro(schema: Schema) -> Schema:
-    return {**schema, "readOnly": True}
-
-
-def _nullable(schema: Schema) -> Schema:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-# --- what the API's validation accepts, as patterns --------------------------------------
-
-
-def _class(codes: Iterable[int]) -> str:
-    """A regex character class body matching exactly ``codes`` (ascending), as ranges of
-    ``\\uXXXX``/``\\UXXXXXXXX`` escapes (read alike by Python's re and Rust's regex)."""
-
-    def esc(code: int) -> str:
-        return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
-
-    parts: list[str] = []
-    start = end = -2
-    for code in codes:
-        if code != end + 1:
-            if start >= 0:
-                parts.append(esc(start) if start == end else f"{esc(start)}-{esc(end)}")
-            start = code
-        end = code
-    if start >= 0:
-        parts.append(esc(start) if start == end else f"{esc(start)}-{esc(end)}")
-    return "".join(parts)
-
-
-# Names and text are refused unless acs.cwmp.identity.printable(): no control or format
-# (bidirectional, zero-width) character, nor separator but ' '. Surrogates are
-# left out of the class: a regex cannot name them portably, and no JSON text carries one
-# that decodes to a lone surrogate by accident (the API refuses those too).
-_UNPRINTABLE_CODES = [
-    c
-    for c in range(0x110000)
-    if c != 0x20 and not 0xD800 <= c <= 0xDFFF and unicodedata.category(chr(c)) in REFUSED
-]
-_UNPRINTABLE = _class(_UNPRINTABLE_CODES)
-# Descriptions may span lines: tab, line feed and carriage return pass.
-_UNPRINTABLE_MULTILINE = _class(c for c in _UNPRINTABLE_CODES if c not in (9, 10, 13))
-TEXT_PATTERN = f"^[^{_UNPRINTABLE}]*$"
-NAME_PATTERN = f"^ *[^ {_UNPRINTABLE}][^{_UNPRINTABLE}]*$"  # not blank
-MULTILINE_PATTERN = f"^[^{_UNPRINTABLE_MULTILINE}]*$"
-# acs.cwmp.identity.serial_problem: printable, no '/' and no whitespace (the only printable
-# whitespace is ' ').
-SERIAL_PATTERN = f"^[^/ {_UNPRINTABLE}]+$"
-# parse_bool: true/false/1/0 in any case.
-BOOL_TEXT_PATTERN = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])$"
-# A primary key written as text: ASCII digits, no sign, blanks or leading zero (18 digits at
-# most, so every such text is below SQLite's largest integer).
-PK_TEXT_PATTERN = "^[1-9][0-9]{0,17}$"
-# Coordinates as text: plain decimals within range (api.validation.coordinate_problem).
-LATITUDE_PATTERN = r"^[+-]?0*(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)$"
-LONGITUDE_PATTERN = r"^[+-]?0*(180(\.0+)?|(1[0-7][0-9]|[0-9]?[0-9])(\.[0-9]+)?)$"
-# api.resources.PARAMETER_PATH (device type default_settings).
-DEFAULT_SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.[A-Za-z0-9_-]+)+$"
-# acs.cwmp.paths.PATH_RE as a parameter name under a data model root (device settings).
-# An alias segment "[...]" without '.', which the store splits paths on.
-SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.([A-Za-z0-9_-]+|\[[A-Za-z0-9_:-]+\]))+$"
-# 30..86400 (a device's update_frequency may be sent as text).
-FREQUENCY_TEXT_PATTERN = (
-    "^(3[0-9]|[4-9][0-9]|[1-9][0-9]{2,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)$"
+from api.schema import (
+    BOOL_TEXT_PATTERN,
+    BOOLISH,
+    FREQUENCY_TEXT_PATTERN,
+    JSON,
+    LATITUDE_PATTERN,
+    LONGITUDE_PATTERN,
+    SETTING_PATH_PATTERN,
+    TEXT_SCHEMAS,
+    Schema,
+    boolean,
+    coordinate,
+    date_time,
+    integer,
+    name_text,
+    nullable,
+    obj,
+    page,
+    pk,
+    plain_text,
+    read_only,
+    ref,
+    string,
+    typed,
 )
 
-
-# The patterns are long (one range per run of unprintable code points), so each lives once,
-# in components/schemas, and fields refer to it.
-TEXT_SCHEMAS: dict[str, Schema] = {
-    "Name": _str(
-        minLength=1,
-        maxLength=255,
-        pattern=NAME_PATTERN,
-        description="1-255 printable characters, not blank: no control or format "
-        "(bidirectional, zero-width) character, and no separator but ' '.",
-    ),
-    "Text": _str(
-        maxLength=255, pattern=TEXT_PATTERN, description="0-255 printable characters (see Name)."
-    ),
-    "MultilineText": _str(
-        maxLength=4096,
-        pattern=MULTILINE_PATTERN,
-        description="0-4096 printable characters (see Name), line breaks and tabs allowed.",
-    ),
-    "SerialNumber": _str(
-        minLength=1,
-        maxLength=64,
-        pattern=SERIAL_PATTERN,
-        description="1-64 printable characters (see Name), no '/' and no whitespace; unique, "
-        "case-sensitive.",
-    ),
-    "SerialNumberOrEmpty": _str(
-        maxLength=64,
-        pattern=SERIAL_PATTERN.replace("]+$", "]*$"),
-        description="A SerialNumber, or empty for none (serial_number_alt: also matched "
-        "against the Inform serial).",
-    ),
-}
-
-
-def _text(*, null: bool = True, **extra: Any) -> Schema:
-    """Printable text (may be empty); null too unless ``null=False``."""
-    return {**_nullable(_ref("Text")), **extra} if null else {**_ref("Text"), **extra}
-
-
-def _name(**extra: Any) -> Schema:
-    """Printable text, not blank."""
-    return {**_ref("Name"), **extra}
-
-
-BOOLISH = {
-    "anyOf": [
-        {"type": "boolean"},
-        {"enum": [0, 1]},
-        {"type": "string", "pattern": BOOL_TEXT_PATTERN},
-    ],
-    "description": "true/false; also 1/0, and 'true'/'false'/'1'/'0' in any case.",
-}
-_PK_INT = _int(minimum=1, maximum=SQL_INT_MAX)
-_PK_TEXT = _str(pattern=PK_TEXT_PATTERN)
-
-
-def _pk(description: str, *, null: bool = True, objects: bool = True) -> Schema:
-    """A reference by id: an integer, its decimal text, or (``objects``) ``{"id": n}`` as
-    the nested view returns it. Unknown ids -> 400."""
-    options: list[Schema] = [_PK_INT, _PK_TEXT]
-    if null:
-        options.append({"type": "null"})
-    if objects:
-        options.append(_obj({"id": {"anyOf": list(options)}}, ["id"]))
-    return {"anyOf": options, "description": description}
-
-
-def _coordinate(pattern: str, limit: int, max_length: int, example: str) -> Schema:
-    """A decimal in -limit..limit: a JSON number or its text; empty or null = none."""
-    return {
-        "anyOf": [
-            _str(maxLength=max_length, pattern=f"^({pattern[1:-1]})?$"),
-            _t("number", minimum=-limit, maximum=limit),
-            {"type": "null"},
-        ],
-        "description": f"Decimal degrees, -{limit}..{limit}; stored and returned as text.",
-        "examples": [example],
-    }
-
-
-def _obj(
-    properties: dict[str, Schema],
-    required: list[str] | tuple[str, ...] | str = (),
-    *,
-    additional: bool | Schema = True,
-    **extra: Any,
-) -> Schema:
-    schema: Schema = {"type": "object", "properties": properties}
-    if required == "*":  # every property is always present
-        schema["required"] = list(properties)
-    elif required:
-        schema["required"] = list(required)
-    if additional is not True:
-        schema["additionalProperties"] = additional
-    schema.update(extra)
-    return schema
-
-
-def _page(item: str) -> Schema:
-    """The DRF LimitOffsetPagination envelope around ``item`` rows."""
-    return _obj(
-        {
-            "count": _int(minimum=0),
-            "next": _str(True, format="uri", description="Absolute URL of the next page."),
-            "previous": _str(True, format="uri", description="Absolute URL of the previous page."),
-            "results": {"type": "array", "items": _ref(item)},
-        },
-        ["count", "next", "previous", "results"],
-        additional=False,
-    )
-
-
-LATITUDE = _str(True, description="Decimal degrees as a string, -90..90.", examples=["40.7128"])
-LONGITUDE = _str(True, description="Decimal degrees as a string, -180..180.", examples=["-74.006"])
-OPERATIONAL_STATUS = _str(
+LATITUDE = string(True, description="Decimal degrees as a string, -90..90.", examples=["40.7128"])
+LONGITUDE = string(
+    True, description="Decimal degrees as a string, -180..180.", examples=["-74.006"]
+)
+OPERATIONAL_STATUS = string(
     enum=["provisioning", "active", "maintenance", "decommissioned", "inactive"]
 )
-TASK_STATE = _str(enum=["pending", "in_progress", "done", "failed", "cancelled"])
+TASK_STATE = string(enum=["pending", "in_progress", "done", "failed", "cancelled"])
 _TASK_STATES = f"({'|'.join(TASK_STATE['enum'])})"
 
 # --- devices, flat view (spec section 3) ------------------------------------------------
 
 _DEVICE_PROPERTIES: dict[str, Schema] = {
-    "id": _ro(_int()),
-    "uuid": _ro(_str(format="uuid")),
-    "name": _str(minLength=1, maxLength=255),
-    "customer_id": _str(True),
-    "is_active": _ro(
-        _bool(description="True once the CPE completed a session and not decommissioned.")
+    "id": read_only(integer()),
+    "uuid": read_only(string(format="uuid")),
+    "name": string(minLength=1, maxLength=255),
+    "customer_id": string(True),
+    "is_active": read_only(
+        boolean(description="True once the CPE completed a session and not decommissioned.")
     ),
-    "status": _ro(_str(enum=["Up", "Down"])),
-    "status_change": _ro(_dt(description="Time of the last Up/Down transition.")),
-    "type": _int(True, description="Device type id."),
-    "type_short_name": _ro(_str(True)),
-    "software_version": _ro(_str(True)),
-    "hardware_version": _ro(_str(True)),
-    "manufacturer": _ro(_str(True)),
-    "product_class": _ro(_str(True)),
-    "unique_identifier": _ro(_str(True, description="OUI-ProductClass-SerialNumber.")),
-    "serial_number": _str(
+    "status": read_only(string(enum=["Up", "Down"])),
+    "status_change": read_only(date_time(description="Time of the last Up/Down transition.")),
+    "type": integer(True, description="Device type id."),
+    "type_short_name": read_only(string(True)),
+    "software_version": read_only(string(True)),
+    "hardware_version": read_only(string(True)),
+    "manufacturer": read_only(string(True)),
+    "product_class": read_only(string(True)),
+    "unique_identifier": read_only(string(True, description="OUI-ProductClass-SerialNumber.")),
+    "serial_number": string(
         minLength=1, maxLength=64, pattern=r"^[^/\s]+$", description="Unique, case-sensitive."
     ),
-    "serial_number_alt": _str(True, description="Also matched against the Inform serial."),
-    "description": _str(True),
-    "organization_id": _int(),
-    "firmware_image": _int(True, description="Target firmware image id."),
-    "firmware_image_is_pending": _bool(
+    "serial_number_alt": string(True, description="Also matched against the Inform serial."),
+    "description": string(True),
+    "organization_id": integer(),
+    "firmware_image": integer(True, description="Target firmware image id."),
+    "firmware_image_is_pending": boolean(
         description="True while the firmware upgrade is queued or in flight."
     ),
-    "location": _int(True, description="Location id."),
-    "location_name": _str(
+    "location": integer(True, description="Location id."),
+    "location_name": string(
         True,
         description="On write: finds or creates a location of this name in the device's "
         "organization.",
     ),
-    "location_short_name": _ro(_str(True)),
+    "location_short_name": read_only(string(True)),
     "latitude": LATITUDE,
     "longitude": LONGITUDE,
-    "username": _str(True, description="CWMP username the CPE uses towards the ACS."),
-    "update_frequency": _int(
+    "username": string(True, description="CWMP username the CPE uses towards the ACS."),
+    "update_frequency": integer(
         minimum=30,
         maximum=86400,
         description=(
@@ -309,14 +123,14 @@ _DEVICE_PROPERTIES: dict[str, Schema] = {
             "and follows it when the type's changes; else 300."
         ),
     ),
-    "address": _ro(_str(True, description="IP the CPE last connected from.")),
-    "last_connection": _ro(_dt(True, description="Last CWMP session.")),
-    "last_configuration": _ro(_dt(True)),
-    "last_change": _ro(_dt(description="Last modification of this record.")),
-    "created": _ro(_dt()),
-    "debug": _bool(description="Keep SOAP transcripts of this device's sessions."),
-    "pending_settings": _ro(
-        _str(
+    "address": read_only(string(True, description="IP the CPE last connected from.")),
+    "last_connection": read_only(date_time(True, description="Last CWMP session.")),
+    "last_configuration": read_only(date_time(True)),
+    "last_change": read_only(date_time(description="Last modification of this record.")),
+    "created": read_only(date_time()),
+    "debug": boolean(description="Keep SOAP transcripts of this device's sessions."),
+    "pending_settings": read_only(
+        string(
             True,
             description="Comma-separated pending items in queue order (spec section 6); with "
             "pending=true each item carries its state, e.g. "
@@ -338,30 +152,30 @@ _DEVICE_WRITABLE = (
     "organization_id", "firmware_image", "firmware_image_is_pending", "location",
     "location_name", "latitude", "longitude", "username", "update_frequency", "debug",
 )  # fmt: skip
-_SERIAL = _ref("SerialNumber")
+_SERIAL = ref("SerialNumber")
 # What api.validation accepts, key by key (the read schema above says what is returned).
 _DEVICE_WRITE_PROPERTIES: dict[str, Schema] = {
-    "name": _name(),
-    "customer_id": _text(),
-    "type": _pk("Device type id."),
+    "name": name_text(),
+    "customer_id": plain_text(),
+    "type": pk("Device type id."),
     "serial_number": _SERIAL,
-    "serial_number_alt": _nullable(_ref("SerialNumberOrEmpty")),
-    "description": _nullable(_ref("MultilineText")),
-    "organization_id": _pk(
+    "serial_number_alt": nullable(ref("SerialNumberOrEmpty")),
+    "description": nullable(ref("MultilineText")),
+    "organization_id": pk(
         "Organization id; required unless the token is scoped to exactly one organization.",
         null=False,
     ),
-    "firmware_image": _pk("Target firmware image id.", objects=False),
+    "firmware_image": pk("Target firmware image id.", objects=False),
     "firmware_image_is_pending": BOOLISH,
-    "location": _pk("Location id, in the device's organization or shared."),
-    "location_name": _text(
+    "location": pk("Location id, in the device's organization or shared."),
+    "location_name": plain_text(
         description="Finds or creates a location of this name in the device's organization."
     ),
-    "latitude": _coordinate(LATITUDE_PATTERN, 90, 32, "40.7128"),
-    "longitude": _coordinate(LONGITUDE_PATTERN, 180, 32, "-74.006"),
-    "username": _text(description="CWMP username the CPE uses towards the ACS."),
-    "password": _nullable(
-        _str(
+    "latitude": coordinate(LATITUDE_PATTERN, 90, 32, "40.7128"),
+    "longitude": coordinate(LONGITUDE_PATTERN, 180, 32, "-74.006"),
+    "username": plain_text(description="CWMP username the CPE uses towards the ACS."),
+    "password": nullable(
+        string(
             maxLength=255,
             writeOnly=True,
             description="CWMP password; stored for Digest, never returned.",
@@ -369,8 +183,8 @@ _DEVICE_WRITE_PROPERTIES: dict[str, Schema] = {
     ),
     "update_frequency": {
         "anyOf": [
-            _int(minimum=30, maximum=86400),
-            _str(pattern=FREQUENCY_TEXT_PATTERN),
+            integer(minimum=30, maximum=86400),
+            string(pattern=FREQUENCY_TEXT_PATTERN),
         ],
         "description": _DEVICE_PROPERTIES["update_frequency"]["description"],
     },
@@ -392,38 +206,38 @@ _OPERATION_PROPERTIES: dict[str, Schema] = {
         **BOOLISH,
         "description": "Re-apply every stored setting with SetParameterValues.",
     },
-    "schedule_inform": _obj(
-        {"delay_seconds": _int(minimum=1, maximum=86400)}, ["delay_seconds"], additional=False
+    "schedule_inform": obj(
+        {"delay_seconds": integer(minimum=1, maximum=86400)}, ["delay_seconds"], additional=False
     ),
-    "schedule_at": _dt(True, description="Delay the queued operations to this time."),
+    "schedule_at": date_time(True, description="Delay the queued operations to this time."),
 }
 
 # --- devices, nested view (spec section 4) ----------------------------------------------
 
-_TYPE_REF = _obj({"id": _int(), "name": _str(), "model": _str(True)}, ["id", "name", "model"])
-_TYPE_REF_DETAIL = _obj(
-    {**_TYPE_REF["properties"], "manufacturer": _str(True)},
+_TYPE_REF = obj({"id": integer(), "name": string(), "model": string(True)}, ["id", "name", "model"])
+_TYPE_REF_DETAIL = obj(
+    {**_TYPE_REF["properties"], "manufacturer": string(True)},
     ["id", "name", "model", "manufacturer"],
 )
-_ORG_REF = _obj({"id": _int(), "name": _str()}, ["id", "name"])
-_ORG_REF_DETAIL = _obj({**_ORG_REF["properties"], "code": _str(True)}, ["id", "name", "code"])
+_ORG_REF = obj({"id": integer(), "name": string()}, ["id", "name"])
+_ORG_REF_DETAIL = obj({**_ORG_REF["properties"], "code": string(True)}, ["id", "name", "code"])
 
 _NESTED_PROPERTIES: dict[str, Schema] = {
     "serial_number": _DEVICE_PROPERTIES["serial_number"],
-    "name": _str(minLength=1, maxLength=255),
+    "name": string(minLength=1, maxLength=255),
     "type": {"anyOf": [_TYPE_REF, {"type": "null"}]},
     "organization": _ORG_REF,
-    "status": _bool(description="True = Up."),
-    "last_status_change": _ro(_dt()),
-    "ip_address": _str(True),
-    "mac_address": _ro(_str(True)),
-    "location": _str(True, description="Location name."),
-    "description": _str(True),
-    "firmware_version": _ro(_str(True, description="The CPE's software version.")),
-    "pending_changes": _ro(_bool()),
-    "pending_details": _ro(_ref("PendingDetails")),
-    "created_at": _ro(_dt()),
-    "updated_at": _ro(_dt()),
+    "status": boolean(description="True = Up."),
+    "last_status_change": read_only(date_time()),
+    "ip_address": string(True),
+    "mac_address": read_only(string(True)),
+    "location": string(True, description="Location name."),
+    "description": string(True),
+    "firmware_version": read_only(string(True, description="The CPE's software version.")),
+    "pending_changes": read_only(boolean()),
+    "pending_details": read_only(ref("PendingDetails")),
+    "created_at": read_only(date_time()),
+    "updated_at": read_only(date_time()),
 }
 _NESTED_LIST_REQUIRED = [
     "serial_number", "name", "type", "organization", "status", "last_status_change",
@@ -443,25 +257,25 @@ _NESTED_DETAIL_REQUIRED = [
 ]
 _NESTED_WRITE_PROPERTIES: dict[str, Schema] = {
     "serial_number": _SERIAL,
-    "name": _name(),
-    "type": _pk("Device type id."),
-    "organization": _pk(
+    "name": name_text(),
+    "type": pk("Device type id."),
+    "organization": pk(
         "Organization id; required unless the token is scoped to exactly one organization.",
         null=False,
     ),
     "status": {**BOOLISH, "description": "Mark the device Up/Down (e.g. down for maintenance)."},
     "ip_address": {
         "anyOf": [
-            _str(format="ipv4"),
-            _str(format="ipv6"),
+            string(format="ipv4"),
+            string(format="ipv6"),
             {"type": "string", "enum": [""]},
             {"type": "null"},
         ]
     },
     "location": {
         "anyOf": [
-            _text(null=False),
-            _obj({"name": _text()}, ["name"]),
+            plain_text(null=False),
+            obj({"name": plain_text()}, ["name"]),
             {"type": "null"},
         ],
         "description": "Location name (found or created in the device's organization).",
@@ -471,21 +285,21 @@ _NESTED_WRITE_PROPERTIES: dict[str, Schema] = {
 
 # --- operation endpoints (spec section 5) -----------------------------------------------
 
-_HISTORY_ITEM = _obj(
+_HISTORY_ITEM = obj(
     {
-        "timestamp": _dt(),
-        "action": _str(examples=["status_change"]),
-        "from_status": _str(True),
-        "to_status": _str(),
-        "performed_by": _str(True),
+        "timestamp": date_time(),
+        "action": string(examples=["status_change"]),
+        "from_status": string(True),
+        "to_status": string(),
+        "performed_by": string(True),
     },
     ["timestamp", "action", "from_status", "to_status", "performed_by"],
 )
 # Empty or null = none.
-ASSIGNED_USER = _str(
+ASSIGNED_USER = string(
     True, maxLength=254, pattern=f"^({EMAIL_PATTERN})?$", description="An e-mail address."
 )
-_CONFIGURATION = _obj(
+_CONFIGURATION = obj(
     {},
     description="Merged key by key. Keys that are full TR-069 parameter paths ('Device.' or "
     "'InternetGatewayDevice.' prefix) are desired CPE settings, applied with "
@@ -495,211 +309,178 @@ _CONFIGURATION = _obj(
 # --- supporting resources, write side (api/resources.py) -------------------------------
 
 # A firmware image's device type, as a form field or query parameter (api/firmware.py).
-_DEVICE_TYPE_TEXT = _str(
+_DEVICE_TYPE_TEXT = string(
     pattern="^([1-9][0-9]{0,17}|null)?$", description="Device type id; empty or 'null' = none."
 )
-
-_DEVICE_TYPE_WRITE: dict[str, Schema] = {
-    "name": _name(),
-    "short_name": _text(),
-    "model": _text(),
-    "manufacturer": _text(),
-    "product_class": _text(),
-    "default_settings": _obj(
-        {},
-        additional={"type": ["string", "number", "boolean"]},
-        propertyNames={"maxLength": 256, "pattern": DEFAULT_SETTING_PATH_PATTERN},
-        description="TR-069 parameter path -> value.",
-    ),
-    "update_frequency": _int(True, minimum=30, maximum=86400),
-}
-_LOCATION_WRITE: dict[str, Schema] = {
-    "name": _name(),
-    "short_name": _text(),
-    "latitude": _coordinate(LATITUDE_PATTERN, 90, 64, "52.52"),
-    "longitude": _coordinate(LONGITUDE_PATTERN, 180, 64, "13.405"),
-    "parent": _int(
-        True,
-        minimum=1,
-        maximum=SQL_INT_MAX,
-        description="Parent location id: shared or in the same organization, never itself or "
-        "a descendant.",
-    ),
-    "organization_id": _int(
-        True,
-        minimum=1,
-        maximum=SQL_INT_MAX,
-        description="Null = shared by every organization (unscoped admins only); a scoped "
-        "token's only organization when omitted at creation.",
-    ),
-}
 
 # --- the components ---------------------------------------------------------------------
 
 SCHEMAS: dict[str, Schema] = {
     **TEXT_SCHEMAS,
-    "Error": _obj({"detail": _str()}, ["detail"], description="Request-level error."),
-    "FieldErrors": _obj(
+    **form_schemas(),
+    "Error": obj({"detail": string()}, ["detail"], description="Request-level error."),
+    "FieldErrors": obj(
         {},
-        additional={"type": "array", "items": _str()},
+        additional={"type": "array", "items": string()},
         description="DRF-style field validation errors: field name -> messages.",
         minProperties=1,
     ),
-    "ErrorBody": {"anyOf": [_ref("Error"), _ref("FieldErrors")]},
-    "Device": _obj(_DEVICE_PROPERTIES, list(_DEVICE_PROPERTIES), additional=False),
-    "DeviceListItem": _obj(_DEVICE_PROPERTIES, _DEVICE_LIST_REQUIRED, additional=False),
-    "DevicePage": _page("DeviceListItem"),
-    "DeviceCreate": _obj(
+    "ErrorBody": {"anyOf": [ref("Error"), ref("FieldErrors")]},
+    "Device": obj(_DEVICE_PROPERTIES, list(_DEVICE_PROPERTIES), additional=False),
+    "DeviceListItem": obj(_DEVICE_PROPERTIES, _DEVICE_LIST_REQUIRED, additional=False),
+    "DevicePage": page("DeviceListItem"),
+    "DeviceCreate": obj(
         _DEVICE_WRITE_PROPERTIES,
         ["name", "serial_number", "organization_id"],
         additional=False,
         description="Unknown fields are refused with 400. organization_id may be left out "
         "with a token scoped to exactly one organization.",
     ),
-    "DeviceReplace": _obj(
+    "DeviceReplace": obj(
         _DEVICE_WRITE_PROPERTIES,
         ["name", "serial_number"],
         additional=False,
         description="Full replacement: omitted writable fields reset to their defaults, except "
         "password, which is kept unless given.",
     ),
-    "DevicePatch": _obj(
+    "DevicePatch": obj(
         {**_DEVICE_WRITE_PROPERTIES, **_OPERATION_PROPERTIES},
         additional=False,
         description="Partial update plus device operations: each flag set to true queues a task "
         "and sends a connection request; false is accepted and does nothing. "
         "firmware_image + firmware_image_is_pending=true queues a firmware Download.",
     ),
-    "PendingDetails": _obj(
+    "PendingDetails": obj(
         {
-            "configuration_updates": _int(minimum=0),
-            "firmware_update": _bool(),
-            "last_pending_change": _dt(True),
+            "configuration_updates": integer(minimum=0),
+            "firmware_update": boolean(),
+            "last_pending_change": date_time(True),
         },
         ["configuration_updates", "firmware_update", "last_pending_change"],
     ),
-    "DeviceNested": _obj(_NESTED_PROPERTIES, _NESTED_LIST_REQUIRED, additional=False),
-    "DeviceNestedDetail": _obj(
-        _NESTED_DETAIL_PROPERTIES, _NESTED_DETAIL_REQUIRED, additional=False
-    ),
-    "DeviceNestedPage": _page("DeviceNested"),
-    "DeviceNestedCreate": _obj(
+    "DeviceNested": obj(_NESTED_PROPERTIES, _NESTED_LIST_REQUIRED, additional=False),
+    "DeviceNestedDetail": obj(_NESTED_DETAIL_PROPERTIES, _NESTED_DETAIL_REQUIRED, additional=False),
+    "DeviceNestedPage": page("DeviceNested"),
+    "DeviceNestedCreate": obj(
         _NESTED_WRITE_PROPERTIES,
         ["serial_number", "name", "organization"],
         additional=False,
         description="type and organization are ids; organization may be left out with a "
         "token scoped to exactly one organization.",
     ),
-    "DeviceNestedReplace": _obj(
+    "DeviceNestedReplace": obj(
         _NESTED_WRITE_PROPERTIES,
         ["name"],
         additional=False,
         description="A serial_number different from the path renames the device (409 if taken).",
     ),
-    "DeviceNestedPatch": _obj(_NESTED_WRITE_PROPERTIES, additional=False),
-    "DeviceOperationWrite": _obj(
+    "DeviceNestedPatch": obj(_NESTED_WRITE_PROPERTIES, additional=False),
+    "DeviceOperationWrite": obj(
         {
             "operational_status": OPERATIONAL_STATUS,
-            "status": _str(
+            "status": string(
                 True, maxLength=10_000, description="Status of the operation recorded (free text)."
             ),
-            "description": _str(True, maxLength=10_000),
-            "notes": _str(True, maxLength=10_000),
-            "maintenance_notes": _str(True, maxLength=10_000),
-            "location": _str(True, maxLength=10_000),
+            "description": string(True, maxLength=10_000),
+            "notes": string(True, maxLength=10_000),
+            "maintenance_notes": string(True, maxLength=10_000),
+            "location": string(True, maxLength=10_000),
             "assigned_user": ASSIGNED_USER,
-            "operator_id": {"anyOf": [_int(), _str(maxLength=255), {"type": "null"}]},
-            "started_at": _dt(True),
-            "completed_at": _dt(True),
-            "next_maintenance": _dt(True),
+            "operator_id": {"anyOf": [integer(), string(maxLength=255), {"type": "null"}]},
+            "started_at": date_time(True),
+            "completed_at": date_time(True),
+            "next_maintenance": date_time(True),
             "configuration": _CONFIGURATION,
         },
         description="All keys optional; other keys are kept as free-form metadata. Invalid "
         "values (status, e-mail, dates) -> 422.",
     ),
-    "DeviceOperation": _obj(
+    "DeviceOperation": obj(
         {
-            "id": _int(),
-            "device_name": _str(),
-            "serial_number": _str(),
-            "device_type": _str(True, description="Device type short name."),
+            "id": integer(),
+            "device_name": string(),
+            "serial_number": string(),
+            "device_type": string(True, description="Device type short name."),
             "operational_status": OPERATIONAL_STATUS,
-            "location": _str(True),
-            "assigned_user": _str(True),
-            "organization": _str(True, description="Organization name."),
-            "configuration": _obj(
-                {"firmware_version": _str(True, description="Reported by the CPE.")}
+            "location": string(True),
+            "assigned_user": string(True),
+            "organization": string(True, description="Organization name."),
+            "configuration": obj(
+                {"firmware_version": string(True, description="Reported by the CPE.")}
             ),
-            "maintenance_notes": _str(True),
-            "next_maintenance": _dt(True),
+            "maintenance_notes": string(True),
+            "next_maintenance": date_time(True),
             "operator_id": {"type": ["string", "integer", "null"]},
-            "description": _str(True),
-            "last_updated": _dt(True),
-            "updated_by": _str(True),
+            "description": string(True),
+            "last_updated": date_time(True),
+            "updated_by": string(True),
             "operational_history": {"type": "array", "items": _HISTORY_ITEM},
         },
         "*",
     ),
-    "DeviceSerialOperationWrite": _obj(
+    "DeviceSerialOperationWrite": obj(
         {
-            "name": _name(),
+            "name": name_text(),
             "status": OPERATIONAL_STATUS,
-            "location": _str(True, maxLength=10_000),
+            "location": string(True, maxLength=10_000),
             "assigned_user": ASSIGNED_USER,
-            "organization_unit": _str(True, maxLength=10_000),
-            "device_type": _str(True, maxLength=10_000),
-            "manufacturer": _str(True, maxLength=10_000),
-            "model": _str(True, maxLength=10_000),
+            "organization_unit": string(True, maxLength=10_000),
+            "device_type": string(True, maxLength=10_000),
+            "manufacturer": string(True, maxLength=10_000),
+            "model": string(True, maxLength=10_000),
             "configuration": _CONFIGURATION,
-            "custom_fields": _obj({}, description="Merged key by key."),
-            "tags": {"type": "array", "items": _str(), "maxItems": 100, "description": "Replaced."},
+            "custom_fields": obj({}, description="Merged key by key."),
+            "tags": {
+                "type": "array",
+                "items": string(),
+                "maxItems": 100,
+                "description": "Replaced.",
+            },
         },
         description="Partial and idempotent. Invalid values -> 422.",
     ),
-    "DeviceSerialOperation": _obj(
+    "DeviceSerialOperation": obj(
         {
-            "id": _int(),
-            "serial_number": _str(),
-            "name": _str(),
+            "id": integer(),
+            "serial_number": string(),
+            "name": string(),
             "status": OPERATIONAL_STATUS,
-            "location": _str(True),
-            "assigned_user": _str(True),
-            "organization_unit": _str(True),
-            "device_type": _str(True),
-            "manufacturer": _str(True),
-            "model": _str(True),
-            "configuration": _obj({}),
-            "custom_fields": _obj({}),
-            "tags": {"type": "array", "items": _str()},
-            "created_at": _dt(),
-            "updated_at": _dt(),
-            "last_seen": _dt(True, description="Last CWMP contact."),
+            "location": string(True),
+            "assigned_user": string(True),
+            "organization_unit": string(True),
+            "device_type": string(True),
+            "manufacturer": string(True),
+            "model": string(True),
+            "configuration": obj({}),
+            "custom_fields": obj({}),
+            "tags": {"type": "array", "items": string()},
+            "created_at": date_time(),
+            "updated_at": date_time(),
+            "last_seen": date_time(True, description="Last CWMP contact."),
         },
         "*",
     ),
     # --- supporting resources (spec section 7)
-    "Organization": _obj(
-        {"id": _ro(_int()), "name": _str(minLength=1), "code": _str(True)},
+    "Organization": obj(
+        {"id": read_only(integer()), "name": string(minLength=1), "code": string(True)},
         ["id", "name", "code"],
     ),
-    "OrganizationWrite": _obj({"name": _name(), "code": _text()}, ["name"], additional=False),
-    "OrganizationPatch": _obj({"name": _name(), "code": _text()}, additional=False),
-    "OrganizationPage": _page("Organization"),
-    "DeviceType": _obj(
+    "OrganizationPage": page("Organization"),
+    "DeviceType": obj(
         {
-            "id": _ro(_int()),
-            "name": _str(minLength=1),
-            "short_name": _str(True),
-            "model": _str(True),
-            "manufacturer": _str(True),
-            "product_class": _str(
+            "id": read_only(integer()),
+            "name": string(minLength=1),
+            "short_name": string(True),
+            "model": string(True),
+            "manufacturer": string(True),
+            "product_class": string(
                 True,
                 description="Devices informing with this manufacturer/product class get this type.",
             ),
-            "default_settings": _obj(
+            "default_settings": obj(
                 {}, description="TR-069 path -> value, applied to every device of the type."
             ),
-            "update_frequency": _int(
+            "update_frequency": integer(
                 True,
                 minimum=30,
                 maximum=86400,
@@ -708,138 +489,136 @@ SCHEMAS: dict[str, Schema] = {
         },
         "*",
     ),
-    "DeviceTypeWrite": _obj(_DEVICE_TYPE_WRITE, ["name"], additional=False),
-    "DeviceTypePatch": _obj(_DEVICE_TYPE_WRITE, additional=False),
-    "DeviceTypePage": _page("DeviceType"),
-    "Location": _obj(
+    "DeviceTypePage": page("DeviceType"),
+    "Location": obj(
         {
-            "id": _ro(_int()),
-            "name": _str(minLength=1),
-            "short_name": _str(True),
+            "id": read_only(integer()),
+            "name": string(minLength=1),
+            "short_name": string(True),
             "latitude": LATITUDE,
             "longitude": LONGITUDE,
-            "parent": _int(True, description="Parent location id."),
-            "organization_id": _int(True),
+            "parent": integer(True, description="Parent location id."),
+            "organization_id": integer(True),
         },
         ["id", "name", "short_name", "latitude", "longitude", "parent", "organization_id"],
     ),
-    "LocationWrite": _obj(_LOCATION_WRITE, ["name"], additional=False),
-    "LocationPatch": _obj(_LOCATION_WRITE, additional=False),
-    "LocationPage": _page("Location"),
+    "LocationPage": page("Location"),
     # --- firmware images (api/firmware.py)
-    "FirmwareImage": _obj(
+    "FirmwareImage": obj(
         {
-            "id": _ro(_int()),
-            "name": _str(minLength=1, maxLength=255),
-            "version": _str(
+            "id": read_only(integer()),
+            "name": string(minLength=1, maxLength=255),
+            "version": string(
                 minLength=1,
                 maxLength=255,
                 description="Checked against the CPE's software version after an upgrade.",
             ),
-            "size": _ro(_int(minimum=1, description="Bytes.")),
-            "sha256": _ro(_str(pattern="^[0-9a-f]{64}$", description="Also the file's ETag.")),
-            "device_type": _int(True, description="Device type id the image is meant for."),
-            "filename": _ro(_str(description="File name given to CPEs (TargetFileName).")),
-            "created": _ro(_dt()),
+            "size": read_only(integer(minimum=1, description="Bytes.")),
+            "sha256": read_only(
+                string(pattern="^[0-9a-f]{64}$", description="Also the file's ETag.")
+            ),
+            "device_type": integer(True, description="Device type id the image is meant for."),
+            "filename": read_only(string(description="File name given to CPEs (TargetFileName).")),
+            "created": read_only(date_time()),
         },
         "*",
     ),
-    "FirmwareImagePage": _page("FirmwareImage"),
-    "FirmwareImageUpload": _obj(
+    "FirmwareImagePage": page("FirmwareImage"),
+    "FirmwareImageUpload": obj(
         {
-            "file": _str(
+            "file": string(
                 minLength=1, contentMediaType="application/octet-stream", description="The image."
             ),
-            "name": _name(),
-            "version": _name(),
+            "name": name_text(),
+            "version": name_text(),
             "device_type": _DEVICE_TYPE_TEXT,
         },
         ["file", "name", "version"],
         additional=False,
     ),
-    "Parameter": _obj(
+    "Parameter": obj(
         {
-            "path": _str(),
-            "value": _str(True),
-            "type": _str(True, examples=["xsd:string"]),
-            "writable": _t("boolean", null=True),
-            "updated": _dt(),
+            "path": string(),
+            "value": string(True),
+            "type": string(True, examples=["xsd:string"]),
+            "writable": typed("boolean", null=True),
+            "updated": date_time(),
         },
         ["path", "value", "type", "writable", "updated"],
     ),
-    "ParameterPage": _page("Parameter"),
-    "Task": _obj(
+    "ParameterPage": page("Parameter"),
+    "Task": obj(
         {
-            "id": _int(),
-            "kind": _str(examples=["reboot"]),
+            "id": integer(),
+            "kind": string(examples=["reboot"]),
             "state": TASK_STATE,
-            "created": _dt(),
-            "scheduled_at": _dt(True),
-            "started": _dt(True),
-            "finished": _dt(True),
-            "fault_code": _int(True),
-            "fault_string": _str(True),
-            "attempts": _int(minimum=0),
-            "actor": _str(description="Who queued it: a token name, or 'acs'."),
+            "created": date_time(),
+            "scheduled_at": date_time(True),
+            "started": date_time(True),
+            "finished": date_time(True),
+            "fault_code": integer(True),
+            "fault_string": string(True),
+            "attempts": integer(minimum=0),
+            "actor": string(description="Who queued it: a token name, or 'acs'."),
         },
         "*",
     ),
-    "TaskPage": _page("Task"),
-    "Backup": _obj(
+    "TaskPage": page("Task"),
+    "Backup": obj(
         {
-            "id": _int(),
-            "created": _dt(),
-            "size": _int(minimum=0, description="Bytes."),
-            "sha256": _str(pattern="^[0-9a-f]{64}$"),
-            "task": _int(True, description="The backup task that took it (null once deleted)."),
+            "id": integer(),
+            "created": date_time(),
+            "size": integer(minimum=0, description="Bytes."),
+            "sha256": string(pattern="^[0-9a-f]{64}$"),
+            "task": integer(True, description="The backup task that took it (null once deleted)."),
         },
         "*",
         description="A vendor configuration file the CPE uploaded (Upload RPC).",
     ),
-    "BackupPage": _page("Backup"),
-    "TransferRequest": _obj(
-        {"schedule_at": _dt(True, description="Run at the first session after this time.")},
+    "BackupPage": page("Backup"),
+    "TransferRequest": obj(
+        {"schedule_at": date_time(True, description="Run at the first session after this time.")},
         additional=False,
         description="Optional body; an empty body queues the task to run now.",
     ),
-    "EffectiveSetting": _obj(
+    "EffectiveSetting": obj(
         {
-            "value": _str(description="Desired value; credentials are redacted."),
-            "type": _str(examples=["xsd:unsignedInt"], description="xsd type it is sent with."),
-            "source": _str(
+            "value": string(description="Desired value; credentials are redacted."),
+            "type": string(examples=["xsd:unsignedInt"], description="xsd type it is sent with."),
+            "source": string(
                 enum=["device", "type"],
                 description="The device's own setting, or its device type's default_settings.",
             ),
-            "confirmed": _bool(description="The CPE has this value (nothing to push)."),
-            "state": _str(
+            "confirmed": boolean(description="The CPE has this value (nothing to push)."),
+            "state": string(
                 enum=["confirmed", "pending", "refused"],
                 description="refused: the CPE refused exactly this value for good (see fault); "
                 "it is not pushed again until the value changes.",
             ),
-            "cpe_value": _str(True, description="The CPE's last reported or accepted value."),
-            "fault": _obj(
-                {"code": _int(True), "string": _str(True)},
+            "cpe_value": string(True, description="The CPE's last reported or accepted value."),
+            "fault": obj(
+                {"code": integer(True), "string": string(True)},
                 ["code", "string"],
                 type=["object", "null"],
             ),
-            "updated": _dt(True, description="When the device's own setting last changed."),
+            "updated": date_time(True, description="When the device's own setting last changed."),
         },
         "*",
     ),
-    "DeviceSettings": _obj(
+    "DeviceSettings": obj(
         {
-            "device": _int(),
-            "data_model_root": _str(True, examples=["Device."]),
-            "device_type": _int(True),
-            "last_configuration": _dt(True),
-            "pending": _int(minimum=0, description="Settings the next push will send."),
-            "settings": _obj({}, additional=_ref("EffectiveSetting")),
+            "device": integer(),
+            "data_model_root": string(True, examples=["Device."]),
+            "device_type": integer(True),
+            "last_configuration": date_time(True),
+            "pending": integer(minimum=0, description="Settings the next push will send."),
+            "settings": obj({}, additional=ref("EffectiveSetting")),
         },
         "*",
         description="Effective settings: the device type's default_settings overlaid by the "
         "device's own, keyed by TR-069 path.",
     ),
-    "DeviceSettingsPatch": _obj(
+    "DeviceSettingsPatch": obj(
         {},
         additional={"type": ["string", "number", "boolean", "null"]},
         propertyNames={"maxLength": 256, "pattern": SETTING_PATH_PATTERN},
@@ -848,51 +627,51 @@ SCHEMAS: dict[str, Schema] = {
         "confirms it) or null (stop managing the path; a type default applies again).",
         examples=[{"Device.ManagementServer.PeriodicInformInterval": "600"}],
     ),
-    "HistoryEntry": _obj(
+    "HistoryEntry": obj(
         {
-            "id": _int(),
-            "time": _dt(),
-            "actor": _str(description="Token name, 'acs' or 'cpe'."),
-            "action": _str(examples=["updated", "status", "task_queued"]),
-            "detail": _obj({}),
+            "id": integer(),
+            "time": date_time(),
+            "actor": string(description="Token name, 'acs' or 'cpe'."),
+            "action": string(examples=["updated", "status", "task_queued"]),
+            "detail": obj({}),
         },
         ["time", "actor", "action"],
         description="One audit entry: API change, operation, status transition, CWMP fault.",
     ),
-    "HistoryPage": _page("HistoryEntry"),
-    "SessionTranscript": _obj(
-        {"id": _int(), "started": _dt(), "transcript": _str()},
+    "HistoryPage": page("HistoryEntry"),
+    "SessionTranscript": obj(
+        {"id": integer(), "started": date_time(), "transcript": string()},
         ["id", "started", "transcript"],
         description="A CWMP session's SOAP transcript (kept while the device's debug is on).",
     ),
-    "SessionTranscriptPage": _page("SessionTranscript"),
-    "Health": _obj(
+    "SessionTranscriptPage": page("SessionTranscript"),
+    "Health": obj(
         {
-            "status": _str(enum=["ok", "degraded", "error"]),
-            "version": _str(),
-            "storage": _str(enum=["ok", "full"]),
-            "storage_full": {"type": "array", "items": _str(enum=["database", "files"])},
-            "listeners": _obj(
+            "status": string(enum=["ok", "degraded", "error"]),
+            "version": string(),
+            "storage": string(enum=["ok", "full"]),
+            "storage_full": {"type": "array", "items": string(enum=["database", "files"])},
+            "listeners": obj(
                 {},
-                additional=_obj(
-                    {"address": _str(), "listening": _bool()}, ["address", "listening"]
+                additional=obj(
+                    {"address": string(), "listening": boolean()}, ["address", "listening"]
                 ),
             ),
-            "devices": _int(minimum=0),
-            "detail": _str(),
+            "devices": integer(minimum=0),
+            "detail": string(),
         },
         ["status", "version"],
     ),
 }
 
-_METADATA = _obj({}, description="Body keys neither operation endpoint documents.")
+_METADATA = obj({}, description="Body keys neither operation endpoint documents.")
 # Shown once recorded, so not required.
 SCHEMAS["DeviceOperation"]["properties"].update(
     {
-        "status": _str(True, description="Status of the last recorded operation (free text)."),
-        "notes": _str(True),
-        "started_at": _dt(True),
-        "completed_at": _dt(True),
+        "status": string(True, description="Status of the last recorded operation (free text)."),
+        "notes": string(True),
+        "started_at": date_time(True),
+        "completed_at": date_time(True),
         "metadata": _METADATA,
     }
 )
@@ -900,7 +679,7 @@ SCHEMAS["DeviceSerialOperation"]["properties"]["metadata"] = _METADATA
 
 # --- parameters and responses -----------------------------------------------------------
 
-_BOOL_QUERY = _str(pattern=BOOL_TEXT_PATTERN, examples=["true"])
+_BOOL_QUERY = string(pattern=BOOL_TEXT_PATTERN, examples=["true"])
 
 
 def _query(name: str, schema: Schema, description: str, *, empty: bool = False) -> Schema:
@@ -920,14 +699,14 @@ def _query(name: str, schema: Schema, description: str, *, empty: bool = False) 
 PARAMETERS: dict[str, Schema] = {
     "limit": _query(
         "limit",
-        _int(minimum=0, maximum=SQL_INT_MAX, default=DEFAULT_LIMIT),
+        integer(minimum=0, maximum=SQL_INT_MAX, default=DEFAULT_LIMIT),
         f"Page size (default {DEFAULT_LIMIT}, also for 0; larger values are capped at "
         f"{MAX_LIMIT}). Non-integer or negative -> 400.",
         empty=True,
     ),
     "offset": _query(
         "offset",
-        _int(minimum=0, maximum=SQL_INT_MAX, default=0),
+        integer(minimum=0, maximum=SQL_INT_MAX, default=0),
         "Index of the first result (default 0). Non-integer or negative -> 400.",
         empty=True,
     ),
@@ -944,18 +723,21 @@ PARAMETERS: dict[str, Schema] = {
         "operator role.",
     ),
     "type": _query(
-        "type", _int(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX), "Device type id.", empty=True
+        "type",
+        integer(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
+        "Device type id.",
+        empty=True,
     ),
     "status": _query(
         "status",
-        _str(enum=["0", "false", "False", "1", "true", "True"]),
+        string(enum=["0", "false", "False", "1", "true", "True"]),
         "0/false/False = Down, 1/true/True = Up; anything else -> 400.",
         empty=True,
     ),
     "last_status_change_from": _query(
         "last_status_change_from",
         {
-            "anyOf": [_str(format="date-time"), _str(format="date")],
+            "anyOf": [string(format="date-time"), string(format="date")],
             "examples": ["2000-01-01T00:01:00+00:00"],
         },
         "status_change >= this. Accepts 2000-01-01, 2000-01-01 00:01:00, "
@@ -964,13 +746,13 @@ PARAMETERS: dict[str, Schema] = {
     ),
     "organization": _query(
         "organization",
-        _int(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
+        integer(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
         "Organization id; outside the token's scope -> 403.",
         empty=True,
     ),
     "location_organization": _query(
         "organization",
-        _int(minimum=1, maximum=SQL_INT_MAX),
+        integer(minimum=1, maximum=SQL_INT_MAX),
         "Organization id: its locations and the shared ones; outside the token's scope -> 403.",
         empty=True,
     ),
@@ -981,7 +763,7 @@ PARAMETERS: dict[str, Schema] = {
     ),
     "task_state": _query(
         "state",
-        _str(
+        string(
             pattern=f"^ *{_TASK_STATES} *(, *{_TASK_STATES} *)*$",
             examples=["pending,in_progress"],
         ),
@@ -990,7 +772,7 @@ PARAMETERS: dict[str, Schema] = {
     ),
     "path_prefix": _query(
         "path",
-        _str(examples=["Device.DeviceInfo."]),
+        string(examples=["Device.DeviceInfo."]),
         "Only parameters whose path starts with this prefix.",
     ),
 }
@@ -1011,7 +793,7 @@ def _param_ref(name: str) -> Schema:
 
 
 def _error_response(description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": _ref("ErrorBody")}}}
+    return {"description": description, "content": {JSON: {"schema": ref("ErrorBody")}}}
 
 
 RESPONSES: dict[str, Schema] = {
@@ -1020,8 +802,8 @@ RESPONSES: dict[str, Schema] = {
     ),
     "Unauthorized": {
         "description": "Missing, unknown or revoked token.",
-        "headers": {"WWW-Authenticate": {"schema": _str(const="Bearer")}},
-        "content": {JSON: {"schema": _ref("Error")}},
+        "headers": {"WWW-Authenticate": {"schema": string(const="Bearer")}},
+        "content": {JSON: {"schema": ref("Error")}},
     },
     "Forbidden": _error_response("Role too low, or an organization outside the token's scope."),
     "NotFound": _error_response("Unknown id or serial number."),
@@ -1033,19 +815,19 @@ RESPONSES: dict[str, Schema] = {
     "StorageFull": {
         "description": "The database or the files directory is full: nothing was written. "
         "GET /healthz reports it until space is freed.",
-        "headers": {"Retry-After": {"schema": _int(minimum=1)}},
-        "content": {JSON: {"schema": _ref("Error")}},
+        "headers": {"Retry-After": {"schema": integer(minimum=1)}},
+        "content": {JSON: {"schema": ref("Error")}},
     },
 }
 
 # --- operations -------------------------------------------------------------------------
 
 # Ids beyond SQLite's integers name no row: the route does not match them (404).
-_ID_INT = _int(minimum=1, maximum=SQL_INT_MAX)
+_ID_INT = integer(minimum=1, maximum=SQL_INT_MAX)
 ID = _path_param("id", _ID_INT, "Device id.")
 SERIAL = _path_param(
     "serial_number",
-    _str(pattern=r"^[^/\s]+$"),
+    string(pattern=r"^[^/\s]+$"),
     "Serial number (case-sensitive; may contain '.', '-', '_', ':').",
 )
 
@@ -1133,14 +915,14 @@ def _crud(
     write = f"{schema}Write"
     detail: Schema = {
         "parameters": [_rid(name)],
-        "get": _op(f"get_{tag}", f"One {name}", tag, "viewer", (200, _ref(schema)), errors=_DETAIL),
+        "get": _op(f"get_{tag}", f"One {name}", tag, "viewer", (200, ref(schema)), errors=_DETAIL),
         "put": _op(
             f"replace_{tag}",
             f"Replace a {name}",
             tag,
             "admin",
-            (200, _ref(schema)),
-            body=_ref(write),
+            (200, ref(schema)),
+            body=ref(write),
             errors=(*_WRITE, "Conflict"),
         ),
         "delete": _op(
@@ -1159,8 +941,8 @@ def _crud(
             f"Update a {name}",
             tag,
             "admin",
-            (200, _ref(schema)),
-            body=_ref(f"{schema}Patch"),
+            (200, ref(schema)),
+            body=ref(f"{schema}Patch"),
             errors=(*_WRITE, "Conflict"),
         )
     return {
@@ -1170,7 +952,7 @@ def _crud(
                 f"List {name}s",
                 tag,
                 "viewer",
-                (200, _ref(f"{schema}Page")),
+                (200, ref(f"{schema}Page")),
                 params=[*(_param_ref(n) for n in list_params), *_PAGE],
                 errors=_READ,
             ),
@@ -1179,8 +961,8 @@ def _crud(
                 f"Create a {name}",
                 tag,
                 "admin",
-                (201, _ref(schema)),
-                body=_ref(write),
+                (201, ref(schema)),
+                body=ref(write),
                 errors=("BadRequest", "Conflict", "TooLarge"),
             ),
         },
@@ -1201,8 +983,8 @@ def _firmware_paths(base: str) -> dict[str, Schema]:
             "schema": schema,
         }
         for name, description, schema in (
-            ("name", "Image name; required with a raw body.", _name()),
-            ("version", "Image version; required with a raw body.", _name()),
+            ("name", "Image name; required with a raw body.", name_text()),
+            ("version", "Image version; required with a raw body.", name_text()),
             ("device_type", "Device type id; empty or 'null' = none.", _DEVICE_TYPE_TEXT),
         )
     ]
@@ -1211,7 +993,7 @@ def _firmware_paths(base: str) -> dict[str, Schema]:
         "Upload a firmware image",
         tag,
         "admin",
-        (201, _ref("FirmwareImage")),
+        (201, ref("FirmwareImage")),
         params=query,
         errors=("BadRequest",),
         description="multipart/form-data with the image in field 'file' (plus name, version, "
@@ -1222,9 +1004,9 @@ def _firmware_paths(base: str) -> dict[str, Schema]:
     upload["requestBody"] = {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": _ref("FirmwareImageUpload")},
+            "multipart/form-data": {"schema": ref("FirmwareImageUpload")},
             "application/octet-stream": {
-                "schema": _str(minLength=1, contentMediaType="application/octet-stream")
+                "schema": string(minLength=1, contentMediaType="application/octet-stream")
             },
         },
     }
@@ -1237,7 +1019,7 @@ def _firmware_paths(base: str) -> dict[str, Schema]:
                 "List firmware images",
                 tag,
                 "viewer",
-                (200, _ref("FirmwareImagePage")),
+                (200, ref("FirmwareImagePage")),
                 params=list(_PAGE),
                 errors=_READ,
             ),
@@ -1250,7 +1032,7 @@ def _firmware_paths(base: str) -> dict[str, Schema]:
                 "One firmware image",
                 tag,
                 "viewer",
-                (200, _ref("FirmwareImage")),
+                (200, ref("FirmwareImage")),
                 errors=_DETAIL,
             ),
             "delete": _op(
@@ -1278,7 +1060,7 @@ def _paths() -> dict[str, Schema]:
                 "List devices (flat view)",
                 "inventory_device",
                 "viewer",
-                (200, _ref("DevicePage")),
+                (200, ref("DevicePage")),
                 params=_DEVICE_FILTERS,
                 errors=_READ,
             ),
@@ -1287,8 +1069,8 @@ def _paths() -> dict[str, Schema]:
                 "Create a device",
                 "inventory_device",
                 "admin",
-                (201, _ref("Device")),
-                body=_ref("DeviceCreate"),
+                (201, ref("Device")),
+                body=ref("DeviceCreate"),
                 errors=("BadRequest", "Conflict", "TooLarge"),
                 description="Duplicate serial_number (or a serial_number_alt equal to another "
                 "device's serial) -> 409.",
@@ -1301,7 +1083,7 @@ def _paths() -> dict[str, Schema]:
                 "One device (flat view)",
                 "inventory_device",
                 "viewer",
-                (200, _ref("Device")),
+                (200, ref("Device")),
                 params=[_param_ref("pending"), _param_ref("update_status")],
                 errors=_DETAIL,
             ),
@@ -1310,8 +1092,8 @@ def _paths() -> dict[str, Schema]:
                 "Replace a device",
                 "inventory_device",
                 "operator",
-                (200, _ref("Device")),
-                body=_ref("DeviceReplace"),
+                (200, ref("Device")),
+                body=ref("DeviceReplace"),
                 errors=(*_WRITE, "Conflict"),
             ),
             "patch": _op(
@@ -1319,8 +1101,8 @@ def _paths() -> dict[str, Schema]:
                 "Update a device and/or run device operations",
                 "inventory_device",
                 "operator",
-                (200, _ref("Device")),
-                body=_ref("DevicePatch"),
+                (200, ref("Device")),
+                body=ref("DevicePatch"),
                 errors=(*_WRITE, "Conflict"),
             ),
             "delete": _op(
@@ -1343,7 +1125,7 @@ def _paths() -> dict[str, Schema]:
                 "The device's cached parameter tree",
                 "device_resources",
                 "viewer",
-                (200, _ref("ParameterPage")),
+                (200, ref("ParameterPage")),
                 params=[_param_ref("path_prefix"), *_PAGE],
                 errors=_DETAIL,
             ),
@@ -1355,7 +1137,7 @@ def _paths() -> dict[str, Schema]:
                 "Queued and finished tasks of the device",
                 "device_resources",
                 "viewer",
-                (200, _ref("TaskPage")),
+                (200, ref("TaskPage")),
                 params=[_param_ref("task_state"), *_PAGE],
                 errors=_DETAIL,
             ),
@@ -1367,7 +1149,7 @@ def _paths() -> dict[str, Schema]:
                 "One task of the device",
                 "device_resources",
                 "viewer",
-                (200, _ref("Task")),
+                (200, ref("Task")),
                 errors=_DETAIL,
             ),
             "delete": _op(
@@ -1387,7 +1169,7 @@ def _paths() -> dict[str, Schema]:
                 "Configuration backups of the device",
                 "device_resources",
                 "viewer",
-                (200, _ref("BackupPage")),
+                (200, ref("BackupPage")),
                 params=_PAGE,
                 errors=_DETAIL,
             ),
@@ -1397,8 +1179,8 @@ def _paths() -> dict[str, Schema]:
                     "Take a configuration backup",
                     "device_resources",
                     "operator",
-                    (202, _ref("Task")),
-                    body=_ref("TransferRequest"),
+                    (202, ref("Task")),
+                    body=ref("TransferRequest"),
                     errors=_WRITE,
                     description="Queues a backup task: the CPE is asked (Upload RPC, FileType "
                     "'1 Vendor Configuration File') to send its configuration to a signed URL "
@@ -1407,7 +1189,7 @@ def _paths() -> dict[str, Schema]:
                 ),
                 "requestBody": {
                     "required": False,
-                    "content": {JSON: {"schema": _ref("TransferRequest")}},
+                    "content": {JSON: {"schema": ref("TransferRequest")}},
                 },
             },
         },
@@ -1431,8 +1213,8 @@ def _paths() -> dict[str, Schema]:
                     "Restore a configuration backup to the device",
                     "device_resources",
                     "operator",
-                    (202, _ref("Task")),
-                    body=_ref("TransferRequest"),
+                    (202, ref("Task")),
+                    body=ref("TransferRequest"),
                     errors=_WRITE,
                     description="Queues a restore task: Download RPC with FileType "
                     "'3 Vendor Configuration File' and a signed URL of this backup; the task "
@@ -1441,7 +1223,7 @@ def _paths() -> dict[str, Schema]:
                 ),
                 "requestBody": {
                     "required": False,
-                    "content": {JSON: {"schema": _ref("TransferRequest")}},
+                    "content": {JSON: {"schema": ref("TransferRequest")}},
                 },
             },
         },
@@ -1452,7 +1234,7 @@ def _paths() -> dict[str, Schema]:
                 "The device's audit trail",
                 "device_resources",
                 "viewer",
-                (200, _ref("HistoryPage")),
+                (200, ref("HistoryPage")),
                 params=_PAGE,
                 errors=_DETAIL,
             ),
@@ -1464,7 +1246,7 @@ def _paths() -> dict[str, Schema]:
                 "The device's effective desired settings and their state",
                 "device_resources",
                 "viewer",
-                (200, _ref("DeviceSettings")),
+                (200, ref("DeviceSettings")),
                 errors=_DETAIL,
             ),
             "patch": _op(
@@ -1472,8 +1254,8 @@ def _paths() -> dict[str, Schema]:
                 "Set or remove the device's own desired settings",
                 "device_resources",
                 "operator",
-                (200, _ref("DeviceSettings")),
-                body=_ref("DeviceSettingsPatch"),
+                (200, ref("DeviceSettings")),
+                body=ref("DeviceSettingsPatch"),
                 errors=_WRITE,
                 description="A change queues one configuration_update and wakes the device. "
                 "Invalid paths or values -> 400 keyed by path.",
@@ -1486,7 +1268,7 @@ def _paths() -> dict[str, Schema]:
                 "SOAP transcripts of the device's sessions (debug on)",
                 "device_resources",
                 "viewer",
-                (200, _ref("SessionTranscriptPage")),
+                (200, ref("SessionTranscriptPage")),
                 params=_PAGE,
                 errors=_DETAIL,
             ),
@@ -1497,7 +1279,7 @@ def _paths() -> dict[str, Schema]:
                 "List devices (nested view)",
                 "inventory_device_serial",
                 "viewer",
-                (200, _ref("DeviceNestedPage")),
+                (200, ref("DeviceNestedPage")),
                 params=_DEVICE_FILTERS,
                 errors=_READ,
             ),
@@ -1506,8 +1288,8 @@ def _paths() -> dict[str, Schema]:
                 "Create a device (nested view)",
                 "inventory_device_serial",
                 "admin",
-                (201, _ref("DeviceNestedDetail")),
-                body=_ref("DeviceNestedCreate"),
+                (201, ref("DeviceNestedDetail")),
+                body=ref("DeviceNestedCreate"),
                 errors=("BadRequest", "Conflict", "TooLarge"),
             ),
         },
@@ -1518,7 +1300,7 @@ def _paths() -> dict[str, Schema]:
                 "One device by serial number (nested view)",
                 "inventory_device_serial",
                 "viewer",
-                (200, _ref("DeviceNestedDetail")),
+                (200, ref("DeviceNestedDetail")),
                 params=[_param_ref("update_status")],
                 errors=_DETAIL,
             ),
@@ -1527,8 +1309,8 @@ def _paths() -> dict[str, Schema]:
                 "Replace a device by serial number",
                 "inventory_device_serial",
                 "operator",
-                (200, _ref("DeviceNestedDetail")),
-                body=_ref("DeviceNestedReplace"),
+                (200, ref("DeviceNestedDetail")),
+                body=ref("DeviceNestedReplace"),
                 errors=(*_WRITE, "Conflict"),
             ),
             "patch": _op(
@@ -1536,8 +1318,8 @@ def _paths() -> dict[str, Schema]:
                 "Update a device by serial number",
                 "inventory_device_serial",
                 "operator",
-                (200, _ref("DeviceNestedDetail")),
-                body=_ref("DeviceNestedPatch"),
+                (200, ref("DeviceNestedDetail")),
+                body=ref("DeviceNestedPatch"),
                 errors=(*_WRITE, "Conflict"),
             ),
             "delete": _op(
@@ -1557,8 +1339,8 @@ def _paths() -> dict[str, Schema]:
                 "Update the device's operational record",
                 "inventory_device_operation",
                 "operator",
-                (200, _ref("DeviceOperation")),
-                body=_ref("DeviceOperationWrite"),
+                (200, ref("DeviceOperation")),
+                body=ref("DeviceOperationWrite"),
                 errors=(*_WRITE, "Unprocessable"),
             ),
         },
@@ -1569,8 +1351,8 @@ def _paths() -> dict[str, Schema]:
                 "Update the device's operational record by serial number",
                 "inventory_device_operation",
                 "operator",
-                (200, _ref("DeviceSerialOperation")),
-                body=_ref("DeviceSerialOperationWrite"),
+                (200, ref("DeviceSerialOperation")),
+                body=ref("DeviceSerialOperationWrite"),
                 errors=(*_WRITE, "Unprocessable"),
             ),
         },
@@ -1602,13 +1384,13 @@ def _paths() -> dict[str, Schema]:
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format 0.0.4.",
-                        "content": {"text/plain": {"schema": _str()}},
+                        "content": {"text/plain": {"schema": string()}},
                     },
                     "401": {"$ref": "#/components/responses/Unauthorized"},
                     "403": {"$ref": "#/components/responses/Forbidden"},
                     "503": {
                         "description": "The store is unavailable.",
-                        "content": {JSON: {"schema": _ref("Error")}},
+                        "content": {JSON: {"schema": ref("Error")}},
                     },
                 },
             },
@@ -1622,14 +1404,14 @@ def _paths() -> dict[str, Schema]:
                 "responses": {
                     "200": {
                         "description": "Healthy.",
-                        "content": {JSON: {"schema": _ref("Health")}},
+                        "content": {JSON: {"schema": ref("Health")}},
                     },
                     "503": {
                         "description": "Degraded: storage is full and writes are refused "
                         "(status degraded, storage_full names the database and/or the files "
                         "directory; clears once a write succeeds again), or the store is "
                         "unavailable (status error).",
-                        "content": {JSON: {"schema": _ref("Health")}},
+                        "content": {JSON: {"schema": ref("Health")}},
                     },
                 },
             },

@@ -1,5 +1,6 @@
 """Supporting REST resources (spec section 7): ``/organization/``, ``/device_type/`` and
-``/location/``, plus the write-body validation those routes and ``api.device_children`` share.
+``/location/``, their write bodies declared once as :class:`api.fields.Form` (which also give
+the OpenAPI document their schemas), plus the helpers the other route modules share.
 
 Rules beyond the spec, decided here:
 
@@ -18,17 +19,13 @@ Rules beyond the spec, decided here:
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from acs.cwmp.identity import printable
 from acs.store import Conflict, NotFound
 from acs.store.models import DeviceType, Location, Organization
 from api.base import (
-    SQL_INT_MAX,
     Api,
     ApiError,
     ApiRequest,
@@ -36,170 +33,19 @@ from api.base import (
     bad_request,
     conflict,
     forbidden,
-    json_int,
     not_found,
-    parse_coordinate,
     route,
 )
-
-MAX_NAME = 255
-MIN_UPDATE_FREQUENCY = 30
-MAX_UPDATE_FREQUENCY = 86400
-MAX_PATH_LENGTH = 256
-# A full TR-069 parameter path: a data model root, dot-separated names, no trailing dot.
-PARAMETER_PATH = re.compile(r"(?:Device|InternetGatewayDevice)(?:\.[A-Za-z0-9_-]+)+")
-READ_ONLY = frozenset({"id"})
-
-
-# --- body validation ------------------------------------------------------------------------
-
-
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
-
-
-class BodyReader:
-    """Validates a JSON write body field by field, collecting DRF-style errors.
-
-    ``partial`` (PATCH): absent fields are left out of :attr:`values`. Otherwise (POST, PUT)
-    an absent required field is an error and an absent optional one takes its default.
-    """
-
-    def __init__(self, body: dict[str, Any], allowed: Iterable[str], *, partial: bool) -> None:
-        self.body = body
-        self.partial = partial
-        self.values: dict[str, Any] = {}
-        self.errors: dict[str, list[str]] = {}
-        known = set(allowed) | READ_ONLY
-        for key in body:
-            if key not in known:
-                self.errors[key] = ["Unknown field."]
-
-    def error(self, name: str, message: str) -> None:
-        self.errors.setdefault(name, []).append(message)
-
-    def _raw(self, name: str, required: bool, default: Any) -> Any:
-        """The body's value, or MISSING when there is nothing to validate."""
-        if name in self.body:
-            return self.body[name]
-        if self.partial:
-            return MISSING
-        if required:
-            self.error(name, "This field is required.")
-            return MISSING
-        self.values[name] = default
-        return MISSING
-
-    def text(
-        self,
-        name: str,
-        *,
-        required: bool = False,
-        max_length: int = MAX_NAME,
-        default: str | None = None,
-    ) -> None:
-        """A string; required fields may be neither null nor blank."""
-        value = self._raw(name, required, default)
-        if value is MISSING:
-            return
-        if value is None:
-            if required:
-                self.error(name, "This field may not be null.")
-            else:
-                self.values[name] = None
-            return
-        if not isinstance(value, str):
-            self.error(name, "Not a valid string.")
-        elif required and not value.strip():
-            self.error(name, "This field may not be blank.")
-        elif len(value) > max_length:
-            self.error(name, f"Ensure this field has no more than {max_length} characters.")
-        elif not printable(value):
-            # As for device names: no control, bidirectional or zero-width characters.
-            self.error(name, "Control characters are not allowed.")
-        else:
-            self.values[name] = value
-
-    def integer(
-        self,
-        name: str,
-        *,
-        minimum: int | None = None,
-        maximum: int | None = None,
-        nullable: bool = True,
-        default: int | None = None,
-        key: str | None = None,
-    ) -> None:
-        """An int (a JSON integer, not a float or bool); stored under ``key`` if given.
-        Without ``maximum``, SQLite's largest integer is the bound."""
-        target = key or name
-        maximum = SQL_INT_MAX if maximum is None else maximum
-        value = self._raw(name, False, default)
-        if value is MISSING:
-            if name in self.values and key:
-                self.values[target] = self.values.pop(name)
-            return
-        if value is None:
-            if nullable:
-                self.values[target] = None
-            else:
-                self.error(name, "This field may not be null.")
-            return
-        value = json_int(value)
-        if value is None:
-            self.error(name, "A valid integer is required.")
-        elif minimum is not None and value < minimum:
-            self.error(name, f"Ensure this value is greater than or equal to {minimum}.")
-        elif maximum is not None and value > maximum:
-            self.error(name, f"Ensure this value is less than or equal to {maximum}.")
-        else:
-            self.values[target] = value
-
-    def coordinate(self, name: str, limit: int) -> None:
-        """A decimal number (JSON number or plain decimal text) in -limit..limit, stored as
-        decimal text so no float rounding creeps in."""
-        value = self._raw(name, False, None)
-        if value is MISSING:
-            return
-        try:
-            self.values[name] = parse_coordinate(value, limit, 64)
-        except ValueError as exc:
-            self.error(name, str(exc))
-
-    def finish(self) -> dict[str, Any]:
-        if self.errors:
-            raise ApiError(400, self.errors)
-        return self.values
-
-
-def parameter_settings(value: Any) -> tuple[dict[str, str] | None, list[str]]:
-    """Validate an object of TR-069 path -> value. Values may be strings, numbers or booleans
-    and are stored as the strings SetParameterValues sends (booleans as ``true``/``false``).
-    Returns (settings or None, error messages)."""
-    if not isinstance(value, dict):
-        return None, ["Expected an object of TR-069 parameter path -> value."]
-    settings: dict[str, str] = {}
-    errors: list[str] = []
-    for path, item in value.items():
-        if len(path) > MAX_PATH_LENGTH or not PARAMETER_PATH.fullmatch(path):
-            errors.append(
-                f"{path!r} is not a full TR-069 parameter path (Device.… or "
-                "InternetGatewayDevice.…, not ending in '.')."
-            )
-        elif isinstance(item, bool):
-            settings[path] = "true" if item else "false"
-        elif isinstance(item, str):
-            settings[path] = item
-        elif isinstance(item, int | float) and math.isfinite(item):
-            settings[path] = str(item)
-        else:
-            errors.append(f"The value of {path!r} must be a string, number or boolean.")
-    return (None, errors) if errors else (settings, [])
-
+from api.fields import (
+    MAX_UPDATE_FREQUENCY,
+    MIN_UPDATE_FREQUENCY,
+    Coordinate,
+    Form,
+    Integer,
+    ParameterValues,
+    Text,
+)
+from api.schema import LATITUDE_PATTERN, LONGITUDE_PATTERN
 
 # --- shared helpers ---------------------------------------------------------------------------
 
@@ -250,11 +96,11 @@ def _organization(api: Api, req: ApiRequest, org_id: int) -> Organization:
     return org
 
 
+ORGANIZATION_FORM = Form("Organization", {"name": Text(required=True), "code": Text()})
+
+
 def _organization_body(req: ApiRequest, *, partial: bool) -> dict[str, Any]:
-    reader = BodyReader(req.json_object(), ("name", "code"), partial=partial)
-    reader.text("name", required=True)
-    reader.text("code")
-    return reader.finish()
+    return ORGANIZATION_FORM.read(req.json_object(), partial=partial)
 
 
 @route("/organization/", methods=("GET",), role="viewer")
@@ -304,7 +150,18 @@ def delete_organization(api: Api, req: ApiRequest, org_id: int) -> Result:
 
 # --- device types -----------------------------------------------------------------------------
 
-_TYPE_TEXT = ("short_name", "model", "manufacturer", "product_class")
+DEVICE_TYPE_FORM = Form(
+    "DeviceType",
+    {
+        "name": Text(required=True),
+        "short_name": Text(),
+        "model": Text(),
+        "manufacturer": Text(),
+        "product_class": Text(),
+        "default_settings": ParameterValues(),
+        "update_frequency": Integer(minimum=MIN_UPDATE_FREQUENCY, maximum=MAX_UPDATE_FREQUENCY),
+    },
+)
 
 
 def device_type_json(dt: DeviceType) -> dict[str, Any]:
@@ -328,24 +185,7 @@ def _device_type(api: Api, type_id: int) -> DeviceType:
 
 
 def _device_type_body(req: ApiRequest, *, partial: bool) -> dict[str, Any]:
-    reader = BodyReader(
-        req.json_object(),
-        ("name", *_TYPE_TEXT, "default_settings", "update_frequency"),
-        partial=partial,
-    )
-    reader.text("name", required=True)
-    for name in _TYPE_TEXT:
-        reader.text(name)
-    reader.integer("update_frequency", minimum=MIN_UPDATE_FREQUENCY, maximum=MAX_UPDATE_FREQUENCY)
-    if "default_settings" in reader.body:
-        settings, errors = parameter_settings(reader.body["default_settings"])
-        for message in errors:
-            reader.error("default_settings", message)
-        if settings is not None:
-            reader.values["default_settings"] = settings
-    elif not partial:
-        reader.values["default_settings"] = {}
-    return reader.finish()
+    return DEVICE_TYPE_FORM.read(req.json_object(), partial=partial)
 
 
 def _check_type_match(api: Api, values: dict[str, Any], current: DeviceType | None) -> None:
@@ -433,6 +273,30 @@ def location_json(loc: Location) -> dict[str, Any]:
     }
 
 
+LOCATION_FORM = Form(
+    "Location",
+    {
+        "name": Text(required=True),
+        "short_name": Text(),
+        "latitude": Coordinate(limit=90, pattern=LATITUDE_PATTERN, example="52.52"),
+        "longitude": Coordinate(limit=180, pattern=LONGITUDE_PATTERN, example="13.405"),
+        "parent": Integer(
+            minimum=1,
+            source="parent_id",
+            description="Parent location id: shared or in the same organization, never itself "
+            "or a descendant.",
+        ),
+        # Not reset by PUT: moving a location needs saying so.
+        "organization_id": Integer(
+            minimum=1,
+            reset=False,
+            description="Null = shared by every organization (unscoped admins only); a scoped "
+            "token's only organization when omitted at creation.",
+        ),
+    },
+)
+
+
 def _location(api: Api, req: ApiRequest, location_id: int) -> Location:
     """A location the caller may read: 404 unknown, 403 in another organization."""
     loc = api.store.get_location(location_id)
@@ -456,21 +320,7 @@ def _check_writable_organization(api: Api, req: ApiRequest, org_id: int | None) 
 def _location_values(
     api: Api, req: ApiRequest, current: Location | None, *, partial: bool
 ) -> dict[str, Any]:
-    body = req.json_object()
-    reader = BodyReader(
-        body,
-        ("name", "short_name", "latitude", "longitude", "parent", "organization_id"),
-        partial=partial,
-    )
-    reader.text("name", required=True)
-    reader.text("short_name")
-    reader.coordinate("latitude", 90)
-    reader.coordinate("longitude", 180)
-    reader.integer("parent", minimum=1, key="parent_id")
-    # organization_id is not reset by PUT: moving a location needs saying so.
-    if "organization_id" in body:
-        reader.integer("organization_id", minimum=1)
-    values = reader.finish()
+    values = LOCATION_FORM.read(req.json_object(), partial=partial)
 
     if current is not None:
         org_id = values.get("organization_id", current.organization_id)

@@ -16,15 +16,16 @@ from typing import Any
 
 import pytest
 from apiharness import HOST, ApiHarness
+from schemacheck import deref, resolve, schema_errors
 
 from acs.cwmp.identity import printable, serial_problem
 from api.base import API_PREFIX, Api
-from api.openapi import (
+from api.openapi import openapi_document
+from api.schema import (
     MULTILINE_PATTERN,
     NAME_PATTERN,
     SERIAL_PATTERN,
     TEXT_PATTERN,
-    openapi_document,
 )
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
@@ -32,7 +33,6 @@ METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}
 _RULE_PARAM = re.compile(r"<(?:(\w+)(?:\([^)]*\))?:)?(\w+)>")
 _DOC_PARAM = re.compile(r"\{([^}/]+)\}")
-ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
 
 @pytest.fixture(scope="module")
@@ -41,22 +41,6 @@ def doc() -> dict[str, Any]:
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def resolve(doc: dict[str, Any], ref: str) -> Any:
-    """A local JSON pointer (``#/components/schemas/Device``); KeyError if it dangles."""
-    assert ref.startswith("#/"), f"only local refs are used: {ref}"
-    node: Any = doc
-    for part in ref[2:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        node = node[part]
-    return node
-
-
-def deref(doc: dict[str, Any], node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        node = resolve(doc, node["$ref"])
-    return node
 
 
 def walk_refs(node: Any, where: str = "#") -> Iterator[tuple[str, str]]:
@@ -95,78 +79,6 @@ def app_routes() -> dict[str, tuple[set[str], list[str]]]:
         assert kinds == converters, f"{rule.rule}: inconsistent converters {kinds} / {converters}"
         known |= methods
     return found
-
-
-# --- a compact JSON-schema checker (the subset api/openapi.py uses) ---------------------
-
-_JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,),
-    "array": (list,),
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "null": (type(None),),
-}
-
-
-def _is_type(value: Any, kind: str) -> bool:
-    if kind in ("integer", "number") and isinstance(value, bool):
-        return False  # bool is an int in Python, never in JSON
-    return isinstance(value, _JSON_TYPES[kind])
-
-
-def schema_errors(doc: dict[str, Any], schema: Any, value: Any, at: str = "$") -> list[str]:
-    """Why ``value`` does not match ``schema`` (empty list = it matches)."""
-    schema = deref(doc, schema)
-    errors: list[str] = []
-    if "anyOf" in schema or "oneOf" in schema:
-        options = schema.get("anyOf", []) + schema.get("oneOf", [])
-        attempts = [schema_errors(doc, option, value, at) for option in options]
-        if all(attempts):
-            errors.append(f"{at}: matches none of the alternatives: {attempts}")
-    for sub in schema.get("allOf", []):
-        errors += schema_errors(doc, sub, value, at)
-    kinds = schema.get("type")
-    if kinds is not None:
-        kinds = [kinds] if isinstance(kinds, str) else kinds
-        if not any(_is_type(value, k) for k in kinds):
-            return [*errors, f"{at}: {value!r} is not of type {kinds}"]
-    if "enum" in schema and value not in schema["enum"]:
-        errors.append(f"{at}: {value!r} not in {schema['enum']}")
-    if "const" in schema and value != schema["const"]:
-        errors.append(f"{at}: {value!r} != {schema['const']!r}")
-    if isinstance(value, str):
-        if schema.get("format") == "date-time" and not ISO_Z.match(value):
-            errors.append(f"{at}: {value!r} is not an ISO-8601 UTC time with Z, to the second")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            errors.append(f"{at}: {value!r} does not match {schema['pattern']}")
-        if len(value) < schema.get("minLength", 0):
-            errors.append(f"{at}: shorter than {schema['minLength']}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            errors.append(f"{at}: longer than {schema['maxLength']}")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            errors.append(f"{at}: {value} < {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            errors.append(f"{at}: {value} > {schema['maximum']}")
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        for name in schema.get("required", []):
-            if name not in value:
-                errors.append(f"{at}: missing required key {name!r}")
-        additional = schema.get("additionalProperties", True)
-        for key, item in value.items():
-            if key in properties:
-                errors += schema_errors(doc, properties[key], item, f"{at}.{key}")
-            elif additional is False:
-                errors.append(f"{at}: undocumented key {key!r}")
-            elif isinstance(additional, dict):
-                errors += schema_errors(doc, additional, item, f"{at}.{key}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            errors += schema_errors(doc, schema["items"], item, f"{at}[{i}]")
-    return errors
 
 
 def response_schema(doc: dict[str, Any], path: str, method: str, status: int) -> Any:
