@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from klein import Klein
-from twisted.web.server import Request
 
 import acs
 from api import (
@@ -26,7 +25,7 @@ from api import (
     resources,
     serial,
 )
-from api.base import Api, ApplianceView, respond
+from api.base import Api, ApiRequest, ApplianceView, Result, route
 from api.site import port_address
 
 # Importing a route module registers its routes on Api.app; naming them here makes that
@@ -63,18 +62,14 @@ def listener_states(appliance: ApplianceView) -> dict[str, dict[str, Any]]:
     return states
 
 
-@Api.app.route("/healthz", methods=["GET", "HEAD"], strict_slashes=False)
-def healthz(api: Api, request: Request) -> bytes:
+@route("/healthz", methods=("GET", "HEAD"), auth=False, prefix="")
+def healthz(api: Api, req: ApiRequest) -> Result:
     try:
         devices = api.store.count_devices()
     except Exception:
         # A health check reports a broken database; it does not crash with a traceback.
         api.log.failure("healthz: store unavailable")
-        return respond(
-            request,
-            503,
-            {"status": "error", "version": acs.__version__, "detail": "store unavailable"},
-        )
+        return 503, {"status": "error", "version": acs.__version__, "detail": "store unavailable"}
     body: dict[str, Any] = {
         "status": "ok",
         "version": acs.__version__,
@@ -87,8 +82,8 @@ def healthz(api: Api, request: Request) -> bytes:
         # Writes are being refused (503) until space is freed: not healthy, but not broken
         # either. Clears by itself at the next write that succeeds (or the maintenance probe).
         body.update(status="degraded", storage="full", storage_full=list(full))
-        return respond(request, 503, body)
-    return respond(request, 200, body)
+        return 503, body
+    return 200, body
 
 
 def make_app(appliance: ApplianceView) -> Klein:

@@ -416,12 +416,24 @@ class Api:
         return device
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """An answer body that is not JSON (``/metrics``'s text exposition format)."""
+
+    content: bytes
+    content_type: bytes
+
+
 def respond(request: Request, status: int, body: Body, headers: Mapping[str, str] = {}) -> bytes:
     request.setResponseCode(status)
     for name, value in headers.items():
         request.setHeader(name.encode(), value.encode())
     if status == 204 or body is None:
         return b""
+    if isinstance(body, RawBody):
+        request.setHeader(b"Content-Type", body.content_type)
+        request.setHeader(b"Cache-Control", b"no-store")
+        return body.content
     request.setHeader(b"Content-Type", b"application/json")
     request.setHeader(b"Cache-Control", b"no-store")
     return json.dumps(body).encode("utf-8")
@@ -460,10 +472,16 @@ Handler = Callable[..., Any]
 
 
 def route(
-    path: str, *, methods: tuple[str, ...], role: str = "viewer", auth: bool = True
+    path: str,
+    *,
+    methods: tuple[str, ...],
+    role: str = "viewer",
+    auth: bool = True,
+    prefix: str = API_PREFIX,
 ) -> Callable[[Handler], Handler]:
-    """Declare an API route under ``/api/v1`` (``path`` starts with ``/``, ends with ``/``
-    for resources; served with and without the trailing slash)."""
+    """Declare an API route under ``prefix`` (``/api/v1``; ``""`` for ``/healthz`` and
+    ``/metrics`` at the root). ``path`` starts with ``/`` and ends with ``/`` for resources;
+    served with and without the trailing slash. ``auth=False``: no token needed."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
 
@@ -490,7 +508,7 @@ def route(
 
         endpoint.__name__ = handler.__name__
         endpoint.__doc__ = handler.__doc__
-        Api.app.route(API_PREFIX + path, methods=list(methods), strict_slashes=False)(endpoint)
+        Api.app.route(prefix + path, methods=list(methods), strict_slashes=False)(endpoint)
         return handler
 
     return decorate

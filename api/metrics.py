@@ -16,12 +16,10 @@ listener (cwmp, api), ``acs_<listener>_auth_failures_total`` and
 
 from __future__ import annotations
 
-from twisted.web.server import Request
-
 import acs
 from acs.store.health import STORAGES
 from acs.store.models import DOWN, UP, DeviceFilter
-from api.base import Api, ApiError, authenticate, forbidden, respond
+from api.base import Api, ApiRequest, RawBody, Result, forbidden, route
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -101,21 +99,14 @@ def render_metrics(api: Api) -> str:
     return "\n".join(lines) + "\n"
 
 
-@Api.app.route("/metrics", methods=["GET"], strict_slashes=False)
-def metrics(api: Api, request: Request) -> bytes:
-    try:
-        principal = authenticate(api, request)
-        if principal.scope is not None:
-            raise forbidden("Metrics cover every organization: use a token without scope.")
-    except ApiError as exc:
-        return respond(request, exc.status, exc.body, exc.headers)
+@route("/metrics", methods=("GET",), role="viewer", prefix="")
+def metrics(api: Api, req: ApiRequest) -> Result:
+    if req.principal.scope is not None:
+        raise forbidden("Metrics cover every organization: use a token without scope.")
     try:
         text = render_metrics(api)
     except Exception:
         # A scrape of a broken database is an error answer, not a traceback.
         api.log.failure("metrics: store unavailable")
-        return respond(request, 503, {"detail": "store unavailable"})
-    request.setResponseCode(200)
-    request.setHeader(b"Content-Type", CONTENT_TYPE)
-    request.setHeader(b"Cache-Control", b"no-store")
-    return text.encode("utf-8")
+        return 503, {"detail": "store unavailable"}
+    return 200, RawBody(text.encode("utf-8"), CONTENT_TYPE)
