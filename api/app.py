@@ -26,6 +26,8 @@ from api import (
     serial,
 )
 from api.base import Api, ApiRequest, ApplianceView, Result, route
+from api.docs import Doc
+from api.schema import JSON, ref
 from api.site import port_address
 
 # Importing a route module registers its routes on Api.app; naming them here makes that
@@ -62,7 +64,26 @@ def listener_states(appliance: ApplianceView) -> dict[str, dict[str, Any]]:
     return states
 
 
-@route("/healthz", methods=("GET", "HEAD"), auth=False, prefix="")
+@route(
+    "/healthz",
+    methods=("GET", "HEAD"),
+    auth=False,
+    prefix="",
+    doc=Doc(
+        "healthz",
+        "Liveness of the appliance (no token needed)",
+        "meta",
+        responses={
+            "200": {"description": "Healthy.", "content": {JSON: {"schema": ref("Health")}}},
+            "503": {
+                "description": "Degraded: storage is full and writes are refused (status "
+                "degraded, storage_full names the database and/or the files directory; clears "
+                "once a write succeeds again), or the store is unavailable (status error).",
+                "content": {JSON: {"schema": ref("Health")}},
+            },
+        },
+    ),
+)
 def healthz(api: Api, req: ApiRequest) -> Result:
     try:
         devices = api.store.count_devices()

@@ -29,6 +29,7 @@ from api.base import (
 )
 from api.device_children import task_json
 from api.device_ops import parse_schedule_at
+from api.docs import DETAIL, PAGE, WRITE, Doc
 from api.resources import paged, store_errors
 
 log = Logger(namespace="api.backups")
@@ -85,7 +86,19 @@ def _queue(api: Api, req: ApiRequest, device: Device, kind: str, args: dict[str,
     return 202, task_json(task)
 
 
-@route("/inventory_device/<int:device_id>/backups/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/backups/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "list_device_backups",
+        "Configuration backups of the device",
+        "device_resources",
+        "BackupPage",
+        params=PAGE,
+        errors=DETAIL,
+    ),
+)
 def list_backups(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
     return paged(
@@ -95,7 +108,25 @@ def list_backups(api: Api, req: ApiRequest, device_id: int) -> Result:
     )
 
 
-@route("/inventory_device/<int:device_id>/backups/", methods=("POST",), role="operator")
+@route(
+    "/inventory_device/<int:device_id>/backups/",
+    methods=("POST",),
+    role="operator",
+    doc=Doc(
+        "create_device_backup",
+        "Take a configuration backup",
+        "device_resources",
+        "Task",
+        202,
+        body="TransferRequest",
+        body_required=False,
+        errors=WRITE,
+        description="Queues a backup task: the CPE is asked (Upload RPC, FileType '1 Vendor "
+        "Configuration File') to send its configuration to a signed URL of the file "
+        "server; the task completes on the CPE's TransferComplete once the file is "
+        "stored, and the backup then appears in this list.",
+    ),
+)
 def take_backup(api: Api, req: ApiRequest, device_id: int) -> Result:
     """Queue a backup (Upload of the vendor configuration file): 202 with the task."""
     device = api.device(req, device_id)
@@ -106,6 +137,19 @@ def take_backup(api: Api, req: ApiRequest, device_id: int) -> Result:
     "/inventory_device/<int:device_id>/backups/<int:backup_id>/restore/",
     methods=("POST",),
     role="operator",
+    doc=Doc(
+        "restore_device_backup",
+        "Restore a configuration backup to the device",
+        "device_resources",
+        "Task",
+        202,
+        body="TransferRequest",
+        body_required=False,
+        errors=WRITE,
+        description="Queues a restore task: Download RPC with FileType '3 Vendor Configuration "
+        "File' and a signed URL of this backup; the task completes on the CPE's "
+        "TransferComplete (fault code 0), and fails with the CPE's fault otherwise.",
+    ),
 )
 def restore_backup(api: Api, req: ApiRequest, device_id: int, backup_id: int) -> Result:
     """Queue a restore of this backup to the device: 202 with the task."""
@@ -118,6 +162,15 @@ def restore_backup(api: Api, req: ApiRequest, device_id: int, backup_id: int) ->
     "/inventory_device/<int:device_id>/backups/<int:backup_id>/",
     methods=("DELETE",),
     role="admin",
+    doc=Doc(
+        "delete_device_backup",
+        "Delete a configuration backup and its file",
+        "device_resources",
+        None,
+        204,
+        errors=("NotFound", "Conflict"),
+        description="409 while a restore of this backup is queued or running.",
+    ),
 )
 def delete_backup(api: Api, req: ApiRequest, device_id: int, backup_id: int) -> Result:
     """Delete the backup and its file (204); 409 while a restore of it is queued or running."""

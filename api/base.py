@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlencode
 
 from klein import Klein
@@ -39,6 +39,9 @@ from acs.store import Store
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import ApiToken, Device
 from acs.tasks import TaskEngine
+
+if TYPE_CHECKING:
+    from api.docs import Doc
 
 # SQLite integers are signed 64-bit: a larger number names no row and cannot even be bound.
 SQL_INT_MAX = 2**63 - 1
@@ -471,19 +474,41 @@ def _client_host(request: Request) -> str | None:
 Handler = Callable[..., Any]
 
 
+@dataclass(frozen=True)
+class RouteInfo:
+    """A declared route, for the OpenAPI document: its werkzeug rule (``<int:device_id>``),
+    methods, minimum role (None: no token) and the description of each method."""
+
+    rule: str
+    methods: tuple[str, ...]
+    role: str | None
+    docs: Mapping[str, Doc]
+
+
+ROUTES: list[RouteInfo] = []
+
+
 def route(
     path: str,
     *,
     methods: tuple[str, ...],
+    doc: Doc | Mapping[str, Doc],
     role: str = "viewer",
     auth: bool = True,
     prefix: str = API_PREFIX,
 ) -> Callable[[Handler], Handler]:
     """Declare an API route under ``prefix`` (``/api/v1``; ``""`` for ``/healthz`` and
     ``/metrics`` at the root). ``path`` starts with ``/`` and ends with ``/`` for resources;
-    served with and without the trailing slash. ``auth=False``: no token needed."""
+    served with and without the trailing slash. ``auth=False``: no token needed. ``doc``
+    describes the operation (one per method, keyed by method, when they differ); HEAD is
+    GET's."""
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
+    documented = [m for m in methods if m != "HEAD"]
+    docs = dict(doc) if isinstance(doc, Mapping) else {m: doc for m in documented}
+    if sorted(docs) != sorted(documented):
+        raise ValueError(f"{path}: documented methods {sorted(docs)} != {sorted(documented)}")
+    ROUTES.append(RouteInfo(prefix + path, tuple(documented), role if auth else None, docs))
 
     def decorate(handler: Handler) -> Handler:
         def endpoint(api: Api, request: Request, **kwargs: Any) -> Any:

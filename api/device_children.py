@@ -27,6 +27,7 @@ from acs.store.models import (
     Task,
 )
 from api.base import Api, ApiError, ApiRequest, Result, conflict, iso, not_found, route
+from api.docs import DETAIL, PAGE, Doc
 from api.resources import paged, store_errors
 
 # The task kind of a firmware upgrade (api/device_ops.py queues it).
@@ -92,7 +93,19 @@ def _states(req: ApiRequest) -> tuple[str, ...] | None:
     return states
 
 
-@route("/inventory_device/<int:device_id>/parameters/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/parameters/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "list_device_parameters",
+        "The device's cached parameter tree",
+        "device_resources",
+        "ParameterPage",
+        params=("path_prefix", *PAGE),
+        errors=DETAIL,
+    ),
+)
 def list_parameters(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
     prefix = req.query().get("path", "")
@@ -105,7 +118,19 @@ def list_parameters(api: Api, req: ApiRequest, device_id: int) -> Result:
     )
 
 
-@route("/inventory_device/<int:device_id>/tasks/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/tasks/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "list_device_tasks",
+        "Queued and finished tasks of the device",
+        "device_resources",
+        "TaskPage",
+        params=("task_state", *PAGE),
+        errors=DETAIL,
+    ),
+)
 def list_tasks(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
     states = _states(req)
@@ -126,13 +151,29 @@ def _task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Task:
     return task
 
 
-@route("/inventory_device/<int:device_id>/tasks/<int:task_id>/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/tasks/<int:task_id>/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc("get_device_task", "One task of the device", "device_resources", "Task", errors=DETAIL),
+)
 def get_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
     return 200, task_json(_task(api, req, device_id, task_id))
 
 
 @route(
-    "/inventory_device/<int:device_id>/tasks/<int:task_id>/", methods=("DELETE",), role="operator"
+    "/inventory_device/<int:device_id>/tasks/<int:task_id>/",
+    methods=("DELETE",),
+    role="operator",
+    doc=Doc(
+        "cancel_device_task",
+        "Cancel a pending task",
+        "device_resources",
+        None,
+        204,
+        errors=("NotFound", "Conflict"),
+        description="409 when the task is no longer pending.",
+    ),
 )
 def cancel_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
     """Cancel a pending task (204); 409 once it has started or finished."""
@@ -154,7 +195,19 @@ def cancel_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Resu
     return 204, None
 
 
-@route("/inventory_device/<int:device_id>/history/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/history/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "list_device_history",
+        "The device's audit trail",
+        "device_resources",
+        "HistoryPage",
+        params=PAGE,
+        errors=DETAIL,
+    ),
+)
 def list_history(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
 
@@ -167,7 +220,19 @@ def list_history(api: Api, req: ApiRequest, device_id: int) -> Result:
     return paged(req, fetch, history_json)
 
 
-@route("/inventory_device/<int:device_id>/sessions/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/sessions/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "list_device_sessions",
+        "SOAP transcripts of the device's sessions (debug on)",
+        "device_resources",
+        "SessionTranscriptPage",
+        params=PAGE,
+        errors=DETAIL,
+    ),
+)
 def list_sessions(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
 

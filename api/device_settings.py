@@ -24,6 +24,7 @@ from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import Device
 from acs.tasks import EffectiveSetting, model_type, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, route
+from api.docs import DETAIL, WRITE, Doc
 from api.operations import _setting_problem, _setting_value, is_setting_key
 
 MAX_SETTINGS_PER_REQUEST = 1024
@@ -111,12 +112,37 @@ def _model_problem(api: Api, device: Device, key: str, raw: Any) -> str | None:
     return None
 
 
-@route("/inventory_device/<int:device_id>/settings/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/settings/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "get_device_settings",
+        "The device's effective desired settings and their state",
+        "device_resources",
+        "DeviceSettings",
+        errors=DETAIL,
+    ),
+)
 def get_device_settings(api: Api, req: ApiRequest, device_id: int) -> Result:
     return 200, settings_json(api, api.device(req, device_id))
 
 
-@route("/inventory_device/<int:device_id>/settings/", methods=("PATCH",), role="operator")
+@route(
+    "/inventory_device/<int:device_id>/settings/",
+    methods=("PATCH",),
+    role="operator",
+    doc=Doc(
+        "patch_device_settings",
+        "Set or remove the device's own desired settings",
+        "device_resources",
+        "DeviceSettings",
+        body="DeviceSettingsPatch",
+        errors=WRITE,
+        description="A change queues one configuration_update and wakes the device. Invalid paths"
+        " or values -> 400 keyed by path.",
+    ),
+)
 def patch_device_settings(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
     body = req.json_object()

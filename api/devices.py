@@ -30,6 +30,7 @@ from api.base import (
     parse_datetime,
     route,
 )
+from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc
 from api.serializers import device_flat, devices_flat
 
 # `status` filter spellings (section 3); anything else is a 400.
@@ -216,7 +217,19 @@ def _flat(api: Api, req: ApiRequest) -> Serialize:
     return lambda device: device_flat(api.store, device, detailed_pending=detailed)
 
 
-@route("/inventory_device/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "list_devices",
+        "List devices (flat view)",
+        "inventory_device",
+        "DevicePage",
+        params=DEVICE_FILTERS,
+        errors=READ,
+    ),
+)
 def list_devices(api: Api, req: ApiRequest) -> Reply:
     """Devices by id: filters type, status, last_status_change_from, organization;
     limit/offset; pending; update_status."""
@@ -225,7 +238,22 @@ def list_devices(api: Api, req: ApiRequest) -> Reply:
     )
 
 
-@route("/inventory_device/", methods=("POST",), role="admin")
+@route(
+    "/inventory_device/",
+    methods=("POST",),
+    role="admin",
+    doc=Doc(
+        "create_device",
+        "Create a device",
+        "inventory_device",
+        "Device",
+        201,
+        body="DeviceCreate",
+        errors=CREATE,
+        description="Duplicate serial_number (or a serial_number_alt equal to another device's "
+        "serial) -> 409.",
+    ),
+)
 def create_device(api: Api, req: ApiRequest) -> Result:
     """Create a device (201); operation keys in the body are applied after creation."""
     body = req.json_object()
@@ -236,7 +264,19 @@ def create_device(api: Api, req: ApiRequest) -> Result:
     return 201, _flat(api, req)(_fresh(api, device))
 
 
-@route("/inventory_device/<int:device_id>/", methods=("GET",), role="viewer")
+@route(
+    "/inventory_device/<int:device_id>/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "get_device",
+        "One device (flat view)",
+        "inventory_device",
+        "Device",
+        params=("pending", "update_status"),
+        errors=DETAIL,
+    ),
+)
 def get_device(api: Api, req: ApiRequest, device_id: int) -> Reply:
     return respond_with(api, req, api.device(req, device_id), _flat(api, req))
 
@@ -253,19 +293,59 @@ def _write(api: Api, req: ApiRequest, device_id: int, mode: validation.Mode) -> 
     return 200, _flat(api, req)(_fresh(api, updated))
 
 
-@route("/inventory_device/<int:device_id>/", methods=("PUT",), role="operator")
+@route(
+    "/inventory_device/<int:device_id>/",
+    methods=("PUT",),
+    role="operator",
+    doc=Doc(
+        "replace_device",
+        "Replace a device",
+        "inventory_device",
+        "Device",
+        body="DeviceReplace",
+        errors=(*WRITE, "Conflict"),
+    ),
+)
 def replace_device(api: Api, req: ApiRequest, device_id: int) -> Result:
     """Full replacement: omitted writable fields reset (password kept unless given)."""
     return _write(api, req, device_id, "replace")
 
 
-@route("/inventory_device/<int:device_id>/", methods=("PATCH",), role="operator")
+@route(
+    "/inventory_device/<int:device_id>/",
+    methods=("PATCH",),
+    role="operator",
+    doc=Doc(
+        "patch_device",
+        "Update a device and/or run device operations",
+        "inventory_device",
+        "Device",
+        body="DevicePatch",
+        errors=(*WRITE, "Conflict"),
+    ),
+)
 def update_device(api: Api, req: ApiRequest, device_id: int) -> Result:
     """Partial update plus device operations (reboot, factory, sync, firmware...)."""
     return _write(api, req, device_id, "update")
 
 
-@route("/inventory_device/<int:device_id>/", methods=("DELETE",), role="admin")
+@route(
+    "/inventory_device/<int:device_id>/",
+    methods=("DELETE",),
+    role="admin",
+    doc=Doc(
+        "delete_device",
+        "Delete a device",
+        "inventory_device",
+        None,
+        204,
+        params=("force",),
+        errors=("BadRequest", "NotFound", "Conflict"),
+        description="Removes the device, its tasks, cached parameters and history; the global "
+        "audit log keeps a deletion entry. 409 while a CWMP session or a firmware "
+        "transfer is in progress, unless force=true.",
+    ),
+)
 def remove_device(api: Api, req: ApiRequest, device_id: int) -> Result:
     return delete_device(api, req, api.device(req, device_id))
 

@@ -38,8 +38,10 @@ from api.base import (
     parse_decimal,
     route,
 )
+from api.docs import DETAIL, PAGE, READ, Doc, error_response
 from api.fields import MAX_NAME
 from api.resources import does_not_exist, paged, require_unscoped, store_errors
+from api.schema import DEVICE_TYPE_TEXT, name_text, ref, string
 
 UPLOAD_PATH = f"{API_PREFIX}/firmware_image"
 UPLOAD_FIELDS = ("name", "version", "device_type")
@@ -129,7 +131,19 @@ def _file_errors(received: Received) -> dict[str, list[str]]:
     return {}
 
 
-@route("/firmware_image/", methods=("GET",), role="viewer")
+@route(
+    "/firmware_image/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "list_firmware_images",
+        "List firmware images",
+        "firmware_image",
+        "FirmwareImagePage",
+        params=PAGE,
+        errors=READ,
+    ),
+)
 def list_firmware_images(api: Api, req: ApiRequest) -> Result:
     return paged(
         req,
@@ -138,12 +152,63 @@ def list_firmware_images(api: Api, req: ApiRequest) -> Result:
     )
 
 
-@route("/firmware_image/<int:image_id>/", methods=("GET",), role="viewer")
+@route(
+    "/firmware_image/<int:image_id>/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "get_firmware_image", "One firmware image", "firmware_image", "FirmwareImage", errors=DETAIL
+    ),
+)
 def get_firmware_image(api: Api, req: ApiRequest, image_id: int) -> Result:
     return 200, firmware_image_json(_image(api, image_id))
 
 
-@route("/firmware_image/", methods=("POST",), role="admin")
+_UPLOAD_QUERY = tuple(
+    {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": f"{description} Raw-body uploads only: with a multipart body -> 400 (the "
+        "form carries them).",
+        "schema": schema,
+    }
+    for name, description, schema in (
+        ("name", "Image name; required with a raw body.", name_text()),
+        ("version", "Image version; required with a raw body.", name_text()),
+        ("device_type", "Device type id; empty or 'null' = none.", DEVICE_TYPE_TEXT),
+    )
+)
+
+
+@route(
+    "/firmware_image/",
+    methods=("POST",),
+    role="admin",
+    doc=Doc(
+        "create_firmware_image",
+        "Upload a firmware image",
+        "firmware_image",
+        "FirmwareImage",
+        201,
+        params=_UPLOAD_QUERY,
+        errors=("BadRequest",),
+        description="multipart/form-data with the image in field 'file' (plus name, version, "
+        "device_type), or the raw image as the body with ?name=&version=. Streamed to disk and "
+        "hashed (SHA-256) off the reactor. Needs a token without organization scope. Bodies "
+        "over [files] max_upload (default 512 MiB) -> 413, refused from their headers.",
+        request_body={
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": ref("FirmwareImageUpload")},
+                "application/octet-stream": {
+                    "schema": string(minLength=1, contentMediaType="application/octet-stream")
+                },
+            },
+        },
+        responses={"413": error_response("Body over [files] max_upload.")},
+    ),
+)
 async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
     """201 with the image; 400 (DRF errors), 413 over ``[files] max_upload``."""
     require_unscoped(req, "Uploading a firmware image")
@@ -222,7 +287,21 @@ async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
     return 201, firmware_image_json(image)
 
 
-@route("/firmware_image/<int:image_id>/", methods=("DELETE",), role="admin")
+@route(
+    "/firmware_image/<int:image_id>/",
+    methods=("DELETE",),
+    role="admin",
+    doc=Doc(
+        "delete_firmware_image",
+        "Delete a firmware image and its file",
+        "firmware_image",
+        None,
+        204,
+        errors=("NotFound", "Conflict"),
+        description="409 while a pending or in-progress firmware_update task uses it. Needs a "
+        "token without organization scope.",
+    ),
+)
 def delete_firmware_image(api: Api, req: ApiRequest, image_id: int) -> Result:
     """204; 409 while a pending or in-progress firmware transfer uses the image."""
     _image(api, image_id)

@@ -20,6 +20,8 @@ import acs
 from acs.store.health import STORAGES
 from acs.store.models import DOWN, UP, DeviceFilter
 from api.base import Api, ApiRequest, RawBody, Result, forbidden, route
+from api.docs import Doc
+from api.schema import JSON, ref, string
 
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
@@ -99,7 +101,29 @@ def render_metrics(api: Api) -> str:
     return "\n".join(lines) + "\n"
 
 
-@route("/metrics", methods=("GET",), role="viewer", prefix="")
+@route(
+    "/metrics",
+    methods=("GET",),
+    role="viewer",
+    prefix="",
+    doc=Doc(
+        "metrics",
+        "Prometheus metrics",
+        "meta",
+        description="Counters over every organization, so a token scoped to some "
+        "organizations gets 403.",
+        responses={
+            "200": {
+                "description": "Prometheus text exposition format 0.0.4.",
+                "content": {"text/plain": {"schema": string()}},
+            },
+            "503": {
+                "description": "The store is unavailable.",
+                "content": {JSON: {"schema": ref("Error")}},
+            },
+        },
+    ),
+)
 def metrics(api: Api, req: ApiRequest) -> Result:
     if req.principal.scope is not None:
         raise forbidden("Metrics cover every organization: use a token without scope.")

@@ -1,49 +1,44 @@
 """The OpenAPI 3.1 description of the REST API, and the route that serves it.
 
-Owns ``GET /api/v1/openapi.json`` and the document itself: every route and method, its
-path/query parameters, request bodies, responses (flat and nested device views, the pagination
-envelope, DRF error bodies, the operation endpoints, the supporting resources) and the bearer
-security scheme, written as plain Python data from spec/inventory-api.md.
-
-The document is hand-written rather than generated from the handlers because the handlers
-parse bodies by hand; ``tests/test_api_openapi.py`` keeps it true by walking the app's real
-url_map (every route/method documented, nothing documented that is absent) and validating
-real responses against the schemas here.
+Owns ``GET /api/v1/openapi.json`` and the assembly of the document: ``paths`` come from the
+route registry (each route's :class:`api.docs.Doc`, its rule's path parameters, its role),
+the write bodies of declared forms from :mod:`api.fields`, query parameters and error
+responses from :mod:`api.docs`; the response shapes (flat and nested device views, the
+pagination envelope, the operation endpoints, the supporting resources) are written here as
+plain Python data from spec/inventory-api.md. ``tests/test_api_openapi.py`` keeps it true by
+walking the app's real url_map and validating real responses against the schemas, and
+``tests/test_api_fields.py`` probes every declared field against its schema.
 
 Like every API route except ``/healthz``, ``openapi.json`` needs a (viewer) bearer token: the
 document reveals nothing secret, but spec section 1 makes ``/healthz`` the only anonymous
 endpoint and a uniform rule is easier to operate than an exception. Paths in the document
 carry the full ``/api/v1`` prefix so that ``/healthz`` and ``/metrics`` (served at the root)
 fit in one ``paths`` object; ``servers`` is the base URL the client used.
-
-``POST /firmware_image/`` is the one operation whose body is not JSON: multipart/form-data or
-a raw image (``_firmware_paths``).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 import acs
+from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
 from api import resources  # noqa: F401  (declares its forms)
 from api.base import (
-    API_PREFIX,
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    SQL_INT_MAX,
+    ROUTES,
     Api,
     ApiRequest,
     Result,
     route,
 )
+from api.docs import PARAMETERS, PATH_PARAMETERS, RESPONSES, Doc
 from api.fields import form_schemas
 from api.operations import EMAIL_PATTERN
 from api.schema import (
-    BOOL_TEXT_PATTERN,
     BOOLISH,
+    DEVICE_TYPE_TEXT,
     FREQUENCY_TEXT_PATTERN,
-    JSON,
     LATITUDE_PATTERN,
     LONGITUDE_PATTERN,
     SETTING_PATH_PATTERN,
@@ -69,11 +64,8 @@ LATITUDE = string(True, description="Decimal degrees as a string, -90..90.", exa
 LONGITUDE = string(
     True, description="Decimal degrees as a string, -180..180.", examples=["-74.006"]
 )
-OPERATIONAL_STATUS = string(
-    enum=["provisioning", "active", "maintenance", "decommissioned", "inactive"]
-)
-TASK_STATE = string(enum=["pending", "in_progress", "done", "failed", "cancelled"])
-_TASK_STATES = f"({'|'.join(TASK_STATE['enum'])})"
+OPERATIONAL_STATUS = string(enum=list(OPERATIONAL_STATUSES))
+TASK_STATE = string(enum=list(TASK_STATES))
 
 # --- devices, flat view (spec section 3) ------------------------------------------------
 
@@ -147,11 +139,6 @@ _DEVICE_LIST_REQUIRED = [
     "pending_settings",
 ]  # fmt: skip
 
-_DEVICE_WRITABLE = (
-    "name", "customer_id", "type", "serial_number", "serial_number_alt", "description",
-    "organization_id", "firmware_image", "firmware_image_is_pending", "location",
-    "location_name", "latitude", "longitude", "username", "update_frequency", "debug",
-)  # fmt: skip
 _SERIAL = ref("SerialNumber")
 # What api.validation accepts, key by key (the read schema above says what is returned).
 _DEVICE_WRITE_PROPERTIES: dict[str, Schema] = {
@@ -304,13 +291,6 @@ _CONFIGURATION = obj(
     description="Merged key by key. Keys that are full TR-069 parameter paths ('Device.' or "
     "'InternetGatewayDevice.' prefix) are desired CPE settings, applied with "
     "SetParameterValues in the next session; other keys are plain metadata.",
-)
-
-# --- supporting resources, write side (api/resources.py) -------------------------------
-
-# A firmware image's device type, as a form field or query parameter (api/firmware.py).
-_DEVICE_TYPE_TEXT = string(
-    pattern="^([1-9][0-9]{0,17}|null)?$", description="Device type id; empty or 'null' = none."
 )
 
 # --- the components ---------------------------------------------------------------------
@@ -531,7 +511,7 @@ SCHEMAS: dict[str, Schema] = {
             ),
             "name": name_text(),
             "version": name_text(),
-            "device_type": _DEVICE_TYPE_TEXT,
+            "device_type": DEVICE_TYPE_TEXT,
         },
         ["file", "name", "version"],
         additional=False,
@@ -677,746 +657,25 @@ SCHEMAS["DeviceOperation"]["properties"].update(
 )
 SCHEMAS["DeviceSerialOperation"]["properties"]["metadata"] = _METADATA
 
-# --- parameters and responses -----------------------------------------------------------
+# --- paths, from the route registry -----------------------------------------------------
 
-_BOOL_QUERY = string(pattern=BOOL_TEXT_PATTERN, examples=["true"])
-
-
-def _query(name: str, schema: Schema, description: str, *, empty: bool = False) -> Schema:
-    """A query parameter; ``empty``: ``?name=`` is the same as leaving it out."""
-    param: Schema = {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "description": description,
-        "schema": schema,
-    }
-    if empty:
-        param["allowEmptyValue"] = True
-    return param
-
-
-PARAMETERS: dict[str, Schema] = {
-    "limit": _query(
-        "limit",
-        integer(minimum=0, maximum=SQL_INT_MAX, default=DEFAULT_LIMIT),
-        f"Page size (default {DEFAULT_LIMIT}, also for 0; larger values are capped at "
-        f"{MAX_LIMIT}). Non-integer or negative -> 400.",
-        empty=True,
-    ),
-    "offset": _query(
-        "offset",
-        integer(minimum=0, maximum=SQL_INT_MAX, default=0),
-        "Index of the first result (default 0). Non-integer or negative -> 400.",
-        empty=True,
-    ),
-    "pending": _query(
-        "pending",
-        _BOOL_QUERY,
-        "Detailed pending form: each pending item carries its state.",
-    ),
-    "update_status": _query(
-        "update_status",
-        _BOOL_QUERY,
-        "Send a connection request to each returned device first (bounded by "
-        "api.update_status_timeout) and update its status from the outcome. Needs the "
-        "operator role.",
-    ),
-    "type": _query(
-        "type",
-        integer(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
-        "Device type id.",
-        empty=True,
-    ),
-    "status": _query(
-        "status",
-        string(enum=["0", "false", "False", "1", "true", "True"]),
-        "0/false/False = Down, 1/true/True = Up; anything else -> 400.",
-        empty=True,
-    ),
-    "last_status_change_from": _query(
-        "last_status_change_from",
-        {
-            "anyOf": [string(format="date-time"), string(format="date")],
-            "examples": ["2000-01-01T00:01:00+00:00"],
-        },
-        "status_change >= this. Accepts 2000-01-01, 2000-01-01 00:01:00, "
-        "2000-01-01T00:01:00, with or without offset (naive = UTC); invalid -> 400.",
-        empty=True,
-    ),
-    "organization": _query(
-        "organization",
-        integer(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
-        "Organization id; outside the token's scope -> 403.",
-        empty=True,
-    ),
-    "location_organization": _query(
-        "organization",
-        integer(minimum=1, maximum=SQL_INT_MAX),
-        "Organization id: its locations and the shared ones; outside the token's scope -> 403.",
-        empty=True,
-    ),
-    "force": _query(
-        "force",
-        _BOOL_QUERY,
-        "Delete even while a CWMP session or firmware transfer is in progress.",
-    ),
-    "task_state": _query(
-        "state",
-        string(
-            pattern=f"^ *{_TASK_STATES} *(, *{_TASK_STATES} *)*$",
-            examples=["pending,in_progress"],
-        ),
-        "Comma-separated task states to list, e.g. 'pending,failed'.",
-        empty=True,
-    ),
-    "path_prefix": _query(
-        "path",
-        string(examples=["Device.DeviceInfo."]),
-        "Only parameters whose path starts with this prefix.",
-    ),
-}
-
-
-def _path_param(name: str, schema: Schema, description: str) -> Schema:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "description": description,
-        "schema": schema,
-    }
-
-
-def _param_ref(name: str) -> Schema:
-    return {"$ref": f"#/components/parameters/{name}"}
-
-
-def _error_response(description: str) -> Schema:
-    return {"description": description, "content": {JSON: {"schema": ref("ErrorBody")}}}
-
-
-RESPONSES: dict[str, Schema] = {
-    "BadRequest": _error_response(
-        "Malformed JSON, body not an object, wrong type, unknown field or invalid filter."
-    ),
-    "Unauthorized": {
-        "description": "Missing, unknown or revoked token.",
-        "headers": {"WWW-Authenticate": {"schema": string(const="Bearer")}},
-        "content": {JSON: {"schema": ref("Error")}},
-    },
-    "Forbidden": _error_response("Role too low, or an organization outside the token's scope."),
-    "NotFound": _error_response("Unknown id or serial number."),
-    "Conflict": _error_response("Uniqueness conflict or blocked delete."),
-    "TooLarge": _error_response("Request body over 1 MiB."),
-    "Unprocessable": _error_response(
-        "Well-formed JSON with invalid values (status, e-mail, date)."
-    ),
-    "StorageFull": {
-        "description": "The database or the files directory is full: nothing was written. "
-        "GET /healthz reports it until space is freed.",
-        "headers": {"Retry-After": {"schema": integer(minimum=1)}},
-        "content": {JSON: {"schema": ref("Error")}},
-    },
-}
-
-# --- operations -------------------------------------------------------------------------
-
-# Ids beyond SQLite's integers name no row: the route does not match them (404).
-_ID_INT = integer(minimum=1, maximum=SQL_INT_MAX)
-ID = _path_param("id", _ID_INT, "Device id.")
-SERIAL = _path_param(
-    "serial_number",
-    string(pattern=r"^[^/\s]+$"),
-    "Serial number (case-sensitive; may contain '.', '-', '_', ':').",
-)
-
-
-def _rid(what: str) -> Schema:
-    return _path_param("id", _ID_INT, f"{what} id.")
-
-
-def _op(
-    op_id: str,
-    summary: str,
-    tag: str,
-    role: str,
-    ok: tuple[int, Schema | None],
-    *,
-    params: list[Schema] | None = None,
-    body: Schema | None = None,
-    errors: tuple[str, ...] = (),
-    description: str | None = None,
-) -> Schema:
-    """One operation object; every authenticated operation may answer 401 and 403, and 503
-    when storage is full."""
-    code, schema = ok
-    responses: dict[str, Any] = {}
-    if schema is None:
-        responses[str(code)] = {"description": "No content."}
-    else:
-        responses[str(code)] = {"description": "Success.", "content": {JSON: {"schema": schema}}}
-    for status, name in (
-        ("400", "BadRequest"),
-        ("404", "NotFound"),
-        ("409", "Conflict"),
-        ("413", "TooLarge"),
-        ("422", "Unprocessable"),
-    ):
-        if name in errors:
-            responses[status] = {"$ref": f"#/components/responses/{name}"}
-    responses["401"] = {"$ref": "#/components/responses/Unauthorized"}
-    responses["403"] = {"$ref": "#/components/responses/Forbidden"}
-    responses["503"] = {"$ref": "#/components/responses/StorageFull"}
-    op: Schema = {
-        "operationId": op_id,
-        "summary": summary,
-        "tags": [tag],
-        "x-required-role": role,
-        "parameters": list(params or []),
-        "responses": dict(sorted(responses.items())),
-    }
-    if description:
-        op["description"] = description
-    if body is not None:
-        op["requestBody"] = {"required": True, "content": {JSON: {"schema": body}}}
-    return op
-
-
-_READ = ("BadRequest",)
-_DETAIL = ("BadRequest", "NotFound")
-_WRITE = ("BadRequest", "NotFound", "TooLarge")
-_DEVICE_FILTERS = [
-    _param_ref(n)
-    for n in (
-        "type",
-        "status",
-        "last_status_change_from",
-        "organization",
-        "limit",
-        "offset",
-        "pending",
-        "update_status",
-    )
-]
-_PAGE = [_param_ref("limit"), _param_ref("offset")]
-
-
-def _crud(
-    base: str,
-    name: str,
-    tag: str,
-    schema: str,
-    *,
-    patch: bool = True,
-    list_params: tuple[str, ...] = (),
-) -> dict[str, Schema]:
-    """Admin CRUD of a supporting resource: list/create and detail/replace/patch/delete."""
-    write = f"{schema}Write"
-    detail: Schema = {
-        "parameters": [_rid(name)],
-        "get": _op(f"get_{tag}", f"One {name}", tag, "viewer", (200, ref(schema)), errors=_DETAIL),
-        "put": _op(
-            f"replace_{tag}",
-            f"Replace a {name}",
-            tag,
-            "admin",
-            (200, ref(schema)),
-            body=ref(write),
-            errors=(*_WRITE, "Conflict"),
-        ),
-        "delete": _op(
-            f"delete_{tag}",
-            f"Delete a {name}",
-            tag,
-            "admin",
-            (204, None),
-            errors=("NotFound", "Conflict"),
-            description="409 while devices still refer to it.",
-        ),
-    }
-    if patch:
-        detail["patch"] = _op(
-            f"patch_{tag}",
-            f"Update a {name}",
-            tag,
-            "admin",
-            (200, ref(schema)),
-            body=ref(f"{schema}Patch"),
-            errors=(*_WRITE, "Conflict"),
-        )
-    return {
-        f"{base}/": {
-            "get": _op(
-                f"list_{tag}",
-                f"List {name}s",
-                tag,
-                "viewer",
-                (200, ref(f"{schema}Page")),
-                params=[*(_param_ref(n) for n in list_params), *_PAGE],
-                errors=_READ,
-            ),
-            "post": _op(
-                f"create_{tag}",
-                f"Create a {name}",
-                tag,
-                "admin",
-                (201, ref(schema)),
-                body=ref(write),
-                errors=("BadRequest", "Conflict", "TooLarge"),
-            ),
-        },
-        f"{base}/{{id}}/": detail,
-    }
-
-
-def _firmware_paths(base: str) -> dict[str, Schema]:
-    """List/upload and detail/delete of firmware images (api/firmware.py)."""
-    tag = "firmware_image"
-    query = [
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": f"{description} Raw-body uploads only: with a multipart body "
-            "-> 400 (the form carries them).",
-            "schema": schema,
-        }
-        for name, description, schema in (
-            ("name", "Image name; required with a raw body.", name_text()),
-            ("version", "Image version; required with a raw body.", name_text()),
-            ("device_type", "Device type id; empty or 'null' = none.", _DEVICE_TYPE_TEXT),
-        )
-    ]
-    upload = _op(
-        "create_firmware_image",
-        "Upload a firmware image",
-        tag,
-        "admin",
-        (201, ref("FirmwareImage")),
-        params=query,
-        errors=("BadRequest",),
-        description="multipart/form-data with the image in field 'file' (plus name, version, "
-        "device_type), or the raw image as the body with ?name=&version=. Streamed to disk and "
-        "hashed (SHA-256) off the reactor. Needs a token without organization scope. Bodies "
-        "over [files] max_upload (default 512 MiB) -> 413, refused from their headers.",
-    )
-    upload["requestBody"] = {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": ref("FirmwareImageUpload")},
-            "application/octet-stream": {
-                "schema": string(minLength=1, contentMediaType="application/octet-stream")
-            },
-        },
-    }
-    upload["responses"]["413"] = _error_response("Body over [files] max_upload.")
-    upload["responses"] = dict(sorted(upload["responses"].items()))
-    return {
-        f"{base}/": {
-            "get": _op(
-                "list_firmware_images",
-                "List firmware images",
-                tag,
-                "viewer",
-                (200, ref("FirmwareImagePage")),
-                params=list(_PAGE),
-                errors=_READ,
-            ),
-            "post": upload,
-        },
-        f"{base}/{{id}}/": {
-            "parameters": [_rid("firmware image")],
-            "get": _op(
-                "get_firmware_image",
-                "One firmware image",
-                tag,
-                "viewer",
-                (200, ref("FirmwareImage")),
-                errors=_DETAIL,
-            ),
-            "delete": _op(
-                "delete_firmware_image",
-                "Delete a firmware image and its file",
-                tag,
-                "admin",
-                (204, None),
-                errors=("NotFound", "Conflict"),
-                description="409 while a pending or in-progress firmware_update task uses it. "
-                "Needs a token without organization scope.",
-            ),
-        },
-    }
+_RULE_VARIABLE = re.compile(r"<(?:\w+:)?(\w+)>")
 
 
 def _paths() -> dict[str, Schema]:
-    p = API_PREFIX
-    dev = f"{p}/inventory_device"
-    ser = f"{p}/inventory_device_serial"
-    paths: dict[str, Schema] = {
-        f"{dev}/": {
-            "get": _op(
-                "list_devices",
-                "List devices (flat view)",
-                "inventory_device",
-                "viewer",
-                (200, ref("DevicePage")),
-                params=_DEVICE_FILTERS,
-                errors=_READ,
-            ),
-            "post": _op(
-                "create_device",
-                "Create a device",
-                "inventory_device",
-                "admin",
-                (201, ref("Device")),
-                body=ref("DeviceCreate"),
-                errors=("BadRequest", "Conflict", "TooLarge"),
-                description="Duplicate serial_number (or a serial_number_alt equal to another "
-                "device's serial) -> 409.",
-            ),
-        },
-        f"{dev}/{{id}}/": {
-            "parameters": [ID],
-            "get": _op(
-                "get_device",
-                "One device (flat view)",
-                "inventory_device",
-                "viewer",
-                (200, ref("Device")),
-                params=[_param_ref("pending"), _param_ref("update_status")],
-                errors=_DETAIL,
-            ),
-            "put": _op(
-                "replace_device",
-                "Replace a device",
-                "inventory_device",
-                "operator",
-                (200, ref("Device")),
-                body=ref("DeviceReplace"),
-                errors=(*_WRITE, "Conflict"),
-            ),
-            "patch": _op(
-                "patch_device",
-                "Update a device and/or run device operations",
-                "inventory_device",
-                "operator",
-                (200, ref("Device")),
-                body=ref("DevicePatch"),
-                errors=(*_WRITE, "Conflict"),
-            ),
-            "delete": _op(
-                "delete_device",
-                "Delete a device",
-                "inventory_device",
-                "admin",
-                (204, None),
-                params=[_param_ref("force")],
-                errors=("BadRequest", "NotFound", "Conflict"),
-                description="Removes the device, its tasks, cached parameters and history; the "
-                "global audit log keeps a deletion entry. 409 while a CWMP session or a "
-                "firmware transfer is in progress, unless force=true.",
-            ),
-        },
-        f"{dev}/{{id}}/parameters/": {
-            "parameters": [ID],
-            "get": _op(
-                "list_device_parameters",
-                "The device's cached parameter tree",
-                "device_resources",
-                "viewer",
-                (200, ref("ParameterPage")),
-                params=[_param_ref("path_prefix"), *_PAGE],
-                errors=_DETAIL,
-            ),
-        },
-        f"{dev}/{{id}}/tasks/": {
-            "parameters": [ID],
-            "get": _op(
-                "list_device_tasks",
-                "Queued and finished tasks of the device",
-                "device_resources",
-                "viewer",
-                (200, ref("TaskPage")),
-                params=[_param_ref("task_state"), *_PAGE],
-                errors=_DETAIL,
-            ),
-        },
-        f"{dev}/{{id}}/tasks/{{task_id}}/": {
-            "parameters": [ID, _path_param("task_id", _ID_INT, "Task id.")],
-            "get": _op(
-                "get_device_task",
-                "One task of the device",
-                "device_resources",
-                "viewer",
-                (200, ref("Task")),
-                errors=_DETAIL,
-            ),
-            "delete": _op(
-                "cancel_device_task",
-                "Cancel a pending task",
-                "device_resources",
-                "operator",
-                (204, None),
-                errors=("NotFound", "Conflict"),
-                description="409 when the task is no longer pending.",
-            ),
-        },
-        f"{dev}/{{id}}/backups/": {
-            "parameters": [ID],
-            "get": _op(
-                "list_device_backups",
-                "Configuration backups of the device",
-                "device_resources",
-                "viewer",
-                (200, ref("BackupPage")),
-                params=_PAGE,
-                errors=_DETAIL,
-            ),
-            "post": {
-                **_op(
-                    "create_device_backup",
-                    "Take a configuration backup",
-                    "device_resources",
-                    "operator",
-                    (202, ref("Task")),
-                    body=ref("TransferRequest"),
-                    errors=_WRITE,
-                    description="Queues a backup task: the CPE is asked (Upload RPC, FileType "
-                    "'1 Vendor Configuration File') to send its configuration to a signed URL "
-                    "of the file server; the task completes on the CPE's TransferComplete once "
-                    "the file is stored, and the backup then appears in this list.",
-                ),
-                "requestBody": {
-                    "required": False,
-                    "content": {JSON: {"schema": ref("TransferRequest")}},
-                },
-            },
-        },
-        f"{dev}/{{id}}/backups/{{backup_id}}/": {
-            "parameters": [ID, _path_param("backup_id", _ID_INT, "Backup id.")],
-            "delete": _op(
-                "delete_device_backup",
-                "Delete a configuration backup and its file",
-                "device_resources",
-                "admin",
-                (204, None),
-                errors=("NotFound", "Conflict"),
-                description="409 while a restore of this backup is queued or running.",
-            ),
-        },
-        f"{dev}/{{id}}/backups/{{backup_id}}/restore/": {
-            "parameters": [ID, _path_param("backup_id", _ID_INT, "Backup id.")],
-            "post": {
-                **_op(
-                    "restore_device_backup",
-                    "Restore a configuration backup to the device",
-                    "device_resources",
-                    "operator",
-                    (202, ref("Task")),
-                    body=ref("TransferRequest"),
-                    errors=_WRITE,
-                    description="Queues a restore task: Download RPC with FileType "
-                    "'3 Vendor Configuration File' and a signed URL of this backup; the task "
-                    "completes on the CPE's TransferComplete (fault code 0), and fails with the "
-                    "CPE's fault otherwise.",
-                ),
-                "requestBody": {
-                    "required": False,
-                    "content": {JSON: {"schema": ref("TransferRequest")}},
-                },
-            },
-        },
-        f"{dev}/{{id}}/history/": {
-            "parameters": [ID],
-            "get": _op(
-                "list_device_history",
-                "The device's audit trail",
-                "device_resources",
-                "viewer",
-                (200, ref("HistoryPage")),
-                params=_PAGE,
-                errors=_DETAIL,
-            ),
-        },
-        f"{dev}/{{id}}/settings/": {
-            "parameters": [ID],
-            "get": _op(
-                "get_device_settings",
-                "The device's effective desired settings and their state",
-                "device_resources",
-                "viewer",
-                (200, ref("DeviceSettings")),
-                errors=_DETAIL,
-            ),
-            "patch": _op(
-                "patch_device_settings",
-                "Set or remove the device's own desired settings",
-                "device_resources",
-                "operator",
-                (200, ref("DeviceSettings")),
-                body=ref("DeviceSettingsPatch"),
-                errors=_WRITE,
-                description="A change queues one configuration_update and wakes the device. "
-                "Invalid paths or values -> 400 keyed by path.",
-            ),
-        },
-        f"{dev}/{{id}}/sessions/": {
-            "parameters": [ID],
-            "get": _op(
-                "list_device_sessions",
-                "SOAP transcripts of the device's sessions (debug on)",
-                "device_resources",
-                "viewer",
-                (200, ref("SessionTranscriptPage")),
-                params=_PAGE,
-                errors=_DETAIL,
-            ),
-        },
-        f"{ser}/": {
-            "get": _op(
-                "list_devices_nested",
-                "List devices (nested view)",
-                "inventory_device_serial",
-                "viewer",
-                (200, ref("DeviceNestedPage")),
-                params=_DEVICE_FILTERS,
-                errors=_READ,
-            ),
-            "post": _op(
-                "create_device_nested",
-                "Create a device (nested view)",
-                "inventory_device_serial",
-                "admin",
-                (201, ref("DeviceNestedDetail")),
-                body=ref("DeviceNestedCreate"),
-                errors=("BadRequest", "Conflict", "TooLarge"),
-            ),
-        },
-        f"{ser}/{{serial_number}}/": {
-            "parameters": [SERIAL],
-            "get": _op(
-                "get_device_nested",
-                "One device by serial number (nested view)",
-                "inventory_device_serial",
-                "viewer",
-                (200, ref("DeviceNestedDetail")),
-                params=[_param_ref("update_status")],
-                errors=_DETAIL,
-            ),
-            "put": _op(
-                "replace_device_nested",
-                "Replace a device by serial number",
-                "inventory_device_serial",
-                "operator",
-                (200, ref("DeviceNestedDetail")),
-                body=ref("DeviceNestedReplace"),
-                errors=(*_WRITE, "Conflict"),
-            ),
-            "patch": _op(
-                "patch_device_nested",
-                "Update a device by serial number",
-                "inventory_device_serial",
-                "operator",
-                (200, ref("DeviceNestedDetail")),
-                body=ref("DeviceNestedPatch"),
-                errors=(*_WRITE, "Conflict"),
-            ),
-            "delete": _op(
-                "delete_device_nested",
-                "Delete a device by serial number",
-                "inventory_device_serial",
-                "admin",
-                (204, None),
-                params=[_param_ref("force")],
-                errors=("BadRequest", "NotFound", "Conflict"),
-            ),
-        },
-        f"{p}/inventory_device_operation/{{id}}/": {
-            "parameters": [ID],
-            "put": _op(
-                "put_device_operation",
-                "Update the device's operational record",
-                "inventory_device_operation",
-                "operator",
-                (200, ref("DeviceOperation")),
-                body=ref("DeviceOperationWrite"),
-                errors=(*_WRITE, "Unprocessable"),
-            ),
-        },
-        f"{p}/inventory_device_serial_operation/{{serial_number}}/": {
-            "parameters": [SERIAL],
-            "put": _op(
-                "put_device_serial_operation",
-                "Update the device's operational record by serial number",
-                "inventory_device_operation",
-                "operator",
-                (200, ref("DeviceSerialOperation")),
-                body=ref("DeviceSerialOperationWrite"),
-                errors=(*_WRITE, "Unprocessable"),
-            ),
-        },
-        **_crud(f"{p}/organization", "organization", "organization", "Organization"),
-        **_crud(f"{p}/device_type", "device type", "device_type", "DeviceType"),
-        **_crud(
-            f"{p}/location",
-            "location",
-            "location",
-            "Location",
-            list_params=("location_organization",),
-        ),
-        **_firmware_paths(f"{p}/firmware_image"),
-        f"{p}/openapi.json": {
-            "get": _op(
-                "openapi",
-                "This document",
-                "meta",
-                "viewer",
-                (200, {"type": "object", "description": "An OpenAPI 3.1 document."}),
-            ),
-        },
-        # At the root, next to /healthz, where scrapers look; it still needs a token.
-        "/metrics": {
-            "get": {
-                **_op("metrics", "Prometheus metrics", "meta", "viewer", (200, None)),
-                "description": "Counters over every organization, so a token scoped to some "
-                "organizations gets 403.",
-                "responses": {
-                    "200": {
-                        "description": "Prometheus text exposition format 0.0.4.",
-                        "content": {"text/plain": {"schema": string()}},
-                    },
-                    "401": {"$ref": "#/components/responses/Unauthorized"},
-                    "403": {"$ref": "#/components/responses/Forbidden"},
-                    "503": {
-                        "description": "The store is unavailable.",
-                        "content": {JSON: {"schema": ref("Error")}},
-                    },
-                },
-            },
-        },
-        "/healthz": {
-            "get": {
-                "operationId": "healthz",
-                "summary": "Liveness of the appliance (no token needed)",
-                "tags": ["meta"],
-                "security": [],
-                "responses": {
-                    "200": {
-                        "description": "Healthy.",
-                        "content": {JSON: {"schema": ref("Health")}},
-                    },
-                    "503": {
-                        "description": "Degraded: storage is full and writes are refused "
-                        "(status degraded, storage_full names the database and/or the files "
-                        "directory; clears once a write succeeds again), or the store is "
-                        "unavailable (status error).",
-                        "content": {JSON: {"schema": ref("Health")}},
-                    },
-                },
-            },
-        },
-    }
+    """Every declared route (api.base.ROUTES) as a path item: the rule's variables become
+    documented path parameters (api.docs.PATH_PARAMETERS), each method its operation."""
+    paths: dict[str, Schema] = {}
+    for info in ROUTES:
+        variables = [PATH_PARAMETERS[v] for v in _RULE_VARIABLE.findall(info.rule)]
+        template = _RULE_VARIABLE.sub(
+            lambda m: "{" + PATH_PARAMETERS[m.group(1)]["name"] + "}", info.rule
+        )
+        item = paths.setdefault(template, {})
+        if variables:
+            item["parameters"] = variables
+        for method, doc in info.docs.items():
+            item[method.lower()] = doc.operation(info.role)
     return paths
 
 
@@ -1465,7 +724,17 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     }
 
 
-@route("/openapi.json", methods=("GET",), role="viewer")
+@route(
+    "/openapi.json",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "openapi",
+        "This document",
+        "meta",
+        {"type": "object", "description": "An OpenAPI 3.1 document."},
+    ),
+)
 def openapi_json(api: Api, req: ApiRequest) -> Result:
     """The OpenAPI document, with the base URL the client used as its server."""
     return 200, openapi_document(req.base_url())

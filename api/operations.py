@@ -35,6 +35,7 @@ from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
 from acs.tasks import validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, parse_datetime, route
+from api.docs import WRITE, Doc
 
 MAX_NAME = 255
 MAX_TEXT = 10_000
@@ -401,7 +402,19 @@ def _metadata(draft: _Draft, body: dict[str, Any], known: set[str]) -> None:
         _merge_object(draft, "metadata", extra)
 
 
-@route("/inventory_device_operation/<int:device_id>/", methods=("PUT",), role="operator")
+@route(
+    "/inventory_device_operation/<int:device_id>/",
+    methods=("PUT",),
+    role="operator",
+    doc=Doc(
+        "put_device_operation",
+        "Update the device's operational record",
+        "inventory_device_operation",
+        "DeviceOperation",
+        body="DeviceOperationWrite",
+        errors=(*WRITE, "Unprocessable"),
+    ),
+)
 def put_device_operation(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
     body = req.json_object()
@@ -417,7 +430,19 @@ def put_device_operation(api: Api, req: ApiRequest, device_id: int) -> Result:
     return 200, operation_json(api, _fresh(api, device))
 
 
-@route("/inventory_device_serial_operation/<string:serial>/", methods=("PUT",), role="operator")
+@route(
+    "/inventory_device_serial_operation/<string:serial>/",
+    methods=("PUT",),
+    role="operator",
+    doc=Doc(
+        "put_device_serial_operation",
+        "Update the device's operational record by serial number",
+        "inventory_device_operation",
+        "DeviceSerialOperation",
+        body="DeviceSerialOperationWrite",
+        errors=(*WRITE, "Unprocessable"),
+    ),
+)
 def put_device_serial_operation(api: Api, req: ApiRequest, serial: str) -> Result:
     device = api.device_by_serial(req, serial)
     body = req.json_object()

@@ -36,6 +36,7 @@ from api.base import (
     not_found,
     route,
 )
+from api.docs import crud
 from api.fields import (
     MAX_UPDATE_FREQUENCY,
     MIN_UPDATE_FREQUENCY,
@@ -103,7 +104,10 @@ def _organization_body(req: ApiRequest, *, partial: bool) -> dict[str, Any]:
     return ORGANIZATION_FORM.read(req.json_object(), partial=partial)
 
 
-@route("/organization/", methods=("GET",), role="viewer")
+_ORGANIZATION_DOCS = crud("organization", "organization", "Organization")
+
+
+@route("/organization/", methods=("GET",), role="viewer", doc=_ORGANIZATION_DOCS["list"])
 def list_organizations(api: Api, req: ApiRequest) -> Result:
     scope = req.principal.scope
     return paged(
@@ -113,7 +117,7 @@ def list_organizations(api: Api, req: ApiRequest) -> Result:
     )
 
 
-@route("/organization/", methods=("POST",), role="admin")
+@route("/organization/", methods=("POST",), role="admin", doc=_ORGANIZATION_DOCS["create"])
 def create_organization(api: Api, req: ApiRequest) -> Result:
     require_unscoped(req, "Creating an organization")
     values = _organization_body(req, partial=False)
@@ -124,12 +128,19 @@ def create_organization(api: Api, req: ApiRequest) -> Result:
     return 201, organization_json(org)
 
 
-@route("/organization/<int:org_id>/", methods=("GET",), role="viewer")
+@route(
+    "/organization/<int:org_id>/", methods=("GET",), role="viewer", doc=_ORGANIZATION_DOCS["get"]
+)
 def get_organization(api: Api, req: ApiRequest, org_id: int) -> Result:
     return 200, organization_json(_organization(api, req, org_id))
 
 
-@route("/organization/<int:org_id>/", methods=("PUT", "PATCH"), role="admin")
+@route(
+    "/organization/<int:org_id>/",
+    methods=("PUT", "PATCH"),
+    role="admin",
+    doc={"PUT": _ORGANIZATION_DOCS["replace"], "PATCH": _ORGANIZATION_DOCS["patch"]},
+)
 def update_organization(api: Api, req: ApiRequest, org_id: int) -> Result:
     _organization(api, req, org_id)
     values = _organization_body(req, partial=req.method == "PATCH")
@@ -140,7 +151,12 @@ def update_organization(api: Api, req: ApiRequest, org_id: int) -> Result:
     return 200, organization_json(org)
 
 
-@route("/organization/<int:org_id>/", methods=("DELETE",), role="admin")
+@route(
+    "/organization/<int:org_id>/",
+    methods=("DELETE",),
+    role="admin",
+    doc=_ORGANIZATION_DOCS["delete"],
+)
 def delete_organization(api: Api, req: ApiRequest, org_id: int) -> Result:
     _organization(api, req, org_id)
     with store_errors():
@@ -205,7 +221,10 @@ def _check_type_match(api: Api, values: dict[str, Any], current: DeviceType | No
         )
 
 
-@route("/device_type/", methods=("GET",), role="viewer")
+_DEVICE_TYPE_DOCS = crud("device type", "device_type", "DeviceType")
+
+
+@route("/device_type/", methods=("GET",), role="viewer", doc=_DEVICE_TYPE_DOCS["list"])
 def list_device_types(api: Api, req: ApiRequest) -> Result:
     return paged(
         req,
@@ -214,7 +233,7 @@ def list_device_types(api: Api, req: ApiRequest) -> Result:
     )
 
 
-@route("/device_type/", methods=("POST",), role="admin")
+@route("/device_type/", methods=("POST",), role="admin", doc=_DEVICE_TYPE_DOCS["create"])
 def create_device_type(api: Api, req: ApiRequest) -> Result:
     require_unscoped(req, "Changing device types")
     values = _device_type_body(req, partial=False)
@@ -231,12 +250,17 @@ def create_device_type(api: Api, req: ApiRequest) -> Result:
     return 201, device_type_json(dt)
 
 
-@route("/device_type/<int:type_id>/", methods=("GET",), role="viewer")
+@route("/device_type/<int:type_id>/", methods=("GET",), role="viewer", doc=_DEVICE_TYPE_DOCS["get"])
 def get_device_type(api: Api, req: ApiRequest, type_id: int) -> Result:
     return 200, device_type_json(_device_type(api, type_id))
 
 
-@route("/device_type/<int:type_id>/", methods=("PUT", "PATCH"), role="admin")
+@route(
+    "/device_type/<int:type_id>/",
+    methods=("PUT", "PATCH"),
+    role="admin",
+    doc={"PUT": _DEVICE_TYPE_DOCS["replace"], "PATCH": _DEVICE_TYPE_DOCS["patch"]},
+)
 def update_device_type(api: Api, req: ApiRequest, type_id: int) -> Result:
     current = _device_type(api, type_id)
     require_unscoped(req, "Changing device types")
@@ -249,7 +273,12 @@ def update_device_type(api: Api, req: ApiRequest, type_id: int) -> Result:
     return 200, device_type_json(dt)
 
 
-@route("/device_type/<int:type_id>/", methods=("DELETE",), role="admin")
+@route(
+    "/device_type/<int:type_id>/",
+    methods=("DELETE",),
+    role="admin",
+    doc=_DEVICE_TYPE_DOCS["delete"],
+)
 def delete_device_type(api: Api, req: ApiRequest, type_id: int) -> Result:
     _device_type(api, type_id)
     require_unscoped(req, "Changing device types")
@@ -350,7 +379,10 @@ def _location_values(
     return values
 
 
-@route("/location/", methods=("GET",), role="viewer")
+_LOCATION_DOCS = crud("location", "location", "Location", list_params=("location_organization",))
+
+
+@route("/location/", methods=("GET",), role="viewer", doc=_LOCATION_DOCS["list"])
 def list_locations(api: Api, req: ApiRequest) -> Result:
     scope = req.principal.scope
     org_filter = req.query_int("organization", minimum=1)
@@ -365,7 +397,7 @@ def list_locations(api: Api, req: ApiRequest) -> Result:
     )
 
 
-@route("/location/", methods=("POST",), role="admin")
+@route("/location/", methods=("POST",), role="admin", doc=_LOCATION_DOCS["create"])
 def create_location(api: Api, req: ApiRequest) -> Result:
     values = _location_values(api, req, None, partial=False)
     with store_errors(), api.store.transaction():
@@ -380,12 +412,17 @@ def create_location(api: Api, req: ApiRequest) -> Result:
     return 201, location_json(loc)
 
 
-@route("/location/<int:location_id>/", methods=("GET",), role="viewer")
+@route("/location/<int:location_id>/", methods=("GET",), role="viewer", doc=_LOCATION_DOCS["get"])
 def get_location(api: Api, req: ApiRequest, location_id: int) -> Result:
     return 200, location_json(_location(api, req, location_id))
 
 
-@route("/location/<int:location_id>/", methods=("PUT", "PATCH"), role="admin")
+@route(
+    "/location/<int:location_id>/",
+    methods=("PUT", "PATCH"),
+    role="admin",
+    doc={"PUT": _LOCATION_DOCS["replace"], "PATCH": _LOCATION_DOCS["patch"]},
+)
 def update_location(api: Api, req: ApiRequest, location_id: int) -> Result:
     current = _location(api, req, location_id)
     _check_writable_organization(api, req, current.organization_id)
@@ -397,7 +434,9 @@ def update_location(api: Api, req: ApiRequest, location_id: int) -> Result:
     return 200, location_json(loc)
 
 
-@route("/location/<int:location_id>/", methods=("DELETE",), role="admin")
+@route(
+    "/location/<int:location_id>/", methods=("DELETE",), role="admin", doc=_LOCATION_DOCS["delete"]
+)
 def delete_location(api: Api, req: ApiRequest, location_id: int) -> Result:
     current = _location(api, req, location_id)
     _check_writable_organization(api, req, current.organization_id)
