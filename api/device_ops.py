@@ -56,6 +56,7 @@ from api.base import (
     parse_datetime,
     parse_decimal,
 )
+from api.fields import UNSET, Unset, does_not_exist
 
 log = Logger(namespace="api.device_ops")
 
@@ -79,26 +80,6 @@ PENDING_NAMES = {k.name: k.pending_name for k in KINDS.values() if k.pending_nam
 # most 100 devices and the spec wants a full page to cost at most the timeout, so one page's
 # requests all fit; the bound only protects against a caller handing more ids.
 UPDATE_STATUS_CONCURRENCY = 100
-
-
-class Unset:
-    """The type of :data:`UNSET`: "the key was absent from the body"."""
-
-    _instance: Unset | None = None
-
-    def __new__(cls) -> Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-UNSET = Unset()
 
 
 @dataclass(frozen=True, init=False)
@@ -192,9 +173,7 @@ def _firmware_image(store: Store, value: Any) -> int | None:
             },
         )
     if not 0 < image_id <= SQL_INT_MAX or store.get_firmware_image(image_id) is None:
-        raise ApiError(
-            400, {"firmware_image": [f'Invalid pk "{image_id}" - object does not exist.']}
-        )
+        raise ApiError(400, {"firmware_image": [does_not_exist(image_id)]})
     return image_id
 
 

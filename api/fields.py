@@ -42,6 +42,31 @@ NOT_NULL = "This field may not be null."
 UNKNOWN = "Unknown field."
 
 
+def does_not_exist(value: Any) -> str:
+    """DRF's message for a reference to no row."""
+    return f'Invalid pk "{value}" - object does not exist.'
+
+
+class Unset:
+    """The type of :data:`UNSET`: "the body did not mention it" (where None means null)."""
+
+    _instance: Unset | None = None
+
+    def __new__(cls) -> Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNSET = Unset()
+
+
 class Invalid(Exception):
     """A value is refused; ``messages`` are the DRF-style texts."""
 

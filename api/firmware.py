@@ -39,8 +39,8 @@ from api.base import (
     route,
 )
 from api.docs import DETAIL, PAGE, READ, Doc, error_response
-from api.fields import MAX_NAME
-from api.resources import does_not_exist, paged, require_unscoped, store_errors
+from api.fields import MAX_NAME, does_not_exist
+from api.resources import paged, require_unscoped, store_errors
 from api.schema import DEVICE_TYPE_TEXT, name_text, ref, string
 
 UPLOAD_PATH = f"{API_PREFIX}/firmware_image"

@@ -36,8 +36,8 @@ from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
 from acs.tasks import validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, parse_datetime, route
 from api.docs import WRITE, Doc
+from api.fields import MAX_NAME
 
-MAX_NAME = 255
 MAX_TEXT = 10_000
 MAX_EMAIL = 254
 MAX_TAGS = 100

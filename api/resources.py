@@ -45,6 +45,7 @@ from api.fields import (
     Integer,
     ParameterValues,
     Text,
+    does_not_exist,
 )
 from api.schema import LATITUDE_PATTERN, LONGITUDE_PATTERN
 
@@ -76,10 +77,6 @@ def paged(
     with store_errors():
         total, items = fetch(limit, offset)
     return 200, req.page(total, [render(item) for item in items], limit, offset)
-
-
-def does_not_exist(value: Any) -> str:
-    return f'Invalid pk "{value}" - object does not exist.'
 
 
 # --- organizations ----------------------------------------------------------------------------

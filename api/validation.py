@@ -33,14 +33,23 @@ from api.base import (
     parse_coordinate,
     parse_decimal,
 )
+from api.fields import (
+    MAX_NAME,
+    MAX_UPDATE_FREQUENCY,
+    MIN_UPDATE_FREQUENCY,
+    NOT_NULL,
+    REQUIRED,
+    UNKNOWN,
+    UNSET,
+    Invalid,
+    Unset,
+    does_not_exist,
+)
 
 Mode = Literal["create", "replace", "update"]
 
-MAX_NAME = 255
 MAX_TEXT = 255
 MAX_DESCRIPTION = 4096
-MIN_UPDATE_FREQUENCY = 30
-MAX_UPDATE_FREQUENCY = 86400
 
 # Flat view (section 3): body key -> store column, and what PUT resets an omitted key to.
 # `password` is absent on purpose: PUT keeps it unless given. `organization_id` too: a device
@@ -110,21 +119,7 @@ NESTED_READ_ONLY = frozenset(
     }
 )
 
-REQUIRED = "This field is required."
 _LINE_BREAKS = str.maketrans("", "", "\n\r\t")
-
-
-class _Unset:
-    """The type of :data:`UNSET`: "the body did not mention it"."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-    def __bool__(self) -> bool:
-        return False
-
-
-UNSET = _Unset()
 
 
 @dataclass
@@ -137,7 +132,7 @@ class DeviceWrite:
     """
 
     fields: dict[str, Any] = field(default_factory=dict)
-    location_name: str | _Unset | None = UNSET
+    location_name: str | Unset | None = UNSET
 
     def organization_id(self, current: Device | None) -> int | None:
         """The organization the device ends up in."""
@@ -160,11 +155,7 @@ class _Errors:
             raise ApiError(400, self.errors)
 
 
-class _Invalid(Exception):
-    """One field's value is invalid; the message is the DRF-style text."""
-
-
-# --- single-value checks (raise _Invalid) -----------------------------------------------
+# --- single-value checks (raise Invalid) -----------------------------------------------
 
 
 def _text(
@@ -178,19 +169,19 @@ def _text(
     if value is None:
         if allow_null:
             return None
-        raise _Invalid("This field may not be null.")
+        raise Invalid(NOT_NULL)
     if not isinstance(value, str):
-        raise _Invalid(f"Not a valid string (got {type(value).__name__}).")
+        raise Invalid(f"Not a valid string (got {type(value).__name__}).")
     if not value.strip():
         if not blank:
-            raise _Invalid("This field may not be blank.")
+            raise Invalid("This field may not be blank.")
         return None if allow_null else value
     if len(value) > max_length:
-        raise _Invalid(f"Ensure this field has no more than {max_length} characters.")
+        raise Invalid(f"Ensure this field has no more than {max_length} characters.")
     # Free text may span lines; nothing may carry other control characters.
     checked = value.translate(_LINE_BREAKS) if multiline else value
     if not printable(checked):
-        raise _Invalid("Control characters are not allowed.")
+        raise Invalid("Control characters are not allowed.")
     return value
 
 
@@ -208,12 +199,12 @@ def check_serial(value: Any, *, allow_null: bool = False) -> str | None:
     if value is None or (allow_null and value == ""):
         if allow_null:
             return None
-        raise _Invalid("This field may not be null.")
+        raise Invalid(NOT_NULL)
     if not isinstance(value, str):
-        raise _Invalid(f"Not a valid string (got {type(value).__name__}).")
+        raise Invalid(f"Not a valid string (got {type(value).__name__}).")
     problem = serial_problem(value)
     if problem is not None:
-        raise _Invalid(problem)
+        raise Invalid(problem)
     return value
 
 
@@ -227,13 +218,13 @@ def _pk(value: Any) -> int | None:
     if isinstance(value, str):
         value = parse_decimal(value)
         if value is None:
-            raise _Invalid("Incorrect type. Expected pk value, received str.")
+            raise Invalid("Incorrect type. Expected pk value, received str.")
     number = json_int(value)
     if number is not None:
         if not 0 < number <= SQL_INT_MAX:
-            raise _Invalid(f'Invalid pk "{number}" - object does not exist.')
+            raise Invalid(does_not_exist(number))
         return number
-    raise _Invalid(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
+    raise Invalid(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
 
 
 def _bool(value: Any) -> bool:
@@ -241,7 +232,7 @@ def _bool(value: Any) -> bool:
         parsed = parse_bool(value)
         if parsed is not None:
             return parsed
-    raise _Invalid("Must be a valid boolean.")
+    raise Invalid("Must be a valid boolean.")
 
 
 def _int_in(value: Any, low: int, high: int) -> int:
@@ -249,11 +240,11 @@ def _int_in(value: Any, low: int, high: int) -> int:
         value = parse_decimal(value)  # None (not ASCII decimal): refused just below
     value = json_int(value)
     if value is None:
-        raise _Invalid("A valid integer is required.")
+        raise Invalid("A valid integer is required.")
     if value < low:
-        raise _Invalid(f"Ensure this value is greater than or equal to {low}.")
+        raise Invalid(f"Ensure this value is greater than or equal to {low}.")
     if value > high:
-        raise _Invalid(f"Ensure this value is less than or equal to {high}.")
+        raise Invalid(f"Ensure this value is less than or equal to {high}.")
     return value
 
 
@@ -262,18 +253,18 @@ def _coordinate(value: Any, limit: int) -> str | None:
     try:
         return parse_coordinate(value, limit, 32)
     except ValueError as exc:
-        raise _Invalid(str(exc)) from None
+        raise Invalid(str(exc)) from None
 
 
 def _ip_address(value: Any) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise _Invalid("Enter a valid IPv4 or IPv6 address.")
+        raise Invalid("Enter a valid IPv4 or IPv6 address.")
     try:
         return str(ipaddress.ip_address(value.strip()))
     except ValueError:
-        raise _Invalid("Enter a valid IPv4 or IPv6 address.") from None
+        raise Invalid("Enter a valid IPv4 or IPv6 address.") from None
 
 
 # --- references -------------------------------------------------------------------------
@@ -281,18 +272,18 @@ def _ip_address(value: Any) -> str | None:
 
 def _check_type(store: Store, type_id: int | None) -> int | None:
     if type_id is not None and store.get_device_type(type_id) is None:
-        raise _Invalid(f'Invalid pk "{type_id}" - object does not exist.')
+        raise Invalid(does_not_exist(type_id))
     return type_id
 
 
 def _organization(store: Store, principal: Principal, value: Any) -> int:
     org_id = _pk(value)
     if org_id is None:
-        raise _Invalid("This field may not be null.")
+        raise Invalid(NOT_NULL)
     # Scope before existence: a scoped token learns nothing about other organizations.
     principal.check_organization(org_id)
     if store.get_organization(org_id) is None:
-        raise _Invalid(f'Invalid pk "{org_id}" - object does not exist.')
+        raise Invalid(does_not_exist(org_id))
     return org_id
 
 
@@ -306,10 +297,10 @@ def _check_location(store: Store, location_id: int | None, org_id: int | None) -
         return None
     location = store.get_location(location_id)
     if location is None:
-        raise _Invalid(f'Invalid pk "{location_id}" - object does not exist.')
+        raise Invalid(does_not_exist(location_id))
     if location.organization_id is not None and location.organization_id != org_id:
         # Another tenant's location would leak its name through the device's representation.
-        raise _Invalid("This location belongs to another organization.")
+        raise Invalid("This location belongs to another organization.")
     return location_id
 
 
@@ -338,15 +329,16 @@ def _reject_unknown(
 ) -> None:
     for key in body:
         if key not in writable and key not in read_only:
-            errors.add(key, "Unknown field.")
+            errors.add(key, UNKNOWN)
 
 
 def _run(errors: _Errors, name: str, check: Callable[..., Any], *args: Any) -> Any:
     """``check(*args)``, or UNSET with the error recorded under ``name``."""
     try:
         return check(*args)
-    except _Invalid as exc:
-        errors.add(name, str(exc))
+    except Invalid as exc:
+        for message in exc.messages:
+            errors.add(name, message)
         return UNSET
 
 
@@ -441,13 +433,13 @@ def flat_write(
         and "organization_id" in out
         and out["organization_id"] != current.organization_id
         and "location_id" not in out
-        and isinstance(write.location_name, _Unset)
+        and isinstance(write.location_name, Unset)
         and current.location_id is not None
     ):
         # Moving to another organization: keep the location only if it may come along.
         try:
             _check_location(store, current.location_id, final_org)
-        except _Invalid:
+        except Invalid:
             out["location_id"] = None
     errors.raise_any()
     return write
@@ -457,9 +449,9 @@ def _password(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _Invalid(f"Not a valid string (got {type(value).__name__}).")
+        raise Invalid(f"Not a valid string (got {type(value).__name__}).")
     if len(value) > MAX_TEXT:
-        raise _Invalid(f"Ensure this field has no more than {MAX_TEXT} characters.")
+        raise Invalid(f"Ensure this field has no more than {MAX_TEXT} characters.")
     return value
 
 
