@@ -1,8 +1,11 @@
 """The CWMP SOAP codec: bytes <-> ``Envelope`` (header fields + one ``rpc`` message).
 
-Owns the SOAP 1.1 envelope format used by TR-069 in both directions (ACS and CPE simulator):
-namespaces and CWMP versions, the hardened XML parser, decoding every ``acs.cwmp.rpc`` message
-from real-world (often non-conforming) CPE XML, and encoding messages as schema-valid XML.
+Owns the SOAP 1.1 envelope format used by TR-069 in both directions (ACS and CPE simulator)
+and is the codec's one entry point: ``parse`` (here: the hardened XML parser, decoding every
+``acs.cwmp.rpc`` message from real-world, often non-conforming, CPE XML) and ``serialize`` /
+``inform_response`` (:mod:`acs.cwmp.soap_encode`), over the vocabulary of
+:mod:`acs.cwmp.envelope` (namespaces, versions, ``Header``, ``Envelope``, ``SoapError``),
+which it re-exports.
 
 Sans-IO: pure functions of bytes and dataclasses. ``parse`` raises only ``SoapError``.
 """
@@ -12,103 +15,50 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 
 from acs.cwmp import rpc
+from acs.cwmp.envelope import (
+    CWMP_NS,
+    MAX_DEPTH,
+    MAX_ENVELOPE_BYTES,
+    NS_SOAP12_ENV,
+    NS_SOAP_ENC,
+    NS_SOAP_ENV,
+    NS_XSD,
+    NS_XSI,
+    Envelope,
+    Header,
+    SoapError,
+    is_cwmp_namespace,
+    version_of,
+)
+from acs.cwmp.soap_encode import inform_response, serialize
 
-NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-NS_SOAP_ENC = "http://schemas.xmlsoap.org/soap/encoding/"
-NS_XSD = "http://www.w3.org/2001/XMLSchema"
-NS_XSI = "http://www.w3.org/2001/XMLSchema-instance"
-NS_SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+__all__ = [
+    "CWMP_NS",
+    "MAX_DEPTH",
+    "MAX_ENVELOPE_BYTES",
+    "NS_SOAP12_ENV",
+    "NS_SOAP_ENC",
+    "NS_SOAP_ENV",
+    "NS_XSD",
+    "NS_XSI",
+    "Envelope",
+    "Header",
+    "SoapError",
+    "inform_response",
+    "is_cwmp_namespace",
+    "parse",
+    "serialize",
+    "version_of",
+]
 
-# CWMP 1.3 and 1.4 deliberately keep the 1.2 namespace (XSD-1.3/1.4 "extend namespace v1.2").
-CWMP_NS: dict[str, str] = {
-    "1.0": "urn:dslforum-org:cwmp-1-0",
-    "1.1": "urn:dslforum-org:cwmp-1-1",
-    "1.2": "urn:dslforum-org:cwmp-1-2",
-    "1.3": "urn:dslforum-org:cwmp-1-2",
-    "1.4": "urn:dslforum-org:cwmp-1-2",
-}
-
-MAX_ENVELOPE_BYTES = 8 * 1024 * 1024  # bodies above this are refused
-MAX_DEPTH = 64  # deeper element nesting is refused
-
-_CWMP_NS_RE = re.compile(r"urn:dslforum-org:cwmp-(\d{1,3})-(\d{1,3})\Z")
 _INT_RE = re.compile(rb"[+-]?[0-9]+\Z")
-# XML 1.0 forbids most C0 controls, lone surrogates and U+FFFE/U+FFFF even as references.
-_INVALID_XML_CHARS = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1  # the store keeps ints in SQLite INTEGER columns
-
-
-@dataclass(frozen=True)
-class Header:
-    id: str | None = None  # cwmp:ID (echoed by the peer's response; may be absent)
-    hold_requests: bool | None = None  # cwmp:HoldRequests (ACS -> CPE only)
-    session_timeout: int | None = None  # cwmp:SessionTimeout (CPE Inform, CWMP 1.3+)
-    supported_versions: str | None = None  # cwmp:SupportedCWMPVersions (CPE Inform, 1.4)
-    use_version: str | None = None  # cwmp:UseCWMPVersion (InformResponse, 1.4)
-    no_more_requests: bool = False  # deprecated; parsed and ignored
-
-
-@dataclass(frozen=True)
-class Envelope:
-    message: rpc.Message  # exactly one body element
-    header: Header = Header()
-    ns: str = CWMP_NS["1.0"]  # the cwmp namespace URI used (as seen on the wire)
-
-
-class SoapError(Exception):
-    """Input that cannot be turned into an Envelope.
-
-    `fault_code` is the CWMP 8000-series code the ACS should answer with (8000 method not
-    supported, 8003 invalid arguments, 8004 resources exceeded, 8002 internal), `http_status`
-    the status to use when no fault can be sent (400, or 413 for size). `cwmp_id` is the
-    cwmp:ID if it could be read, `ns` the cwmp namespace if it could be read (so the fault can
-    be sent in the peer's version).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        fault_code: int = 8003,
-        http_status: int = 400,
-        cwmp_id: str | None = None,
-        ns: str | None = None,
-    ) -> None:
-        # Callers echo the message in a Fault's FaultString: keep it XML-safe and short.
-        message = _INVALID_XML_CHARS.sub("?", message)[:500]
-        super().__init__(message)
-        self.message = message
-        self.fault_code = fault_code
-        self.http_status = http_status
-        self.cwmp_id = cwmp_id
-        self.ns = ns
-
-    def __repr__(self) -> str:
-        return (
-            f"SoapError({self.message!r}, fault_code={self.fault_code}, "
-            f"http_status={self.http_status}, cwmp_id={self.cwmp_id!r}, ns={self.ns!r})"
-        )
-
-
-def is_cwmp_namespace(ns: str | None) -> bool:
-    """True for any ``urn:dslforum-org:cwmp-<maj>-<min>`` (devices send 1-3, 1-4 too)."""
-    return ns is not None and _CWMP_NS_RE.match(ns) is not None
-
-
-def version_of(ns: str) -> str:
-    """``"urn:dslforum-org:cwmp-1-2"`` -> ``"1.2"``; raises ValueError for a non-cwmp URI."""
-    m = _CWMP_NS_RE.match(ns)
-    if m is None:
-        raise ValueError(f"not a CWMP namespace: {ns!r}")
-    return f"{int(m.group(1))}.{int(m.group(2))}"
-
 
 # =========================================================================================
 # Parsing
@@ -665,394 +615,3 @@ def _parse_header(header_el: etree._Element | None) -> tuple[Header, str | None]
             str(e), cwmp_id=cwmp_id, ns=id_ns if is_cwmp_namespace(id_ns) else None
         ) from None
     return header, (id_ns if is_cwmp_namespace(id_ns) else None)
-
-
-# =========================================================================================
-# Serialization (string building: fast, and the output is schema-valid by construction)
-# =========================================================================================
-
-_TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
-_ATTR_ESCAPES = str.maketrans(
-    {
-        "&": "&amp;",
-        "<": "&lt;",
-        ">": "&gt;",
-        '"': "&quot;",
-        "\r": "&#13;",
-        "\n": "&#10;",
-        "\t": "&#9;",
-    }
-)
-
-
-def _check_chars(s: str) -> None:
-    m = _INVALID_XML_CHARS.search(s)
-    if m is not None:
-        raise ValueError(
-            f"character U+{ord(m.group()):04X} cannot be represented in XML (in {s[:60]!r})"
-        )
-
-
-def _x(s: str) -> str:
-    """Escape element text (``\\r`` as a reference so it survives end-of-line normalization)."""
-    if not isinstance(s, str):
-        raise TypeError(f"expected str, got {type(s).__name__}: {s!r}")
-    _check_chars(s)
-    return s.translate(_TEXT_ESCAPES)
-
-
-def _a(s: str) -> str:
-    if not isinstance(s, str):
-        raise TypeError(f"expected str, got {type(s).__name__}: {s!r}")
-    _check_chars(s)
-    return s.translate(_ATTR_ESCAPES)
-
-
-def _i(v: int) -> str:
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise TypeError(f"expected int, got {type(v).__name__}: {v!r}")
-    return str(v)
-
-
-def _b(v: bool) -> str:
-    if not isinstance(v, bool):
-        raise TypeError(f"expected bool, got {type(v).__name__}: {v!r}")
-    return "true" if v else "false"
-
-
-def _el(name: str, text: str) -> str:
-    return f"<{name}>{text}</{name}>"
-
-
-def _array(name: str, item_type: str, items: list[str]) -> str:
-    return (
-        f'<{name} soap-enc:arrayType="{item_type}[{len(items)}]">' + "".join(items) + f"</{name}>"
-    )
-
-
-def _string_array(name: str, values: Iterable[str]) -> str:
-    return _array(name, "xsd:string", [_el("string", _x(v)) for v in values])
-
-
-def _pv_list(name: str, params: Iterable[rpc.ParameterValue]) -> str:
-    return _array(
-        name,
-        "cwmp:ParameterValueStruct",
-        [
-            f"<ParameterValueStruct><Name>{_x(p.name)}</Name>"
-            f'<Value xsi:type="{_a(p.type)}">{_x(p.value)}</Value></ParameterValueStruct>'
-            for p in params
-        ],
-    )
-
-
-def _fault_struct_xml(f: rpc.FaultStruct) -> str:
-    return (
-        f"<FaultStruct><FaultCode>{_i(f.code)}</FaultCode>"
-        f"<FaultString>{_x(f.string)}</FaultString></FaultStruct>"
-    )
-
-
-def _fields(m: Any, *spec: tuple[str, str, str]) -> str:
-    """Simple scalar children: (element name, attribute, kind s|i|b)."""
-    out = []
-    for elname, attr, kind in spec:
-        v = getattr(m, attr)
-        text = _x(v) if kind == "s" else _i(v) if kind == "i" else _b(v)
-        out.append(f"<{elname}>{text}</{elname}>")
-    return "".join(out)
-
-
-def _e_inform(m: rpc.Inform) -> str:
-    d = m.device_id
-    events = _array(
-        "Event",
-        "cwmp:EventStruct",
-        [
-            f"<EventStruct><EventCode>{_x(e.code)}</EventCode>"
-            f"<CommandKey>{_x(e.command_key)}</CommandKey></EventStruct>"
-            for e in m.events
-        ],
-    )
-    return (
-        f"<DeviceId><Manufacturer>{_x(d.manufacturer)}</Manufacturer><OUI>{_x(d.oui)}</OUI>"
-        f"<ProductClass>{_x(d.product_class)}</ProductClass>"
-        f"<SerialNumber>{_x(d.serial_number)}</SerialNumber></DeviceId>"
-        f"{events}<MaxEnvelopes>{_i(m.max_envelopes)}</MaxEnvelopes>"
-        f"<CurrentTime>{_x(m.current_time)}</CurrentTime><RetryCount>{_i(m.retry_count)}</RetryCount>"
-        + _pv_list("ParameterList", m.parameters)
-    )
-
-
-def _e_gpa_response(m: rpc.GetParameterAttributesResponse) -> str:
-    return _array(
-        "ParameterList",
-        "cwmp:ParameterAttributeStruct",
-        [
-            f"<ParameterAttributeStruct><Name>{_x(p.name)}</Name>"
-            f"<Notification>{_i(p.notification)}</Notification>"
-            + _string_array("AccessList", p.access_list)
-            + "</ParameterAttributeStruct>"
-            for p in m.parameters
-        ],
-    )
-
-
-def _e_spa(m: rpc.SetParameterAttributes) -> str:
-    return _array(
-        "ParameterList",
-        "cwmp:SetParameterAttributesStruct",
-        [
-            f"<SetParameterAttributesStruct><Name>{_x(p.name)}</Name>"
-            f"<NotificationChange>{_b(p.notification_change)}</NotificationChange>"
-            f"<Notification>{_i(p.notification)}</Notification>"
-            f"<AccessListChange>{_b(p.access_list_change)}</AccessListChange>"
-            + _string_array("AccessList", p.access_list)
-            + "</SetParameterAttributesStruct>"
-            for p in m.parameters
-        ],
-    )
-
-
-def _e_atc(m: rpc.AutonomousTransferComplete) -> str:
-    return (
-        _fields(
-            m,
-            ("AnnounceURL", "announce_url", "s"),
-            ("TransferURL", "transfer_url", "s"),
-            ("IsDownload", "is_download", "b"),
-            ("FileType", "file_type", "s"),
-            ("FileSize", "file_size", "i"),
-            ("TargetFileName", "target_file_name", "s"),
-        )
-        + _fault_struct_xml(m.fault)
-        + _fields(m, ("StartTime", "start_time", "s"), ("CompleteTime", "complete_time", "s"))
-    )
-
-
-def _e_transfer_response(m: rpc.DownloadResponse | rpc.UploadResponse) -> str:
-    return _fields(
-        m,
-        ("Status", "status", "i"),
-        ("StartTime", "start_time", "s"),
-        ("CompleteTime", "complete_time", "s"),
-    )
-
-
-def _nothing(_m: Any) -> str:
-    return ""
-
-
-_ENCODERS: dict[type, Callable[[Any], str]] = {
-    rpc.GetRPCMethods: _nothing,
-    rpc.GetRPCMethodsResponse: lambda m: _string_array("MethodList", m.methods),
-    rpc.GetParameterNames: lambda m: _fields(
-        m, ("ParameterPath", "path", "s"), ("NextLevel", "next_level", "b")
-    ),
-    rpc.GetParameterNamesResponse: lambda m: _array(
-        "ParameterList",
-        "cwmp:ParameterInfoStruct",
-        [
-            f"<ParameterInfoStruct><Name>{_x(p.name)}</Name>"
-            f"<Writable>{_b(p.writable)}</Writable></ParameterInfoStruct>"
-            for p in m.parameters
-        ],
-    ),
-    rpc.GetParameterValues: lambda m: _string_array("ParameterNames", m.names),
-    rpc.GetParameterValuesResponse: lambda m: _pv_list("ParameterList", m.parameters),
-    rpc.SetParameterValues: lambda m: (
-        _pv_list("ParameterList", m.parameters) + _fields(m, ("ParameterKey", "parameter_key", "s"))
-    ),
-    rpc.SetParameterValuesResponse: lambda m: _fields(m, ("Status", "status", "i")),
-    rpc.GetParameterAttributes: lambda m: _string_array("ParameterNames", m.names),
-    rpc.GetParameterAttributesResponse: _e_gpa_response,
-    rpc.SetParameterAttributes: _e_spa,
-    rpc.SetParameterAttributesResponse: _nothing,
-    rpc.AddObject: lambda m: _fields(
-        m, ("ObjectName", "object_name", "s"), ("ParameterKey", "parameter_key", "s")
-    ),
-    rpc.AddObjectResponse: lambda m: _fields(
-        m, ("InstanceNumber", "instance_number", "i"), ("Status", "status", "i")
-    ),
-    rpc.DeleteObject: lambda m: _fields(
-        m, ("ObjectName", "object_name", "s"), ("ParameterKey", "parameter_key", "s")
-    ),
-    rpc.DeleteObjectResponse: lambda m: _fields(m, ("Status", "status", "i")),
-    rpc.Reboot: lambda m: _fields(m, ("CommandKey", "command_key", "s")),
-    rpc.RebootResponse: _nothing,
-    rpc.FactoryReset: _nothing,
-    rpc.FactoryResetResponse: _nothing,
-    rpc.Download: lambda m: _fields(
-        m,
-        ("CommandKey", "command_key", "s"),
-        ("FileType", "file_type", "s"),
-        ("URL", "url", "s"),
-        ("Username", "username", "s"),
-        ("Password", "password", "s"),
-        ("FileSize", "file_size", "i"),
-        ("TargetFileName", "target_file_name", "s"),
-        ("DelaySeconds", "delay_seconds", "i"),
-        ("SuccessURL", "success_url", "s"),
-        ("FailureURL", "failure_url", "s"),
-    ),
-    rpc.DownloadResponse: _e_transfer_response,
-    rpc.Upload: lambda m: _fields(
-        m,
-        ("CommandKey", "command_key", "s"),
-        ("FileType", "file_type", "s"),
-        ("URL", "url", "s"),
-        ("Username", "username", "s"),
-        ("Password", "password", "s"),
-        ("DelaySeconds", "delay_seconds", "i"),
-    ),
-    rpc.UploadResponse: _e_transfer_response,
-    rpc.ScheduleInform: lambda m: _fields(
-        m, ("DelaySeconds", "delay_seconds", "i"), ("CommandKey", "command_key", "s")
-    ),
-    rpc.ScheduleInformResponse: _nothing,
-    rpc.Inform: _e_inform,
-    rpc.InformResponse: lambda m: _fields(m, ("MaxEnvelopes", "max_envelopes", "i")),
-    rpc.TransferComplete: lambda m: (
-        _fields(m, ("CommandKey", "command_key", "s"))
-        + _fault_struct_xml(m.fault)
-        + _fields(m, ("StartTime", "start_time", "s"), ("CompleteTime", "complete_time", "s"))
-    ),
-    rpc.TransferCompleteResponse: _nothing,
-    rpc.AutonomousTransferComplete: _e_atc,
-    rpc.AutonomousTransferCompleteResponse: _nothing,
-    rpc.RequestDownload: lambda m: (
-        _fields(m, ("FileType", "file_type", "s"))
-        + _array(
-            "FileTypeArg",
-            "cwmp:ArgStruct",
-            [
-                f"<ArgStruct><Name>{_x(n)}</Name><Value>{_x(v)}</Value></ArgStruct>"
-                for n, v in m.file_type_args
-            ],
-        )
-    ),
-    rpc.RequestDownloadResponse: _nothing,
-    rpc.Kicked: lambda m: _fields(
-        m,
-        ("Command", "command", "s"),
-        ("Referer", "referer", "s"),
-        ("Arg", "arg", "s"),
-        ("Next", "next", "s"),
-    ),
-    rpc.KickedResponse: lambda m: _fields(m, ("NextURL", "next_url", "s")),
-}
-
-
-def _e_fault(m: rpc.Fault) -> str:
-    if m.faultcode not in ("Client", "Server"):
-        raise ValueError(f"Fault.faultcode must be 'Client' or 'Server', not {m.faultcode!r}")
-    spv = "".join(
-        f"<SetParameterValuesFault><ParameterName>{_x(f.name)}</ParameterName>"
-        f"<FaultCode>{_i(f.code)}</FaultCode><FaultString>{_x(f.string)}</FaultString>"
-        "</SetParameterValuesFault>"
-        for f in m.set_parameter_values_faults
-    )
-    return (
-        f"<soap-env:Fault><faultcode>{m.faultcode}</faultcode><faultstring>CWMP fault</faultstring>"
-        f"<detail><cwmp:Fault><FaultCode>{_i(m.code)}</FaultCode>"
-        f"<FaultString>{_x(m.string)}</FaultString>{spv}</cwmp:Fault></detail></soap-env:Fault>"
-    )
-
-
-def _hdr(name: str, must_understand: str, text: str) -> str:
-    return f'<cwmp:{name} soap-env:mustUnderstand="{must_understand}">{text}</cwmp:{name}>'
-
-
-def _e_header(h: Header) -> str:
-    # mustUnderstand values are the ones the XSDs fix for each header element.
-    parts = []
-    if h.id is not None:
-        parts.append(_hdr("ID", "1", _x(h.id)))
-    if h.hold_requests is not None:
-        parts.append(_hdr("HoldRequests", "1", _b(h.hold_requests)))
-    if h.session_timeout is not None:
-        parts.append(_hdr("SessionTimeout", "0", _i(h.session_timeout)))
-    if h.supported_versions is not None:
-        parts.append(_hdr("SupportedCWMPVersions", "0", _x(h.supported_versions)))
-    if h.use_version is not None:
-        parts.append(_hdr("UseCWMPVersion", "1", _x(h.use_version)))
-    if h.no_more_requests:
-        parts.append("<cwmp:NoMoreRequests>1</cwmp:NoMoreRequests>")
-    return f"<soap-env:Header>{''.join(parts)}</soap-env:Header>" if parts else ""
-
-
-def serialize(envelope: Envelope) -> bytes:
-    """Encode an Envelope as UTF-8 XML (with declaration and a trailing newline).
-
-    Raises ValueError/TypeError for values XML cannot carry (e.g. control characters) or of
-    the wrong type; never emits malformed XML.
-    """
-    if not is_cwmp_namespace(envelope.ns):
-        raise ValueError(f"not a CWMP namespace: {envelope.ns!r}")
-    m = envelope.message
-    if isinstance(m, rpc.Fault):
-        body = _e_fault(m)
-    else:
-        enc = _ENCODERS.get(type(m))
-        if enc is None:
-            raise TypeError(f"not a CWMP message: {type(m).__name__}")
-        name = type(m).__name__
-        inner = enc(m)
-        body = f"<cwmp:{name}>{inner}</cwmp:{name}>" if inner else f"<cwmp:{name}/>"
-    return (
-        _envelope_head(envelope.ns)
-        + f"{_e_header(envelope.header)}<soap-env:Body>{body}</soap-env:Body></soap-env:Envelope>\n"
-    ).encode()
-
-
-def _envelope_open(ns: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<soap-env:Envelope xmlns:soap-env="{NS_SOAP_ENV}" xmlns:soap-enc="{NS_SOAP_ENC}" '
-        f'xmlns:xsd="{NS_XSD}" xmlns:xsi="{NS_XSI}" xmlns:cwmp="{ns}">'
-    )
-
-
-# The envelope's opening for each standard namespace, built once (every message needs one).
-_ENVELOPE_HEADS: dict[str, str] = {ns: _envelope_open(ns) for ns in CWMP_NS.values()}
-
-
-def _envelope_head(ns: str) -> str:
-    head = _ENVELOPE_HEADS.get(ns)
-    return _envelope_open(ns) if head is None else head
-
-
-# Fixed InformResponses (the answer to every Inform) by (namespace, cwmp:ID, HoldRequests,
-# UseCWMPVersion) minus the ID: only the ID differs between sessions.
-_INFORM_RESPONSE_PARTS: dict[tuple[str, bool, str | None], tuple[bytes, bytes]] = {}
-
-
-def inform_response(
-    ns: str, cwmp_id: str | None, *, hold_requests: bool = False, use_version: str | None = None
-) -> bytes:
-    """The InformResponse (MaxEnvelopes 1), byte for byte what ``serialize`` gives for
-    ``Envelope(InformResponse(1), Header(id, hold_requests or None, use_version=...), ns)``,
-    from a cached template: only the cwmp:ID is escaped and inserted per call."""
-    if cwmp_id is None:
-        header = Header(hold_requests=True if hold_requests else None, use_version=use_version)
-        return serialize(Envelope(rpc.InformResponse(max_envelopes=1), header, ns))
-    key = (ns, hold_requests, use_version)
-    parts = _INFORM_RESPONSE_PARTS.get(key)
-    if parts is None:
-        sample = serialize(
-            Envelope(
-                rpc.InformResponse(max_envelopes=1),
-                Header(
-                    id="",
-                    hold_requests=True if hold_requests else None,
-                    use_version=use_version,
-                ),
-                ns,
-            )
-        ).decode()
-        # With an empty ID the text goes right before the only "</cwmp:ID>": split there.
-        at = sample.index("</cwmp:ID>")
-        parts = (sample[:at].encode(), sample[at:].encode())
-        if ns in _ENVELOPE_HEADS and len(_INFORM_RESPONSE_PARTS) < 64:
-            _INFORM_RESPONSE_PARTS[key] = parts
-    return parts[0] + _x(cwmp_id).encode() + parts[1]
