@@ -7,8 +7,9 @@ Reading :class:`Appliance` tells a newcomer the whole system:
 - the connection requester (HTTP GET to the CPE, Digest auth);
 - the CWMP resource on ``[cwmp] listen`` (CPEs POST SOAP there);
 - the API Klein app on ``[api] listen`` (the REST API of ``api/``, ``/metrics``, ``/healthz``);
-- the file server on ``[files] listen`` (``acs.files``: signed, expiring per-task URLs for
-  firmware images and configuration backups; the signing key persists in the store);
+- the file server on ``[files] listen`` (``acs.fileserver`` over ``acs.files``: signed,
+  expiring per-task URLs for firmware images and configuration backups; the signing key
+  persists in the store);
 - the liveness sweep (Up -> Down after ``2 x update_frequency + 60 s`` without contact);
 - the scheduler (a connection request when a task's ``scheduled_at`` comes due);
 - the transfer watch (fails Download/Upload tasks whose TransferComplete never came);
@@ -37,7 +38,8 @@ from acs.authguard import AuthThrottle
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester, TargetPolicy
 from acs.cwmp_http import CwmpResource, CwmpSite
-from acs.files import SECRET_NAME, FileServer, FileStorage, UrlSigner, thread_runner
+from acs.files import SECRET_NAME, FileStorage, UrlSigner, thread_runner
+from acs.fileserver import FileServer
 from acs.httplimits import BoundedSite
 from acs.listen import with_backlog
 from acs.liveness import LivenessSweep

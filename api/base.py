@@ -34,7 +34,7 @@ from acs.authguard import AuthThrottle
 from acs.config import Config
 from acs.connreq import ConnectionRequester
 from acs.cwmp_http import CwmpResource
-from acs.files import FileServer
+from acs.fileserver import FileServer
 from acs.store import Store
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import ApiToken, Device

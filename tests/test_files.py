@@ -27,7 +27,6 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from acs.files import (
-    FileServer,
     FileStorage,
     Received,
     UploadError,
@@ -35,6 +34,7 @@ from acs.files import (
     receive_body,
     safe_filename,
 )
+from acs.fileserver import FileServer
 from acs.httplimits import BoundedSite
 from acs.store import Conflict, Store
 from acs.store.models import Backup, FirmwareImage, Task

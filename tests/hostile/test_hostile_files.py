@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 from twisted.internet import task
 
-from acs.files import UrlSigner, _parse_range, _Refused
+from acs.files import UrlSigner
+from acs.fileserver import _parse_range, _Refused
 
 
 @pytest.mark.parametrize(
