@@ -1,13 +1,13 @@
 """The CWMP HTTP endpoint: a twisted.web resource between CPEs and the session machine.
 
-This module owns everything HTTP about CWMP: bounded request bodies (``CwmpRequest`` refuses
-an oversize body with 413 before buffering it; ``CwmpSite`` is the site that uses it), finding
-the session a POST belongs to (cookie, else the TCP connection), CPE authentication (Digest
-with HMAC nonces, each (nonce, nc) accepted once; Basic only over TLS unless configured;
-failures backed off per address), the session inactivity timers, and turning the sans-IO
-``acs.cwmp.session.Session`` events into store/task calls and HTTP responses, and admission
-control (beyond ``[cwmp] max_sessions`` live sessions, a new session's Inform gets
-503 + Retry-After before it is parsed). Logging: one info line per session at the Inform and
+This module owns the HTTP side of CWMP sessions (the listener's site, bounded bodies and
+small HTTP readers/writers are :mod:`acs.cwmp_site`): finding the session a POST belongs to
+(cookie, else the TCP connection), CPE authentication (Digest with HMAC nonces, each
+(nonce, nc) accepted once; Basic only over TLS unless configured; failures backed off per
+address), the session inactivity timers, turning the sans-IO ``acs.cwmp.session.Session``
+events into store/task calls and HTTP responses, and admission control (beyond ``[cwmp]
+max_sessions`` live sessions, a new session's Inform gets 503 + Retry-After, paced by
+``RetryPacer``, before it is parsed). Logging: one info line per session at the Inform and
 one at its end; per-RPC lines are debug.
 Protocol decisions live in ``acs.cwmp.session``; persistence in ``acs.store`` and
 ``acs.tasks``. Nothing here blocks: each step is a few short SQLite calls in one
@@ -17,14 +17,11 @@ transaction, and bodies of ``OFF_THREAD_BYTES`` and more are parsed in a worker 
 from __future__ import annotations
 
 import hmac
-import random
 import secrets
-import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
@@ -47,7 +44,17 @@ from acs.cwmp.session import (
     RpcResult,
     Session,
 )
-from acs.httplimits import BoundedRequest, BoundedSite
+from acs.cwmp_site import (
+    RetryPacer,
+    client_host,
+    cookie_values,
+    decompress,
+    digest_uri_matches,
+    empty_response,
+    nonce_count,
+    text_response,
+    xml_response,
+)
 from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import Device
@@ -67,78 +74,6 @@ COOKIE_NAME = "session"
 OFF_THREAD_BYTES = 256 * 1024
 # Bytes of SOAP kept per debug transcript: a session's bodies (8 MiB each) are not.
 MAX_TRANSCRIPT = 1024 * 1024
-XML_CONTENT_TYPE = b'text/xml; charset="utf-8"'
-TEXT_CONTENT_TYPE = b"text/plain; charset=utf-8"
-
-
-class RetryPacer:
-    """Sizes the Retry-After of 503s at the session cap.
-
-    A fixed short Retry-After is right for a handful of CPEs, but in a boot storm thousands of
-    turned-away CPEs come back every few seconds, and answering them takes the CPU the admitted
-    sessions need. So every ``window`` seconds the pacer compares the 503s it answered with the
-    sessions it admitted: while turn-aways outnumber admissions more than twice, the upper
-    bound grows by half (up to ``ceiling``); once they don't, it shrinks back towards
-    ``initial``. Each answer is a random whole number of seconds in [upper / 2, upper], so CPEs
-    turned away together don't come back together. Pure logic: the caller passes the time.
-    """
-
-    def __init__(
-        self,
-        *,
-        initial: float = 10.0,
-        ceiling: float = 300.0,
-        window: float = 10.0,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.initial = initial
-        self.ceiling = ceiling
-        self.window = window
-        self.upper = initial
-        self._rng = rng or random.Random()
-        self._started: float | None = None
-        self._refused = 0
-        self._admitted = 0
-
-    def admitted(self, now: float) -> None:
-        self._roll(now)
-        self._admitted += 1
-
-    def retry_after(self, now: float) -> int:
-        """Seconds for the Retry-After of one 503 (at least 1)."""
-        self._roll(now)
-        self._refused += 1
-        high = max(1, int(self.upper))
-        return self._rng.randint(max(1, high // 2), high)
-
-    def _roll(self, now: float) -> None:
-        if self._started is None:
-            self._started = now
-        if now - self._started < self.window:
-            return
-        if self._refused > 2 * max(self._admitted, 1):
-            self.upper = min(self.ceiling, self.upper * 1.5)
-        elif self._refused <= self._admitted:
-            self.upper = max(self.initial, self.upper / 1.5)
-        self._started, self._refused, self._admitted = now, 0, 0
-
-
-class CwmpRequest(BoundedRequest):
-    """A CWMP request: bodies above ``soap.MAX_ENVELOPE_BYTES`` get 413 before buffering."""
-
-    what = "CWMP request"
-    # CWMP bodies are SOAP, never forms: skip twisted.web's Content-Type parsing (through
-    # email.headerregistry, ~5% of the ACS's CPU in a boot storm) for form arguments.
-    _parsePOSTFormSubmission = False
-
-
-class CwmpSite(BoundedSite):
-    """The CWMP listener's site: bounded envelopes, no access log."""
-
-    requestFactory = CwmpRequest
-
-    def __init__(self, resource: Resource, **kwargs: Any) -> None:
-        super().__init__(resource, max_body=soap.MAX_ENVELOPE_BYTES, access_log=False, **kwargs)
 
 
 @dataclass(eq=False)
@@ -271,13 +206,13 @@ class CwmpResource(Resource):
                 request.responseHeaders.removeHeader(name)
             if full:
                 request.setHeader(b"Retry-After", b"%d" % STORAGE_FULL_RETRY_AFTER)
-                return _text(request, 503, "Storage is full, retry later")
-            return _text(request, 500, "Internal server error")
+                return text_response(request, 503, "Storage is full, retry later")
+            return text_response(request, 500, "Internal server error")
 
     def _render(self, request: Request, ctx: _Context) -> bytes | int:
         if request.method != b"POST":
             request.setHeader(b"Allow", b"POST")
-            return _text(request, 405, "Method not allowed: CWMP uses POST")
+            return text_response(request, 405, "Method not allowed: CWMP uses POST")
         declared = request.getHeader(b"content-length")
         # Refuse on the declared length without reading the body.
         if (
@@ -285,10 +220,10 @@ class CwmpResource(Resource):
             and declared.strip().isdigit()
             and int(declared) > soap.MAX_ENVELOPE_BYTES
         ):
-            return _text(request, 413, "Request body too large")
+            return text_response(request, 413, "Request body too large")
         data = request.content.read(soap.MAX_ENVELOPE_BYTES + 1) if request.content else b""
         if len(data) > soap.MAX_ENVELOPE_BYTES:
-            return _text(request, 413, "Request body too large")
+            return text_response(request, 413, "Request body too large")
         live = self._find_session(request)
         if live is None and data and self._at_capacity():
             # Before decompressing, parsing or storing anything: a turned-away CPE costs
@@ -296,18 +231,18 @@ class CwmpResource(Resource):
             return self._busy(request)
         encoding = (request.getHeader(b"content-encoding") or b"identity").strip().lower()
         if encoding not in (b"identity", b""):
-            decoded = _decompress(data, encoding)
+            decoded = decompress(data, encoding)
             if decoded is None:
-                return _text(request, 415, "Unsupported or corrupt Content-Encoding")
+                return text_response(request, 415, "Unsupported or corrupt Content-Encoding")
             if len(decoded) > soap.MAX_ENVELOPE_BYTES:
-                return _text(request, 413, "Request body too large once decompressed")
+                return text_response(request, 413, "Request body too large once decompressed")
             data = decoded
 
         ctx.live = live
         if not data.strip():
             if live is None:
                 # An empty POST with no session (GO does the same): nothing to do.
-                return _empty(request)
+                return empty_response(request)
             return self._step(request, live, None, data)
         if len(data) < OFF_THREAD_BYTES or self._threads is None:
             return self._dispatch(request, ctx, live, data, _parse(data))
@@ -349,16 +284,16 @@ class CwmpResource(Resource):
             if live is None:
                 log.info(
                     "Rejected CWMP message without session from {address}: {reason}",
-                    address=_client_host(request),
+                    address=client_host(request),
                     reason=str(parsed),
                 )
-                return _text(request, parsed.http_status, f"Invalid CWMP message: {parsed}")
+                return text_response(request, parsed.http_status, f"Invalid CWMP message: {parsed}")
             return self._step(request, live, parsed, data)
         if isinstance(parsed.message, rpc.Inform):
             # A new Inform always starts a new session, whatever cookie came with it.
             return self._inform(request, parsed, data, ctx, previous=live)
         if live is None:
-            return _text(request, 400, "No CWMP session: send an Inform first")
+            return text_response(request, 400, "No CWMP session: send an Inform first")
         return self._step(request, live, parsed, data)
 
     # --- admission control --------------------------------------------------------------
@@ -390,12 +325,12 @@ class CwmpResource(Resource):
         self.busy_rejections += 1
         seconds = self.pacer.retry_after(self._reactor.seconds())
         request.setHeader(b"Retry-After", b"%d" % seconds)
-        return _text(request, 503, "Too many CWMP sessions, retry later")
+        return text_response(request, 503, "Too many CWMP sessions, retry later")
 
     # --- session lookup -----------------------------------------------------------------
 
     def _find_session(self, request: Request) -> _Live | None:
-        for value in _cookie_values(request, COOKIE_NAME):
+        for value in cookie_values(request, COOKIE_NAME):
             live = self._by_cookie.get(value)
             if live is not None:
                 return live
@@ -434,7 +369,7 @@ class CwmpResource(Resource):
         device = self._onboarding.admission(serial)
         if isinstance(device, Refusal):
             log.info("Refused Inform from {what}", what=device.log)
-            return _text(request, 403, device.reason)
+            return text_response(request, 403, device.reason)
         refusal, first_contact = self._authenticate(request, device, now)
         if refusal is not None:
             return refusal
@@ -454,7 +389,7 @@ class CwmpResource(Resource):
             device, registered_in = self._onboarding.admit(
                 device,
                 inform,
-                address=_client_host(request),
+                address=client_host(request),
                 first_contact=first_contact,
                 now=now,
             )
@@ -498,7 +433,7 @@ class CwmpResource(Resource):
         body = session.respond_inform()
         request.addCookie(COOKIE_NAME.encode(), live.session_id.encode(), path=b"/", httpOnly=True)
         live.record("acs", body)
-        return _xml(request, body)
+        return xml_response(request, body)
 
     # --- authentication -----------------------------------------------------------------
 
@@ -512,11 +447,12 @@ class CwmpResource(Resource):
         accepted = self._onboarding.accepted_credentials(device)
         if NO_CREDENTIALS in accepted and len(accepted) == 1:
             return None, True
-        source = _client_host(request)
+        source = client_host(request)
         wait = self.auth_throttle.retry_after(source, now)
         if wait is not None:
             request.setHeader(b"Retry-After", b"%d" % wait)
-            return _text(request, 503, "Too many failed authentications, retry later"), False
+            refusal = text_response(request, 503, "Too many failed authentications, retry later")
+            return refusal, False
         basic_ok = self._config.allow_basic_auth or request.isSecure()
         header = request.getHeader(b"authorization")
         creds = httpdigest.parse_authorization(header.decode("latin-1")) if header else None
@@ -557,7 +493,7 @@ class CwmpResource(Resource):
             request.responseHeaders.addRawHeader(
                 b"WWW-Authenticate", httpdigest.basic_challenge(REALM).encode()
             )
-        return _text(request, 401, "Authentication required"), False
+        return text_response(request, 401, "Authentication required"), False
 
     def _verify(
         self,
@@ -574,7 +510,7 @@ class CwmpResource(Resource):
             )
             return "ok" if ok else "bad"
         params = creds.params
-        nc = _nonce_count(params.get("nc"))
+        nc = nonce_count(params.get("nc"))
         # qop="auth" only: the RFC 2069 form has no nc, so nothing would stop a replay.
         if params.get("qop", "").lower() != "auth" or nc is None:
             return "bad"
@@ -583,7 +519,7 @@ class CwmpResource(Resource):
         ):
             return "bad"
         # The response must be for this request, not one captured elsewhere.
-        if not _digest_uri_matches(params.get("uri", ""), request):
+        if not digest_uri_matches(params.get("uri", ""), request):
             return "bad"
         issued = self._nonce_signer.issued(params.get("nonce", ""))
         if issued is None:
@@ -641,7 +577,7 @@ class CwmpResource(Resource):
             )
             body = session.respond(answer)
             live.record("acs", body)
-            return _xml(request, body)
+            return xml_response(request, body)
         if isinstance(event, CpeDone | RpcResult):
             return self._next(request, live, event, now)
         raise AssertionError(f"unexpected session event {event!r}")
@@ -676,7 +612,7 @@ class CwmpResource(Resource):
                 )
                 session.finish()
                 self._end(live, abort_reason="RPC cap per session reached")
-                return _empty(request)
+                return empty_response(request)
             session.finish()
             live.record("acs", b"")
             log.info(
@@ -689,7 +625,7 @@ class CwmpResource(Resource):
                 session_id=live.session_id,
             )
             self._end(live, abort_reason=None)
-            return _empty(request)
+            return empty_response(request)
         body = session.send_request(message)
         live.record("acs", body)
         log.debug(
@@ -698,7 +634,7 @@ class CwmpResource(Resource):
             device_id=live.device_id,
             session_id=live.session_id,
         )
-        return _xml(request, body)
+        return xml_response(request, body)
 
     # --- timers and teardown ------------------------------------------------------------
 
@@ -782,30 +718,10 @@ class CwmpResource(Resource):
 # --- helpers ------------------------------------------------------------------------------
 
 
-def _xml(request: Request, body: bytes, status: int = 200) -> bytes:
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", XML_CONTENT_TYPE)
-    request.setHeader(b"Content-Length", str(len(body)).encode())
-    return body
-
-
-def _empty(request: Request) -> bytes:
-    request.setResponseCode(204)
-    return b""
-
-
-def _text(request: Request, status: int, text: str) -> bytes:
-    body = (text + "\n").encode("utf-8")
-    request.setResponseCode(status)
-    request.setHeader(b"Content-Type", TEXT_CONTENT_TYPE)
-    request.setHeader(b"Content-Length", str(len(body)).encode())
-    return body
-
-
 def _violation_response(request: Request, event: ProtocolViolation) -> bytes:
     if event.body:
-        return _xml(request, event.body, event.http_status)
-    return _text(request, event.http_status, event.reason)
+        return xml_response(request, event.body, event.http_status)
+    return text_response(request, event.http_status, event.reason)
 
 
 def _parse(data: bytes) -> soap.Envelope | soap.SoapError:
@@ -814,63 +730,6 @@ def _parse(data: bytes) -> soap.Envelope | soap.SoapError:
         return soap.parse(data)
     except soap.SoapError as exc:
         return exc
-
-
-def _decompress(data: bytes, encoding: bytes) -> bytes | None:
-    """gzip/deflate request bodies (GA accepts them), bounded like plain ones."""
-    if encoding in (b"gzip", b"x-gzip"):
-        wbits = 16 + zlib.MAX_WBITS
-    elif encoding == b"deflate":
-        wbits = zlib.MAX_WBITS
-    else:
-        return None
-    try:
-        inflater = zlib.decompressobj(wbits)
-        out = inflater.decompress(data, soap.MAX_ENVELOPE_BYTES + 1)
-    except zlib.error:
-        return None
-    # Stops at MAX + 1 bytes so a zip bomb costs nothing; the caller answers 413.
-    return out
-
-
-def _cookie_values(request: Request, name: str) -> list[str]:
-    """Values of cookie ``name``; CPEs separate cookies with ';' or ',' (Twisted only ';')."""
-    values: list[str] = []
-    for raw in request.requestHeaders.getRawHeaders(b"cookie") or []:
-        text = raw.decode("latin-1")
-        for part in text.replace(",", ";").split(";"):
-            key, sep, value = part.partition("=")
-            if sep and key.strip() == name:
-                values.append(value.strip().strip('"'))
-    return values
-
-
-def _digest_uri_matches(given: str, request: Request) -> bool:
-    actual = request.uri.decode("latin-1")
-    if given == actual:
-        return True
-    # Some clients put the absolute URL in the digest uri.
-    parts = urlsplit(given)
-    if not (parts.scheme and parts.netloc):
-        return False
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return path == actual
-
-
-def _nonce_count(value: str | None) -> int | None:
-    """A Digest ``nc`` (8 hex digits) as a number, None if absent or garbled."""
-    if value is None or not 1 <= len(value) <= 8:
-        return None
-    try:
-        return int(value, 16)
-    except ValueError:
-        return None
-
-
-def _client_host(request: Request) -> str | None:
-    address: Any = request.getClientAddress()
-    host = getattr(address, "host", None)
-    return host if isinstance(host, str) else None
 
 
 def _describe(message: rpc.Message) -> str:

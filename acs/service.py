@@ -37,7 +37,8 @@ from twisted.web.server import Site
 from acs.authguard import AuthThrottle
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester, TargetPolicy
-from acs.cwmp_http import CwmpResource, CwmpSite
+from acs.cwmp_http import CwmpResource
+from acs.cwmp_site import CwmpSite
 from acs.files import SECRET_NAME, FileStorage, UrlSigner, thread_runner
 from acs.fileserver import FileServer
 from acs.httplimits import BoundedSite

@@ -28,7 +28,8 @@ from zope.interface import implementer
 from acs import httpdigest
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
-from acs.cwmp_http import CwmpResource, CwmpSite, RetryPacer
+from acs.cwmp_http import CwmpResource
+from acs.cwmp_site import CwmpSite, RetryPacer
 from acs.httplimits import LINGER_BYTES, LINGER_SECONDS
 from acs.store import IN_PROGRESS, PENDING, Device, Store
 from acs.tasks import TaskEngine

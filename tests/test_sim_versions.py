@@ -22,7 +22,8 @@ from twisted.trial import unittest
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
 from acs.cwmp.versions import adopt_version
-from acs.cwmp_http import CwmpResource, CwmpSite
+from acs.cwmp_http import CwmpResource
+from acs.cwmp_site import CwmpSite
 from acs.store import Store
 from acs.tasks import TaskEngine
 from cpe_sim.cpe import (
