@@ -508,6 +508,9 @@ def route(
     docs = dict(doc) if isinstance(doc, Mapping) else {m: doc for m in documented}
     if sorted(docs) != sorted(documented):
         raise ValueError(f"{path}: documented methods {sorted(docs)} != {sorted(documented)}")
+    taken = [m for info in ROUTES if info.rule == prefix + path for m in info.methods]
+    if set(taken) & set(documented):
+        raise ValueError(f"{path}: {sorted(set(taken) & set(documented))} declared twice")
     ROUTES.append(RouteInfo(prefix + path, tuple(documented), role if auth else None, docs))
 
     def decorate(handler: Handler) -> Handler:

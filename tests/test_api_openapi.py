@@ -19,7 +19,8 @@ from apiharness import HOST, ApiHarness
 from schemacheck import deref, resolve, schema_errors
 
 from acs.cwmp.identity import printable, serial_problem
-from api.base import API_PREFIX, Api
+from api.base import API_PREFIX, ROUTES, Api, route
+from api.docs import Doc
 from api.openapi import openapi_document
 from api.schema import (
     MULTILINE_PATTERN,
@@ -444,3 +445,10 @@ def test_documented_roles_and_token_requirements_are_enforced(harness: ApiHarnes
                 failures.append(f"{method.upper()} {path} below {role}: {reply.status}")
     assert harness.store.get_device(world.device_id) is not None
     assert not failures, "\n".join(failures)
+
+
+def test_a_route_and_method_cannot_be_declared_twice() -> None:
+    before = list(ROUTES)
+    with pytest.raises(ValueError, match="declared twice"):
+        route("/organization/", methods=("GET",), doc=Doc("again", "Again", "organization"))
+    assert before == ROUTES
