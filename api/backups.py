@@ -28,8 +28,8 @@ from api.base import (
     route,
 )
 from api.device_children import task_json
-from api.device_ops import parse_schedule_at
 from api.docs import DETAIL, PAGE, WRITE, Doc
+from api.fields import UNKNOWN, DateTime, Invalid
 from api.resources import paged, store_errors
 
 log = Logger(namespace="api.backups")
@@ -59,12 +59,18 @@ def _optional_body(req: ApiRequest) -> dict[str, Any]:
     return {} if empty else req.json_object()
 
 
+SCHEDULE_AT = DateTime(description="Run at the first session after this time.")
+
+
 def _schedule(body: dict[str, Any]) -> float | None:
     """``schedule_at`` (ISO 8601) from the body; 400 for it or for any other key."""
     unknown = sorted(set(body) - {"schedule_at"})
     if unknown:
-        raise ApiError(400, {key: ["Unknown field."] for key in unknown})
-    return parse_schedule_at(body.get("schedule_at"))
+        raise ApiError(400, {key: [UNKNOWN] for key in unknown})
+    try:
+        return SCHEDULE_AT.clean(body.get("schedule_at"))
+    except Invalid as exc:
+        raise ApiError(400, {"schedule_at": exc.messages}) from None
 
 
 def _backup(api: Api, device: Device, backup_id: int) -> Backup:

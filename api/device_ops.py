@@ -46,26 +46,29 @@ from acs.store import Store
 from acs.store.models import DOWN, FAILED, IN_PROGRESS, PENDING, Device, Task
 from acs.tasks import KINDS, REPORT_FAILED, TaskKind, validate_args
 from api.base import (
-    SQL_INT_MAX,
     Api,
     ApiError,
     ApiRequest,
     iso,
-    json_int,
-    parse_bool,
-    parse_datetime,
-    parse_decimal,
 )
-from api.fields import UNSET, Unset, does_not_exist
+from api.fields import (
+    UNSET,
+    Boolean,
+    DateTime,
+    Field,
+    Invalid,
+    Pk,
+    Unset,
+    does_not_exist,
+)
+from api.schema import BOOLISH, FALSE_TEXT_PATTERN, Schema, string
 
 log = Logger(namespace="api.device_ops")
 
 # Operation flag -> the task kind it queues (every kind declaring an api_flag), in the order
 # the flags are popped and validated.
 FLAG_KINDS: dict[str, TaskKind] = {k.api_flag: k for k in KINDS.values() if k.api_flag}
-# Body keys this module owns, in the order they are popped.
 FLAG_KEYS = tuple(FLAG_KINDS)
-OPERATION_KEYS = (*FLAG_KEYS, "schedule_at", "firmware_image", "firmware_image_is_pending")
 
 # (flag, task kind) in the queue order of one body (the kinds' api_rank): destructive resets
 # first, so a reboot or sync asked in the same body runs against the reset device.
@@ -123,76 +126,56 @@ class Operations:
         )
 
 
-def _flag(field: str, value: Any) -> bool:
-    parsed = parse_bool(value) if isinstance(value, bool | int | str) else None
-    if isinstance(value, int) and not isinstance(value, bool) and value not in (0, 1):
-        parsed = None
-    if parsed is None:
-        raise ApiError(400, {field: ["Must be a valid boolean."]})
-    return parsed
+@dataclass(frozen=True, kw_only=True)
+class TaskFlag(Field):
+    """An operation flag: true queues the task kind (false nothing); a kind declaring
+    ``api_args`` takes an object of its arguments instead, validated by the kind. Cleans to
+    the task's arguments, or None when it queues nothing."""
 
+    kind: TaskKind
 
-def _task_args(flag: str, value: Any) -> dict[str, Any] | None:
-    """The arguments of the task an operation flag queues; None when it queues nothing.
+    def clean(self, value: Any) -> dict[str, Any] | None:
+        return self.parse(value)  # null is neither a boolean nor arguments
 
-    A boolean for every flag (true = the kind without arguments); a kind declaring
-    ``api_args`` also takes an object of its arguments, validated by the kind."""
-    kind = FLAG_KINDS[flag]
-    if kind.api_args and isinstance(value, dict):
-        args = value
-    else:
+    def parse(self, value: Any) -> dict[str, Any] | None:
+        if self.kind.api_args and isinstance(value, dict):
+            args = value
+        else:
+            try:
+                if not Boolean().parse(value):
+                    return None
+            except Invalid:
+                if self.kind.api_args:
+                    raise Invalid("Must be an object of arguments or a boolean.") from None
+                raise
+            args = {}
         try:
-            if not _flag(flag, value):
-                return None
-        except ApiError:
-            if kind.api_args:
-                raise ApiError(
-                    400, {flag: ["Must be an object of arguments or a boolean."]}
-                ) from None
-            raise
-        args = {}
-    try:
-        return validate_args(kind.name, args)
-    except ValueError as exc:
-        raise ApiError(400, {flag: [str(exc)]}) from None
+            return validate_args(self.kind.name, args)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+
+    def schema(self) -> Schema:
+        if self.kind.args_schema is None:
+            return {**BOOLISH, "description": self.kind.api_doc}
+        try:
+            self.kind.validate({})
+        except ValueError:  # arguments are needed: true is refused, false queues nothing
+            flag: list[Schema] = [{"enum": [False, 0]}, string(pattern=FALSE_TEXT_PATTERN)]
+        else:
+            flag = [BOOLISH]
+        options = [*flag, dict(self.kind.args_schema)]
+        return {"anyOf": options, "description": self.kind.api_doc}
 
 
-def _firmware_image(store: Store, value: Any) -> int | None:
-    if value is None:
-        return None
-    image_id = json_int(value)
-    if isinstance(value, str):
-        image_id = parse_decimal(value)
-    if image_id is None:
-        raise ApiError(
-            400,
-            {
-                "firmware_image": [
-                    f"Incorrect type. Expected pk value, received {type(value).__name__}."
-                ]
-            },
-        )
-    if not 0 < image_id <= SQL_INT_MAX or store.get_firmware_image(image_id) is None:
-        raise ApiError(400, {"firmware_image": [does_not_exist(image_id)]})
-    return image_id
-
-
-def parse_schedule_at(value: Any) -> float | None:
-    """``schedule_at`` (ISO 8601 string) as epoch seconds; None when absent; 400 otherwise."""
-    if value is None:
-        return None
-    when = parse_datetime(value) if isinstance(value, str) else None
-    if when is None:
-        raise ApiError(
-            400,
-            {
-                "schedule_at": [
-                    "Datetime has wrong format. Use one of these formats instead: "
-                    "YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]."
-                ]
-            },
-        )
-    return when
+# Body keys this module owns, in the order they are popped and validated.
+OPERATION_FIELDS: dict[str, Field] = {
+    **{flag: TaskFlag(kind=kind) for flag, kind in FLAG_KINDS.items()},
+    "schedule_at": DateTime(description="Delay the queued operations to this time."),
+    "firmware_image": Pk(objects=False, description="Target firmware image id."),
+    "firmware_image_is_pending": Boolean(),
+}
+# Their schemas, for the device write bodies of the OpenAPI document (api.validation).
+OPERATION_PROPERTIES = {key: spec.schema() for key, spec in OPERATION_FIELDS.items()}
 
 
 def take_operations(store: Store, body: dict[str, Any]) -> Operations:
@@ -203,43 +186,24 @@ def take_operations(store: Store, body: dict[str, Any]) -> Operations:
     so a caller's unknown-field check never reports them. Flags that are false are accepted
     and do nothing.
     """
-    raw = {key: body.pop(key) for key in OPERATION_KEYS if key in body}
+    raw = {key: body.pop(key) for key in OPERATION_FIELDS if key in body}
+    values: dict[str, Any] = {}
     errors: dict[str, list[str]] = {}
-    flags: dict[str, Mapping[str, Any]] = {}
-    for key in FLAG_KEYS:
-        if key in raw:
-            try:
-                args = _task_args(key, raw[key])
-            except ApiError as exc:
-                errors.update(exc.body)
-                continue
-            if args is not None:
-                flags[key] = args
-    firmware: int | Unset | None = UNSET
-    if "firmware_image" in raw:
+    for key, value in raw.items():
         try:
-            firmware = _firmware_image(store, raw["firmware_image"])
-        except ApiError as exc:
-            errors.update(exc.body)
-    is_pending: bool | None = None
-    if "firmware_image_is_pending" in raw:
-        try:
-            is_pending = _flag("firmware_image_is_pending", raw["firmware_image_is_pending"])
-        except ApiError as exc:
-            errors.update(exc.body)
-    schedule: float | None = None
-    if "schedule_at" in raw:
-        try:
-            schedule = parse_schedule_at(raw["schedule_at"])
-        except ApiError as exc:
-            errors.update(exc.body)
+            values[key] = OPERATION_FIELDS[key].clean(value)
+        except Invalid as exc:
+            errors[key] = exc.messages
+    image = values.get("firmware_image")
+    if image is not None and store.get_firmware_image(image) is None:
+        errors["firmware_image"] = [does_not_exist(image)]
     if errors:
         raise ApiError(400, errors)
     return Operations(
-        firmware_image=firmware,
-        firmware_image_is_pending=is_pending,
-        schedule_at=schedule,
-        **flags,
+        firmware_image=values.get("firmware_image", UNSET),
+        firmware_image_is_pending=values.get("firmware_image_is_pending"),
+        schedule_at=values.get("schedule_at"),
+        **{flag: args for flag in FLAG_KEYS if (args := values.get(flag)) is not None},
     )
 
 

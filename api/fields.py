@@ -14,25 +14,37 @@ both and checks that they agree.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from acs.cwmp.identity import printable
-from api.base import SQL_INT_MAX, ApiError, json_int, parse_coordinate
+from acs.cwmp.identity import printable, serial_problem
+from api.base import SQL_INT_MAX, ApiError, json_int, parse_coordinate, parse_datetime
 from api.schema import (
+    BOOL_TEXT_PATTERN,
+    BOOLISH,
+    DATETIME_TEXT_PATTERN,
     DEFAULT_SETTING_PATH_PATTERN,
     Schema,
     coordinate,
     integer,
     name_text,
+    nullable,
     obj,
+    pk,
     plain_text,
+    ref,
+    string,
 )
 
+# POST (create), PUT (replace) or PATCH (update): what a form reads a body for.
+Mode = Literal["create", "replace", "update"]
+
 MAX_NAME = 255
+MAX_DESCRIPTION = 4096
 MIN_UPDATE_FREQUENCY = 30
 MAX_UPDATE_FREQUENCY = 86400
 MAX_PATH_LENGTH = 256
@@ -40,6 +52,14 @@ MAX_PATH_LENGTH = 256
 REQUIRED = "This field is required."
 NOT_NULL = "This field may not be null."
 UNKNOWN = "Unknown field."
+NOT_A_STRING = "Not a valid string."
+
+# A number written as text: plain ASCII digits, no sign, blank or leading zero (what the
+# published patterns promise), at most 18 of them (below SQLite's largest integer).
+_DIGITS = re.compile(r"0|[1-9][0-9]{0,17}")
+_BOOL_TEXT = re.compile(BOOL_TEXT_PATTERN)
+_DATETIME_TEXT = re.compile(DATETIME_TEXT_PATTERN)
+_LINE_BREAKS = str.maketrans("", "", "\n\r\t")
 
 
 def does_not_exist(value: Any) -> str:
@@ -78,11 +98,11 @@ class Invalid(Exception):
 @dataclass(frozen=True, kw_only=True)
 class Field:
     """One body key. ``required``: POST/PUT without it is an error (and it may be neither
-    null nor blank). ``reset``: POST/PUT without it store ``default``; when False an omitted
-    key is left alone (PUT keeps the current value). ``source``: the store column, when it
-    is not the key's name."""
+    null nor blank); ``"create"``: POST only. ``reset``: POST/PUT without it store
+    ``default``; when False an omitted key is left alone (PUT keeps the current value).
+    ``source``: the store column, when it is not the key's name."""
 
-    required: bool = False
+    required: bool | Literal["create"] = False
     nullable: bool = True
     default: Any = None
     reset: bool = True
@@ -112,36 +132,103 @@ class Field:
 @dataclass(frozen=True, kw_only=True)
 class Text(Field):
     """Printable text (``acs.cwmp.identity.printable``) of at most ``max_length``
-    characters; a required one is not blank. Blank optional text is stored as given."""
+    characters; a required one is not blank. Blank optional text is stored as given, or as
+    null when ``blank_null``. ``multiline`` text (4096 characters) may hold line breaks and
+    tabs. ``unwrap``: ``{unwrap: text}`` is read as the text (a representation written
+    back)."""
+
+    max_length: int = MAX_NAME
+    blank_null: bool = False
+    multiline: bool = False
+    unwrap: str | None = None
+
+    def clean(self, value: Any) -> Any:
+        if self.unwrap is not None and isinstance(value, Mapping) and self.unwrap in value:
+            value = value[self.unwrap]
+        return super().clean(value)
+
+    def parse(self, value: Any) -> str | None:
+        if not isinstance(value, str):
+            raise Invalid(NOT_A_STRING)
+        if not value.strip():
+            if self.required:
+                raise Invalid("This field may not be blank.")
+            if self.blank_null:
+                return None
+        if len(value) > self.max_length:
+            raise Invalid(f"Ensure this field has no more than {self.max_length} characters.")
+        # As for device names: no control, bidirectional or zero-width characters.
+        if not printable(value.translate(_LINE_BREAKS) if self.multiline else value):
+            raise Invalid("Control characters are not allowed.")
+        return value
+
+    def schema(self) -> Schema:
+        if self.max_length != (MAX_DESCRIPTION if self.multiline else MAX_NAME):
+            raise ValueError("the shared Name/Text/MultilineText schemas have fixed lengths")
+        if self.multiline:
+            text = nullable(ref("MultilineText"))
+        elif self.required:
+            text = name_text()
+        else:
+            text = plain_text(null=self.unwrap is None)
+        if self.unwrap is not None:
+            wrapped = obj({self.unwrap: plain_text()}, [self.unwrap])
+            text = {"anyOf": [text, wrapped, {"type": "null"}]}
+        return self._described(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Serial(Field):
+    """A serial number (``acs.cwmp.identity.serial_problem``: 1-64 printable characters,
+    no ``/`` nor whitespace, case kept); an optional one may be ``""`` for none."""
+
+    def parse(self, value: Any) -> str | None:
+        if value == "" and self.nullable and not self.required:
+            return None
+        if not isinstance(value, str):
+            raise Invalid(NOT_A_STRING)
+        problem = serial_problem(value)
+        if problem is not None:
+            raise Invalid(problem)
+        return value
+
+    def schema(self) -> Schema:
+        if self.required:
+            return self._described(ref("SerialNumber"))
+        return self._described(nullable(ref("SerialNumberOrEmpty")))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Secret(Field):
+    """Text kept as given (a password: any characters), at most ``max_length``; never
+    returned."""
 
     max_length: int = MAX_NAME
 
     def parse(self, value: Any) -> str:
         if not isinstance(value, str):
-            raise Invalid("Not a valid string.")
-        if self.required and not value.strip():
-            raise Invalid("This field may not be blank.")
+            raise Invalid(NOT_A_STRING)
         if len(value) > self.max_length:
             raise Invalid(f"Ensure this field has no more than {self.max_length} characters.")
-        if not printable(value):
-            # As for device names: no control, bidirectional or zero-width characters.
-            raise Invalid("Control characters are not allowed.")
         return value
 
     def schema(self) -> Schema:
-        if self.max_length != MAX_NAME:
-            raise ValueError("the shared Name/Text schemas are 255 characters long")
-        return self._described(name_text() if self.required else plain_text())
+        text = string(maxLength=self.max_length, writeOnly=True)
+        return nullable(self._described(text))
 
 
 @dataclass(frozen=True, kw_only=True)
 class Integer(Field):
-    """A JSON integer (``180.0`` too, never a bool) in ``minimum..maximum``."""
+    """A JSON integer (``180.0`` too, never a bool) in ``minimum..maximum``; also as plain
+    decimal text when ``text_pattern`` (that text within the bounds, as a regex) is given."""
 
     minimum: int | None = None
     maximum: int = SQL_INT_MAX
+    text_pattern: str | None = None
 
     def parse(self, value: Any) -> int:
+        if self.text_pattern is not None and isinstance(value, str) and _DIGITS.fullmatch(value):
+            value = int(value)
         number = json_int(value)
         if number is None:
             raise Invalid("A valid integer is required.")
@@ -155,7 +242,106 @@ class Integer(Field):
         bounds: dict[str, int] = {"maximum": self.maximum}
         if self.minimum is not None:
             bounds["minimum"] = self.minimum
-        return self._described(integer(self.nullable, **bounds))
+        number = integer(self.nullable, **bounds)
+        if self.text_pattern is None:
+            return self._described(number)
+        if self.nullable:
+            raise ValueError("a nullable integer as text is not declared anywhere")
+        return self._described({"anyOf": [number, string(pattern=self.text_pattern)]})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pk(Field):
+    """A reference by id, checked for shape only (whether the row exists, and may be used,
+    is the caller's question): an integer, its plain decimal text, or (``objects``)
+    ``{"id": n}`` as the nested view returns it."""
+
+    objects: bool = True
+
+    def clean(self, value: Any) -> int | None:
+        if self.objects and isinstance(value, Mapping) and "id" in value:
+            value = value["id"]
+        return super().clean(value)
+
+    def parse(self, value: Any) -> int:
+        if isinstance(value, str):
+            if not _DIGITS.fullmatch(value):
+                raise Invalid("Incorrect type. Expected pk value, received str.")
+            value = int(value)
+        number = json_int(value)
+        if number is None:
+            raise Invalid(f"Incorrect type. Expected pk value, received {type(value).__name__}.")
+        if not 0 < number <= SQL_INT_MAX:
+            raise Invalid(does_not_exist(number))
+        return number
+
+    def schema(self) -> Schema:
+        return pk(self.description or "", null=self.nullable, objects=self.objects)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Boolean(Field):
+    """true/false; also 1/0, and their text in any case."""
+
+    nullable: bool = False
+
+    def parse(self, value: Any) -> bool:
+        if isinstance(value, bool):
+            return value
+        if type(value) is int and value in (0, 1):
+            return value == 1
+        if isinstance(value, str) and _BOOL_TEXT.fullmatch(value):
+            return value.lower() in ("1", "true")
+        raise Invalid("Must be a valid boolean.")
+
+    def schema(self) -> Schema:
+        return self._described(BOOLISH)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DateTime(Field):
+    """An ISO 8601 time, ``YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]`` (no offset: UTC), stored
+    as epoch seconds. A day the month lacks (``02-31``) passes the published pattern but is
+    refused."""
+
+    def parse(self, value: Any) -> float:
+        valid = isinstance(value, str) and _DATETIME_TEXT.fullmatch(value)
+        when = parse_datetime(value) if valid else None
+        if when is None:
+            raise Invalid(
+                "Datetime has wrong format. Use one of these formats instead: "
+                "YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]."
+            )
+        return when
+
+    def schema(self) -> Schema:
+        text = string(self.nullable, pattern=DATETIME_TEXT_PATTERN, examples=["2024-01-16T02:00Z"])
+        return self._described(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class IpAddress(Field):
+    """An IPv4 or IPv6 address (no zone id), stored in its compressed form; ``""`` and null
+    are none."""
+
+    def parse(self, value: Any) -> str | None:
+        if value == "":
+            return None
+        if not isinstance(value, str) or "%" in value:
+            raise Invalid("Enter a valid IPv4 or IPv6 address.")
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError:
+            raise Invalid("Enter a valid IPv4 or IPv6 address.") from None
+
+    def schema(self) -> Schema:
+        any_address = [
+            string(format="ipv4"),
+            string(format="ipv6"),
+            {"type": "string", "enum": [""]},
+            {"type": "null"},
+        ]
+        return self._described({"anyOf": any_address})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,11 +412,17 @@ class ParameterValues(Field):
         )
 
 
+Errors = dict[str, list[str]]
+
+
 class Form:
     """An ordered set of fields: a write body's keys, their rules and their schema.
     ``read_only`` keys are accepted and ignored (a client may PUT back what it read).
     Every form is kept in :data:`FORMS` under its ``name``: the OpenAPI document publishes
-    ``<name>Write`` (POST/PUT) and ``<name>Patch`` from it."""
+    ``<name>Write`` (POST/PUT) and ``<name>Patch`` from it, or ``<name>Create``,
+    ``<name>Replace`` and ``<name>Patch`` when a field is required on create only.
+    ``notes`` describe a mode's schema; ``extra`` are properties the body may also carry,
+    validated elsewhere (the device operations of a flat write)."""
 
     def __init__(
         self,
@@ -238,19 +430,23 @@ class Form:
         fields: Mapping[str, Field],
         *,
         read_only: frozenset[str] = frozenset({"id"}),
+        notes: Mapping[Mode, str] | None = None,
+        extra: Mapping[str, Schema] | None = None,
     ) -> None:
         if name in FORMS:
             raise ValueError(f"form {name!r} declared twice")
         self.name = name
         self.fields = dict(fields)
         self.read_only = read_only
+        self.notes = dict(notes or {})
+        self.extra = dict(extra or {})
         FORMS[name] = self
 
-    def read(self, body: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
-        """The store values of a body (keyed by source column), or a 400 naming every
-        problem: unknown keys first, then the fields in declaration order. ``partial``
-        (PATCH): only the keys given."""
-        errors: dict[str, list[str]] = {}
+    def check(self, body: Mapping[str, Any], *, mode: Mode) -> tuple[dict[str, Any], Errors]:
+        """The store values of a body (keyed by source column) and the problems found:
+        unknown keys first, then the fields in declaration order. ``update`` (PATCH): only
+        the keys given."""
+        errors: Errors = {}
         for key in body:
             if key not in self.fields and key not in self.read_only:
                 errors[key] = [UNKNOWN]
@@ -258,35 +454,58 @@ class Form:
         for name, spec in self.fields.items():
             target = spec.source or name
             if name not in body:
-                if partial or not (spec.required or spec.reset):
+                if mode == "update":
                     continue
-                if spec.required:
+                if _required(spec, mode):
                     errors.setdefault(name, []).append(REQUIRED)
-                else:
+                elif spec.reset:
                     values[target] = copy.copy(spec.default)
                 continue
             try:
                 values[target] = spec.clean(body[name])
             except Invalid as exc:
                 errors.setdefault(name, []).extend(exc.messages)
+        return values, errors
+
+    def read(self, body: Mapping[str, Any], *, mode: Mode) -> dict[str, Any]:
+        """:meth:`check`, raising a 400 naming every problem."""
+        values, errors = self.check(body, mode=mode)
         if errors:
             raise ApiError(400, errors)
         return values
 
-    def schema(self, *, partial: bool) -> Schema:
-        """The body's JSON Schema: POST/PUT (``partial=False``) or PATCH."""
-        required = () if partial else [n for n, f in self.fields.items() if f.required]
+    def components(self) -> dict[str, Mode]:
+        """Component name -> the mode its schema describes."""
+        if any(spec.required == "create" for spec in self.fields.values()):
+            return {
+                f"{self.name}Create": "create",
+                f"{self.name}Replace": "replace",
+                f"{self.name}Patch": "update",
+            }
+        return {f"{self.name}Write": "create", f"{self.name}Patch": "update"}
+
+    def schema(self, *, mode: Mode) -> Schema:
+        """The body's JSON Schema for POST (``create``), PUT (``replace``) or PATCH."""
+        required = [n for n, f in self.fields.items() if _required(f, mode)]
         properties = {name: spec.schema() for name, spec in self.fields.items()}
-        return obj(properties, required, additional=False)
+        properties.update(self.extra)
+        note = self.notes.get(mode)
+        return obj(
+            properties, required, additional=False, **({"description": note} if note else {})
+        )
+
+
+def _required(spec: Field, mode: Mode) -> bool:
+    return (spec.required is True and mode != "update") or spec.required == mode
 
 
 FORMS: dict[str, Form] = {}
 
 
 def form_schemas() -> dict[str, Schema]:
-    """``<name>Write`` and ``<name>Patch`` of every declared form, for components/schemas."""
-    schemas: dict[str, Schema] = {}
-    for name, form in FORMS.items():
-        schemas[f"{name}Write"] = form.schema(partial=False)
-        schemas[f"{name}Patch"] = form.schema(partial=True)
-    return schemas
+    """Every declared form's components (see :meth:`Form.components`)."""
+    return {
+        component: form.schema(mode=mode)
+        for form in FORMS.values()
+        for component, mode in form.components().items()
+    }

@@ -24,7 +24,8 @@ from typing import Any
 
 import acs
 from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
-from api import resources  # noqa: F401  (declares its forms)
+from api import resources, validation  # noqa: F401  (declare their forms)
+from api.backups import SCHEDULE_AT
 from api.base import (
     ROUTES,
     Api,
@@ -36,24 +37,16 @@ from api.docs import PARAMETERS, PATH_PARAMETERS, RESPONSES, Doc
 from api.fields import form_schemas
 from api.operations import EMAIL_PATTERN
 from api.schema import (
-    BOOLISH,
     DEVICE_TYPE_TEXT,
-    FREQUENCY_TEXT_PATTERN,
-    LATITUDE_PATTERN,
-    LONGITUDE_PATTERN,
     SETTING_PATH_PATTERN,
     TEXT_SCHEMAS,
     Schema,
     boolean,
-    coordinate,
     date_time,
     integer,
     name_text,
-    nullable,
     obj,
     page,
-    pk,
-    plain_text,
     read_only,
     ref,
     string,
@@ -139,66 +132,6 @@ _DEVICE_LIST_REQUIRED = [
     "pending_settings",
 ]  # fmt: skip
 
-_SERIAL = ref("SerialNumber")
-# What api.validation accepts, key by key (the read schema above says what is returned).
-_DEVICE_WRITE_PROPERTIES: dict[str, Schema] = {
-    "name": name_text(),
-    "customer_id": plain_text(),
-    "type": pk("Device type id."),
-    "serial_number": _SERIAL,
-    "serial_number_alt": nullable(ref("SerialNumberOrEmpty")),
-    "description": nullable(ref("MultilineText")),
-    "organization_id": pk(
-        "Organization id; required unless the token is scoped to exactly one organization.",
-        null=False,
-    ),
-    "firmware_image": pk("Target firmware image id.", objects=False),
-    "firmware_image_is_pending": BOOLISH,
-    "location": pk("Location id, in the device's organization or shared."),
-    "location_name": plain_text(
-        description="Finds or creates a location of this name in the device's organization."
-    ),
-    "latitude": coordinate(LATITUDE_PATTERN, 90, 32, "40.7128"),
-    "longitude": coordinate(LONGITUDE_PATTERN, 180, 32, "-74.006"),
-    "username": plain_text(description="CWMP username the CPE uses towards the ACS."),
-    "password": nullable(
-        string(
-            maxLength=255,
-            writeOnly=True,
-            description="CWMP password; stored for Digest, never returned.",
-        )
-    ),
-    "update_frequency": {
-        "anyOf": [
-            integer(minimum=30, maximum=86400),
-            string(pattern=FREQUENCY_TEXT_PATTERN),
-        ],
-        "description": _DEVICE_PROPERTIES["update_frequency"]["description"],
-    },
-    "debug": BOOLISH,
-}
-
-_OPERATION_PROPERTIES: dict[str, Schema] = {
-    "reboot": {**BOOLISH, "description": "Reboot RPC; done when the CPE informs with 'M Reboot'."},
-    "factory": {**BOOLISH, "description": "FactoryReset RPC; the stored settings are wiped."},
-    "device_factory": {
-        **BOOLISH,
-        "description": "FactoryReset RPC; stored settings kept and re-applied after 0 BOOTSTRAP.",
-    },
-    "sync": {
-        **BOOLISH,
-        "description": "Read the CPE's whole parameter tree into the stored config.",
-    },
-    "reconf": {
-        **BOOLISH,
-        "description": "Re-apply every stored setting with SetParameterValues.",
-    },
-    "schedule_inform": obj(
-        {"delay_seconds": integer(minimum=1, maximum=86400)}, ["delay_seconds"], additional=False
-    ),
-    "schedule_at": date_time(True, description="Delay the queued operations to this time."),
-}
-
 # --- devices, nested view (spec section 4) ----------------------------------------------
 
 _TYPE_REF = obj({"id": integer(), "name": string(), "model": string(True)}, ["id", "name", "model"])
@@ -242,34 +175,6 @@ _NESTED_DETAIL_REQUIRED = [
     "firmware_version",
     "pending_details",
 ]
-_NESTED_WRITE_PROPERTIES: dict[str, Schema] = {
-    "serial_number": _SERIAL,
-    "name": name_text(),
-    "type": pk("Device type id."),
-    "organization": pk(
-        "Organization id; required unless the token is scoped to exactly one organization.",
-        null=False,
-    ),
-    "status": {**BOOLISH, "description": "Mark the device Up/Down (e.g. down for maintenance)."},
-    "ip_address": {
-        "anyOf": [
-            string(format="ipv4"),
-            string(format="ipv6"),
-            {"type": "string", "enum": [""]},
-            {"type": "null"},
-        ]
-    },
-    "location": {
-        "anyOf": [
-            plain_text(null=False),
-            obj({"name": plain_text()}, ["name"]),
-            {"type": "null"},
-        ],
-        "description": "Location name (found or created in the device's organization).",
-    },
-    "description": _DEVICE_WRITE_PROPERTIES["description"],
-}
-
 # --- operation endpoints (spec section 5) -----------------------------------------------
 
 _HISTORY_ITEM = obj(
@@ -309,27 +214,6 @@ SCHEMAS: dict[str, Schema] = {
     "Device": obj(_DEVICE_PROPERTIES, list(_DEVICE_PROPERTIES), additional=False),
     "DeviceListItem": obj(_DEVICE_PROPERTIES, _DEVICE_LIST_REQUIRED, additional=False),
     "DevicePage": page("DeviceListItem"),
-    "DeviceCreate": obj(
-        _DEVICE_WRITE_PROPERTIES,
-        ["name", "serial_number", "organization_id"],
-        additional=False,
-        description="Unknown fields are refused with 400. organization_id may be left out "
-        "with a token scoped to exactly one organization.",
-    ),
-    "DeviceReplace": obj(
-        _DEVICE_WRITE_PROPERTIES,
-        ["name", "serial_number"],
-        additional=False,
-        description="Full replacement: omitted writable fields reset to their defaults, except "
-        "password, which is kept unless given.",
-    ),
-    "DevicePatch": obj(
-        {**_DEVICE_WRITE_PROPERTIES, **_OPERATION_PROPERTIES},
-        additional=False,
-        description="Partial update plus device operations: each flag set to true queues a task "
-        "and sends a connection request; false is accepted and does nothing. "
-        "firmware_image + firmware_image_is_pending=true queues a firmware Download.",
-    ),
     "PendingDetails": obj(
         {
             "configuration_updates": integer(minimum=0),
@@ -341,20 +225,6 @@ SCHEMAS: dict[str, Schema] = {
     "DeviceNested": obj(_NESTED_PROPERTIES, _NESTED_LIST_REQUIRED, additional=False),
     "DeviceNestedDetail": obj(_NESTED_DETAIL_PROPERTIES, _NESTED_DETAIL_REQUIRED, additional=False),
     "DeviceNestedPage": page("DeviceNested"),
-    "DeviceNestedCreate": obj(
-        _NESTED_WRITE_PROPERTIES,
-        ["serial_number", "name", "organization"],
-        additional=False,
-        description="type and organization are ids; organization may be left out with a "
-        "token scoped to exactly one organization.",
-    ),
-    "DeviceNestedReplace": obj(
-        _NESTED_WRITE_PROPERTIES,
-        ["name"],
-        additional=False,
-        description="A serial_number different from the path renames the device (409 if taken).",
-    ),
-    "DeviceNestedPatch": obj(_NESTED_WRITE_PROPERTIES, additional=False),
     "DeviceOperationWrite": obj(
         {
             "operational_status": OPERATIONAL_STATUS,
@@ -557,7 +427,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "BackupPage": page("Backup"),
     "TransferRequest": obj(
-        {"schedule_at": date_time(True, description="Run at the first session after this time.")},
+        {"schedule_at": SCHEDULE_AT.schema()},
         additional=False,
         description="Optional body; an empty body queues the task to run now.",
     ),

@@ -98,7 +98,7 @@ ORGANIZATION_FORM = Form("Organization", {"name": Text(required=True), "code": T
 
 
 def _organization_body(req: ApiRequest, *, partial: bool) -> dict[str, Any]:
-    return ORGANIZATION_FORM.read(req.json_object(), partial=partial)
+    return ORGANIZATION_FORM.read(req.json_object(), mode="update" if partial else "create")
 
 
 _ORGANIZATION_DOCS = crud("organization", "organization", "Organization")
@@ -198,7 +198,7 @@ def _device_type(api: Api, type_id: int) -> DeviceType:
 
 
 def _device_type_body(req: ApiRequest, *, partial: bool) -> dict[str, Any]:
-    return DEVICE_TYPE_FORM.read(req.json_object(), partial=partial)
+    return DEVICE_TYPE_FORM.read(req.json_object(), mode="update" if partial else "create")
 
 
 def _check_type_match(api: Api, values: dict[str, Any], current: DeviceType | None) -> None:
@@ -346,7 +346,7 @@ def _check_writable_organization(api: Api, req: ApiRequest, org_id: int | None) 
 def _location_values(
     api: Api, req: ApiRequest, current: Location | None, *, partial: bool
 ) -> dict[str, Any]:
-    values = LOCATION_FORM.read(req.json_object(), partial=partial)
+    values = LOCATION_FORM.read(req.json_object(), mode="update" if partial else "create")
 
     if current is not None:
         org_id = values.get("organization_id", current.organization_id)

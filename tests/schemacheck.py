@@ -7,10 +7,22 @@ value matches.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any
 
 ISO_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = re.compile(rf"^({_OCTET}\.){{3}}{_OCTET}$")  # RFC 2673 dotted-quad
+
+
+def _ipv6(value: str) -> bool:
+    """RFC 4291 text (no zone id, which the format does not allow)."""
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return "%" not in value
 
 
 def resolve(doc: dict[str, Any], ref: str) -> Any:
@@ -73,6 +85,10 @@ def schema_errors(doc: dict[str, Any], schema: Any, value: Any, at: str = "$") -
     if isinstance(value, str):
         if schema.get("format") == "date-time" and not ISO_Z.match(value):
             errors.append(f"{at}: {value!r} is not an ISO-8601 UTC time with Z, to the second")
+        if schema.get("format") == "ipv4" and not IPV4.match(value):
+            errors.append(f"{at}: {value!r} is not an IPv4 address")
+        if schema.get("format") == "ipv6" and not _ipv6(value):
+            errors.append(f"{at}: {value!r} is not an IPv6 address")
         if "pattern" in schema and not re.search(schema["pattern"], value):
             errors.append(f"{at}: {value!r} does not match {schema['pattern']}")
         if len(value) < schema.get("minLength", 0):

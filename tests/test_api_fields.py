@@ -16,6 +16,7 @@ from schemacheck import schema_errors
 
 import api.app  # noqa: F401  (declares every route, and so every form)
 from api.base import SQL_INT_MAX, ApiError
+from api.device_ops import OPERATION_FIELDS
 from api.fields import FORMS, Form, Integer, Invalid, Text
 from api.openapi import openapi_document
 
@@ -25,12 +26,17 @@ PROBES: list[Any] = [
     None, True, False, 0, 1, -1, 29, 30, 30.0, 31, 1.5, 86400, 86401, SQL_INT_MAX,
     SQL_INT_MAX + 1, -91, 90, 90.5, -180, 180, 180.5, 12.5, "", " ", "   ", "x", " x ",
     "a" * 64, "a" * 65, "a" * 255, "a" * 256, "\x00", "a\tb", "a\nb", "a\u200bb", "a\u202eb",
-    "1", "30", "90", "90.0", "90.5", "+090", "-180", "180.1", "1e1", " 5", "4_0", "0." + "0" * 70,
+    "1", " 1", "+5", "05", "0", " 30", "30 ", "true", "FALSE", " true", "1.2.3.4", "::1",
+    " 1.2.3.4", "1.2.3.256", "01.2.3.4", "fe80::1%eth0", "::ffff:1.2.3.4", "30", "90", "90.0", "90.5", "+090", "-180", "180.1", "1e1", " 5", "4_0", "0." + "0" * 70,
     "abc", [], [1], {}, {"id": 1},
     {"Device.A": "x"}, {"Device.A": 1}, {"Device.A": 1.5}, {"Device.A": True},
     {"InternetGatewayDevice.B.C": "x"}, {"Device.": "x"}, {"Device": "x"}, {"Foo.A": "x"},
     {"Device.A": None}, {"Device.A": [1]}, {"Device.A": {}}, {"Device.A.[x]": "1"},
-    {"Device." + "a" * 300: "x"}, {"Device.A b": "x"},
+    {"Device." + "a" * 300: "x"}, {"Device.A b": "x"}, {"name": "x"}, {"name": 1},
+    {"delay_seconds": 60}, {"delay_seconds": 0}, {"delay_seconds": 86401},
+    {"delay_seconds": 60.0}, {"delay_seconds": "60"}, {"delay_seconds": 60, "x": 1},
+    "2024-01-15T09:30:15Z", "2024-01-15T09:30", "2024-01-15 09:30:15", "2024-01-15T09:30+01:00",
+    "2024-01-15", "2024-13-01T00:00:00Z", "yesterday",
 ]  # fmt: skip
 
 
@@ -47,8 +53,8 @@ def accepted(form: Form, name: str, value: Any) -> bool:
     return True
 
 
-def test_the_supporting_resources_declare_their_forms() -> None:
-    assert {"Organization", "DeviceType", "Location"} <= set(FORMS)
+def test_the_write_bodies_declare_their_forms() -> None:
+    assert {"Organization", "DeviceType", "Location", "Device", "DeviceNested"} <= set(FORMS)
 
 
 @pytest.mark.parametrize("form_name", sorted(FORMS))
@@ -57,9 +63,9 @@ def test_every_field_accepts_exactly_what_its_documented_schema_accepts(
 ) -> None:
     form = FORMS[form_name]
     schemas = doc["components"]["schemas"]
-    for component in (f"{form_name}Write", f"{form_name}Patch"):
+    for component in form.components():
         properties = schemas[component]["properties"]
-        assert set(properties) == set(form.fields), component
+        assert set(properties) == set(form.fields) | set(form.extra), component
         wrong = [
             (name, probe)
             for name in form.fields
@@ -75,15 +81,38 @@ def test_required_and_unknown_keys_are_what_the_document_says(
 ) -> None:
     form = FORMS[form_name]
     schemas = doc["components"]["schemas"]
-    with pytest.raises(ApiError) as empty:
-        form.read({"no_such_field": 1}, partial=False)
-    errors = empty.value.body
-    assert errors.pop("no_such_field") == ["Unknown field."]
-    assert set(errors) == set(schemas[f"{form_name}Write"].get("required", []))
-    assert all(messages == ["This field is required."] for messages in errors.values())
-    assert schemas[f"{form_name}Write"]["additionalProperties"] is False
-    assert "required" not in schemas[f"{form_name}Patch"]
-    assert form.read({}, partial=True) == {}
+    for component, mode in form.components().items():
+        schema = schemas[component]
+        assert schema["additionalProperties"] is False
+        if mode == "update":
+            assert "required" not in schema
+            assert form.read({}, mode=mode) == {}
+            continue
+        with pytest.raises(ApiError) as empty:
+            form.read({"no_such_field": 1}, mode=mode)
+        errors = empty.value.body
+        assert errors.pop("no_such_field") == ["Unknown field."]
+        assert set(errors) == set(schema.get("required", [])), component
+        assert all(messages == ["This field is required."] for messages in errors.values())
+
+
+def test_every_device_operation_accepts_exactly_what_its_documented_schema_accepts(
+    doc: dict[str, Any],
+) -> None:
+    """The operation keys a device write may carry (validated by api.device_ops)."""
+    properties = doc["components"]["schemas"]["DevicePatch"]["properties"]
+    wrong = []
+    for name, spec in OPERATION_FIELDS.items():
+        for probe in PROBES:
+            try:
+                spec.clean(probe)
+            except Invalid:
+                ok = False
+            else:
+                ok = True
+            if ok != (not schema_errors(doc, properties[name], probe)):
+                wrong.append((name, probe))
+    assert wrong == []
 
 
 def test_the_probes_reach_every_outcome_of_each_kind_of_field() -> None:
@@ -105,13 +134,13 @@ def test_a_form_reads_sources_defaults_and_kept_keys() -> None:
         },
     )
     try:
-        assert form.read({"name": "n", "id": 9}, partial=False) == {"name": "n", "parent_id": None}
-        assert form.read({"parent": 3, "owner": None}, partial=True) == {
+        assert form.read({"name": "n", "id": 9}, mode="create") == {"name": "n", "parent_id": None}
+        assert form.read({"parent": 3, "owner": None}, mode="update") == {
             "parent_id": 3,
             "owner": None,
         }
         with pytest.raises(ApiError) as bad:
-            form.read({"name": " ", "parent": 0, "owner": "x"}, partial=False)
+            form.read({"name": " ", "parent": 0, "owner": "x"}, mode="replace")
         assert bad.value.body == {
             "name": ["This field may not be blank."],
             "parent": ["Ensure this value is greater than or equal to 1."],

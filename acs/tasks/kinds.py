@@ -69,10 +69,14 @@ class TaskKind:
     coalesce: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None
     front: bool = False  # queued ahead of everything else
     pending_name: str | None = None  # listed in the API's pending_settings under this name
-    # The device write body key that queues it (PATCH /inventory_device/<id>/); api_args:
-    # its value is an object of arguments (else a boolean); api_rank: queue order of one body.
+    # The device write body key that queues it (PATCH /inventory_device/<id>/), what the API
+    # document says of it, and api_args: its value is an object of arguments (else a
+    # boolean), whose JSON Schema (what `check` accepts) is args_schema; api_rank: queue
+    # order of one body.
     api_flag: str | None = None
+    api_doc: str = ""
     api_args: bool = False
+    args_schema: Mapping[str, Any] | None = None
     api_rank: int = 0
 
     def __post_init__(self) -> None:
@@ -80,6 +84,10 @@ class TaskKind:
             raise ValueError(f"{self.name}: unknown completion {self.completion!r}")
         if (self.completion == INFORM) != (self.confirmed_by is not None):
             raise ValueError(f"{self.name}: confirmed_by goes with completion INFORM")
+        if self.api_flag is not None and not self.api_doc:
+            raise ValueError(f"{self.name}: an API flag needs its api_doc")
+        if self.api_args != (self.args_schema is not None):
+            raise ValueError(f"{self.name}: args_schema goes with api_args")
 
     @property
     def requeue_after_crash(self) -> bool:
@@ -391,6 +399,7 @@ _DECLARED = (
         confirmed_by=_rebooted,
         pending_name="reboot",
         api_flag="reboot",
+        api_doc="Reboot RPC; done when the CPE informs with 'M Reboot'.",
         api_rank=50,
     ),
     TaskKind(
@@ -401,6 +410,7 @@ _DECLARED = (
         resets_cpe=True,
         pending_name="factory_reset",
         api_flag="factory",
+        api_doc="FactoryReset RPC; the stored settings are wiped.",
         api_rank=10,
     ),
     TaskKind("refresh", _refresh, ("path",), a.optional_path),
@@ -449,10 +459,18 @@ _DECLARED = (
         resets_cpe=True,
         pending_name="device_factory_reset",
         api_flag="device_factory",
+        api_doc="FactoryReset RPC; stored settings kept and re-applied after 0 BOOTSTRAP.",
         api_rank=20,
     ),
     # Read the whole tree into the stored configuration.
-    TaskKind("sync", _sync, pending_name="sync", api_flag="sync", api_rank=40),
+    TaskKind(
+        "sync",
+        _sync,
+        pending_name="sync",
+        api_flag="sync",
+        api_doc="Read the CPE's whole parameter tree into the stored config.",
+        api_rank=40,
+    ),
     TaskKind(
         "firmware_update",
         _firmware_update,
@@ -473,7 +491,13 @@ _DECLARED = (
     ),
     # Re-push every stored setting.
     TaskKind(
-        "reconf", _reconf, coalesce=_covers, pending_name="reconf", api_flag="reconf", api_rank=30
+        "reconf",
+        _reconf,
+        coalesce=_covers,
+        pending_name="reconf",
+        api_flag="reconf",
+        api_doc="Re-apply every stored setting with SetParameterValues.",
+        api_rank=30,
     ),
     # Upload of the vendor configuration file into a stored backup.
     TaskKind("backup", _backup, completion=TRANSFER),
@@ -499,7 +523,16 @@ _DECLARED = (
         confirm_delay=lambda args: float(args["delay_seconds"]),
         pending_name="schedule_inform",
         api_flag="schedule_inform",
+        api_doc="ScheduleInform RPC; done when the CPE informs with 'M ScheduleInform'.",
         api_args=True,
+        args_schema={
+            "type": "object",
+            "properties": {
+                "delay_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_SCHEDULE_DELAY}
+            },
+            "required": ["delay_seconds"],
+            "additionalProperties": False,
+        },
         api_rank=45,
     ),
 )
