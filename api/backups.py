@@ -28,7 +28,7 @@ from api.base import (
     route,
 )
 from api.device_children import task_json
-from api.docs import DETAIL, PAGE, WRITE, Doc
+from api.docs import WRITE, Doc, device_page
 from api.fields import UNKNOWN, DateTime, Invalid
 from api.resources import paged, store_errors
 
@@ -96,14 +96,7 @@ def _queue(api: Api, req: ApiRequest, device: Device, kind: str, args: dict[str,
     "/inventory_device/<int:device_id>/backups/",
     methods=("GET",),
     role="viewer",
-    doc=Doc(
-        "list_device_backups",
-        "Configuration backups of the device",
-        "device_resources",
-        "BackupPage",
-        params=PAGE,
-        errors=DETAIL,
-    ),
+    doc=device_page("list_device_backups", "Configuration backups of the device", "BackupPage"),
 )
 def list_backups(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
@@ -114,20 +107,29 @@ def list_backups(api: Api, req: ApiRequest, device_id: int) -> Result:
     )
 
 
-@route(
-    "/inventory_device/<int:device_id>/backups/",
-    methods=("POST",),
-    role="operator",
-    doc=Doc(
-        "create_device_backup",
-        "Take a configuration backup",
+def _transfer(op_id: str, summary: str, description: str) -> Doc:
+    """A POST queueing a transfer task (optional body: when to run it)."""
+    return Doc(
+        op_id,
+        summary,
         "device_resources",
         "Task",
         202,
         body="TransferRequest",
         body_required=False,
         errors=WRITE,
-        description="Queues a backup task: the CPE is asked (Upload RPC, FileType '1 Vendor "
+        description=description,
+    )
+
+
+@route(
+    "/inventory_device/<int:device_id>/backups/",
+    methods=("POST",),
+    role="operator",
+    doc=_transfer(
+        "create_device_backup",
+        "Take a configuration backup",
+        "Queues a backup task: the CPE is asked (Upload RPC, FileType '1 Vendor "
         "Configuration File') to send its configuration to a signed URL of the file "
         "server; the task completes on the CPE's TransferComplete once the file is "
         "stored, and the backup then appears in this list.",
@@ -143,16 +145,10 @@ def take_backup(api: Api, req: ApiRequest, device_id: int) -> Result:
     "/inventory_device/<int:device_id>/backups/<int:backup_id>/restore/",
     methods=("POST",),
     role="operator",
-    doc=Doc(
+    doc=_transfer(
         "restore_device_backup",
         "Restore a configuration backup to the device",
-        "device_resources",
-        "Task",
-        202,
-        body="TransferRequest",
-        body_required=False,
-        errors=WRITE,
-        description="Queues a restore task: Download RPC with FileType '3 Vendor Configuration "
+        "Queues a restore task: Download RPC with FileType '3 Vendor Configuration "
         "File' and a signed URL of this backup; the task completes on the CPE's "
         "TransferComplete (fault code 0), and fails with the CPE's fault otherwise.",
     ),

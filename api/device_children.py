@@ -27,7 +27,7 @@ from acs.store.models import (
     Task,
 )
 from api.base import Api, ApiError, ApiRequest, Result, conflict, iso, not_found, route
-from api.docs import DETAIL, PAGE, Doc
+from api.docs import DETAIL, Doc, device_page
 from api.resources import paged, store_errors
 
 # The task kind of a firmware upgrade (api/device_ops.py queues it).
@@ -97,13 +97,11 @@ def _states(req: ApiRequest) -> tuple[str, ...] | None:
     "/inventory_device/<int:device_id>/parameters/",
     methods=("GET",),
     role="viewer",
-    doc=Doc(
+    doc=device_page(
         "list_device_parameters",
         "The device's cached parameter tree",
-        "device_resources",
         "ParameterPage",
-        params=("path_prefix", *PAGE),
-        errors=DETAIL,
+        params=("path_prefix",),
     ),
 )
 def list_parameters(api: Api, req: ApiRequest, device_id: int) -> Result:
@@ -122,13 +120,11 @@ def list_parameters(api: Api, req: ApiRequest, device_id: int) -> Result:
     "/inventory_device/<int:device_id>/tasks/",
     methods=("GET",),
     role="viewer",
-    doc=Doc(
+    doc=device_page(
         "list_device_tasks",
         "Queued and finished tasks of the device",
-        "device_resources",
         "TaskPage",
-        params=("task_state", *PAGE),
-        errors=DETAIL,
+        params=("task_state",),
     ),
 )
 def list_tasks(api: Api, req: ApiRequest, device_id: int) -> Result:
@@ -199,14 +195,7 @@ def cancel_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Resu
     "/inventory_device/<int:device_id>/history/",
     methods=("GET",),
     role="viewer",
-    doc=Doc(
-        "list_device_history",
-        "The device's audit trail",
-        "device_resources",
-        "HistoryPage",
-        params=PAGE,
-        errors=DETAIL,
-    ),
+    doc=device_page("list_device_history", "The device's audit trail", "HistoryPage"),
 )
 def list_history(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
@@ -224,13 +213,10 @@ def list_history(api: Api, req: ApiRequest, device_id: int) -> Result:
     "/inventory_device/<int:device_id>/sessions/",
     methods=("GET",),
     role="viewer",
-    doc=Doc(
+    doc=device_page(
         "list_device_sessions",
         "SOAP transcripts of the device's sessions (debug on)",
-        "device_resources",
         "SessionTranscriptPage",
-        params=PAGE,
-        errors=DETAIL,
     ),
 )
 def list_sessions(api: Api, req: ApiRequest, device_id: int) -> Result:

@@ -258,7 +258,7 @@ def create_device(api: Api, req: ApiRequest) -> Result:
     """Create a device (201); operation keys in the body are applied after creation."""
     body = req.json_object()
     ops = device_ops.take_operations(api.store, body)
-    write = validation.flat_write(api.store, req.principal, body, mode="create")
+    write = validation.device_write("flat", api.store, req.principal, body, mode="create")
     device = save_device(api, req, write, None, check=lambda d: device_ops.check_operations(d, ops))
     device_ops.apply_operations(api, req, device, ops)
     return 201, _flat(api, req)(_fresh(api, device))
@@ -286,7 +286,9 @@ def _write(api: Api, req: ApiRequest, device_id: int, mode: validation.Mode) -> 
     body = req.json_object()
     # Operations first: they are popped from the body before the fields are validated.
     ops = device_ops.take_operations(api.store, body)
-    write = validation.flat_write(api.store, req.principal, body, mode=mode, current=device)
+    write = validation.device_write(
+        "flat", api.store, req.principal, body, mode=mode, current=device
+    )
     device_ops.check_operations(device, ops)
     updated = save_device(api, req, write, device)
     device_ops.apply_operations(api, req, updated, ops)

@@ -138,6 +138,11 @@ class Doc:
         return op
 
 
+def device_page(op_id: str, summary: str, response: str, *, params: tuple[str, ...] = ()) -> Doc:
+    """A page of one device's child resources (``device_resources``)."""
+    return Doc(op_id, summary, "device_resources", response, params=(*params, *PAGE), errors=DETAIL)
+
+
 def crud(name: str, tag: str, schema: str, *, list_params: tuple[str, ...] = ()) -> dict[str, Doc]:
     """The operations of an admin CRUD resource (list, create, get, replace, patch,
     delete) named ``name``, tagged ``tag``, whose representation is component ``schema``."""

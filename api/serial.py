@@ -5,7 +5,7 @@ Owns the serial routes. The device is addressed by its exact, case-sensitive
 ``serial_number`` (which may contain ``.``, ``-``, ``_`` and ``:``); a write whose body names
 another ``serial_number`` renames it (409 if taken). Filters, paging, ``update_status``,
 saving and deletion are the flat view's (:mod:`api.devices`); validation is
-:func:`api.validation.nested_write`.
+:func:`api.validation.device_write`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def list_devices_by_serial(api: Api, req: ApiRequest) -> Reply:
 )
 def create_device_by_serial(api: Api, req: ApiRequest) -> Result:
     body = req.json_object()
-    write = validation.nested_write(api.store, req.principal, body, mode="create")
+    write = validation.device_write("nested", api.store, req.principal, body, mode="create")
     device = save_device(api, req, write, None)
     return 201, _detail(api)(device)
 
@@ -93,7 +93,9 @@ def get_device_by_serial(api: Api, req: ApiRequest, serial: str) -> Reply:
 def _write(api: Api, req: ApiRequest, serial: str, mode: validation.Mode) -> Result:
     device = api.device_by_serial(req, serial)
     body = req.json_object()
-    write = validation.nested_write(api.store, req.principal, body, mode=mode, current=device)
+    write = validation.device_write(
+        "nested", api.store, req.principal, body, mode=mode, current=device
+    )
     updated = save_device(api, req, write, device)
     return 200, _detail(api)(updated)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from acs.store import Store
 from acs.store.models import DOWN, UP, Device
@@ -234,18 +234,21 @@ def resolve_location(store: Store, organization_id: int, name: str) -> int:
 # --- bodies -----------------------------------------------------------------------------
 
 
-def _read(
-    form: Form,
-    organization_key: str,
+def device_write(
+    view: Literal["flat", "nested"],
+    store: Store,
     principal: Principal,
     body: Mapping[str, Any],
+    *,
     mode: Mode,
-) -> tuple[dict[str, Any], Errors]:
-    """The form's values and errors, the organization in the token's scope.
-
-    An organization outside the scope is a 403 before anything else is looked at, so the
-    answer never reveals whether it exists; a creation without one takes the token's only
-    organization."""
+    current: Device | None = None,
+) -> DeviceWrite:
+    """Validate a body of the flat view (:data:`FLAT_FORM`, operation keys already popped)
+    or the nested one (:data:`NESTED_FORM`): every field, then the organization and device
+    type it names. An organization outside the token's scope is a 403 before anything else
+    is looked at, so the answer never reveals whether it exists; a creation without one
+    takes the token's only organization."""
+    form, organization_key, finish = _VIEWS[view]
     if organization_key in body:
         try:
             org_id = form.fields[organization_key].clean(body[organization_key])
@@ -257,53 +260,34 @@ def _read(
         default = _default_organization(principal)
         if default is not None:
             body = {**body, organization_key: default}
-    return form.check(body, mode=mode)
-
-
-def _check(errors: Errors, name: str, check: Any, *args: Any) -> None:
-    """Run ``check(*args)``, its refusal recorded under ``name``."""
-    try:
-        check(*args)
-    except Invalid as exc:
-        errors.setdefault(name, []).extend(exc.messages)
-
-
-def _check_references(
-    store: Store, values: Mapping[str, Any], errors: Errors, keys: Mapping[str, str]
-) -> None:
-    """Existence of the organization and the device type the body names (``keys``: store
-    column -> body key), for values that passed their field."""
+    values, errors = form.check(body, mode=mode)
     rows = {"organization_id": store.get_organization, "type_id": store.get_device_type}
-    for column, key in keys.items():
+    for column, key in (("organization_id", organization_key), ("type_id", "type")):
         row_id = values.get(column)
         if key not in errors and row_id is not None and rows[column](row_id) is None:
             errors.setdefault(key, []).append(does_not_exist(row_id))
+    write = finish(store, values, errors, current)
+    if errors:
+        raise ApiError(400, errors)
+    return write
 
 
-def flat_write(
-    store: Store,
-    principal: Principal,
-    body: Mapping[str, Any],
-    *,
-    mode: Mode,
-    current: Device | None = None,
+def _flat(
+    store: Store, values: dict[str, Any], errors: Errors, current: Device | None
 ) -> DeviceWrite:
-    """Validate a flat-view body (operation keys already popped) with :data:`FLAT_FORM`.
-
-    ``location_name`` wins over ``location`` unless null (a malformed id is still an error);
-    moving a device to another organization drops a location that may not come along.
-    """
-    values, errors = _read(FLAT_FORM, "organization_id", principal, body, mode)
-    _check_references(
-        store, values, errors, {"organization_id": "organization_id", "type_id": "type"}
-    )
+    """``location_name`` wins over ``location`` unless null (a malformed id is still an
+    error); moving a device to another organization drops a location that may not come
+    along."""
     write = DeviceWrite(values)
     location_name = values.pop("location_name", UNSET)
     write.location_name = location_name
     final_org = write.organization_id(current)
     if "location_id" in values and "location" not in errors:
         if location_name is UNSET or location_name is None:
-            _check(errors, "location", _check_location, store, values["location_id"], final_org)
+            try:
+                _check_location(store, values["location_id"], final_org)
+            except Invalid as exc:
+                errors.setdefault("location", []).extend(exc.messages)
             if values["location_id"] is not None:
                 write.location_name = UNSET  # an explicit id wins over a null name
         else:
@@ -320,27 +304,20 @@ def flat_write(
             _check_location(store, current.location_id, final_org)
         except Invalid:
             values["location_id"] = None
-    if errors:
-        raise ApiError(400, errors)
     return write
 
 
-def nested_write(
-    store: Store,
-    principal: Principal,
-    body: Mapping[str, Any],
-    *,
-    mode: Mode,
-    current: Device | None = None,
+def _nested(
+    store: Store, values: dict[str, Any], errors: Errors, current: Device | None
 ) -> DeviceWrite:
-    """Validate a nested-view body with :data:`NESTED_FORM`: ``status`` true is Up, the
-    location a name found or created in the device's organization. A ``serial_number``
-    differing from the current one renames the device."""
-    values, errors = _read(NESTED_FORM, "organization", principal, body, mode)
-    _check_references(store, values, errors, {"organization_id": "organization", "type_id": "type"})
-    if errors:
-        raise ApiError(400, errors)
+    """``status`` true is Up; the location is a name found or created in the device's
+    organization. A ``serial_number`` differing from the current one renames the device."""
     if "status" in values:
         values["status"] = UP if values["status"] else DOWN
-    location_name = values.pop("location_name", UNSET)
-    return DeviceWrite(values, location_name)
+    return DeviceWrite(values, values.pop("location_name", UNSET))
+
+
+_VIEWS = {
+    "flat": (FLAT_FORM, "organization_id", _flat),
+    "nested": (NESTED_FORM, "organization", _nested),
+}

@@ -34,6 +34,7 @@ from acs.tasks.run import (
     VERSION_CHECK,
     TaskError,
     TransferUrls,
+    log_task,
     task_id_of_key,
     task_key,
 )
@@ -392,13 +393,7 @@ class TaskEngine:
         self, task: Task, now: float, code: int | None, message: str, retry_at: float | None
     ) -> None:
         """Fail a transfer task (retry at `retry_at`, None = for good) and react to it."""
-        log.info(
-            "device {device_id}: transfer task {task_id} {kind} failed ({message})",
-            device_id=task.device_id,
-            task_id=task.id,
-            kind=task.kind,
-            message=message,
-        )
+        log_task(task, "transfer failed ({message})", message=message)
         row = self.store.fail_task(
             task.id, now=now, fault_code=code, fault_string=message, retry_at=retry_at
         )

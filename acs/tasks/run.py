@@ -10,6 +10,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from twisted.logger import Logger
+
 from acs.cwmp import rpc
 from acs.cwmp.paths import DEFAULT_ROOT, known_root
 from acs.store.models import Backup, Device, FirmwareImage, Task
@@ -31,6 +33,16 @@ SPV_BATCH = 64
 PERMANENT_FAULTS = frozenset({9000, 9003, 9005, 9006, 9007, 9008})
 # CPE fault codes of one parameter that asking again with the same value will not fix.
 PERMANENT_PARAMETER_FAULTS = frozenset({9005, 9006, 9007, 9008})
+
+
+log = Logger(namespace="acs.tasks")
+
+
+def log_task(task: Task, event: str, *, level: str = "info", **fields: Any) -> None:
+    """Log ``device D: task T <kind> <event>``; ``event`` may name more ``fields``."""
+    emit = getattr(log, level)
+    prefix = "device {device_id}: task {task_id} {kind} "
+    emit(prefix + event, device_id=task.device_id, task_id=task.id, kind=task.kind, **fields)
 
 
 def task_key(task: Task) -> str:

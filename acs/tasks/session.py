@@ -24,6 +24,7 @@ from acs.tasks.run import (
     WaitForInform,
     WaitForTransfer,
     fault_summary,
+    log_task,
 )
 
 if TYPE_CHECKING:
@@ -87,22 +88,11 @@ class SessionTasks:
         self._started.add(task.id)
         task = self.store.start_task(task.id, now=now)
         device = self.store.get_device(self.device_id)
-        log.info(
-            "device {device_id}: starting task {task_id} {kind} (attempt {attempt})",
-            device_id=self.device_id,
-            task_id=task.id,
-            kind=task.kind,
-            attempt=task.attempts,
-        )
+        log_task(task, "starting (attempt {attempt})", attempt=task.attempts)
         kind = KINDS.get(task.kind)
         if kind is None:
             # A row written by a newer version or by hand: fail it rather than loop on it.
-            log.error(
-                "device {device_id}: task {task_id} has unknown kind {kind}",
-                device_id=self.device_id,
-                task_id=task.id,
-                kind=task.kind,
-            )
+            log_task(task, "is of no known kind", level="error")
             self.store.fail_task(
                 task.id,
                 now=now,
@@ -144,22 +134,12 @@ class SessionTasks:
                 # Recorded on the task so an Inform after a crash can tell an acknowledged
                 # transfer (wait for its TransferComplete) from a stranded one (run it again).
                 self.store.update_task_result(task.id, {**stop.value.detail, ACKNOWLEDGED: True})
-                log.info(
-                    "device {device_id}: task {task_id} {kind} accepted, awaiting TransferComplete",
-                    device_id=self.device_id,
-                    task_id=task.id,
-                    kind=task.kind,
-                )
+                log_task(task, "accepted, awaiting TransferComplete")
             elif isinstance(stop.value, WaitForInform):
                 # Recorded too: after a crash, an Inform without the reboot's events means
                 # an unacknowledged RPC never reached the CPE (run it again).
                 self.store.update_task_result(task.id, {ACKNOWLEDGED_RPC: True})
-                log.info(
-                    "device {device_id}: task {task_id} {kind} acknowledged, awaiting Inform",
-                    device_id=self.device_id,
-                    task_id=task.id,
-                    kind=task.kind,
-                )
+                log_task(task, "acknowledged, awaiting Inform")
             else:
                 self.store.complete_task(task.id, now=now, result=stop.value)
             return
@@ -230,13 +210,8 @@ class SessionTasks:
             # Engine bookkeeping (e.g. refused settings by fingerprint): the result only.
             result = {**(result or {}), **extra}
         retry_at = None if permanent else self.engine.retry_at(current.attempts, now)
-        log.info(
-            "device {device_id}: task {task_id} {kind} failed ({message}); retry at {retry_at}",
-            device_id=self.device_id,
-            task_id=task.id,
-            kind=task.kind,
-            message=message,
-            retry_at=retry_at,
+        log_task(
+            task, "failed ({message}); retry at {retry_at}", message=message, retry_at=retry_at
         )
         failed = self.store.fail_task(
             task.id,
