@@ -22,12 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from acs.cwmp.identity import printable, serial_problem
+from acs.cwmp.paths import MAX_PATH, is_setting_name
 from api.base import SQL_INT_MAX, ApiError, json_int, parse_coordinate, parse_datetime
 from api.schema import (
     BOOL_TEXT_PATTERN,
     BOOLISH,
     DATETIME_TEXT_PATTERN,
-    DEFAULT_SETTING_PATH_PATTERN,
+    SETTING_PATH_PATTERN,
     Schema,
     coordinate,
     integer,
@@ -47,7 +48,6 @@ MAX_NAME = 255
 MAX_DESCRIPTION = 4096
 MIN_UPDATE_FREQUENCY = 30
 MAX_UPDATE_FREQUENCY = 86400
-MAX_PATH_LENGTH = 256
 
 REQUIRED = "This field is required."
 NOT_NULL = "This field may not be null."
@@ -364,8 +364,7 @@ class Coordinate(Field):
         return coordinate(self.pattern, self.limit, self.max_length, self.example)
 
 
-# A full TR-069 parameter path: a data model root, dot-separated names, no trailing dot.
-_DEFAULT_SETTING_PATH = re.compile(DEFAULT_SETTING_PATH_PATTERN)
+# acs.cwmp.paths.is_setting_name: a data model root, dot-separated names or [aliases].
 _PATH_PROBLEM = (
     "{path!r} is not a full TR-069 parameter path (Device.… or InternetGatewayDevice.…, "
     "not ending in '.')."
@@ -389,7 +388,7 @@ class ParameterValues(Field):
         settings: dict[str, str] = {}
         problems: list[str] = []
         for path, item in value.items():
-            if len(path) > MAX_PATH_LENGTH or not _DEFAULT_SETTING_PATH.match(path):
+            if not is_setting_name(path):
                 problems.append(_PATH_PROBLEM.format(path=path))
             elif isinstance(item, bool):
                 settings[path] = "true" if item else "false"
@@ -407,7 +406,7 @@ class ParameterValues(Field):
         return obj(
             {},
             additional={"type": ["string", "number", "boolean"]},
-            propertyNames={"maxLength": MAX_PATH_LENGTH, "pattern": DEFAULT_SETTING_PATH_PATTERN},
+            propertyNames={"maxLength": MAX_PATH, "pattern": SETTING_PATH_PATTERN},
             description=self.description or "TR-069 parameter path -> value.",
         )
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from acs.cwmp.identity import printable
-from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, known_root
+from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, is_setting_name, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
 from acs.tasks import validate_args
@@ -219,7 +219,7 @@ def _configuration(api: Api, device: Device, draft: _Draft, value: Any) -> None:
 
 def _setting_problem(api: Api, device: Device, root: str | None, key: str, raw: Any) -> str | None:
     """Why `key: raw` cannot be a desired setting of `device`, or None when it can."""
-    if not api.store.is_setting_path(key):
+    if not is_setting_name(key):
         return "not a valid TR-069 parameter name."
     if root is not None and not key.startswith(root):
         return f"this device's data model root is {root}"

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from acs.cwmp.identity import REFUSED_CATEGORIES as REFUSED
+from acs.cwmp.paths import SETTING_NAME_PATTERN
 from api.base import SQL_INT_MAX
 
 JSON = "application/json"
@@ -114,11 +115,8 @@ PK_TEXT_PATTERN = "^[1-9][0-9]{0,17}$"
 # Coordinates as text: plain decimals within range (api.validation.coordinate_problem).
 LATITUDE_PATTERN = r"^[+-]?0*(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)$"
 LONGITUDE_PATTERN = r"^[+-]?0*(180(\.0+)?|(1[0-7][0-9]|[0-9]?[0-9])(\.[0-9]+)?)$"
-# api.resources.PARAMETER_PATH (device type default_settings).
-DEFAULT_SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.[A-Za-z0-9_-]+)+$"
-# acs.cwmp.paths.PATH_RE as a parameter name under a data model root (device settings).
-# An alias segment "[...]" without '.', which the store splits paths on.
-SETTING_PATH_PATTERN = r"^(Device|InternetGatewayDevice)(\.([A-Za-z0-9_-]+|\[[A-Za-z0-9_:-]+\]))+$"
+# acs.cwmp.paths.is_setting_name: a desired setting's name (device and device type settings).
+SETTING_PATH_PATTERN = SETTING_NAME_PATTERN
 # 30..86400 (a device's update_frequency may be sent as text).
 FREQUENCY_TEXT_PATTERN = (
     "^(3[0-9]|[4-9][0-9]|[1-9][0-9]{2,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)$"

@@ -18,8 +18,6 @@ Two halves:
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import lzma
 import re
@@ -31,28 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from acs.cwmp import rpc
+from acs.cwmp.values import INT_RANGES, XSD_TYPES, type_problem
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
-
-# The xsd types a CWMP Value may carry (TR-069 §A.2.1, spec/cwmp.md §7).
-XSD_TYPES = (
-    "string",
-    "unsignedInt",
-    "int",
-    "long",
-    "unsignedLong",
-    "boolean",
-    "dateTime",
-    "base64",
-    "hexBinary",
-)
-
-_INT_LIMITS: dict[str, tuple[int, int]] = {
-    "unsignedInt": (0, 2**32 - 1),
-    "int": (-(2**31), 2**31 - 1),
-    "unsignedLong": (0, 2**64 - 1),
-    "long": (-(2**63), 2**63 - 1),
-}
 
 _TYPE_DEFAULTS = {
     "string": "",
@@ -66,9 +45,6 @@ _TYPE_DEFAULTS = {
     "hexBinary": "",
 }
 
-_DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
-_HEX_RE = re.compile(r"^([0-9A-Fa-f]{2})*$")
-_INT_RE = re.compile(r"^-?\d+$")
 # An instance number is a whole path segment made of digits.
 _INSTANCE_RE = re.compile(r"\.(\d+)(?=\.)")
 
@@ -111,37 +87,23 @@ def normalize_value(pdef: ParamDef, value: str) -> tuple[str | None, int]:
     type but outside what the model allows (enumeration, range, length).
     """
     t = pdef.type
+    # Lenient as CPEs are: blanks around numbers, booleans and times, booleans in any case.
+    text = value.strip() if t in ("boolean", "dateTime", *INT_RANGES) else value
     if t == "boolean":
-        low = value.strip().lower()
-        if low in ("true", "1"):
-            return "true", 0
-        if low in ("false", "0"):
-            return "false", 0
+        text = text.lower()
+    if type_problem(text, t) is not None:
         return None, 9006
-    if t in _INT_LIMITS:
-        text = value.strip()
-        if not _INT_RE.match(text):
-            return None, 9006
+    if t == "boolean":
+        return ("true" if text in ("true", "1") else "false"), 0
+    if t in INT_RANGES:
         number = int(text)
-        lo, hi = _INT_LIMITS[t]
-        if not lo <= number <= hi:
-            return None, 9006
         if pdef.ranges and not any(
             (a is None or number >= a) and (b is None or number <= b) for a, b in pdef.ranges
         ):
             return None, 9007
         return str(number), 0
-    if t == "dateTime":
-        text = value.strip()
-        return (text, 0) if _DATETIME_RE.match(text) else (None, 9006)
-    if t == "hexBinary":
-        return (value, 0) if _HEX_RE.match(value) else (None, 9006)
-    if t == "base64":
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            return None, 9006
-        return value, 0
+    if t in ("dateTime", "hexBinary", "base64"):
+        return text, 0
     # string
     if pdef.max_length is not None and len(value) > pdef.max_length:
         return None, 9007
@@ -1041,7 +1003,7 @@ def describe_parameter(reader: _ModelReader, param: Any) -> dict[str, Any] | Non
         for key in ("enum", "maxLength"):
             if key in resolved.facets:
                 d[key] = resolved.facets[key]
-    elif d["type"] in _INT_LIMITS and "ranges" in resolved.facets:
+    elif d["type"] in INT_RANGES and "ranges" in resolved.facets:
         d["ranges"] = resolved.facets["ranges"]
     default_el = syntax.find("default")
     d["default"] = _pick_default(d, default_el.get("value") if default_el is not None else None)

@@ -18,8 +18,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
+from acs.cwmp.values import values_equal
 from acs.store import DONE, FAILED, PENDING, Device, Store
-from acs.tasks import SessionTasks, TaskEngine, model_type, values_equal
+from acs.tasks import SessionTasks, TaskEngine, model_type
 from api.device_ops import pending_settings
 from api.device_settings import MAX_SETTINGS_PER_REQUEST
 

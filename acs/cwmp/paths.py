@@ -19,6 +19,13 @@ PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_\-]*(?:\.{SEGMENT})*\.?$")
 # An object path ending in an instance: "....WANDevice.1." or "....SSID.[home]."
 INSTANCE_RE = re.compile(r"\.(?:\d+|\[[A-Za-z0-9_\-.:]+\])\.$")
 
+# The longest parameter name cwmp-1-2.xsd allows.
+MAX_PATH = 256
+# A full parameter name a desired setting may name: under a data model root, no trailing '.',
+# and aliases without '.' (stored settings are split on it).
+SETTING_NAME_PATTERN = r"^(Device|InternetGatewayDevice)(\.([A-Za-z0-9_-]+|\[[A-Za-z0-9_:-]+\]))+$"
+_SETTING_NAME = re.compile(SETTING_NAME_PATTERN)
+
 # The ACS's own connection to the CPE (device credentials and connection requests): a
 # desired setting on these would cut the ACS off from the CPE.
 ACS_MANAGED_SUFFIXES = (
@@ -28,6 +35,11 @@ ACS_MANAGED_SUFFIXES = (
     "ManagementServer.ConnectionRequestUsername",
     "ManagementServer.ConnectionRequestPassword",
 )
+
+
+def is_setting_name(path: object) -> bool:
+    """Whether ``path`` may be a desired setting's name (:data:`SETTING_NAME_PATTERN`)."""
+    return isinstance(path, str) and len(path) <= MAX_PATH and bool(_SETTING_NAME.fullmatch(path))
 
 
 def known_root(root: str | None) -> str | None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from acs.cwmp.paths import ROOTS
+from acs.cwmp.paths import is_setting_name
+from acs.cwmp.values import infer_type
 from acs.store import codec
 from acs.store.checks import (
     check_page,
@@ -116,21 +117,8 @@ class Settings(Database):
             )
         return cur.rowcount
 
-    # Longest parameter name cwmp-1-2.xsd allows; values get the same cap as task arguments.
-    _SETTING_PATH_MAX = 256
-
+    # Values get the same cap as task arguments.
     _SETTING_VALUE_MAX = 65535
-
-    _UNSIGNED_INT_MAX = 2**32 - 1
-
-    @staticmethod
-    def infer_setting_type(value: str) -> str:
-        """The xsd type of a desired value whose parameter the cache does not know yet."""
-        if value.isascii() and value.isdigit() and int(value) <= Settings._UNSIGNED_INT_MAX:
-            return "xsd:unsignedInt"
-        if value in ("true", "false"):
-            return "xsd:boolean"
-        return "xsd:string"
 
     def setting_type(self, device_id: int, path: str, value: str) -> str:
         """The one rule for a desired setting's type: the cached parameter's type when the
@@ -138,22 +126,10 @@ class Settings(Database):
         cached = self._scalar(
             "SELECT type FROM parameters WHERE device_id = ? AND path = ?", (device_id, path)
         )
-        return cached if isinstance(cached, str) and cached else self.infer_setting_type(value)
-
-    @classmethod
-    def is_setting_path(cls, path: Any) -> bool:
-        """A full TR-069 parameter name (root prefix, no trailing '.', no empty segment)."""
-        if not isinstance(path, str) or not path.startswith(ROOTS):
-            return False
-        if len(path) > cls._SETTING_PATH_MAX or path.endswith("."):
-            return False
-        return all(
-            seg and seg.isascii() and seg.isprintable() and " " not in seg
-            for seg in path.split(".")
-        )
+        return cached if isinstance(cached, str) and cached else infer_type(value)
 
     def _check_setting(self, path: Any, value: Any) -> tuple[str, str]:
-        if not self.is_setting_path(path):
+        if not is_setting_name(path):
             raise ValueError(f"{path!r} is not a full TR-069 parameter name")
         if not isinstance(value, str):
             raise ValueError(f"the value of {path} must be a string, not {value!r}")

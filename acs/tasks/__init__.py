@@ -19,7 +19,7 @@ from acs.tasks.engine import TaskEngine
 from acs.tasks.kinds import KINDS, TASK_KINDS, TaskKind, validate_args
 from acs.tasks.run import REPORT_FAILED, SPV_BATCH, task_id_of_key, task_key
 from acs.tasks.session import SessionTasks
-from acs.tasks.settings import EffectiveSetting, model_type, values_equal
+from acs.tasks.settings import EffectiveSetting, model_type
 from acs.tasks.transfers import TransferWatch
 
 __all__ = [
@@ -36,5 +36,4 @@ __all__ = [
     "task_id_of_key",
     "task_key",
     "validate_args",
-    "values_equal",
 ]

@@ -1,7 +1,7 @@
-"""Task argument checks: the TR-069 value rules (paths, xsd types, limits) and one validator
-per argument shape. Each kind's declaration in `acs.tasks.kinds` names its validator; every
-validator takes the arguments (a mapping) and returns their normalized, JSON-ready form, or
-raises ValueError with a message meant for the API user.
+"""Task argument checks: the TR-069 rules of acs.cwmp (paths, xsd types) with the API's
+limits, and one validator per argument shape. Each kind's declaration in `acs.tasks.kinds`
+names its validator; every validator takes the arguments (a mapping) and returns their
+normalized, JSON-ready form, or raises ValueError with a message meant for the API user.
 """
 
 from __future__ import annotations
@@ -9,30 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from acs.cwmp.paths import INSTANCE_RE, PATH_RE
-
-XSD_TYPES = (
-    "xsd:string",
-    "xsd:int",
-    "xsd:unsignedInt",
-    "xsd:long",
-    "xsd:unsignedLong",
-    "xsd:boolean",
-    "xsd:dateTime",
-    "xsd:base64",
-    "xsd:hexBinary",
-    "xsd:decimal",
-)
-INT_RANGES = {
-    "xsd:int": (-(2**31), 2**31 - 1),
-    "xsd:unsignedInt": (0, 2**32 - 1),
-    "xsd:long": (-(2**63), 2**63 - 1),
-    "xsd:unsignedLong": (0, 2**64 - 1),
-}
+from acs.cwmp.paths import INSTANCE_RE, MAX_PATH, PATH_RE
+from acs.cwmp.values import WIRE_TYPES, type_problem
 
 # Limits from cwmp-1-2.xsd (Name <= 256, CommandKey/ParameterKey <= 32); the others keep one
 # API call from building an envelope no CPE will swallow.
-MAX_PATH = 256
 MAX_VALUE = 65535
 MAX_LIST = 1024
 MAX_ACCESS_ENTRY = 64
@@ -65,8 +46,8 @@ def normalize_type(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string such as 'xsd:string'")
     xsd = value if value.startswith("xsd:") else f"xsd:{value}"
-    if xsd not in XSD_TYPES:
-        raise ValueError(f"{what} {value!r} is not one of {', '.join(XSD_TYPES)}")
+    if xsd not in WIRE_TYPES:
+        raise ValueError(f"{what} {value!r} is not one of {', '.join(WIRE_TYPES)}")
     return xsd
 
 
@@ -81,16 +62,9 @@ def check_value(value: Any, xsd: str | None, what: str) -> str:
         raise ValueError(f"{what} must be a string")
     if len(text) > MAX_VALUE:
         raise ValueError(f"{what} is longer than {MAX_VALUE} characters")
-    if xsd == "xsd:boolean" and text not in ("true", "false", "1", "0"):
-        raise ValueError(f"{what} {text!r} is not a boolean (true, false, 1 or 0)")
-    if xsd in INT_RANGES:
-        low, high = INT_RANGES[xsd]
-        try:
-            number = int(text, 10)
-        except ValueError:
-            raise ValueError(f"{what} {text!r} is not an integer ({xsd})") from None
-        if not low <= number <= high:
-            raise ValueError(f"{what} {text} is out of range for {xsd}")
+    problem = None if xsd is None else type_problem(text, xsd)
+    if problem is not None:
+        raise ValueError(f"{what} {problem}")
     return text
 
 

@@ -9,10 +9,10 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, known_root
+from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, is_setting_name, known_root
+from acs.cwmp.values import infer_type, values_equal
 from acs.store import Store
 from acs.store.models import Device
-from acs.tasks.args import INT_RANGES
 
 # xsd types of common writable TR-181 / TR-098 parameters (root stripped, instance numbers
 # as "{i}"), used when the cache has not told us the type: "12345" as an SSID must go as a
@@ -52,7 +52,6 @@ _MODEL_TYPES = {
     "LANDevice.{i}.WLANConfiguration.{i}.SSIDAdvertisementEnabled": "xsd:boolean",
 }
 _INSTANCE_SEGMENT = re.compile(r"\.\d+(?=\.|$)")
-_BOOLEAN_TEXT = {"true": True, "1": True, "false": False, "0": False}
 
 
 def model_type(path: str) -> str | None:
@@ -61,22 +60,6 @@ def model_type(path: str) -> str | None:
         if path.startswith(root):
             return _MODEL_TYPES.get(_INSTANCE_SEGMENT.sub(".{i}", path[len(root) :]))
     return None
-
-
-def values_equal(a: str, b: str, xsd: str) -> bool:
-    """Whether the CPE's value `a` is the desired `b` (CPEs report booleans as 1/0 and
-    integers in their own spelling; anything else compares as text)."""
-    if a == b:
-        return True
-    if xsd == "xsd:boolean":
-        left, right = _BOOLEAN_TEXT.get(a.strip().lower()), _BOOLEAN_TEXT.get(b.strip().lower())
-        return left is not None and left == right
-    if xsd in INT_RANGES:
-        try:
-            return int(a.strip(), 10) == int(b.strip(), 10)
-        except ValueError:
-            return False
-    return False
 
 
 def value_fingerprint(value: str) -> str:
@@ -116,14 +99,14 @@ def effective(store: Store, device: Device, *, refusals: bool) -> list[Effective
             # Never pushed from type defaults (the API refuses them as device settings),
             # or a typo in a default could cut the whole type off.
             or path.endswith(ACS_MANAGED_SUFFIXES)
-            or not store.is_setting_path(path)
+            or not is_setting_name(path)
         ):
             continue  # a default for the other data model, or one the ACS owns
         xsd = (
             (cached.type if cached is not None and cached.type else None)
             or model_type(path)
             or setting.type
-            or store.infer_setting_type(value)
+            or infer_type(value)
         )
         known = cached.value if cached is not None else None
         applied = known is not None and values_equal(known, value, xsd)

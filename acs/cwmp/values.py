@@ -1,0 +1,98 @@
+"""TR-069 parameter values (§A.2.1 and the TR-106 data types): the xsd types a CWMP Value
+may carry, their ranges and lexical forms, shared by the ACS (what the API may ask a CPE
+to set, what a desired setting's type is) and the simulator (what a CPE accepts).
+
+Sans-IO and strict: a value is judged as the text that travels in the envelope. A CPE may
+be more lenient before it judges (the simulator strips blanks and folds case first).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+
+# The types a CWMP Value may carry, without the "xsd:" prefix of the wire.
+XSD_TYPES = (
+    "string",
+    "int",
+    "unsignedInt",
+    "long",
+    "unsignedLong",
+    "boolean",
+    "dateTime",
+    "base64",
+    "hexBinary",
+)
+# TR-106 data models also declare "decimal"; CWMP carries it as text, and a CPE may say so.
+WIRE_TYPES = tuple(f"xsd:{t}" for t in (*XSD_TYPES, "decimal"))
+
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "int": (-(2**31), 2**31 - 1),
+    "unsignedInt": (0, 2**32 - 1),
+    "long": (-(2**63), 2**63 - 1),
+    "unsignedLong": (0, 2**64 - 1),
+}
+BOOLEAN_TEXTS = ("true", "false", "1", "0")
+
+_INTEGER = re.compile(r"-?[0-9]+")
+_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?"
+)
+_HEX = re.compile(r"([0-9A-Fa-f]{2})*")
+
+
+def bare(xsd: str) -> str:
+    """``xsd:int`` -> ``int`` (a bare name is returned as it is)."""
+    return xsd.removeprefix("xsd:")
+
+
+def type_problem(text: str, xsd: str) -> str | None:
+    """Why ``text`` is not a value of type ``xsd`` (bare or ``xsd:``-prefixed), or None.
+    Strings, decimals and unknown types take any text."""
+    kind = bare(xsd)
+    if kind == "boolean":
+        return None if text in BOOLEAN_TEXTS else f"{text!r} is not a boolean (true, false, 1 or 0)"
+    if kind in INT_RANGES:
+        if not _INTEGER.fullmatch(text):
+            return f"{text!r} is not an integer (xsd:{kind})"
+        low, high = INT_RANGES[kind]
+        return None if low <= int(text) <= high else f"{text} is out of range for xsd:{kind}"
+    if kind == "dateTime":
+        return None if _DATETIME.fullmatch(text) else f"{text!r} is not an xsd:dateTime"
+    if kind == "hexBinary":
+        return None if _HEX.fullmatch(text) else f"{text!r} is not xsd:hexBinary"
+    if kind == "base64":
+        try:
+            base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return f"{text!r} is not xsd:base64"
+    return None
+
+
+def values_equal(a: str, b: str, xsd: str) -> bool:
+    """Whether the CPE's value ``a`` is the desired ``b`` of type ``xsd`` (CPEs report
+    booleans as 1/0 and integers in their own spelling; anything else compares as text)."""
+    if a == b:
+        return True
+    kind = bare(xsd)
+    left, right = a.strip(), b.strip()
+    if kind == "boolean":
+        truth = {"true": True, "1": True, "false": False, "0": False}
+        found = truth.get(left.lower()), truth.get(right.lower())
+        return found[0] is not None and found[0] == found[1]
+    if kind in INT_RANGES:
+        return bool(_INTEGER.fullmatch(left) and _INTEGER.fullmatch(right)) and int(left) == int(
+            right
+        )
+    return False
+
+
+def infer_type(text: str) -> str:
+    """The wire type of a value whose parameter's type is not known: an unsigned int, a
+    boolean, else a string."""
+    if _INTEGER.fullmatch(text) and not text.startswith("-") and int(text) <= 2**32 - 1:
+        return "xsd:unsignedInt"
+    if text in ("true", "false"):
+        return "xsd:boolean"
+    return "xsd:string"
