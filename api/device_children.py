@@ -18,7 +18,6 @@ from typing import Any
 
 from acs.cwmp.redact import is_secret_path, redact_transcript
 from acs.store.models import (
-    IN_PROGRESS,
     PENDING,
     TASK_STATES,
     HistoryEntry,
@@ -29,9 +28,6 @@ from acs.store.models import (
 from api.base import Api, ApiError, ApiRequest, Result, conflict, iso, not_found, route
 from api.docs import DETAIL, Doc, device_page
 from api.resources import paged, store_errors
-
-# The task kind of a firmware upgrade (api/device_ops.py queues it).
-FIRMWARE_TASK = "firmware_update"
 
 
 def parameter_json(param: Parameter) -> dict[str, Any]:
@@ -176,18 +172,8 @@ def cancel_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Resu
     task = _task(api, req, device_id, task_id)
     if task.state != PENDING:
         raise conflict(f"Task {task.id} is {task.state}; only pending tasks can be cancelled.")
-    store, now, actor = api.store, api.now(), req.principal.name
-    with store_errors(), store.transaction():
-        store.cancel_task(task.id, now=now, actor=actor)
-        # firmware_image_is_pending means "queued or in flight" (spec section 3): cancelling
-        # the last firmware task withdraws the upgrade, as PATCHing the flag false would.
-        if task.kind == FIRMWARE_TASK and not any(
-            t.kind == FIRMWARE_TASK
-            for t in store.tasks_for_device(task.device_id, (PENDING, IN_PROGRESS))
-        ):
-            store.update_device(
-                task.device_id, now=now, actor=actor, firmware_image_is_pending=False
-            )
+    with store_errors():
+        api.tasks.cancel(task, now=api.now(), actor=req.principal.name)
     return 204, None
 
 

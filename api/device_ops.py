@@ -335,22 +335,13 @@ def check_operations(device: Device, ops: Operations) -> None:
         )
 
 
-def _cancel_pending(api: Api, device_id: int, kind: str, actor: str, now: float) -> int:
-    cancelled = 0
-    for task in api.store.tasks_for_device(device_id, states=(PENDING,)):
-        if task.kind == kind:
-            api.store.cancel_task(task.id, now=now, actor=actor)
-            cancelled += 1
-    return cancelled
-
-
 def apply_operations(api: Api, req: ApiRequest, device: Device, ops: Operations) -> None:
     """Queue the tasks of ``ops`` for ``device`` and wake it (unless scheduled).
 
     Every task is queued with actor = the token's name and ``scheduled_at = ops.schedule_at``;
-    ``factory`` also wipes the device's stored settings; the firmware fields are written to
-    the device. The device is woken once, after everything is queued (a scheduled body wakes
-    nothing now: its tasks run at the first session after their time).
+    the firmware fields go through ``TaskEngine.set_firmware``. The device is woken once,
+    after everything is queued (a scheduled body wakes nothing now: its tasks run at the
+    first session after their time).
     """
     if not ops.any():
         return
@@ -368,36 +359,18 @@ def apply_operations(api: Api, req: ApiRequest, device: Device, ops: Operations)
                 if isinstance(ops.firmware_image, Unset)
                 else ops.firmware_image
             )
-            fields: dict[str, Any] = {"firmware_image_id": target}
-            if ops.firmware_image_is_pending is True:
-                # A new request replaces an older one still waiting.
-                _cancel_pending(api, device.id, "firmware_update", actor, now)
-                api.tasks.queue(
-                    device.id,
-                    "firmware_update",
-                    {"firmware_image": target},
-                    actor=actor,
-                    scheduled_at=when,
-                    wake=False,
-                    now=now,
-                )
-                fields["firmware_image_is_pending"] = True
-                queued = True
-            elif ops.firmware_image_is_pending is False or target is None:
-                # Turning the flag off (or clearing the target) withdraws a waiting upgrade
-                # and acknowledges a failed one (no longer shown as firmware_update:failed).
-                _cancel_pending(api, device.id, "firmware_update", actor, now)
-                fields["firmware_image_is_pending"] = False
-                last = _latest(store.tasks_for_device(device.id), "firmware_update")
-                if last is not None and (last.result or {}).get(REPORT_FAILED):
-                    store.update_task_result(last.id, {REPORT_FAILED: False})
-            store.update_device(device.id, now=now, actor=actor, **fields)
+            queued = api.tasks.set_firmware(
+                device,
+                target,
+                ops.firmware_image_is_pending,
+                actor=actor,
+                now=now,
+                scheduled_at=when,
+            )
         for flag, kind in FLAG_TASKS:
             args = ops.tasks.get(flag)
             if args is None:
                 continue
-            if kind == "factory_reset":
-                store.clear_desired_settings(device.id, now=now, actor=actor)
             api.tasks.queue(
                 device.id, kind, args, actor=actor, scheduled_at=when, wake=False, now=now
             )

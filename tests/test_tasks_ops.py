@@ -121,3 +121,47 @@ def test_device_factory_reset_without_settings_queues_no_push(
     session.on_response(rpc.FactoryResetResponse(), now=12.0)
     engine.on_inform(device, inform("0 BOOTSTRAP", "1 BOOT"), now=60.0)
     assert "configuration_update" not in dict(kinds_states(store, device))
+
+
+def test_queueing_a_factory_reset_forgets_the_devices_own_settings(
+    store: Store, engine: TaskEngine, device: Device
+) -> None:
+    """The rule lives in the task kind (wipes_settings), whoever queues the reset."""
+    store.set_desired_settings(device.id, {"Device.X.Y": "1"}, now=1.0, actor="t")
+    engine.queue(device.id, "device_factory_reset", actor="t", wake=False, now=2.0)
+    assert [s.path for s in store.desired_settings(device.id)] == ["Device.X.Y"]
+    engine.queue(device.id, "factory_reset", actor="t", wake=False, now=3.0)
+    assert store.desired_settings(device.id) == []
+
+
+def pending_flag(store: Store, device: Device) -> bool:
+    fresh = store.get_device(device.id)
+    assert fresh is not None
+    return fresh.firmware_image_is_pending
+
+
+def test_firmware_request_replace_withdraw_and_cancel(
+    store: Store, engine: TaskEngine, device: Device
+) -> None:
+    image = store.create_firmware_image(
+        name="fw", version="2.0", size=1, sha256="0" * 64, filename="fw.bin", now=1.0
+    ).id
+    assert engine.set_firmware(device, image, True, actor="ops", now=2.0)
+    assert engine.set_firmware(device, image, True, actor="ops", now=3.0)
+    # The newer request replaced the older one, and the flag is set.
+    assert kinds_states(store, device) == [
+        ("firmware_update", "cancelled"),
+        ("firmware_update", PENDING),
+    ]
+    assert pending_flag(store, device) is True
+    # Changing only the target queues nothing and withdraws nothing.
+    assert not engine.set_firmware(device, image, None, actor="ops", now=4.0)
+    assert kinds_states(store, device)[-1] == ("firmware_update", PENDING)
+    # Cancelling the last waiting upgrade withdraws it.
+    waiting = store.tasks_for_device(device.id, states=(PENDING,))[0]
+    engine.cancel(waiting, now=5.0, actor="ops")
+    assert pending_flag(store, device) is False
+    assert engine.set_firmware(device, image, True, actor="ops", now=6.0)
+    assert not engine.set_firmware(device, None, None, actor="ops", now=7.0)
+    assert kinds_states(store, device)[-1] == ("firmware_update", "cancelled")
+    assert pending_flag(store, device) is False

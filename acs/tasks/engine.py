@@ -126,6 +126,8 @@ class TaskEngine:
             now = float(cast(Any, self.reactor).seconds())
         if self.store.get_device(device_id) is None:
             raise NotFound(f"device {device_id} does not exist")
+        if declared.wipes_settings:
+            self.store.clear_desired_settings(device_id, now=now, actor=actor)
         if declared.coalesce is not None:
             twin = self._pending_twin(device_id, kind, clean, scheduled_at, now)
             if twin is not None:
@@ -407,7 +409,60 @@ class TaskEngine:
         self._firmware_settled(task, now)
         self.store.update_task_result(task.id, {REPORT_FAILED: True})
 
-    def _firmware_settled(self, task: Task, now: float) -> None:
+    def set_firmware(
+        self,
+        device: Device,
+        target: int | None,
+        pending: bool | None,
+        *,
+        actor: str,
+        now: float,
+        scheduled_at: float | None = None,
+    ) -> bool:
+        """Write a device's firmware target and its ``firmware_image_is_pending`` request
+        (None: the flag not given); True when an upgrade was queued (not woken).
+
+        Requesting replaces an older upgrade still waiting; withdrawing (the flag false, or
+        no target) cancels a waiting one and acknowledges a failed one, which
+        pending_settings then stops showing as ``firmware_update:failed``."""
+        fields: dict[str, Any] = {"firmware_image_id": target}
+        queued = pending is True
+        with self.store.transaction():
+            if pending is True or pending is False or target is None:
+                for waiting in self.store.tasks_for_device(device.id, states=(PENDING,)):
+                    if waiting.kind == "firmware_update":
+                        self.store.cancel_task(waiting.id, now=now, actor=actor)
+            if queued:
+                self.queue(
+                    device.id,
+                    "firmware_update",
+                    {"firmware_image": target},
+                    actor=actor,
+                    scheduled_at=scheduled_at,
+                    wake=False,
+                    now=now,
+                )
+                fields["firmware_image_is_pending"] = True
+            elif pending is False or target is None:
+                fields["firmware_image_is_pending"] = False
+                upgrades = [
+                    t for t in self.store.tasks_for_device(device.id) if t.kind == "firmware_update"
+                ]
+                last = max(upgrades, key=lambda t: t.id, default=None)
+                if last is not None and (last.result or {}).get(REPORT_FAILED):
+                    self.store.update_task_result(last.id, {REPORT_FAILED: False})
+            self.store.update_device(device.id, now=now, actor=actor, **fields)
+        return queued
+
+    def cancel(self, task: Task, *, now: float, actor: str) -> None:
+        """Cancel a pending task (Conflict once it started or finished). Cancelling the last
+        firmware upgrade withdraws it, as clearing firmware_image_is_pending would."""
+        with self.store.transaction():
+            self.store.cancel_task(task.id, now=now, actor=actor)
+            if task.kind == "firmware_update":
+                self._firmware_settled(task, now, actor)
+
+    def _firmware_settled(self, task: Task, now: float, actor: str = "acs") -> None:
         # The flag means "an upgrade is queued or in flight": it stays set while another
         # firmware_update (a newer request) is still on its way.
         others = [
@@ -417,7 +472,7 @@ class TaskEngine:
         ]
         if not others:
             self.store.update_device(
-                task.device_id, now=now, actor="acs", firmware_image_is_pending=False
+                task.device_id, now=now, actor=actor, firmware_image_is_pending=False
             )
 
     def transfer_result(self, task: Task, detail: dict[str, Any], now: float) -> dict[str, Any]:

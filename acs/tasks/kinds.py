@@ -64,6 +64,7 @@ class TaskKind:
     confirm_delay: Callable[[Mapping[str, Any]], float] | None = None
     after_confirm: Callable[[TaskEngine, Task, float], None] | None = None
     resets_cpe: bool = False  # the CPE comes back factory-fresh (first-contact credentials)
+    wipes_settings: bool = False  # queueing it forgets the device's own desired settings
     # At most one pending task of the kind per device: (pending twin's args, new args) ->
     # the twin already does what the new one would, so queue() returns it instead.
     coalesce: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None
@@ -408,6 +409,7 @@ _DECLARED = (
         completion=INFORM,
         confirmed_by=_bootstrapped,
         resets_cpe=True,
+        wipes_settings=True,
         pending_name="factory_reset",
         api_flag="factory",
         api_doc="FactoryReset RPC; the stored settings are wiped.",
