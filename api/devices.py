@@ -157,7 +157,9 @@ def save_device(
             if isinstance(name, str):
                 organization = write.organization_id(current)
                 assert organization is not None  # validation guarantees an organization
-                fields["location_id"] = validation.resolve_location(store, organization, name)
+                fields["location_id"] = store.location_named(
+                    organization, name, now=now, actor=actor
+                )
             elif name is None:
                 fields["location_id"] = None
             if current is None:

@@ -236,14 +236,7 @@ def create_device_type(api: Api, req: ApiRequest) -> Result:
     values = _device_type_body(req, partial=False)
     with store_errors(), api.store.transaction():
         _check_type_match(api, values, None)
-        dt = api.store.create_device_type(**values)
-        api.store.add_history(
-            None,
-            "device_type_created",
-            {"device_type_id": dt.id, "name": dt.name},
-            now=api.now(),
-            actor=req.principal.name,
-        )
+        dt = api.store.create_device_type(**values, now=api.now(), actor=req.principal.name)
     return 201, device_type_json(dt)
 
 
@@ -398,14 +391,7 @@ def list_locations(api: Api, req: ApiRequest) -> Result:
 def create_location(api: Api, req: ApiRequest) -> Result:
     values = _location_values(api, req, None, partial=False)
     with store_errors(), api.store.transaction():
-        loc = api.store.create_location(**values)
-        api.store.add_history(
-            None,
-            "location_created",
-            {"location_id": loc.id, "name": loc.name, "organization_id": loc.organization_id},
-            now=api.now(),
-            actor=req.principal.name,
-        )
+        loc = api.store.create_location(**values, now=api.now(), actor=req.principal.name)
     return 201, location_json(loc)
 
 

@@ -5,8 +5,7 @@ Owns turning a JSON object from ``POST``/``PUT``/``PATCH`` on ``/inventory_devic
 the location to find or create by name. Every field error of a body is collected into one
 DRF-style ``400 {"field": ["message", ...]}``; an organization outside the token's scope is a
 ``403`` before anything else is looked at (so the answer never reveals whether it exists).
-Nothing here writes: the route modules apply a validated write (:func:`resolve_location` is
-the one helper that creates a row, and they call it inside the write's transaction).
+Nothing here writes: the route modules apply a validated write.
 
 Operation keys (``reboot``, ``firmware_image``, ...) are not validated here: the flat view pops
 them with :func:`api.device_ops.take_operations` first. Read-only fields of a representation
@@ -221,14 +220,6 @@ def _check_location(store: Store, location_id: int | None, org_id: int | None) -
         # Another tenant's location would leak its name through the device's representation.
         raise Invalid("This location belongs to another organization.")
     return location_id
-
-
-def resolve_location(store: Store, organization_id: int, name: str) -> int:
-    """The id of the location called ``name`` in the organization, created if absent."""
-    found = store.find_location(organization_id, name)
-    if found is not None:
-        return found.id
-    return store.create_location(name=name, organization_id=organization_id).id
 
 
 # --- bodies -----------------------------------------------------------------------------

@@ -221,7 +221,11 @@ def seed(database: Path, profile: Profile) -> Seeded:
         orgs += [store.ensure_organization(f"Bench org {i}").id for i in range(1, ORGANIZATIONS)]
         types = [
             store.create_device_type(
-                name=f"Bench type {i}", manufacturer="Acme Networks", product_class=f"BT-{i}"
+                now=1.0,
+                actor="t",
+                name=f"Bench type {i}",
+                manufacturer="Acme Networks",
+                product_class=f"BT-{i}",
             ).id
             for i in range(DEVICE_TYPES)
         ]

@@ -41,6 +41,8 @@ def _seed(store: Store, files: Path) -> Seeded:
     a = store.create_organization(name="Fuzz A", code="A", now=NOW, actor="fuzz")
     b = store.create_organization(name="Fuzz B", code=None, now=NOW, actor="fuzz")
     router = store.create_device_type(
+        now=NOW,
+        actor="fuzz",
         name="Router",
         short_name="rt",
         model="R1",
@@ -49,11 +51,15 @@ def _seed(store: Store, files: Path) -> Seeded:
         default_settings={"Device.ManagementServer.PeriodicInformInterval": "600"},
         update_frequency=600,
     )
-    store.create_device_type(name="Switch", short_name="sw")
-    lab = store.create_location(name="Lab", organization_id=a.id, latitude="40.7128")
-    store.create_location(name="Rack 1", organization_id=a.id, parent_id=lab.id)
-    store.create_location(name="Depot", organization_id=b.id)
-    store.create_location(name="Shared", organization_id=None)
+    store.create_device_type(now=NOW, actor="fuzz", name="Switch", short_name="sw")
+    lab = store.create_location(
+        now=NOW, actor="fuzz", name="Lab", organization_id=a.id, latitude="40.7128"
+    )
+    store.create_location(
+        now=NOW, actor="fuzz", name="Rack 1", organization_id=a.id, parent_id=lab.id
+    )
+    store.create_location(now=NOW, actor="fuzz", name="Depot", organization_id=b.id)
+    store.create_location(now=NOW, actor="fuzz", name="Shared", organization_id=None)
 
     informed = store.create_device(
         serial_number="FUZZ-A-1",

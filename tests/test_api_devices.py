@@ -84,7 +84,9 @@ def seed_world(harness: ApiHarness) -> ApiHarness:
     while org(h, f"org-{n}") < 5:
         n += 1
     for n in range(1, 16):
-        h.store.create_device_type(name=f"type-{n}", short_name="enterprise_router")
+        h.store.create_device_type(
+            now=1.0, actor="t", name=f"type-{n}", short_name="enterprise_router"
+        )
     for n in range(1, 48):
         h.store.create_firmware_image(
             name=f"fw-{n}", version="1", size=1, sha256="0" * 64, filename=f"fw{n}", now=T0
@@ -241,8 +243,8 @@ def test_status_filter_rejects_other_values(harness: ApiHarness, value: str) -> 
 
 
 def test_type_filter_lists_only_devices_of_that_type(harness: ApiHarness) -> None:
-    router = harness.store.create_device_type(name="router")
-    switch = harness.store.create_device_type(name="switch")
+    router = harness.store.create_device_type(now=1.0, actor="t", name="router")
+    switch = harness.store.create_device_type(now=1.0, actor="t", name="switch")
     a = make(harness, "A", type_id=router.id)
     make(harness, "B", type_id=switch.id)
     make(harness, "C")
@@ -318,8 +320,14 @@ def test_list_page_shows_each_device_its_own_type_location_and_pending_work(
 ) -> None:
     # A page reads related rows for all its devices at once: each must still get its own.
     store = harness.store
-    kinds = [store.create_device_type(name=f"T{i}", short_name=f"t{i}").id for i in range(2)]
-    places = [store.create_location(name=f"L{i}", organization_id=1).id for i in range(2)]
+    kinds = [
+        store.create_device_type(now=1.0, actor="t", name=f"T{i}", short_name=f"t{i}").id
+        for i in range(2)
+    ]
+    places = [
+        store.create_location(now=1.0, actor="t", name=f"L{i}", organization_id=1).id
+        for i in range(2)
+    ]
     devices = [
         make(harness, f"D{i}", type_id=kinds[i % 2], location_id=places[i % 2] if i else None)
         for i in range(4)
@@ -617,7 +625,7 @@ def test_location_name_finds_or_creates_a_location_in_the_device_organization(
     harness: ApiHarness,
 ) -> None:
     other = org(harness, "Other")
-    foreign = harness.store.create_location(name="HQ", organization_id=other)
+    foreign = harness.store.create_location(now=1.0, actor="t", name="HQ", organization_id=other)
     admin = harness.token("admin")
     first = harness.call(
         "POST",
@@ -648,7 +656,7 @@ def test_location_name_finds_or_creates_a_location_in_the_device_organization(
 
 
 def test_put_resets_omitted_fields_but_keeps_the_password(harness: ApiHarness) -> None:
-    kind = harness.store.create_device_type(name="router")
+    kind = harness.store.create_device_type(now=1.0, actor="t", name="router")
     device = make(
         harness,
         "A",

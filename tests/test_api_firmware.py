@@ -96,7 +96,7 @@ def test_multipart_upload_records_size_and_sha256_and_stores_the_file(
 
 def test_raw_upload_with_query_parameters_and_a_device_type(harness: ApiHarness) -> None:
     admin = harness.token("admin")
-    device_type = harness.store.create_device_type(name="Router")
+    device_type = harness.store.create_device_type(now=1.0, actor="t", name="Router")
     image = b"\x00\x01raw image"
     reply = harness.call(
         "POST",

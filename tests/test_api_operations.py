@@ -69,7 +69,9 @@ class Env:
         self.store = harness.store
         self.org = self.store.ensure_organization("IT Infrastructure")
         self.other_org = self.store.ensure_organization("Elsewhere")
-        dtype = self.store.create_device_type(name="Network Switch", short_name="network_switch")
+        dtype = self.store.create_device_type(
+            now=1.0, actor="t", name="Network Switch", short_name="network_switch"
+        )
         self.device = self.store.create_device(
             serial_number="NS001-ABC123",
             name="Network Switch - NS-001",

@@ -73,6 +73,8 @@ def build_world(harness: ApiHarness) -> World:
     org = store.ensure_organization("Secrets Org", code="SEC")
     tokens.append(harness.token("viewer", orgs=[org.id], name="world-scoped"))
     device_type = store.create_device_type(
+        now=1.0,
+        actor="t",
         name="Gateway",
         short_name="gateway",
         model="GW-1",
@@ -81,7 +83,9 @@ def build_world(harness: ApiHarness) -> World:
         default_settings={"Device.ManagementServer.PeriodicInformInterval": "300"},
         update_frequency=300,
     )
-    location = store.create_location(name="Lab", organization_id=org.id, short_name="lab")
+    location = store.create_location(
+        now=1.0, actor="t", name="Lab", organization_id=org.id, short_name="lab"
+    )
     world = World(0, SERIAL, 0, org.id, device_type.id, location.id, tokens[0], tokens)
     world.firmware_image_id = store.create_firmware_image(
         name="Gateway firmware",

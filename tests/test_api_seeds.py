@@ -84,13 +84,15 @@ def _build_template(path: Path) -> str:
         for type_id in range(1, 17):
             name, short, model, maker = types.get(type_id, (f"Filler {type_id}", None, None, None))
             device_type = store.create_device_type(
-                name=name, short_name=short, model=model, manufacturer=maker
+                now=1.0, actor="t", name=name, short_name=short, model=model, manufacturer=maker
             )
             assert device_type.id == type_id
 
         for loc_id in range(1, 27):
             if loc_id == 25:
                 loc = store.create_location(
+                    now=1.0,
+                    actor="t",
                     name="New York Branch Office",
                     organization_id=5,
                     short_name="ny_branch",
@@ -98,9 +100,13 @@ def _build_template(path: Path) -> str:
                     longitude="-74.0060",
                 )
             elif loc_id == 26:
-                loc = store.create_location(name="Data Center A - Rack 15", organization_id=123)
+                loc = store.create_location(
+                    now=1.0, actor="t", name="Data Center A - Rack 15", organization_id=123
+                )
             else:
-                loc = store.create_location(name=f"Filler location {loc_id}", organization_id=None)
+                loc = store.create_location(
+                    now=1.0, actor="t", name=f"Filler location {loc_id}", organization_id=None
+                )
             assert loc.id == loc_id
 
         for image_id in range(1, 48):

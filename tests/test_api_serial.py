@@ -44,10 +44,12 @@ def seed_world(harness: ApiHarness) -> ApiHarness:
         n += 1
     acme = h.store.ensure_organization("Acme Corp IT", code="ACME-IT")
     assert acme.id == 123
-    h.store.create_device_type(name="Router", model="Cisco ISR 4331", manufacturer="Cisco")
-    h.store.create_device_type(name="Firewall")
     h.store.create_device_type(
-        name="Network Switch", model="Cisco Catalyst 9300", manufacturer="Cisco"
+        now=1.0, actor="t", name="Router", model="Cisco ISR 4331", manufacturer="Cisco"
+    )
+    h.store.create_device_type(now=1.0, actor="t", name="Firewall")
+    h.store.create_device_type(
+        now=1.0, actor="t", name="Network Switch", model="Cisco Catalyst 9300", manufacturer="Cisco"
     )
     device = make(h, "SN123456789", 123, name="Core-Switch-01", type_id=3)
     h.store.set_status(device.id, UP, now=T0)
@@ -235,7 +237,7 @@ def test_rename_to_a_taken_serial_is_409_and_changes_nothing(harness: ApiHarness
 
 
 def test_put_resets_descriptive_fields_and_keeps_live_state(harness: ApiHarness) -> None:
-    kind = harness.store.create_device_type(name="router")
+    kind = harness.store.create_device_type(now=1.0, actor="t", name="router")
     device = make(harness, "A", type_id=kind.id, description="d", address="10.0.0.1")
     harness.store.set_status(device.id, UP, now=T0)
     token = harness.token("operator")
@@ -250,7 +252,7 @@ def test_put_resets_descriptive_fields_and_keeps_live_state(harness: ApiHarness)
 
 
 def test_a_returned_representation_can_be_written_back(harness: ApiHarness) -> None:
-    kind = harness.store.create_device_type(name="router", model="R1")
+    kind = harness.store.create_device_type(now=1.0, actor="t", name="router", model="R1")
     make(harness, "A", type_id=kind.id, description="d")
     token = harness.token("operator")
     body = harness.call("GET", f"{BASE}A/", token=token).json
@@ -432,7 +434,7 @@ def test_body_over_one_mebibyte_is_413(harness: ApiHarness) -> None:
 def test_list_page_shows_each_device_its_own_pending_details(harness: ApiHarness) -> None:
     # Related rows are read once per page: pending work must still land on its own device.
     store = harness.store
-    kind = store.create_device_type(name="T", model="M").id
+    kind = store.create_device_type(now=1.0, actor="t", name="T", model="M").id
     devices = [make(harness, f"P{i}", type_id=kind if i else None) for i in range(3)]
     store.queue_task(devices[0].id, "firmware_update", {}, now=T0, actor="t")
     store.set_desired_settings(devices[1].id, {"Device.X": "1", "Device.Y": "2"}, now=T0, actor="t")

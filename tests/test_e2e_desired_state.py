@@ -65,7 +65,9 @@ class DesiredStateEndToEnd(ApplianceWithFleet):
         store = self.appliance.store
         defaults = {f"{root}{NTP}": "127.0.0.1" for root in ("Device.", "InternetGatewayDevice.")}
         defaults |= {f"{root}{ENABLE}": "false" for root in ("Device.", "InternetGatewayDevice.")}
-        dtype = store.create_device_type(name="e2e-router", default_settings=defaults)
+        dtype = store.create_device_type(
+            now=1.0, actor="t", name="e2e-router", default_settings=defaults
+        )
         now = float(self.appliance.reactor.seconds())
         for cpe in self.fleet.cpes:
             store.update_device(self.device(cpe).id, now=now, actor="t", type_id=dtype.id)

@@ -48,7 +48,7 @@ def engine(store: Store) -> TaskEngine:
 
 
 def with_type(store: Store, device: Device, defaults: dict[str, Any]) -> Device:
-    dtype = store.create_device_type(name="router", default_settings=defaults)
+    dtype = store.create_device_type(now=1.0, actor="t", name="router", default_settings=defaults)
     return store.update_device(device.id, now=2.0, actor="t", type_id=dtype.id)
 
 

@@ -358,7 +358,7 @@ def test_delete_device_cascades_and_keeps_a_global_audit_entry(store: Store, org
 
 def test_devices_page_filters_counts_and_pages_by_id(store: Store, org_id: int) -> None:
     other_org = store.ensure_organization("Other").id
-    kind = store.create_device_type(name="t").id
+    kind = store.create_device_type(now=1.0, actor="t", name="t").id
     a = make_device(store, org_id, "A", type_id=kind)
     b = make_device(store, org_id, "B")
     c = make_device(store, other_org, "C")
@@ -386,7 +386,7 @@ def test_devices_page_at_any_offset_matches_filtering_every_device(
     # combinations, several organizations, a status_change range) must page exactly like
     # filtering and slicing the whole inventory in id order.
     orgs = [org_id, store.ensure_organization("B").id, store.ensure_organization("C").id]
-    kinds = [store.create_device_type(name=f"t{i}").id for i in range(2)]
+    kinds = [store.create_device_type(now=1.0, actor="t", name=f"t{i}").id for i in range(2)]
     store.bulk_seed_devices(
         (
             {
@@ -432,8 +432,8 @@ def test_devices_page_at_any_offset_matches_filtering_every_device(
 def test_batch_lookups_return_rows_of_the_given_ids_only(store: Store, org_id: int) -> None:
     a = make_device(store, org_id, "A")
     b = make_device(store, org_id, "B")
-    kind = store.create_device_type(name="t")
-    place = store.create_location(name="Here", organization_id=org_id)
+    kind = store.create_device_type(now=1.0, actor="t", name="t")
+    place = store.create_location(now=1.0, actor="t", name="Here", organization_id=org_id)
     store.queue_task(a.id, "reboot", {}, now=T0, actor="t")
     store.queue_task(a.id, "sync", {}, now=T0 + 1, actor="t", front=True)
     store.set_desired_settings(b.id, {"Device.X": "1", "Device.Y": "2"}, now=T0 + 5, actor="t")
@@ -898,6 +898,8 @@ def test_create_token_validates_role_and_organizations(store: Store) -> None:
 
 def test_find_device_type_by_manufacturer_and_product_class(store: Store) -> None:
     t = store.create_device_type(
+        now=1.0,
+        actor="t",
         name="Acme Router",
         manufacturer="Acme",
         product_class="Router",
@@ -910,8 +912,29 @@ def test_find_device_type_by_manufacturer_and_product_class(store: Store) -> Non
     assert t.default_settings == {"Device.X": "1"}
 
 
+def test_catalog_creations_are_audited_by_the_store(store: Store, org_id: int) -> None:
+    kind = store.create_device_type(name="Box", now=T0, actor="ann")
+    place = store.create_location(name="HQ", organization_id=org_id, now=T0, actor="bob")
+    assert store.location_named(org_id, "HQ", now=T0, actor="cid") == place.id
+    branch = store.location_named(org_id, "Branch", now=T0, actor="dee")
+    log = [(e.action, e.actor, e.detail) for e in store.history(None, limit=3)]
+    assert log == [
+        (
+            "location_created",
+            "dee",
+            {"location_id": branch, "name": "Branch", "organization_id": org_id},
+        ),
+        (
+            "location_created",
+            "bob",
+            {"location_id": place.id, "name": "HQ", "organization_id": org_id},
+        ),
+        ("device_type_created", "ann", {"device_type_id": kind.id, "name": "Box"}),
+    ]
+
+
 def test_locations_firmware_records_and_transcripts(store: Store, org_id: int) -> None:
-    loc = store.create_location(name="HQ", organization_id=org_id)
+    loc = store.create_location(now=1.0, actor="t", name="HQ", organization_id=org_id)
     assert store.find_location(org_id, "HQ") == loc
     assert store.find_location(org_id, "Branch") is None
     image = store.create_firmware_image(
@@ -971,8 +994,10 @@ def test_inform_work_says_which_inform_checks_can_find_anything(store: Store, or
 
 
 def test_inform_work_counts_device_type_defaults_as_settings(store: Store, org_id: int) -> None:
-    empty = store.create_device_type(name="empty", default_settings={})
-    typed = store.create_device_type(name="typed", default_settings={"Device.X.Y": "1"})
+    empty = store.create_device_type(now=1.0, actor="t", name="empty", default_settings={})
+    typed = store.create_device_type(
+        now=1.0, actor="t", name="typed", default_settings={"Device.X.Y": "1"}
+    )
     a = make_device(store, org_id, "A", type_id=empty.id)
     b = make_device(store, org_id, "B", type_id=typed.id)
     assert not store.inform_work(a.id).settings
@@ -1048,8 +1073,10 @@ def test_create_device_conflict_inside_a_transaction_names_the_holder_and_keeps_
 def test_a_device_without_its_own_update_frequency_takes_its_types(
     store: Store, org_id: int
 ) -> None:
-    slow = store.create_device_type(name="slow", update_frequency=900, default_settings={})
-    plain = store.create_device_type(name="plain", default_settings={})
+    slow = store.create_device_type(
+        now=1.0, actor="t", name="slow", update_frequency=900, default_settings={}
+    )
+    plain = store.create_device_type(now=1.0, actor="t", name="plain", default_settings={})
     assert make_device(store, org_id, "A", type_id=slow.id).update_frequency == 900
     assert make_device(store, org_id, "B", type_id=plain.id).update_frequency == 300
     assert make_device(store, org_id, "C").update_frequency == 300
@@ -1058,7 +1085,7 @@ def test_a_device_without_its_own_update_frequency_takes_its_types(
 
 
 def test_a_type_change_reaches_the_devices_without_their_own(store: Store, org_id: int) -> None:
-    dt = store.create_device_type(name="t", default_settings={})
+    dt = store.create_device_type(now=1.0, actor="t", name="t", default_settings={})
     inherited = make_device(store, org_id, "A", type_id=dt.id)
     own = make_device(store, org_id, "B", type_id=dt.id, update_frequency=120)
     other = make_device(store, org_id, "C")
@@ -1078,7 +1105,9 @@ def test_a_type_change_reaches_the_devices_without_their_own(store: Store, org_i
 def test_setting_a_value_makes_it_the_devices_own_and_none_inherits_again(
     store: Store, org_id: int
 ) -> None:
-    dt = store.create_device_type(name="t", update_frequency=900, default_settings={})
+    dt = store.create_device_type(
+        now=1.0, actor="t", name="t", update_frequency=900, default_settings={}
+    )
     device = make_device(store, org_id, "A", type_id=dt.id)
     store.update_device(device.id, now=T0, actor="admin", update_frequency=600)
     store.update_device_type(dt.id, now=T0, actor="admin", update_frequency=1200)
@@ -1090,8 +1119,12 @@ def test_setting_a_value_makes_it_the_devices_own_and_none_inherits_again(
 def test_a_new_type_gives_its_frequency_unless_the_device_has_its_own(
     store: Store, org_id: int
 ) -> None:
-    fast = store.create_device_type(name="fast", update_frequency=60, default_settings={})
-    slow = store.create_device_type(name="slow", update_frequency=900, default_settings={})
+    fast = store.create_device_type(
+        now=1.0, actor="t", name="fast", update_frequency=60, default_settings={}
+    )
+    slow = store.create_device_type(
+        now=1.0, actor="t", name="slow", update_frequency=900, default_settings={}
+    )
     inherited = make_device(store, org_id, "A", type_id=fast.id)
     own = make_device(store, org_id, "B", type_id=fast.id, update_frequency=120)
     for device in (inherited, own):

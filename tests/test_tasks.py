@@ -1045,7 +1045,10 @@ def test_inform_pushes_device_type_defaults_the_cache_disagrees_with(
     engine: TaskEngine, store: Store, device: Device
 ) -> None:
     kind = store.create_device_type(
-        name="t", default_settings={"Device.ManagementServer.PeriodicInformInterval": 300}
+        now=1.0,
+        actor="t",
+        name="t",
+        default_settings={"Device.ManagementServer.PeriodicInformInterval": 300},
     )
     device = store.update_device(device.id, now=3.0, actor="t", type_id=kind.id)
     engine.on_inform(device, inform("2 PERIODIC"), now=10.0)

@@ -155,7 +155,10 @@ class Catalog(Database):
         product_class: str | None = None,
         default_settings: dict[str, Any] | None = None,
         update_frequency: int | None = None,
+        now: float,
+        actor: str,
     ) -> DeviceType:
+        """Create; the audit log records who did."""
         if not isinstance(name, str) or not name:
             raise ValueError("device type name must be a non-empty string")
         if update_frequency is not None and (
@@ -179,8 +182,12 @@ class Catalog(Database):
                     update_frequency,
                 ),
             )
-        assert row is not None
-        return codec.device_type(row)
+            assert row is not None
+            created = codec.device_type(row)
+            self._audit(
+                "device_type_created", {"device_type_id": created.id, "name": name}, now, actor
+            )
+        return created
 
     def get_device_type(self, type_id: int) -> DeviceType | None:
         row = self._one("SELECT * FROM device_types WHERE id = ?", (type_id,))
@@ -342,7 +349,10 @@ class Catalog(Database):
         latitude: str | None = None,
         longitude: str | None = None,
         parent_id: int | None = None,
+        now: float,
+        actor: str,
     ) -> Location:
+        """Create; the audit log records who did."""
         if not isinstance(name, str) or not name:
             raise ValueError("location name must be a non-empty string")
         with self.transaction():
@@ -355,8 +365,11 @@ class Catalog(Database):
                 "organization_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
                 (name, short_name, latitude, longitude, parent_id, organization_id),
             )
-        assert row is not None
-        return codec.location(row)
+            assert row is not None
+            created = codec.location(row)
+            detail = {"location_id": created.id, "name": name, "organization_id": organization_id}
+            self._audit("location_created", detail, now, actor)
+        return created
 
     def get_location(self, location_id: int) -> Location | None:
         row = self._one("SELECT * FROM locations WHERE id = ?", (location_id,))
@@ -371,6 +384,16 @@ class Catalog(Database):
             (organization_id, name),
         )
         return None if row is None else codec.location(row)
+
+    def location_named(self, organization_id: int, name: str, *, now: float, actor: str) -> int:
+        """The id of the location called ``name`` in the organization, created if absent."""
+        with self.transaction():
+            found = self.find_location(organization_id, name)
+            if found is not None:
+                return found.id
+            return self.create_location(
+                name=name, organization_id=organization_id, now=now, actor=actor
+            ).id
 
     def locations_page(
         self,
