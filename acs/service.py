@@ -195,7 +195,9 @@ class Appliance:
                 transfer_timeout=float(config.cwmp.transfer_timeout),
                 device_credentials=config.cwmp.device_credentials,
             )
-            storage = FileStorage(config.storage.files, self.store, thread_runner(reactor))
+            self.storage = storage = FileStorage(
+                config.storage.files, self.store, thread_runner(reactor)
+            )
             self.files = FileServer(
                 self.store,
                 storage,

@@ -190,7 +190,7 @@ def delete_backup(api: Api, req: ApiRequest, device_id: int, backup_id: int) -> 
         )
     # The files layout belongs to acs.files: its storage removes the row, then the file.
     # (The appliance's FileServer owns the storage; acs.service wires it as `files`.)
-    storage: FileStorage = api.appliance.files.storage
+    storage: FileStorage = api.appliance.storage
     with store_errors():
         storage.delete_backup(backup.id, now=api.now(), actor=req.principal.name)
     return 204, None

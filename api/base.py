@@ -33,8 +33,7 @@ from werkzeug.routing import BaseConverter
 from acs.authguard import AuthThrottle
 from acs.config import Config
 from acs.connreq import ConnectionRequester
-from acs.cwmp_http import CwmpResource
-from acs.fileserver import FileServer
+from acs.files import FileStorage
 from acs.store import Store
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import ApiToken, Device
@@ -63,17 +62,32 @@ Body = Any
 Result = tuple[int, Body]
 
 
+class CwmpView(Protocol):
+    """What the API reads of the CWMP listener (:class:`acs.cwmp_http.CwmpResource`)."""
+
+    busy_rejections: int
+    idle_evictions: int
+    auth_throttle: AuthThrottle
+
+    def in_session(self, device_id: int) -> bool: ...
+
+    def active_sessions(self) -> int: ...
+
+
 class ApplianceView(Protocol):
-    """What the API needs from :class:`acs.service.Appliance`."""
+    """What the API needs from :class:`acs.service.Appliance`: the domain services, and of
+    the other listeners only what :class:`CwmpView` says."""
 
     config: Config
     store: Store
     tasks: TaskEngine
     connreq: ConnectionRequester
-    cwmp: CwmpResource
-    files: FileServer
+    storage: FileStorage
     reactor: Any
     api_auth_throttle: AuthThrottle
+
+    @property
+    def cwmp(self) -> CwmpView: ...
 
     def listening(self) -> Mapping[str, Any]: ...
 

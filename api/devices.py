@@ -203,9 +203,7 @@ def delete_device(api: Api, req: ApiRequest, device: Device) -> Result:
                 "A firmware transfer to this device is in flight; retry later or use ?force=true."
             )
     try:
-        api.appliance.files.storage.delete_device(
-            device.id, now=api.now(), actor=req.principal.name
-        )
+        api.appliance.storage.delete_device(device.id, now=api.now(), actor=req.principal.name)
     except NotFound:
         raise not_found("No device with this id.") from None
     return 204, None

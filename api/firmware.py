@@ -62,7 +62,7 @@ def firmware_image_json(image: FirmwareImage) -> dict[str, Any]:
 
 def _storage(api: Api) -> FileStorage:
     # The appliance's FileServer owns the storage (acs.service wires it as `files`).
-    storage: FileStorage = api.appliance.files.storage
+    storage: FileStorage = api.appliance.storage
     return storage
 
 

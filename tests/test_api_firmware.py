@@ -60,7 +60,7 @@ def upload(h: ApiHarness, fields: dict[str, str], file: bytes | None, token: str
 
 
 def files_on_disk(h: ApiHarness) -> list[str]:
-    return sorted(p.name for p in h.appliance.files.storage.firmware_dir.iterdir())
+    return sorted(p.name for p in h.appliance.storage.firmware_dir.iterdir())
 
 
 def test_multipart_upload_records_size_and_sha256_and_stores_the_file(
@@ -83,7 +83,7 @@ def test_multipart_upload_records_size_and_sha256_and_stores_the_file(
     }
     stored = harness.store.get_firmware_image(body["id"])
     assert stored is not None
-    assert harness.appliance.files.storage.firmware_path(stored).read_bytes() == image
+    assert harness.appliance.storage.firmware_path(stored).read_bytes() == image
     assert files_on_disk(harness) == [f"{body['id']}-fw.bin"]  # no temporary file left
     assert ("firmware_image_created", "alice") in [
         (e.action, e.actor) for e in harness.store.history(None)
@@ -290,7 +290,7 @@ class FirmwareUploadOverHttp(unittest.TestCase):
         self.assertIsNot(threads[0], threading.main_thread())
         stored = self.appliance.store.get_firmware_image(body["id"])
         assert stored is not None
-        path = self.appliance.files.storage.firmware_path(stored)
+        path = self.appliance.storage.firmware_path(stored)
         self.assertEqual(path.stat().st_size, len(image))
 
     async def test_multipart_upload_over_http(self) -> None:
@@ -339,5 +339,5 @@ class FirmwareUploadOverHttp(unittest.TestCase):
         reply = await self.raw(head + body)
         self.assertEqual(reply.status, 413)
         self.assertEqual(self.appliance.store.firmware_images_page(), (0, []))
-        storage = self.appliance.files.storage
+        storage = self.appliance.storage
         self.assertEqual(list(storage.firmware_dir.iterdir()), [])

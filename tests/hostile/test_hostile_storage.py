@@ -217,7 +217,7 @@ def test_a_full_files_directory_refuses_an_upload_with_503_and_leaves_nothing(
     harness: ApiHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     admin = harness.token("admin")
-    storage = harness.appliance.files.storage
+    storage = harness.appliance.storage
     harness.appliance.maintenance.startService()
 
     def no_space(self: Any, data: bytes) -> None:
