@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
+from acs.clock import Reactor
 from acs.config import Config, ConfigError, load_config
 from acs.store import Store
 
@@ -221,7 +222,7 @@ def serve(config: Config, config_path: str | None = None) -> int:
         textFileLogObserver,
     )
 
-    reactor: Any = _reactor  # Any: the global reactor's interfaces are opaque to mypy
+    reactor: Reactor = _reactor
 
     from acs.service import Appliance
 

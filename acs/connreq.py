@@ -49,6 +49,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from acs import httpdigest
+from acs.clock import Clock, Reactor
 from acs.store import NotFound, Store
 from acs.store.models import DOWN, UP
 
@@ -175,22 +176,22 @@ class ConnectionRequester:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         store: Store,
         *,
         timeout: float,
         pool: HTTPConnectionPool | None = None,
-        clock: Any = None,
+        clock: Clock | None = None,
         max_concurrent: int = MAX_CONCURRENT,
         policy: TargetPolicy | None = None,
     ) -> None:
         """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
         and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
-        the timeout. Both are typed Any: mypy cannot match classes to zope interfaces."""
+        the timeout."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         self._reactor = reactor
-        self._clock: Any = clock if clock is not None else reactor
+        self._clock: Clock = clock if clock is not None else reactor
         self._store = store
         self.timeout = timeout
         self.policy = policy if policy is not None else TargetPolicy()

@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from acs import httpdigest
 from acs.authguard import AuthThrottle, NonceLedger
+from acs.clock import Clock
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
 from acs.cwmp.redact import redact_transcript
@@ -126,7 +126,7 @@ class CwmpResource(Resource):
         store: Store,
         tasks: TaskEngine,
         config: CwmpConfig,
-        reactor: IReactorTime,
+        reactor: Clock,
         secret: bytes,
         max_rpcs_per_session: int = DEFAULT_MAX_RPCS,
         threads: Callable[..., Deferred[Any]] | None = None,
@@ -136,8 +136,7 @@ class CwmpResource(Resource):
         self._tasks = tasks
         self._onboarding = Onboarding(store, tasks, config)
         self._config = config
-        # Any: zope interfaces don't type-check as protocols; tests pass a task.Clock.
-        self._reactor: Any = reactor
+        self._reactor = reactor
         self._nonce_signer = httpdigest.NonceSigner(secret, NONCE_TTL)
         self._max_rpcs = max_rpcs_per_session
         # Runs big-body parsing off the reactor thread; None parses every body inline.

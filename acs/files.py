@@ -31,11 +31,12 @@ from urllib.parse import quote, urlencode
 
 import multipart  # type: ignore[import-untyped]  # streaming form-data parser (via treq)
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IReactorThreads, IReactorTime
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from acs.clock import Clock, Reactor
 from acs.store import Conflict, Store
 from acs.store.health import FILES, is_storage_full
 from acs.store.models import Backup, FirmwareImage
@@ -71,7 +72,7 @@ def safe_filename(text: str | None, default: str) -> str:
     return name or default
 
 
-def thread_runner(reactor: Any) -> ToThread:
+def thread_runner(reactor: Reactor) -> ToThread:
     """Run a blocking function in ``reactor``'s thread pool; a reactor without threads
     (``task.Clock`` in tests) runs it inline."""
     if IReactorThreads.providedBy(reactor):
@@ -91,7 +92,7 @@ def thread_runner(reactor: Any) -> ToThread:
 class UrlSigner:
     """Makes and checks the signed, expiring URLs of the file server (module docstring)."""
 
-    def __init__(self, secret: bytes, public_url: str, ttl: int, clock: IReactorTime) -> None:
+    def __init__(self, secret: bytes, public_url: str, ttl: int, clock: Clock) -> None:
         if not secret:
             raise ValueError("the URL signing secret must not be empty")
         if ttl <= 0:
@@ -99,7 +100,7 @@ class UrlSigner:
         self._secret = secret
         self.base = public_url.rstrip("/")
         self.ttl = ttl
-        self.clock: Any = clock  # Any: zope interfaces don't type-check; tests pass a Clock
+        self.clock = clock
 
     # Paths are relative to the file server's root (public_url's own path excluded).
     @staticmethod

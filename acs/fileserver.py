@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from acs.clock import Clock
 from acs.files import FileStorage, Received, UploadError, UrlSigner
 from acs.store import IN_PROGRESS, PENDING, Conflict, Store
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
@@ -185,7 +185,7 @@ class FileServer(Resource):
         store: Store,
         storage: FileStorage,
         signer: UrlSigner,
-        clock: IReactorTime,
+        clock: Clock,
         *,
         max_upload: int = DEFAULT_MAX_UPLOAD,
         public_url: str = "",
@@ -194,7 +194,7 @@ class FileServer(Resource):
         self.store = store
         self.storage = storage
         self.signer = signer
-        self.clock: Any = clock
+        self.clock = clock
         self.max_upload = max_upload
         # public_url may carry a path (behind a proxy); accept URLs with or without it.
         self.prefix = urlsplit(public_url).path.rstrip("/")

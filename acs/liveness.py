@@ -9,10 +9,9 @@ default 5 s interval a transition is recorded at most ~5 s late (the spec allows
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.logger import Logger
 
+from acs.clock import Clock
 from acs.periodic import PeriodicService
 from acs.store import NotFound, Store
 from acs.store.models import DOWN
@@ -26,7 +25,7 @@ class LivenessSweep(PeriodicService):
 
     log = Logger()
 
-    def __init__(self, store: Store, reactor: Any, *, interval: float = 5.0) -> None:
+    def __init__(self, store: Store, reactor: Clock, *, interval: float = 5.0) -> None:
         super().__init__(reactor, interval, self.sweep)
         self.setName("liveness")
         self._store = store

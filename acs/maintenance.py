@@ -30,6 +30,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from acs.clock import Clock
 from acs.config import RetentionConfig
 from acs.files import FileStorage
 from acs.periodic import PeriodicService
@@ -56,13 +57,12 @@ class StorageMaintenance(PeriodicService):
         self,
         store: Store,
         files: FileStorage,
-        reactor: Any,
+        reactor: Clock,
         retention: RetentionConfig,
         *,
         interval: float = INTERVAL,
     ) -> None:
-        """``reactor``: an IReactorTime (a task.Clock in tests); typed Any because mypy
-        cannot match classes to zope interfaces."""
+        """``reactor``: the reactor's clock (a task.Clock in tests)."""
         super().__init__(reactor, interval, self.tick, run_at_start=False)
         self.setName("storage_maintenance")
         self._store = store

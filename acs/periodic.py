@@ -8,11 +8,14 @@ drive a ``task.Clock``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import Service
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+
+from acs.clock import Clock
 
 log = Logger(namespace="acs.periodic")
 
@@ -24,14 +27,13 @@ class PeriodicService(Service):
 
     def __init__(
         self,
-        clock: Any,
+        clock: Clock,
         interval: float,
         work: Callable[[], object],
         *,
         run_at_start: bool = True,
     ) -> None:
-        """``clock``: an IReactorTime (the reactor, or a task.Clock in tests); typed Any because
-        mypy cannot match classes to zope interfaces."""
+        """``clock``: the reactor, or a task.Clock in tests."""
         if interval <= 0:
             raise ValueError("interval must be > 0")
         self.clock = clock
@@ -43,7 +45,7 @@ class PeriodicService(Service):
     def startService(self) -> None:
         super().startService()
         loop = LoopingCall(self._work)
-        loop.clock = self.clock
+        loop.clock = cast(IReactorTime, self.clock)  # the zope interface mypy cannot match
         self._loop = loop
         loop.start(self.interval, now=self._run_at_start).addErrback(
             lambda failure: log.failure("{name} stopped", failure, name=self.name)

@@ -27,6 +27,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from acs.clock import Clock
 from acs.periodic import PeriodicService
 from acs.store import NotFound, Store
 
@@ -42,15 +43,15 @@ class Scheduler(PeriodicService):
     def __init__(
         self,
         store: Store,
-        reactor: Any,
+        reactor: Clock,
         *,
         wake: Callable[[int], Deferred[Any] | None],
         interval: float = 5.0,
         max_wakes: int = MAX_WAKES_PER_TICK,
     ) -> None:
-        """``reactor``: an IReactorTime (a task.Clock in tests); typed Any because mypy cannot
-        match classes to zope interfaces. ``wake(device_id)`` sends the connection request
-        (``ConnectionRequester.wake``). A wake is at most ``interval`` s late."""
+        """``reactor``: the reactor's clock (a task.Clock in tests). ``wake(device_id)``
+        sends the connection request (``ConnectionRequester.wake``). A wake is at most
+        ``interval`` s late."""
         super().__init__(reactor, interval, self.tick)
         self.setName("scheduler")
         self._store = store

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from acs.authguard import AuthThrottle
+from acs.clock import Reactor
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester, TargetPolicy
 from acs.cwmp_http import CwmpResource
@@ -140,7 +141,7 @@ class _ApplianceService(MultiService):
         return d
 
 
-def _endpoint(reactor: Any, section: str, description: str) -> IStreamServerEndpoint:
+def _endpoint(reactor: Reactor, section: str, description: str) -> IStreamServerEndpoint:
     try:
         endpoint: IStreamServerEndpoint = serverFromString(reactor, with_backlog(description))
     except Exception as exc:  # endpoint parsers raise ValueError, OSError, SSL errors...
@@ -165,7 +166,7 @@ class Appliance:
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor: Any, *, secret: bytes | None = None) -> None:
+    def __init__(self, config: Config, reactor: Reactor, *, secret: bytes | None = None) -> None:
         self.config = config
         self.reactor = reactor
         # Endpoint strings are checked before anything is created, so a typo in a listen
@@ -318,7 +319,7 @@ class Appliance:
         self.store.close()
 
 
-def build_service(config: Config, reactor: Any) -> MultiService:
+def build_service(config: Config, reactor: Reactor) -> MultiService:
     """The appliance as a MultiService (for twistd-style embedding)."""
     return Appliance(config, reactor).service
 

@@ -31,6 +31,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter
 
 from acs.authguard import AuthThrottle
+from acs.clock import Reactor
 from acs.config import Config
 from acs.connreq import ConnectionRequester
 from acs.files import FileStorage
@@ -83,7 +84,7 @@ class ApplianceView(Protocol):
     tasks: TaskEngine
     connreq: ConnectionRequester
     storage: FileStorage
-    reactor: Any
+    reactor: Reactor
     api_auth_throttle: AuthThrottle
 
     @property

@@ -16,6 +16,7 @@ from typing import Any
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from acs.clock import Reactor
 from acs.listen import LISTEN_BACKLOG
 from bench import envelopes
 
@@ -48,7 +49,7 @@ class QuietSite(Site):
 def main() -> int:
     from twisted.internet import reactor as _reactor
 
-    reactor: Any = _reactor
+    reactor: Reactor = _reactor
     site = QuietSite(BareCwmp(envelopes.build(envelopes.PERIODIC).inform_response))
     port = reactor.listenTCP(0, site, backlog=LISTEN_BACKLOG, interface="127.0.0.1")
     print(f"LISTENING {port.getHost().port}", flush=True)

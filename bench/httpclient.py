@@ -22,6 +22,7 @@ from twisted.internet.protocol import ClientFactory
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.python.failure import Failure
 
+from acs.clock import Reactor
 from acs.cwmp.flow import Flow, Move, State
 from bench.envelopes import Messages
 
@@ -145,7 +146,9 @@ class _Factory(ClientFactory):
         self.handler.connect_failed(reason)
 
 
-def connect(reactor: Any, host: str, port: int, handler: ResponseHandler, timeout: float) -> None:
+def connect(
+    reactor: Reactor, host: str, port: int, handler: ResponseHandler, timeout: float
+) -> None:
     reactor.connectTCP(host, port, _Factory(handler), timeout=timeout)
 
 
@@ -204,7 +207,7 @@ class CwmpAttempt:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         owner: AttemptOwner,
         messages: Messages,
         cpe: int,
@@ -351,7 +354,7 @@ class KeepAliveGetter:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         host: str,
         port: int,
         headers: bytes,

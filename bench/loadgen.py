@@ -27,6 +27,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from acs.clock import Reactor
 from bench import envelopes
 from bench.httpclient import CwmpAttempt, KeepAliveGetter
 
@@ -51,7 +52,7 @@ def cwmp_backoff(tries: int, rng: random.Random) -> float:
 class _Run:
     """Shared bookkeeping of one mode's run."""
 
-    def __init__(self, reactor: Any, spec: dict[str, Any]) -> None:
+    def __init__(self, reactor: Reactor, spec: dict[str, Any]) -> None:
         self.reactor = reactor
         self.spec = spec
         self.port = int(spec["port"])
@@ -102,7 +103,7 @@ class _Run:
 class SessionsRun(_Run):
     """Back-to-back sessions by ``concurrency`` CPEs for ``duration`` seconds."""
 
-    def __init__(self, reactor: Any, spec: dict[str, Any]) -> None:
+    def __init__(self, reactor: Reactor, spec: dict[str, Any]) -> None:
         super().__init__(reactor, spec)
         self.messages = envelopes.build(spec.get("event", envelopes.PERIODIC))
         self.serials = serials(spec["prefix"], int(spec["start"]), int(spec["count"]))
@@ -174,7 +175,7 @@ class SessionsRun(_Run):
 class StormRun(_Run):
     """Every CPE informs at once; retries until it has had one successful session."""
 
-    def __init__(self, reactor: Any, spec: dict[str, Any]) -> None:
+    def __init__(self, reactor: Reactor, spec: dict[str, Any]) -> None:
         super().__init__(reactor, spec)
         self.messages = envelopes.build(spec.get("event", envelopes.BOOTSTRAP))
         self.serials = serials(spec["prefix"], int(spec["start"]), int(spec["count"]))
@@ -250,7 +251,7 @@ class StormRun(_Run):
 class ApiRun(_Run):
     """``repeat`` GETs of each ``(name, path)`` in ``paths``, one at a time."""
 
-    def __init__(self, reactor: Any, spec: dict[str, Any]) -> None:
+    def __init__(self, reactor: Reactor, spec: dict[str, Any]) -> None:
         super().__init__(reactor, spec)
         headers = self.host_header + b"Authorization: Bearer %s\r\n" % spec["token"].encode()
         self.getter = KeepAliveGetter(
@@ -332,7 +333,7 @@ def main(argv: list[str]) -> int:
     _raise_fd_limit()
     from twisted.internet import reactor as _reactor
 
-    reactor: Any = _reactor
+    reactor: Reactor = _reactor
     run = cls(reactor, spec)
     print("READY", flush=True)
     # Blocking here is fine: the reactor is not running yet. The line is the start signal.

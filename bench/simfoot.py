@@ -13,6 +13,7 @@ import json
 import sys
 from typing import Any
 
+from acs.clock import Reactor
 from cpe_sim.datamodel import load_template
 from cpe_sim.fleet import Fleet
 
@@ -25,7 +26,7 @@ def _rss() -> int:
     return 0
 
 
-async def measure(reactor: Any, count: int) -> dict[str, Any]:
+async def measure(reactor: Reactor, count: int) -> dict[str, Any]:
     load_template("tr181")
     load_template("tr098")
     gc.collect()
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> int:
 
     result: dict[str, Any] = {}
 
-    def run(reactor: Any) -> defer.Deferred[None]:
+    def run(reactor: Reactor) -> defer.Deferred[None]:
         d = defer.Deferred.fromCoroutine(measure(reactor, count))
         return d.addCallback(result.update)
 

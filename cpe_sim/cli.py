@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from twisted.internet.task import LoopingCall
 
+from acs.clock import Reactor
 from cpe_sim.cpe import CWMP_VERSIONS
 from cpe_sim.fleet import MODELS, Faults, Fleet
 
@@ -121,7 +122,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def make_fleet(reactor: Any, args: argparse.Namespace) -> Fleet:
+def make_fleet(reactor: Reactor, args: argparse.Namespace) -> Fleet:
     spread = args.start_spread if args.start_spread is not None else args.count / 100
     fleet = Fleet(
         reactor,
@@ -174,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from twisted.internet import reactor as _reactor
 
-    reactor: Any = _reactor
+    reactor: Reactor = _reactor
     fleet = make_fleet(reactor, args)
     reporter = Reporter(fleet, sys.stderr)
     ticker = LoopingCall(reporter.report)

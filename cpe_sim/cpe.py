@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from acs import httpdigest
+from acs.clock import Reactor
 from acs.cwmp import rpc, soap
 from acs.cwmp.cpe_session import (
     MAX_EXCHANGES,
@@ -149,7 +150,7 @@ class TreqSessionClient:
     session ends so thousands of CPEs don't keep idle sockets open.
     """
 
-    def __init__(self, reactor: Any, timeout: float) -> None:
+    def __init__(self, reactor: Reactor, timeout: float) -> None:
         self._reactor = reactor
         self._timeout = timeout
         self._pool = HTTPConnectionPool(reactor, persistent=True)
@@ -193,7 +194,7 @@ class TreqSessionClient:
 class Profile:
     """Settings shared by every CPE of a fleet (kept once, not per CPE)."""
 
-    reactor: Any
+    reactor: Reactor
     acs_url: str
     acs_username: str = ""
     acs_password: str = ""

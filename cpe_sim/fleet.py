@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from acs import httpdigest
+from acs.clock import Reactor
 from acs.listen import with_backlog
 from cpe_sim.cpe import Profile, SimulatedCPE
 from cpe_sim.datamodel import load_template
@@ -99,7 +100,7 @@ class Fleet:
 
     def __init__(
         self,
-        reactor: Any,
+        reactor: Reactor,
         *,
         acs_url: str,
         count: int,

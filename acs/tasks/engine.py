@@ -8,13 +8,13 @@ caller does not pass `now`. What each kind does and how it ends is in `acs.tasks
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from acs.clock import Clock
 from acs.cwmp import rpc
 from acs.cwmp.paths import DEFAULT_ROOT
 from acs.store import NotFound, Store
@@ -61,7 +61,7 @@ class TaskEngine:
     def __init__(
         self,
         store: Store,
-        reactor: IReactorTime,
+        reactor: Clock,
         *,
         wake: Callable[[int], Deferred[Any]] | None = None,
         gpv_batch: int = 32,
@@ -85,7 +85,7 @@ class TaskEngine:
         # Provisioning gives each device its own ManagementServer.Username/Password.
         self.device_credentials = device_credentials
         self.store = store
-        self.reactor: IReactorTime = reactor
+        self.reactor = reactor
         self._wake = wake
         self.gpv_batch = gpv_batch
         self.max_attempts = max_attempts
@@ -122,8 +122,7 @@ class TaskEngine:
         ):
             raise ValueError("scheduled_at must be a number of seconds since the epoch")
         if now is None:
-            # mypy (no zope plugin) can't call methods declared on an Interface.
-            now = float(cast(Any, self.reactor).seconds())
+            now = self.reactor.seconds()
         if self.store.get_device(device_id) is None:
             raise NotFound(f"device {device_id} does not exist")
         if declared.wipes_settings:
@@ -371,7 +370,7 @@ class TaskEngine:
         (all devices, or one); returns their ids. Tasks whose CommandKey is in
         `exclude_keys` are spared (their TransferComplete is on its way)."""
         if now is None:
-            now = float(cast(Any, self.reactor).seconds())
+            now = self.reactor.seconds()
         skip = set(exclude_keys)
         failed: list[int] = []
         overdue = self.store.overdue_transfers(
