@@ -27,7 +27,9 @@ from api.base import SQL_INT_MAX, ApiError, json_int, parse_coordinate, parse_da
 from api.schema import (
     BOOL_TEXT_PATTERN,
     BOOLISH,
+    DATE_OR_DATETIME_TEXT_PATTERN,
     DATETIME_TEXT_PATTERN,
+    EMAIL_PATTERN,
     SETTING_PATH_PATTERN,
     Schema,
     coordinate,
@@ -58,7 +60,8 @@ NOT_A_STRING = "Not a valid string."
 # published patterns promise), at most 18 of them (below SQLite's largest integer).
 _DIGITS = re.compile(r"0|[1-9][0-9]{0,17}")
 _BOOL_TEXT = re.compile(BOOL_TEXT_PATTERN)
-_DATETIME_TEXT = re.compile(DATETIME_TEXT_PATTERN)
+_EMAIL = re.compile(EMAIL_PATTERN)
+MAX_EMAIL = 254
 _LINE_BREAKS = str.maketrans("", "", "\n\r\t")
 
 
@@ -132,12 +135,13 @@ class Field:
 @dataclass(frozen=True, kw_only=True)
 class Text(Field):
     """Printable text (``acs.cwmp.identity.printable``) of at most ``max_length``
-    characters; a required one is not blank. Blank optional text is stored as given, or as
-    null when ``blank_null``. ``multiline`` text (4096 characters) may hold line breaks and
-    tabs. ``unwrap``: ``{unwrap: text}`` is read as the text (a representation written
-    back)."""
+    characters; a required one (or ``blank=False``) is not blank. Blank optional text is
+    stored as given, or as null when ``blank_null``. ``multiline`` text (4096 characters)
+    may hold line breaks and tabs. ``unwrap``: ``{unwrap: text}`` is read as the text (a
+    representation written back)."""
 
     max_length: int = MAX_NAME
+    blank: bool = True
     blank_null: bool = False
     multiline: bool = False
     unwrap: str | None = None
@@ -151,7 +155,7 @@ class Text(Field):
         if not isinstance(value, str):
             raise Invalid(NOT_A_STRING)
         if not value.strip():
-            if self.required:
+            if self.required or not self.blank:
                 raise Invalid("This field may not be blank.")
             if self.blank_null:
                 return None
@@ -167,7 +171,7 @@ class Text(Field):
             raise ValueError("the shared Name/Text/MultilineText schemas have fixed lengths")
         if self.multiline:
             text = nullable(ref("MultilineText"))
-        elif self.required:
+        elif self.required or not self.blank:
             text = name_text()
         else:
             text = plain_text(null=self.unwrap is None)
@@ -199,13 +203,19 @@ class Serial(Field):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Secret(Field):
-    """Text kept as given (a password: any characters), at most ``max_length``; never
-    returned."""
+class RawText(Field):
+    """Text kept as given (any characters: a password, free-form notes), at most
+    ``max_length``; ``integers``: a JSON integer is taken as its text (as DRF's CharField
+    does); ``write_only``: never returned (a password)."""
 
     max_length: int = MAX_NAME
+    integers: bool = False
+    write_only: bool = False
 
     def parse(self, value: Any) -> str:
+        number = json_int(value) if self.integers else None
+        if number is not None:
+            return str(number)
         if not isinstance(value, str):
             raise Invalid(NOT_A_STRING)
         if len(value) > self.max_length:
@@ -213,8 +223,80 @@ class Secret(Field):
         return value
 
     def schema(self) -> Schema:
-        text = string(maxLength=self.max_length, writeOnly=True)
-        return nullable(self._described(text))
+        text = string(maxLength=self.max_length, **({"writeOnly": True} if self.write_only else {}))
+        if self.integers:
+            options = [integer(), text, {"type": "null"}] if self.nullable else [integer(), text]
+            return self._described({"anyOf": options})
+        return nullable(self._described(text)) if self.nullable else self._described(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Email(Field):
+    """An e-mail address (:data:`EMAIL_PATTERN`: one ``@``, a dotted domain, no
+    whitespace), at most 254 characters; ``""`` and null are none."""
+
+    def parse(self, value: Any) -> str | None:
+        text = RawText(max_length=MAX_EMAIL).parse(value)
+        if text == "":
+            return None
+        if not _EMAIL.fullmatch(text):
+            raise Invalid("Enter a valid email address.")
+        return text
+
+    def schema(self) -> Schema:
+        pattern = f"^({EMAIL_PATTERN})?$"
+        text = string(True, maxLength=MAX_EMAIL, pattern=pattern, description="An e-mail address.")
+        return self._described(text)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice(Field):
+    """One of ``choices``."""
+
+    choices: tuple[str, ...]
+    nullable: bool = False
+
+    def parse(self, value: Any) -> str:
+        if not isinstance(value, str) or value not in self.choices:
+            raise Invalid(f"{value!r} is not a valid choice; use one of {', '.join(self.choices)}.")
+        return value
+
+    def schema(self) -> Schema:
+        return self._described(string(enum=list(self.choices)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class JsonObject(Field):
+    """Any JSON object (free-form: what it holds is the caller's business)."""
+
+    nullable: bool = False
+
+    def parse(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise Invalid("Expected an object of key/value pairs.")
+        return value
+
+    def schema(self) -> Schema:
+        return self._described(obj({}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class StringList(Field):
+    """A list of at most ``max_items`` strings."""
+
+    max_items: int
+    nullable: bool = False
+
+    def parse(self, value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise Invalid("Expected a list of strings.")
+        if len(value) > self.max_items:
+            raise Invalid(f"Ensure this field has no more than {self.max_items} elements.")
+        return list(value)
+
+    def schema(self) -> Schema:
+        items = {"type": "array", "items": string(), "maxItems": self.max_items}
+        return self._described(items)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,22 +382,28 @@ class Boolean(Field):
 
 @dataclass(frozen=True, kw_only=True)
 class DateTime(Field):
-    """An ISO 8601 time, ``YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]`` (no offset: UTC), stored
-    as epoch seconds. A day the month lacks (``02-31``) passes the published pattern but is
-    refused."""
+    """An ISO 8601 time, ``YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]`` (no offset: UTC), or
+    (``dates``) a date alone (its midnight, UTC); stored as epoch seconds. A day the month
+    lacks (``02-31``) passes the published pattern but is refused."""
+
+    dates: bool = False
+
+    def _pattern(self) -> str:
+        return DATE_OR_DATETIME_TEXT_PATTERN if self.dates else DATETIME_TEXT_PATTERN
 
     def parse(self, value: Any) -> float:
-        valid = isinstance(value, str) and _DATETIME_TEXT.fullmatch(value)
+        valid = isinstance(value, str) and re.fullmatch(self._pattern(), value)
         when = parse_datetime(value) if valid else None
         if when is None:
+            formats = "YYYY-MM-DD[Thh:mm" if self.dates else "YYYY-MM-DDThh:mm"
+            tail = "[:ss][+HH:MM|-HH:MM|Z]]" if self.dates else "[:ss][+HH:MM|-HH:MM|Z]"
             raise Invalid(
-                "Datetime has wrong format. Use one of these formats instead: "
-                "YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]."
+                f"Datetime has wrong format. Use one of these formats instead: {formats}{tail}."
             )
         return when
 
     def schema(self) -> Schema:
-        text = string(self.nullable, pattern=DATETIME_TEXT_PATTERN, examples=["2024-01-16T02:00Z"])
+        text = string(self.nullable, pattern=self._pattern(), examples=["2024-01-16T02:00Z"])
         return self._described(text)
 
 
@@ -421,7 +509,9 @@ class Form:
     ``<name>Write`` (POST/PUT) and ``<name>Patch`` from it, or ``<name>Create``,
     ``<name>Replace`` and ``<name>Patch`` when a field is required on create only.
     ``notes`` describe a mode's schema; ``extra`` are properties the body may also carry,
-    validated elsewhere (the device operations of a flat write)."""
+    validated elsewhere (the device operations of a flat write). ``keep_unknown``: other
+    keys are no error (the caller keeps them as free-form data). ``status``: of the error
+    answer. ``components``: other component names for the published modes."""
 
     def __init__(
         self,
@@ -431,6 +521,9 @@ class Form:
         read_only: frozenset[str] = frozenset({"id"}),
         notes: Mapping[Mode, str] | None = None,
         extra: Mapping[str, Schema] | None = None,
+        keep_unknown: bool = False,
+        status: int = 400,
+        components: Mapping[str, Mode] | None = None,
     ) -> None:
         if name in FORMS:
             raise ValueError(f"form {name!r} declared twice")
@@ -439,6 +532,9 @@ class Form:
         self.read_only = read_only
         self.notes = dict(notes or {})
         self.extra = dict(extra or {})
+        self.keep_unknown = keep_unknown
+        self.status = status
+        self._components = dict(components) if components is not None else None
         FORMS[name] = self
 
     def check(self, body: Mapping[str, Any], *, mode: Mode) -> tuple[dict[str, Any], Errors]:
@@ -447,7 +543,7 @@ class Form:
         the keys given."""
         errors: Errors = {}
         for key in body:
-            if key not in self.fields and key not in self.read_only:
+            if key not in self.fields and key not in self.read_only and not self.keep_unknown:
                 errors[key] = [UNKNOWN]
         values: dict[str, Any] = {}
         for name, spec in self.fields.items():
@@ -470,11 +566,13 @@ class Form:
         """:meth:`check`, raising a 400 naming every problem."""
         values, errors = self.check(body, mode=mode)
         if errors:
-            raise ApiError(400, errors)
+            raise ApiError(self.status, errors)
         return values
 
     def components(self) -> dict[str, Mode]:
         """Component name -> the mode its schema describes."""
+        if self._components is not None:
+            return dict(self._components)
         if any(spec.required == "create" for spec in self.fields.values()):
             return {
                 f"{self.name}Create": "create",
@@ -489,9 +587,8 @@ class Form:
         properties = {name: spec.schema() for name, spec in self.fields.items()}
         properties.update(self.extra)
         note = self.notes.get(mode)
-        return obj(
-            properties, required, additional=False, **({"description": note} if note else {})
-        )
+        described = {"description": note} if note else {}
+        return obj(properties, required, additional=self.keep_unknown, **described)
 
 
 def _required(spec: Field, mode: Mode) -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 
 import acs
 from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
-from api import resources, validation  # noqa: F401  (declare their forms)
+from api import operations, resources, validation  # noqa: F401  (declare their forms)
 from api.backups import SCHEDULE_AT
 from api.base import (
     ROUTES,
@@ -35,7 +35,6 @@ from api.base import (
 )
 from api.docs import PARAMETERS, PATH_PARAMETERS, RESPONSES, Doc
 from api.fields import form_schemas
-from api.operations import EMAIL_PATTERN
 from api.schema import (
     DEVICE_TYPE_TEXT,
     SETTING_PATH_PATTERN,
@@ -175,6 +174,7 @@ _NESTED_DETAIL_REQUIRED = [
     "firmware_version",
     "pending_details",
 ]
+
 # --- operation endpoints (spec section 5) -----------------------------------------------
 
 _HISTORY_ITEM = obj(
@@ -186,16 +186,6 @@ _HISTORY_ITEM = obj(
         "performed_by": string(True),
     },
     ["timestamp", "action", "from_status", "to_status", "performed_by"],
-)
-# Empty or null = none.
-ASSIGNED_USER = string(
-    True, maxLength=254, pattern=f"^({EMAIL_PATTERN})?$", description="An e-mail address."
-)
-_CONFIGURATION = obj(
-    {},
-    description="Merged key by key. Keys that are full TR-069 parameter paths ('Device.' or "
-    "'InternetGatewayDevice.' prefix) are desired CPE settings, applied with "
-    "SetParameterValues in the next session; other keys are plain metadata.",
 )
 
 # --- the components ---------------------------------------------------------------------
@@ -225,26 +215,6 @@ SCHEMAS: dict[str, Schema] = {
     "DeviceNested": obj(_NESTED_PROPERTIES, _NESTED_LIST_REQUIRED, additional=False),
     "DeviceNestedDetail": obj(_NESTED_DETAIL_PROPERTIES, _NESTED_DETAIL_REQUIRED, additional=False),
     "DeviceNestedPage": page("DeviceNested"),
-    "DeviceOperationWrite": obj(
-        {
-            "operational_status": OPERATIONAL_STATUS,
-            "status": string(
-                True, maxLength=10_000, description="Status of the operation recorded (free text)."
-            ),
-            "description": string(True, maxLength=10_000),
-            "notes": string(True, maxLength=10_000),
-            "maintenance_notes": string(True, maxLength=10_000),
-            "location": string(True, maxLength=10_000),
-            "assigned_user": ASSIGNED_USER,
-            "operator_id": {"anyOf": [integer(), string(maxLength=255), {"type": "null"}]},
-            "started_at": date_time(True),
-            "completed_at": date_time(True),
-            "next_maintenance": date_time(True),
-            "configuration": _CONFIGURATION,
-        },
-        description="All keys optional; other keys are kept as free-form metadata. Invalid "
-        "values (status, e-mail, dates) -> 422.",
-    ),
     "DeviceOperation": obj(
         {
             "id": integer(),
@@ -267,27 +237,6 @@ SCHEMAS: dict[str, Schema] = {
             "operational_history": {"type": "array", "items": _HISTORY_ITEM},
         },
         "*",
-    ),
-    "DeviceSerialOperationWrite": obj(
-        {
-            "name": name_text(),
-            "status": OPERATIONAL_STATUS,
-            "location": string(True, maxLength=10_000),
-            "assigned_user": ASSIGNED_USER,
-            "organization_unit": string(True, maxLength=10_000),
-            "device_type": string(True, maxLength=10_000),
-            "manufacturer": string(True, maxLength=10_000),
-            "model": string(True, maxLength=10_000),
-            "configuration": _CONFIGURATION,
-            "custom_fields": obj({}, description="Merged key by key."),
-            "tags": {
-                "type": "array",
-                "items": string(),
-                "maxItems": 100,
-                "description": "Replaced.",
-            },
-        },
-        description="Partial and idempotent. Invalid values -> 422.",
     ),
     "DeviceSerialOperation": obj(
         {

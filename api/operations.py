@@ -24,53 +24,88 @@ inside ``configuration`` with credential values redacted.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from acs.cwmp.identity import printable
 from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, is_setting_name, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
 from acs.tasks import validate_args
-from api.base import Api, ApiError, ApiRequest, Result, iso, parse_datetime, route
+from api.base import Api, ApiError, ApiRequest, Result, iso, route
 from api.docs import WRITE, Doc
-from api.fields import MAX_NAME
+from api.fields import (
+    MAX_NAME,
+    Choice,
+    DateTime,
+    Email,
+    Form,
+    JsonObject,
+    RawText,
+    StringList,
+    Text,
+)
 
 MAX_TEXT = 10_000
-MAX_EMAIL = 254
 MAX_TAGS = 100
-# Deliberately simple (DRF's EmailValidator is not much stricter): one @, a dotted domain,
-# no whitespace. Mail delivery is not this API's business. The whitespace is spelled out
-# (what str.isspace() calls whitespace) rather than \s, whose meaning differs between regex
-# engines: the OpenAPI document publishes this pattern (api.openapi.ASSIGNED_USER).
-_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-EMAIL_PATTERN = rf"[^@{_SPACE}]+@[^@{_SPACE}.]+(?:\.[^@{_SPACE}.]+)+"
-_EMAIL_RE = re.compile(EMAIL_PATTERN)
 
-# id endpoint: body key -> (data key, kind)
-_ID_FIELDS: dict[str, tuple[str, str]] = {
-    "status": ("operation_status", "text"),
-    "description": ("description", "text"),
-    "notes": ("notes", "text"),
-    "maintenance_notes": ("maintenance_notes", "text"),
-    "location": ("location", "text"),
-    "assigned_user": ("assigned_user", "email"),
-    "operator_id": ("operator_id", "identifier"),
-    "started_at": ("started_at", "datetime"),
-    "completed_at": ("completed_at", "datetime"),
-    "next_maintenance": ("next_maintenance", "datetime"),
-}
-# serial endpoint: body key -> (data key, kind)
-_SERIAL_FIELDS: dict[str, tuple[str, str]] = {
-    "location": ("location", "text"),
-    "assigned_user": ("assigned_user", "email"),
-    "organization_unit": ("organization_unit", "text"),
-    "device_type": ("device_type", "text"),
-    "manufacturer": ("manufacturer", "text"),
-    "model": ("model", "text"),
-}
+_NOTE = RawText(max_length=MAX_TEXT)
+_WHEN = DateTime(dates=True)
+_CONFIGURATION = JsonObject(
+    description="Merged key by key. Keys that are full TR-069 parameter paths ('Device.' or "
+    "'InternetGatewayDevice.' prefix) are desired CPE settings, applied with "
+    "SetParameterValues in the next session; other keys are plain metadata."
+)
+# Both endpoints take partial bodies and keep other keys as free-form metadata. The id
+# endpoint's `status` (of the recorded operation, free text) is stored as operation_status.
+ID_FORM = Form(
+    "DeviceOperation",
+    {
+        "operational_status": Choice(choices=OPERATIONAL_STATUSES),
+        "status": RawText(
+            max_length=MAX_TEXT,
+            source="operation_status",
+            description="Status of the operation recorded (free text).",
+        ),
+        "description": _NOTE,
+        "notes": _NOTE,
+        "maintenance_notes": _NOTE,
+        "location": _NOTE,
+        "assigned_user": Email(),
+        "operator_id": RawText(max_length=MAX_NAME, integers=True),
+        "started_at": _WHEN,
+        "completed_at": _WHEN,
+        "next_maintenance": _WHEN,
+        "configuration": _CONFIGURATION,
+    },
+    keep_unknown=True,
+    status=422,
+    components={"DeviceOperationWrite": "update"},
+    notes={
+        "update": "All keys optional; other keys are kept as free-form metadata. Invalid "
+        "values (status, e-mail, dates) -> 422."
+    },
+)
+# The serial endpoint's `status` is the operational status itself; `name` the device's.
+SERIAL_FORM = Form(
+    "DeviceSerialOperation",
+    {
+        "name": Text(blank=False, nullable=False),
+        "status": Choice(choices=OPERATIONAL_STATUSES, source="operational_status"),
+        "location": _NOTE,
+        "assigned_user": Email(),
+        "organization_unit": _NOTE,
+        "device_type": _NOTE,
+        "manufacturer": _NOTE,
+        "model": _NOTE,
+        "configuration": _CONFIGURATION,
+        "custom_fields": JsonObject(description="Merged key by key."),
+        "tags": StringList(max_items=MAX_TAGS, description="Replaced."),
+    },
+    keep_unknown=True,
+    status=422,
+    components={"DeviceSerialOperationWrite": "update"},
+    notes={"update": "Partial and idempotent. Invalid values -> 422."},
+)
 
 
 def is_setting_key(key: str) -> bool:
@@ -96,82 +131,35 @@ class _Draft:
         self.errors.setdefault(key, []).append(message)
 
 
-def _text(value: Any, *, max_length: int = MAX_TEXT) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("Not a valid string.")
-    if len(value) > max_length:
-        raise ValueError(f"Ensure this field has no more than {max_length} characters.")
-    return value
-
-
-def _identifier(value: Any) -> str | None:
-    # Integers are accepted and kept as text, as DRF's CharField does.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return _text(value, max_length=MAX_NAME)
-
-
-def _email(value: Any) -> str | None:
-    text = _text(value, max_length=MAX_EMAIL)
-    if text is None or text == "":
-        return None
-    if not _EMAIL_RE.fullmatch(text):
-        raise ValueError("Enter a valid email address.")
-    return text
-
-
-def _datetime(value: Any) -> str | None:
-    if value is None:
-        return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise ValueError(
-            "Datetime has wrong format. Use ISO 8601, e.g. 2024-01-15T10:00:00Z "
-            "(or 2024-01-15, naive = UTC)."
-        )
-    return iso(parsed)
-
-
-_KINDS: dict[str, Callable[[Any], str | None]] = {
-    "text": _text,
-    "identifier": _identifier,
-    "email": _email,
-    "datetime": _datetime,
-}
-
-
-def _status(draft: _Draft, key: str, value: Any) -> None:
-    if not isinstance(value, str) or value not in OPERATIONAL_STATUSES:
-        draft.error(
-            key,
-            f"{value!r} is not a valid choice; use one of {', '.join(OPERATIONAL_STATUSES)}.",
-        )
-        return
-    draft.operational_status = value
-
-
-def _scalar_fields(draft: _Draft, body: dict[str, Any], fields: dict[str, tuple[str, str]]) -> None:
-    for key, (data_key, kind) in fields.items():
-        if key not in body:
+def _apply(draft: _Draft, form: Form, body: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``body`` with ``form`` into ``draft`` (errors included): the operational
+    status, the configuration and the record's plain keys (null removes one). Returns the
+    values the caller applies itself (the keys of neither kind), and what the form does not
+    know goes to ``metadata``."""
+    values, errors = form.check(body, mode="update")
+    draft.errors.update(errors)
+    if "operational_status" in values:
+        draft.operational_status = values.pop("operational_status")
+    own: dict[str, Any] = {}
+    for name, spec in form.fields.items():
+        key = spec.source or name
+        if key not in values:
             continue
-        try:
-            value = _KINDS[kind](body[key])
-        except ValueError as exc:
-            draft.error(key, str(exc))
-            continue
-        if value is None:
-            draft.data.pop(data_key, None)
+        value = values.pop(key)
+        if isinstance(spec, JsonObject | StringList | Text):
+            own[name] = value
+        elif value is None:
+            draft.data.pop(key, None)
         else:
-            draft.data[data_key] = value
+            draft.data[key] = iso(value) if isinstance(spec, DateTime) else value
+    extra = {k: v for k, v in body.items() if k not in form.fields}
+    if extra:
+        _merge_object(draft, "metadata", extra)
+    return own
 
 
-def _merge_object(draft: _Draft, key: str, value: Any) -> None:
+def _merge_object(draft: _Draft, key: str, value: dict[str, Any]) -> None:
     """Merge a free-form object key by key into data[key]; null removes a key."""
-    if not isinstance(value, dict):
-        draft.error(key, "Expected an object of key/value pairs.")
-        return
     merged = dict(draft.data.get(key) or {})
     for k, v in value.items():
         if v is None:
@@ -194,10 +182,7 @@ def _setting_value(value: Any) -> str:
     raise ValueError("a TR-069 parameter value must be a string, number or boolean")
 
 
-def _configuration(api: Api, device: Device, draft: _Draft, value: Any) -> None:
-    if not isinstance(value, dict):
-        draft.error("configuration", "Expected an object of key/value pairs.")
-        return
+def _configuration(api: Api, device: Device, draft: _Draft, value: dict[str, Any]) -> None:
     metadata: dict[str, Any] = {}
     root = known_root(device.data_model_root)
     for key, raw in value.items():
@@ -250,6 +235,11 @@ def _draft(api: Api, device: Device) -> _Draft:
 def _fail_on_errors(draft: _Draft) -> None:
     if draft.errors:
         raise ApiError(422, draft.errors)
+
+
+def _configure(api: Api, device: Device, draft: _Draft, own: dict[str, Any]) -> None:
+    if "configuration" in own:
+        _configuration(api, device, draft, own["configuration"])
 
 
 # --- writing ------------------------------------------------------------------------------
@@ -396,12 +386,6 @@ def serial_operation_json(api: Api, device: Device) -> dict[str, Any]:
 # --- routes -------------------------------------------------------------------------------
 
 
-def _metadata(draft: _Draft, body: dict[str, Any], known: set[str]) -> None:
-    extra = {k: v for k, v in body.items() if k not in known}
-    if extra:
-        _merge_object(draft, "metadata", extra)
-
-
 @route(
     "/inventory_device_operation/<int:device_id>/",
     methods=("PUT",),
@@ -417,14 +401,8 @@ def _metadata(draft: _Draft, body: dict[str, Any], known: set[str]) -> None:
 )
 def put_device_operation(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
-    body = req.json_object()
     draft = _draft(api, device)
-    if "operational_status" in body:
-        _status(draft, "operational_status", body["operational_status"])
-    _scalar_fields(draft, body, _ID_FIELDS)
-    if "configuration" in body:
-        _configuration(api, device, draft, body["configuration"])
-    _metadata(draft, body, {"operational_status", "configuration", *_ID_FIELDS})
+    _configure(api, device, draft, _apply(draft, ID_FORM, req.json_object()))
     _fail_on_errors(draft)
     _save(api, req, device, draft, "inventory_device_operation")
     return 200, operation_json(api, _fresh(api, device))
@@ -445,38 +423,17 @@ def put_device_operation(api: Api, req: ApiRequest, device_id: int) -> Result:
 )
 def put_device_serial_operation(api: Api, req: ApiRequest, serial: str) -> Result:
     device = api.device_by_serial(req, serial)
-    body = req.json_object()
     draft = _draft(api, device)
-    if "name" in body:
-        name = body["name"]
-        if not isinstance(name, str) or not name.strip():
-            draft.error("name", "This field must be a non-empty string.")
-        elif len(name) > MAX_NAME:
-            draft.error("name", f"Ensure this field has no more than {MAX_NAME} characters.")
-        elif not printable(name):
-            # The device's name, under the same rule as in the device views.
-            draft.error("name", "Control characters are not allowed.")
-        else:
-            draft.device_fields["name"] = name
-    if "status" in body:
-        _status(draft, "status", body["status"])
-    _scalar_fields(draft, body, _SERIAL_FIELDS)
-    if "configuration" in body:
-        _configuration(api, device, draft, body["configuration"])
-    if "custom_fields" in body:
-        _merge_object(draft, "custom_fields", body["custom_fields"])
-    if "tags" in body:
-        tags = body["tags"]
-        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            draft.error("tags", "Expected a list of strings.")
-        elif len(tags) > MAX_TAGS:
-            draft.error("tags", f"Ensure this field has no more than {MAX_TAGS} elements.")
-        elif tags:
-            draft.data["tags"] = list(tags)
-        else:
-            draft.data.pop("tags", None)
-    known = {"name", "status", "configuration", "custom_fields", "tags", *_SERIAL_FIELDS}
-    _metadata(draft, body, known)
+    own = _apply(draft, SERIAL_FORM, req.json_object())
+    if "name" in own:
+        draft.device_fields["name"] = own["name"]
+    _configure(api, device, draft, own)
+    if "custom_fields" in own:
+        _merge_object(draft, "custom_fields", own["custom_fields"])
+    if own.get("tags"):
+        draft.data["tags"] = own["tags"]
+    elif "tags" in own:
+        draft.data.pop("tags", None)
     _fail_on_errors(draft)
     _save(api, req, device, draft, "inventory_device_serial_operation")
     return 200, serial_operation_json(api, _fresh(api, device))

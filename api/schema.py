@@ -103,12 +103,20 @@ SERIAL_PATTERN = f"^[^/ {_UNPRINTABLE}]+$"
 # parse_bool: true/false/1/0 in any case.
 BOOL_TEXT_PATTERN = "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[01])$"
 FALSE_TEXT_PATTERN = "^([Ff][Aa][Ll][Ss][Ee]|0)$"
+# Deliberately simple (DRF's EmailValidator is not much stricter): one @, a dotted domain,
+# no whitespace. Mail delivery is not this API's business. The whitespace is spelled out
+# (what str.isspace() calls whitespace) rather than \s, whose meaning differs between regex
+# engines.
+_SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+EMAIL_PATTERN = rf"[^@{_SPACE}]+@[^@{_SPACE}.]+(?:\.[^@{_SPACE}.]+)+"
 # A time in a request body (api.fields.DateTime): YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z] (a
 # space for the T too); no offset means UTC.
 DATETIME_TEXT_PATTERN = (
     "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
     "(:[0-5][0-9])?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
 )
+# ... or a date alone.
+DATE_OR_DATETIME_TEXT_PATTERN = DATETIME_TEXT_PATTERN.replace("[T ]", "([T ]", 1)[:-1] + ")?$"
 # A primary key written as text: ASCII digits, no sign, blanks or leading zero (18 digits at
 # most, so every such text is below SQLite's largest integer).
 PK_TEXT_PATTERN = "^[1-9][0-9]{0,17}$"

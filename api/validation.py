@@ -37,7 +37,7 @@ from api.fields import (
     IpAddress,
     Mode,
     Pk,
-    Secret,
+    RawText,
     Serial,
     Text,
     Unset,
@@ -108,8 +108,10 @@ FLAT_FORM = Form(
         "username": Text(
             blank_null=True, description="CWMP username the CPE uses towards the ACS."
         ),
-        "password": Secret(
-            reset=False, description="CWMP password; stored for Digest, never returned."
+        "password": RawText(
+            write_only=True,
+            reset=False,
+            description="CWMP password; stored for Digest, never returned.",
         ),
         "update_frequency": Integer(
             minimum=MIN_UPDATE_FREQUENCY,

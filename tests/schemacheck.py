@@ -116,6 +116,8 @@ def schema_errors(doc: dict[str, Any], schema: Any, value: Any, at: str = "$") -
         if "propertyNames" in schema:
             for key in value:
                 errors += schema_errors(doc, schema["propertyNames"], key, f"{at} key {key!r}")
+    if isinstance(value, list) and len(value) > schema.get("maxItems", len(value)):
+        errors.append(f"{at}: more than {schema['maxItems']} items")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             errors += schema_errors(doc, schema["items"], item, f"{at}[{i}]")
