@@ -29,8 +29,8 @@ from typing import Any
 
 from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, is_setting_name, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
+from acs.cwmp.values import type_problem
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
-from acs.tasks import validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, route
 from api.docs import WRITE, Doc
 from api.fields import (
@@ -217,13 +217,8 @@ def _setting_problem(api: Api, device: Device, root: str | None, key: str, raw: 
     cached = api.store.get_parameter(device.id, key)
     if cached is not None and cached.writable is False:
         return "the CPE reports this parameter as read-only."
-    xsd = api.store.setting_type(device.id, key, text)
-    try:
-        # The task engine's own argument check: path syntax, length, value against type.
-        validate_args("set_parameters", {"parameters": [{"name": key, "value": text, "type": xsd}]})
-    except ValueError as exc:
-        return str(exc).replace("parameters[0].", "")
-    return None
+    problem = type_problem(text, api.store.setting_type(device.id, key, text))
+    return None if problem is None else f"value {problem}"
 
 
 def _draft(api: Api, device: Device) -> _Draft:

@@ -34,6 +34,9 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "unsignedLong": (0, 2**64 - 1),
 }
 BOOLEAN_TEXTS = ("true", "false", "1", "0")
+# The longest value the ACS sends or stores (cwmp-1-2.xsd sets no bound; this keeps one
+# request from building an envelope no CPE will swallow).
+MAX_VALUE = 65535
 
 _INTEGER = re.compile(r"-?[0-9]+")
 _DATETIME = re.compile(
@@ -49,7 +52,9 @@ def bare(xsd: str) -> str:
 
 def type_problem(text: str, xsd: str) -> str | None:
     """Why ``text`` is not a value of type ``xsd`` (bare or ``xsd:``-prefixed), or None.
-    Strings, decimals and unknown types take any text."""
+    Strings, decimals and unknown types take any text up to :data:`MAX_VALUE`."""
+    if len(text) > MAX_VALUE:
+        return f"is longer than {MAX_VALUE} characters"
     kind = bare(xsd)
     if kind == "boolean":
         return None if text in BOOLEAN_TEXTS else f"{text!r} is not a boolean (true, false, 1 or 0)"

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from acs.cwmp.paths import is_setting_name
-from acs.cwmp.values import infer_type
+from acs.cwmp.values import MAX_VALUE, infer_type
 from acs.store import codec
 from acs.store.checks import (
     check_page,
@@ -117,9 +117,6 @@ class Settings(Database):
             )
         return cur.rowcount
 
-    # Values get the same cap as task arguments.
-    _SETTING_VALUE_MAX = 65535
-
     def setting_type(self, device_id: int, path: str, value: str) -> str:
         """The one rule for a desired setting's type: the cached parameter's type when the
         CPE told us, else inferred from the value."""
@@ -133,8 +130,8 @@ class Settings(Database):
             raise ValueError(f"{path!r} is not a full TR-069 parameter name")
         if not isinstance(value, str):
             raise ValueError(f"the value of {path} must be a string, not {value!r}")
-        if len(value) > self._SETTING_VALUE_MAX:
-            raise ValueError(f"the value of {path} is longer than {self._SETTING_VALUE_MAX}")
+        if len(value) > MAX_VALUE:
+            raise ValueError(f"the value of {path} is longer than {MAX_VALUE}")
         return path, value
 
     def _desired_rows(self, device_id: int, extra: str = "") -> list[DesiredSetting]:

@@ -12,9 +12,8 @@ from typing import Any
 from acs.cwmp.paths import INSTANCE_RE, MAX_PATH, PATH_RE
 from acs.cwmp.values import WIRE_TYPES, type_problem
 
-# Limits from cwmp-1-2.xsd (Name <= 256, CommandKey/ParameterKey <= 32); the others keep one
-# API call from building an envelope no CPE will swallow.
-MAX_VALUE = 65535
+# Limits that keep one API call from building an envelope no CPE will swallow (a path's and a
+# value's are acs.cwmp's).
 MAX_LIST = 1024
 MAX_ACCESS_ENTRY = 64
 
@@ -60,9 +59,7 @@ def check_value(value: Any, xsd: str | None, what: str) -> str:
         text = value
     else:
         raise ValueError(f"{what} must be a string")
-    if len(text) > MAX_VALUE:
-        raise ValueError(f"{what} is longer than {MAX_VALUE} characters")
-    problem = None if xsd is None else type_problem(text, xsd)
+    problem = type_problem(text, xsd or "xsd:string")
     if problem is not None:
         raise ValueError(f"{what} {problem}")
     return text
