@@ -19,7 +19,6 @@ from acs.store.models import Backup, Device
 from api.base import (
     MAX_BODY_BYTES,
     Api,
-    ApiError,
     ApiRequest,
     Result,
     conflict,
@@ -29,7 +28,7 @@ from api.base import (
 )
 from api.device_children import task_json
 from api.docs import WRITE, Doc, device_page
-from api.fields import UNKNOWN, DateTime, Invalid
+from api.fields import DateTime, Form
 from api.resources import paged, store_errors
 
 log = Logger(namespace="api.backups")
@@ -59,18 +58,18 @@ def _optional_body(req: ApiRequest) -> dict[str, Any]:
     return {} if empty else req.json_object()
 
 
-SCHEDULE_AT = DateTime(description="Run at the first session after this time.")
+TRANSFER_FORM = Form(
+    "TransferRequest",
+    {"schedule_at": DateTime(description="Run at the first session after this time.")},
+    components={"TransferRequest": "update"},
+    notes={"update": "Optional body; an empty body queues the task to run now."},
+)
 
 
 def _schedule(body: dict[str, Any]) -> float | None:
-    """``schedule_at`` (ISO 8601) from the body; 400 for it or for any other key."""
-    unknown = sorted(set(body) - {"schedule_at"})
-    if unknown:
-        raise ApiError(400, {key: [UNKNOWN] for key in unknown})
-    try:
-        return SCHEDULE_AT.clean(body.get("schedule_at"))
-    except Invalid as exc:
-        raise ApiError(400, {"schedule_at": exc.messages}) from None
+    """``schedule_at`` from the body; 400 for it or for any other key."""
+    when: float | None = TRANSFER_FORM.read(body, mode="update").get("schedule_at")
+    return when
 
 
 def _backup(api: Api, device: Device, backup_id: int) -> Backup:

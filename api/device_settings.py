@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from acs.cwmp.paths import known_root
+from acs.cwmp.paths import is_setting_name, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.store.models import Device
 from acs.tasks import EffectiveSetting, model_type, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, iso, route
 from api.docs import DETAIL, WRITE, Doc
-from api.operations import _setting_problem, _setting_value, is_setting_key
+from api.operations import setting_problem, setting_value
 
 MAX_SETTINGS_PER_REQUEST = 1024
 
@@ -76,7 +76,7 @@ def _validate(api: Api, device: Device, body: dict[str, Any]) -> tuple[dict[str,
     values: dict[str, str] = {}
     removals: list[str] = []
     for key, raw in body.items():
-        if not is_setting_key(key):
+        if not is_setting_name(key):  # even to stop managing it: no such setting can exist
             errors[key] = [
                 "Not a TR-069 parameter name (a 'Device.' or 'InternetGatewayDevice.' path "
                 "without a trailing '.')."
@@ -85,13 +85,13 @@ def _validate(api: Api, device: Device, body: dict[str, Any]) -> tuple[dict[str,
         if raw is None:
             removals.append(key)
             continue
-        problem = _setting_problem(api, device, root, key, raw) or _model_problem(
+        problem = setting_problem(api, device, root, key, raw) or _model_problem(
             api, device, key, raw
         )
         if problem is not None:
             errors[key] = [problem]
             continue
-        values[key] = _setting_value(raw)
+        values[key] = setting_value(raw)
     if errors:
         raise ApiError(400, errors)
     return values, removals
@@ -105,7 +105,7 @@ def _model_problem(api: Api, device: Device, key: str, raw: Any) -> str | None:
     if xsd is None or (cached is not None and cached.type):
         return None
     try:
-        text = _setting_value(raw)
+        text = setting_value(raw)
         validate_args("set_parameters", {"parameters": [{"name": key, "value": text, "type": xsd}]})
     except ValueError as exc:
         return str(exc).replace("parameters[0].", "")

@@ -30,6 +30,7 @@ from api.schema import (
     DATE_OR_DATETIME_TEXT_PATTERN,
     DATETIME_TEXT_PATTERN,
     EMAIL_PATTERN,
+    PK_TEXT_PATTERN,
     SETTING_PATH_PATTERN,
     Schema,
     coordinate,
@@ -142,6 +143,7 @@ class Text(Field):
 
     max_length: int = MAX_NAME
     blank: bool = True
+    strip: bool = False  # stored without surrounding blanks
     blank_null: bool = False
     multiline: bool = False
     unwrap: str | None = None
@@ -164,7 +166,7 @@ class Text(Field):
         # As for device names: no control, bidirectional or zero-width characters.
         if not printable(value.translate(_LINE_BREAKS) if self.multiline else value):
             raise Invalid("Control characters are not allowed.")
-        return value
+        return value.strip() if self.strip else value
 
     def schema(self) -> Schema:
         if self.max_length != (MAX_DESCRIPTION if self.multiline else MAX_NAME):
@@ -339,10 +341,17 @@ class Pk(Field):
     ``{"id": n}`` as the nested view returns it."""
 
     objects: bool = True
+    # A form field's text: "" and "null" are none, and only text is sent.
+    form_text: bool = False
 
     def clean(self, value: Any) -> int | None:
         if self.objects and isinstance(value, Mapping) and "id" in value:
             value = value["id"]
+        if self.form_text:
+            if not isinstance(value, str):
+                raise Invalid(NOT_A_STRING)
+            if value in ("", "null"):
+                return None
         return super().clean(value)
 
     def parse(self, value: Any) -> int:
@@ -358,6 +367,8 @@ class Pk(Field):
         return number
 
     def schema(self) -> Schema:
+        if self.form_text:
+            return self._described(string(pattern=f"^({PK_TEXT_PATTERN[1:-1]}|null)?$"))
         return pk(self.description or "", null=self.nullable, objects=self.objects)
 
 
@@ -509,7 +520,8 @@ class Form:
     ``<name>Write`` (POST/PUT) and ``<name>Patch`` from it, or ``<name>Create``,
     ``<name>Replace`` and ``<name>Patch`` when a field is required on create only.
     ``notes`` describe a mode's schema; ``extra`` are properties the body may also carry,
-    validated elsewhere (the device operations of a flat write). ``keep_unknown``: other
+    validated elsewhere (the device operations of a flat write; the file of an upload,
+    ``required_extra`` when POST/PUT need it). ``keep_unknown``: other
     keys are no error (the caller keeps them as free-form data). ``status``: of the error
     answer. ``components``: other component names for the published modes."""
 
@@ -521,6 +533,7 @@ class Form:
         read_only: frozenset[str] = frozenset({"id"}),
         notes: Mapping[Mode, str] | None = None,
         extra: Mapping[str, Schema] | None = None,
+        required_extra: tuple[str, ...] = (),
         keep_unknown: bool = False,
         status: int = 400,
         components: Mapping[str, Mode] | None = None,
@@ -532,6 +545,7 @@ class Form:
         self.read_only = read_only
         self.notes = dict(notes or {})
         self.extra = dict(extra or {})
+        self.required_extra = required_extra
         self.keep_unknown = keep_unknown
         self.status = status
         self._components = dict(components) if components is not None else None
@@ -543,7 +557,8 @@ class Form:
         the keys given."""
         errors: Errors = {}
         for key in body:
-            if key not in self.fields and key not in self.read_only and not self.keep_unknown:
+            known = key in self.fields or key in self.extra or key in self.read_only
+            if not known and not self.keep_unknown:
                 errors[key] = [UNKNOWN]
         values: dict[str, Any] = {}
         for name, spec in self.fields.items():
@@ -584,6 +599,8 @@ class Form:
     def schema(self, *, mode: Mode) -> Schema:
         """The body's JSON Schema for POST (``create``), PUT (``replace``) or PATCH."""
         required = [n for n, f in self.fields.items() if _required(f, mode)]
+        if mode != "update":
+            required += self.required_extra
         properties = {name: spec.schema() for name, spec in self.fields.items()}
         properties.update(self.extra)
         note = self.notes.get(mode)

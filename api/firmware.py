@@ -14,10 +14,10 @@ The upload's body limit is applied from the headers by the listener's site (``ap
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import IO, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from acs.cwmp.identity import printable
 from acs.files import (
     FileStorage,
     Received,
@@ -35,16 +35,31 @@ from api.base import (
     bad_request,
     iso,
     not_found,
-    parse_decimal,
     route,
 )
 from api.docs import DETAIL, PAGE, READ, Doc, error_response
-from api.fields import MAX_NAME, does_not_exist
+from api.fields import Errors, Form, Pk, Text, does_not_exist
 from api.resources import paged, require_unscoped, store_errors
-from api.schema import DEVICE_TYPE_TEXT, name_text, ref, string
+from api.schema import ref, string
 
 UPLOAD_PATH = f"{API_PREFIX}/firmware_image"
-UPLOAD_FIELDS = ("name", "version", "device_type")
+# An upload's fields: a multipart body's form fields, or a raw body's query.
+UPLOAD_FORM = Form(
+    "FirmwareImageUpload",
+    {
+        "name": Text(required=True, strip=True, description="Image name."),
+        "version": Text(required=True, strip=True, description="Image version."),
+        "device_type": Pk(form_text=True, description="Device type id; empty or 'null' = none."),
+    },
+    components={"FirmwareImageUpload": "create"},
+    extra={
+        "file": string(
+            minLength=1, contentMediaType="application/octet-stream", description="The image."
+        )
+    },
+    required_extra=("file",),
+)
+UPLOAD_FIELDS = tuple(UPLOAD_FORM.fields)
 
 
 def firmware_image_json(image: FirmwareImage) -> dict[str, Any]:
@@ -85,33 +100,15 @@ def _body_size(content: IO[bytes] | None) -> int:
     return size
 
 
-def _validate(api: Api, values: dict[str, str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    """name/version/device_type from query or form -> (clean values, DRF-style errors)."""
-    errors: dict[str, list[str]] = {}
-    clean: dict[str, Any] = {}
-    for key in ("name", "version"):
-        text = values.get(key)
-        if text is None:
-            errors[key] = ["This field is required."]
-        elif not text.strip():
-            errors[key] = ["This field may not be blank."]
-        elif len(text) > MAX_NAME:
-            errors[key] = [f"Ensure this field has no more than {MAX_NAME} characters."]
-        elif not printable(text):
-            # As for every other name: no control, bidirectional or zero-width characters.
-            errors[key] = ["Control characters are not allowed."]
-        else:
-            clean[key] = text.strip()
-    raw_type = (values.get("device_type") or "").strip()
-    clean["device_type"] = None
-    if raw_type and raw_type.lower() != "null":
-        type_id = parse_decimal(raw_type)
-        if type_id is None:
-            errors["device_type"] = ["A valid integer is required."]
-        elif api.store.get_device_type(type_id) is None:
-            errors["device_type"] = [does_not_exist(raw_type)]
-        else:
-            clean["device_type"] = type_id
+def _validate(api: Api, values: Mapping[str, Any]) -> tuple[dict[str, Any], Errors]:
+    """name/version/device_type from query or form (and the received file, once there is
+    one) -> (clean values, DRF-style errors)."""
+    clean, errors = UPLOAD_FORM.check(values, mode="create")
+    type_id = clean.get("device_type")
+    if type_id is not None and api.store.get_device_type(type_id) is None:
+        errors["device_type"] = [does_not_exist(type_id)]
+    if "file" in values:
+        errors.update(_file_errors(values["file"]))
     return clean, errors
 
 
@@ -174,9 +171,17 @@ _UPLOAD_QUERY = tuple(
         "schema": schema,
     }
     for name, description, schema in (
-        ("name", "Image name; required with a raw body.", name_text()),
-        ("version", "Image version; required with a raw body.", name_text()),
-        ("device_type", "Device type id; empty or 'null' = none.", DEVICE_TYPE_TEXT),
+        ("name", "Image name; required with a raw body.", UPLOAD_FORM.fields["name"].schema()),
+        (
+            "version",
+            "Image version; required with a raw body.",
+            UPLOAD_FORM.fields["version"].schema(),
+        ),
+        (
+            "device_type",
+            "Device type id; empty or 'null' = none.",
+            UPLOAD_FORM.fields["device_type"].schema(),
+        ),
     )
 )
 
@@ -238,6 +243,7 @@ async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
     if not is_multipart:
         # Everything but the body is known: refuse before copying a big file for nothing.
         _, errors = _validate(api, query)
+        errors.pop("file", None)  # not received yet
         if size == 0:
             errors["file"] = ["The submitted file is empty."]
         if errors:
@@ -256,10 +262,8 @@ async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
         body = {exc.field: [exc.message]} if exc.field else {"detail": exc.message}
         raise ApiError(exc.status, body) from None
     try:
-        unknown = sorted(set(received.fields) - set(UPLOAD_FIELDS))
-        checked, errors = _validate(api, received.fields if is_multipart else query)
-        errors.update(_file_errors(received))
-        errors.update({name: ["Unknown field."] for name in unknown})
+        fields = received.fields if is_multipart else query
+        checked, errors = _validate(api, {**fields, "file": received})
         if errors:
             raise ApiError(400, errors)
         default = safe_filename(f"{checked['name']}-{checked['version']}.bin", "firmware.bin")

@@ -24,8 +24,7 @@ from typing import Any
 
 import acs
 from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
-from api import operations, resources, validation  # noqa: F401  (declare their forms)
-from api.backups import SCHEDULE_AT
+from api import backups, firmware, operations, resources, validation  # noqa: F401 (forms)
 from api.base import (
     ROUTES,
     Api,
@@ -36,14 +35,12 @@ from api.base import (
 from api.docs import PARAMETERS, PATH_PARAMETERS, RESPONSES, Doc
 from api.fields import form_schemas
 from api.schema import (
-    DEVICE_TYPE_TEXT,
     SETTING_PATH_PATTERN,
     TEXT_SCHEMAS,
     Schema,
     boolean,
     date_time,
     integer,
-    name_text,
     obj,
     page,
     read_only,
@@ -323,18 +320,6 @@ SCHEMAS: dict[str, Schema] = {
         "*",
     ),
     "FirmwareImagePage": page("FirmwareImage"),
-    "FirmwareImageUpload": obj(
-        {
-            "file": string(
-                minLength=1, contentMediaType="application/octet-stream", description="The image."
-            ),
-            "name": name_text(),
-            "version": name_text(),
-            "device_type": DEVICE_TYPE_TEXT,
-        },
-        ["file", "name", "version"],
-        additional=False,
-    ),
     "Parameter": obj(
         {
             "path": string(),
@@ -375,11 +360,6 @@ SCHEMAS: dict[str, Schema] = {
         description="A vendor configuration file the CPE uploaded (Upload RPC).",
     ),
     "BackupPage": page("Backup"),
-    "TransferRequest": obj(
-        {"schedule_at": SCHEDULE_AT.schema()},
-        additional=False,
-        description="Optional body; an empty body queues the task to run now.",
-    ),
     "EffectiveSetting": obj(
         {
             "value": string(description="Desired value; credentials are redacted."),

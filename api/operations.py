@@ -172,7 +172,7 @@ def _merge_object(draft: _Draft, key: str, value: dict[str, Any]) -> None:
         draft.data.pop(key, None)
 
 
-def _setting_value(value: Any) -> str:
+def setting_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -192,17 +192,17 @@ def _configuration(api: Api, device: Device, draft: _Draft, value: dict[str, Any
         if raw is None:
             draft.remove_settings.append(key)
             continue
-        problem = _setting_problem(api, device, root, key, raw)
+        problem = setting_problem(api, device, root, key, raw)
         if problem is not None:
             draft.error("configuration", f"{key}: {problem}")
             continue
-        draft.set_settings[key] = _setting_value(raw)
+        draft.set_settings[key] = setting_value(raw)
     _merge_object(draft, "configuration", metadata)
     if len(draft.set_settings) > 1024:
         draft.error("configuration", "At most 1024 TR-069 parameters per request.")
 
 
-def _setting_problem(api: Api, device: Device, root: str | None, key: str, raw: Any) -> str | None:
+def setting_problem(api: Api, device: Device, root: str | None, key: str, raw: Any) -> str | None:
     """Why `key: raw` cannot be a desired setting of `device`, or None when it can."""
     if not is_setting_name(key):
         return "not a valid TR-069 parameter name."
@@ -211,7 +211,7 @@ def _setting_problem(api: Api, device: Device, root: str | None, key: str, raw: 
     if key.endswith(ACS_MANAGED_SUFFIXES):
         return "managed by the ACS; use the device's fields instead."
     try:
-        text = _setting_value(raw)
+        text = setting_value(raw)
     except ValueError as exc:
         return f"{exc}."
     cached = api.store.get_parameter(device.id, key)

@@ -243,9 +243,3 @@ def page(item: str) -> Schema:
         ["count", "next", "previous", "results"],
         additional=False,
     )
-
-
-# A firmware image's device type, as a form field or query parameter (api/firmware.py).
-DEVICE_TYPE_TEXT = string(
-    pattern="^([1-9][0-9]{0,17}|null)?$", description="Device type id; empty or 'null' = none."
-)
