@@ -381,18 +381,23 @@ def serial_operation_json(api: Api, device: Device) -> dict[str, Any]:
 # --- routes -------------------------------------------------------------------------------
 
 
+def _put_doc(op_id: str, addressed: str, schema: str) -> Doc:
+    summary = f"Update the device's operational record{addressed}"
+    return Doc(
+        op_id,
+        summary,
+        "inventory_device_operation",
+        schema,
+        body=f"{schema}Write",
+        errors=(*WRITE, "Unprocessable"),
+    )
+
+
 @route(
     "/inventory_device_operation/<int:device_id>/",
     methods=("PUT",),
     role="operator",
-    doc=Doc(
-        "put_device_operation",
-        "Update the device's operational record",
-        "inventory_device_operation",
-        "DeviceOperation",
-        body="DeviceOperationWrite",
-        errors=(*WRITE, "Unprocessable"),
-    ),
+    doc=_put_doc("put_device_operation", "", "DeviceOperation"),
 )
 def put_device_operation(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
@@ -407,14 +412,7 @@ def put_device_operation(api: Api, req: ApiRequest, device_id: int) -> Result:
     "/inventory_device_serial_operation/<string:serial>/",
     methods=("PUT",),
     role="operator",
-    doc=Doc(
-        "put_device_serial_operation",
-        "Update the device's operational record by serial number",
-        "inventory_device_operation",
-        "DeviceSerialOperation",
-        body="DeviceSerialOperationWrite",
-        errors=(*WRITE, "Unprocessable"),
-    ),
+    doc=_put_doc("put_device_serial_operation", " by serial number", "DeviceSerialOperation"),
 )
 def put_device_serial_operation(api: Api, req: ApiRequest, serial: str) -> Result:
     device = api.device_by_serial(req, serial)

@@ -126,12 +126,11 @@ class Audit(Database):
             missing = [o for o in orgs if not self._exists("organizations", o)]
             if missing:
                 raise ValueError(f"unknown organization id(s): {', '.join(map(str, missing))}")
-            row = self._one(
-                "INSERT INTO api_tokens (name, role, token_hash, organization_ids, created) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING *",
+            row = self._insert(
+                "api_tokens",
+                "name, role, token_hash, organization_ids, created",
                 (name, role, hash_token(plaintext), codec.dumps(orgs), now_f),
             )
-        assert row is not None
         return codec.token(row), plaintext
 
     def verify_token(self, token: str) -> ApiToken | None:
@@ -170,12 +169,11 @@ class Audit(Database):
             raise ValueError("transcript must be a string")
         with self.transaction():
             self._require_device(device_id)
-            row = self._one(
-                "INSERT INTO cwmp_sessions (device_id, started, transcript) VALUES (?, ?, ?) "
-                "RETURNING *",
+            row = self._insert(
+                "cwmp_sessions",
+                "device_id, started, transcript",
                 (device_id, started_f, transcript),
             )
-        assert row is not None
         return codec.session_transcript(row)
 
     def session_transcripts(

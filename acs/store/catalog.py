@@ -76,10 +76,7 @@ class Catalog(Database):
         with self.transaction():
             if self._scalar("SELECT 1 FROM organizations WHERE name = ?", (name,)) is not None:
                 raise Conflict(f"an organization named {name!r} already exists")
-            row = self._one(
-                "INSERT INTO organizations (name, code) VALUES (?, ?) RETURNING *", (name, code)
-            )
-            assert row is not None
+            row = self._insert("organizations", "name, code", (name, code))
             created = codec.organization(row)
             self._audit(
                 "organization_created", {"organization_id": created.id, "name": name}, now, actor
@@ -169,9 +166,10 @@ class Catalog(Database):
         if not isinstance(settings, dict):
             raise ValueError("default_settings must be a dict")
         with self.transaction():
-            row = self._one(
-                "INSERT INTO device_types (name, short_name, model, manufacturer, product_class, "
-                "default_settings, update_frequency) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            row = self._insert(
+                "device_types",
+                "name, short_name, model, manufacturer, product_class, default_settings, "
+                "update_frequency",
                 (
                     name,
                     short_name,
@@ -182,7 +180,6 @@ class Catalog(Database):
                     update_frequency,
                 ),
             )
-            assert row is not None
             created = codec.device_type(row)
             self._audit(
                 "device_type_created", {"device_type_id": created.id, "name": name}, now, actor
@@ -360,12 +357,11 @@ class Catalog(Database):
                 raise ValueError(f"organization_id {organization_id} does not exist")
             if parent_id is not None and not self._exists("locations", parent_id):
                 raise ValueError(f"parent_id {parent_id} does not exist")
-            row = self._one(
-                "INSERT INTO locations (name, short_name, latitude, longitude, parent_id, "
-                "organization_id) VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+            row = self._insert(
+                "locations",
+                "name, short_name, latitude, longitude, parent_id, organization_id",
                 (name, short_name, latitude, longitude, parent_id, organization_id),
             )
-            assert row is not None
             created = codec.location(row)
             detail = {"location_id": created.id, "name": name, "organization_id": organization_id}
             self._audit("location_created", detail, now, actor)

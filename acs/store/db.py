@@ -190,6 +190,14 @@ class Database:
         row: sqlite3.Row | None = cur.execute(sql, params).fetchone()
         return row
 
+    def _insert(self, table: str, columns: str, params: Sequence[Any]) -> sqlite3.Row:
+        """INSERT one row (``columns``: comma-separated names, ``params`` their values) into
+        ``table``; both are always our literals, never caller input. The row as stored."""
+        marks = ", ".join("?" for _ in params)
+        row = self._one(f"INSERT INTO {table} ({columns}) VALUES ({marks}) RETURNING *", params)
+        assert row is not None  # RETURNING of a successful INSERT
+        return row
+
     def _scalar(self, sql: str, params: Sequence[Any] = ()) -> Any:
         row = self._conn.execute(sql, params).fetchone()
         return None if row is None else row[0]

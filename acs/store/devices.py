@@ -165,21 +165,15 @@ class Devices(Database):
             created=now_f,
             last_change=now_f,
         )
-        columns = list(values)
         with self.transaction():
             # The unique indexes and the serial triggers enforce the rule; the lookup that
             # names the device in the way only runs once they refused (auto-registration
             # of a whole boot storm must not pay it for every new CPE).
             try:
-                row = self._one(
-                    f"INSERT INTO devices ({', '.join(columns)}) "
-                    f"VALUES ({', '.join('?' for _ in columns)}) RETURNING *",
-                    [values[c] for c in columns],
-                )
+                row = self._insert("devices", ", ".join(values), list(values.values()))
             except sqlite3.IntegrityError as exc:
                 self._check_serials(values["serial_number"], values.get("serial_number_alt"), None)
                 raise Conflict(f"device conflicts with an existing one: {exc}") from exc
-            assert row is not None
             created = codec.device(row)
             self._insert_history(
                 created.id,

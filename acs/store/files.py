@@ -41,12 +41,11 @@ class Files(Database):
         with self.transaction():
             if device_type_id is not None and not self._exists("device_types", device_type_id):
                 raise ValueError(f"device_type_id {device_type_id} does not exist")
-            row = self._one(
-                "INSERT INTO firmware_images (name, version, size, sha256, device_type_id, "
-                "filename, created) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING *",
+            row = self._insert(
+                "firmware_images",
+                "name, version, size, sha256, device_type_id, filename, created",
                 (name, version, size, sha256, device_type_id, filename, now_f),
             )
-        assert row is not None
         return codec.firmware_image(row)
 
     def get_firmware_image(self, image_id: int) -> FirmwareImage | None:
@@ -109,12 +108,11 @@ class Files(Database):
             raise ValueError("backup sha256 must be a non-empty string")
         with self.transaction():
             self._require_device(device_id)
-            row = self._one(
-                "INSERT INTO backups (device_id, task_id, filename, size, sha256, created) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
+            row = self._insert(
+                "backups",
+                "device_id, task_id, filename, size, sha256, created",
                 (device_id, task_id, filename, size, sha256, now_f),
             )
-            assert row is not None
             backup = codec.backup(row)
             self._insert_history(
                 device_id,

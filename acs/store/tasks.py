@@ -65,12 +65,11 @@ class Tasks(Database):
         priority = FRONT_PRIORITY if front else NORMAL_PRIORITY
         with self.transaction():
             self._require_device(device_id)
-            row = self._one(
-                "INSERT INTO tasks (device_id, kind, args, state, priority, created, "
-                "scheduled_at, actor) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?) RETURNING *",
-                (device_id, kind, args_text, priority, now_f, when, actor),
+            row = self._insert(
+                "tasks",
+                "device_id, kind, args, state, priority, created, scheduled_at, actor",
+                (device_id, kind, args_text, PENDING, priority, now_f, when, actor),
             )
-            assert row is not None
             detail: dict[str, Any] = {"task_id": row["id"], "kind": kind}
             if when is not None:
                 detail["scheduled_at"] = when
