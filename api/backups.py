@@ -25,11 +25,12 @@ from api.base import (
     iso,
     not_found,
     route,
+    store_errors,
 )
 from api.device_children import task_json
 from api.docs import WRITE, Doc, device_page
 from api.fields import DateTime, Form
-from api.resources import paged, store_errors
+from api.resources import paged
 
 log = Logger(namespace="api.backups")
 

@@ -14,7 +14,8 @@ import inspect
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -35,7 +36,8 @@ from acs.clock import Reactor
 from acs.config import Config
 from acs.connreq import ConnectionRequester
 from acs.files import FileStorage
-from acs.store import Store
+from acs.store import Conflict, Store
+from acs.store import NotFound as NoSuchRow
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import ApiToken, Device
 from acs.tasks import TaskEngine
@@ -117,6 +119,23 @@ def not_found(what: str = "Not found.") -> ApiError:
 
 def forbidden(detail: str = "You do not have permission to perform this action.") -> ApiError:
     return ApiError(403, {"detail": detail})
+
+
+@contextmanager
+def store_errors(
+    *, conflict_detail: str | None = None, not_found_detail: str | None = None
+) -> Iterator[None]:
+    """Store exceptions -> API errors: Conflict 409, NotFound 404, ValueError 400 (the
+    store's own checks, which validation should have caught); the store's message unless
+    the caller words it for its resource."""
+    try:
+        yield
+    except Conflict as exc:
+        raise conflict(conflict_detail or str(exc)) from None
+    except NoSuchRow as exc:
+        raise not_found(not_found_detail or str(exc)) from None
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
 
 
 def conflict(detail: str) -> ApiError:

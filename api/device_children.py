@@ -25,9 +25,19 @@ from acs.store.models import (
     SessionTranscript,
     Task,
 )
-from api.base import Api, ApiError, ApiRequest, Result, conflict, iso, not_found, route
+from api.base import (
+    Api,
+    ApiError,
+    ApiRequest,
+    Result,
+    conflict,
+    iso,
+    not_found,
+    route,
+    store_errors,
+)
 from api.docs import DETAIL, Doc, device_page
-from api.resources import paged, store_errors
+from api.resources import paged
 
 
 def parameter_json(param: Parameter) -> dict[str, Any]:

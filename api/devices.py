@@ -14,7 +14,6 @@ import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from acs.store import Conflict, NotFound
 from acs.store.models import DOWN, IN_PROGRESS, UP, Device, DeviceFilter
 from api import device_ops, validation
 from api.base import (
@@ -22,13 +21,13 @@ from api.base import (
     ApiError,
     ApiRequest,
     Result,
-    bad_request,
     conflict,
     field_error,
     forbidden,
     not_found,
     parse_datetime,
     route,
+    store_errors,
 )
 from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc
 from api.serializers import device_flat, devices_flat
@@ -135,6 +134,9 @@ def respond_with(api: Api, req: ApiRequest, device: Device, serialize: Serialize
     return refreshed()
 
 
+_NO_DEVICE = "No device with this id."
+
+
 def save_device(
     api: Api,
     req: ApiRequest,
@@ -151,41 +153,36 @@ def save_device(
     now = api.now()
     actor = req.principal.name
     fields = dict(write.fields)
-    try:
-        with store.transaction():
-            name = write.location_name
-            if isinstance(name, str):
-                organization = write.organization_id(current)
-                assert organization is not None  # validation guarantees an organization
-                fields["location_id"] = store.location_named(
-                    organization, name, now=now, actor=actor
-                )
-            elif name is None:
-                fields["location_id"] = None
-            if current is None:
-                status = fields.pop("status", None)
-                device = store.create_device(
-                    serial_number=fields.pop("serial_number"),
-                    name=fields.pop("name"),
-                    organization_id=fields.pop("organization_id"),
-                    now=now,
-                    actor=actor,
-                    **fields,
-                )
-                if status == UP:  # created Down; an operator may register it as Up
-                    device = store.update_device(device.id, now=now, actor=actor, status=UP)
-            else:
-                device = store.update_device(current.id, now=now, actor=actor, **fields)
-            if check is not None:
-                check(device)
-    except Conflict:
-        raise conflict(
-            "A device with this serial number (or alternative serial number) already exists."
-        ) from None
-    except NotFound:
-        raise not_found("No device with this id.") from None
-    except ValueError as exc:  # the store's own checks; validation should have caught it
-        raise bad_request(str(exc)) from None
+    conflict_detail = (
+        "A device with this serial number (or alternative serial number) already exists."
+    )
+    with (
+        store_errors(conflict_detail=conflict_detail, not_found_detail=_NO_DEVICE),
+        store.transaction(),
+    ):
+        name = write.location_name
+        if isinstance(name, str):
+            organization = write.organization_id(current)
+            assert organization is not None  # validation guarantees an organization
+            fields["location_id"] = store.location_named(organization, name, now=now, actor=actor)
+        elif name is None:
+            fields["location_id"] = None
+        if current is None:
+            status = fields.pop("status", None)
+            device = store.create_device(
+                serial_number=fields.pop("serial_number"),
+                name=fields.pop("name"),
+                organization_id=fields.pop("organization_id"),
+                now=now,
+                actor=actor,
+                **fields,
+            )
+            if status == UP:  # created Down; an operator may register it as Up
+                device = store.update_device(device.id, now=now, actor=actor, status=UP)
+        else:
+            device = store.update_device(current.id, now=now, actor=actor, **fields)
+        if check is not None:
+            check(device)
     return device
 
 
@@ -202,10 +199,8 @@ def delete_device(api: Api, req: ApiRequest, device: Device) -> Result:
             raise conflict(
                 "A firmware transfer to this device is in flight; retry later or use ?force=true."
             )
-    try:
+    with store_errors(not_found_detail=_NO_DEVICE):
         api.appliance.storage.delete_device(device.id, now=api.now(), actor=req.principal.name)
-    except NotFound:
-        raise not_found("No device with this id.") from None
     return 204, None
 
 

@@ -36,10 +36,11 @@ from api.base import (
     iso,
     not_found,
     route,
+    store_errors,
 )
 from api.docs import DETAIL, PAGE, READ, Doc, error_response
 from api.fields import Errors, Form, Pk, Text, does_not_exist
-from api.resources import paged, require_unscoped, store_errors
+from api.resources import paged, require_unscoped
 from api.schema import ref, string
 
 UPLOAD_PATH = f"{API_PREFIX}/firmware_image"

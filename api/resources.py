@@ -19,22 +19,20 @@ Rules beyond the spec, decided here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
-from acs.store import Conflict, NotFound
 from acs.store.models import DeviceType, Location, Organization
 from api.base import (
     Api,
     ApiError,
     ApiRequest,
     Result,
-    bad_request,
     conflict,
     forbidden,
     not_found,
     route,
+    store_errors,
 )
 from api.docs import crud
 from api.fields import (
@@ -50,19 +48,6 @@ from api.fields import (
 from api.schema import LATITUDE_PATTERN, LONGITUDE_PATTERN
 
 # --- shared helpers ---------------------------------------------------------------------------
-
-
-@contextmanager
-def store_errors() -> Iterator[None]:
-    """Store exceptions -> API errors: Conflict 409, NotFound 404, ValueError 400."""
-    try:
-        yield
-    except Conflict as exc:
-        raise conflict(str(exc)) from None
-    except NotFound as exc:
-        raise not_found(str(exc)) from None
-    except ValueError as exc:
-        raise bad_request(str(exc)) from None
 
 
 def require_unscoped(req: ApiRequest, what: str) -> None:
