@@ -22,7 +22,6 @@ from api.base import (
     ApiRequest,
     Result,
     conflict,
-    iso,
     not_found,
     route,
     store_errors,
@@ -31,6 +30,8 @@ from api.device_children import task_json
 from api.docs import WRITE, Doc, device_page
 from api.fields import DateTime, Form
 from api.resources import paged
+from api.schema import SHA256_PATTERN, integer, string
+from api.views import Out, View, when
 
 log = Logger(namespace="api.backups")
 
@@ -38,14 +39,21 @@ BACKUP_TASK = "backup"
 RESTORE_TASK = "restore"
 
 
-def backup_json(backup: Backup) -> dict[str, Any]:
-    return {
-        "id": backup.id,
-        "created": iso(backup.created),
-        "size": backup.size,
-        "sha256": backup.sha256,
-        "task": backup.task_id,
-    }
+BACKUP_VIEW = View(
+    "Backup",
+    {
+        "id": Out(integer()),
+        "created": when(),
+        "size": Out(integer(minimum=0, description="Bytes.")),
+        "sha256": Out(string(pattern=SHA256_PATTERN)),
+        "task": Out(
+            integer(True, description="The backup task that took it (null once deleted)."),
+            "task_id",
+        ),
+    },
+    description="A vendor configuration file the CPE uploaded (Upload RPC).",
+)
+backup_json = BACKUP_VIEW.render
 
 
 def _optional_body(req: ApiRequest) -> dict[str, Any]:

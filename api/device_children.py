@@ -14,8 +14,6 @@ the provisioning session holds the connection-request password the ACS chose.
 
 from __future__ import annotations
 
-from typing import Any
-
 from acs.cwmp.redact import is_secret_path, redact_transcript
 from acs.store.models import (
     PENDING,
@@ -31,57 +29,71 @@ from api.base import (
     ApiRequest,
     Result,
     conflict,
-    iso,
     not_found,
     route,
     store_errors,
 )
 from api.docs import DETAIL, Doc, device_page
 from api.resources import paged
+from api.schema import integer, obj, string, typed
+from api.views import Out, View, when
 
 
-def parameter_json(param: Parameter) -> dict[str, Any]:
-    return {
-        "path": param.path,
-        "value": None if is_secret_path(param.path) else param.value,
-        "type": param.type,
-        "writable": param.writable,
-        "updated": iso(param.updated),
-    }
+def _redacted_value(param: Parameter) -> str | None:
+    return None if is_secret_path(param.path) else param.value
 
 
-def task_json(task: Task) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "kind": task.kind,
-        "state": task.state,
-        "created": iso(task.created),
-        "scheduled_at": iso(task.scheduled_at),
-        "started": iso(task.started),
-        "finished": iso(task.finished),
-        "fault_code": task.fault_code,
-        "fault_string": task.fault_string,
-        "attempts": task.attempts,
-        "actor": task.actor,
-    }
+def _redacted_transcript(transcript: SessionTranscript) -> str:
+    return redact_transcript(transcript.transcript)
 
 
-def history_json(entry: HistoryEntry) -> dict[str, Any]:
-    return {
-        "id": entry.id,
-        "time": iso(entry.time),
-        "actor": entry.actor,
-        "action": entry.action,
-        "detail": entry.detail,
-    }
-
-
-def session_json(transcript: SessionTranscript) -> dict[str, Any]:
-    return {
-        "id": transcript.id,
-        "started": iso(transcript.started),
-        "transcript": redact_transcript(transcript.transcript),
-    }
+parameter_json = View(
+    "Parameter",
+    {
+        "path": Out(string()),
+        "value": Out(string(True), _redacted_value),
+        "type": Out(string(True, examples=["xsd:string"])),
+        "writable": Out(typed("boolean", null=True)),
+        "updated": when(),
+    },
+).render
+task_json = View(
+    "Task",
+    {
+        "id": Out(integer()),
+        "kind": Out(string(examples=["reboot"])),
+        "state": Out(string(enum=list(TASK_STATES))),
+        "created": when(),
+        "scheduled_at": when(null=True),
+        "started": when(null=True),
+        "finished": when(null=True),
+        "fault_code": Out(integer(True)),
+        "fault_string": Out(string(True)),
+        "attempts": Out(integer(minimum=0)),
+        "actor": Out(string(description="Who queued it: a token name, or 'acs'.")),
+    },
+).render
+history_json = View(
+    "HistoryEntry",
+    {
+        "id": Out(integer()),
+        "time": when(),
+        "actor": Out(string(description="Token name, 'acs' or 'cpe'.")),
+        "action": Out(string(examples=["updated", "status", "task_queued"])),
+        "detail": Out(obj({})),
+    },
+    description="One audit entry: API change, operation, status transition, CWMP fault.",
+    page="HistoryPage",
+).render
+session_json = View(
+    "SessionTranscript",
+    {
+        "id": Out(integer()),
+        "started": when(),
+        "transcript": Out(string(), _redacted_transcript),
+    },
+    description="A CWMP session's SOAP transcript (kept while the device's debug is on).",
+).render
 
 
 def _states(req: ApiRequest) -> tuple[str, ...] | None:

@@ -33,7 +33,6 @@ from api.base import (
     ApiRequest,
     Result,
     bad_request,
-    iso,
     not_found,
     route,
     store_errors,
@@ -41,7 +40,8 @@ from api.base import (
 from api.docs import DETAIL, PAGE, READ, Doc, error_response
 from api.fields import Errors, Form, Pk, Text, does_not_exist
 from api.resources import paged, require_unscoped
-from api.schema import ref, string
+from api.schema import SHA256_PATTERN, integer, read_only, ref, string
+from api.views import Out, View, when
 
 UPLOAD_PATH = f"{API_PREFIX}/firmware_image"
 # An upload's fields: a multipart body's form fields, or a raw body's query.
@@ -63,17 +63,30 @@ UPLOAD_FORM = Form(
 UPLOAD_FIELDS = tuple(UPLOAD_FORM.fields)
 
 
-def firmware_image_json(image: FirmwareImage) -> dict[str, Any]:
-    return {
-        "id": image.id,
-        "name": image.name,
-        "version": image.version,
-        "size": image.size,
-        "sha256": image.sha256,
-        "device_type": image.device_type_id,
-        "filename": image.filename,
-        "created": iso(image.created),
-    }
+FIRMWARE_IMAGE_VIEW = View(
+    "FirmwareImage",
+    {
+        "id": Out(read_only(integer())),
+        "name": Out(string(minLength=1, maxLength=255)),
+        "version": Out(
+            string(
+                minLength=1,
+                maxLength=255,
+                description="Checked against the CPE's software version after an upgrade.",
+            )
+        ),
+        "size": Out(read_only(integer(minimum=1, description="Bytes."))),
+        "sha256": Out(
+            read_only(string(pattern=SHA256_PATTERN, description="Also the file's ETag."))
+        ),
+        "device_type": Out(
+            integer(True, description="Device type id the image is meant for."), "device_type_id"
+        ),
+        "filename": Out(read_only(string(description="File name given to CPEs (TargetFileName)."))),
+        "created": when(readOnly=True),
+    },
+)
+firmware_image_json = FIRMWARE_IMAGE_VIEW.render
 
 
 def _storage(api: Api) -> FileStorage:

@@ -2,10 +2,11 @@
 
 Owns ``GET /api/v1/openapi.json`` and the assembly of the document: ``paths`` come from the
 route registry (each route's :class:`api.docs.Doc`, its rule's path parameters, its role),
-the write bodies of declared forms from :mod:`api.fields`, query parameters and error
-responses from :mod:`api.docs`; the response shapes (flat and nested device views, the
-pagination envelope, the operation endpoints, the supporting resources) are written here as
-plain Python data from spec/inventory-api.md. ``tests/test_api_openapi.py`` keeps it true by
+the write bodies of declared forms from :mod:`api.fields`, the representations of declared
+views from :mod:`api.views`, query parameters and error responses from :mod:`api.docs`. The
+response shapes built from several rows at once (the flat and nested device views, the
+operational records, effective settings, health) are written here as plain Python data
+from spec/inventory-api.md. ``tests/test_api_openapi.py`` keeps it true by
 walking the app's real url_map and validating real responses against the schemas, and
 ``tests/test_api_fields.py`` probes every declared field against its schema.
 
@@ -24,7 +25,14 @@ from typing import Any
 
 import acs
 from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
-from api import backups, firmware, operations, resources, validation  # noqa: F401 (forms)
+from api import (  # noqa: F401  (declare their forms and views)
+    backups,
+    device_children,
+    firmware,
+    operations,
+    resources,
+    validation,
+)
 from api.base import (
     ROUTES,
     Api,
@@ -35,6 +43,8 @@ from api.base import (
 from api.docs import PARAMETERS, PATH_PARAMETERS, RESPONSES, Doc
 from api.fields import form_schemas
 from api.schema import (
+    LATITUDE,
+    LONGITUDE,
     SETTING_PATH_PATTERN,
     TEXT_SCHEMAS,
     Schema,
@@ -46,13 +56,9 @@ from api.schema import (
     read_only,
     ref,
     string,
-    typed,
 )
+from api.views import view_schemas
 
-LATITUDE = string(True, description="Decimal degrees as a string, -90..90.", examples=["40.7128"])
-LONGITUDE = string(
-    True, description="Decimal degrees as a string, -180..180.", examples=["-74.006"]
-)
 OPERATIONAL_STATUS = string(enum=list(OPERATIONAL_STATUSES))
 TASK_STATE = string(enum=list(TASK_STATES))
 
@@ -190,6 +196,7 @@ _HISTORY_ITEM = obj(
 SCHEMAS: dict[str, Schema] = {
     **TEXT_SCHEMAS,
     **form_schemas(),
+    **view_schemas(),
     "Error": obj({"detail": string()}, ["detail"], description="Request-level error."),
     "FieldErrors": obj(
         {},
@@ -256,110 +263,6 @@ SCHEMAS: dict[str, Schema] = {
         },
         "*",
     ),
-    # --- supporting resources (spec section 7)
-    "Organization": obj(
-        {"id": read_only(integer()), "name": string(minLength=1), "code": string(True)},
-        ["id", "name", "code"],
-    ),
-    "OrganizationPage": page("Organization"),
-    "DeviceType": obj(
-        {
-            "id": read_only(integer()),
-            "name": string(minLength=1),
-            "short_name": string(True),
-            "model": string(True),
-            "manufacturer": string(True),
-            "product_class": string(
-                True,
-                description="Devices informing with this manufacturer/product class get this type.",
-            ),
-            "default_settings": obj(
-                {}, description="TR-069 path -> value, applied to every device of the type."
-            ),
-            "update_frequency": integer(
-                True,
-                minimum=30,
-                maximum=86400,
-                description="Periodic inform interval of the type's devices that set none.",
-            ),
-        },
-        "*",
-    ),
-    "DeviceTypePage": page("DeviceType"),
-    "Location": obj(
-        {
-            "id": read_only(integer()),
-            "name": string(minLength=1),
-            "short_name": string(True),
-            "latitude": LATITUDE,
-            "longitude": LONGITUDE,
-            "parent": integer(True, description="Parent location id."),
-            "organization_id": integer(True),
-        },
-        ["id", "name", "short_name", "latitude", "longitude", "parent", "organization_id"],
-    ),
-    "LocationPage": page("Location"),
-    # --- firmware images (api/firmware.py)
-    "FirmwareImage": obj(
-        {
-            "id": read_only(integer()),
-            "name": string(minLength=1, maxLength=255),
-            "version": string(
-                minLength=1,
-                maxLength=255,
-                description="Checked against the CPE's software version after an upgrade.",
-            ),
-            "size": read_only(integer(minimum=1, description="Bytes.")),
-            "sha256": read_only(
-                string(pattern="^[0-9a-f]{64}$", description="Also the file's ETag.")
-            ),
-            "device_type": integer(True, description="Device type id the image is meant for."),
-            "filename": read_only(string(description="File name given to CPEs (TargetFileName).")),
-            "created": read_only(date_time()),
-        },
-        "*",
-    ),
-    "FirmwareImagePage": page("FirmwareImage"),
-    "Parameter": obj(
-        {
-            "path": string(),
-            "value": string(True),
-            "type": string(True, examples=["xsd:string"]),
-            "writable": typed("boolean", null=True),
-            "updated": date_time(),
-        },
-        ["path", "value", "type", "writable", "updated"],
-    ),
-    "ParameterPage": page("Parameter"),
-    "Task": obj(
-        {
-            "id": integer(),
-            "kind": string(examples=["reboot"]),
-            "state": TASK_STATE,
-            "created": date_time(),
-            "scheduled_at": date_time(True),
-            "started": date_time(True),
-            "finished": date_time(True),
-            "fault_code": integer(True),
-            "fault_string": string(True),
-            "attempts": integer(minimum=0),
-            "actor": string(description="Who queued it: a token name, or 'acs'."),
-        },
-        "*",
-    ),
-    "TaskPage": page("Task"),
-    "Backup": obj(
-        {
-            "id": integer(),
-            "created": date_time(),
-            "size": integer(minimum=0, description="Bytes."),
-            "sha256": string(pattern="^[0-9a-f]{64}$"),
-            "task": integer(True, description="The backup task that took it (null once deleted)."),
-        },
-        "*",
-        description="A vendor configuration file the CPE uploaded (Upload RPC).",
-    ),
-    "BackupPage": page("Backup"),
     "EffectiveSetting": obj(
         {
             "value": string(description="Desired value; credentials are redacted."),
@@ -406,24 +309,6 @@ SCHEMAS: dict[str, Schema] = {
         "confirms it) or null (stop managing the path; a type default applies again).",
         examples=[{"Device.ManagementServer.PeriodicInformInterval": "600"}],
     ),
-    "HistoryEntry": obj(
-        {
-            "id": integer(),
-            "time": date_time(),
-            "actor": string(description="Token name, 'acs' or 'cpe'."),
-            "action": string(examples=["updated", "status", "task_queued"]),
-            "detail": obj({}),
-        },
-        ["time", "actor", "action"],
-        description="One audit entry: API change, operation, status transition, CWMP fault.",
-    ),
-    "HistoryPage": page("HistoryEntry"),
-    "SessionTranscript": obj(
-        {"id": integer(), "started": date_time(), "transcript": string()},
-        ["id", "started", "transcript"],
-        description="A CWMP session's SOAP transcript (kept while the device's debug is on).",
-    ),
-    "SessionTranscriptPage": page("SessionTranscript"),
     "Health": obj(
         {
             "status": string(enum=["ok", "degraded", "error"]),

@@ -45,7 +45,17 @@ from api.fields import (
     Text,
     does_not_exist,
 )
-from api.schema import LATITUDE_PATTERN, LONGITUDE_PATTERN
+from api.schema import (
+    LATITUDE,
+    LATITUDE_PATTERN,
+    LONGITUDE,
+    LONGITUDE_PATTERN,
+    integer,
+    obj,
+    read_only,
+    string,
+)
+from api.views import Out, View
 
 # --- shared helpers ---------------------------------------------------------------------------
 
@@ -67,8 +77,11 @@ def paged(
 # --- organizations ----------------------------------------------------------------------------
 
 
-def organization_json(org: Organization) -> dict[str, Any]:
-    return {"id": org.id, "name": org.name, "code": org.code}
+ORGANIZATION_VIEW = View(
+    "Organization",
+    {"id": Out(read_only(integer())), "name": Out(string(minLength=1)), "code": Out(string(True))},
+)
+organization_json = ORGANIZATION_VIEW.render
 
 
 def _organization(api: Api, req: ApiRequest, org_id: int) -> Organization:
@@ -162,17 +175,34 @@ DEVICE_TYPE_FORM = Form(
 )
 
 
-def device_type_json(dt: DeviceType) -> dict[str, Any]:
-    return {
-        "id": dt.id,
-        "name": dt.name,
-        "short_name": dt.short_name,
-        "model": dt.model,
-        "manufacturer": dt.manufacturer,
-        "product_class": dt.product_class,
-        "default_settings": dt.default_settings,
-        "update_frequency": dt.update_frequency,
-    }
+DEVICE_TYPE_VIEW = View(
+    "DeviceType",
+    {
+        "id": Out(read_only(integer())),
+        "name": Out(string(minLength=1)),
+        "short_name": Out(string(True)),
+        "model": Out(string(True)),
+        "manufacturer": Out(string(True)),
+        "product_class": Out(
+            string(
+                True,
+                description="Devices informing with this manufacturer/product class get this type.",
+            )
+        ),
+        "default_settings": Out(
+            obj({}, description="TR-069 path -> value, applied to every device of the type.")
+        ),
+        "update_frequency": Out(
+            integer(
+                True,
+                minimum=MIN_UPDATE_FREQUENCY,
+                maximum=MAX_UPDATE_FREQUENCY,
+                description="Periodic inform interval of the type's devices that set none.",
+            )
+        ),
+    },
+)
+device_type_json = DEVICE_TYPE_VIEW.render
 
 
 def _device_type(api: Api, type_id: int) -> DeviceType:
@@ -265,16 +295,19 @@ def delete_device_type(api: Api, req: ApiRequest, type_id: int) -> Result:
 # --- locations --------------------------------------------------------------------------------
 
 
-def location_json(loc: Location) -> dict[str, Any]:
-    return {
-        "id": loc.id,
-        "name": loc.name,
-        "short_name": loc.short_name,
-        "latitude": loc.latitude,
-        "longitude": loc.longitude,
-        "parent": loc.parent_id,
-        "organization_id": loc.organization_id,
-    }
+LOCATION_VIEW = View(
+    "Location",
+    {
+        "id": Out(read_only(integer())),
+        "name": Out(string(minLength=1)),
+        "short_name": Out(string(True)),
+        "latitude": Out(LATITUDE),
+        "longitude": Out(LONGITUDE),
+        "parent": Out(integer(True, description="Parent location id."), "parent_id"),
+        "organization_id": Out(integer(True)),
+    },
+)
+location_json = LOCATION_VIEW.render
 
 
 LOCATION_FORM = Form(

@@ -120,6 +120,7 @@ DATE_OR_DATETIME_TEXT_PATTERN = DATETIME_TEXT_PATTERN.replace("[T ]", "([T ]", 1
 # A primary key written as text: ASCII digits, no sign, blanks or leading zero (18 digits at
 # most, so every such text is below SQLite's largest integer).
 PK_TEXT_PATTERN = "^[1-9][0-9]{0,17}$"
+SHA256_PATTERN = "^[0-9a-f]{64}$"  # a stored file's digest, as hex
 # Coordinates as text: plain decimals within range (api.validation.coordinate_problem).
 LATITUDE_PATTERN = r"^[+-]?0*(90(\.0+)?|[0-8]?[0-9](\.[0-9]+)?)$"
 LONGITUDE_PATTERN = r"^[+-]?0*(180(\.0+)?|(1[0-7][0-9]|[0-9]?[0-9])(\.[0-9]+)?)$"
@@ -163,6 +164,13 @@ TEXT_SCHEMAS: dict[str, Schema] = {
         "against the Inform serial).",
     ),
 }
+
+
+# A stored coordinate as returned (api.fields.Coordinate keeps the decimal text as sent).
+LATITUDE = string(True, description="Decimal degrees as a string, -90..90.", examples=["40.7128"])
+LONGITUDE = string(
+    True, description="Decimal degrees as a string, -180..180.", examples=["-74.006"]
+)
 
 
 def plain_text(*, null: bool = True, **extra: Any) -> Schema:
