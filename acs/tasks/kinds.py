@@ -14,9 +14,9 @@ task ends), its completion policy, and how the API offers it. Completion is one 
   Download/Upload, and the TransferComplete carrying the task's CommandKey ends it.
 
 The engine (`acs.tasks.engine`), the session driver (`acs.tasks.session`) and the API
-(`api.device_ops`) take these policies from the declarations. (Still by name, and not
-policies of a kind's lifecycle: the firmware and backup side effects of a finished transfer
-in the engine, the firmware fields and the factory wipe of settings in the API.)
+(`api.device_ops`) take these policies from the declarations. (Still by name, in the
+engine, and not policies of a kind's lifecycle: the firmware and backup side effects of a
+finished transfer, and the firmware request rule of `TaskEngine.set_firmware`.)
 """
 
 from __future__ import annotations
