@@ -21,8 +21,9 @@ from typing import Any
 
 from acs.cwmp.paths import is_setting_name, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
+from acs.cwmp.values import type_problem
 from acs.store.models import Device
-from acs.tasks import EffectiveSetting, model_type, validate_args
+from acs.tasks import EffectiveSetting, model_type
 from api.base import Api, ApiError, ApiRequest, Result, iso, route
 from api.docs import DETAIL, WRITE, Doc
 from api.operations import setting_problem, setting_value
@@ -104,12 +105,8 @@ def _model_problem(api: Api, device: Device, key: str, raw: Any) -> str | None:
     cached = api.store.get_parameter(device.id, key)
     if xsd is None or (cached is not None and cached.type):
         return None
-    try:
-        text = setting_value(raw)
-        validate_args("set_parameters", {"parameters": [{"name": key, "value": text, "type": xsd}]})
-    except ValueError as exc:
-        return str(exc).replace("parameters[0].", "")
-    return None
+    problem = type_problem(setting_value(raw), xsd)  # setting_problem vetted the value
+    return None if problem is None else f"value {problem}"
 
 
 @route(
