@@ -394,8 +394,8 @@ class Boolean(Field):
 @dataclass(frozen=True, kw_only=True)
 class DateTime(Field):
     """An ISO 8601 time, ``YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z]`` (no offset: UTC), or
-    (``dates``) a date alone (its midnight, UTC); stored as epoch seconds. A day the month
-    lacks (``02-31``) passes the published pattern but is refused."""
+    (``dates``) a date alone (its midnight, UTC); stored as epoch seconds. The published
+    pattern is exact (the days of each month, leap years), so it and the parser agree."""
 
     dates: bool = False
 

@@ -111,12 +111,18 @@ _SPACE = r"\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u30
 EMAIL_PATTERN = rf"[^@{_SPACE}]+@[^@{_SPACE}.]+(?:\.[^@{_SPACE}.]+)+"
 # A time in a request body (api.fields.DateTime): YYYY-MM-DDThh:mm[:ss][+HH:MM|-HH:MM|Z] (a
 # space for the T too); no offset means UTC.
-DATETIME_TEXT_PATTERN = (
-    "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
-    "(:[0-5][0-9])?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$"
+# Exact: years 0001-9999, the days each month has, 29 February of leap years only.
+_YEAR = "([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP_YEAR = "([0-9]{2}(0[48]|[2468][048]|[13579][26])|(0[48]|[2468][048]|[13579][26])00)"
+_MONTH_DAY = (
+    "((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])|(0[469]|11)-(0[1-9]|[12][0-9]|30)"
+    "|02-(0[1-9]|1[0-9]|2[0-8]))"
 )
+_DATE = f"({_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29)"
+_TIME = "([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9])?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?"
+DATETIME_TEXT_PATTERN = f"^{_DATE}[T ]{_TIME}$"
 # ... or a date alone.
-DATE_OR_DATETIME_TEXT_PATTERN = DATETIME_TEXT_PATTERN.replace("[T ]", "([T ]", 1)[:-1] + ")?$"
+DATE_OR_DATETIME_TEXT_PATTERN = f"^{_DATE}([T ]{_TIME})?$"
 # A primary key written as text: ASCII digits, no sign, blanks or leading zero (18 digits at
 # most, so every such text is below SQLite's largest integer).
 PK_TEXT_PATTERN = "^[1-9][0-9]{0,17}$"
