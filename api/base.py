@@ -326,16 +326,18 @@ class ApiRequest:
                 out[name] = values[0].decode("utf-8", "replace")
         return out
 
-    def query_bool(self, name: str) -> bool:
+    def query_bool(self, name: str, *, default: bool = False) -> bool:
         value = self.query().get(name)
         if value is None:
-            return False
+            return default
         parsed = parse_bool(value)
         if parsed is None:
             raise field_error(name, f"Must be a boolean (true/false/1/0), not {value!r}.")
         return parsed
 
-    def query_int(self, name: str, *, minimum: int | None = None) -> int | None:
+    def query_int(
+        self, name: str, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int | None:
         value = self.query().get(name)
         if value is None or value == "":
             return None
@@ -344,6 +346,8 @@ class ApiRequest:
             raise field_error(name, f"A valid integer is required, not {value[:40]!r}.")
         if minimum is not None and number < minimum:
             raise field_error(name, f"Ensure this value is greater than or equal to {minimum}.")
+        if maximum is not None and number > maximum:
+            raise field_error(name, f"Ensure this value is less than or equal to {maximum}.")
         return number
 
     def json_object(self) -> dict[str, Any]:

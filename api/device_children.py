@@ -14,7 +14,9 @@ the provisioning session holds the connection-request password the ACS chose.
 
 from __future__ import annotations
 
-from acs.cwmp.redact import is_secret_path, redact_transcript
+from typing import Any
+
+from acs.cwmp.redact import REDACTED, is_secret_path, redact_transcript
 from acs.store.models import (
     PENDING,
     TASK_STATES,
@@ -47,6 +49,32 @@ def _redacted_transcript(transcript: SessionTranscript) -> str:
     return redact_transcript(transcript.transcript)
 
 
+def _redacted(data: Any) -> Any:
+    """``data`` with the value of every ``{"name": <credential path>, "value": ...}`` item
+    (and every credential-path key) hidden, however deep."""
+    if isinstance(data, list):
+        return [_redacted(item) for item in data]
+    if not isinstance(data, dict):
+        return data
+    name = data.get("name")
+    secret = isinstance(name, str) and is_secret_path(name)
+    return {
+        key: REDACTED
+        if (secret and key == "value" and value is not None)
+        or (is_secret_path(key) and value is not None)
+        else _redacted(value)
+        for key, value in data.items()
+    }
+
+
+def _args(task: Task) -> Any:
+    return _redacted(task.args)
+
+
+def _result(task: Task) -> Any:
+    return None if task.result is None else _redacted(task.result)
+
+
 parameter_json = View(
     "Parameter",
     {
@@ -70,7 +98,17 @@ task_json = View(
         "fault_code": Out(integer(True)),
         "fault_string": Out(string(True)),
         "attempts": Out(integer(minimum=0)),
+        "next_attempt_at": when(null=True, description="When a failed attempt is retried."),
         "actor": Out(string(description="Who queued it: a token name, or 'acs'.")),
+        "arguments": Out(obj({}, description="As queued (credential values redacted)."), _args),
+        "result": Out(
+            obj(
+                {},
+                type=["object", "null"],
+                description="What the CPE answered, once done (credential values redacted).",
+            ),
+            _result,
+        ),
     },
 ).render
 history_json = View(

@@ -28,6 +28,7 @@ from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
 from api import (  # noqa: F401  (declare their forms and views)
     backups,
     device_children,
+    device_tasks,
     firmware,
     operations,
     resources,
@@ -196,6 +197,7 @@ _HISTORY_ITEM = obj(
 SCHEMAS: dict[str, Schema] = {
     **TEXT_SCHEMAS,
     **form_schemas(),
+    **device_tasks.REQUEST_SCHEMAS,
     **view_schemas(),
     "Error": obj({"detail": string()}, ["detail"], description="Request-level error."),
     "FieldErrors": obj(

@@ -8,8 +8,9 @@ body naming a random id is rightly refused with 400 (DRF's ``Invalid pk``), whic
 from the fuzzed ACS's database, ``FUZZ_DATABASE``, and within the token's organizations,
 ``FUZZ_SCOPE``); the generated value picks which one, so shrinking still works. The other
 rules no schema states are repaired the same way: a location's kept parent must suit its new
-organization, a pending firmware upgrade needs an image, and an upload's name and version go
-in the query for a raw body and in the form for a multipart one. Negative cases are sent as
+organization, a pending firmware upgrade needs an image, an upload's name and version go
+in the query for a raw body and in the form for a multipart one, and a task's parameters
+are named once each with values of their types. Negative cases are sent as
 generated. schemathesis revalidates a case a hook edited, so a repaired body that stopped
 being schema-valid is not judged as positive.
 """
@@ -25,6 +26,7 @@ import schemathesis
 from schemathesis import Case
 from schemathesis.hooks import HookContext
 
+from acs.cwmp.values import type_problem
 from api.base import parse_bool
 
 Body = dict[str, Any]
@@ -161,6 +163,30 @@ def _firmware_upload(case: Case, body: Body) -> None:
         body["device_type"] = "" if picked is None else str(picked)
 
 
+def _task_request(case: Case, body: Body) -> None:
+    """A task: its set_parameter_values names each parameter once, with a type its value
+    suits (the rules no schema states); and the answer waits at most a second, since a
+    fuzzed device never runs the task and the run's requests time out after 30 s."""
+    query = case.query if case.query is not None else {}
+    if "timeout" in query:
+        query["timeout"] = min(int(query["timeout"]), 1)
+    case.query = query
+    if body.get("kind") != "set_parameter_values" or not isinstance(body.get("parameters"), list):
+        return
+    seen: set[str] = set()
+    kept = []
+    for item in body["parameters"]:
+        name, value, xsd = item.get("name"), item.get("value"), item.get("type")
+        if name in seen:
+            continue
+        seen.add(name)
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if isinstance(xsd, str) and type_problem(text, xsd) is not None:
+            item = {k: v for k, v in item.items() if k != "type"}
+        kept.append(item)
+    body["parameters"] = kept
+
+
 _REPAIRS: dict[str, Callable[[Case, Body], None]] = {
     "/api/v1/inventory_device/": _flat_device,
     "/api/v1/inventory_device/{id}/": _flat_device,
@@ -169,6 +195,7 @@ _REPAIRS: dict[str, Callable[[Case, Body], None]] = {
     "/api/v1/location/": _location,
     "/api/v1/location/{id}/": _location,
     "/api/v1/firmware_image/": _firmware_upload,
+    "/api/v1/inventory_device/{id}/tasks/": _task_request,
 }
 
 

@@ -8,7 +8,7 @@ and `treq.testing.StubTreq` driving the Klein resource with no port.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,22 @@ class ApiHarness:
         headers: Mapping[str, str] | None = None,
     ) -> Reply:
         """One request, answered synchronously. `path` may carry a query string."""
+        return self.begin(
+            method, path, token=token, json_body=json_body, data=data, headers=headers
+        )()
+
+    def begin(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None = None,
+        json_body: Any = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Callable[[], Reply]:
+        """Send a request whose handler may wait (on the clock, on a task); the function
+        returned flushes and gives its answer, or fails when there is none yet."""
         hdrs = {k: [v] for k, v in (headers or {}).items()}
         if token is not None:
             hdrs["Authorization"] = [f"Bearer {token}"]
@@ -83,17 +99,21 @@ class ApiHarness:
             lambda r: self.stub.content(r).addCallback(lambda body: outcome.append((r, body)))
         )
         d.addErrback(outcome.append)
-        self.stub.flush()
-        if not outcome:
-            raise AssertionError(f"{method} {path}: no response (handler still waiting?)")
-        if isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
-        response, body = outcome[0]
-        headers_out = {
-            k.decode().lower(): [v.decode() for v in vs]
-            for k, vs in response.headers.getAllRawHeaders()
-        }
-        return Reply(response.code, headers_out, body)
+
+        def answer() -> Reply:
+            self.stub.flush()
+            if not outcome:
+                raise AssertionError(f"{method} {path}: no response (handler still waiting?)")
+            if isinstance(outcome[0], Failure):
+                outcome[0].raiseException()
+            response, body = outcome[0]
+            headers_out = {
+                k.decode().lower(): [v.decode() for v in vs]
+                for k, vs in response.headers.getAllRawHeaders()
+            }
+            return Reply(response.code, headers_out, body)
+
+        return answer
 
     def close(self) -> None:
         self.appliance.close()

@@ -25,6 +25,12 @@ def _ipv6(value: str) -> bool:
     return "%" not in value
 
 
+def _ecma(pattern: str) -> str:
+    """``pattern`` read as JSON Schema (ECMA-262) reads it: its ``$`` is the end of the
+    text, where Python's also matches before a final line feed."""
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
+
+
 def resolve(doc: dict[str, Any], ref: str) -> Any:
     """A local JSON pointer (``#/components/schemas/Device``); KeyError if it dangles."""
     assert ref.startswith("#/"), f"only local refs are used: {ref}"
@@ -89,7 +95,7 @@ def schema_errors(doc: dict[str, Any], schema: Any, value: Any, at: str = "$") -
             errors.append(f"{at}: {value!r} is not an IPv4 address")
         if schema.get("format") == "ipv6" and not _ipv6(value):
             errors.append(f"{at}: {value!r} is not an IPv6 address")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
+        if "pattern" in schema and not re.search(_ecma(schema["pattern"]), value):
             errors.append(f"{at}: {value!r} does not match {schema['pattern']}")
         if len(value) < schema.get("minLength", 0):
             errors.append(f"{at}: shorter than {schema['minLength']}")
@@ -118,6 +124,8 @@ def schema_errors(doc: dict[str, Any], schema: Any, value: Any, at: str = "$") -
                 errors += schema_errors(doc, schema["propertyNames"], key, f"{at} key {key!r}")
     if isinstance(value, list) and len(value) > schema.get("maxItems", len(value)):
         errors.append(f"{at}: more than {schema['maxItems']} items")
+    if isinstance(value, list) and len(value) < schema.get("minItems", 0):
+        errors.append(f"{at}: fewer than {schema['minItems']} items")
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
             errors += schema_errors(doc, schema["items"], item, f"{at}[{i}]")

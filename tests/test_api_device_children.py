@@ -125,7 +125,7 @@ def test_tasks_list_in_creation_order_with_state_filter(harness: ApiHarness) -> 
     d = device(harness)
     first = harness.store.queue_task(d.id, "reboot", {}, now=T0, actor="ops")
     second = harness.store.queue_task(
-        d.id, "refresh", {"path": "Device."}, now=T0, actor="ops", scheduled_at=T0 + 3600
+        d.id, "refresh", {"parameter_path": "Device."}, now=T0, actor="ops", scheduled_at=T0 + 3600
     )
     provision = harness.store.queue_task(d.id, "provision", {}, now=T0, actor="acs", front=True)
     harness.store.start_task(first.id, now=T0 + 1)
@@ -146,7 +146,10 @@ def test_tasks_list_in_creation_order_with_state_filter(harness: ApiHarness) -> 
         "fault_code": 9002,
         "fault_string": "Internal",
         "attempts": 1,
+        "next_attempt_at": None,
         "actor": "ops",
+        "arguments": {},
+        "result": None,
     }
     assert listed["results"][1]["scheduled_at"] == "2024-01-15T10:30:00Z"
     assert "args" not in listed["results"][1]

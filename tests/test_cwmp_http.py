@@ -537,7 +537,7 @@ class CwmpHttpTests(CwmpResourceCase):
         device = self.provisioned_device()
         task_row = self.engine.queue(
             device.id,
-            "set_parameters",
+            "set_parameter_values",
             {"parameters": [{"name": "Device.X.Y", "value": "1"}]},
             actor="test",
             wake=False,

@@ -41,10 +41,10 @@ def test_the_acs_and_the_simulated_cpe_agree_on_types(xsd: str, text: str, valid
     assert (type_problem(text, f"xsd:{xsd}") is None) is valid
     args = {"parameters": [{"name": "Device.X.Y", "value": text, "type": f"xsd:{xsd}"}]}
     if valid:
-        validate_args("set_parameters", args)
+        validate_args("set_parameter_values", args)
     else:
         with pytest.raises(ValueError, match=r"parameters\[0\]"):
-            validate_args("set_parameters", args)
+            validate_args("set_parameter_values", args)
     normalized, fault = normalize_value(ParamDef(type=xsd, writable=True, default=""), text)
     assert (fault == 0) is valid, (normalized, fault)
 

@@ -89,7 +89,7 @@ class FleetLifecycleTests(ApplianceWithFleet):
         path = f"{cpe.root}ManagementServer.PeriodicInformInterval"
         t = self.appliance.tasks.queue(
             device.id,
-            "set_parameters",
+            "set_parameter_values",
             {"parameters": [{"name": path, "value": "600", "type": "xsd:unsignedInt"}]},
             actor="test",
         )
@@ -105,7 +105,7 @@ class FleetLifecycleTests(ApplianceWithFleet):
         path = f"{cpe.root}DeviceInfo.SerialNumber"
         t = self.appliance.tasks.queue(
             device.id,
-            "set_parameters",
+            "set_parameter_values",
             {"parameters": [{"name": path, "value": "X"}]},
             actor="test",
         )
@@ -172,7 +172,7 @@ class RestartTests(ApplianceWithFleet):
         # Queue without waking, then stop the appliance before the CPE ever hears of it.
         t = self.appliance.tasks.queue(
             device.id,
-            "set_parameters",
+            "set_parameter_values",
             {
                 "parameters": [
                     {

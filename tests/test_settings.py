@@ -5,6 +5,7 @@ per-parameter faults, coalescing, re-apply after a device factory reset).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import Any, cast
 
@@ -407,3 +408,36 @@ def test_after_device_factory_reset_settings_are_reapplied(
     assert store.unconfirmed_settings_count(device.id) == 1
     kinds = [x.kind for x in store.tasks_for_device(device.id, states=(PENDING,))]
     assert "configuration_update" in kinds
+
+
+def test_migration_renames_task_kinds_and_arguments_as_the_rpcs() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("PRAGMA foreign_keys=ON")
+    migrate(conn, MIGRATIONS[:9])
+    conn.execute("INSERT INTO organizations (name) VALUES ('o')")
+    conn.execute(
+        "INSERT INTO devices (uuid, serial_number, name, organization_id, created, last_change,"
+        " status_change) VALUES ('u', 'SN', 'SN', 1, 0, 0, 0)"
+    )
+    old = [
+        ("set_parameters", '{"parameters": [{"name": "Device.X.Y", "value": "1"}]}'),
+        ("refresh", '{"path": "Device.WiFi."}'),
+        ("refresh", "{}"),
+        ("get_parameter_attributes", '{"names": ["Device.X."]}'),
+        ("reboot", "{}"),
+    ]
+    for kind, args in old:
+        conn.execute(
+            "INSERT INTO tasks (device_id, kind, args, state, priority, created, actor) "
+            "VALUES (1, ?, ?, 'pending', 10, 0, 't')",
+            (kind, args),
+        )
+    assert migrate(conn) == len(MIGRATIONS)
+    rows = conn.execute("SELECT kind, args FROM tasks ORDER BY id").fetchall()
+    assert [(kind, json.loads(args)) for kind, args in rows] == [
+        ("set_parameter_values", {"parameters": [{"name": "Device.X.Y", "value": "1"}]}),
+        ("refresh", {"parameter_path": "Device.WiFi."}),
+        ("refresh", {}),
+        ("get_parameter_attributes", {"parameter_names": ["Device.X."]}),
+        ("reboot", {}),
+    ]

@@ -83,30 +83,30 @@ def test_queue_rejects_unknown_kind_with_clear_message(engine: TaskEngine, devic
     ("kind", "args", "message"),
     [
         ("reboot", {"delay": 3}, "unknown argument"),
-        ("refresh", {"path": "Device. Bad"}, "not a valid parameter path"),
-        ("refresh", {"path": 5}, "non-empty string"),
-        ("set_parameters", {}, "parameters must be a non-empty list"),
-        ("set_parameters", {"parameters": []}, "non-empty list"),
-        ("set_parameters", {"parameters": ["x"]}, "must be an object"),
-        ("set_parameters", {"parameters": [{"name": "Device.X."}]}, "not an object path"),
-        ("set_parameters", {"parameters": [{"name": "Device.X"}]}, "value is required"),
+        ("refresh", {"parameter_path": "Device. Bad"}, "not a valid parameter path"),
+        ("refresh", {"parameter_path": 5}, "non-empty string"),
+        ("set_parameter_values", {}, "parameters must be a non-empty list"),
+        ("set_parameter_values", {"parameters": []}, "non-empty list"),
+        ("set_parameter_values", {"parameters": ["x"]}, "must be an object"),
+        ("set_parameter_values", {"parameters": [{"name": "Device.X."}]}, "not an object path"),
+        ("set_parameter_values", {"parameters": [{"name": "Device.X"}]}, "value is required"),
         (
-            "set_parameters",
+            "set_parameter_values",
             {"parameters": [{"name": "Device.X", "value": "1", "type": "xsd:float"}]},
             "is not one of",
         ),
         (
-            "set_parameters",
+            "set_parameter_values",
             {"parameters": [{"name": "Device.X", "value": "yes", "type": "xsd:boolean"}]},
             "not a boolean",
         ),
         (
-            "set_parameters",
+            "set_parameter_values",
             {"parameters": [{"name": "Device.X", "value": "-1", "type": "xsd:unsignedInt"}]},
             "out of range",
         ),
         (
-            "set_parameters",
+            "set_parameter_values",
             {
                 "parameters": [
                     {"name": "Device.X", "value": "a"},
@@ -116,14 +116,14 @@ def test_queue_rejects_unknown_kind_with_clear_message(engine: TaskEngine, devic
             "given twice",
         ),
         (
-            "set_parameters",
+            "set_parameter_values",
             {"parameters": [{"name": "Device.X", "value": [1]}]},
             "must be a string",
         ),
         ("add_object", {"object_name": "Device.NAT.PortMapping"}, "ending with '.'"),
         ("add_object", {}, "non-empty string"),
         ("delete_object", {"object_name": "Device.NAT.PortMapping."}, "one instance"),
-        ("get_parameter_attributes", {"names": []}, "non-empty list"),
+        ("get_parameter_attributes", {"parameter_names": []}, "non-empty list"),
         ("set_parameter_attributes", {"parameters": [{"name": "Device.X"}]}, "notification"),
         (
             "set_parameter_attributes",
@@ -154,7 +154,7 @@ def test_queue_unknown_device_raises_not_found(engine: TaskEngine) -> None:
 def test_queue_normalizes_args(engine: TaskEngine, device: Device) -> None:
     task = engine.queue(
         device.id,
-        "set_parameters",
+        "set_parameter_values",
         {"parameters": [{"name": "Device.X.Enable", "value": True, "type": "boolean"}]},
         actor="op",
     )
@@ -347,7 +347,9 @@ def test_refresh_uses_given_path_and_igd_root(store: Store) -> None:
     device = provisioned(store, make_device(store, root="InternetGatewayDevice."))
     engine = engine_for(store)
     engine.queue(device.id, "refresh", actor="op", now=10.0)
-    engine.queue(device.id, "refresh", {"path": "InternetGatewayDevice.LANDevice."}, actor="op")
+    engine.queue(
+        device.id, "refresh", {"parameter_path": "InternetGatewayDevice.LANDevice."}, actor="op"
+    )
     session = engine.open_session(device.id)
     first = session.next_request(now=11.0)
     assert first == rpc.GetParameterNames("InternetGatewayDevice.", next_level=False)
@@ -369,7 +371,7 @@ def test_refresh_forgets_objects_the_cpe_no_longer_has(
         ],
         now=5.0,
     )
-    engine.queue(device.id, "refresh", {"path": "Device.NAT."}, actor="op", now=10.0)
+    engine.queue(device.id, "refresh", {"parameter_path": "Device.NAT."}, actor="op", now=10.0)
     session = engine.open_session(device.id)
     session.next_request(now=11.0)
     session.on_response(
@@ -392,12 +394,15 @@ def test_set_parameters_uses_cached_type_and_updates_cache(
     )
     task = engine.queue(
         device.id,
-        "set_parameters",
+        "set_parameter_values",
         {
             "parameters": [
                 {"name": "Device.WiFi.Radio.1.Channel", "value": "11"},
                 {"name": "Device.WiFi.SSID.1.SSID", "value": "home"},
                 {"name": "Device.WiFi.Radio.1.Enable", "value": "true", "type": "xsd:boolean"},
+                # Not in the cache: the data model's type.
+                {"name": "Device.ManagementServer.PeriodicInformInterval", "value": "600"},
+                {"name": "Device.X_VENDOR.Knob", "value": "7"},
             ]
         },
         actor="op",
@@ -410,6 +415,10 @@ def test_set_parameters_uses_cached_type_and_updates_cache(
             rpc.ParameterValue("Device.WiFi.Radio.1.Channel", "11", "xsd:unsignedInt"),
             rpc.ParameterValue("Device.WiFi.SSID.1.SSID", "home", "xsd:string"),
             rpc.ParameterValue("Device.WiFi.Radio.1.Enable", "true", "xsd:boolean"),
+            rpc.ParameterValue(
+                "Device.ManagementServer.PeriodicInformInterval", "600", "xsd:unsignedInt"
+            ),
+            rpc.ParameterValue("Device.X_VENDOR.Knob", "7", "xsd:string"),
         ),
         parameter_key=task_key(task),
     )
@@ -503,7 +512,10 @@ def test_get_parameter_attributes_result_holds_attributes(
     engine: TaskEngine, store: Store, device: Device
 ) -> None:
     task = engine.queue(
-        device.id, "get_parameter_attributes", {"names": ["Device.DeviceInfo."]}, actor="op"
+        device.id,
+        "get_parameter_attributes",
+        {"parameter_names": ["Device.DeviceInfo."]},
+        actor="op",
     )
     session = engine.open_session(device.id)
     assert session.next_request(now=11.0) == rpc.GetParameterAttributes(("Device.DeviceInfo.",))
@@ -682,7 +694,7 @@ def test_spv_fault_fails_at_once_and_records_parameter_faults(
 ) -> None:
     task = engine.queue(
         device.id,
-        "set_parameters",
+        "set_parameter_values",
         {"parameters": [{"name": "Device.X.Port", "value": "99999", "type": "xsd:string"}]},
         actor="op",
         now=10.0,
@@ -808,7 +820,7 @@ def test_task_that_cannot_run_fails_instead_of_looping(
 ) -> None:
     # Bypasses validation as a corrupted or future row would.
     bogus = store.queue_task(device.id, "teleport", {}, now=0.0, actor="op")
-    broken = store.queue_task(device.id, "set_parameters", {}, now=0.0, actor="op")
+    broken = store.queue_task(device.id, "set_parameter_values", {}, now=0.0, actor="op")
     reboot = engine.queue(device.id, "reboot", actor="op", now=0.0)
     session = engine.open_session(device.id)
     assert isinstance(session.next_request(now=10.0), rpc.Reboot)
@@ -832,7 +844,9 @@ def test_zero_retry_delay_does_not_loop_within_a_session(store: Store, device: D
 def test_tasks_run_fifo_across_kinds_one_at_a_time(
     engine: TaskEngine, store: Store, device: Device
 ) -> None:
-    engine.queue(device.id, "get_parameter_attributes", {"names": ["Device."]}, actor="op")
+    engine.queue(
+        device.id, "get_parameter_attributes", {"parameter_names": ["Device."]}, actor="op"
+    )
     engine.queue(device.id, "delete_object", {"object_name": "Device.A.1."}, actor="op")
     engine.queue(device.id, "factory_reset", actor="op")
     session = engine.open_session(device.id)

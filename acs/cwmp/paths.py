@@ -17,7 +17,7 @@ ROOTS = ("Device.", "InternetGatewayDevice.")
 SEGMENT = r"(?:[A-Za-z0-9_\-]+|\[[A-Za-z0-9_\-.:]+\])"
 PATH_RE = re.compile(rf"^[A-Za-z_][A-Za-z0-9_\-]*(?:\.{SEGMENT})*\.?$")
 # An object path ending in an instance: "....WANDevice.1." or "....SSID.[home]."
-INSTANCE_RE = re.compile(r"\.(?:\d+|\[[A-Za-z0-9_\-.:]+\])\.$")
+INSTANCE_RE = re.compile(r"\.(?:[0-9]+|\[[A-Za-z0-9_\-.:]+\])\.$")
 
 # The longest parameter name cwmp-1-2.xsd allows.
 MAX_PATH = 256

@@ -51,6 +51,9 @@ class Database:
         self._lock = threading.RLock()
         # Whether the database (and, through FileStorage, the files directory) is full.
         self.health = StorageHealth()
+        # Told the id of every task that reaches done, failed or cancelled (acs.tasks.engine
+        # wakes whoever waits for it); called inside the store's transaction.
+        self.task_finished: list[Callable[[int], None]] = []
 
     @classmethod
     def open(cls, path: str | Path) -> Self:

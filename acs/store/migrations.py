@@ -315,6 +315,15 @@ CREATE TABLE storage_probe (
 );
 """
 
+# Task kinds and arguments take the RPCs' names (the API's POST .../tasks/ vocabulary).
+_V10 = """
+UPDATE tasks SET kind = 'set_parameter_values' WHERE kind = 'set_parameters';
+UPDATE tasks SET args = json_object('parameter_path', json_extract(args, '$.path'))
+    WHERE kind = 'refresh' AND json_extract(args, '$.path') IS NOT NULL;
+UPDATE tasks SET args = json_object('parameter_names', json(json_extract(args, '$.names')))
+    WHERE kind = 'get_parameter_attributes' AND json_extract(args, '$.names') IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -325,6 +334,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("index of tasks waiting for a retry", sql(_V7)),
     ("index of finished tasks", sql(_V8)),
     ("storage probe table", sql(_V9)),
+    ("task kinds and arguments named as the RPCs", sql(_V10)),
 ]
 
 

@@ -21,6 +21,7 @@ from acs.store.checks import (
 from acs.store.db import Database
 from acs.store.errors import Conflict, NotFound
 from acs.store.models import (
+    FINISHED_STATES,
     FRONT_PRIORITY,
     IN_PROGRESS,
     NORMAL_PRIORITY,
@@ -206,6 +207,9 @@ class Tasks(Database):
             if state is None:
                 raise NotFound(f"task {task_id!r} not found")
             raise Conflict(f"task {task_id} is {state}, expected {' or '.join(from_states)}")
+        if row["state"] in FINISHED_STATES:
+            for listener in self.task_finished:
+                listener(task_id)
         return row
 
     def start_task(self, task_id: int, *, now: float) -> Task:

@@ -2,20 +2,62 @@
 limits, and one validator per argument shape. Each kind's declaration in `acs.tasks.kinds`
 names its validator; every validator takes the arguments (a mapping) and returns their
 normalized, JSON-ready form, or raises ValueError with a message meant for the API user.
+
+Beside each validator is the JSON Schema of what it accepts (``*_SCHEMA``), which the kind
+declares too and the API publishes; tests/test_task_arguments.py probes each validator
+against its schema. Two rules no schema states: a parameter named twice in one
+set_parameter_values, and a value that does not suit the type given with it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from acs.cwmp.paths import INSTANCE_RE, MAX_PATH, PATH_RE
-from acs.cwmp.values import WIRE_TYPES, type_problem
+from acs.cwmp.values import MAX_VALUE, WIRE_TYPES, XSD_TYPES, type_problem
 
 # Limits that keep one API call from building an envelope no CPE will swallow (a path's and a
 # value's are acs.cwmp's).
 MAX_LIST = 1024
+MAX_KEY = 32  # CommandKey and ParameterKey (cwmp-1-2.xsd)
 MAX_ACCESS_ENTRY = 64
+MAX_ACCESS_LIST = 16
+# Keys and access-list entities travel as XML text: printable ASCII only.
+_ASCII_TEXT = re.compile(r"[ -~]*")
+ASCII_TEXT_PATTERN = f"^{_ASCII_TEXT.pattern}$"
+
+Schema = dict[str, Any]
+
+PATH_SCHEMA: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_PATH,
+    "pattern": PATH_RE.pattern,
+    "description": "A parameter name, or a partial path ending in '.'.",
+}
+OBJECT_PATH_SCHEMA: Schema = {
+    "allOf": [PATH_SCHEMA, {"pattern": "[.]$"}],
+    "description": "An object path, ending in '.'.",
+}
+PARAMETER_NAME_SCHEMA: Schema = {
+    "allOf": [PATH_SCHEMA, {"pattern": "[^.]$"}],
+    "description": "A parameter name (not ending in '.').",
+}
+
+
+def _list_of(items: Schema) -> Schema:
+    return {"type": "array", "minItems": 1, "maxItems": MAX_LIST, "items": items}
+
+
+def arguments_schema(properties: Mapping[str, Schema], required: Iterable[str] = ()) -> Schema:
+    """The schema of a kind's arguments object."""
+    schema: Schema = {"type": "object", "properties": dict(properties)}
+    if required:
+        schema["required"] = list(required)
+    schema["additionalProperties"] = False
+    return schema
 
 
 def check_path(value: Any, what: str, *, object_path: bool | None = None) -> str:
@@ -24,7 +66,7 @@ def check_path(value: Any, what: str, *, object_path: bool | None = None) -> str
         raise ValueError(f"{what} must be a non-empty string")
     if len(value) > MAX_PATH:
         raise ValueError(f"{what} is longer than {MAX_PATH} characters")
-    if not PATH_RE.match(value):
+    if not PATH_RE.fullmatch(value):
         raise ValueError(f"{what} {value!r} is not a valid parameter path")
     if object_path is True and not value.endswith("."):
         raise ValueError(f"{what} {value!r} must be an object path ending with '.'")
@@ -53,8 +95,8 @@ def normalize_type(value: Any, what: str) -> str:
 def check_value(value: Any, xsd: str | None, what: str) -> str:
     if isinstance(value, bool):
         text = "true" if value else "false"
-    elif isinstance(value, int):
-        text = str(value)
+    elif isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        text = str(int(value))  # 60.0: JSON has one number type
     elif isinstance(value, str):
         text = value
     else:
@@ -100,11 +142,38 @@ def all_flag(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"all": True} if push_all else {}
 
 
+OPTIONAL_PATH_SCHEMA = arguments_schema(
+    {"parameter_path": {"anyOf": [PATH_SCHEMA, {"enum": ["", None]}]}}
+)
+
+
 def optional_path(args: Mapping[str, Any]) -> dict[str, Any]:
-    path = args.get("path")
+    path = args.get("parameter_path")
     if path is None or path == "":
         return {}
-    return {"path": check_path(path, "path")}
+    return {"parameter_path": check_path(path, "parameter_path")}
+
+
+NAMES_REQUEST_SCHEMA = arguments_schema(
+    {
+        "parameter_path": {"anyOf": [PATH_SCHEMA, {"const": ""}]},
+        "next_level": {"type": "boolean"},
+    },
+    ["next_level"],
+)
+
+
+def names_request(args: Mapping[str, Any]) -> dict[str, Any]:
+    """GetParameterNames: a path (partial, ending in '.'; empty: the whole tree) and
+    NextLevel."""
+    path = args.get("parameter_path", "")
+    next_level = args.get("next_level")
+    if not isinstance(next_level, bool):
+        raise ValueError("next_level must be a boolean")
+    clean: dict[str, Any] = {"next_level": next_level}
+    if path != "":
+        clean["parameter_path"] = check_path(path, "parameter_path")
+    return clean
 
 
 def parameter_values(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,11 +198,60 @@ def parameter_values(args: Mapping[str, Any]) -> dict[str, Any]:
         if xsd is not None:
             entry["type"] = xsd
         out.append(entry)
-    return {"parameters": out}
+    clean: dict[str, Any] = {"parameters": out}
+    key = args.get("parameter_key")
+    if key is not None:
+        if not isinstance(key, str) or len(key) > MAX_KEY or not _ASCII_TEXT.fullmatch(key):
+            raise ValueError(
+                f"parameter_key must be printable ASCII of at most {MAX_KEY} characters"
+            )
+        clean["parameter_key"] = key
+    return clean
+
+
+_TYPES = [*WIRE_TYPES, *XSD_TYPES, "decimal"]
+PARAMETER_VALUES_SCHEMA = arguments_schema(
+    {
+        "parameters": _list_of(
+            arguments_schema(
+                {
+                    "name": PARAMETER_NAME_SCHEMA,
+                    "value": {
+                        "type": ["string", "integer", "boolean"],
+                        "maxLength": MAX_VALUE,
+                        "description": "Must suit the type (given, or the one the CPE "
+                        "reported, or the data model's).",
+                    },
+                    "type": {"enum": [*_TYPES, None]},
+                },
+                ["name", "value"],
+            )
+        ),
+        "parameter_key": {
+            "type": ["string", "null"],
+            "maxLength": MAX_KEY,
+            "pattern": ASCII_TEXT_PATTERN,
+            "description": "The ParameterKey sent (default: the task's own).",
+        },
+    },
+    ["parameters"],
+)
 
 
 def object_name(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"object_name": check_path(args.get("object_name"), "object_name", object_path=True)}
+
+
+OBJECT_NAME_SCHEMA = arguments_schema({"object_name": OBJECT_PATH_SCHEMA}, ["object_name"])
+INSTANCE_NAME_SCHEMA = arguments_schema(
+    {
+        "object_name": {
+            "allOf": [PATH_SCHEMA, {"pattern": INSTANCE_RE.pattern}],
+            "description": "One instance: '...PortMapping.3.' or '...SSID.[home].'.",
+        }
+    },
+    ["object_name"],
+)
 
 
 def instance_name(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -143,11 +261,51 @@ def instance_name(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"object_name": name}
 
 
+PARAMETER_NAMES_SCHEMA = arguments_schema(
+    {"parameter_names": _list_of(PATH_SCHEMA)}, ["parameter_names"]
+)
+
+
 def parameter_names(args: Mapping[str, Any]) -> dict[str, Any]:
-    names = [
-        check_path(n, f"names[{i}]") for i, n in enumerate(check_list(args.get("names"), "names"))
-    ]
-    return {"names": names}
+    listed = check_list(args.get("parameter_names"), "parameter_names")
+    return {
+        "parameter_names": [check_path(n, f"parameter_names[{i}]") for i, n in enumerate(listed)]
+    }
+
+
+_NOTIFICATION = {"type": "integer", "minimum": 0, "maximum": 6}
+_ACCESS_LIST = {
+    "type": "array",
+    "maxItems": MAX_ACCESS_LIST,
+    "items": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_ACCESS_ENTRY,
+        "pattern": ASCII_TEXT_PATTERN,
+    },
+}
+PARAMETER_ATTRIBUTES_SCHEMA = arguments_schema(
+    {
+        "parameters": _list_of(
+            {
+                **arguments_schema(
+                    {
+                        "name": PATH_SCHEMA,
+                        "notification": {"anyOf": [_NOTIFICATION, {"type": "null"}]},
+                        "access_list": {"anyOf": [_ACCESS_LIST, {"type": "null"}]},
+                    },
+                    ["name"],
+                ),
+                # A notification (0..6), an access list, or both.
+                "anyOf": [
+                    {"properties": {"notification": _NOTIFICATION}, "required": ["notification"]},
+                    {"properties": {"access_list": _ACCESS_LIST}, "required": ["access_list"]},
+                ],
+            }
+        )
+    },
+    ["parameters"],
+)
 
 
 def parameter_attributes(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -162,6 +320,8 @@ def parameter_attributes(args: Mapping[str, Any]) -> dict[str, Any]:
         access = item.get("access_list")
         if notification is None and access is None:
             raise ValueError(f"{where} needs a notification (0..6) and/or an access_list")
+        if isinstance(notification, float) and notification.is_integer():
+            notification = int(notification)
         if notification is not None:
             if isinstance(notification, bool) or not isinstance(notification, int):
                 raise ValueError(f"{where}.notification must be an integer 0..6")
@@ -169,13 +329,20 @@ def parameter_attributes(args: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{where}.notification must be between 0 and 6")
             entry["notification"] = notification
         if access is not None:
-            if not isinstance(access, list | tuple) or len(access) > 16:
-                raise ValueError(f"{where}.access_list must be a list of at most 16 strings")
+            if not isinstance(access, list | tuple) or len(access) > MAX_ACCESS_LIST:
+                raise ValueError(
+                    f"{where}.access_list must be a list of at most {MAX_ACCESS_LIST} strings"
+                )
             for entity in access:
-                if not isinstance(entity, str) or not entity or len(entity) > MAX_ACCESS_ENTRY:
+                if (
+                    not isinstance(entity, str)
+                    or not entity
+                    or len(entity) > MAX_ACCESS_ENTRY
+                    or not _ASCII_TEXT.fullmatch(entity)
+                ):
                     raise ValueError(
-                        f"{where}.access_list entries must be non-empty strings "
-                        f"of at most {MAX_ACCESS_ENTRY} characters (e.g. 'Subscriber')"
+                        f"{where}.access_list entries must be printable ASCII "
+                        f"of 1 to {MAX_ACCESS_ENTRY} characters (e.g. 'Subscriber')"
                     )
             entry["access_list"] = list(access)
         attrs.append(entry)

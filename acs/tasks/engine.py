@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from acs.clock import Clock
+from acs.clock import Clock, DelayedCall
 from acs.cwmp import rpc
 from acs.cwmp.paths import DEFAULT_ROOT
 from acs.store import NotFound, Store
-from acs.store.models import DONE, FAILED, IN_PROGRESS, PENDING, Device, Task
+from acs.store.models import DONE, FAILED, FINISHED_STATES, IN_PROGRESS, PENDING, Device, Task
 from acs.tasks.kinds import (
     INFORM_KINDS,
     KINDS,
@@ -42,6 +42,17 @@ from acs.tasks.session import SessionTasks
 from acs.tasks.settings import EffectiveSetting, effective, value_fingerprint
 
 log = Logger(namespace="acs.tasks")
+
+# Callers waiting at once for tasks to finish, over all tasks (each an API request that
+# holds its connection open for at most its timeout).
+MAX_WAITERS = 1000
+
+
+def _cancel_timer(result: object, timer: DelayedCall) -> object:
+    if timer.active():
+        timer.cancel()
+    return result
+
 
 # TransferComplete faults that will not go away by transferring again (authentication,
 # protocol, no such file, corrupted or unauthenticated file); anything else (9010/9011
@@ -93,6 +104,10 @@ class TaskEngine:
         # How long an acknowledged reboot/factory_reset may wait for its confirming Inform
         # before a later Inform without it declares it failed (so it can't hang forever).
         self.confirm_timeout = confirm_timeout
+        # Callers waiting for a task to finish (POST .../tasks/?timeout=): task id -> their
+        # Deferreds. Bounded: past MAX_WAITERS a caller is answered at once.
+        self._waiters: dict[int, list[Deferred[Task | None]]] = {}
+        store.task_finished.append(self._task_finished)
 
     def set_wake(self, wake: Callable[[int], Deferred[Any]]) -> None:
         self._wake = wake
@@ -233,13 +248,14 @@ class TaskEngine:
         through the API or inherited from its device type): set it, once."""
         path = f"{device.data_model_root or DEFAULT_ROOT}ManagementServer.PeriodicInformInterval"
         if active_tasks and any(
-            t.kind == "set_parameters" and any(p["name"] == path for p in t.args["parameters"])
+            t.kind == "set_parameter_values"
+            and any(p["name"] == path for p in t.args["parameters"])
             for t in self.store.tasks_for_device(device.id, states=(PENDING, IN_PROGRESS))
         ):
             return
         value = {"name": path, "value": str(device.update_frequency), "type": "xsd:unsignedInt"}
         self.store.queue_task(
-            device.id, "set_parameters", {"parameters": [value]}, now=now, actor="acs"
+            device.id, "set_parameter_values", {"parameters": [value]}, now=now, actor="acs"
         )
 
     def _tasks_at_inform(
@@ -452,6 +468,45 @@ class TaskEngine:
                     self.store.update_task_result(last.id, {REPORT_FAILED: False})
             self.store.update_device(device.id, now=now, actor=actor, **fields)
         return queued
+
+    def wait_finished(self, task_id: int, timeout: float) -> Deferred[Task | None]:
+        """The task once it is done, failed or cancelled, or None after ``timeout`` seconds
+        (at once when too many callers wait already, or the task is gone)."""
+        task = self.store.get_task(task_id)
+        if task is None or task.state in FINISHED_STATES:
+            return succeed(task if task is not None and task.state in FINISHED_STATES else None)
+        if self.waiting() >= MAX_WAITERS:
+            return succeed(None)
+        waiter: Deferred[Task | None] = Deferred()
+        self._waiters.setdefault(task_id, []).append(waiter)
+        timer = self.reactor.callLater(timeout, self._give_up, task_id, waiter)
+        waiter.addBoth(_cancel_timer, timer)
+        return waiter
+
+    def waiting(self) -> int:
+        """How many callers wait for a task to finish."""
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+    def _give_up(self, task_id: int, waiter: Deferred[Task | None]) -> None:
+        waiting = self._waiters.get(task_id, [])
+        if waiter in waiting:
+            waiting.remove(waiter)
+            if not waiting:
+                del self._waiters[task_id]
+            waiter.callback(None)
+
+    def _task_finished(self, task_id: int) -> None:
+        # Called inside the store's transaction: the waiters are told once it is over (and
+        # read the task again then, in case the transaction was rolled back).
+        if task_id in self._waiters:
+            self.reactor.callLater(0, self._settle, task_id)
+
+    def _settle(self, task_id: int) -> None:
+        task = self.store.get_task(task_id)
+        if task is None or task.state not in FINISHED_STATES:
+            return
+        for waiter in self._waiters.pop(task_id, []):
+            waiter.callback(task)
 
     def cancel(self, task: Task, *, now: float, actor: str) -> None:
         """Cancel a pending task (Conflict once it started or finished). Cancelling the last

@@ -30,6 +30,7 @@ from acs.cwmp import rpc
 from acs.store.models import IN_PROGRESS, Task
 from acs.tasks import args as a
 from acs.tasks.run import CpeFault, Steps, TaskError, TaskRun, WaitForInform, task_key
+from acs.tasks.settings import model_type
 
 if TYPE_CHECKING:
     from acs.tasks.engine import TaskEngine
@@ -79,6 +80,8 @@ class TaskKind:
     api_args: bool = False
     args_schema: Mapping[str, Any] | None = None
     api_rank: int = 0
+    # POST /inventory_device/<id>/tasks/ may queue it by name, with its arguments.
+    api_task: bool = False
 
     def __post_init__(self) -> None:
         if self.completion not in (ANSWER, INFORM, TRANSFER):
@@ -87,8 +90,17 @@ class TaskKind:
             raise ValueError(f"{self.name}: confirmed_by goes with completion INFORM")
         if self.api_flag is not None and not self.api_doc:
             raise ValueError(f"{self.name}: an API flag needs its api_doc")
-        if self.api_args != (self.args_schema is not None):
-            raise ValueError(f"{self.name}: args_schema goes with api_args")
+        if self.args_schema is None and self.arguments and (self.api_args or self.api_task):
+            raise ValueError(f"{self.name}: the API offers its arguments: declare args_schema")
+        if self.args_schema is not None and set(self.args_schema["properties"]) != set(
+            self.arguments
+        ):
+            raise ValueError(f"{self.name}: args_schema and arguments name different keys")
+
+    @property
+    def arguments_schema(self) -> Mapping[str, Any]:
+        """The JSON Schema of the arguments `check` accepts."""
+        return self.args_schema if self.args_schema is not None else a.arguments_schema({})
 
     @property
     def requeue_after_crash(self) -> bool:
@@ -277,28 +289,56 @@ def _reconf(run: TaskRun) -> Steps:
 
 
 def _refresh(run: TaskRun) -> Steps:
-    path = run.task.args.get("path") or run.root
+    path = run.task.args.get("parameter_path") or run.root
     count = yield from run.fetch_tree(path)
     return {"parameters": count}
 
 
-def _set_parameters(run: TaskRun) -> Steps:
+def _set_parameter_values(run: TaskRun) -> Steps:
     device_id = run.task.device_id
     values = []
     for item in run.task.args["parameters"]:
         xsd = item.get("type")
-        if xsd is None:
+        if xsd is None:  # the CPE's own type when it told us, else the data model's
             cached = run.store.get_parameter(device_id, item["name"])
-            xsd = cached.type if cached is not None and cached.type else "xsd:string"
+            known = cached.type if cached is not None and cached.type else None
+            xsd = known or model_type(item["name"]) or "xsd:string"
         values.append(rpc.ParameterValue(item["name"], item["value"], xsd))
     answer: rpc.SetParameterValuesResponse = yield from run.call(
-        rpc.SetParameterValues(parameters=tuple(values), parameter_key=task_key(run.task))
+        rpc.SetParameterValues(
+            parameters=tuple(values),
+            parameter_key=run.task.args.get("parameter_key", task_key(run.task)),
+        )
     )
     run.check_status(answer.status)
     run.store.upsert_parameters(
         device_id, [(v.name, v.value, v.type, None) for v in values], now=run.now
     )
     return {"status": answer.status}
+
+
+def _get_parameter_values(run: TaskRun) -> Steps:
+    answer: rpc.GetParameterValuesResponse = yield from run.call(
+        rpc.GetParameterValues(names=tuple(run.task.args["parameter_names"]))
+    )
+    reported = [p for p in answer.parameters if p.name]
+    run.store.upsert_parameters(
+        run.task.device_id, [(p.name, p.value, p.type, None) for p in reported], now=run.now
+    )
+    return {"parameters": [{"name": p.name, "value": p.value, "type": p.type} for p in reported]}
+
+
+def _get_parameter_names(run: TaskRun) -> Steps:
+    args = run.task.args
+    answer: rpc.GetParameterNamesResponse = yield from run.call(
+        rpc.GetParameterNames(path=args.get("parameter_path", ""), next_level=args["next_level"])
+    )
+    return {"parameters": [{"name": p.name, "writable": p.writable} for p in answer.parameters]}
+
+
+def _get_rpc_methods(run: TaskRun) -> Steps:
+    answer: rpc.GetRPCMethodsResponse = yield from run.call(rpc.GetRPCMethods())
+    return {"methods": list(answer.methods)}
 
 
 def _add_object(run: TaskRun) -> Steps:
@@ -335,7 +375,7 @@ def _delete_object(run: TaskRun) -> Steps:
 
 def _get_parameter_attributes(run: TaskRun) -> Steps:
     answer: rpc.GetParameterAttributesResponse = yield from run.call(
-        rpc.GetParameterAttributes(names=tuple(run.task.args["names"]))
+        rpc.GetParameterAttributes(names=tuple(run.task.args["parameter_names"]))
     )
     return {
         "attributes": [
@@ -400,6 +440,7 @@ _DECLARED = (
         confirmed_by=_rebooted,
         pending_name="reboot",
         api_flag="reboot",
+        api_task=True,
         api_doc="Reboot RPC; done when the CPE informs with 'M Reboot'.",
         api_rank=50,
     ),
@@ -412,44 +453,81 @@ _DECLARED = (
         wipes_settings=True,
         pending_name="factory_reset",
         api_flag="factory",
+        api_task=True,
         api_doc="FactoryReset RPC; the stored settings are wiped.",
         api_rank=10,
     ),
-    TaskKind("refresh", _refresh, ("path",), a.optional_path),
     TaskKind(
-        "set_parameters",
-        _set_parameters,
-        ("parameters",),
-        a.parameter_values,
-        example={"parameters": [{"name": "Device.X.Y", "value": "1"}]},
+        "refresh",
+        _refresh,
+        ("parameter_path",),
+        a.optional_path,
+        args_schema=a.OPTIONAL_PATH_SCHEMA,
+        api_task=True,
     ),
+    TaskKind(
+        "set_parameter_values",
+        _set_parameter_values,
+        ("parameters", "parameter_key"),
+        a.parameter_values,
+        args_schema=a.PARAMETER_VALUES_SCHEMA,
+        example={"parameters": [{"name": "Device.X.Y", "value": "1"}]},
+        api_task=True,
+    ),
+    TaskKind(
+        "get_parameter_values",
+        _get_parameter_values,
+        ("parameter_names",),
+        a.parameter_names,
+        args_schema=a.PARAMETER_NAMES_SCHEMA,
+        example={"parameter_names": ["Device.DeviceInfo."]},
+        api_task=True,
+    ),
+    TaskKind(
+        "get_parameter_names",
+        _get_parameter_names,
+        ("parameter_path", "next_level"),
+        a.names_request,
+        args_schema=a.NAMES_REQUEST_SCHEMA,
+        example={"parameter_path": "Device.DeviceInfo.", "next_level": True},
+        api_task=True,
+    ),
+    TaskKind("get_rpc_methods", _get_rpc_methods, api_task=True),
     TaskKind(
         "add_object",
         _add_object,
         ("object_name",),
         a.object_name,
+        args_schema=a.OBJECT_NAME_SCHEMA,
         example={"object_name": "Device.NAT.PortMapping."},
+        api_task=True,
     ),
     TaskKind(
         "delete_object",
         _delete_object,
         ("object_name",),
         a.instance_name,
+        args_schema=a.INSTANCE_NAME_SCHEMA,
         example={"object_name": "Device.NAT.PortMapping.1."},
+        api_task=True,
     ),
     TaskKind(
         "get_parameter_attributes",
         _get_parameter_attributes,
-        ("names",),
+        ("parameter_names",),
         a.parameter_names,
-        example={"names": ["Device.X."]},
+        args_schema=a.PARAMETER_NAMES_SCHEMA,
+        example={"parameter_names": ["Device.X."]},
+        api_task=True,
     ),
     TaskKind(
         "set_parameter_attributes",
         _set_parameter_attributes,
         ("parameters",),
         a.parameter_attributes,
+        args_schema=a.PARAMETER_ATTRIBUTES_SCHEMA,
         example={"parameters": [{"name": "Device.X.Y", "notification": 1}]},
+        api_task=True,
     ),
     # FactoryReset keeping the stored settings: re-applied after the CPE's 0 BOOTSTRAP.
     TaskKind(
@@ -525,16 +603,13 @@ _DECLARED = (
         confirm_delay=lambda args: float(args["delay_seconds"]),
         pending_name="schedule_inform",
         api_flag="schedule_inform",
+        api_task=True,
         api_doc="ScheduleInform RPC; done when the CPE informs with 'M ScheduleInform'.",
         api_args=True,
-        args_schema={
-            "type": "object",
-            "properties": {
-                "delay_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_SCHEDULE_DELAY}
-            },
-            "required": ["delay_seconds"],
-            "additionalProperties": False,
-        },
+        args_schema=a.arguments_schema(
+            {"delay_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_SCHEDULE_DELAY}},
+            ["delay_seconds"],
+        ),
         api_rank=45,
     ),
 )

@@ -125,7 +125,7 @@ class TranscriptSecrets(CwmpResourceCase):
         secret = "hunter2-wifi-key"
         self.engine.queue(
             device.id,
-            "set_parameters",
+            "set_parameter_values",
             {
                 "parameters": [
                     {

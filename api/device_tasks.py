@@ -1,0 +1,119 @@
+"""``POST /inventory_device/<id>/tasks/``: any CWMP RPC the task registry offers, as a task.
+
+The body names the ``kind`` (every ``acs.tasks.kinds`` declaration with ``api_task``: the
+RPCs in snake_case, ``get_parameter_values``, ``set_parameter_values``, ``add_object``...)
+and carries its arguments beside it; the kind's own validator checks them, and a refusal is
+a 400 before anything is queued. The task is queued with the token's name as actor and the
+device is woken with a connection request unless ``connection_request=false``. With
+``timeout=S`` (0-120) the answer waits up to S seconds for the task to end: 200 with the
+finished task (its ``result``, or its fault), else 202 with the task as it stands, which
+``GET .../tasks/<task_id>/`` shows later.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acs.tasks import KINDS, validate_args
+from api.base import Api, ApiError, ApiRequest, Result, route, store_errors
+from api.device_children import task_json
+from api.docs import WRITE, Doc
+from api.schema import BOOL_TEXT_PATTERN, JSON, Schema, integer, obj, ref, string
+
+MAX_TIMEOUT = 120
+API_KINDS = tuple(name for name, kind in KINDS.items() if kind.api_task)
+
+
+def _component(kind: str) -> str:
+    return "TaskRequest" + "".join(part.capitalize() for part in kind.split("_"))
+
+
+def _request(kind: str) -> Schema:
+    """One kind's body: its name and, beside it, its declared arguments."""
+    arguments = KINDS[kind].arguments_schema
+    return obj(
+        {"kind": {"const": kind}, **arguments["properties"]},
+        ["kind", *arguments.get("required", ())],
+        additional=False,
+    )
+
+
+# components/schemas: one body per kind, and TaskRequest, any of them by its `kind`.
+REQUEST_SCHEMAS: dict[str, Schema] = {_component(kind): _request(kind) for kind in API_KINDS}
+REQUEST_SCHEMAS["TaskRequest"] = {
+    "oneOf": [ref(_component(kind)) for kind in API_KINDS],
+    "discriminator": {
+        "propertyName": "kind",
+        "mapping": {kind: f"#/components/schemas/{_component(kind)}" for kind in API_KINDS},
+    },
+    "description": "The RPC (kind, in snake_case) and, beside it, its arguments.",
+}
+_PARAMS = (
+    {
+        "name": "connection_request",
+        "in": "query",
+        "required": False,
+        "description": "false: only queue the task (it runs at the device's next session).",
+        "schema": string(pattern=BOOL_TEXT_PATTERN),
+    },
+    {
+        "name": "timeout",
+        "in": "query",
+        "required": False,
+        "description": f"Seconds to wait for the task to end (0-{MAX_TIMEOUT}, default 0): 200 "
+        "with the finished task, else 202 with the task as it stands.",
+        "schema": integer(minimum=0, maximum=MAX_TIMEOUT),
+    },
+)
+
+
+def _arguments_error(kind: str, message: str) -> ApiError:
+    """A validator's refusal as DRF field errors, under the argument it names."""
+    for name in KINDS[kind].arguments:
+        if message.startswith(name):
+            return ApiError(400, {name: [message]})
+    return ApiError(400, {"non_field_errors": [message]})
+
+
+@route(
+    "/inventory_device/<int:device_id>/tasks/",
+    methods=("POST",),
+    role="operator",
+    doc=Doc(
+        "create_device_task",
+        "Queue an RPC as a task, and optionally wait for its result",
+        "device_resources",
+        "Task",
+        202,
+        params=_PARAMS,
+        body="TaskRequest",
+        errors=WRITE,
+        responses={
+            "200": {
+                "description": "The task finished within the timeout.",
+                "content": {JSON: {"schema": ref("Task")}},
+            }
+        },
+    ),
+)
+async def create_task(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+    wake = req.query_bool("connection_request", default=True)
+    timeout = req.query_int("timeout", minimum=0, maximum=MAX_TIMEOUT) or 0
+    body: dict[str, Any] = req.json_object()
+    kind = body.pop("kind", None)
+    if kind not in API_KINDS:
+        problem = "This field is required." if kind is None else f"Unknown kind {kind!r:.60}."
+        raise ApiError(400, {"kind": [f"{problem} Use one of {', '.join(API_KINDS)}."]})
+    try:
+        args = validate_args(kind, body)
+    except ValueError as exc:
+        raise _arguments_error(kind, str(exc)) from None
+    with store_errors():
+        task = api.tasks.queue(device.id, kind, args, actor=req.principal.name, wake=wake)
+    if timeout:
+        finished = await api.tasks.wait_finished(task.id, float(timeout))
+        if finished is not None:
+            return 200, task_json(finished)
+    current = api.store.get_task(task.id)
+    return 202, task_json(current if current is not None else task)

@@ -1,0 +1,221 @@
+"""POST /inventory_device/<id>/tasks/ (api/device_tasks.py): any offered task kind by name,
+its arguments refused before anything is queued, ?connection_request and ?timeout.
+
+In memory (tests/apiharness.py): the task's end is played on the store, as the session
+driver would write it; tests/test_e2e_api_tasks.py runs the kinds against cpe_sim.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from apiharness import T0, ApiHarness
+from test_api_device_ops import FakeConnreq, connreq, make_device
+
+from acs.cwmp.redact import REDACTED
+from acs.tasks import KINDS, validate_args
+from api.device_tasks import API_KINDS, MAX_TIMEOUT
+
+__all__ = ["connreq"]
+
+# Arguments each offered kind refuses (one case each; a new kind must add its own).
+BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
+    "get_parameter_values": {"parameter_names": []},
+    "get_parameter_names": {"parameter_path": "Device.", "next_level": "yes"},
+    "set_parameter_values": {"parameters": [{"name": "Device.X.Y", "value": "x", "type": "int"}]},
+    "get_parameter_attributes": {"parameter_names": "Device."},
+    "set_parameter_attributes": {"parameters": [{"name": "Device.X.Y", "notification": 7}]},
+    "add_object": {"object_name": "Device.NAT.PortMapping"},
+    "delete_object": {"object_name": "Device.NAT.PortMapping."},
+    "refresh": {"parameter_path": 5},
+    "reboot": {"delay": 1},
+    "factory_reset": {"keep": True},
+    "schedule_inform": {"delay_seconds": 0},
+    "get_rpc_methods": {"methods": []},
+}
+
+
+def url(device_id: int, query: str = "") -> str:
+    return f"/api/v1/inventory_device/{device_id}/tasks/{query}"
+
+
+def test_every_offered_kind_has_a_refused_case() -> None:
+    assert set(BAD_ARGUMENTS) == set(API_KINDS)
+    assert {"get_parameter_values", "set_parameter_values", "get_rpc_methods"} <= set(API_KINDS)
+    assert "provision" not in API_KINDS  # internal kinds are not offered
+
+
+@pytest.mark.parametrize("kind", API_KINDS)
+def test_each_kind_is_queued_with_its_arguments_and_wakes_the_device(
+    harness: ApiHarness, connreq: FakeConnreq, kind: str
+) -> None:
+    device = make_device(harness)
+    example = dict(KINDS[kind].example)
+    reply = harness.call(
+        "POST", url(device.id), token=harness.token("operator", name="ops"),
+        json_body={"kind": kind, **example},
+    )  # fmt: skip
+    assert reply.status == 202, reply.json
+    assert reply.json["kind"] == kind
+    assert reply.json["state"] == "pending"
+    assert reply.json["arguments"] == validate_args(kind, example)
+    assert reply.json["actor"] == "ops"
+    assert connreq.woken == [device.id]
+    [task] = harness.store.tasks_for_device(device.id)
+    assert task.id == reply.json["id"]
+
+
+@pytest.mark.parametrize("kind", API_KINDS)
+def test_bad_arguments_are_a_400_and_queue_nothing(
+    harness: ApiHarness, connreq: FakeConnreq, kind: str
+) -> None:
+    device = make_device(harness)
+    reply = harness.call(
+        "POST", url(device.id), token=harness.token("operator"),
+        json_body={"kind": kind, **BAD_ARGUMENTS[kind]},
+    )  # fmt: skip
+    assert reply.status == 400, reply.json
+    [(field, messages)] = reply.json.items()
+    assert field in (*KINDS[kind].arguments, "non_field_errors")
+    assert messages and all(isinstance(m, str) for m in messages)
+    assert harness.store.tasks_for_device(device.id) == []
+    assert connreq.woken == []
+
+
+@pytest.mark.parametrize(
+    ("body", "query"),
+    [
+        ({}, ""),
+        ({"kind": "provision"}, ""),
+        ({"kind": "no_such_rpc"}, ""),
+        ({"kind": ["reboot"]}, ""),
+        ({"kind": "reboot"}, f"?timeout={MAX_TIMEOUT + 1}"),
+        ({"kind": "reboot"}, "?timeout=-1"),
+        ({"kind": "reboot"}, "?timeout=soon"),
+        ({"kind": "reboot"}, "?connection_request=maybe"),
+    ],
+)
+def test_bad_requests_are_a_400_and_queue_nothing(
+    harness: ApiHarness, connreq: FakeConnreq, body: dict[str, Any], query: str
+) -> None:
+    device = make_device(harness)
+    reply = harness.call(
+        "POST", url(device.id, query), token=harness.token("operator"), json_body=body
+    )
+    assert reply.status == 400, reply.json
+    assert harness.store.tasks_for_device(device.id) == []
+
+
+def test_viewers_cannot_queue_and_other_tenants_see_nothing(
+    harness: ApiHarness, connreq: FakeConnreq
+) -> None:
+    device = make_device(harness)
+    other = harness.store.create_organization(name="Other", code=None, now=T0, actor="t")
+    body = {"kind": "reboot"}
+    assert (
+        harness.call("POST", url(device.id), token=harness.token("viewer"), json_body=body).status
+        == 403
+    )
+    scoped = harness.token("operator", orgs=[other.id])
+    assert harness.call("POST", url(device.id), token=scoped, json_body=body).status in (403, 404)
+    assert (
+        harness.call("POST", url(999), token=harness.token("operator"), json_body=body).status
+        == 404
+    )
+    assert harness.store.tasks_for_device(device.id) == []
+
+
+def test_connection_request_false_only_queues(harness: ApiHarness, connreq: FakeConnreq) -> None:
+    device = make_device(harness)
+    reply = harness.call(
+        "POST", url(device.id, "?connection_request=false"), token=harness.token("operator"),
+        json_body={"kind": "get_rpc_methods"},
+    )  # fmt: skip
+    assert reply.status == 202
+    assert connreq.woken == []
+
+
+def test_timeout_answers_with_the_finished_task_and_its_redacted_result(
+    harness: ApiHarness, connreq: FakeConnreq
+) -> None:
+    device = make_device(harness)
+    answer = harness.begin(
+        "POST", url(device.id, "?timeout=30"), token=harness.token("operator"),
+        json_body={"kind": "get_parameter_values", "parameter_names": ["Device.WiFi."]},
+    )  # fmt: skip
+    with pytest.raises(AssertionError, match="no response"):
+        answer()  # still waiting for the task
+    [task] = harness.store.tasks_for_device(device.id)
+    key = "Device.WiFi.AccessPoint.1.Security.KeyPassphrase"
+    harness.store.start_task(task.id, now=T0 + 1)
+    harness.store.complete_task(
+        task.id,
+        now=T0 + 2,
+        result={"parameters": [
+            {"name": "Device.WiFi.SSID.1.SSID", "value": "home", "type": "xsd:string"},
+            {"name": key, "value": "hunter22", "type": "xsd:string"},
+        ]},
+    )  # fmt: skip
+    harness.clock.advance(0)
+    reply = answer()
+    assert reply.status == 200
+    assert reply.json["state"] == "done"
+    assert reply.json["result"]["parameters"] == [
+        {"name": "Device.WiFi.SSID.1.SSID", "value": "home", "type": "xsd:string"},
+        {"name": key, "value": REDACTED, "type": "xsd:string"},
+    ]
+    assert "hunter22" not in reply.raw.decode()
+    shown = harness.call("GET", f"{url(device.id)}{task.id}/", token=harness.token("viewer"))
+    assert shown.json == reply.json
+
+
+def test_a_failed_task_ends_the_wait_too(harness: ApiHarness, connreq: FakeConnreq) -> None:
+    device = make_device(harness)
+    answer = harness.begin(
+        "POST", url(device.id, "?timeout=30"), token=harness.token("operator"),
+        json_body={"kind": "get_rpc_methods"},
+    )  # fmt: skip
+    [task] = harness.store.tasks_for_device(device.id)
+    harness.store.start_task(task.id, now=T0 + 1)
+    harness.store.fail_task(
+        task.id, now=T0 + 2, fault_code=9000, fault_string="Method not supported", retry_at=None
+    )
+    harness.clock.advance(0)
+    reply = answer()
+    assert (reply.status, reply.json["state"], reply.json["fault_code"]) == (200, "failed", 9000)
+
+
+def test_without_an_end_within_the_timeout_the_answer_is_202(
+    harness: ApiHarness, connreq: FakeConnreq
+) -> None:
+    device = make_device(harness)
+    answer = harness.begin(
+        "POST", url(device.id, "?timeout=5"), token=harness.token("operator"),
+        json_body={"kind": "get_rpc_methods"},
+    )  # fmt: skip
+    harness.clock.advance(4.9)
+    with pytest.raises(AssertionError, match="no response"):
+        answer()
+    [task] = harness.store.tasks_for_device(device.id)
+    harness.store.start_task(task.id, now=T0 + 1)  # in progress, not finished
+    harness.clock.advance(0.1)
+    reply = answer()
+    assert (reply.status, reply.json["state"]) == (202, "in_progress")
+    assert harness.appliance.tasks.waiting() == 0
+
+
+def test_waiting_callers_are_bounded(
+    harness: ApiHarness, connreq: FakeConnreq, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("acs.tasks.engine.MAX_WAITERS", 1)
+    device = make_device(harness)
+    token = harness.token("operator")
+    body = {"kind": "get_rpc_methods"}
+    first = harness.begin("POST", url(device.id, "?timeout=60"), token=token, json_body=body)
+    second = harness.call("POST", url(device.id, "?timeout=60"), token=token, json_body=body)
+    assert second.status == 202  # answered at once: one caller waits already
+    with pytest.raises(AssertionError, match="no response"):
+        first()
+    harness.clock.advance(60)
+    assert first().status == 202

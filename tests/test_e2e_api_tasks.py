@@ -1,0 +1,94 @@
+"""End to end: RPCs queued through POST /inventory_device/<id>/tasks/?timeout= reach real
+cpe_sim CPEs (one TR-181, one TR-098) over loopback HTTP, and the answer carries the result.
+
+Every message the appliance emits is checked against the CWMP schema of the session's
+version (tests/e2eharness.py); waiting is the API's own timeout, bounded by the harness.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from e2eharness import ApplianceWithFleet, until
+from twisted.internet import defer
+
+from cpe_sim.cpe import SimulatedCPE
+
+PORT_MAPPING = {
+    "Device.": "Device.NAT.PortMapping.",
+    "InternetGatewayDevice.": (
+        "InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.PortMapping."
+    ),
+}
+
+
+class TasksThroughTheApi(ApplianceWithFleet):
+    COUNT = 2  # the "mixed" fleet: one TR-181 and one TR-098 CPE
+
+    async def set_up(self) -> None:
+        await self.start(self.tempdir(), connection_request_timeout=1)
+        for cpe in self.fleet.cpes:
+            await until(cpe, lambda cpe=cpe: self.device(cpe).provisioned)  # type: ignore[misc]
+        assert {cpe.root for cpe in self.fleet.cpes} == set(PORT_MAPPING)
+
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
+        return defer.ensureDeferred(self.set_up())
+
+    async def run_task(self, cpe: SimulatedCPE, kind: str, **arguments: Any) -> dict[str, Any]:
+        """POST the task with ?timeout and return the finished task (200)."""
+        device = self.device(cpe)
+        code, body = await self.api(
+            "POST", f"/inventory_device/{device.id}/tasks/?timeout=20", {"kind": kind, **arguments}
+        )
+        self.assertEqual(code, 200, body)
+        self.assertEqual(body["state"], "done", body)
+        return body  # type: ignore[no-any-return]
+
+    async def test_reads_come_back_as_results_and_reach_the_stored_tree(self) -> None:
+        for cpe in self.fleet.cpes:
+            version = f"{cpe.root}DeviceInfo.SoftwareVersion"
+            task = await self.run_task(cpe, "get_parameter_values", parameter_names=[version])
+            [reported] = task["result"]["parameters"]
+            self.assertEqual(reported["name"], version)
+            self.assertEqual(reported["value"], cpe.model.get_raw(version))
+            cached = self.appliance.store.get_parameter(self.device(cpe).id, version)
+            self.assertEqual(cached.value if cached else None, reported["value"])
+
+            names = await self.run_task(
+                cpe, "get_parameter_names", parameter_path=f"{cpe.root}DeviceInfo.", next_level=True
+            )
+            listed = {p["name"] for p in names["result"]["parameters"]}
+            self.assertIn(version, listed)
+
+            methods = await self.run_task(cpe, "get_rpc_methods")
+            self.assertIn("GetParameterValues", methods["result"]["methods"])
+
+    async def test_writes_set_values_and_add_and_delete_objects(self) -> None:
+        for cpe in self.fleet.cpes:
+            code = f"{cpe.root}DeviceInfo.ProvisioningCode"
+            await self.run_task(
+                cpe, "set_parameter_values", parameters=[{"name": code, "value": "API-1"}]
+            )
+            self.assertEqual(cpe.model.get_raw(code), "API-1")
+
+            added = await self.run_task(cpe, "add_object", object_name=PORT_MAPPING[cpe.root])
+            instance = added["result"]["instance_number"]
+            path = f"{PORT_MAPPING[cpe.root]}{instance}."
+            self.assertTrue(cpe.model.has_object(path))
+            await self.run_task(cpe, "delete_object", object_name=path)
+            self.assertFalse(cpe.model.has_object(path))
+
+    async def test_without_a_connection_request_the_task_waits_for_the_next_session(
+        self,
+    ) -> None:
+        cpe = self.fleet.cpes[0]
+        device = self.device(cpe)
+        code, body = await self.api(
+            "POST",
+            f"/inventory_device/{device.id}/tasks/?connection_request=false&timeout=1",
+            {"kind": "get_rpc_methods"},
+        )
+        self.assertEqual((code, body["state"]), (202, "pending"))
+        await self.bounded(cpe.inform())  # its next session, periodic in real life
+        code, body = await self.api("GET", f"/inventory_device/{device.id}/tasks/{body['id']}/")
+        self.assertEqual((code, body["state"]), (200, "done"))

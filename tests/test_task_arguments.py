@@ -1,0 +1,134 @@
+"""Task arguments (acs/tasks/args.py): what a kind's validator accepts is what its declared
+JSON Schema (published as its TaskRequest<Kind> component) says.
+
+Every argument of every kind offered through the API is probed with the same values through
+``validate_args`` and through the schema (tests/schemacheck.py), and each must accept exactly
+the same ones; so are the items of the list arguments. The two rules no schema states (a
+name given twice in one set_parameter_values; a value that does not suit the type given with
+it) are the only disagreements allowed, and are checked to be refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from schemacheck import schema_errors
+
+from acs.cwmp.values import type_problem
+from acs.tasks import KINDS, validate_args
+from api.device_tasks import API_KINDS
+
+PATHS: list[Any] = [
+    "Device.", "Device.X", "Device.X.", "Device.X.1.", "Device.X.[home].", "Device.X.[a.b].",
+    "InternetGatewayDevice.LANDevice.1.Hosts.", "Device..X", "Device.X Y", "1Device.",
+    "Device.X\\n", "Device.X\n", "Device.Ü", "_Private.X", "Device." + "x" * 249,
+    "Device." + "x" * 250, "",
+]  # fmt: skip
+VALUES: list[Any] = [
+    None, True, False, 0, 1, -1, 6, 7, 60, 60.0, 1.5, 86400, 86401, "", "x", "60", "\x00",
+    [], {}, ["Device."], ["Device.", 5], ["Device."] * 1024, ["Device."] * 1025, "a" * 32,
+    "a" * 33, "ké", "k\x7f", ["Subscriber"], [""], ["a" * 64], ["a" * 65], ["é"], ["x"] * 17,
+    *PATHS,
+]  # fmt: skip
+ITEMS: list[Any] = [
+    {"name": "Device.X.Y", "value": "1"},
+    {"name": "Device.X.Y", "value": 1},
+    {"name": "Device.X.Y", "value": 1.0},
+    {"name": "Device.X.Y", "value": 1.5},
+    {"name": "Device.X.Y", "value": True},
+    {"name": "Device.X.Y", "value": None},
+    {"name": "Device.X.Y"},
+    {"name": "Device.X.", "value": "1"},
+    {"name": "Device.X.Y", "value": "1", "type": "xsd:unsignedInt"},
+    {"name": "Device.X.Y", "value": "1", "type": "unsignedInt"},
+    {"name": "Device.X.Y", "value": "-1", "type": "xsd:unsignedInt"},
+    {"name": "Device.X.Y", "value": "1", "type": "xsd:float"},
+    {"name": "Device.X.Y", "value": "1", "type": None},
+    {"name": "Device.X.Y", "value": "x" * 65536},
+    {"name": "Device.X.Y", "value": "1", "extra": 1},
+    {"name": "Device.X.Y", "notification": 2},
+    {"name": "Device.X.", "notification": 6},
+    {"name": "Device.X.Y", "notification": 7},
+    {"name": "Device.X.Y", "notification": 1.0},
+    {"name": "Device.X.Y", "notification": None},
+    {"name": "Device.X.Y", "notification": None, "access_list": []},
+    {"name": "Device.X.Y", "notification": None, "access_list": None},
+    {"name": "Device.X.Y", "access_list": ["Subscriber"]},
+    {"name": "Device.X.Y", "access_list": ["Sub\x00"]},
+    {"name": "Device.X.Y", "access_list": ["x"] * 17},
+    {"name": 5, "value": "1"},
+    "Device.X.Y",
+    None,
+]
+
+
+def _exempt(kind: str, arguments: dict[str, Any]) -> bool:
+    """The rules no schema states: a name twice, a value that does not suit its type."""
+    items = arguments.get("parameters")
+    if kind != "set_parameter_values" or not isinstance(items, list):
+        return False
+    names = [i.get("name") for i in items if isinstance(i, dict)]
+    if len(names) != len(set(map(str, names))):
+        return True
+    return any(
+        isinstance(i, dict)
+        and isinstance(i.get("type"), str)
+        and isinstance(i.get("value"), str)
+        and type_problem(i["value"], i["type"]) is not None
+        for i in items
+    )
+
+
+def accepted(kind: str, arguments: dict[str, Any]) -> bool:
+    try:
+        validate_args(kind, arguments)
+    except ValueError:
+        return False
+    return True
+
+
+def bodies(kind: str) -> list[dict[str, Any]]:
+    """The kind's example with each argument replaced (or added) by each probe, and each
+    list argument holding each probe item."""
+    example = dict(KINDS[kind].example)
+    out = [example, {}]
+    for key in KINDS[kind].arguments:
+        out += [{**example, key: value} for value in VALUES]
+        out.append({k: v for k, v in example.items() if k != key})
+        if key == "parameters":
+            out += [{**example, key: [item]} for item in ITEMS]
+            out.append({**example, key: [ITEMS[0], ITEMS[0]]})
+    out.append({**example, "unknown": 1})
+    return out
+
+
+@pytest.mark.parametrize("kind", API_KINDS)
+def test_each_kind_accepts_exactly_what_its_schema_accepts(kind: str) -> None:
+    schema = KINDS[kind].arguments_schema
+    wrong = [
+        arguments
+        for arguments in bodies(kind)
+        if accepted(kind, arguments) != (not schema_errors({}, schema, arguments))
+        and not _exempt(kind, arguments)
+    ]
+    assert wrong == []
+
+
+def test_the_unstated_rules_are_enforced() -> None:
+    item = {"name": "Device.X.Y", "value": "1"}
+    assert not accepted("set_parameter_values", {"parameters": [item, item]})
+    typed = {"name": "Device.X.Y", "value": "-1", "type": "xsd:unsignedInt"}
+    assert not accepted("set_parameter_values", {"parameters": [typed]})
+    assert not schema_errors(
+        {}, KINDS["set_parameter_values"].arguments_schema, {"parameters": [typed]}
+    )
+
+
+@pytest.mark.parametrize("kind", API_KINDS)
+def test_the_probes_reach_both_outcomes(kind: str) -> None:
+    if not KINDS[kind].arguments:
+        assert accepted(kind, {}) and not accepted(kind, {"x": 1})
+        return
+    outcomes = {accepted(kind, arguments) for arguments in bodies(kind)}
+    assert outcomes == {True, False}
