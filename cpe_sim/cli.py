@@ -48,6 +48,21 @@ def _positive_float(minimum: float) -> Any:
     return parse
 
 
+MAX_VALUE_CHANGES = 100
+
+
+def _value_change(text: str) -> tuple[str, str, float]:
+    """``PATH=VALUE@SECONDS``: PATH relative to the data-model root or absolute."""
+    head, at, when = text.rpartition("@")
+    path, equals, value = head.partition("=")
+    if not (at and equals and path):
+        raise argparse.ArgumentTypeError(f"not PATH=VALUE@SECONDS: {text!r}")
+    seconds = _positive_float(0)(when)
+    if seconds > 86400:
+        raise argparse.ArgumentTypeError(f"at most a day (86400 s), not {when}")
+    return path, value, seconds
+
+
 def _url(text: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -95,6 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="Twisted endpoint for the connection-request listener",
     )
     p.add_argument("--reboot-delay", type=_positive_float(0), default=5.0)
+    p.add_argument(
+        "--value-change",
+        action="append",
+        default=[],
+        type=_value_change,
+        metavar="PATH=VALUE@SECONDS",
+        help="every CPE's PATH (relative to its data-model root, or absolute) changes by itself "
+        "to VALUE after SECONDS; reported as its notification attribute says (repeatable)",
+    )
     p.add_argument("--seed", type=int, default=0)
     faults = p.add_argument_group("fault injection (every CPE's file transfers)")
     faults.add_argument(
@@ -119,6 +143,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     if args.password and not args.username:
         build_parser().error("--password needs --username")
+    if len(args.value_change) > MAX_VALUE_CHANGES:
+        build_parser().error(f"at most {MAX_VALUE_CHANGES} --value-change")
     return args
 
 
@@ -183,6 +209,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures: list[str] = []
 
     def started(_: object) -> None:
+        try:
+            for path, value, seconds in args.value_change:
+                fleet.schedule_value_change(path, value, seconds)
+        except ValueError as exc:
+            failures.append(str(exc))
+            reactor.stop()
+            return
         ticker.start(reporter.period, now=False)
         if args.duration is not None:
             reactor.callLater(args.duration, reactor.stop)

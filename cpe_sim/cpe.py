@@ -83,6 +83,10 @@ SUPPORTED_METHODS = (
 RECEIVED_LIMIT = 200  # ``received`` keeps the latest RPCs only: bounded memory in load runs
 BOOTSTRAP = "0 BOOTSTRAP"
 BOOT = "1 BOOT"
+VALUE_CHANGE = "4 VALUE CHANGE"
+# Notification attributes under which a change is reported (TR-069 A.3.2.4): passive ones at
+# the next Inform, active ones in an Inform the CPE starts at once.
+PASSIVE, ACTIVE = 1, 2
 PERIODIC = "2 PERIODIC"
 SCHEDULED = "3 SCHEDULED"
 CONNECTION_REQUEST = "6 CONNECTION REQUEST"
@@ -249,6 +253,7 @@ class SimulatedCPE:
     __slots__ = (
         "_again",
         "_boot_time",
+        "_changed",
         "_counter",
         "_cpe_requests",
         "_current_waiters",
@@ -320,6 +325,8 @@ class SimulatedCPE:
         self.received: list[rpc.Message] = []
         self.online = True
         self._events: list[rpc.EventStruct] = [rpc.EventStruct(BOOTSTRAP)]
+        # Parameters whose value changed under a notification, reported at the next Inform.
+        self._changed: dict[str, None] = {}
         self._cpe_requests: list[rpc.Message] = []
         self._retry_count = 0
         self._counter = 0
@@ -724,6 +731,7 @@ class SimulatedCPE:
             self.model.reset(self._factory_values(self.model.template))
             self._events = [rpc.EventStruct(BOOTSTRAP), rpc.EventStruct(BOOT)]
             self._cpe_requests = []
+            self._changed = {}
         elif kind == "reboot":
             self.reboots += 1
             self.add_event(rpc.EventStruct(BOOT))
@@ -801,14 +809,33 @@ class SimulatedCPE:
         self._counter += 1
         return f"{self.serial}-{self._counter}"
 
+    def change_value(self, path: str, value: str) -> None:
+        """The parameter ``path`` (absolute, or relative to the data-model root) changes by
+        itself, as a real CPE's do (a user, the line, another management protocol). Under a
+        passive notification the change is reported at the next Inform (``4 VALUE CHANGE``),
+        under an active one in an Inform started now; without one, nowhere."""
+        name = path if path.startswith(self.root) else self.root + path
+        if self.model.param_def(name) is None:
+            raise ValueError(f"{self.serial}: no parameter {name}")
+        self.model.set_raw(name, value)
+        notification = self.model.notification(name)
+        if notification not in (PASSIVE, ACTIVE):
+            return
+        self._changed[name] = None
+        self.add_event(rpc.EventStruct(VALUE_CHANGE))
+        if notification == ACTIVE:
+            self.request_session(soon=True)
+
     def build_inform(self) -> rpc.Inform:
         self._refresh_live_values()
+        forced = self.model.template.forced
+        names = [*forced, *(n for n in self._changed if n not in forced)]
         return rpc.Inform(
             device_id=self.device_id,
             events=tuple(self._events),
             current_time=iso_time(float(self.profile.reactor.seconds())),
             retry_count=self._retry_count,
-            parameters=tuple(self.model.values(self.model.template.forced)),
+            parameters=tuple(self.model.values(names)),
             max_envelopes=1,
         )
 
@@ -854,6 +881,9 @@ class SimulatedCPE:
         # succeeds (a bootstrap the ACS never finished processing must be repeated).
         sent = set(inform.events)
         self._events = [e for e in self._events if e not in sent or e.code == BOOTSTRAP]
+        if any(e.code == VALUE_CHANGE for e in sent):
+            reported = {p.name for p in inform.parameters}
+            self._changed = {n: None for n in self._changed if n not in reported}
         while not session.done:
             body: bytes | None
             try:

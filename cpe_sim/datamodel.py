@@ -517,6 +517,10 @@ class DataModel:
         )
         self.set_raw(count_name, str(count))
 
+    def notification(self, name: str) -> int:
+        """The parameter's notification attribute (0 off, 1 passive, 2 active, ...)."""
+        return (self._attrs or {}).get(name, 0)
+
     def get_parameter_attributes(self, names: Iterable[str]) -> list[rpc.ParameterAttribute]:
         out: list[rpc.ParameterAttribute] = []
         attrs = self._attrs or {}

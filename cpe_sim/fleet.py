@@ -157,6 +157,7 @@ class Fleet:
         self._by_serial = {c.serial: c for c in self.cpes}
         self._port: Any | None = None
         self.connection_request_base = ""
+        self._value_changes: list[Any] = []  # the DelayedCalls of schedule_value_change
 
     def cpe(self, serial: str) -> SimulatedCPE:
         try:
@@ -195,9 +196,31 @@ class Fleet:
                 delay = self.start_spread * (i + self.rng.random()) / count
             cpe.start(delay)
 
+    def schedule_value_change(self, path: str, value: str, after: float) -> None:
+        """Every CPE's ``path`` changes to ``value`` by itself ``after`` seconds from now
+        (``SimulatedCPE.change_value``: reported as its notification attribute says).
+        ValueError, scheduling nothing, when a CPE has no such parameter."""
+        for cpe in self.cpes:
+            name = path if path.startswith(cpe.root) else cpe.root + path
+            if cpe.model.param_def(name) is None:
+                raise ValueError(f"{cpe.serial} has no parameter {name}")
+        for cpe in self.cpes:
+            self._value_changes.append(
+                self.reactor.callLater(after, self._change, cpe, path, value)
+            )
+
+    @staticmethod
+    def _change(cpe: SimulatedCPE, path: str, value: str) -> None:
+        if not cpe.stopped:
+            cpe.change_value(path, value)
+
     def stop(self) -> Deferred[None]:
         """Silence every CPE and the listener; fires once in-flight sessions are over."""
         self.stopped = True
+        for call in self._value_changes:
+            if call.active():
+                call.cancel()
+        self._value_changes = []
         waits = [cpe.stop() for cpe in self.cpes]
         if self._port is not None:
             port, self._port = self._port, None

@@ -92,3 +92,24 @@ class TasksThroughTheApi(ApplianceWithFleet):
         await self.bounded(cpe.inform())  # its next session, periodic in real life
         code, body = await self.api("GET", f"/inventory_device/{device.id}/tasks/{body['id']}/")
         self.assertEqual((code, body["state"]), (200, "done"))
+
+    async def test_an_active_notification_brings_a_change_into_the_stored_tree(self) -> None:
+        relative = "DeviceInfo.Description"  # not a forced parameter
+        for cpe in self.fleet.cpes:
+            await self.run_task(
+                cpe,
+                "set_parameter_attributes",
+                parameters=[{"name": cpe.root + relative, "notification": 2}],
+            )
+        sessions = [cpe.next_session() for cpe in self.fleet.cpes]
+        self.fleet.schedule_value_change(relative, "CHANGED", 0)
+        await self.bounded(defer.gatherResults(sessions))  # their own 4 VALUE CHANGE Informs
+        for cpe in self.fleet.cpes:
+            device, path = self.device(cpe), cpe.root + relative
+            code, body = await self.api(
+                "GET", f"/inventory_device/{device.id}/parameters/?path={path}"
+            )
+            self.assertEqual(code, 200)
+            self.assertEqual(
+                [(p["path"], p["value"]) for p in body["results"]], [(path, "CHANGED")]
+            )

@@ -42,6 +42,27 @@ def test_arguments_build_the_requested_fleet() -> None:
     assert args.duration == 5
 
 
+def test_value_changes_are_parsed_and_scheduled_on_every_cpe() -> None:
+    args = parse_args(
+        [
+            "--acs", "http://127.0.0.1:7547/", "--count", "2", "--model", "mixed",
+            "--value-change", "DeviceInfo.Description=a=b@1.5",
+            "--value-change", "Device.DeviceInfo.Description=x@0",
+        ]
+    )  # fmt: skip
+    assert args.value_change == [
+        ("DeviceInfo.Description", "a=b", 1.5),
+        ("Device.DeviceInfo.Description", "x", 0.0),
+    ]
+    clock = task.Clock()
+    fleet = make_fleet(clock, args)
+    fleet.schedule_value_change(*args.value_change[0])
+    clock.advance(1.5)
+    assert [c.model.get_raw(c.root + "DeviceInfo.Description") for c in fleet.cpes] == ["a=b"] * 2
+    with pytest.raises(ValueError, match="no parameter"):
+        fleet.schedule_value_change(*args.value_change[1])  # absolute: not a TR-098 path
+
+
 def test_cwmp_version_option_applies_to_the_whole_fleet() -> None:
     base = ["--acs", "http://127.0.0.1:7547/", "--count", "2", "--model", "mixed"]
     by_root = make_fleet(task.Clock(), parse_args(base))
@@ -63,6 +84,12 @@ def test_cwmp_version_option_applies_to_the_whole_fleet() -> None:
         ["--acs", "http://127.0.0.1/", "--count", "1", "--duration", "-1"],
         ["--acs", "http://127.0.0.1/", "--count", "1", "--password", "p"],
         ["--acs", "http://127.0.0.1/", "--count", "1", "--cwmp-version", "1.5"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--value-change", "DeviceInfo.X@5"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--value-change", "DeviceInfo.X=1"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--value-change", "=1@5"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--value-change", "A=1@-1"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", "--value-change", "A=1@86401"],
+        ["--acs", "http://127.0.0.1/", "--count", "1", *["--value-change", "A=1@1"] * 101],
     ],
 )
 def test_bad_arguments_are_argparse_errors(

@@ -445,3 +445,58 @@ class DownloadTests(ClockTestCase):
         self.assertEqual(tc.fault.code, 9016)
         self.assertEqual(cpe.value("Device.DeviceInfo.SoftwareVersion"), "1.0.0")
         self.assertTrue(cpe.online)
+
+
+class ValueChangeTests(ClockTestCase):
+    """A parameter changing by itself is reported as its notification attribute says."""
+
+    CODE = "Device.DeviceInfo.Description"
+
+    def started(self, notification: int | None) -> tuple[task.Clock, ScriptedAcs, SimulatedCPE]:
+        clock, acs, cpe = self.make(interval=100, jitter=0)
+        if notification is not None:
+            acs.script = [
+                rpc.SetParameterAttributes(
+                    (rpc.SetParameterAttributesStruct(self.CODE, True, notification),)
+                )
+            ]
+        cpe.start()
+        clock.advance(0)
+        acs.script = []
+        return clock, acs, cpe
+
+    def reported(self, acs: ScriptedAcs) -> dict[str, str]:
+        return {p.name: p.value for p in acs.informs[-1][1].parameters}
+
+    def test_an_active_notification_informs_at_once_with_the_value(self) -> None:
+        clock, acs, cpe = self.started(2)
+        cpe.change_value("DeviceInfo.Description", "NEW")  # relative to the root
+        clock.advance(1)
+        self.assertEqual(len(acs.informs), 2)
+        self.assertEqual(acs.events(), ["4 VALUE CHANGE"])
+        self.assertEqual(self.reported(acs)[self.CODE], "NEW")
+        clock.advance(100)  # reported once: the next periodic Inform carries it no more
+        self.assertEqual(acs.events(), ["2 PERIODIC"])
+        self.assertNotIn(self.CODE, self.reported(acs))
+
+    def test_a_passive_notification_waits_for_the_next_inform(self) -> None:
+        clock, acs, cpe = self.started(1)
+        cpe.change_value(self.CODE, "NEW")
+        clock.advance(99)
+        self.assertEqual(len(acs.informs), 1)
+        clock.advance(1)
+        self.assertEqual(sorted(acs.events()), ["2 PERIODIC", "4 VALUE CHANGE"])
+        self.assertEqual(self.reported(acs)[self.CODE], "NEW")
+
+    def test_without_a_notification_the_change_is_not_reported(self) -> None:
+        clock, acs, cpe = self.started(None)
+        cpe.change_value(self.CODE, "NEW")
+        clock.advance(100)
+        self.assertEqual(acs.events(), ["2 PERIODIC"])
+        self.assertNotIn(self.CODE, self.reported(acs))
+        self.assertEqual(cpe.model.get_raw(self.CODE), "NEW")
+
+    def test_an_unknown_parameter_is_an_error(self) -> None:
+        _, _, cpe = self.started(None)
+        with self.assertRaises(ValueError):
+            cpe.change_value("DeviceInfo.NoSuchThing", "x")

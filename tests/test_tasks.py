@@ -7,6 +7,7 @@ passed explicitly (`now=`) or read from a task.Clock.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, cast
 
@@ -1067,3 +1068,26 @@ def test_inform_pushes_device_type_defaults_the_cache_disagrees_with(
     device = store.update_device(device.id, now=3.0, actor="t", type_id=kind.id)
     engine.on_inform(device, inform("2 PERIODIC"), now=10.0)
     assert states(store, device) == [("configuration_update", PENDING)]
+
+
+def test_value_changes_and_boot_informs_reach_the_stored_tree(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    def carrying(*events: str, value: str) -> rpc.Inform:
+        base = inform(*events)
+        params = (
+            rpc.ParameterValue("Device.WiFi.SSID.1.SSID", value, "xsd:string"),
+            rpc.ParameterValue("Device.Bad Name", "x", "xsd:string"),  # not a parameter name
+            rpc.ParameterValue("Other.Root.X", "x", "xsd:string"),  # not a data model root
+        )
+        return dataclasses.replace(base, parameters=params)
+
+    def stored() -> dict[str, str | None]:
+        return {p.path: p.value for p in store.get_parameters(device.id, "")}
+
+    engine.on_inform(device, carrying("2 PERIODIC", value="periodic"), now=10.0)
+    assert stored() == {}  # periodic Informs carry the device's identity, already stored
+    engine.on_inform(device, carrying("4 VALUE CHANGE", value="changed"), now=20.0)
+    assert stored() == {"Device.WiFi.SSID.1.SSID": "changed"}
+    engine.on_inform(device, carrying("1 BOOT", value="booted"), now=30.0)
+    assert stored() == {"Device.WiFi.SSID.1.SSID": "booted"}

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from acs.clock import Clock, DelayedCall
 from acs.cwmp import rpc
-from acs.cwmp.paths import DEFAULT_ROOT
+from acs.cwmp.paths import DEFAULT_ROOT, MAX_PATH, PATH_RE, ROOTS
 from acs.store import NotFound, Store
 from acs.store.models import DONE, FAILED, FINISHED_STATES, IN_PROGRESS, PENDING, Device, Task
 from acs.tasks.kinds import (
@@ -42,6 +42,11 @@ from acs.tasks.session import SessionTasks
 from acs.tasks.settings import EffectiveSetting, effective, value_fingerprint
 
 log = Logger(namespace="acs.tasks")
+
+# TR-069 event of an Inform reporting parameters whose value changed (A.3.3.1).
+VALUE_CHANGE = "4 VALUE CHANGE"
+# Values of one Inform written to the stored tree, at most.
+MAX_INFORM_VALUES = 1024
 
 # Callers waiting at once for tasks to finish, over all tasks (each an API request that
 # holds its connection open for at most its timeout).
@@ -238,10 +243,26 @@ class TaskEngine:
         ):
             store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
 
+        if bootstrap or "1 BOOT" in events or VALUE_CHANGE in events:
+            self._inform_values(device, inform, now)
         if work.settings:
             self._desired_state_at_inform(device, bootstrap, now)
         if work.interval_drift and not bootstrap:
             self._push_update_frequency(device, work.active_tasks, now)
+
+    def _inform_values(self, device: Device, inform: rpc.Inform, now: float) -> None:
+        """The values an Inform reports (its forced parameters, and those that changed,
+        with ``4 VALUE CHANGE``) into the stored tree. Not at every periodic Inform: its
+        forced values are the device's identity, already in its row, and the hot path
+        stays one write."""
+        rows = [
+            (p.name, p.value, p.type or None, None)
+            for p in inform.parameters[:MAX_INFORM_VALUES]
+            if len(p.name) <= MAX_PATH and PATH_RE.fullmatch(p.name) and p.name.startswith(ROOTS)
+            and not p.name.endswith(".")
+        ]  # fmt: skip
+        if rows:
+            self.store.upsert_parameters(device.id, rows, now=now)
 
     def _push_update_frequency(self, device: Device, active_tasks: bool, now: float) -> None:
         """The CPE informs at another interval than the device's update_frequency (changed
