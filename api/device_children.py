@@ -25,6 +25,7 @@ from acs.store.models import (
     SessionTranscript,
     Task,
 )
+from acs.tasks import KINDS
 from api.base import (
     Api,
     ApiError,
@@ -37,7 +38,7 @@ from api.base import (
 )
 from api.docs import DETAIL, Doc, device_page
 from api.resources import paged
-from api.schema import integer, obj, string, typed
+from api.schema import integer, obj, ref, string, typed
 from api.views import Out, View, when
 
 
@@ -47,6 +48,11 @@ def _redacted_value(param: Parameter) -> str | None:
 
 def _redacted_transcript(transcript: SessionTranscript) -> str:
     return redact_transcript(transcript.transcript)
+
+
+def task_component(kind: str, what: str) -> str:
+    """The OpenAPI component of a kind's request or result: TaskRequestGetRpcMethods..."""
+    return f"Task{what}" + "".join(part.capitalize() for part in kind.split("_"))
 
 
 def _redacted(data: Any) -> Any:
@@ -102,11 +108,14 @@ task_json = View(
         "actor": Out(string(description="Who queued it: a token name, or 'acs'.")),
         "arguments": Out(obj({}, description="As queued (credential values redacted)."), _args),
         "result": Out(
-            obj(
-                {},
-                type=["object", "null"],
-                description="What the CPE answered, once done (credential values redacted).",
-            ),
+            {
+                "anyOf": [
+                    {"type": "null"},
+                    *(ref(task_component(k, "Result")) for k, d in KINDS.items() if d.api_task),
+                    obj({}, description="Of an internal kind."),
+                ],
+                "description": "What the CPE answered, once done (credential values redacted).",
+            },
             _result,
         ),
     },

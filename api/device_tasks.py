@@ -16,16 +16,12 @@ from typing import Any
 
 from acs.tasks import KINDS, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, route, store_errors
-from api.device_children import task_json
+from api.device_children import task_component, task_json
 from api.docs import WRITE, Doc
 from api.schema import BOOL_TEXT_PATTERN, JSON, Schema, integer, obj, ref, string
 
 MAX_TIMEOUT = 120
 API_KINDS = tuple(name for name, kind in KINDS.items() if kind.api_task)
-
-
-def _component(kind: str) -> str:
-    return "TaskRequest" + "".join(part.capitalize() for part in kind.split("_"))
 
 
 def _request(kind: str) -> Schema:
@@ -38,16 +34,25 @@ def _request(kind: str) -> Schema:
     )
 
 
-# components/schemas: one body per kind, and TaskRequest, any of them by its `kind`.
-REQUEST_SCHEMAS: dict[str, Schema] = {_component(kind): _request(kind) for kind in API_KINDS}
+# components/schemas: one body per kind (TaskRequest<Kind>), and TaskRequest, any of them
+# by its `kind`.
+REQUEST_SCHEMAS: dict[str, Schema] = {
+    task_component(kind, "Request"): _request(kind) for kind in API_KINDS
+}
 REQUEST_SCHEMAS["TaskRequest"] = {
-    "oneOf": [ref(_component(kind)) for kind in API_KINDS],
+    "oneOf": [ref(task_component(kind, "Request")) for kind in API_KINDS],
     "discriminator": {
         "propertyName": "kind",
-        "mapping": {kind: f"#/components/schemas/{_component(kind)}" for kind in API_KINDS},
+        "mapping": {
+            kind: f"#/components/schemas/{task_component(kind, 'Request')}" for kind in API_KINDS
+        },
     },
     "description": "The RPC (kind, in snake_case) and, beside it, its arguments.",
 }
+# ... and the result a done task of each kind carries (Task.result).
+REQUEST_SCHEMAS.update(
+    {task_component(kind, "Result"): dict(KINDS[kind].result_schema or {}) for kind in API_KINDS}
+)
 _PARAMS = (
     {
         "name": "connection_request",

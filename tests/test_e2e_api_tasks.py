@@ -10,8 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from e2eharness import ApplianceWithFleet, until
+from schemacheck import schema_errors
 from twisted.internet import defer
 
+from api.device_children import task_component
+from api.openapi import openapi_document
 from cpe_sim.cpe import SimulatedCPE
 
 PORT_MAPPING = {
@@ -42,7 +45,12 @@ class TasksThroughTheApi(ApplianceWithFleet):
         )
         self.assertEqual(code, 200, body)
         self.assertEqual(body["state"], "done", body)
+        schema = self.document()["components"]["schemas"][task_component(kind, "Result")]
+        self.assertEqual(schema_errors(self.document(), schema, body["result"]), [])
         return body  # type: ignore[no-any-return]
+
+    def document(self) -> dict[str, Any]:
+        return openapi_document("http://127.0.0.1")
 
     async def test_reads_come_back_as_results_and_reach_the_stored_tree(self) -> None:
         for cpe in self.fleet.cpes:

@@ -80,8 +80,10 @@ class TaskKind:
     api_args: bool = False
     args_schema: Mapping[str, Any] | None = None
     api_rank: int = 0
-    # POST /inventory_device/<id>/tasks/ may queue it by name, with its arguments.
+    # POST /inventory_device/<id>/tasks/ may queue it by name, with its arguments; the JSON
+    # Schema of the result a done task of the kind carries.
     api_task: bool = False
+    result_schema: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.completion not in (ANSWER, INFORM, TRANSFER):
@@ -92,6 +94,8 @@ class TaskKind:
             raise ValueError(f"{self.name}: an API flag needs its api_doc")
         if self.args_schema is None and self.arguments and (self.api_args or self.api_task):
             raise ValueError(f"{self.name}: the API offers its arguments: declare args_schema")
+        if self.api_task and self.result_schema is None:
+            raise ValueError(f"{self.name}: the API offers it: declare result_schema")
         if self.args_schema is not None and set(self.args_schema["properties"]) != set(
             self.arguments
         ):
@@ -429,6 +433,68 @@ def _covers(pending: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return True
 
 
+# --- the results the API documents (what each generator returns) --------------------------
+
+
+def _result(properties: Mapping[str, Any], required: Sequence[str] | None = None) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": dict(properties),
+        "required": list(properties if required is None else required),
+    }
+
+
+_TEXT_OR_NULL = {"type": ["string", "null"]}
+_COUNT = {"type": "integer", "minimum": 0}
+_STATUS = {"type": "integer", "enum": [0, 1], "description": "1: applied after a reboot."}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+CONFIRMED_RESULT = _result({"events": {**_STRINGS, "description": "Of the confirming Inform."}})
+VALUES_RESULT = _result(
+    {
+        "parameters": {
+            "type": "array",
+            "items": _result(
+                {"name": {"type": "string"}, "value": _TEXT_OR_NULL, "type": _TEXT_OR_NULL}
+            ),
+        }
+    }
+)
+NAMES_RESULT = _result(
+    {
+        "parameters": {
+            "type": "array",
+            "items": _result({"name": {"type": "string"}, "writable": {"type": "boolean"}}),
+        }
+    }
+)
+ATTRIBUTES_RESULT = _result(
+    {
+        "attributes": {
+            "type": "array",
+            "items": _result(
+                {
+                    "name": {"type": "string"},
+                    "notification": {"type": "integer"},
+                    "access_list": _STRINGS,
+                }
+            ),
+        }
+    }
+)
+ADDED_RESULT = _result(
+    {
+        "instance_number": {"type": "integer", "minimum": 1},
+        "status": _STATUS,
+        "parameters": {**_COUNT, "description": "Values read back from the new instance."},
+        "refresh_fault": {
+            "type": "object",
+            "description": "Why the read-back failed (the instance exists all the same).",
+        },
+    },
+    ["instance_number", "status"],
+)
+
+
 # --- the declarations -------------------------------------------------------------------
 
 _DECLARED = (
@@ -443,6 +509,7 @@ _DECLARED = (
         api_task=True,
         api_doc="Reboot RPC; done when the CPE informs with 'M Reboot'.",
         api_rank=50,
+        result_schema=CONFIRMED_RESULT,
     ),
     TaskKind(
         "factory_reset",
@@ -456,6 +523,7 @@ _DECLARED = (
         api_task=True,
         api_doc="FactoryReset RPC; the stored settings are wiped.",
         api_rank=10,
+        result_schema=CONFIRMED_RESULT,
     ),
     TaskKind(
         "refresh",
@@ -464,6 +532,7 @@ _DECLARED = (
         a.optional_path,
         args_schema=a.OPTIONAL_PATH_SCHEMA,
         api_task=True,
+        result_schema=_result({"parameters": _COUNT}),
     ),
     TaskKind(
         "set_parameter_values",
@@ -473,6 +542,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_VALUES_SCHEMA,
         example={"parameters": [{"name": "Device.X.Y", "value": "1"}]},
         api_task=True,
+        result_schema=_result({"status": _STATUS}),
     ),
     TaskKind(
         "get_parameter_values",
@@ -482,6 +552,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_NAMES_SCHEMA,
         example={"parameter_names": ["Device.DeviceInfo."]},
         api_task=True,
+        result_schema=VALUES_RESULT,
     ),
     TaskKind(
         "get_parameter_names",
@@ -491,8 +562,14 @@ _DECLARED = (
         args_schema=a.NAMES_REQUEST_SCHEMA,
         example={"parameter_path": "Device.DeviceInfo.", "next_level": True},
         api_task=True,
+        result_schema=NAMES_RESULT,
     ),
-    TaskKind("get_rpc_methods", _get_rpc_methods, api_task=True),
+    TaskKind(
+        "get_rpc_methods",
+        _get_rpc_methods,
+        api_task=True,
+        result_schema=_result({"methods": _STRINGS}),
+    ),
     TaskKind(
         "add_object",
         _add_object,
@@ -501,6 +578,7 @@ _DECLARED = (
         args_schema=a.OBJECT_NAME_SCHEMA,
         example={"object_name": "Device.NAT.PortMapping."},
         api_task=True,
+        result_schema=ADDED_RESULT,
     ),
     TaskKind(
         "delete_object",
@@ -510,6 +588,7 @@ _DECLARED = (
         args_schema=a.INSTANCE_NAME_SCHEMA,
         example={"object_name": "Device.NAT.PortMapping.1."},
         api_task=True,
+        result_schema=_result({"status": _STATUS}),
     ),
     TaskKind(
         "get_parameter_attributes",
@@ -519,6 +598,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_NAMES_SCHEMA,
         example={"parameter_names": ["Device.X."]},
         api_task=True,
+        result_schema=ATTRIBUTES_RESULT,
     ),
     TaskKind(
         "set_parameter_attributes",
@@ -528,6 +608,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_ATTRIBUTES_SCHEMA,
         example={"parameters": [{"name": "Device.X.Y", "notification": 1}]},
         api_task=True,
+        result_schema=_result({}),
     ),
     # FactoryReset keeping the stored settings: re-applied after the CPE's 0 BOOTSTRAP.
     TaskKind(
@@ -611,6 +692,7 @@ _DECLARED = (
             ["delay_seconds"],
         ),
         api_rank=45,
+        result_schema=CONFIRMED_RESULT,
     ),
 )
 
