@@ -91,12 +91,24 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True)
+class TasksConfig:
+    # Attempts of a task before it fails for good (after a transient CPE fault, a session
+    # that died, a confirmation that never came).
+    max_attempts: int = 3
+    # Seconds before the first retry; each further one waits twice as long.
+    retry_base: int = 60
+    # CPE fault codes that fail a task at once: asking again will not help (TR-069 A.5.1).
+    permanent_faults: tuple[int, ...] = (9000, 9003, 9005, 9006, 9007, 9008)
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     cwmp: CwmpConfig = field(default_factory=CwmpConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     files: FilesConfig = field(default_factory=FilesConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    tasks: TasksConfig = field(default_factory=TasksConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -105,6 +117,7 @@ _SECTIONS: dict[str, type] = {
     "api": ApiConfig,
     "files": FilesConfig,
     "retention": RetentionConfig,
+    "tasks": TasksConfig,
 }
 
 _POSITIVE = {
@@ -126,6 +139,8 @@ _RANGES = {
     ("retention", "transcript_days"): (1, 3650),
     ("retention", "finished_task_days"): (1, 3650),
     ("retention", "history_per_device"): (100, 100_000),
+    ("tasks", "max_attempts"): (1, 100),
+    ("tasks", "retry_base"): (1, 86400),
 }
 
 
@@ -143,7 +158,10 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             raise ConfigError(f"[{name}] unknown key {key!r}")
         expected = type(getattr(cls(), key))
         if expected is tuple:
-            values[key] = _networks(name, key, value)
+            if key == "permanent_faults":
+                values[key] = _fault_codes(name, key, value)
+            else:
+                values[key] = _networks(name, key, value)
             continue
         # bool is a subclass of int: refuse `session_timeout = true` explicitly.
         if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
@@ -164,6 +182,16 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
                 raise ConfigError(f"[{name}] {key} must be an http:// or https:// URL")
         values[key] = value
     return cls(**values)
+
+
+def _fault_codes(section: str, key: str, value: Any) -> tuple[int, ...]:
+    """CPE fault codes (TR-069 A.5.1: 9000..9899, and vendor 9800..9899)."""
+    if not isinstance(value, list) or len(value) > 900:
+        raise ConfigError(f"[{section}] {key} must be a list of CPE fault codes")
+    for code in value:
+        if isinstance(code, bool) or not isinstance(code, int) or not 9000 <= code <= 9899:
+            raise ConfigError(f"[{section}] {key}: {code!r} is not a CPE fault code (9000-9899)")
+    return tuple(sorted(set(value)))
 
 
 def _networks(

@@ -195,6 +195,9 @@ class Appliance:
                 signer=self.signer,
                 transfer_timeout=float(config.cwmp.transfer_timeout),
                 device_credentials=config.cwmp.device_credentials,
+                max_attempts=config.tasks.max_attempts,
+                retry_base=float(config.tasks.retry_base),
+                permanent_faults=config.tasks.permanent_faults,
             )
             self.storage = storage = FileStorage(
                 config.storage.files, self.store, thread_runner(reactor)

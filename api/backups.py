@@ -17,7 +17,6 @@ from acs.files import FileStorage
 from acs.store import IN_PROGRESS, PENDING
 from acs.store.models import Backup, Device
 from api.base import (
-    MAX_BODY_BYTES,
     Api,
     ApiRequest,
     Result,
@@ -56,17 +55,6 @@ BACKUP_VIEW = View(
 backup_json = BACKUP_VIEW.render
 
 
-def _optional_body(req: ApiRequest) -> dict[str, Any]:
-    """The JSON object body, or {} when the request has no body at all."""
-    content = req.raw.content
-    if content is None:
-        return {}
-    content.seek(0)
-    empty = not content.read(MAX_BODY_BYTES + 1).strip()
-    content.seek(0)
-    return {} if empty else req.json_object()
-
-
 TRANSFER_FORM = Form(
     "TransferRequest",
     {"schedule_at": DateTime(description="Run at the first session after this time.")},
@@ -89,7 +77,7 @@ def _backup(api: Api, device: Device, backup_id: int) -> Backup:
 
 
 def _queue(api: Api, req: ApiRequest, device: Device, kind: str, args: dict[str, Any]) -> Result:
-    when = _schedule(_optional_body(req))
+    when = _schedule(req.json_object(optional=True))
     now = api.now()
     with store_errors():
         task = api.tasks.queue(

@@ -350,13 +350,18 @@ class ApiRequest:
             raise field_error(name, f"Ensure this value is less than or equal to {maximum}.")
         return number
 
-    def json_object(self) -> dict[str, Any]:
-        """The body as a JSON object: 413 over 1 MiB, 400 if malformed or not an object."""
+    def json_object(self, *, optional: bool = False) -> dict[str, Any]:
+        """The body as a JSON object: 413 over 1 MiB, 400 if malformed or not an object;
+        ``optional``: no body at all is ``{}``."""
         content = self.raw.content
+        if content is not None:
+            content.seek(0)
         data = content.read(MAX_BODY_BYTES + 1) if content is not None else b""
         if len(data) > MAX_BODY_BYTES:
             raise ApiError(413, {"detail": "Request body exceeds 1 MiB."})
         if not data.strip():
+            if optional:
+                return {}
             raise bad_request("A JSON object body is required.")
         try:
             body = json.loads(data)

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from acs.store.models import FAILED
 from acs.tasks import KINDS, validate_args
-from api.base import Api, ApiError, ApiRequest, Result, route, store_errors
+from api.base import Api, ApiError, ApiRequest, Result, conflict, not_found, route, store_errors
 from api.device_children import task_component, task_json
 from api.docs import WRITE, Doc
+from api.fields import Form
 from api.schema import BOOL_TEXT_PATTERN, JSON, Schema, integer, obj, ref, string
 
 MAX_TIMEOUT = 120
+# The retry takes no arguments: an empty body, or none.
+RETRY_FORM = Form("TaskRetry", {}, components={"TaskRetry": "update"})
 API_KINDS = tuple(name for name, kind in KINDS.items() if kind.api_task)
 
 
@@ -78,6 +82,36 @@ def _arguments_error(kind: str, message: str) -> ApiError:
         if message.startswith(name):
             return ApiError(400, {name: [message]})
     return ApiError(400, {"non_field_errors": [message]})
+
+
+@route(
+    "/inventory_device/<int:device_id>/tasks/<int:task_id>/retry/",
+    methods=("POST",),
+    role="operator",
+    doc=Doc(
+        "retry_device_task",
+        "Queue a failed task again",
+        "device_resources",
+        "Task",
+        202,
+        body="TaskRetry",
+        body_required=False,
+        errors=(*WRITE, "Conflict"),
+        description="The task runs again from its first attempt (a connection request is "
+        "sent); 409 unless it failed.",
+    ),
+)
+def retry_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
+    device = api.device(req, device_id)
+    RETRY_FORM.read(req.json_object(optional=True), mode="update")
+    task = api.store.get_task(task_id)
+    if task is None or task.device_id != device.id:
+        raise not_found("No task with this id for this device.")
+    if task.state != FAILED:
+        raise conflict(f"Task {task.id} is {task.state}; only failed tasks can be retried.")
+    with store_errors():
+        retried = api.tasks.retry(task, now=api.now(), actor=req.principal.name)
+    return 202, task_json(retried)
 
 
 @route(

@@ -219,3 +219,28 @@ def test_waiting_callers_are_bounded(
         first()
     harness.clock.advance(60)
     assert first().status == 202
+
+
+def test_a_failed_task_can_be_retried_once_it_failed(
+    harness: ApiHarness, connreq: FakeConnreq
+) -> None:
+    device = make_device(harness)
+    task = harness.store.queue_task(device.id, "get_rpc_methods", {}, now=T0, actor="ops")
+    token = harness.token("operator", name="ops2")
+    retry = f"{url(device.id)}{task.id}/retry/"
+    assert harness.call("POST", retry, token=token).status == 409  # pending
+    harness.store.start_task(task.id, now=T0 + 1)
+    harness.store.fail_task(task.id, now=T0 + 2, fault_code=9002, fault_string="x", retry_at=None)
+    reply = harness.call("POST", retry, token=token)
+    assert reply.status == 202, reply.json
+    assert (reply.json["id"], reply.json["state"], reply.json["attempts"]) == (
+        task.id,
+        "pending",
+        0,
+    )
+    assert (reply.json["fault_code"], reply.json["finished"]) == (None, None)
+    assert connreq.woken == [device.id]
+    actions = [(h.action, h.actor) for h in harness.store.history(device.id)]
+    assert ("task_retried", "ops2") in actions
+    assert harness.call("POST", retry, token=harness.token("viewer")).status == 403
+    assert harness.call("POST", f"{url(device.id)}999/retry/", token=token).status == 404

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from twisted.internet import task
 
-from acs.config import Config, ConfigError, load_config, parse_config
+from acs.config import Config, ConfigError, StorageConfig, load_config, parse_config
+from acs.service import Appliance
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "config.example.toml"
 
@@ -81,6 +84,12 @@ def test_partial_section_keeps_other_defaults(tmp_path: Path) -> None:
         ("[retention]\nhistory_per_device = 99\n", "must be between 100 and 100000"),
         ("[retention]\nhistory_per_device = 100001\n", "must be between 100 and 100000"),
         ("[retention]\nkeep_days = 1\n", "[retention] unknown key 'keep_days'"),
+        ("[tasks]\nmax_attempts = 0\n", "[tasks] max_attempts must be between 1 and 100"),
+        ("[tasks]\nretry_base = 86401\n", "retry_base must be between 1 and 86400"),
+        ("[tasks]\npermanent_faults = 9000\n", "must be a list of CPE fault codes"),
+        ("[tasks]\npermanent_faults = [8005]\n", "8005 is not a CPE fault code"),
+        ("[tasks]\npermanent_faults = [true]\n", "True is not a CPE fault code"),
+        ('[tasks]\npermanent_faults = ["9000"]\n', "'9000' is not a CPE fault code"),
     ],
 )
 def test_invalid_values_are_config_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -135,3 +144,18 @@ def test_connection_request_networks_are_cidr_strings() -> None:
     for bad in (["10.0.0.300/8"], "10.0.0.0/8", [7]):
         with pytest.raises(ConfigError, match="connection_request_networks"):
             parse_config({"cwmp": {"connection_request_networks": bad}})
+
+
+def test_the_task_retry_policy_reaches_the_engine(tmp_path: Path) -> None:
+    text = "[tasks]\nmax_attempts = 5\nretry_base = 10\npermanent_faults = [9002, 9002, 9000]\n"
+    config = load_config(_write(tmp_path, text))
+    assert config.tasks.permanent_faults == (9000, 9002)
+    config = replace(config, storage=StorageConfig(database=":memory:", files=str(tmp_path)))
+    appliance = Appliance(config, task.Clock())
+    try:
+        engine = appliance.tasks
+        assert (engine.max_attempts, engine.retry_base) == (5, 10.0)
+        assert engine.permanent_faults == {9000, 9002}
+        assert engine.retry_at(1, now=0.0) == 10.0 and engine.retry_at(5, now=0.0) is None
+    finally:
+        appliance.close()

@@ -1091,3 +1091,15 @@ def test_value_changes_and_boot_informs_reach_the_stored_tree(
     assert stored() == {"Device.WiFi.SSID.1.SSID": "changed"}
     engine.on_inform(device, carrying("1 BOOT", value="booted"), now=30.0)
     assert stored() == {"Device.WiFi.SSID.1.SSID": "booted"}
+
+
+@pytest.mark.parametrize(("permanent", "state"), [((9000,), PENDING), ((9000, 9002), FAILED)])
+def test_which_faults_fail_a_task_at_once_is_configured(
+    store: Store, device: Device, permanent: tuple[int, ...], state: str
+) -> None:
+    engine = engine_for(store, permanent_faults=permanent)
+    task = engine.queue(device.id, "get_rpc_methods", actor="op", now=10.0)
+    session = engine.open_session(device.id)
+    assert session.next_request(now=11.0) == rpc.GetRPCMethods()
+    session.on_response(rpc.Fault(9002, "Internal error"), now=12.0)
+    assert store.get_task(task.id).state == state  # type: ignore[union-attr]

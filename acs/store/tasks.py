@@ -21,6 +21,7 @@ from acs.store.checks import (
 from acs.store.db import Database
 from acs.store.errors import Conflict, NotFound
 from acs.store.models import (
+    FAILED,
     FINISHED_STATES,
     FRONT_PRIORITY,
     IN_PROGRESS,
@@ -316,6 +317,27 @@ class Tasks(Database):
             self._insert_history(
                 row["device_id"],
                 "task_cancelled",
+                {"task_id": task_id, "kind": row["kind"]},
+                now_f,
+                actor,
+            )
+        return codec.task(row)
+
+    def retry_task(self, task_id: int, *, now: float, actor: str) -> Task:
+        """Queue a failed task again as it was first queued (its attempts, fault and result
+        forgotten); Conflict unless it failed."""
+        now_f = epoch("now", now)
+        with self.transaction():
+            row = self._task_transition(
+                task_id,
+                (FAILED,),
+                "state = 'pending', started = NULL, finished = NULL, fault_code = NULL, "
+                "fault_string = NULL, attempts = 0, next_attempt_at = NULL, result = NULL",
+                (),
+            )
+            self._insert_history(
+                row["device_id"],
+                "task_retried",
                 {"task_id": task_id, "kind": row["kind"]},
                 now_f,
                 actor,

@@ -30,6 +30,7 @@ from acs.tasks.kinds import (
 from acs.tasks.run import (
     ACKNOWLEDGED,
     ACKNOWLEDGED_RPC,
+    PERMANENT_FAULTS,
     REPORT_FAILED,
     VERSION_CHECK,
     TaskError,
@@ -83,6 +84,7 @@ class TaskEngine:
         gpv_batch: int = 32,
         max_attempts: int = 3,
         retry_base: float = 60.0,
+        permanent_faults: Iterable[int] = PERMANENT_FAULTS,
         confirm_timeout: float = 900.0,
         signer: TransferUrls | None = None,
         transfer_timeout: float = 3600.0,
@@ -106,6 +108,8 @@ class TaskEngine:
         self.gpv_batch = gpv_batch
         self.max_attempts = max_attempts
         self.retry_base = retry_base
+        # CPE fault codes that fail a task for good at once ([tasks] permanent_faults).
+        self.permanent_faults = frozenset(permanent_faults)
         # How long an acknowledged reboot/factory_reset may wait for its confirming Inform
         # before a later Inform without it declares it failed (so it can't hang forever).
         self.confirm_timeout = confirm_timeout
@@ -528,6 +532,14 @@ class TaskEngine:
             return
         for waiter in self._waiters.pop(task_id, []):
             waiter.callback(task)
+
+    def retry(self, task: Task, *, now: float, actor: str) -> Task:
+        """Queue a failed task again (Conflict unless it failed) and wake its device, unless
+        it is scheduled for later."""
+        retried = self.store.retry_task(task.id, now=now, actor=actor)
+        if retried.scheduled_at is None or retried.scheduled_at <= now:
+            self.wake(retried.device_id)
+        return retried
 
     def cancel(self, task: Task, *, now: float, actor: str) -> None:
         """Cancel a pending task (Conflict once it started or finished). Cancelling the last

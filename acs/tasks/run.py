@@ -29,7 +29,8 @@ REPORT_FAILED = "report_failed"  # firmware: failure still shown in pending_sett
 # Desired settings per SetParameterValues: big pushes are split so no envelope gets huge.
 SPV_BATCH = 64
 
-# CPE faults that will not go away by asking again (TR-069 A.5.1 codes).
+# CPE faults that will not go away by asking again (TR-069 A.5.1 codes): the default of
+# [tasks] permanent_faults.
 PERMANENT_FAULTS = frozenset({9000, 9003, 9005, 9006, 9007, 9008})
 # CPE fault codes of one parameter that asking again with the same value will not fix.
 PERMANENT_PARAMETER_FAULTS = frozenset({9005, 9006, 9007, 9008})
@@ -295,10 +296,11 @@ class TaskRun:
             result["refused"] = still  # carried forward: the latest push holds the memory
         return result
 
-    @staticmethod
-    def _refusals(fault: rpc.Fault, batch: list[EffectiveSetting]) -> dict[str, dict[str, Any]]:
+    def _refusals(
+        self, fault: rpc.Fault, batch: list[EffectiveSetting]
+    ) -> dict[str, dict[str, Any]]:
         """The settings of `batch` the CPE refused for good (empty: a transient fault)."""
-        if fault.code not in PERMANENT_FAULTS:
+        if fault.code not in self.engine.permanent_faults:
             return {}
         by_path = {s.path: s for s in batch}
         out: dict[str, dict[str, Any]] = {}

@@ -16,7 +16,6 @@ from acs.tasks.kinds import KINDS
 from acs.tasks.run import (
     ACKNOWLEDGED,
     ACKNOWLEDGED_RPC,
-    PERMANENT_FAULTS,
     CpeFault,
     SettingsRefused,
     TaskError,
@@ -150,7 +149,7 @@ class SessionTasks:
                 now,
                 exc.fault.code,
                 fault_summary(exc.fault),
-                permanent=exc.fault.code in PERMANENT_FAULTS,
+                permanent=exc.fault.code in self.engine.permanent_faults,
                 fault=exc.fault,
                 extra=exc.extra if isinstance(exc, SettingsRefused) else None,
             )
