@@ -164,14 +164,15 @@ def _firmware_upload(case: Case, body: Body) -> None:
 
 
 def _task_request(case: Case, body: Body) -> None:
-    """A task: its set_parameter_values names each parameter once, with a type its value
-    suits (the rules no schema states); and the answer waits at most a second, since a
+    """A task: its values to set name each parameter once, with a type its value suits
+    (the rules no schema states); and the answer waits at most a second, since a
     fuzzed device never runs the task and the run's requests time out after 30 s."""
     query = case.query if case.query is not None else {}
     if "timeout" in query:
         query["timeout"] = min(int(query["timeout"]), 1)
     case.query = query
-    if body.get("kind") != "set_parameter_values" or not isinstance(body.get("parameters"), list):
+    kinds = ("set_parameter_values", "add_object")
+    if body.get("kind") not in kinds or not isinstance(body.get("parameters"), list):
         return
     seen: set[str] = set()
     kept = []

@@ -24,6 +24,9 @@ PORT_MAPPING = {
     ),
 }
 
+# A port mapping's description, named relative to the instance.
+DESCRIPTION = {"Device.": "Description", "InternetGatewayDevice.": "PortMappingDescription"}
+
 
 class TasksThroughTheApi(ApplianceWithFleet):
     COUNT = 2  # the "mixed" fleet: one TR-181 and one TR-098 CPE
@@ -79,10 +82,18 @@ class TasksThroughTheApi(ApplianceWithFleet):
             )
             self.assertEqual(cpe.model.get_raw(code), "API-1")
 
-            added = await self.run_task(cpe, "add_object", object_name=PORT_MAPPING[cpe.root])
+            description = DESCRIPTION[cpe.root]
+            added = await self.run_task(
+                cpe,
+                "add_object",
+                object_name=PORT_MAPPING[cpe.root],
+                parameters=[{"name": description, "value": "by the API"}],
+            )
             instance = added["result"]["instance_number"]
             path = f"{PORT_MAPPING[cpe.root]}{instance}."
             self.assertTrue(cpe.model.has_object(path))
+            self.assertEqual(added["result"]["set_status"], 0)
+            self.assertEqual(cpe.model.get_raw(path + description), "by the API")
             await self.run_task(cpe, "delete_object", object_name=path)
             self.assertFalse(cpe.model.has_object(path))
 

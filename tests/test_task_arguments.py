@@ -4,8 +4,8 @@ JSON Schema (published as its TaskRequest<Kind> component) says.
 Every argument of every kind offered through the API is probed with the same values through
 ``validate_args`` and through the schema (tests/schemacheck.py), and each must accept exactly
 the same ones; so are the items of the list arguments. The two rules no schema states (a
-name given twice in one set_parameter_values; a value that does not suit the type given with
-it) are the only disagreements allowed, and are checked to be refused.
+name given twice in one set_parameter_values or add_object; a value that does not suit the
+type given with it) are the only disagreements allowed, and are checked to be refused.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ ITEMS: list[Any] = [
 def _exempt(kind: str, arguments: dict[str, Any]) -> bool:
     """The rules no schema states: a name twice, a value that does not suit its type."""
     items = arguments.get("parameters")
-    if kind != "set_parameter_values" or not isinstance(items, list):
+    if kind not in ("set_parameter_values", "add_object") or not isinstance(items, list):
         return False
     names = [i.get("name") for i in items if isinstance(i, dict)]
     if len(names) != len(set(map(str, names))):

@@ -5,8 +5,8 @@ normalized, JSON-ready form, or raises ValueError with a message meant for the A
 
 Beside each validator is the JSON Schema of what it accepts (``*_SCHEMA``), which the kind
 declares too and the API publishes; tests/test_task_arguments.py probes each validator
-against its schema. Two rules no schema states: a parameter named twice in one
-set_parameter_values, and a value that does not suit the type given with it.
+against its schema. Two rules no schema states: a parameter named twice in one list of
+values to set, and a value that does not suit the type given with it.
 """
 
 from __future__ import annotations
@@ -177,9 +177,22 @@ def names_request(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def parameter_values(args: Mapping[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {"parameters": _values(args.get("parameters"))}
+    key = args.get("parameter_key")
+    if key is not None:
+        if not isinstance(key, str) or len(key) > MAX_KEY or not _ASCII_TEXT.fullmatch(key):
+            raise ValueError(
+                f"parameter_key must be printable ASCII of at most {MAX_KEY} characters"
+            )
+        clean["parameter_key"] = key
+    return clean
+
+
+def _values(items: Any) -> list[dict[str, Any]]:
+    """A list of {name, value, type?}: each name once, each value of its type."""
     out: list[dict[str, Any]] = []
     seen: set[str] = set()
-    for i, item in enumerate(check_list(args.get("parameters"), "parameters")):
+    for i, item in enumerate(check_list(items, "parameters")):
         where = f"parameters[{i}]"
         if not isinstance(item, Mapping):
             raise ValueError(f"{where} must be an object with name, value and type")
@@ -198,35 +211,28 @@ def parameter_values(args: Mapping[str, Any]) -> dict[str, Any]:
         if xsd is not None:
             entry["type"] = xsd
         out.append(entry)
-    clean: dict[str, Any] = {"parameters": out}
-    key = args.get("parameter_key")
-    if key is not None:
-        if not isinstance(key, str) or len(key) > MAX_KEY or not _ASCII_TEXT.fullmatch(key):
-            raise ValueError(
-                f"parameter_key must be printable ASCII of at most {MAX_KEY} characters"
-            )
-        clean["parameter_key"] = key
-    return clean
+    return out
 
 
 _TYPES = [*WIRE_TYPES, *XSD_TYPES, "decimal"]
+_VALUE_LIST = _list_of(
+    arguments_schema(
+        {
+            "name": PARAMETER_NAME_SCHEMA,
+            "value": {
+                "type": ["string", "integer", "boolean"],
+                "maxLength": MAX_VALUE,
+                "description": "Must suit the type (given, or the one the CPE reported, or "
+                "the data model's).",
+            },
+            "type": {"enum": [*_TYPES, None]},
+        },
+        ["name", "value"],
+    )
+)
 PARAMETER_VALUES_SCHEMA = arguments_schema(
     {
-        "parameters": _list_of(
-            arguments_schema(
-                {
-                    "name": PARAMETER_NAME_SCHEMA,
-                    "value": {
-                        "type": ["string", "integer", "boolean"],
-                        "maxLength": MAX_VALUE,
-                        "description": "Must suit the type (given, or the one the CPE "
-                        "reported, or the data model's).",
-                    },
-                    "type": {"enum": [*_TYPES, None]},
-                },
-                ["name", "value"],
-            )
-        ),
+        "parameters": _VALUE_LIST,
         "parameter_key": {
             "type": ["string", "null"],
             "maxLength": MAX_KEY,
@@ -242,7 +248,25 @@ def object_name(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"object_name": check_path(args.get("object_name"), "object_name", object_path=True)}
 
 
-OBJECT_NAME_SCHEMA = arguments_schema({"object_name": OBJECT_PATH_SCHEMA}, ["object_name"])
+def new_object(args: Mapping[str, Any]) -> dict[str, Any]:
+    """AddObject: the object path, and optionally values to set on the new instance (names
+    relative to it: ``Enable``, ``X_VENDOR.Mode``)."""
+    clean = object_name(args)
+    if args.get("parameters") is not None:
+        clean["parameters"] = _values(args["parameters"])
+    return clean
+
+
+NEW_OBJECT_SCHEMA = arguments_schema(
+    {
+        "object_name": OBJECT_PATH_SCHEMA,
+        "parameters": {
+            "anyOf": [_VALUE_LIST, {"type": "null"}],
+            "description": "Values set on the new instance, named relative to it ('Enable').",
+        },
+    },
+    ["object_name"],
+)
 INSTANCE_NAME_SCHEMA = arguments_schema(
     {
         "object_name": {

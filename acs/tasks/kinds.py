@@ -298,16 +298,26 @@ def _refresh(run: TaskRun) -> Steps:
     return {"parameters": count}
 
 
+def _typed(
+    run: TaskRun, items: Sequence[Mapping[str, Any]], prefix: str = ""
+) -> list[rpc.ParameterValue]:
+    """The values to set, each with its type: given, else the CPE's own when it told us,
+    else the data model's, else a string."""
+    values = []
+    for item in items:
+        name = prefix + item["name"]
+        xsd = item.get("type")
+        if xsd is None:
+            cached = run.store.get_parameter(run.task.device_id, name)
+            known = cached.type if cached is not None and cached.type else None
+            xsd = known or model_type(name) or "xsd:string"
+        values.append(rpc.ParameterValue(name, item["value"], xsd))
+    return values
+
+
 def _set_parameter_values(run: TaskRun) -> Steps:
     device_id = run.task.device_id
-    values = []
-    for item in run.task.args["parameters"]:
-        xsd = item.get("type")
-        if xsd is None:  # the CPE's own type when it told us, else the data model's
-            cached = run.store.get_parameter(device_id, item["name"])
-            known = cached.type if cached is not None and cached.type else None
-            xsd = known or model_type(item["name"]) or "xsd:string"
-        values.append(rpc.ParameterValue(item["name"], item["value"], xsd))
+    values = _typed(run, run.task.args["parameters"])
     answer: rpc.SetParameterValuesResponse = yield from run.call(
         rpc.SetParameterValues(
             parameters=tuple(values),
@@ -356,10 +366,21 @@ def _add_object(run: TaskRun) -> Steps:
         "status": answer.status,
     }
     run.committed = result
-    # The object exists now whatever happens next: a failed read-back must not fail the
-    # task (a retry would create a second instance), so its fault only goes in the result.
+    instance = f"{name}{answer.instance_number}."
+    # The object exists now whatever happens next: a failed write or read-back must not
+    # fail the task (a retry would create a second instance), so its fault only goes in
+    # the result.
+    if run.task.args.get("parameters"):
+        values = _typed(run, run.task.args["parameters"], instance)
+        try:
+            set_answer: rpc.SetParameterValuesResponse = yield from run.call(
+                rpc.SetParameterValues(parameters=tuple(values), parameter_key=task_key(run.task))
+            )
+            result["set_status"] = set_answer.status
+        except CpeFault as exc:
+            result["set_fault"] = {"code": exc.fault.code, "string": exc.fault.string}
     try:
-        result["parameters"] = yield from run.fetch_tree(f"{name}{answer.instance_number}.")
+        result["parameters"] = yield from run.fetch_tree(instance)
     except CpeFault as exc:
         result["refresh_fault"] = {"code": exc.fault.code, "string": exc.fault.string}
     except TaskError as exc:
@@ -486,6 +507,8 @@ ADDED_RESULT = _result(
         "instance_number": {"type": "integer", "minimum": 1},
         "status": _STATUS,
         "parameters": {**_COUNT, "description": "Values read back from the new instance."},
+        "set_status": {**_STATUS, "description": "Of the values set on the new instance."},
+        "set_fault": {"type": "object", "description": "Why they could not be set."},
         "refresh_fault": {
             "type": "object",
             "description": "Why the read-back failed (the instance exists all the same).",
@@ -573,9 +596,9 @@ _DECLARED = (
     TaskKind(
         "add_object",
         _add_object,
-        ("object_name",),
-        a.object_name,
-        args_schema=a.OBJECT_NAME_SCHEMA,
+        ("object_name", "parameters"),
+        a.new_object,
+        args_schema=a.NEW_OBJECT_SCHEMA,
         example={"object_name": "Device.NAT.PortMapping."},
         api_task=True,
         result_schema=ADDED_RESULT,
