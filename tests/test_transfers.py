@@ -235,7 +235,7 @@ def test_download_status_0_completes_at_once_and_version_is_checked_at_next_info
     assert "firmware_version_mismatch" not in actions(store, device)
 
 
-def test_version_mismatch_after_upgrade_is_recorded_in_history_and_result(
+def test_an_upgrade_the_cpe_did_not_install_fails_with_the_reason(
     engine: TaskEngine, store: Store, device: Device, image: FirmwareImage
 ) -> None:
     task_id, download = start_download(engine, store, device, image)
@@ -253,8 +253,11 @@ def test_version_mismatch_after_upgrade_is_recorded_in_history_and_result(
 
     session_inform(engine, device, "2 PERIODIC", version="1.0", now=400.0)
     task = task_of(store, task_id)
-    assert task.state == DONE
+    # TransferComplete 0 said done; the version the CPE runs says it failed.
+    assert task.state == FAILED
+    assert task.fault_string is not None and "not installed" in task.fault_string
     assert task.result["version_check"] == "mismatch"
+    assert task.result["report_failed"] is True  # pending_settings: firmware_update:failed
     assert "1.0" in task.result["note"] and "2.0" in task.result["note"]
     mismatch = next(h for h in store.history(device.id) if h.action == "firmware_version_mismatch")
     assert mismatch.detail == {"task_id": task_id, "expected": "2.0", "reported": "1.0"}

@@ -21,6 +21,7 @@ from acs.store.checks import (
 from acs.store.db import Database
 from acs.store.errors import Conflict, NotFound
 from acs.store.models import (
+    DONE,
     FAILED,
     FINISHED_STATES,
     FRONT_PRIORITY,
@@ -320,6 +321,26 @@ class Tasks(Database):
                 {"task_id": task_id, "kind": row["kind"]},
                 now_f,
                 actor,
+            )
+        return codec.task(row)
+
+    def fail_done_task(self, task_id: int, *, now: float, fault_string: str) -> Task:
+        """A done task turns out to have failed after all (a firmware upgrade the CPE
+        reported complete but did not install): failed for good, with the reason."""
+        now_f = epoch("now", now)
+        with self.transaction():
+            row = self._task_transition(
+                task_id,
+                (DONE,),
+                "state = 'failed', fault_code = NULL, fault_string = ?, finished = ?",
+                (fault_string, now_f),
+            )
+            self._insert_history(
+                row["device_id"],
+                "task_failed",
+                {"task_id": task_id, "kind": row["kind"], "fault_string": fault_string},
+                now_f,
+                "acs",
             )
         return codec.task(row)
 

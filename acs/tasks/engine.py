@@ -622,7 +622,8 @@ class TaskEngine:
         return {"task_id": task.id, "task_state": FAILED if retry is None else PENDING}
 
     def _check_firmware_versions(self, device: Device, inform: rpc.Inform, now: float) -> None:
-        """After a completed upgrade, the next Inform's SoftwareVersion must be the image's."""
+        """After a completed upgrade, the next Inform's SoftwareVersion must be the image's;
+        else the upgrade failed."""
         reported = inform.parameter("DeviceInfo.SoftwareVersion")
         if reported is None:
             return  # not reported by this Inform: keep waiting
@@ -641,20 +642,29 @@ class TaskEngine:
                 expected=expected,
                 reported=reported,
             )
-            self.store.update_task_result(
-                t.id,
-                {
-                    VERSION_CHECK: "mismatch",
-                    "reported_version": reported,
-                    "note": f"the CPE reports version {reported}, the image is {expected}",
-                },
-            )
-            self.store.add_history(
-                device.id,
-                "firmware_version_mismatch",
-                {"task_id": t.id, "expected": expected, "reported": reported},
-                now=now,
-            )
+            note = f"the CPE reports version {reported}, the image is {expected}"
+            # The CPE said the upgrade completed, but it still runs another version (a CPE
+            # that rejects an image this way is common): the upgrade failed, and
+            # pending_settings shows it until acknowledged.
+            with self.store.transaction():
+                self.store.update_task_result(
+                    t.id,
+                    {
+                        VERSION_CHECK: "mismatch",
+                        "reported_version": reported,
+                        "note": note,
+                        REPORT_FAILED: True,
+                    },
+                )
+                self.store.fail_done_task(
+                    t.id, now=now, fault_string=f"firmware not installed: {note}"
+                )
+                self.store.add_history(
+                    device.id,
+                    "firmware_version_mismatch",
+                    {"task_id": t.id, "expected": expected, "reported": reported},
+                    now=now,
+                )
 
     def retry_at(self, attempts: int, now: float) -> float | None:
         """When a task that failed its `attempts`-th attempt runs again; None = give up."""
