@@ -78,7 +78,9 @@ SUPPORTED_METHODS = (
     "Download",
     "Upload",
     "ScheduleInform",
+    "GetQueuedTransfers",
 )
+MAX_QUEUED = 16  # QueuedTransferStruct entries of one answer (cwmp-1-0.xsd)
 
 RECEIVED_LIMIT = 200  # ``received`` keeps the latest RPCs only: bounded memory in load runs
 BOOTSTRAP = "0 BOOTSTRAP"
@@ -263,6 +265,7 @@ class SimulatedCPE:
         "_pending_waiters",
         "_periodic_call",
         "_periodic_interval",
+        "_queued",
         "_reboot_call",
         "_retry_call",
         "_retry_count",
@@ -346,6 +349,9 @@ class SimulatedCPE:
         self._transfers = 0  # downloads and uploads in progress
         # CommandKey -> "M Download"/"M Upload" of TransferCompletes not yet delivered.
         self._transfer_methods: dict[str, str] = {}
+        # CommandKey -> state (1 not started, 2 in progress) of the transfers the ACS asked
+        # for that have not completed: GetQueuedTransfers.
+        self._queued: dict[str, int] = {}
         # Per-CPE transfer fault injection; None: the fleet-wide ``profile.faults``.
         self.inject: Faults | None = None
         self.download_resumes = 0  # downloads continued with Range after an interruption
@@ -497,6 +503,11 @@ class SimulatedCPE:
                 return rpc.Fault(9003, "Invalid arguments: DelaySeconds must be > 0", "Client")
             self._pending_actions.append(("schedule_inform", m))
             return rpc.ScheduleInformResponse()
+        if isinstance(m, rpc.GetQueuedTransfers):
+            listed = list(self._queued.items())[:MAX_QUEUED]
+            return rpc.GetQueuedTransfersResponse(
+                tuple(rpc.QueuedTransfer(key, state) for key, state in listed)
+            )
         if isinstance(m, rpc.Download):
             return self._accept_download(m)
         if isinstance(m, rpc.Upload):
@@ -509,6 +520,7 @@ class SimulatedCPE:
         if m.delay_seconds < 0:
             return rpc.Fault(9003, "Invalid arguments: negative DelaySeconds", "Client")
         self._pending_actions.append(("download", m))
+        self._queued[m.command_key] = 1
         # Status 1: not done yet; a TransferComplete follows in a later session.
         return rpc.DownloadResponse(1)
 
@@ -520,6 +532,7 @@ class SimulatedCPE:
         if not m.file_type.startswith(transfers.CONFIG_FILE_TYPES + transfers.LOG_FILE_TYPES):
             return rpc.Fault(9003, f"Invalid arguments: cannot upload {m.file_type!r}", "Client")
         self._pending_actions.append(("upload", m))
+        self._queued[m.command_key] = 1
         return rpc.UploadResponse(1)
 
     def _refresh_live_values(self) -> None:
@@ -934,6 +947,7 @@ class SimulatedCPE:
             return
         start = iso_time(float(self.profile.reactor.seconds()))
         self._transfers += 1
+        self._queued[m.command_key] = 2
         d = Deferred.fromCoroutine(self._fetch(m))
         d.addBoth(self._downloaded, m, start)
         d.addBoth(self._transfer_finished)
@@ -943,6 +957,7 @@ class SimulatedCPE:
             return
         start = iso_time(float(self.profile.reactor.seconds()))
         self._transfers += 1
+        self._queued[m.command_key] = 2
         d = Deferred.fromCoroutine(self._put(m))
         d.addBoth(self._uploaded, m, start)
         d.addBoth(self._transfer_finished)
@@ -1042,6 +1057,7 @@ class SimulatedCPE:
         version = version_key(self.session_version or self.cwmp_version) or (1, 0)
         code = transfers.transfer_fault_code(code, version, upload=method == "M Upload")
         self._transfer_methods[command_key] = method
+        self._queued.pop(command_key, None)
         self._cpe_requests.append(
             rpc.TransferComplete(
                 command_key,

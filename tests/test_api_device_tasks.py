@@ -33,6 +33,7 @@ BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
     "factory_reset": {"keep": True},
     "schedule_inform": {"delay_seconds": 0},
     "get_rpc_methods": {"methods": []},
+    "get_queued_transfers": {"all": True},
 }
 
 

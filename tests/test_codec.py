@@ -107,6 +107,10 @@ MESSAGES: dict[type, rpc.Message] = {
         delay_seconds=0,
     ),
     rpc.UploadResponse: rpc.UploadResponse(status=1),
+    rpc.GetQueuedTransfers: rpc.GetQueuedTransfers(),
+    rpc.GetQueuedTransfersResponse: rpc.GetQueuedTransfersResponse(
+        (rpc.QueuedTransfer("dl-1", 1), rpc.QueuedTransfer("ul-2", 2))
+    ),
     rpc.ScheduleInform: rpc.ScheduleInform(delay_seconds=60, command_key="sched-1"),
     rpc.ScheduleInformResponse: rpc.ScheduleInformResponse(),
     rpc.Inform: rpc.Inform(

@@ -74,6 +74,9 @@ class TasksThroughTheApi(ApplianceWithFleet):
             methods = await self.run_task(cpe, "get_rpc_methods")
             self.assertIn("GetParameterValues", methods["result"]["methods"])
 
+            queued = await self.run_task(cpe, "get_queued_transfers")
+            self.assertEqual(queued["result"], {"transfers": []})
+
     async def test_writes_set_values_and_add_and_delete_objects(self) -> None:
         for cpe in self.fleet.cpes:
             code = f"{cpe.root}DeviceInfo.ProvisioningCode"

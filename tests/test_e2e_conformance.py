@@ -98,6 +98,7 @@ def every_acs_request(root: str, files_url: str, answers: list[rpc.Message]) -> 
     answers.append(
         (yield rpc.Upload("conformance-ul", "1 Vendor Configuration File", f"{files_url}x"))
     )
+    answers.append((yield rpc.GetQueuedTransfers()))  # the Download and Upload above
     answers.append((yield rpc.ScheduleInform(3600, "conformance-si")))
     answers.append((yield rpc.Reboot("conformance-reboot")))
 

@@ -500,3 +500,15 @@ class ValueChangeTests(ClockTestCase):
         _, _, cpe = self.started(None)
         with self.assertRaises(ValueError):
             cpe.change_value("DeviceInfo.NoSuchThing", "x")
+
+
+class QueuedTransferTests(ClockTestCase):
+    def test_accepted_transfers_are_listed_until_they_complete(self) -> None:
+        _, _, cpe = self.make()
+        self.assertEqual(cpe.handle(rpc.GetQueuedTransfers()), rpc.GetQueuedTransfersResponse(()))
+        download = rpc.Download("dl-1", "1 Firmware Upgrade Image", "http://127.0.0.1:1/fw")
+        self.assertEqual(cpe.handle(download), rpc.DownloadResponse(1))
+        self.assertEqual(
+            cpe.handle(rpc.GetQueuedTransfers()),
+            rpc.GetQueuedTransfersResponse((rpc.QueuedTransfer("dl-1", 1),)),
+        )

@@ -222,6 +222,24 @@ class UploadResponse:
 
 
 @dataclass(frozen=True)
+class QueuedTransfer:
+    """A transfer the CPE has queued or under way (QueuedTransferStruct, A.4.1.1)."""
+
+    command_key: str
+    state: int  # 1 not yet started, 2 in progress, 3 completed (finishing up)
+
+
+@dataclass(frozen=True)
+class GetQueuedTransfers:
+    pass
+
+
+@dataclass(frozen=True)
+class GetQueuedTransfersResponse:
+    transfers: tuple[QueuedTransfer, ...]
+
+
+@dataclass(frozen=True)
 class ScheduleInform:
     delay_seconds: int
     command_key: str = ""
@@ -354,6 +372,8 @@ Message = (
     | DownloadResponse
     | Upload
     | UploadResponse
+    | GetQueuedTransfers
+    | GetQueuedTransfersResponse
     | ScheduleInform
     | ScheduleInformResponse
     | Inform
@@ -383,6 +403,7 @@ ACS_REQUESTS: dict[type, type] = {
     FactoryReset: FactoryResetResponse,
     Download: DownloadResponse,
     Upload: UploadResponse,
+    GetQueuedTransfers: GetQueuedTransfersResponse,
     ScheduleInform: ScheduleInformResponse,
 }
 

@@ -429,6 +429,15 @@ _DECODERS: dict[type, Callable[[_Kids], Any]] = {
         start_time=k.text("StartTime", rpc.UNKNOWN_TIME).strip(),
         complete_time=k.text("CompleteTime", rpc.UNKNOWN_TIME).strip(),
     ),
+    rpc.GetQueuedTransfers: _d_empty(rpc.GetQueuedTransfers),
+    rpc.GetQueuedTransfersResponse: lambda k: rpc.GetQueuedTransfersResponse(
+        transfers=tuple(
+            rpc.QueuedTransfer(
+                command_key=(qk := _Kids(m)).text("CommandKey", ""), state=qk.integer("State")
+            )
+            for m in k.array("TransferList")
+        )
+    ),
     rpc.ScheduleInform: lambda k: rpc.ScheduleInform(
         delay_seconds=k.integer("DelaySeconds", unsigned=True), command_key=k.text("CommandKey", "")
     ),

@@ -258,6 +258,16 @@ _ENCODERS: dict[type, Callable[[Any], str]] = {
         ("DelaySeconds", "delay_seconds", "i"),
     ),
     rpc.UploadResponse: _e_transfer_response,
+    rpc.GetQueuedTransfers: _nothing,
+    rpc.GetQueuedTransfersResponse: lambda m: _array(
+        "TransferList",
+        "cwmp:QueuedTransferStruct",
+        [
+            f"<QueuedTransferStruct><CommandKey>{_x(t.command_key)}</CommandKey>"
+            f"<State>{_i(t.state)}</State></QueuedTransferStruct>"
+            for t in m.transfers
+        ],
+    ),
     rpc.ScheduleInform: lambda m: _fields(
         m, ("DelaySeconds", "delay_seconds", "i"), ("CommandKey", "command_key", "s")
     ),

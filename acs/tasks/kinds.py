@@ -350,6 +350,13 @@ def _get_parameter_names(run: TaskRun) -> Steps:
     return {"parameters": [{"name": p.name, "writable": p.writable} for p in answer.parameters]}
 
 
+def _get_queued_transfers(run: TaskRun) -> Steps:
+    answer: rpc.GetQueuedTransfersResponse = yield from run.call(rpc.GetQueuedTransfers())
+    return {
+        "transfers": [{"command_key": t.command_key, "state": t.state} for t in answer.transfers]
+    }
+
+
 def _get_rpc_methods(run: TaskRun) -> Steps:
     answer: rpc.GetRPCMethodsResponse = yield from run.call(rpc.GetRPCMethods())
     return {"methods": list(answer.methods)}
@@ -586,6 +593,27 @@ _DECLARED = (
         example={"parameter_path": "Device.DeviceInfo.", "next_level": True},
         api_task=True,
         result_schema=NAMES_RESULT,
+    ),
+    TaskKind(
+        "get_queued_transfers",
+        _get_queued_transfers,
+        api_task=True,
+        result_schema=_result(
+            {
+                "transfers": {
+                    "type": "array",
+                    "items": _result(
+                        {
+                            "command_key": {"type": "string"},
+                            "state": {
+                                "type": "integer",
+                                "description": "1 not yet started, 2 in progress, 3 completed.",
+                            },
+                        }
+                    ),
+                }
+            }
+        ),
     ),
     TaskKind(
         "get_rpc_methods",
