@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from acs.cwmp import rpc
 from acs.store.models import IN_PROGRESS, Task
 from acs.tasks import args as a
+from acs.tasks import results as r
 from acs.tasks.run import CpeFault, Steps, TaskError, TaskRun, WaitForInform, task_key
 from acs.tasks.settings import model_type
 
@@ -461,70 +462,6 @@ def _covers(pending: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return True
 
 
-# --- the results the API documents (what each generator returns) --------------------------
-
-
-def _result(properties: Mapping[str, Any], required: Sequence[str] | None = None) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": dict(properties),
-        "required": list(properties if required is None else required),
-    }
-
-
-_TEXT_OR_NULL = {"type": ["string", "null"]}
-_COUNT = {"type": "integer", "minimum": 0}
-_STATUS = {"type": "integer", "enum": [0, 1], "description": "1: applied after a reboot."}
-_STRINGS = {"type": "array", "items": {"type": "string"}}
-CONFIRMED_RESULT = _result({"events": {**_STRINGS, "description": "Of the confirming Inform."}})
-VALUES_RESULT = _result(
-    {
-        "parameters": {
-            "type": "array",
-            "items": _result(
-                {"name": {"type": "string"}, "value": _TEXT_OR_NULL, "type": _TEXT_OR_NULL}
-            ),
-        }
-    }
-)
-NAMES_RESULT = _result(
-    {
-        "parameters": {
-            "type": "array",
-            "items": _result({"name": {"type": "string"}, "writable": {"type": "boolean"}}),
-        }
-    }
-)
-ATTRIBUTES_RESULT = _result(
-    {
-        "attributes": {
-            "type": "array",
-            "items": _result(
-                {
-                    "name": {"type": "string"},
-                    "notification": {"type": "integer"},
-                    "access_list": _STRINGS,
-                }
-            ),
-        }
-    }
-)
-ADDED_RESULT = _result(
-    {
-        "instance_number": {"type": "integer", "minimum": 1},
-        "status": _STATUS,
-        "parameters": {**_COUNT, "description": "Values read back from the new instance."},
-        "set_status": {**_STATUS, "description": "Of the values set on the new instance."},
-        "set_fault": {"type": "object", "description": "Why they could not be set."},
-        "refresh_fault": {
-            "type": "object",
-            "description": "Why the read-back failed (the instance exists all the same).",
-        },
-    },
-    ["instance_number", "status"],
-)
-
-
 # --- the declarations -------------------------------------------------------------------
 
 _DECLARED = (
@@ -539,7 +476,7 @@ _DECLARED = (
         api_task=True,
         api_doc="Reboot RPC; done when the CPE informs with 'M Reboot'.",
         api_rank=50,
-        result_schema=CONFIRMED_RESULT,
+        result_schema=r.CONFIRMED_RESULT,
     ),
     TaskKind(
         "factory_reset",
@@ -553,7 +490,7 @@ _DECLARED = (
         api_task=True,
         api_doc="FactoryReset RPC; the stored settings are wiped.",
         api_rank=10,
-        result_schema=CONFIRMED_RESULT,
+        result_schema=r.CONFIRMED_RESULT,
     ),
     TaskKind(
         "refresh",
@@ -562,7 +499,7 @@ _DECLARED = (
         a.optional_path,
         args_schema=a.OPTIONAL_PATH_SCHEMA,
         api_task=True,
-        result_schema=_result({"parameters": _COUNT}),
+        result_schema=r.result({"parameters": r.COUNT}),
     ),
     TaskKind(
         "set_parameter_values",
@@ -572,7 +509,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_VALUES_SCHEMA,
         example={"parameters": [{"name": "Device.X.Y", "value": "1"}]},
         api_task=True,
-        result_schema=_result({"status": _STATUS}),
+        result_schema=r.result({"status": r.STATUS}),
     ),
     TaskKind(
         "get_parameter_values",
@@ -582,7 +519,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_NAMES_SCHEMA,
         example={"parameter_names": ["Device.DeviceInfo."]},
         api_task=True,
-        result_schema=VALUES_RESULT,
+        result_schema=r.VALUES_RESULT,
     ),
     TaskKind(
         "get_parameter_names",
@@ -592,34 +529,19 @@ _DECLARED = (
         args_schema=a.NAMES_REQUEST_SCHEMA,
         example={"parameter_path": "Device.DeviceInfo.", "next_level": True},
         api_task=True,
-        result_schema=NAMES_RESULT,
+        result_schema=r.NAMES_RESULT,
     ),
     TaskKind(
         "get_queued_transfers",
         _get_queued_transfers,
         api_task=True,
-        result_schema=_result(
-            {
-                "transfers": {
-                    "type": "array",
-                    "items": _result(
-                        {
-                            "command_key": {"type": "string"},
-                            "state": {
-                                "type": "integer",
-                                "description": "1 not yet started, 2 in progress, 3 completed.",
-                            },
-                        }
-                    ),
-                }
-            }
-        ),
+        result_schema=r.QUEUED_RESULT,
     ),
     TaskKind(
         "get_rpc_methods",
         _get_rpc_methods,
         api_task=True,
-        result_schema=_result({"methods": _STRINGS}),
+        result_schema=r.result({"methods": r.STRINGS}),
     ),
     TaskKind(
         "add_object",
@@ -629,7 +551,7 @@ _DECLARED = (
         args_schema=a.NEW_OBJECT_SCHEMA,
         example={"object_name": "Device.NAT.PortMapping."},
         api_task=True,
-        result_schema=ADDED_RESULT,
+        result_schema=r.ADDED_RESULT,
     ),
     TaskKind(
         "delete_object",
@@ -639,7 +561,7 @@ _DECLARED = (
         args_schema=a.INSTANCE_NAME_SCHEMA,
         example={"object_name": "Device.NAT.PortMapping.1."},
         api_task=True,
-        result_schema=_result({"status": _STATUS}),
+        result_schema=r.result({"status": r.STATUS}),
     ),
     TaskKind(
         "get_parameter_attributes",
@@ -649,7 +571,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_NAMES_SCHEMA,
         example={"parameter_names": ["Device.X."]},
         api_task=True,
-        result_schema=ATTRIBUTES_RESULT,
+        result_schema=r.ATTRIBUTES_RESULT,
     ),
     TaskKind(
         "set_parameter_attributes",
@@ -659,7 +581,7 @@ _DECLARED = (
         args_schema=a.PARAMETER_ATTRIBUTES_SCHEMA,
         example={"parameters": [{"name": "Device.X.Y", "notification": 1}]},
         api_task=True,
-        result_schema=_result({}),
+        result_schema=r.result({}),
     ),
     # FactoryReset keeping the stored settings: re-applied after the CPE's 0 BOOTSTRAP.
     TaskKind(
@@ -743,7 +665,7 @@ _DECLARED = (
             ["delay_seconds"],
         ),
         api_rank=45,
-        result_schema=CONFIRMED_RESULT,
+        result_schema=r.CONFIRMED_RESULT,
     ),
 )
 

@@ -1,0 +1,85 @@
+"""The JSON Schemas of the results the API documents for each offered task kind: what the
+RPC generators of `acs.tasks.kinds` return (a kind declares its `result_schema` from here)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def result(properties: Mapping[str, Any], required: Sequence[str] | None = None) -> dict[str, Any]:
+    """An object with these properties, all of them always there unless ``required``."""
+    return {
+        "type": "object",
+        "properties": dict(properties),
+        "required": list(properties if required is None else required),
+    }
+
+
+TEXT_OR_NULL = {"type": ["string", "null"]}
+COUNT = {"type": "integer", "minimum": 0}
+STATUS = {"type": "integer", "enum": [0, 1], "description": "1: applied after a reboot."}
+STRINGS = {"type": "array", "items": {"type": "string"}}
+CONFIRMED_RESULT = result({"events": {**STRINGS, "description": "Of the confirming Inform."}})
+VALUES_RESULT = result(
+    {
+        "parameters": {
+            "type": "array",
+            "items": result(
+                {"name": {"type": "string"}, "value": TEXT_OR_NULL, "type": TEXT_OR_NULL}
+            ),
+        }
+    }
+)
+NAMES_RESULT = result(
+    {
+        "parameters": {
+            "type": "array",
+            "items": result({"name": {"type": "string"}, "writable": {"type": "boolean"}}),
+        }
+    }
+)
+ATTRIBUTES_RESULT = result(
+    {
+        "attributes": {
+            "type": "array",
+            "items": result(
+                {
+                    "name": {"type": "string"},
+                    "notification": {"type": "integer"},
+                    "access_list": STRINGS,
+                }
+            ),
+        }
+    }
+)
+ADDED_RESULT = result(
+    {
+        "instance_number": {"type": "integer", "minimum": 1},
+        "status": STATUS,
+        "parameters": {**COUNT, "description": "Values read back from the new instance."},
+        "set_status": {**STATUS, "description": "Of the values set on the new instance."},
+        "set_fault": {"type": "object", "description": "Why they could not be set."},
+        "refresh_fault": {
+            "type": "object",
+            "description": "Why the read-back failed (the instance exists all the same).",
+        },
+    },
+    ["instance_number", "status"],
+)
+QUEUED_RESULT = result(
+    {
+        "transfers": {
+            "type": "array",
+            "items": result(
+                {
+                    "command_key": {"type": "string"},
+                    "state": {
+                        "type": "integer",
+                        "description": "1 not yet started, 2 in progress, 3 completed.",
+                    },
+                }
+            ),
+        }
+    }
+)
