@@ -12,10 +12,13 @@ finished task (its ``result``, or its fault), else 202 with the task as it stand
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from acs.store.models import FAILED
-from acs.tasks import KINDS, validate_args
+from acs.cwmp.paths import known_root
+from acs.cwmp.values import type_problem
+from acs.store.models import FAILED, Device
+from acs.tasks import KINDS, model_type, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, conflict, not_found, route, store_errors
 from api.device_children import task_component, task_json
 from api.docs import WRITE, Doc
@@ -74,6 +77,38 @@ _PARAMS = (
         "schema": integer(minimum=0, maximum=MAX_TIMEOUT),
     },
 )
+
+
+def _check_for_device(api: Api, device: Device, kind: str, args: Mapping[str, Any]) -> None:
+    """What only the device can tell: its paths are under its data model's root, and a
+    value sent without a type suits the type the CPE reported (or the data model's)."""
+    root = known_root(device.data_model_root)
+    errors: dict[str, list[str]] = {}
+    if root is not None:
+        for key, path in _paths(args):
+            if not path.startswith(root):
+                errors.setdefault(key, []).append(
+                    f"{path!r}: this device's data model root is {root}"
+                )
+    for item in args.get("parameters", ()) if kind == "set_parameter_values" else ():
+        if "type" in item:
+            continue
+        cached = api.store.get_parameter(device.id, item["name"])
+        xsd = (cached.type if cached is not None else None) or model_type(item["name"])
+        problem = None if xsd is None else type_problem(item["value"], xsd)
+        if problem is not None:
+            errors.setdefault("parameters", []).append(f"{item['name']}: value {problem}")
+    if errors:
+        raise ApiError(400, errors)
+
+
+def _paths(args: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(argument, path) of every parameter path the arguments name."""
+    found = [(key, args[key]) for key in ("parameter_path", "object_name") if args.get(key)]
+    found += [("parameter_names", name) for name in args.get("parameter_names", ())]
+    if "object_name" not in args:  # add_object's are relative to the new instance
+        found += [("parameters", item["name"]) for item in args.get("parameters", ())]
+    return found
 
 
 def _arguments_error(kind: str, message: str) -> ApiError:
@@ -148,6 +183,7 @@ async def create_task(api: Api, req: ApiRequest, device_id: int) -> Result:
         args = validate_args(kind, body)
     except ValueError as exc:
         raise _arguments_error(kind, str(exc)) from None
+    _check_for_device(api, device, kind, args)
     with store_errors():
         task = api.tasks.queue(device.id, kind, args, actor=req.principal.name, wake=wake)
     if timeout:

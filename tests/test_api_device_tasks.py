@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from apiharness import T0, ApiHarness
+from factories import informed_device
 from test_api_device_ops import FakeConnreq, connreq, make_device
 
 from acs.cwmp.redact import REDACTED
@@ -245,3 +246,40 @@ def test_a_failed_task_can_be_retried_once_it_failed(
     assert ("task_retried", "ops2") in actions
     assert harness.call("POST", retry, token=harness.token("viewer")).status == 403
     assert harness.call("POST", f"{url(device.id)}999/retry/", token=token).status == 404
+
+
+def test_what_only_the_device_can_tell_is_checked_before_queueing(
+    harness: ApiHarness, connreq: FakeConnreq
+) -> None:
+    device = informed_device(harness.store, "SN-ROOT")  # a TR-181 device: root Device.
+    harness.store.upsert_parameters(
+        device.id, [("Device.X.Flag", "true", "xsd:boolean", True)], now=T0
+    )
+    token = harness.token("operator")
+
+    def post(body: dict[str, Any]) -> Any:
+        return harness.call("POST", url(device.id), token=token, json_body=body)
+
+    wrong_root = post(
+        {"kind": "get_parameter_values", "parameter_names": ["InternetGatewayDevice."]}
+    )
+    assert wrong_root.status == 400
+    assert "data model root is Device." in wrong_root.json["parameter_names"][0]
+    assert (
+        post({"kind": "delete_object", "object_name": "InternetGatewayDevice.X.1."}).status == 400
+    )
+    # Untyped values must suit the type the CPE reported, else the data model's.
+    for name, value in (
+        ("Device.X.Flag", "maybe"),
+        ("Device.ManagementServer.PeriodicInformInterval", "soon"),
+    ):
+        reply = post(
+            {"kind": "set_parameter_values", "parameters": [{"name": name, "value": value}]}
+        )
+        assert reply.status == 400, reply.json
+        assert reply.json["parameters"][0].startswith(f"{name}: value")
+    assert harness.store.tasks_for_device(device.id) == []  # nothing was queued
+    typed = {"name": "Device.X.Flag", "value": "maybe", "type": "xsd:string"}
+    assert post({"kind": "set_parameter_values", "parameters": [typed]}).status == 202
+    suits = {"name": "Device.X.Flag", "value": "false"}
+    assert post({"kind": "set_parameter_values", "parameters": [suits]}).status == 202
