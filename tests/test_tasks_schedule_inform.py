@@ -79,6 +79,8 @@ def test_delay_seconds_within_bounds_is_accepted(delay: float) -> None:
         ({"delay_seconds": "60"}, "must be an integer"),
         ({"delay_seconds": 1.5}, "must be an integer"),
         ({"delay_seconds": 60, "when": 1}, "unknown argument\\(s\\) for schedule_inform: when"),
+        ({"delay_seconds": 60, "command_key": "k" * 33}, "command_key must be printable ASCII"),
+        ({"delay_seconds": 60, "command_key": "k\n"}, "command_key must be printable ASCII"),
     ],
 )
 def test_bad_arguments_are_refused(args: dict[str, Any] | None, message: str) -> None:
@@ -107,6 +109,21 @@ def test_scheduled_inform_with_the_task_key_completes_it(
     done = store.get_task(task_id)
     assert done is not None and done.state == DONE
     assert done.result == {"events": ["3 SCHEDULED", "M ScheduleInform"]}
+
+
+def test_a_chosen_command_key_is_sent_and_confirms_the_task(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    args = {"delay_seconds": 30, "command_key": "maintenance-7"}
+    task = engine.queue(device.id, "schedule_inform", args, actor="op", now=10)
+    session = engine.open_session(device.id)
+    assert session.next_request(now=11.0) == rpc.ScheduleInform(30, "maintenance-7")
+    session.on_response(rpc.ScheduleInformResponse(), now=12.0)
+    own_key = ("M ScheduleInform", task_key(task))
+    engine.on_inform(device, inform("3 SCHEDULED", own_key), now=40.0)
+    assert state(store, task.id) == IN_PROGRESS  # the key sent was the caller's
+    engine.on_inform(device, inform("3 SCHEDULED", ("M ScheduleInform", "maintenance-7")), now=41.0)
+    assert state(store, task.id) == DONE
 
 
 @pytest.mark.parametrize(

@@ -178,14 +178,31 @@ def names_request(args: Mapping[str, Any]) -> dict[str, Any]:
 
 def parameter_values(args: Mapping[str, Any]) -> dict[str, Any]:
     clean: dict[str, Any] = {"parameters": _values(args.get("parameters"))}
-    key = args.get("parameter_key")
+    key = optional_key(args, "parameter_key")
     if key is not None:
-        if not isinstance(key, str) or len(key) > MAX_KEY or not _ASCII_TEXT.fullmatch(key):
-            raise ValueError(
-                f"parameter_key must be printable ASCII of at most {MAX_KEY} characters"
-            )
         clean["parameter_key"] = key
     return clean
+
+
+def optional_key(args: Mapping[str, Any], name: str) -> str | None:
+    """A CommandKey or ParameterKey the caller chose (printable ASCII, at most 32), or
+    None when absent."""
+    key = args.get(name)
+    if key is not None and (
+        not isinstance(key, str) or len(key) > MAX_KEY or not _ASCII_TEXT.fullmatch(key)
+    ):
+        raise ValueError(f"{name} must be printable ASCII of at most {MAX_KEY} characters")
+    return key
+
+
+def key_schema(description: str) -> Schema:
+    """The schema of :func:`optional_key`."""
+    return {
+        "type": ["string", "null"],
+        "maxLength": MAX_KEY,
+        "pattern": ASCII_TEXT_PATTERN,
+        "description": description,
+    }
 
 
 def _values(items: Any) -> list[dict[str, Any]]:
@@ -233,12 +250,7 @@ _VALUE_LIST = _list_of(
 PARAMETER_VALUES_SCHEMA = arguments_schema(
     {
         "parameters": _VALUE_LIST,
-        "parameter_key": {
-            "type": ["string", "null"],
-            "maxLength": MAX_KEY,
-            "pattern": ASCII_TEXT_PATTERN,
-            "description": "The ParameterKey sent (default: the task's own).",
-        },
+        "parameter_key": key_schema("The ParameterKey sent (default: the task's own)."),
     },
     ["parameters"],
 )

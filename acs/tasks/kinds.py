@@ -125,7 +125,15 @@ def _keyed(tasks: Sequence[Task], inform: rpc.Inform, code: str) -> list[Task]:
     """Tasks whose CommandKey an event `code` of the Inform carries."""
     keys = {e.command_key for e in inform.events if e.code == code}
     # A pending one was retried after an abort but may have reached the CPE anyway.
-    return [t for t in tasks if task_key(t) in keys and (t.state == IN_PROGRESS or t.attempts > 0)]
+    return [
+        t for t in tasks if command_key(t) in keys and (t.state == IN_PROGRESS or t.attempts > 0)
+    ]
+
+
+def command_key(task: Task) -> str:
+    """The CommandKey the task's RPC carries: the caller's when it chose one."""
+    chosen = task.args.get("command_key")
+    return chosen if isinstance(chosen, str) and chosen else task_key(task)
 
 
 def _rebooted(tasks: Sequence[Task], inform: rpc.Inform, events: Sequence[str]) -> list[Task]:
@@ -435,7 +443,7 @@ def _set_parameter_attributes(run: TaskRun) -> Steps:
 
 def _schedule_inform(run: TaskRun) -> Steps:
     delay = run.task.args["delay_seconds"]
-    yield from run.call(rpc.ScheduleInform(delay_seconds=delay, command_key=task_key(run.task)))
+    yield from run.call(rpc.ScheduleInform(delay_seconds=delay, command_key=command_key(run.task)))
     return WaitForInform()
 
 
@@ -451,7 +459,11 @@ def _delay_seconds(args: Mapping[str, Any]) -> dict[str, Any]:
         delay = int(delay)  # 159.0: JSON has one number type, JSON Schema's integer allows it
     if isinstance(delay, bool) or not isinstance(delay, int) or not 0 < delay <= MAX_SCHEDULE_DELAY:
         raise ValueError(f"delay_seconds must be an integer from 1 to {MAX_SCHEDULE_DELAY}")
-    return {"delay_seconds": delay}
+    clean: dict[str, Any] = {"delay_seconds": delay}
+    key = a.optional_key(args, "command_key")
+    if key is not None:
+        clean["command_key"] = key
+    return clean
 
 
 def _covers_all(pending: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -649,7 +661,7 @@ _DECLARED = (
     TaskKind(
         "schedule_inform",
         _schedule_inform,
-        ("delay_seconds",),
+        ("delay_seconds", "command_key"),
         _delay_seconds,
         example={"delay_seconds": 60},
         completion=INFORM,
@@ -661,7 +673,13 @@ _DECLARED = (
         api_doc="ScheduleInform RPC; done when the CPE informs with 'M ScheduleInform'.",
         api_args=True,
         args_schema=a.arguments_schema(
-            {"delay_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_SCHEDULE_DELAY}},
+            {
+                "delay_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_SCHEDULE_DELAY},
+                "command_key": a.key_schema(
+                    "The CommandKey sent, and echoed in 'M ScheduleInform' (default: the "
+                    "task's own)."
+                ),
+            },
             ["delay_seconds"],
         ),
         api_rank=45,
