@@ -59,20 +59,10 @@ class ApiHarness:
         )
         return token
 
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        json_body: Any = None,
-        data: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Reply:
-        """One request, answered synchronously. `path` may carry a query string."""
-        return self.begin(
-            method, path, token=token, json_body=json_body, data=data, headers=headers
-        )()
+    def call(self, method: str, path: str, **options: Any) -> Reply:
+        """One request, answered synchronously (the options of :meth:`begin`). `path` may
+        carry a query string."""
+        return self.begin(method, path, **options)()
 
     def begin(
         self,
