@@ -21,11 +21,10 @@ from acs.store.models import FAILED, Device
 from acs.tasks import KINDS, model_type, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, conflict, not_found, route, store_errors
 from api.device_children import task_component, task_json
-from api.docs import WRITE, Doc
+from api.docs import MAX_TASK_TIMEOUT, WRITE, Doc
 from api.fields import Form
-from api.schema import BOOL_TEXT_PATTERN, JSON, Schema, integer, obj, ref, string
+from api.schema import JSON, Schema, obj, ref
 
-MAX_TIMEOUT = 120
 # The retry takes no arguments: an empty body, or none.
 RETRY_FORM = Form("TaskRetry", {}, components={"TaskRetry": "update"})
 API_KINDS = tuple(name for name, kind in KINDS.items() if kind.api_task)
@@ -43,10 +42,10 @@ def _request(kind: str) -> Schema:
 
 # components/schemas: one body per kind (TaskRequest<Kind>), and TaskRequest, any of them
 # by its `kind`.
-REQUEST_SCHEMAS: dict[str, Schema] = {
+TASK_SCHEMAS: dict[str, Schema] = {
     task_component(kind, "Request"): _request(kind) for kind in API_KINDS
 }
-REQUEST_SCHEMAS["TaskRequest"] = {
+TASK_SCHEMAS["TaskRequest"] = {
     "oneOf": [ref(task_component(kind, "Request")) for kind in API_KINDS],
     "discriminator": {
         "propertyName": "kind",
@@ -56,26 +55,9 @@ REQUEST_SCHEMAS["TaskRequest"] = {
     },
     "description": "The RPC (kind, in snake_case) and, beside it, its arguments.",
 }
-# ... and the result a done task of each kind carries (Task.result).
-REQUEST_SCHEMAS.update(
+# ... and the result a done task of each kind carries (TaskResult<Kind>).
+TASK_SCHEMAS.update(
     {task_component(kind, "Result"): dict(KINDS[kind].result_schema or {}) for kind in API_KINDS}
-)
-_PARAMS = (
-    {
-        "name": "connection_request",
-        "in": "query",
-        "required": False,
-        "description": "false: only queue the task (it runs at the device's next session).",
-        "schema": string(pattern=BOOL_TEXT_PATTERN),
-    },
-    {
-        "name": "timeout",
-        "in": "query",
-        "required": False,
-        "description": f"Seconds to wait for the task to end (0-{MAX_TIMEOUT}, default 0): 200 "
-        "with the finished task, else 202 with the task as it stands.",
-        "schema": integer(minimum=0, maximum=MAX_TIMEOUT),
-    },
 )
 
 
@@ -159,7 +141,7 @@ def retry_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Resul
         "device_resources",
         "Task",
         202,
-        params=_PARAMS,
+        params=("connection_request", "task_timeout"),
         body="TaskRequest",
         errors=WRITE,
         responses={
@@ -173,7 +155,7 @@ def retry_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Resul
 async def create_task(api: Api, req: ApiRequest, device_id: int) -> Result:
     device = api.device(req, device_id)
     wake = req.query_bool("connection_request", default=True)
-    timeout = req.query_int("timeout", minimum=0, maximum=MAX_TIMEOUT) or 0
+    timeout = req.query_int("timeout", minimum=0, maximum=MAX_TASK_TIMEOUT) or 0
     body: dict[str, Any] = req.json_object()
     kind = body.pop("kind", None)
     if kind not in API_KINDS:

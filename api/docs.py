@@ -178,6 +178,7 @@ def crud(name: str, tag: str, schema: str, *, list_params: tuple[str, ...] = ())
 # --- components: parameters and responses ---------------------------------------------
 
 _TASK_STATES = f"({'|'.join(TASK_STATES)})"
+MAX_TASK_TIMEOUT = 120  # seconds POST .../tasks/?timeout= may wait for the task
 _BOOL_QUERY = string(pattern=BOOL_TEXT_PATTERN, examples=["true"])
 
 
@@ -253,6 +254,18 @@ PARAMETERS: dict[str, Schema] = {
         "organization",
         integer(minimum=1, maximum=SQL_INT_MAX),
         "Organization id: its locations and the shared ones; outside the token's scope -> 403.",
+        empty=True,
+    ),
+    "connection_request": _query(
+        "connection_request",
+        _BOOL_QUERY,
+        "false: only queue the task (it runs at the device's next session).",
+    ),
+    "task_timeout": _query(
+        "timeout",
+        integer(minimum=0, maximum=MAX_TASK_TIMEOUT),
+        f"Seconds to wait for the task to end (0-{MAX_TASK_TIMEOUT}, default 0): 200 with the "
+        "finished task, else 202 with the task as it stands.",
         empty=True,
     ),
     "force": _query(

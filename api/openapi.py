@@ -197,7 +197,7 @@ _HISTORY_ITEM = obj(
 SCHEMAS: dict[str, Schema] = {
     **TEXT_SCHEMAS,
     **form_schemas(),
-    **device_tasks.REQUEST_SCHEMAS,
+    **device_tasks.TASK_SCHEMAS,
     **view_schemas(),
     "Error": obj({"detail": string()}, ["detail"], description="Request-level error."),
     "FieldErrors": obj(

@@ -16,7 +16,8 @@ from test_api_device_ops import FakeConnreq, connreq, make_device
 
 from acs.cwmp.redact import REDACTED
 from acs.tasks import KINDS, validate_args
-from api.device_tasks import API_KINDS, MAX_TIMEOUT
+from api.device_tasks import API_KINDS
+from api.docs import MAX_TASK_TIMEOUT
 
 __all__ = ["connreq"]
 
@@ -92,7 +93,7 @@ def test_bad_arguments_are_a_400_and_queue_nothing(
         ({"kind": "provision"}, ""),
         ({"kind": "no_such_rpc"}, ""),
         ({"kind": ["reboot"]}, ""),
-        ({"kind": "reboot"}, f"?timeout={MAX_TIMEOUT + 1}"),
+        ({"kind": "reboot"}, f"?timeout={MAX_TASK_TIMEOUT + 1}"),
         ({"kind": "reboot"}, "?timeout=-1"),
         ({"kind": "reboot"}, "?timeout=soon"),
         ({"kind": "reboot"}, "?connection_request=maybe"),
