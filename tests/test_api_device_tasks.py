@@ -284,3 +284,20 @@ def test_what_only_the_device_can_tell_is_checked_before_queueing(
     assert post({"kind": "set_parameter_values", "parameters": [typed]}).status == 202
     suits = {"name": "Device.X.Flag", "value": "false"}
     assert post({"kind": "set_parameter_values", "parameters": [suits]}).status == 202
+
+
+def test_a_caller_that_goes_away_waits_no_more(harness: ApiHarness) -> None:
+    device = make_device(harness)
+    engine = harness.appliance.tasks
+    task = harness.store.queue_task(device.id, "get_rpc_methods", {}, now=T0, actor="ops")
+    gone, staying = engine.wait_finished(task.id, 60), engine.wait_finished(task.id, 60)
+    gone.addErrback(lambda failure: None)  # the CancelledError the caller gets
+    gone.cancel()
+    assert engine.waiting() == 1
+    harness.store.start_task(task.id, now=T0 + 1)
+    harness.store.complete_task(task.id, now=T0 + 2, result={"methods": []})
+    harness.clock.advance(0)
+    finished: list[Any] = []
+    staying.addCallback(finished.append)
+    assert [t.state for t in finished] == ["done"]
+    assert engine.waiting() == 0 and harness.clock.getDelayedCalls() == []

@@ -502,7 +502,11 @@ class TaskEngine:
             return succeed(task if task is not None and task.state in FINISHED_STATES else None)
         if self.waiting() >= MAX_WAITERS:
             return succeed(None)
-        waiter: Deferred[Task | None] = Deferred()
+
+        def cancelled(waiter: Deferred[Task | None]) -> None:  # the caller went away
+            self._forget(task_id, waiter)
+
+        waiter: Deferred[Task | None] = Deferred(cancelled)
         self._waiters.setdefault(task_id, []).append(waiter)
         timer = self.reactor.callLater(timeout, self._give_up, task_id, waiter)
         waiter.addBoth(_cancel_timer, timer)
@@ -513,12 +517,17 @@ class TaskEngine:
         return sum(len(waiters) for waiters in self._waiters.values())
 
     def _give_up(self, task_id: int, waiter: Deferred[Task | None]) -> None:
-        waiting = self._waiters.get(task_id, [])
-        if waiter in waiting:
-            waiting.remove(waiter)
-            if not waiting:
-                del self._waiters[task_id]
+        if self._forget(task_id, waiter):
             waiter.callback(None)
+
+    def _forget(self, task_id: int, waiter: Deferred[Task | None]) -> bool:
+        waiting = self._waiters.get(task_id, [])
+        if waiter not in waiting:
+            return False
+        waiting.remove(waiter)
+        if not waiting:
+            del self._waiters[task_id]
+        return True
 
     def _task_finished(self, task_id: int) -> None:
         # Called inside the store's transaction: the waiters are told once it is over (and
