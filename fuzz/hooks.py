@@ -168,7 +168,7 @@ def _task_request(case: Case, body: Body) -> None:
     (the rules no schema states); and the answer waits at most a second, since a
     fuzzed device never runs the task and the run's requests time out after 30 s."""
     query = case.query if case.query is not None else {}
-    if "timeout" in query:
+    if query.get("timeout") not in (None, ""):  # "" is no timeout (allowEmptyValue)
         query["timeout"] = min(int(query["timeout"]), 1)
     case.query = query
     kinds = ("set_parameter_values", "add_object")
