@@ -204,7 +204,8 @@ def list_tasks(api: Api, req: ApiRequest, device_id: int) -> Result:
     )
 
 
-def _task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Task:
+def device_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Task:
+    """A task of a device the caller may read: 404 unknown or another device's."""
     device = api.device(req, device_id)
     task = api.store.get_task(task_id)
     if task is None or task.device_id != device.id:
@@ -219,7 +220,7 @@ def _task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Task:
     doc=Doc("get_device_task", "One task of the device", "device_resources", "Task", errors=DETAIL),
 )
 def get_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
-    return 200, task_json(_task(api, req, device_id, task_id))
+    return 200, task_json(device_task(api, req, device_id, task_id))
 
 
 @route(
@@ -238,7 +239,7 @@ def get_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
 )
 def cancel_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
     """Cancel a pending task (204); 409 once it has started or finished."""
-    task = _task(api, req, device_id, task_id)
+    task = device_task(api, req, device_id, task_id)
     if task.state != PENDING:
         raise conflict(f"Task {task.id} is {task.state}; only pending tasks can be cancelled.")
     with store_errors():

@@ -19,8 +19,8 @@ from acs.cwmp.paths import known_root
 from acs.cwmp.values import type_problem
 from acs.store.models import FAILED, Device
 from acs.tasks import KINDS, model_type, validate_args
-from api.base import Api, ApiError, ApiRequest, Result, conflict, not_found, route, store_errors
-from api.device_children import task_component, task_json
+from api.base import Api, ApiError, ApiRequest, Result, conflict, route, store_errors
+from api.device_children import device_task, task_component, task_json
 from api.docs import MAX_TASK_TIMEOUT, WRITE, Doc
 from api.fields import Form
 from api.schema import JSON, Schema, obj, ref
@@ -119,11 +119,8 @@ def _arguments_error(kind: str, message: str) -> ApiError:
     ),
 )
 def retry_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Result:
-    device = api.device(req, device_id)
+    task = device_task(api, req, device_id, task_id)
     RETRY_FORM.read(req.json_object(optional=True), mode="update")
-    task = api.store.get_task(task_id)
-    if task is None or task.device_id != device.id:
-        raise not_found("No task with this id for this device.")
     if task.state != FAILED:
         raise conflict(f"Task {task.id} is {task.state}; only failed tasks can be retried.")
     with store_errors():
