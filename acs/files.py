@@ -8,7 +8,8 @@ Owns:
   HMAC-SHA256(secret, ``"<get|put>|<path>|<task>|<exp>"``), so a leaked URL stops working when
   it expires and cannot be bent to another file, task or method. The secret is kept in the
   database (``Store.server_secret``): URLs survive a restart until they expire.
-- :class:`FileStorage`: the layout of ``[storage] files`` (``firmware/``, ``backups/``) and the
+- :class:`FileStorage`: the layout of ``[storage] files`` (``firmware/``, ``backups/``,
+  ``files/``: the other files of ``/api/v1/file/``, CPE uploads included) and the
   upload path shared with the firmware API: a body is copied to a temporary file in the target
   directory while its SHA-256 is computed, in a worker thread (a 512 MiB image must not stall
   the reactor), multipart bodies parsed as a stream; the row is then written and the file
@@ -39,7 +40,7 @@ from twisted.python.failure import Failure
 from acs.clock import Clock, Reactor
 from acs.store import Conflict, Store
 from acs.store.health import FILES, is_storage_full
-from acs.store.models import Backup, FirmwareImage
+from acs.store.models import Backup, FirmwareImage, StoredFile
 
 log = Logger(namespace="acs.files")
 
@@ -47,6 +48,7 @@ log = Logger(namespace="acs.files")
 SECRET_NAME = "signed_urls"
 FIRMWARE_DIR = "firmware"
 BACKUP_DIR = "backups"
+FILES_DIR = "files"
 CHUNK = 1024 * 1024
 # Text form fields beside the file (name, version...): small, and only a few of them.
 MAX_FIELD_BYTES = 4096
@@ -115,6 +117,14 @@ class UrlSigner:
     def backup_download_path(task_id: int, backup: Backup) -> str:
         return f"/backup/{task_id}/{backup.id}"
 
+    @staticmethod
+    def file_path(stored: StoredFile) -> str:
+        return f"/file/{stored.id}/{quote(stored.filename, safe='')}"
+
+    @staticmethod
+    def upload_path(task_id: int) -> str:
+        return f"/upload/{task_id}"
+
     def _sig(self, method_class: str, path: str, task_id: int, exp: int) -> str:
         canonical = f"{method_class}|{path}|{task_id}|{exp}".encode()
         return hmac.new(self._secret, canonical, hashlib.sha256).hexdigest()
@@ -129,6 +139,22 @@ class UrlSigner:
         query = urlencode(
             {"task": task_id, "exp": exp, "sig": self._sig("get", path, task_id, exp)}
         )
+        return f"{self.base}{path}?{query}"
+
+    def file_url(self, task_id: int, stored: StoredFile) -> str:
+        """The URL a CPE downloads a stored file from for task ``task_id`` (GET/HEAD, Range)."""
+        path = self.file_path(stored)
+        exp = self._expiry()
+        query = urlencode(
+            {"task": task_id, "exp": exp, "sig": self._sig("get", path, task_id, exp)}
+        )
+        return f"{self.base}{path}?{query}"
+
+    def upload_url(self, task_id: int) -> str:
+        """Where the CPE PUTs (or POSTs) the file of upload task ``task_id``."""
+        path = self.upload_path(task_id)
+        exp = self._expiry()
+        query = urlencode({"exp": exp, "sig": self._sig("put", path, task_id, exp)})
         return f"{self.base}{path}?{query}"
 
     def backup_upload_url(self, task_id: int) -> str:
@@ -317,7 +343,8 @@ def receive_body(
 
 
 class FileStorage:
-    """``[storage] files``: ``firmware/<id>-<filename>`` and ``backups/<id>-<filename>``.
+    """``[storage] files``: ``firmware/<id>-<filename>``, ``backups/<id>-<filename>`` and
+    ``files/<id>-<filename>``.
 
     Rows and files change together: a new file is renamed into place inside the transaction
     that writes its row (a failed rename rolls the row back); a deleted row's file is removed
@@ -330,7 +357,8 @@ class FileStorage:
         self.to_thread = to_thread
         self.firmware_dir = self.root / FIRMWARE_DIR
         self.backup_dir = self.root / BACKUP_DIR
-        for directory in (self.firmware_dir, self.backup_dir):
+        self.files_dir = self.root / FILES_DIR
+        for directory in (self.firmware_dir, self.backup_dir, self.files_dir):
             directory.mkdir(parents=True, exist_ok=True)
 
     def firmware_path(self, image: FirmwareImage) -> Path:
@@ -338,6 +366,9 @@ class FileStorage:
 
     def backup_path(self, backup: Backup) -> Path:
         return self.backup_dir / f"{backup.id}-{Path(backup.filename).name}"
+
+    def stored_path(self, stored: StoredFile) -> Path:
+        return self.files_dir / f"{stored.id}-{Path(stored.filename).name}"
 
     def receive(
         self,
@@ -481,10 +512,76 @@ class FileStorage:
         self._remove(self.backup_path(backup))
         return backup
 
+    def add_file(
+        self,
+        received: Received,
+        *,
+        name: str,
+        file_type: str,
+        filename: str,
+        now: float,
+        actor: str,
+        oui: str | None = None,
+        product_class: str | None = None,
+        version: str | None = None,
+    ) -> StoredFile:
+        """Record a file an operator uploaded and move it into place (audited)."""
+        return self._add_stored(
+            received,
+            name=name,
+            file_type=file_type,
+            filename=filename,
+            now=now,
+            actor=actor,
+            oui=oui,
+            product_class=product_class,
+            version=version,
+        )
+
+    def add_upload(
+        self, received: Received, *, device_id: int, task_id: int, file_type: str, now: float
+    ) -> StoredFile:
+        """Record the file ``device_id`` sent for upload task ``task_id``. Single-use like a
+        backup's URL: Conflict if the task already has its file."""
+        name = f"device{device_id}-task{task_id}"
+        return self._add_stored(
+            received,
+            name=name,
+            file_type=file_type,
+            filename=f"{name}.{'log' if 'Log' in file_type else 'bin'}",
+            now=now,
+            actor="acs",
+            device_id=device_id,
+            task_id=task_id,
+        )
+
+    def _add_stored(self, received: Received, **row: Any) -> StoredFile:
+        assert received.path is not None
+        try:
+            with self.store.transaction():
+                task_id = row.get("task_id")
+                if task_id is not None and self.store.files_for_task(task_id):
+                    raise Conflict("the task already has its file")
+                stored = self.store.create_file(size=received.size, sha256=received.sha256, **row)
+                os.replace(received.path, self.stored_path(stored))
+        except BaseException:
+            self.discard(received)
+            raise
+        return stored
+
+    def delete_file(self, file_id: int, *, now: float, actor: str) -> StoredFile:
+        """Delete row then file; NotFound, or Conflict while a download sends it."""
+        stored = self.store.delete_file(file_id, now=now, actor=actor)
+        self._remove(self.stored_path(stored))
+        return stored
+
     def delete_device(self, device_id: int, *, now: float, actor: str) -> None:
-        """Delete the device (the store cascades its rows, backups included), then the backup
-        files that only those rows pointed at. NotFound if unknown."""
+        """Delete the device (the store cascades its rows, backups and uploads included),
+        then the files that only those rows pointed at. NotFound if unknown."""
         backups = self.store.list_backups(device_id)
+        uploads = self.store.files_of_device(device_id)
         self.store.delete_device(device_id, now=now, actor=actor)
         for backup in backups:
             self._remove(self.backup_path(backup))
+        for upload in uploads:
+            self._remove(self.stored_path(upload))

@@ -1,14 +1,16 @@
-"""The ``[files]`` listener: the resource CPEs fetch firmware and backups from and upload
-configuration files to.
+"""The ``[files]`` listener: the resource CPEs fetch firmware, backups and stored files from
+and upload files to.
 
-Owns :class:`FileServer`. ``GET``/``HEAD`` of firmware images (``/firmware/<image>/<filename>``)
-and backups (``/backup/<task>/<backup>``, a restore) with single ``Range`` requests, ``ETag``
-(the SHA-256), ``Last-Modified``, ``If-None-Match``/``If-Modified-Since``/``If-Range``;
-``PUT``/``POST`` of a CPE's configuration file (``/backup/<task>``, the Upload RPC). Every
-request must carry a URL signed by :class:`acs.files.UrlSigner` for a task still active.
-Files are found by id in the database, never by a path taken from the URL; there is no
-listing. Files are streamed by a pull producer, never read whole; uploads go through
-:class:`acs.files.FileStorage`.
+Owns :class:`FileServer`. ``GET``/``HEAD`` of firmware images (``/firmware/<image>/<filename>``),
+backups (``/backup/<task>/<backup>``, a restore) and stored files (``/file/<file>/<filename>``,
+a download task) with single ``Range`` requests, ``ETag`` (the SHA-256), ``Last-Modified``,
+``If-None-Match``/``If-Modified-Since``/``If-Range``; ``PUT``/``POST`` of a CPE's configuration
+file (``/backup/<task>``, a backup task) or of any file an upload task asked for
+(``/upload/<task>``). Every request must carry a URL signed by :class:`acs.files.UrlSigner`
+for a task still active that is about that very file. Files are found by id in the database,
+never by a path taken from the URL; there is no listing. Files are streamed by a pull
+producer, never read whole (:func:`serve_file`, also the API's :class:`FileContent`); uploads
+go through :class:`acs.files.FileStorage`.
 
 The listener's site is an ``acs.httplimits.BoundedSite``: bodies over ``max_upload`` are
 refused with 413 from their headers, before Twisted buffers them.
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
 from typing import IO, Any
@@ -31,7 +33,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from acs.clock import Clock
 from acs.files import FileStorage, Received, UploadError, UrlSigner
-from acs.store import IN_PROGRESS, PENDING, Conflict, Store
+from acs.store import IN_PROGRESS, PENDING, Conflict, Store, Task
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 
 log = Logger(namespace="acs.files")
@@ -40,6 +42,8 @@ log = Logger(namespace="acs.files")
 FIRMWARE_TASK_KIND = "firmware_update"
 BACKUP_TASK_KIND = "backup"
 RESTORE_TASK_KIND = "restore"
+FILE_TASK_KINDS = ("download", "schedule_download")
+UPLOAD_TASK_KIND = "upload"
 ACTIVE_TASK_STATES = (PENDING, IN_PROGRESS)
 DEFAULT_MAX_UPLOAD = 512 * 1024 * 1024
 SEND_CHUNK = 64 * 1024  # per write to a client: keeps memory per download small
@@ -127,46 +131,166 @@ def _etag_matches(header: str, etag: str) -> bool:
 
 
 class _FileProducer:
-    """A pull producer writing ``length`` bytes of ``handle`` from ``offset``, then finishing
-    the request (twisted.web.static's producers, minus a module whose import warns, and
-    minus their hang when a file is shorter than expected)."""
+    """A push producer writing ``length`` bytes of ``handle`` from ``offset``, then finishing
+    the request. Push, not pull: the transport pauses it (synchronously, inside ``write``)
+    when its buffer is full, so memory per download stays near the socket buffer, and no
+    cooperator on the global reactor is involved (Twisted drives pull producers with one).
+    Unlike twisted.web.static's producers, a file shorter than announced ends the answer
+    short instead of hanging it."""
 
     def __init__(self, request: Request, handle: IO[bytes], offset: int, length: int) -> None:
         self.request: Request | None = request
         self.handle = handle
         self.offset = offset
         self.remaining = length
+        self.paused = False
 
     def start(self) -> None:
         assert self.request is not None
         self.handle.seek(self.offset)
-        self.request.registerProducer(self, False)
+        self.request.registerProducer(self, True)
+        self._produce()
+
+    def _produce(self) -> None:
+        while self.request is not None and not self.paused:
+            data = self.handle.read(min(SEND_CHUNK, self.remaining))
+            self.remaining -= len(data)
+            if data:
+                self.request.write(data)  # may pause us, or (connection lost) stop us
+            if self.request is not None and (self.remaining == 0 or not data):
+                self._finish(self.request)
+
+    def _finish(self, request: Request) -> None:
+        request.unregisterProducer()
+        if self.remaining:  # the file shrank: end short, the client sees a broken body
+            log.error(
+                "file shorter than announced; {missing} bytes missing", missing=self.remaining
+            )
+        request.finish()
+        self.stopProducing()
 
     def resumeProducing(self) -> None:
-        if self.request is None:
-            return
-        data = self.handle.read(min(SEND_CHUNK, self.remaining))
-        if data:
-            self.remaining -= len(data)
-            # write() may call resumeProducing again before returning (Twisted's producers
-            # say so too): state is updated first, and a finished producer ignores the call.
-            self.request.write(data)
-        if self.request is not None and (self.remaining == 0 or not data):
-            request = self.request
-            request.unregisterProducer()
-            if self.remaining:  # the file shrank: end short, the client sees a broken body
-                log.error(
-                    "file shorter than announced; {missing} bytes missing", missing=self.remaining
-                )
-            request.finish()
-            self.stopProducing()
+        self.paused = False
+        self._produce()
 
     def pauseProducing(self) -> None:
-        pass  # a pull producer is only asked for more; nothing to pause
+        self.paused = True
 
     def stopProducing(self) -> None:
         self.handle.close()
         self.request = None
+
+
+def _refusal(request: Request, refused: _Refused) -> bytes:
+    body = f"{refused.message}\n".encode()
+    request.setResponseCode(refused.code)
+    for name, value in refused.headers.items():
+        request.setHeader(name.encode(), value.encode())
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    request.setHeader(b"Cache-Control", b"no-store")
+    request.setHeader(b"Content-Length", str(len(body)).encode())
+    return body
+
+
+def serve_file(
+    request: Request, path: Path, *, etag: str, modified: float, what: str
+) -> bytes | int:
+    """Answer ``request`` with the file at ``path`` (GET/HEAD): ETag/Last-Modified
+    conditionals, a single Range, streamed by a pull producer. ``what`` names it in logs."""
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        log.error("{what}: file unreadable: {error}", what=what, error=str(exc))
+        raise _not_found() from None
+    try:
+        size = os.fstat(handle.fileno()).st_size
+        quoted = f'"{etag}"'
+        last_modified = http_date(modified)
+        request.setHeader(b"ETag", quoted.encode())
+        request.setHeader(b"Last-Modified", last_modified.encode())
+        request.setHeader(b"Accept-Ranges", b"bytes")
+        request.setHeader(b"Cache-Control", b"private, no-cache")
+        if _not_modified(request, quoted, modified):
+            handle.close()
+            request.setResponseCode(304)
+            return b""
+        byte_range = _wanted_range(request, size, quoted, modified)
+    except BaseException:
+        handle.close()
+        raise
+    request.setHeader(b"Content-Type", b"application/octet-stream")
+    if byte_range is None:
+        first, length = 0, size
+    else:
+        first, last = byte_range
+        length = last - first + 1
+        request.setResponseCode(206)
+        request.setHeader(b"Content-Range", f"bytes {first}-{last}/{size}".encode())
+    request.setHeader(b"Content-Length", str(length).encode())
+    if request.method == b"HEAD" or length == 0:
+        handle.close()
+        return b""
+    log.info(
+        "Serving {what}: {length} bytes{part} to {address}",
+        what=what,
+        length=length,
+        part="" if byte_range is None else f" from {byte_range[0]}",
+        address=getattr(request.getClientAddress(), "host", "?"),
+    )
+    _FileProducer(request, handle, first, length).start()
+    return NOT_DONE_YET
+
+
+def _not_modified(request: Request, etag: str, modified: float) -> bool:
+    if_none_match = request.getHeader(b"if-none-match")
+    if if_none_match is not None:  # takes precedence over If-Modified-Since
+        return _etag_matches(if_none_match.decode("latin-1"), etag)
+    since = request.getHeader(b"if-modified-since")
+    if since is None:
+        return False
+    when = _parse_http_date(since.decode("latin-1"))
+    return when is not None and int(modified) <= when
+
+
+def _wanted_range(
+    request: Request, size: int, etag: str, modified: float
+) -> tuple[int, int] | None:
+    header = request.getHeader(b"range")
+    if header is None:
+        return None
+    if_range = request.getHeader(b"if-range")
+    if if_range is not None:
+        condition = if_range.decode("latin-1").strip()
+        if condition.startswith(('"', "W/")):
+            if condition != etag:  # strong comparison; a weak tag never matches
+                return None
+        else:
+            when = _parse_http_date(condition)
+            if when is None or int(modified) > when:
+                return None
+    return _parse_range(header.decode("latin-1"), size)
+
+
+class FileContent(Resource):
+    """One stored file as an answer (the API's ``/file/<id>/content/``): streamed, with the
+    file server's conditional and Range handling."""
+
+    isLeaf = True
+
+    def __init__(self, path: Path, *, etag: str, modified: float, what: str) -> None:
+        super().__init__()
+        self.path = path
+        self.etag = etag
+        self.modified = modified
+        self.what = what
+
+    def render(self, request: Request) -> bytes | int:
+        try:
+            return serve_file(
+                request, self.path, etag=self.etag, modified=self.modified, what=self.what
+            )
+        except _Refused as refused:
+            return _refusal(request, refused)
 
 
 class FileServer(Resource):
@@ -251,13 +375,35 @@ class FileServer(Resource):
             image = self.store.get_firmware_image(image_id)
             if image is None or unquote(segments[2]) != image.filename:
                 raise _not_found()
-            return self._serve(
+            return serve_file(
                 request,
                 self.storage.firmware_path(image),
                 etag=image.sha256,
                 modified=image.created,
                 what=f"firmware image {image.id} (task {task_id})",
             )
+        if segments[0] == "file" and len(segments) == 3:
+            self._allow(method, (b"GET", b"HEAD"))
+            file_id, task_id = self._id(segments[1]), self._query_task(request)
+            self._verify(request, "get", "/" + "/".join(segments), task_id)
+            task = self._active_task(task_id, *FILE_TASK_KINDS)
+            stored = self.store.get_file(file_id)
+            if stored is None or unquote(segments[2]) != stored.filename:
+                raise _not_found()
+            if task.args.get("file") != stored.id:
+                raise _Refused(403, "Forbidden: the task sends another file")
+            return serve_file(
+                request,
+                self.storage.stored_path(stored),
+                etag=stored.sha256,
+                modified=stored.created,
+                what=f"file {stored.id} (task {task_id})",
+            )
+        if segments[0] == "upload" and len(segments) == 2:
+            self._allow(method, (b"PUT", b"POST"))
+            task_id = self._id(segments[1])
+            self._verify(request, "put", "/" + "/".join(segments), task_id)
+            return self._store_upload(request, task_id)
         if segments[0] == "backup" and len(segments) == 2:
             self._allow(method, (b"PUT", b"POST"))
             task_id = self._id(segments[1])
@@ -273,7 +419,7 @@ class FileServer(Resource):
                 raise _not_found()
             if backup.device_id != task.device_id:
                 raise _Refused(403, "Forbidden: the backup belongs to another device")
-            return self._serve(
+            return serve_file(
                 request,
                 self.storage.backup_path(backup),
                 etag=backup.sha256,
@@ -320,120 +466,70 @@ class FileServer(Resource):
             )
             raise _Refused(403, f"Forbidden: {problem}")
 
-    def _active_task(self, task_id: int, kind: str) -> Any:
+    def _active_task(self, task_id: int, *kinds: str) -> Any:
         task = self.store.get_task(task_id)
-        if task is None or task.kind != kind or task.state not in ACTIVE_TASK_STATES:
+        if task is None or task.kind not in kinds or task.state not in ACTIVE_TASK_STATES:
             raise _Refused(403, "Forbidden: the task is not waiting for this transfer")
         return task
 
     @staticmethod
     def _error(request: Request, refused: _Refused) -> bytes:
-        body = f"{refused.message}\n".encode()
-        request.setResponseCode(refused.code)
-        for name, value in refused.headers.items():
-            request.setHeader(name.encode(), value.encode())
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        request.setHeader(b"Cache-Control", b"no-store")
-        request.setHeader(b"Content-Length", str(len(body)).encode())
-        return body
+        return _refusal(request, refused)
 
-    # -- downloads --
-
-    def _serve(
-        self, request: Request, path: Path, *, etag: str, modified: float, what: str
-    ) -> bytes | int:
-        try:
-            handle = path.open("rb")
-        except OSError as exc:
-            log.error("{what}: file unreadable: {error}", what=what, error=str(exc))
-            raise _not_found() from None
-        try:
-            size = os.fstat(handle.fileno()).st_size
-            quoted = f'"{etag}"'
-            last_modified = http_date(modified)
-            request.setHeader(b"ETag", quoted.encode())
-            request.setHeader(b"Last-Modified", last_modified.encode())
-            request.setHeader(b"Accept-Ranges", b"bytes")
-            request.setHeader(b"Cache-Control", b"private, no-cache")
-            if self._not_modified(request, quoted, modified):
-                handle.close()
-                request.setResponseCode(304)
-                return b""
-            byte_range = self._wanted_range(request, size, quoted, modified)
-        except BaseException:
-            handle.close()
-            raise
-        request.setHeader(b"Content-Type", b"application/octet-stream")
-        if byte_range is None:
-            first, length = 0, size
-        else:
-            first, last = byte_range
-            length = last - first + 1
-            request.setResponseCode(206)
-            request.setHeader(b"Content-Range", f"bytes {first}-{last}/{size}".encode())
-        request.setHeader(b"Content-Length", str(length).encode())
-        if request.method == b"HEAD" or length == 0:
-            handle.close()
-            return b""
-        log.info(
-            "Serving {what}: {length} bytes{part} to {address}",
-            what=what,
-            length=length,
-            part="" if byte_range is None else f" from {byte_range[0]}",
-            address=getattr(request.getClientAddress(), "host", "?"),
-        )
-        _FileProducer(request, handle, first, length).start()
-        return NOT_DONE_YET
-
-    @staticmethod
-    def _not_modified(request: Request, etag: str, modified: float) -> bool:
-        if_none_match = request.getHeader(b"if-none-match")
-        if if_none_match is not None:  # takes precedence over If-Modified-Since
-            return _etag_matches(if_none_match.decode("latin-1"), etag)
-        since = request.getHeader(b"if-modified-since")
-        if since is None:
-            return False
-        when = _parse_http_date(since.decode("latin-1"))
-        return when is not None and int(modified) <= when
-
-    @staticmethod
-    def _wanted_range(
-        request: Request, size: int, etag: str, modified: float
-    ) -> tuple[int, int] | None:
-        header = request.getHeader(b"range")
-        if header is None:
-            return None
-        if_range = request.getHeader(b"if-range")
-        if if_range is not None:
-            condition = if_range.decode("latin-1").strip()
-            if condition.startswith(('"', "W/")):
-                if condition != etag:  # strong comparison; a weak tag never matches
-                    return None
-            else:
-                when = _parse_http_date(condition)
-                if when is None or int(modified) > when:
-                    return None
-        return _parse_range(header.decode("latin-1"), size)
-
-    # -- backup uploads --
+    # -- uploads (backup and upload tasks) --
 
     def _store_backup(self, request: Request, task_id: int) -> bytes | int:
         task = self._active_task(task_id, BACKUP_TASK_KIND)
         if self.store.backups_for_task(task_id):
             raise _used()
+
+        def save(received: Received, now: float) -> str:
+            backup = self.storage.add_backup(
+                received, device_id=task.device_id, task_id=task_id, now=now
+            )
+            return f"backup {backup.id}"
+
+        return self._receive(request, task, self.storage.backup_dir, save)
+
+    def _store_upload(self, request: Request, task_id: int) -> bytes | int:
+        task = self._active_task(task_id, UPLOAD_TASK_KIND)
+        if self.store.files_for_task(task_id):
+            raise _used()
+
+        def save(received: Received, now: float) -> str:
+            stored = self.storage.add_upload(
+                received,
+                device_id=task.device_id,
+                task_id=task_id,
+                file_type=str(task.args.get("file_type", "")),
+                now=now,
+            )
+            return f"file {stored.id}"
+
+        return self._receive(request, task, self.storage.files_dir, save)
+
+    def _receive(
+        self,
+        request: Request,
+        task: Task,
+        directory: Path,
+        save: Callable[[Received, float], str],
+    ) -> bytes | int:
+        """Copy the body into ``directory`` off the reactor, then ``save`` it for ``task``
+        (-> what was stored, for the log and the answer) if the task still waits for it."""
         content = request.content
         if content is None:
-            raise _Refused(400, "Empty body: the configuration file is missing")
+            raise _Refused(400, "Empty body: the file is missing")
         content.seek(0, os.SEEK_END)
         declared = content.tell()
         if declared > self.max_upload:
             raise _Refused(413, "Request body too large")
         if declared == 0:
-            raise _Refused(400, "Empty body: the configuration file is missing")
+            raise _Refused(400, "Empty body: the file is missing")
         content_type = request.getHeader(b"content-type")
         d = self.storage.receive(
             content,
-            self.storage.backup_dir,
+            directory,
             content_type=content_type.decode("latin-1") if content_type else None,
             max_size=self.max_upload,
             file_field=None,
@@ -444,24 +540,23 @@ class FileServer(Resource):
         def stored(received: Received) -> None:
             if received.path is None or received.size == 0:
                 self.storage.discard(received)
-                raise _Refused(400, "Empty body: the configuration file is missing")
+                raise _Refused(400, "Empty body: the file is missing")
             # The task may have timed out or been cancelled while the body was copied.
-            current = self.store.get_task(task_id)
+            current = self.store.get_task(task.id)
             if current is None or current.state not in ACTIVE_TASK_STATES:
                 self.storage.discard(received)
                 raise _Refused(403, "Forbidden: the task is not waiting for this transfer")
-            backup = self.storage.add_backup(
-                received, device_id=task.device_id, task_id=task_id, now=self.clock.seconds()
-            )
+            size = received.size
+            what = save(received, self.clock.seconds())
             log.info(
-                "Stored backup {backup} of device {device} ({size} bytes, task {task})",
-                backup=backup.id,
+                "Stored {what} of device {device} ({size} bytes, task {task})",
+                what=what,
                 device=task.device_id,
-                size=backup.size,
-                task=task_id,
+                size=size,
+                task=task.id,
             )
             if not gone:
-                body = f"Stored backup {backup.id}\n".encode()
+                body = f"Stored {what}\n".encode()
                 request.setResponseCode(200)
                 request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
                 request.setHeader(b"Content-Length", str(len(body)).encode())
@@ -476,11 +571,11 @@ class FileServer(Resource):
             elif isinstance(failure.value, Conflict):  # a concurrent upload stored first
                 refused = _used()
             elif is_storage_full(failure.value):
-                log.warn("file server: storage full, backup of task {task} refused", task=task_id)
+                log.warn("file server: storage full, upload of task {task} refused", task=task.id)
                 refused = _storage_full()
             else:
                 log.failure(
-                    "file server: storing the backup of task {task} failed", failure, task=task_id
+                    "file server: storing the upload of task {task} failed", failure, task=task.id
                 )
                 refused = _Refused(500, "Internal server error")
             if not gone:

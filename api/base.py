@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import urlencode
 
 from klein import Klein
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter
@@ -571,11 +572,11 @@ def route(
             if inspect.iscoroutine(result) or isinstance(result, Deferred):
                 d: Deferred[Any] = ensureDeferred(result)
                 d.addCallbacks(
-                    lambda r: respond(request, *r),
+                    lambda r: _answer(request, r),
                     lambda f: _async_error(request, handler.__name__, f),
                 )
                 return d
-            return respond(request, *result)
+            return _answer(request, result)
 
         endpoint.__name__ = handler.__name__
         endpoint.__doc__ = handler.__doc__
@@ -585,7 +586,19 @@ def route(
     return decorate
 
 
+def _answer(request: Request, result: tuple[int, Any]) -> Any:
+    """A handler's (status, body): a resource body (a streamed file) renders itself."""
+    status, body = result
+    if IResource.providedBy(body):
+        return body
+    return respond(request, status, body)
+
+
 def _async_error(request: Request, name: str, failure: Failure) -> bytes:
+    if isinstance(failure.value, CancelledError):
+        # Klein cancels a handler whose client went away (a ?timeout= wait, an upload).
+        log.info("API handler {name}: the client went away", name=name)
+        return b""
     if isinstance(failure.value, ApiError):
         exc = failure.value
         return respond(request, exc.status, exc.body, exc.headers)

@@ -22,7 +22,7 @@ from acs.tasks import KINDS, model_type, validate_args
 from api.base import Api, ApiError, ApiRequest, Result, conflict, route, store_errors
 from api.device_children import device_task, task_component, task_json
 from api.docs import MAX_TASK_TIMEOUT, WRITE, Doc
-from api.fields import Form
+from api.fields import Form, does_not_exist
 from api.schema import JSON, Schema, obj, ref
 
 # The retry takes no arguments: an empty body, or none.
@@ -33,11 +33,14 @@ API_KINDS = tuple(name for name, kind in KINDS.items() if kind.api_task)
 def _request(kind: str) -> Schema:
     """One kind's body: its name and, beside it, its declared arguments."""
     arguments = KINDS[kind].arguments_schema
-    return obj(
+    body = obj(
         {"kind": {"const": kind}, **arguments["properties"]},
         ["kind", *arguments.get("required", ())],
         additional=False,
     )
+    if "anyOf" in arguments:  # which combinations of arguments it takes
+        body["anyOf"] = arguments["anyOf"]
+    return body
 
 
 # components/schemas: one body per kind (TaskRequest<Kind>), and TaskRequest, any of them
@@ -80,8 +83,27 @@ def _check_for_device(api: Api, device: Device, kind: str, args: Mapping[str, An
         problem = None if xsd is None else type_problem(item["value"], xsd)
         if problem is not None:
             errors.setdefault("parameters", []).append(f"{item['name']}: value {problem}")
+    if kind == "download":
+        errors.update(_download_problems(api, device, args))
     if errors:
         raise ApiError(400, errors)
+
+
+def _download_problems(api: Api, device: Device, args: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The file or image a download names must exist; a file a CPE uploaded goes only to
+    devices of that CPE's organization."""
+    if "firmware_image" in args:
+        if api.store.get_firmware_image(args["firmware_image"]) is None:
+            return {"firmware_image": [does_not_exist(args["firmware_image"])]}
+        return {}
+    stored = api.store.get_file(args["file"])
+    if stored is not None and stored.device_id is not None:
+        owner = api.store.get_device(stored.device_id)
+        if owner is None or owner.organization_id != device.organization_id:
+            stored = None
+    if stored is None:
+        return {"file": [does_not_exist(args["file"])]}
+    return {}
 
 
 def _paths(args: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -70,6 +70,7 @@ PATH_PARAMETERS: dict[str, Schema] = {
     "type_id": _rid("device type"),
     "location_id": _rid("location"),
     "image_id": _rid("firmware image"),
+    "file_id": _rid("stored file"),
     "task_id": _rid("Task", "task_id"),
     "backup_id": _rid("Backup", "backup_id"),
 }

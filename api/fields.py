@@ -233,6 +233,31 @@ class RawText(Field):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Matching(Field):
+    """Text that ``pattern`` (``^...$``) matches whole, at most ``max_length``; ``message``
+    says what it must be. An optional one may be ``""`` (or null) for none."""
+
+    pattern: str
+    message: str
+    max_length: int = MAX_NAME
+
+    def parse(self, value: Any) -> str | None:
+        if not isinstance(value, str):
+            raise Invalid(NOT_A_STRING)
+        if value == "" and not self.required:
+            return None
+        if len(value) > self.max_length or not re.fullmatch(self.pattern, value):
+            raise Invalid(self.message)
+        return value
+
+    def schema(self) -> Schema:
+        text = string(maxLength=self.max_length, pattern=self.pattern)
+        if self.required:
+            return self._described(text)
+        return self._described({"anyOf": [text, string(enum=[""]), {"type": "null"}]})
+
+
+@dataclass(frozen=True, kw_only=True)
 class Email(Field):
     """An e-mail address (:data:`EMAIL_PATTERN`: one ``@``, a dotted domain, no
     whitespace), at most 254 characters; ``""`` and null are none."""

@@ -391,6 +391,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "device_type",
                 "location",
                 "firmware_image",
+                "file",
                 "meta",
             )
         ],

@@ -2,7 +2,7 @@
 
 :class:`ApiSite`: a declared ``Content-Length`` over the limit is answered 413 from the
 headers (and a chunked body once past it), before Twisted buffers anything. The limit is
-``[files] max_upload`` for the firmware upload route and 1 MiB for every other route (the
+``[files] max_upload`` for the upload routes (``api.uploads``) and 1 MiB for every other route (the
 JSON routes' own limit). Twisted's parsing of form bodies into ``request.args`` (which reads
 a whole multipart body into memory) is switched off: the API never uses form arguments.
 """
@@ -15,7 +15,7 @@ from twisted.web.resource import Resource
 
 from acs.httplimits import BoundedRequest, BoundedSite
 from api.base import MAX_BODY_BYTES
-from api.firmware import UPLOAD_PATH
+from api.uploads import UPLOAD_PATHS
 
 
 def port_address(port: Any) -> str:
@@ -26,6 +26,9 @@ def port_address(port: Any) -> str:
     if number is None:
         return str(host)
     return f"[{name}]:{number}" if ":" in name else f"{name}:{number}"
+
+
+_UPLOADS = tuple(path.encode() for path in UPLOAD_PATHS)
 
 
 class ApiBoundedRequest(BoundedRequest):
@@ -40,7 +43,7 @@ class ApiBoundedRequest(BoundedRequest):
         if not path:
             # Unknown request line: the bigger limit; the routes still check their own.
             limit = max(upload_limit, MAX_BODY_BYTES)
-        elif self.request_line_method() == b"POST" and path == UPLOAD_PATH.encode():
+        elif self.request_line_method() == b"POST" and path in _UPLOADS:
             limit = upload_limit
         else:
             limit = MAX_BODY_BYTES
@@ -50,7 +53,7 @@ class ApiBoundedRequest(BoundedRequest):
 
 
 class ApiSite(BoundedSite):
-    """The API listener's site (see the module docstring): JSON bodies up to 1 MiB, firmware
+    """The API listener's site (see the module docstring): JSON bodies up to 1 MiB, file
     uploads up to ``max_upload``."""
 
     requestFactory = ApiBoundedRequest

@@ -40,6 +40,7 @@ def loopback_config(
     connection_request_timeout: int = 2,
     update_status_timeout: int = 5,
     device_credentials: bool = True,
+    files_port: int = 0,
 ) -> Config:
     return Config(
         storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "files")),
@@ -49,8 +50,30 @@ def loopback_config(
             device_credentials=device_credentials,
         ),
         api=ApiConfig(listen=LOOPBACK, update_status_timeout=update_status_timeout),
-        files=FilesConfig(listen=LOOPBACK),
+        files=FilesConfig(
+            listen=f"tcp:{files_port}:interface=127.0.0.1",
+            public_url=f"http://127.0.0.1:{files_port}",
+        ),
     )
+
+
+async def free_port() -> int:
+    """A loopback port for the file server, whose public URL must name it in the config."""
+    port = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")
+    number = int(port.getHost().port)
+    await port.stopListening()
+    return number
+
+
+class _NoFactory:
+    """The least a listenTCP needs; nothing ever connects before it stops listening."""
+
+    def doStart(self) -> None: ...
+
+    def doStop(self) -> None: ...
+
+    def buildProtocol(self, addr: object) -> None:
+        return None
 
 
 async def bounded(d: defer.Deferred[Any], timeout: float = WAIT) -> Any:
@@ -84,6 +107,7 @@ class ApplianceWithFleet(unittest.TestCase):
     COUNT = 20
 
     async def start_appliance(self, tmp: Path, **config: Any) -> None:
+        config.setdefault("files_port", await free_port())  # the file server's URLs name it
         self.appliance = Appliance(loopback_config(tmp, **config), reactor)
         self.conformance = check_cwmp_conformance(self.appliance, self)
         self.appliance.service.startService()
@@ -127,17 +151,25 @@ class ApplianceWithFleet(unittest.TestCase):
     async def api(
         self, method: str, path: str, body: Any = None, *, role: str = "operator"
     ) -> tuple[int, Any]:
-        """One REST call with a token of `role` (made once per role); (status, JSON body)."""
+        """One REST call with a token of `role` (made once per role); (status, JSON body).
+        A bytes `body` is sent raw (an upload); an answer that is not JSON comes as bytes."""
         tokens: dict[str, str] = self.__dict__.setdefault("_tokens", {})
         if role not in tokens:
             _, tokens[role] = self.appliance.store.create_token(f"e2e-{role}", role, [], now=now())
         if "_pool" not in self.__dict__:
             self._pool = HTTPConnectionPool(reactor, persistent=False)
             self.addCleanup(self._pool.closeCachedConnections)
-        headers = {"Authorization": f"Bearer {tokens[role]}", "Content-Type": "application/json"}
-        data = None if body is None else json.dumps(body).encode()
+        raw = isinstance(body, bytes)
+        headers = {
+            "Authorization": f"Bearer {tokens[role]}",
+            "Content-Type": "application/octet-stream" if raw else "application/json",
+        }
+        data = body if raw or body is None else json.dumps(body).encode()
         response = await bounded(
             treq.request(method, self.api_url + path, headers=headers, data=data, pool=self._pool)
         )
         content = await bounded(treq.content(response))
+        kind = response.headers.getRawHeaders("content-type", [""])[0]
+        if content and kind != "application/json":
+            return response.code, content
         return response.code, json.loads(content) if content else None

@@ -79,6 +79,8 @@ def schema_errors(doc: dict[str, Any], schema: Any, value: Any, at: str = "$") -
             errors.append(f"{at}: matches none of the alternatives: {attempts}")
     for sub in schema.get("allOf", []):
         errors += schema_errors(doc, sub, value, at)
+    if "not" in schema and not schema_errors(doc, schema["not"], value, at):
+        errors.append(f"{at}: matches what it must not: {schema['not']}")
     kinds = schema.get("type")
     if kinds is not None:
         kinds = [kinds] if isinstance(kinds, str) else kinds

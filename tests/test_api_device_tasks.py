@@ -15,6 +15,7 @@ from factories import informed_device
 from test_api_device_ops import FakeConnreq, connreq, make_device
 
 from acs.cwmp.redact import REDACTED
+from acs.store.models import StoredFile
 from acs.tasks import KINDS, validate_args
 from api.device_tasks import API_KINDS
 from api.docs import MAX_TASK_TIMEOUT
@@ -36,7 +37,17 @@ BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
     "schedule_inform": {"delay_seconds": 0},
     "get_rpc_methods": {"methods": []},
     "get_queued_transfers": {"all": True},
+    "download": {"file": 1, "firmware_image": 1},
+    "upload": {"file_type": "3 Vendor Configuration File 0"},
 }
+
+
+def stored_file(harness: ApiHarness, device_id: int | None = None) -> StoredFile:
+    """A file of /api/v1/file/ (uploaded by `device_id`, when given); its row only."""
+    return harness.store.create_file(
+        name="web", file_type="2 Web Content", size=1, sha256="0" * 64, filename="web.tar",
+        now=T0, device_id=device_id, task_id=None if device_id is None else 99,
+    )  # fmt: skip
 
 
 def url(device_id: int, query: str = "") -> str:
@@ -55,6 +66,8 @@ def test_each_kind_is_queued_with_its_arguments_and_wakes_the_device(
 ) -> None:
     device = make_device(harness)
     example = dict(KINDS[kind].example)
+    if kind == "download":
+        example["file"] = stored_file(harness).id
     reply = harness.call(
         "POST", url(device.id), token=harness.token("operator", name="ops"),
         json_body={"kind": kind, **example},
@@ -301,3 +314,32 @@ def test_a_caller_that_goes_away_waits_no_more(harness: ApiHarness) -> None:
     staying.addCallback(finished.append)
     assert [t.state for t in finished] == ["done"]
     assert engine.waiting() == 0 and harness.clock.getDelayedCalls() == []
+
+
+def test_a_download_names_a_file_or_image_that_exists_and_may_go_to_the_device(
+    harness: ApiHarness, connreq: FakeConnreq
+) -> None:
+    device = make_device(harness)
+    token = harness.token("operator")
+    other = harness.store.create_organization(name="Other", code=None, now=T0, actor="t")
+    foreign = informed_device(harness.store, "SN-FOREIGN")
+    harness.store.update_device(foreign.id, now=T0, actor="t", organization_id=other.id)
+    own_upload = stored_file(harness, device.id)
+    foreign_upload = stored_file(harness, foreign.id)
+    for args, field in (
+        ({"file": 999}, "file"),
+        ({"firmware_image": 999}, "firmware_image"),
+        ({"file": foreign_upload.id}, "file"),  # another organization's CPE sent it
+    ):
+        reply = harness.call(
+            "POST", url(device.id), token=token, json_body={"kind": "download", **args}
+        )
+        assert reply.status == 400, reply.json
+        assert list(reply.json) == [field]
+    assert harness.store.tasks_for_device(device.id) == []
+    reply = harness.call(
+        "POST", url(device.id), token=token,
+        json_body={"kind": "download", "file": own_upload.id, "file_type": "X 00D09E cfg"},
+    )  # fmt: skip
+    assert reply.status == 202, reply.json
+    assert reply.json["arguments"] == {"file": own_upload.id, "file_type": "X 00D09E cfg"}

@@ -314,6 +314,7 @@ def test_real_responses_match_the_documented_schemas(harness: ApiHarness) -> Non
         f"{API_PREFIX}/location/{{id}}/": world.location_id,
         f"{API_PREFIX}/firmware_image/{{id}}/": world.firmware_image_id,
     }
+    ids["file_id"] = world.file_id
     failures: list[str] = []
     checked = 0
     for path, item in doc["paths"].items():

@@ -41,6 +41,7 @@ class World:
     tokens: list[str]
     replies: list[tuple[str, Reply]] = field(default_factory=list)
     firmware_image_id: int = 0
+    file_id: int = 0
 
     def secrets(self) -> dict[str, str]:
         """label -> secret text that must never appear in a response."""
@@ -96,6 +97,16 @@ def build_world(harness: ApiHarness) -> World:
         device_type_id=device_type.id,
         now=now,
     ).id
+    stored = store.create_file(
+        name="Web content",
+        file_type="2 Web Content",
+        size=3,
+        sha256="0" * 64,
+        filename="web.tar",
+        now=now,
+    )
+    harness.appliance.storage.stored_path(stored).write_bytes(b"web")
+    world.file_id = stored.id
 
     created = _ok(
         world,
@@ -217,6 +228,7 @@ def _fill(world: World, segment: str) -> str | None:
         "device_type": str(world.device_type_id),
         "location": str(world.location_id),
         "firmware_image": str(world.firmware_image_id),
+        "file": str(world.file_id),
         "tasks": str(world.task_id),
     }.get(segment)
 

@@ -135,3 +135,28 @@ class TasksThroughTheApi(ApplianceWithFleet):
             self.assertEqual(
                 [(p["path"], p["value"]) for p in body["results"]], [(path, "CHANGED")]
             )
+
+    async def test_stored_files_go_down_and_cpe_files_come_up(self) -> None:
+        portal = b"<html>portal</html>\n" * 40
+        code, stored = await self.api(
+            "POST", "/file/?name=portal.html&file_type=2%20Web%20Content", portal, role="admin"
+        )
+        self.assertEqual(code, 201, stored)
+        for cpe in self.fleet.cpes:
+            task = await self.run_task(cpe, "download", file=stored["id"], delay_seconds=0)
+            self.assertEqual(
+                (task["result"]["file"], task["result"]["file_type"]),
+                (stored["id"], "2 Web Content"),
+            )
+            task = await self.run_task(cpe, "upload", file_type="2 Vendor Log File")
+            upload = task["result"]["file"]
+            code, shown = await self.api("GET", f"/file/{upload}/")
+            self.assertEqual(code, 200, shown)
+            self.assertEqual(
+                (shown["device"], shown["task"], shown["file_type"]),
+                (self.device(cpe).id, task["id"], "2 Vendor Log File"),
+            )
+            code, content = await self.api("GET", f"/file/{upload}/content/")
+            self.assertEqual(code, 200)
+            self.assertIn(cpe.serial.encode(), content)
+            self.assertEqual(len(content), task["result"]["size"])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from e2eharness import bounded, check_cwmp_conformance
+from e2eharness import bounded, check_cwmp_conformance, free_port
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
@@ -47,25 +47,6 @@ async def until(cpe: SimulatedCPE, done: Callable[[], bool], *, sessions: int = 
         await bounded(cpe.next_session())
     if not done():
         raise AssertionError(f"condition still false after {sessions} sessions of {cpe.serial}")
-
-
-async def free_port() -> int:
-    """A loopback port for the file server, whose public URL must name it in the config."""
-    port = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")
-    number = int(port.getHost().port)
-    await port.stopListening()
-    return number
-
-
-class _NoFactory:
-    """The least a listenTCP needs; nothing ever connects before it stops listening."""
-
-    def doStart(self) -> None: ...
-
-    def doStop(self) -> None: ...
-
-    def buildProtocol(self, addr: object) -> None:
-        return None
 
 
 class TransferEndToEnd(unittest.TestCase):

@@ -37,7 +37,7 @@ from acs.files import (
 from acs.fileserver import FileServer
 from acs.httplimits import BoundedSite
 from acs.store import Conflict, Store
-from acs.store.models import Backup, FirmwareImage, Task
+from acs.store.models import Backup, FirmwareImage, StoredFile, Task
 
 T0 = 1705311000.0
 TTL = 3600
@@ -434,6 +434,55 @@ class FileServerTests(unittest.TestCase):
             io.BytesIO(data), self.storage.backup_dir, content_type=None, max_size=1000
         )
         return self.storage.add_backup(received, device_id=self.device.id, task_id=task.id, now=T0)
+
+    def stored_file(self, data: bytes) -> StoredFile:
+        received = receive_body(
+            io.BytesIO(data), self.storage.files_dir, content_type=None, max_size=1000
+        )
+        return self.storage.add_file(
+            received, name="portal", file_type="2 Web Content", filename="portal.tar",
+            now=T0, actor="test",
+        )  # fmt: skip
+
+    async def test_a_download_task_fetches_its_stored_file_only(self) -> None:
+        await self.listen()
+        stored = self.stored_file(b"web content")
+        other = self.stored_file(b"other content")
+        task = self.task("download", {"file": stored.id})
+        url = self.signer.file_url(task.id, stored)
+        self.assertIn(f"/file/{stored.id}/portal.tar?task={task.id}&", url)
+        reply = await self.call("GET", url)
+        self.assertEqual((reply.status, reply.body), (200, b"web content"))
+        resume = await self.call("GET", url, {"Range": "bytes=4-"})
+        self.assertEqual((resume.status, resume.body), (206, b"content"))
+        # The task's URL for another file, another kind's task, a tampered name: refused.
+        self.assertEqual((await self.call("GET", self.signer.file_url(task.id, other))).status, 403)
+        firmware_task, _ = self.firmware_url()
+        wrong_kind = self.signer.file_url(firmware_task.id, stored)
+        self.assertEqual((await self.call("GET", wrong_kind)).status, 403)
+        renamed = url.replace("portal.tar", "portal.tgz")
+        self.assertIn((await self.call("GET", renamed)).status, (403, 404))
+        self.store.cancel_task(task.id, now=T0, actor="test")
+        self.assertEqual((await self.call("GET", url)).status, 403)
+
+    async def test_an_upload_task_stores_one_file_of_its_device(self) -> None:
+        await self.listen()
+        task = self.task("upload", {"file_type": "2 Vendor Log File"})
+        url = self.signer.upload_url(task.id)
+        reply = await self.call("PUT", url, body=b"log line\n")
+        self.assertEqual(reply.status, 200, reply.body)
+        [stored] = self.store.files_for_task(task.id)
+        self.assertEqual(
+            (stored.device_id, stored.file_type, stored.size),
+            (self.device.id, "2 Vendor Log File", 9),
+        )
+        self.assertEqual(self.storage.stored_path(stored).read_bytes(), b"log line\n")
+        self.assertEqual((await self.call("PUT", url, body=b"again")).status, 409)
+        backup = self.task("backup")
+        self.assertEqual(
+            (await self.call("PUT", self.signer.upload_url(backup.id), body=b"x")).status, 403
+        )
+        self.assertEqual(len(list(self.storage.files_dir.iterdir())), 1)
 
     async def test_declared_oversize_length_is_413_before_the_body_is_sent(self) -> None:
         await self.listen(max_body=1000)

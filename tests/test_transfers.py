@@ -22,7 +22,7 @@ from twisted.internet.task import Clock
 
 from acs.cwmp import rpc
 from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, Store
-from acs.store.models import Backup, FirmwareImage
+from acs.store.models import Backup, FirmwareImage, StoredFile
 from acs.tasks import (
     REPORT_FAILED,
     SessionTasks,
@@ -50,6 +50,12 @@ class FakeSigner:
 
     def backup_download_url(self, task_id: int, backup: Backup) -> str:
         return f"http://127.0.0.1:7567/backup/{task_id}/{backup.id}"
+
+    def file_url(self, task_id: int, stored: StoredFile) -> str:
+        return f"http://127.0.0.1:7567/file/{stored.id}/{stored.filename}?task={task_id}"
+
+    def upload_url(self, task_id: int) -> str:
+        return f"http://127.0.0.1:7567/upload/{task_id}"
 
 
 def make_device(store: Store, serial: str = SERIAL, version: str = "1.0") -> Device:

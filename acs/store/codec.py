@@ -26,6 +26,7 @@ from acs.store.models import (
     Organization,
     Parameter,
     SessionTranscript,
+    StoredFile,
     Task,
 )
 
@@ -180,6 +181,23 @@ def firmware_image(row: Row) -> FirmwareImage:
         sha256=row["sha256"],
         device_type_id=row["device_type_id"],
         filename=row["filename"],
+        created=float(row["created"]),
+    )
+
+
+def stored_file(row: Row) -> StoredFile:
+    return StoredFile(
+        id=row["id"],
+        name=row["name"],
+        file_type=row["file_type"],
+        oui=row["oui"],
+        product_class=row["product_class"],
+        version=row["version"],
+        size=row["size"],
+        sha256=row["sha256"],
+        filename=row["filename"],
+        device_id=row["device_id"],
+        task_id=row["task_id"],
         created=float(row["created"]),
     )
 

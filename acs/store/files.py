@@ -1,9 +1,12 @@
-"""The rows of stored files: firmware images and configuration backups (Upload RPC). Files
-on disk are acs.files' business: these methods only keep the rows, and callers remove a
-file after its row is gone.
+"""The rows of stored files: firmware images, configuration backups (Upload RPC of a backup
+task) and the other files of ``/api/v1/file/`` (what Download sends, what Upload tasks
+stored). Files on disk are acs.files' business: these methods only keep the rows, and
+callers remove a file after its row is gone.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from acs.store import codec
 from acs.store.checks import (
@@ -15,11 +18,15 @@ from acs.store.errors import NotFound
 from acs.store.models import (
     Backup,
     FirmwareImage,
+    StoredFile,
 )
+
+# Task kinds whose arguments may name a stored file ({"file": id}) to send to the CPE.
+FILE_DOWNLOAD_KINDS = ("download", "schedule_download")
 
 
 class Files(Database):
-    """The `firmware_images` and `backups` tables (SQLite)."""
+    """The `firmware_images`, `backups` and `files` tables (SQLite)."""
 
     def create_firmware_image(
         self,
@@ -163,3 +170,136 @@ class Files(Database):
                 current.device_id, "backup_deleted", {"backup_id": backup_id}, now_f, actor
             )
         return current
+
+    # --- files (/api/v1/file/) ---
+
+    def create_file(
+        self,
+        *,
+        name: str,
+        file_type: str,
+        size: int,
+        sha256: str,
+        filename: str,
+        now: float,
+        oui: str | None = None,
+        product_class: str | None = None,
+        version: str | None = None,
+        device_id: int | None = None,
+        task_id: int | None = None,
+        actor: str = "acs",
+    ) -> StoredFile:
+        """Record a stored file: audited as file_created, or for a CPE's upload (device_id
+        set) in the device's history as file_uploaded."""
+        now_f = epoch("now", now)
+        for label, text in (("name", name), ("file_type", file_type), ("filename", filename)):
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"file {label} must be a non-empty string")
+        if type(size) is not int or size < 0:
+            raise ValueError("file size must be a non-negative int")
+        with self.transaction():
+            if device_id is not None:
+                self._require_device(device_id)
+            row = self._insert(
+                "files",
+                "name, file_type, oui, product_class, version, size, sha256, filename,"
+                " device_id, task_id, created",
+                (
+                    name,
+                    file_type,
+                    oui,
+                    product_class,
+                    version,
+                    size,
+                    sha256,
+                    filename,
+                    device_id,
+                    task_id,
+                    now_f,
+                ),
+            )
+            stored = codec.stored_file(row)
+            detail = {"file_id": stored.id, "file_type": file_type, "size": size, "sha256": sha256}
+            if device_id is None:
+                self._audit("file_created", {**detail, "name": name}, now_f, actor)
+            else:
+                self._insert_history(
+                    device_id, "file_uploaded", {**detail, "task_id": task_id}, now_f, actor
+                )
+        return stored
+
+    def get_file(self, file_id: int) -> StoredFile | None:
+        row = self._one("SELECT * FROM files WHERE id = ?", (file_id,))
+        return None if row is None else codec.stored_file(row)
+
+    def files_page(
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        organization_ids: tuple[int, ...] | None = None,
+        file_type: str | None = None,
+    ) -> tuple[int, list[StoredFile]]:
+        """(total, one page in ascending id) of the files; with ``organization_ids``, only
+        the operators' files and those uploaded by devices of these organizations."""
+        check_page(limit, offset)
+        clauses: list[str] = []
+        params: list[Any] = []
+        if organization_ids is not None:
+            marks = ", ".join("?" for _ in organization_ids) or "NULL"
+            clauses.append(
+                "(device_id IS NULL OR device_id IN"
+                f" (SELECT id FROM devices WHERE organization_id IN ({marks})))"
+            )
+            params.extend(organization_ids)
+        if file_type is not None:
+            clauses.append("file_type = ?")
+            params.append(file_type)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        return self._page("files", where, params, codec.stored_file, limit=limit, offset=offset)
+
+    def files_for_task(self, task_id: int) -> list[StoredFile]:
+        """The files a task's CPE uploaded (normally zero or one), oldest first."""
+        found = self._all("SELECT * FROM files WHERE task_id = ? ORDER BY id", (task_id,))
+        return [codec.stored_file(r) for r in found]
+
+    def files_of_device(self, device_id: int) -> list[StoredFile]:
+        """The files the device uploaded, oldest first."""
+        found = self._all("SELECT * FROM files WHERE device_id = ? ORDER BY id", (device_id,))
+        return [codec.stored_file(r) for r in found]
+
+    def newest_file(
+        self, file_type: str, *, oui: str | None, product_class: str | None
+    ) -> StoredFile | None:
+        """The newest operator file of ``file_type`` meant for a CPE of this OUI and product
+        class (a file that names neither is meant for every CPE): what a RequestDownload
+        gets."""
+        row = self._one(
+            "SELECT * FROM files WHERE file_type = ? AND device_id IS NULL"
+            " AND (oui IS NULL OR oui = ?) AND (product_class IS NULL OR product_class = ?)"
+            " ORDER BY id DESC LIMIT 1",
+            (file_type, oui, product_class),
+        )
+        return None if row is None else codec.stored_file(row)
+
+    def delete_file(self, file_id: int, *, now: float, actor: str) -> StoredFile:
+        """Delete the row and return it (the caller removes the file); NotFound if unknown,
+        Conflict while a pending or in-progress download task sends it."""
+        kinds = ", ".join(f"'{k}'" for k in FILE_DOWNLOAD_KINDS)
+        return self._delete_unless_used(
+            "files",
+            "file",
+            file_id,
+            codec.stored_file,
+            [
+                (
+                    f"SELECT count(*) FROM tasks WHERE kind IN ({kinds})"
+                    " AND state IN ('pending', 'in_progress')"
+                    " AND json_extract(args, '$.file') = ?",
+                    "file {id} is used by {n} pending or in-progress download(s)",
+                )
+            ],
+            ("file_deleted", lambda f: {"file_id": file_id, "name": f.name}),
+            now=now,
+            actor=actor,
+        )

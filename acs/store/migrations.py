@@ -324,6 +324,30 @@ UPDATE tasks SET args = json_object('parameter_names', json(json_extract(args, '
     WHERE kind = 'get_parameter_attributes' AND json_extract(args, '$.names') IS NOT NULL;
 """
 
+# Stored files other than firmware images and backups (POST /file/, Upload RPC results):
+# what a Download sends (vendor config, web content, tones, vendor-specific) and what a CPE
+# uploaded (device_id and task_id set; its rows go with the device). oui/product_class say
+# which CPEs a file is meant for (RequestDownload picks the newest match).
+_V11 = """
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL CHECK (name <> ''),
+    file_type TEXT NOT NULL CHECK (file_type <> ''),
+    oui TEXT,
+    product_class TEXT,
+    version TEXT,
+    size INTEGER NOT NULL CHECK (size >= 0),
+    sha256 TEXT NOT NULL,
+    filename TEXT NOT NULL CHECK (filename <> ''),
+    device_id INTEGER REFERENCES devices (id) ON DELETE CASCADE,
+    task_id INTEGER,
+    created REAL NOT NULL
+);
+CREATE INDEX files_by_type ON files (file_type, id);
+CREATE INDEX files_by_device ON files (device_id);
+CREATE INDEX files_by_task ON files (task_id);
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -335,6 +359,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("index of finished tasks", sql(_V8)),
     ("storage probe table", sql(_V9)),
     ("task kinds and arguments named as the RPCs", sql(_V10)),
+    ("stored files", sql(_V11)),
 ]
 
 

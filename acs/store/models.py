@@ -247,3 +247,22 @@ class Backup:
     size: int
     sha256: str
     created: float
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A file of ``/api/v1/file/``: one an operator stored for Download, or one a CPE sent
+    (Upload RPC; then ``device_id`` and ``task_id`` say whose and for which task)."""
+
+    id: int
+    name: str
+    file_type: str  # a TR-069 FileType, e.g. "3 Vendor Configuration File"
+    oui: str | None  # the CPEs it is meant for (RequestDownload matches on these)
+    product_class: str | None
+    version: str | None
+    size: int
+    sha256: str
+    filename: str  # name on disk (after the id) and the Download's TargetFileName
+    device_id: int | None
+    task_id: int | None
+    created: float

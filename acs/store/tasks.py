@@ -409,7 +409,8 @@ class Tasks(Database):
         self, kinds: Iterable[str], *, started_before: float, device_id: int | None = None
     ) -> list[Task]:
         """In-progress tasks of `kinds` started before `started_before` (one device or all),
-        oldest first."""
+        oldest first; a task's own delay_seconds (the CPE waits that long before it starts)
+        counts on top."""
         before = epoch("started_before", started_before)
         wanted = list(kinds)
         if not wanted:
@@ -422,7 +423,8 @@ class Tasks(Database):
             params.append(device_id)
         found = self._all(
             f"SELECT * FROM tasks WHERE state = 'in_progress' AND kind IN ({marks}) "
-            f"AND started < ? {one_device}ORDER BY id",
+            "AND started + coalesce(json_extract(args, '$.delay_seconds'), 0) < ? "
+            f"{one_device}ORDER BY id",
             params,
         )
         return [codec.task(r) for r in found]

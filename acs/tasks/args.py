@@ -21,6 +21,7 @@ from acs.cwmp.values import MAX_VALUE, WIRE_TYPES, XSD_TYPES, type_problem
 # Limits that keep one API call from building an envelope no CPE will swallow (a path's and a
 # value's are acs.cwmp's).
 MAX_LIST = 1024
+MAX_ID = 2**63 - 1  # a row id (SQLite INTEGER)
 MAX_KEY = 32  # CommandKey and ParameterKey (cwmp-1-2.xsd)
 MAX_ACCESS_ENTRY = 64
 MAX_ACCESS_LIST = 16
@@ -51,12 +52,19 @@ def _list_of(items: Schema) -> Schema:
     return {"type": "array", "minItems": 1, "maxItems": MAX_LIST, "items": items}
 
 
-def arguments_schema(properties: Mapping[str, Schema], required: Iterable[str] = ()) -> Schema:
-    """The schema of a kind's arguments object."""
+def arguments_schema(
+    properties: Mapping[str, Schema],
+    required: Iterable[str] = (),
+    *,
+    extra: Mapping[str, Any] | None = None,
+) -> Schema:
+    """The schema of a kind's arguments object; ``extra``: more keywords of the object
+    (``anyOf`` of required keys: which combinations it takes)."""
     schema: Schema = {"type": "object", "properties": dict(properties)}
     if required:
         schema["required"] = list(required)
     schema["additionalProperties"] = False
+    schema.update(extra or {})
     return schema
 
 
@@ -120,19 +128,21 @@ def no_args(args: Mapping[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def _positive_id(args: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
+def positive_id(args: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
     value = args.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 3.0: JSON has one number type, JSON Schema's integer allows it
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
         raise ValueError(f"{key} must be a {what} id (positive integer)")
     return {key: value}
 
 
 def firmware_image_arg(args: Mapping[str, Any]) -> dict[str, Any]:
-    return _positive_id(args, "firmware_image", "firmware image")
+    return positive_id(args, "firmware_image", "firmware image")
 
 
 def backup_arg(args: Mapping[str, Any]) -> dict[str, Any]:
-    return _positive_id(args, "backup", "backup")
+    return positive_id(args, "backup", "backup")
 
 
 def all_flag(args: Mapping[str, Any]) -> dict[str, Any]:

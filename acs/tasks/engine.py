@@ -591,15 +591,20 @@ class TaskEngine:
                     result["reported_version"] = reported
                 else:
                     result[VERSION_CHECK] = "pending"
-        elif task.kind == "backup":
-            stored = self.store.backups_for_task(task.id)
+        elif task.kind in ("backup", "upload"):
+            backup = task.kind == "backup"
+            find = self.store.backups_for_task if backup else self.store.files_for_task
+            stored = find(task.id)
             if not stored:
                 raise TaskError(
                     "the CPE reported the upload complete but no file reached the file server",
                     permanent=True,
                 )
-            backup = stored[-1]  # a CPE that uploaded twice: the newest file counts
-            result.update(backup=backup.id, size=backup.size, sha256=backup.sha256)
+            newest = stored[-1]  # a CPE that uploaded twice: the newest file counts
+            result.update(
+                {"backup" if backup else "file": newest.id, "size": newest.size},
+                sha256=newest.sha256,
+            )
         return result
 
     def on_transfer_complete(

@@ -15,7 +15,7 @@ task ends), its completion policy, and how the API offers it. Completion is one 
 
 The engine (`acs.tasks.engine`), the session driver (`acs.tasks.session`) and the API
 (`api.device_ops`) take these policies from the declarations. (Still by name, in the
-engine, and not policies of a kind's lifecycle: the firmware and backup side effects of a
+engine, and not policies of a kind's lifecycle: the firmware, backup and upload side effects of a
 finished transfer, and the firmware request rule of `TaskEngine.set_firmware`.)
 """
 
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from acs.cwmp import rpc
 from acs.store.models import IN_PROGRESS, Task
 from acs.tasks import args as a
+from acs.tasks import filekinds as f
 from acs.tasks import results as r
 from acs.tasks.run import CpeFault, Steps, TaskError, TaskRun, WaitForInform, task_key
 from acs.tasks.settings import model_type
@@ -39,11 +40,6 @@ if TYPE_CHECKING:
 ANSWER = "answer"
 INFORM = "inform"
 TRANSFER = "transfer"
-
-# FileType values of TR-069 Download (A.3.2.8) and Upload (A.4.1.5).
-FIRMWARE_FILE_TYPE = "1 Firmware Upgrade Image"
-CONFIG_UPLOAD_FILE_TYPE = "1 Vendor Configuration File"
-CONFIG_DOWNLOAD_FILE_TYPE = "3 Vendor Configuration File"
 
 # Which of a kind's pending and in-progress tasks an Inform confirms: (the tasks, the Inform,
 # its event codes) -> the confirmed ones.
@@ -239,53 +235,6 @@ def _device_factory_reset(run: TaskRun) -> Steps:
     # re-applied after the CPE's 0 BOOTSTRAP: _reapply_settings).
     yield from run.call(rpc.FactoryReset())
     return WaitForInform()
-
-
-def _firmware_update(run: TaskRun) -> Steps:
-    signer = run.signer()
-    image_id = run.task.args.get("firmware_image")
-    image = run.store.get_firmware_image(image_id) if isinstance(image_id, int) else None
-    if image is None:
-        raise TaskError(f"firmware image {image_id} no longer exists", permanent=True)
-    answer: rpc.DownloadResponse = yield from run.call(
-        rpc.Download(
-            command_key=task_key(run.task),
-            file_type=FIRMWARE_FILE_TYPE,
-            url=signer.firmware_url(run.task.id, image),
-            file_size=image.size,
-            target_file_name=image.filename,
-        )
-    )
-    return run.transfer_started(answer, {"firmware_image": image.id})
-
-
-def _backup(run: TaskRun) -> Steps:
-    signer = run.signer()
-    answer: rpc.UploadResponse = yield from run.call(
-        rpc.Upload(
-            command_key=task_key(run.task),
-            file_type=CONFIG_UPLOAD_FILE_TYPE,
-            url=signer.backup_upload_url(run.task.id),
-        )
-    )
-    return run.transfer_started(answer, {})
-
-
-def _restore(run: TaskRun) -> Steps:
-    signer = run.signer()
-    backup_id = run.task.args.get("backup")
-    backup = run.store.get_backup(backup_id) if isinstance(backup_id, int) else None
-    if backup is None or backup.device_id != run.task.device_id:
-        raise TaskError(f"backup {backup_id} of this device no longer exists", permanent=True)
-    answer: rpc.DownloadResponse = yield from run.call(
-        rpc.Download(
-            command_key=task_key(run.task),
-            file_type=CONFIG_DOWNLOAD_FILE_TYPE,
-            url=signer.backup_download_url(run.task.id, backup),
-            file_size=backup.size,
-        )
-    )
-    return run.transfer_started(answer, {"backup": backup.id})
 
 
 def _configuration_update(run: TaskRun) -> Steps:
@@ -619,7 +568,7 @@ _DECLARED = (
     ),
     TaskKind(
         "firmware_update",
-        _firmware_update,
+        f.firmware_update,
         ("firmware_image",),
         a.firmware_image_arg,
         example={"firmware_image": 1},
@@ -646,15 +595,37 @@ _DECLARED = (
         api_rank=30,
     ),
     # Upload of the vendor configuration file into a stored backup.
-    TaskKind("backup", _backup, completion=TRANSFER),
+    TaskKind("backup", f.backup, completion=TRANSFER),
     # Download of a stored backup back to the CPE.
     TaskKind(
         "restore",
-        _restore,
+        f.restore,
         ("backup",),
         a.backup_arg,
         example={"backup": 1},
         completion=TRANSFER,
+    ),
+    TaskKind(
+        "download",
+        f.download,
+        ("file", "firmware_image", "file_type", "delay_seconds", "target_file_name"),
+        f.download_args,
+        args_schema=f.DOWNLOAD_SCHEMA,
+        example={"file": 1},
+        completion=TRANSFER,
+        api_task=True,
+        result_schema=r.DOWNLOAD_RESULT,
+    ),
+    TaskKind(
+        "upload",
+        f.upload,
+        ("file_type", "delay_seconds"),
+        f.upload_args,
+        args_schema=f.UPLOAD_SCHEMA,
+        example={"file_type": "2 Vendor Log File"},
+        completion=TRANSFER,
+        api_task=True,
+        result_schema=r.UPLOAD_RESULT,
     ),
     # TR-069 ScheduleInform: the CPE informs "3 SCHEDULED" + "M ScheduleInform" (our
     # CommandKey) after delay_seconds; it may take that long more than a reboot to confirm.

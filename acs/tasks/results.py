@@ -83,3 +83,28 @@ QUEUED_RESULT = result(
         }
     }
 )
+_ID = {"type": "integer", "minimum": 1}
+_TRANSFERRED = {
+    "file_type": {"type": "string", "description": "The FileType sent."},
+    "start_time": {"type": "string", "description": "StartTime the CPE reported."},
+    "complete_time": {"type": "string", "description": "CompleteTime the CPE reported."},
+    "fault_code": {"type": "integer", "enum": [0], "description": "Of the TransferComplete."},
+    "status": {"type": "integer", "enum": [0], "description": "Done within the RPC itself."},
+}
+DOWNLOAD_RESULT = result(
+    {
+        "file": {**_ID, "description": "The stored file sent."},
+        "firmware_image": {**_ID, "description": "The firmware image sent."},
+        **_TRANSFERRED,
+    },
+    ["file_type", "start_time", "complete_time"],
+)
+UPLOAD_RESULT = result(
+    {
+        "file": {**_ID, "description": "The stored upload: GET /api/v1/file/{file}/content/."},
+        "size": {"type": "integer", "minimum": 0, "description": "Bytes."},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        **_TRANSFERRED,
+    },
+    ["file", "size", "sha256", "file_type", "start_time", "complete_time"],
+)

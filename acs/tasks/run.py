@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from acs.cwmp import rpc
 from acs.cwmp.paths import DEFAULT_ROOT, known_root
-from acs.store.models import Backup, Device, FirmwareImage, Task
+from acs.store.models import Backup, Device, FirmwareImage, StoredFile, Task
 from acs.tasks.settings import EffectiveSetting, value_fingerprint
 
 if TYPE_CHECKING:
@@ -72,6 +72,10 @@ class TransferUrls(Protocol):
     def backup_upload_url(self, task_id: int) -> str: ...
 
     def backup_download_url(self, task_id: int, backup: Backup) -> str: ...
+
+    def file_url(self, task_id: int, stored: StoredFile) -> str: ...
+
+    def upload_url(self, task_id: int) -> str: ...
 
 
 def resolve_root(device: Device | None) -> str:
