@@ -403,7 +403,7 @@ class CwmpResource(Resource):
             session=session,
             device_id=device.id,
             serial=serial,
-            tasks=self._tasks.open_session(device.id),
+            tasks=self._tasks.open_session(device.id, session.version),
             channel=request.channel,
             timeout=timeout,
             started=now,

@@ -17,8 +17,9 @@ from typing import Any
 
 from acs.cwmp.paths import known_root
 from acs.cwmp.values import type_problem
-from acs.store.models import FAILED, Device
+from acs.store.models import FAILED, IN_PROGRESS, PENDING, Device
 from acs.tasks import KINDS, model_type, validate_args
+from acs.tasks.kinds import TRANSFER_KINDS
 from api.base import Api, ApiError, ApiRequest, Result, conflict, route, store_errors
 from api.device_children import device_task, task_component, task_json
 from api.docs import MAX_TASK_TIMEOUT, WRITE, Doc
@@ -83,8 +84,10 @@ def _check_for_device(api: Api, device: Device, kind: str, args: Mapping[str, An
         problem = None if xsd is None else type_problem(item["value"], xsd)
         if problem is not None:
             errors.setdefault("parameters", []).append(f"{item['name']}: value {problem}")
-    if kind == "download":
+    if kind in ("download", "schedule_download"):
         errors.update(_download_problems(api, device, args))
+    if kind == "cancel_transfer":
+        errors.update(_cancel_problems(api, device, args["task"]))
     if errors:
         raise ApiError(400, errors)
 
@@ -103,6 +106,16 @@ def _download_problems(api: Api, device: Device, args: Mapping[str, Any]) -> dic
             stored = None
     if stored is None:
         return {"file": [does_not_exist(args["file"])]}
+    return {}
+
+
+def _cancel_problems(api: Api, device: Device, task_id: int) -> dict[str, list[str]]:
+    """A cancel_transfer names a transfer task of this device that has not ended."""
+    target = api.store.get_task(task_id)
+    if target is None or target.device_id != device.id or target.kind not in TRANSFER_KINDS:
+        return {"task": [f"Task {task_id} is not a transfer task of this device."]}
+    if target.state not in (PENDING, IN_PROGRESS):
+        return {"task": [f"Task {task_id} is {target.state}: there is nothing to cancel."]}
     return {}
 
 

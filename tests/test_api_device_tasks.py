@@ -39,6 +39,9 @@ BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
     "get_queued_transfers": {"all": True},
     "download": {"file": 1, "firmware_image": 1},
     "upload": {"file_type": "3 Vendor Configuration File 0"},
+    "schedule_download": {"file": 1, "time_windows": []},
+    "cancel_transfer": {"task": "1"},
+    "get_all_queued_transfers": {"transfers": []},
 }
 
 
@@ -66,8 +69,13 @@ def test_each_kind_is_queued_with_its_arguments_and_wakes_the_device(
 ) -> None:
     device = make_device(harness)
     example = dict(KINDS[kind].example)
-    if kind == "download":
+    if kind in ("download", "schedule_download"):
         example["file"] = stored_file(harness).id
+    if kind == "cancel_transfer":
+        transfer = harness.store.queue_task(
+            device.id, "upload", {"file_type": "2 Vendor Log File"}, now=T0, actor="t"
+        )
+        example["task"] = transfer.id
     reply = harness.call(
         "POST", url(device.id), token=harness.token("operator", name="ops"),
         json_body={"kind": kind, **example},
@@ -78,8 +86,7 @@ def test_each_kind_is_queued_with_its_arguments_and_wakes_the_device(
     assert reply.json["arguments"] == validate_args(kind, example)
     assert reply.json["actor"] == "ops"
     assert connreq.woken == [device.id]
-    [task] = harness.store.tasks_for_device(device.id)
-    assert task.id == reply.json["id"]
+    assert reply.json["id"] == harness.store.tasks_for_device(device.id)[-1].id
 
 
 @pytest.mark.parametrize("kind", API_KINDS)
@@ -343,3 +350,27 @@ def test_a_download_names_a_file_or_image_that_exists_and_may_go_to_the_device(
     )  # fmt: skip
     assert reply.status == 202, reply.json
     assert reply.json["arguments"] == {"file": own_upload.id, "file_type": "X 00D09E cfg"}
+
+
+def test_a_cancel_names_a_transfer_of_this_device_still_under_way(
+    harness: ApiHarness, connreq: FakeConnreq
+) -> None:
+    device = make_device(harness)
+    other = informed_device(harness.store, "SN-OTHER", provisioned=True)
+    token = harness.token("operator")
+    store = harness.store
+    upload = {"file_type": "2 Vendor Log File"}
+    reboot = store.queue_task(device.id, "reboot", {}, now=T0, actor="t")
+    foreign = store.queue_task(other.id, "upload", upload, now=T0, actor="t")
+    ended = store.queue_task(device.id, "upload", upload, now=T0, actor="t")
+    store.cancel_task(ended.id, now=T0, actor="t")
+    for target in (reboot.id, foreign.id, ended.id, 999):
+        reply = harness.call(
+            "POST",
+            url(device.id),
+            token=token,
+            json_body={"kind": "cancel_transfer", "task": target},
+        )
+        assert reply.status == 400, reply.json
+        assert list(reply.json) == ["task"]
+    assert [t.kind for t in store.tasks_for_device(device.id)] == ["reboot", "upload"]

@@ -160,3 +160,59 @@ class TasksThroughTheApi(ApplianceWithFleet):
             self.assertEqual(code, 200)
             self.assertIn(cpe.serial.encode(), content)
             self.assertEqual(len(content), task["result"]["size"])
+
+    async def finished(self, cpe: SimulatedCPE, kind: str, **arguments: Any) -> dict[str, Any]:
+        """POST the task with ?timeout and return it finished (done or failed)."""
+        device = self.device(cpe)
+        code, body = await self.api(
+            "POST", f"/inventory_device/{device.id}/tasks/?timeout=20", {"kind": kind, **arguments}
+        )
+        self.assertEqual(code, 200, body)
+        return body  # type: ignore[no-any-return]
+
+    async def test_the_transfer_queue_is_listed_scheduled_and_cancelled_from_cwmp_1_2(
+        self,
+    ) -> None:
+        code, stored = await self.api(
+            "POST", "/file/?name=tones&file_type=4%20Tone%20File", b"RIFF-tones", role="admin"
+        )
+        self.assertEqual(code, 201, stored)
+        later = [{"window_start": 3600, "window_end": 7200}]
+        for cpe in self.fleet.cpes:
+            device = self.device(cpe)
+            if cpe.cwmp_version < "1.2":  # the TR-098 CPE speaks 1.0: refused, never sent
+                task = await self.finished(cpe, "get_all_queued_transfers")
+                self.assertEqual(task["state"], "failed")
+                self.assertIn("which has no GetAllQueuedTransfers", task["fault_string"])
+                continue
+            code, scheduled = await self.api(
+                "POST",
+                f"/inventory_device/{device.id}/tasks/",
+                {"kind": "schedule_download", "file": stored["id"], "time_windows": later},
+            )
+            self.assertEqual(code, 202, scheduled)
+            # Queued behind it: it runs once the ScheduleDownload was accepted.
+            queued = await self.run_task(cpe, "get_all_queued_transfers")
+            self.assertEqual(self.task_state(scheduled["id"]), "in_progress")
+            self.assertEqual(
+                queued["result"]["transfers"],
+                [
+                    {
+                        "command_key": f"acs-task-{scheduled['id']}",
+                        "state": 1,
+                        "is_download": True,
+                        "file_type": "4 Tone File",
+                        "file_size": len(b"RIFF-tones"),
+                        "target_file_name": "tones",
+                    }
+                ],
+            )
+            cancel = await self.run_task(cpe, "cancel_transfer", task=scheduled["id"])
+            self.assertEqual(cancel["result"], {"task": scheduled["id"], "sent": True})
+            code, body = await self.api(
+                "GET", f"/inventory_device/{device.id}/tasks/{scheduled['id']}/"
+            )
+            self.assertEqual(body["state"], "cancelled")
+            self.assertEqual(
+                (await self.run_task(cpe, "get_all_queued_transfers"))["result"], {"transfers": []}
+            )

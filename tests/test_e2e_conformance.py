@@ -59,8 +59,11 @@ class _Scripted:
         self.real.abort(now=now, reason=reason)
 
 
-def every_acs_request(root: str, files_url: str, answers: list[rpc.Message]) -> Script:
-    """One of each ACS request (FactoryReset excepted: it ends the CPE's state, see below)."""
+def every_acs_request(
+    root: str, version: str, files_url: str, answers: list[rpc.Message]
+) -> Script:
+    """One of each ACS request the version has (FactoryReset excepted: it ends the CPE's
+    state, see below)."""
     ms = f"{root}ManagementServer."
     software = f"{root}DeviceInfo.SoftwareVersion"
     table = f"{root}NAT.PortMapping." if root == "Device." else None
@@ -79,6 +82,20 @@ def every_acs_request(root: str, files_url: str, answers: list[rpc.Message]) -> 
     ]
     for request in steps:
         answers.append((yield request))
+    if defines(version, rpc.GetAllQueuedTransfers):
+        answers.append((yield rpc.GetAllQueuedTransfers()))  # nothing queued yet
+    if defines(version, rpc.ScheduleDownload):
+        # In an hour, and cancelled before it starts: no transfer, two more RPCs.
+        window = rpc.TimeWindow(3600, 7200, "1 At Any Time", "", -1)
+        answers.append(
+            (
+                yield rpc.ScheduleDownload(
+                    "conformance-sd", "2 Web Content", f"{files_url}file/0/x", (window,)
+                )
+            )
+        )
+        answers.append((yield rpc.GetAllQueuedTransfers()))  # the scheduled download
+        answers.append((yield rpc.CancelTransfer("conformance-sd")))
     added = yield rpc.AddObject(table, "conformance-2")
     answers.append(added)
     assert isinstance(added, rpc.AddObjectResponse), added
@@ -128,11 +145,14 @@ class EveryMessageInEveryVersion(ApplianceWithFleet):
         files_url = f"http://127.0.0.1:{files_port.getHost().port}/"
 
         answers: list[rpc.Message] = []
-        scripts = [every_acs_request(cpe.root, files_url, answers), _factory_reset(answers)]
+        scripts = [
+            every_acs_request(cpe.root, version, files_url, answers),
+            _factory_reset(answers),
+        ]
         open_session = self.appliance.tasks.open_session
 
-        def scripted(device_id: int) -> Any:
-            real = open_session(device_id)
+        def scripted(device_id: int, session_version: str | None = None) -> Any:
+            real = open_session(device_id, session_version)
             if device_id == device.id and scripts:
                 return _Scripted(real, scripts.pop(0))
             return real
@@ -151,11 +171,12 @@ class EveryMessageInEveryVersion(ApplianceWithFleet):
 
         assert not any(isinstance(a, rpc.Fault) for a in answers), answers
         acs_sent = set(seen["acs"])
-        missing = {t.__name__ for t in rpc.ACS_REQUESTS} - acs_sent
+        offered = [t for t in rpc.ACS_REQUESTS if defines(version, t)]
+        missing = {t.__name__ for t in offered} - acs_sent
         assert not missing, f"ACS requests never sent: {missing}"
         answered = {rpc.CPE_REQUESTS[type(r)].__name__ for r in cpe_requests(version)}
         assert answered | {"InformResponse", "TransferCompleteResponse"} <= acs_sent
-        assert {f"{t.__name__}Response" for t in rpc.ACS_REQUESTS} <= set(seen["cpe"])
+        assert {f"{t.__name__}Response" for t in offered} <= set(seen["cpe"])
         self.conformance.assert_clean()
 
     async def test_cwmp_1_0(self) -> None:

@@ -566,3 +566,72 @@ def test_cli_fault_flags_set_the_fleet_wide_faults() -> None:
         corrupt_download=True, interrupt_after=512, resume=False, fail_upload=True
     )
     assert fleet.cpes[0].active_faults is fleet.faults
+
+
+class CpeTransferQueueTests(unittest.TestCase):
+    """ScheduleDownload, CancelTransfer and GetAllQueuedTransfers (CWMP 1.2) on the CPE."""
+
+    setUp = CpeTransferTests.setUp
+    run_rpc = CpeTransferTests.run_rpc
+    only_transfer_complete = CpeTransferTests.only_transfer_complete
+
+    def scheduled(self, key: str, start: int) -> rpc.ScheduleDownload:
+        self.files.files["/web"] = b"<html/>"
+        return rpc.ScheduleDownload(
+            key, "2 Web Content", "http://files/web",
+            (rpc.TimeWindow(start, start + 60, "1 At Any Time", "", -1),),
+            file_size=7, target_file_name="index.html",
+        )  # fmt: skip
+
+    def test_a_scheduled_download_runs_at_its_window_and_reports_m_schedule_download(
+        self,
+    ) -> None:
+        answer = self.run_rpc(self.scheduled("sd-1", 30))
+        self.assertEqual(answer, rpc.ScheduleDownloadResponse())
+        self.assertEqual(
+            self.cpe.handle(rpc.GetAllQueuedTransfers()),
+            rpc.GetAllQueuedTransfersResponse(
+                (rpc.AllQueuedTransfer("sd-1", 1, True, "2 Web Content", 7, "index.html"),)
+            ),
+        )
+        self.clock.advance(29)
+        self.assertEqual(self.files.requests, [])
+        self.clock.advance(1)
+        tc = self.only_transfer_complete()
+        self.assertEqual((tc.command_key, tc.fault.code), ("sd-1", 0))
+        self.assertEqual(
+            self.acs.events(), [("7 TRANSFER COMPLETE", ""), ("M ScheduleDownload", "sd-1")]
+        )
+        self.assertEqual(self.cpe.handle(rpc.GetAllQueuedTransfers()).transfers, ())  # type: ignore[attr-defined]
+
+    def test_a_transfer_not_started_is_cancelled_and_never_runs(self) -> None:
+        self.run_rpc(self.scheduled("sd-2", 30))
+        self.assertEqual(self.cpe.handle(rpc.CancelTransfer("sd-2")), rpc.CancelTransferResponse())
+        self.clock.advance(60)
+        self.assertEqual((self.files.requests, self.acs.transfer_completes), ([], []))
+        reply = self.cpe.handle(rpc.CancelTransfer("sd-2"))
+        assert isinstance(reply, rpc.Fault)
+        self.assertEqual(reply.code, 9003)  # no such transfer any more
+
+    def test_a_transfer_under_way_cannot_be_cancelled(self) -> None:
+        self.files.files["/slow"] = b"x"
+        self.acs.script = [rpc.Download("dl-1", "2 Web Content", "http://files/slow")]
+        self.cpe.inform()
+        self.acs.holding = True  # the fetch starts and waits for the file server
+        self.clock.advance(0)
+        reply = self.cpe.handle(rpc.CancelTransfer("dl-1"))
+        assert isinstance(reply, rpc.Fault)
+        self.assertEqual(reply.code, 9021)
+        self.acs.holding = False
+        while self.acs.held:
+            self.acs.release()
+
+    def test_the_methods_offered_follow_the_cpes_version(self) -> None:
+        old = SimulatedCPE("XFER00002", load_template("tr098"), self.profile, cwmp_version="1.0")
+        methods = old.handle(rpc.GetRPCMethods())
+        assert isinstance(methods, rpc.GetRPCMethodsResponse)
+        self.assertNotIn("ScheduleDownload", methods.methods)
+        self.assertNotIn("GetAllQueuedTransfers", methods.methods)
+        new = self.cpe.handle(rpc.GetRPCMethods())
+        assert isinstance(new, rpc.GetRPCMethodsResponse)
+        self.assertIn("CancelTransfer", new.methods)

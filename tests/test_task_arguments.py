@@ -63,8 +63,32 @@ ITEMS: list[Any] = [
 ]
 
 
+W = {"window_start": 0, "window_end": 60}
+WINDOWS: list[Any] = [
+    W, {**W, "window_end": 0}, {"window_start": 60, "window_end": 59}, {"window_start": 0},
+    {**W, "window_end": 604800}, {**W, "window_end": 604801}, {**W, "window_start": -1},
+    {**W, "window_start": 1.0}, {**W, "window_start": 1.5}, {**W, "window_start": "1"},
+    {**W, "mode": "2 Immediately"}, {**W, "mode": "4 Confirmation Needed"},
+    {**W, "mode": "5 Whenever"}, {**W, "mode": "X 00D09E night"}, {**W, "mode": None},
+    {**W, "user_message": "Update tonight"}, {**W, "user_message": "é"},
+    {**W, "user_message": "x" * 257}, {**W, "max_retries": -1}, {**W, "max_retries": 100},
+    {**W, "max_retries": 101}, {**W, "max_retries": -2}, {**W, "extra": 1}, None, "W", [],
+]  # fmt: skip
+# Pairs of windows: in time order, or overlapping, or out of order.
+WINDOW_PAIRS: list[Any] = [
+    [W, {"window_start": 60, "window_end": 120}],
+    [W, {"window_start": 59, "window_end": 120}],
+    [{"window_start": 60, "window_end": 120}, W],
+    [W, W, W],
+]
+
+
 def _exempt(kind: str, arguments: dict[str, Any]) -> bool:
-    """The rules no schema states: a name twice, a value that does not suit its type."""
+    """The rules no schema states: a name twice, a value that does not suit its type;
+    time windows out of order (or a window ending before it starts)."""
+    windows = arguments.get("time_windows")
+    if kind == "schedule_download" and isinstance(windows, list):
+        return windows in ([{"window_start": 60, "window_end": 59}], *WINDOW_PAIRS[1:3])
     items = arguments.get("parameters")
     if kind not in ("set_parameter_values", "add_object") or not isinstance(items, list):
         return False
@@ -99,6 +123,9 @@ def bodies(kind: str) -> list[dict[str, Any]]:
         if key == "parameters":
             out += [{**example, key: [item]} for item in ITEMS]
             out.append({**example, key: [ITEMS[0], ITEMS[0]]})
+        if key == "time_windows":
+            out += [{**example, key: [window]} for window in WINDOWS]
+            out += [{**example, key: pair} for pair in WINDOW_PAIRS]
     out.append({**example, "unknown": 1})
     return out
 
@@ -116,6 +143,10 @@ def test_each_kind_accepts_exactly_what_its_schema_accepts(kind: str) -> None:
 
 
 def test_the_unstated_rules_are_enforced() -> None:
+    file = {"file": 1}
+    for windows in ([{"window_start": 60, "window_end": 59}], *WINDOW_PAIRS[1:3]):
+        assert not accepted("schedule_download", {**file, "time_windows": windows})
+    assert accepted("schedule_download", {**file, "time_windows": WINDOW_PAIRS[0]})
     item = {"name": "Device.X.Y", "value": "1"}
     assert not accepted("set_parameter_values", {"parameters": [item, item]})
     typed = {"name": "Device.X.Y", "value": "-1", "type": "xsd:unsignedInt"}

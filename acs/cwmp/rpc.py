@@ -240,6 +240,69 @@ class GetQueuedTransfersResponse:
 
 
 @dataclass(frozen=True)
+class AllQueuedTransfer:
+    """A transfer the CPE has queued or under way, whoever asked for it
+    (AllQueuedTransferStruct, A.4.1.7)."""
+
+    command_key: str
+    state: int  # 1 not yet started, 2 in progress, 3 completed (finishing up)
+    is_download: bool
+    file_type: str
+    file_size: int = 0
+    target_file_name: str = ""
+
+
+@dataclass(frozen=True)
+class GetAllQueuedTransfers:
+    pass
+
+
+@dataclass(frozen=True)
+class GetAllQueuedTransfersResponse:
+    transfers: tuple[AllQueuedTransfer, ...]
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """When a scheduled download may happen (TimeWindowStruct, A.4.1.8): seconds from the
+    RPC's receipt; ``mode`` "1 At Any Time", "2 Immediately", "3 When Idle", "4
+    Confirmation Needed" or "X <OUI> <name>"; ``max_retries`` -1 = the CPE decides."""
+
+    window_start: int
+    window_end: int
+    mode: str = "1 At Any Time"
+    user_message: str = ""
+    max_retries: int = -1
+
+
+@dataclass(frozen=True)
+class ScheduleDownload:
+    command_key: str
+    file_type: str
+    url: str
+    time_windows: tuple[TimeWindow, ...]
+    username: str = ""
+    password: str = ""
+    file_size: int = 0
+    target_file_name: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduleDownloadResponse:
+    pass
+
+
+@dataclass(frozen=True)
+class CancelTransfer:
+    command_key: str
+
+
+@dataclass(frozen=True)
+class CancelTransferResponse:
+    pass
+
+
+@dataclass(frozen=True)
 class ScheduleInform:
     delay_seconds: int
     command_key: str = ""
@@ -376,6 +439,12 @@ Message = (
     | GetQueuedTransfersResponse
     | ScheduleInform
     | ScheduleInformResponse
+    | GetAllQueuedTransfers
+    | GetAllQueuedTransfersResponse
+    | ScheduleDownload
+    | ScheduleDownloadResponse
+    | CancelTransfer
+    | CancelTransferResponse
     | Inform
     | InformResponse
     | TransferComplete
@@ -405,6 +474,9 @@ ACS_REQUESTS: dict[type, type] = {
     Upload: UploadResponse,
     GetQueuedTransfers: GetQueuedTransfersResponse,
     ScheduleInform: ScheduleInformResponse,
+    GetAllQueuedTransfers: GetAllQueuedTransfersResponse,
+    ScheduleDownload: ScheduleDownloadResponse,
+    CancelTransfer: CancelTransferResponse,
 }
 
 # Requests the CPE sends, mapped to the response the ACS answers with.
@@ -422,6 +494,12 @@ CPE_REQUESTS: dict[type, type] = {
 INTRODUCED_IN: dict[type, str] = {
     AutonomousTransferComplete: "1.1",
     AutonomousTransferCompleteResponse: "1.1",
+    GetAllQueuedTransfers: "1.1",
+    GetAllQueuedTransfersResponse: "1.1",
+    ScheduleDownload: "1.2",
+    ScheduleDownloadResponse: "1.2",
+    CancelTransfer: "1.2",
+    CancelTransferResponse: "1.2",
 }
 
 # Every message class by its SOAP element local name.

@@ -373,6 +373,44 @@ def _d_upload(k: _Kids) -> rpc.Upload:
     )
 
 
+def _d_schedule_download(k: _Kids) -> rpc.ScheduleDownload:
+    return rpc.ScheduleDownload(
+        command_key=k.text("CommandKey", ""),
+        file_type=k.text("FileType"),
+        url=k.text("URL"),
+        username=k.text("Username", ""),
+        password=k.text("Password", ""),
+        file_size=k.integer("FileSize", 0, unsigned=True),
+        target_file_name=k.text("TargetFileName", ""),
+        time_windows=tuple(
+            rpc.TimeWindow(
+                window_start=(w := _Kids(m)).integer("WindowStart", unsigned=True),
+                window_end=w.integer("WindowEnd", unsigned=True),
+                mode=w.text("WindowMode"),
+                user_message=w.text("UserMessage", ""),
+                max_retries=w.integer("MaxRetries", -1),
+            )
+            for m in k.array("TimeWindowList")
+        ),
+    )
+
+
+def _d_all_queued_transfers(k: _Kids) -> rpc.GetAllQueuedTransfersResponse:
+    return rpc.GetAllQueuedTransfersResponse(
+        transfers=tuple(
+            rpc.AllQueuedTransfer(
+                command_key=(t := _Kids(m)).text("CommandKey", ""),
+                state=t.integer("State"),
+                is_download=t.boolean("IsDownload"),
+                file_type=t.text("FileType", ""),
+                file_size=t.integer("FileSize", 0, unsigned=True),
+                target_file_name=t.text("TargetFileName", ""),
+            )
+            for m in k.array("TransferList")
+        )
+    )
+
+
 _DECODERS: dict[type, Callable[[_Kids], Any]] = {
     rpc.GetRPCMethods: _d_empty(rpc.GetRPCMethods),
     rpc.GetRPCMethodsResponse: lambda k: rpc.GetRPCMethodsResponse(
@@ -442,6 +480,12 @@ _DECODERS: dict[type, Callable[[_Kids], Any]] = {
         delay_seconds=k.integer("DelaySeconds", unsigned=True), command_key=k.text("CommandKey", "")
     ),
     rpc.ScheduleInformResponse: _d_empty(rpc.ScheduleInformResponse),
+    rpc.GetAllQueuedTransfers: _d_empty(rpc.GetAllQueuedTransfers),
+    rpc.GetAllQueuedTransfersResponse: _d_all_queued_transfers,
+    rpc.ScheduleDownload: _d_schedule_download,
+    rpc.ScheduleDownloadResponse: _d_empty(rpc.ScheduleDownloadResponse),
+    rpc.CancelTransfer: lambda k: rpc.CancelTransfer(command_key=k.text("CommandKey", "")),
+    rpc.CancelTransferResponse: _d_empty(rpc.CancelTransferResponse),
     rpc.Inform: _d_inform,
     rpc.InformResponse: lambda k: rpc.InformResponse(
         max_envelopes=k.integer("MaxEnvelopes", 1, unsigned=True)

@@ -272,6 +272,57 @@ _ENCODERS: dict[type, Callable[[Any], str]] = {
         m, ("DelaySeconds", "delay_seconds", "i"), ("CommandKey", "command_key", "s")
     ),
     rpc.ScheduleInformResponse: _nothing,
+    rpc.GetAllQueuedTransfers: _nothing,
+    rpc.GetAllQueuedTransfersResponse: lambda m: _array(
+        "TransferList",
+        "cwmp:AllQueuedTransferStruct",
+        [
+            "<AllQueuedTransferStruct>"
+            + _fields(
+                t,
+                ("CommandKey", "command_key", "s"),
+                ("State", "state", "i"),
+                ("IsDownload", "is_download", "b"),
+                ("FileType", "file_type", "s"),
+                ("FileSize", "file_size", "i"),
+                ("TargetFileName", "target_file_name", "s"),
+            )
+            + "</AllQueuedTransferStruct>"
+            for t in m.transfers
+        ],
+    ),
+    rpc.ScheduleDownload: lambda m: (
+        _fields(
+            m,
+            ("CommandKey", "command_key", "s"),
+            ("FileType", "file_type", "s"),
+            ("URL", "url", "s"),
+            ("Username", "username", "s"),
+            ("Password", "password", "s"),
+            ("FileSize", "file_size", "i"),
+            ("TargetFileName", "target_file_name", "s"),
+        )
+        + _array(
+            "TimeWindowList",
+            "cwmp:TimeWindowStruct",
+            [
+                "<TimeWindowStruct>"
+                + _fields(
+                    w,
+                    ("WindowStart", "window_start", "i"),
+                    ("WindowEnd", "window_end", "i"),
+                    ("WindowMode", "mode", "s"),
+                    ("UserMessage", "user_message", "s"),
+                    ("MaxRetries", "max_retries", "i"),
+                )
+                + "</TimeWindowStruct>"
+                for w in m.time_windows
+            ],
+        )
+    ),
+    rpc.ScheduleDownloadResponse: _nothing,
+    rpc.CancelTransfer: lambda m: _fields(m, ("CommandKey", "command_key", "s")),
+    rpc.CancelTransferResponse: _nothing,
     rpc.Inform: _e_inform,
     rpc.InformResponse: lambda m: _fields(m, ("MaxEnvelopes", "max_envelopes", "i")),
     rpc.TransferComplete: lambda m: (

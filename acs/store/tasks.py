@@ -308,12 +308,14 @@ class Tasks(Database):
                 )
         return codec.task(row)
 
-    def cancel_task(self, task_id: int, *, now: float, actor: str) -> Task:
-        """Cancel a pending task; Conflict if it already started or finished."""
+    def cancel_task(self, task_id: int, *, now: float, actor: str, started: bool = False) -> Task:
+        """Cancel a pending task (``started``: or one in progress, a transfer the CPE agreed
+        to cancel); Conflict if it already started or finished."""
         now_f = epoch("now", now)
+        states = (PENDING, IN_PROGRESS) if started else (PENDING,)
         with self.transaction():
             row = self._task_transition(
-                task_id, (PENDING,), "state = 'cancelled', finished = ?", (now_f,)
+                task_id, states, "state = 'cancelled', finished = ?", (now_f,)
             )
             self._insert_history(
                 row["device_id"],
@@ -409,8 +411,8 @@ class Tasks(Database):
         self, kinds: Iterable[str], *, started_before: float, device_id: int | None = None
     ) -> list[Task]:
         """In-progress tasks of `kinds` started before `started_before` (one device or all),
-        oldest first; a task's own delay_seconds (the CPE waits that long before it starts)
-        counts on top."""
+        oldest first; a task's own delay_seconds or the end of its last time window (the CPE
+        may wait that long before it starts) counts on top."""
         before = epoch("started_before", started_before)
         wanted = list(kinds)
         if not wanted:
@@ -423,7 +425,8 @@ class Tasks(Database):
             params.append(device_id)
         found = self._all(
             f"SELECT * FROM tasks WHERE state = 'in_progress' AND kind IN ({marks}) "
-            "AND started + coalesce(json_extract(args, '$.delay_seconds'), 0) < ? "
+            "AND started + coalesce(json_extract(args, '$.delay_seconds'),"
+            " json_extract(args, '$.time_windows[#-1].window_end'), 0) < ? "
             f"{one_device}ORDER BY id",
             params,
         )

@@ -60,6 +60,8 @@ def _cancel_timer(result: object, timer: DelayedCall) -> object:
     return result
 
 
+# The method events of an Inform announcing a TransferComplete of ours (TR-069 3.7.1.5).
+TRANSFER_EVENTS = ("M Download", "M Upload", "M ScheduleDownload")
 # TransferComplete faults that will not go away by transferring again (authentication,
 # protocol, no such file, corrupted or unauthenticated file); anything else (9010/9011
 # generic failures, 9015 file server unreachable, 9017 incomplete, e.g. across the ACS's own
@@ -222,8 +224,9 @@ class TaskEngine:
             for t in self.store.tasks_for_device(device_id, states=(IN_PROGRESS,))
         )
 
-    def open_session(self, device_id: int) -> SessionTasks:
-        return SessionTasks(self, device_id)
+    def open_session(self, device_id: int, version: str | None = None) -> SessionTasks:
+        """The task driver of one session of the device in CWMP ``version`` (None: 1.0)."""
+        return SessionTasks(self, device_id, version)
 
     def on_inform(self, device: Device, inform: rpc.Inform, *, now: float) -> None:
         """Session start: confirm waiting tasks, recover stranded ones, queue provisioning,
@@ -380,14 +383,14 @@ class TaskEngine:
         last = max(provisions, key=lambda t: t.id)
         return not (last.state == FAILED and (last.finished or 0.0) + REPROVISION_AFTER > now)
 
-    # --- transfers (firmware_update, backup, restore) ----------------------------------
+    # --- transfers (completion TRANSFER) ------------------------------------------------
 
     def _transfers_at_inform(self, device: Device, inform: rpc.Inform, now: float) -> None:
         """Recover stranded transfers, time out unconfirmed ones, check installed firmware."""
         store = self.store
         # A TransferComplete announced by this Inform arrives later in this session: the
         # task it names must not time out just before it.
-        announced = {e.command_key for e in inform.events if e.code in ("M Download", "M Upload")}
+        announced = {e.command_key for e in inform.events if e.code in TRANSFER_EVENTS}
         for t in store.tasks_for_device(device.id, states=(IN_PROGRESS,)):
             if t.kind not in TRANSFER_KINDS or (t.result or {}).get(ACKNOWLEDGED):
                 continue

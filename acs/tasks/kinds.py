@@ -627,6 +627,44 @@ _DECLARED = (
         api_task=True,
         result_schema=r.UPLOAD_RESULT,
     ),
+    TaskKind(
+        "schedule_download",
+        f.schedule_download,
+        ("file", "firmware_image", "file_type", "target_file_name", "time_windows"),
+        f.schedule_download_args,
+        args_schema=f.SCHEDULE_DOWNLOAD_SCHEMA,
+        example={
+            "file": 1,
+            "time_windows": [
+                {
+                    "window_start": 0,
+                    "window_end": 3600,
+                    "mode": "1 At Any Time",
+                    "user_message": "",
+                    "max_retries": -1,
+                }
+            ],
+        },
+        completion=TRANSFER,
+        api_task=True,
+        result_schema=r.DOWNLOAD_RESULT,
+    ),
+    TaskKind(
+        "cancel_transfer",
+        f.cancel_transfer,
+        ("task",),
+        f.cancel_transfer_args,
+        args_schema=f.CANCEL_TRANSFER_SCHEMA,
+        example={"task": 1},
+        api_task=True,
+        result_schema=r.CANCELLED_RESULT,
+    ),
+    TaskKind(
+        "get_all_queued_transfers",
+        f.get_all_queued_transfers,
+        api_task=True,
+        result_schema=r.ALL_QUEUED_RESULT,
+    ),
     # TR-069 ScheduleInform: the CPE informs "3 SCHEDULED" + "M ScheduleInform" (our
     # CommandKey) after delay_seconds; it may take that long more than a reboot to confirm.
     TaskKind(

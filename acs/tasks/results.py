@@ -108,3 +108,33 @@ UPLOAD_RESULT = result(
     },
     ["file", "size", "sha256", "file_type", "start_time", "complete_time"],
 )
+CANCELLED_RESULT = result(
+    {
+        "task": {**_ID, "description": "The transfer task, now cancelled."},
+        "sent": {
+            "type": "boolean",
+            "description": "False: it had not reached the CPE yet, so no CancelTransfer was sent.",
+        },
+    }
+)
+ALL_QUEUED_RESULT = result(
+    {
+        "transfers": {
+            "type": "array",
+            "maxItems": 16,
+            "items": result(
+                {
+                    "command_key": {"type": "string"},
+                    "state": {
+                        "type": "integer",
+                        "description": "1 not yet started, 2 in progress, 3 completed.",
+                    },
+                    "is_download": {"type": "boolean"},
+                    "file_type": {"type": "string"},
+                    "file_size": {"type": "integer", "minimum": 0},
+                    "target_file_name": {"type": "string"},
+                }
+            ),
+        }
+    }
+)

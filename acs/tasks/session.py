@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from acs.cwmp import rpc
+from acs.cwmp.versions import defines
 from acs.store.health import is_storage_full
 from acs.store.models import IN_PROGRESS, Task
 from acs.tasks.kinds import KINDS
@@ -49,10 +50,11 @@ class SessionTasks:
     in `on_response`, inside the caller's transaction; `next_request` only emits.
     """
 
-    def __init__(self, engine: TaskEngine, device_id: int) -> None:
+    def __init__(self, engine: TaskEngine, device_id: int, version: str | None = None) -> None:
         self.engine = engine
         self.store = engine.store
         self.device_id = device_id
+        self.version = version  # the session's CWMP version (None: 1.0)
         self._run: TaskRun | None = None
         self._next: rpc.Message | None = None  # produced by on_response, emitted next
         self._started: set[int] = set()
@@ -168,6 +170,20 @@ class SessionTasks:
             )
             self._run_ended(run)
             self._fail(task, now, None, f"internal error: {exc}", permanent=True)
+            return
+        if not defines(self.version, type(request)):
+            # The CPE's CWMP version has no such RPC: it would be a protocol violation.
+            self._run_ended(run)
+            name = type(request).__name__
+            since = rpc.INTRODUCED_IN.get(type(request))
+            self._fail(
+                task,
+                now,
+                None,
+                f"the CPE speaks CWMP {self.version or '1.0'}, which has no {name} "
+                f"(CWMP {since} and later)",
+                permanent=True,
+            )
             return
         self._next = request
 
