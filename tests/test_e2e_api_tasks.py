@@ -13,6 +13,7 @@ from e2eharness import ApplianceWithFleet, until
 from schemacheck import schema_errors
 from twisted.internet import defer
 
+from acs.cwmp import rpc
 from api.device_children import task_component
 from api.openapi import openapi_document
 from cpe_sim.cpe import SimulatedCPE
@@ -23,6 +24,9 @@ PORT_MAPPING = {
         "InternetGatewayDevice.WANDevice.1.WANConnectionDevice.1.WANIPConnection.1.PortMapping."
     ),
 }
+
+# No such file is stored (and CWMP 1.0 knows only FileTypes 1-3).
+CONFIG = "3 Vendor Configuration File"
 
 # A port mapping's description, named relative to the instance.
 DESCRIPTION = {"Device.": "Description", "InternetGatewayDevice.": "PortMappingDescription"}
@@ -215,4 +219,25 @@ class TasksThroughTheApi(ApplianceWithFleet):
             self.assertEqual(body["state"], "cancelled")
             self.assertEqual(
                 (await self.run_task(cpe, "get_all_queued_transfers"))["result"], {"transfers": []}
+            )
+
+    async def test_a_cpe_requesting_a_download_gets_the_stored_file(self) -> None:
+        code, stored = await self.api(
+            "POST", "/file/?name=portal&file_type=2%20Web%20Content", b"<html/>", role="admin"
+        )
+        self.assertEqual(code, 201, stored)
+        for cpe in self.fleet.cpes:
+            device = self.device(cpe)
+            await self.bounded(cpe.send_request(rpc.RequestDownload("2 Web Content")))
+            [task] = [
+                t for t in self.appliance.store.tasks_for_device(device.id) if t.kind == "download"
+            ]
+            self.assertEqual((task.args, task.actor), ({"file": stored["id"]}, "cpe"))
+            await until(cpe, lambda task=task: self.task_state(task.id) == "done")  # type: ignore[misc]
+            await self.bounded(cpe.send_request(rpc.RequestDownload(CONFIG)))
+            [refused, *_] = [
+                h for h in self.appliance.store.history(device.id) if h.action == "request_download"
+            ]
+            self.assertEqual(
+                (refused.detail["file_type"], refused.detail["fault_code"]), (CONFIG, 8001)
             )

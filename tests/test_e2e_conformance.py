@@ -123,7 +123,7 @@ def every_acs_request(
 def cpe_requests(version: str) -> list[rpc.Message]:
     requests: list[rpc.Message] = [
         rpc.GetRPCMethods(),
-        rpc.RequestDownload("1 Firmware Upgrade Image", (("Version", "2.0"),)),
+        rpc.RequestDownload("2 Web Content", (("Version", "2.0"),)),  # stored: see exercise
         rpc.Kicked("reset", "http://127.0.0.1/portal", "", "http://127.0.0.1/next"),
         rpc.AutonomousTransferComplete(
             "", "http://127.0.0.1/fw.bin", True, "1 Firmware Upgrade Image", 1024
@@ -144,6 +144,11 @@ class EveryMessageInEveryVersion(ApplianceWithFleet):
         assert files_port is not None
         files_url = f"http://127.0.0.1:{files_port.getHost().port}/"
 
+        # What the CPE's RequestDownload asks for, so it is answered, not refused.
+        self.appliance.store.create_file(
+            name="portal", file_type="2 Web Content", size=1, sha256="0" * 64,
+            filename="portal", now=float(self.appliance.reactor.seconds()),
+        )  # fmt: skip
         answers: list[rpc.Message] = []
         scripts = [
             every_acs_request(cpe.root, version, files_url, answers),

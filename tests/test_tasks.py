@@ -976,7 +976,10 @@ def test_fresh_engine_on_reopened_database_runs_pending_task(tmp_path: Path) -> 
         ),
         (
             rpc.RequestDownload("3 Vendor Configuration File", (("Version", "2"),)),
-            rpc.RequestDownloadResponse(),
+            # Nothing stored to send (tests/test_tasks_file_transfers.py: when there is).
+            rpc.Fault(
+                8001, "Request denied: no '3 Vendor Configuration File' file for this CPE", "Server"
+            ),
             "request_download",
         ),
         (

@@ -232,3 +232,68 @@ def test_get_all_queued_transfers_lists_every_transfer(
         "command_key": "k1", "state": 1, "is_download": True, "file_type": "2 Web Content",
         "file_size": 1, "target_file_name": "",
     }  # fmt: skip
+
+
+def request(engine: TaskEngine, device: Device, file_type: str) -> rpc.Message:
+    session = engine.open_session(device.id, "1.2")
+    return session.on_cpe_request(rpc.RequestDownload(file_type), now=30.0)
+
+
+def test_request_download_queues_the_newest_file_meant_for_the_cpe(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    def web(oui: str | None, product_class: str | None) -> StoredFile:
+        return store.create_file(
+            name="web", file_type="2 Web Content", size=1, sha256="c" * 64, filename="w",
+            now=1.0, oui=oui, product_class=product_class,
+        )  # fmt: skip
+
+    store.update_device(device.id, now=2.0, actor="t", oui="00D09E", product_class="HG-181")
+    generic = web(None, None)
+    web("001122", None)  # another manufacturer's
+    web("00D09E", "OTHER")  # another model's
+    assert request(engine, device, "2 Web Content") == rpc.RequestDownloadResponse()
+    [task] = [t for t in store.tasks_for_device(device.id) if t.kind == "download"]
+    assert (task.args, task.actor) == ({"file": generic.id}, "cpe")
+    mine = web("00D09E", "HG-181")
+    request(engine, device, "2 Web Content")
+    request(engine, device, "2 Web Content")  # asked twice: queued once
+    downloads = [t.args for t in store.tasks_for_device(device.id) if t.kind == "download"]
+    assert downloads == [{"file": generic.id}, {"file": mine.id}]
+    [entry, *_] = store.history(device.id)
+    assert (entry.action, entry.detail["file"]) == ("request_download", mine.id)
+
+
+def test_request_download_without_a_match_is_refused_with_the_acs_fault(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    for file_type, code in (
+        ("4 Tone File", 8001),  # nothing stored
+        ("1 Firmware Upgrade Image", 8001),  # no image for its type
+        ("9 Nonsense", 8003),
+    ):
+        answer = request(engine, device, file_type)
+        assert isinstance(answer, rpc.Fault) and answer.code == code, (file_type, answer)
+    assert store.tasks_for_device(device.id) == []
+    assert store.history(device.id)[0].detail["fault_code"] == 8003
+
+
+def test_request_download_of_firmware_sends_a_newer_image_of_the_cpes_type(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    kind = store.create_device_type(now=1.0, actor="t", name="GW", default_settings={})
+    store.update_device(device.id, now=2.0, actor="t", type_id=kind.id)
+    image = store.create_firmware_image(
+        name="gw", version="1.0", size=1, sha256="d" * 64, filename="gw.bin", now=1.0,
+        device_type_id=kind.id,
+    )  # fmt: skip
+    answer = request(engine, device, "1 Firmware Upgrade Image")
+    assert isinstance(answer, rpc.Fault)  # the device runs 1.0 already
+    newer = store.create_firmware_image(
+        name="gw", version="2.0", size=1, sha256="e" * 64, filename="gw2.bin", now=1.0,
+        device_type_id=kind.id,
+    )  # fmt: skip
+    assert image.id != newer.id
+    assert request(engine, device, "1 Firmware Upgrade Image") == rpc.RequestDownloadResponse()
+    [task] = store.tasks_for_device(device.id)
+    assert task.args == {"firmware_image": newer.id}

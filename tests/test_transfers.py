@@ -564,7 +564,10 @@ def test_cpe_requests_are_answered_even_when_the_device_is_gone(
             ),
             rpc.AutonomousTransferCompleteResponse(),
         ),
-        (rpc.RequestDownload("1 Firmware Upgrade Image"), rpc.RequestDownloadResponse()),
+        (
+            rpc.RequestDownload("1 Firmware Upgrade Image"),
+            rpc.Fault(8001, "Request denied: unknown device", "Server"),
+        ),
     ]
     for message, response in messages:
         assert session.on_cpe_request(message, now=6.0) == response

@@ -59,6 +59,16 @@ class Files(Database):
         row = self._one("SELECT * FROM firmware_images WHERE id = ?", (image_id,))
         return None if row is None else codec.firmware_image(row)
 
+    def newest_firmware_image(self, device_type_id: int | None) -> FirmwareImage | None:
+        """The newest image meant for this device type (a CPE's RequestDownload)."""
+        if device_type_id is None:
+            return None
+        row = self._one(
+            "SELECT * FROM firmware_images WHERE device_type_id = ? ORDER BY id DESC LIMIT 1",
+            (device_type_id,),
+        )
+        return None if row is None else codec.firmware_image(row)
+
     def firmware_images_page(
         self, *, limit: int = 20, offset: int = 0
     ) -> tuple[int, list[FirmwareImage]]:

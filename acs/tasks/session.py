@@ -13,6 +13,7 @@ from acs.cwmp import rpc
 from acs.cwmp.versions import defines
 from acs.store.health import is_storage_full
 from acs.store.models import IN_PROGRESS, Task
+from acs.tasks.cpe_requests import request_download
 from acs.tasks.kinds import KINDS
 from acs.tasks.run import (
     ACKNOWLEDGED,
@@ -285,7 +286,8 @@ class SessionTasks:
                 "file_type": message.file_type,
                 "file_type_args": {k: v for k, v in message.file_type_args},
             }
-            response = rpc.RequestDownloadResponse()
+            response, outcome = self._request_download(message, now)
+            detail.update(outcome)
         elif isinstance(message, rpc.Kicked):
             action = "kicked"
             detail = {
@@ -316,6 +318,23 @@ class SessionTasks:
                 action=action,
             )
         return response
+
+    def _request_download(
+        self, message: rpc.RequestDownload, now: float
+    ) -> tuple[rpc.Message, dict[str, Any]]:
+        try:
+            with self.store.transaction():
+                return request_download(self.engine, self.device_id, message, now)
+        except Exception as exc:
+            if is_storage_full(exc):
+                raise  # 503: the CPE asks again in a later session
+            log.failure(
+                "device {device_id}: cannot act on RequestDownload {file_type}",
+                device_id=self.device_id,
+                file_type=message.file_type,
+            )
+            fault = rpc.Fault(code=8002, string="Internal error", faultcode="Server")
+            return fault, {"error": f"internal error: {exc}"}
 
     def _transfer_complete(self, message: rpc.TransferComplete, now: float) -> dict[str, Any]:
         # The CPE must get its TransferCompleteResponse whatever happens here: otherwise it
