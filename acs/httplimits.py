@@ -36,12 +36,14 @@ class BoundedRequest(Request):
     refusal_type = TEXT_CONTENT_TYPE
     refusal_body = b"Request body too large\n"
     what = "request"
-    # Twisted would parse a form body (multipart included) into request.args, in memory and on
-    # the reactor; no listener here wants that (bodies are SOAP, JSON or files read as streams).
-    _parsePOSTFormSubmission = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # Twisted would parse a form body (multipart included) into request.args, in memory
+        # and on the reactor, and answer a body it cannot parse with a bare 400; no listener
+        # here wants that (bodies are SOAP, JSON or files read as streams). Set after
+        # Request.__init__, which sets its own default on the instance.
+        self._parsePOSTFormSubmission = False
         self.max_body = 0
         self._body_bytes = 0
         self._refused = False

@@ -16,6 +16,10 @@ start (every window mode is taken as "at any time"); ``CancelTransfer`` drops a 
 not yet started (9021 once it has). A failed transfer changes nothing on the CPE. Fault
 injection: ``inject`` (this CPE) over ``Profile.faults`` (the fleet).
 
+Diagnostics (``cpe_sim.diagnostics``): a SetParameterValues of a TR-143 test object's
+``DiagnosticsState`` to ``Requested`` runs that test after the session; plausible results
+follow a short delay, announced by an Inform with ``8 DIAGNOSTICS COMPLETE``.
+
 CWMP versions: a CPE speaks one of ``CWMP_VERSIONS`` (default by data-model root: 1.3 for
 TR-181, 1.0 for TR-098). It informs in that version's namespace, adds ``SessionTimeout`` from
 1.3 and ``SupportedCWMPVersions`` from 1.4, and for the rest of the session adopts the lower of
@@ -61,7 +65,7 @@ from acs.cwmp.cpe_session import (
 from acs.cwmp.flow import State
 from acs.cwmp.versions import VERSIONS as CWMP_VERSIONS
 from acs.cwmp.versions import defines, offered_versions, version_key
-from cpe_sim import transfers
+from cpe_sim import diagnostics, transfers
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
 from cpe_sim.transfers import Faults, TransferFailed
 
@@ -491,6 +495,8 @@ class SimulatedCPE:
             if model.get_raw(self.root + "ManagementServer.URL") != url_before:
                 # A new ACS means a new relationship: the next Inform is a BOOTSTRAP.
                 self._pending_actions.append(("bootstrap", None))
+            for obj in diagnostics.requested(self.root, m.parameters):
+                self._pending_actions.append(("diagnostics", obj))
             return rpc.SetParameterValuesResponse(0)
         if isinstance(m, rpc.GetParameterAttributes):
             return rpc.GetParameterAttributesResponse(
@@ -770,6 +776,8 @@ class SimulatedCPE:
                 self._again = True
             elif kind == "schedule_inform":
                 self._later(arg.delay_seconds, self._scheduled_inform, arg.command_key)
+            elif kind == "diagnostics":
+                self._later(diagnostics.DELAY, self._diagnostics_done, arg)
             elif kind == "download":
                 self._later(max(arg.delay_seconds, 0), self._download, arg)
             elif kind == "upload":
@@ -787,6 +795,13 @@ class SimulatedCPE:
             return
         self._timers = [c for c in self._timers if c.active()]
         self._timers.append(self.profile.reactor.callLater(delay, f, *args))
+
+    def _diagnostics_done(self, obj: str) -> None:
+        if self._stopped:
+            return
+        diagnostics.complete(self.model, obj, iso_time(float(self.profile.reactor.seconds())))
+        self.add_event(rpc.EventStruct(diagnostics.EVENT))
+        self.request_session()
 
     def _scheduled_inform(self, command_key: str) -> None:
         self.add_event(rpc.EventStruct(SCHEDULED))

@@ -579,6 +579,12 @@ SELECTIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
         ("Device.NAT.", ()),
         ("Device.NAT.InterfaceSetting.{i}.", (1,)),
         ("Device.NAT.PortMapping.{i}.", (1,)),
+        ("Device.IP.Diagnostics.", ()),
+        ("Device.IP.Diagnostics.IPPing.", ()),
+        ("Device.IP.Diagnostics.TraceRoute.", ()),
+        ("Device.IP.Diagnostics.TraceRoute.RouteHops.{i}.", (1, 2, 3)),
+        ("Device.IP.Diagnostics.DownloadDiagnostics.", ()),
+        ("Device.IP.Diagnostics.UploadDiagnostics.", ()),
     ),
     "tr098": (
         ("InternetGatewayDevice.", ()),
@@ -604,6 +610,11 @@ SELECTIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
             ".PortMapping.{i}.",
             (1,),
         ),
+        ("InternetGatewayDevice.IPPingDiagnostics.", ()),
+        ("InternetGatewayDevice.TraceRouteDiagnostics.", ()),
+        ("InternetGatewayDevice.TraceRouteDiagnostics.RouteHops.{i}.", (1, 2, 3)),
+        ("InternetGatewayDevice.DownloadDiagnostics.", ()),
+        ("InternetGatewayDevice.UploadDiagnostics.", ()),
     ),
 }
 

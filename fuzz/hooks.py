@@ -9,8 +9,9 @@ from the fuzzed ACS's database, ``FUZZ_DATABASE``, and within the token's organi
 ``FUZZ_SCOPE``); the generated value picks which one, so shrinking still works. The other
 rules no schema states are repaired the same way: a location's kept parent must suit its new
 organization, a pending firmware upgrade needs an image, an upload's name and version go
-in the query for a raw body and in the form for a multipart one, and a task's parameters
-are named once each with values of their types. Negative cases are sent as
+in the query for a raw body and in the form for a multipart one (firmware images and
+files), a task's parameters are named once each with values of their types, and the
+file, image or task a task names exists, with its time windows in order. Negative cases are sent as
 generated. schemathesis revalidates a case a hook edited, so a repaired body that stopped
 being schema-valid is not judged as positive.
 """
@@ -27,6 +28,7 @@ from schemathesis import Case
 from schemathesis.hooks import HookContext
 
 from acs.cwmp.values import type_problem
+from acs.tasks.kinds import TRANSFER_KINDS
 from api.base import parse_bool
 
 Body = dict[str, Any]
@@ -171,6 +173,7 @@ def _task_request(case: Case, body: Body) -> None:
     if query.get("timeout") not in (None, ""):  # "" is no timeout (allowEmptyValue)
         query["timeout"] = min(int(query["timeout"]), 1)
     case.query = query
+    _task_references(case, body)
     kinds = ("set_parameter_values", "add_object")
     if body.get("kind") not in kinds or not isinstance(body.get("parameters"), list):
         return
@@ -188,6 +191,45 @@ def _task_request(case: Case, body: Body) -> None:
     body["parameters"] = kept
 
 
+def _task_references(case: Case, body: Body) -> None:
+    """A download names a stored file or image that exists; a cancel a transfer task of
+    the device still under way (fuzz/seed.py queues one on each device)."""
+    kind = body.get("kind")
+    if kind in ("download", "schedule_download"):
+        _repoint(body, "file", lambda: _ids("SELECT id FROM files WHERE device_id IS NULL"))
+        _repoint(body, "firmware_image", lambda: _ids("SELECT id FROM firmware_images"))
+    windows = body.get("time_windows")
+    if kind == "schedule_download" and isinstance(windows, list):
+        # In time order, each ending after it starts, not overlapping (no schema says so).
+        kept: list[Body] = []
+        for window in sorted(windows, key=lambda w: w.get("window_start", 0)):
+            window["window_end"] = max(window.get("window_end", 0), window.get("window_start", 0))
+            if not kept or window["window_start"] >= kept[-1]["window_end"]:
+                kept.append(window)
+        body["time_windows"] = kept
+    if kind == "cancel_transfer":
+        device = (case.path_parameters or {}).get("id")
+        marks = ", ".join("?" for _ in TRANSFER_KINDS)
+        _repoint(
+            body,
+            "task",
+            lambda: _ids(
+                f"SELECT id FROM tasks WHERE device_id = ? AND kind IN ({marks})"
+                " AND state IN ('pending', 'in_progress') ORDER BY id",
+                device,
+                *TRANSFER_KINDS,
+            ),
+        )
+
+
+def _file_upload(case: Case, body: Body) -> None:
+    """A multipart file: no query fields (they are for raw bodies), and no OUI written as
+    "null" (a form field is text: leaving it out is how a form says none)."""
+    case.query = {}
+    if body.get("oui") in (None, "null"):
+        body.pop("oui", None)
+
+
 _REPAIRS: dict[str, Callable[[Case, Body], None]] = {
     "/api/v1/inventory_device/": _flat_device,
     "/api/v1/inventory_device/{id}/": _flat_device,
@@ -196,6 +238,7 @@ _REPAIRS: dict[str, Callable[[Case, Body], None]] = {
     "/api/v1/location/": _location,
     "/api/v1/location/{id}/": _location,
     "/api/v1/firmware_image/": _firmware_upload,
+    "/api/v1/file/": _file_upload,
     "/api/v1/inventory_device/{id}/tasks/": _task_request,
 }
 
@@ -216,4 +259,9 @@ def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> Non
         if query.get("device_type") not in (None, "", "null"):
             picked = _pick(query["device_type"], _ids("SELECT id FROM device_types ORDER BY id"))
             query["device_type"] = "" if picked is None else str(picked)
+        case.query = query
+    elif case.operation.path == "/api/v1/file/" and case.body is not None:
+        query = case.query if case.query is not None else {}
+        query.setdefault("name", "fuzz")
+        query.setdefault("file_type", "2 Web Content")
         case.query = query

@@ -123,7 +123,27 @@ def _seed(store: Store, files: Path) -> Seeded:
         now=NOW + 2,
     )
     storage.backup_path(backup).write_bytes(config_bytes)
+    web_bytes = b"<html>fuzz</html>\n"
+    web = store.create_file(
+        name="portal",
+        file_type="2 Web Content",
+        size=len(web_bytes),
+        sha256=hashlib.sha256(web_bytes).hexdigest(),
+        filename="portal.html",
+        now=NOW,
+    )
+    storage.stored_path(web).write_bytes(web_bytes)
+    # A transfer under way on every device, for cancel_transfer to name.
+    for device_id in _device_ids(store):
+        store.queue_task(
+            device_id, "upload", {"file_type": "2 Vendor Log File"}, now=NOW, actor="fuzz"
+        )
 
     _row, admin = store.create_token("fuzz-admin", "admin", [], now=NOW)
     _row, operator = store.create_token("fuzz-operator", "operator", [a.id], now=NOW)
     return Seeded(admin_token=admin, operator_token=operator, operator_organization=a.id)
+
+
+def _device_ids(store: Store) -> list[int]:
+    _total, devices = store.devices_page(limit=100)
+    return [d.id for d in devices]

@@ -42,6 +42,7 @@ BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
     "schedule_download": {"file": 1, "time_windows": []},
     "cancel_transfer": {"task": "1"},
     "get_all_queued_transfers": {"transfers": []},
+    "diagnostics": {"test": "ip_ping", "host": "h", "url": "http://127.0.0.1/"},
 }
 
 

@@ -341,3 +341,18 @@ class FirmwareUploadOverHttp(unittest.TestCase):
         self.assertEqual(self.appliance.store.firmware_images_page(), (0, []))
         storage = self.appliance.storage
         self.assertEqual(list(storage.firmware_dir.iterdir()), [])
+
+    async def test_a_multipart_body_twisted_could_not_parse_gets_our_own_answer(self) -> None:
+        # The listener leaves bodies to the routes: Twisted's own form parsing (in memory,
+        # on the reactor) would answer this with a bare 400 and close the connection.
+        await self.start()
+        body = b"--b0undary--\r\n"
+        response = await treq.post(
+            f"{self.base}?name=x",
+            data=body,
+            headers=self.headers(**{"Content-Type": "multipart/form-data; boundary=b0undary"}),
+            pool=self.pool,
+        )
+        answer = await response.json()
+        self.assertEqual(response.code, 400)
+        self.assertEqual(answer, {"name": ["Send this as a form field of the multipart body."]})

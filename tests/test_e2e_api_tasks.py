@@ -241,3 +241,41 @@ class TasksThroughTheApi(ApplianceWithFleet):
             self.assertEqual(
                 (refused.detail["file_type"], refused.detail["fault_code"]), (CONFIG, 8001)
             )
+
+    async def test_diagnostics_run_on_the_cpe_and_their_results_come_back(self) -> None:
+        for cpe in self.fleet.cpes:
+            ping = await self.run_task(
+                cpe, "diagnostics", test="ip_ping", host="127.0.0.1", count=3, timeout=1000
+            )
+            self.assertEqual(ping["result"]["state"], "Complete")
+            self.assertEqual(ping["result"]["results"]["success_count"], "3")
+            self.assertEqual(ping["result"]["results"]["failure_count"], "0")
+            self.assertIn("average_response_time", ping["result"]["results"])
+            trace = await self.run_task(
+                cpe, "diagnostics", test="trace_route", host="target.example", max_hop_count=10
+            )
+            hops = trace["result"]["route_hops"]
+            self.assertEqual(len(hops), 3)
+            self.assertEqual(hops[-1]["host"], "target.example")
+            self.assertEqual(set(hops[0]), {"host", "host_address", "error_code", "rt_times"})
+            down = await self.run_task(
+                cpe, "diagnostics", test="download", url="http://127.0.0.1/speed"
+            )
+            self.assertIn("total_bytes_received", down["result"]["results"])
+            up = await self.run_task(
+                cpe, "diagnostics", test="upload", url="http://127.0.0.1/up",
+                test_file_length=5000,
+            )  # fmt: skip
+            self.assertEqual(up["result"]["results"]["total_bytes_sent"], "5000")
+            # The results are in the stored tree too.
+            device = self.device(cpe)
+            obj = "IP.Diagnostics.IPPing." if cpe.root == "Device." else "IPPingDiagnostics."
+            cached = self.appliance.store.get_parameter(device.id, f"{cpe.root}{obj}SuccessCount")
+            self.assertEqual(cached.value if cached else None, "3")
+            code, failed = await self.api(
+                "POST",
+                f"/inventory_device/{device.id}/tasks/?timeout=20",
+                {"kind": "diagnostics", "test": "ip_ping", "host": "nowhere.invalid"},
+            )
+            self.assertEqual((code, failed["state"]), (200, "failed"), failed)
+            self.assertIn("Error_CannotResolveHostName", failed["fault_string"])

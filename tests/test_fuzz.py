@@ -75,4 +75,4 @@ def test_the_seed_gives_both_tokens_and_rows_in_both_organizations(tmp_path: Pat
         assert len(orgs) == 2
     finally:
         store.close()
-    assert len(list((tmp_path / "files").rglob("*-*"))) == 2  # the image and the backup
+    assert len(list((tmp_path / "files").rglob("*-*"))) == 3  # the image, backup and file

@@ -29,8 +29,19 @@ VALUES: list[Any] = [
     None, True, False, 0, 1, -1, 6, 7, 60, 60.0, 1.5, 86400, 86401, "", "x", "60", "\x00",
     [], {}, ["Device."], ["Device.", 5], ["Device."] * 1024, ["Device."] * 1025, "a" * 32,
     "a" * 33, "ké", "k\x7f", ["Subscriber"], [""], ["a" * 64], ["a" * 65], ["é"], ["x"] * 17,
-    *PATHS,
+    3, 4, 64, 65, 100, 101, 65535, 65536, 1000000000, 1000000001, "127.0.0.1", "a b",
+    "http://127.0.0.1/file", "https://[::1]:8080/x", "ftp://127.0.0.1/", "http://a b",
+    "http://" + "x" * 250, "ip_ping", "trace_route", "download", "upload", *PATHS,
 ]  # fmt: skip
+# Kinds whose arguments take other shapes than their example's: more starting points.
+EXAMPLES: dict[str, list[dict[str, Any]]] = {
+    "diagnostics": [
+        {"test": "trace_route", "host": "example.net", "count": 3, "max_hop_count": 30},
+        {"test": "download", "url": "http://127.0.0.1/file"},
+        {"test": "upload", "url": "http://127.0.0.1/up", "test_file_length": 1000},
+        {"test": "ip_ping", "host": "h", "count": 100, "timeout": 60000, "dscp": 63},
+    ]
+}
 ITEMS: list[Any] = [
     {"name": "Device.X.Y", "value": "1"},
     {"name": "Device.X.Y", "value": 1},
@@ -115,8 +126,14 @@ def accepted(kind: str, arguments: dict[str, Any]) -> bool:
 def bodies(kind: str) -> list[dict[str, Any]]:
     """The kind's example with each argument replaced (or added) by each probe, and each
     list argument holding each probe item."""
-    example = dict(KINDS[kind].example)
-    out = [example, {}]
+    out: list[dict[str, Any]] = [{}]
+    for example in [dict(KINDS[kind].example), *EXAMPLES.get(kind, [])]:
+        out += _probes(kind, example)
+    return out
+
+
+def _probes(kind: str, example: dict[str, Any]) -> list[dict[str, Any]]:
+    out = [example]
     for key in KINDS[kind].arguments:
         out += [{**example, key: value} for value in VALUES]
         out.append({k: v for k, v in example.items() if k != key})

@@ -390,6 +390,17 @@ class Tasks(Database):
             cur = self._conn.execute(sql, params)
         return cur.rowcount
 
+    def resume_task(self, task_id: int, changes: dict[str, Any]) -> Task:
+        """An in-progress task whose confirming Inform came goes back to pending to finish
+        in this session (diagnostics: read the results), its result merged with
+        ``changes``; the same attempt continues (attempts is not counted up again)."""
+        with self.transaction():
+            self.update_task_result(task_id, changes)
+            row = self._task_transition(
+                task_id, (IN_PROGRESS,), "state = 'pending', attempts = attempts - 1", ()
+            )
+        return codec.task(row)
+
     def update_task_result(self, task_id: int, changes: dict[str, Any]) -> Task:
         """Merge `changes` into the task's result (any state; no history entry: the task's
         own transitions have one). NotFound if the task is gone."""

@@ -32,6 +32,7 @@ from acs.tasks.run import (
     ACKNOWLEDGED_RPC,
     PERMANENT_FAULTS,
     REPORT_FAILED,
+    RESUMED,
     VERSION_CHECK,
     TaskError,
     TransferUrls,
@@ -305,7 +306,10 @@ class TaskEngine:
             if not mine:
                 continue
             for t in kind.confirmed_by(mine, inform, events):
-                self._confirm(t, now, {"events": events})
+                if kind.resume_on_confirm:
+                    store.resume_task(t.id, {RESUMED: events})
+                else:
+                    self._confirm(t, now, {"events": events})
                 done.add(t.id)
                 if kind.after_confirm is not None:
                     kind.after_confirm(self, t, now)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from acs.cwmp import rpc
 from acs.store.models import IN_PROGRESS, Task
 from acs.tasks import args as a
+from acs.tasks import diagnostics as diag
 from acs.tasks import filekinds as f
 from acs.tasks import results as r
 from acs.tasks.run import CpeFault, Steps, TaskError, TaskRun, WaitForInform, task_key
@@ -61,6 +62,9 @@ class TaskKind:
     # counted on top of the engine's confirm_timeout.
     confirm_delay: Callable[[Mapping[str, Any]], float] | None = None
     after_confirm: Callable[[TaskEngine, Task, float], None] | None = None
+    # INFORM: the confirming Inform resumes the task in its session (pending again, the
+    # generator finishes it: diagnostics read their results) instead of completing it.
+    resume_on_confirm: bool = False
     resets_cpe: bool = False  # the CPE comes back factory-fresh (first-contact credentials)
     wipes_settings: bool = False  # queueing it forgets the device's own desired settings
     # At most one pending task of the kind per device: (pending twin's args, new args) ->
@@ -664,6 +668,22 @@ _DECLARED = (
         f.get_all_queued_transfers,
         api_task=True,
         result_schema=r.ALL_QUEUED_RESULT,
+    ),
+    # TR-143 diagnostics: set and request the test, read its results after the CPE's
+    # 8 DIAGNOSTICS COMPLETE Inform.
+    TaskKind(
+        "diagnostics",
+        diag.run,
+        diag.ARGUMENTS,
+        diag.check,
+        args_schema=diag.SCHEMA,
+        example={"test": "ip_ping", "host": "127.0.0.1"},
+        completion=INFORM,
+        confirmed_by=diag.confirmed,
+        confirm_delay=diag.confirm_delay,
+        resume_on_confirm=True,
+        api_task=True,
+        result_schema=r.DIAGNOSTICS_RESULT,
     ),
     # TR-069 ScheduleInform: the CPE informs "3 SCHEDULED" + "M ScheduleInform" (our
     # CommandKey) after delay_seconds; it may take that long more than a reboot to confirm.

@@ -138,3 +138,21 @@ ALL_QUEUED_RESULT = result(
         }
     }
 )
+DIAGNOSTICS_RESULT = result(
+    {
+        "test": {"type": "string"},
+        "state": {"type": "string", "enum": ["Complete"]},
+        "results": {
+            "type": "object",
+            "additionalProperties": TEXT_OR_NULL,
+            "description": "The test object's result parameters in snake_case "
+            "(success_count, average_response_time, rom_time, total_bytes_received...).",
+        },
+        "route_hops": {
+            "type": "array",
+            "items": {"type": "object", "additionalProperties": TEXT_OR_NULL},
+            "description": "trace_route: host, host_address, error_code, rt_times per hop.",
+        },
+    },
+    ["test", "state", "results"],
+)

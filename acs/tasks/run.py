@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 # Keys of a task's result (JSON in the store) that the engine itself reads back.
 ACKNOWLEDGED = "awaiting_transfer_complete"  # Download/Upload answered status 1
 ACKNOWLEDGED_RPC = "acknowledged"  # the CPE answered an RPC that a later Inform confirms
+RESUMED = "resumed"  # resume_on_confirm: the events of the Inform that resumed the task
 VERSION_CHECK = "version_check"  # firmware: "pending" until an Inform reports the version
 REPORT_FAILED = "report_failed"  # firmware: failure still shown in pending_settings
 
