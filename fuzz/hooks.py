@@ -89,7 +89,9 @@ def _flat_device(case: Case, body: Body) -> None:
     _repoint(body, "organization_id", _organizations)
     _repoint(body, "type", lambda: _ids("SELECT id FROM device_types ORDER BY id"))
     _repoint(body, "firmware_image", lambda: _ids("SELECT id FROM firmware_images ORDER BY id"))
-    if body.get("location") is not None and body.get("location_name") is None:
+    named = body.get("location_name")
+    if body.get("location") is not None and (named is None or not str(named).strip()):
+        # A blank location_name is none: the location id counts then.
         org = _device_org(case, body, "organization_id")
         body["location"] = _pick(
             body["location"],

@@ -279,3 +279,29 @@ class TasksThroughTheApi(ApplianceWithFleet):
             )
             self.assertEqual((code, failed["state"]), (200, "failed"), failed)
             self.assertIn("Error_CannotResolveHostName", failed["fault_string"])
+
+    async def test_refresh_attributes_schedule_inform_and_reboot_through_the_api(self) -> None:
+        for cpe in self.fleet.cpes:
+            path = f"{cpe.root}DeviceInfo."
+            refreshed = await self.run_task(cpe, "refresh", parameter_path=path)
+            self.assertGreater(refreshed["result"]["parameters"], 5)
+            version = f"{path}SoftwareVersion"
+            attributes = await self.run_task(
+                cpe, "get_parameter_attributes", parameter_names=[version]
+            )
+            [attribute] = attributes["result"]["attributes"]
+            self.assertEqual(attribute["name"], version)
+            inform = await self.run_task(cpe, "schedule_inform", delay_seconds=1)
+            self.assertIn("M ScheduleInform", inform["result"]["events"])
+            reboots = cpe.reboots
+            rebooted = await self.run_task(cpe, "reboot")
+            self.assertIn("M Reboot", rebooted["result"]["events"])
+            self.assertEqual(cpe.reboots, reboots + 1)
+            self.assertEqual(self.task_state(rebooted["id"]), "done")
+
+    async def test_a_factory_reset_through_the_api_ends_at_the_bootstrap(self) -> None:
+        for cpe in self.fleet.cpes:
+            reset = await self.run_task(cpe, "factory_reset")
+            self.assertIn("0 BOOTSTRAP", reset["result"]["events"])
+            self.assertEqual(cpe.factory_resets, 1)
+            await until(cpe, lambda cpe=cpe: self.device(cpe).provisioned)  # type: ignore[misc]
