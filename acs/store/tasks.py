@@ -310,7 +310,7 @@ class Tasks(Database):
 
     def cancel_task(self, task_id: int, *, now: float, actor: str, started: bool = False) -> Task:
         """Cancel a pending task (``started``: or one in progress, a transfer the CPE agreed
-        to cancel); Conflict if it already started or finished."""
+        to cancel); Conflict if it already started (unless ``started``) or finished."""
         now_f = epoch("now", now)
         states = (PENDING, IN_PROGRESS) if started else (PENDING,)
         with self.transaction():

@@ -608,10 +608,8 @@ class TaskEngine:
                     permanent=True,
                 )
             newest = stored[-1]  # a CPE that uploaded twice: the newest file counts
-            result.update(
-                {"backup" if backup else "file": newest.id, "size": newest.size},
-                sha256=newest.sha256,
-            )
+            key = "backup" if backup else "file"
+            result.update({key: newest.id, "size": newest.size, "sha256": newest.sha256})
         return result
 
     def on_transfer_complete(
