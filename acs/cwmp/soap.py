@@ -347,15 +347,24 @@ def _d_set_parameter_attributes(k: _Kids) -> rpc.SetParameterAttributes:
     return rpc.SetParameterAttributes(parameters=tuple(out))
 
 
+def _transfer(k: _Kids, *, download: bool) -> dict[str, Any]:
+    """The fields Download, Upload and ScheduleDownload share (the first two not in Upload)."""
+    fields: dict[str, Any] = {
+        "command_key": k.text("CommandKey", ""),
+        "file_type": k.text("FileType"),
+        "url": k.text("URL"),
+        "username": k.text("Username", ""),
+        "password": k.text("Password", ""),
+    }
+    if download:
+        fields["file_size"] = k.integer("FileSize", 0, unsigned=True)
+        fields["target_file_name"] = k.text("TargetFileName", "")
+    return fields
+
+
 def _d_download(k: _Kids) -> rpc.Download:
     return rpc.Download(
-        command_key=k.text("CommandKey", ""),
-        file_type=k.text("FileType"),
-        url=k.text("URL"),
-        username=k.text("Username", ""),
-        password=k.text("Password", ""),
-        file_size=k.integer("FileSize", 0, unsigned=True),
-        target_file_name=k.text("TargetFileName", ""),
+        **_transfer(k, download=True),
         delay_seconds=k.integer("DelaySeconds", 0, unsigned=True),
         success_url=k.text("SuccessURL", ""),
         failure_url=k.text("FailureURL", ""),
@@ -364,24 +373,13 @@ def _d_download(k: _Kids) -> rpc.Download:
 
 def _d_upload(k: _Kids) -> rpc.Upload:
     return rpc.Upload(
-        command_key=k.text("CommandKey", ""),
-        file_type=k.text("FileType"),
-        url=k.text("URL"),
-        username=k.text("Username", ""),
-        password=k.text("Password", ""),
-        delay_seconds=k.integer("DelaySeconds", 0, unsigned=True),
+        **_transfer(k, download=False), delay_seconds=k.integer("DelaySeconds", 0, unsigned=True)
     )
 
 
 def _d_schedule_download(k: _Kids) -> rpc.ScheduleDownload:
     return rpc.ScheduleDownload(
-        command_key=k.text("CommandKey", ""),
-        file_type=k.text("FileType"),
-        url=k.text("URL"),
-        username=k.text("Username", ""),
-        password=k.text("Password", ""),
-        file_size=k.integer("FileSize", 0, unsigned=True),
-        target_file_name=k.text("TargetFileName", ""),
+        **_transfer(k, download=True),
         time_windows=tuple(
             rpc.TimeWindow(
                 window_start=(w := _Kids(m)).integer("WindowStart", unsigned=True),

@@ -115,6 +115,21 @@ def _fields(m: Any, *spec: tuple[str, str, str]) -> str:
     return "".join(out)
 
 
+# The leading children Upload, Download and ScheduleDownload share (the last two: and more).
+_TRANSFER_FIELDS = (
+    ("CommandKey", "command_key", "s"),
+    ("FileType", "file_type", "s"),
+    ("URL", "url", "s"),
+    ("Username", "username", "s"),
+    ("Password", "password", "s"),
+)
+_DOWNLOAD_FIELDS = (
+    *_TRANSFER_FIELDS,
+    ("FileSize", "file_size", "i"),
+    ("TargetFileName", "target_file_name", "s"),
+)
+
+
 def _e_inform(m: rpc.Inform) -> str:
     d = m.device_id
     events = _array(
@@ -236,27 +251,13 @@ _ENCODERS: dict[type, Callable[[Any], str]] = {
     rpc.FactoryResetResponse: _nothing,
     rpc.Download: lambda m: _fields(
         m,
-        ("CommandKey", "command_key", "s"),
-        ("FileType", "file_type", "s"),
-        ("URL", "url", "s"),
-        ("Username", "username", "s"),
-        ("Password", "password", "s"),
-        ("FileSize", "file_size", "i"),
-        ("TargetFileName", "target_file_name", "s"),
+        *_DOWNLOAD_FIELDS,
         ("DelaySeconds", "delay_seconds", "i"),
         ("SuccessURL", "success_url", "s"),
         ("FailureURL", "failure_url", "s"),
     ),
     rpc.DownloadResponse: _e_transfer_response,
-    rpc.Upload: lambda m: _fields(
-        m,
-        ("CommandKey", "command_key", "s"),
-        ("FileType", "file_type", "s"),
-        ("URL", "url", "s"),
-        ("Username", "username", "s"),
-        ("Password", "password", "s"),
-        ("DelaySeconds", "delay_seconds", "i"),
-    ),
+    rpc.Upload: lambda m: _fields(m, *_TRANSFER_FIELDS, ("DelaySeconds", "delay_seconds", "i")),
     rpc.UploadResponse: _e_transfer_response,
     rpc.GetQueuedTransfers: _nothing,
     rpc.GetQueuedTransfersResponse: lambda m: _array(
@@ -292,16 +293,7 @@ _ENCODERS: dict[type, Callable[[Any], str]] = {
         ],
     ),
     rpc.ScheduleDownload: lambda m: (
-        _fields(
-            m,
-            ("CommandKey", "command_key", "s"),
-            ("FileType", "file_type", "s"),
-            ("URL", "url", "s"),
-            ("Username", "username", "s"),
-            ("Password", "password", "s"),
-            ("FileSize", "file_size", "i"),
-            ("TargetFileName", "target_file_name", "s"),
-        )
+        _fields(m, *_DOWNLOAD_FIELDS)
         + _array(
             "TimeWindowList",
             "cwmp:TimeWindowStruct",
