@@ -136,6 +136,22 @@ MESSAGES: dict[type, rpc.Message] = {
     rpc.ScheduleDownloadResponse: rpc.ScheduleDownloadResponse(),
     rpc.CancelTransfer: rpc.CancelTransfer(command_key="acs-task-7"),
     rpc.CancelTransferResponse: rpc.CancelTransferResponse(),
+    rpc.ChangeDUState: rpc.ChangeDUState(
+        operations=(
+            rpc.InstallOp(
+                url="http://127.0.0.1:7567/du/app.tar",
+                uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                username="u",
+                execution_env_ref="Device.SoftwareModules.ExecEnv.1",
+            ),
+            rpc.InstallOp(url="http://127.0.0.1:7567/du/other.tar"),
+            rpc.UpdateOp(uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8", version="2.0"),
+            rpc.UpdateOp(url="http://127.0.0.1:7567/du/app-2.tar", password="p"),
+            rpc.UninstallOp(uuid="6BA7B810-9DAD-11D1-80B4-00C04FD430C9", version="1.0"),
+        ),
+        command_key="du-1",
+    ),
+    rpc.ChangeDUStateResponse: rpc.ChangeDUStateResponse(),
     rpc.Inform: rpc.Inform(
         device_id=rpc.DeviceId("ACME Networks", "00D09E", "HomeGW", "SN-0001"),
         events=(rpc.EventStruct("1 BOOT"), rpc.EventStruct("M Reboot", "reboot-7")),
@@ -170,6 +186,47 @@ MESSAGES: dict[type, rpc.Message] = {
         file_type_args=(("Version", "1.0"), ("Profile", "residential")),
     ),
     rpc.RequestDownloadResponse: rpc.RequestDownloadResponse(),
+    rpc.DUStateChangeComplete: rpc.DUStateChangeComplete(
+        results=(
+            rpc.OpResult(
+                uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                deployment_unit_ref="Device.SoftwareModules.DeploymentUnit.1",
+                version="1.0",
+                current_state="Installed",
+                resolved=True,
+                execution_unit_refs="Device.SoftwareModules.ExecutionUnit.1",
+                start_time="2024-03-05T11:50:02Z",
+                complete_time="2024-03-05T11:52:40Z",
+            ),
+            rpc.OpResult(
+                uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c9",
+                deployment_unit_ref="",
+                version="",
+                current_state="Failed",
+                resolved=False,
+                execution_unit_refs="",
+                fault=rpc.FaultStruct(9017, "download failed <404>"),
+            ),
+        ),
+        command_key="du-1",
+    ),
+    rpc.DUStateChangeCompleteResponse: rpc.DUStateChangeCompleteResponse(),
+    rpc.AutonomousDUStateChangeComplete: rpc.AutonomousDUStateChangeComplete(
+        results=(
+            rpc.OpResult(
+                uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                deployment_unit_ref="Device.SoftwareModules.DeploymentUnit.1",
+                version="1.0",
+                current_state="Uninstalled",
+                resolved=True,
+                execution_unit_refs="",
+                start_time="2024-03-05T11:50:02Z",
+                complete_time="2024-03-05T11:52:40Z",
+                operation_performed="Uninstall",
+            ),
+        )
+    ),
+    rpc.AutonomousDUStateChangeCompleteResponse: rpc.AutonomousDUStateChangeCompleteResponse(),
     rpc.Kicked: rpc.Kicked(
         command="provision", referer="http://127.0.0.1/portal", arg="x=1", next="http://n/"
     ),
@@ -707,8 +764,55 @@ def test_soap_1_2_envelope_is_refused() -> None:
 
 def test_unknown_rpc_is_method_not_supported_with_id_and_namespace() -> None:
     hdr = '<{p}:Header><cwmp:ID {p}:mustUnderstand="1">u-1</cwmp:ID></{p}:Header>'
-    err = _refused(_env("<cwmp:ChangeDUState/>", hdr, ns=CWMP_NS["1.2"]), 8000)
+    err = _refused(_env("<cwmp:SetVouchers/>", hdr, ns=CWMP_NS["1.2"]), 8000)
     assert err.cwmp_id == "u-1" and err.ns == CWMP_NS["1.2"]
+
+
+def test_change_du_state_operations_are_typed_by_any_prefix_of_the_namespace() -> None:
+    body = (
+        '<cwmp:ChangeDUState xmlns:t="urn:dslforum-org:cwmp-1-2">'
+        '<Operations xsi:type="t:UninstallOpStruct"><UUID> 6ba7b810-9dad-11d1-80b4-00c04fd430c8 '
+        "</UUID></Operations>"
+        '<Operations xsi:type="InstallOpStruct"><URL>http://127.0.0.1/a</URL></Operations>'
+        "<CommandKey>k</CommandKey></cwmp:ChangeDUState>"
+    )
+    m = soap.parse(_env(body, ns=CWMP_NS["1.2"])).message
+    assert m == rpc.ChangeDUState(
+        operations=(
+            rpc.UninstallOp(uuid="6ba7b810-9dad-11d1-80b4-00c04fd430c8"),
+            rpc.InstallOp(url="http://127.0.0.1/a"),
+        ),
+        command_key="k",
+    )
+
+
+@pytest.mark.parametrize(
+    "operations",
+    [
+        "",
+        '<Operations xsi:type="cwmp:RebootOpStruct"><URL>http://127.0.0.1/a</URL></Operations>',
+        "<Operations><URL>http://127.0.0.1/a</URL></Operations>",
+        '<Operations xsi:type="cwmp:InstallOpStruct"><UUID>x</UUID></Operations>',
+        '<Operations xsi:type="cwmp:UninstallOpStruct"><Version>1</Version></Operations>',
+    ],
+    ids=["none", "unknown-type", "untyped", "install-without-url", "uninstall-without-uuid"],
+)
+def test_change_du_state_without_a_valid_operation_is_invalid_arguments(operations: str) -> None:
+    _refused(_env(f"<cwmp:ChangeDUState>{operations}</cwmp:ChangeDUState>", ns=CWMP_NS["1.2"]))
+
+
+def test_du_state_change_complete_reads_every_result_and_tolerates_missing_fields() -> None:
+    body = (
+        "<cwmp:DUStateChangeComplete><Results><UUID>u1</UUID><CurrentState>Installed"
+        "</CurrentState></Results><Results><CurrentState>Failed</CurrentState><Fault>"
+        "<FaultCode>9017</FaultCode></Fault></Results></cwmp:DUStateChangeComplete>"
+    )
+    m = soap.parse(_env(body, ns=CWMP_NS["1.2"])).message
+    assert isinstance(m, rpc.DUStateChangeComplete) and m.command_key == ""
+    assert [(r.uuid, r.current_state, r.fault.code) for r in m.results] == [
+        ("u1", "Installed", 0),
+        ("", "Failed", 9017),
+    ]
 
 
 def test_body_element_outside_cwmp_namespace_is_invalid() -> None:

@@ -303,6 +303,79 @@ class CancelTransferResponse:
 
 
 @dataclass(frozen=True)
+class InstallOp:
+    """Install a deployment unit from ``url`` (InstallOpStruct of a ChangeDUState,
+    A.4.1.10); an empty string is an optional field left out (the UUID then is the CPE's to
+    compute)."""
+
+    url: str
+    uuid: str = ""
+    username: str = ""
+    password: str = ""
+    execution_env_ref: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateOp:
+    """Update the deployment unit ``uuid`` (or the one installed from ``url``; neither:
+    every unit) to ``version`` (UpdateOpStruct)."""
+
+    uuid: str = ""
+    version: str = ""
+    url: str = ""
+    username: str = ""
+    password: str = ""
+
+
+@dataclass(frozen=True)
+class UninstallOp:
+    """Uninstall the deployment unit ``uuid`` (UninstallOpStruct)."""
+
+    uuid: str
+    version: str = ""
+    execution_env_ref: str = ""
+
+
+# The concrete OperationStructs of a ChangeDUState, by their xsi:type (a ChangeDUState's
+# Operations are typed on the wire, not a SOAP array).
+DUOperation = InstallOp | UpdateOp | UninstallOp
+DU_OPERATION_TYPES: dict[str, type] = {
+    "InstallOpStruct": InstallOp,
+    "UpdateOpStruct": UpdateOp,
+    "UninstallOpStruct": UninstallOp,
+}
+
+
+@dataclass(frozen=True)
+class ChangeDUState:
+    operations: tuple[DUOperation, ...]
+    command_key: str = ""
+
+
+@dataclass(frozen=True)
+class ChangeDUStateResponse:
+    pass
+
+
+@dataclass(frozen=True)
+class OpResult:
+    """What one deployment unit operation did (OpResultStruct; with
+    ``operation_performed`` "Install", "Update", "Uninstall" or a vendor's, the
+    AutonOpResultStruct of an AutonomousDUStateChangeComplete)."""
+
+    uuid: str
+    deployment_unit_ref: str
+    version: str
+    current_state: str  # "Installed", "Uninstalled" or "Failed"
+    resolved: bool
+    execution_unit_refs: str  # comma-separated paths (ExecutionUnitRefList)
+    start_time: str = UNKNOWN_TIME
+    complete_time: str = UNKNOWN_TIME
+    fault: FaultStruct = field(default_factory=FaultStruct)
+    operation_performed: str = ""
+
+
+@dataclass(frozen=True)
 class ScheduleInform:
     delay_seconds: int
     command_key: str = ""
@@ -384,6 +457,27 @@ class RequestDownloadResponse:
 
 
 @dataclass(frozen=True)
+class DUStateChangeComplete:
+    results: tuple[OpResult, ...]
+    command_key: str = ""
+
+
+@dataclass(frozen=True)
+class DUStateChangeCompleteResponse:
+    pass
+
+
+@dataclass(frozen=True)
+class AutonomousDUStateChangeComplete:
+    results: tuple[OpResult, ...]
+
+
+@dataclass(frozen=True)
+class AutonomousDUStateChangeCompleteResponse:
+    pass
+
+
+@dataclass(frozen=True)
 class Kicked:
     command: str
     referer: str
@@ -445,6 +539,8 @@ Message = (
     | ScheduleDownloadResponse
     | CancelTransfer
     | CancelTransferResponse
+    | ChangeDUState
+    | ChangeDUStateResponse
     | Inform
     | InformResponse
     | TransferComplete
@@ -453,6 +549,10 @@ Message = (
     | AutonomousTransferCompleteResponse
     | RequestDownload
     | RequestDownloadResponse
+    | DUStateChangeComplete
+    | DUStateChangeCompleteResponse
+    | AutonomousDUStateChangeComplete
+    | AutonomousDUStateChangeCompleteResponse
     | Kicked
     | KickedResponse
     | Fault
@@ -477,6 +577,7 @@ ACS_REQUESTS: dict[type, type] = {
     GetAllQueuedTransfers: GetAllQueuedTransfersResponse,
     ScheduleDownload: ScheduleDownloadResponse,
     CancelTransfer: CancelTransferResponse,
+    ChangeDUState: ChangeDUStateResponse,
 }
 
 # Requests the CPE sends, mapped to the response the ACS answers with.
@@ -486,6 +587,8 @@ CPE_REQUESTS: dict[type, type] = {
     TransferComplete: TransferCompleteResponse,
     AutonomousTransferComplete: AutonomousTransferCompleteResponse,
     RequestDownload: RequestDownloadResponse,
+    DUStateChangeComplete: DUStateChangeCompleteResponse,
+    AutonomousDUStateChangeComplete: AutonomousDUStateChangeCompleteResponse,
     Kicked: KickedResponse,
 }
 
@@ -500,6 +603,12 @@ INTRODUCED_IN: dict[type, str] = {
     ScheduleDownloadResponse: "1.2",
     CancelTransfer: "1.2",
     CancelTransferResponse: "1.2",
+    ChangeDUState: "1.2",
+    ChangeDUStateResponse: "1.2",
+    DUStateChangeComplete: "1.2",
+    DUStateChangeCompleteResponse: "1.2",
+    AutonomousDUStateChangeComplete: "1.2",
+    AutonomousDUStateChangeCompleteResponse: "1.2",
 }
 
 # Every message class by its SOAP element local name.

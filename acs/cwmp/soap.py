@@ -126,9 +126,10 @@ def _elements(el: etree._Element) -> Iterable[etree._Element]:
 class _Kids:
     """An element's children looked up by local name (CPEs reorder and qualify them)."""
 
-    __slots__ = ("by_name", "owner")
+    __slots__ = ("by_name", "el", "owner")
 
     def __init__(self, el: etree._Element) -> None:
+        self.el = el
         self.owner = _lname(el.tag)
         by_name: dict[str, etree._Element] = {}
         for c in el.iterchildren(etree.Element):
@@ -169,6 +170,10 @@ class _Kids:
                 raise _Bad(f"{self.owner}: missing {name}")
             return default
         return _to_bool(c.text, f"{self.owner}/{name}")
+
+    def every(self, name: str) -> list[etree._Element]:
+        """Every child called ``name``: an element repeated in place of a SOAP array."""
+        return [c for c in _elements(self.el) if _lname(c.tag) == name]
 
     def array(self, name: str) -> list[etree._Element]:
         # Never trust soap-enc:arrayType counts: the members are whatever children are there.
@@ -409,6 +414,67 @@ def _d_all_queued_transfers(k: _Kids) -> rpc.GetAllQueuedTransfersResponse:
     )
 
 
+def _d_du_operation(el: etree._Element) -> rpc.DUOperation:
+    k = _Kids(el)
+    raw = (el.get(f"{{{NS_XSI}}}type") or "").strip()
+    cls = rpc.DU_OPERATION_TYPES.get(raw.rpartition(":")[2])
+    if cls is None:
+        raise _Bad(f"ChangeDUState: Operations of unknown xsi:type {raw[:60]!r}")
+    if cls is rpc.InstallOp:
+        return rpc.InstallOp(
+            url=k.text("URL"),
+            uuid=k.text("UUID", "").strip(),
+            username=k.text("Username", ""),
+            password=k.text("Password", ""),
+            execution_env_ref=k.text("ExecutionEnvRef", ""),
+        )
+    if cls is rpc.UpdateOp:
+        return rpc.UpdateOp(
+            uuid=k.text("UUID", "").strip(),
+            version=k.text("Version", ""),
+            url=k.text("URL", ""),
+            username=k.text("Username", ""),
+            password=k.text("Password", ""),
+        )
+    return rpc.UninstallOp(
+        uuid=k.text("UUID").strip(),
+        version=k.text("Version", ""),
+        execution_env_ref=k.text("ExecutionEnvRef", ""),
+    )
+
+
+def _d_change_du_state(k: _Kids) -> rpc.ChangeDUState:
+    operations = tuple(_d_du_operation(m) for m in k.every("Operations"))
+    if not operations:
+        raise _Bad("ChangeDUState: no Operations")
+    return rpc.ChangeDUState(operations=operations, command_key=k.text("CommandKey", ""))
+
+
+def _op_results(k: _Kids) -> tuple[rpc.OpResult, ...]:
+    out = []
+    for m in k.every("Results"):
+        r = _Kids(m)
+        fault = r.get("Fault")
+        f = None if fault is None else _Kids(fault)
+        out.append(
+            rpc.OpResult(
+                uuid=r.text("UUID", "").strip(),
+                deployment_unit_ref=r.text("DeploymentUnitRef", ""),
+                version=r.text("Version", ""),
+                current_state=r.text("CurrentState", "").strip(),
+                resolved=r.boolean("Resolved", False),
+                execution_unit_refs=r.text("ExecutionUnitRefList", ""),
+                start_time=r.text("StartTime", rpc.UNKNOWN_TIME).strip(),
+                complete_time=r.text("CompleteTime", rpc.UNKNOWN_TIME).strip(),
+                fault=rpc.FaultStruct()
+                if f is None
+                else rpc.FaultStruct(f.integer("FaultCode", 0), f.text("FaultString", "")),
+                operation_performed=r.text("OperationPerformed", "").strip(),
+            )
+        )
+    return tuple(out)
+
+
 _DECODERS: dict[type, Callable[[_Kids], Any]] = {
     rpc.GetRPCMethods: _d_empty(rpc.GetRPCMethods),
     rpc.GetRPCMethodsResponse: lambda k: rpc.GetRPCMethodsResponse(
@@ -484,6 +550,8 @@ _DECODERS: dict[type, Callable[[_Kids], Any]] = {
     rpc.ScheduleDownloadResponse: _d_empty(rpc.ScheduleDownloadResponse),
     rpc.CancelTransfer: lambda k: rpc.CancelTransfer(command_key=k.text("CommandKey", "")),
     rpc.CancelTransferResponse: _d_empty(rpc.CancelTransferResponse),
+    rpc.ChangeDUState: _d_change_du_state,
+    rpc.ChangeDUStateResponse: _d_empty(rpc.ChangeDUStateResponse),
     rpc.Inform: _d_inform,
     rpc.InformResponse: lambda k: rpc.InformResponse(
         max_envelopes=k.integer("MaxEnvelopes", 1, unsigned=True)
@@ -494,6 +562,16 @@ _DECODERS: dict[type, Callable[[_Kids], Any]] = {
     rpc.AutonomousTransferCompleteResponse: _d_empty(rpc.AutonomousTransferCompleteResponse),
     rpc.RequestDownload: _d_request_download,
     rpc.RequestDownloadResponse: _d_empty(rpc.RequestDownloadResponse),
+    rpc.DUStateChangeComplete: lambda k: rpc.DUStateChangeComplete(
+        results=_op_results(k), command_key=k.text("CommandKey", "")
+    ),
+    rpc.DUStateChangeCompleteResponse: _d_empty(rpc.DUStateChangeCompleteResponse),
+    rpc.AutonomousDUStateChangeComplete: lambda k: rpc.AutonomousDUStateChangeComplete(
+        results=_op_results(k)
+    ),
+    rpc.AutonomousDUStateChangeCompleteResponse: _d_empty(
+        rpc.AutonomousDUStateChangeCompleteResponse
+    ),
     rpc.Kicked: lambda k: rpc.Kicked(
         command=k.text("Command", ""),
         referer=k.text("Referer", ""),

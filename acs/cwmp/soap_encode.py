@@ -197,6 +197,70 @@ def _e_atc(m: rpc.AutonomousTransferComplete) -> str:
     )
 
 
+def _optional(m: Any, *spec: tuple[str, str]) -> str:
+    """String children left out when empty: (element name, attribute)."""
+    return "".join(
+        f"<{elname}>{_x(v)}</{elname}>" for elname, attr in spec if (v := getattr(m, attr)) != ""
+    )
+
+
+# The children of each OperationStruct, in schema order; the required ones first.
+_DU_OPERATION_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {
+    rpc.InstallOp: (
+        ("UUID", "uuid"),
+        ("Username", "username"),
+        ("Password", "password"),
+        ("ExecutionEnvRef", "execution_env_ref"),
+    ),
+    rpc.UpdateOp: (
+        ("UUID", "uuid"),
+        ("Version", "version"),
+        ("URL", "url"),
+        ("Username", "username"),
+        ("Password", "password"),
+    ),
+    rpc.UninstallOp: (("Version", "version"), ("ExecutionEnvRef", "execution_env_ref")),
+}
+
+
+def _e_du_operation(op: rpc.DUOperation) -> str:
+    required = (
+        _fields(op, ("URL", "url", "s"))
+        if isinstance(op, rpc.InstallOp)
+        else _fields(op, ("UUID", "uuid", "s"))
+        if isinstance(op, rpc.UninstallOp)
+        else ""
+    )
+    return (
+        f'<Operations xsi:type="cwmp:{type(op).__name__}Struct">'
+        + required
+        + _optional(op, *_DU_OPERATION_FIELDS[type(op)])
+        + "</Operations>"
+    )
+
+
+def _e_op_results(results: Iterable[rpc.OpResult], *, autonomous: bool) -> str:
+    return "".join(
+        "<Results>"
+        + _fields(
+            r,
+            ("UUID", "uuid", "s"),
+            ("DeploymentUnitRef", "deployment_unit_ref", "s"),
+            ("Version", "version", "s"),
+            ("CurrentState", "current_state", "s"),
+            ("Resolved", "resolved", "b"),
+            ("ExecutionUnitRefList", "execution_unit_refs", "s"),
+            ("StartTime", "start_time", "s"),
+            ("CompleteTime", "complete_time", "s"),
+        )
+        + f"<Fault><FaultCode>{_i(r.fault.code)}</FaultCode>"
+        f"<FaultString>{_x(r.fault.string)}</FaultString></Fault>"
+        + (_fields(r, ("OperationPerformed", "operation_performed", "s")) if autonomous else "")
+        + "</Results>"
+        for r in results
+    )
+
+
 def _e_transfer_response(m: rpc.DownloadResponse | rpc.UploadResponse) -> str:
     return _fields(
         m,
@@ -315,6 +379,11 @@ _ENCODERS: dict[type, Callable[[Any], str]] = {
     rpc.ScheduleDownloadResponse: _nothing,
     rpc.CancelTransfer: lambda m: _fields(m, ("CommandKey", "command_key", "s")),
     rpc.CancelTransferResponse: _nothing,
+    rpc.ChangeDUState: lambda m: (
+        "".join(_e_du_operation(op) for op in m.operations)
+        + _fields(m, ("CommandKey", "command_key", "s"))
+    ),
+    rpc.ChangeDUStateResponse: _nothing,
     rpc.Inform: _e_inform,
     rpc.InformResponse: lambda m: _fields(m, ("MaxEnvelopes", "max_envelopes", "i")),
     rpc.TransferComplete: lambda m: (
@@ -337,6 +406,12 @@ _ENCODERS: dict[type, Callable[[Any], str]] = {
         )
     ),
     rpc.RequestDownloadResponse: _nothing,
+    rpc.DUStateChangeComplete: lambda m: (
+        _e_op_results(m.results, autonomous=False) + _fields(m, ("CommandKey", "command_key", "s"))
+    ),
+    rpc.DUStateChangeCompleteResponse: _nothing,
+    rpc.AutonomousDUStateChangeComplete: lambda m: _e_op_results(m.results, autonomous=True),
+    rpc.AutonomousDUStateChangeCompleteResponse: _nothing,
     rpc.Kicked: lambda m: _fields(
         m,
         ("Command", "command", "s"),
