@@ -65,7 +65,7 @@ from acs.cwmp.cpe_session import (
 from acs.cwmp.flow import State
 from acs.cwmp.versions import VERSIONS as CWMP_VERSIONS
 from acs.cwmp.versions import defines, offered_versions, version_key
-from cpe_sim import diagnostics, transfers
+from cpe_sim import diagnostics, software, transfers
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
 from cpe_sim.transfers import Faults, TransferFailed
 
@@ -88,6 +88,7 @@ SUPPORTED_METHODS = (
     "GetAllQueuedTransfers",
     "ScheduleDownload",
     "CancelTransfer",
+    "ChangeDUState",
 )
 MAX_QUEUED = 16  # QueuedTransferStruct entries of one answer (cwmp-1-0.xsd)
 
@@ -477,6 +478,7 @@ class SimulatedCPE:
                     name
                     for name in SUPPORTED_METHODS
                     if defines(self.cwmp_version, rpc.MESSAGE_TYPES[name])
+                    and (name != "ChangeDUState" or software.supported(model))
                 )
             )
         if isinstance(
@@ -537,6 +539,9 @@ class SimulatedCPE:
             return self._accept_upload(m)
         if isinstance(m, rpc.CancelTransfer):
             return self._cancel_transfer(m)
+        if isinstance(m, rpc.ChangeDUState) and software.supported(model):
+            self._pending_actions.append(("change_du_state", m))
+            return rpc.ChangeDUStateResponse()
         return rpc.Fault(9000, f"Method not supported: {type(m).__name__}", "Server")
 
     def _accept_download(self, m: rpc.Download) -> rpc.Message:
@@ -765,6 +770,9 @@ class SimulatedCPE:
                 method = self._transfer_methods.get(request.command_key, "M Download")
                 self.add_event(rpc.EventStruct(TRANSFER_COMPLETE))
                 self.add_event(rpc.EventStruct(method, request.command_key))
+            elif isinstance(request, rpc.DUStateChangeComplete):
+                self.add_event(rpc.EventStruct(software.EVENT))
+                self.add_event(rpc.EventStruct(software.METHOD_EVENT, request.command_key))
 
     def _run_pending_actions(self) -> bool:
         """Apply what the session's RPCs asked for; True when the CPE goes offline."""
@@ -782,6 +790,8 @@ class SimulatedCPE:
                 self._later(max(arg.delay_seconds, 0), self._download, arg)
             elif kind == "upload":
                 self._later(max(arg.delay_seconds, 0), self._upload, arg)
+            elif kind == "change_du_state":
+                self._later(0, self._change_du_state, arg)
             elif kind == "restart" and not restarting:
                 restarting = True  # an install that finished during a session
                 self._go_offline("upgrade", None)
@@ -1038,6 +1048,39 @@ class SimulatedCPE:
         d = Deferred.fromCoroutine(self._put(m))
         d.addBoth(self._uploaded, m, start)
         d.addBoth(self._transfer_finished)
+
+    def _change_du_state(self, m: rpc.ChangeDUState) -> None:
+        if self._stopped:
+            return
+        self._transfers += 1
+        d = Deferred.fromCoroutine(
+            software.change(self.model, m.operations, self._fetch_unit, self._now_iso)
+        )
+        d.addBoth(self._du_state_changed, m)
+        d.addBoth(self._transfer_finished)
+
+    def _now_iso(self) -> str:
+        return iso_time(float(self.profile.reactor.seconds()))
+
+    async def _fetch_unit(self, url: str, username: str, password: str) -> bytes:
+        client = self.profile.new_client()
+        try:
+            return await transfers.fetch(
+                client, url, headers=_basic_auth(username, password), faults=self.active_faults
+            )
+        finally:
+            await client.close()
+
+    def _du_state_changed(
+        self, result: tuple[rpc.OpResult, ...] | Failure, m: rpc.ChangeDUState
+    ) -> None:
+        if isinstance(result, Failure):  # a bug here: still report, or the ACS waits
+            problem = f"simulator error: {type(result.value).__name__}"
+            result = tuple(software.failed(op, 9017, problem) for op in m.operations)
+        self._cpe_requests.append(rpc.DUStateChangeComplete(result, m.command_key))
+        self.add_event(rpc.EventStruct(software.EVENT))
+        self.add_event(rpc.EventStruct(software.METHOD_EVENT, m.command_key))
+        self.request_session()
 
     def _transfer_finished(self, result: object) -> None:
         self._transfers -= 1

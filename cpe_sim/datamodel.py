@@ -161,6 +161,8 @@ class Template:
                 # creatable (AddObject/DeleteObject allowed); other objects never are.
                 table = tables_raw.get(mp if mp.endswith("{i}.") else mp + "{i}.")
                 self.objects[name] = bool(table and table["creatable"])
+        # A table's instances are objects even when the template has none of them.
+        self.model_objects.update(tables_raw)
         self.tables: dict[str, TableDef] = {}
         for mpath, t in tables_raw.items():
             params = tuple(
@@ -453,12 +455,22 @@ class DataModel:
     def add_object(self, object_name: str, parameter_key: str) -> int:
         if not object_name.endswith(".") or object_name == "":
             raise _fault(9003, f"Invalid arguments: object name must end with '.': {object_name}")
-        table = model_path(object_name) + "{i}."
-        tdef = self.template.tables.get(table)
+        tdef = self.template.tables.get(model_path(object_name) + "{i}.")
         if tdef is None or not self.has_object(object_name):
             raise _fault(9005, f"{_FAULT_STRINGS[9005]}: {object_name} is not a table")
         if not tdef.creatable:
             raise _fault(9005, f"{_FAULT_STRINGS[9005]}: {object_name} is not creatable")
+        number = self.add_instance(object_name)
+        self.set_raw(self.template.parameter_key, parameter_key)
+        return number
+
+    def add_instance(self, object_name: str) -> int:
+        """A new instance of the table ``object_name`` (ending with "."), creatable or not:
+        the CPE's own (a deployment unit it installs); its number. KeyError: no table."""
+        table = model_path(object_name) + "{i}."
+        tdef = self.template.tables.get(table)
+        if tdef is None or not self.has_object(object_name):
+            raise KeyError(object_name)
         if self._next is None:
             self._next = {}
         number = self._next.get(object_name)
@@ -475,7 +487,6 @@ class DataModel:
             self._added = {}
         self._added[f"{object_name}{number}."] = table
         self._update_count(object_name, tdef)
-        self.set_raw(self.template.parameter_key, parameter_key)
         return number
 
     def delete_object(self, object_name: str, parameter_key: str) -> None:
@@ -487,6 +498,16 @@ class DataModel:
             raise _fault(9005, f"{_FAULT_STRINGS[9005]}: no such instance {object_name}")
         if not tdef.creatable:
             raise _fault(9005, f"{_FAULT_STRINGS[9005]}: {object_name} cannot be deleted")
+        self.remove_instance(object_name)
+        self.set_raw(self.template.parameter_key, parameter_key)
+
+    def remove_instance(self, object_name: str) -> None:
+        """Delete the instance ``object_name`` (ending with "."), creatable or not: the
+        CPE's own. KeyError: no such instance."""
+        mp = model_path(object_name)
+        tdef = self.template.tables.get(mp) if mp.endswith("{i}.") else None
+        if tdef is None or not self.has_object(object_name):
+            raise KeyError(object_name)
         if self._added:
             for inst in [i for i in self._added if i.startswith(object_name)]:
                 del self._added[inst]
@@ -501,7 +522,6 @@ class DataModel:
                 del self._attrs[name]
         container = object_name[: object_name.rstrip(".").rfind(".") + 1]
         self._update_count(container, tdef)
-        self.set_raw(self.template.parameter_key, parameter_key)
 
     def _update_count(self, container: str, tdef: TableDef) -> None:
         if not tdef.count_parameter:
@@ -585,6 +605,10 @@ SELECTIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
         ("Device.IP.Diagnostics.TraceRoute.RouteHops.{i}.", (1, 2, 3)),
         ("Device.IP.Diagnostics.DownloadDiagnostics.", ()),
         ("Device.IP.Diagnostics.UploadDiagnostics.", ()),
+        ("Device.SoftwareModules.", ()),
+        ("Device.SoftwareModules.ExecEnv.{i}.", (1,)),
+        ("Device.SoftwareModules.DeploymentUnit.{i}.", ()),
+        ("Device.SoftwareModules.ExecutionUnit.{i}.", ()),
     ),
     "tr098": (
         ("InternetGatewayDevice.", ()),
@@ -671,6 +695,10 @@ _VALUES: dict[str, dict[str, str]] = {
         "Device.DeviceInfo.MemoryStatus.TotalPersistent": "65536",
         "Device.DeviceInfo.MemoryStatus.FreePersistent": "32768",
         "Device.ManagementServer.InstanceMode": "InstanceNumber",
+        "Device.SoftwareModules.ExecEnv.1.Name": "apps",
+        "Device.SoftwareModules.ExecEnv.1.Type": "Linux Container",
+        "Device.SoftwareModules.ExecEnv.1.Vendor": "Acme Networks",
+        "Device.SoftwareModules.ExecEnv.1.Version": "1.0",
         "Device.ManagementServer.HTTPConnectionRequestEnable": "true",
         "Device.Time.LocalTimeZone": "UTC",
         "Device.WiFi.Radio.1.Enable": "true",

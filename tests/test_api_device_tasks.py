@@ -43,6 +43,7 @@ BAD_ARGUMENTS: dict[str, dict[str, Any]] = {
     "cancel_transfer": {"task": "1"},
     "get_all_queued_transfers": {"transfers": []},
     "diagnostics": {"test": "ip_ping", "host": "h", "url": "http://127.0.0.1/"},
+    "change_du_state": {"operations": [{"type": "uninstall", "url": "http://127.0.0.1/du"}]},
 }
 
 

@@ -7,11 +7,14 @@ version (tests/e2eharness.py); waiting is the API's own timeout, bounded by the 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from e2eharness import ApplianceWithFleet, until
 from schemacheck import schema_errors
-from twisted.internet import defer
+from twisted.internet import defer, reactor
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
 
 from acs.cwmp import rpc
 from api.device_children import task_component
@@ -30,6 +33,22 @@ CONFIG = "3 Vendor Configuration File"
 
 # A port mapping's description, named relative to the instance.
 DESCRIPTION = {"Device.": "Description", "InternetGatewayDevice.": "PortMappingDescription"}
+
+
+class _Units(Resource):
+    """Deployment units by path; 404 for anything else."""
+
+    isLeaf = True
+
+    def __init__(self, units: dict[str, bytes]) -> None:
+        super().__init__()
+        self.units = units
+
+    def render_GET(self, request: Request) -> bytes:
+        body = self.units.get(request.path.decode())
+        if body is None:
+            request.setResponseCode(404)
+        return body or b""
 
 
 class TasksThroughTheApi(ApplianceWithFleet):
@@ -220,6 +239,59 @@ class TasksThroughTheApi(ApplianceWithFleet):
             self.assertEqual(
                 (await self.run_task(cpe, "get_all_queued_transfers"))["result"], {"transfers": []}
             )
+
+    def serve_units(self, **packages: dict[str, str]) -> str:
+        """A loopback web server holding deployment units by name; its base URL."""
+        port: Any = reactor.listenTCP(  # type: ignore[attr-defined]
+            0, Site(_Units({f"/{k}": json.dumps(v).encode() for k, v in packages.items()})),
+            interface="127.0.0.1",
+        )  # fmt: skip
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/"
+
+    async def test_software_modules_are_installed_updated_and_uninstalled_from_cwmp_1_2(
+        self,
+    ) -> None:
+        base = self.serve_units(
+            app=dict(name="app", vendor="Acme", version="1.0"),
+            app2=dict(name="app", vendor="Acme", version="2.0"),
+        )
+        for cpe in self.fleet.cpes:
+            device = self.device(cpe)
+            install = [{"type": "install", "url": base + "app"}]
+            if cpe.cwmp_version < "1.2":  # the TR-098 CPE speaks 1.0: refused, never sent
+                task = await self.finished(cpe, "change_du_state", operations=install)
+                self.assertEqual(task["state"], "failed")
+                self.assertIn("which has no ChangeDUState", task["fault_string"])
+                continue
+            task = await self.run_task(cpe, "change_du_state", operations=install)
+            [done] = task["result"]["operations"]
+            self.assertEqual(
+                (done["type"], done["state"], done["version"]), ("install", "Installed", "1.0")
+            )
+            unit, uuid = done["deployment_unit"], done["uuid"]
+            self.assertEqual(cpe.model.get_raw(f"{unit}.UUID"), uuid)
+            code, tree = await self.api(
+                "GET", f"/inventory_device/{device.id}/parameters/?path={unit}."
+            )
+            self.assertEqual(code, 200, tree)
+            shown = {p["path"]: p["value"] for p in tree["results"]}
+            self.assertEqual(shown[f"{unit}.Version"], "1.0")
+
+            update = [{"type": "update", "uuid": uuid, "url": base + "app2"}]
+            task = await self.run_task(cpe, "change_du_state", operations=update)
+            self.assertEqual(task["result"]["operations"][0]["version"], "2.0")
+            self.assertEqual(cpe.model.get_raw(f"{unit}.Version"), "2.0")
+
+            uninstall = [{"type": "uninstall", "uuid": uuid}]
+            task = await self.run_task(cpe, "change_du_state", operations=uninstall)
+            self.assertEqual(task["result"]["operations"][0]["state"], "Uninstalled")
+            self.assertFalse(cpe.model.has_object(f"{unit}."))
+            self.assertEqual(self.appliance.store.get_parameters(device.id, f"{unit}."), [])
+
+            failed = await self.finished(cpe, "change_du_state", operations=uninstall)
+            self.assertEqual((failed["state"], failed["fault_code"]), ("failed", 9028), failed)
+            self.assertEqual(failed["result"]["operations"][0]["state"], "Failed")
 
     async def test_a_cpe_requesting_a_download_gets_the_stored_file(self) -> None:
         code, stored = await self.api(

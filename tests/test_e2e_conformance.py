@@ -96,6 +96,19 @@ def every_acs_request(
         )
         answers.append((yield rpc.GetAllQueuedTransfers()))  # the scheduled download
         answers.append((yield rpc.CancelTransfer("conformance-sd")))
+        # From a URL the file server never signed: the CPE reports the install failed in a
+        # DUStateChangeComplete (a CPE request to answer), the uninstall of an unknown unit too.
+        answers.append(
+            (
+                yield rpc.ChangeDUState(
+                    (
+                        rpc.InstallOp(f"{files_url}file/0/unit"),
+                        rpc.UninstallOp("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "1.0"),
+                    ),
+                    "conformance-du",
+                )
+            )
+        )
     added = yield rpc.AddObject(table, "conformance-2")
     answers.append(added)
     assert isinstance(added, rpc.AddObjectResponse), added
@@ -127,6 +140,19 @@ def cpe_requests(version: str) -> list[rpc.Message]:
         rpc.Kicked("reset", "http://127.0.0.1/portal", "", "http://127.0.0.1/next"),
         rpc.AutonomousTransferComplete(
             "", "http://127.0.0.1/fw.bin", True, "1 Firmware Upgrade Image", 1024
+        ),
+        rpc.AutonomousDUStateChangeComplete(
+            (
+                rpc.OpResult(
+                    "6ba7b810-9dad-11d1-80b4-00c04fd430c8",
+                    "Device.SoftwareModules.DeploymentUnit.9",
+                    "1.0",
+                    "Uninstalled",
+                    True,
+                    "",
+                    operation_performed="Uninstall",
+                ),
+            )
         ),
     ]
     return [r for r in requests if defines(version, type(r))]
@@ -165,9 +191,17 @@ class EveryMessageInEveryVersion(ApplianceWithFleet):
         self.appliance.tasks.open_session = scripted  # type: ignore[method-assign]
         seen = self.conformance.checked
         # Session 1: every RPC but FactoryReset; the CPE reboots after it ("M Reboot"), and
-        # reports the failed Download and Upload in TransferCompletes.
+        # reports the failed Download and Upload in TransferCompletes (from 1.2, and the
+        # ChangeDUState's operations in a DUStateChangeComplete).
         await self.bounded(cpe.inform())
-        await until(cpe, lambda: Counter(seen["acs"])["TransferCompleteResponse"] >= 2)
+        reports = 1 if defines(version, rpc.DUStateChangeComplete) else 0
+        await until(
+            cpe,
+            lambda: (
+                Counter(seen["acs"])["TransferCompleteResponse"] >= 2
+                and Counter(seen["acs"])["DUStateChangeCompleteResponse"] >= reports
+            ),
+        )
         # Session 2: FactoryReset; the CPE comes back with BOOTSTRAP and is provisioned.
         await self.bounded(cpe.inform())
         await until(cpe, lambda: cpe.factory_resets == 1 and cpe.online and not cpe.busy)
@@ -181,6 +215,8 @@ class EveryMessageInEveryVersion(ApplianceWithFleet):
         assert not missing, f"ACS requests never sent: {missing}"
         answered = {rpc.CPE_REQUESTS[type(r)].__name__ for r in cpe_requests(version)}
         assert answered | {"InformResponse", "TransferCompleteResponse"} <= acs_sent
+        if reports:
+            assert "DUStateChangeCompleteResponse" in acs_sent
         assert {f"{t.__name__}Response" for t in offered} <= set(seen["cpe"])
         self.conformance.assert_clean()
 

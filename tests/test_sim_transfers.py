@@ -274,6 +274,7 @@ class Acs:
     informs: list[rpc.Inform] = field(default_factory=list)
     answers: list[rpc.Message] = field(default_factory=list)
     transfer_completes: list[rpc.TransferComplete] = field(default_factory=list)
+    du_reports: list[rpc.DUStateChangeComplete] = field(default_factory=list)
     holding: bool = False  # True: requests wait in ``held`` until ``release``
     held: list[tuple[Deferred[HttpResponse], Callable[[], HttpResponse]]] = field(
         default_factory=list
@@ -306,6 +307,9 @@ class Acs:
         if isinstance(m, rpc.TransferComplete):
             self.transfer_completes.append(m)
             return self._envelope(rpc.TransferCompleteResponse(), envelope.header.id)
+        if isinstance(m, rpc.DUStateChangeComplete):
+            self.du_reports.append(m)
+            return self._envelope(rpc.DUStateChangeCompleteResponse(), envelope.header.id)
         self.answers.append(m)
         return self._next()
 
@@ -405,6 +409,28 @@ class CpeTransferTests(unittest.TestCase):
         tc = self.only_transfer_complete()
         self.assertEqual((tc.command_key, tc.fault), ("task-1", rpc.FaultStruct(0, "")))
         self.assertNotEqual(tc.start_time, rpc.UNKNOWN_TIME)
+
+    def test_change_du_state_fetches_installs_and_reports_in_a_new_session(self) -> None:
+        self.files.files["/du/app.tar"] = b'{"name": "app", "version": "1.4"}'
+        operations = (
+            rpc.InstallOp("http://files/du/app.tar"),
+            rpc.InstallOp("http://files/du/missing.tar"),
+        )
+        answer = self.run_rpc(rpc.ChangeDUState(operations, "task-1"))
+        self.assertEqual(answer, rpc.ChangeDUStateResponse())
+        [report] = self.acs.du_reports
+        self.assertEqual(report.command_key, "task-1")
+        self.assertEqual(
+            [(r.current_state, r.version, r.fault.code) for r in report.results],
+            [("Installed", "1.4", 0), ("Failed", "", 9016)],
+        )
+        self.assertEqual(
+            self.acs.events(), [("11 DU STATE CHANGE COMPLETE", ""), ("M ChangeDUState", "task-1")]
+        )
+        unit = report.results[0].deployment_unit_ref
+        self.assertEqual(self.cpe.value(f"{unit}.Version"), "1.4")
+        self.assertEqual(self.files.requests[-1][:2], ("GET", "/du/missing.tar"))
+        self.assertTrue(self.cpe.online)  # installing a unit restarts nothing
 
     def test_install_finishing_during_a_session_restarts_after_that_session(self) -> None:
         self.files.files["/fw/a.bin"] = firmware.make_image("3.1", 100)

@@ -85,6 +85,34 @@ WINDOWS: list[Any] = [
     {**W, "user_message": "x" * 257}, {**W, "max_retries": -1}, {**W, "max_retries": 100},
     {**W, "max_retries": 101}, {**W, "max_retries": -2}, {**W, "extra": 1}, None, "W", [],
 ]  # fmt: skip
+U = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+URL = "http://127.0.0.1/du.tar"
+EE = "Device.SoftwareModules.ExecEnv.1"
+OPERATIONS: list[Any] = [
+    {"type": "install", "url": URL},
+    {"type": "install", "url": URL, "uuid": U, "execution_env": EE},
+    {"type": "install"}, {"type": "install", "uuid": U}, {"type": "install", "url": "ftp://x/"},
+    {"type": "install", "url": URL, "version": "1"}, {"type": "install", "url": "h" * 1025},
+    {"type": "install", "url": "http://" + "x" * 1017},
+    {"type": "install", "url": URL, "uuid": "x"},
+    {"type": "install", "url": URL, "uuid": U.upper()},
+    {"type": "install", "url": URL, "uuid": U + "0"},
+    {"type": "install", "url": URL, "execution_env": EE + "."},
+    {"type": "install", "url": URL, "execution_env": "Internet" + "GatewayDevice." + EE[7:]},
+    {"type": "install", "url": URL, "execution_env": EE[:-1] + "0"},
+    {"type": "install", "url": URL, "execution_env": EE[6:] + "."},
+    {"type": "update", "uuid": U}, {"type": "update", "url": URL, "version": "2.0"},
+    {"type": "update"}, {"type": "update", "version": "2.0"},
+    {"type": "update", "uuid": U, "version": ""},
+    {"type": "update", "uuid": U, "version": "v" * 32},
+    {"type": "update", "uuid": U, "version": "v" * 33},
+    {"type": "update", "uuid": U, "version": "é"},
+    {"type": "update", "uuid": U, "execution_env": EE}, {"type": "uninstall", "uuid": U},
+    {"type": "uninstall", "uuid": U, "version": "1", "execution_env": EE},
+    {"type": "uninstall", "url": URL}, {"type": "uninstall", "uuid": 5},
+    {"type": "reinstall", "uuid": U}, {"type": None, "uuid": U}, {"uuid": U},
+    {"type": "install", "url": URL, "extra": 1}, None, "install", [],
+]  # fmt: skip
 # Pairs of windows: in time order, or overlapping, or out of order.
 WINDOW_PAIRS: list[Any] = [
     [W, {"window_start": 60, "window_end": 120}],
@@ -140,6 +168,10 @@ def _probes(kind: str, example: dict[str, Any]) -> list[dict[str, Any]]:
         if key == "parameters":
             out += [{**example, key: [item]} for item in ITEMS]
             out.append({**example, key: [ITEMS[0], ITEMS[0]]})
+        if key == "operations":
+            out += [{**example, key: [op]} for op in OPERATIONS]
+            out += [{**example, key: [OPERATIONS[0]] * n} for n in (16, 17)]
+            out.append({**example, key: [OPERATIONS[0], OPERATIONS[2]]})
         if key == "time_windows":
             out += [{**example, key: [window]} for window in WINDOWS]
             out += [{**example, key: pair} for pair in WINDOW_PAIRS]

@@ -989,15 +989,9 @@ def test_fresh_engine_on_reopened_database_runs_pending_task(tmp_path: Path) -> 
         ),
         (
             rpc.GetRPCMethods(),
+            # A 1.0 session: no AutonomousTransferComplete (1.1) nor DU reports (1.2).
             rpc.GetRPCMethodsResponse(
-                (
-                    "Inform",
-                    "GetRPCMethods",
-                    "TransferComplete",
-                    "AutonomousTransferComplete",
-                    "RequestDownload",
-                    "Kicked",
-                )
+                ("Inform", "GetRPCMethods", "TransferComplete", "RequestDownload", "Kicked")
             ),
             "get_rpc_methods",
         ),
@@ -1014,6 +1008,30 @@ def test_cpe_requests_are_answered_and_recorded(
     session = engine.open_session(device.id)
     assert session.on_cpe_request(message, now=5.0) == response
     assert store.history(device.id, limit=1)[0].action == action
+
+
+@pytest.mark.parametrize(
+    ("version", "extra"),
+    [
+        ("1.1", ("AutonomousTransferComplete",)),
+        (
+            "1.2",
+            (
+                "AutonomousTransferComplete",
+                "DUStateChangeComplete",
+                "AutonomousDUStateChangeComplete",
+            ),
+        ),
+    ],
+)
+def test_the_acs_lists_the_methods_of_the_session_version(
+    engine: TaskEngine, device: Device, version: str, extra: tuple[str, ...]
+) -> None:
+    answer = engine.open_session(device.id, version).on_cpe_request(rpc.GetRPCMethods(), now=5.0)
+    assert isinstance(answer, rpc.GetRPCMethodsResponse)
+    assert set(answer.methods) == {
+        "Inform", "GetRPCMethods", "TransferComplete", "RequestDownload", "Kicked", *extra
+    }  # fmt: skip
 
 
 def test_transfer_complete_history_holds_the_fault(

@@ -19,6 +19,7 @@ from acs.cwmp import rpc
 from acs.cwmp.paths import DEFAULT_ROOT, MAX_PATH, PATH_RE, ROOTS
 from acs.store import NotFound, Store
 from acs.store.models import DONE, FAILED, FINISHED_STATES, IN_PROGRESS, PENDING, Device, Task
+from acs.tasks import software
 from acs.tasks.kinds import (
     INFORM_KINDS,
     KINDS,
@@ -61,8 +62,9 @@ def _cancel_timer(result: object, timer: DelayedCall) -> object:
     return result
 
 
-# The method events of an Inform announcing a TransferComplete of ours (TR-069 3.7.1.5).
-TRANSFER_EVENTS = ("M Download", "M Upload", "M ScheduleDownload")
+# The method events of an Inform announcing a TransferComplete (or, for a change_du_state,
+# a DUStateChangeComplete) of ours (TR-069 3.7.1.5).
+TRANSFER_EVENTS = ("M Download", "M Upload", "M ScheduleDownload", software.EVENT)
 # TransferComplete faults that will not go away by transferring again (authentication,
 # protocol, no such file, corrupted or unauthenticated file); anything else (9010/9011
 # generic failures, 9015 file server unreachable, 9017 incomplete, e.g. across the ACS's own
@@ -619,7 +621,12 @@ class TaskEngine:
         history entry (the task id and what happened to it)."""
         task_id = task_id_of_key(message.command_key)
         task = self.store.get_task(task_id) if task_id is not None else None
-        if task is None or task.device_id != device_id or task.kind not in TRANSFER_KINDS:
+        if (
+            task is None
+            or task.device_id != device_id
+            or task.kind not in TRANSFER_KINDS
+            or task.kind == software.KIND  # ended by its DUStateChangeComplete only
+        ):
             return {}
         if task.state not in (PENDING, IN_PROGRESS):
             # Already timed out (or cancelled): the late report stays in history only.

@@ -32,6 +32,7 @@ from acs.tasks import args as a
 from acs.tasks import diagnostics as diag
 from acs.tasks import filekinds as f
 from acs.tasks import results as r
+from acs.tasks import software as sw
 from acs.tasks.run import CpeFault, Steps, TaskError, TaskRun, WaitForInform, task_key
 from acs.tasks.settings import model_type
 
@@ -668,6 +669,17 @@ _DECLARED = (
         f.get_all_queued_transfers,
         api_task=True,
         result_schema=r.ALL_QUEUED_RESULT,
+    ),
+    TaskKind(
+        "change_du_state",
+        sw.change_du_state,
+        ("operations",),
+        sw.check,
+        args_schema=sw.SCHEMA,
+        example={"operations": [{"type": "install", "url": "http://127.0.0.1/du.tar"}]},
+        completion=TRANSFER,
+        api_task=True,
+        result_schema=sw.RESULT_SCHEMA,
     ),
     # TR-143 diagnostics: set and request the test, read its results after the CPE's
     # 8 DIAGNOSTICS COMPLETE Inform.

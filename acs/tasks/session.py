@@ -5,6 +5,7 @@ GetRPCMethods...). The only in-memory state of the task engine is its cursor her
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
@@ -13,6 +14,7 @@ from acs.cwmp import rpc
 from acs.cwmp.versions import defines
 from acs.store.health import is_storage_full
 from acs.store.models import IN_PROGRESS, Task
+from acs.tasks import software
 from acs.tasks.cpe_requests import request_download
 from acs.tasks.kinds import KINDS
 from acs.tasks.run import (
@@ -40,6 +42,8 @@ ACS_METHODS = (
     "TransferComplete",
     "AutonomousTransferComplete",
     "RequestDownload",
+    "DUStateChangeComplete",
+    "AutonomousDUStateChangeComplete",
     "Kicked",
 )
 
@@ -263,7 +267,11 @@ class SessionTasks:
                 "start_time": message.start_time,
                 "complete_time": message.complete_time,
             }
-            detail.update(self._transfer_complete(message, now))
+            detail.update(
+                self._reported(
+                    message, lambda: self.engine.on_transfer_complete(self.device_id, message, now)
+                )
+            )
             response = rpc.TransferCompleteResponse()
         elif isinstance(message, rpc.AutonomousTransferComplete):
             action = "autonomous_transfer_complete"
@@ -280,6 +288,28 @@ class SessionTasks:
                 "complete_time": message.complete_time,
             }
             response = rpc.AutonomousTransferCompleteResponse()
+        elif isinstance(message, rpc.DUStateChangeComplete):
+            action = "du_state_change_complete"
+            detail = {
+                "command_key": message.command_key,
+                "results": software.report(message.results),
+            }
+            detail.update(
+                self._reported(
+                    message, lambda: software.on_complete(self.engine, self.device_id, message, now)
+                )
+            )
+            response = rpc.DUStateChangeCompleteResponse()
+        elif isinstance(message, rpc.AutonomousDUStateChangeComplete):
+            action = "autonomous_du_state_change_complete"
+            detail = {"results": software.report(message.results)}
+            detail.update(
+                self._reported(
+                    message,
+                    lambda: software.on_autonomous(self.engine, self.device_id, message, now),
+                )
+            )
+            response = rpc.AutonomousDUStateChangeCompleteResponse()
         elif isinstance(message, rpc.RequestDownload):
             action = "request_download"
             detail = {
@@ -300,7 +330,9 @@ class SessionTasks:
         elif isinstance(message, rpc.GetRPCMethods):
             action = "get_rpc_methods"
             detail = {}
-            response = rpc.GetRPCMethodsResponse(ACS_METHODS)
+            response = rpc.GetRPCMethodsResponse(
+                tuple(m for m in ACS_METHODS if defines(self.version, rpc.MESSAGE_TYPES[m]))
+            )
         else:
             log.warn(
                 "device {device_id}: unsupported CPE request {message}",
@@ -336,18 +368,19 @@ class SessionTasks:
             fault = rpc.Fault(code=8002, string="Internal error", faultcode="Server")
             return fault, {"error": f"internal error: {exc}"}
 
-    def _transfer_complete(self, message: rpc.TransferComplete, now: float) -> dict[str, Any]:
-        # The CPE must get its TransferCompleteResponse whatever happens here: otherwise it
-        # resends the report every session. A failure rolls back only this part (savepoint).
+    def _reported(self, message: rpc.Message, act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """What acting on a CPE's completion report adds to its history entry. The CPE must
+        get its response whatever happens here: otherwise it resends the report every
+        session. A failure rolls back only this part (savepoint)."""
         try:
             with self.store.transaction():
-                return self.engine.on_transfer_complete(self.device_id, message, now)
+                return act()
         except Exception as exc:
             if is_storage_full(exc):
                 raise  # unacknowledged (503), the CPE sends the report again in a later session
             log.failure(
-                "device {device_id}: cannot apply TransferComplete {key}",
+                "device {device_id}: cannot apply {message}",
                 device_id=self.device_id,
-                key=message.command_key,
+                message=type(message).__name__,
             )
             return {"error": f"internal error: {exc}"}
