@@ -530,7 +530,15 @@ class SimulatedCPE:
                 tuple(rpc.QueuedTransfer(t.command_key, t.state) for t in listed)
             )
         if isinstance(m, rpc.GetAllQueuedTransfers):
-            return rpc.GetAllQueuedTransfersResponse(tuple(self._queued.values())[:MAX_QUEUED])
+            version = version_key(self.session_version or self.cwmp_version) or (1, 0)
+            return rpc.GetAllQueuedTransfersResponse(
+                tuple(
+                    replace(
+                        t, file_type=transfers.listed_file_type(t.file_type, t.is_download, version)
+                    )
+                    for t in list(self._queued.values())[:MAX_QUEUED]
+                )
+            )
         if isinstance(m, rpc.Download):
             return self._accept_download(m)
         if isinstance(m, rpc.ScheduleDownload):

@@ -639,6 +639,10 @@ SELECTIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
         ("InternetGatewayDevice.TraceRouteDiagnostics.RouteHops.{i}.", (1, 2, 3)),
         ("InternetGatewayDevice.DownloadDiagnostics.", ()),
         ("InternetGatewayDevice.UploadDiagnostics.", ()),
+        ("InternetGatewayDevice.SoftwareModules.", ()),
+        ("InternetGatewayDevice.SoftwareModules.ExecEnv.{i}.", (1,)),
+        ("InternetGatewayDevice.SoftwareModules.DeploymentUnit.{i}.", ()),
+        ("InternetGatewayDevice.SoftwareModules.ExecutionUnit.{i}.", ()),
     ),
 }
 
@@ -681,6 +685,11 @@ _COMMON_VALUES: dict[str, str] = {
     "Time.Status": "Synchronized",
     "Time.NTPServer1": "pool.ntp.org",
     "Time.NTPServer2": "time.example.net",
+    # The one execution environment of SoftwareModules (TR-157).
+    "SoftwareModules.ExecEnv.1.Name": "apps",
+    "SoftwareModules.ExecEnv.1.Type": "Linux Container",
+    "SoftwareModules.ExecEnv.1.Vendor": "Acme Networks",
+    "SoftwareModules.ExecEnv.1.Version": "1.0",
 }
 
 _VALUES: dict[str, dict[str, str]] = {
@@ -695,10 +704,6 @@ _VALUES: dict[str, dict[str, str]] = {
         "Device.DeviceInfo.MemoryStatus.TotalPersistent": "65536",
         "Device.DeviceInfo.MemoryStatus.FreePersistent": "32768",
         "Device.ManagementServer.InstanceMode": "InstanceNumber",
-        "Device.SoftwareModules.ExecEnv.1.Name": "apps",
-        "Device.SoftwareModules.ExecEnv.1.Type": "Linux Container",
-        "Device.SoftwareModules.ExecEnv.1.Vendor": "Acme Networks",
-        "Device.SoftwareModules.ExecEnv.1.Version": "1.0",
         "Device.ManagementServer.HTTPConnectionRequestEnable": "true",
         "Device.Time.LocalTimeZone": "UTC",
         "Device.WiFi.Radio.1.Enable": "true",

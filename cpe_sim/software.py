@@ -122,30 +122,33 @@ class Units:
         unit = f"{self.base}DeploymentUnit.{m.add_instance(self.base + 'DeploymentUnit.')}."
         eu = f"{self.base}ExecutionUnit.{m.add_instance(self.base + 'ExecutionUnit.')}."
         when = self.now()
-        for key, value in {
+        self._set(unit, {
             "UUID": unit_uuid, "DUID": unit.rstrip(".").rsplit(".", 1)[1], "Name": name,
             "Status": "Installed", "Resolved": "true", "URL": op.url, "Vendor": vendor,
             "Version": version, "Description": description,
             "ExecutionUnitList": eu.removesuffix("."), "ExecutionEnvRef": environment,
             "Installed": when, "LastUpdate": when,
-        }.items():  # fmt: skip
-            m.set_raw(unit + key, value)
-        for key, value in {
+        })  # fmt: skip
+        self._set(eu, {
             "EUID": eu.rstrip(".").rsplit(".", 1)[1], "Name": name, "ExecEnvLabel": name,
             "Status": "Idle", "Vendor": vendor, "Version": version,
             "Description": description, "ExecutionEnvRef": environment,
-        }.items():  # fmt: skip
-            m.set_raw(eu + key, value)
+        })  # fmt: skip
         return self.result(unit)
+
+    def _set(self, obj: str, values: dict[str, str]) -> None:
+        """The values an object of this model has (older models lack some)."""
+        for key, value in values.items():
+            if self.model.param_def(obj + key) is not None:
+                self.model.set_raw(obj + key, value)
 
     def update(self, unit: str, op: rpc.UpdateOp, body: bytes) -> rpc.OpResult:
         url = op.url or self.model.get_raw(unit + "URL") or ""
         _, _, version, _ = _package(body, url)
         version = op.version or version
-        for key, value in {"Version": version, "URL": url, "LastUpdate": self.now()}.items():
-            self.model.set_raw(unit + key, value)
+        self._set(unit, {"Version": version, "URL": url, "LastUpdate": self.now()})
         for eu in self._execution_units(unit):
-            self.model.set_raw(eu + "Version", version)
+            self._set(eu, {"Version": version})
         return self.result(unit)
 
     def uninstall(self, unit: str) -> rpc.OpResult:

@@ -68,6 +68,21 @@ def transfer_fault_code(code: int, version: tuple[int, int], *, upload: bool) ->
     return UPLOAD_FAILURE if upload else DOWNLOAD_FAILURE
 
 
+# GetAllQueuedTransfers in CWMP 1.1 lists an upload's FileType in one numbering with the
+# downloads (cwmp-1-1.xsd AllQueuedTransferStruct); 1.2 lists it as the Upload named it.
+_LISTED_UPLOAD_TYPES_1_1 = {
+    "1 Vendor Configuration File": "3 Vendor Configuration File",
+    "2 Vendor Log File": "4 Vendor Log File",
+}
+
+
+def listed_file_type(file_type: str, is_download: bool, version: tuple[int, int]) -> str:
+    """A queued transfer's FileType as GetAllQueuedTransfers lists it in CWMP ``version``."""
+    if is_download or version >= (1, 2):
+        return file_type
+    return _LISTED_UPLOAD_TYPES_1_1.get(file_type, file_type)
+
+
 @dataclass(frozen=True)
 class Faults:
     """Fault-injection switches for a CPE's transfers (all off by default)."""

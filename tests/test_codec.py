@@ -257,6 +257,33 @@ def _header_for(message: rpc.Message, version: str) -> Header:
     return h
 
 
+TRANSFER_TYPES = [
+    "1 Firmware Upgrade Image", "2 Web Content", "3 Vendor Configuration File", "4 Tone File",
+    "5 Ringer File", "1 Vendor Configuration File", "2 Vendor Log File",
+    "3 Vendor Configuration File 2", "4 Vendor Log File 1", "X 00D09E night", "X 00d09e night",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize("file_type", TRANSFER_TYPES)
+def test_a_version_lacks_exactly_the_file_types_its_schema_refuses(
+    version: str, file_type: str
+) -> None:
+    """versions.lacks, which keeps the ACS from sending what a session cannot carry."""
+    for message in (
+        dataclasses.replace(MESSAGES[rpc.Download], file_type=file_type),
+        dataclasses.replace(MESSAGES[rpc.Upload], file_type=file_type),
+    ):
+        data = soap.serialize(Envelope(message, Header(id="1"), CWMP_NS[version]))
+        try:
+            validate_message(data, version)
+        except AssertionError:
+            valid = False
+        else:
+            valid = True
+        assert (versions.lacks(version, message) is None) == valid, (version, message)
+
+
 def test_every_message_class_has_a_representative_instance() -> None:
     assert set(MESSAGES) == {*rpc.MESSAGE_TYPES.values(), rpc.Fault}
 

@@ -51,17 +51,8 @@ class _Units(Resource):
         return body or b""
 
 
-class TasksThroughTheApi(ApplianceWithFleet):
-    COUNT = 2  # the "mixed" fleet: one TR-181 and one TR-098 CPE
-
-    async def set_up(self) -> None:
-        await self.start(self.tempdir(), connection_request_timeout=1)
-        for cpe in self.fleet.cpes:
-            await until(cpe, lambda cpe=cpe: self.device(cpe).provisioned)  # type: ignore[misc]
-        assert {cpe.root for cpe in self.fleet.cpes} == set(PORT_MAPPING)
-
-    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
-        return defer.ensureDeferred(self.set_up())
+class ApiTasks(ApplianceWithFleet):
+    """Tasks through the API, waited for with ?timeout (no tests of its own)."""
 
     async def run_task(self, cpe: SimulatedCPE, kind: str, **arguments: Any) -> dict[str, Any]:
         """POST the task with ?timeout and return the finished task (200)."""
@@ -77,6 +68,81 @@ class TasksThroughTheApi(ApplianceWithFleet):
 
     def document(self) -> dict[str, Any]:
         return openapi_document("http://127.0.0.1")
+
+    async def finished(self, cpe: SimulatedCPE, kind: str, **arguments: Any) -> dict[str, Any]:
+        """POST the task with ?timeout and return it finished (done or failed)."""
+        device = self.device(cpe)
+        code, body = await self.api(
+            "POST", f"/inventory_device/{device.id}/tasks/?timeout=20", {"kind": kind, **arguments}
+        )
+        self.assertEqual(code, 200, body)
+        return body  # type: ignore[no-any-return]
+
+    def serve_units(self, **packages: dict[str, str]) -> str:
+        """A loopback web server holding deployment units by name; its base URL."""
+        port: Any = reactor.listenTCP(  # type: ignore[attr-defined]
+            0, Site(_Units({f"/{k}": json.dumps(v).encode() for k, v in packages.items()})),
+            interface="127.0.0.1",
+        )  # fmt: skip
+        self.addCleanup(port.stopListening)
+        return f"http://127.0.0.1:{port.getHost().port}/"
+
+    async def software_modules(self) -> None:
+        """Install, update and uninstall a unit on every CPE of CWMP 1.2 and later (an older
+        one refuses the kind: its version has no ChangeDUState)."""
+        base = self.serve_units(
+            app=dict(name="app", vendor="Acme", version="1.0"),
+            app2=dict(name="app", vendor="Acme", version="2.0"),
+        )
+        for cpe in self.fleet.cpes:
+            device = self.device(cpe)
+            install = [{"type": "install", "url": base + "app"}]
+            if cpe.cwmp_version < "1.2":  # the TR-098 CPE speaks 1.0: refused, never sent
+                task = await self.finished(cpe, "change_du_state", operations=install)
+                self.assertEqual(task["state"], "failed")
+                self.assertIn("which has no ChangeDUState", task["fault_string"])
+                continue
+            task = await self.run_task(cpe, "change_du_state", operations=install)
+            [done] = task["result"]["operations"]
+            self.assertEqual(
+                (done["type"], done["state"], done["version"]), ("install", "Installed", "1.0")
+            )
+            unit, uuid = done["deployment_unit"], done["uuid"]
+            self.assertEqual(cpe.model.get_raw(f"{unit}.UUID"), uuid)
+            code, tree = await self.api(
+                "GET", f"/inventory_device/{device.id}/parameters/?path={unit}."
+            )
+            self.assertEqual(code, 200, tree)
+            shown = {p["path"]: p["value"] for p in tree["results"]}
+            self.assertEqual(shown[f"{unit}.Version"], "1.0")
+
+            update = [{"type": "update", "uuid": uuid, "url": base + "app2"}]
+            task = await self.run_task(cpe, "change_du_state", operations=update)
+            self.assertEqual(task["result"]["operations"][0]["version"], "2.0")
+            self.assertEqual(cpe.model.get_raw(f"{unit}.Version"), "2.0")
+
+            uninstall = [{"type": "uninstall", "uuid": uuid}]
+            task = await self.run_task(cpe, "change_du_state", operations=uninstall)
+            self.assertEqual(task["result"]["operations"][0]["state"], "Uninstalled")
+            self.assertFalse(cpe.model.has_object(f"{unit}."))
+            self.assertEqual(self.appliance.store.get_parameters(device.id, f"{unit}."), [])
+
+            failed = await self.finished(cpe, "change_du_state", operations=uninstall)
+            self.assertEqual((failed["state"], failed["fault_code"]), ("failed", 9028), failed)
+            self.assertEqual(failed["result"]["operations"][0]["state"], "Failed")
+
+
+class TasksThroughTheApi(ApiTasks):
+    COUNT = 2  # the "mixed" fleet: one TR-181 and one TR-098 CPE
+
+    async def set_up(self) -> None:
+        await self.start(self.tempdir(), connection_request_timeout=1)
+        for cpe in self.fleet.cpes:
+            await until(cpe, lambda cpe=cpe: self.device(cpe).provisioned)  # type: ignore[misc]
+        assert {cpe.root for cpe in self.fleet.cpes} == set(PORT_MAPPING)
+
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
+        return defer.ensureDeferred(self.set_up())
 
     async def test_reads_come_back_as_results_and_reach_the_stored_tree(self) -> None:
         for cpe in self.fleet.cpes:
@@ -184,15 +250,6 @@ class TasksThroughTheApi(ApplianceWithFleet):
             self.assertIn(cpe.serial.encode(), content)
             self.assertEqual(len(content), task["result"]["size"])
 
-    async def finished(self, cpe: SimulatedCPE, kind: str, **arguments: Any) -> dict[str, Any]:
-        """POST the task with ?timeout and return it finished (done or failed)."""
-        device = self.device(cpe)
-        code, body = await self.api(
-            "POST", f"/inventory_device/{device.id}/tasks/?timeout=20", {"kind": kind, **arguments}
-        )
-        self.assertEqual(code, 200, body)
-        return body  # type: ignore[no-any-return]
-
     async def test_the_transfer_queue_is_listed_scheduled_and_cancelled_from_cwmp_1_2(
         self,
     ) -> None:
@@ -240,58 +297,10 @@ class TasksThroughTheApi(ApplianceWithFleet):
                 (await self.run_task(cpe, "get_all_queued_transfers"))["result"], {"transfers": []}
             )
 
-    def serve_units(self, **packages: dict[str, str]) -> str:
-        """A loopback web server holding deployment units by name; its base URL."""
-        port: Any = reactor.listenTCP(  # type: ignore[attr-defined]
-            0, Site(_Units({f"/{k}": json.dumps(v).encode() for k, v in packages.items()})),
-            interface="127.0.0.1",
-        )  # fmt: skip
-        self.addCleanup(port.stopListening)
-        return f"http://127.0.0.1:{port.getHost().port}/"
-
     async def test_software_modules_are_installed_updated_and_uninstalled_from_cwmp_1_2(
         self,
     ) -> None:
-        base = self.serve_units(
-            app=dict(name="app", vendor="Acme", version="1.0"),
-            app2=dict(name="app", vendor="Acme", version="2.0"),
-        )
-        for cpe in self.fleet.cpes:
-            device = self.device(cpe)
-            install = [{"type": "install", "url": base + "app"}]
-            if cpe.cwmp_version < "1.2":  # the TR-098 CPE speaks 1.0: refused, never sent
-                task = await self.finished(cpe, "change_du_state", operations=install)
-                self.assertEqual(task["state"], "failed")
-                self.assertIn("which has no ChangeDUState", task["fault_string"])
-                continue
-            task = await self.run_task(cpe, "change_du_state", operations=install)
-            [done] = task["result"]["operations"]
-            self.assertEqual(
-                (done["type"], done["state"], done["version"]), ("install", "Installed", "1.0")
-            )
-            unit, uuid = done["deployment_unit"], done["uuid"]
-            self.assertEqual(cpe.model.get_raw(f"{unit}.UUID"), uuid)
-            code, tree = await self.api(
-                "GET", f"/inventory_device/{device.id}/parameters/?path={unit}."
-            )
-            self.assertEqual(code, 200, tree)
-            shown = {p["path"]: p["value"] for p in tree["results"]}
-            self.assertEqual(shown[f"{unit}.Version"], "1.0")
-
-            update = [{"type": "update", "uuid": uuid, "url": base + "app2"}]
-            task = await self.run_task(cpe, "change_du_state", operations=update)
-            self.assertEqual(task["result"]["operations"][0]["version"], "2.0")
-            self.assertEqual(cpe.model.get_raw(f"{unit}.Version"), "2.0")
-
-            uninstall = [{"type": "uninstall", "uuid": uuid}]
-            task = await self.run_task(cpe, "change_du_state", operations=uninstall)
-            self.assertEqual(task["result"]["operations"][0]["state"], "Uninstalled")
-            self.assertFalse(cpe.model.has_object(f"{unit}."))
-            self.assertEqual(self.appliance.store.get_parameters(device.id, f"{unit}."), [])
-
-            failed = await self.finished(cpe, "change_du_state", operations=uninstall)
-            self.assertEqual((failed["state"], failed["fault_code"]), ("failed", 9028), failed)
-            self.assertEqual(failed["result"]["operations"][0]["state"], "Failed")
+        await self.software_modules()
 
     async def test_a_cpe_requesting_a_download_gets_the_stored_file(self) -> None:
         code, stored = await self.api(
@@ -377,3 +386,29 @@ class TasksThroughTheApi(ApplianceWithFleet):
             self.assertIn("0 BOOTSTRAP", reset["result"]["events"])
             self.assertEqual(cpe.factory_resets, 1)
             await until(cpe, lambda cpe=cpe: self.device(cpe).provisioned)  # type: ignore[misc]
+
+
+class SoftwareModulesOnTr098(ApiTasks):
+    """The mixed fleet's TR-098 CPE speaks CWMP 1.0; one of 1.2 has software modules too."""
+
+    COUNT = 1
+
+    async def set_up(self) -> None:
+        await self.start_appliance(self.tempdir(), connection_request_timeout=1)
+        await self.start_fleet(model="tr098", cwmp_version="1.2")
+        (cpe,) = self.fleet.cpes
+        await until(cpe, lambda: self.device(cpe).provisioned)
+
+    def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
+        return defer.ensureDeferred(self.set_up())
+
+    async def test_software_modules_under_internet_gateway_device(self) -> None:
+        (cpe,) = self.fleet.cpes
+        await self.software_modules()
+        reports = [
+            h.detail["results"][0]["deployment_unit"]
+            for h in self.appliance.store.history(self.device(cpe).id)
+            if h.action == "du_state_change_complete"
+        ]
+        unit = "InternetGatewayDevice.SoftwareModules.DeploymentUnit.1"
+        self.assertEqual(reports, ["", unit, unit, unit])  # newest first: the failed uninstall

@@ -10,11 +10,12 @@ import uuid
 
 from twisted.internet import task
 from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
 
 from acs.cwmp import rpc
 from cpe_sim import software
 from cpe_sim.cpe import Profile, SimulatedCPE
-from cpe_sim.datamodel import DataModel, load_template
+from cpe_sim.datamodel import TEMPLATE_DIR, DataModel, Template, load_template
 from cpe_sim.transfers import TransferFailed
 
 UNITS = "Device.SoftwareModules.DeploymentUnit."
@@ -41,8 +42,10 @@ def change(model: DataModel, *operations: rpc.DUOperation) -> tuple[rpc.OpResult
     d = Deferred.fromCoroutine(
         software.change(model, operations, fetch, lambda: "2026-01-01T00:00:00Z")
     )
-    d.addCallback(done.append)
+    d.addBoth(done.append)
     assert done, "the fake fetch answers at once"
+    if isinstance(done[0], Failure):
+        done[0].raiseException()
     return done[0]
 
 
@@ -112,14 +115,31 @@ def test_each_failure_changes_nothing_and_carries_its_du_fault() -> None:
     assert all(len(r.uuid) == 36 for r in results)
 
 
-def test_only_a_model_with_software_modules_supports_them() -> None:
-    assert software.supported(tr181())
-    assert not software.supported(DataModel(load_template("tr098")))
+def test_the_tr098_root_has_software_modules_too() -> None:
+    model = DataModel(load_template("tr098"))
+    [result] = change(model, rpc.InstallOp(APP, execution_env_ref=".SoftwareModules.ExecEnv.1."))
+    unit = "InternetGatewayDevice.SoftwareModules.DeploymentUnit.1"
+    assert (result.deployment_unit_ref, result.current_state) == (unit, "Installed")
+    assert (
+        model.get_raw(f"{unit}.ExecutionEnvRef")
+        == "InternetGatewayDevice.SoftwareModules.ExecEnv.1"
+    )
+
+
+def without_software_modules() -> Template:
+    """The TR-181 template minus SoftwareModules: a CPE model without them."""
+    data = json.loads((TEMPLATE_DIR / "tr181.json").read_text(encoding="utf-8"))
+    for key in ("definitions", "tables", "values"):
+        data[key] = {k: v for k, v in data[key].items() if ".SoftwareModules." not in k}
+    data["entries"] = [e for e in data["entries"] if ".SoftwareModules." not in e]
+    return Template(data)
 
 
 def test_a_cpe_without_software_modules_refuses_change_du_state() -> None:
+    older = without_software_modules()
+    assert software.supported(tr181()) and not software.supported(DataModel(older))
     profile = Profile(acs_url="http://127.0.0.1:1/", reactor=task.Clock())
-    cpe = SimulatedCPE("SN-DU", load_template("tr098"), profile, cwmp_version="1.2")
+    cpe = SimulatedCPE("SN-DU", older, profile, cwmp_version="1.2")
     methods = cpe.handle(rpc.GetRPCMethods())
     assert isinstance(methods, rpc.GetRPCMethodsResponse)
     assert "ChangeDUState" not in methods.methods

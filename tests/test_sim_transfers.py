@@ -661,3 +661,20 @@ class CpeTransferQueueTests(unittest.TestCase):
         new = self.cpe.handle(rpc.GetRPCMethods())
         assert isinstance(new, rpc.GetRPCMethodsResponse)
         self.assertIn("CancelTransfer", new.methods)
+
+    def test_a_cwmp_1_1_cpe_lists_uploads_in_the_1_1_numbering(self) -> None:
+        cpe = SimulatedCPE("XFER00003", load_template("tr098"), self.profile, cwmp_version="1.1")
+        for key, file_type in (("u1", BACKUP), ("u2", "2 Vendor Log File")):
+            cpe.handle(rpc.Upload(key, file_type, "http://files/up"))
+        cpe.handle(rpc.Download("d1", CONFIG, "http://files/cfg"))
+        listed = cpe.handle(rpc.GetAllQueuedTransfers())
+        assert isinstance(listed, rpc.GetAllQueuedTransfersResponse)
+        self.assertEqual(
+            [(t.command_key, t.file_type) for t in listed.transfers],
+            [("u1", CONFIG), ("u2", "4 Vendor Log File"), ("d1", CONFIG)],
+        )
+        # A 1.2 CPE names them as the Upload did.
+        self.cpe.handle(rpc.Upload("u3", BACKUP, "http://files/up"))
+        listed = self.cpe.handle(rpc.GetAllQueuedTransfers())
+        assert isinstance(listed, rpc.GetAllQueuedTransfersResponse)
+        self.assertEqual([t.file_type for t in listed.transfers], [BACKUP])

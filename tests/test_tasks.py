@@ -1112,6 +1112,48 @@ def test_value_changes_and_boot_informs_reach_the_stored_tree(
     assert stored() == {"Device.WiFi.SSID.1.SSID": "changed"}
     engine.on_inform(device, carrying("1 BOOT", value="booted"), now=30.0)
     assert stored() == {"Device.WiFi.SSID.1.SSID": "booted"}
+    engine.on_inform(device, carrying("10 AUTONOMOUS TRANSFER COMPLETE", value="new"), now=40.0)
+    assert stored() == {"Device.WiFi.SSID.1.SSID": "new"}
+
+
+def autonomous(file_type: str, code: int = 0, *, download: bool = True) -> rpc.Message:
+    return rpc.AutonomousTransferComplete(
+        "", "http://127.0.0.1/f", download, file_type, 10, fault=rpc.FaultStruct(code)
+    )
+
+
+def test_a_configuration_the_cpe_downloaded_itself_makes_a_sync_read_the_tree(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    session = engine.open_session(device.id, "1.1")
+    config = autonomous("3 Vendor Configuration File")
+    assert session.on_cpe_request(config, now=5.0) == rpc.AutonomousTransferCompleteResponse()
+    [sync] = [t for t in store.tasks_for_device(device.id) if t.kind == "sync"]
+    assert (sync.state, sync.actor) == (PENDING, "cpe")
+    assert store.history(device.id, limit=1)[0].detail["task_id"] == sync.id
+    session.on_cpe_request(config, now=6.0)  # the same sync covers a second one
+    for other in (
+        autonomous("3 Vendor Configuration File", 9010),
+        autonomous("1 Vendor Configuration File", download=False),
+        autonomous("2 Web Content"),
+    ):
+        session.on_cpe_request(other, now=7.0)
+        assert "task_id" not in store.history(device.id, limit=1)[0].detail
+    assert [t.kind for t in store.tasks_for_device(device.id)] == ["sync"]
+
+
+def test_a_firmware_the_cpe_installed_itself_is_recorded_with_the_informed_version(
+    engine: TaskEngine, store: Store, device: Device
+) -> None:
+    device = store.update_device(device.id, now=3.0, actor="cpe", software_version="2.0")
+    engine.open_session(device.id, "1.1").on_cpe_request(
+        autonomous("1 Firmware Upgrade Image"), now=5.0
+    )
+    entry = store.history(device.id, limit=1)[0]
+    assert (entry.action, entry.detail["software_version"]) == (
+        "autonomous_transfer_complete", "2.0"
+    )  # fmt: skip
+    assert store.tasks_for_device(device.id) == []
 
 
 @pytest.mark.parametrize(("permanent", "state"), [((9000,), PENDING), ((9000, 9002), FAILED)])

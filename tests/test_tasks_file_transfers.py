@@ -145,6 +145,8 @@ def test_schedule_download_sends_its_windows_and_waits_for_the_last_one(
     [
         ("schedule_download", {"time_windows": WINDOWS[:1]}, "1.1", "ScheduleDownload"),
         ("get_all_queued_transfers", {}, "1.0", "GetAllQueuedTransfers"),
+        ("download", {"file_type": "4 Tone File"}, "1.1", "FileType '4 Tone File'"),
+        ("upload", {"file_type": "4 Vendor Log File 2"}, "1.0", "FileType '4 Vendor Log File 2'"),
     ],
 )
 def test_an_rpc_the_sessions_version_lacks_fails_the_task_without_sending_it(
@@ -157,7 +159,7 @@ def test_an_rpc_the_sessions_version_lacks_fails_the_task_without_sending_it(
     version: str,
     method: str,
 ) -> None:
-    if kind == "schedule_download":
+    if kind in ("schedule_download", "download"):
         args = {**args, "file": stored.id}
     task = engine.queue(device.id, kind, args, actor="op", wake=False)
     reboot = engine.queue(device.id, "reboot", actor="op", wake=False)

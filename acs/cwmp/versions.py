@@ -7,6 +7,8 @@ speaks (``offered_versions``) and adopts what the InformResponse says (``adopt_v
 
 from __future__ import annotations
 
+import re
+
 from acs.cwmp import rpc, soap
 
 # Every version this code speaks, oldest first. A 1.4 CPE announcing SupportedCWMPVersions
@@ -28,6 +30,36 @@ def defines(version: str | None, message_type: type) -> bool:
     if since is None:
         return True
     return (version_key(version or "1.0") or (1, 0)) >= (version_key(since) or (1, 0))
+
+
+# The FileTypes of Download and Upload before CWMP 1.2 (cwmp-1-0/1-1.xsd list them; 1.2
+# opened the pattern to tones, ringers and the instance forms), besides a vendor's own.
+_EARLY_FILE_TYPES: dict[type, frozenset[str]] = {
+    rpc.Download: frozenset(
+        {"1 Firmware Upgrade Image", "2 Web Content", "3 Vendor Configuration File"}
+    ),
+    rpc.Upload: frozenset({"1 Vendor Configuration File", "2 Vendor Log File"}),
+}
+_VENDOR_FILE_TYPE = re.compile(r"X [0-9A-F]{6} .*")
+
+
+def lacks(version: str | None, message: rpc.Message) -> str | None:
+    """What CWMP ``version`` has not that ``message`` needs ("which has no ..."), None when
+    a session of that version may carry it: its method, and a Download's or Upload's
+    FileType."""
+    since = rpc.INTRODUCED_IN.get(type(message))
+    if not defines(version, type(message)):
+        return f"which has no {type(message).__name__} (CWMP {since} and later)"
+    early = _EARLY_FILE_TYPES.get(type(message))
+    file_type: str = getattr(message, "file_type", "")
+    if (
+        early is not None
+        and (version_key(version or "1.0") or (1, 0)) < (1, 2)
+        and file_type not in early
+        and not _VENDOR_FILE_TYPE.fullmatch(file_type)
+    ):
+        return f"which has no FileType {file_type!r} (CWMP 1.2 and later)"
+    return None
 
 
 def namespace_versions(ns: str) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """What the ACS does about a CPE's own requests beyond recording them (the session driver,
 `acs.tasks.session`, answers and records every one): a RequestDownload queues a download of
-the newest stored file that matches, or is refused with the ACS fault that says why.
+the newest stored file that matches, or is refused with the ACS fault that says why; an
+AutonomousTransferComplete of a configuration file makes the stored tree read again.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from acs.cwmp import rpc
 from acs.store.models import IN_PROGRESS, PENDING
-from acs.tasks.filekinds import FIRMWARE_FILE_TYPE, download_file_type
+from acs.tasks.filekinds import CONFIG_DOWNLOAD_FILE_TYPE, FIRMWARE_FILE_TYPE, download_file_type
 
 if TYPE_CHECKING:
     from acs.tasks.engine import TaskEngine
@@ -58,6 +59,31 @@ def request_download(
         else engine.queue(device_id, "download", args, actor="cpe", wake=False, now=now)
     )
     return rpc.RequestDownloadResponse(), {"task_id": task.id, **args}
+
+
+def autonomous_transfer(
+    engine: TaskEngine, device_id: int, message: rpc.AutonomousTransferComplete, now: float
+) -> dict[str, Any]:
+    """What to add to the history entry of a transfer the CPE made on its own. A firmware
+    image it installed shows in this session's Inform (the device's software_version, and
+    the Inform's values in the stored tree); a configuration file it applied changed
+    parameters nobody can name, so a sync (run in this session, one queued at a time) reads
+    the whole tree again."""
+    if message.fault.code or not message.is_download:
+        return {}
+    store = engine.store
+    if message.file_type == FIRMWARE_FILE_TYPE:
+        device = store.get_device(device_id)
+        return {"software_version": device.software_version if device is not None else None}
+    if message.file_type != CONFIG_DOWNLOAD_FILE_TYPE:
+        return {}
+    queued = [t for t in store.tasks_for_device(device_id, states=(PENDING,)) if t.kind == "sync"]
+    task = (
+        queued[0]
+        if queued
+        else engine.queue(device_id, "sync", {}, actor="cpe", wake=False, now=now)
+    )
+    return {"task_id": task.id}
 
 
 def _refused(code: int, text: str) -> tuple[rpc.Message, dict[str, Any]]:

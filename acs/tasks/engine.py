@@ -48,6 +48,9 @@ log = Logger(namespace="acs.tasks")
 
 # TR-069 event of an Inform reporting parameters whose value changed (A.3.3.1).
 VALUE_CHANGE = "4 VALUE CHANGE"
+# Events after which an Inform's values go into the stored tree: a boot, values changed, a
+# transfer the CPE made on its own (a firmware image: the new SoftwareVersion).
+TREE_EVENTS = frozenset({"1 BOOT", VALUE_CHANGE, "10 AUTONOMOUS TRANSFER COMPLETE"})
 # Values of one Inform written to the stored tree, at most.
 MAX_INFORM_VALUES = 1024
 
@@ -253,7 +256,7 @@ class TaskEngine:
         ):
             store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
 
-        if bootstrap or "1 BOOT" in events or VALUE_CHANGE in events:
+        if bootstrap or any(code in TREE_EVENTS for code in events):
             self._inform_values(device, inform, now)
         if work.settings:
             self._desired_state_at_inform(device, bootstrap, now)

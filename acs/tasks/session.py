@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 from twisted.logger import Logger
 
 from acs.cwmp import rpc
-from acs.cwmp.versions import defines
+from acs.cwmp.versions import defines, lacks
 from acs.store.health import is_storage_full
 from acs.store.models import IN_PROGRESS, Task
 from acs.tasks import software
-from acs.tasks.cpe_requests import request_download
+from acs.tasks.cpe_requests import autonomous_transfer, request_download
 from acs.tasks.kinds import KINDS
 from acs.tasks.run import (
     ACKNOWLEDGED,
@@ -176,19 +176,14 @@ class SessionTasks:
             self._run_ended(run)
             self._fail(task, now, None, f"internal error: {exc}", permanent=True)
             return
-        if not defines(self.version, type(request)):
-            # The CPE's CWMP version has no such RPC: it would be a protocol violation.
+        missing = lacks(self.version, request)
+        if missing is not None:
+            # The CPE's CWMP version has no such RPC (or FileType): a protocol violation.
             self._run_ended(run)
-            name = type(request).__name__
-            since = rpc.INTRODUCED_IN.get(type(request))
             self._fail(
-                task,
-                now,
-                None,
-                f"the CPE speaks CWMP {self.version or '1.0'}, which has no {name} "
-                f"(CWMP {since} and later)",
+                task, now, None, f"the CPE speaks CWMP {self.version or '1.0'}, {missing}",
                 permanent=True,
-            )
+            )  # fmt: skip
             return
         self._next = request
 
@@ -287,6 +282,12 @@ class SessionTasks:
                 "start_time": message.start_time,
                 "complete_time": message.complete_time,
             }
+            detail.update(
+                self._reported(
+                    message,
+                    lambda: autonomous_transfer(self.engine, self.device_id, message, now),
+                )
+            )
             response = rpc.AutonomousTransferCompleteResponse()
         elif isinstance(message, rpc.DUStateChangeComplete):
             action = "du_state_change_complete"
