@@ -26,6 +26,7 @@ from api import (
     operations,
     resources,
     serial,
+    tags,
 )
 from api.base import Api, ApiRequest, ApplianceView, Result, route
 from api.docs import Doc
@@ -42,6 +43,7 @@ ROUTE_MODULES = (
     device_children,
     device_tasks,
     device_settings,
+    tags,
     backups,
     files,
     firmware,

@@ -96,6 +96,10 @@ class ApplianceView(Protocol):
     def listening(self) -> Mapping[str, Any]: ...
 
 
+# Query parameters that may be given more than once (``?tag=a&tag=b``: both must match).
+REPEATABLE = frozenset({"tag"})
+
+
 class ApiError(Exception):
     """An HTTP error with a DRF-style body: ``{"detail": ...}`` or ``{"field": [msgs]}``."""
 
@@ -315,16 +319,23 @@ class ApiRequest:
     def method(self) -> str:
         return self.raw.method.decode("ascii", "replace")
 
+    def query_lists(self) -> dict[str, list[str]]:
+        """Every query parameter with every value given, decoded as UTF-8."""
+        return {
+            key.decode("utf-8", "replace"): [v.decode("utf-8", "replace") for v in values]
+            for key, values in (self.raw.args or {}).items()
+        }
+
     def query(self) -> dict[str, str]:
         """Query parameters decoded as UTF-8; one given twice is a 400 (which one would
-        count is a guess: a client's mistake, or an attempt to slip one past a check)."""
+        count is a guess: a client's mistake, or an attempt to slip one past a check),
+        except those in REPEATABLE (their first value here; ``query_lists`` has all)."""
         out: dict[str, str] = {}
-        for key, values in (self.raw.args or {}).items():
-            name = key.decode("utf-8", "replace")
-            if len(values) > 1:
+        for name, values in self.query_lists().items():
+            if len(values) > 1 and name not in REPEATABLE:
                 raise field_error(name[:100], "Give this query parameter once.")
             if values:
-                out[name] = values[0].decode("utf-8", "replace")
+                out[name] = values[0]
         return out
 
     def query_bool(self, name: str, *, default: bool = False) -> bool:
@@ -398,13 +409,14 @@ class ApiRequest:
     def page(self, count: int, results: list[Any], limit: int, offset: int) -> dict[str, Any]:
         """DRF pagination: absolute next/previous URLs keeping every other parameter."""
         path = self.raw.path.decode("utf-8", "replace")
-        base = self.query()
+        self.query()  # a parameter given twice is refused before any link repeats it
+        base = {k: v for k, v in self.query_lists().items() if k not in ("limit", "offset")}
 
         def link(new_offset: int) -> str:
-            params = dict(base, limit=str(limit), offset=str(new_offset))
+            params = dict(base, limit=[str(limit)], offset=[str(new_offset)])
             if new_offset == 0:
                 del params["offset"]
-            return f"{self.base_url()}{path}?{urlencode(sorted(params.items()))}"
+            return f"{self.base_url()}{path}?{urlencode(sorted(params.items()), doseq=True)}"
 
         nxt = link(offset + limit) if offset + limit < count else None
         prev = link(max(offset - limit, 0)) if offset > 0 else None

@@ -10,33 +10,27 @@ Owns the flat routes and the pieces both device views share (the serial view in
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from acs.store.models import DOWN, IN_PROGRESS, UP, Device, DeviceFilter
-from api import device_ops, validation
+from acs.store.models import IN_PROGRESS, UP, Device, DeviceFilter
+from api import device_ops, search, validation
 from api.base import (
     Api,
     ApiError,
     ApiRequest,
     Result,
     conflict,
-    field_error,
     forbidden,
     not_found,
-    parse_datetime,
     route,
     store_errors,
 )
 from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc
 from api.serializers import device_flat, devices_flat
 
-# `status` filter spellings (section 3); anything else is a 400.
-STATUS_FILTER = {"0": DOWN, "false": DOWN, "False": DOWN, "1": UP, "true": UP, "True": UP}
-
-# A query string's unencoded "+" arrives as a space: "2000-01-01T00:01:00 00:00".
-_MANGLED_OFFSET = re.compile(r"^(.*\d) (\d{2}(?::?\d{2})?)$")
+# What the device lists take besides their filters (api.search).
+LIST_OPTIONS = ("limit", "offset", "pending", "update_status")
 
 Serialize = Callable[[Device], dict[str, Any]]
 # (page of devices, pending flag) -> their representations, related rows read in one go.
@@ -47,48 +41,10 @@ Reply = Result | Coroutine[Any, Any, Result]
 # --- shared by both device views ------------------------------------------------------------
 
 
-def parse_since(value: str) -> float | None:
-    """``last_status_change_from``: a date or datetime, offset optional (naive = UTC)."""
-    parsed = parse_datetime(value)
-    if parsed is None:
-        mangled = _MANGLED_OFFSET.match(value.strip())
-        if mangled is not None:
-            parsed = parse_datetime(f"{mangled.group(1)}+{mangled.group(2)}")
-    return parsed
-
-
 def device_filter(req: ApiRequest) -> DeviceFilter:
-    """The list filters of section 3, confined to the token's organizations."""
-    query = req.query()
-    type_id = req.query_int("type")
-    status: str | None = None
-    raw_status = query.get("status", "")
-    if raw_status != "":
-        status = STATUS_FILTER.get(raw_status)
-        if status is None:
-            raise field_error("status", "Use 0/false/False for Down or 1/true/True for Up.")
-    since: float | None = None
-    raw_since = query.get("last_status_change_from", "")
-    if raw_since != "":  # only an empty value means absent; "\x1e" is no date
-        since = parse_since(raw_since)
-        if since is None:
-            raise field_error(
-                "last_status_change_from",
-                "Enter a valid date/time, e.g. 2000-01-01, 2000-01-01 00:01:00 or "
-                "2000-01-01T00:01:00+00:00.",
-            )
-    organization = req.query_int("organization")
-    if organization is not None:
-        req.principal.check_organization(organization)
-        organizations: tuple[int, ...] | None = (organization,)
-    else:
-        organizations = req.principal.scope
-    return DeviceFilter(
-        organization_ids=organizations,
-        type_id=type_id,
-        status=status,
-        status_change_from=since,
-    )
+    """The list filters of the query string (:mod:`api.search`), confined to the token's
+    organizations; anything else in the query is a 400."""
+    return search.parse_filters(req.query_lists(), req.principal, allowed=LIST_OPTIONS)
 
 
 def wants_update_status(req: ApiRequest) -> bool:

@@ -12,9 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from acs.store.checks import MAX_TAG, TAG_PATTERN
 from acs.store.models import TASK_STATES
 from api.base import DEFAULT_LIMIT, MAX_LIMIT, SQL_INT_MAX
 from api.schema import BOOL_TEXT_PATTERN, JSON, Schema, integer, ref, string
+from api.search import MAX_VALUE, VALUE_PATTERN
 
 # Error answers an operation may give, by component name; 401, 403 and 503 apply to every
 # authenticated operation.
@@ -35,6 +37,12 @@ DEVICE_FILTERS = (
     "status",
     "last_status_change_from",
     "organization",
+    "tag",
+    "software_version",
+    "hardware_version",
+    "product_class",
+    "manufacturer",
+    "q",
     *PAGE,
     "pending",
     "update_status",
@@ -73,6 +81,7 @@ PATH_PARAMETERS: dict[str, Schema] = {
     "file_id": _rid("stored file"),
     "task_id": _rid("Task", "task_id"),
     "backup_id": _rid("Backup", "backup_id"),
+    "tag": path_param("tag", string(minLength=1, maxLength=MAX_TAG), "One of the device's tags."),
 }
 
 
@@ -249,6 +258,31 @@ PARAMETERS: dict[str, Schema] = {
         "organization",
         integer(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
         "Organization id; outside the token's scope -> 403.",
+        empty=True,
+    ),
+    "tag": {
+        **_query(
+            "tag",
+            {"type": "array", "items": string(pattern=TAG_PATTERN, minLength=1, maxLength=MAX_TAG)},
+            "Devices carrying this tag; repeat it for devices carrying every one given.",
+        ),
+        "style": "form",
+        "explode": True,
+    },
+    **{
+        name: _query(
+            name,
+            string(pattern=VALUE_PATTERN, maxLength=MAX_VALUE),
+            f"Devices whose {name} is exactly this.",
+            empty=True,
+        )
+        for name in ("software_version", "hardware_version", "product_class", "manufacturer")
+    },
+    "q": _query(
+        "q",
+        string(pattern=VALUE_PATTERN, maxLength=MAX_VALUE),
+        "Devices whose serial number, name, unique identifier or description contains this "
+        "(ASCII letters in any case).",
         empty=True,
     ),
     "location_organization": _query(

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from acs.cwmp.identity import printable, serial_problem
 from acs.cwmp.paths import MAX_PATH, is_setting_name
+from acs.store.checks import MAX_TAG, MAX_TAGS, TAG_PATTERN, check_tag
 from api.base import SQL_INT_MAX, ApiError, json_int, parse_coordinate, parse_datetime
 from api.schema import (
     BOOL_TEXT_PATTERN,
@@ -324,6 +325,35 @@ class StringList(Field):
     def schema(self) -> Schema:
         items = {"type": "array", "items": string(), "maxItems": self.max_items}
         return self._described(items)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TagList(StringList):
+    """Device tags: at most MAX_TAGS, each 1 to MAX_TAG characters of TAG_PATTERN."""
+
+    max_items: int = MAX_TAGS
+
+    def parse(self, value: Any) -> list[str]:
+        tags = super().parse(value)
+        bad = [t for t in tags if not _is_tag(t)]
+        if bad:
+            raise Invalid(
+                f"A tag is 1 to {MAX_TAG} visible characters without surrounding spaces, "
+                f"not {bad[0][:80]!r}."
+            )
+        return list(dict.fromkeys(tags))
+
+    def schema(self) -> Schema:
+        item = string(pattern=TAG_PATTERN, minLength=1, maxLength=MAX_TAG)
+        return self._described({"type": "array", "items": item, "maxItems": self.max_items})
+
+
+def _is_tag(tag: str) -> bool:
+    try:
+        check_tag(tag)
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -32,6 +32,7 @@ from api import (  # noqa: F401  (declare their forms and views)
     firmware,
     operations,
     resources,
+    tags,
     validation,
 )
 from api.base import (
@@ -61,6 +62,12 @@ from api.schema import (
 from api.views import view_schemas
 
 OPERATIONAL_STATUS = string(enum=list(OPERATIONAL_STATUSES))
+TAGS = {
+    "type": "array",
+    "items": string(),
+    "description": "The device's tags, in the order given; edited with "
+    "/inventory_device/{id}/tags/, /tags/ or the serial operation endpoint.",
+}
 TASK_STATE = string(enum=list(TASK_STATES))
 
 # --- devices, flat view (spec section 3) ------------------------------------------------
@@ -125,6 +132,7 @@ _DEVICE_PROPERTIES: dict[str, Schema] = {
             "'firmware_update:pending,reboot_scheduled:2024-01-16T02:00:00Z'.",
         )
     ),
+    "tags": read_only(TAGS),
 }
 # Fields every list item carries (the seed's list example); the detail carries them all.
 _DEVICE_LIST_REQUIRED = [
@@ -132,7 +140,7 @@ _DEVICE_LIST_REQUIRED = [
     "type_short_name", "software_version", "hardware_version", "manufacturer", "serial_number",
     "description", "organization_id", "location_name", "location", "location_short_name",
     "latitude", "longitude", "address", "last_connection", "last_configuration", "created",
-    "pending_settings",
+    "pending_settings", "tags",
 ]  # fmt: skip
 
 # --- devices, nested view (spec section 4) ----------------------------------------------
@@ -161,10 +169,11 @@ _NESTED_PROPERTIES: dict[str, Schema] = {
     "pending_details": read_only(ref("PendingDetails")),
     "created_at": read_only(date_time()),
     "updated_at": read_only(date_time()),
+    "tags": read_only(TAGS),
 }
 _NESTED_LIST_REQUIRED = [
     "serial_number", "name", "type", "organization", "status", "last_status_change",
-    "ip_address", "location", "pending_changes", "created_at", "updated_at",
+    "ip_address", "location", "pending_changes", "created_at", "updated_at", "tags",
 ]  # fmt: skip
 _NESTED_DETAIL_PROPERTIES = {
     **_NESTED_PROPERTIES,
@@ -198,6 +207,7 @@ SCHEMAS: dict[str, Schema] = {
     **TEXT_SCHEMAS,
     **form_schemas(),
     **device_tasks.TASK_SCHEMAS,
+    **tags.TAG_SCHEMAS,
     **view_schemas(),
     "Error": obj({"detail": string()}, ["detail"], description="Request-level error."),
     "FieldErrors": obj(
@@ -258,7 +268,7 @@ SCHEMAS: dict[str, Schema] = {
             "model": string(True),
             "configuration": obj({}),
             "custom_fields": obj({}),
-            "tags": {"type": "array", "items": string()},
+            "tags": TAGS,
             "created_at": date_time(),
             "updated_at": date_time(),
             "last_seen": date_time(True, description="Last CWMP contact."),

@@ -42,11 +42,11 @@ from api.fields import (
     JsonObject,
     RawText,
     StringList,
+    TagList,
     Text,
 )
 
 MAX_TEXT = 10_000
-MAX_TAGS = 100
 
 _NOTE = RawText(max_length=MAX_TEXT)
 _WHEN = DateTime(dates=True)
@@ -99,7 +99,7 @@ SERIAL_FORM = Form(
         "model": _NOTE,
         "configuration": _CONFIGURATION,
         "custom_fields": JsonObject(description="Merged key by key."),
-        "tags": StringList(max_items=MAX_TAGS, description="Replaced."),
+        "tags": TagList(description="Replaced (the device's tags, as /tags/ edits them)."),
     },
     keep_unknown=True,
     status=422,
@@ -125,6 +125,7 @@ class _Draft:
     device_fields: dict[str, Any] = field(default_factory=dict)
     set_settings: dict[str, str] = field(default_factory=dict)
     remove_settings: list[str] = field(default_factory=list)
+    tags: list[str] | None = None  # None: the body leaves them alone
     errors: dict[str, list[str]] = field(default_factory=dict)
 
     def error(self, key: str, message: str) -> None:
@@ -256,7 +257,13 @@ def _save(api: Api, req: ApiRequest, device: Device, draft: _Draft, endpoint: st
     current = {s.path: s.value for s in store.desired_settings(device.id)}
     settings = {p: v for p, v in draft.set_settings.items() if current.get(p) != v}
     removals = [p for p in draft.remove_settings if p in current]
-    if not (status_changed or data_changed or device_changes or settings or removals):
+    tags = (
+        draft.tags
+        if draft.tags is not None and draft.tags != store.device_tags(device.id)
+        else None
+    )
+    changed = status_changed or data_changed or device_changes or settings or removals
+    if not changed and tags is None:
         return
     history = list(record.history)
     if status_changed:
@@ -275,6 +282,8 @@ def _save(api: Api, req: ApiRequest, device: Device, draft: _Draft, endpoint: st
             store.update_device(device.id, now=now, actor=actor, **device_changes)
         if removals:
             store.remove_desired_settings(device.id, removals, now=now, actor=actor)
+        if tags is not None:
+            store.set_tags(device.id, tags, now=now, actor=actor)
         if settings and store.set_desired_settings(device.id, settings, now=now, actor=actor):
             api.tasks.queue(device.id, "configuration_update", {}, actor=actor, wake=False, now=now)
             queued = True
@@ -286,7 +295,8 @@ def _save(api: Api, req: ApiRequest, device: Device, draft: _Draft, endpoint: st
             updated_by=actor,
             now=now,
         )
-        detail: dict[str, Any] = {"endpoint": endpoint, "fields": data_changed}
+        fields = data_changed if tags is None else sorted([*data_changed, "tags"])
+        detail: dict[str, Any] = {"endpoint": endpoint, "fields": fields}
         if status_changed:
             detail["from_status"] = old_status
             detail["to_status"] = draft.operational_status
@@ -370,7 +380,7 @@ def serial_operation_json(api: Api, device: Device) -> dict[str, Any]:
         "model": data.get("model") or device.product_class,
         "configuration": _configuration_view(api, device, record),
         "custom_fields": data.get("custom_fields") or {},
-        "tags": data.get("tags") or [],
+        "tags": api.store.device_tags(device.id),
         "metadata": data.get("metadata") or {},
         "created_at": iso(device.created),
         "updated_at": iso(updated),
@@ -423,10 +433,8 @@ def put_device_serial_operation(api: Api, req: ApiRequest, serial: str) -> Resul
     _configure(api, device, draft, own)
     if "custom_fields" in own:
         _merge_object(draft, "custom_fields", own["custom_fields"])
-    if own.get("tags"):
-        draft.data["tags"] = own["tags"]
-    elif "tags" in own:
-        draft.data.pop("tags", None)
+    if "tags" in own:
+        draft.tags = own["tags"]
     _fail_on_errors(draft)
     _save(api, req, device, draft, "inventory_device_serial_operation")
     return 200, serial_operation_json(api, _fresh(api, device))

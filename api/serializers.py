@@ -46,6 +46,7 @@ class Related:
             d.organization_id for d in devices
         )
         self.pending = device_ops.PendingWork(store, devices)
+        self.tags: dict[int, list[str]] = store.tags_by_device(d.id for d in devices)
 
     def device_type(self, device: Device) -> DeviceType | None:
         return None if device.type_id is None else self.types.get(device.type_id)
@@ -121,6 +122,7 @@ def device_flat(
         "created": iso(device.created),
         "debug": device.debug,
         "pending_settings": related.pending.settings(device, detailed=detailed_pending),
+        "tags": related.tags.get(device.id, []),
     }
 
 
@@ -186,4 +188,5 @@ def device_nested(
         body["pending_details"] = related.pending.details(device)
     body["created_at"] = iso(device.created)
     body["updated_at"] = iso(device.last_change)
+    body["tags"] = related.tags.get(device.id, [])
     return body

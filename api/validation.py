@@ -55,6 +55,7 @@ _DESCRIPTION = Text(max_length=MAX_DESCRIPTION, multiline=True, blank_null=True)
 
 FLAT_READ_ONLY = frozenset(
     {
+        "tags",
         "id",
         "uuid",
         "is_active",
@@ -137,6 +138,7 @@ FLAT_FORM = Form(
 
 NESTED_READ_ONLY = frozenset(
     {
+        "tags",
         "last_status_change",
         "mac_address",
         "firmware_version",

@@ -249,7 +249,7 @@ class StormRun(_Run):
 
 
 class ApiRun(_Run):
-    """``repeat`` GETs of each ``(name, path)`` in ``paths``, one at a time."""
+    """The GETs of each ``(name, paths, times)`` query, one at a time."""
 
     def __init__(self, reactor: Reactor, spec: dict[str, Any]) -> None:
         super().__init__(reactor, spec)
@@ -257,7 +257,11 @@ class ApiRun(_Run):
         self.getter = KeepAliveGetter(
             reactor, HOST, self.port, headers, self._response, self._error, self.request_timeout
         )
-        self.queries: list[tuple[str, list[str]]] = [(q[0], q[1]) for q in spec["queries"]]
+        # (name, paths, times): each path GET `times` times in a row.
+        self.queries: list[tuple[str, list[str]]] = [
+            (name, [path for path in paths for _ in range(times)])
+            for name, paths, times in spec["queries"]
+        ]
         self.per_query_time = float(spec.get("per_query_time", 30.0))
         self.by_query: dict[str, dict[str, Any]] = {}
         self._q = 0

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from acs.store import Store
-from acs.store.models import DOWN, UP
+from acs.store.models import DOWN, UP, DeviceFilter
 from bench import procs
 
 STEADY_PREFIX = "BENCH"  # seeded, provisioned devices; steady informs use the first N
@@ -203,6 +203,33 @@ class Seeded:
     now: float
 
 
+# What the search queries find: tags on a type (20%) and an organization (10%, inside that
+# type), and a stored tree of TREE_VALUES parameters per device, one an SSID shared by a
+# thousandth of the fleet.
+SEARCH_PATH = "Device.WiFi.SSID.1.SSID"
+TREE_VALUES = 10
+
+
+def _ssid(i: int) -> str:
+    return f"ssid-{i % 1000:04d}"
+
+
+def _seed_search(store: Store, n: int, orgs: list[int], types: list[int], now: float) -> None:
+    store.tag_devices(DeviceFilter(type_id=types[2]), ["bench-vip"], now=now, actor="bench")
+    store.tag_devices(
+        DeviceFilter(organization_ids=(orgs[2],)), ["bench-east"], now=now, actor="bench"
+    )
+    others = [f"Device.DeviceInfo.X_BENCH_{k}" for k in range(TREE_VALUES - 1)]
+
+    def tree() -> Any:
+        for device_id in range(1, n + 1):  # seeded ids are 1..n in a fresh database
+            yield device_id, SEARCH_PATH, _ssid(device_id), "xsd:string"
+            for k, path in enumerate(others):
+                yield device_id, path, str((device_id + k) % 97), "xsd:unsignedInt"
+
+    store.bulk_seed_parameters(tree(), now=now)
+
+
 def seed(database: Path, profile: Profile) -> Seeded:
     """The inventory: ``profile.inventory`` devices through ``Store.bulk_seed_devices``.
 
@@ -253,6 +280,7 @@ def seed(database: Path, profile: Profile) -> Seeded:
                 }
 
         store.bulk_seed_devices(rows(), now=now, actor="bench")
+        _seed_search(store, profile.inventory, orgs, types, now)
         _row, token = store.create_token("bench", "admin", [], now=now)
     finally:
         store.close()
@@ -417,11 +445,17 @@ LIST_QUERIES = (
     "list_deep_offset",
     "list_mid_offset",
     "list_organization_deep_offset",
+    "list_tag",
+    "list_two_tags",
+    "list_tag_deep_offset",
+    "list_param",
+    "list_param_prefix",
+    "list_param_and_tag",
 )
 DETAIL_QUERIES = ("detail_by_id", "detail_by_serial")
 
 
-def _api_queries(seeded: Seeded, profile: Profile) -> list[tuple[str, list[str]]]:
+def _api_queries(seeded: Seeded, profile: Profile) -> list[tuple[str, list[str], int]]:
     n = seeded.inventory
     rng = random.Random(5)
     base = f"{API_PREFIX}/inventory_device/?limit=100"
@@ -438,14 +472,22 @@ def _api_queries(seeded: Seeded, profile: Profile) -> list[tuple[str, list[str]]
         "list_organization_deep_offset": (
             f"{base}&organization={seeded.organization_ids[1]}&offset={max(0, per_org - 100)}"
         ),
+        "list_tag": f"{base}&tag=bench-vip",
+        "list_two_tags": f"{base}&tag=bench-vip&tag=bench-east",
+        "list_tag_deep_offset": f"{base}&tag=bench-vip&offset={max(0, n // DEVICE_TYPES - 100)}",
+        "list_param": f"{base}&param.{SEARCH_PATH}={_ssid(42)}",
+        "list_param_prefix": f"{base}&param.{SEARCH_PATH}__startswith=ssid-00",
+        # Device ids 43, 1043...: their SSID, and (id % 5 == 3) bench-vip's type.
+        "list_param_and_tag": f"{base}&param.{SEARCH_PATH}={_ssid(43)}&tag=bench-vip",
     }
-    queries = [(name, [fixed[name]] * profile.api_repeat) for name in LIST_QUERIES]
+    # (name, paths, times each): the generator repeats, so the spec stays small.
+    queries = [(name, [fixed[name]], profile.api_repeat) for name in LIST_QUERIES]
     # Seeded ids are 1..n in a fresh database.
     ids = [rng.randint(1, n) for _ in range(profile.api_repeat)]
-    queries.append(("detail_by_id", [f"{API_PREFIX}/inventory_device/{i}/" for i in ids]))
+    queries.append(("detail_by_id", [f"{API_PREFIX}/inventory_device/{i}/" for i in ids], 1))
     serials = [f"{STEADY_PREFIX}{rng.randrange(n):06d}" for _ in range(profile.api_repeat)]
     queries.append(
-        ("detail_by_serial", [f"{API_PREFIX}/inventory_device_serial/{s}/" for s in serials])
+        ("detail_by_serial", [f"{API_PREFIX}/inventory_device_serial/{s}/" for s in serials], 1)
     )
     return queries
 

@@ -114,9 +114,17 @@ def schema_errors(doc: dict[str, Any], schema: Any, value: Any, at: str = "$") -
             if name not in value:
                 errors.append(f"{at}: missing required key {name!r}")
         additional = schema.get("additionalProperties", True)
+        patterns = schema.get("patternProperties", {})
+        if len(value) > schema.get("maxProperties", len(value)):
+            errors.append(f"{at}: more than {schema['maxProperties']} properties")
         for key, item in value.items():
+            matching = [p for p in patterns if re.search(_ecma(p), key)]
+            for pattern in matching:
+                errors += schema_errors(doc, patterns[pattern], item, f"{at}.{key}")
             if key in properties:
                 errors += schema_errors(doc, properties[key], item, f"{at}.{key}")
+            elif matching:
+                continue
             elif additional is False:
                 errors.append(f"{at}: undocumented key {key!r}")
             elif isinstance(additional, dict):

@@ -428,6 +428,7 @@ def test_documented_roles_and_token_requirements_are_enforced(harness: ApiHarnes
         "task_id": str(world.task_id),
         "serial_number": world.serial,
         "backup_id": "1",
+        "tag": "none",
     }
     failures = []
     for path, method, _item, op in operations(doc):

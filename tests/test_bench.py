@@ -292,3 +292,22 @@ def test_bulk_seeding_rejects_bad_rows_and_taken_serials_without_writing(store: 
             actor="b",
         )
     assert store.count_by_serial_prefix("S") == (1, 0)  # the failed batch left nothing
+
+
+def test_bulk_seeded_parameters_are_the_stored_tree(store: Store) -> None:
+    org = store.ensure_organization("Default").id
+    store.bulk_seed_devices(
+        [{"serial_number": "S1", "name": "one", "organization_id": org}], now=T0, actor="bench"
+    )
+    device = store.find_device_by_serial("S1")
+    assert device is not None
+    rows = [
+        (device.id, "Device.A", "1", "xsd:unsignedInt"),
+        (device.id, "Device.B", "x", "xsd:string"),
+    ]
+    assert store.bulk_seed_parameters(rows, now=T0) == 2
+    stored = {p.path: (p.value, p.type, p.writable) for p in store.get_parameters(device.id)}
+    assert stored == {
+        "Device.A": ("1", "xsd:unsignedInt", False),
+        "Device.B": ("x", "xsd:string", False),
+    }

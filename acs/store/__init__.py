@@ -7,7 +7,9 @@ dataclasses and constants of `acs.store.models` are re-exported here).
 Layout. `Store` is one class composed of one mixin per aggregate, each owning its tables
 and all of their SQL:
 
-- `devices`  devices, their Inform record and Up/Down, operational records, bulk seeding
+- `devices`  devices, their Inform record and Up/Down, operational records, bulk seeding,
+             the device list filters
+- `tags`     device tags, one at a time and in bulk over a filter
 - `tasks`    the task queue, its transitions, transfer notes, scheduling, task retention
 - `settings` the parameter cache, desired settings, effective settings
 - `catalog`  organizations, device types, locations
@@ -61,14 +63,16 @@ from acs.store.models import (
     OperationalRecord,
     Organization,
     Parameter,
+    ParameterMatch,
     SessionTranscript,
     Task,
 )
 from acs.store.settings import Settings
+from acs.store.tags import Tags
 from acs.store.tasks import Tasks
 
 
-class Store(Devices, Tasks, Settings, Catalog, Files, Audit):
+class Store(Devices, Tags, Tasks, Settings, Catalog, Files, Audit):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""
 
@@ -100,6 +104,7 @@ __all__ = [
     "OperationalRecord",
     "Organization",
     "Parameter",
+    "ParameterMatch",
     "SchemaError",
     "SessionTranscript",
     "Store",

@@ -9,9 +9,13 @@ Append new migrations at the end; never edit one that has shipped.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
+from typing import Any
 
+from acs.store import codec
+from acs.store.checks import MAX_TAGS, check_tag
 from acs.store.errors import SchemaError
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -348,6 +352,51 @@ CREATE INDEX files_by_device ON files (device_id);
 CREATE INDEX files_by_task ON files (task_id);
 """
 
+# Device tags get their own table (the device lists filter on them; rowid order is the
+# order they were given in), moved out of the operational records' data; the stored tree
+# gets a (path, value) index for the lists' param.<path> filters.
+_V12 = """
+CREATE TABLE device_tags (
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    tag TEXT NOT NULL CHECK (tag <> ''),
+    PRIMARY KEY (device_id, tag)
+);
+CREATE INDEX device_tags_by_tag ON device_tags (tag, device_id);
+CREATE INDEX parameters_by_value ON parameters (path, value);
+"""
+
+
+def _v12(conn: sqlite3.Connection) -> None:
+    sql(_V12)(conn)
+    rows = conn.execute(
+        "SELECT device_id, data FROM operational_records WHERE json_type(data, '$.tags') = 'array'"
+    ).fetchall()
+    for device_id, text in rows:
+        data = json.loads(text)
+        tags: list[str] = []
+        kept: list[Any] = []  # what is no tag by today's rules stays in the record's metadata
+        for tag in data.pop("tags"):
+            try:
+                clean = check_tag(tag)
+            except ValueError:
+                kept.append(tag)
+                continue
+            if clean not in tags and len(tags) < MAX_TAGS:
+                tags.append(clean)
+            elif clean not in tags:
+                kept.append(tag)
+        if kept:
+            data["metadata"] = {**(data.get("metadata") or {}), "tags_not_migrated": kept}
+        conn.executemany(
+            "INSERT INTO device_tags (device_id, tag) VALUES (?, ?)",
+            [(device_id, t) for t in tags],
+        )
+        conn.execute(
+            "UPDATE operational_records SET data = ? WHERE device_id = ?",
+            (codec.dumps(data), device_id),
+        )
+
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -360,6 +409,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("storage probe table", sql(_V9)),
     ("task kinds and arguments named as the RPCs", sql(_V10)),
     ("stored files", sql(_V11)),
+    ("device tags, and the stored tree indexed by value", _v12),
 ]
 
 

@@ -157,13 +157,31 @@ OPERATIONAL_STATUSES = ("provisioning", "active", "maintenance", "decommissioned
 
 
 @dataclass(frozen=True)
+class ParameterMatch:
+    """A device list filter on the stored tree: ``path``'s value equals ``value``, or starts
+    with it (``prefix``)."""
+
+    path: str
+    value: str
+    prefix: bool = False
+
+
+@dataclass(frozen=True)
 class DeviceFilter:
-    """Filters of the device list endpoints; None = no filter on that field."""
+    """Filters of the device list endpoints; None (or empty) = no filter on that field.
+    Every filter given must match."""
 
     organization_ids: tuple[int, ...] | None = None  # None = every organization
     type_id: int | None = None
     status: str | None = None  # UP or DOWN
     status_change_from: float | None = None  # status_change >= this
+    tags: tuple[str, ...] = ()  # every one of them
+    software_version: str | None = None
+    hardware_version: str | None = None
+    product_class: str | None = None
+    manufacturer: str | None = None
+    text: str | None = None  # substring of serial, name, unique identifier or description
+    parameters: tuple[ParameterMatch, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,19 @@ class Settings(Database):
                 batch,
             )
 
+    def bulk_seed_parameters(self, rows: Iterable[tuple[int, str, str, str]], *, now: float) -> int:
+        """Insert stored-tree values of many devices in one transaction (benchmarks):
+        ``(device_id, path, value, xsd type)`` each, read-only; returns how many."""
+        now_f = epoch("now", now)
+        batch = [(d, p, v, t, now_f) for d, p, v, t in rows]
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT INTO parameters (device_id, path, value, type, writable, updated) "
+                "VALUES (?, ?, ?, ?, 0, ?)",
+                batch,
+            )
+        return len(batch)
+
     def _prefix_where(self, prefix: str) -> tuple[str, list[Any]]:
         if not isinstance(prefix, str):
             raise ValueError(f"prefix must be a string, not {prefix!r}")
