@@ -184,10 +184,11 @@ class ConnectionRequester:
         clock: Clock | None = None,
         max_concurrent: int = MAX_CONCURRENT,
         policy: TargetPolicy | None = None,
+        observe: Callable[[str], None] | None = None,
     ) -> None:
         """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
         and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
-        the timeout."""
+        the timeout. ``observe(outcome)`` hears the outcome of every request sent (metrics)."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         self._reactor = reactor
@@ -195,6 +196,7 @@ class ConnectionRequester:
         self._store = store
         self.timeout = timeout
         self.policy = policy if policy is not None else TargetPolicy()
+        self._observe = observe
         # Connection requests are one-shot GETs to many different hosts: a persistent pool would
         # only hold idle sockets, and some CPEs close the connection after the 401 anyway.
         self._pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=False)
@@ -249,6 +251,8 @@ class ConnectionRequester:
             finished = True
             self._inflight.pop(device_id, None)
             self._record(device_id, result)
+            if self._observe is not None and result.outcome != "cancelled":
+                self._observe(result.outcome)
             return result.outcome
 
         sent: Deferred[_Result] = self._slots.run(self._send, device_id)

@@ -55,6 +55,7 @@ from acs.cwmp_site import (
     text_response,
     xml_response,
 )
+from acs.metrics import CwmpCollector, Metrics
 from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import Device
@@ -130,8 +131,10 @@ class CwmpResource(Resource):
         secret: bytes,
         max_rpcs_per_session: int = DEFAULT_MAX_RPCS,
         threads: Callable[..., Deferred[Any]] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         super().__init__()
+        self.metrics = metrics if metrics is not None else Metrics()
         self._store = store
         self._tasks = tasks
         self._onboarding = Onboarding(store, tasks, config)
@@ -154,6 +157,7 @@ class CwmpResource(Resource):
         self._by_activity: OrderedDict[_Live, None] = OrderedDict()
         # Sessions ended at the cap because they idled past [cwmp] idle_grace.
         self.idle_evictions = 0
+        self.metrics.registry.register(CwmpCollector(self))
 
     # --- public API ---------------------------------------------------------------------
 
@@ -429,6 +433,7 @@ class CwmpResource(Resource):
             device_id=device.id,
             session_id=live.session_id,
         )
+        self.metrics.cpe_request("Inform")
         body = session.respond_inform()
         request.addCookie(COOKIE_NAME.encode(), live.session_id.encode(), path=b"/", httpOnly=True)
         live.record("acs", body)
@@ -564,6 +569,7 @@ class CwmpResource(Resource):
                 self._end(live, abort_reason=f"protocol error: {event.reason}")
             return _violation_response(request, event)
         if isinstance(event, CpeRequest):
+            self.metrics.cpe_request(type(event.message).__name__)
             with self._store.transaction():
                 answer = live.tasks.on_cpe_request(event.message, now=now)
             log.debug(
@@ -584,6 +590,8 @@ class CwmpResource(Resource):
     def _next(self, request: Request, live: _Live, event: CpeDone | RpcResult, now: float) -> bytes:
         session = live.session
         if isinstance(event, RpcResult):
+            fault = event.response.code if isinstance(event.response, rpc.Fault) else None
+            self.metrics.rpc_answered(type(event.request).__name__, fault)
             # Per-RPC lines are debug (they were a measurable share of CPU in steady
             # informs); a CPE's Fault stays visible at info.
             level = log.info if isinstance(event.response, rpc.Fault) else log.debug
@@ -688,6 +696,7 @@ class CwmpResource(Resource):
             return
         self._forget(live)
         now = self._reactor.seconds()
+        self.metrics.session_ended(abort_reason, now - live.started)
         if abort_reason is not None:
             try:
                 with self._store.transaction():

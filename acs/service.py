@@ -46,6 +46,7 @@ from acs.httplimits import BoundedSite
 from acs.listen import with_backlog
 from acs.liveness import LivenessSweep
 from acs.maintenance import StorageMaintenance
+from acs.metrics import ApplianceCollector, Metrics
 from acs.scheduler import Scheduler
 from acs.store import Store
 from acs.tasks import TaskEngine, TransferWatch
@@ -178,6 +179,8 @@ class Appliance:
         }
         self.store: Store = open_store(config)
         self._closed = False
+        self.metrics = Metrics()
+        self.metrics.watch_tasks(self.store)
         try:
             self.default_organization = self.store.ensure_organization(
                 config.cwmp.default_organization
@@ -219,6 +222,7 @@ class Appliance:
                     own_listeners=self._bound_addresses,
                     allow_basic=config.cwmp.allow_basic_auth,
                 ),
+                observe=self.metrics.connection_request,
             )
             self.tasks.set_wake(self.wake)
             # Key for stateless Digest nonces. Per process start: a restart only makes CPEs
@@ -230,10 +234,12 @@ class Appliance:
                 reactor=reactor,
                 secret=secret if secret is not None else secrets.token_bytes(32),
                 threads=thread_runner(reactor),
+                metrics=self.metrics,
             )
             # Bad bearer tokens per client address: backed off, logged once per minute.
             self.api_auth_throttle = AuthThrottle("API", Logger(namespace="api").info)
             self.api = make_app(self)
+            self.metrics.registry.register(ApplianceCollector(self))
             self.liveness = LivenessSweep(self.store, reactor)
             self.scheduler = Scheduler(self.store, reactor, wake=self.wake)
             self.transfer_watch = TransferWatch(self.tasks)

@@ -14,6 +14,7 @@ import inspect
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ from acs.clock import Reactor
 from acs.config import Config
 from acs.connreq import ConnectionRequester
 from acs.files import FileStorage
+from acs.metrics import Metrics
 from acs.store import Conflict, Store
 from acs.store import NotFound as NoSuchRow
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
@@ -69,8 +71,6 @@ Result = tuple[int, Body]
 class CwmpView(Protocol):
     """What the API reads of the CWMP listener (:class:`acs.cwmp_http.CwmpResource`)."""
 
-    busy_rejections: int
-    idle_evictions: int
     auth_throttle: AuthThrottle
 
     def in_session(self, device_id: int) -> bool: ...
@@ -89,6 +89,7 @@ class ApplianceView(Protocol):
     storage: FileStorage
     reactor: Reactor
     api_auth_throttle: AuthThrottle
+    metrics: Metrics
 
     @property
     def cwmp(self) -> CwmpView: ...
@@ -571,6 +572,7 @@ def route(
 
     def decorate(handler: Handler) -> Handler:
         def endpoint(api: Api, request: Request, **kwargs: Any) -> Any:
+            _measure(api, request, prefix + path)
             try:
                 principal = authenticate(api, request) if auth else None
                 if principal is not None and not principal.has_role(role):
@@ -596,6 +598,17 @@ def route(
         return handler
 
     return decorate
+
+
+def _measure(api: Api, request: Request, rule: str) -> None:
+    """Count the request by route, method and status, with its latency, once answered."""
+    started = time.monotonic()
+    method = request.method.decode("ascii", "replace")
+
+    def done(_: object) -> None:
+        api.appliance.metrics.api_request(rule, method, request.code, time.monotonic() - started)
+
+    request.notifyFinish().addBoth(done)
 
 
 def _answer(request: Request, result: tuple[int, Any]) -> Any:

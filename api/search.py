@@ -15,7 +15,7 @@ from typing import Any
 
 from acs.cwmp.paths import SETTING_NAME_PATTERN, is_setting_name
 from acs.cwmp.redact import SECRET_SUFFIXES, is_secret_path
-from acs.store.checks import MAX_TAG, UNSEEN, check_tag
+from acs.store.checks import MAX_TAG, UNSEEN, check_tag, encodable
 from acs.store.models import DOWN, UP, DeviceFilter, ParameterMatch
 from api.base import ApiError, Principal, field_error, parse_datetime, parse_decimal
 
@@ -84,7 +84,7 @@ def _integer(values: Mapping[str, Sequence[str]], name: str) -> int | None:
 
 
 def _text(name: str, value: str) -> str:
-    if len(value) > MAX_VALUE or not _VALUE.fullmatch(value):
+    if len(value) > MAX_VALUE or not _VALUE.fullmatch(value) or not encodable(value):
         raise field_error(name, f"Give at most {MAX_VALUE} visible characters.")
     return value
 
@@ -173,7 +173,7 @@ def _object_value_ok(name: str, value: Any) -> bool:
     if name == "status":
         return isinstance(value, str) and value in STATUS_FILTER
     if name == "last_status_change_from":
-        return isinstance(value, str)
+        return isinstance(value, str) and value != "" and parse_since(value) is not None
     if name == "tag":
         return (
             isinstance(value, list)
@@ -181,7 +181,12 @@ def _object_value_ok(name: str, value: Any) -> bool:
             and all(_is_tag(v) for v in value)
         )
     if name in FIELD_FILTERS or name == "q" or _PARAM.fullmatch(name[:400]):
-        return isinstance(value, str) and len(value) <= MAX_VALUE and bool(_VALUE.fullmatch(value))
+        return (
+            isinstance(value, str)
+            and len(value) <= MAX_VALUE
+            and bool(_VALUE.fullmatch(value))
+            and encodable(value)
+        )
     return False
 
 

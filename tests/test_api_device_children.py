@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import metricscheck
 from apiharness import T0, ApiHarness
 from treq.testing import StubTreq
 
@@ -309,22 +310,23 @@ def test_metrics_report_devices_tasks_sessions_and_tokens(harness: ApiHarness) -
     reply = harness.call("GET", "/metrics", token=token)
     assert reply.status == 200
     assert reply.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"
-    lines = reply.raw.decode().splitlines()
-    for expected in (
-        "# TYPE acs_devices gauge",
-        "acs_devices 3",
-        'acs_devices_by_status{status="up"} 1',
-        'acs_devices_by_status{status="down"} 2',
-        'acs_tasks{state="pending"} 1',
-        'acs_tasks{state="done"} 1',
-        'acs_tasks{state="cancelled"} 0',
-        "acs_cwmp_sessions_active 0",
-        "acs_api_tokens 1",
-        "# TYPE acs_storage_writes_refused_total counter",
-        'acs_storage_writes_refused_total{storage="database"} 0',
-        'acs_storage_writes_refused_total{storage="files"} 0',
+    text = reply.raw.decode()
+    assert metricscheck.types(text)["acs_devices"] == "gauge"
+    assert metricscheck.types(text)["acs_storage_writes_refused"] == "counter"
+    for name, labels, expected in (
+        ("acs_devices", {}, 3),
+        ("acs_devices_by_status", {"status": "up"}, 1),
+        ("acs_devices_by_status", {"status": "down"}, 2),
+        ("acs_tasks", {"state": "pending"}, 1),
+        ("acs_tasks", {"state": "done"}, 1),
+        ("acs_tasks", {"state": "cancelled"}, 0),
+        ("acs_cwmp_sessions_active", {}, 0),
+        ("acs_api_tokens", {}, 1),
+        ("acs_storage_writes_refused_total", {"storage": "database"}, 0),
+        ("acs_storage_writes_refused_total", {"storage": "files"}, 0),
+        ("acs_tasks_finished_total", {"kind": "refresh", "state": "done"}, 1),
     ):
-        assert expected in lines, expected
+        assert metricscheck.value(text, name, **labels) == expected, (name, labels)
 
     # A CPE mid-session (Inform answered, session open) is an active session.
     inform = rpc.Inform(
@@ -340,9 +342,18 @@ def test_metrics_report_devices_tasks_sessions_and_tokens(harness: ApiHarness) -
     )
     cwmp.flush()
     assert codes == [200]
-    later = harness.call("GET", "/metrics", token=token).raw.decode().splitlines()
-    assert "acs_cwmp_sessions_active 1" in later
-    assert 'acs_devices_by_status{status="up"} 2' in later
+    later = harness.call("GET", "/metrics", token=token).raw.decode()
+    assert metricscheck.value(later, "acs_cwmp_sessions_active") == 1
+    assert metricscheck.value(later, "acs_devices_by_status", status="up") == 2
+    assert metricscheck.value(later, "acs_cwmp_cpe_requests_total", method="Inform") == 1
+    # And the scrapes themselves were counted, by route.
+    scrapes = metricscheck.value(
+        later, "acs_api_requests_total", route="/metrics", method="GET", status="200"
+    )
+    assert scrapes == 1
+    assert (
+        metricscheck.value(later, "acs_api_request_duration_seconds_count", route="/metrics") == 1
+    )
 
 
 def test_metrics_need_an_unscoped_token(harness: ApiHarness) -> None:

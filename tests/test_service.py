@@ -24,6 +24,7 @@ import acs
 from acs.authguard import AuthThrottle
 from acs.config import ApiConfig, Config, ConfigError, CwmpConfig, FilesConfig, StorageConfig
 from acs.listen import LISTEN_BACKLOG, with_backlog
+from acs.metrics import Metrics
 from acs.service import Appliance, build_service
 from acs.store import Store
 from api.app import make_app
@@ -198,6 +199,7 @@ class _View:
         self.store = store
         self._ports = ports
         self.api_auth_throttle = AuthThrottle("API", lambda _: None)
+        self.metrics = Metrics()
 
     def listening(self) -> Mapping[str, IListeningPort | None]:
         return self._ports

@@ -127,7 +127,7 @@ def test_tags_are_set_added_removed_and_recorded(store: Store, fleet: dict[str, 
     assert len([h for h in store.history(device) if h.action == "tags_changed"]) == 4
 
 
-@pytest.mark.parametrize("bad", ["", " x", "x ", "a\nb", "x" * 65, 5, None, "\u202e"])
+@pytest.mark.parametrize("bad", ["", " x", "x ", "a\nb", "x" * 65, 5, None, "\u202e", "\ud800"])
 def test_a_bad_tag_is_refused(store: Store, fleet: dict[str, int], bad: Any) -> None:
     with pytest.raises(ValueError):
         store.set_tags(fleet["HG-3"], ["ok", bad], now=T0, actor="op")

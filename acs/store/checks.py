@@ -116,17 +116,31 @@ def prefix_bounds(prefix: str) -> tuple[str, str | None]:
 MAX_TAG = 64  # characters of one tag
 MAX_TAGS = 100  # tags of one device
 # What no label may hold: control characters, and the invisible ones that make two labels
-# look alike or reorder text (zero-width, bidirectional controls, separators, BOM), and
-# lone surrogates (no UTF-8 can hold them). Explicit
+# look alike or reorder text (zero-width, bidirectional controls, separators, BOM). Explicit
 # ranges, so that the pattern means the same to Python and to an OpenAPI (ECMA) client.
-UNSEEN = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ud800-\udfff\ufeff"
+UNSEEN = r"\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
 TAG_PATTERN = rf"^[^ {UNSEEN}]([^{UNSEEN}]*[^ {UNSEEN}])?$"
 _TAG = re.compile(TAG_PATTERN)
 
 
+def encodable(text: str) -> bool:
+    """False for text holding lone surrogates (a JSON body can carry them; UTF-8 and so
+    SQLite cannot)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_tag(tag: Any) -> str:
     """A device tag: 1 to MAX_TAG characters of TAG_PATTERN (no spaces around it)."""
-    if not isinstance(tag, str) or not 0 < len(tag) <= MAX_TAG or not _TAG.fullmatch(tag):
+    if (
+        not isinstance(tag, str)
+        or not 0 < len(tag) <= MAX_TAG
+        or not _TAG.fullmatch(tag)
+        or not encodable(tag)
+    ):
         raise ValueError(
             f"a tag is 1 to {MAX_TAG} visible characters without surrounding spaces, "
             f"not {str(tag)[:80]!r}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import metricscheck
 import pytest
 from apiharness import ApiHarness
 from twisted.internet.address import IPv6Address
@@ -196,13 +197,13 @@ def test_guessing_tokens_is_throttled_per_address_and_counted(
     assert harness.call("GET", f"{V1}/organization/", token=admin).status == 200
     # A success forgets the address's record: the next mistake is a free one again.
     assert harness.call("GET", f"{V1}/organization/", token="guess").status == 401
-    metrics = harness.call("GET", "/metrics", token=admin).raw.decode().splitlines()
-    assert "# TYPE acs_api_auth_failures_total counter" in metrics
-    assert f"acs_api_auth_failures_total {throttle.free + 2}" in metrics
-    assert "acs_api_auth_throttled_total 4" in metrics
-    assert "acs_cwmp_auth_failures_total 0" in metrics
-    assert "acs_cwmp_busy_rejections_total 0" in metrics
-    assert "acs_cwmp_idle_evictions_total 0" in metrics
+    metrics = harness.call("GET", "/metrics", token=admin).raw.decode()
+    assert metricscheck.types(metrics)["acs_api_auth_failures"] == "counter"
+    assert metricscheck.value(metrics, "acs_api_auth_failures_total") == throttle.free + 2
+    assert metricscheck.value(metrics, "acs_api_auth_throttled_total") == 4
+    assert metricscheck.value(metrics, "acs_cwmp_auth_failures_total") == 0
+    assert metricscheck.value(metrics, "acs_cwmp_busy_rejections_total") == 0
+    assert metricscheck.value(metrics, "acs_cwmp_idle_evictions_total") == 0
 
 
 def test_failures_are_logged_once_then_summed_up(harness: ApiHarness) -> None:

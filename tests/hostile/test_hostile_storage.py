@@ -7,12 +7,12 @@ a 503 with a clear message on every listener, loses nothing already stored, and 
 from __future__ import annotations
 
 import errno
-import re
 import sqlite3
 import stat
 from pathlib import Path
 from typing import Any, cast
 
+import metricscheck
 import pytest
 from apiharness import T0, ApiHarness
 from cwmpharness import make_inform, wire
@@ -103,12 +103,10 @@ def stub(resource: Any, method: str, url: str, **kw: Any) -> tuple[int, Any, byt
 
 def refused_metric(harness: ApiHarness, token: str, storage: str) -> int:
     text = harness.call("GET", "/metrics", token=token).raw.decode()
-    line = re.search(
-        rf'^acs_storage_writes_refused_total{{storage="{storage}"}} (\d+)$', text, re.M
-    )
-    assert line is not None, text
-    assert "# TYPE acs_storage_writes_refused_total counter" in text
-    return int(line.group(1))
+    assert metricscheck.types(text)["acs_storage_writes_refused"] == "counter"
+    refused = metricscheck.value(text, "acs_storage_writes_refused_total", storage=storage)
+    assert refused is not None, text
+    return int(refused)
 
 
 def new_device(harness: ApiHarness, token: str, serial: str) -> Any:

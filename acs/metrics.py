@@ -1,0 +1,249 @@
+"""The appliance's Prometheus metrics, kept with ``prometheus_client`` in one registry per
+appliance (tests run many in one process).
+
+Counted as it happens: CWMP sessions by outcome and their duration, the RPCs the ACS sent by
+method, the CPE faults answering them by method and fault code, the CPE's own requests by
+method, connection requests by outcome, tasks ended by kind and state, API requests by route,
+method and status with their latency. Read when scraped (:class:`ApplianceCollector`): the
+gauges (devices, devices by status, tasks by state, live sessions, tokens) and the counters
+other objects keep (503s at the session cap, idle evictions, authentication failures and
+throttling per listener, writes refused on a full disk).
+
+Every label value is one of a known few: method names are the codec's message classes, a
+fault code outside the CWMP ranges is ``other``, an API route is its rule, not its URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+import acs
+from acs.authguard import AuthThrottle
+from acs.store.health import STORAGES
+from acs.store.models import DOWN, UP, DeviceFilter
+
+if TYPE_CHECKING:
+    from acs.service import Appliance
+    from acs.store import Store
+
+# No <name>_created samples: creation times are noise to a scraper of one process.
+disable_created_metrics()
+
+# The exposition format generate_latest writes.
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+SESSION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0)
+
+
+def fault_label(code: int) -> str:
+    """A CPE's fault code as a label: the CWMP ranges (8000-8999 ACS, 9000-9899 CPE and
+    vendor) as they are, anything else one value, so a CPE cannot mint label values."""
+    return str(code) if 8000 <= code <= 9899 else "other"
+
+
+def session_outcome(abort_reason: str | None) -> str:
+    """The outcome label of a session that ended (``None``: it finished cleanly)."""
+    if abort_reason is None:
+        return "done"
+    if abort_reason == "timeout":
+        return "timeout"
+    if abort_reason.startswith("protocol error"):
+        return "protocol_error"
+    if abort_reason == "RPC cap per session reached":
+        return "rpc_cap"
+    return "aborted"
+
+
+class Metrics:
+    """The registry and the counters the services update."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.sessions = Counter(
+            "acs_cwmp_sessions", "CWMP sessions ended, by outcome.", ["outcome"], registry=r
+        )
+        self.session_seconds = Histogram(
+            "acs_cwmp_session_duration_seconds",
+            "Seconds from a session's Inform to its end.",
+            buckets=SESSION_BUCKETS,
+            registry=r,
+        )
+        self.rpcs = Counter(
+            "acs_cwmp_rpcs", "RPCs the ACS sent that the CPE answered, by method.", ["method"],
+            registry=r,
+        )  # fmt: skip
+        self.faults = Counter(
+            "acs_cwmp_faults",
+            "CPE faults answering the ACS's RPCs, by method and fault code.",
+            ["method", "code"],
+            registry=r,
+        )
+        self.cpe_requests = Counter(
+            "acs_cwmp_cpe_requests", "Requests CPEs sent (Inform too), by method.", ["method"],
+            registry=r,
+        )  # fmt: skip
+        self.connection_requests = Counter(
+            "acs_connection_requests", "Connection requests sent, by outcome.", ["outcome"],
+            registry=r,
+        )  # fmt: skip
+        self.tasks = Counter(
+            "acs_tasks_finished", "Tasks that ended, by kind and state.", ["kind", "state"],
+            registry=r,
+        )  # fmt: skip
+        self.api_requests = Counter(
+            "acs_api_requests",
+            "API requests answered, by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.api_seconds = Histogram(
+            "acs_api_request_duration_seconds",
+            "Seconds from an API request's arrival to its answer, by route.",
+            ["route"],
+            buckets=API_BUCKETS,
+            registry=r,
+        )
+        # The hot path's children, bound once: every session is an Inform and most end done.
+        self._done = self.sessions.labels("done")
+        self._inform = self.cpe_requests.labels("Inform")
+
+    def session_ended(self, abort_reason: str | None, seconds: float) -> None:
+        outcome = self._done if abort_reason is None else self.sessions.labels(
+            session_outcome(abort_reason)
+        )  # fmt: skip
+        outcome.inc()
+        self.session_seconds.observe(max(seconds, 0.0))
+
+    def rpc_answered(self, method: str, fault_code: int | None) -> None:
+        self.rpcs.labels(method).inc()
+        if fault_code is not None:
+            self.faults.labels(method, fault_label(fault_code)).inc()
+
+    def cpe_request(self, method: str) -> None:
+        (self._inform if method == "Inform" else self.cpe_requests.labels(method)).inc()
+
+    def connection_request(self, outcome: str) -> None:
+        self.connection_requests.labels(outcome).inc()
+
+    def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.api_requests.labels(route, method, str(status)).inc()
+        self.api_seconds.labels(route).observe(max(seconds, 0.0))
+
+    def watch_tasks(self, store: Store) -> None:
+        """Count every task that ends (the store tells its listeners the id)."""
+
+        def finished(task_id: int) -> None:
+            task = store.get_task(task_id)
+            if task is not None:
+                self.tasks.labels(task.kind, task.state).inc()
+
+        store.task_finished.append(finished)
+
+    def render(self) -> bytes:
+        """The exposition text of every metric (the collectors read the store now)."""
+        return generate_latest(self.registry)
+
+
+class ApplianceCollector(Collector):
+    """The figures read at scrape time: the store's gauges, and the counters the store and
+    the API keep (the CWMP listener registers its own, :class:`CwmpCollector`)."""
+
+    def __init__(self, appliance: Appliance) -> None:
+        self.appliance = appliance
+
+    def describe(self) -> list[Metric]:
+        return []  # registering it must not read the store
+
+    def collect(self) -> Iterator[Metric]:
+        a = self.appliance
+        store = a.store
+        info = GaugeMetricFamily("acs_info", "The running ACS version.", labels=["version"])
+        info.add_metric([acs.__version__], 1)
+        yield info
+        yield GaugeMetricFamily("acs_devices", "Devices known to the ACS.", store.count_devices())
+        by_status = GaugeMetricFamily(
+            "acs_devices_by_status", "Devices by liveness status.", labels=["status"]
+        )
+        by_status.add_metric(["up"], store.count_devices(DeviceFilter(status=UP)))
+        by_status.add_metric(["down"], store.count_devices(DeviceFilter(status=DOWN)))
+        yield by_status
+        tasks = GaugeMetricFamily("acs_tasks", "Device tasks by state.", labels=["state"])
+        for state, n in store.count_tasks_by_state().items():
+            tasks.add_metric([state], n)
+        yield tasks
+        yield GaugeMetricFamily(
+            "acs_api_tokens", "API tokens not revoked.", store.count_active_tokens()
+        )
+        refused = CounterMetricFamily(
+            "acs_storage_writes_refused",
+            "Writes refused because the database or the files directory was full.",
+            labels=["storage"],
+        )
+        for name in STORAGES:
+            refused.add_metric([name], store.health.refused[name])
+        yield refused
+        yield from _counters(
+            (
+                "acs_api_auth_failures",
+                "Failed API authentications (wrong token).",
+                a.api_auth_throttle.failures_total,
+            ),
+            (
+                "acs_api_auth_throttled",
+                "API requests refused while their source backs off.",
+                a.api_auth_throttle.refused_total,
+            ),
+        )
+
+
+class CwmpView(Protocol):
+    """What :class:`CwmpCollector` reads of the CWMP resource."""
+
+    busy_rejections: int
+    idle_evictions: int
+    auth_throttle: AuthThrottle
+
+    def active_sessions(self) -> int: ...
+
+
+class CwmpCollector(Collector):
+    """The CWMP listener's own figures, read at scrape time."""
+
+    def __init__(self, cwmp: CwmpView) -> None:
+        self.cwmp = cwmp
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.cwmp
+        yield GaugeMetricFamily(
+            "acs_cwmp_sessions_active", "CWMP sessions in progress.", c.active_sessions()
+        )
+        yield from _counters(
+            ("acs_cwmp_busy_rejections", "New CWMP sessions turned away with 503 at the "
+             "session cap.", c.busy_rejections),
+            ("acs_cwmp_idle_evictions", "CWMP sessions ended at the session cap after idling "
+             "past [cwmp] idle_grace.", c.idle_evictions),
+            ("acs_cwmp_auth_failures", "Failed CWMP authentications (wrong credentials).",
+             c.auth_throttle.failures_total),
+            ("acs_cwmp_auth_throttled", "CWMP requests refused while their source backs off.",
+             c.auth_throttle.refused_total),
+        )  # fmt: skip
+
+
+def _counters(*specs: tuple[str, str, int]) -> Iterator[Metric]:
+    for name, text, value in specs:
+        yield CounterMetricFamily(name, text, value)
