@@ -7,6 +7,7 @@ configuration. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
@@ -17,6 +18,9 @@ from typing import Any, NoReturn, TextIO
 from acs.clock import Reactor
 from acs.config import Config, ConfigError, load_config
 from acs.store import Store
+from acs.store.models import ApiToken
+from api.base import ApiError, Principal
+from api.device_csv import MAX_IMPORT_BYTES, ImportRefused, import_devices
 
 
 class _UsageError(Exception):
@@ -64,6 +68,15 @@ def _build_parser() -> argparse.ArgumentParser:
         default=[],
         help="restrict the token to these organization ids (repeatable; default: all)",
     )
+    imports = commands.add_parser(
+        "import",
+        parents=[config_opt],
+        help="create the devices of a CSV file, all or none (as POST /inventory_device/import/)",
+    )
+    imports.add_argument("file", metavar="FILE.csv", help="a header row, then one device a row")
+    imports.add_argument(
+        "--dry-run", action="store_true", help="check the file and report; write nothing"
+    )
     token_commands.add_parser("list", parents=[config_opt], help="list tokens (never the secret)")
     revoke = token_commands.add_parser("revoke", parents=[config_opt], help="revoke a token")
     revoke.add_argument("token_id", metavar="ID", help="token id (see `acs token list`)")
@@ -85,6 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(config, args.config or os.environ.get("ACS_CONFIG") or None)
+        if args.command == "import":
+            return _import(config, args.file, dry_run=args.dry_run, out=sys.stdout)
         if args.token_command == "create":
             return _token_create(config, args.name, args.role, args.orgs)
         if args.token_command == "list":
@@ -99,6 +114,42 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _fail(message: str, status: int) -> int:
     print(message, file=sys.stderr)
     return status
+
+
+# -- import -----------------------------------------------------------------------------------
+
+
+def _import(config: Config, path: str, *, dry_run: bool, out: TextIO) -> int:
+    """The report as JSON on stdout; 0 when every row was good, 1 when none was written."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_IMPORT_BYTES + 1)
+    except OSError as exc:
+        raise _UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_IMPORT_BYTES:
+        raise _UsageError(f"{path}: an import is at most {MAX_IMPORT_BYTES} bytes")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _UsageError(f"{path}: not UTF-8 text") from None
+    store = _open_store(config)
+    try:
+        now = _now()
+        principal = Principal(ApiToken(0, "acs import", "admin", (), now, False))
+        default = store.ensure_organization(config.cwmp.default_organization).id
+        try:
+            report = import_devices(
+                store, principal, text, default_org=default, dry_run=dry_run, now=now
+            )
+        except ImportRefused as exc:
+            raise _UsageError(f"{path}: {exc}") from None
+        except ApiError as exc:  # a serial registered meanwhile
+            print(json.dumps(exc.body), file=out)
+            return 1
+    finally:
+        store.close()
+    print(json.dumps(report.json(), indent=1), file=out)
+    return 1 if report.errors else 0
 
 
 # -- tokens -----------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import acs
 from api import (
     backups,
     device_children,
+    device_csv,
     device_settings,
     device_tasks,
     devices,
@@ -43,6 +44,7 @@ ROUTE_MODULES = (
     device_children,
     device_tasks,
     device_settings,
+    device_csv,
     tags,
     backups,
     files,

@@ -42,7 +42,7 @@ from acs.metrics import Metrics
 from acs.store import Conflict, Store
 from acs.store import NotFound as NoSuchRow
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
-from acs.store.models import ApiToken, Device
+from acs.store.models import ApiToken, Device, Organization
 from acs.tasks import TaskEngine
 
 if TYPE_CHECKING:
@@ -90,6 +90,7 @@ class ApplianceView(Protocol):
     reactor: Reactor
     api_auth_throttle: AuthThrottle
     metrics: Metrics
+    default_organization: Organization
 
     @property
     def cwmp(self) -> CwmpView: ...

@@ -21,16 +21,18 @@ from api.base import (
     ApiRequest,
     Result,
     conflict,
+    field_error,
     forbidden,
     not_found,
     route,
     store_errors,
 )
-from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc
+from api.device_csv import CsvExport
+from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc, list_responses
 from api.serializers import device_flat, devices_flat
 
 # What the device lists take besides their filters (api.search).
-LIST_OPTIONS = ("limit", "offset", "pending", "update_status")
+LIST_OPTIONS = ("limit", "offset", "pending", "update_status", "format")
 
 Serialize = Callable[[Device], dict[str, Any]]
 # (page of devices, pending flag) -> their representations, related rows read in one go.
@@ -47,6 +49,13 @@ def device_filter(req: ApiRequest) -> DeviceFilter:
     return search.parse_filters(req.query_lists(), req.principal, allowed=LIST_OPTIONS)
 
 
+def _wants_csv(req: ApiRequest) -> bool:
+    kind = req.query().get("format", "json")
+    if kind not in ("json", "csv"):
+        raise field_error("format", "Use json (the default) or csv.")
+    return kind == "csv"
+
+
 def wants_update_status(req: ApiRequest) -> bool:
     """``update_status=true``: an operator's privilege (it makes the ACS contact CPEs)."""
     wanted = req.query_bool("update_status")
@@ -56,8 +65,11 @@ def wants_update_status(req: ApiRequest) -> bool:
 
 
 def list_devices_page(api: Api, req: ApiRequest, serialize: SerializePage) -> Reply:
-    """One page of the devices the token may see; ``serialize(devices, pending)``."""
+    """One page of the devices the token may see; ``serialize(devices, pending)``. With
+    ``format=csv``, every device selected instead, as CSV (:mod:`api.device_csv`)."""
     filters = device_filter(req)
+    if _wants_csv(req):
+        return 200, CsvExport(api.store, filters)
     limit, offset = req.page_params()
     pending = req.query_bool("pending")
     refresh = wants_update_status(req)
@@ -179,11 +191,12 @@ def _flat(api: Api, req: ApiRequest) -> Serialize:
         "DevicePage",
         params=DEVICE_FILTERS,
         errors=READ,
+        responses=list_responses("DevicePage"),
     ),
 )
 def list_devices(api: Api, req: ApiRequest) -> Reply:
-    """Devices by id: filters type, status, last_status_change_from, organization;
-    limit/offset; pending; update_status."""
+    """Devices by id: the list filters (api.search); limit/offset; pending; update_status;
+    format=csv."""
     return list_devices_page(
         api, req, lambda page, pending: devices_flat(api.store, page, detailed_pending=pending)
     )

@@ -46,6 +46,7 @@ DEVICE_FILTERS = (
     *PAGE,
     "pending",
     "update_status",
+    "format",
 )
 
 # Ids beyond SQLite's integers name no row: the route does not match them (404).
@@ -83,6 +84,19 @@ PATH_PARAMETERS: dict[str, Schema] = {
     "backup_id": _rid("Backup", "backup_id"),
     "tag": path_param("tag", string(minLength=1, maxLength=MAX_TAG), "One of the device's tags."),
 }
+
+
+def list_responses(page: str) -> dict[str, Schema]:
+    """A device list's 200: a JSON page, or with format=csv the whole selection as CSV."""
+    return {
+        "200": {
+            "description": "A page of devices; with format=csv every device selected, as CSV.",
+            "content": {
+                JSON: {"schema": ref(page)},
+                "text/csv": {"schema": string(description="A header row, then one per device.")},
+            },
+        }
+    }
 
 
 def error_response(description: str) -> Schema:
@@ -303,6 +317,14 @@ PARAMETERS: dict[str, Schema] = {
         "finished task, else 202 with the task as it stands.",
         empty=True,
     ),
+    "format": _query(
+        "format",
+        string(enum=["json", "csv"]),
+        "csv: every device the filters select (paging aside), as a CSV file that "
+        "POST /inventory_device/import/ reads back.",
+        empty=True,
+    ),
+    "dry_run": _query("dry_run", _BOOL_QUERY, "Check the file and report; write nothing."),
     "force": _query(
         "force",
         _BOOL_QUERY,

@@ -208,6 +208,28 @@ SCHEMAS: dict[str, Schema] = {
     **form_schemas(),
     **device_tasks.TASK_SCHEMAS,
     **tags.TAG_SCHEMAS,
+    "DeviceImportReport": obj(
+        {
+            "rows": integer(minimum=0, description="Data rows read."),
+            "created": integer(minimum=0, description="Devices created (0 unless all were good)."),
+            "dry_run": boolean(),
+            "error_count": integer(minimum=0),
+            "errors": {
+                "type": "array",
+                "maxItems": 1000,
+                "items": obj(
+                    {
+                        "line": integer(minimum=2, description="Line of the file (1: the header)."),
+                        "serial_number": string(),
+                        "errors": obj({}, additional={"type": "array", "items": string()}),
+                    },
+                    "*",
+                ),
+                "description": "The bad lines (the first 1000).",
+            },
+        },
+        "*",
+    ),
     **view_schemas(),
     "Error": obj({"detail": string()}, ["detail"], description="Request-level error."),
     "FieldErrors": obj(

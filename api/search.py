@@ -17,7 +17,7 @@ from acs.cwmp.paths import SETTING_NAME_PATTERN, is_setting_name
 from acs.cwmp.redact import SECRET_SUFFIXES, is_secret_path
 from acs.store.checks import MAX_TAG, UNSEEN, check_tag, encodable
 from acs.store.models import DOWN, UP, DeviceFilter, ParameterMatch
-from api.base import ApiError, Principal, field_error, parse_datetime, parse_decimal
+from api.base import ApiError, Principal, field_error, json_int, parse_datetime, parse_decimal
 
 # `status` filter spellings (section 3); anything else is a 400.
 STATUS_FILTER = {"0": DOWN, "false": DOWN, "False": DOWN, "1": UP, "true": UP, "True": UP}
@@ -169,7 +169,8 @@ MAX_FILTER_KEYS = len(FILTERS) + MAX_PARAM_FILTERS
 
 def _object_value_ok(name: str, value: Any) -> bool:
     if name in ("type", "organization"):
-        return type(value) is int and SQL_INT_MIN <= value <= SQL_INT_MAX
+        number = json_int(value)  # 3.0 is an integer to JSON Schema
+        return number is not None and SQL_INT_MIN <= number <= SQL_INT_MAX
     if name == "status":
         return isinstance(value, str) and value in STATUS_FILTER
     if name == "last_status_change_from":
@@ -214,7 +215,9 @@ def filter_object(body: dict[str, Any], principal: Principal) -> DeviceFilter:
     """The devices a filter object (one ``filter_problem`` passed) selects, within the
     principal's organizations."""
     values = {
-        name: [str(v) for v in value] if isinstance(value, list) else [str(value)]
+        name: [str(v) for v in value]
+        if isinstance(value, list)
+        else [str(json_int(value)) if name in ("type", "organization") else str(value)]
         for name, value in body.items()
     }
     try:

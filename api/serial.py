@@ -20,7 +20,7 @@ from api.devices import (
     respond_with,
     save_device,
 )
-from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc
+from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc, list_responses
 from api.serializers import device_nested, devices_nested
 
 PATH = "/inventory_device_serial/<string:serial>/"
@@ -41,6 +41,7 @@ def _detail(api: Api) -> Serialize:
         "DeviceNestedPage",
         params=DEVICE_FILTERS,
         errors=READ,
+        responses=list_responses("DeviceNestedPage"),
     ),
 )
 def list_devices_by_serial(api: Api, req: ApiRequest) -> Reply:

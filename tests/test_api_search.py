@@ -176,6 +176,8 @@ def test_bulk_tags_follow_the_filter_and_the_scope(
     body = {"tags": ["campaign-7"], "filter": {"tag": ["pilot"], f"param.{SSID}__startswith": ""}}
     reply = harness.call("POST", f"{V1}/tags/", token=admin, json_body=body)
     assert reply.json == {"matched": 2, "changed": 1, "at_limit": 0}
+    by_float = {"tags": ["x"], "filter": {"organization": float(world["east"])}}
+    assert harness.call("POST", f"{V1}/tags/", token=admin, json_body=by_float).json["matched"] == 2
     body = {"tags": ["campaign-7"], "filter": {}, "remove": True}
     reply = harness.call("POST", f"{V1}/tags/", token=east, json_body=body)
     assert reply.json == {"matched": 2, "changed": 2, "at_limit": 0}

@@ -45,6 +45,11 @@ class Catalog(Database):
         row = self._one("SELECT * FROM organizations WHERE id = ?", (org_id,))
         return None if row is None else codec.organization(row)
 
+    def organization_named(self, name: str) -> Organization | None:
+        """The organization of this exact name (names are unique)."""
+        row = self._one("SELECT * FROM organizations WHERE name = ?", (name,))
+        return None if row is None else codec.organization(row)
+
     def organizations_by_id(self, ids: Iterable[int]) -> dict[int, Organization]:
         return {r["id"]: codec.organization(r) for r in self._rows_by_id("organizations", ids)}
 
@@ -189,6 +194,11 @@ class Catalog(Database):
     def get_device_type(self, type_id: int) -> DeviceType | None:
         row = self._one("SELECT * FROM device_types WHERE id = ?", (type_id,))
         return None if row is None else codec.device_type(row)
+
+    def device_types_named(self, name: str) -> list[DeviceType]:
+        """Device types of this exact name (names need not be unique), oldest first."""
+        rows = self._all("SELECT * FROM device_types WHERE name = ? ORDER BY id", (name,))
+        return [codec.device_type(r) for r in rows]
 
     def device_types_by_id(self, ids: Iterable[int]) -> dict[int, DeviceType]:
         return {r["id"]: codec.device_type(r) for r in self._rows_by_id("device_types", ids)}

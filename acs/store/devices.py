@@ -322,6 +322,20 @@ class Devices(Database):
                 )
         return total, [codec.device(r) for r in found]
 
+    def devices_after(
+        self, filters: DeviceFilter | None, after_id: int, *, limit: int
+    ) -> list[Device]:
+        """The next ``limit`` devices the filters select with ids above ``after_id``, in id
+        order: a walk over any number of devices that rows added or removed meanwhile
+        cannot make skip or repeat one (an export)."""
+        check_page(limit, 0)
+        clauses, params = device_clauses(filters)
+        where = " AND ".join(["id > ?", *clauses])
+        rows = self._all(
+            f"SELECT * FROM devices WHERE {where} ORDER BY id LIMIT ?", [after_id, *params, limit]
+        )
+        return [codec.device(r) for r in rows]
+
     def _searched_page(
         self, search: tuple[str, list[Any]], limit: int, offset: int
     ) -> tuple[int, list[Device]]:
