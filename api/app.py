@@ -14,6 +14,7 @@ from klein import Klein
 
 import acs
 from api import (
+    audit,
     backups,
     device_children,
     device_csv,
@@ -46,6 +47,7 @@ ROUTE_MODULES = (
     device_settings,
     device_csv,
     tags,
+    audit,
     backups,
     files,
     firmware,

@@ -206,7 +206,7 @@ MAX_TASK_TIMEOUT = 120  # seconds POST .../tasks/?timeout= may wait for the task
 _BOOL_QUERY = string(pattern=BOOL_TEXT_PATTERN, examples=["true"])
 
 
-def _query(name: str, schema: Schema, description: str, *, empty: bool = False) -> Schema:
+def query_param(name: str, schema: Schema, description: str, *, empty: bool = False) -> Schema:
     """A query parameter; ``empty``: ``?name=`` is the same as leaving it out."""
     param: Schema = {
         "name": name,
@@ -221,44 +221,44 @@ def _query(name: str, schema: Schema, description: str, *, empty: bool = False) 
 
 
 PARAMETERS: dict[str, Schema] = {
-    "limit": _query(
+    "limit": query_param(
         "limit",
         integer(minimum=0, maximum=SQL_INT_MAX, default=DEFAULT_LIMIT),
         f"Page size (default {DEFAULT_LIMIT}, also for 0; larger values are capped at "
         f"{MAX_LIMIT}). Non-integer or negative -> 400.",
         empty=True,
     ),
-    "offset": _query(
+    "offset": query_param(
         "offset",
         integer(minimum=0, maximum=SQL_INT_MAX, default=0),
         "Index of the first result (default 0). Non-integer or negative -> 400.",
         empty=True,
     ),
-    "pending": _query(
+    "pending": query_param(
         "pending",
         _BOOL_QUERY,
         "Detailed pending form: each pending item carries its state.",
     ),
-    "update_status": _query(
+    "update_status": query_param(
         "update_status",
         _BOOL_QUERY,
         "Send a connection request to each returned device first (bounded by "
         "api.update_status_timeout) and update its status from the outcome. Needs the "
         "operator role.",
     ),
-    "type": _query(
+    "type": query_param(
         "type",
         integer(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
         "Device type id.",
         empty=True,
     ),
-    "status": _query(
+    "status": query_param(
         "status",
         string(enum=["0", "false", "False", "1", "true", "True"]),
         "0/false/False = Down, 1/true/True = Up; anything else -> 400.",
         empty=True,
     ),
-    "last_status_change_from": _query(
+    "last_status_change_from": query_param(
         "last_status_change_from",
         {
             "anyOf": [string(format="date-time"), string(format="date")],
@@ -268,14 +268,14 @@ PARAMETERS: dict[str, Schema] = {
         "2000-01-01T00:01:00, with or without offset (naive = UTC); invalid -> 400.",
         empty=True,
     ),
-    "organization": _query(
+    "organization": query_param(
         "organization",
         integer(minimum=-SQL_INT_MAX - 1, maximum=SQL_INT_MAX),
         "Organization id; outside the token's scope -> 403.",
         empty=True,
     ),
     "tag": {
-        **_query(
+        **query_param(
             "tag",
             {"type": "array", "items": string(pattern=TAG_PATTERN, minLength=1, maxLength=MAX_TAG)},
             "Devices carrying this tag; repeat it for devices carrying every one given.",
@@ -284,7 +284,7 @@ PARAMETERS: dict[str, Schema] = {
         "explode": True,
     },
     **{
-        name: _query(
+        name: query_param(
             name,
             string(pattern=VALUE_PATTERN, maxLength=MAX_VALUE),
             f"Devices whose {name} is exactly this.",
@@ -292,45 +292,45 @@ PARAMETERS: dict[str, Schema] = {
         )
         for name in ("software_version", "hardware_version", "product_class", "manufacturer")
     },
-    "q": _query(
+    "q": query_param(
         "q",
         string(pattern=VALUE_PATTERN, maxLength=MAX_VALUE),
         "Devices whose serial number, name, unique identifier or description contains this "
         "(ASCII letters in any case).",
         empty=True,
     ),
-    "location_organization": _query(
+    "location_organization": query_param(
         "organization",
         integer(minimum=1, maximum=SQL_INT_MAX),
         "Organization id: its locations and the shared ones; outside the token's scope -> 403.",
         empty=True,
     ),
-    "connection_request": _query(
+    "connection_request": query_param(
         "connection_request",
         _BOOL_QUERY,
         "false: only queue the task (it runs at the device's next session).",
     ),
-    "task_timeout": _query(
+    "task_timeout": query_param(
         "timeout",
         integer(minimum=0, maximum=MAX_TASK_TIMEOUT),
         f"Seconds to wait for the task to end (0-{MAX_TASK_TIMEOUT}, default 0): 200 with the "
         "finished task, else 202 with the task as it stands.",
         empty=True,
     ),
-    "format": _query(
+    "format": query_param(
         "format",
         string(enum=["json", "csv"]),
         "csv: every device the filters select (paging aside), as a CSV file that "
         "POST /inventory_device/import/ reads back.",
         empty=True,
     ),
-    "dry_run": _query("dry_run", _BOOL_QUERY, "Check the file and report; write nothing."),
-    "force": _query(
+    "dry_run": query_param("dry_run", _BOOL_QUERY, "Check the file and report; write nothing."),
+    "force": query_param(
         "force",
         _BOOL_QUERY,
         "Delete even while a CWMP session or firmware transfer is in progress.",
     ),
-    "task_state": _query(
+    "task_state": query_param(
         "state",
         string(
             pattern=f"^ *{_TASK_STATES} *(, *{_TASK_STATES} *)*$",
@@ -339,7 +339,7 @@ PARAMETERS: dict[str, Schema] = {
         "Comma-separated task states to list, e.g. 'pending,failed'.",
         empty=True,
     ),
-    "path_prefix": _query(
+    "path_prefix": query_param(
         "path",
         string(examples=["Device.DeviceInfo."]),
         "Only parameters whose path starts with this prefix.",

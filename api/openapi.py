@@ -26,6 +26,7 @@ from typing import Any
 import acs
 from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
 from api import (  # noqa: F401  (declare their forms and views)
+    audit,
     backups,
     device_children,
     device_tasks,

@@ -269,6 +269,8 @@ def test_no_get_response_contains_a_secret(harness: ApiHarness) -> None:
     for url in urls:
         for query in ("", "?pending=true", "?update_status=true&pending=true"):
             reply = harness.call("GET", url + query, token=world.admin_token)
+            if query and reply.status == 400 and {"pending", "update_status"} & set(reply.json):
+                continue  # a route that takes no such option says so (the audit log)
             assert reply.status == 200, f"GET {url}{query}: {reply.status} {reply.raw[:300]!r}"
             found += leaks(world, f"GET {url}{query}", reply)
     assert not found, "\n".join(found)

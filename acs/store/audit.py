@@ -25,6 +25,10 @@ from acs.store.models import (
     SessionTranscript,
 )
 
+# The actors the ACS writes as itself and for CPEs; token names may not be these.
+OWN_ACTORS = ("acs", "cpe")
+AUDITED = "actor NOT IN ('acs', 'cpe')"
+
 
 class Audit(Database):
     """The `history`, `api_tokens`, `cwmp_sessions` and `server_secrets` tables (SQLite)."""
@@ -62,6 +66,52 @@ class Audit(Database):
 
     def count_history(self, device_id: int | None) -> int:
         return int(self._scalar("SELECT count(*) FROM history WHERE device_id IS ?", (device_id,)))
+
+    def audit_page(
+        self,
+        *,
+        organization_ids: Sequence[int] | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        device_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> tuple[int, list[HistoryEntry]]:
+        """(matching, a page newest first) of the audit entries: those written by an actor
+        other than the ACS itself and the CPEs (API tokens, the CLI). ``organization_ids``
+        (None: all) keeps the entries of those organizations' devices only."""
+        check_page(limit, offset)
+        clauses = [AUDITED]  # the history_audit index's own condition
+        params: list[Any] = []
+        if organization_ids is not None:
+            orgs = list(organization_ids)
+            clauses.append(
+                "device_id IN (SELECT id FROM devices WHERE organization_id IN "
+                f"({', '.join('?' for _ in orgs) or 'NULL'}))"
+            )
+            params += orgs
+        for column, value in (("actor", actor), ("action", action), ("device_id", device_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if since is not None:
+            clauses.append("time >= ?")
+            params.append(epoch("since", since))
+        if until is not None:
+            clauses.append("time < ?")
+            params.append(epoch("until", until))
+        where = " WHERE " + " AND ".join(clauses)
+        return self._page(
+            "history INDEXED BY history_audit",
+            where,
+            params,
+            codec.history,
+            order="id DESC",
+            limit=limit,
+            offset=offset,
+        )
 
     def prune_history(self, *, before: float, limit: int) -> int:
         """Delete the history rows older than ``before`` among the ``limit`` oldest; returns
@@ -115,6 +165,8 @@ class Audit(Database):
         now_f = epoch("now", now)
         if not isinstance(name, str) or not name.strip():
             raise ValueError("token name must be a non-empty string")
+        if name.strip() in OWN_ACTORS:
+            raise ValueError(f"token names {' and '.join(OWN_ACTORS)} are the ACS's own actors")
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
         orgs = sorted(set(organization_ids))
