@@ -50,7 +50,7 @@ def device_filter(req: ApiRequest) -> DeviceFilter:
 
 
 def _wants_csv(req: ApiRequest) -> bool:
-    kind = req.query().get("format", "json")
+    kind = req.query().get("format") or "json"  # ?format= is no format (allowEmptyValue)
     if kind not in ("json", "csv"):
         raise field_error("format", "Use json (the default) or csv.")
     return kind == "csv"
