@@ -51,6 +51,7 @@ from acs.scheduler import Scheduler
 from acs.store import Store
 from acs.tasks import TaskEngine, TransferWatch
 from api.app import make_app
+from api.events import EventHub
 from api.site import ApiSite, port_address
 
 LISTENERS = ("cwmp", "api", "files")
@@ -238,6 +239,7 @@ class Appliance:
             )
             # Bad bearer tokens per client address: backed off, logged once per minute.
             self.api_auth_throttle = AuthThrottle("API", Logger(namespace="api").info)
+            self.events = EventHub(self.store, reactor)
             self.api = make_app(self)
             self.metrics.registry.register(ApplianceCollector(self))
             self.liveness = LivenessSweep(self.store, reactor)

@@ -7,6 +7,8 @@ nor the CPEs'. Filters: ``actor``, ``action``, ``device`` (its entries), ``since
 
 from __future__ import annotations
 
+import re
+
 from api.base import Api, ApiRequest, Result, field_error, parse_datetime, route, store_errors
 from api.docs import PAGE, Doc, query_param
 from api.schema import integer, obj, string
@@ -39,6 +41,15 @@ audit_json = View(
     },
     description="One audit entry written by an API token or the CLI.",
 ).render
+
+
+def _text(req: ApiRequest, name: str) -> str | None:
+    value = req.query().get(name) or None
+    if value is not None and (
+        len(value) > MAX_VALUE or not re.fullmatch(VALUE_PATTERN[1:-1], value)
+    ):
+        raise field_error(name, f"Give at most {MAX_VALUE} visible characters.")
+    return value
 
 
 def _time(req: ApiRequest, name: str) -> float | None:
@@ -74,8 +85,8 @@ def list_audit(api: Api, req: ApiRequest) -> Result:
     with store_errors():
         total, entries = api.store.audit_page(
             organization_ids=req.principal.scope,
-            actor=query.get("actor") or None,
-            action=query.get("action") or None,
+            actor=_text(req, "actor"),
+            action=_text(req, "action"),
             device_id=device,
             since=_time(req, "since"),
             until=_time(req, "until"),

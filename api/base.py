@@ -91,6 +91,7 @@ class ApplianceView(Protocol):
     api_auth_throttle: AuthThrottle
     metrics: Metrics
     default_organization: Organization
+    events: Any  # api.events.EventHub (which imports this module)
 
     @property
     def cwmp(self) -> CwmpView: ...

@@ -32,7 +32,7 @@ from acs.store import Conflict, Device, DeviceFilter, Store
 from acs.store.checks import MAX_TAGS, check_tag
 from api.base import Api, ApiError, ApiRequest, Principal, Result, bad_request, iso, route
 from api.docs import Doc
-from api.schema import string
+from api.schema import JSON, ref, string
 from api.validation import device_write
 
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
@@ -382,7 +382,15 @@ def _csv_text(req: ApiRequest) -> str:
             "required": True,
             "content": {"text/csv": {"schema": string(description="A header row, then devices.")}},
         },
-        errors=("BadRequest", "Conflict", "TooLarge"),
+        errors=("Conflict", "TooLarge"),
+        responses={
+            "400": {
+                "description": "Bad rows (the report, nothing written), or no CSV import at all.",
+                "content": {
+                    JSON: {"schema": {"anyOf": [ref("DeviceImportReport"), ref("ErrorBody")]}}
+                },
+            }
+        },
         description="Columns: " + ", ".join(IMPORT_COLUMNS) + " (and, ignored, an export's "
         "read-only ones). Every row is checked first: any bad one -> 400 with the report and "
         "nothing written; dry_run=true -> the report only.",

@@ -239,7 +239,9 @@ IMPORT = "/api/v1/inventory_device/import/"
 def _device_import(case: Case, body: Body) -> None:
     """No schema says what a CSV import holds: a schema-valid one is a good file, checked
     only (a device written would make the same file fail the next time)."""
-    case.body = "serial_number,name\nFUZZ-IMPORT-1,fuzz\n"
+    orgs = _organizations()
+    organization = orgs[0] if orgs else ""
+    case.body = f"serial_number,name,organization\nFUZZ-IMPORT-1,fuzz,{organization}\n"
     query = case.query if case.query is not None else {}
     query["dry_run"] = "true"
     case.query = query

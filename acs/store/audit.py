@@ -113,6 +113,26 @@ class Audit(Database):
             offset=offset,
         )
 
+    def device_events(
+        self, after_id: int, up_to: int, actions: Sequence[str], *, limit: int
+    ) -> list[tuple[HistoryEntry, int]]:
+        """Device history entries of these ``actions`` with ids in (``after_id``,
+        ``up_to``], oldest first, each with its device's organization (the event stream
+        reads these)."""
+        check_page(limit, 0)
+        marks = ", ".join("?" for _ in actions) or "NULL"
+        rows = self._all(
+            "SELECT h.*, d.organization_id AS organization_id FROM history h "
+            "JOIN devices d ON d.id = h.device_id "
+            f"WHERE h.id > ? AND h.id <= ? AND h.action IN ({marks}) ORDER BY h.id LIMIT ?",
+            [after_id, up_to, *actions, limit],
+        )
+        return [(codec.history(r), int(r["organization_id"])) for r in rows]
+
+    def last_history_id(self) -> int:
+        """The newest history entry's id (0: none)."""
+        return int(self._scalar("SELECT coalesce(max(id), 0) FROM history"))
+
     def prune_history(self, *, before: float, limit: int) -> int:
         """Delete the history rows older than ``before`` among the ``limit`` oldest; returns
         how many went. Rows are appended as time goes, so the oldest are the first ids: a

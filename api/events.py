@@ -1,0 +1,206 @@
+"""``GET /events/``: the appliance's events as Server-Sent Events (text/event-stream).
+
+An event is a device history entry of a few kinds, so it exists as soon as the change it
+tells of is committed, and a client that reconnects with ``Last-Event-ID`` (the entry's
+id) gets every event it missed while the entries are kept (``[retention]``):
+``device.registered``, ``device.status_changed``, ``device.informed``, ``task.queued``,
+``task.done``, ``task.failed``. Each ``data:`` line is a JSON object: ``type``, ``id``,
+``time``, ``device``, ``organization``, ``actor`` and the entry's ``detail``. A token scoped
+to organizations hears of their devices only; ``?types=`` (comma-separated) narrows the
+kinds. One poller reads new entries for every stream every ``POLL`` seconds; a comment line
+every ``HEARTBEAT`` seconds keeps idle connections (and proxies) open; at most
+``MAX_STREAMS`` streams at once (then 503).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from acs.clock import Reactor
+from acs.store import Store
+from acs.store.models import HistoryEntry
+from api.base import Api, ApiError, ApiRequest, Result, field_error, iso, route
+from api.docs import Doc, query_param
+from api.schema import string
+
+log = Logger(namespace="api.events")
+
+# History actions -> event types.
+EVENT_TYPES = {
+    "created": "device.registered",
+    "status": "device.status_changed",
+    "inform": "device.informed",
+    "task_queued": "task.queued",
+    "task_done": "task.done",
+    "task_failed": "task.failed",
+}
+POLL = 0.5
+HEARTBEAT = 15.0
+MAX_STREAMS = 100
+BATCH = 500  # entries read per poll
+
+
+@dataclass(eq=False)
+class _Stream:
+    request: Request
+    scope: tuple[int, ...] | None
+    types: frozenset[str]
+    cursor: int
+    sent: float = 0.0  # when the stream was last written to
+
+
+class EventHub:
+    """The streams open now and the one poller feeding them (running only while there
+    are streams)."""
+
+    def __init__(self, store: Store, reactor: Reactor) -> None:
+        self.store = store
+        self.reactor = reactor
+        self.streams: list[_Stream] = []
+        self._poller = LoopingCall(self.poll)
+        self._poller.clock = reactor
+
+    @property
+    def full(self) -> bool:
+        return len(self.streams) >= MAX_STREAMS
+
+    def open(
+        self, request: Request, scope: tuple[int, ...] | None, types: frozenset[str], after: int
+    ) -> None:
+        stream = _Stream(request, scope, types, after, self.reactor.seconds())
+        self.streams.append(stream)
+        request.notifyFinish().addBoth(lambda _: self._close(stream))
+        request.write(b": events\n\n")  # headers out at once: the client knows it is open
+        if not self._poller.running:
+            self._poller.start(POLL, now=True)
+        else:
+            self.poll()
+
+    def _close(self, stream: _Stream) -> None:
+        if stream in self.streams:
+            self.streams.remove(stream)
+        if not self.streams and self._poller.running:
+            self._poller.stop()
+
+    def poll(self) -> None:
+        """Send each stream the events after its cursor (at most BATCH per round)."""
+        if not self.streams:
+            return
+        try:
+            upto = self.store.last_history_id()
+            start = min(s.cursor for s in self.streams)
+            rows = self.store.device_events(start, upto, tuple(EVENT_TYPES), limit=BATCH)
+        except Exception:
+            log.failure("event stream: cannot read the history")
+            return
+        reached = rows[-1][0].id if len(rows) == BATCH else upto
+        now = self.reactor.seconds()
+        for stream in list(self.streams):
+            chunks = [
+                _frame(entry, org)
+                for entry, org in rows
+                if entry.id > stream.cursor
+                and EVENT_TYPES[entry.action] in stream.types
+                and (stream.scope is None or org in stream.scope)
+            ]
+            stream.cursor = max(stream.cursor, reached)
+            if not chunks and now - stream.sent < HEARTBEAT:
+                continue
+            stream.request.write(b"".join(chunks) or b": heartbeat\n\n")
+            stream.sent = now
+
+
+def _frame(entry: HistoryEntry, organization: int) -> bytes:
+    data = {
+        "type": EVENT_TYPES[entry.action],
+        "id": entry.id,
+        "time": iso(entry.time),
+        "device": entry.device_id,
+        "organization": organization,
+        "actor": entry.actor,
+        "detail": entry.detail,
+    }
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return f"id: {entry.id}\nevent: {data['type']}\ndata: {text}\n\n".encode()
+
+
+class _EventStream(Resource):
+    isLeaf = True
+
+    def __init__(
+        self, hub: EventHub, scope: tuple[int, ...] | None, types: frozenset[str], after: int
+    ) -> None:
+        super().__init__()
+        self.hub, self.scope, self.types, self.after = hub, scope, types, after
+
+    def render_GET(self, request: Request) -> int:
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        self.hub.open(request, self.scope, self.types, self.after)
+        return NOT_DONE_YET
+
+
+def _types(req: ApiRequest) -> frozenset[str]:
+    raw = req.query().get("types", "")
+    if not raw:
+        return frozenset(EVENT_TYPES.values())
+    wanted = frozenset(t.strip() for t in raw.split(",") if t.strip())
+    unknown = wanted - set(EVENT_TYPES.values())
+    if unknown or not wanted:
+        raise field_error("types", f"Use some of {', '.join(EVENT_TYPES.values())}.")
+    return wanted
+
+
+def _after(req: ApiRequest, store: Store) -> int:
+    """Where the stream starts: after Last-Event-ID when given, else after the newest."""
+    raw = req.raw.getHeader(b"last-event-id")
+    text = "" if raw is None else raw.decode("ascii", "replace").strip()
+    if not text:
+        return store.last_history_id()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise field_error("Last-Event-ID", "The id of an event this stream sent.")
+    return int(text)
+
+
+@route(
+    "/events/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "events",
+        "The appliance's events, as Server-Sent Events",
+        "meta",
+        params=(
+            query_param(
+                "types",
+                string(examples=["device.status_changed,task.failed"]),
+                "Comma-separated event types (default: all): " + ", ".join(EVENT_TYPES.values()),
+                empty=True,
+            ),
+        ),
+        errors=("BadRequest",),
+        description="A Last-Event-ID header resumes after that event; 503 past 100 streams. "
+        "Scoped tokens hear of their organizations' devices only.",
+        responses={
+            "200": {
+                "description": "An endless text/event-stream.",
+                "content": {"text/event-stream": {"schema": string()}},
+            }
+        },
+    ),
+)
+def events(api: Api, req: ApiRequest) -> Result:
+    for name in req.query():
+        if name != "types":
+            raise field_error(name[:100], "Unknown query parameter.")
+    types = _types(req)
+    hub: EventHub = api.appliance.events
+    if hub.full:
+        raise ApiError(503, {"detail": "Too many event streams; try again later."})
+    return 200, _EventStream(hub, req.principal.scope, types, _after(req, api.store))
