@@ -105,7 +105,7 @@ def _reader(text: str) -> Iterator[tuple[int, dict[str, str]]]:
         raise ImportRefused(f"Not CSV: {exc}") from None
 
 
-def _reference(value: str, by_id: Any, by_name: Any, what: str) -> tuple[int | None, str | None]:
+def _reference(value: str, by_name: Any, what: str) -> tuple[int | None, str | None]:
     """An id, or the id a name stands for: (id, None) or (None, why not)."""
     if value.isascii() and value.isdigit():
         return int(value), None
@@ -131,23 +131,18 @@ def _row_body(
             continue
         body[key] = value
     body.setdefault("name", given.get("serial_number", ""))
-    if "type" in given:
-        type_id, why = _reference(
-            given["type"], store.get_device_type, store.device_types_named, "device type"
-        )
-        if why is not None:
-            problems["type"] = [why]
-        else:
-            body["type"] = type_id
-    if "organization" in given:
-        org_id, why = _reference(
-            given["organization"], store.get_organization, store.organization_named, "organization"
-        )
-        if why is not None:
-            problems["organization"] = [why]
-        else:
-            body["organization_id"] = org_id
-    elif default_org is not None:
+    references = (
+        ("type", "type", store.device_types_named, "device type"),
+        ("organization", "organization_id", store.organization_named, "organization"),
+    )
+    for column, key, by_name, what in references:
+        if column in given:
+            row_id, why = _reference(given[column], by_name, what)
+            if why is not None:
+                problems[column] = [why]
+            else:
+                body[key] = row_id
+    if "organization" not in given and default_org is not None:
         body["organization_id"] = default_org
     if "location" in given:
         body["location_name"] = given["location"]
@@ -220,21 +215,8 @@ def import_devices(
     with store.transaction():
         for row in rows:
             write = device_write("flat", store, principal, dict(row.body), mode="create")
-            fields = dict(write.fields)
-            name = write.location_name
-            if isinstance(name, str):
-                fields["location_id"] = store.location_named(
-                    int(fields["organization_id"]), name, now=now, actor=actor
-                )
             try:
-                device = store.create_device(
-                    serial_number=fields.pop("serial_number"),
-                    name=fields.pop("name"),
-                    organization_id=fields.pop("organization_id"),
-                    now=now,
-                    actor=actor,
-                    **fields,
-                )
+                device = write.save(store, None, now=now, actor=actor)
             except Conflict:
                 # Registered between the check and now (a CPE's first Inform): all or nothing.
                 raise ApiError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from acs.store.models import IN_PROGRESS, UP, Device, DeviceFilter
+from acs.store.models import IN_PROGRESS, Device, DeviceFilter
 from api import device_ops, search, validation
 from api.base import (
     Api,
@@ -120,7 +120,6 @@ def save_device(
     store = api.store
     now = api.now()
     actor = req.principal.name
-    fields = dict(write.fields)
     conflict_detail = (
         "A device with this serial number (or alternative serial number) already exists."
     )
@@ -128,27 +127,7 @@ def save_device(
         store_errors(conflict_detail=conflict_detail, not_found_detail=_NO_DEVICE),
         store.transaction(),
     ):
-        name = write.location_name
-        if isinstance(name, str):
-            organization = write.organization_id(current)
-            assert organization is not None  # validation guarantees an organization
-            fields["location_id"] = store.location_named(organization, name, now=now, actor=actor)
-        elif name is None:
-            fields["location_id"] = None
-        if current is None:
-            status = fields.pop("status", None)
-            device = store.create_device(
-                serial_number=fields.pop("serial_number"),
-                name=fields.pop("name"),
-                organization_id=fields.pop("organization_id"),
-                now=now,
-                actor=actor,
-                **fields,
-            )
-            if status == UP:  # created Down; an operator may register it as Up
-                device = store.update_device(device.id, now=now, actor=actor, status=UP)
-        else:
-            device = store.update_device(current.id, now=now, actor=actor, **fields)
+        device = write.save(store, current, now=now, actor=actor)
         if check is not None:
             check(device)
     return device

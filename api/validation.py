@@ -205,6 +205,33 @@ class DeviceWrite:
             return int(self.fields["organization_id"])
         return None if current is None else current.organization_id
 
+    def save(self, store: Store, current: Device | None, *, now: float, actor: str) -> Device:
+        """Create (``current`` None) or update the device, in the caller's transaction: the
+        location found or created by name, the device row and its history. Conflict when a
+        serial is taken."""
+        fields = dict(self.fields)
+        name = self.location_name
+        if isinstance(name, str):
+            organization = self.organization_id(current)
+            assert organization is not None  # validation guarantees an organization
+            fields["location_id"] = store.location_named(organization, name, now=now, actor=actor)
+        elif name is None:
+            fields["location_id"] = None
+        if current is not None:
+            return store.update_device(current.id, now=now, actor=actor, **fields)
+        status = fields.pop("status", None)
+        device = store.create_device(
+            serial_number=fields.pop("serial_number"),
+            name=fields.pop("name"),
+            organization_id=fields.pop("organization_id"),
+            now=now,
+            actor=actor,
+            **fields,
+        )
+        if status == UP:  # created Down; an operator may register it as Up
+            device = store.update_device(device.id, now=now, actor=actor, status=UP)
+        return device
+
 
 # --- references -------------------------------------------------------------------------
 
