@@ -112,7 +112,12 @@ class EventHub:
             stream.cursor = max(stream.cursor, reached)
             if not chunks and now - stream.sent < HEARTBEAT:
                 continue
-            stream.request.write(b"".join(chunks) or b": heartbeat\n\n")
+            try:
+                stream.request.write(b"".join(chunks) or b": heartbeat\n\n")
+            except Exception:  # a connection gone bad: end this stream, never the poller
+                log.failure("event stream: write failed")
+                self._close(stream)
+                continue
             stream.sent = now
 
 

@@ -195,3 +195,25 @@ def test_cwmp_1_1_has_no_change_du_state(engine: TaskEngine, store: Store, devic
     assert engine.open_session(device.id, "1.1").next_request(now=10.0) is None
     failed = task_of(store, task.id)
     assert failed.state == FAILED and "which has no ChangeDUState" in (failed.fault_string or "")
+
+
+def test_a_report_bounds_what_it_stores(engine: TaskEngine, store: Store, device: Device) -> None:
+    task = sent(engine, device, OPERATIONS[:1])
+    huge = rpc.OpResult(
+        uuid=UUID + "x" * 1000,
+        deployment_unit_ref=UNIT,
+        version="v" * 10_000,
+        current_state="Installed",
+        resolved=True,
+        execution_unit_refs=",".join(
+            f"Device.SoftwareModules.ExecutionUnit.{i}" for i in range(99)
+        ),
+        fault=rpc.FaultStruct(0, "f" * 10_000),
+    )
+    report(engine, device, rpc.DUStateChangeComplete((huge,) * 40, command_key=task_key(task)))
+    [outcome] = task_of(store, task.id).result["operations"][:1]  # type: ignore[index]
+    assert len(outcome["uuid"]) == 36 and len(outcome["version"]) == 64
+    assert len(outcome["fault_string"]) == 256 and len(outcome["execution_units"]) == 16
+    assert len(task_of(store, task.id).result["operations"]) == 16  # type: ignore[index]
+    stored = store.get_parameter(device.id, f"{UNIT}.Version")
+    assert stored is not None and len(stored.value or "") == 64

@@ -199,21 +199,25 @@ def change_du_state(run: TaskRun) -> Steps:
 # --- the CPE's reports ------------------------------------------------------------------
 
 
+# Bounds of what a CPE's report puts in the history and the task result (its strings come
+# from an 8 MiB envelope): a path, a version, a fault string, the times.
+_MAX_REF, _MAX_VERSION, _MAX_FAULT, _MAX_TIME = 256, 64, 256, 64
+
+
 def _outcome(result: rpc.OpResult, kind: str) -> dict[str, Any]:
+    units = [ref.strip()[:_MAX_REF] for ref in result.execution_unit_refs.split(",")]
     return {
         "type": kind,
-        "uuid": result.uuid,
-        "deployment_unit": result.deployment_unit_ref,
-        "version": result.version,
+        "uuid": result.uuid[:36],
+        "deployment_unit": result.deployment_unit_ref[:_MAX_REF],
+        "version": result.version[:_MAX_VERSION],
         "state": result.current_state if result.current_state in _STATES else "Failed",
         "resolved": result.resolved,
-        "execution_units": [
-            ref.strip() for ref in result.execution_unit_refs.split(",") if ref.strip()
-        ],
-        "start_time": result.start_time,
-        "complete_time": result.complete_time,
+        "execution_units": [u for u in units if u][:MAX_OPERATIONS],
+        "start_time": result.start_time[:_MAX_TIME],
+        "complete_time": result.complete_time[:_MAX_TIME],
         "fault_code": result.fault.code,
-        "fault_string": result.fault.string,
+        "fault_string": result.fault.string[:_MAX_FAULT],
     }
 
 
@@ -242,11 +246,16 @@ def write_units(
             engine.store.delete_parameters(device_id, path)
         elif result.current_state == "Installed":
             rows: list[tuple[str, str | None, str | None, bool | None]] = [
-                (path + "UUID", result.uuid, "xsd:string", False),
-                (path + "Version", result.version, "xsd:string", False),
+                (path + "UUID", result.uuid[:36], "xsd:string", False),
+                (path + "Version", result.version[:_MAX_VERSION], "xsd:string", False),
                 (path + "Status", "Installed", "xsd:string", False),
                 (path + "Resolved", "true" if result.resolved else "false", "xsd:boolean", False),
-                (path + "ExecutionUnitList", result.execution_unit_refs, "xsd:string", False),
+                (
+                    path + "ExecutionUnitList",
+                    result.execution_unit_refs[: _MAX_REF * MAX_OPERATIONS],
+                    "xsd:string",
+                    False,
+                ),
             ]
             engine.store.upsert_parameters(device_id, rows, now=now)
 
@@ -254,7 +263,8 @@ def write_units(
 def report(results: Sequence[rpc.OpResult]) -> list[dict[str, Any]]:
     """What the history entry of a report lists (autonomous ones name the operation)."""
     return [
-        _outcome(result, result.operation_performed or "") for result in results[:MAX_OPERATIONS]
+        _outcome(result, result.operation_performed[:_MAX_VERSION])
+        for result in results[:MAX_OPERATIONS]
     ]
 
 
