@@ -4,10 +4,11 @@ appliance (tests run many in one process).
 Counted as it happens: CWMP sessions by outcome and their duration, the RPCs the ACS sent by
 method, the CPE faults answering them by method and fault code, the CPE's own requests by
 method, connection requests by outcome, tasks ended by kind and state, API requests by route,
-method and status with their latency. Read when scraped (:class:`ApplianceCollector`): the
-gauges (devices, devices by status, tasks by state, live sessions, tokens) and the counters
-other objects keep (503s at the session cap, idle evictions, authentication failures and
-throttling per listener, writes refused on a full disk).
+method and status with their latency, webhook delivery attempts by outcome. Read when
+scraped (:class:`ApplianceCollector`): the gauges (devices, devices by status, tasks by
+state, live sessions, tokens) and the counters other objects keep (503s at the session
+cap, idle evictions, authentication failures and throttling per listener, writes refused
+on a full disk).
 
 Every label value is one of a known few: method names are the codec's message classes, a
 fault code outside the CWMP ranges is ``other``, an API route is its rule, not its URL.
@@ -115,6 +116,12 @@ class Metrics:
             buckets=API_BUCKETS,
             registry=r,
         )
+        self.webhook_deliveries = Counter(
+            "acs_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, failed: to be retried).",
+            ["outcome"],
+            registry=r,
+        )
         # The hot path's children, bound once: every session is an Inform and most end done.
         self._done = self.sessions.labels("done")
         self._inform = self.cpe_requests.labels("Inform")
@@ -140,6 +147,9 @@ class Metrics:
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.api_requests.labels(route, method, str(status)).inc()
         self.api_seconds.labels(route).observe(max(seconds, 0.0))
+
+    def webhook_delivery(self, outcome: str) -> None:
+        self.webhook_deliveries.labels(outcome).inc()
 
     def watch_tasks(self, store: Store) -> None:
         """Count every task that ends (the store tells its listeners the id)."""

@@ -50,6 +50,7 @@ from acs.metrics import ApplianceCollector, Metrics
 from acs.scheduler import Scheduler
 from acs.store import Store
 from acs.tasks import TaskEngine, TransferWatch
+from acs.webhooks import WebhookDelivery
 from api.app import make_app
 from api.events import EventHub
 from api.site import ApiSite, port_address
@@ -245,6 +246,9 @@ class Appliance:
             self.liveness = LivenessSweep(self.store, reactor)
             self.scheduler = Scheduler(self.store, reactor, wake=self.wake)
             self.transfer_watch = TransferWatch(self.tasks)
+            self.webhooks = WebhookDelivery(
+                self.store, reactor, observe=self.metrics.webhook_delivery
+            )
             self.maintenance = StorageMaintenance(self.store, storage, reactor, config.retention)
 
             factories = {
@@ -268,6 +272,7 @@ class Appliance:
             self.liveness.setServiceParent(self.service)
             self.scheduler.setServiceParent(self.service)
             self.transfer_watch.setServiceParent(self.service)
+            self.webhooks.setServiceParent(self.service)
             self.maintenance.setServiceParent(self.service)
         except BaseException:
             self.close()

@@ -30,6 +30,7 @@ from api import (
     resources,
     serial,
     tags,
+    webhooks,
 )
 from api.base import Api, ApiRequest, ApplianceView, Result, route
 from api.docs import Doc
@@ -50,6 +51,7 @@ ROUTE_MODULES = (
     tags,
     audit,
     events,
+    webhooks,
     backups,
     files,
     firmware,

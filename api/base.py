@@ -239,15 +239,6 @@ def parse_coordinate(value: Any, limit: int, max_length: int) -> str | None:
 # --- time ----------------------------------------------------------------------------------
 
 
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds -> ``2024-01-15T09:30:15Z`` (UTC, second precision)."""
-    if ts is None:
-        return None
-    t = datetime.fromtimestamp(int(ts), UTC)
-    # Not strftime("%Y"): it writes year 324 as "324", which is not RFC 3339.
-    return f"{t.year:04d}-{t:%m-%dT%H:%M:%S}Z"
-
-
 def parse_datetime(value: str) -> float | None:
     """``2000-01-01``, ``2000-01-01 00:01:00``, ``2000-01-01T00:01:00``, with or without an
     offset or ``Z``; naive means UTC. None when unparsable."""

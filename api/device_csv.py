@@ -28,9 +28,10 @@ from typing import Any
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from acs.clock import iso
 from acs.store import Conflict, Device, DeviceFilter, Store
 from acs.store.checks import MAX_TAGS, check_tag
-from api.base import Api, ApiError, ApiRequest, Principal, Result, bad_request, iso, route
+from api.base import Api, ApiError, ApiRequest, Principal, Result, bad_request, route
 from api.docs import Doc
 from api.schema import JSON, ref, string
 from api.validation import device_write

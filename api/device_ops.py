@@ -42,15 +42,11 @@ from twisted.internet.defer import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from acs.clock import iso
 from acs.store import Store
 from acs.store.models import DOWN, FAILED, IN_PROGRESS, PENDING, Device, Task
 from acs.tasks import KINDS, REPORT_FAILED, TaskKind, validate_args
-from api.base import (
-    Api,
-    ApiError,
-    ApiRequest,
-    iso,
-)
+from api.base import Api, ApiError, ApiRequest
 from api.fields import (
     UNSET,
     Boolean,

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from acs.clock import iso
 from acs.cwmp.paths import is_setting_name, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.cwmp.values import type_problem
 from acs.store.models import Device
 from acs.tasks import EffectiveSetting, model_type
-from api.base import Api, ApiError, ApiRequest, Result, iso, route
+from api.base import Api, ApiError, ApiRequest, Result, route
 from api.docs import DETAIL, WRITE, Doc
 from api.operations import setting_problem, setting_value
 

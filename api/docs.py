@@ -82,6 +82,7 @@ PATH_PARAMETERS: dict[str, Schema] = {
     "file_id": _rid("stored file"),
     "task_id": _rid("Task", "task_id"),
     "backup_id": _rid("Backup", "backup_id"),
+    "webhook_id": _rid("webhook"),
     "tag": path_param("tag", string(minLength=1, maxLength=MAX_TAG), "One of the device's tags."),
 }
 

@@ -1,11 +1,10 @@
-"""``GET /events/``: the appliance's events as Server-Sent Events (text/event-stream).
+"""``GET /events/``: the appliance's events (:mod:`acs.events`) as Server-Sent Events.
 
 An event is a device history entry of a few kinds, so it exists as soon as the change it
 tells of is committed, and a client that reconnects with ``Last-Event-ID`` (the entry's
-id) gets every event it missed while the entries are kept (``[retention]``):
-``device.registered``, ``device.status_changed``, ``device.informed``, ``task.queued``,
-``task.done``, ``task.failed``. Each ``data:`` line is a JSON object: ``type``, ``id``,
-``time``, ``device``, ``organization``, ``actor`` and the entry's ``detail``. A token scoped
+id) gets every event it missed while the entries are kept (``[retention]``). Each
+``data:`` line is the event's JSON object (type, id, time, device, organization, actor,
+detail). A token scoped
 to organizations hears of their devices only; ``?types=`` (comma-separated) narrows the
 kinds. One poller reads new entries for every stream every ``POLL`` seconds; a comment line
 every ``HEARTBEAT`` seconds keeps idle connections (and proxies) open; at most
@@ -14,7 +13,6 @@ every ``HEARTBEAT`` seconds keeps idle connections (and proxies) open; at most
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from twisted.internet.task import LoopingCall
@@ -23,23 +21,15 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from acs.clock import Reactor
+from acs.events import ACTIONS, EVENT_TYPES, event, event_json
 from acs.store import Store
 from acs.store.models import HistoryEntry
-from api.base import Api, ApiError, ApiRequest, Result, field_error, iso, route
+from api.base import Api, ApiError, ApiRequest, Result, field_error, route
 from api.docs import Doc, query_param
 from api.schema import string
 
 log = Logger(namespace="api.events")
 
-# History actions -> event types.
-EVENT_TYPES = {
-    "created": "device.registered",
-    "status": "device.status_changed",
-    "inform": "device.informed",
-    "task_queued": "task.queued",
-    "task_done": "task.done",
-    "task_failed": "task.failed",
-}
 POLL = 0.5
 HEARTBEAT = 15.0
 MAX_STREAMS = 100
@@ -95,7 +85,7 @@ class EventHub:
         try:
             upto = self.store.last_history_id()
             start = min(s.cursor for s in self.streams)
-            rows = self.store.device_events(start, upto, tuple(EVENT_TYPES), limit=BATCH)
+            rows = self.store.device_events(start, upto, ACTIONS, limit=BATCH)
         except Exception:
             log.failure("event stream: cannot read the history")
             return
@@ -122,17 +112,8 @@ class EventHub:
 
 
 def _frame(entry: HistoryEntry, organization: int) -> bytes:
-    data = {
-        "type": EVENT_TYPES[entry.action],
-        "id": entry.id,
-        "time": iso(entry.time),
-        "device": entry.device_id,
-        "organization": organization,
-        "actor": entry.actor,
-        "detail": entry.detail,
-    }
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return f"id: {entry.id}\nevent: {data['type']}\ndata: {text}\n\n".encode()
+    data = event(entry, organization)
+    return f"id: {entry.id}\nevent: {data['type']}\ndata: {event_json(data)}\n\n".encode()
 
 
 class _EventStream(Resource):

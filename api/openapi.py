@@ -35,6 +35,7 @@ from api import (  # noqa: F401  (declare their forms and views)
     resources,
     tags,
     validation,
+    webhooks,
 )
 from api.base import (
     ROUTES,
@@ -425,6 +426,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "location",
                 "firmware_image",
                 "file",
+                "webhook",
                 "meta",
             )
         ],

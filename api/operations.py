@@ -27,11 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from acs.clock import iso
 from acs.cwmp.paths import ACS_MANAGED_SUFFIXES, ROOTS, is_setting_name, known_root
 from acs.cwmp.redact import REDACTED, is_secret_path
 from acs.cwmp.values import type_problem
 from acs.store.models import OPERATIONAL_STATUSES, Device, OperationalRecord
-from api.base import Api, ApiError, ApiRequest, Result, iso, route
+from api.base import Api, ApiError, ApiRequest, Result, route
 from api.docs import WRITE, Doc
 from api.fields import (
     MAX_NAME,

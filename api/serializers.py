@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from acs.clock import iso
 from acs.store import Store
 from acs.store.models import UP, Device, DeviceType, Location, Organization
 from api import device_ops
-from api.base import iso
 
 # Where a CPE reports its WAN/LAN MAC address, most telling first (TR-098, then TR-181).
 MAC_PARAMETERS = (

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from api.base import iso
+from acs.clock import iso
 from api.schema import Schema, date_time, obj, page
 
 

@@ -12,7 +12,7 @@ organization, a pending firmware upgrade needs an image, an upload's name and ve
 in the query for a raw body and in the form for a multipart one (firmware images and
 files), a task's parameters are named once each with values of their types, and the
 file, image or task a task names exists, with its time windows in order; a device import is a
-good CSV file, checked only (dry_run). Negative cases are sent as
+good CSV file, checked only (dry_run); a webhook's URL is on loopback. Negative cases are sent as
 generated. schemathesis revalidates a case a hook edited, so a repaired body that stopped
 being schema-valid is not judged as positive.
 """
@@ -233,6 +233,12 @@ def _file_upload(case: Case, body: Body) -> None:
         body.pop("oui", None)
 
 
+def _webhook(case: Case, body: Body) -> None:
+    """A webhook the ACS will POST to: loopback (port 9, where nothing listens) only."""
+    if "url" in body:
+        body["url"] = "http://127.0.0.1:9/fuzz"
+
+
 IMPORT = "/api/v1/inventory_device/import/"
 
 
@@ -258,6 +264,7 @@ _REPAIRS: dict[str, Callable[[Case, Body], None]] = {
     "/api/v1/file/": _file_upload,
     "/api/v1/inventory_device/{id}/tasks/": _task_request,
     IMPORT: _device_import,  # whatever the body: see before_call
+    "/api/v1/webhook/": _webhook,
 }
 
 

@@ -15,8 +15,9 @@ import pytest
 from apiharness import T0, ApiHarness
 from twisted.internet.defer import Deferred, ensureDeferred
 
+from acs.clock import iso
 from acs.store import CANCELLED, DOWN, PENDING, UP, Device
-from api.base import Api, ApiError, ApiRequest, Principal, iso
+from api.base import Api, ApiError, ApiRequest, Principal
 from api.device_ops import (
     UNSET,
     Operations,

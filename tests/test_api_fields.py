@@ -43,6 +43,8 @@ PROBES: list[Any] = [
     ["x", 1], ["x"] * 100, ["x"] * 101, "0000-01-31T00:00", "0982-04-31 19:36:26",
     "2023-02-29T00:00", "2024-02-29T00:00", "1900-02-29", "2000-02-29", "9999-12-31T23:59-01:00",
     "2 Web Content", "1 Firmware Upgrade Image", "X 00D09E ringtones", "00D09E", "00d09e",
+    "http://127.0.0.1/hook", "https://[::1]:8443/h?x=1", "ftp://127.0.0.1/", "http://a b",
+    ["task.done", "device.informed"], ["task.exploded"],
 ]  # fmt: skip
 
 

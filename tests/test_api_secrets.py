@@ -42,12 +42,14 @@ class World:
     replies: list[tuple[str, Reply]] = field(default_factory=list)
     firmware_image_id: int = 0
     file_id: int = 0
+    webhook_id: int = 0
 
     def secrets(self) -> dict[str, str]:
         """label -> secret text that must never appear in a response."""
         found = {f"device password {p}": p for p in DEVICE_PASSWORDS}
         found["connection-request password"] = CR_PASSWORD
         found["cached ...Password parameter"] = CACHED_PASSWORD
+        found["webhook secret"] = WEBHOOK_SECRET
         for i, token in enumerate(self.tokens):
             found[f"token {i}"] = token
             found[f"token hash {i}"] = hashlib.sha256(token.encode()).hexdigest()
@@ -59,6 +61,9 @@ def _ok(world: World, harness: ApiHarness, method: str, path: str, body: object)
     world.replies.append((f"{method} {path}", reply))
     assert reply.status in (200, 201), f"{method} {path}: {reply.status} {reply.raw[:300]!r}"
     return reply
+
+
+WEBHOOK_SECRET = "webhook-secret-never-shown"
 
 
 def build_world(harness: ApiHarness) -> World:
@@ -107,6 +112,9 @@ def build_world(harness: ApiHarness) -> World:
     )
     harness.appliance.storage.stored_path(stored).write_bytes(b"web")
     world.file_id = stored.id
+    world.webhook_id = store.create_webhook(
+        "http://127.0.0.1:9/hook", WEBHOOK_SECRET, ["task.done"], now=now, actor="t"
+    ).id
 
     created = _ok(
         world,
@@ -229,6 +237,7 @@ def _fill(world: World, segment: str) -> str | None:
         "location": str(world.location_id),
         "firmware_image": str(world.firmware_image_id),
         "file": str(world.file_id),
+        "webhook": str(world.webhook_id),
         "tasks": str(world.task_id),
     }.get(segment)
 

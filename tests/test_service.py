@@ -184,6 +184,7 @@ class ApplianceTests(unittest.TestCase):
                     "liveness",
                     "scheduler",
                     "transfer_watch",
+                    "webhooks",
                     "storage_maintenance",
                 },
             )

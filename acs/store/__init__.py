@@ -10,6 +10,7 @@ and all of their SQL:
 - `devices`  devices, their Inform record and Up/Down, operational records, bulk seeding,
              the device list filters
 - `tags`     device tags, one at a time and in bulk over a filter
+- `webhooks` webhooks and their outbox of deliveries
 - `tasks`    the task queue, its transitions, transfer notes, scheduling, task retention
 - `settings` the parameter cache, desired settings, effective settings
 - `catalog`  organizations, device types, locations
@@ -70,9 +71,10 @@ from acs.store.models import (
 from acs.store.settings import Settings
 from acs.store.tags import Tags
 from acs.store.tasks import Tasks
+from acs.store.webhooks import Webhooks
 
 
-class Store(Devices, Tags, Tasks, Settings, Catalog, Files, Audit):
+class Store(Devices, Tags, Tasks, Settings, Catalog, Files, Audit, Webhooks):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""
 

@@ -17,6 +17,7 @@ from typing import Any
 from acs.store.models import (
     ApiToken,
     Backup,
+    Delivery,
     Device,
     DeviceType,
     FirmwareImage,
@@ -28,6 +29,7 @@ from acs.store.models import (
     SessionTranscript,
     StoredFile,
     Task,
+    Webhook,
 )
 
 Row = sqlite3.Row
@@ -121,6 +123,34 @@ def history(row: Row) -> HistoryEntry:
         actor=row["actor"],
         action=row["action"],
         detail=json.loads(row["detail"]),
+    )
+
+
+def webhook(row: Row) -> Webhook:
+    return Webhook(
+        id=row["id"],
+        url=row["url"],
+        secret=row["secret"],
+        event_types=tuple(json.loads(row["event_types"])),
+        cursor=int(row["cursor"]),
+        created=float(row["created"]),
+    )
+
+
+def delivery(row: Row) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        webhook_id=row["webhook_id"],
+        event_id=row["event_id"],
+        event_type=row["event_type"],
+        payload=row["payload"],
+        state=row["state"],
+        attempts=row["attempts"],
+        next_attempt_at=float(row["next_attempt_at"]),
+        last_status=row["last_status"],
+        last_error=row["last_error"],
+        created=float(row["created"]),
+        delivered=_opt_float(row["delivered"]),
     )
 
 

@@ -403,6 +403,36 @@ _V13 = """
 CREATE INDEX history_audit ON history (id) WHERE actor NOT IN ('acs', 'cpe');
 """
 
+# Webhooks and their outbox: an event is copied into a delivery (with its body) when the
+# webhook's cursor passes its history entry, and stays pending until a 2xx answer.
+_V14 = """
+CREATE TABLE webhooks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    url TEXT NOT NULL CHECK (url <> ''),
+    secret TEXT NOT NULL,
+    event_types TEXT NOT NULL,
+    cursor INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id INTEGER NOT NULL REFERENCES webhooks (id) ON DELETE CASCADE,
+    event_id INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_status INTEGER,
+    last_error TEXT,
+    created REAL NOT NULL,
+    delivered REAL,
+    UNIQUE (webhook_id, event_id)
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, id)
+    WHERE state = 'pending';
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -417,6 +447,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("stored files", sql(_V11)),
     ("device tags, and the stored tree indexed by value", _v12),
     ("index of the audit entries", sql(_V13)),
+    ("webhooks and their outbox", sql(_V14)),
 ]
 
 

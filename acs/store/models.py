@@ -121,6 +121,36 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """Where events are POSTed (HMAC-signed with ``secret``), and which."""
+
+    id: int
+    url: str
+    secret: str
+    event_types: tuple[str, ...]
+    cursor: int  # the last history entry considered for it
+    created: float
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One event for one webhook: sent until the receiver answers 2xx, in order."""
+
+    id: int
+    webhook_id: int
+    event_id: int
+    event_type: str
+    payload: str  # the JSON body, fixed at enqueueing so every attempt signs the same bytes
+    state: str  # pending | delivered
+    attempts: int
+    next_attempt_at: float
+    last_status: int | None
+    last_error: str | None
+    created: float
+    delivered: float | None
+
+
+@dataclass(frozen=True)
 class ApiToken:
     id: int
     name: str
