@@ -34,7 +34,7 @@ from acs.store.checks import MAX_TAGS, check_tag
 from api.base import Api, ApiError, ApiRequest, Principal, Result, bad_request, route
 from api.docs import Doc
 from api.schema import JSON, ref, string
-from api.validation import device_write
+from api.validation import DeviceWrite, device_write
 
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
 MAX_IMPORT_ROWS = 100_000
@@ -57,8 +57,7 @@ EXPORT_COLUMNS = ("id", *(c for c in IMPORT_COLUMNS if c != "password"), *READ_O
 @dataclass
 class _Row:
     line: int
-    serial: str
-    body: dict[str, Any]
+    write: DeviceWrite  # the row, validated as a creation of the flat view
     tags: list[str] = field(default_factory=list)
 
 
@@ -176,8 +175,9 @@ def check_import(
         report.rows += 1
         body, tags, problems = _row_body(store, cells, fallback)
         serial = str(body.get("serial_number", ""))
+        write: DeviceWrite | None = None
         try:
-            device_write("flat", store, principal, dict(body), mode="create")
+            write = device_write("flat", store, principal, dict(body), mode="create")
         except ApiError as exc:
             for key, messages in exc.body.items():
                 listed = messages if isinstance(messages, list) else [str(messages)]
@@ -191,10 +191,10 @@ def check_import(
             elif store.find_device_by_serial(value) is not None:
                 problems.setdefault(key, []).append("A device with this serial already exists.")
             seen.setdefault(value, line)
-        if problems:
+        if problems or write is None:
             report.errors.append({"line": line, "serial_number": serial[:64], "errors": problems})
         else:
-            rows.append(_Row(line, serial, body, tags))
+            rows.append(_Row(line, write, tags))
     return rows, report
 
 
@@ -215,9 +215,8 @@ def import_devices(
     actor = principal.name
     with store.transaction():
         for row in rows:
-            write = device_write("flat", store, principal, dict(row.body), mode="create")
             try:
-                device = write.save(store, None, now=now, actor=actor)
+                device = row.write.save(store, None, now=now, actor=actor)
             except Conflict:
                 # Registered between the check and now (a CPE's first Inform): all or nothing.
                 raise ApiError(
