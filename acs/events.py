@@ -4,7 +4,9 @@ the event stream (``GET /events/``, :mod:`api.events`) and by webhooks
 
 An event exists once the change it tells of is committed (its history entry), so both can
 resume from an entry id: ``device.registered``, ``device.status_changed``,
-``device.informed``, ``task.queued``, ``task.done``, ``task.failed``.
+``device.informed``, ``task.queued``, ``task.done``, ``task.failed`` and
+``campaign.progress`` (a device of a campaign finished its task: done, failed or
+cancelled, with the campaign's id).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ EVENT_TYPES = {
     "task_queued": "task.queued",
     "task_done": "task.done",
     "task_failed": "task.failed",
+    "campaign_progress": "campaign.progress",
 }
 ACTIONS = tuple(EVENT_TYPES)
 

@@ -32,7 +32,7 @@ from prometheus_client.registry import Collector
 import acs
 from acs.authguard import AuthThrottle
 from acs.store.health import STORAGES
-from acs.store.models import DOWN, UP, DeviceFilter
+from acs.store.models import DOWN, UP, Campaign, DeviceFilter
 
 if TYPE_CHECKING:
     from acs.service import Appliance
@@ -122,6 +122,12 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.campaigns_ended = Counter(
+            "acs_campaigns_ended",
+            "Campaigns that ended by themselves, by state (done, stopped by their rule).",
+            ["state"],
+            registry=r,
+        )
         # The hot path's children, bound once: every session is an Inform and most end done.
         self._done = self.sessions.labels("done")
         self._inform = self.cpe_requests.labels("Inform")
@@ -150,6 +156,9 @@ class Metrics:
 
     def webhook_delivery(self, outcome: str) -> None:
         self.webhook_deliveries.labels(outcome).inc()
+
+    def campaign_ended(self, _campaign: Campaign, state: str) -> None:
+        self.campaigns_ended.labels(state).inc()
 
     def watch_tasks(self, store: Store) -> None:
         """Count every task that ends (the store tells its listeners the id)."""
@@ -196,6 +205,7 @@ class ApplianceCollector(Collector):
         yield GaugeMetricFamily(
             "acs_api_tokens", "API tokens not revoked.", store.count_active_tokens()
         )
+        yield from _campaign_progress(store)
         refused = CounterMetricFamily(
             "acs_storage_writes_refused",
             "Writes refused because the database or the files directory was full.",
@@ -216,6 +226,28 @@ class ApplianceCollector(Collector):
                 a.api_auth_throttle.refused_total,
             ),
         )
+
+
+def _campaign_progress(store: Store) -> Iterator[Metric]:
+    """Each running or paused campaign's devices by progress state (at most MAX_ACTIVE
+    campaigns, so the labels stay few)."""
+    active = store.active_campaigns()
+    devices = GaugeMetricFamily(
+        "acs_campaign_devices",
+        "Devices of each running or paused campaign, by progress state.",
+        labels=["campaign", "state"],
+    )
+    for campaign in active:
+        counts, _ = store.campaign_progress(campaign.id)
+        for state, n in counts.items():
+            devices.add_metric([str(campaign.id), state], n)
+    yield devices
+    by_state = GaugeMetricFamily(
+        "acs_campaigns_active", "Campaigns running or paused.", labels=["state"]
+    )
+    for state in ("running", "paused"):
+        by_state.add_metric([state], sum(c.state == state for c in active))
+    yield by_state
 
 
 class CwmpView(Protocol):

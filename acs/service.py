@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from acs.authguard import AuthThrottle
+from acs.campaigns import CampaignRunner
 from acs.clock import Reactor
 from acs.config import Config, ConfigError
 from acs.connreq import ConnectionRequester, TargetPolicy
@@ -246,6 +247,9 @@ class Appliance:
             self.liveness = LivenessSweep(self.store, reactor)
             self.scheduler = Scheduler(self.store, reactor, wake=self.wake)
             self.transfer_watch = TransferWatch(self.tasks)
+            self.campaigns = CampaignRunner(
+                self.store, reactor, tasks=self.tasks, observe=self.metrics.campaign_ended
+            )
             self.webhooks = WebhookDelivery(
                 self.store, reactor, observe=self.metrics.webhook_delivery
             )
@@ -272,6 +276,7 @@ class Appliance:
             self.liveness.setServiceParent(self.service)
             self.scheduler.setServiceParent(self.service)
             self.transfer_watch.setServiceParent(self.service)
+            self.campaigns.setServiceParent(self.service)
             self.webhooks.setServiceParent(self.service)
             self.maintenance.setServiceParent(self.service)
         except BaseException:

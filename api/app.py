@@ -16,6 +16,7 @@ import acs
 from api import (
     audit,
     backups,
+    campaigns,
     device_children,
     device_csv,
     device_settings,
@@ -49,6 +50,7 @@ ROUTE_MODULES = (
     device_settings,
     device_csv,
     tags,
+    campaigns,
     audit,
     events,
     webhooks,

@@ -55,11 +55,11 @@ def task_component(kind: str, what: str) -> str:
     return f"Task{what}" + "".join(part.capitalize() for part in kind.split("_"))
 
 
-def _redacted(data: Any) -> Any:
+def redacted(data: Any) -> Any:
     """``data`` with the value of every ``{"name": <credential path>, "value": ...}`` item
     (and every credential-path key) hidden, however deep."""
     if isinstance(data, list):
-        return [_redacted(item) for item in data]
+        return [redacted(item) for item in data]
     if not isinstance(data, dict):
         return data
     name = data.get("name")
@@ -68,17 +68,17 @@ def _redacted(data: Any) -> Any:
         key: REDACTED
         if (secret and key == "value" and value is not None)
         or (is_secret_path(key) and value is not None)
-        else _redacted(value)
+        else redacted(value)
         for key, value in data.items()
     }
 
 
 def _args(task: Task) -> Any:
-    return _redacted(task.args)
+    return redacted(task.args)
 
 
 def _result(task: Task) -> Any:
-    return None if task.result is None else _redacted(task.result)
+    return None if task.result is None else redacted(task.result)
 
 
 parameter_json = View(
@@ -105,7 +105,8 @@ task_json = View(
         "fault_string": Out(string(True)),
         "attempts": Out(integer(minimum=0)),
         "next_attempt_at": when(null=True, description="When a failed attempt is retried."),
-        "actor": Out(string(description="Who queued it: a token name, or 'acs'.")),
+        "actor": Out(string(description="Who queued it: a token name, 'acs' or 'campaign:<id>'.")),
+        "campaign": Out(integer(True, description="The campaign that queued it."), "campaign_id"),
         "arguments": Out(obj({}, description="As queued (credential values redacted)."), _args),
         "result": Out(
             {

@@ -85,16 +85,18 @@ def _check_for_device(api: Api, device: Device, kind: str, args: Mapping[str, An
         if problem is not None:
             errors.setdefault("parameters", []).append(f"{item['name']}: value {problem}")
     if kind in ("download", "schedule_download"):
-        errors.update(_download_problems(api, device, args))
+        errors.update(download_problems(api, device, args))
     if kind == "cancel_transfer":
         errors.update(_cancel_problems(api, device, args["task"]))
     if errors:
         raise ApiError(400, errors)
 
 
-def _download_problems(api: Api, device: Device, args: Mapping[str, Any]) -> dict[str, list[str]]:
+def download_problems(
+    api: Api, device: Device | None, args: Mapping[str, Any]
+) -> dict[str, list[str]]:
     """The file or image a download names must exist; a file a CPE uploaded goes only to
-    devices of that CPE's organization."""
+    devices of that CPE's organization (``device`` None, to many devices: not at all)."""
     if "firmware_image" in args:
         if api.store.get_firmware_image(args["firmware_image"]) is None:
             return {"firmware_image": [does_not_exist(args["firmware_image"])]}
@@ -102,7 +104,7 @@ def _download_problems(api: Api, device: Device, args: Mapping[str, Any]) -> dic
     stored = api.store.get_file(args["file"])
     if stored is not None and stored.device_id is not None:
         owner = api.store.get_device(stored.device_id)
-        if owner is None or owner.organization_id != device.organization_id:
+        if device is None or owner is None or owner.organization_id != device.organization_id:
             stored = None
     if stored is None:
         return {"file": [does_not_exist(args["file"])]}

@@ -83,6 +83,7 @@ PATH_PARAMETERS: dict[str, Schema] = {
     "task_id": _rid("Task", "task_id"),
     "backup_id": _rid("Backup", "backup_id"),
     "webhook_id": _rid("webhook"),
+    "campaign_id": _rid("campaign"),
     "tag": path_param("tag", string(minLength=1, maxLength=MAX_TAG), "One of the device's tags."),
 }
 

@@ -28,6 +28,7 @@ from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
 from api import (  # noqa: F401  (declare their forms and views)
     audit,
     backups,
+    campaigns,
     device_children,
     device_tasks,
     firmware,
@@ -426,6 +427,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "location",
                 "firmware_image",
                 "file",
+                "campaign",
                 "webhook",
                 "meta",
             )

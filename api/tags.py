@@ -19,7 +19,7 @@ from api.schema import Schema, integer, obj, string
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Filter(JsonObject):
+class DeviceFilterField(JsonObject):
     """The device list filters as an object (:func:`api.search.filter_problem`)."""
 
     def parse(self, value: Any) -> dict[str, Any]:
@@ -42,7 +42,7 @@ BULK_FORM = Form(
     "BulkTags",
     {
         "tags": TagList(required=True, description="Added to every device selected."),
-        "filter": _Filter(required=True),
+        "filter": DeviceFilterField(required=True),
         "remove": Boolean(description="true: remove the tags instead."),
     },
     components={"BulkTagsWrite": "create"},

@@ -225,6 +225,12 @@ def _task_references(case: Case, body: Body) -> None:
         )
 
 
+def _campaign(case: Case, body: Body) -> None:
+    """A campaign's task holds what a task request does (see ``_task_request``)."""
+    if isinstance(body.get("task"), dict):
+        _task_request(case, body["task"])
+
+
 def _file_upload(case: Case, body: Body) -> None:
     """A multipart file: no query fields (they are for raw bodies), and no OUI written as
     "null" (a form field is text: leaving it out is how a form says none)."""
@@ -265,6 +271,7 @@ _REPAIRS: dict[str, Callable[[Case, Body], None]] = {
     "/api/v1/inventory_device/{id}/tasks/": _task_request,
     IMPORT: _device_import,  # whatever the body: see before_call
     "/api/v1/webhook/": _webhook,
+    "/api/v1/campaign/": _campaign,
 }
 
 

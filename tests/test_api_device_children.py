@@ -149,6 +149,7 @@ def test_tasks_list_in_creation_order_with_state_filter(harness: ApiHarness) -> 
         "attempts": 1,
         "next_attempt_at": None,
         "actor": "ops",
+        "campaign": None,
         "arguments": {},
         "result": None,
     }

@@ -45,6 +45,14 @@ PROBES: list[Any] = [
     "2 Web Content", "1 Firmware Upgrade Image", "X 00D09E ringtones", "00D09E", "00d09e",
     "http://127.0.0.1/hook", "https://[::1]:8443/h?x=1", "ftp://127.0.0.1/", "http://a b",
     ["task.done", "device.informed"], ["task.exploded"],
+    {"kind": "reboot"}, {"kind": "reboot", "x": 1}, {"kind": "cancel_transfer", "task": 1},
+    {"kind": "get_parameter_values", "parameter_names": ["Device.A"]},
+    [{"start": "02:00", "end": "05:00"}], [{"start": "2:00", "end": "05:00"}],
+    [{"start": "22:00", "end": "05:00", "days": ["mon", "sun"], "timezone": "Europe/Berlin"}],
+    [{"start": "02:00", "end": "05:00", "timezone": "Mars/Base"}],
+    [{"start": "02:00", "end": "05:00", "days": []}], [{"start": "02:00", "end": "24:00"}],
+    {"max_failures": 3}, {"max_failure_ratio": 0.05, "min_sample": 20}, {"max_failure_ratio": 2},
+    {"min_sample": 0}, {"max_failures": -1}, 0.001, 0.01, 100000, 100001,
 ]  # fmt: skip
 
 

@@ -313,6 +313,10 @@ def test_real_responses_match_the_documented_schemas(harness: ApiHarness) -> Non
         f"{API_PREFIX}/device_type/{{id}}/": world.device_type_id,
         f"{API_PREFIX}/location/{{id}}/": world.location_id,
         f"{API_PREFIX}/firmware_image/{{id}}/": world.firmware_image_id,
+        **{
+            f"{API_PREFIX}/campaign/{{id}}/{tail}": world.campaign_id
+            for tail in ("", "preview/", "devices/")
+        },
     }
     ids["file_id"] = world.file_id
     failures: list[str] = []

@@ -43,6 +43,7 @@ class World:
     firmware_image_id: int = 0
     file_id: int = 0
     webhook_id: int = 0
+    campaign_id: int = 0
 
     def secrets(self) -> dict[str, str]:
         """label -> secret text that must never appear in a response."""
@@ -50,6 +51,7 @@ class World:
         found["connection-request password"] = CR_PASSWORD
         found["cached ...Password parameter"] = CACHED_PASSWORD
         found["webhook secret"] = WEBHOOK_SECRET
+        found["campaign password"] = CAMPAIGN_PASSWORD
         for i, token in enumerate(self.tokens):
             found[f"token {i}"] = token
             found[f"token hash {i}"] = hashlib.sha256(token.encode()).hexdigest()
@@ -64,6 +66,7 @@ def _ok(world: World, harness: ApiHarness, method: str, path: str, body: object)
 
 
 WEBHOOK_SECRET = "webhook-secret-never-shown"
+CAMPAIGN_PASSWORD = "campaign-set-S3CR3T-password"
 
 
 def build_world(harness: ApiHarness) -> World:
@@ -222,6 +225,24 @@ def build_world(harness: ApiHarness) -> World:
     tasks = store.tasks_for_device(device_id)
     assert tasks, "PATCH reboot=true queued no task"
     world.task_id = tasks[0].id
+    password = "Device.ManagementServer.ConnectionRequestPassword"
+    campaign = _ok(
+        world,
+        harness,
+        "POST",
+        "/api/v1/campaign/",
+        {
+            "name": "rotate",
+            "filter": {"tag": ["lab"]},
+            "task": {
+                "kind": "set_parameter_values",
+                "parameters": [{"name": password, "value": CAMPAIGN_PASSWORD}],
+            },
+            "rate": 60,
+        },
+    )
+    world.campaign_id = campaign.json["id"]
+    _ok(world, harness, "POST", f"/api/v1/campaign/{world.campaign_id}/start/", None)
     return world
 
 
@@ -238,6 +259,7 @@ def _fill(world: World, segment: str) -> str | None:
         "firmware_image": str(world.firmware_image_id),
         "file": str(world.file_id),
         "webhook": str(world.webhook_id),
+        "campaign": str(world.campaign_id),
         "tasks": str(world.task_id),
     }.get(segment)
 

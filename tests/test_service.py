@@ -184,6 +184,7 @@ class ApplianceTests(unittest.TestCase):
                     "liveness",
                     "scheduler",
                     "transfer_watch",
+                    "campaigns",
                     "webhooks",
                     "storage_maintenance",
                 },

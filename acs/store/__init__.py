@@ -12,6 +12,7 @@ and all of their SQL:
 - `tags`     device tags, one at a time and in bulk over a filter
 - `webhooks` webhooks and their outbox of deliveries
 - `tasks`    the task queue, its transitions, transfer notes, scheduling, task retention
+- `campaigns` campaigns: their device sets, states and progress, over the task queue
 - `settings` the parameter cache, desired settings, effective settings
 - `catalog`  organizations, device types, locations
 - `files`    firmware image and configuration backup rows
@@ -35,6 +36,7 @@ and the service opens one or the other from the configuration. Callers do not ch
 """
 
 from acs.store.audit import Audit
+from acs.store.campaigns import Campaigns
 from acs.store.catalog import Catalog
 from acs.store.devices import Devices
 from acs.store.errors import Conflict, NotFound, SchemaError, StoreError
@@ -74,7 +76,7 @@ from acs.store.tasks import Tasks
 from acs.store.webhooks import Webhooks
 
 
-class Store(Devices, Tags, Tasks, Settings, Catalog, Files, Audit, Webhooks):
+class Store(Devices, Tags, Campaigns, Tasks, Settings, Catalog, Files, Audit, Webhooks):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""
 

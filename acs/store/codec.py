@@ -17,6 +17,7 @@ from typing import Any
 from acs.store.models import (
     ApiToken,
     Backup,
+    Campaign,
     Delivery,
     Device,
     DeviceType,
@@ -102,6 +103,7 @@ def task(row: Row) -> Task:
         result=_loads(row["result"]),
         actor=row["actor"],
         priority=row["priority"],
+        campaign_id=row["campaign_id"],
     )
 
 
@@ -134,6 +136,29 @@ def webhook(row: Row) -> Webhook:
         event_types=tuple(json.loads(row["event_types"])),
         cursor=int(row["cursor"]),
         created=float(row["created"]),
+    )
+
+
+def campaign(row: Row) -> Campaign:
+    scope = json.loads(row["organization_ids"]) if row["organization_ids"] else None
+    return Campaign(
+        id=row["id"],
+        name=row["name"],
+        filter=json.loads(row["filter"]),
+        organization_ids=None if scope is None else tuple(scope),
+        kind=row["kind"],
+        args=json.loads(row["args"]),
+        windows=tuple(json.loads(row["windows"])),
+        rate=float(row["rate"]),
+        max_in_flight=int(row["max_in_flight"]),
+        stop_rule=json.loads(row["stop_rule"]),
+        state=row["state"],
+        hold=bool(row["hold"]),
+        reason=row["reason"],
+        actor=row["actor"],
+        created=float(row["created"]),
+        started=_opt_float(row["started"]),
+        finished=_opt_float(row["finished"]),
     )
 
 

@@ -433,6 +433,50 @@ CREATE INDEX webhook_deliveries_pending ON webhook_deliveries (webhook_id, id)
     WHERE state = 'pending';
 """
 
+# Campaigns: one task kind over the devices a filter selected when the campaign started
+# (campaign_devices, in id order), paced by the runner (acs.campaigns). A device's row gets
+# its task in the transaction that queues it (never twice) and its outcome in the one that
+# finishes the task (kept when finished tasks are pruned). ``hold``: its pending tasks wait
+# (paused, or outside its window).
+_V15 = """
+CREATE TABLE campaigns (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    filter TEXT NOT NULL,
+    organization_ids TEXT,
+    kind TEXT NOT NULL,
+    args TEXT NOT NULL,
+    windows TEXT NOT NULL,
+    rate REAL NOT NULL CHECK (rate > 0),
+    max_in_flight INTEGER NOT NULL CHECK (max_in_flight > 0),
+    stop_rule TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'draft'
+        CHECK (state IN ('draft', 'running', 'paused', 'done', 'stopped', 'cancelled')),
+    hold INTEGER NOT NULL DEFAULT 0,
+    reason TEXT,
+    actor TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL
+);
+CREATE TABLE campaign_devices (
+    campaign_id INTEGER NOT NULL REFERENCES campaigns (id) ON DELETE CASCADE,
+    device_id INTEGER NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
+    task_id INTEGER,
+    outcome TEXT CHECK (outcome IN ('done', 'failed', 'cancelled')),
+    fault_code INTEGER,
+    fault_string TEXT,
+    PRIMARY KEY (campaign_id, device_id)
+) WITHOUT ROWID;
+CREATE INDEX campaign_devices_waiting ON campaign_devices (campaign_id, device_id)
+    WHERE task_id IS NULL;
+CREATE INDEX campaign_devices_open ON campaign_devices (campaign_id, task_id)
+    WHERE task_id IS NOT NULL AND outcome IS NULL;
+CREATE INDEX campaign_devices_by_device ON campaign_devices (device_id);
+ALTER TABLE tasks ADD COLUMN campaign_id INTEGER REFERENCES campaigns (id) ON DELETE SET NULL;
+CREATE INDEX tasks_by_campaign ON tasks (campaign_id) WHERE campaign_id IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -448,6 +492,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("device tags, and the stored tree indexed by value", _v12),
     ("index of the audit entries", sql(_V13)),
     ("webhooks and their outbox", sql(_V14)),
+    ("campaigns", sql(_V15)),
 ]
 
 

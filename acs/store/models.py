@@ -99,6 +99,7 @@ class Task:
     actor: str
     # Queue order is (priority, id); FRONT_PRIORITY (0) for `front=True`, else NORMAL_PRIORITY.
     priority: int = 10
+    campaign_id: int | None = None  # the campaign that queued it
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,35 @@ class Webhook:
     event_types: tuple[str, ...]
     cursor: int  # the last history entry considered for it
     created: float
+
+
+# Campaign states: a draft is started once; running and paused ones end as done (every
+# device has an outcome), stopped (the stop rule, ``reason``) or cancelled.
+CAMPAIGN_STATES = ("draft", "running", "paused", "done", "stopped", "cancelled")
+CAMPAIGN_ENDED = ("done", "stopped", "cancelled")
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One task kind over the devices a filter selects, paced and windowed (acs.campaigns)."""
+
+    id: int
+    name: str
+    filter: dict[str, Any]  # the device list filters, as the API's filter object
+    organization_ids: tuple[int, ...] | None  # the creating token's scope (None: all)
+    kind: str
+    args: dict[str, Any]
+    windows: tuple[dict[str, Any], ...]  # (): always open
+    rate: float  # devices per minute
+    max_in_flight: int
+    stop_rule: dict[str, Any]
+    state: str
+    hold: bool  # its pending tasks wait (paused, or outside its windows)
+    reason: str | None  # why it stopped
+    actor: str
+    created: float
+    started: float | None
+    finished: float | None
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ class Tasks(Database):
         actor: str,
         scheduled_at: float | None = None,
         front: bool = False,
+        campaign_id: int | None = None,
     ) -> Task:
         now_f = epoch("now", now)
         when = opt_epoch("scheduled_at", scheduled_at)
@@ -70,22 +71,26 @@ class Tasks(Database):
             self._require_device(device_id)
             row = self._insert(
                 "tasks",
-                "device_id, kind, args, state, priority, created, scheduled_at, actor",
-                (device_id, kind, args_text, PENDING, priority, now_f, when, actor),
+                "device_id, kind, args, state, priority, created, scheduled_at, actor, campaign_id",
+                (device_id, kind, args_text, PENDING, priority, now_f, when, actor, campaign_id),
             )
             detail: dict[str, Any] = {"task_id": row["id"], "kind": kind}
             if when is not None:
                 detail["scheduled_at"] = when
+            if campaign_id is not None:
+                detail["campaign"] = campaign_id
             # Args stay out of history: SetParameterValues args may carry passwords.
             self._insert_history(device_id, "task_queued", detail, now_f, actor)
         return codec.task(row)
 
     def next_task(self, device_id: int, *, now: float) -> Task | None:
-        """First pending task in queue order that is due (scheduled/retry time reached)."""
+        """First pending task in queue order that is due (scheduled/retry time reached) and
+        not held by its campaign (paused, or outside its windows)."""
         row = self._one(
             "SELECT * FROM tasks WHERE device_id = ?1 AND state = 'pending' "
             "AND (scheduled_at IS NULL OR scheduled_at <= ?2) "
             "AND (next_attempt_at IS NULL OR next_attempt_at <= ?2) "
+            "AND (campaign_id IS NULL OR campaign_id NOT IN (SELECT id FROM campaigns WHERE hold)) "
             "ORDER BY priority, id LIMIT 1",
             (device_id, now),
         )
@@ -209,10 +214,37 @@ class Tasks(Database):
             if state is None:
                 raise NotFound(f"task {task_id!r} not found")
             raise Conflict(f"task {task_id} is {state}, expected {' or '.join(from_states)}")
+        if row["campaign_id"] is not None:
+            self._campaign_outcome(row)
         if row["state"] in FINISHED_STATES:
             for listener in self.task_finished:
                 listener(task_id)
         return row
+
+    def _campaign_outcome(self, row: sqlite3.Row) -> None:
+        """Keep a campaign task's device row in step with the task: its outcome once it
+        finished (a ``campaign_progress`` entry tells of it), none while it may run again."""
+        finished = row["state"] in FINISHED_STATES
+        outcome = row["state"] if finished else None
+        self._conn.execute(
+            "UPDATE campaign_devices SET outcome = ?, fault_code = ?, fault_string = ? "
+            "WHERE campaign_id = ? AND device_id = ? AND task_id = ?",
+            (
+                outcome,
+                row["fault_code"] if finished else None,
+                row["fault_string"] if finished else None,
+                row["campaign_id"],
+                row["device_id"],
+                row["id"],
+            ),
+        )
+        if finished:
+            detail = {"campaign": row["campaign_id"], "task_id": row["id"], "outcome": outcome}
+            if row["fault_code"] is not None:
+                detail["fault_code"] = row["fault_code"]
+            self._insert_history(
+                row["device_id"], "campaign_progress", detail, float(row["finished"]), "acs"
+            )
 
     def start_task(self, task_id: int, *, now: float) -> Task:
         now_f = epoch("now", now)

@@ -139,8 +139,10 @@ class TaskEngine:
         scheduled_at: float | None = None,
         wake: bool = True,
         now: float | None = None,
+        campaign_id: int | None = None,
     ) -> Task:
-        """Validate and store a task; wake the device if it can run now.
+        """Validate and store a task (of ``campaign_id``, if given); wake the device if it
+        can run now.
 
         Raises ValueError (bad kind/args) or acs.store.NotFound (unknown device). A task
         scheduled in the future does not wake the device now: it runs at the first session
@@ -159,7 +161,7 @@ class TaskEngine:
             raise NotFound(f"device {device_id} does not exist")
         if declared.wipes_settings:
             self.store.clear_desired_settings(device_id, now=now, actor=actor)
-        if declared.coalesce is not None:
+        if declared.coalesce is not None and campaign_id is None:
             twin = self._pending_twin(device_id, kind, clean, scheduled_at, now)
             if twin is not None:
                 if wake and (scheduled_at is None or scheduled_at <= now):
@@ -173,6 +175,7 @@ class TaskEngine:
             actor=actor,
             scheduled_at=scheduled_at,
             front=declared.front,
+            campaign_id=campaign_id,
         )
         log.info(
             "queued task {task_id} {kind} for device {device_id}",
