@@ -125,6 +125,8 @@ class ApplianceWithFleet(unittest.TestCase):
         await self.fleet.start()
         self.addCleanup(self.fleet.stop)
         await bounded(defer.gatherResults(first_sessions), max(WAIT, len(first_sessions) / 10))
+        failed = {cpe.serial: cpe.last_error for cpe in self.fleet.cpes if not cpe.sessions_ok}
+        self.assertEqual(failed, {}, "bootstrap sessions failed (spread the fleet's start?)")
 
     async def start(self, tmp: Path, **config: Any) -> None:
         await self.start_appliance(tmp, **config)
