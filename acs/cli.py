@@ -1,4 +1,5 @@
-"""The ``acs`` command line: ``acs serve`` and ``acs token create|list|revoke``.
+"""The ``acs`` command line: ``acs serve``, ``acs token create|list|revoke``, ``acs user
+create|list|disable|passwd`` (web UI accounts) and ``acs import``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port already in use), 2 bad usage or bad
 configuration. Errors are one line on stderr, never a traceback.
@@ -7,6 +8,7 @@ configuration. Errors are one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import shlex
@@ -15,10 +17,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn, TextIO
 
+from acs.accounts import MAX_PASSWORD, Passwords, name_problem, password_problem
 from acs.clock import Reactor
 from acs.config import Config, ConfigError, load_config
-from acs.store import Store
-from acs.store.models import ApiToken
+from acs.store import Conflict, Store
 from api.base import ApiError, Principal
 from api.device_csv import MAX_IMPORT_BYTES, ImportRefused, import_devices
 
@@ -59,15 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--name", required=True, help="token name (recorded as the actor)")
     create.add_argument("--role", required=True, help="admin, operator or viewer")
-    create.add_argument(
-        "--org",
-        dest="orgs",
-        metavar="ID",
-        action="extend",
-        nargs="+",
-        default=[],
-        help="restrict the token to these organization ids (repeatable; default: all)",
-    )
+    _org_option(create, "token")
     imports = commands.add_parser(
         "import",
         parents=[config_opt],
@@ -80,7 +74,44 @@ def _build_parser() -> argparse.ArgumentParser:
     token_commands.add_parser("list", parents=[config_opt], help="list tokens (never the secret)")
     revoke = token_commands.add_parser("revoke", parents=[config_opt], help="revoke a token")
     revoke.add_argument("token_id", metavar="ID", help="token id (see `acs token list`)")
+
+    user = commands.add_parser("user", help="manage web UI accounts (roles and scope as tokens)")
+    user_commands = user.add_subparsers(dest="user_command", metavar="ACTION", parser_class=_Parser)
+    user_commands.required = True
+    password_opt = _Parser(add_help=False)
+    password_opt.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of stdin (default: prompt twice)",
+    )
+    ucreate = user_commands.add_parser(
+        "create", parents=[config_opt, password_opt], help="create an account"
+    )
+    ucreate.add_argument("name", metavar="NAME", help="the login name")
+    ucreate.add_argument("--role", required=True, help="admin, operator or viewer")
+    _org_option(ucreate, "user")
+    user_commands.add_parser("list", parents=[config_opt], help="list accounts")
+    disable = user_commands.add_parser(
+        "disable", parents=[config_opt], help="disable an account and end its sessions"
+    )
+    disable.add_argument("name", metavar="NAME")
+    passwd = user_commands.add_parser(
+        "passwd", parents=[config_opt, password_opt], help="set a new password (ends sessions)"
+    )
+    passwd.add_argument("name", metavar="NAME")
     return parser
+
+
+def _org_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--org",
+        dest="orgs",
+        metavar="ID",
+        action="extend",
+        nargs="+",
+        default=[],
+        help=f"restrict the {what} to these organization ids (repeatable; default: all)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -100,6 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(config, args.config or os.environ.get("ACS_CONFIG") or None)
         if args.command == "import":
             return _import(config, args.file, dry_run=args.dry_run, out=sys.stdout)
+        if args.command == "user":
+            return _user(config, args, sys.stdin, sys.stdout)
         if args.token_command == "create":
             return _token_create(config, args.name, args.role, args.orgs)
         if args.token_command == "list":
@@ -135,7 +168,7 @@ def _import(config: Config, path: str, *, dry_run: bool, out: TextIO) -> int:
     store = _open_store(config)
     try:
         now = _now()
-        principal = Principal(ApiToken(0, "acs import", "admin", (), now, False))
+        principal = Principal("acs import", "admin")
         default = store.ensure_organization(config.cwmp.default_organization).id
         try:
             report = import_devices(
@@ -167,16 +200,21 @@ def _now() -> float:
     return datetime.now(UTC).timestamp()
 
 
-def _token_create(config: Config, name: str, role: str, orgs: Sequence[str]) -> int:
-    name = name.strip()
-    if not name:
-        raise _UsageError("--name must not be empty")
+def _org_ids(orgs: Sequence[str]) -> list[int]:
     org_ids: list[int] = []
     for raw in orgs:
         try:
             org_ids.append(int(raw))
         except ValueError:
             raise _UsageError(f"--org must be an organization id (integer), not {raw!r}") from None
+    return org_ids
+
+
+def _token_create(config: Config, name: str, role: str, orgs: Sequence[str]) -> int:
+    name = name.strip()
+    if not name:
+        raise _UsageError("--name must not be empty")
+    org_ids = _org_ids(orgs)
     store = _open_store(config)
     try:
         try:
@@ -203,23 +241,19 @@ def _token_list(config: Config, out: TextIO) -> int:
     rows = [("ID", "NAME", "ROLE", "ORGS", "CREATED", "REVOKED")]
     for t in tokens:
         orgs = ",".join(str(o) for o in t.organization_ids) or "all"
-        rows.append(
-            (
-                str(t.id),
-                t.name,
-                t.role,
-                orgs,
-                _format_time(t.created),
-                "yes" if t.revoked else "no",
-            )
-        )
+        created = _format_time(t.created)
+        rows.append((str(t.id), t.name, t.role, orgs, created, "yes" if t.revoked else "no"))
+    _table(rows, out)
+    return 0
+
+
+def _table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
             file=out,
         )
-    return 0
 
 
 def _token_revoke(config: Config, raw_id: str) -> int:
@@ -236,6 +270,62 @@ def _token_revoke(config: Config, raw_id: str) -> int:
         store.close()
     print(f"token {token_id} revoked" if revoked else f"token {token_id} was already revoked")
     return 0
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+def _user(config: Config, args: argparse.Namespace, stdin: TextIO, out: TextIO) -> int:
+    command = args.user_command
+    if command != "list" and (problem := name_problem(args.name)) is not None:
+        raise _UsageError(problem)
+    password = _new_password(stdin, args.password_stdin) if command in ("create", "passwd") else ""
+    hashed = Passwords().hash(password) if password else ""
+    store = _open_store(config)
+    try:
+        if command == "list":
+            rows = [("ID", "NAME", "ROLE", "ORGS", "CREATED", "DISABLED")]
+            for u in store.list_users():
+                orgs = ",".join(str(o) for o in u.organization_ids) or "all"
+                created = _format_time(u.created)
+                rows.append(
+                    (str(u.id), u.name, u.role, orgs, created, "yes" if u.disabled else "no")
+                )
+            _table(rows, out)
+            return 0
+        if command == "create":
+            try:
+                store.create_user(args.name, hashed, args.role, _org_ids(args.orgs), now=_now())
+            except (ValueError, Conflict) as exc:
+                raise _UsageError(str(exc)) from None
+            print(f"user {args.name} created ({args.role})", file=out)
+            return 0
+        done = (
+            store.disable_user(args.name, now=_now())
+            if command == "disable"
+            else store.set_password(args.name, hashed, now=_now())
+        )
+        if not done:
+            raise _UsageError(f"no user named {args.name!r}")
+        print(
+            f"user {args.name} {'disabled' if command == 'disable' else 'password set'}", file=out
+        )
+        return 0
+    finally:
+        store.close()
+
+
+def _new_password(stdin: TextIO, from_stdin: bool) -> str:
+    if from_stdin:
+        password = stdin.readline(MAX_PASSWORD + 2).rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != password:
+            raise _UsageError("the passwords differ")
+    problem = password_problem(password)
+    if problem is not None:
+        raise _UsageError(problem)
+    return password
 
 
 # -- serve ------------------------------------------------------------------------------------

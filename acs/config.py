@@ -65,6 +65,8 @@ class ApiConfig:
     # Base URL clients reach the API at, for the links it writes (pagination, OpenAPI
     # servers); empty: the address of the listener the request came in on.
     public_url: str = ""
+    # Seconds a web UI login lasts (the cookie's Max-Age, and checked server-side).
+    session_ttl: int = 28800
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,7 @@ _POSITIVE = {
 # Inclusive bounds of keys that need more than "> 0": ten years of days; a per-device cap
 # the retention job can check in rotation (its cost per device grows with the cap).
 _RANGES = {
+    ("api", "session_ttl"): (60, 30 * 86400),
     ("retention", "history_days"): (1, 3650),
     ("retention", "transcript_days"): (1, 3650),
     ("retention", "finished_task_days"): (1, 3650),

@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from acs.accounts import Passwords
 from acs.authguard import AuthThrottle
 from acs.campaigns import CampaignRunner
 from acs.clock import Reactor
@@ -205,9 +206,9 @@ class Appliance:
                 retry_base=float(config.tasks.retry_base),
                 permanent_faults=config.tasks.permanent_faults,
             )
-            self.storage = storage = FileStorage(
-                config.storage.files, self.store, thread_runner(reactor)
-            )
+            # Blocking work (hashing uploads, parsing big bodies, checking passwords).
+            self.threads = thread_runner(reactor)
+            self.storage = storage = FileStorage(config.storage.files, self.store, self.threads)
             self.files = FileServer(
                 self.store,
                 storage,
@@ -236,11 +237,12 @@ class Appliance:
                 config=config.cwmp,
                 reactor=reactor,
                 secret=secret if secret is not None else secrets.token_bytes(32),
-                threads=thread_runner(reactor),
+                threads=self.threads,
                 metrics=self.metrics,
             )
             # Bad bearer tokens per client address: backed off, logged once per minute.
             self.api_auth_throttle = AuthThrottle("API", Logger(namespace="api").info)
+            self.passwords = Passwords()
             self.events = EventHub(self.store, reactor)
             self.api = make_app(self)
             self.metrics.registry.register(ApplianceCollector(self))

@@ -15,6 +15,7 @@ from klein import Klein
 import acs
 from api import (
     audit,
+    auth,
     backups,
     campaigns,
     device_children,
@@ -41,6 +42,7 @@ from api.site import port_address
 # Importing a route module registers its routes on Api.app; naming them here makes that
 # dependency explicit (and keeps the imports from looking unused).
 ROUTE_MODULES = (
+    auth,
     devices,
     serial,
     operations,

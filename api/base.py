@@ -1,15 +1,17 @@
-"""The REST layer's foundation: routing, bearer auth and roles, errors, bodies, pagination.
+"""The REST layer's foundation: routing, auth and roles, errors, bodies, pagination.
 
-Every API route is declared with :func:`route`, which authenticates the bearer token,
-enforces the route's minimum role, turns :class:`ApiError` into a DRF-style JSON error, and
-serialises what the handler returns. Handlers receive the :class:`Api` (the appliance's
-services) and an :class:`ApiRequest` (the Twisted request plus the caller's
-:class:`Principal`); they return ``(status, body)`` or a Deferred/coroutine of it.
-Conventions are those of spec/inventory-api.md section 1.
+Every API route is declared with :func:`route`, which authenticates the caller (a bearer
+token, or the web UI's session cookie plus, for writes, its CSRF header), enforces the
+route's minimum role, turns :class:`ApiError` into a DRF-style JSON error, and serialises
+what the handler returns. Handlers receive the :class:`Api` (the appliance's services) and
+an :class:`ApiRequest` (the Twisted request plus the caller's :class:`Principal`); they
+return ``(status, body)`` or a Deferred/coroutine of it. Conventions are those of
+spec/inventory-api.md section 1.
 """
 
 from __future__ import annotations
 
+import hmac
 import inspect
 import json
 import math
@@ -33,16 +35,17 @@ from twisted.web.server import Request
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter
 
+from acs.accounts import LoginThrottle, Passwords
 from acs.authguard import AuthThrottle
 from acs.clock import Reactor
 from acs.config import Config
 from acs.connreq import ConnectionRequester
-from acs.files import FileStorage
+from acs.files import FileStorage, ToThread
 from acs.metrics import Metrics
 from acs.store import Conflict, Store
 from acs.store import NotFound as NoSuchRow
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
-from acs.store.models import ApiToken, Device, Organization
+from acs.store.models import USER_ACTOR, ApiToken, Device, Organization, UiSession, User
 from acs.tasks import TaskEngine
 
 if TYPE_CHECKING:
@@ -61,6 +64,10 @@ MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 ROLES = ("viewer", "operator", "admin")
+# The web UI's session: an HttpOnly cookie, and for writes the CSRF token the login gave.
+SESSION_COOKIE = b"acs_session"
+CSRF_HEADER = b"x-csrftoken"
+SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 
 log = Logger(namespace="api")
 
@@ -89,6 +96,8 @@ class ApplianceView(Protocol):
     storage: FileStorage
     reactor: Reactor
     api_auth_throttle: AuthThrottle
+    passwords: Passwords
+    threads: ToThread
     metrics: Metrics
     default_organization: Organization
     events: Any  # api.events.EventHub (which imports this module)
@@ -261,17 +270,21 @@ def parse_datetime(value: str) -> float | None:
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated caller: a token's name, role and organization scope."""
+    """The authenticated caller: a token's or a logged-in user's name (the actor of what
+    it writes), role and organization scope (empty: every organization)."""
 
-    token: ApiToken
+    name: str
+    role: str
+    organization_ids: tuple[int, ...] = ()
 
-    @property
-    def name(self) -> str:
-        return self.token.name
+    @classmethod
+    def of_token(cls, token: ApiToken) -> Principal:
+        return cls(token.name, token.role, token.organization_ids)
 
-    @property
-    def role(self) -> str:
-        return self.token.role
+    @classmethod
+    def of_user(cls, user: User) -> Principal:
+        """A browser session's user, as ``user:<name>`` (token names cannot say that)."""
+        return cls(f"{USER_ACTOR}{user.name}", user.role, user.organization_ids)
 
     def has_role(self, minimum: str) -> bool:
         return ROLES.index(self.role) >= ROLES.index(minimum)
@@ -279,7 +292,7 @@ class Principal:
     @property
     def scope(self) -> tuple[int, ...] | None:
         """Organization ids the caller may see; None = every organization."""
-        return self.token.organization_ids or None
+        return self.organization_ids or None
 
     def may_see(self, organization_id: int) -> bool:
         scope = self.scope
@@ -444,6 +457,7 @@ class Api:
         self.appliance = appliance
         self.store: Store = appliance.store
         self.auth_throttle = appliance.api_auth_throttle
+        self.login_throttle = LoginThrottle()
 
     @property
     def tasks(self) -> TaskEngine:
@@ -493,6 +507,8 @@ def respond(request: Request, status: int, body: Body, headers: Mapping[str, str
 
 
 def authenticate(api: Api, request: Request) -> Principal:
+    """A bearer token, else the web UI's session cookie (whose writes must carry the
+    session's CSRF token in ``X-CSRFToken``)."""
     challenge = {"WWW-Authenticate": "Bearer"}
     source = _client_host(request)
     wait = api.auth_throttle.retry_after(source, api.now())
@@ -504,6 +520,9 @@ def authenticate(api: Api, request: Request) -> Principal:
         )
     header = request.getHeader(b"authorization")
     if not header:
+        cookie = request.getCookie(SESSION_COOKIE)
+        if cookie:
+            return _session_principal(api, request, cookie, source)
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, challenge)
     scheme, _, token = header.decode("latin-1").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -513,7 +532,28 @@ def authenticate(api: Api, request: Request) -> Principal:
         api.auth_throttle.failed(source, api.now(), f"invalid or revoked token from {source}")
         raise ApiError(401, {"detail": "Invalid or revoked token."}, challenge)
     api.auth_throttle.succeeded(source)
-    return Principal(row)
+    return Principal.of_token(row)
+
+
+def browser_session(api: Api, request: Request) -> UiSession | None:
+    """The live web UI session the request's cookie names, if any."""
+    cookie = request.getCookie(SESSION_COOKIE)
+    if not cookie:
+        return None
+    return api.store.ui_session(cookie.decode("ascii", "replace"), now=api.now())
+
+
+def _session_principal(api: Api, request: Request, cookie: bytes, source: str | None) -> Principal:
+    session = browser_session(api, request)
+    if session is None:
+        api.auth_throttle.failed(source, api.now(), f"unknown or expired session from {source}")
+        raise ApiError(401, {"detail": "Your session has ended; log in again."})
+    api.auth_throttle.succeeded(source)
+    if request.method not in SAFE_METHODS:
+        sent = request.getHeader(CSRF_HEADER) or b""
+        if not hmac.compare_digest(sent, session.csrf.encode()):
+            raise forbidden("CSRF Failed: CSRF token missing or incorrect.")
+    return Principal.of_user(session.user)
 
 
 def _client_host(request: Request) -> str | None:

@@ -414,7 +414,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
             "names its minimum role in x-required-role.",
         },
         "servers": [{"url": server_url or "/"}],
-        "security": [{"bearerAuth": []}],
+        "security": [{"bearerAuth": []}, {"sessionCookie": []}],
         "tags": [
             {"name": name}
             for name in (
@@ -429,6 +429,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                 "file",
                 "campaign",
                 "webhook",
+                "auth",
                 "meta",
             )
         ],
@@ -439,7 +440,14 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "Token created with `acs token create`, shown once.",
-                }
+                },
+                "sessionCookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "acs_session",
+                    "description": "The web UI's session (POST /auth/login/); writes also "
+                    "need its CSRF token in the X-CSRFToken header.",
+                },
             },
             "schemas": copy.deepcopy(SCHEMAS),
             "parameters": copy.deepcopy(PARAMETERS),

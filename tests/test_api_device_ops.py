@@ -61,7 +61,7 @@ def api_of(harness: ApiHarness) -> Api:
 
 def request_as(harness: ApiHarness, name: str = "alice-ops", role: str = "operator") -> ApiRequest:
     row, _ = harness.store.create_token(name, role, [], now=harness.clock.seconds())
-    return ApiRequest(cast(Any, None), Principal(row))
+    return ApiRequest(cast(Any, None), Principal.of_token(row))
 
 
 def make_device(harness: ApiHarness, serial: str = "SN-1") -> Device:

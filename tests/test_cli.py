@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from acs.accounts import Passwords
 from acs.cli import banner, main, token_hint
 from acs.store import Store
 
@@ -265,3 +267,87 @@ def test_serve_runs_until_sigterm_and_answers_healthz(config: Path, tmp_path: Pa
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
+
+
+def _user_cmd(config: Path, monkeypatch: pytest.MonkeyPatch, stdin: str, *argv: str) -> int:
+    monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+    return main(["user", *argv, "--config", str(config)])
+
+
+def test_user_create_list_passwd_disable(
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with _db(tmp_path) as store:
+        east = store.ensure_organization("East").id
+    argv = ("create", "alice", "--role", "operator", "--org", str(east), "--password-stdin")
+    assert _user_cmd(config, monkeypatch, "first password\n", *argv) == 0
+    assert capsys.readouterr().out == "user alice created (operator)\n"
+    assert main(["user", "list", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "NAME", "ROLE", "ORGS", "CREATED", "DISABLED"]
+    assert lines[1].split()[:4] == ["1", "alice", "operator", str(east)]
+    assert lines[1].split()[-1] == "no"
+    passwords = Passwords()
+    with _db(tmp_path) as store:
+        assert passwords.verify(store.password_hash("alice"), "first password")
+        assert "first password" not in str(store.db.execute("SELECT * FROM users").fetchall())
+    passwd = ("passwd", "alice", "--password-stdin")
+    assert _user_cmd(config, monkeypatch, "second password\n", *passwd) == 0
+    with _db(tmp_path) as store:
+        assert passwords.verify(store.password_hash("alice"), "second password")
+    assert main(["user", "disable", "alice", "--config", str(config)]) == 0
+    with _db(tmp_path) as store:
+        assert store.password_hash("alice") is None  # no login for a disabled account
+        user = store.get_user("alice")
+        assert user is not None and user.disabled
+
+
+def test_user_create_prompts_twice_and_refuses_a_mismatch(
+    config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = iter(["typed password", "typed passw0rd"])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    assert main(["user", "create", "bob", "--role", "viewer", "--config", str(config)]) == 2
+    assert "the passwords differ" in capsys.readouterr().err
+    with _db(tmp_path) as store:
+        assert store.list_users() == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin", "message"),
+    [
+        (("create", "a b", "--role", "admin", "--password-stdin"), "long enough\n", "user name"),
+        (("create", "carol", "--role", "admin", "--password-stdin"), "short\n", "8 to 1024"),
+        (("create", "carol", "--role", "root", "--password-stdin"), "long enough\n", "role"),
+        (("create", "carol", "--role", "admin", "--org", "99", "--password-stdin"), "long enough\n",
+         "unknown organization"),
+        (("passwd", "nobody", "--password-stdin"), "long enough\n", "no user named 'nobody'"),
+        (("disable", "nobody"), "", "no user named 'nobody'"),
+    ],
+)  # fmt: skip
+def test_user_commands_refuse_bad_input_with_exit_2(
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: tuple[str, ...],
+    stdin: str,
+    message: str,
+) -> None:
+    assert _user_cmd(config, monkeypatch, stdin, *argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_user_create_refuses_a_taken_name(
+    config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ("create", "dave", "--role", "viewer", "--password-stdin")
+    assert _user_cmd(config, monkeypatch, "long enough\n", *argv) == 0
+    assert _user_cmd(config, monkeypatch, "long enough\n", *argv) == 2
+    assert "exists already" in capsys.readouterr().err

@@ -631,7 +631,7 @@ def test_patching_pending_false_acknowledges_a_failed_upgrade(harness: ApiHarnes
     assert pending_settings(store, device.id, detailed=True) == "firmware_update:failed"
 
     row, _ = store.create_token("ops", "operator", [], now=T0)
-    req = ApiRequest(cast(Any, None), Principal(row))
+    req = ApiRequest(cast(Any, None), Principal.of_token(row))
     body: dict[str, Any] = {"firmware_image_is_pending": False}
     fresh = store.get_device(device.id)
     assert fresh is not None

@@ -17,6 +17,7 @@ and all of their SQL:
 - `catalog`  organizations, device types, locations
 - `files`    firmware image and configuration backup rows
 - `audit`    history, API tokens, session transcripts, server secrets, history retention
+- `users`    operator accounts of the web UI and their browser sessions
 
 They stand on `db.Database`, the one place for what is SQLite's alone: the connection and
 its PRAGMAs (WAL, foreign keys, busy timeout, journal size), transactions and savepoints
@@ -69,14 +70,17 @@ from acs.store.models import (
     ParameterMatch,
     SessionTranscript,
     Task,
+    UiSession,
+    User,
 )
 from acs.store.settings import Settings
 from acs.store.tags import Tags
 from acs.store.tasks import Tasks
+from acs.store.users import Users
 from acs.store.webhooks import Webhooks
 
 
-class Store(Devices, Tags, Campaigns, Tasks, Settings, Catalog, Files, Audit, Webhooks):
+class Store(Devices, Tags, Campaigns, Tasks, Settings, Catalog, Files, Audit, Users, Webhooks):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""
 
@@ -114,4 +118,6 @@ __all__ = [
     "Store",
     "StoreError",
     "Task",
+    "UiSession",
+    "User",
 ]

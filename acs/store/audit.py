@@ -19,7 +19,7 @@ from acs.store.checks import (
 )
 from acs.store.db import Database
 from acs.store.models import (
-    ROLES,
+    USER_ACTOR,
     ApiToken,
     HistoryEntry,
     SessionTranscript,
@@ -187,17 +187,11 @@ class Audit(Database):
             raise ValueError("token name must be a non-empty string")
         if name.strip() in OWN_ACTORS:
             raise ValueError(f"token names {' and '.join(OWN_ACTORS)} are the ACS's own actors")
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
-        orgs = sorted(set(organization_ids))
-        for org in orgs:
-            if type(org) is not int:
-                raise ValueError(f"organization id must be an int, not {org!r}")
+        if name.strip().startswith(USER_ACTOR):
+            raise ValueError(f"token names may not start with {USER_ACTOR!r} (web UI users)")
         plaintext = secrets.token_urlsafe(32)
         with self.transaction():
-            missing = [o for o in orgs if not self._exists("organizations", o)]
-            if missing:
-                raise ValueError(f"unknown organization id(s): {', '.join(map(str, missing))}")
+            orgs = self._role_and_scope(role, organization_ids)
             row = self._insert(
                 "api_tokens",
                 "name, role, token_hash, organization_ids, created",

@@ -30,6 +30,7 @@ from acs.store.models import (
     SessionTranscript,
     StoredFile,
     Task,
+    User,
     Webhook,
 )
 
@@ -187,6 +188,17 @@ def token(row: Row) -> ApiToken:
         organization_ids=tuple(json.loads(row["organization_ids"])),
         created=float(row["created"]),
         revoked=bool(row["revoked"]),
+    )
+
+
+def user(row: Row) -> User:
+    return User(
+        id=row["id"],
+        name=row["name"],
+        role=row["role"],
+        organization_ids=tuple(json.loads(row["organization_ids"])),
+        created=float(row["created"]),
+        disabled=bool(row["disabled"]),
     )
 
 

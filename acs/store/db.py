@@ -25,6 +25,7 @@ from acs.store.checks import epoch, json_text
 from acs.store.errors import Conflict, NotFound, StoreError
 from acs.store.health import DATABASE, StorageHealth, is_storage_full
 from acs.store.migrations import migrate
+from acs.store.models import ROLES
 
 BUSY_TIMEOUT_MS = 5000
 # Bytes the WAL is cut back to when a checkpoint lets SQLite reset it: one big transaction
@@ -210,6 +211,20 @@ class Database:
             return False
         # `table` is always one of our literal table names, never caller input.
         return self._scalar(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)) is not None
+
+    def _role_and_scope(self, role: str, organization_ids: Sequence[int]) -> list[int]:
+        """A token's or user's role and organizations checked (ValueError), the ids sorted.
+        Call inside the transaction that stores them."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+        orgs = sorted(set(organization_ids))
+        for org in orgs:
+            if type(org) is not int:
+                raise ValueError(f"organization id must be an int, not {org!r}")
+        missing = [o for o in orgs if not self._exists("organizations", o)]
+        if missing:
+            raise ValueError(f"unknown organization id(s): {', '.join(map(str, missing))}")
+        return orgs
 
     def _rows_by_id(self, table: str, ids: Iterable[int]) -> list[sqlite3.Row]:
         """The rows of ``table`` with these ids, for serialising a page: one query per kind

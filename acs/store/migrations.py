@@ -477,6 +477,27 @@ ALTER TABLE tasks ADD COLUMN campaign_id INTEGER REFERENCES campaigns (id) ON DE
 CREATE INDEX tasks_by_campaign ON tasks (campaign_id) WHERE campaign_id IS NOT NULL;
 """
 
+_V16 = """
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+    organization_ids TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL,
+    disabled INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE ui_sessions (
+    key_hash TEXT PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX ui_sessions_by_user ON ui_sessions (user_id);
+CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires);
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -493,6 +514,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("index of the audit entries", sql(_V13)),
     ("webhooks and their outbox", sql(_V14)),
     ("campaigns", sql(_V15)),
+    ("operator accounts and their browser sessions", sql(_V16)),
 ]
 
 

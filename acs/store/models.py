@@ -190,6 +190,32 @@ class ApiToken:
     revoked: bool
 
 
+# How a logged-in user of the web UI is named as an actor (token names may not start so).
+USER_ACTOR = "user:"
+
+
+@dataclass(frozen=True)
+class User:
+    """An operator account of the web UI: a name, a password (stored hashed, never handed
+    out) and, exactly as a token, a role and an organization scope (empty = every one)."""
+
+    id: int
+    name: str
+    role: str  # admin | operator | viewer
+    organization_ids: tuple[int, ...]
+    created: float
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class UiSession:
+    """A browser session: its user, the CSRF token its writes must carry, its expiry."""
+
+    user: User
+    csrf: str
+    expires: float
+
+
 @dataclass(frozen=True)
 class InformRecord:
     """What an Inform tells the store about a device (one session's step 1)."""
