@@ -29,6 +29,7 @@ from api import (
     metrics,
     openapi,
     operations,
+    overview,
     resources,
     serial,
     tags,
@@ -61,6 +62,7 @@ ROUTE_MODULES = (
     firmware,
     metrics,
     openapi,
+    overview,
 )
 
 

@@ -292,6 +292,50 @@ class Devices(Database):
         where, params = _device_where(filters)
         return int(self._scalar(f"SELECT count(*) FROM devices{where}", params))
 
+    def device_overview(
+        self, organization_ids: tuple[int, ...] | None, *, top: int, recent: int
+    ) -> dict[str, Any]:
+        """The fleet at a glance, within ``organization_ids`` (None: all): the total, the
+        count by status, the ``top`` commonest product classes and software versions (a
+        NULL one is ``None``) with their counts, and the ``recent`` devices that went Down
+        last after having been
+        in contact (id, serial, name, status_change). Each a GROUP BY over an indexed column."""
+        check_page(top, 0)
+        check_page(recent, 0)
+        where, params = _device_where(DeviceFilter(organization_ids=organization_ids))
+        with self.transaction():
+            by_status = dict(
+                self._conn.execute(
+                    f"SELECT status, count(*) FROM devices{where} GROUP BY status", params
+                ).fetchall()
+            )
+            groups = {
+                column: [
+                    (r[0], int(r[1]))
+                    for r in self._conn.execute(
+                        f"SELECT {column}, count(*) AS n FROM devices{where} GROUP BY {column}"
+                        " ORDER BY n DESC, 1 LIMIT ?",
+                        [*params, top],
+                    )
+                ]
+                for column in ("product_class", "software_version")
+            }
+            # Down after a contact: a registered device that never informed is no outage.
+            down_where = (where + " AND" if where else " WHERE") + (
+                " status = ? AND last_contact IS NOT NULL"
+            )
+            down = self._all(
+                "SELECT id, serial_number, name, status_change FROM devices"
+                f"{down_where} ORDER BY status_change DESC, id DESC LIMIT ?",
+                [*params, DOWN, recent],
+            )
+        return {
+            "total": sum(by_status.values()),
+            "by_status": {status: int(n) for status, n in by_status.items()},
+            **groups,
+            "recently_down": [dict(r) for r in down],
+        }
+
     def devices_page(
         self, filters: DeviceFilter | None = None, *, limit: int = 20, offset: int = 0
     ) -> tuple[int, list[Device]]:
