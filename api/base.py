@@ -520,9 +520,8 @@ def authenticate(api: Api, request: Request) -> Principal:
         )
     header = request.getHeader(b"authorization")
     if not header:
-        cookie = request.getCookie(SESSION_COOKIE)
-        if cookie:
-            return _session_principal(api, request, cookie, source)
+        if request.getCookie(SESSION_COOKIE):
+            return _session_principal(api, request, source)
         raise ApiError(401, {"detail": "Authentication credentials were not provided."}, challenge)
     scheme, _, token = header.decode("latin-1").strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -543,7 +542,7 @@ def browser_session(api: Api, request: Request) -> UiSession | None:
     return api.store.ui_session(cookie.decode("ascii", "replace"), now=api.now())
 
 
-def _session_principal(api: Api, request: Request, cookie: bytes, source: str | None) -> Principal:
+def _session_principal(api: Api, request: Request, source: str | None) -> Principal:
     session = browser_session(api, request)
     if session is None:
         api.auth_throttle.failed(source, api.now(), f"unknown or expired session from {source}")

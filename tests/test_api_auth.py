@@ -277,3 +277,16 @@ def test_login_throttle_counts_a_sliding_minute_and_stays_bounded() -> None:
     for key in ("a", "b", "c", "d"):
         throttle.failed((key,), 100.0)
     assert len(throttle._failures) == 3
+
+
+def test_a_user_keeps_at_most_twenty_sessions_the_oldest_ending_first(h: ApiHarness) -> None:
+    user(h)
+    first = login(h)
+    for _ in range(19):
+        h.clock.advance(1)
+        login(h)
+    assert as_browser(h, "GET", "/inventory_device/", first).status == 200
+    h.clock.advance(1)
+    login(h)
+    assert as_browser(h, "GET", "/inventory_device/", first).status == 401
+    assert len(h.store._all("SELECT * FROM ui_sessions")) == 20

@@ -2,8 +2,8 @@
 
 Passwords arrive here already hashed (:mod:`acs.accounts` hashes and verifies them); a
 session is stored by the SHA-256 of its cookie value, so the database never holds a value
-a browser could present. A session ends at its expiry, at logout, or when its user is
-disabled or given a new password.
+a browser could present. A session ends at its expiry, at logout, when its user is
+disabled or given a new password, or when its user has logged in MAX_SESSIONS more times.
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from acs.store.checks import epoch, hash_token
 from acs.store.db import Database
 from acs.store.errors import Conflict
 from acs.store.models import USER_ACTOR, UiSession, User
+
+# Live browser sessions kept per user (a login beyond it ends the user's oldest).
+MAX_SESSIONS = 20
 
 
 class Users(Database):
@@ -88,6 +91,12 @@ class Users(Database):
         now_f, expires_f = epoch("now", now), epoch("expires", expires)
         with self.transaction():
             self._conn.execute("DELETE FROM ui_sessions WHERE expires <= ?", (now_f,))
+            # A user's oldest sessions give way beyond MAX_SESSIONS (bounds the table).
+            self._conn.execute(
+                "DELETE FROM ui_sessions WHERE user_id = ? AND key_hash NOT IN (SELECT key_hash"
+                " FROM ui_sessions WHERE user_id = ? ORDER BY created DESC LIMIT ?)",
+                (user.id, user.id, MAX_SESSIONS - 1),
+            )
             self._conn.execute(
                 "INSERT INTO ui_sessions (key_hash, user_id, csrf, created, expires)"
                 " VALUES (?, ?, ?, ?, ?)",
