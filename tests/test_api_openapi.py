@@ -20,6 +20,7 @@ from schemacheck import deref, resolve, schema_errors
 
 from acs.cwmp.identity import printable, serial_problem
 from api.base import API_PREFIX, ROUTES, Api, route
+from api.dashboard import PAGE_RULES
 from api.docs import Doc
 from api.openapi import openapi_document
 from api.schema import (
@@ -73,6 +74,8 @@ def app_routes() -> dict[str, tuple[set[str], list[str]]]:
     """shape -> (methods, converter kinds in order) of every rule the Klein app serves."""
     found: dict[str, tuple[set[str], list[str]]] = {}
     for rule in Api.app.url_map.iter_rules():
+        if rule.rule in PAGE_RULES:
+            continue  # the dashboard's page and files (tests/test_ui_assets.py)
         converters = [m.group(1) or "default" for m in _RULE_PARAM.finditer(rule.rule)]
         template = _RULE_PARAM.sub(lambda m: "{" + m.group(2) + "}", rule.rule)
         methods = {m.upper() for m in (rule.methods or ())} - IMPLICIT_METHODS
@@ -318,6 +321,8 @@ def test_real_responses_match_the_documented_schemas(harness: ApiHarness) -> Non
             for tail in ("", "preview/", "devices/")
         },
     }
+    per_resource[f"{API_PREFIX}/user/{{id}}/"] = world.user_id
+    per_resource[f"{API_PREFIX}/token/{{id}}/"] = world.token_id
     ids["file_id"] = world.file_id
     failures: list[str] = []
     checked = 0

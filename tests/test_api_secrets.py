@@ -1,6 +1,6 @@
 """No API response ever contains a secret: device passwords (current and past), the
 connection-request credentials' password, cached ``...Password`` parameter values, API
-tokens or their stored hashes.
+tokens or their stored hashes, web UI users' passwords or their stored hashes.
 
 A populated world (:func:`build_world`) is created through the API and the store; then every
 GET route of the app's url_map is called (so a new GET route is checked automatically; a
@@ -44,6 +44,9 @@ class World:
     file_id: int = 0
     webhook_id: int = 0
     campaign_id: int = 0
+    user_id: int = 0
+    token_id: int = 0
+    user_password_hash: str = ""
 
     def secrets(self) -> dict[str, str]:
         """label -> secret text that must never appear in a response."""
@@ -52,6 +55,8 @@ class World:
         found["cached ...Password parameter"] = CACHED_PASSWORD
         found["webhook secret"] = WEBHOOK_SECRET
         found["campaign password"] = CAMPAIGN_PASSWORD
+        found["user password"] = USER_PASSWORD
+        found["user password hash"] = self.user_password_hash
         for i, token in enumerate(self.tokens):
             found[f"token {i}"] = token
             found[f"token hash {i}"] = hashlib.sha256(token.encode()).hexdigest()
@@ -67,6 +72,7 @@ def _ok(world: World, harness: ApiHarness, method: str, path: str, body: object)
 
 WEBHOOK_SECRET = "webhook-secret-never-shown"
 CAMPAIGN_PASSWORD = "campaign-set-S3CR3T-password"
+USER_PASSWORD = "user-pass-S3CR3T-login"
 
 
 def build_world(harness: ApiHarness) -> World:
@@ -96,6 +102,11 @@ def build_world(harness: ApiHarness) -> World:
         now=1.0, actor="t", name="Lab", organization_id=org.id, short_name="lab"
     )
     world = World(0, SERIAL, 0, org.id, device_type.id, location.id, tokens[0], tokens)
+    world.token_id = store.list_tokens()[-1].id
+    account = {"username": "alice", "password": USER_PASSWORD, "role": "viewer"}
+    world.user_id = _ok(world, harness, "POST", "/api/v1/user/", account).json["id"]
+    world.user_password_hash = store.password_hash("alice") or ""
+    assert world.user_password_hash
     world.firmware_image_id = store.create_firmware_image(
         name="Gateway firmware",
         version="2.0.0",
@@ -261,6 +272,9 @@ def _fill(world: World, segment: str) -> str | None:
         "webhook": str(world.webhook_id),
         "campaign": str(world.campaign_id),
         "tasks": str(world.task_id),
+        "user": str(world.user_id),
+        "token": str(world.token_id),
+        "ui": "app.js",
     }.get(segment)
 
 
