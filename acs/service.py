@@ -14,7 +14,9 @@ Reading :class:`Appliance` tells a newcomer the whole system:
 - the scheduler (a connection request when a task's ``scheduled_at`` comes due);
 - the transfer watch (fails Download/Upload tasks whose TransferComplete never came);
 - storage maintenance (``[retention]`` pruning in bounded batches, probes of full storage,
-  WAL checkpoints).
+  WAL checkpoints);
+- the overview series (every minute, the sessions, 503s, faults and tasks counted since the
+  last sample, a day of them kept for the dashboard's charts).
 
 All of it runs as one :class:`MultiService`; stopping it stops the listeners, the sweep and the
 session timers, then closes the store.
@@ -50,6 +52,7 @@ from acs.liveness import LivenessSweep
 from acs.maintenance import StorageMaintenance
 from acs.metrics import ApplianceCollector, Metrics
 from acs.scheduler import Scheduler
+from acs.series import SeriesSampler
 from acs.store import Store
 from acs.tasks import TaskEngine, TransferWatch
 from acs.webhooks import WebhookDelivery
@@ -256,6 +259,7 @@ class Appliance:
                 self.store, reactor, observe=self.metrics.webhook_delivery
             )
             self.maintenance = StorageMaintenance(self.store, storage, reactor, config.retention)
+            self.series = SeriesSampler(self.store, self.metrics, reactor, self.cwmp)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.
@@ -281,6 +285,7 @@ class Appliance:
             self.campaigns.setServiceParent(self.service)
             self.webhooks.setServiceParent(self.service)
             self.maintenance.setServiceParent(self.service)
+            self.series.setServiceParent(self.service)
         except BaseException:
             self.close()
             raise

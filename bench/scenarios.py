@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from acs.series import INTERVAL, RETENTION
 from acs.store import Store
-from acs.store.models import DOWN, UP, DeviceFilter
+from acs.store.models import DOWN, UP, DeviceFilter, SeriesSample
 from bench import procs
 
 STEADY_PREFIX = "BENCH"  # seeded, provisioned devices; steady informs use the first N
@@ -230,6 +231,15 @@ def _seed_search(store: Store, n: int, orgs: list[int], types: list[int], now: f
     store.bulk_seed_parameters(tree(), now=now)
 
 
+def _seed_series(store: Store, now: float) -> None:
+    """A full day of overview samples, so ``/overview/?hours=24`` reads all it ever can."""
+    rows = int(RETENTION // INTERVAL)
+    for k in range(rows, 0, -1):
+        counts = {"sessions_done": 600 + k % 60, "faults": k % 7, "tasks_pending": k % 11}
+        sample = SeriesSample(at=now - k * INTERVAL, seconds=INTERVAL, counts=counts)
+        store.add_series_sample(sample, keep_after=now - RETENTION, keep=rows)
+
+
 def seed(database: Path, profile: Profile) -> Seeded:
     """The inventory: ``profile.inventory`` devices through ``Store.bulk_seed_devices``.
 
@@ -281,6 +291,7 @@ def seed(database: Path, profile: Profile) -> Seeded:
 
         store.bulk_seed_devices(rows(), now=now, actor="bench")
         _seed_search(store, profile.inventory, orgs, types, now)
+        _seed_series(store, now)
         _row, token = store.create_token("bench", "admin", [], now=now)
     finally:
         store.close()
@@ -452,7 +463,10 @@ LIST_QUERIES = (
     "list_param_prefix",
     "list_param_and_tag",
 )
-DETAIL_QUERIES = ("detail_by_id", "detail_by_serial")
+# Outside the list target: one-device GETs, and the dashboard's overview (its GROUP BYs read
+# every device; the series is a day of minutes at most).
+OVERVIEW_QUERIES = ("overview",)
+DETAIL_QUERIES = ("detail_by_id", "detail_by_serial", *OVERVIEW_QUERIES)
 
 
 def _api_queries(seeded: Seeded, profile: Profile) -> list[tuple[str, list[str], int]]:
@@ -489,11 +503,13 @@ def _api_queries(seeded: Seeded, profile: Profile) -> list[tuple[str, list[str],
     queries.append(
         ("detail_by_serial", [f"{API_PREFIX}/inventory_device_serial/{s}/" for s in serials], 1)
     )
+    queries.append(("overview", [f"{API_PREFIX}/overview/?hours=24"], profile.api_repeat))
     return queries
 
 
 def api(env: Env, seeded: Seeded) -> dict[str, Any]:
-    """p50/p99 of each list filter, deep offsets and detail GETs, one request at a time."""
+    """p50/p99 of each list filter, deep offsets, detail GETs and the overview, one request
+    at a time."""
     profile = env.profile
     acs = env.acs("acs-api", profiled=False)
     try:

@@ -187,6 +187,7 @@ class ApplianceTests(unittest.TestCase):
                     "campaigns",
                     "webhooks",
                     "storage_maintenance",
+                    "overview_series",
                 },
             )
         finally:

@@ -18,6 +18,7 @@ and all of their SQL:
 - `files`    firmware image and configuration backup rows
 - `audit`    history, API tokens, session transcripts, server secrets, history retention
 - `users`    operator accounts of the web UI and their browser sessions
+- `series`   the overview's time series: a bounded table of per-minute samples
 
 They stand on `db.Database`, the one place for what is SQLite's alone: the connection and
 its PRAGMAs (WAL, foreign keys, busy timeout, journal size), transactions and savepoints
@@ -68,11 +69,13 @@ from acs.store.models import (
     Organization,
     Parameter,
     ParameterMatch,
+    SeriesSample,
     SessionTranscript,
     Task,
     UiSession,
     User,
 )
+from acs.store.series import Series
 from acs.store.settings import Settings
 from acs.store.tags import Tags
 from acs.store.tasks import Tasks
@@ -80,7 +83,9 @@ from acs.store.users import Users
 from acs.store.webhooks import Webhooks
 
 
-class Store(Devices, Tags, Campaigns, Tasks, Settings, Catalog, Files, Audit, Users, Webhooks):
+class Store(
+    Devices, Tags, Campaigns, Tasks, Settings, Catalog, Files, Audit, Users, Webhooks, Series
+):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""
 
@@ -114,6 +119,7 @@ __all__ = [
     "Parameter",
     "ParameterMatch",
     "SchemaError",
+    "SeriesSample",
     "SessionTranscript",
     "Store",
     "StoreError",

@@ -498,6 +498,32 @@ CREATE INDEX ui_sessions_by_user ON ui_sessions (user_id);
 CREATE INDEX ui_sessions_by_expiry ON ui_sessions (expires);
 """
 
+# The dashboard's charts (acs.series): one row per sample (a minute) of what the process
+# counted since the previous one, and the open tasks then; at most a day of them, pruned at
+# each sample. The partial index keeps counting open tasks a scan of the open ones only.
+_V17 = """
+CREATE TABLE series_samples (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    seconds REAL NOT NULL,
+    sessions_done INTEGER NOT NULL DEFAULT 0,
+    sessions_timeout INTEGER NOT NULL DEFAULT 0,
+    sessions_protocol_error INTEGER NOT NULL DEFAULT 0,
+    sessions_rpc_cap INTEGER NOT NULL DEFAULT 0,
+    sessions_aborted INTEGER NOT NULL DEFAULT 0,
+    rejected_session_cap INTEGER NOT NULL DEFAULT 0,
+    rejected_storage_full INTEGER NOT NULL DEFAULT 0,
+    faults INTEGER NOT NULL DEFAULT 0,
+    tasks_pending INTEGER NOT NULL DEFAULT 0,
+    tasks_in_progress INTEGER NOT NULL DEFAULT 0,
+    tasks_done INTEGER NOT NULL DEFAULT 0,
+    tasks_failed INTEGER NOT NULL DEFAULT 0,
+    tasks_cancelled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX series_samples_by_time ON series_samples (at);
+CREATE INDEX tasks_open ON tasks (state) WHERE state IN ('pending', 'in_progress');
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -515,6 +541,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("webhooks and their outbox", sql(_V14)),
     ("campaigns", sql(_V15)),
     ("operator accounts and their browser sessions", sql(_V16)),
+    ("time series of the overview, index of open tasks", sql(_V17)),
 ]
 
 

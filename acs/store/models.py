@@ -370,3 +370,29 @@ class StoredFile:
     device_id: int | None
     task_id: int | None
     created: float
+
+
+# The counters of one overview series sample (``series_samples``, written by acs.series):
+# sessions ended by outcome (the outcomes of ``acs.metrics.session_outcome``), new sessions
+# refused with 503 at the session cap, writes refused for full storage, CPE faults, and
+# tasks: ``tasks_pending``/``tasks_in_progress`` open at the sample's time (gauges), the
+# others ended in its span.
+SESSION_OUTCOMES = ("done", "timeout", "protocol_error", "rpc_cap", "aborted")
+OPEN_STATES = (PENDING, IN_PROGRESS)
+SERIES_COUNTERS = (
+    *(f"sessions_{outcome}" for outcome in SESSION_OUTCOMES),
+    "rejected_session_cap",
+    "rejected_storage_full",
+    "faults",
+    *(f"tasks_{state}" for state in TASK_STATES),
+)
+
+
+@dataclass(frozen=True)
+class SeriesSample:
+    """One sample of the overview's time series: ``counts`` (every name of
+    SERIES_COUNTERS) over the ``seconds`` before ``at``."""
+
+    at: float
+    seconds: float
+    counts: dict[str, int]

@@ -27,6 +27,7 @@ from acs.store.models import (
     FRONT_PRIORITY,
     IN_PROGRESS,
     NORMAL_PRIORITY,
+    OPEN_STATES,
     PENDING,
     TASK_STATES,
     Task,
@@ -196,6 +197,17 @@ class Tasks(Database):
         counts = dict.fromkeys(TASK_STATES, 0)
         for state, count in self._conn.execute(
             "SELECT state, count(*) FROM tasks GROUP BY state"
+        ).fetchall():
+            counts[state] = int(count)
+        return counts
+
+    def count_open_tasks(self) -> dict[str, int]:
+        """Pending and in-progress tasks (zeros included), across all devices: a scan of the
+        open ones only (index ``tasks_open``), however many finished tasks are kept."""
+        counts = dict.fromkeys(OPEN_STATES, 0)
+        for state, count in self._conn.execute(
+            "SELECT state, count(*) FROM tasks WHERE state IN ('pending', 'in_progress')"
+            " GROUP BY state"
         ).fetchall():
             counts[state] = int(count)
         return counts
