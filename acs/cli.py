@@ -331,24 +331,28 @@ def _new_password(stdin: TextIO, from_stdin: bool) -> str:
 # -- serve ------------------------------------------------------------------------------------
 
 
-def token_hint(program: str, config_path: str | None) -> str:
-    """The command that makes an admin token, spelled so it can be pasted as printed: the
-    program as it was invoked (`.venv/bin/acs` under `make run`) and the config in use."""
+def command_hint(program: str, config_path: str | None, arguments: str) -> str:
+    """An ``acs`` command spelled so it can be pasted as printed: the program as it was
+    invoked (`.venv/bin/acs` under `make run`) and the config in use."""
     prog = program if os.sep in program else "acs"
-    hint = f"{shlex.quote(prog)} token create --name admin --role admin"
+    hint = f"{shlex.quote(prog)} {arguments}"
     return f"{hint} --config {shlex.quote(config_path)}" if config_path else hint
 
 
-def banner(urls: dict[str, str], token_command: str) -> list[str]:
-    """The lines `acs serve` prints once listening."""
+def banner(urls: dict[str, str], program: str, config_path: str | None) -> list[str]:
+    """The lines `acs serve` prints once listening: each listener, then how to get in."""
     lines = []
     if "cwmp" in urls:
         lines.append(f"CWMP  {urls['cwmp']}")
     if "api" in urls:
+        lines.append(f"UI    {urls['api']}")
         lines.append(f"API   {urls['api']}api/v1/ (healthz: {urls['api']}healthz)")
     if "files" in urls:
         lines.append(f"files {urls['files']}")
-    lines.append(f"API token: {token_command}")
+    user = command_hint(program, config_path, "user create admin --role admin")
+    lines.append(f"UI login: {user}")
+    token = command_hint(program, config_path, "token create --name admin --role admin")
+    lines.append(f"API token: {token}")
     return lines
 
 
@@ -377,8 +381,7 @@ def serve(config: Config, config_path: str | None = None) -> int:
     status = {"code": 0}
 
     def listening(_ports: Any) -> None:
-        hint = token_hint(sys.argv[0], config_path)
-        print("\n".join(banner(appliance.urls(), hint)), flush=True)
+        print("\n".join(banner(appliance.urls(), sys.argv[0], config_path)), flush=True)
 
     def failed(failure: Any) -> None:
         print(f"acs: cannot start: {failure.getErrorMessage()}", file=sys.stderr, flush=True)

@@ -18,6 +18,7 @@ from api import (
     auth,
     backups,
     campaigns,
+    dashboard,
     device_children,
     device_csv,
     device_settings,
@@ -33,6 +34,8 @@ from api import (
     resources,
     serial,
     tags,
+    tokens,
+    users,
     webhooks,
 )
 from api.base import Api, ApiRequest, ApplianceView, Result, route
@@ -43,6 +46,7 @@ from api.site import port_address
 # Importing a route module registers its routes on Api.app; naming them here makes that
 # dependency explicit (and keeps the imports from looking unused).
 ROUTE_MODULES = (
+    dashboard,
     auth,
     devices,
     serial,
@@ -63,6 +67,8 @@ ROUTE_MODULES = (
     metrics,
     openapi,
     overview,
+    users,
+    tokens,
 )
 
 

@@ -153,7 +153,9 @@ class Acs:
             )
         found = _wait_for(
             self.log_path,
-            re.compile(r"CWMP\s+http://127\.0\.0\.1:(\d+)/\s*\nAPI\s+http://127\.0\.0\.1:(\d+)/"),
+            re.compile(
+                r"CWMP\s+http://127\.0\.0\.1:(\d+)/\s*\n(?:UI .*\n)?API\s+http://127\.0\.0\.1:(\d+)/"
+            ),
             self.proc,
         )
         self.cwmp_port, self.api_port = int(found.group(1)), int(found.group(2))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from acs.accounts import Passwords
-from acs.cli import banner, main, token_hint
+from acs.cli import banner, command_hint, main
 from acs.store import Store
 
 
@@ -191,29 +191,31 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]
     assert "acs" in capsys.readouterr().err
 
 
-def test_token_hint_is_pasteable_as_invoked() -> None:
-    assert (
-        token_hint(".venv/bin/acs", None) == ".venv/bin/acs token create --name admin --role admin"
-    )
-    assert token_hint("acs", "my conf.toml") == (
-        "acs token create --name admin --role admin --config 'my conf.toml'"
-    )
+def test_command_hints_can_be_pasted_as_printed() -> None:
+    args = "token create --name admin --role admin"
+    assert command_hint(".venv/bin/acs", None, args) == f".venv/bin/acs {args}"
+    assert command_hint("acs", "my conf.toml", args) == f"acs {args} --config 'my conf.toml'"
+    # Found on $PATH (argv[0] without a directory): the hint says `acs`, as one would type it.
+    assert command_hint("acs-wrapper", None, "user list") == "acs user list"
 
 
-def test_banner_names_each_listener_and_the_token_command() -> None:
+def test_banner_names_each_listener_the_ui_and_how_to_log_in() -> None:
     lines = banner(
         {
             "cwmp": "http://127.0.0.1:7547/",
             "api": "http://127.0.0.1:7557/",
             "files": "http://127.0.0.1:7567/",
         },
-        "acs token create --name admin --role admin",
+        ".venv/bin/acs",
+        "acs.toml",
     )
     assert lines == [
         "CWMP  http://127.0.0.1:7547/",
+        "UI    http://127.0.0.1:7557/",
         "API   http://127.0.0.1:7557/api/v1/ (healthz: http://127.0.0.1:7557/healthz)",
         "files http://127.0.0.1:7567/",
-        "API token: acs token create --name admin --role admin",
+        "UI login: .venv/bin/acs user create admin --role admin --config acs.toml",
+        "API token: .venv/bin/acs token create --name admin --role admin --config acs.toml",
     ]
 
 

@@ -1,0 +1,196 @@
+// The device list: every filter of GET /inventory_device/, paginated, sortable within the
+// page, live through the event stream; select devices to tag them, queue an operation on
+// them, or start a campaign from the filter.
+import {
+  all, api, attempt, can, confirm, field, h, notify, onLeave, pager, reload, select, statusBadge, table,
+  time,
+} from "./lib.js";
+
+const LIMIT = 50;
+const TEXT_FILTERS = [
+  ["q", "Search", "Serial, name, identifier or description"],
+  ["product_class", "Product class"],
+  ["software_version", "Software version"],
+  ["hardware_version", "Hardware version"],
+  ["manufacturer", "Manufacturer"],
+  ["tag", "Tags", "Comma-separated; every one must match"],
+];
+const OPERATIONS = [["reboot", "Reboot"], ["refresh", "Refresh parameters"], ["factory_reset", "Factory reset"]];
+
+// The API's query for the filters in the page's own query (#/devices?status=Up&tag=a,b).
+export function apiFilters(query) {
+  const out = new URLSearchParams();
+  for (const [key, value] of query) {
+    if (!value || key === "offset" || key === "sort") continue;
+    if (key === "tag") for (const tag of value.split(",").map(t => t.trim()).filter(Boolean)) out.append("tag", tag);
+    else if (key === "param_path") continue;
+    else out.append(key, value);
+  }
+  const path = query.get("param_path");
+  if (path && query.has("param_value")) {
+    out.delete("param_value");
+    out.delete("param_match");
+    out.append(`param.${path}${query.get("param_match") === "prefix" ? "__startswith" : ""}`, query.get("param_value"));
+  }
+  return out;
+}
+
+// The same filters as the JSON object of POST /tags/ and of a campaign.
+export function filterObject(query) {
+  const out = {};
+  for (const [key, value] of apiFilters(query)) {
+    if (key === "tag") (out.tag = out.tag || []).push(value);
+    else out[key] = value;
+  }
+  return out;
+}
+
+export async function devicesPage({ query }) {
+  const [organizations, types] = await Promise.all([all("/organization/"), all("/device_type/")]);
+  const offset = Number(query.get("offset") || 0);
+  const apiQuery = apiFilters(query);
+  apiQuery.set("limit", LIMIT);
+  if (offset) apiQuery.set("offset", offset);
+  const page = await api("/inventory_device/", { query: apiQuery });
+
+  const root = h("div", { class: "page" }, h("h1", {}, "Devices"));
+  root.append(filterForm(query, organizations, types));
+  const selected = new Set();
+  const sort = query.get("sort") || "";
+  const rows = sortRows(page.results, sort);
+  const columns = [
+    ...(can.operate() ? [{ label: h("span", { class: "sr-only" }, "Select"), cell: d => h("input", {
+      type: "checkbox", "aria-label": `Select ${d.serial_number}`,
+      onchange: e => { e.target.checked ? selected.add(d.id) : selected.delete(d.id); bulk.update(); },
+    }) }] : []),
+    column("Serial number", "serial_number", sort, query, d => h("a", { href: `#/devices/${d.id}` }, d.serial_number)),
+    column("Name", "name", sort, query, d => d.name || "—"),
+    column("Product class", "product_class", sort, query, d => d.product_class || "—"),
+    column("Software", "software_version", sort, query, d => d.software_version || "—"),
+    column("Status", "status", sort, query, d => h("span", { class: "status-cell" }, statusBadge(d.status))),
+    column("Last contact", "last_connection", sort, query, d => h("span", { class: "contact-cell" }, time(d.last_connection))),
+    { label: "Tags", cell: d => h("span", { class: "tags" }, (d.tags || []).map(t => h("span", { class: "tag" }, t))) },
+  ];
+  const list = table(columns, rows, { caption: `${page.count} devices`, empty: "No device matches.", rowId: d => d.id });
+  const bulk = bulkBar(selected, query);
+  if (can.operate()) root.append(bulk.element);
+  root.append(list, pager(page, offset, LIMIT, next => go(query, { offset: next || null })));
+  live(list, page.results, selected);
+  return root;
+}
+
+function column(label, key, sort, query, cell) {
+  const state = sort === key ? "ascending" : sort === `-${key}` ? "descending" : "none";
+  const next = sort === key ? `-${key}` : key;
+  const button = h("button", { type: "button", class: "sort", title: "Sort this page",
+    onclick: () => go(query, { sort: next }) }, label, state === "none" ? "" : state === "ascending" ? " ▲" : " ▼");
+  return { label: button, cell, sortState: state };
+}
+
+function sortRows(rows, sort) {
+  if (!sort) return rows;
+  const key = sort.replace(/^-/, "");
+  const sign = sort.startsWith("-") ? -1 : 1;
+  return [...rows].sort((a, b) => sign * String(a[key] ?? "").localeCompare(String(b[key] ?? ""), undefined, { numeric: true }));
+}
+
+function go(query, changes) {
+  const next = new URLSearchParams(query);
+  for (const [key, value] of Object.entries(changes)) {
+    if (value === null || value === "") next.delete(key); else next.set(key, value);
+  }
+  location.hash = `#/devices?${next}`;
+}
+
+function filterForm(query, organizations, types) {
+  const inputs = TEXT_FILTERS.map(([name, label, hint]) =>
+    field(label, h("input", { name, value: query.get(name) || "", type: name === "q" ? "search" : "text" }), hint));
+  const status = field("Status", select("status", [["", "Any"], ["Up", "Up"], ["Down", "Down"]], query.get("status")));
+  const org = field("Organization", select("organization", [["", "Any"], ...organizations.map(o => [o.id, o.name])], query.get("organization")));
+  const type = field("Device type", select("type", [["", "Any"], ...types.map(t => [t.id, t.name])], query.get("type")));
+  const paramPath = field("Parameter", h("input", { name: "param_path", value: query.get("param_path") || "", placeholder: "Device.DeviceInfo.ModelName" }));
+  const paramValue = field("Parameter value", h("input", { name: "param_value", value: query.get("param_value") || "" }));
+  const paramMatch = field("Match", select("param_match", [["exact", "is"], ["prefix", "starts with"]], query.get("param_match")));
+  const form = h("form", { class: "filters card", role: "search", "aria-label": "Filter devices" },
+    h("div", { class: "filter-grid" }, inputs, status, org, type, paramPath, paramMatch, paramValue),
+    h("div", { class: "actions" },
+      h("button", { type: "submit", class: "primary" }, "Filter"),
+      h("button", { type: "button", onclick: () => { location.hash = "#/devices"; } }, "Clear")));
+  form.addEventListener("submit", event => {
+    event.preventDefault();
+    const next = new URLSearchParams();
+    for (const [key, value] of new FormData(form)) if (value && !(key === "param_match" && value === "exact")) next.set(key, value);
+    if (!next.get("param_path")) { next.delete("param_value"); next.delete("param_match"); }
+    if (query.get("sort")) next.set("sort", query.get("sort"));
+    location.hash = `#/devices?${next}`;
+  });
+  return form;
+}
+
+function bulkBar(selected, query) {
+  const count = h("span", {}, "0 selected");
+  const tagInput = h("input", { name: "bulk_tag", placeholder: "tag", "aria-label": "Tag to add" });
+  const operation = select("bulk_operation", [["", "Operation…"], ...OPERATIONS]);
+  operation.setAttribute("aria-label", "Operation to queue");
+  const buttons = [];
+  const button = (label, onclick) => { const b = h("button", { type: "button", onclick }, label); buttons.push(b); return b; };
+  const element = h("div", { class: "bulk card", role: "group", "aria-label": "Selected devices" },
+    count,
+    tagInput, button("Add tag", async () => {
+      const tag = tagInput.value.trim();
+      if (!tag) { notify("Type a tag first.", "error"); return; }
+      const done = await attempt(() => Promise.all([...selected].map(id => api(`/inventory_device/${id}/tags/`, { method: "POST", body: { tags: [tag] } }))));
+      if (done) { notify(`Tagged ${selected.size} devices "${tag}".`); reload(); }
+    }),
+    operation, button("Queue", async () => {
+      const kind = operation.value;
+      if (!kind) { notify("Choose an operation first.", "error"); return; }
+      const label = OPERATIONS.find(o => o[0] === kind)[1];
+      if (!(await confirm(`${label}: ${selected.size} devices?`))) return;
+      await attempt(() => Promise.all([...selected].map(id => api(`/inventory_device/${id}/tasks/`, { method: "POST", body: { kind } }))),
+        `${label} queued for ${selected.size} devices.`);
+    }),
+    h("a", { class: "button", href: `#/campaigns?${new URLSearchParams({ filter: JSON.stringify(filterObject(query)) })}` }, "Campaign from this filter…"));
+  const update = () => {
+    count.textContent = `${selected.size} selected`;
+    for (const b of buttons) b.disabled = selected.size === 0;
+  };
+  update();
+  return { element, update };
+}
+
+// Live status: the event stream tells of status changes and new devices; a row whose device
+// changed is read again (the stream's detail is not the list's representation).
+function live(list, devices, selected) {
+  if (!window.EventSource) return;
+  const shown = new Set(devices.map(d => d.id));
+  const stream = new EventSource("/api/v1/events/?types=device.status_changed,device.informed,device.registered");
+  const refresh = async id => {
+    const row = list.querySelector(`tr[data-id="${id}"]`);
+    if (!row) return;
+    try {
+      const device = await api(`/inventory_device/${id}/`);
+      row.querySelector(".status-cell")?.replaceChildren(statusBadge(device.status));
+      row.querySelector(".contact-cell")?.replaceChildren(time(device.last_connection));
+    } catch { /* gone or out of scope */ }
+  };
+  const onDevice = event => {
+    const data = JSON.parse(event.data);
+    if (shown.has(data.device)) refresh(data.device);
+  };
+  stream.addEventListener("device.status_changed", onDevice);
+  stream.addEventListener("device.informed", onDevice);
+  // New devices: the list is read again (once a second at most), unless devices are
+  // selected, which a reload would forget: then a button offers it.
+  let pending = null;
+  let announced = false;
+  stream.addEventListener("device.registered", () => {
+    if (selected.size === 0) {
+      pending = pending || setTimeout(reload, 1000);
+    } else if (!announced) {
+      announced = true;
+      list.querySelector("caption")?.append(" ", h("button", { type: "button", class: "link", onclick: reload }, "New devices registered: reload"));
+    }
+  });
+  onLeave(() => { stream.close(); clearTimeout(pending); });
+}
