@@ -1,6 +1,6 @@
 // Administration (admins): organizations, device types, locations, operator accounts and
 // API tokens. Each is a list with a create form and a delete (or disable/revoke) action.
-import { all, api, attempt, clear, confirm, field, h, notify, reload, section, select, table, when } from "./lib.js";
+import { all, api, attempt, clear, confirm, field, h, reload, section, select, table, when } from "./lib.js";
 
 const ROLES = [["viewer", "viewer"], ["operator", "operator"], ["admin", "admin"]];
 
@@ -71,12 +71,14 @@ export async function adminPage({ params: [which] }) {
       if (await attempt(() => act(row), `${describe(row)}: ${verb}d.`) !== undefined) reload();
     } }, verb) : "") }];
   const secret = h("div", { role: "status", class: "secret" });
-  return h("div", { class: "page" }, h("h1", {}, "Administration"), nav,
-    section(spec.title, table(columns, rows, { empty: "None yet." })),
-    createForm(spec, orgs, secret), secret);
+  const list = h("div", {}, table(columns, rows, { empty: "None yet." }));
+  // After a create: the list again, in place (a new token's secret stays on the page).
+  const redraw = async () => list.replaceChildren(table(columns, await all(spec.path), { empty: "None yet." }));
+  return h("div", { class: "page" }, h("h1", {}, "Administration"), nav, section(spec.title, list),
+    createForm(spec, orgs, secret, redraw), secret);
 }
 
-function createForm(spec, orgs, secret) {
+function createForm(spec, orgs, secret, redraw) {
   const inputs = spec.inputs(orgs);
   const form = h("form", { class: "card", "aria-label": `New ${spec.title}` }, h("h2", {}, `New: ${spec.title.toLowerCase()}`),
     h("div", { class: "filter-grid" }, inputs.map(([label, input]) => field(label, input))),
@@ -88,16 +90,11 @@ function createForm(spec, orgs, secret) {
       if (input.multiple) body[input.name] = [...input.selectedOptions].map(o => Number(o.value));
       else if (input.value !== "") body[input.name] = input.dataset.number !== undefined ? Number(input.value) : input.value;
     }
-    const created = await attempt(() => api(spec.path, { method: "POST", body }));
+    const created = await attempt(() => api(spec.path, { method: "POST", body }), "Created.");
     if (!created) return;
-    if (spec.created) {
-      clear(secret, h("p", {}, spec.created(created)));
-      form.reset();
-      all(spec.path).then(() => notify("Created.")).catch(() => {});
-    } else {
-      notify("Created.");
-      reload();
-    }
+    clear(secret, spec.created ? h("p", {}, spec.created(created)) : null);
+    form.reset();
+    await redraw();
   });
   return form;
 }

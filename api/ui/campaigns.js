@@ -44,7 +44,7 @@ async function createForm(query) {
   const image = select("firmware_image", images.map(i => [i.id, `${i.name} ${i.version}`]));
   const custom = h("textarea", { name: "task", rows: 3 }, KINDS.find(k => k[0] === "custom")[2]);
   const imageField = field("Firmware image", image);
-  const customField = field("Task", custom, "As POST /inventory_device/{id}/tasks/ takes it");
+  const customField = field("Task (JSON)", custom, "As POST /inventory_device/{id}/tasks/ takes it");
   const showKind = () => {
     imageField.hidden = kind.value !== "firmware";
     customField.hidden = kind.value !== "custom";

@@ -118,8 +118,9 @@ function operations(device) {
   const buttons = simple.map(([kind, label, question]) => h("button", { type: "button", "data-op": kind, onclick: async () => {
     if (question && !(await confirm(question))) return;
     const task = await attempt(() => runTask(device.id, { kind }));
-    if (task) taskOutcome(task, label);
-    if (task && task.state === "done" && kind === "refresh") reload();
+    if (!task) return;
+    if (task.state === "done" && kind === "refresh") await reload();
+    taskOutcome(task, label);
   } }, label));
 
   const firmware = select("firmware_image", [["", "Firmware image…"]]);
@@ -130,7 +131,7 @@ function operations(device) {
     if (!firmware.value) { notify("Choose a firmware image first.", "error"); return; }
     const label = firmware.selectedOptions[0].textContent;
     if (!(await confirm(`Upgrade ${device.serial_number} to ${label}?`))) return;
-    await attempt(() => api(`/inventory_device/${device.id}/`, { method: "PATCH", body: { firmware_image: Number(firmware.value) } }),
+    await attempt(() => api(`/inventory_device/${device.id}/`, { method: "PATCH", body: { firmware_image: Number(firmware.value), firmware_image_is_pending: true } }),
       "Firmware upgrade queued; follow it under Tasks.");
   } }, "Upgrade firmware");
 
@@ -203,26 +204,30 @@ async function parametersTab(panel, device, query) {
   const note = data.count > data.results.length ? h("p", { class: "muted" }, `Showing ${data.results.length} of ${data.count}; narrow with a path prefix.`) : null;
   const tree = h("ul", { class: "tree", "aria-label": "Parameter tree" });
   const reloadTree = async () => parametersTab(panel, device, query);
-  drawChildren(tree, buildTree(data.results), device, reloadTree, 0);
+  drawChildren(tree, buildTree(data.results), { device, reloadTree, prefix }, 0);
   clear(panel, h("div", { class: "card" }, h("h2", {}, "Parameters"), form, note,
     data.results.length ? tree : h("p", { class: "muted" }, "No parameters stored yet: refresh the device.")));
 }
 
-function drawChildren(list, node, device, reloadTree, depth) {
+// Branches open: the first level, and the way down to the prefix asked for.
+function drawChildren(list, node, view, depth) {
+  const { device, reloadTree, prefix } = view;
   const children = [...node.children.values()].sort((a, b) => a.name.localeCompare(b.name, undefined, { numeric: true }));
   for (const child of children) {
     if (child.children.size) {
       const inner = h("ul", {});
-      const details = h("details", { open: depth < 1 },
+      const details = h("details", { open: depth < 1 || prefix.startsWith(child.path) },
         h("summary", {}, h("span", { class: "node" }, child.name), can.operate()
           ? h("button", { type: "button", class: "link small", "aria-label": `Refresh ${child.path}`, onclick: async e => {
             e.preventDefault();
             const task = await attempt(() => runTask(device.id, { kind: "refresh", parameter_path: child.path }));
-            if (task) { taskOutcome(task, `Refresh of ${child.path}`); if (task.state === "done") reloadTree(); }
+            if (!task) return;
+            if (task.state === "done") await reloadTree();
+            taskOutcome(task, `Refresh of ${child.path}`);
           } }, "refresh") : null),
         inner);
       let drawn = false;
-      const draw = () => { if (!drawn && details.open) { drawn = true; drawChildren(inner, child, device, reloadTree, depth + 1); } };
+      const draw = () => { if (!drawn && details.open) { drawn = true; drawChildren(inner, child, view, depth + 1); } };
       details.addEventListener("toggle", draw);
       draw();
       list.append(h("li", {}, details));

@@ -51,16 +51,14 @@ export async function devicesPage({ query }) {
   const apiQuery = apiFilters(query);
   apiQuery.set("limit", LIMIT);
   if (offset) apiQuery.set("offset", offset);
-  const page = await api("/inventory_device/", { query: apiQuery });
 
   const root = h("div", { class: "page" }, h("h1", {}, "Devices"));
   root.append(filterForm(query, organizations, types));
   const selected = new Set();
   const sort = query.get("sort") || "";
-  const rows = sortRows(page.results, sort);
   const columns = [
     ...(can.operate() ? [{ label: h("span", { class: "sr-only" }, "Select"), cell: d => h("input", {
-      type: "checkbox", "aria-label": `Select ${d.serial_number}`,
+      type: "checkbox", "aria-label": `Select ${d.serial_number}`, checked: selected.has(d.id),
       onchange: e => { e.target.checked ? selected.add(d.id) : selected.delete(d.id); bulk.update(); },
     }) }] : []),
     column("Serial number", "serial_number", sort, query, d => h("a", { href: `#/devices/${d.id}` }, d.serial_number)),
@@ -71,11 +69,24 @@ export async function devicesPage({ query }) {
     column("Last contact", "last_connection", sort, query, d => h("span", { class: "contact-cell" }, time(d.last_connection))),
     { label: "Tags", cell: d => h("span", { class: "tags" }, (d.tags || []).map(t => h("span", { class: "tag" }, t))) },
   ];
-  const list = table(columns, rows, { caption: `${page.count} devices`, empty: "No device matches.", rowId: d => d.id });
   const bulk = bulkBar(selected, query);
   if (can.operate()) root.append(bulk.element);
-  root.append(list, pager(page, offset, LIMIT, next => go(query, { offset: next || null })));
-  live(list, page.results, selected);
+  const listBox = h("div", { class: "device-list" });
+  root.append(listBox);
+  const shown = new Set();
+  // The page of devices, read again in place when the event stream tells of new ones.
+  const draw = async () => {
+    const page = await api("/inventory_device/", { query: apiQuery });
+    shown.clear();
+    for (const d of page.results) shown.add(d.id);
+    for (const id of [...selected]) if (!shown.has(id)) selected.delete(id);
+    bulk.update();
+    listBox.replaceChildren(
+      table(columns, sortRows(page.results, sort), { caption: `${page.count} devices`, empty: "No device matches.", rowId: d => d.id }),
+      pager(page, offset, LIMIT, next => go(query, { offset: next || null })));
+  };
+  await draw();
+  live(listBox, shown, draw);
   return root;
 }
 
@@ -105,7 +116,7 @@ function go(query, changes) {
 function filterForm(query, organizations, types) {
   const inputs = TEXT_FILTERS.map(([name, label, hint]) =>
     field(label, h("input", { name, value: query.get(name) || "", type: name === "q" ? "search" : "text" }), hint));
-  const status = field("Status", select("status", [["", "Any"], ["Up", "Up"], ["Down", "Down"]], query.get("status")));
+  const status = field("Status", select("status", [["", "Any"], ["1", "Up"], ["0", "Down"]], query.get("status")));
   const org = field("Organization", select("organization", [["", "Any"], ...organizations.map(o => [o.id, o.name])], query.get("organization")));
   const type = field("Device type", select("type", [["", "Any"], ...types.map(t => [t.id, t.name])], query.get("type")));
   const paramPath = field("Parameter", h("input", { name: "param_path", value: query.get("param_path") || "", placeholder: "Device.DeviceInfo.ModelName" }));
@@ -160,18 +171,18 @@ function bulkBar(selected, query) {
 }
 
 // Live status: the event stream tells of status changes and new devices; a row whose device
-// changed is read again (the stream's detail is not the list's representation).
-function live(list, devices, selected) {
+// changed is read again (the stream's detail is not the list's representation), and new
+// devices read the page again (at most once a second). The stream stays open meanwhile, so
+// no registration falls between two reads.
+function live(listBox, shown, draw) {
   if (!window.EventSource) return;
-  const shown = new Set(devices.map(d => d.id));
   const stream = new EventSource("/api/v1/events/?types=device.status_changed,device.informed,device.registered");
   const refresh = async id => {
-    const row = list.querySelector(`tr[data-id="${id}"]`);
-    if (!row) return;
     try {
       const device = await api(`/inventory_device/${id}/`);
-      row.querySelector(".status-cell")?.replaceChildren(statusBadge(device.status));
-      row.querySelector(".contact-cell")?.replaceChildren(time(device.last_connection));
+      const row = listBox.querySelector(`tr[data-id="${id}"]`);
+      row?.querySelector(".status-cell")?.replaceChildren(statusBadge(device.status));
+      row?.querySelector(".contact-cell")?.replaceChildren(time(device.last_connection));
     } catch { /* gone or out of scope */ }
   };
   const onDevice = event => {
@@ -180,17 +191,11 @@ function live(list, devices, selected) {
   };
   stream.addEventListener("device.status_changed", onDevice);
   stream.addEventListener("device.informed", onDevice);
-  // New devices: the list is read again (once a second at most), unless devices are
-  // selected, which a reload would forget: then a button offers it.
+  // Opened (or reopened after a drop): what registered before it is read once.
+  stream.addEventListener("open", () => draw().catch(() => {}));
   let pending = null;
-  let announced = false;
   stream.addEventListener("device.registered", () => {
-    if (selected.size === 0) {
-      pending = pending || setTimeout(reload, 1000);
-    } else if (!announced) {
-      announced = true;
-      list.querySelector("caption")?.append(" ", h("button", { type: "button", class: "link", onclick: reload }, "New devices registered: reload"));
-    }
+    pending = pending || setTimeout(() => { pending = null; draw().catch(() => {}); }, 1000);
   });
   onLeave(() => { stream.close(); clearTimeout(pending); });
 }

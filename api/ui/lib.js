@@ -31,7 +31,7 @@ export function leave() { for (const cleanup of cleanups.splice(0)) cleanup(); }
 // Render the current page again (after a write it shows, or news from the event stream).
 let renderer = () => {};
 export function setRenderer(callback) { renderer = callback; }
-export function reload() { renderer(); }
+export function reload() { return renderer(); }
 
 let onUnauthorized = () => {};
 export function whenUnauthorized(callback) { onUnauthorized = callback; }

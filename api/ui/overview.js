@@ -19,8 +19,8 @@ async function fill(body) {
   const link = query => `#/devices?${new URLSearchParams(query)}`;
   const cards = h("section", { class: "card stats", "aria-label": "Devices by status" },
     stat("Devices", data.devices, "#/devices"),
-    stat("Up", data.by_status.Up, link({ status: "Up" }), "up"),
-    stat("Down", data.by_status.Down, link({ status: "Down" }), "down"));
+    stat("Up", data.by_status.Up, link({ status: "1" }), "up"),
+    stat("Down", data.by_status.Down, link({ status: "0" }), "down"));
   const parts = [
     cards,
     section("By product class", bars(data.by_product_class, v => link({ product_class: v }))),
@@ -37,7 +37,7 @@ async function fill(body) {
 }
 
 function stat(label, value, href, kind = "") {
-  return h("a", { class: `stat ${kind}`, href }, h("span", { class: "value" }, String(value)), h("span", { class: "label" }, label));
+  return h("a", { class: `stat ${kind}`, href, "aria-label": `${value} ${label}` }, h("span", { class: "value" }, String(value)), h("span", { class: "label" }, label));
 }
 
 // Horizontal bars, one per value (the top ones and "others"), each a link to the list.
