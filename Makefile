@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow lint clean bench bench-quick fuzz
+.PHONY: run test test-slow lint clean bench bench-quick fuzz screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# The dashboard's main pages as PNG files (docs/screenshots/, or $SCREENSHOTS), from a real
+# appliance and a simulated fleet in headless Chromium (Debian's `chromium` must be installed).
+screenshots: $(STAMP)
+	ACS_BROWSER_REQUIRED=1 $(BIN)/python -m pytest -q -m screenshots tests/test_ui_screenshots.py
 
 # Issue 5's benchmark: ACS, ceiling server and load generators as separate processes on
 # 127.0.0.1; a table, then one JSON object on the last line. bench < 10 min, bench-quick < 1 min.

@@ -1,0 +1,49 @@
+"""``make screenshots``: the dashboard's main pages as PNG files, taken from a running
+appliance with a simulated fleet (tests/uibrowser.py), into ``docs/screenshots/`` or the
+directory ``SCREENSHOTS`` names. Marked ``screenshots``: the default suite leaves it out."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from uibrowser import Stack, browser, expect, logged_in, page, stack, toast  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.screenshots
+REPO = Path(__file__).resolve().parent.parent
+PAGES = [
+    ("overview", "/#/"),
+    ("devices", "/#/devices"),
+    ("device", "/#/devices/1?path=Device.DHCPv4.Server.Pool.1."),
+    ("files", "/#/files"),
+    ("campaign", "/#/campaigns/1"),
+    ("admin", "/#/admin/users"),
+]
+
+
+def test_screenshots_of_each_main_page(page: Any, stack: Stack) -> None:
+    out = Path(os.environ.get("SCREENSHOTS") or REPO / "docs" / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    stack.start_fleet()
+    logged_in(page, "admin")
+    # Something to show: a full parameter tree and a draft campaign.
+    page.goto("/#/devices/1")
+    page.get_by_role("button", name="Refresh all parameters").click()
+    expect(toast(page, "Refresh all parameters: done.")).to_be_visible()
+    page.goto("/#/campaigns")
+    form = page.get_by_role("form", name="New campaign")
+    form.get_by_label("Name").fill("Nightly reboot")
+    form.get_by_label("Window opens").fill("02:00")
+    form.get_by_label("Window closes").fill("05:00")
+    form.get_by_role("button", name="Create draft").click()
+    expect(page.get_by_role("heading", name="Preview: 3 devices")).to_be_visible()
+    expect(page.locator(".toast")).to_have_count(0)  # gone by themselves before the pictures
+    for name, url in PAGES:
+        page.goto(url)
+        expect(page.locator("main h1")).to_be_visible()
+        expect(page.locator("main .muted", has_text="Loading")).to_have_count(0)
+        path = out / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        assert path.stat().st_size > 10_000, f"{name}: an empty picture?"
