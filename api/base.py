@@ -109,7 +109,7 @@ class ApplianceView(Protocol):
 
 
 # Query parameters that may be given more than once (``?tag=a&tag=b``: both must match).
-REPEATABLE = frozenset({"tag"})
+REPEATABLE = frozenset({"tag", "id"})
 
 
 class ApiError(Exception):

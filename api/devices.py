@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from acs.store.models import IN_PROGRESS, Device, DeviceFilter
+from acs.store.models import IN_PROGRESS, Device, DeviceFilter, DeviceOrder
 from api import device_ops, search, validation
 from api.base import (
     Api,
@@ -32,7 +32,7 @@ from api.docs import CREATE, DETAIL, DEVICE_FILTERS, READ, WRITE, Doc, list_resp
 from api.serializers import device_flat, devices_flat
 
 # What the device lists take besides their filters (api.search).
-LIST_OPTIONS = ("limit", "offset", "pending", "update_status", "format")
+LIST_OPTIONS = ("limit", "offset", "pending", "update_status", "format", "ordering")
 
 Serialize = Callable[[Device], dict[str, Any]]
 # (page of devices, pending flag) -> their representations, related rows read in one go.
@@ -56,6 +56,17 @@ def _wants_csv(req: ApiRequest) -> bool:
     return kind == "csv"
 
 
+def device_order(req: ApiRequest) -> DeviceOrder:
+    """``ordering=<field>`` (ascending) or ``-<field>``; absent or empty: by id."""
+    raw = req.query().get("ordering") or "id"
+    column = search.ORDERINGS.get(raw.removeprefix("-"))
+    if column is None:
+        raise field_error(
+            "ordering", f"Sort by one of {', '.join(search.ORDERINGS)}; - for descending."
+        )
+    return DeviceOrder(column, descending=raw.startswith("-"))
+
+
 def wants_update_status(req: ApiRequest) -> bool:
     """``update_status=true``: an operator's privilege (it makes the ACS contact CPEs)."""
     wanted = req.query_bool("update_status")
@@ -71,9 +82,10 @@ def list_devices_page(api: Api, req: ApiRequest, serialize: SerializePage) -> Re
     if _wants_csv(req):
         return 200, CsvExport(api.store, filters)
     limit, offset = req.page_params()
+    order = device_order(req)
     pending = req.query_bool("pending")
     refresh = wants_update_status(req)
-    total, devices = api.store.devices_page(filters, limit=limit, offset=offset)
+    total, devices = api.store.devices_page(filters, limit=limit, offset=offset, order=order)
     if not refresh or not devices:
         return 200, req.page(total, serialize(devices, pending), limit, offset)
 
@@ -174,8 +186,8 @@ def _flat(api: Api, req: ApiRequest) -> Serialize:
     ),
 )
 def list_devices(api: Api, req: ApiRequest) -> Reply:
-    """Devices by id: the list filters (api.search); limit/offset; pending; update_status;
-    format=csv."""
+    """Devices by id: the list filters (api.search); limit/offset; ordering; pending;
+    update_status; format=csv."""
     return list_devices_page(
         api, req, lambda page, pending: devices_flat(api.store, page, detailed_pending=pending)
     )

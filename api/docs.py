@@ -16,7 +16,7 @@ from acs.store.checks import MAX_TAG, TAG_PATTERN
 from acs.store.models import TASK_STATES
 from api.base import DEFAULT_LIMIT, MAX_LIMIT, SQL_INT_MAX
 from api.schema import BOOL_TEXT_PATTERN, JSON, Schema, integer, ref, string
-from api.search import MAX_VALUE, VALUE_PATTERN
+from api.search import MAX_ID_FILTERS, MAX_VALUE, ORDERING_PATTERN, VALUE_PATTERN
 
 # Error answers an operation may give, by component name; 401, 403 and 503 apply to every
 # authenticated operation.
@@ -43,7 +43,9 @@ DEVICE_FILTERS = (
     "product_class",
     "manufacturer",
     "q",
+    "id",
     *PAGE,
+    "ordering",
     "pending",
     "update_status",
     "format",
@@ -299,6 +301,27 @@ PARAMETERS: dict[str, Schema] = {
         string(pattern=VALUE_PATTERN, maxLength=MAX_VALUE),
         "Devices whose serial number, name, unique identifier or description contains this "
         "(ASCII letters in any case).",
+        empty=True,
+    ),
+    "id": {
+        **query_param(
+            "id",
+            {
+                "type": "array",
+                "items": integer(minimum=1, maximum=SQL_INT_MAX),
+                "maxItems": MAX_ID_FILTERS,
+            },
+            f"Devices with one of these ids (repeat it, at most {MAX_ID_FILTERS}): a "
+            "selection made in a list.",
+        ),
+        "style": "form",
+        "explode": True,
+    },
+    "ordering": query_param(
+        "ordering",
+        string(pattern=ORDERING_PATTERN),
+        "Sort by this field, then by id; a leading - sorts descending; devices without a "
+        "value come last. Default: id.",
         empty=True,
     ),
     "location_organization": query_param(

@@ -3,7 +3,8 @@ object: the spec's (``type``, ``status``, ``last_status_change_from``, ``organiz
 and the fleet search (``tag``, repeatable, every one must match; ``software_version``,
 ``hardware_version``, ``product_class``, ``manufacturer``; ``q``, a substring of serial,
 name, unique identifier or description; ``param.<path>=<value>`` and
-``param.<path>__startswith=<prefix>`` on the stored tree). Every filter is confined to the
+``param.<path>__startswith=<prefix>`` on the stored tree; ``id``, repeatable, any one of
+them: an operator's selection). Every filter is confined to the
 token's organizations; a bad value or an unknown name is a 400 naming it.
 """
 
@@ -24,7 +25,7 @@ STATUS_FILTER = {"0": DOWN, "false": DOWN, "False": DOWN, "1": UP, "true": UP, "
 # The spec's filters, then the fleet search's (the lists take paging and view options too).
 SPEC_FILTERS = ("type", "status", "last_status_change_from", "organization")
 FIELD_FILTERS = ("software_version", "hardware_version", "product_class", "manufacturer")
-SEARCH_FILTERS = ("tag", *FIELD_FILTERS, "q")
+SEARCH_FILTERS = ("tag", *FIELD_FILTERS, "q", "id")
 FILTERS = (*SPEC_FILTERS, *SEARCH_FILTERS)
 PARAM = "param."
 STARTSWITH = "__startswith"
@@ -33,6 +34,20 @@ VALUE_PATTERN = rf"^[^{UNSEEN}]*$"
 _VALUE = re.compile(VALUE_PATTERN)
 MAX_TAG_FILTERS = 16
 MAX_PARAM_FILTERS = 8
+MAX_ID_FILTERS = 500
+# ``ordering``'s field names (either view's spelling) -> the device column sorted on.
+ORDERINGS = {
+    "id": "id",
+    "serial_number": "serial_number",
+    "name": "name",
+    "product_class": "product_class",
+    "software_version": "software_version",
+    "status": "status",
+    "last_connection": "last_contact",
+    "status_change": "status_change",
+    "last_status_change": "status_change",
+}
+ORDERING_PATTERN = f"^(-?({'|'.join(ORDERINGS)}))?$"
 
 
 def _any_case(word: str) -> str:
@@ -81,6 +96,21 @@ def _integer(values: Mapping[str, Sequence[str]], name: str) -> int | None:
     if number is None:
         raise field_error(name, f"A valid integer is required, not {raw[:40]!r}.")
     return number
+
+
+def _ids(values: Mapping[str, Sequence[str]]) -> tuple[int, ...] | None:
+    given = [v for v in values.get("id") or () if v != ""]
+    if not given:
+        return None
+    if len(given) > MAX_ID_FILTERS:
+        raise field_error("id", f"At most {MAX_ID_FILTERS} ids.")
+    ids: list[int] = []
+    for raw in given:
+        number = parse_decimal(raw)
+        if number is None or not 1 <= number <= SQL_INT_MAX:
+            raise field_error("id", f"Each id is a positive integer, not {raw[:40]!r}.")
+        ids.append(number)
+    return tuple(ids)
 
 
 def _text(name: str, value: str) -> str:
@@ -159,6 +189,7 @@ def parse_filters(
         tags=tags,
         text=None if text is None else _text("q", text),
         parameters=tuple(parameters),
+        ids=_ids(values),
         **{k: None if v is None else _text(k, v) for k, v in fields.items()},
     )
 
@@ -175,6 +206,12 @@ def _object_value_ok(name: str, value: Any) -> bool:
         return isinstance(value, str) and value in STATUS_FILTER
     if name == "last_status_change_from":
         return isinstance(value, str) and value != "" and parse_since(value) is not None
+    if name == "id":
+        return (
+            isinstance(value, list)
+            and 1 <= len(value) <= MAX_ID_FILTERS
+            and all((n := json_int(v)) is not None and 1 <= n <= SQL_INT_MAX for v in value)
+        )
     if name == "tag":
         return (
             isinstance(value, list)
@@ -215,7 +252,7 @@ def filter_object(body: dict[str, Any], principal: Principal) -> DeviceFilter:
     """The devices a filter object (one ``filter_problem`` passed) selects, within the
     principal's organizations."""
     values = {
-        name: [str(v) for v in value]
+        name: [str(json_int(v)) if name == "id" else str(v) for v in value]
         if isinstance(value, list)
         else [str(json_int(value)) if name in ("type", "organization") else str(value)]
         for name, value in body.items()

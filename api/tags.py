@@ -61,6 +61,12 @@ _FILTER: Schema = obj(
             "maxItems": search.MAX_TAG_FILTERS,
         },
         **{name: _VALUE for name in (*search.FIELD_FILTERS, "q")},
+        "id": {
+            "type": "array",
+            "items": integer(minimum=1, maximum=search.SQL_INT_MAX),
+            "minItems": 1,
+            "maxItems": search.MAX_ID_FILTERS,
+        },
     },
     [],
     additional=False,
@@ -68,8 +74,8 @@ _FILTER: Schema = obj(
     maxProperties=search.MAX_FILTER_KEYS,
     description="As the list query: type, status, last_status_change_from, organization, "
     "tag (every one), software_version, hardware_version, product_class, manufacturer, q, "
-    "and param.<TR-069 path> / param.<path>__startswith (credential paths refused). {} "
-    "selects every device of the token's organizations.",
+    "id (any one of these devices), and param.<TR-069 path> / param.<path>__startswith "
+    "(credential paths refused). {} selects every device of the token's organizations.",
 )
 TAG_SCHEMAS: dict[str, Schema] = {
     "DeviceTags": obj({"tags": {"type": "array", "items": string()}}, "*"),

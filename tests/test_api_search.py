@@ -74,6 +74,11 @@ def serials(harness: ApiHarness, query: str, token: str) -> list[str]:
         (f"param.{SSID}__startswith=", ["HG-1", "HG-2", "HG-3"]),
         (f"software_version=1.0&tag=pilot&param.{SSID}__startswith=h", ["HG-1"]),
         ("status=0&tag=pilot&product_class=HG-181", ["HG-1", "HG-2"]),
+        ("id=2&id=4", ["HG-2", "IG-4"]),
+        ("id=4&id=4&id=999", ["IG-4"]),
+        ("id=1&id=2&id=3&tag=pilot", ["HG-1", "HG-2"]),
+        (f"id=1&id=3&param.{SSID}__startswith=", ["HG-1", "HG-3"]),
+        ("id=", ["HG-1", "HG-2", "HG-3", "IG-4"]),
     ],
 )
 def test_every_filter_on_both_views(
@@ -90,6 +95,35 @@ def test_filters_stay_inside_the_tokens_organizations(
     assert serials(harness, "software_version=1.0", east) == ["HG-1"]
     reply = harness.call("GET", f"{V1}/inventory_device/?organization={world['west']}", token=east)
     assert reply.status == 403
+    west_ids = "&".join(f"id={world['devices'][s].id}" for s in ("HG-1", "HG-3", "IG-4"))
+    assert serials(harness, west_ids, east) == ["HG-1"]  # a selection cannot reach past it
+
+
+@pytest.mark.parametrize(
+    ("ordering", "expected"),
+    [
+        ("", ["HG-1", "HG-2", "HG-3", "IG-4"]),
+        ("-id", ["IG-4", "HG-3", "HG-2", "HG-1"]),
+        ("-serial_number", ["IG-4", "HG-3", "HG-2", "HG-1"]),
+        ("software_version", ["HG-1", "HG-3", "IG-4", "HG-2"]),  # then by id, the same way
+        ("-software_version", ["HG-2", "IG-4", "HG-3", "HG-1"]),
+        ("-product_class", ["IG-4", "HG-3", "HG-2", "HG-1"]),
+        ("last_connection", ["HG-2", "HG-3", "HG-1", "IG-4"]),  # never in contact: last
+        ("-last_connection", ["HG-3", "HG-2", "IG-4", "HG-1"]),
+    ],
+)
+def test_lists_sort_on_the_server_then_by_id(
+    harness: ApiHarness, world: dict[str, Any], ordering: str, expected: list[str]
+) -> None:
+    store, now = harness.store, harness.clock.seconds()
+    for serial, seen in (("HG-2", now - 60), ("HG-3", now - 30)):
+        store.update_device(world["devices"][serial].id, now=now, actor="t", last_contact=seen)
+    assert serials(harness, f"ordering={ordering}", harness.token("viewer")) == expected
+    with_filter = serials(harness, f"ordering={ordering}&tag=pilot", harness.token("viewer"))
+    assert with_filter == [s for s in expected if s != "HG-3"]  # the search path sorts too
+    page = listed(harness, f"ordering={ordering}&limit=2&offset=1", harness.token("viewer"))
+    assert [d["serial_number"] for d in page["results"]] == expected[1:3]
+    assert page["count"] == 4 and f"ordering={ordering}" in page["next"]
 
 
 def test_the_next_page_keeps_every_tag(harness: ApiHarness, world: dict[str, Any]) -> None:
@@ -121,6 +155,13 @@ def test_the_next_page_keeps_every_tag(harness: ApiHarness, world: dict[str, Any
         (f"param.{SSID}=" + quote("\u202e"), f"param.{SSID}"),
         ("&".join(f"param.Device.P{i}=1" for i in range(9)), "param"),
         ("&".join("tag=t" for _ in range(17)), "tag"),
+        ("id=0", "id"),
+        ("id=x", "id"),
+        ("id=9223372036854775808", "id"),
+        ("&".join(f"id={i}" for i in range(1, 502)), "id"),
+        ("ordering=password", "ordering"),
+        ("ordering=--id", "ordering"),
+        ("ordering=id&ordering=name", "ordering"),
     ],
 )
 def test_bad_filters_and_unknown_parameters_are_a_400_naming_them(
@@ -178,6 +219,10 @@ def test_bulk_tags_follow_the_filter_and_the_scope(
     assert reply.json == {"matched": 2, "changed": 1, "at_limit": 0}
     by_float = {"tags": ["x"], "filter": {"organization": float(world["east"])}}
     assert harness.call("POST", f"{V1}/tags/", token=admin, json_body=by_float).json["matched"] == 2
+    picked = [world["devices"][s].id for s in ("HG-2", "HG-3")]
+    by_ids = {"tags": ["picked"], "filter": {"id": [float(picked[0]), picked[1]]}}
+    assert harness.call("POST", f"{V1}/tags/", token=east, json_body=by_ids).json["matched"] == 1
+    assert serials(harness, "tag=picked", admin) == ["HG-2"]
     body = {"tags": ["campaign-7"], "filter": {}, "remove": True}
     reply = harness.call("POST", f"{V1}/tags/", token=east, json_body=body)
     assert reply.json == {"matched": 2, "changed": 2, "at_limit": 0}
@@ -207,6 +252,12 @@ def test_bulk_tags_follow_the_filter_and_the_scope(
         {"tags": ["\udfff"], "filter": {}},
         {"tags": ["x"], "filter": {"param.Device.X.WEPKey": "k"}},
         {"tags": ["x"], "filter": []},
+        {"tags": ["x"], "filter": {"id": []}},
+        {"tags": ["x"], "filter": {"id": 3}},
+        {"tags": ["x"], "filter": {"id": [0]}},
+        {"tags": ["x"], "filter": {"id": ["3"]}},
+        {"tags": ["x"], "filter": {"id": [True]}},
+        {"tags": ["x"], "filter": {"id": list(range(1, 502))}},
     ],
 )
 def test_a_bad_bulk_body_is_a_400_and_tags_nothing(

@@ -204,3 +204,18 @@ def test_pause_resume_cancel_done_and_the_scope(harness: ApiHarness) -> None:
     _tick(h, campaign=2)
     assert h.call("GET", "/api/v1/campaign/2/", token=scoped).json["state"] == "done"
     _post(h, scoped, "2/cancel/", 409)
+
+
+def test_a_campaign_over_picked_devices_reaches_those_alone(harness: ApiHarness) -> None:
+    h = harness
+    _fleet(h, 6)
+    token = h.token("operator")
+    picked = [d.id for d in h.store.devices_page(limit=6)[1]][1:4]
+    _campaign(h, token, filter={"id": picked}, rate=600)
+    preview = h.call("GET", "/api/v1/campaign/1/preview/", token=token).json
+    assert [d["id"] for d in preview["results"]] == picked
+    assert _post(h, token, "1/start/")["progress"]["waiting"] == 3
+    assert _tick(h)["waiting"] == 2  # the bucket starts with one token
+    assert _tick(h)["waiting"] == 0
+    tasks = {d.id: h.store.tasks_for_device(d.id) for d in h.store.devices_page(limit=6)[1]}
+    assert sorted(d for d, found in tasks.items() if found) == picked

@@ -43,6 +43,23 @@ def test_login_refuses_a_wrong_password_then_logs_in_and_out(page: Any) -> None:
     expect(page.get_by_role("heading", name="Log in to the ACS")).to_be_visible()
 
 
+# What the page downloaded so far, by the browser's own count (the Resource Timing API).
+TRANSFERRED = """() => performance.getEntriesByType("navigation")
+    .concat(performance.getEntriesByType("resource"))
+    .reduce((sum, entry) => sum + entry.transferSize, 0)"""
+
+
+def test_the_first_page_is_small(page: Any, stack: Stack) -> None:
+    stack.start_fleet()
+    page.goto("/")
+    expect(page.get_by_label("User name")).to_be_visible()
+    login_page = page.evaluate(TRANSFERRED)  # the whole app: every script and the styles
+    logged_in(page, "operator")  # a new document: the count starts again
+    expect(page.get_by_label(f"{FLEET} Devices")).to_be_visible()  # the charts drawn too
+    overview = page.evaluate(TRANSFERRED)
+    assert login_page > 20_000 and login_page + overview < 300_000, (login_page, overview)
+
+
 def test_the_fleet_appears_live_and_the_list_filters(page: Any, stack: Stack) -> None:
     logged_in(page, "operator")
     page.get_by_role("link", name="Devices", exact=True).click()
@@ -54,7 +71,7 @@ def test_the_fleet_appears_live_and_the_list_filters(page: Any, stack: Stack) ->
     expect(page.locator("caption")).to_have_text(f"{FLEET} devices")
 
     page.get_by_label("Search").fill("SIM000001")
-    page.get_by_role("button", name="Filter").click()
+    page.get_by_role("button", name="Filter", exact=True).click()
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("SIM000001")
     expect(page).to_have_url(re.compile(r"#/devices\?q=SIM000001$"))
@@ -62,7 +79,7 @@ def test_the_fleet_appears_live_and_the_list_filters(page: Any, stack: Stack) ->
     page.get_by_role("button", name="Clear").click()
     expect(rows).to_have_count(FLEET)
     page.get_by_label("Status").select_option("Down")
-    page.get_by_role("button", name="Filter").click()
+    page.get_by_role("button", name="Filter", exact=True).click()
     expect(page.get_by_text("No device matches.")).to_be_visible()
 
     # A parameter of the stored tree, and a tag given in bulk, filter too.
@@ -72,9 +89,29 @@ def test_the_fleet_appears_live_and_the_list_filters(page: Any, stack: Stack) ->
     page.get_by_role("button", name="Add tag").click()
     expect(toast(page, 'Tagged 1 devices "lab-b".')).to_be_visible()
     page.get_by_label("Tags", exact=True).fill("lab-b")
-    page.get_by_role("button", name="Filter").click()
+    page.get_by_role("button", name="Filter", exact=True).click()
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("SIM000002")
+
+    # Sorted by the API (the whole list, not the page), both ways.
+    page.goto("/#/devices")
+    page.get_by_role("button", name="Serial number").click()
+    expect(page.locator("th[aria-sort=ascending]")).to_contain_text("Serial number")
+    expect(rows.first).to_contain_text("SIM000000")
+    page.get_by_role("button", name="Serial number").click()
+    expect(page).to_have_url(re.compile(r"sort=-serial_number"))
+    expect(rows.first).to_contain_text(f"SIM{FLEET - 1:06d}")
+
+    # Picked devices, not a filter, make a campaign.
+    for serial in ("SIM000000", "SIM000002"):
+        page.get_by_label(f"Select {serial}").check()
+    page.get_by_role("button", name="Campaign over these…").click()
+    found = [
+        page.request.get(f"/api/v1/inventory_device/?q={serial}").json()["results"][0]["id"]
+        for serial in ("SIM000000", "SIM000002")
+    ]
+    form = page.get_by_role("form", name="New campaign")
+    expect(form.get_by_label("Devices (filter)")).to_have_value(f'{{"id":[{found[0]},{found[1]}]}}')
 
 
 def test_edit_a_parameter_reboot_and_upgrade_firmware(page: Any, stack: Stack) -> None:
@@ -136,7 +173,7 @@ def test_a_campaign_over_three_devices(page: Any, stack: Stack) -> None:
     logged_in(page, "operator")
     page.goto("/#/devices?product_class=HG-181")
     expect(page.locator("tbody tr[data-id]")).to_have_count(FLEET)
-    page.get_by_role("link", name="Campaign from this filter…").click()
+    page.get_by_role("button", name="Campaign from this filter…").click()
     form = page.get_by_role("form", name="New campaign")
     expect(form.get_by_label("Devices (filter)")).to_have_value('{"product_class":"HG-181"}')
     form.get_by_label("Name").fill("Night reboot")

@@ -1,6 +1,8 @@
 """``make screenshots``: the dashboard's main pages as PNG files, taken from a running
 appliance with a simulated fleet (tests/uibrowser.py), into ``docs/screenshots/`` or the
-directory ``SCREENSHOTS`` names. Marked ``screenshots``: the default suite leaves it out."""
+directory ``SCREENSHOTS`` names; and the first page's figures (bytes transferred, time
+until the login form and then the overview can be used), printed. Marked
+``screenshots``: the default suite leaves it out."""
 
 from __future__ import annotations
 
@@ -9,7 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from uibrowser import Stack, browser, expect, logged_in, page, stack, toast  # noqa: F401 (fixtures)
+from uibrowser import (  # noqa: F401 (fixtures)
+    FLEET,
+    Stack,
+    browser,
+    expect,
+    logged_in,
+    page,
+    stack,
+    toast,
+)
 
 pytestmark = pytest.mark.screenshots
 REPO = Path(__file__).resolve().parent.parent
@@ -47,3 +58,30 @@ def test_screenshots_of_each_main_page(page: Any, stack: Stack) -> None:
         path = out / f"{name}.png"
         page.screenshot(path=str(path), full_page=True)
         assert path.stat().st_size > 10_000, f"{name}: an empty picture?"
+
+
+# Milliseconds since this document's navigation began, and the bytes it transferred.
+FIGURES = """() => [performance.now(), performance.getEntriesByType("navigation")
+    .concat(performance.getEntriesByType("resource"))
+    .reduce((sum, entry) => sum + entry.transferSize, 0)]"""
+READY = "document.querySelector(%r) !== null"
+
+
+def test_the_first_page_figures(
+    page: Any, stack: Stack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack.start_fleet()
+    page.goto("/")
+    # Interactive: the login form is in the document (checked at every animation frame).
+    page.wait_for_function(READY % "form.login input[name=password]", polling="raf")
+    login_ms, login_bytes = page.evaluate(FIGURES)
+    logged_in(page, "operator")
+    page.reload()  # a cold start of the overview page, logged in
+    page.wait_for_function(READY % f'a.stat[aria-label="{FLEET} Devices"]', polling="raf")
+    overview_ms, overview_bytes = page.evaluate(FIGURES)
+    with capsys.disabled():
+        print(
+            f"\nlogin page: {login_bytes / 1000:.0f} KB transferred, usable after "
+            f"{login_ms:.0f} ms; overview (logged in, reloaded): {overview_bytes / 1000:.0f} KB, "
+            f"drawn after {overview_ms:.0f} ms"
+        )

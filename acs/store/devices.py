@@ -36,6 +36,7 @@ from acs.store.models import (
     UP,
     Device,
     DeviceFilter,
+    DeviceOrder,
     InformRecord,
     OperationalRecord,
     ParameterMatch,
@@ -56,6 +57,12 @@ def device_clauses(filters: DeviceFilter | None) -> tuple[list[str], list[Any]]:
             return ["0"], []
         clauses.append(f"organization_id IN ({', '.join('?' for _ in orgs)})")
         params += orgs
+    if filters.ids is not None:
+        ids = list(dict.fromkeys(filters.ids))
+        if not ids:
+            return ["0"], []
+        clauses.append(f"devices.id IN ({', '.join('?' for _ in ids)})")
+        params += ids
     if filters.type_id is not None:
         clauses.append("type_id = ?")
         params.append(filters.type_id)
@@ -337,10 +344,18 @@ class Devices(Database):
         }
 
     def devices_page(
-        self, filters: DeviceFilter | None = None, *, limit: int = 20, offset: int = 0
+        self,
+        filters: DeviceFilter | None = None,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        order: DeviceOrder | None = None,
     ) -> tuple[int, list[Device]]:
-        """(total matching, one page of devices in ascending id order) for list endpoints."""
+        """(total matching, one page of devices) for list endpoints: in ascending id order
+        unless ``order`` says otherwise."""
         check_page(limit, offset)
+        if order is not None and order != DeviceOrder():
+            return self._ordered_page(filters, order, limit, offset)
         search = _search(filters)
         if search is not None:
             return self._searched_page(search, limit, offset)
@@ -364,6 +379,30 @@ class Devices(Database):
                     "ORDER BY id LIMIT ?",
                     [*params, offset, *params, limit],
                 )
+        return total, [codec.device(r) for r in found]
+
+    def _ordered_page(
+        self, filters: DeviceFilter | None, order: DeviceOrder, limit: int, offset: int
+    ) -> tuple[int, list[Device]]:
+        """A page sorted on a device column, then by id; a NULL sorts last both ways. The
+        matching rows are sorted for every page (no index covers each column and filter):
+        the price of an operator's click, not of the CWMP path."""
+        search = _search(filters)
+        if search is not None:
+            clauses, params = [f"devices.id IN (SELECT d.device_id {search[0]})"], search[1]
+        else:
+            clauses, params = device_clauses(filters)
+        where = " WHERE " + " AND ".join(clauses) if clauses else ""
+        way = "DESC" if order.descending else "ASC"
+        with self.transaction():
+            total = int(self._scalar(f"SELECT count(*) FROM devices{where}", params))
+            if offset >= total or limit == 0:
+                return total, []
+            found = self._all(
+                f"SELECT * FROM devices{where} ORDER BY {order.column} {way} NULLS LAST, "
+                f"id {way} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
         return total, [codec.device(r) for r in found]
 
     def devices_after(

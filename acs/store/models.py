@@ -268,6 +268,33 @@ class DeviceFilter:
     manufacturer: str | None = None
     text: str | None = None  # substring of serial, name, unique identifier or description
     parameters: tuple[ParameterMatch, ...] = ()
+    ids: tuple[int, ...] | None = None  # one of these devices (an operator's selection)
+
+
+# The device columns a list can be sorted by (then by id, for a stable order).
+ORDER_COLUMNS = (
+    "id",
+    "serial_number",
+    "name",
+    "product_class",
+    "software_version",
+    "status",
+    "last_contact",
+    "status_change",
+)
+
+
+@dataclass(frozen=True)
+class DeviceOrder:
+    """A device list's order: ``column`` (one of ORDER_COLUMNS), ascending unless
+    ``descending``; devices with no value come last either way."""
+
+    column: str = "id"
+    descending: bool = False
+
+    def __post_init__(self) -> None:
+        if self.column not in ORDER_COLUMNS:
+            raise ValueError(f"cannot sort devices by {self.column!r}")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
-// The device list: every filter of GET /inventory_device/, paginated, sortable within the
-// page, live through the event stream; select devices to tag them, queue an operation on
-// them, or start a campaign from the filter.
+// The device list: every filter of GET /inventory_device/, paginated, sorted by the API
+// (?ordering=), live through the event stream; select devices to tag them, queue an
+// operation on them or start a campaign over them, or start one from the filter.
 import {
   all, api, attempt, can, confirm, field, h, notify, onLeave, pager, reload, select, statusBadge, table,
   time,
@@ -48,14 +48,15 @@ export function filterObject(query) {
 export async function devicesPage({ query }) {
   const [organizations, types] = await Promise.all([all("/organization/"), all("/device_type/")]);
   const offset = Number(query.get("offset") || 0);
+  const sort = query.get("sort") || "";
   const apiQuery = apiFilters(query);
   apiQuery.set("limit", LIMIT);
   if (offset) apiQuery.set("offset", offset);
+  if (sort) apiQuery.set("ordering", sort);
 
   const root = h("div", { class: "page" }, h("h1", {}, "Devices"));
   root.append(filterForm(query, organizations, types));
   const selected = new Set();
-  const sort = query.get("sort") || "";
   const columns = [
     ...(can.operate() ? [{ label: h("span", { class: "sr-only" }, "Select"), cell: d => h("input", {
       type: "checkbox", "aria-label": `Select ${d.serial_number}`, checked: selected.has(d.id),
@@ -82,7 +83,7 @@ export async function devicesPage({ query }) {
     for (const id of [...selected]) if (!shown.has(id)) selected.delete(id);
     bulk.update();
     listBox.replaceChildren(
-      table(columns, sortRows(page.results, sort), { caption: `${page.count} devices`, empty: "No device matches.", rowId: d => d.id }),
+      table(columns, page.results, { caption: `${page.count} devices`, empty: "No device matches.", rowId: d => d.id }),
       pager(page, offset, LIMIT, next => go(query, { offset: next || null })));
   };
   await draw();
@@ -93,16 +94,9 @@ export async function devicesPage({ query }) {
 function column(label, key, sort, query, cell) {
   const state = sort === key ? "ascending" : sort === `-${key}` ? "descending" : "none";
   const next = sort === key ? `-${key}` : key;
-  const button = h("button", { type: "button", class: "sort", title: "Sort this page",
-    onclick: () => go(query, { sort: next }) }, label, state === "none" ? "" : state === "ascending" ? " ▲" : " ▼");
+  const button = h("button", { type: "button", class: "sort", title: `Sort by ${label.toLowerCase()}`,
+    onclick: () => go(query, { sort: next, offset: null }) }, label, state === "none" ? "" : state === "ascending" ? " ▲" : " ▼");
   return { label: button, cell, sortState: state };
-}
-
-function sortRows(rows, sort) {
-  if (!sort) return rows;
-  const key = sort.replace(/^-/, "");
-  const sign = sort.startsWith("-") ? -1 : 1;
-  return [...rows].sort((a, b) => sign * String(a[key] ?? "").localeCompare(String(b[key] ?? ""), undefined, { numeric: true }));
 }
 
 function go(query, changes) {
@@ -161,13 +155,18 @@ function bulkBar(selected, query) {
       await attempt(() => Promise.all([...selected].map(id => api(`/inventory_device/${id}/tasks/`, { method: "POST", body: { kind } }))),
         `${label} queued for ${selected.size} devices.`);
     }),
-    h("a", { class: "button", href: `#/campaigns?${new URLSearchParams({ filter: JSON.stringify(filterObject(query)) })}` }, "Campaign from this filter…"));
+    button("Campaign over these…", () => campaignFrom({ id: [...selected] })),
+    h("button", { type: "button", onclick: () => campaignFrom(filterObject(query)) }, "Campaign from this filter…"));
   const update = () => {
     count.textContent = `${selected.size} selected`;
     for (const b of buttons) b.disabled = selected.size === 0;
   };
   update();
   return { element, update };
+}
+
+function campaignFrom(filter) {
+  location.hash = `#/campaigns?${new URLSearchParams({ filter: JSON.stringify(filter) })}`;
 }
 
 // Live status: the event stream tells of status changes and new devices; a row whose device

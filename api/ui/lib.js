@@ -149,7 +149,7 @@ export function stateBadge(state) {
 
 // columns: [{label, cell: row => node|string, sort?: row => value}]; rows: objects.
 export function table(columns, rows, { caption, empty = "Nothing here yet.", rowId } = {}) {
-  const head = h("tr", {}, columns.map(c => h("th", { scope: "col" }, c.label)));
+  const head = h("tr", {}, columns.map(c => h("th", { scope: "col", ...(c.sortState ? { "aria-sort": c.sortState } : {}) }, c.label)));
   const body = h("tbody", {});
   for (const row of rows) {
     body.append(h("tr", rowId ? { "data-id": rowId(row) } : {}, columns.map(c => h("td", { "data-label": labelText(c.label) }, c.cell(row)))));
