@@ -10,6 +10,7 @@ from typing import Any
 
 from uibrowser import (  # noqa: F401 (fixtures)
     FLEET,
+    USERS,
     Stack,
     api_from_page,
     browser,
@@ -285,3 +286,44 @@ def test_every_page_renders_and_an_admin_manages_accounts(page: Any, stack: Stac
     confirm(page)
     expect(row.get_by_role("cell", name="revoked")).to_be_visible()
     assert page.request.get("/api/v1/overview/", headers=headers).status == 401
+
+
+# Form controls with no accessible name: no <label>, no aria-label(ledby), no title.
+UNLABELLED = """() => [...document.querySelectorAll("input, select, textarea, button")]
+    .filter(e => e.type !== "hidden" && !e.labels?.length && !e.getAttribute("aria-label")
+        && !e.getAttribute("aria-labelledby") && !e.title && !e.textContent.trim())
+    .map(e => e.outerHTML.slice(0, 120))"""
+# How far the document is wider than the window (a page that scrolls sideways).
+OVERFLOW = "() => document.documentElement.scrollWidth - window.innerWidth"
+
+
+def test_keyboard_only_and_a_tablet_width(page: Any, stack: Stack) -> None:
+    stack.start_fleet()
+    page.set_viewport_size({"width": 768, "height": 1024})
+    page.goto("/")
+    # Logged in with the keyboard alone: the user name has the focus, Tab, Enter.
+    expect(page.get_by_label("User name")).to_be_focused()
+    page.keyboard.type("admin")
+    page.keyboard.press("Tab")
+    page.keyboard.type(USERS["admin"])
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    for url, heading in (
+        ("/#/", "Overview"),
+        ("/#/devices", "Devices"),
+        ("/#/devices/1", "SIM"),
+        ("/#/files", "Firmware images"),
+        ("/#/campaigns", "All campaigns"),
+        ("/#/admin/users", "Users"),
+    ):
+        page.goto(url)
+        expect(page.get_by_role("heading", name=heading).first).to_be_visible()
+        expect(page.locator("main .muted", has_text="Loading")).to_have_count(0)
+        assert page.evaluate(UNLABELLED) == [], url
+        assert page.evaluate(OVERFLOW) <= 0, url
+    # The device list works from the keyboard: focus a device's link and follow it.
+    page.goto("/#/devices")
+    link = page.get_by_role("link", name="SIM000001")
+    link.focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="SIM000001")).to_be_visible()

@@ -2,7 +2,7 @@
 // (?ordering=), live through the event stream; select devices to tag them, queue an
 // operation on them or start a campaign over them, or start one from the filter.
 import {
-  all, api, attempt, can, confirm, field, h, notify, onLeave, pager, reload, select, statusBadge, table,
+  all, api, attempt, can, confirm, field, h, notify, onLeave, pager, select, statusBadge, table,
   time,
 } from "./lib.js";
 
@@ -70,7 +70,7 @@ export async function devicesPage({ query }) {
     column("Last contact", "last_connection", sort, query, d => h("span", { class: "contact-cell" }, time(d.last_connection))),
     { label: "Tags", cell: d => h("span", { class: "tags" }, (d.tags || []).map(t => h("span", { class: "tag" }, t))) },
   ];
-  const bulk = bulkBar(selected, query);
+  const bulk = bulkBar(selected, query, () => draw());
   if (can.operate()) root.append(bulk.element);
   const listBox = h("div", { class: "device-list" });
   root.append(listBox);
@@ -132,7 +132,7 @@ function filterForm(query, organizations, types) {
   return form;
 }
 
-function bulkBar(selected, query) {
+function bulkBar(selected, query, redraw) {
   const count = h("span", {}, "0 selected");
   const tagInput = h("input", { name: "bulk_tag", placeholder: "tag", "aria-label": "Tag to add" });
   const operation = select("bulk_operation", [["", "Operation…"], ...OPERATIONS]);
@@ -145,7 +145,8 @@ function bulkBar(selected, query) {
       const tag = tagInput.value.trim();
       if (!tag) { notify("Type a tag first.", "error"); return; }
       const done = await attempt(() => Promise.all([...selected].map(id => api(`/inventory_device/${id}/tags/`, { method: "POST", body: { tags: [tag] } }))));
-      if (done) { notify(`Tagged ${selected.size} devices "${tag}".`); reload(); }
+      // The list is read again in place: the filter form keeps whatever is being typed in it.
+      if (done) { await redraw().catch(() => {}); notify(`Tagged ${selected.size} devices "${tag}".`); }
     }),
     operation, button("Queue", async () => {
       const kind = operation.value;
