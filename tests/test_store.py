@@ -112,6 +112,7 @@ def test_database_from_a_newer_program_is_refused_with_a_clear_error(tmp_path: P
 def test_unopenable_database_gives_a_clear_error(tmp_path: Path) -> None:
     not_a_db = tmp_path / "junk.db"
     not_a_db.write_bytes(b"this is not an sqlite file" * 100)
+    not_a_db.chmod(0o600)
     with pytest.raises(StoreError, match="cannot open database"):
         Store.open(not_a_db)
     with pytest.raises(StoreError, match="cannot open database"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from acs.store.checks import epoch, json_text
-from acs.store.errors import Conflict, NotFound, StoreError
+from acs.store.errors import Conflict, NotFound, StoreError, StoreExposed
 from acs.store.health import DATABASE, StorageHealth, is_storage_full
 from acs.store.migrations import migrate
 from acs.store.models import ROLES
@@ -36,6 +37,26 @@ JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
 PROBE_BYTES = 16 * 1024
 
 T = TypeVar("T")
+
+
+def _owner_only(target: str) -> None:
+    """Create the database file owner-only (SQLite gives its -wal and -shm files the same
+    mode); refuse an existing one that others may read or write. It holds device and
+    connection-request passwords, operators' password hashes and the URL-signing key: a
+    copy others could read may already have leaked them, which no chmod here would undo."""
+    try:
+        os.close(os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        return
+    except FileExistsError:
+        pass
+    status = os.stat(target)
+    mode = stat.S_IMODE(status.st_mode)
+    if stat.S_ISREG(status.st_mode) and mode & 0o077:  # a directory: SQLite says what is wrong
+        raise StoreExposed(
+            f"database {target} is open to other users (mode {mode:04o}): make it the "
+            f"owner's alone (chmod 600 {target}) and change the secrets it holds if others "
+            "may have read it"
+        )
 
 
 class Database:
@@ -63,10 +84,7 @@ class Database:
         try:
             if target != ":memory:":
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
-                # It holds device and connection-request passwords and the URL-signing key:
-                # owner-only, and SQLite gives its -wal and -shm files the same mode.
-                os.close(os.open(target, os.O_RDWR | os.O_CREAT, 0o600))
-                os.chmod(target, 0o600)
+                _owner_only(target)
             conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open database {target}: {exc}") from exc

@@ -17,3 +17,7 @@ class NotFound(StoreError):
 
 class SchemaError(StoreError):
     """The database file was written by a newer version of this program."""
+
+
+class StoreExposed(StoreError):
+    """The database file grants access to users other than its owner."""

@@ -21,7 +21,7 @@ from twisted.internet import task
 
 import acs.files
 import acs.store.db
-from acs.config import Config, RetentionConfig, StorageConfig
+from acs.config import Config, ConfigError, RetentionConfig, StorageConfig
 from acs.cwmp import rpc
 from acs.files import FileStorage
 from acs.maintenance import DAY, INTERVAL, StorageMaintenance
@@ -48,13 +48,23 @@ def test_database_wal_and_files_directory_are_owner_only(tmp_path: Path) -> None
         store.close()
 
 
-def test_an_existing_world_readable_database_is_made_owner_only(tmp_path: Path) -> None:
+def test_an_existing_database_others_can_read_is_refused_untouched(tmp_path: Path) -> None:
     db, files = tmp_path / "acs.db", tmp_path / "files"
-    db.touch(mode=0o644)
+    config = Config(storage=StorageConfig(database=str(db), files=str(files)))
+    open_store(config).close()
     db.chmod(0o644)
+    before = db.read_bytes()
+    with pytest.raises(ConfigError, match=r"open to other users \(mode 0644\).*chmod 600"):
+        open_store(config)
+    assert (db.read_bytes(), mode(db)) == (before, 0o644)  # nothing written, nothing changed
+    db.chmod(0o600)
+    open_store(config).close()  # once the owner's alone, it opens
+
+
+def test_a_new_database_and_files_directory_are_owner_only(tmp_path: Path) -> None:
+    db, files = tmp_path / "acs.db", tmp_path / "files"
     files.mkdir(mode=0o755)
-    store = open_store(Config(storage=StorageConfig(database=str(db), files=str(files))))
-    store.close()
+    open_store(Config(storage=StorageConfig(database=str(db), files=str(files)))).close()
     assert (mode(db), mode(files)) == (0o600, 0o700)
 
 
