@@ -1,5 +1,7 @@
 """The ``acs`` command line: ``acs serve``, ``acs token create|list|revoke``, ``acs user
-create|list|disable|passwd`` (web UI accounts) and ``acs import``.
+create|list|disable|passwd`` (web UI accounts), ``acs import``, ``acs db status|backup``,
+``acs sim`` (the CPE simulator, as ``cpe-sim``), ``acs install`` (the single-file
+executable as a systemd service) and ``acs --version``.
 
 Exit codes: 0 success, 1 runtime failure (e.g. a port already in use), 2 bad usage or bad
 configuration. Errors are one line on stderr, never a traceback.
@@ -12,15 +14,19 @@ import getpass
 import json
 import os
 import shlex
+import sqlite3
+import stat
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from acs.accounts import MAX_PASSWORD, Passwords, name_problem, password_problem
 from acs.clock import Reactor
-from acs.config import Config, ConfigError, load_config
+from acs.config import APPLIANCE_CONFIG, APPLIANCE_STATE, Config, ConfigError, load_config
 from acs.store import Conflict, Store
+from acs.version import describe
 from api.base import ApiError, Principal
 from api.device_csv import MAX_IMPORT_BYTES, ImportRefused, import_devices
 
@@ -36,6 +42,17 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and commit, looked up only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and commit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any) -> NoReturn:
+        print(describe())
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     config_opt = _Parser(add_help=False)
     config_opt.add_argument(
@@ -43,12 +60,43 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="TOML configuration file (default: $ACS_CONFIG, else built-in defaults)",
     )
+    config_opt.add_argument(
+        "--appliance",
+        action="store_true",
+        help=f"an installed appliance's defaults: {APPLIANCE_CONFIG} if it exists, storage "
+        f"under {APPLIANCE_STATE}/ (also ACS_APPLIANCE=1)",
+    )
 
     parser = _Parser(prog="acs", description="TR-069 ACS appliance")
+    parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     commands.add_parser(
         "serve", parents=[config_opt], help="run the appliance until SIGINT/SIGTERM"
+    )
+    # Parsed by cpe_sim.cli itself (main() hands it everything after "sim").
+    commands.add_parser(
+        "sim", help="run simulated CPEs against an ACS (as cpe-sim)", add_help=False
+    )
+    db = commands.add_parser("db", help="the database: schema version, online backup")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", parser_class=_Parser)
+    db_commands.required = True
+    db_commands.add_parser(
+        "status", parents=[config_opt], help="its path, size and schema version (read only)"
+    )
+    backup = db_commands.add_parser(
+        "backup", parents=[config_opt], help="copy it, consistent, while the appliance runs"
+    )
+    backup.add_argument("target", metavar="FILE", help="the copy to write (must not exist)")
+    install = commands.add_parser(
+        "install",
+        help="install this executable as the systemd service acs (user, unit, config)",
+    )
+    install.add_argument(
+        "--root",
+        metavar="DIR",
+        default="/",
+        help="lay the files down under DIR instead of / (no user is created, no systemctl)",
     )
 
     token = commands.add_parser("token", help="manage REST API tokens")
@@ -116,19 +164,38 @@ def _org_option(parser: argparse.ArgumentParser, what: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``acs`` console script; returns the exit status."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["sim"]:
+        from cpe_sim.cli import main as sim
+
+        try:
+            return sim(arguments[1:], prog="acs sim")
+        except SystemExit as exc:  # its usage errors and --help, as argparse reports them
+            return exc.code if isinstance(exc.code, int) else 0
     try:
-        args = _build_parser().parse_args(argv)
+        args = _build_parser().parse_args(arguments)
     except _UsageError as exc:
         return _fail(str(exc), 2)
-    except SystemExit as exc:  # --help
+    except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
+    if args.command == "install":
+        from acs.install import InstallError, install
+
+        try:
+            return install(args.root, sys.stdout)
+        except InstallError as exc:
+            return _fail(f"acs install: {exc}", 1)
+    appliance = args.appliance or os.environ.get("ACS_APPLIANCE") == "1"
     try:
-        config = load_config(args.config)
+        config = load_config(args.config, appliance=appliance)
     except ConfigError as exc:
         return _fail(f"acs: configuration error: {exc}", 2)
     try:
         if args.command == "serve":
-            return serve(config, args.config or os.environ.get("ACS_CONFIG") or None)
+            config_path = args.config or os.environ.get("ACS_CONFIG") or None
+            return serve(config, config_path, appliance_mode=appliance)
+        if args.command == "db":
+            return _db(config, args, sys.stdout)
         if args.command == "import":
             return _import(config, args.file, dry_run=args.dry_run, out=sys.stdout)
         if args.command == "user":
@@ -183,6 +250,75 @@ def _import(config: Config, path: str, *, dry_run: bool, out: TextIO) -> int:
         store.close()
     print(json.dumps(report.json(), indent=1), file=out)
     return 1 if report.errors else 0
+
+
+# -- db ---------------------------------------------------------------------------------------
+
+
+def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
+    """``status``: JSON on stdout, 1 when the file's schema is newer than this program's.
+    ``backup``: an online copy, owner-only, that never overwrites a file."""
+    from acs.store.migrations import MIGRATIONS, schema_version
+
+    path = config.storage.database
+    if not os.path.isfile(path):
+        raise _UsageError(f"no database at {path}")
+    try:
+        source = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise _UsageError(f"cannot open {path}: {exc}") from None
+    try:
+        if args.db_command == "backup":
+            return _db_backup(source, args.target, out)
+        try:
+            version = schema_version(source)
+        except sqlite3.Error as exc:  # not an ACS database (or none yet)
+            raise _UsageError(f"{path}: no ACS schema ({exc})") from None
+        known = len(MIGRATIONS)
+        state = "current" if version == known else "older" if version < known else "newer"
+        wal = Path(f"{path}-wal")
+        print(
+            json.dumps(
+                {
+                    "database": path,
+                    "bytes": os.path.getsize(path) + (wal.stat().st_size if wal.exists() else 0),
+                    "mode": f"{stat.S_IMODE(os.stat(path).st_mode):04o}",
+                    "schema_version": version,
+                    "program_schema_version": known,
+                    "schema": state,
+                    "program": describe(),
+                },
+                indent=1,
+            ),
+            file=out,
+        )
+        if state == "newer":
+            print(
+                f"acs: {path} was written by a newer acs (schema {version}, this one knows "
+                f"{known}): run that version, or restore a backup made before the upgrade",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+    finally:
+        source.close()
+
+
+def _db_backup(source: sqlite3.Connection, target: str, out: TextIO) -> int:
+    try:
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise _UsageError(f"cannot create {target}: {exc.strerror}") from None
+    copy = sqlite3.connect(target)
+    try:
+        source.backup(copy)  # one step: one read transaction, a consistent copy
+    except sqlite3.Error as exc:
+        copy.close()
+        os.unlink(target)
+        raise _UsageError(f"backup failed: {exc}") from None
+    copy.close()
+    print(f"backed up to {target} ({os.path.getsize(target)} bytes)", file=out)
+    return 0
 
 
 # -- tokens -----------------------------------------------------------------------------------
@@ -331,15 +467,21 @@ def _new_password(stdin: TextIO, from_stdin: bool) -> str:
 # -- serve ------------------------------------------------------------------------------------
 
 
-def command_hint(program: str, config_path: str | None, arguments: str) -> str:
+def command_hint(
+    program: str, config_path: str | None, arguments: str, *, appliance: bool = False
+) -> str:
     """An ``acs`` command spelled so it can be pasted as printed: the program as it was
-    invoked (`.venv/bin/acs` under `make run`) and the config in use."""
+    invoked (`.venv/bin/acs` under `make run`) and the config (or appliance mode) in use."""
     prog = program if os.sep in program else "acs"
     hint = f"{shlex.quote(prog)} {arguments}"
-    return f"{hint} --config {shlex.quote(config_path)}" if config_path else hint
+    if config_path:
+        hint += f" --config {shlex.quote(config_path)}"
+    return f"{hint} --appliance" if appliance else hint
 
 
-def banner(urls: dict[str, str], program: str, config_path: str | None) -> list[str]:
+def banner(
+    urls: dict[str, str], program: str, config_path: str | None, *, appliance: bool = False
+) -> list[str]:
     """The lines `acs serve` prints once listening: each listener, then how to get in."""
     lines = []
     if "cwmp" in urls:
@@ -349,14 +491,16 @@ def banner(urls: dict[str, str], program: str, config_path: str | None) -> list[
         lines.append(f"API   {urls['api']}api/v1/ (healthz: {urls['api']}healthz)")
     if "files" in urls:
         lines.append(f"files {urls['files']}")
-    user = command_hint(program, config_path, "user create admin --role admin")
+    user = command_hint(program, config_path, "user create admin --role admin", appliance=appliance)
     lines.append(f"UI login: {user}")
-    token = command_hint(program, config_path, "token create --name admin --role admin")
+    token = command_hint(
+        program, config_path, "token create --name admin --role admin", appliance=appliance
+    )
     lines.append(f"API token: {token}")
     return lines
 
 
-def serve(config: Config, config_path: str | None = None) -> int:
+def serve(config: Config, config_path: str | None = None, *, appliance_mode: bool = False) -> int:
     """Run the appliance on the global reactor until SIGINT/SIGTERM."""
     from twisted.internet import reactor as _reactor
     from twisted.logger import (
@@ -381,7 +525,8 @@ def serve(config: Config, config_path: str | None = None) -> int:
     status = {"code": 0}
 
     def listening(_ports: Any) -> None:
-        print("\n".join(banner(appliance.urls(), sys.argv[0], config_path)), flush=True)
+        lines = banner(appliance.urls(), sys.argv[0], config_path, appliance=appliance_mode)
+        print("\n".join(lines), flush=True)
 
     def failed(failure: Any) -> None:
         print(f"acs: cannot start: {failure.getErrorMessage()}", file=sys.stderr, flush=True)

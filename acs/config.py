@@ -211,7 +211,24 @@ def _networks(
     return tuple(networks)
 
 
-def parse_config(data: dict[str, Any]) -> Config:
+# `--appliance` (or ACS_APPLIANCE=1): the configuration file and the state directory of an
+# installed appliance (packaging/acs.service), in place of ./var/ under the working directory.
+APPLIANCE_CONFIG = "/etc/acs/acs.toml"
+APPLIANCE_STATE = "/var/lib/acs"
+
+
+def appliance_storage(state: str = APPLIANCE_STATE) -> dict[str, str]:
+    """The [storage] defaults of an appliance whose state directory is ``state``."""
+    return {"database": f"{state}/acs.db", "files": f"{state}/files"}
+
+
+def parse_config(data: dict[str, Any], *, appliance: bool = False) -> Config:
+    """``data`` (a parsed TOML file) as a Config; with ``appliance``, the [storage] paths the
+    file does not set are the appliance's (:data:`APPLIANCE_STATE`)."""
+    if appliance:
+        storage = data.get("storage", {})
+        if isinstance(storage, dict):  # else _build_section says what is wrong with it
+            data = {**data, "storage": {**appliance_storage(), **storage}}
     sections: dict[str, Any] = {}
     for name, raw in data.items():
         cls = _SECTIONS.get(name)
@@ -221,12 +238,15 @@ def parse_config(data: dict[str, Any]) -> Config:
     return Config(**sections)
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> Config:
-    """Load `path`, else `$ACS_CONFIG`, else the built-in defaults."""
+def load_config(path: str | os.PathLike[str] | None = None, *, appliance: bool = False) -> Config:
+    """Load `path`, else `$ACS_CONFIG`, else (``appliance``) /etc/acs/acs.toml if it exists,
+    else the built-in defaults (with ``appliance``, storage under /var/lib/acs)."""
     if path is None:
         path = os.environ.get("ACS_CONFIG") or None
+    if path is None and appliance and Path(APPLIANCE_CONFIG).exists():
+        path = APPLIANCE_CONFIG
     if path is None:
-        return Config()
+        return parse_config({}, appliance=appliance)
     try:
         with Path(path).open("rb") as fh:
             data = tomllib.load(fh)
@@ -237,4 +257,4 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     except UnicodeDecodeError as exc:
         # tomllib decodes the whole file first; a binary file is not a TOML error to it.
         raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    return parse_config(data)
+    return parse_config(data, appliance=appliance)

@@ -29,10 +29,10 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-import acs
 from acs.authguard import AuthThrottle
 from acs.store.health import STORAGES
 from acs.store.models import DOWN, UP, Campaign, DeviceFilter
+from acs.version import build_info
 
 if TYPE_CHECKING:
     from acs.service import Appliance
@@ -188,8 +188,11 @@ class ApplianceCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         a = self.appliance
         store = a.store
-        info = GaugeMetricFamily("acs_info", "The running ACS version.", labels=["version"])
-        info.add_metric([acs.__version__], 1)
+        build = build_info()
+        info = GaugeMetricFamily(
+            "acs_info", "The running ACS version and commit.", labels=["version", "commit"]
+        )
+        info.add_metric([build["version"], build["commit"] or ""], 1)
         yield info
         yield GaugeMetricFamily("acs_devices", "Devices known to the ACS.", store.count_devices())
         by_status = GaugeMetricFamily(

@@ -12,7 +12,7 @@ from typing import Any
 
 from klein import Klein
 
-import acs
+from acs.version import build_info
 from api import (
     audit,
     auth,
@@ -116,10 +116,10 @@ def healthz(api: Api, req: ApiRequest) -> Result:
     except Exception:
         # A health check reports a broken database; it does not crash with a traceback.
         api.log.failure("healthz: store unavailable")
-        return 503, {"status": "error", "version": acs.__version__, "detail": "store unavailable"}
+        return 503, {**_build(), "status": "error", "detail": "store unavailable"}
     body: dict[str, Any] = {
         "status": "ok",
-        "version": acs.__version__,
+        **_build(),
         "storage": "ok",
         "listeners": listener_states(api.appliance),
         "devices": devices,
@@ -131,6 +131,11 @@ def healthz(api: Api, req: ApiRequest) -> Result:
         body.update(status="degraded", storage="full", storage_full=list(full))
         return 503, body
     return 200, body
+
+
+def _build() -> dict[str, Any]:
+    info = build_info()
+    return {"version": info["version"], "commit": info["commit"]}
 
 
 def make_app(appliance: ApplianceView) -> Klein:

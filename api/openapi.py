@@ -350,6 +350,9 @@ SCHEMAS: dict[str, Schema] = {
         {
             "status": string(enum=["ok", "degraded", "error"]),
             "version": string(),
+            "commit": string(
+                True, description="The commit this program was built from; null if unknown."
+            ),
             "storage": string(enum=["ok", "full"]),
             "storage_full": {"type": "array", "items": string(enum=["database", "files"])},
             "listeners": obj(
@@ -361,7 +364,7 @@ SCHEMAS: dict[str, Schema] = {
             "devices": integer(minimum=0),
             "detail": string(),
         },
-        ["status", "version"],
+        ["status", "version", "commit"],
     ),
 }
 

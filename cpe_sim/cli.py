@@ -70,9 +70,9 @@ def _url(text: str) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "cpe-sim") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="cpe-sim", description="Simulated TR-069 CPEs informing an ACS over HTTP."
+        prog=prog, description="Simulated TR-069 CPEs informing an ACS over HTTP."
     )
     p.add_argument("--acs", required=True, type=_url, help="ACS URL, e.g. http://127.0.0.1:7547/")
     p.add_argument("--count", required=True, type=_bounded_int(1, MAX_COUNT), help="number of CPEs")
@@ -139,12 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+def parse_args(argv: Sequence[str] | None = None, prog: str = "cpe-sim") -> argparse.Namespace:
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
     if args.password and not args.username:
-        build_parser().error("--password needs --username")
+        parser.error("--password needs --username")
     if len(args.value_change) > MAX_VALUE_CHANGES:
-        build_parser().error(f"at most {MAX_VALUE_CHANGES} --value-change")
+        parser.error(f"at most {MAX_VALUE_CHANGES} --value-change")
     return args
 
 
@@ -197,8 +198,9 @@ class Reporter:
         self.out.flush()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def main(argv: Sequence[str] | None = None, prog: str = "cpe-sim") -> int:
+    """The simulator's command line (also ``acs sim``: ``prog`` names it in messages)."""
+    args = parse_args(argv, prog)
     from twisted.internet import reactor as _reactor
 
     reactor: Reactor = _reactor
@@ -233,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reactor.callWhenRunning(lambda: fleet.start().addCallbacks(started, failed))
     reactor.run()
     if failures:
-        print(f"cpe-sim: cannot start: {failures[0]}", file=sys.stderr)
+        print(f"{prog}: cannot start: {failures[0]}", file=sys.stderr)
         return 1
     reporter.final()
     return 0

@@ -27,6 +27,7 @@ from acs.listen import LISTEN_BACKLOG, with_backlog
 from acs.metrics import Metrics
 from acs.service import Appliance, build_service
 from acs.store import Store
+from acs.version import build_info
 from api.app import make_app
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
@@ -78,6 +79,7 @@ class ApplianceTests(unittest.TestCase):
             self.assertEqual(content_type, "application/json")
             self.assertEqual(body["status"], "ok")
             self.assertEqual(body["version"], acs.__version__)
+            self.assertEqual(body["commit"], build_info()["commit"])
             self.assertEqual(body["devices"], 0)
             ports = appliance.listening()
             for name in ("cwmp", "api", "files"):
