@@ -82,13 +82,32 @@ export async function devicesPage({ query }) {
     for (const d of page.results) shown.add(d.id);
     for (const id of [...selected]) if (!shown.has(id)) selected.delete(id);
     bulk.update();
+    const focused = focusedIn(listBox);
     listBox.replaceChildren(
       table(columns, page.results, { caption: `${page.count} devices`, empty: "No device matches.", rowId: d => d.id }),
       pager(page, offset, LIMIT, next => go(query, { offset: next || null })));
+    refocus(listBox, focused);
   };
   await draw();
   live(listBox, shown, draw);
   return root;
+}
+
+// A live redraw replaces the table: the control that had the keyboard focus in it gets it
+// back (same row, same link, checkbox or button), or a keyboard user would lose their place.
+const focusLabel = el => el.getAttribute("href") || el.getAttribute("aria-label") || el.textContent;
+
+function focusedIn(root) {
+  const el = document.activeElement;
+  if (!el || el === root || !root.contains(el)) return null;
+  return { row: el.closest("tr[data-id]")?.dataset.id, tag: el.tagName, label: focusLabel(el) };
+}
+
+function refocus(root, focused) {
+  if (!focused) return;
+  const scope = focused.row ? root.querySelector(`tr[data-id="${focused.row}"]`) : root;
+  const match = [...(scope?.querySelectorAll(focused.tag) || [])].find(el => focusLabel(el) === focused.label);
+  match?.focus();
 }
 
 function column(label, key, sort, query, cell) {
