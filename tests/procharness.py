@@ -7,6 +7,7 @@ bounded, for a condition on the lines so far); ``write_config`` writes a loopbac
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -53,15 +54,19 @@ class Output:
 
 
 @contextmanager
-def running(argv: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], Output, Output]]:
-    """Start ``argv``; on the way out make sure it is gone (killed only if still running)."""
+def running(
+    argv: list[str], cwd: Path, env: dict[str, str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], Output, Output]]:
+    """Start ``argv`` (in this environment, or ``env`` alone); on the way out make sure it
+    is gone (killed only if still running)."""
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # log lines arrive as they are written
+        # Log lines arrive as they are written.
+        env={**os.environ, "PYTHONUNBUFFERED": "1"} if env is None else env,
     )
     assert proc.stdout is not None and proc.stderr is not None
     try:
@@ -70,6 +75,45 @@ def running(argv: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str],
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
+
+
+# The lines `acs serve` prints once listening (acs.cli.banner), each listener's URL.
+BANNER = {
+    "cwmp": re.compile(r"^CWMP +(http://127\.0\.0\.1:\d+/)$", re.MULTILINE),
+    "ui": re.compile(r"^UI +(http://127\.0\.0\.1:\d+)/$", re.MULTILINE),
+    "api": re.compile(r"^API +(http://127\.0\.0\.1:\d+/api/v1/) ", re.MULTILINE),
+    "healthz": re.compile(r"\(healthz: (http://127\.0\.0\.1:\d+/healthz)\)"),
+    "files": re.compile(r"^files (http://127\.0\.0\.1:\d+/)$", re.MULTILINE),
+}
+
+
+def listening(out: Output, deadline: float) -> dict[str, str]:
+    """Wait (bounded) for the banner of `acs serve` on ``out``; the URL of each listener:
+    cwmp, ui (no trailing slash), api (…/api/v1/), healthz and files."""
+    out.wait_for(
+        lambda lines: any(line.startswith("API token:") for line in lines),
+        deadline,
+        "the banner of acs serve",
+    )
+    text = "\n".join(out.lines)
+    found = {name: pattern.search(text) for name, pattern in BANNER.items()}
+    missing = [name for name, match in found.items() if match is None]
+    assert not missing, (missing, text)
+    return {name: match.group(1) for name, match in found.items() if match is not None}
+
+
+# The ACS's log line at the end of each CWMP session (acs.cwmp_http).
+SESSION_DONE = re.compile(r"Session done device_id=(\d+) ")
+
+
+def sessions_done(count: int) -> Callable[[list[str]], bool]:
+    """For ``Output.wait_for``: ``count`` devices have each finished a CWMP session (the
+    ACS logs it after the session's store transaction, provisioning included, committed)."""
+
+    def done(lines: list[str]) -> bool:
+        return len({m.group(1) for m in map(SESSION_DONE.search, lines) if m}) >= count
+
+    return done
 
 
 def stop(proc: subprocess.Popen[str], deadline: float) -> int:

@@ -10,14 +10,13 @@ so a broken build fails within the test's time budget instead of hanging.
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from procharness import running, stop, write_config
+from procharness import listening, running, sessions_done, stop, write_config
 
 from acs.store import Store
 from acs.store.models import UP
@@ -25,8 +24,6 @@ from acs.store.models import UP
 COUNT = 20
 BUDGET = 20.0  # seconds for the whole test
 BIN = Path(sys.executable).parent
-# The ACS's log line at the end of each CWMP session (acs.cwmp_http).
-SESSION_DONE = re.compile(r"Session done device_id=(\d+) ")
 
 
 def test_cpe_sim_registers_twenty_devices_that_stay_up(tmp_path: Path) -> None:
@@ -41,29 +38,15 @@ def test_cpe_sim_registers_twenty_devices_that_stay_up(tmp_path: Path) -> None:
         acs_out,
         acs_err,
     ):
-        acs_out.wait_for(
-            lambda lines: any(line.startswith("API token:") for line in lines),
-            deadline,
-            "listener banner from acs serve",
-        )
-        banner = "\n".join(acs_out.lines)
-        cwmp = re.search(r"^CWMP +(http://127\.0\.0\.1:\d+/)$", banner, re.MULTILINE)
-        healthz = re.search(r"\(healthz: (http://127\.0\.0\.1:\d+/healthz)\)", banner)
-        assert cwmp is not None and healthz is not None, banner
-
-        sim_argv = [str(sim_cmd), "--acs", cwmp.group(1), "--count", str(COUNT)]
+        urls = listening(acs_out, deadline)
+        sim_argv = [str(sim_cmd), "--acs", urls["cwmp"], "--count", str(COUNT)]
         # --duration only bounds the run if the test dies; the test stops it with SIGTERM.
         sim_argv += ["--duration", str(int(BUDGET)), "--seed", "1"]
         with running(sim_argv, tmp_path) as (sim, _sim_out, sim_err):
-            # Every CPE's bootstrap session ends with one "Session done" line from the ACS,
-            # logged after the session's store transaction (provisioning included) committed.
-            def all_sessions_done(lines: list[str]) -> bool:
-                done = {m.group(1) for m in map(SESSION_DONE.search, lines) if m}
-                return len(done) >= COUNT
+            # Every CPE's bootstrap session ends with one "Session done" line from the ACS.
+            acs_out.wait_for(sessions_done(COUNT), deadline, f"{COUNT} completed sessions")
 
-            acs_out.wait_for(all_sessions_done, deadline, f"{COUNT} completed sessions")
-
-            with urllib.request.urlopen(healthz.group(1), timeout=5) as response:
+            with urllib.request.urlopen(urls["healthz"], timeout=5) as response:
                 health = json.loads(response.read())
             assert health["status"] == "ok"
             assert health["devices"] == COUNT

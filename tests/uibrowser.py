@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procharness import Output, running, write_config
+from procharness import Output, listening, running, sessions_done, write_config
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -49,7 +49,6 @@ CHROMIUM_ARGS = [
 USERS = {"admin": "admin-password-1", "operator": "operator-password-1", "viewer": "viewer-pw-1"}
 FLEET = 3
 START_BUDGET = 30.0  # seconds for the appliance and the fleet to be up
-SESSION_DONE = re.compile(r"Session done device_id=(\d+) ")
 WAIT_MS = 30_000  # the longest a page may take to show what a test waits for
 expect.set_options(timeout=WAIT_MS)
 
@@ -96,11 +95,8 @@ class Stack:
             argv += ["--duration", "600", "--seed", "7"]
             self.exits.enter_context(running(argv, self.tmp))
 
-        def registered(lines: list[str]) -> bool:
-            return len({m.group(1) for m in map(SESSION_DONE.search, lines) if m}) >= FLEET
-
         deadline = time.monotonic() + START_BUDGET
-        self.acs_out.wait_for(registered, deadline, f"{FLEET} bootstrapped CPEs")
+        self.acs_out.wait_for(sessions_done(FLEET), deadline, f"{FLEET} bootstrapped CPEs")
 
 
 @pytest.fixture(scope="module")
@@ -121,17 +117,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with ExitStack() as exits:
         argv = [str(BIN / "acs"), "serve", "--config", str(config)]
         _acs, acs_out, _acs_err = exits.enter_context(running(argv, tmp))
-        deadline = time.monotonic() + START_BUDGET
-        acs_out.wait_for(
-            lambda lines: any(line.startswith("API token:") for line in lines),
-            deadline,
-            "the banner of acs serve",
-        )
-        banner = "\n".join(acs_out.lines)
-        ui = re.search(r"^UI +(http://127\.0\.0\.1:\d+)/$", banner, re.MULTILINE)
-        cwmp = re.search(r"^CWMP +(http://127\.0\.0\.1:\d+/)$", banner, re.MULTILINE)
-        assert ui is not None and cwmp is not None, banner
-        yield Stack(tmp, ui.group(1), cwmp.group(1), acs_out, exits)
+        urls = listening(acs_out, time.monotonic() + START_BUDGET)
+        yield Stack(tmp, urls["ui"], urls["cwmp"], acs_out, exits)
         text = "\n".join(acs_out.lines)
         assert "Traceback" not in text, text
 
