@@ -124,7 +124,7 @@ def test_db_status_of_a_newer_schema_says_what_to_do_and_exits_1(
     # And serve refuses it, the file untouched.
     before = (tmp_path / "acs.db").read_bytes()
     assert main(["serve", "--config", str(config)]) == 2
-    assert "newer than this program" in capsys.readouterr().err
+    assert "is newer than this program (which knows up to" in capsys.readouterr().err
     assert (tmp_path / "acs.db").read_bytes() == before
 
 
@@ -255,6 +255,7 @@ def test_the_unit_runs_the_appliance_hardened() -> None:
         "ProtectSystem=strict",
         "NoNewPrivileges=yes",
         "Restart=on-failure",
+        "RestartPreventExitStatus=2",
         "Environment=TMPDIR=%C/acs",
     ):
         assert f"\n{line}\n" in unit, line

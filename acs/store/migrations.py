@@ -564,7 +564,8 @@ def migrate(conn: sqlite3.Connection, migrations: list[tuple[str, Migration]] | 
     if current > len(steps):
         raise SchemaError(
             f"database schema version {current} is newer than this program "
-            f"(which knows up to {len(steps)}); upgrade the program"
+            f"(which knows up to {len(steps)}): run the newer acs that wrote it, or restore "
+            "a backup made before the upgrade"
         )
     for version, (description, step) in enumerate(steps, start=1):
         if version <= current:
