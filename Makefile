@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow lint clean bench bench-quick fuzz screenshots
+.PHONY: run test test-slow test-dist dist lint clean bench bench-quick fuzz screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+# Issue 14: dist/acs, the single-file appliance (PyInstaller, pinned in
+# packaging/requirements-dist.txt; needs gcc, zlib1g-dev and patch for its bootloader), then
+# the test that builds it and runs it alone, also with a noexec TMPDIR (needs root).
+dist:
+	$(PYTHON) packaging/build.py
+
+test-dist: $(STAMP)
+	$(BIN)/python -m pytest -q -m dist tests/test_dist.py
 
 # The dashboard's main pages as PNG files (docs/screenshots/, or $SCREENSHOTS), from a real
 # appliance and a simulated fleet in headless Chromium (Debian's `chromium` must be installed).
@@ -41,9 +50,9 @@ fuzz: $(STAMP)
 	$(BIN)/python -m fuzz
 
 lint: $(STAMP)
-	$(BIN)/ruff check acs api cpe_sim bench fuzz tests
-	$(BIN)/ruff format --check acs api cpe_sim bench fuzz tests
+	$(BIN)/ruff check acs api cpe_sim bench fuzz tests packaging
+	$(BIN)/ruff format --check acs api cpe_sim bench fuzz tests packaging
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var build dist .pytest_cache .mypy_cache .ruff_cache
