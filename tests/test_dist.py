@@ -2,12 +2,13 @@
 
 The module builds ``dist/acs`` (packaging/build.py, as ``make dist`` does), copies it alone
 into an empty directory and runs it with an environment that holds nothing but ``PATH`` (that
-directory: no Python, no virtualenv) and ``TMPDIR``: ``--version``, ``serve`` with a config
-in that directory, ``/healthz``, a token made by the binary, ``acs sim --count 20`` from the
-same binary, a reboot through the API, SIGTERM (status 0, no process and no unpacked files
-left), a second start. Twice: with ``TMPDIR`` an ordinary directory, and on a ``noexec``
-mount (hardened hosts mount /tmp so), where the patched bootloader unpacks elsewhere by
-itself. It prints the figures the README states (size, start-up to listening).
+directory: no Python, no virtualenv) and ``TMPDIR``: ``--version``, ``install --root`` (the
+unit found inside the bundle), ``serve`` with a config in that directory, ``/healthz``, a
+token made by the binary, ``acs sim --count 20`` from the same binary, a reboot through the
+API, SIGTERM (status 0, no process and no unpacked files left), a second start. Twice: with
+``TMPDIR`` an ordinary directory, and on a ``noexec`` mount (hardened hosts mount /tmp so),
+where the patched bootloader unpacks elsewhere by itself. It prints the figures the README
+states (size, start-up to listening).
 
 Slow (a build, real processes): ``make test-dist``, which CI runs; the noexec case mounts a
 tmpfs, so it needs root (CI is).
@@ -127,6 +128,13 @@ def test_the_binary_alone_runs_the_appliance_and_the_simulator(
         return done.stdout
 
     assert acs_run("--version").strip() == describe()  # the commit this checkout is at
+    # acs install finds the unit inside the bundle and lays itself down (staged: --root).
+    staged = tmp_path / "root"
+    acs_run("install", "--root", str(staged))
+    assert (staged / "usr/local/bin/acs").read_bytes() == acs.read_bytes()
+    unit = (staged / "etc/systemd/system/acs.service").read_text()
+    assert unit == (ROOT / "packaging" / "acs.service").read_text()
+    assert (staged / "etc/acs/acs.toml").is_file()
     config = write_config(work).name
 
     started = time.monotonic()
