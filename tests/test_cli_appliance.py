@@ -128,6 +128,17 @@ def test_db_status_of_a_newer_schema_says_what_to_do_and_exits_1(
     assert (tmp_path / "acs.db").read_bytes() == before
 
 
+def test_serve_refuses_a_database_others_can_read(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    Store.open(tmp_path / "acs.db").close()
+    (tmp_path / "acs.db").chmod(0o640)
+    assert main(["serve", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "is open to other users (mode 0640)" in err and "chmod 600" in err
+    assert mode(tmp_path / "acs.db") == 0o640
+
+
 def test_db_commands_refuse_what_is_no_acs_database(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
