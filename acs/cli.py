@@ -503,24 +503,17 @@ def banner(
 def serve(config: Config, config_path: str | None = None, *, appliance_mode: bool = False) -> int:
     """Run the appliance on the global reactor until SIGINT/SIGTERM."""
     from twisted.internet import reactor as _reactor
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
+    from twisted.logger import globalLogBeginner
 
     reactor: Reactor = _reactor
 
+    from acs.logs import LineLogObserver
     from acs.service import Appliance
 
     appliance = Appliance(config, reactor)  # ConfigError -> main() -> exit 2
-    # Info and up: per-RPC CWMP lines are debug, and a filtered event is never formatted.
+    # Info and up: per-RPC CWMP lines are debug, and a dropped event is never formatted.
     # Any: mypy cannot match classes to zope interfaces (no mypy-zope plugin).
-    text: Any = textFileLogObserver(sys.stdout)
-    info_and_up: Any = LogLevelFilterPredicate(defaultLogLevel=LogLevel.info)
-    observer: Any = FilteringLogObserver(text, [info_and_up])
+    observer: Any = LineLogObserver(sys.stdout)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
     status = {"code": 0}
 
