@@ -180,6 +180,23 @@ def _offset_index(filters: DeviceFilter | None) -> str:
     return " INDEXED BY devices_list"
 
 
+# record_inform's UPDATE. Every index over a column in the SET list is rewritten even when
+# the value stays the same, so the status columns (four indexes) are set only when the
+# device was not Up already: an Up device's Inform writes about a third fewer pages.
+_INFORM_SET = """
+    UPDATE devices SET
+        manufacturer = ?, oui = ?, product_class = ?, unique_identifier = ?,
+        software_version = coalesce(?, software_version),
+        hardware_version = coalesce(?, hardware_version),
+        connection_request_url = coalesce(nullif(?, ''), connection_request_url),
+        data_model_root = coalesce(?, data_model_root),
+        address = coalesce(?, address),
+        last_connection = ?, last_contact = ?,
+        provisioned = CASE WHEN ? THEN 0 ELSE provisioned END"""
+_INFORM_UP = _INFORM_SET + " WHERE id = ? RETURNING *"
+_INFORM_NOW_UP = _INFORM_SET + ", status = 'Up', status_change = ? WHERE id = ? RETURNING *"
+
+
 class Devices(Database):
     """The `devices` and `operational_records` tables (SQLite)."""
 
@@ -580,38 +597,24 @@ class Devices(Database):
             old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
             if old is None:
                 raise NotFound(f"device {device_id!r} not found")
-            row = self._one(
-                """
-                UPDATE devices SET
-                    manufacturer = ?, oui = ?, product_class = ?, unique_identifier = ?,
-                    software_version = coalesce(?, software_version),
-                    hardware_version = coalesce(?, hardware_version),
-                    connection_request_url = coalesce(nullif(?, ''), connection_request_url),
-                    data_model_root = coalesce(?, data_model_root),
-                    address = coalesce(?, address),
-                    last_connection = ?, last_contact = ?,
-                    status = 'Up',
-                    status_change = CASE WHEN status = 'Up' THEN status_change ELSE ? END,
-                    provisioned = CASE WHEN ? THEN 0 ELSE provisioned END
-                WHERE id = ? RETURNING *
-                """,
-                (
-                    info.manufacturer,
-                    info.oui,
-                    info.product_class,
-                    unique,
-                    info.software_version,
-                    info.hardware_version,
-                    info.connection_request_url,
-                    info.data_model_root,
-                    info.address,
-                    now_f,
-                    now_f,
-                    now_f,
-                    bootstrap,
-                    device_id,
-                ),
-            )
+            params = [
+                info.manufacturer,
+                info.oui,
+                info.product_class,
+                unique,
+                info.software_version,
+                info.hardware_version,
+                info.connection_request_url,
+                info.data_model_root,
+                info.address,
+                now_f,
+                now_f,
+                bootstrap,
+            ]
+            if old == UP:
+                row = self._one(_INFORM_UP, (*params, device_id))
+            else:
+                row = self._one(_INFORM_NOW_UP, (*params, now_f, device_id))
             assert row is not None
             entries = []
             if old != UP:
