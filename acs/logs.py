@@ -35,9 +35,36 @@ class LineLogObserver:
         return self._stamp
 
     def __call__(self, event: LogEvent) -> None:
-        if event.get("log_level") in self._quiet:
+        level = event.get("log_level")
+        if level in self._quiet:
             return
-        text = classic_text(event, formatTime=self._time)
+        text = self._plain(event, level)
+        if text is None:  # anything unusual: twisted.logger's own formatting, as it is
+            text = classic_text(event, formatTime=self._time)
         if text:
             self._out.write(text)
             self._out.flush()
+
+    def _plain(self, event: LogEvent, level: LogLevel | None) -> str | None:
+        """The line of a plain event (a text format, a level, no failure, no legacy system):
+        its format filled by str.format_map, which is what twisted.logger's Formatter does
+        for such a format, in C. None for any other event, or a format only Twisted's own
+        formatter reads (``{f()}`` calls)."""
+        fmt = event.get("log_format")
+        if (
+            type(fmt) is not str
+            or level is None
+            or "log_failure" in event
+            or "log_system" in event
+            or "log_flattened" in event
+        ):
+            return None
+        try:
+            text = fmt.format_map(event)
+        except Exception:
+            return None
+        if not text:
+            return ""
+        namespace = event.get("log_namespace", "-")
+        stamp = self._time(event.get("log_time"))
+        return f"{stamp} [{namespace}#{level.name}] {text.replace(chr(10), chr(10) + chr(9))}\n"

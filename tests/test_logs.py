@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import pytest
 from twisted.logger import LogLevel, textFileLogObserver
 from twisted.python.failure import Failure
 
+import acs.logs
 from acs.logs import LineLogObserver
 
 T = 1_764_000_000.25
@@ -30,6 +32,12 @@ def events() -> list[dict[str, Any]]:
         {**base, "log_level": LogLevel.critical, "log_format": "bad {x", "log_time": T},
         {**base, "log_level": LogLevel.error, "log_format": "failed", "log_failure": failure},
         {**base, "log_time": T},  # nothing to say: no line
+        {**base, "log_format": "", "log_time": T},
+        {**base, "log_format": "{when()} called", "when": lambda: "now", "log_time": T},
+        {**base, "log_format": "{missing}", "log_time": T},
+        {**base, "log_format": "{d[k]} {d[k]!r:>6}", "d": {"k": "v"}, "log_time": T},
+        {"log_format": "no namespace", "log_level": LogLevel.info, "log_time": T},
+        {**base, "log_format": b"bytes {d}", "d": 1, "log_time": T},
     ]
 
 
@@ -40,7 +48,7 @@ def test_lines_are_twisted_text_observer_lines() -> None:
         line(event)
         reference(event)
     assert ours.getvalue() == theirs.getvalue()
-    assert ours.getvalue().count("\n") >= 9
+    assert ours.getvalue().count("\n") >= 14
     assert "[acs.cwmp_http#info] Session done device_id=7\n" in ours.getvalue()
 
 
@@ -60,3 +68,13 @@ def test_events_below_the_level_are_dropped_unformatted() -> None:
     assert out.getvalue().endswith("#debug] shown\n")
     LineLogObserver(out, level=LogLevel.warn)({"log_level": LogLevel.info, "log_format": "x"})
     assert out.getvalue().count("\n") == 1
+
+
+def test_plain_events_skip_twisteds_formatter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(acs.logs, "classic_text", lambda event, formatTime: "slow path\n")
+    out = io.StringIO()
+    observer = LineLogObserver(out)
+    observer({"log_level": LogLevel.info, "log_format": "Inform {s}", "s": "SN1", "log_time": T})
+    observer({"log_level": LogLevel.info, "log_format": "{f()}", "f": str, "log_time": T})
+    first, second = out.getvalue().splitlines()
+    assert first.endswith(" [-#info] Inform SN1") and second == "slow path"
