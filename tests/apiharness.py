@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from treq.testing import StubTreq
 from twisted.internet import task
 from twisted.python.failure import Failure
 
+from acs.accounts import Passwords
 from acs.config import ApiConfig, Config, StorageConfig
 from acs.service import Appliance
 
@@ -41,8 +43,13 @@ class Reply:
         return values[0] if values else None
 
 
+def cheap_passwords() -> Passwords:
+    """Argon2 at its real cost takes ~0.1 s a hash: cheap parameters, the same code path."""
+    return Passwords(PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+
+
 class ApiHarness:
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *, passwords: Passwords | None = None) -> None:
         self.clock = task.Clock()
         self.clock.advance(T0)
         config = Config(
@@ -50,6 +57,8 @@ class ApiHarness:
             api=ApiConfig(public_url=HOST),
         )
         self.appliance = Appliance(config, self.clock)
+        if passwords is not None:
+            self.appliance.passwords = passwords
         self.store = self.appliance.store
         self.stub = StubTreq(self.appliance.api.resource())
 

@@ -7,11 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apiharness import ApiHarness, Reply
-from argon2 import PasswordHasher
+from apiharness import ApiHarness, Reply, cheap_passwords
 from treq.testing import StubTreq
 
-from acs.accounts import LoginThrottle, Passwords, name_problem, password_problem
+from acs.accounts import LoginThrottle, name_problem, password_problem
 
 API = "/api/v1"
 PASSWORD = "correct horse battery"
@@ -19,11 +18,7 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[ApiHarness]:
-    harness = ApiHarness(tmp_path)
-    # Argon2 at its real cost takes ~0.1 s a hash: cheap parameters, same code path.
-    harness.appliance.passwords = Passwords(
-        PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
-    )
+    harness = ApiHarness(tmp_path, passwords=cheap_passwords())
     yield harness
     harness.close()
 
@@ -256,7 +251,7 @@ def test_names_and_passwords_are_checked() -> None:
 
 
 def test_passwords_verify_and_unknown_names_cost_a_hash_too() -> None:
-    passwords = Passwords(PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    passwords = cheap_passwords()
     stored = passwords.hash("a password")
     assert stored.startswith("$argon2id$")
     assert passwords.verify(stored, "a password")

@@ -10,10 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from apiharness import ApiHarness, Reply
-from argon2 import PasswordHasher
+from apiharness import ApiHarness, Reply, cheap_passwords
 
-from acs.accounts import Passwords, name_problem
+from acs.accounts import name_problem
 from acs.store import Conflict
 from api.users import USER_NAME_PATTERN
 
@@ -26,11 +25,7 @@ KEYS = {"id", "username", "role", "organization_ids", "created", "enabled"}
 
 @pytest.fixture
 def h(tmp_path: Path) -> Iterator[ApiHarness]:
-    harness = ApiHarness(tmp_path)
-    # Argon2 at its real cost takes ~0.1 s a hash: cheap parameters, same code path.
-    harness.appliance.passwords = Passwords(
-        PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
-    )
+    harness = ApiHarness(tmp_path, passwords=cheap_passwords())
     yield harness
     harness.close()
 
