@@ -35,6 +35,11 @@ STARTING_CONFIG = f"""\
 [storage]
 database = "{APPLIANCE_STATE}/acs.db"
 files = "{APPLIANCE_STATE}/files"
+
+# CPEs download firmware from the files listener at this URL (the default, 127.0.0.1, is
+# only right for a lab on this very host): an address the CPEs reach.
+#[files]
+#public_url = "http://acs.example.net:7567"
 """
 
 
