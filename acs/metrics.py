@@ -190,9 +190,11 @@ class ApplianceCollector(Collector):
         store = a.store
         build = build_info()
         info = GaugeMetricFamily(
-            "acs_info", "The running ACS version and commit.", labels=["version", "commit"]
+            "acs_info",
+            "The running ACS: version, commit and node (this process).",
+            labels=["version", "commit", "node"],
         )
-        info.add_metric([build["version"], build["commit"] or ""], 1)
+        info.add_metric([build["version"], build["commit"] or "", a.node], 1)
         yield info
         yield GaugeMetricFamily("acs_devices", "Devices known to the ACS.", store.count_devices())
         by_status = GaugeMetricFamily(

@@ -3,6 +3,12 @@
 The liveness sweep, the scheduler and the transfer watch all run a ``LoopingCall`` while their
 service runs; this owns that lifecycle once. Time comes from the reactor handed in, so tests
 drive a ``task.Clock``.
+
+A job that must run once however many ACS processes share the database is ``share``d: it
+then runs only while this process holds its lease in the store (acs.store.leases), named
+after the service and renewed at every run; another process takes it over once a holder
+that stopped renewing has let it expire (``lease_seconds``), at once after a clean stop
+(the appliance gives its leases up as it closes the store).
 """
 
 from __future__ import annotations
@@ -16,8 +22,12 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from acs.clock import Clock
+from acs.store import Store
 
 log = Logger(namespace="acs.periodic")
+# The shortest lease: a few missed runs (a long transaction, a busy reactor) must not hand
+# the job to another process, which would then run it alongside for a while.
+MIN_LEASE_SECONDS = 15.0
 
 
 class PeriodicService(Service):
@@ -41,10 +51,34 @@ class PeriodicService(Service):
         self._work = work
         self._run_at_start = run_at_start
         self._loop: LoopingCall | None = None
+        self._lease: tuple[Store, str, str] | None = None
+        self.lease_seconds = max(3 * interval, MIN_LEASE_SECONDS)
+
+    def share(self, store: Store, holder: str) -> None:
+        """Run only while ``holder`` (this process) holds the job's lease in ``store``, the
+        lease named after the service. The holder gives its leases up when it closes the
+        store (``Store.drop_leases``)."""
+        if not self.name:
+            raise ValueError("a shared job needs a name (its lease's)")
+        self._lease = (store, holder, self.name)
+
+    def _tick(self) -> object:
+        if self._lease is not None:
+            store, holder, name = self._lease
+            try:
+                held = store.take_lease(
+                    name, holder, now=self.clock.seconds(), seconds=self.lease_seconds
+                )
+            except Exception:
+                log.failure("{name}: cannot take its lease", name=self.name)
+                return None
+            if not held:
+                return None  # another process runs it
+        return self._work()
 
     def startService(self) -> None:
         super().startService()
-        loop = LoopingCall(self._work)
+        loop = LoopingCall(self._tick)
         loop.clock = cast(IReactorTime, self.clock)  # the zope interface mypy cannot match
         self._loop = loop
         loop.start(self.interval, now=self._run_at_start).addErrback(

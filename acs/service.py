@@ -24,7 +24,9 @@ session timers, then closes the store.
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from pathlib import Path
 from typing import Any, cast
 
@@ -177,6 +179,9 @@ class Appliance:
     def __init__(self, config: Config, reactor: Reactor, *, secret: bytes | None = None) -> None:
         self.config = config
         self.reactor = reactor
+        # This process among all that share the database: the holder of the leases of the
+        # cluster-wide jobs, and what /healthz and acs_info call it.
+        self.node = f"{socket.gethostname()[:64]}-{os.getpid()}-{secrets.token_hex(3)}"
         # Endpoint strings are checked before anything is created, so a typo in a listen
         # address is a ConfigError with nothing to clean up.
         endpoints = {
@@ -260,6 +265,19 @@ class Appliance:
             )
             self.maintenance = StorageMaintenance(self.store, storage, reactor, config.retention)
             self.series = SeriesSampler(self.store, self.metrics, reactor, self.cwmp)
+            # Once however many processes share the database: these act on shared rows (or
+            # wake CPEs, or call webhooks), so two processes would do the work twice. The
+            # others are this process's own: the WAL checkpoint and the full-storage probe
+            # (its own connection and health), the series (its own counters); retention's
+            # bounded deletes may run anywhere.
+            for job in (
+                self.liveness,
+                self.scheduler,
+                self.transfer_watch,
+                self.campaigns,
+                self.webhooks,
+            ):
+                job.share(self.store, self.node)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.
@@ -344,6 +362,10 @@ class Appliance:
         if self._closed:
             return
         self._closed = True
+        try:
+            self.store.drop_leases(self.node)  # the other processes take the jobs over now
+        except Exception:  # they expire by themselves
+            self.log.failure("cannot give the leases of node {node} up", node=self.node)
         self.store.close()
 
 

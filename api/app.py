@@ -116,10 +116,16 @@ def healthz(api: Api, req: ApiRequest) -> Result:
     except Exception:
         # A health check reports a broken database; it does not crash with a traceback.
         api.log.failure("healthz: store unavailable")
-        return 503, {**_build(), "status": "error", "detail": "store unavailable"}
+        return 503, {
+            **_build(),
+            "node": api.appliance.node,
+            "status": "error",
+            "detail": "store unavailable",
+        }
     body: dict[str, Any] = {
         "status": "ok",
         **_build(),
+        "node": api.appliance.node,
         "storage": "ok",
         "listeners": listener_states(api.appliance),
         "devices": devices,

@@ -90,6 +90,7 @@ class ApplianceView(Protocol):
     the other listeners only what :class:`CwmpView` says."""
 
     config: Config
+    node: str
     store: Store
     tasks: TaskEngine
     connreq: ConnectionRequester

@@ -353,6 +353,10 @@ SCHEMAS: dict[str, Schema] = {
             "commit": string(
                 True, description="The commit this program was built from; null if unknown."
             ),
+            "node": string(
+                description="This ACS process among those sharing the database "
+                "(host-pid-random, new at every start)."
+            ),
             "storage": string(enum=["ok", "full"]),
             "storage_full": {"type": "array", "items": string(enum=["database", "files"])},
             "listeners": obj(
@@ -364,7 +368,7 @@ SCHEMAS: dict[str, Schema] = {
             "devices": integer(minimum=0),
             "detail": string(),
         },
-        ["status", "version", "commit"],
+        ["status", "version", "commit", "node"],
     ),
 }
 

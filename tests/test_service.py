@@ -80,6 +80,7 @@ class ApplianceTests(unittest.TestCase):
             self.assertEqual(body["status"], "ok")
             self.assertEqual(body["version"], acs.__version__)
             self.assertEqual(body["commit"], build_info()["commit"])
+            self.assertEqual(body["node"], appliance.node)
             self.assertEqual(body["devices"], 0)
             ports = appliance.listening()
             for name in ("cwmp", "api", "files"):
@@ -201,6 +202,7 @@ class _View:
 
     def __init__(self, store: Any, ports: Mapping[str, IListeningPort | None]) -> None:
         self.config = Config()
+        self.node = "view-node"
         self.store = store
         self._ports = ports
         self.api_auth_throttle = AuthThrottle("API", lambda _: None)

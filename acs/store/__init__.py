@@ -19,6 +19,7 @@ and all of their SQL:
 - `audit`    history, API tokens, session transcripts, server secrets, history retention
 - `users`    operator accounts of the web UI and their browser sessions
 - `series`   the overview's time series: a bounded table of per-minute samples
+- `leases`   which process runs each cluster-wide periodic job, until when
 
 They stand on `db.Database`, the one place for what is SQLite's alone: the connection and
 its PRAGMAs (WAL, foreign keys, busy timeout, journal size), transactions and savepoints
@@ -43,6 +44,7 @@ from acs.store.catalog import Catalog
 from acs.store.devices import Devices
 from acs.store.errors import Conflict, NotFound, SchemaError, StoreError
 from acs.store.files import Files
+from acs.store.leases import Leases
 from acs.store.models import (
     CANCELLED,
     DEFAULT_UPDATE_FREQUENCY,
@@ -85,7 +87,18 @@ from acs.store.webhooks import Webhooks
 
 
 class Store(
-    Devices, Tags, Campaigns, Tasks, Settings, Catalog, Files, Audit, Users, Webhooks, Series
+    Devices,
+    Tags,
+    Campaigns,
+    Tasks,
+    Settings,
+    Catalog,
+    Files,
+    Audit,
+    Users,
+    Webhooks,
+    Series,
+    Leases,
 ):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""

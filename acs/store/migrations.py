@@ -524,6 +524,14 @@ CREATE INDEX series_samples_by_time ON series_samples (at);
 CREATE INDEX tasks_open ON tasks (state) WHERE state IN ('pending', 'in_progress');
 """
 
+_V18 = """
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires REAL NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -542,6 +550,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("campaigns", sql(_V15)),
     ("operator accounts and their browser sessions", sql(_V16)),
     ("time series of the overview, index of open tasks", sql(_V17)),
+    ("leases of the cluster-wide periodic jobs", sql(_V18)),
 ]
 
 
