@@ -52,6 +52,7 @@ class PeriodicService(Service):
         self._run_at_start = run_at_start
         self._loop: LoopingCall | None = None
         self._lease: tuple[Store, str, str] | None = None
+        self._holding = False  # whether the last run found the lease this process's
         self.lease_seconds = max(3 * interval, MIN_LEASE_SECONDS)
 
     def share(self, store: Store, holder: str) -> None:
@@ -72,8 +73,16 @@ class PeriodicService(Service):
             except Exception:
                 log.failure("{name}: cannot take its lease", name=self.name)
                 return None
+            if held != self._holding:
+                self._holding = held
+                log.info(
+                    "{name}: {what} node={node}",
+                    name=name,
+                    what="this node runs it now" if held else "another node runs it now",
+                    node=holder,
+                )
             if not held:
-                return None  # another process runs it
+                return None
         return self._work()
 
     def startService(self) -> None:
