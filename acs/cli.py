@@ -14,7 +14,6 @@ import getpass
 import json
 import os
 import shlex
-import sqlite3
 import stat
 import sys
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from typing import Any, NoReturn, TextIO
 from acs.accounts import MAX_PASSWORD, Passwords, name_problem, password_problem
 from acs.clock import Reactor
 from acs.config import APPLIANCE_CONFIG, APPLIANCE_STATE, Config, ConfigError, load_config
-from acs.store import Conflict, Store
+from acs.store import Conflict, Store, StoreError, backup_file, file_schema_version
 from acs.version import describe
 from api.base import ApiError, Principal
 from api.device_csv import MAX_IMPORT_BYTES, ImportRefused, import_devices
@@ -258,66 +257,44 @@ def _import(config: Config, path: str, *, dry_run: bool, out: TextIO) -> int:
 def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     """``status``: JSON on stdout, 1 when the file's schema is newer than this program's.
     ``backup``: an online copy, owner-only, that never overwrites a file."""
-    from acs.store.migrations import MIGRATIONS, schema_version
+    from acs.store.migrations import MIGRATIONS
 
     path = config.storage.database
     if not os.path.isfile(path):
         raise _UsageError(f"no database at {path}")
     try:
-        source = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise _UsageError(f"cannot open {path}: {exc}") from None
-    try:
         if args.db_command == "backup":
-            return _db_backup(source, args.target, out)
-        try:
-            version = schema_version(source)
-        except sqlite3.Error as exc:  # not an ACS database (or none yet)
-            raise _UsageError(f"{path}: no ACS schema ({exc})") from None
-        known = len(MIGRATIONS)
-        state = "current" if version == known else "older" if version < known else "newer"
-        wal = Path(f"{path}-wal")
+            size = backup_file(path, args.target)
+            print(f"backed up to {args.target} ({size} bytes)", file=out)
+            return 0
+        version = file_schema_version(path)
+    except StoreError as exc:
+        raise _UsageError(str(exc)) from None
+    known = len(MIGRATIONS)
+    state = "current" if version == known else "older" if version < known else "newer"
+    wal = Path(f"{path}-wal")
+    print(
+        json.dumps(
+            {
+                "database": path,
+                "bytes": os.path.getsize(path) + (wal.stat().st_size if wal.exists() else 0),
+                "mode": f"{stat.S_IMODE(os.stat(path).st_mode):04o}",
+                "schema_version": version,
+                "program_schema_version": known,
+                "schema": state,
+                "program": describe(),
+            },
+            indent=1,
+        ),
+        file=out,
+    )
+    if state == "newer":
         print(
-            json.dumps(
-                {
-                    "database": path,
-                    "bytes": os.path.getsize(path) + (wal.stat().st_size if wal.exists() else 0),
-                    "mode": f"{stat.S_IMODE(os.stat(path).st_mode):04o}",
-                    "schema_version": version,
-                    "program_schema_version": known,
-                    "schema": state,
-                    "program": describe(),
-                },
-                indent=1,
-            ),
-            file=out,
+            f"acs: {path} was written by a newer acs (schema {version}, this one knows "
+            f"{known}): run that version, or restore a backup made before the upgrade",
+            file=sys.stderr,
         )
-        if state == "newer":
-            print(
-                f"acs: {path} was written by a newer acs (schema {version}, this one knows "
-                f"{known}): run that version, or restore a backup made before the upgrade",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    finally:
-        source.close()
-
-
-def _db_backup(source: sqlite3.Connection, target: str, out: TextIO) -> int:
-    try:
-        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except OSError as exc:
-        raise _UsageError(f"cannot create {target}: {exc.strerror}") from None
-    copy = sqlite3.connect(target)
-    try:
-        source.backup(copy)  # one step: one read transaction, a consistent copy
-    except sqlite3.Error as exc:
-        copy.close()
-        os.unlink(target)
-        raise _UsageError(f"backup failed: {exc}") from None
-    copy.close()
-    print(f"backed up to {target} ({os.path.getsize(target)} bytes)", file=out)
+        return 1
     return 0
 
 

@@ -41,6 +41,7 @@ and the service opens one or the other from the configuration. Callers do not ch
 from acs.store.audit import Audit
 from acs.store.campaigns import Campaigns
 from acs.store.catalog import Catalog
+from acs.store.db import backup_file, file_schema_version
 from acs.store.devices import Devices
 from acs.store.errors import Conflict, NotFound, SchemaError, StoreError
 from acs.store.files import Files
@@ -141,4 +142,6 @@ __all__ = [
     "Task",
     "UiSession",
     "User",
+    "backup_file",
+    "file_schema_version",
 ]

@@ -25,7 +25,7 @@ from typing import Any, Self, TypeVar
 from acs.store.checks import epoch, json_text
 from acs.store.errors import Conflict, NotFound, StoreError, StoreExposed
 from acs.store.health import DATABASE, StorageHealth, is_storage_full
-from acs.store.migrations import migrate
+from acs.store.migrations import migrate, schema_version
 from acs.store.models import ROLES
 
 BUSY_TIMEOUT_MS = 5000
@@ -57,6 +57,47 @@ def _owner_only(target: str) -> None:
             f"owner's alone (chmod 600 {target}) and change the secrets it holds if others "
             "may have read it"
         )
+
+
+def file_schema_version(path: str) -> int:
+    """The schema version of the database file at ``path``, read without writing to it
+    (``acs db status``). StoreError when it is no SQLite file or holds no ACS schema."""
+    try:
+        conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+    try:
+        return schema_version(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: no ACS schema ({exc})") from None
+    finally:
+        conn.close()
+
+
+def backup_file(path: str, target: str) -> int:
+    """Copy the database at ``path`` to the new file ``target`` (owner-only; an existing
+    file is never overwritten) while other connections use it: SQLite's online backup in
+    one step, one read transaction, so the copy is consistent. Its size in bytes."""
+    try:
+        source = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot open {path}: {exc}") from None
+    try:
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError as exc:
+            raise StoreError(f"cannot create {target}: {exc.strerror}") from None
+        copy = sqlite3.connect(target)
+        try:
+            source.backup(copy)
+        except sqlite3.Error as exc:
+            copy.close()
+            os.unlink(target)
+            raise StoreError(f"backup failed: {exc}") from None
+        copy.close()
+    finally:
+        source.close()
+    return os.path.getsize(target)
 
 
 class Database:
