@@ -24,8 +24,9 @@ and all of their SQL:
 They stand on `db.Database`, the one place for what is SQLite's alone: the connection and
 its PRAGMAs (WAL, foreign keys, busy timeout, journal size), transactions and savepoints
 under one lock, full-storage detection for `health.StorageHealth`, probes and WAL
-checkpoints, and the shared helpers (`_one`/`_scalar`/`_all`, `_page` for count + page
-reads, `_delete_unless_used`, `_insert_history`). Engine-neutral pieces sit beside them:
+checkpoints, the file-level schema check and online backup of `acs db`, and the shared
+helpers (`_one`/`_scalar`/`_all`, `_page` for count + page reads, `_delete_unless_used`,
+`_insert_history`). Engine-neutral pieces sit beside them:
 `checks` (argument validation every engine must do alike), `models` (the dataclasses
 handed out), `errors`, `health`. `codec` turns SQLite rows into those dataclasses and
 `migrations` holds the SQLite schema.
