@@ -7,12 +7,16 @@ drive a ``task.Clock``.
 A job that must run once however many ACS processes share the database is ``share``d: it
 then runs only while this process holds its lease in the store (acs.store.leases), named
 after the service and renewed at every run; another process takes it over once a holder
-that stopped renewing has let it expire (``lease_seconds``), at once after a clean stop
-(the appliance gives its leases up as it closes the store).
+that stopped renewing has let it expire (``lease_seconds``); at once after a clean stop
+(the appliance gives its leases up as it closes the store), or when the holder was a
+process of this host that is gone (:func:`node_gone`: a restart after a crash).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,6 +32,31 @@ log = Logger(namespace="acs.periodic")
 # The shortest lease: a few missed runs (a long transaction, a busy reactor) must not hand
 # the job to another process, which would then run it alongside for a while.
 MIN_LEASE_SECONDS = 15.0
+
+
+def node_name() -> str:
+    """A name for this process among all that share the database: ``host-pid-random``."""
+    return f"{socket.gethostname()[:64]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def node_gone(node: str) -> bool:
+    """Whether ``node`` (a :func:`node_name`) was a process of this host that no longer
+    runs: an appliance restarted after a crash takes its own jobs back at once instead of
+    waiting for their leases to expire. A live process of the same pid (reused) only makes
+    it wait, the safe way."""
+    parts = node.rsplit("-", 2)
+    if len(parts) != 3:
+        return False
+    host, pid, _random = parts
+    if host != socket.gethostname()[:64] or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists (another user's): alive
+        return False
+    return False
 
 
 class PeriodicService(Service):
@@ -66,10 +95,15 @@ class PeriodicService(Service):
     def _tick(self) -> object:
         if self._lease is not None:
             store, holder, name = self._lease
+            now = self.clock.seconds()
             try:
-                held = store.take_lease(
-                    name, holder, now=self.clock.seconds(), seconds=self.lease_seconds
-                )
+                held = store.take_lease(name, holder, now=now, seconds=self.lease_seconds)
+                if not held:
+                    current = store.lease_holder(name, now=now)
+                    if current is not None and node_gone(current):
+                        held = store.take_lease(
+                            name, holder, now=now, seconds=self.lease_seconds, replaces=current
+                        )
             except Exception:
                 log.failure("{name}: cannot take its lease", name=self.name)
                 return None

@@ -24,9 +24,7 @@ session timers, then closes the store.
 
 from __future__ import annotations
 
-import os
 import secrets
-import socket
 from pathlib import Path
 from typing import Any, cast
 
@@ -53,6 +51,7 @@ from acs.listen import with_backlog
 from acs.liveness import LivenessSweep
 from acs.maintenance import StorageMaintenance
 from acs.metrics import ApplianceCollector, Metrics
+from acs.periodic import node_name
 from acs.scheduler import Scheduler
 from acs.series import SeriesSampler
 from acs.store import Store
@@ -181,7 +180,7 @@ class Appliance:
         self.reactor = reactor
         # This process among all that share the database: the holder of the leases of the
         # cluster-wide jobs, and what /healthz and acs_info call it.
-        self.node = f"{socket.gethostname()[:64]}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.node = node_name()
         # Endpoint strings are checked before anything is created, so a typo in a listen
         # address is a ConfigError with nothing to clean up.
         endpoints = {

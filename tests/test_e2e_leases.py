@@ -1,6 +1,8 @@
 """Two real ``acs serve`` processes on one SQLite file: the cluster-wide periodic jobs run in
-one of them, and when it is killed with ``kill -9`` the other takes them over within the
-lease time (15 s for the 5 s jobs), which it says in its log. Slow: real time passes."""
+one of them, and when it is killed with ``kill -9`` the other takes them over at its next
+run (a holder of this host whose process is gone needs no waiting for its leases to
+expire; tests/test_leases.py covers the expiry), which it says in its log. Slow: real
+time passes."""
 
 from __future__ import annotations
 
@@ -58,8 +60,8 @@ def test_a_killed_nodes_jobs_move_to_the_other_within_the_lease(tmp_path: Path) 
                 for name in SHARED:
                     second_out.wait_for(took(name, b), deadline, f"{name} taken over")
                 moved = time.monotonic() - killed
-                # At most the lease's length after the last renewal, plus one interval.
-                assert moved <= MIN_LEASE_SECONDS + INTERVAL + 2, moved
+                # At the next run, well before the lease would have expired.
+                assert moved <= INTERVAL + 2 < MIN_LEASE_SECONDS, moved
                 assert {store.lease_holder(n, now=time.time()) for n in SHARED} == {b}
 
                 assert stop(second, deadline) == 0

@@ -7,6 +7,10 @@ PeriodicService, driven by one task.Clock."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +18,7 @@ import pytest
 from apiharness import ApiHarness
 from twisted.internet.task import Clock
 
-from acs.periodic import MIN_LEASE_SECONDS, PeriodicService
+from acs.periodic import MIN_LEASE_SECONDS, PeriodicService, node_gone, node_name
 from acs.store import Store
 
 T0 = 1_700_000_000.0
@@ -113,3 +117,39 @@ def test_a_closing_appliance_hands_its_jobs_over_at_once(tmp_path: Path) -> None
     finally:
         first.close()
         second.close()
+
+
+def dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
+                          capture_output=True, check=True, timeout=30)  # fmt: skip
+    return int(done.stdout)
+
+
+def test_node_gone_only_for_a_process_of_this_host_that_no_longer_runs() -> None:
+    host = socket.gethostname()[:64]
+    assert node_gone(f"{host}-{dead_pid()}-abcdef")
+    assert not node_gone(node_name())  # this process
+    assert not node_gone(f"{host}-{os.getppid()}-abcdef")  # alive
+    assert not node_gone(f"another-host-{dead_pid()}-abcdef")
+    for malformed in ("", "x", f"{host}-pid-abc", f"{host}--abc"):
+        assert not node_gone(malformed)
+
+
+def test_a_restarted_node_takes_its_dead_predecessors_jobs_at_once(
+    stores: tuple[Store, Store],
+) -> None:
+    crashed = f"{socket.gethostname()[:64]}-{dead_pid()}-abcdef"
+    assert stores[0].take_lease("liveness", crashed, now=T0, seconds=15)
+    assert stores[0].take_lease("other", "far-away-1-abcdef", now=T0, seconds=15)
+    clock = Clock()
+    clock.advance(T0 + 1)
+    runs: list[str] = []
+    job = Job(clock, stores[1], "restarted", runs)
+    job.startService()
+    assert runs == ["restarted"]  # at start, not 15 s later
+    assert stores[1].lease_holder("liveness", now=T0 + 1) == "restarted"
+    # Only a holder known to be gone is replaced.
+    assert not stores[1].take_lease(
+        "other", "restarted", now=T0 + 1, seconds=15, replaces="somebody-else"
+    )
+    job.stopService()

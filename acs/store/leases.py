@@ -26,10 +26,19 @@ def _text(what: str, value: object, limit: int) -> str:
 class Leases(Database):
     """The ``leases`` table (SQLite)."""
 
-    def take_lease(self, name: str, holder: str, *, now: float, seconds: float) -> bool:
+    def take_lease(
+        self,
+        name: str,
+        holder: str,
+        *,
+        now: float,
+        seconds: float,
+        replaces: str | None = None,
+    ) -> bool:
         """Take or renew lease ``name`` for ``holder`` until ``now + seconds``: True when
-        ``holder`` has it now (it was free, expired, or already its own), False when another
-        holder's lease still runs (nothing changes then)."""
+        ``holder`` has it now (it was free, expired, already its own, or ``replaces``'s: a
+        holder known to be gone), False when another holder's lease still runs (nothing
+        changes then)."""
         name, holder = _text("name", name, MAX_NAME), _text("holder", holder, MAX_HOLDER)
         now_f = epoch("now", now)
         if epoch("seconds", seconds) <= 0:
@@ -39,9 +48,9 @@ class Leases(Database):
                 "INSERT INTO leases (name, holder, expires) VALUES (?, ?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
                 "expires = excluded.expires "
-                "WHERE leases.holder = excluded.holder OR leases.expires <= ? "
+                "WHERE leases.holder IN (excluded.holder, ?) OR leases.expires <= ? "
                 "RETURNING holder",
-                (name, holder, now_f + seconds, now_f),
+                (name, holder, now_f + seconds, replaces or holder, now_f),
             )
         return row is not None
 
