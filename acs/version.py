@@ -25,13 +25,14 @@ def build_info() -> dict[str, Any]:
     try:
         data = json.loads(BUILD_INFO.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {"version": acs.__version__, "commit": _checkout_commit()}
+        return {"version": acs.__version__, "commit": checkout_commit(_PACKAGE.parent)}
     commit = data.get("commit") if isinstance(data, dict) else None
     return {"version": acs.__version__, "commit": commit if isinstance(commit, str) else None}
 
 
-def _checkout_commit() -> str | None:
-    root = _PACKAGE.parent
+def checkout_commit(root: Path) -> str | None:
+    """HEAD of the Git checkout at ``root`` (12 hex digits, ``-dirty`` with uncommitted
+    changes to tracked files); None outside a checkout. Also what ``make dist`` stamps."""
     if not (root / ".git").exists():
         return None
     git = ["git", "-C", str(root)]

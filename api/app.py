@@ -116,16 +116,10 @@ def healthz(api: Api, req: ApiRequest) -> Result:
     except Exception:
         # A health check reports a broken database; it does not crash with a traceback.
         api.log.failure("healthz: store unavailable")
-        return 503, {
-            **_build(),
-            "node": api.appliance.node,
-            "status": "error",
-            "detail": "store unavailable",
-        }
+        return 503, {**_identity(api), "status": "error", "detail": "store unavailable"}
     body: dict[str, Any] = {
         "status": "ok",
-        **_build(),
-        "node": api.appliance.node,
+        **_identity(api),
         "storage": "ok",
         "listeners": listener_states(api.appliance),
         "devices": devices,
@@ -139,9 +133,10 @@ def healthz(api: Api, req: ApiRequest) -> Result:
     return 200, body
 
 
-def _build() -> dict[str, Any]:
+def _identity(api: Api) -> dict[str, Any]:
+    """Which program answers, built from which commit, in which process."""
     info = build_info()
-    return {"version": info["version"], "commit": info["commit"]}
+    return {"version": info["version"], "commit": info["commit"], "node": api.appliance.node}
 
 
 def make_app(appliance: ApplianceView) -> Klein:

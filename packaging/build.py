@@ -11,8 +11,8 @@
 4. PyInstaller runs ``packaging/acs.spec`` -> ``dist/acs``.
 
 Needs a Python 3.11 with venv, gcc, the zlib headers (Debian's ``zlib1g-dev``) and
-``patch``; the network only to reach the package index. Stdlib only: it runs before any
-venv exists.
+``patch``; the network only to reach the package index. Stdlib only (and acs.version,
+which is): it runs before any venv exists.
 """
 
 from __future__ import annotations
@@ -35,6 +35,9 @@ WORK = ROOT / "build" / "dist"
 VENV = WORK / "venv"
 PY = VENV / "bin" / "python"
 BOOTLOADER = "Linux-64bit-intel"
+
+sys.path.insert(0, str(ROOT))
+from acs.version import checkout_commit  # noqa: E402 (stdlib only, as this script)
 
 
 def run(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -94,21 +97,12 @@ def build_bootloader() -> None:
         shutil.copy2(built.with_name(name), target / name)
 
 
-def commit() -> str:
-    try:
-        head = run("git", "-C", ROOT, "rev-parse", "--short=12", "HEAD").strip()
-        dirty = run("git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no").strip()
-    except (OSError, SystemExit):
-        return "unknown"
-    return f"{head}-dirty" if dirty else head
-
-
 def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     build_venv()
     run(PY, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", ROOT)
     info = WORK / "build.json"
-    info.write_text(json.dumps({"commit": commit()}) + "\n")
+    info.write_text(json.dumps({"commit": checkout_commit(ROOT)}) + "\n")
     env = {
         **os.environ,
         "ACS_BUILD_INFO": str(info),
