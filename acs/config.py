@@ -104,6 +104,16 @@ class TasksConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    # Where this process takes the CWMP requests other processes (workers, nodes) forward
+    # to it: those of the sessions it runs. Loopback serves the workers of one box; nodes
+    # on several hosts listen on their private network.
+    peer_listen: str = "tcp:0:interface=127.0.0.1"
+    # The URL the other processes reach it at; empty: the address it listens on.
+    peer_url: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     cwmp: CwmpConfig = field(default_factory=CwmpConfig)
@@ -111,6 +121,7 @@ class Config:
     files: FilesConfig = field(default_factory=FilesConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -120,6 +131,7 @@ _SECTIONS: dict[str, type] = {
     "files": FilesConfig,
     "retention": RetentionConfig,
     "tasks": TasksConfig,
+    "cluster": ClusterConfig,
 }
 
 _POSITIVE = {
@@ -148,7 +160,7 @@ _RANGES = {
 
 
 # Keys whose empty value can only be a mistake (an empty organization name included).
-_NON_EMPTY = ("listen", "database", "files", "public_url", "default_organization")
+_NON_EMPTY = ("listen", "peer_listen", "database", "files", "public_url", "default_organization")
 
 
 def _build_section(name: str, cls: type, raw: Any) -> Any:
@@ -174,10 +186,11 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
         bounds = _RANGES.get((name, key))
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise ConfigError(f"[{name}] {key} must be between {bounds[0]} and {bounds[1]}")
-        optional = (name, key) == ("api", "public_url")  # empty: the listener's address
+        # Empty: the listener's address.
+        optional = (name, key) in (("api", "public_url"), ("cluster", "peer_url"))
         if expected is str and key in _NON_EMPTY and not optional and not value.strip():
             raise ConfigError(f"[{name}] {key} must not be empty")
-        if key == "public_url" and not (optional and not value):
+        if key in ("public_url", "peer_url") and not (optional and not value):
             parts = urlsplit(value)
             # CPEs are handed the files URL in Download RPCs, API clients the API's in links:
             # each must be absolute http(s).

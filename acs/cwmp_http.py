@@ -46,7 +46,6 @@ from acs.cwmp.session import (
 )
 from acs.cwmp_site import (
     RetryPacer,
-    client_host,
     cookie_values,
     decompress,
     digest_uri_matches,
@@ -57,8 +56,11 @@ from acs.cwmp_site import (
 )
 from acs.metrics import CwmpCollector, Metrics
 from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
+from acs.peers import UNREACHABLE_RETRY_AFTER, PeerForwarder, cpe_host, cpe_secure, forwarded
+from acs.periodic import node_gone, node_name
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import Device
+from acs.store.nodes import SessionHolder
 
 if TYPE_CHECKING:
     from acs.store import Store
@@ -73,6 +75,9 @@ NONCE_TTL = 300.0
 COOKIE_NAME = "session"
 # Bodies at least this big are parsed in a worker thread (about 50 ms of parsing and up).
 OFF_THREAD_BYTES = 256 * 1024
+# A device's session lease lasts this many of the session's inactivity timeouts, renewed
+# once half of it is gone: a live node's session ends (times out) before its lease does.
+LEASE_TIMEOUTS = 2
 # Bytes of SOAP kept per debug transcript: a session's bodies (8 MiB each) are not.
 MAX_TRANSCRIPT = 1024 * 1024
 
@@ -88,6 +93,7 @@ class _Live:
     tasks: SessionTasks
     channel: object | None
     timeout: float
+    lease_until: float  # when its device's session lease runs out unless renewed
     started: float
     active: float = 0.0  # when the CPE last sent a request in this session
     timer: Any = None  # the IDelayedCall of the inactivity timeout
@@ -107,6 +113,15 @@ class _Live:
             text += f"\n[transcript truncated at {MAX_TRANSCRIPT} bytes]"
         self.transcript_size += min(len(body), room)
         self.transcript.append((direction, text))
+
+
+class _HeldElsewhere(Exception):
+    """Another node runs a session with the device (rolls the Inform's transaction back)."""
+
+    def __init__(self, device_id: int, holder: SessionHolder) -> None:
+        super().__init__(device_id, holder)
+        self.device_id = device_id
+        self.holder = holder
 
 
 @dataclass
@@ -132,8 +147,15 @@ class CwmpResource(Resource):
         max_rpcs_per_session: int = DEFAULT_MAX_RPCS,
         threads: Callable[..., Deferred[Any]] | None = None,
         metrics: Metrics | None = None,
+        node: str | None = None,
+        forwarder: PeerForwarder | None = None,
     ) -> None:
         super().__init__()
+        # This process as a node of the database: its id prefixes the session cookies and
+        # holds the session leases of the devices it runs sessions for.
+        self.node_id = store.register_node(node or node_name(), None, now=reactor.seconds())
+        # Sends requests of sessions running on another node there (None: answers 503).
+        self._forwarder = forwarder
         self.metrics = metrics if metrics is not None else Metrics()
         self._store = store
         self._tasks = tasks
@@ -162,7 +184,10 @@ class CwmpResource(Resource):
     # --- public API ---------------------------------------------------------------------
 
     def in_session(self, device_id: int) -> bool:
-        return device_id in self._by_device
+        """Whether a CWMP session with ``device_id`` runs, here or on another node."""
+        if device_id in self._by_device:
+            return True
+        return self._store.device_session_node(device_id, now=self._reactor.seconds()) is not None
 
     def active_sessions(self) -> int:
         return len(self._by_device)
@@ -228,7 +253,8 @@ class CwmpResource(Resource):
         if len(data) > soap.MAX_ENVELOPE_BYTES:
             return text_response(request, 413, "Request body too large")
         live = self._find_session(request)
-        if live is None and data and self._at_capacity():
+        owner = self._cookie_node(request) if live is None else None
+        if live is None and owner is None and data and self._at_capacity():
             # Before decompressing, parsing or storing anything: a turned-away CPE costs
             # little, and retrying later keeps its events (TR-069 §3.2.1.1).
             return self._busy(request)
@@ -240,6 +266,9 @@ class CwmpResource(Resource):
             if len(decoded) > soap.MAX_ENVELOPE_BYTES:
                 return text_response(request, 413, "Request body too large once decompressed")
             data = decoded
+        if owner is not None:
+            # Its session runs on another node (the CPE's new connection landed here).
+            return self._forward(request, owner, data)
 
         ctx.live = live
         if not data.strip():
@@ -256,8 +285,11 @@ class CwmpResource(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-        def answer(step: Callable[..., bytes], *args: Any) -> None:
-            body: bytes = self._guarded(request, ctx, step, *args)
+        def answer(step: Callable[..., bytes | int], *args: Any) -> None:
+            body: bytes | int = self._guarded(request, ctx, step, *args)
+            if body is NOT_DONE_YET:
+                return  # forwarded to another node, which answers
+            assert isinstance(body, bytes)
             if not gone:
                 request.write(body)
                 request.finish()
@@ -282,12 +314,12 @@ class CwmpResource(Resource):
         live: _Live | None,
         data: bytes,
         parsed: soap.Envelope | soap.SoapError,
-    ) -> bytes:
+    ) -> bytes | int:
         if isinstance(parsed, soap.SoapError):
             if live is None:
                 log.info(
                     "Rejected CWMP message without session from {address}: {reason}",
-                    address=client_host(request),
+                    address=cpe_host(request),
                     reason=str(parsed),
                 )
                 return text_response(request, parsed.http_status, f"Invalid CWMP message: {parsed}")
@@ -337,8 +369,31 @@ class CwmpResource(Resource):
             live = self._by_cookie.get(value)
             if live is not None:
                 return live
+        if forwarded(request) is not None:
+            return None  # the peer's connection carries many CPEs' requests
         # CPEs that drop cookies still keep their connection for the whole session.
         return self._by_channel.get(request.channel)
+
+    def _cookie_node(self, request: Request) -> int | None:
+        """The other node whose session a cookie names, when it is to be forwarded there."""
+        if self._forwarder is None or forwarded(request) is not None:
+            return None
+        for value in cookie_values(request, COOKIE_NAME):
+            prefix, dot, _ = value.partition(".")
+            if dot and prefix.isascii() and prefix.isdigit() and len(prefix) < 10:
+                node_id = int(prefix)
+                if node_id != self.node_id:
+                    return node_id
+        return None
+
+    def _forward(self, request: Request, node_id: int, data: bytes) -> bytes | int:
+        """Hand a request whose cookie names another node's session there (``acs.peers``)."""
+        peer = self._store.node_peer(node_id)
+        if peer is None or self._forwarder is None:
+            # That node stopped (its sessions with it) or takes no forwards.
+            return text_response(request, 400, "No CWMP session: send an Inform first")
+        self.metrics.forwarded.labels("cookie").inc()
+        return self._forwarder.forward(request, peer, data)
 
     # --- Inform -------------------------------------------------------------------------
 
@@ -350,7 +405,7 @@ class CwmpResource(Resource):
         ctx: _Context,
         *,
         previous: _Live | None,
-    ) -> bytes:
+    ) -> bytes | int:
         now = self._reactor.seconds()
         ctx.live = None
         if previous is not None:
@@ -391,28 +446,40 @@ class CwmpResource(Resource):
                 )
                 self._end(old, abort_reason="replaced by a new session")
 
-        with self._store.transaction():
-            device, registered_in = self._onboarding.admit(
-                device,
-                inform,
-                address=client_host(request),
-                first_contact=first_contact,
-                now=now,
-            )
-        self.pacer.admitted(now)
-
         # The CPE's SessionTimeout is its own inactivity timeout, but a slot held for hours
         # is a slot another CPE cannot use: clamped to [cwmp] max_session_timeout.
         asked = session.inactivity_timeout or self._config.session_timeout
         timeout = float(min(asked, self._config.max_session_timeout))
+        lease_until = now + LEASE_TIMEOUTS * timeout
+        known = device is not None
+        try:
+            with self._store.transaction():
+                if device is not None:
+                    self._take_session(device.id, now, lease_until)
+                device, registered_in = self._onboarding.admit(
+                    device,
+                    inform,
+                    address=cpe_host(request),
+                    first_contact=first_contact,
+                    now=now,
+                )
+                if not known:  # created just now: nobody else holds it
+                    self._take_session(device.id, now, lease_until)
+        except _HeldElsewhere as held:
+            return self._held_elsewhere(request, held.device_id, held.holder, data, now)
+        self.pacer.admitted(now)
+
         live = _Live(
-            session_id=random[:32],
+            # The node's id first: another node forwards the session's requests here.
+            session_id=f"{self.node_id}.{random[:32]}",
             session=session,
             device_id=device.id,
             serial=serial,
             tasks=self._tasks.open_session(device.id, session.version),
-            channel=request.channel,
+            # A peer's connection carries many CPEs' requests: no session is found by it.
+            channel=request.channel if forwarded(request) is None else None,
             timeout=timeout,
+            lease_until=lease_until,
             started=now,
             transcript=[] if device.debug else None,
         )
@@ -442,6 +509,34 @@ class CwmpResource(Resource):
         live.record("acs", body)
         return xml_response(request, body)
 
+    def _take_session(self, device_id: int, now: float, until: float) -> None:
+        """Take the device's session lease (inside the Inform's transaction); _HeldElsewhere
+        when another node's still runs. A dead process of this host holds nothing."""
+        holder = self._store.take_device_session(device_id, self.node_id, now=now, until=until)
+        if holder is not None and node_gone(holder.name):
+            holder = self._store.take_device_session(
+                device_id, self.node_id, now=now, until=until, replaces=holder.node_id
+            )
+        if holder is not None:
+            raise _HeldElsewhere(device_id, holder)
+
+    def _held_elsewhere(
+        self, request: Request, device_id: int, holder: SessionHolder, data: bytes, now: float
+    ) -> bytes | int:
+        """An Inform for a device whose session runs on another node: that node takes it
+        (and ends or replaces its session), or the CPE retries once the lease is over."""
+        if self._forwarder is not None and holder.peer and forwarded(request) is None:
+            log.info(
+                "Inform for device_id={device_id} sent on to node {node}, which runs its session",
+                device_id=device_id,
+                node=holder.name,
+            )
+            self.metrics.forwarded.labels("lease").inc()
+            return self._forwarder.forward(request, holder.peer, data)
+        wait = max(1, min(int(holder.until - now) + 1, UNREACHABLE_RETRY_AFTER))
+        request.setHeader(b"Retry-After", b"%d" % wait)
+        return text_response(request, 503, "A session with this device runs elsewhere, retry later")
+
     # --- authentication -----------------------------------------------------------------
 
     def _authenticate(
@@ -454,13 +549,13 @@ class CwmpResource(Resource):
         accepted = self._onboarding.accepted_credentials(device)
         if NO_CREDENTIALS in accepted and len(accepted) == 1:
             return None, True
-        source = client_host(request)
+        source = cpe_host(request)
         wait = self.auth_throttle.retry_after(source, now)
         if wait is not None:
             request.setHeader(b"Retry-After", b"%d" % wait)
             refusal = text_response(request, 503, "Too many failed authentications, retry later")
             return refusal, False
-        basic_ok = self._config.allow_basic_auth or request.isSecure()
+        basic_ok = self._config.allow_basic_auth or cpe_secure(request)
         header = request.getHeader(b"authorization")
         creds = httpdigest.parse_authorization(header.decode("latin-1")) if header else None
         stale = False
@@ -575,6 +670,7 @@ class CwmpResource(Resource):
             self.metrics.cpe_request(type(event.message).__name__)
             with self._store.transaction():
                 answer = live.tasks.on_cpe_request(event.message, now=now)
+                self._renew(live, now)
             log.debug(
                 "CPE request {method} answered {answer} device_id={device_id} "
                 "session_id={session_id}",
@@ -611,6 +707,11 @@ class CwmpResource(Resource):
                 live.tasks.on_response(event.response, now=now)
             if not session.rpc_limit_reached:
                 message = live.tasks.next_request(now=now)
+            if message is None:
+                # The session's last request: its device is free for any node from now on.
+                self._store.end_device_session(live.device_id, self.node_id)
+            else:
+                self._renew(live, now)
         if message is None:
             if session.rpc_limit_reached:
                 log.warn(
@@ -645,6 +746,16 @@ class CwmpResource(Resource):
             session_id=live.session_id,
         )
         return xml_response(request, body)
+
+    def _renew(self, live: _Live, now: float) -> None:
+        """Renew the device's session lease once half of it is gone (inside a transaction of
+        the session). Every request comes within a timeout of the last, so the lease has
+        not run out and nobody else can have taken it."""
+        if now + live.timeout > live.lease_until:
+            live.lease_until = now + LEASE_TIMEOUTS * live.timeout
+            self._store.take_device_session(
+                live.device_id, self.node_id, now=now, until=live.lease_until
+            )
 
     # --- timers and teardown ------------------------------------------------------------
 
@@ -704,6 +815,7 @@ class CwmpResource(Resource):
             try:
                 with self._store.transaction():
                     live.tasks.abort(now=now, reason=abort_reason)
+                    self._store.end_device_session(live.device_id, self.node_id)
             except Exception:
                 log.failure(
                     "Aborting session tasks failed device_id={device_id} session_id={session_id}",

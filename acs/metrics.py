@@ -95,6 +95,13 @@ class Metrics:
             "acs_cwmp_cpe_requests", "Requests CPEs sent (Inform too), by method.", ["method"],
             registry=r,
         )  # fmt: skip
+        self.forwarded = Counter(
+            "acs_cwmp_forwarded_requests",
+            "CPE requests sent on to the node running the session, by what named it "
+            "(the session cookie, or the device's session lease at an Inform).",
+            ["by"],
+            registry=r,
+        )
         self.connection_requests = Counter(
             "acs_connection_requests", "Connection requests sent, by outcome.", ["outcome"],
             registry=r,

@@ -24,7 +24,6 @@ session timers, then closes the store.
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,6 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from acs import peers
 from acs.accounts import Passwords
 from acs.authguard import AuthThrottle
 from acs.campaigns import CampaignRunner
@@ -51,7 +51,7 @@ from acs.listen import with_backlog
 from acs.liveness import LivenessSweep
 from acs.maintenance import StorageMaintenance
 from acs.metrics import ApplianceCollector, Metrics
-from acs.periodic import node_name
+from acs.periodic import node_gone, node_name
 from acs.scheduler import Scheduler
 from acs.series import SeriesSampler
 from acs.store import Store
@@ -62,6 +62,8 @@ from api.events import EventHub
 from api.site import ApiSite, port_address
 
 LISTENERS = ("cwmp", "api", "files")
+# The server secret of the Digest nonces CPEs are challenged with.
+NONCE_SECRET = "cwmp-nonce"
 
 
 class Listener(Service):
@@ -146,6 +148,7 @@ class _ApplianceService(MultiService):
         appliance.cwmp.stop()
         d: Deferred[Any] = maybeDeferred(super().stopService)
         d.addBoth(lambda _: appliance.connreq.stop())
+        d.addBoth(lambda _: appliance.forwarder.close())
         d.addBoth(lambda _: appliance.close())
         return d
 
@@ -188,11 +191,17 @@ class Appliance:
             "api": _endpoint(reactor, "api", config.api.listen),
             "files": _endpoint(reactor, "files", config.files.listen),
         }
+        peer_endpoint = _endpoint(reactor, "cluster", config.cluster.peer_listen)
         self.store: Store = open_store(config)
         self._closed = False
         self.metrics = Metrics()
         self.metrics.watch_tasks(self.store)
         try:
+            # Processes of this host that died without a clean stop hold devices' sessions
+            # until their leases run out: freed now (their CPEs' next Informs get in).
+            for node_id, name in self.store.node_names().items():
+                if node_gone(name):
+                    self.store.drop_node(node_id)
             self.default_organization = self.store.ensure_organization(
                 config.cwmp.default_organization
             )
@@ -236,16 +245,21 @@ class Appliance:
                 observe=self.metrics.connection_request,
             )
             self.tasks.set_wake(self.wake)
-            # Key for stateless Digest nonces. Per process start: a restart only makes CPEs
-            # answer one fresh challenge.
+            # Requests of sessions other processes run go there; theirs come here.
+            peer_token = peers.peer_token(self.store.server_secret(peers.SECRET_NAME))
+            self.forwarder = peers.PeerForwarder(reactor, peer_token)
+            # Key for stateless Digest nonces, shared by every process on the database: a
+            # CPE challenged by one may answer to another.
             self.cwmp = CwmpResource(
                 store=self.store,
                 tasks=self.tasks,
                 config=config.cwmp,
                 reactor=reactor,
-                secret=secret if secret is not None else secrets.token_bytes(32),
+                secret=secret if secret is not None else self.store.server_secret(NONCE_SECRET),
                 threads=self.threads,
                 metrics=self.metrics,
+                node=self.node,
+                forwarder=self.forwarder,
             )
             # Bad bearer tokens per client address: backed off, logged once per minute.
             self.api_auth_throttle = AuthThrottle("API", Logger(namespace="api").info)
@@ -287,7 +301,8 @@ class Appliance:
                     self.files, max_body=config.files.max_upload, access_log=False
                 ),
             }
-            for site in factories.values():
+            peer_site = CwmpSite(peers.PeerResource(self.cwmp, peer_token))
+            for site in (*factories.values(), peer_site):
                 site.noisy = False  # no "Starting factory" lines; the Listener logs the address
             self.service: MultiService = _ApplianceService(self)
             self.listeners: dict[str, Listener] = {}
@@ -296,6 +311,12 @@ class Appliance:
                 listener.factory = factories[name]
                 listener.setServiceParent(self.service)
                 self.listeners[name] = listener
+            # Not one of the listeners CPEs and operators use: where the other processes on
+            # the database forward the requests of this one's sessions.
+            self.peer = Listener("peer", config.cluster.peer_listen, peer_endpoint)
+            self.peer.factory = peer_site
+            self.peer.setServiceParent(self.service)
+            self.peer.when_listening().addCallbacks(self._advertise, lambda _: None)
             self.liveness.setServiceParent(self.service)
             self.scheduler.setServiceParent(self.service)
             self.transfer_watch.setServiceParent(self.service)
@@ -312,8 +333,15 @@ class Appliance:
         scheduler, API): looked up at call time, so the requester can be swapped as a whole."""
         return self.connreq.wake(device_id)
 
+    def _advertise(self, port: IListeningPort) -> None:
+        """Tell the other processes where this one takes their forwarded requests."""
+        url = self.config.cluster.peer_url or _url(port, secure=False)
+        self.store.set_node_peer(self.cwmp.node_id, url)
+
     def _bound_addresses(self) -> list[tuple[str, int]]:
         ports: list[Any] = [port for port in self.listening().values() if port is not None]
+        if self.peer.port is not None:
+            ports.append(self.peer.port)
         hosts = [port.getHost() for port in ports]
         return [(h.host, h.port) for h in hosts if hasattr(h, "port")]
 
@@ -326,7 +354,9 @@ class Appliance:
         the first listen error (port in use, permission denied...)."""
         names = list(self.listeners)
         d = gatherResults(
-            [self.listeners[name].when_listening() for name in names], consumeErrors=True
+            [self.listeners[name].when_listening() for name in names]
+            + [self.peer.when_listening()],
+            consumeErrors=True,
         )
 
         def unwrap(failure: Failure) -> Failure:
@@ -334,27 +364,17 @@ class Appliance:
             sub = getattr(failure.value, "subFailure", None)
             return sub if isinstance(sub, Failure) else failure
 
-        return d.addCallbacks(lambda ports: dict(zip(names, ports, strict=True)), unwrap)
+        return d.addCallbacks(
+            lambda ports: dict(zip(names, ports[: len(names)], strict=True)), unwrap
+        )
 
     def urls(self) -> dict[str, str]:
         """Base URL of each listening listener, as a local client would reach it."""
-        result: dict[str, str] = {}
-        for name, listener in self.listeners.items():
-            port = listener.port
-            if port is None:
-                continue
-            host: Any = cast(Any, port).getHost()
-            address = getattr(host, "host", "")
-            # A wildcard bind is reachable on loopback; show an address one can paste.
-            if address in ("", "0.0.0.0"):
-                address = "127.0.0.1"
-            elif address == "::":
-                address = "::1"
-            if ":" in address:
-                address = f"[{address}]"
-            scheme = "https" if listener.description.startswith("ssl:") else "http"
-            result[name] = f"{scheme}://{address}:{getattr(host, 'port', '')}/"
-        return result
+        return {
+            name: _url(listener.port, secure=listener.description.startswith("ssl:"))
+            for name, listener in self.listeners.items()
+            if listener.port is not None
+        }
 
     def close(self) -> None:
         """Close the store (idempotent). Called when the service stops."""
@@ -362,10 +382,27 @@ class Appliance:
             return
         self._closed = True
         try:
-            self.store.drop_leases(self.node)  # the other processes take the jobs over now
+            # The other processes take the jobs and this one's devices over now.
+            self.store.drop_leases(self.node)
+            if hasattr(self, "cwmp"):
+                self.store.drop_node(self.cwmp.node_id)
         except Exception:  # they expire by themselves
             self.log.failure("cannot give the leases of node {node} up", node=self.node)
         self.store.close()
+
+
+def _url(port: IListeningPort, *, secure: bool) -> str:
+    """The base URL of a listening port, as a local client would reach it."""
+    host: Any = cast(Any, port).getHost()
+    address = getattr(host, "host", "")
+    # A wildcard bind is reachable on loopback; show an address one can paste.
+    if address in ("", "0.0.0.0"):
+        address = "127.0.0.1"
+    elif address == "::":
+        address = "::1"
+    if ":" in address:
+        address = f"[{address}]"
+    return f"{'https' if secure else 'http'}://{address}:{getattr(host, 'port', '')}/"
 
 
 def build_service(config: Config, reactor: Reactor) -> MultiService:

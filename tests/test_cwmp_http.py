@@ -53,7 +53,7 @@ class CwmpHttpTests(CwmpResourceCase):
         self.assertEqual(inform.length, len(inform.body))
         self.assertEqual(inform.envelope().header.id, "inf-1")
         set_cookie = inform.header("set-cookie") or ""
-        self.assertRegex(set_cookie, r"^session=[0-9a-f]{32};")
+        self.assertRegex(set_cookie, r"^session=[0-9]+\.[0-9a-f]{32};")
         self.assertIn("Path=/", set_cookie)
         self.assertIn("HttpOnly", set_cookie)
         self.assertTrue(self.resource.in_session(device.id))

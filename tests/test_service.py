@@ -184,6 +184,7 @@ class ApplianceTests(unittest.TestCase):
                     "cwmp",
                     "api",
                     "files",
+                    "peer",
                     "liveness",
                     "scheduler",
                     "transfer_watch",

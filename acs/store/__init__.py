@@ -20,6 +20,7 @@ and all of their SQL:
 - `users`    operator accounts of the web UI and their browser sessions
 - `series`   the overview's time series: a bounded table of per-minute samples
 - `leases`   which process runs each cluster-wide periodic job, until when
+- `nodes`    the processes serving CWMP, and which of them runs each device's session
 
 They stand on `db.Database`, the one place for what is SQLite's alone: the connection and
 its PRAGMAs (WAL, foreign keys, busy timeout, journal size), transactions and savepoints
@@ -80,6 +81,7 @@ from acs.store.models import (
     UiSession,
     User,
 )
+from acs.store.nodes import Nodes, SessionHolder
 from acs.store.series import Series
 from acs.store.settings import Settings
 from acs.store.tags import Tags
@@ -101,6 +103,7 @@ class Store(
     Webhooks,
     Series,
     Leases,
+    Nodes,
 ):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""
@@ -137,6 +140,7 @@ __all__ = [
     "ParameterMatch",
     "SchemaError",
     "SeriesSample",
+    "SessionHolder",
     "SessionTranscript",
     "Store",
     "StoreError",

@@ -532,6 +532,21 @@ CREATE TABLE leases (
 );
 """
 
+# The processes serving CWMP (`nodes`) and, on each device, which of them runs its session
+# until when: one session per device across all of them. Deleting a node's row (a clean
+# stop, or one known to be dead) frees its devices through ON DELETE SET NULL.
+_V19 = """
+CREATE TABLE nodes (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    peer TEXT,
+    started REAL NOT NULL
+);
+ALTER TABLE devices ADD COLUMN session_node INTEGER REFERENCES nodes (id) ON DELETE SET NULL;
+ALTER TABLE devices ADD COLUMN session_until REAL;
+CREATE INDEX devices_by_session_node ON devices (session_node) WHERE session_node IS NOT NULL;
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -551,6 +566,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("operator accounts and their browser sessions", sql(_V16)),
     ("time series of the overview, index of open tasks", sql(_V17)),
     ("leases of the cluster-wide periodic jobs", sql(_V18)),
+    ("nodes and the device session leases", sql(_V19)),
 ]
 
 
