@@ -29,6 +29,9 @@ from acs.version import describe
 from api.base import ApiError, Principal
 from api.device_csv import MAX_IMPORT_BYTES, ImportRefused, import_devices
 
+# `acs serve --workers` at most: each worker is a whole appliance (~60 MB resident).
+MAX_WORKERS = 64
+
 
 class _UsageError(Exception):
     """Bad command-line input: reported on stderr with exit status 2."""
@@ -70,9 +73,19 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    commands.add_parser(
+    serve_cmd = commands.add_parser(
         "serve", parents=[config_opt], help="run the appliance until SIGINT/SIGTERM"
     )
+    serve_cmd.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        metavar="N",
+        help=f"processes sharing the listeners (1-{MAX_WORKERS}, or 'auto': one per core; "
+        "default 1)",
+    )
+    # A worker's sockets, inherited from the supervisor (acs.workers): not for people.
+    serve_cmd.add_argument("--worker-sockets", help=argparse.SUPPRESS)
     # Parsed by cpe_sim.cli itself (main() hands it everything after "sim").
     commands.add_parser(
         "sim", help="run simulated CPEs against an ACS (as cpe-sim)", add_help=False
@@ -192,7 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             config_path = args.config or os.environ.get("ACS_CONFIG") or None
-            return serve(config, config_path, appliance_mode=appliance)
+            if args.workers > 1 and args.worker_sockets is None:
+                return supervise(config, config_path, args.workers, appliance_mode=appliance)
+            return serve(
+                config, config_path, appliance_mode=appliance, worker_sockets=args.worker_sockets
+            )
         if args.command == "db":
             return _db(config, args, sys.stdout)
         if args.command == "import":
@@ -477,24 +494,95 @@ def banner(
     return lines
 
 
-def serve(config: Config, config_path: str | None = None, *, appliance_mode: bool = False) -> int:
-    """Run the appliance on the global reactor until SIGINT/SIGTERM."""
-    from twisted.internet import reactor as _reactor
+def _workers(text: str) -> int:
+    if text == "auto":
+        return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be 1-{MAX_WORKERS} or auto, not {text!r}")
+    return int(text)
+
+
+def _begin_logging() -> None:
     from twisted.logger import globalLogBeginner
 
-    reactor: Reactor = _reactor
-
     from acs.logs import LineLogObserver
-    from acs.service import Appliance
 
-    appliance = Appliance(config, reactor)  # ConfigError -> main() -> exit 2
     # Info and up: per-RPC CWMP lines are debug, and a dropped event is never formatted.
     # Any: mypy cannot match classes to zope interfaces (no mypy-zope plugin).
     observer: Any = LineLogObserver(sys.stdout)
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def supervise(
+    config: Config, config_path: str | None, count: int, *, appliance_mode: bool = False
+) -> int:
+    """``acs serve --workers N``: bind the listeners, run N workers over them (acs.workers)
+    until SIGINT/SIGTERM."""
+    from twisted.internet import reactor as _reactor
+
+    from acs import workers
+    from acs.service import open_store, port_url
+
+    reactor: Reactor = _reactor
+    open_store(config).close()  # migrated once, before any worker opens it; else exit 2
+    ports = workers.bind_shared(reactor, config)
+    _begin_logging()
+    status = {"code": 0}
+
+    def fatal(code: int) -> None:
+        print("acs: a worker could not start: stopping", file=sys.stderr, flush=True)
+        status["code"] = code
+        reactor.stop()
+
+    supervisor = workers.Supervisor(
+        reactor,
+        ports,
+        workers.worker_command(config_path, appliance_mode),
+        count,
+        on_fatal=fatal,
+    )
+
+    def start() -> None:
+        supervisor.start()
+        urls = {name: port_url(port, secure=False) for name, port in ports.items()}
+        lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
+        pids = " ".join(map(str, supervisor.pids()))
+        print("\n".join([*lines, f"workers {count} (pids {pids})"]), flush=True)
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", supervisor.stop)
+    reactor.run()
+    return status["code"]
+
+
+def serve(
+    config: Config,
+    config_path: str | None = None,
+    *,
+    appliance_mode: bool = False,
+    worker_sockets: str | None = None,
+) -> int:
+    """Run the appliance on the global reactor until SIGINT/SIGTERM (as a worker of
+    ``supervise`` with ``worker_sockets``: on its sockets, until it ends)."""
+    from twisted.internet import reactor as _reactor
+
+    reactor: Reactor = _reactor
+
+    from acs.service import Appliance
+
+    inherited = None
+    if worker_sockets is not None:
+        from acs import workers
+
+        inherited = workers.inherited_endpoints(reactor, worker_sockets)
+        workers.watch_lifeline(reactor)
+    appliance = Appliance(config, reactor, inherited=inherited)  # ConfigError -> exit 2
+    _begin_logging()
     status = {"code": 0}
 
     def listening(_ports: Any) -> None:
+        if inherited is not None:
+            return  # the supervisor printed where the listeners are
         lines = banner(appliance.urls(), sys.argv[0], config_path, appliance=appliance_mode)
         print("\n".join(lines), flush=True)
 

@@ -178,7 +178,14 @@ class Appliance:
 
     log = Logger()
 
-    def __init__(self, config: Config, reactor: Reactor, *, secret: bytes | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor: Reactor,
+        *,
+        secret: bytes | None = None,
+        inherited: dict[str, IStreamServerEndpoint] | None = None,
+    ) -> None:
         self.config = config
         self.reactor = reactor
         # This process among all that share the database: the holder of the leases of the
@@ -186,7 +193,8 @@ class Appliance:
         self.node = node_name()
         # Endpoint strings are checked before anything is created, so a typo in a listen
         # address is a ConfigError with nothing to clean up.
-        endpoints = {
+        # A worker of `acs serve --workers` accepts on the supervisor's sockets (inherited).
+        endpoints = inherited or {
             "cwmp": _endpoint(reactor, "cwmp", config.cwmp.listen),
             "api": _endpoint(reactor, "api", config.api.listen),
             "files": _endpoint(reactor, "files", config.files.listen),
@@ -335,7 +343,7 @@ class Appliance:
 
     def _advertise(self, port: IListeningPort) -> None:
         """Tell the other processes where this one takes their forwarded requests."""
-        url = self.config.cluster.peer_url or _url(port, secure=False)
+        url = self.config.cluster.peer_url or port_url(port, secure=False)
         self.store.set_node_peer(self.cwmp.node_id, url)
 
     def _bound_addresses(self) -> list[tuple[str, int]]:
@@ -371,7 +379,7 @@ class Appliance:
     def urls(self) -> dict[str, str]:
         """Base URL of each listening listener, as a local client would reach it."""
         return {
-            name: _url(listener.port, secure=listener.description.startswith("ssl:"))
+            name: port_url(listener.port, secure=listener.description.startswith("ssl:"))
             for name, listener in self.listeners.items()
             if listener.port is not None
         }
@@ -391,7 +399,7 @@ class Appliance:
         self.store.close()
 
 
-def _url(port: IListeningPort, *, secure: bool) -> str:
+def port_url(port: IListeningPort, *, secure: bool) -> str:
     """The base URL of a listening port, as a local client would reach it."""
     host: Any = cast(Any, port).getHost()
     address = getattr(host, "host", "")
@@ -416,4 +424,5 @@ __all__ = [
     "Listener",
     "build_service",
     "open_store",
+    "port_url",
 ]

@@ -111,6 +111,12 @@ def build_parser(prog: str = "cpe-sim") -> argparse.ArgumentParser:
     )
     p.add_argument("--reboot-delay", type=_positive_float(0), default=5.0)
     p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="a new TCP connection for every request of a session, the session carried by "
+        "its cookie alone (as behind a load balancer that spreads connections over ACS nodes)",
+    )
+    p.add_argument(
         "--value-change",
         action="append",
         default=[],
@@ -162,6 +168,7 @@ def make_fleet(reactor: Reactor, args: argparse.Namespace) -> Fleet:
         acs_username=args.username,
         acs_password=args.password,
         reboot_delay=args.reboot_delay,
+        reconnect=args.reconnect,
         start_spread=spread,
         seed=args.seed,
         cwmp_version=args.cwmp_version,

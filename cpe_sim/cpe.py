@@ -166,10 +166,11 @@ class TreqSessionClient:
     session ends so thousands of CPEs don't keep idle sockets open.
     """
 
-    def __init__(self, reactor: Reactor, timeout: float) -> None:
+    def __init__(self, reactor: Reactor, timeout: float, *, reconnect: bool = False) -> None:
         self._reactor = reactor
         self._timeout = timeout
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        # reconnect: a new connection per request, the session carried by the cookie alone.
+        self._pool = HTTPConnectionPool(reactor, persistent=not reconnect)
         self._pool.maxPersistentPerHost = 1
         self._pool.retryAutomatically = False
         agent: Any = Agent(reactor, pool=self._pool)
@@ -223,6 +224,7 @@ class Profile:
     manufacturer: str = "Acme Networks"
     oui: str = "00D09E"
     software_version: str = "1.0.0"
+    reconnect: bool = False  # a new TCP connection per request (TreqSessionClient)
     retry_cap: int = 10  # back-off stops doubling after this many failures (TR-069 Table 3)
     rng: random.Random = field(default_factory=random.Random)
     client_factory: Callable[[], SessionClient] | None = None
@@ -235,7 +237,7 @@ class Profile:
     def new_client(self) -> SessionClient:
         if self.client_factory is not None:
             return self.client_factory()
-        return TreqSessionClient(self.reactor, self.http_timeout)
+        return TreqSessionClient(self.reactor, self.http_timeout, reconnect=self.reconnect)
 
 
 def iso_time(seconds: float) -> str:

@@ -116,6 +116,7 @@ class Fleet:
         periodic: bool = True,
         seed: int = 0,
         cwmp_version: str | None = None,
+        reconnect: bool = False,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
@@ -145,6 +146,7 @@ class Fleet:
             periodic=periodic,
             rng=self.rng,
             cwmp_version=cwmp_version,  # validated by Profile: ValueError like the rest
+            reconnect=reconnect,
         )
         tr181, tr098 = load_template("tr181"), load_template("tr098")
         self.cpes: list[SimulatedCPE] = []
