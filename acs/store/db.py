@@ -17,6 +17,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,14 @@ from acs.store.migrations import migrate, schema_version
 from acs.store.models import ROLES
 
 BUSY_TIMEOUT_MS = 5000
+# Waiting for another process's write lock (`acs serve --workers`, nodes on one file):
+# SQLite's own busy handler sleeps 1, 2, 5, 10... ms between tries, far longer than the
+# ~0.1 ms a session's transaction holds the lock, and the waiting process's reactor sleeps
+# with it. So BEGIN IMMEDIATE is tried without SQLite waiting, and retried after pauses
+# that start at WRITE_LOCK_PAUSE and double up to WRITE_LOCK_MAX_PAUSE, for at most
+# BUSY_TIMEOUT_MS in all.
+WRITE_LOCK_PAUSE = 0.00002
+WRITE_LOCK_MAX_PAUSE = 0.001
 # Bytes the WAL is cut back to when a checkpoint lets SQLite reset it: one big transaction
 # (a retention batch, a bulk seed) must not leave a WAL of its size on disk for good.
 JOURNAL_SIZE_LIMIT = 32 * 1024 * 1024
@@ -57,6 +66,10 @@ def _owner_only(target: str) -> None:
             f"owner's alone (chmod 600 {target}) and change the secrets it holds if others "
             "may have read it"
         )
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def file_schema_version(path: str) -> int:
@@ -164,7 +177,7 @@ class Database:
         caller catches rolls back only the inner part."""
         with self._lock:
             if self._depth == 0:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._begin_immediate()
                 self._depth = 1
                 changes = self._conn.total_changes
                 try:
@@ -196,6 +209,32 @@ class Database:
                 finally:
                     self._depth -= 1
 
+    def _begin_immediate(self) -> None:
+        """BEGIN IMMEDIATE, waiting for another process's write lock in short pauses (see
+        WRITE_LOCK_PAUSE); "database is locked" once BUSY_TIMEOUT_MS have gone by."""
+        conn = self._conn
+        # Statements inside the transaction keep SQLite's busy timeout (they wait for
+        # nothing: the write lock is ours); only this BEGIN waits our way.
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            deadline = 0.0
+            pause = WRITE_LOCK_PAUSE
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")  # at once when nobody else writes
+                    return
+                except sqlite3.OperationalError as exc:
+                    if not _locked(exc):
+                        raise
+                    now = time.monotonic()
+                    deadline = deadline or now + BUSY_TIMEOUT_MS / 1000
+                    if now >= deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, WRITE_LOCK_MAX_PAUSE)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
     @contextmanager
     def _atomic(self) -> Iterator[None]:
         """``transaction()`` for hot-path writers whose only statement that can fail (a
@@ -217,7 +256,7 @@ class Database:
             if self._depth:
                 raise StoreError("probe_write inside a transaction")
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
+                self._begin_immediate()
                 try:
                     self._conn.execute(
                         "INSERT INTO storage_probe (data) VALUES (zeroblob(?))", (PROBE_BYTES,)
