@@ -544,7 +544,6 @@ CREATE TABLE nodes (
 );
 ALTER TABLE devices ADD COLUMN session_node INTEGER REFERENCES nodes (id) ON DELETE SET NULL;
 ALTER TABLE devices ADD COLUMN session_until REAL;
-CREATE INDEX devices_by_session_node ON devices (session_node) WHERE session_node IS NOT NULL;
 """
 
 MIGRATIONS: list[tuple[str, Migration]] = [
