@@ -116,11 +116,13 @@ class Acs:
     name: str
     profile_dir: Path | None = None
     cwmp_backlog: int | None = None  # None: the endpoint's default, as shipped
+    workers: int = 1  # `acs serve --workers`: a supervisor and this many workers
     proc: subprocess.Popen[bytes] | None = None
     pid: int = 0
     cwmp_port: int = 0
     api_port: int = 0
     log_path: Path = field(default_factory=Path)
+    worker_pids: list[int] = field(default_factory=list)
 
     def start(self) -> None:
         config = self.workdir / f"{self.name}.toml"
@@ -141,6 +143,8 @@ class Acs:
         )
         self.log_path = self.workdir / f"{self.name}.log"
         command = [PYTHON, "-m", "acs.cli", "serve", "--config", str(config)]
+        if self.workers > 1:
+            command += ["--workers", str(self.workers)]
         spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
         if self.profile_dir is not None and Path(spy).exists():
             self.profile_dir.mkdir(parents=True, exist_ok=True)
@@ -160,16 +164,26 @@ class Acs:
         )
         self.cwmp_port, self.api_port = int(found.group(1)), int(found.group(2))
         self.pid = self.proc.pid
+        if self.workers > 1:
+            listed = _wait_for(
+                self.log_path, re.compile(r"workers \d+ \(pids ([\d ]+)\)"), self.proc
+            )
+            self.worker_pids = [int(p) for p in listed.group(1).split()]
+            # Each worker says when it accepts on the shared sockets.
+            _wait_for(
+                self.log_path,
+                re.compile("(?s)" + ".*?".join(["cwmp listening on"] * self.workers)),
+                self.proc,
+            )
         if command[0] != PYTHON:
             kids = _children(self.proc.pid)
             if kids:
                 self.pid = kids[0]  # measure the ACS, not py-spy
 
-    def cpu(self) -> float:
-        return cpu_seconds(self.pid)
-
-    def peak_rss(self) -> int:
-        return peak_rss_bytes(self.pid)
+    @property
+    def pids(self) -> list[int]:
+        """Every process of the ACS: the one started, and its workers if any."""
+        return [self.pid, *self.worker_pids]
 
     def stop(self) -> None:
         if self.proc is None:

@@ -28,7 +28,7 @@ from acs.listen import LISTEN_BACKLOG
 from acs.store import StoreError
 from bench import procs, scenarios
 
-SCENARIOS = ("ceiling", "steady", "api", "boot_storm", "simulator")
+SCENARIOS = ("ceiling", "steady", "workers", "api", "boot_storm", "simulator")
 
 
 def machine() -> dict[str, Any]:
@@ -55,6 +55,13 @@ def evaluate(figures: dict[str, Any]) -> dict[str, bool | None]:
     steady = figures.get("steady") or []
     ratios = [s["inform_ratio"] for s in steady if s.get("inform_ratio") is not None]
     targets["inform_ratio >= 0.5"] = min(ratios) >= 0.5 if ratios else None
+    pair = figures.get("workers")
+    speedup = pair.get("speedup") if pair else None
+    tax = pair.get("cpu_per_session_ratio") if pair else None
+    targets["--workers 2: sessions/s >= 1.5 x one process"] = (
+        None if speedup is None else speedup >= 1.5
+    )
+    targets["--workers 2: ACS CPU per session within 10%"] = None if tax is None else tax <= 1.1
     p99 = steady[-1]["p99_ms"] if steady else None
     targets["steady p99 < 50 ms at the largest N"] = None if p99 is None else p99 < 50.0
     storm = figures.get("boot_storm")
@@ -124,6 +131,21 @@ def table(figures: dict[str, Any], out: TextIO) -> None:
         add(label, "ACS CPU / peak RSS MB", f"{s['acs_cpu']} / {s['acs_peak_rss_mb']}")
         add(label, "errors / 503s", f"{_fmt(s['errors'])} / {s['backpressure_503']}")
         add(label, "client CPU / others' CPU", f"{s['client_cpu']} / {s['background_cpu']}")
+    w = figures.get("workers")
+    if w:
+        for key in ("one", "two"):
+            run = w[key]
+            label = f"6 workers={run['workers']} N={w['cpes']:,}"
+            add(label, "sessions/s", run["sessions_per_s"])
+            add(
+                label,
+                "ACS CPU / ms per session",
+                f"{run['acs_cpu']} / {run['acs_cpu_ms_per_session']}",
+            )
+            add(label, "session p50 / p99 ms", f"{_fmt(run['p50_ms'])} / {_fmt(run['p99_ms'])}")
+            add(label, "errors / client CPU", f"{_fmt(run['errors'])} / {run['client_cpu']}")
+        add("6 workers", "speedup (target >= 1.5)", w["speedup"])
+        add("6 workers", "CPU per session, 2 / 1 (target <= 1.1)", w["cpu_per_session_ratio"])
     a = figures.get("api")
     if a:
         label = f"4 API {a['devices']:,} dev"
@@ -166,6 +188,10 @@ def table(figures: dict[str, Any], out: TextIO) -> None:
         out.write(f"{scenario:<{width[0]}}  {name:<{width[1]}}  {value}\n")
 
 
+def _pair(entry: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return [entry["one"], entry["two"]] if entry else []
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     size = p.add_mutually_exclusive_group()
@@ -184,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="listen backlog of the ACS's CWMP endpoint (default: as shipped)",
     )
     p.add_argument("--workdir", type=Path, default=None, help="keep database and logs here")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="acs serve --workers of the ACS in every scenario but 'workers' (default 1)",
+    )
     return p
 
 
@@ -212,9 +244,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"seeding {profile.inventory:,} devices")
         seeded = scenarios.seed(database, profile)
         figures["seed"] = {"devices": seeded.inventory, "seconds": round(seeded.seconds, 2)}
-        env = scenarios.Env(workdir, database, profile, args.profile, args.cwmp_backlog)
+        env = scenarios.Env(
+            workdir, database, profile, args.profile, args.cwmp_backlog, args.workers
+        )
+        figures["workers_per_acs"] = args.workers
         ceiling_rps = 0.0
-        if "ceiling" in only or "steady" in only:
+        if {"ceiling", "steady", "workers"} & set(only):
             progress("1 ceiling")
             figures["ceiling"] = scenarios.ceiling(env)
             ceiling_rps = figures["ceiling"]["requests_per_s"]
@@ -224,6 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress(f"2 steady informs N={n:,}")
                 figures["steady"].append(scenarios.steady(env, n, ceiling_rps))
             figures["inform_ratio"] = figures["steady"][-1]["inform_ratio"]
+        if "workers" in only:
+            progress("6 steady informs, one process then --workers 2")
+            figures["workers"] = scenarios.workers(env, ceiling_rps)
         if "api" in only:
             progress(f"4 API at {seeded.inventory:,} devices")
             figures["api"] = scenarios.api(env, seeded)
@@ -247,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         name
         for name, entry in [("ceiling", figures.get("ceiling"))]
         + [(f"steady N={s['cpes']}", s) for s in figures.get("steady") or []]
+        + [(f"workers={s['workers']}", s) for s in _pair(figures.get("workers"))]
         + [("boot_storm", figures.get("boot_storm"))]
         if entry and entry.get("client_saturated")
     ]

@@ -157,37 +157,45 @@ class Env:
     profile: Profile
     profile_dir: Path | None = None  # py-spy the ACS into this directory
     cwmp_backlog: int | None = None  # None: the CWMP listener as shipped
+    workers: int = 1  # `acs serve --workers` of every scenario but `workers`
 
-    def acs(self, name: str, *, profiled: bool = True) -> procs.Acs:
+    def acs(self, name: str, *, profiled: bool = True, workers: int | None = None) -> procs.Acs:
+        count = self.workers if workers is None else workers
         acs = procs.Acs(
             self.workdir,
             self.database,
             name,
-            self.profile_dir if profiled else None,
+            # py-spy follows the process it starts, not the workers it spawns.
+            self.profile_dir if profiled and count == 1 else None,
             self.cwmp_backlog,
+            count,
         )
         acs.start()
         return acs
 
 
 def _drive(
-    server_pid: int, specs: list[dict[str, Any]]
+    server_pids: list[int], specs: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run generators against ``server_pid``: their results, merged, with the server's CPU
-    share and the CPU share of everything else on the machine (noise from other work)."""
+    """Run generators against the server (its processes ``server_pids``): their results,
+    merged, with the server's CPU share (all its processes) and the CPU share of everything
+    else on the machine (noise from other work)."""
     marks: dict[str, float] = {}
 
+    def server_cpu() -> float:
+        return sum(procs.cpu_seconds(pid) for pid in server_pids)
+
     def go() -> None:
-        marks.update(cpu=procs.cpu_seconds(server_pid), busy=procs.system_busy_seconds())
+        marks.update(cpu=server_cpu(), busy=procs.system_busy_seconds())
 
     results = procs.run_generators(specs, on_go=go)
-    server = procs.cpu_seconds(server_pid) - marks["cpu"]
+    server = server_cpu() - marks["cpu"]
     busy = procs.system_busy_seconds() - marks["busy"]
     merged = _merge(results)
     clients = sum(r["cpu_s"] for r in results)
     merged["server_cpu"] = round(server / merged["wall"], 3)
     merged["background_cpu"] = round(max(0.0, busy - server - clients) / merged["wall"], 3)
-    merged["peak_rss"] = procs.peak_rss_bytes(server_pid)
+    merged["peak_rss"] = sum(procs.peak_rss_bytes(pid) for pid in server_pids)
     return results, merged
 
 
@@ -336,7 +344,7 @@ def ceiling(env: Env) -> dict[str, Any]:
             profile,
             profile.ceiling_seconds,
         )
-        results, merged = _drive(server.pid, specs)
+        results, merged = _drive([server.pid], specs)
     finally:
         server.stop()
     sessions = sum(r["sessions"] for r in results)
@@ -357,13 +365,16 @@ def ceiling(env: Env) -> dict[str, Any]:
 # --- 2. steady informs -----------------------------------------------------------------------
 
 
-def steady(env: Env, cpes: int, ceiling_rps: float) -> dict[str, Any]:
+def steady(
+    env: Env, cpes: int, ceiling_rps: float, *, workers: int | None = None
+) -> dict[str, Any]:
     """N provisioned CPEs doing ``2 PERIODIC`` sessions back to back."""
     profile = env.profile
-    acs = env.acs(f"acs-steady-{cpes}")
+    count = env.workers if workers is None else workers
+    acs = env.acs(f"acs-steady-{cpes}-w{count}", workers=count)
     try:
         specs = _session_specs(acs.cwmp_port, STEADY_PREFIX, cpes, profile, profile.steady_seconds)
-        results, merged = _drive(acs.pid, specs)
+        results, merged = _drive(acs.pids, specs)
     finally:
         acs.stop()
     sessions = sum(r["sessions"] for r in results)
@@ -374,7 +385,11 @@ def steady(env: Env, cpes: int, ceiling_rps: float) -> dict[str, Any]:
         "sessions_per_s": round(rate, 1),
         "p50_ms": ms(percentile(merged["latencies"], 50)),
         "p99_ms": ms(percentile(merged["latencies"], 99)),
+        "workers": count,
         "acs_cpu": merged["server_cpu"],
+        "acs_cpu_ms_per_session": round(1000 * merged["server_cpu"] * merged["wall"] / sessions, 3)
+        if sessions
+        else None,
         "acs_peak_rss_mb": round(merged["peak_rss"] / 2**20, 1),
         "inform_ratio": round(2 * rate / ceiling_rps, 3) if ceiling_rps else None,
         "errors": merged["errors"],
@@ -384,6 +399,27 @@ def steady(env: Env, cpes: int, ceiling_rps: float) -> dict[str, Any]:
         "client_saturated": merged["client_saturated"],
         "background_cpu": merged["background_cpu"],
         "seconds": round(merged["wall"], 2),
+    }
+
+
+# --- 6. workers ------------------------------------------------------------------------------
+
+
+def workers(env: Env, ceiling_rps: float) -> dict[str, Any]:
+    """Steady informs at the smallest N, one process then ``acs serve --workers 2``, in the
+    same run: what a second worker adds (sessions/s) and costs (ACS CPU per session, all
+    processes counted). The load generators share the cores with the ACS."""
+    cpes = env.profile.steady_cpes[0]
+    one = steady(env, cpes, ceiling_rps, workers=1)
+    two = steady(env, cpes, ceiling_rps, workers=2)
+    speedup = two["sessions_per_s"] / one["sessions_per_s"] if one["sessions_per_s"] else None
+    one_ms, two_ms = one["acs_cpu_ms_per_session"], two["acs_cpu_ms_per_session"]
+    return {
+        "cpes": cpes,
+        "one": one,
+        "two": two,
+        "speedup": None if speedup is None else round(speedup, 3),
+        "cpu_per_session_ratio": round(two_ms / one_ms, 3) if one_ms and two_ms else None,
     }
 
 
@@ -407,7 +443,7 @@ def boot_storm(env: Env) -> dict[str, Any]:
             }
             for i, (start, count) in enumerate(_split(profile.storm_cpes, profile.storm_generators))
         ]
-        results, merged = _drive(acs.pid, specs)
+        results, merged = _drive(acs.pids, specs)
     finally:
         acs.stop()
     store = Store.open(env.database)
@@ -521,7 +557,7 @@ def api(env: Env, seeded: Seeded) -> dict[str, Any]:
             "per_query_time": profile.api_query_seconds,
             "max_time": profile.api_query_seconds * 12 + 30.0,
         }
-        (result,), merged = _drive(acs.pid, [spec])
+        (result,), merged = _drive(acs.pids, [spec])
     finally:
         acs.stop()
     figures: dict[str, Any] = {"devices": seeded.inventory}

@@ -66,6 +66,14 @@ def test_tiny_bench_prints_a_table_then_every_figure_as_json_on_the_last_line(
         assert s["sessions"] > 0 and s["errors"] == {}
     assert figures["inform_ratio"] == figures["steady"][-1]["inform_ratio"]
 
+    # The same steady informs on one process, then on `acs serve --workers 2`.
+    pair = figures["workers"]
+    assert (pair["one"]["workers"], pair["two"]["workers"]) == (1, 2)
+    for s in (pair["one"], pair["two"]):
+        assert s["sessions"] > 0 and s["errors"] == {}, s
+        assert s["acs_cpu_ms_per_session"] > 0
+    assert pair["speedup"] > 0 and pair["cpu_per_session_ratio"] > 0
+
     storm = figures["boot_storm"]
     assert {
         "seconds_to_all_provisioned",
