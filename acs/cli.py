@@ -544,7 +544,10 @@ def supervise(
 
     def start() -> None:
         supervisor.start()
-        urls = {name: port_url(port, secure=False) for name, port in ports.items()}
+        urls = {
+            name: port_url(port, secure=getattr(config, name).listen.startswith("ssl:"))
+            for name, port in ports.items()
+        }
         lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
         pids = " ".join(map(str, supervisor.pids()))
         print("\n".join([*lines, f"workers {count} (pids {pids})"]), flush=True)
@@ -574,7 +577,7 @@ def serve(
     if worker_sockets is not None:
         from acs import workers
 
-        inherited = workers.inherited_endpoints(reactor, worker_sockets)
+        inherited = workers.inherited_endpoints(reactor, worker_sockets, config)
         workers.watch_lifeline(reactor)
     appliance = Appliance(config, reactor, inherited=inherited)  # ConfigError -> exit 2
     _begin_logging()

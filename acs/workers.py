@@ -12,8 +12,9 @@ them (``acs.periodic`` leases).
 The supervisor restarts a worker that dies (after a pause that grows while they die young),
 stops when one exits with status 2 (a configuration error every restart would repeat), and
 on SIGTERM/SIGINT stops them all, waiting for each (SIGKILL after ``STOP_TIMEOUT``).
-Listeners are shared as plain TCP sockets: TLS (``ssl:``) is refused with ``--workers``,
-terminate it in front (a load balancer, stunnel) or run one process.
+Listeners are shared as bound TCP sockets; a TLS listener (``ssl:``) is one too, each
+worker reading the same endpoint string for its certificate and key and doing the TLS
+itself, as Twisted's own SSL listener does over TCP.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from acs.clock import Reactor
@@ -43,7 +45,7 @@ log = Logger(namespace="acs.workers")
 LIFELINE_FD = 3
 FIRST_SOCKET_FD = 4
 SHARED = ("cwmp", "api", "files")
-SHAREABLE = ("tcp", "tcp6")
+SHAREABLE = ("tcp", "tcp6", "ssl")
 # Seconds a stopping worker gets before SIGKILL (its sessions' last transactions).
 STOP_TIMEOUT = 30.0
 # A worker that dies within this many seconds of its start died young: the pause before
@@ -57,13 +59,17 @@ CONFIG_ERROR = 2
 
 class InheritedEndpoint:
     """A listening socket inherited as file descriptor ``fd``: what a worker listens on (an
-    ``IStreamServerEndpoint`` by its ``listen``; Listener only calls that)."""
+    ``IStreamServerEndpoint`` by its ``listen``; Listener only calls that), speaking TLS
+    with ``tls`` (an OpenSSL context factory) when given."""
 
-    def __init__(self, reactor: Reactor, fd: int) -> None:
+    def __init__(self, reactor: Reactor, fd: int, tls: Any = None) -> None:
         self._reactor = reactor
         self._fd = fd
+        self._tls = tls
 
     def listen(self, factory: Any) -> Deferred[IListeningPort]:
+        if self._tls is not None:
+            factory = TLSMemoryBIOFactory(self._tls, False, factory)
         probe = socket.socket(fileno=self._fd)
         family = probe.family
         probe.detach()  # the descriptor stays open: the reactor adopts (a copy of) it
@@ -73,17 +79,45 @@ class InheritedEndpoint:
         return succeed(port)
 
 
-def inherited_endpoints(reactor: Reactor, spec: str) -> dict[str, IStreamServerEndpoint]:
-    """The endpoints of ``--worker-sockets cwmp=4,api=5,files=6`` (the supervisor's word)."""
+def inherited_endpoints(
+    reactor: Reactor, spec: str, config: Config
+) -> dict[str, IStreamServerEndpoint]:
+    """The endpoints of ``--worker-sockets cwmp=4,api=5,files=6`` (the supervisor's word),
+    with TLS where ``config`` has an ``ssl:`` listener."""
     endpoints: dict[str, IStreamServerEndpoint] = {}
     for item in spec.split(","):
         name, _, fd = item.partition("=")
         if name not in SHARED or not fd.isdigit():
             raise ConfigError(f"--worker-sockets: bad item {item!r}")
-        endpoints[name] = cast(IStreamServerEndpoint, InheritedEndpoint(reactor, int(fd)))
+        endpoint = InheritedEndpoint(reactor, int(fd), _tls(reactor, name, config))
+        endpoints[name] = cast(IStreamServerEndpoint, endpoint)
     if set(endpoints) != set(SHARED):
         raise ConfigError("--worker-sockets must name cwmp, api and files")
     return endpoints
+
+
+def _endpoint(reactor: Reactor, name: str, config: Config) -> tuple[str, Any]:
+    """(the listener's kind, its endpoint) from ``config``; ConfigError for a kind that
+    cannot be shared or a string Twisted refuses."""
+    description = getattr(config, name).listen
+    kind = description.split(":", 1)[0].strip().lower()
+    if kind not in SHAREABLE:
+        raise ConfigError(
+            f"[{name}] listen {description!r}: --workers shares TCP and SSL listeners only"
+        )
+    try:
+        return kind, serverFromString(reactor, with_backlog(description))
+    except Exception as exc:  # endpoint parsers raise ValueError, OSError, SSL errors...
+        raise ConfigError(f"[{name}] listen {description!r}: {exc}") from exc
+
+
+def _tls(reactor: Reactor, name: str, config: Config) -> Any:
+    """The OpenSSL context factory of listener ``name`` when it is ``ssl:``, else None."""
+    kind, endpoint = _endpoint(reactor, name, config)
+    # SSL4ServerEndpoint keeps the context factory it parsed (certificate, key, DH
+    # parameters, ciphers) and hands it to listenSSL, which does exactly what
+    # InheritedEndpoint does with it.
+    return endpoint._sslContextFactory if kind == "ssl" else None
 
 
 class _Lifeline(Protocol):
@@ -123,16 +157,7 @@ def bind_shared(reactor: Reactor, config: Config) -> dict[str, IListeningPort]:
     try:
         for name in SHARED:
             description = getattr(config, name).listen
-            kind = description.split(":", 1)[0].strip().lower()
-            if kind not in SHAREABLE:
-                raise ConfigError(
-                    f"[{name}] listen {description!r}: --workers shares plain TCP listeners "
-                    "only; terminate TLS in front of the ACS, or run one process"
-                )
-            try:
-                endpoint: Any = serverFromString(reactor, with_backlog(description))
-            except Exception as exc:
-                raise ConfigError(f"[{name}] listen {description!r}: {exc}") from exc
+            _kind, endpoint = _endpoint(reactor, name, config)
             bound: list[Any] = []
             endpoint.listen(_Refuse()).addBoth(bound.append)  # TCP endpoints fire at once
             result = bound[0] if bound else None

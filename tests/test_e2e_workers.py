@@ -1,19 +1,28 @@
-"""``acs serve --workers 2`` for real: two worker processes accept on the supervisor's
-sockets; simulated CPEs that open a new connection for every request of a session (so
-about half of them land on the worker not running it) all finish their sessions; a worker
-killed with ``kill -9`` is restarted; SIGTERM stops every process."""
+"""Several processes on one database, for real. ``acs serve --workers 2``: two worker
+processes accept on the supervisor's sockets (plain TCP, and TLS); simulated CPEs that open
+a new connection for every request of a session (so about half of them land on the worker
+not running it) all finish their sessions; a worker killed with ``kill -9`` is restarted;
+SIGTERM stops every process. Two ``acs serve`` nodes: one session per device across them,
+and a node killed with ``kill -9`` holds its devices no longer."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import ssl as stdlib_ssl
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from cwmpharness import make_inform, wire
 from metricscheck import samples
 from procharness import listening, running, sessions_done, stop, write_config
 
@@ -100,18 +109,71 @@ def test_two_workers_serve_sessions_whose_requests_land_on_either(tmp_path: Path
     assert not any(alive(pid) for pid in [*pids, *restarted])
 
 
-def test_workers_refuse_a_tls_listener_they_cannot_share(
+def test_workers_refuse_a_listener_they_cannot_share(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path)
-    text = config.read_text().replace(
-        'listen = "tcp:0:interface=127.0.0.1"\n\n[api]',
-        'listen = "ssl:0:privateKey=k.pem"\n\n[api]',
+    unix = f'listen = "unix:{tmp_path / "cwmp.sock"}"\n\n[api]'
+    config.write_text(
+        config.read_text().replace('listen = "tcp:0:interface=127.0.0.1"\n\n[api]', unix)
     )
-    config.write_text(text)
     assert main(["serve", "--config", str(config), "--workers", "2"]) == 2
     err = capsys.readouterr().err
-    assert "--workers shares plain TCP listeners only" in err, err
+    assert "--workers shares TCP and SSL listeners only" in err, err
+
+
+def self_signed(key_path: Path, cert_path: Path) -> None:
+    """A throwaway key and self-signed certificate for 127.0.0.1, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def test_workers_speak_tls_on_a_shared_ssl_listener(tmp_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    self_signed(tmp_path / "key.pem", tmp_path / "cert.pem")
+    config = write_config(tmp_path)
+    listen = f"ssl:0:interface=127.0.0.1:privateKey={tmp_path}/key.pem:certKey={tmp_path}/cert.pem"
+    config.write_text(
+        config.read_text().replace(
+            'listen = "tcp:0:interface=127.0.0.1"', f'listen = "{listen}"', 1
+        )
+    )
+    serve = [str(BIN / "acs"), "serve", "--config", str(config), "--workers", "2"]
+    with running(serve, tmp_path) as (acs, out, _err):
+        out.wait_for(lambda lines: WORKERS.search("\n".join(lines)) is not None, deadline, "pids")
+        found = re.search(r"^CWMP +(https://127\.0\.0\.1:\d+/)$", "\n".join(out.lines), re.M)
+        assert found is not None, out.lines
+        out.wait_for(
+            lambda lines: sum("cwmp listening on" in line for line in lines) == 2,
+            deadline,
+            "both workers accepting",
+        )
+        context = stdlib_ssl.create_default_context(cafile=str(tmp_path / "cert.pem"))
+        context.check_hostname = False
+        for _ in range(10):  # new connections, to either worker: each one's TLS works
+            request = urllib.request.Request(found.group(1), data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=10, context=context) as response:
+                assert response.status == 204
+        assert stop(acs, deadline) == 0
 
 
 @pytest.mark.parametrize("count", ["0", "65", "two", "-1"])
@@ -121,3 +183,38 @@ def test_workers_must_be_a_sane_count(
     config = write_config(tmp_path)
     assert main(["serve", "--config", str(config), "--workers", count]) == 2
     assert "--workers: must be 1-64 or auto" in capsys.readouterr().err
+
+
+def post(url: str, body: bytes, cookie: str | None = None) -> tuple[int, str]:
+    """POST ``body`` to ``url`` on a new connection: (status, the session cookie it set)."""
+    headers = {"Content-Type": "text/xml"} | ({"Cookie": cookie} if cookie else {})
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.status, (response.headers.get("Set-Cookie") or "").split(";")[0]
+
+
+def test_two_nodes_run_one_session_per_device_and_a_killed_one_frees_it(tmp_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    config = str(write_config(tmp_path))  # both on one database, each its own free ports
+    argv = [str(BIN / "acs"), "serve", "--config", config]
+    inform = wire(make_inform("TWONODES1"))
+    with running(argv, tmp_path) as (first, first_out, _):
+        a = listening(first_out, deadline)["cwmp"]
+        with running(argv, tmp_path) as (second, second_out, _):
+            b = listening(second_out, deadline)["cwmp"]
+            status, cookie = post(a, inform)
+            assert status == 200
+            # The CPE informs again on the other node while its session on the first
+            # runs: the first node takes it (its cookie again), the second runs none.
+            status, again = post(b, inform)
+            assert status == 200
+            assert again.split(".")[0] == cookie.split(".")[0], (cookie, again)
+            assert "sent on to node" in "\n".join(second_out.lines)
+
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=10)
+            # Its lease would run a minute more; a dead process of this host holds nothing.
+            status, taken = post(b, inform)
+            assert status == 200
+            assert taken.split(".")[0] != cookie.split(".")[0], (cookie, taken)
+            assert stop(second, deadline) == 0
