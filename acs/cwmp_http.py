@@ -58,6 +58,7 @@ from acs.metrics import CwmpCollector, Metrics
 from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
 from acs.peers import UNREACHABLE_RETRY_AFTER, PeerForwarder, cpe_host, cpe_secure, forwarded
 from acs.periodic import node_gone, node_name
+from acs.store.errors import Conflict
 from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
 from acs.store.models import Device
 from acs.store.nodes import SessionHolder
@@ -467,6 +468,13 @@ class CwmpResource(Resource):
                     self._take_session(device.id, now, lease_until)
         except _HeldElsewhere as held:
             return self._held_elsewhere(request, held.device_id, held.holder, data, now)
+        except Conflict:
+            if known:
+                raise
+            # Another process registered this serial since the lookup above (a CPE that
+            # retried while its first Inform was still being answered elsewhere).
+            request.setHeader(b"Retry-After", b"1")
+            return text_response(request, 503, "This device was just registered, retry")
         self.pacer.admitted(now)
 
         live = _Live(

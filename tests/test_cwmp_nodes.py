@@ -167,3 +167,17 @@ class ForeignLeases(CwmpResourceCase):
         await self.start_session()
         node = self.store.device_session_node(device.id, now=T0)
         self.assertEqual(node, self.resource.node_id)
+
+
+class Registration(CwmpResourceCase):
+    async def test_a_serial_registered_by_another_process_meanwhile_gets_a_retry(self) -> None:
+        # Another process registers the serial between this one's lookup and its
+        # transaction: the lookup is made to miss it.
+        lookup = self.resource._onboarding.admission
+        self.provisioned_device("RACE1")
+        self.resource._onboarding.admission = lambda serial: lookup("nobody")  # type: ignore[method-assign]
+        reply = await self.request(wire(make_inform("RACE1")))
+        self.assertEqual((reply.code, reply.header("retry-after")), (503, "1"))
+        self.assertEqual(self.store.count_devices(), 1)
+        self.resource._onboarding.admission = lookup  # type: ignore[method-assign]
+        await self.start_session("RACE1")
