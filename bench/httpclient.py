@@ -181,24 +181,31 @@ class AttemptOwner(Protocol):
 # Session steps.
 # An attempt's life around its session: connecting, in session (its protocol state is its
 # ``flow``, the table every CWMP role shares: acs.cwmp.flow), or over.
-_CONNECTING, _IN_SESSION, _DONE = range(3)
+_CONNECTING, _IN_SESSION, _DONE, _RECONNECTING = range(4)
 
 
 class CwmpAttempt:
-    """One CWMP session attempt: Inform, InformResponse, empty POST, RPCs, 204."""
+    """One CWMP session attempt: Inform, InformResponse, empty POST, RPCs, 204. With
+    ``reconnect``, every request after the Inform goes on a new connection (the cookie
+    carries the session), as behind a load balancer that spreads connections over nodes."""
 
     __slots__ = (
         "_conn",
+        "_connect_timeout",
         "_cookie",
         "_flow",
+        "_host",
         "_host_header",
         "_inform",
+        "_pending",
+        "_port",
         "_timer",
         "cpe",
         "informed",
         "messages",
         "owner",
         "reactor",
+        "reconnect",
         "request_timeout",
         "rpcs",
         "started",
@@ -213,8 +220,13 @@ class CwmpAttempt:
         cpe: int,
         host_header: bytes,
         request_timeout: float,
+        *,
+        reconnect: bool = False,
     ) -> None:
         self.reactor = reactor
+        self.reconnect = reconnect
+        self._host, self._port, self._connect_timeout = "", 0, 0.0
+        self._pending = b""
         self.owner = owner
         self.messages = messages
         self.cpe = cpe  # index of the CPE in the generator's serial list
@@ -238,16 +250,21 @@ class CwmpAttempt:
         self.informed = False
         self._cookie = b""
         self._inform = self.messages.inform(serial)
+        self._host, self._port, self._connect_timeout = host, port, connect_timeout
         connect(self.reactor, host, port, self, connect_timeout)
 
     # --- ResponseHandler ---
 
     def connected(self, conn: HttpConnection) -> None:
-        if self.step != _CONNECTING:  # cancelled while connecting
+        if self.step not in (_CONNECTING, _RECONNECTING):  # cancelled while connecting
             conn.handler = IGNORE
             conn.abort()
             return
         self._conn = conn
+        if self.step == _RECONNECTING:
+            self.step = _IN_SESSION
+            self._post(self._pending)
+            return
         self.step = _IN_SESSION
         self._flow.advance(Move.INFORM)
         self._post(self._inform)
@@ -275,7 +292,7 @@ class CwmpAttempt:
                 flow.advance(Move.INFORM_RESPONSE)
                 self.informed = True
                 flow.advance(Move.EMPTY_POST)  # the generator's CPEs have no requests
-                self._post(b"")
+                self._next_post(b"")
                 return
         elif flow.state is State.ACS_REQUESTS:
             if status == 204 or (status == 200 and not body.strip()):
@@ -286,7 +303,7 @@ class CwmpAttempt:
                 flow.advance(Move.ACS_REQUEST)
                 self.rpcs += 1
                 flow.advance(Move.ACS_REQUEST_ANSWER)
-                self._post(self.messages.spv_response(body))
+                self._next_post(self.messages.spv_response(body))
                 return
             if status == 200:
                 self._fail("unexpected_acs_request", None)
@@ -300,6 +317,20 @@ class CwmpAttempt:
         self._fail(f"http_{status}_{step}", None)
 
     # --- internals ---
+
+    def _next_post(self, body: bytes) -> None:
+        """The session's next request: on this connection, or with ``reconnect`` on a new
+        one (this one closed first)."""
+        if not self.reconnect:
+            self._post(body)
+            return
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.handler = IGNORE
+            conn.close()
+        self._pending = body
+        self.step = _RECONNECTING
+        connect(self.reactor, self._host, self._port, self, self._connect_timeout)
 
     def _post(self, body: bytes) -> None:
         conn = self._conn

@@ -13,7 +13,8 @@ Modes (``spec["mode"]``):
 - ``storm``: every serial informs at once and retries failed sessions with the CWMP back-off
   (TR-069 §3.2.1.1; a 503's ``Retry-After`` is honoured instead) until all succeeded or the
   deadline. A session the ACS opened (it answered the Inform) that never completed is lost;
-  CPEs without a successful session by the deadline are unfinished.
+  CPEs without a successful session by the deadline are unfinished. With ``reconnect``,
+  each request of a session goes on a new connection.
 - ``api``: GETs of each named path, one at a time on a keep-alive connection.
 """
 
@@ -196,7 +197,13 @@ class StormRun(_Run):
             return
         for i, serial in enumerate(self.serials):
             attempt = CwmpAttempt(
-                self.reactor, self, self.messages, i, self.host_header, self.request_timeout
+                self.reactor,
+                self,
+                self.messages,
+                i,
+                self.host_header,
+                self.request_timeout,
+                reconnect=bool(self.spec.get("reconnect", False)),
             )
             self._attempts.append(attempt)
             attempt.start(HOST, self.port, serial, self.connect_timeout)

@@ -201,15 +201,18 @@ class Acs:
 
 
 @dataclass
-class Ceiling:
-    """The bare twisted.web server (``python -m bench.ceiling``)."""
+class PortServer:
+    """A bench server that prints ``LISTENING <port>``: ``python -m <module> <args>`` (the
+    bare twisted.web ceiling, the round-robin proxy)."""
 
+    module: str
+    args: list[str] = field(default_factory=list)
     proc: subprocess.Popen[str] | None = None
     port: int = 0
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [PYTHON, "-m", "bench.ceiling"],
+            [PYTHON, "-m", self.module, *self.args],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
@@ -218,7 +221,7 @@ class Ceiling:
         line = _read_line(self.proc.stdout, START_TIMEOUT)
         if not line.startswith("LISTENING "):
             stop(self.proc)
-            raise BenchError(f"ceiling server did not start: {line!r}")
+            raise BenchError(f"{self.module} did not start: {line!r}")
         self.port = int(line.split()[1])
 
     @property

@@ -28,7 +28,7 @@ from acs.listen import LISTEN_BACKLOG
 from acs.store import StoreError
 from bench import procs, scenarios
 
-SCENARIOS = ("ceiling", "steady", "workers", "api", "boot_storm", "simulator")
+SCENARIOS = ("ceiling", "steady", "workers", "api", "boot_storm", "nodes", "simulator")
 
 
 def machine() -> dict[str, Any]:
@@ -72,6 +72,18 @@ def evaluate(figures: dict[str, Any]) -> dict[str, bool | None]:
             storm["provisioned"] >= storm["cpes"]
             and storm["lost_sessions"] == 0
             and storm["errors"] == 0
+        )
+    )
+    pair_of_nodes = figures.get("nodes")
+    targets["two nodes, round robin: 0 failed sessions, provisioning once each"] = (
+        None
+        if pair_of_nodes is None
+        else (
+            pair_of_nodes["lost_sessions"] == 0
+            and pair_of_nodes["errors"] == 0
+            and pair_of_nodes["unfinished_cpes"] == 0
+            and pair_of_nodes["provisioned"] == pair_of_nodes["cpes"]
+            and pair_of_nodes["provisioning_rpcs"] == pair_of_nodes["cpes"]
         )
     )
     api = figures.get("api")
@@ -175,6 +187,20 @@ def table(figures: dict[str, Any], out: TextIO) -> None:
         add(label, "ACS CPU / peak RSS MB", f"{b['acs_cpu']} / {b['acs_peak_rss_mb']}")
         add(label, "CWMP listen backlog", b["cwmp_backlog"] or f"as shipped ({LISTEN_BACKLOG})")
         add(label, "client CPU / others' CPU", f"{b['client_cpu']} / {b['background_cpu']}")
+    n = figures.get("nodes")
+    if n:
+        label = f"7 two nodes {n['cpes']:,}"
+        add(label, "seconds to all provisioned", n["seconds_to_all_provisioned"])
+        add(label, "registered / provisioned", f"{n['registered']:,} / {n['provisioned']:,}")
+        add(label, "provisioning RPCs (once each)", n["provisioning_rpcs"])
+        add(
+            label,
+            "lost / unfinished / errors",
+            f"{n['lost_sessions']} / {n['unfinished_cpes']} / {n['errors']}",
+        )
+        add(label, "errors by kind", n["errors_by_kind"])
+        add(label, "requests forwarded by each node", " / ".join(_fmt(f) for f in n["forwarded"]))
+        add(label, "ACS CPU (both) / client CPU", f"{n['acs_cpu']} / {n['client_cpu']}")
     sim = figures.get("simulator")
     if sim:
         add(f"5 simulator {sim['cpes']:,}", "KB per CPE", sim["kb_per_cpe"])
@@ -268,6 +294,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "boot_storm" in only:
             progress(f"3 boot storm of {profile.storm_cpes:,} CPEs")
             figures["boot_storm"] = scenarios.boot_storm(env)
+        if "nodes" in only:
+            progress("7 two nodes behind a round-robin proxy")
+            figures["nodes"] = scenarios.nodes(env, seeded)
         if "simulator" in only:
             progress(f"5 simulator footprint at {profile.sim_cpes:,} CPEs")
             figures["simulator"] = scenarios.simulator(env)
@@ -286,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, entry in [("ceiling", figures.get("ceiling"))]
         + [(f"steady N={s['cpes']}", s) for s in figures.get("steady") or []]
         + [(f"workers={s['workers']}", s) for s in _pair(figures.get("workers"))]
-        + [("boot_storm", figures.get("boot_storm"))]
+        + [("boot_storm", figures.get("boot_storm")), ("nodes", figures.get("nodes"))]
         if entry and entry.get("client_saturated")
     ]
     table(figures, sys.stdout)

@@ -14,6 +14,7 @@ import math
 import random
 import subprocess
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from bench import procs
 
 STEADY_PREFIX = "BENCH"  # seeded, provisioned devices; steady informs use the first N
 STORM_PREFIX = "BOOT"  # never seen before the boot storm
+NODES_PREFIX = "NODE"  # never seen before the two-node storm
 ORGANIZATIONS = 10
 DEVICE_TYPES = 5
 SATURATED = 0.9  # a single-threaded generator above this CPU share is the bottleneck
@@ -334,7 +336,7 @@ def _session_specs(
 def ceiling(env: Env) -> dict[str, Any]:
     """Bare twisted.web, same generator, same two-request sessions: requests/s."""
     profile = env.profile
-    server = procs.Ceiling()
+    server = procs.PortServer("bench.ceiling")
     server.start()
     try:
         specs = _session_specs(
@@ -428,27 +430,77 @@ def workers(env: Env, ceiling_rps: float) -> dict[str, Any]:
 
 def boot_storm(env: Env) -> dict[str, Any]:
     """Never-seen CPEs inform ``0 BOOTSTRAP`` at once; registration plus provisioning."""
-    profile = env.profile
     acs = env.acs("acs-storm")
     try:
-        specs = [
-            {
-                "mode": "storm",
-                "port": acs.cwmp_port,
-                "prefix": STORM_PREFIX,
-                "start": start,
-                "count": count,
-                "max_time": profile.storm_seconds,
-                "seed": i,
-            }
-            for i, (start, count) in enumerate(_split(profile.storm_cpes, profile.storm_generators))
-        ]
-        results, merged = _drive(acs.pids, specs)
+        figures = _storm(env, acs.pids, acs.cwmp_port, STORM_PREFIX, env.profile.storm_cpes)
     finally:
         acs.stop()
+    figures["cwmp_backlog"] = env.cwmp_backlog
+    return figures
+
+
+def nodes(env: Env, seeded: Seeded) -> dict[str, Any]:
+    """Two ``acs serve`` nodes on one database behind a round-robin TCP proxy; never-seen
+    CPEs open a new connection for every request, so each CPE's requests alternate between
+    the nodes: its session continues on the node that took its Inform (forwarded), and its
+    provisioning runs exactly once."""
+    cpes = max(1, env.profile.storm_cpes // 5)
+    a = env.acs("acs-node-a", profiled=False, workers=1)
+    try:
+        b = env.acs("acs-node-b", profiled=False, workers=1)
+        try:
+            proxy = procs.PortServer("bench.rrproxy", [str(a.cwmp_port), str(b.cwmp_port)])
+            proxy.start()
+            try:
+                pids = [*a.pids, *b.pids]
+                figures = _storm(env, pids, proxy.port, NODES_PREFIX, cpes, reconnect=True)
+            finally:
+                proxy.stop()
+            figures["forwarded"] = [_forwarded(node.api_port, seeded.token) for node in (a, b)]
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+    return figures
+
+
+def _forwarded(api_port: int, token: str) -> float:
+    """The requests a node forwarded to the other, from its /metrics."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{api_port}/metrics", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("acs_cwmp_forwarded_requests_total{")
+    )
+
+
+def _storm(
+    env: Env, pids: list[int], port: int, prefix: str, cpes: int, *, reconnect: bool = False
+) -> dict[str, Any]:
+    """``cpes`` never-seen CPEs (serials ``prefix``...) inform at once on ``port`` and retry
+    until each has had a session; the figures of a storm."""
+    profile = env.profile
+    specs = [
+        {
+            "mode": "storm",
+            "port": port,
+            "prefix": prefix,
+            "start": start,
+            "count": count,
+            "max_time": profile.storm_seconds,
+            "seed": i,
+            "reconnect": reconnect,
+        }
+        for i, (start, count) in enumerate(_split(cpes, profile.storm_generators))
+    ]
+    results, merged = _drive(pids, specs)
     store = Store.open(env.database)
     try:
-        registered, provisioned = store.count_by_serial_prefix(STORM_PREFIX)
+        registered, provisioned = store.count_by_serial_prefix(prefix)
     finally:
         store.close()
     t_go = min(r["t_go"] for r in results)
@@ -456,7 +508,7 @@ def boot_storm(env: Env) -> dict[str, Any]:
     unfinished = sum(r["unfinished"] for r in results)
     all_in = max(done) - t_go if done and unfinished == 0 else None
     return {
-        "cpes": profile.storm_cpes,
+        "cpes": cpes,
         "seconds_to_all_provisioned": round(all_in, 2) if all_in is not None else None,
         "sessions_ok": sum(r["sessions"] for r in results),
         "registered": registered,
@@ -472,7 +524,6 @@ def boot_storm(env: Env) -> dict[str, Any]:
         "session_p99_ms": ms(percentile(merged["latencies"], 99)),
         "acs_cpu": merged["server_cpu"],
         "acs_peak_rss_mb": round(merged["peak_rss"] / 2**20, 1),
-        "cwmp_backlog": env.cwmp_backlog,
         "client_cpu": merged["client_cpu"],
         "client_saturated": merged["client_saturated"],
         "background_cpu": merged["background_cpu"],
