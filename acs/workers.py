@@ -261,11 +261,11 @@ class Supervisor:
         if code == CONFIG_ERROR:
             self._on_fatal(CONFIG_ERROR)
             return
-        young = self._reactor.seconds() - worker.started < YOUNG
-        self._pause = min(self._pause * 2, MAX_RESTART_PAUSE) if young else RESTART_PAUSE
-        self._pending[worker.index] = self._reactor.callLater(
-            self._pause if young else 0, self._spawn, worker.index
-        )
+        if self._reactor.seconds() - worker.started < YOUNG:
+            delay, self._pause = self._pause, min(self._pause * 2, MAX_RESTART_PAUSE)
+        else:
+            delay, self._pause = 0.0, RESTART_PAUSE
+        self._pending[worker.index] = self._reactor.callLater(delay, self._spawn, worker.index)
 
     def stop(self) -> Deferred[Any]:
         """SIGTERM every worker; fires once all have ended (SIGKILL after STOP_TIMEOUT)."""
