@@ -163,7 +163,9 @@ class CwmpResource(Resource):
         self._onboarding = Onboarding(store, tasks, config)
         self._config = config
         self._reactor = reactor
-        self._nonce_signer = httpdigest.NonceSigner(secret, NONCE_TTL)
+        # Each node's nonces name it: only the node that made one can tell whether it was
+        # used, so another node's nonce is answered there (forwarded) or challenged again.
+        self._nonce_signer = httpdigest.NonceSigner(secret, NONCE_TTL, issuer=self.node_id)
         self._max_rpcs = max_rpcs_per_session
         # Runs big-body parsing off the reactor thread; None parses every body inline.
         self._threads = threads
@@ -254,7 +256,7 @@ class CwmpResource(Resource):
         if len(data) > soap.MAX_ENVELOPE_BYTES:
             return text_response(request, 413, "Request body too large")
         live = self._find_session(request)
-        owner = self._cookie_node(request) if live is None else None
+        owner = self._owner_node(request) if live is None else None
         if live is None and owner is None and data and self._at_capacity():
             # Before decompressing, parsing or storing anything: a turned-away CPE costs
             # little, and retrying later keeps its events (TR-069 §3.2.1.1).
@@ -375,8 +377,11 @@ class CwmpResource(Resource):
         # CPEs that drop cookies still keep their connection for the whole session.
         return self._by_channel.get(request.channel)
 
-    def _cookie_node(self, request: Request) -> int | None:
-        """The other node whose session a cookie names, when it is to be forwarded there."""
+    def _owner_node(self, request: Request) -> tuple[str, str] | None:
+        """(the peer URL of another node, "cookie" or "nonce") when the request's session
+        cookie, or the Digest nonce it answers, names that node: it is forwarded there. A
+        node that has stopped (no row, no peer) is named in vain: the request is this
+        node's (a new Inform starts a session; another node's nonce is challenged again)."""
         if self._forwarder is None or forwarded(request) is not None:
             return None
         for value in cookie_values(request, COOKIE_NAME):
@@ -384,16 +389,21 @@ class CwmpResource(Resource):
             if dot and prefix.isascii() and prefix.isdigit() and len(prefix) < 10:
                 node_id = int(prefix)
                 if node_id != self.node_id:
-                    return node_id
+                    peer = self._store.node_peer(node_id)
+                    return None if peer is None else (peer, "cookie")
+        nonce = httpdigest.digest_nonce(request.getHeader(b"authorization"))
+        if nonce is not None:
+            issuer = self._nonce_signer.issuer(nonce)
+            if issuer is not None and issuer != self.node_id:
+                peer = self._store.node_peer(issuer)
+                return None if peer is None else (peer, "nonce")
         return None
 
-    def _forward(self, request: Request, node_id: int, data: bytes) -> bytes | int:
-        """Hand a request whose cookie names another node's session there (``acs.peers``)."""
-        peer = self._store.node_peer(node_id)
-        if peer is None or self._forwarder is None:
-            # That node stopped (its sessions with it) or takes no forwards.
-            return text_response(request, 400, "No CWMP session: send an Inform first")
-        self.metrics.forwarded.labels("cookie").inc()
+    def _forward(self, request: Request, owner: tuple[str, str], data: bytes) -> int:
+        """Hand the request to the node its cookie or nonce names (``acs.peers``)."""
+        assert self._forwarder is not None  # _owner_node names no node without it
+        peer, by = owner
+        self.metrics.forwarded.labels(by).inc()
         return self._forwarder.forward(request, peer, data)
 
     # --- Inform -------------------------------------------------------------------------
@@ -635,6 +645,10 @@ class CwmpResource(Resource):
         if issued is None:
             return "bad"
         if not self._nonce_signer.fresh(issued, now):
+            return "stale"
+        if self._nonce_signer.issuer(params["nonce"]) != self.node_id:
+            # Another node's (one that stopped, or when none forwards): only it knows
+            # whether it was used. A challenge of this node's own instead.
             return "stale"
         if len(self._nonces) > 1024 and now - self._nonces_swept > 60.0:
             self._nonces.expire(now - NONCE_TTL - 60.0)

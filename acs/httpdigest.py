@@ -109,18 +109,21 @@ def _parse_params(text: str, pos: int) -> tuple[dict[str, str], int] | None:
 
 
 class NonceSigner:
-    """Stateless Digest nonces ``<hex time>-<random>-<HMAC>``: any process holding ``secret``
-    can check one without shared state, and no two challenges share a nonce."""
+    """Stateless Digest nonces ``<hex time>-<hex issuer>-<random>-<HMAC>``: any process
+    holding ``secret`` can check one without shared state, and no two challenges share a
+    nonce. ``issuer`` names the process that made it (the node of a cluster), which alone
+    knows which of its nonces were used."""
 
-    def __init__(self, secret: bytes, ttl: float = 300.0) -> None:
+    def __init__(self, secret: bytes, ttl: float = 300.0, *, issuer: int = 0) -> None:
         self._secret = secret
         self.ttl = ttl
+        self._issuer = issuer
 
     def _mac(self, stamp: str) -> str:
         return hmac.new(self._secret, stamp.encode("ascii"), hashlib.sha256).hexdigest()[:32]
 
     def make(self, now: float) -> str:
-        stamp = f"{int(now):x}-{secrets.token_hex(4)}"
+        stamp = f"{int(now):x}-{self._issuer:x}-{secrets.token_hex(4)}"
         return f"{stamp}-{self._mac(stamp)}"
 
     def issued(self, nonce: str) -> float | None:
@@ -135,9 +138,33 @@ class NonceSigner:
         except ValueError:
             return None
 
+    def issuer(self, nonce: str) -> int | None:
+        """The issuer one of our nonces names; None for a forged or garbled one."""
+        if self.issued(nonce) is None:
+            return None
+        fields = nonce.split("-")
+        if len(fields) != 4 or not fields[1] or len(fields[1]) > 8:
+            return None
+        try:
+            return int(fields[1], 16)
+        except ValueError:
+            return None
+
     def fresh(self, issued: float, now: float) -> bool:
         """Within its lifetime (a minute of clock skew tolerated the other way)."""
         return -60.0 <= now - issued <= self.ttl
+
+
+_NONCE = re.compile(rb'[\s,]nonce\s*=\s*"([^"]{1,200})"', re.IGNORECASE)
+
+
+def digest_nonce(header: bytes | None) -> str | None:
+    """The nonce a Digest ``Authorization`` header answers (a quick look, before parsing it
+    whole): None when it is no Digest header or names none."""
+    if not header or header[:7].lower() != b"digest ":
+        return None
+    found = _NONCE.search(header)
+    return found.group(1).decode("ascii", "replace") if found else None
 
 
 def digest_challenge(realm: str, nonce: str, opaque: str = "", stale: bool = False) -> str:

@@ -98,7 +98,8 @@ class Metrics:
         self.forwarded = Counter(
             "acs_cwmp_forwarded_requests",
             "CPE requests sent on to the node running the session, by what named it "
-            "(the session cookie, or the device's session lease at an Inform).",
+            "(the session cookie, the Digest nonce answered, or the device's session lease "
+            "at an Inform).",
             ["by"],
             registry=r,
         )

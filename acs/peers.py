@@ -4,9 +4,10 @@ A CWMP session lives in the memory of the node that took its Inform: the protoco
 and the running task's RPC sequence (a generator, which no other process could resume).
 So a request that lands elsewhere (a CPE whose next connection the load balancer or the
 kernel gave to another worker) is forwarded to the node running its session, which the
-session cookie names, and the answer is relayed back: the CPE does not notice. An Inform
-for a device whose session runs on another node goes there too, so that node ends or
-replaces it: one session per device at a time across all nodes.
+session cookie names, and the answer is relayed back: the CPE does not notice. An answer
+to a Digest challenge goes to the node whose nonce it answers, the one that knows whether
+that nonce was used. An Inform for a device whose session runs on another node goes there
+too, so that node ends or replaces it: one session per device at a time across all nodes.
 
 Each node takes forwarded requests on its peer listener (``[cluster] peer_listen``),
 which serves :class:`PeerResource`: a request must carry the cluster's peer token (an

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from dataclasses import replace
 from typing import Any, cast
 
 from cwmpharness import REACTOR, SECRET, T0, CwmpResourceCase, make_inform, wire
@@ -16,7 +17,7 @@ from metricscheck import value
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.server import Site
 
-from acs import peers
+from acs import httpdigest, peers
 from acs.config import CwmpConfig
 from acs.cwmp import rpc, soap
 from acs.cwmp_http import CwmpResource
@@ -36,14 +37,14 @@ class TwoNodes(CwmpResourceCase):
         self.a = self.node("node-a")
         self.b = self.node("node-b")
 
-    def node(self, name: str) -> tuple[CwmpResource, str]:
+    def node(self, name: str, config: CwmpConfig | None = None) -> tuple[CwmpResource, str]:
         """A node on the shared store: its resource, and the URL CPEs reach it at."""
         forwarder = peers.PeerForwarder(REACTOR, TOKEN)
         self.addCleanup(forwarder.close)
         resource = CwmpResource(
             store=self.store,
             tasks=self.engine,
-            config=CwmpConfig(),
+            config=config or CwmpConfig(),
             reactor=cast(IReactorTime, self.clock),
             secret=SECRET,
             node=name,
@@ -121,14 +122,40 @@ class TwoNodes(CwmpResourceCase):
             self.assertEqual(reply.code, 403, token)
         self.assertEqual(self.a[0].active_sessions(), 0)
 
-    async def test_a_cookie_of_a_node_that_stopped_starts_nothing(self) -> None:
+    async def test_a_cookie_of_a_node_that_stopped_names_it_in_vain(self) -> None:
         self.provisioned_device()
         cookie = (await self.to(self.a, wire(make_inform()))).cookie
         self.a[0].stop()
         self.store.drop_node(self.a[0].node_id)
-        reply = await self.to(self.b, cookie=cookie)
-        self.assertEqual(reply.code, 400)
+        # Its session is gone: an empty POST ends nothing, an Inform starts one here.
+        self.assertEqual((await self.to(self.b, cookie=cookie)).code, 204)
+        informed = await self.to(self.b, wire(make_inform()), cookie=cookie)
+        self.assertTrue(informed.cookie.startswith(f"session={self.b[0].node_id}."))
         self.assertEqual(_forwarded(self.b[0], "cookie"), 0)
+
+    async def test_a_digest_answer_reaches_the_node_whose_nonce_it_answers(self) -> None:
+        creds = replace(CwmpConfig(), username="cpe", password="s3cret")
+        c, d = self.node("node-c", creds), self.node("node-d", creds)
+        challenged = await self.to(c, wire(make_inform()))
+        self.assertEqual(challenged.code, 401)
+        challenge = challenged.header("www-authenticate") or ""
+        answer = {"method": "POST", "uri": "/", "username": "cpe", "password": "s3cret"}
+        auth = {
+            "Authorization": httpdigest.authorization_for(challenge, cnonce="c1", nc=1, **answer)
+        }
+
+        # The answer lands on the other node: it goes to the one that made the nonce.
+        ok = await self.to(d, wire(make_inform()), headers=auth)
+        self.assertEqual(ok.code, 200)
+        self.assertTrue(ok.cookie.startswith(f"session={c[0].node_id}."))
+        self.assertEqual(_forwarded(d[0], "nonce"), 1)
+        await self.to(c, cookie=ok.cookie)
+        # Replayed on either node, the header meets the one ledger that saw it.
+        for node in (d, c):
+            replay = await self.to(node, wire(make_inform("SN-OTHER")), headers=auth)
+            self.assertEqual(replay.code, 401)
+            self.assertIn("stale=true", (replay.header("www-authenticate") or "").lower())
+        self.assertEqual(self.store.count_devices(), 1)
 
     async def test_a_session_that_times_out_gives_its_device_up(self) -> None:
         device = self.provisioned_device()
@@ -167,6 +194,21 @@ class ForeignLeases(CwmpResourceCase):
         await self.start_session()
         node = self.store.device_session_node(device.id, now=T0)
         self.assertEqual(node, self.resource.node_id)
+
+
+class ForeignNonces(CwmpResourceCase):
+    async def test_another_nodes_nonce_gets_a_fresh_challenge_not_a_failure(self) -> None:
+        self.serve(replace(CwmpConfig(), username="cpe", password="s3cret"))
+        nonce = httpdigest.NonceSigner(SECRET, issuer=self.resource.node_id + 1).make(T0)
+        challenge = httpdigest.digest_challenge("acs", nonce)
+        auth = httpdigest.authorization_for(
+            challenge, method="POST", uri="/", username="cpe", password="s3cret", cnonce="c"
+        )
+        for _ in range(8):  # never counted as a failure: no back-off 503
+            reply = await self.request(wire(make_inform()), headers={"Authorization": auth})
+            self.assertEqual(reply.code, 401)
+            self.assertIn("stale=true", (reply.header("www-authenticate") or "").lower())
+        self.assertEqual(self.store.count_devices(), 0)
 
 
 class Registration(CwmpResourceCase):

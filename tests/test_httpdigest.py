@@ -14,6 +14,7 @@ from acs.httpdigest import (
     basic_challenge,
     check_credentials,
     digest_challenge,
+    digest_nonce,
     parse_authorization,
     parse_challenge,
     parse_challenges,
@@ -243,6 +244,14 @@ def test_parsed_challenge_can_be_answered_directly() -> None:
         )
 
 
+def test_digest_nonce_is_read_from_a_digest_header_only() -> None:
+    header = b'Digest username="u", realm="acs", nonce="abc-1-2-ff", uri="/", cnonce="x"'
+    assert digest_nonce(header) == "abc-1-2-ff"
+    assert digest_nonce(b'digest cnonce="x",nonce="n1"') == "n1"
+    for other in (None, b"", b"Basic bm9uY2U9ImEi", b'Digest cnonce="x"', b"Digest"):
+        assert digest_nonce(other) is None
+
+
 def test_nonce_signer_makes_unique_nonces_only_its_secret_verifies() -> None:
     signer = NonceSigner(b"k" * 32, ttl=300.0)
     first, second = signer.make(1000.9), signer.make(1000.9)
@@ -253,5 +262,11 @@ def test_nonce_signer_makes_unique_nonces_only_its_secret_verifies() -> None:
     assert signer.issued(f"{stamp}-{'0' * len(mac)}") is None
     for garbled in ("", "-", "x" * 100, "zz-ab-" + mac, "é-" + mac):
         assert signer.issued(garbled) is None
+    assert signer.issuer(first) == 0
+    assert (
+        NonceSigner(b"k" * 32, issuer=42).issuer(NonceSigner(b"k" * 32, issuer=42).make(1.0)) == 42
+    )
+    assert NonceSigner(b"other" * 8).issuer(first) is None  # not ours: no issuer to believe
+    assert signer.issuer(f"{stamp}-{'0' * len(mac)}") is None
     assert signer.fresh(1000.0, 1300.0) and not signer.fresh(1000.0, 1300.5)
     assert signer.fresh(1000.0, 941.0) and not signer.fresh(1000.0, 939.0)
