@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from apiharness import ApiHarness
@@ -20,6 +21,7 @@ from twisted.internet.task import Clock
 
 from acs.periodic import MIN_LEASE_SECONDS, PeriodicService, node_gone, node_name
 from acs.store import Store
+from acs.store.health import DATABASE
 
 T0 = 1_700_000_000.0
 
@@ -119,6 +121,38 @@ def test_a_closing_appliance_hands_its_jobs_over_at_once(tmp_path: Path) -> None
         second.close()
 
 
+def test_retention_runs_in_one_process_and_the_checkpoint_in_each(tmp_path: Path) -> None:
+    first, second = ApiHarness(tmp_path), ApiHarness(tmp_path)
+    calls: list[tuple[str, str]] = []
+    try:
+        for harness, who in ((first, "first"), (second, "second")):
+            store: Any = harness.store
+            for name in ("prune_history", "checkpoint"):
+                real = getattr(store, name)
+
+                def spy(*args: Any, _real: Any = real, _call: Any = (who, name), **kw: Any) -> Any:
+                    calls.append(_call)
+                    return _real(*args, **kw)
+
+                setattr(store, name, spy)
+        first.appliance.maintenance.tick()
+        second.appliance.maintenance.tick()
+        now = first.clock.seconds()
+        assert first.store.lease_holder("retention", now=now) == first.appliance.node
+        assert calls == [
+            ("first", "prune_history"),
+            ("first", "checkpoint"),
+            ("second", "checkpoint"),
+        ]
+        first.close()  # gives the lease up: the other prunes from its next run
+        calls.clear()
+        second.appliance.maintenance.tick()
+        assert calls == [("second", "prune_history"), ("second", "checkpoint")]
+    finally:
+        first.close()
+        second.close()
+
+
 def dead_pid() -> int:
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], text=True,
                           capture_output=True, check=True, timeout=30)  # fmt: skip
@@ -153,3 +187,16 @@ def test_a_restarted_node_takes_its_dead_predecessors_jobs_at_once(
         "other", "restarted", now=T0 + 1, seconds=15, replaces="somebody-else"
     )
     job.stopService()
+
+
+def test_a_lease_renewal_does_not_count_as_storage_taking_writes_again(
+    stores: tuple[Store, Store],
+) -> None:
+    a, _b = stores
+    assert a.take_lease("liveness", "node-a", now=T0, seconds=15)
+    a.health.refused_write(DATABASE)  # a write was refused for lack of space
+    # Renewing rewrites the row in place, which a full disk allows: it proves nothing.
+    assert a.take_lease("liveness", "node-a", now=T0 + 5, seconds=15)
+    assert a.health.is_full(DATABASE)
+    assert a.probe_write()  # what does prove it
+    assert not a.health.is_full(DATABASE)

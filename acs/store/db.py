@@ -172,9 +172,11 @@ class Database:
         self.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def transaction(self, *, proves_room: bool = True) -> Iterator[None]:
         """One atomic unit. Nested use becomes a SAVEPOINT, so an inner failure that the
-        caller catches rolls back only the inner part."""
+        caller catches rolls back only the inner part. ``proves_room=False`` for a write
+        that says nothing of free space (a lease renewal rewrites its row in place): its
+        commit does not count as storage taking writes again."""
         with self._lock:
             if self._depth == 0:
                 self._begin_immediate()
@@ -190,7 +192,7 @@ class Database:
                         self.health.refused_write(DATABASE)
                     raise
                 else:
-                    if self._conn.total_changes != changes:  # a write, not only reads
+                    if proves_room and self._conn.total_changes != changes:  # not reads only
                         self.health.wrote(DATABASE)
                 finally:
                     self._depth = 0
