@@ -17,7 +17,12 @@ fleet above writes, so a backlog shrinks; a tick costs a few milliseconds (~20 m
 with five full-size transcripts to delete). Freed pages are reused by later writes (the file
 does not shrink).
 
-Then a passive WAL checkpoint, so the WAL is cut back (``JOURNAL_SIZE_LIMIT``) even when
+With several processes on the database, retention runs in one of them at a time, the one
+holding the ``retention`` lease (``share_retention``, acs.periodic.JobLease): the batches
+are the same rows for all, so a second process would only contend for them.
+
+Then, in every process (each has its own connection, WAL view and health), a passive WAL
+checkpoint, so the WAL is cut back (``JOURNAL_SIZE_LIMIT``) even when
 the automatic checkpoint could not finish. Last, while the database or the files directory
 counts as full (a write was refused for lack of space), a probe with a small write, so
 ``/healthz`` recovers once an operator has freed space even if no other write comes (a
@@ -33,7 +38,7 @@ from twisted.logger import Logger
 from acs.clock import Clock
 from acs.config import RetentionConfig
 from acs.files import FileStorage
-from acs.periodic import PeriodicService
+from acs.periodic import JobLease, PeriodicService, lease_seconds
 from acs.store import Store
 from acs.store.health import DATABASE, FILES
 
@@ -71,10 +76,29 @@ class StorageMaintenance(PeriodicService):
         self._retention = retention
         self._task_position: tuple[float, int] | None = None
         self._cap_after = 0
+        self._retention_lease: JobLease | None = None
+
+    def share_retention(self, store: Store, holder: str) -> None:
+        """Prune only while ``holder`` (this process) holds the ``retention`` lease; the
+        checkpoint and the probes stay this process's own."""
+        self._retention_lease = JobLease(store, holder, "retention", lease_seconds(self.interval))
 
     def tick(self) -> dict[str, int]:
         """One round; returns how many rows of each kind went (for logs and tests)."""
         now = float(self._reactor.seconds())
+        lease = self._retention_lease
+        deleted = dict.fromkeys(("history", "history_cap", "transcripts", "tasks"), 0)
+        if lease is None or lease.held(now):
+            deleted = self._prune(now)
+        try:
+            self._store.checkpoint()
+        except Exception:
+            self.log.failure("storage maintenance: WAL checkpoint failed")
+        self._probe()
+        return deleted
+
+    def _prune(self, now: float) -> dict[str, int]:
+        """One bounded batch of each kind of retention: how many rows went."""
         keep = self._retention
         deleted = {
             "history": self._run(
@@ -98,11 +122,6 @@ class StorageMaintenance(PeriodicService):
                 " per-device cap, {transcripts} transcripts, {tasks} finished tasks",
                 **deleted,
             )
-        try:
-            self._store.checkpoint()
-        except Exception:
-            self.log.failure("storage maintenance: WAL checkpoint failed")
-        self._probe()
         return deleted
 
     def _run(self, what: str, step: Any) -> int:

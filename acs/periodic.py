@@ -59,6 +59,51 @@ def node_gone(node: str) -> bool:
     return False
 
 
+def lease_seconds(interval: float) -> float:
+    """How long a job run every ``interval`` seconds holds its lease: three runs, and at
+    least ``MIN_LEASE_SECONDS`` (clock skew and a slow run must not hand it over)."""
+    return max(3 * interval, MIN_LEASE_SECONDS)
+
+
+class JobLease:
+    """Whether ``holder`` (this process) runs the cluster-wide job ``name`` now: asked at
+    each run, which takes the lease or renews it for ``seconds``. A lease whose holder was
+    a process of this host that is gone is taken over at once; a change of hands is logged.
+    The holder gives its leases up when it closes the store (``Store.drop_leases``)."""
+
+    def __init__(self, store: Store, holder: str, name: str, seconds: float) -> None:
+        self._store = store
+        self.holder = holder
+        self.name = name
+        self.seconds = seconds
+        self._holding = False  # whether the last ask found the lease this process's
+
+    def held(self, now: float) -> bool:
+        """Take or renew the lease: whether this process holds it (False when the store
+        failed: the job waits for its next run)."""
+        store, name = self._store, self.name
+        try:
+            held = store.take_lease(name, self.holder, now=now, seconds=self.seconds)
+            if not held:
+                current = store.lease_holder(name, now=now)
+                if current is not None and node_gone(current):
+                    held = store.take_lease(
+                        name, self.holder, now=now, seconds=self.seconds, replaces=current
+                    )
+        except Exception:
+            log.failure("{name}: cannot take its lease", name=name)
+            return False
+        if held != self._holding:
+            self._holding = held
+            log.info(
+                "{name}: {what} node={node}",
+                name=name,
+                what="this node runs it now" if held else "another node runs it now",
+                node=self.holder,
+            )
+        return held
+
+
 class PeriodicService(Service):
     """Calls ``work()`` every ``interval`` seconds while running (first call at start when
     ``run_at_start``). ``work`` must not raise: a periodic job logs its own failures and tries
@@ -80,9 +125,8 @@ class PeriodicService(Service):
         self._work = work
         self._run_at_start = run_at_start
         self._loop: LoopingCall | None = None
-        self._lease: tuple[Store, str, str] | None = None
-        self._holding = False  # whether the last run found the lease this process's
-        self.lease_seconds = max(3 * interval, MIN_LEASE_SECONDS)
+        self._lease: JobLease | None = None
+        self.lease_seconds = lease_seconds(interval)
 
     def share(self, store: Store, holder: str) -> None:
         """Run only while ``holder`` (this process) holds the job's lease in ``store``, the
@@ -90,33 +134,11 @@ class PeriodicService(Service):
         store (``Store.drop_leases``)."""
         if not self.name:
             raise ValueError("a shared job needs a name (its lease's)")
-        self._lease = (store, holder, self.name)
+        self._lease = JobLease(store, holder, self.name, self.lease_seconds)
 
     def _tick(self) -> object:
-        if self._lease is not None:
-            store, holder, name = self._lease
-            now = self.clock.seconds()
-            try:
-                held = store.take_lease(name, holder, now=now, seconds=self.lease_seconds)
-                if not held:
-                    current = store.lease_holder(name, now=now)
-                    if current is not None and node_gone(current):
-                        held = store.take_lease(
-                            name, holder, now=now, seconds=self.lease_seconds, replaces=current
-                        )
-            except Exception:
-                log.failure("{name}: cannot take its lease", name=self.name)
-                return None
-            if held != self._holding:
-                self._holding = held
-                log.info(
-                    "{name}: {what} node={node}",
-                    name=name,
-                    what="this node runs it now" if held else "another node runs it now",
-                    node=holder,
-                )
-            if not held:
-                return None
+        if self._lease is not None and not self._lease.held(self.clock.seconds()):
+            return None
         return self._work()
 
     def startService(self) -> None:

@@ -287,10 +287,9 @@ class Appliance:
             self.maintenance = StorageMaintenance(self.store, storage, reactor, config.retention)
             self.series = SeriesSampler(self.store, self.metrics, reactor, self.cwmp)
             # Once however many processes share the database: these act on shared rows (or
-            # wake CPEs, or call webhooks), so two processes would do the work twice. The
-            # others are this process's own: the WAL checkpoint and the full-storage probe
-            # (its own connection and health), the series (its own counters); retention's
-            # bounded deletes may run anywhere.
+            # wake CPEs, or call webhooks), so two processes would do the work twice, and so
+            # does retention. The others are this process's own: the WAL checkpoint and the
+            # full-storage probe (its own connection and health), the series (its counters).
             for job in (
                 self.liveness,
                 self.scheduler,
@@ -299,6 +298,7 @@ class Appliance:
                 self.webhooks,
             ):
                 job.share(self.store, self.node)
+            self.maintenance.share_retention(self.store, self.node)
 
             factories = {
                 # CwmpSite: oversize bodies refused before buffering, no access log.
