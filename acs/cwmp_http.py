@@ -255,8 +255,9 @@ class CwmpResource(Resource):
         data = request.content.read(soap.MAX_ENVELOPE_BYTES + 1) if request.content else b""
         if len(data) > soap.MAX_ENVELOPE_BYTES:
             return text_response(request, 413, "Request body too large")
-        live = self._find_session(request)
-        owner = self._owner_node(request) if live is None else None
+        cookies = cookie_values(request, COOKIE_NAME)
+        live = self._find_session(request, cookies)
+        owner = self._owner_node(request, cookies) if live is None else None
         if live is None and owner is None and data and self._at_capacity():
             # Before decompressing, parsing or storing anything: a turned-away CPE costs
             # little, and retrying later keeps its events (TR-069 §3.2.1.1).
@@ -367,8 +368,8 @@ class CwmpResource(Resource):
 
     # --- session lookup -----------------------------------------------------------------
 
-    def _find_session(self, request: Request) -> _Live | None:
-        for value in cookie_values(request, COOKIE_NAME):
+    def _find_session(self, request: Request, cookies: list[str]) -> _Live | None:
+        for value in cookies:
             live = self._by_cookie.get(value)
             if live is not None:
                 return live
@@ -377,14 +378,14 @@ class CwmpResource(Resource):
         # CPEs that drop cookies still keep their connection for the whole session.
         return self._by_channel.get(request.channel)
 
-    def _owner_node(self, request: Request) -> tuple[str, str] | None:
+    def _owner_node(self, request: Request, cookies: list[str]) -> tuple[str, str] | None:
         """(the peer URL of another node, "cookie" or "nonce") when the request's session
         cookie, or the Digest nonce it answers, names that node: it is forwarded there. A
         node that has stopped (no row, no peer) is named in vain: the request is this
         node's (a new Inform starts a session; another node's nonce is challenged again)."""
         if self._forwarder is None or forwarded(request) is not None:
             return None
-        for value in cookie_values(request, COOKIE_NAME):
+        for value in cookies:
             prefix, dot, _ = value.partition(".")
             if dot and prefix.isascii() and prefix.isdigit() and len(prefix) < 10:
                 node_id = int(prefix)
