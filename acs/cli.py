@@ -17,6 +17,7 @@ import shlex
 import stat
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -24,7 +25,7 @@ from typing import Any, NoReturn, TextIO
 from acs.accounts import MAX_PASSWORD, Passwords, name_problem, password_problem
 from acs.clock import Reactor
 from acs.config import APPLIANCE_CONFIG, APPLIANCE_STATE, Config, ConfigError, load_config
-from acs.store import Conflict, Store, StoreError, backup_file, file_schema_version
+from acs.store import Conflict, Store, StoreError, backup_file, file_nodes, file_schema_version
 from acs.version import describe
 from api.base import ApiError, Principal
 from api.device_csv import MAX_IMPORT_BYTES, ImportRefused, import_devices
@@ -285,10 +286,12 @@ def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
             print(f"backed up to {args.target} ({size} bytes)", file=out)
             return 0
         version = file_schema_version(path)
+        known = len(MIGRATIONS)
+        state = "current" if version == known else "older" if version < known else "newer"
+        # The processes serving it (`acs serve --workers`, nodes) and their live sessions.
+        nodes = [] if state == "newer" else file_nodes(path, now=_now())
     except StoreError as exc:
         raise _UsageError(str(exc)) from None
-    known = len(MIGRATIONS)
-    state = "current" if version == known else "older" if version < known else "newer"
     wal = Path(f"{path}-wal")
     print(
         json.dumps(
@@ -300,6 +303,9 @@ def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
                 "program_schema_version": known,
                 "schema": state,
                 "program": describe(),
+                "nodes": [
+                    {**asdict(node), "started": _format_time(node.started)} for node in nodes
+                ],
             },
             indent=1,
         ),

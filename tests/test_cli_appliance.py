@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -107,6 +109,28 @@ def test_db_status_reports_the_schema_read_only(
     assert status["program"] == acs.version.describe()
     assert status["bytes"] >= len(before)
     assert (tmp_path / "acs.db").read_bytes() == before
+
+
+def test_db_status_lists_the_nodes_and_the_sessions_each_runs(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = time.time()
+    with Store.open(tmp_path / "acs.db") as store:
+        org = store.ensure_organization("Default")
+        busy = store.register_node("box-1-aaaaaa", "http://127.0.0.1:9001", now=now - 60)
+        store.register_node("box-2-bbbbbb", None, now=now - 30)
+        for serial in ("SN1", "SN2"):
+            device = store.create_device(
+                serial_number=serial, name=serial, organization_id=org.id, now=now, actor="t"
+            )
+            store.take_device_session(device.id, busy, now=now, until=now + 600)
+    assert main(["db", "status", "--config", str(config)]) == 0
+    nodes = json.loads(capsys.readouterr().out)["nodes"]
+    assert [(n["name"], n["peer"], n["sessions"]) for n in nodes] == [
+        ("box-1-aaaaaa", "http://127.0.0.1:9001", 2),
+        ("box-2-bbbbbb", None, 0),
+    ]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", n["started"]) for n in nodes)
 
 
 def test_db_status_of_a_newer_schema_says_what_to_do_and_exits_1(

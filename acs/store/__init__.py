@@ -81,7 +81,7 @@ from acs.store.models import (
     UiSession,
     User,
 )
-from acs.store.nodes import Nodes, SessionHolder
+from acs.store.nodes import Nodes, SessionHolder, file_nodes
 from acs.store.series import Series
 from acs.store.settings import Settings
 from acs.store.tags import Tags
@@ -148,5 +148,6 @@ __all__ = [
     "UiSession",
     "User",
     "backup_file",
+    "file_nodes",
     "file_schema_version",
 ]

@@ -72,19 +72,27 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-def file_schema_version(path: str) -> int:
-    """The schema version of the database file at ``path``, read without writing to it
-    (``acs db status``). StoreError when it is no SQLite file or holds no ACS schema."""
+@contextmanager
+def read_only(path: str) -> Iterator[sqlite3.Connection]:
+    """A connection that cannot write to the database file at ``path`` (``acs db``);
+    StoreError when it cannot be opened or read as an ACS database."""
     try:
         conn = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot open {path}: {exc}") from None
     try:
-        return schema_version(conn)
+        yield conn
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: no ACS schema ({exc})") from None
     finally:
         conn.close()
+
+
+def file_schema_version(path: str) -> int:
+    """The schema version of the database file at ``path``, read without writing to it
+    (``acs db status``). StoreError when it is no SQLite file or holds no ACS schema."""
+    with read_only(path) as conn:
+        return schema_version(conn)
 
 
 def backup_file(path: str, target: str) -> int:

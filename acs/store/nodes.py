@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from acs.store.checks import epoch
-from acs.store.db import Database
+from acs.store.db import Database, read_only
 
 MAX_NAME = 200
 MAX_PEER = 500
@@ -125,3 +125,35 @@ class Nodes(Database):
             (device_id, epoch("now", now)),
         )
         return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """A registered node as ``acs db status`` shows it."""
+
+    id: int
+    name: str
+    peer: str | None
+    started: float
+    sessions: int  # devices whose session lease it holds
+
+
+def file_nodes(path: str, *, now: float) -> list[NodeStatus]:
+    """The nodes registered in the database file at ``path`` and the sessions each runs at
+    ``now``, read without writing to it (``acs db status``); [] before the nodes existed.
+    Counting the sessions reads every device (no index: see migration 19), once per ask."""
+    with read_only(path) as conn:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'nodes'").fetchone() is None:
+            return []
+        nodes = conn.execute("SELECT id, name, peer, started FROM nodes ORDER BY id").fetchall()
+        sessions = dict(
+            conn.execute(
+                "SELECT session_node, count(*) FROM devices WHERE session_until > ? "
+                "GROUP BY session_node",
+                (epoch("now", now),),
+            ).fetchall()
+        )
+    return [
+        NodeStatus(int(i), str(name), peer, float(t), int(sessions.get(i, 0)))
+        for i, name, peer, t in nodes
+    ]
