@@ -527,6 +527,7 @@ def supervise(
     from twisted.internet import reactor as _reactor
 
     from acs import workers
+    from acs.listen import is_tls
     from acs.service import open_store, port_url
 
     reactor: Reactor = _reactor
@@ -551,7 +552,7 @@ def supervise(
     def start() -> None:
         supervisor.start()
         urls = {
-            name: port_url(port, secure=getattr(config, name).listen.startswith("ssl:"))
+            name: port_url(port, secure=is_tls(getattr(config, name).listen))
             for name, port in ports.items()
         }
         lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)

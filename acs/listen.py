@@ -6,7 +6,7 @@ Shared by the appliance's listeners and the CPE simulator's connection-request l
 
 from __future__ import annotations
 
-__all__ = ["LISTEN_BACKLOG", "with_backlog"]
+__all__ = ["LISTEN_BACKLOG", "behind_proxy", "is_tls", "with_backlog"]
 
 # Twisted's TCP/SSL endpoints listen with a backlog of 50: a boot storm's thousands of
 # simultaneous SYNs overflow it and CPEs stall in SYN retransmission (1, 3, 7, 15 s...).
@@ -36,9 +36,27 @@ def _fields(description: str) -> list[str]:
     return fields
 
 
+def behind_proxy(description: str) -> tuple[bool, str]:
+    """(whether ``description`` is ``haproxy:<inner>``, the PROXY protocol over another
+    endpoint, and that inner endpoint string)."""
+    head, sep, inner = description.partition(":")
+    if sep and head.strip().lower() == "haproxy":
+        return True, inner
+    return False, description
+
+
+def is_tls(description: str) -> bool:
+    """Whether the endpoint string listens with TLS (``ssl:``, also behind ``haproxy:``)."""
+    return behind_proxy(description)[1].strip().lower().startswith("ssl:")
+
+
 def with_backlog(description: str, backlog: int = LISTEN_BACKLOG) -> str:
-    """``description`` with ``:backlog=<backlog>`` added when it is a TCP/SSL endpoint that
-    doesn't set one itself; any other endpoint string comes back unchanged."""
+    """``description`` with ``:backlog=<backlog>`` added when it is a TCP/SSL endpoint (also
+    behind ``haproxy:``) that doesn't set one itself; any other endpoint string comes back
+    unchanged."""
+    proxied, inner = behind_proxy(description)
+    if proxied:
+        return description[: len(description) - len(inner)] + with_backlog(inner, backlog)
     fields = _fields(description)
     if len(fields) < 2 or fields[0].strip().lower() not in _BACKLOG_TYPES:
         return description

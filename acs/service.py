@@ -47,7 +47,7 @@ from acs.cwmp_site import CwmpSite
 from acs.files import SECRET_NAME, FileStorage, UrlSigner, thread_runner
 from acs.fileserver import FileServer
 from acs.httplimits import BoundedSite
-from acs.listen import with_backlog
+from acs.listen import is_tls, with_backlog
 from acs.liveness import LivenessSweep
 from acs.maintenance import StorageMaintenance
 from acs.metrics import ApplianceCollector, Metrics
@@ -379,7 +379,7 @@ class Appliance:
     def urls(self) -> dict[str, str]:
         """Base URL of each listening listener, as a local client would reach it."""
         return {
-            name: port_url(listener.port, secure=listener.description.startswith("ssl:"))
+            name: port_url(listener.port, secure=is_tls(listener.description))
             for name, listener in self.listeners.items()
             if listener.port is not None
         }

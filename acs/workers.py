@@ -14,7 +14,9 @@ stops when one exits with status 2 (a configuration error every restart would re
 on SIGTERM/SIGINT stops them all, waiting for each (SIGKILL after ``STOP_TIMEOUT``).
 Listeners are shared as bound TCP sockets; a TLS listener (``ssl:``) is one too, each
 worker reading the same endpoint string for its certificate and key and doing the TLS
-itself, as Twisted's own SSL listener does over TCP.
+itself, as Twisted's own SSL listener does over TCP; behind ``haproxy:`` (the PROXY
+protocol: the CPE's address from the load balancer in front) each worker reads the header
+itself, through Twisted's ``proxyEndpoint`` over the inherited socket.
 """
 
 from __future__ import annotations
@@ -32,12 +34,13 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.logger import Logger
+from twisted.protocols.haproxy import proxyEndpoint
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from acs.clock import Reactor
 from acs.config import Config, ConfigError
-from acs.listen import with_backlog
+from acs.listen import behind_proxy, with_backlog
 
 log = Logger(namespace="acs.workers")
 
@@ -89,7 +92,9 @@ def inherited_endpoints(
         name, _, fd = item.partition("=")
         if name not in SHARED or not fd.isdigit():
             raise ConfigError(f"--worker-sockets: bad item {item!r}")
-        endpoint = InheritedEndpoint(reactor, int(fd), _tls(reactor, name, config))
+        endpoint: Any = InheritedEndpoint(reactor, int(fd), _tls(reactor, name, config))
+        if behind_proxy(getattr(config, name).listen)[0]:
+            endpoint = proxyEndpoint(endpoint)
         endpoints[name] = cast(IStreamServerEndpoint, endpoint)
     if set(endpoints) != set(SHARED):
         raise ConfigError("--worker-sockets must name cwmp, api and files")
@@ -97,13 +102,15 @@ def inherited_endpoints(
 
 
 def _endpoint(reactor: Reactor, name: str, config: Config) -> tuple[str, Any]:
-    """(the listener's kind, its endpoint) from ``config``; ConfigError for a kind that
-    cannot be shared or a string Twisted refuses."""
-    description = getattr(config, name).listen
+    """(the listener's kind, its endpoint: behind ``haproxy:``, the inner one, which the
+    supervisor binds) from ``config``; ConfigError for a kind that cannot be shared or a
+    string Twisted refuses."""
+    description = behind_proxy(getattr(config, name).listen)[1]
     kind = description.split(":", 1)[0].strip().lower()
     if kind not in SHAREABLE:
         raise ConfigError(
-            f"[{name}] listen {description!r}: --workers shares TCP and SSL listeners only"
+            f"[{name}] listen {description!r}: --workers shares TCP and SSL listeners "
+            "(also behind haproxy:) only"
         )
     try:
         return kind, serverFromString(reactor, with_backlog(description))

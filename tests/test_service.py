@@ -23,7 +23,7 @@ from twisted.web.server import Site
 import acs
 from acs.authguard import AuthThrottle
 from acs.config import ApiConfig, Config, ConfigError, CwmpConfig, FilesConfig, StorageConfig
-from acs.listen import LISTEN_BACKLOG, with_backlog
+from acs.listen import LISTEN_BACKLOG, is_tls, with_backlog
 from acs.metrics import Metrics
 from acs.service import Appliance, build_service
 from acs.store import Store
@@ -254,6 +254,10 @@ def test_with_backlog_adds_one_only_to_tcp_and_ssl_strings_without_it() -> None:
     assert with_backlog("tcp6:7547:interface=\\:\\:1", 8) == "tcp6:7547:interface=\\:\\:1:backlog=8"
     assert with_backlog("tcp:7547:backlog=10", 4096) == "tcp:7547:backlog=10"
     assert with_backlog("tcp:7547: backlog = 10", 4096) == "tcp:7547: backlog = 10"
+    # Behind the PROXY protocol, the inner TCP/SSL listener gets it.
+    assert with_backlog("haproxy:tcp:7547", 7) == "haproxy:tcp:7547:backlog=7"
+    assert with_backlog("HAProxy:ssl:7547:backlog=3", 7) == "HAProxy:ssl:7547:backlog=3"
+    assert is_tls("haproxy:ssl:7547") and is_tls("SSL:1") and not is_tls("haproxy:tcp:1")
     # Not TCP/SSL, or no port: left for the endpoint parser to accept or refuse.
     assert with_backlog("unix:/run/acs.sock", 4096) == "unix:/run/acs.sock"
     assert with_backlog("nonsense", 4096) == "nonsense"
