@@ -642,12 +642,13 @@ class CwmpResource(Resource):
         # The response must be for this request, not one captured elsewhere.
         if not digest_uri_matches(params.get("uri", ""), request):
             return "bad"
-        issued = self._nonce_signer.issued(params.get("nonce", ""))
-        if issued is None:
+        checked = self._nonce_signer.check(params.get("nonce", ""))
+        if checked is None:
             return "bad"
+        issued, issuer = checked
         if not self._nonce_signer.fresh(issued, now):
             return "stale"
-        if self._nonce_signer.issuer(params["nonce"]) != self.node_id:
+        if issuer != self.node_id:
             # Another node's (one that stopped, or when none forwards): only it knows
             # whether it was used. A challenge of this node's own instead.
             return "stale"

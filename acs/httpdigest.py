@@ -126,29 +126,32 @@ class NonceSigner:
         stamp = f"{int(now):x}-{self._issuer:x}-{secrets.token_hex(4)}"
         return f"{stamp}-{self._mac(stamp)}"
 
-    def issued(self, nonce: str) -> float | None:
-        """When one of our nonces was issued; None for a forged or garbled one."""
+    def check(self, nonce: str) -> tuple[float, int | None] | None:
+        """(when, by which issuer) one of our nonces was made, from one HMAC check; None
+        for a forged or garbled one. The issuer is None in a nonce of the older
+        ``<time>-<random>-<HMAC>`` form, which names none."""
         stamp, sep, mac = nonce.rpartition("-")
         if not sep or len(stamp) > 32 or not stamp.isascii():
             return None
         if not hmac.compare_digest(mac.encode(), self._mac(stamp).encode()):
             return None
+        fields = stamp.split("-")
         try:
-            return float(int(stamp.partition("-")[0], 16))
+            issued = float(int(fields[0], 16))
+            issuer = int(fields[1], 16) if len(fields) == 3 and 0 < len(fields[1]) <= 8 else None
         except ValueError:
             return None
+        return issued, issuer
+
+    def issued(self, nonce: str) -> float | None:
+        """When one of our nonces was issued; None for a forged or garbled one."""
+        checked = self.check(nonce)
+        return None if checked is None else checked[0]
 
     def issuer(self, nonce: str) -> int | None:
         """The issuer one of our nonces names; None for a forged or garbled one."""
-        if self.issued(nonce) is None:
-            return None
-        fields = nonce.split("-")
-        if len(fields) != 4 or not fields[1] or len(fields[1]) > 8:
-            return None
-        try:
-            return int(fields[1], 16)
-        except ValueError:
-            return None
+        checked = self.check(nonce)
+        return None if checked is None else checked[1]
 
     def fresh(self, issued: float, now: float) -> bool:
         """Within its lifetime (a minute of clock skew tolerated the other way)."""
