@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
+from procharness import fixed_port
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
@@ -57,25 +58,6 @@ def loopback_config(
     )
 
 
-async def free_port() -> int:
-    """A loopback port for the file server, whose public URL must name it in the config."""
-    port = reactor.listenTCP(0, _NoFactory(), interface="127.0.0.1")
-    number = int(port.getHost().port)
-    await port.stopListening()
-    return number
-
-
-class _NoFactory:
-    """The least a listenTCP needs; nothing ever connects before it stops listening."""
-
-    def doStart(self) -> None: ...
-
-    def doStop(self) -> None: ...
-
-    def buildProtocol(self, addr: object) -> None:
-        return None
-
-
 async def bounded(d: defer.Deferred[Any], timeout: float = WAIT) -> Any:
     d.addTimeout(timeout, reactor)
     return await d
@@ -107,7 +89,7 @@ class ApplianceWithFleet(unittest.TestCase):
     COUNT = 20
 
     async def start_appliance(self, tmp: Path, **config: Any) -> None:
-        config.setdefault("files_port", await free_port())  # the file server's URLs name it
+        config.setdefault("files_port", fixed_port())  # the file server's URLs name it
         self.appliance = Appliance(loopback_config(tmp, **config), reactor)
         self.conformance = check_cwmp_conformance(self.appliance, self)
         self.appliance.service.startService()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from e2eharness import ApplianceWithFleet, check_cwmp_conformance, free_port, loopback_config
+from e2eharness import ApplianceWithFleet, check_cwmp_conformance, loopback_config
+from procharness import fixed_port
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
@@ -27,7 +28,7 @@ class CampaignEndToEnd(ApplianceWithFleet):
     COUNT = 200
 
     async def _setup(self, tmp: Any) -> dict[str, Any]:
-        self.files_port = await free_port()
+        self.files_port = fixed_port()
         await self.start_appliance(tmp, files_port=self.files_port)
         await self.start_fleet(model="tr181", start_spread=4.0)
         for cpe in self.fleet.cpes[::10]:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from e2eharness import bounded, check_cwmp_conformance, free_port
+from e2eharness import bounded, check_cwmp_conformance
+from procharness import fixed_port
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
@@ -58,7 +59,7 @@ class TransferEndToEnd(unittest.TestCase):
     async def _start(self) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="acs-e2e-fw-"))
         self.addCleanup(shutil.rmtree, tmp, ignore_errors=True)
-        files_port = await free_port()
+        files_port = fixed_port()
         config = Config(
             storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "files")),
             cwmp=CwmpConfig(listen=LOOPBACK, connection_request_timeout=1),

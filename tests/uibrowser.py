@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procharness import Output, listening, running, sessions_done, write_config
+from procharness import Output, fixed_port, listening, running, sessions_done, write_config
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
@@ -66,14 +65,6 @@ def _require_browser() -> None:
         pytest.skip(reason)
 
 
-def _free_port() -> int:
-    # The files listener's port must be known before start: firmware URLs name it.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @dataclass
 class Stack:
     """The appliance under test, and its fleet once a test asks for it."""
@@ -103,7 +94,7 @@ class Stack:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     _require_browser()
     tmp = tmp_path_factory.mktemp("ui")
-    config = write_config(tmp, ports={"files": _free_port()})
+    config = write_config(tmp, ports={"files": fixed_port()})
     for name, password in USERS.items():
         argv = [str(BIN / "acs"), "user", "create", name, "--role", name]
         subprocess.run(
