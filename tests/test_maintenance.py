@@ -58,7 +58,7 @@ class Job:
         """One run of the job, as the reactor would make it."""
         self.clock.advance(INTERVAL)
 
-    def count(self, table: str, where: str = "1", params: tuple[Any, ...] = ()) -> int:
+    def count(self, table: str, where: str = "TRUE", params: tuple[Any, ...] = ()) -> int:
         return int(
             self.store.db.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[
                 0

@@ -270,7 +270,8 @@ class Audit(Database):
         with self.transaction():
             cur = self._conn.execute(
                 f"DELETE FROM {table} WHERE id IN (SELECT id FROM"
-                f" (SELECT id, {column} AS t FROM {table} ORDER BY id LIMIT ?) WHERE t < ?)",
+                f" (SELECT id, {column} AS t FROM {table} ORDER BY id LIMIT ?) AS oldest"
+                " WHERE t < ?)",
                 (limit, before_f),
             )
         return cur.rowcount

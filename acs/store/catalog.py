@@ -418,7 +418,7 @@ class Catalog(Database):
         params: list[Any] = []
         if organization_ids is not None:
             ids = list(organization_ids)
-            scoped = f"organization_id IN ({', '.join('?' for _ in ids)})" if ids else "0"
+            scoped = f"organization_id IN ({', '.join('?' for _ in ids)})" if ids else "FALSE"
             if include_shared:
                 scoped = f"({scoped} OR organization_id IS NULL)"
             clauses.append(scoped)

@@ -60,9 +60,9 @@ class Settings(Database):
                 INSERT INTO parameters (device_id, path, value, type, writable, updated)
                 VALUES (?, ?, ?, ?, ?, ?)
                 ON CONFLICT (device_id, path) DO UPDATE SET
-                    value = coalesce(excluded.value, value),
-                    type = coalesce(excluded.type, type),
-                    writable = coalesce(excluded.writable, writable),
+                    value = coalesce(excluded.value, parameters.value),
+                    type = coalesce(excluded.type, parameters.type),
+                    writable = coalesce(excluded.writable, parameters.writable),
                     updated = excluded.updated
                 """,
                 batch,

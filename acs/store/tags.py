@@ -98,12 +98,12 @@ class Tags(Database):
         wanted = _clean(tags)
         now_f = epoch("now", now)
         clauses, params = device_clauses(filters)
-        where = " AND ".join(clauses) if clauses else "1"
+        where = " AND ".join(clauses) if clauses else "TRUE"
         selected = f"SELECT id FROM devices WHERE {where}"
         changed: set[int] = set()
         full = 0
         with self.transaction():
-            matched = int(self._scalar(f"SELECT count(*) FROM ({selected})", params))
+            matched = int(self._scalar(f"SELECT count(*) FROM ({selected}) AS selected", params))
             for tag in wanted:
                 if remove:
                     hit = f"id IN (SELECT device_id FROM device_tags WHERE tag = ?) AND {where}"
