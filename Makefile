@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow test-dist dist lint clean bench bench-quick fuzz screenshots
+.PHONY: run test test-pg test-slow test-dist dist lint clean bench bench-quick fuzz screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The suite again on the PostgreSQL engine: tests/conftest.py starts a throwaway server
+# (Debian's postgresql package, tests/pgserver.py) and gives every test its own database.
+test-pg: $(STAMP)
+	ACS_TEST_ENGINE=postgresql $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow

@@ -25,7 +25,16 @@ from typing import Any, NoReturn, TextIO
 from acs.accounts import MAX_PASSWORD, Passwords, name_problem, password_problem
 from acs.clock import Reactor
 from acs.config import APPLIANCE_CONFIG, APPLIANCE_STATE, Config, ConfigError, load_config
-from acs.store import Conflict, Store, StoreError, backup_file, file_nodes, file_schema_version
+from acs.store import (
+    Conflict,
+    Store,
+    StoreError,
+    backup_file,
+    file_nodes,
+    file_schema_version,
+    is_postgresql,
+    redacted,
+)
 from acs.version import describe
 from api.base import ApiError, Principal
 from api.device_csv import MAX_IMPORT_BYTES, ImportRefused, import_devices
@@ -101,6 +110,14 @@ def _build_parser() -> argparse.ArgumentParser:
         "backup", parents=[config_opt], help="copy it, consistent, while the appliance runs"
     )
     backup.add_argument("target", metavar="FILE", help="the copy to write (must not exist)")
+    migrate_to = db_commands.add_parser(
+        "migrate-to",
+        parents=[config_opt],
+        help="copy it into an empty PostgreSQL database (stop the appliance first)",
+    )
+    migrate_to.add_argument(
+        "target", metavar="URL", help="postgresql://user@host/database (or a libpq URL)"
+    )
     install = commands.add_parser(
         "install",
         help="install this executable as the systemd service acs (user, unit, config)",
@@ -278,9 +295,16 @@ def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     from acs.store.migrations import MIGRATIONS
 
     path = config.storage.database
+    if is_postgresql(path):
+        raise _UsageError(
+            f"acs db {args.db_command} reads an SQLite file; {redacted(path)} is PostgreSQL "
+            "(use its own tools: pg_dump, psql)"
+        )
     if not os.path.isfile(path):
         raise _UsageError(f"no database at {path}")
     try:
+        if args.db_command == "migrate-to":
+            return _migrate_to(path, args.target, out)
         if args.db_command == "backup":
             size = backup_file(path, args.target)
             print(f"backed up to {args.target} ({size} bytes)", file=out)
@@ -321,6 +345,18 @@ def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _migrate_to(path: str, url: str, out: TextIO) -> int:
+    if not is_postgresql(url):
+        raise _UsageError(f"migrate-to takes a postgresql:// URL, not {url!r}")
+    from acs.store.postgres import copy_from_sqlite
+
+    counts = copy_from_sqlite(path, url)
+    for table, n in counts.items():
+        print(f"{table}: {n}", file=out)
+    print(f"copied {path} to {redacted(url)}: set [storage] database to that URL", file=out)
+    return 0
+
+
 # -- tokens -----------------------------------------------------------------------------------
 
 
@@ -329,7 +365,9 @@ def _open_store(config: Config) -> Store:
     try:
         return Store.open(config.storage.database)
     except Exception as exc:
-        raise ConfigError(f"[storage] cannot open {config.storage.database!r}: {exc}") from exc
+        raise ConfigError(
+            f"[storage] cannot open {redacted(config.storage.database)!r}: {exc}"
+        ) from exc
 
 
 def _now() -> float:

@@ -54,7 +54,7 @@ from acs.metrics import ApplianceCollector, Metrics
 from acs.periodic import node_gone, node_name
 from acs.scheduler import Scheduler
 from acs.series import SeriesSampler
-from acs.store import Store
+from acs.store import Store, is_postgresql, redacted
 from acs.tasks import TaskEngine, TransferWatch
 from acs.webhooks import WebhookDelivery
 from api.app import make_app
@@ -167,10 +167,13 @@ def open_store(config: Config) -> Store:
         # Firmware images and configuration backups (which carry CPE secrets): owner-only.
         Path(config.storage.files).mkdir(mode=0o700, parents=True, exist_ok=True)
         Path(config.storage.files).chmod(0o700)
-        Path(config.storage.database).parent.mkdir(parents=True, exist_ok=True)
+        if not is_postgresql(config.storage.database):
+            Path(config.storage.database).parent.mkdir(parents=True, exist_ok=True)
         return Store.open(config.storage.database)
     except Exception as exc:
-        raise ConfigError(f"[storage] cannot open {config.storage.database!r}: {exc}") from exc
+        raise ConfigError(
+            f"[storage] cannot open {redacted(config.storage.database)!r}: {exc}"
+        ) from exc
 
 
 class Appliance:

@@ -19,6 +19,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO
 
+from pgserver import database_setting
+
 
 class Output:
     """Drains one pipe of a subprocess on a thread, so the process never blocks on a full
@@ -154,7 +156,7 @@ def write_config(tmp: Path, *, cwmp: str = "", ports: dict[str, int] | None = No
     path.write_text(
         f"""
 [storage]
-database = "{tmp / "acs.db"}"
+database = "{database_setting(tmp / "acs.db")}"
 files = "{tmp / "files"}"
 
 [cwmp]

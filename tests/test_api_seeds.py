@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pgserver
 import pytest
 from apiharness import T0, ApiHarness, Reply
 from vendored import seed
@@ -261,6 +262,8 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 @pytest.fixture
 def seeded(tmp_path: Path, template: tuple[Path, str]) -> Iterator[Seeded]:
     path, token = template
+    if pgserver.ACTIVE is not None:
+        pgserver.ACTIVE.copy_file(path, tmp_path / "acs.db")
     for suffix in ("", "-wal", "-shm"):
         source = path.with_name(path.name + suffix)
         if source.exists():

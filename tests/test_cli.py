@@ -141,6 +141,7 @@ def test_token_revoke_of_unknown_or_malformed_id_is_exit_2(
     assert token_id in capsys.readouterr().err
 
 
+@pytest.mark.sqlite_only
 def test_acs_config_environment_variable_is_used(
     config: Path,
     tmp_path: Path,

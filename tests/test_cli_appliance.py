@@ -95,6 +95,7 @@ def test_sim_is_the_simulators_command_line(capsys: pytest.CaptureFixture[str]) 
 # --- acs db --------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_db_status_reports_the_schema_read_only(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -111,6 +112,7 @@ def test_db_status_reports_the_schema_read_only(
     assert (tmp_path / "acs.db").read_bytes() == before
 
 
+@pytest.mark.sqlite_only
 def test_db_status_lists_the_nodes_and_the_sessions_each_runs(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -133,6 +135,7 @@ def test_db_status_lists_the_nodes_and_the_sessions_each_runs(
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", n["started"]) for n in nodes)
 
 
+@pytest.mark.sqlite_only
 def test_db_status_of_a_newer_schema_says_what_to_do_and_exits_1(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -152,6 +155,7 @@ def test_db_status_of_a_newer_schema_says_what_to_do_and_exits_1(
     assert (tmp_path / "acs.db").read_bytes() == before
 
 
+@pytest.mark.sqlite_only
 def test_serve_refuses_a_database_others_can_read(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -177,6 +181,7 @@ def test_db_commands_refuse_what_is_no_acs_database(
     assert "acs:" in capsys.readouterr().err
 
 
+@pytest.mark.sqlite_only
 def test_db_backup_is_a_consistent_owner_only_copy_that_never_overwrites(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -223,6 +228,7 @@ def test_appliance_mode_puts_storage_under_var_lib_acs_unless_configured(
     assert load_config(config, appliance=True).storage.database == str(tmp_path / "acs.db")
 
 
+@pytest.mark.sqlite_only
 def test_commands_take_appliance_mode(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -249,6 +249,7 @@ def test_the_store_refuses_unknown_counters_and_clamps_negatives() -> None:
     assert store.series_samples(T0 + 1) == []
 
 
+@pytest.mark.sqlite_only
 def test_open_tasks_are_counted_through_their_partial_index() -> None:
     job = Job()
     plan = job.store.db.execute(

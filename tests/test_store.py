@@ -70,6 +70,7 @@ def actions(store: Store, device_id: int | None) -> list[str]:
 # --- lifecycle, migrations, transactions -----------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_open_creates_parent_dirs_and_turns_on_wal_and_foreign_keys(tmp_path: Path) -> None:
     path = tmp_path / "var" / "sub" / "acs.db"
     s = Store.open(path)
@@ -98,6 +99,7 @@ def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:
         s.close()
 
 
+@pytest.mark.sqlite_only
 def test_database_from_a_newer_program_is_refused_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "acs.db"
     Store.open(path).close()
@@ -109,6 +111,7 @@ def test_database_from_a_newer_program_is_refused_with_a_clear_error(tmp_path: P
         Store.open(path)
 
 
+@pytest.mark.sqlite_only
 def test_unopenable_database_gives_a_clear_error(tmp_path: Path) -> None:
     not_a_db = tmp_path / "junk.db"
     not_a_db.write_bytes(b"this is not an sqlite file" * 100)
@@ -235,7 +238,7 @@ def test_update_device_conflicts_on_serial_collision_but_not_with_itself(
 
 def test_serial_rules_hold_even_for_raw_sql(store: Store, org_id: int) -> None:
     make_device(store, org_id, "A")
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(store.IntegrityError):
         store.db.execute(
             "INSERT INTO devices (uuid, name, serial_number, serial_number_alt, organization_id,"
             " status_change, created, last_change) VALUES ('u', 'n', 'B', 'A', ?, 0, 0, 0)",
@@ -450,6 +453,7 @@ def test_batch_lookups_return_rows_of_the_given_ids_only(store: Store, org_id: i
     assert store.unconfirmed_settings_summary([]) == {}
 
 
+@pytest.mark.sqlite_only
 def test_device_list_indexes_exist_after_migration(store: Store) -> None:
     names = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert {"devices_by_status", "devices_by_status_change", "devices_list"} <= names
@@ -599,11 +603,13 @@ def query_plan(store: Store, call: Callable[[], object]) -> str:
     )
 
 
+@pytest.mark.sqlite_only
 def test_devices_due_down_query_uses_the_liveness_index(store: Store) -> None:
     plan = query_plan(store, lambda: store.devices_due_down(T0))
     assert "USING INDEX devices_liveness" in plan
 
 
+@pytest.mark.sqlite_only
 def test_tasks_coming_due_query_uses_the_scheduled_and_retry_indexes(store: Store) -> None:
     plan = query_plan(store, lambda: store.tasks_coming_due(after=T0, until=T0 + 5))
     assert "USING INDEX tasks_scheduled" in plan

@@ -26,6 +26,7 @@ def pair(tmp_path: Path) -> Iterator[tuple[Store, sqlite3.Connection]]:
     store.close()
 
 
+@pytest.mark.sqlite_only
 def test_a_transaction_waits_for_the_other_writer_in_short_pauses(
     pair: tuple[Store, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -50,6 +51,7 @@ def test_a_transaction_waits_for_the_other_writer_in_short_pauses(
     assert store.db.execute("PRAGMA busy_timeout").fetchone()[0] == store_db.BUSY_TIMEOUT_MS
 
 
+@pytest.mark.sqlite_only
 def test_pauses_grow_to_a_millisecond_and_stop_at_the_busy_timeout(
     pair: tuple[Store, sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -176,6 +176,7 @@ def test_tags_go_with_their_device(store: Store, fleet: dict[str, int]) -> None:
     }
 
 
+@pytest.mark.sqlite_only
 def test_the_migration_moves_record_tags_into_their_table(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     path.touch(mode=0o600)

@@ -29,21 +29,23 @@ checkpoints, the file-level schema check and online backup of `acs db`, and the 
 helpers (`_one`/`_scalar`/`_all`, `_page` for count + page reads, `_delete_unless_used`,
 `_insert_history`). Engine-neutral pieces sit beside them:
 `checks` (argument validation every engine must do alike), `models` (the dataclasses
-handed out), `errors`, `health`. `codec` turns SQLite rows into those dataclasses and
+handed out), `errors`, `health`. `codec` turns rows into those dataclasses and
 `migrations` holds the SQLite schema.
 
-A second engine (PostgreSQL) is one more module per aggregate plus its own `Database`:
-say `acs/store/postgres/` with a `db.py` (the driver's connection, transactions, its
-error codes mapped onto `Conflict`/`NotFound` and `StorageHealth`), its schema, and
-`devices.py` ... `audit.py` whose mixins keep the same method signatures over its own SQL,
-calling `checks` for validation; a `PostgresStore` lists them the way `Store` does below,
-and the service opens one or the other from the configuration. Callers do not change.
+The PostgreSQL engine (`postgres`, ``database = "postgresql://..."``) keeps every
+aggregate's SQL as it is: `Store.open` of a URL gives a subclass of `Store` whose
+`postgres.PgEngine` replaces the SQLite-only parts of `Database` (write lock, probe,
+checkpoint), over a connection that translates each statement once (`postgres.translate`:
+the few SQLite-only constructs, listed there) and binds ``?`` parameters. Its schema is
+`pgschema` (migration 19 written for PostgreSQL, and a delta per later migration). A new
+statement in an aggregate that uses an SQLite-only construct fails on `make test-pg`
+until `postgres.REWRITES` or the statement itself is made to work on both.
 """
 
 from acs.store.audit import Audit
 from acs.store.campaigns import Campaigns
 from acs.store.catalog import Catalog
-from acs.store.db import backup_file, file_schema_version
+from acs.store.db import backup_file, file_schema_version, is_postgresql, redacted
 from acs.store.devices import Devices
 from acs.store.errors import Conflict, NotFound, SchemaError, StoreError
 from acs.store.files import Files
@@ -150,4 +152,6 @@ __all__ = [
     "backup_file",
     "file_nodes",
     "file_schema_version",
+    "is_postgresql",
+    "redacted",
 ]

@@ -1,4 +1,5 @@
-"""The SQLite engine under every aggregate of the store: the connection and its PRAGMAs (WAL,
+"""The SQLite engine under every aggregate of the store (acs.store.postgres puts the same
+aggregates on PostgreSQL): the connection and its PRAGMAs (WAL,
 foreign keys), transactions and their lock, full-storage detection for `StorageHealth`, WAL
 checkpoints, and the shared helpers the aggregate modules build on.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import stat
 import threading
@@ -66,6 +68,16 @@ def _owner_only(target: str) -> None:
             f"owner's alone (chmod 600 {target}) and change the secrets it holds if others "
             "may have read it"
         )
+
+
+def is_postgresql(target: str | Path) -> bool:
+    """Whether ``[storage] database`` names a PostgreSQL database (a URL), not a file."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def redacted(target: str | Path) -> str:
+    """``target`` fit for logs and messages: a URL's password replaced by ***."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", str(target))
 
 
 def _locked(exc: sqlite3.OperationalError) -> bool:
@@ -124,6 +136,11 @@ def backup_file(path: str, target: str) -> int:
 class Database:
     """Synchronous access to the appliance's SQLite file (see the module docstring)."""
 
+    # The driver's exceptions for a refused constraint and for any database error; the
+    # PostgreSQL engine (acs.store.postgres) has psycopg's.
+    IntegrityError: type[Exception] = sqlite3.IntegrityError
+    Error: type[Exception] = sqlite3.Error
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         # The connection itself, for inspection by tests and tools (`store.db.execute(...)`);
@@ -141,8 +158,13 @@ class Database:
 
     @classmethod
     def open(cls, path: str | Path) -> Self:
-        """Open (creating if needed) the database at `path` and migrate it."""
+        """Open (creating if needed) the database at `path` and migrate it; a
+        ``postgresql://`` URL opens that PostgreSQL database (`acs.store.postgres`)."""
         target = str(path)
+        if is_postgresql(target):
+            from acs.store import postgres
+
+            return postgres.engine_class(cls)(postgres.connect(target))  # type: ignore[arg-type]
         try:
             if target != ":memory:":
                 Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -276,7 +298,7 @@ class Database:
                 finally:
                     if self._conn.in_transaction:
                         self._conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
+            except self.Error as exc:
                 if is_storage_full(exc):
                     return False
                 raise

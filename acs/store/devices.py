@@ -7,7 +7,6 @@ of indexed statements each: they run thousands of times a second on large fleets
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -54,13 +53,13 @@ def device_clauses(filters: DeviceFilter | None) -> tuple[list[str], list[Any]]:
     if filters.organization_ids is not None:
         orgs = list(filters.organization_ids)
         if not orgs:
-            return ["0"], []
+            return ["FALSE"], []
         clauses.append(f"organization_id IN ({', '.join('?' for _ in orgs)})")
         params += orgs
     if filters.ids is not None:
         ids = list(dict.fromkeys(filters.ids))
         if not ids:
-            return ["0"], []
+            return ["FALSE"], []
         clauses.append(f"devices.id IN ({', '.join('?' for _ in ids)})")
         params += ids
     if filters.type_id is not None:
@@ -278,7 +277,7 @@ class Devices(Database):
             # of a whole boot storm must not pay it for every new CPE).
             try:
                 row = self._insert("devices", ", ".join(values), list(values.values()))
-            except sqlite3.IntegrityError as exc:
+            except self.IntegrityError as exc:
                 self._check_serials(values["serial_number"], values.get("serial_number_alt"), None)
                 raise Conflict(f"device conflicts with an existing one: {exc}") from exc
             created = codec.device(row)
@@ -492,7 +491,7 @@ class Devices(Database):
                     f"UPDATE devices SET {', '.join(assignments)} WHERE id = ?",
                     [*changes.values(), now_f, device_id],
                 )
-            except sqlite3.IntegrityError as exc:
+            except self.IntegrityError as exc:
                 raise Conflict(f"device update conflicts with an existing one: {exc}") from exc
             if changes:
                 self._insert_history(
@@ -752,7 +751,7 @@ class Devices(Database):
                         f"VALUES ({', '.join('?' for _ in columns)})",
                         params,
                     )
-            except sqlite3.IntegrityError as exc:
+            except self.IntegrityError as exc:
                 raise Conflict(f"a seeded device conflicts with an existing one: {exc}") from exc
             self._insert_history(None, "bulk_seeded", {"count": len(batch)}, now_f, actor)
         return len(batch)

@@ -37,6 +37,9 @@ def is_storage_full(exc: BaseException | None) -> bool:
             code = getattr(exc, "sqlite_errorcode", None)
             if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
                 return True
+        # PostgreSQL's disk_full (psycopg.errors.DiskFull), without importing the driver.
+        if getattr(exc, "sqlstate", None) == "53100":
+            return True
         if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
             return True
         exc = (

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import metricscheck
+import psycopg
 import pytest
 from apiharness import T0, ApiHarness
 from cwmpharness import make_inform, wire
@@ -36,6 +37,7 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+@pytest.mark.sqlite_only
 def test_database_wal_and_files_directory_are_owner_only(tmp_path: Path) -> None:
     db, files = tmp_path / "var" / "acs.db", tmp_path / "var" / "files"
     store = open_store(Config(storage=StorageConfig(database=str(db), files=str(files))))
@@ -48,6 +50,7 @@ def test_database_wal_and_files_directory_are_owner_only(tmp_path: Path) -> None
         store.close()
 
 
+@pytest.mark.sqlite_only
 def test_an_existing_database_others_can_read_is_refused_untouched(tmp_path: Path) -> None:
     db, files = tmp_path / "acs.db", tmp_path / "files"
     config = Config(storage=StorageConfig(database=str(db), files=str(files)))
@@ -61,6 +64,7 @@ def test_an_existing_database_others_can_read_is_refused_untouched(tmp_path: Pat
     open_store(config).close()  # once the owner's alone, it opens
 
 
+@pytest.mark.sqlite_only
 def test_a_new_database_and_files_directory_are_owner_only(tmp_path: Path) -> None:
     db, files = tmp_path / "acs.db", tmp_path / "files"
     files.mkdir(mode=0o755)
@@ -125,6 +129,7 @@ def new_device(harness: ApiHarness, token: str, serial: str) -> Any:
     return harness.call("POST", DEVICES, token=token, json_body=body)
 
 
+@pytest.mark.sqlite_only
 def test_a_full_database_is_503_and_loses_nothing_and_healthz_recovers(
     harness: ApiHarness,
 ) -> None:
@@ -166,6 +171,7 @@ def test_a_full_database_is_503_and_loses_nothing_and_healthz_recovers(
     harness.appliance.maintenance.stopService()
 
 
+@pytest.mark.sqlite_only
 def test_a_successful_write_clears_the_full_state_without_waiting_for_the_probe(
     harness: ApiHarness,
 ) -> None:
@@ -178,6 +184,7 @@ def test_a_successful_write_clears_the_full_state_without_waiting_for_the_probe(
     assert harness.call("GET", "/healthz").json["status"] == "ok"
 
 
+@pytest.mark.sqlite_only
 def test_retention_frees_a_full_database_and_healthz_recovers_by_itself(
     harness: ApiHarness,
 ) -> None:
@@ -192,6 +199,7 @@ def test_retention_frees_a_full_database_and_healthz_recovers_by_itself(
     harness.appliance.maintenance.stopService()
 
 
+@pytest.mark.sqlite_only
 def test_a_full_database_answers_cwmp_503_with_retry_after_and_stores_nothing(
     harness: ApiHarness,
 ) -> None:
@@ -284,6 +292,7 @@ def test_a_full_files_directory_refuses_a_cpe_backup_with_503_and_retry_after(
     assert harness.call("GET", "/healthz").json["storage"] == "ok"
 
 
+@pytest.mark.sqlite_only
 def test_the_wal_is_cut_back_after_the_maintenance_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -322,6 +331,9 @@ def test_the_wal_is_cut_back_after_the_maintenance_checkpoint(
         (OSError(errno.EIO, "Input/output error"), False),
         (sqlite3.OperationalError("database is locked"), False),
         (ValueError("x"), False),
+        # PostgreSQL's disk_full, and another of its errors
+        (psycopg.errors.DiskFull("could not extend file"), True),
+        (psycopg.errors.UniqueViolation("duplicate key"), False),
     ],
 )
 def test_is_storage_full_tells_full_storage_from_other_errors(
@@ -345,6 +357,7 @@ def test_is_storage_full_tells_full_storage_from_other_errors(
         assert is_storage_full(outer) is full
 
 
+@pytest.mark.sqlite_only
 def test_a_transfer_complete_refused_for_full_storage_is_not_acknowledged(
     harness: ApiHarness,
 ) -> None:

@@ -1,0 +1,549 @@
+"""The PostgreSQL engine: ``[storage] database = "postgresql://user@host/db"``.
+
+The aggregates keep their SQL, written for SQLite; this module runs it on PostgreSQL:
+
+- `PgConnection` gives a psycopg 3 connection the part of the ``sqlite3.Connection``
+  interface the store uses (``execute``/``executemany`` with ``?`` parameters, rows by
+  index and by name, ``total_changes``, ``in_transaction``). Parameters are bound on the
+  client (``psycopg.ClientCursor``): SQLite's untyped parameters become literals whose type
+  PostgreSQL infers from where they stand, as SQLite's do. Booleans are sent as 0/1, what
+  SQLite stores. Inside a transaction each write runs in a savepoint, so a failing
+  statement (a unique index refusing a row) undoes only itself, as in SQLite, and the
+  caller may go on in the same transaction.
+- `translate` rewrites each statement once (cached): the few SQLite-only constructs,
+  listed in ``REWRITES`` and ``_PATTERNS``, become their PostgreSQL equivalents (JSON
+  functions, ``IS ?``, ``INSERT OR IGNORE``, scalar ``max``, index hints), and parameters
+  become psycopg's (``?NNN`` by position).
+- `PgEngine` replaces what `Database` does with SQLite itself: the write lock (one
+  transaction-scoped advisory lock: writers queue as they do on SQLite, across every node),
+  the schema (`acs.store.pgschema`), the storage probe, checkpoints (PostgreSQL's own).
+
+Used from the reactor thread, synchronously, like the SQLite engine: each statement is a
+round trip to the server. Features used: plain SQL, identity columns, a stored generated
+column, partial indexes, one plpgsql trigger function, advisory locks, jsonb operators.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
+
+from acs.store.db import Database, redacted
+from acs.store.errors import SchemaError, StoreError
+from acs.store.migrations import MIGRATIONS
+from acs.store.pgschema import BASE, BASE_VERSION, DELTAS
+from acs.store.series import _BUCKETED, _GAUGES
+
+try:
+    import psycopg
+    from psycopg.adapt import Dumper
+    from psycopg.pq import TransactionStatus
+except ImportError:  # pragma: no cover - exercised only where psycopg is not installed
+    psycopg = None  # type: ignore[assignment]
+
+D = TypeVar("D", bound=Database)
+
+# pg_advisory_xact_lock key of the store's write lock ("acsw" in ASCII).
+WRITE_LOCK_KEY = 0x61637377
+# pg_advisory_xact_lock key held while the schema is created or migrated ("acsm").
+MIGRATE_LOCK_KEY = 0x6163736D
+
+
+def _pg_bucketed() -> str:
+    """series: SQLite takes the gauges from the row holding max(at); PostgreSQL names it."""
+    return ", ".join(
+        f"(array_agg({c} ORDER BY at DESC, id DESC))[1] AS {c}" if c in _GAUGES else c
+        for c in _BUCKETED.split(", ")
+    )
+
+
+def _json_value(expr: str) -> str:
+    """A jsonb value as SQLite's json_each gives j.value: the scalar's text, else the JSON."""
+    return (
+        f"CASE jsonb_typeof({expr}) WHEN 'object' THEN ({expr})::text"
+        f" WHEN 'array' THEN ({expr})::text ELSE {expr} #>> '{{}}' END"
+    )
+
+
+_JSON_TYPE = (
+    "CASE jsonb_typeof(j.v) WHEN 'string' THEN 'text' WHEN 'boolean' THEN (j.v)::text"
+    " WHEN 'number' THEN CASE WHEN (j.v)::text ~ '^-?[0-9]+$' THEN 'integer' ELSE 'real' END"
+    " ELSE jsonb_typeof(j.v) END"
+)
+
+# (SQLite text, PostgreSQL text): exact fragments of the store's statements. Each must still
+# occur in acs/store (tests/test_postgres_translate.py checks), so one edited on one side
+# only fails a test instead of silently reaching PostgreSQL untranslated.
+REWRITES: tuple[tuple[str, str], ...] = (
+    # tasks.inform_work, firmware_version_checks, retention
+    (
+        "json_extract(result, '$.version_check') = 'pending'",
+        "(result::jsonb ->> 'version_check') = 'pending'",
+    ),
+    (
+        "json_each(t.default_settings) WHERE v.id = ?1",
+        "jsonb_each(t.default_settings::jsonb) WHERE v.id = ?1",
+    ),
+    ("WHERE d.id = ?1 AND d.provisioned", "WHERE d.id = ?1 AND d.provisioned <> 0"),
+    (
+        "CAST(p.value AS INTEGER) IS NOT d.update_frequency",
+        "(CASE WHEN p.value ~ '^ *[-+]?[0-9]{1,18} *$' THEN CAST(p.value AS BIGINT) END)"
+        " IS DISTINCT FROM d.update_frequency",
+    ),
+    (
+        "json_each(t.default_settings) j   WHERE t.id = d.type_id",
+        "jsonb_each(t.default_settings::jsonb) j   WHERE t.id = d.type_id",
+    ),
+    # tasks.transfers_overdue
+    (
+        "coalesce(json_extract(args, '$.delay_seconds'),"
+        " json_extract(args, '$.time_windows[#-1].window_end'), 0)",
+        "coalesce((args::jsonb ->> 'delay_seconds')::float8,"
+        " (args::jsonb -> 'time_windows' -> -1 ->> 'window_end')::float8, 0)",
+    ),
+    # tasks.tasks_coming_due
+    (
+        "ORDER BY max(coalesce(scheduled_at, 0), coalesce(next_attempt_at, 0))",
+        "ORDER BY greatest(coalesce(scheduled_at, 0), coalesce(next_attempt_at, 0))",
+    ),
+    ("SELECT id FROM campaigns WHERE hold)", "SELECT id FROM campaigns WHERE hold <> 0)"),
+    # campaigns.set_state
+    (
+        "ELSE ?1 = 'paused' END",
+        "ELSE CASE WHEN ?1 = 'paused' THEN 1 ELSE 0 END END",
+    ),
+    # campaigns: a token's scope
+    (
+        "json_each(organization_ids) j WHERE j.value NOT IN (",
+        "jsonb_array_elements_text(organization_ids::jsonb) j(value)"
+        " WHERE j.value::bigint NOT IN (",
+    ),
+    # settings.effective_settings
+    (
+        "SELECT j.key, j.value, j.type, 'type', '', 1, 0.0"
+        " FROM devices v JOIN device_types t ON t.id = v.type_id,"
+        " json_each(t.default_settings) j",
+        f"SELECT j.key, {_json_value('j.v')}, {_JSON_TYPE}, 'type', '', 1, 0.0"
+        " FROM devices v JOIN device_types t ON t.id = v.type_id,"
+        " jsonb_each(t.default_settings::jsonb) j(key, v)",
+    ),
+    (
+        "j.type IN ('text', 'integer', 'real', 'true', 'false')",
+        "jsonb_typeof(j.v) IN ('string', 'number', 'boolean')",
+    ),
+    # settings.refused_settings
+    (
+        "json_extract(j.value, '$.fp') AS fp,"
+        " json_extract(j.value, '$.code') AS code, json_extract(j.value, '$.string') AS msg",
+        "j.value ->> 'fp' AS fp, (j.value ->> 'code')::bigint AS code, j.value ->> 'string' AS msg",
+    ),
+    ("json_each(t.result, '$.refused') j", "jsonb_each(t.result::jsonb -> 'refused') j"),
+    # files: images and files in use by open transfers
+    (
+        "json_extract(args, '$.firmware_image') = ?",
+        "(args::jsonb -> 'firmware_image') = to_jsonb(?::bigint)",
+    ),
+    ("json_extract(args, '$.file') = ?", "(args::jsonb -> 'file') = to_jsonb(?::bigint)"),
+    # tags: in the order they were added
+    ("WHERE device_id = ? ORDER BY rowid", "WHERE device_id = ? ORDER BY seq"),
+    ("ORDER BY device_id, rowid", "ORDER BY device_id, seq"),
+    # webhooks.advance
+    ("SET cursor = max(cursor, ?)", "SET cursor = greatest(cursor, ?)"),
+    # series: buckets
+    ("GROUP BY CAST(at / ? AS INTEGER)", "GROUP BY floor(at / ?)"),
+    (_BUCKETED, _pg_bucketed()),
+    # the storage probe
+    ("VALUES (zeroblob(?))", "VALUES (decode(repeat('00', ?), 'hex'))"),
+)
+
+_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\bIS NOT (\?\d*)"), r"IS DISTINCT FROM \1"),
+    (re.compile(r"\bIS (\?\d*)"), r"IS NOT DISTINCT FROM \1"),
+    (re.compile(r"\s+INDEXED BY \w+"), ""),
+    (re.compile(r"\binstr\("), "strpos("),
+)
+_OR_IGNORE = re.compile(r"\bINSERT OR IGNORE INTO\b")
+_RETURNING = re.compile(r"\sRETURNING\s")
+# A quoted string or identifier, or a parameter (?, ?NNN), or a %.
+_TOKENS = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?(\d*)|%")
+
+
+@functools.lru_cache(maxsize=4096)
+def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
+    """(PostgreSQL statement, positions of the caller's parameters for its %s in order, or
+    None when they are the caller's own order) for a statement of the store."""
+    for old, new in REWRITES:
+        if old in sql:
+            sql = sql.replace(old, new)
+    for pattern, new in _PATTERNS:
+        sql = pattern.sub(new, sql)
+    if _OR_IGNORE.search(sql):
+        sql = _OR_IGNORE.sub("INSERT INTO", sql)
+        found = _RETURNING.search(sql)
+        at = found.start() if found else len(sql)
+        sql = f"{sql[:at]} ON CONFLICT DO NOTHING{sql[at:]}"
+    order: list[int] = []
+    numbered = False
+    has_params = False
+    highest = 0  # SQLite numbers a bare ? one past the highest number so far
+
+    def token(match: re.Match[str]) -> str:
+        nonlocal numbered, has_params, highest
+        text = match.group(0)
+        if text == "%":
+            return "%%"
+        if text[0] != "?":
+            return text.replace("%", "%%")
+        has_params = True
+        if match.group(1):
+            numbered = True
+            number = int(match.group(1))
+        else:
+            number = highest + 1
+        highest = max(highest, number)
+        order.append(number - 1)
+        return "%s"
+
+    out = _TOKENS.sub(token, sql)
+    if not has_params:
+        return sql, None  # no placeholders: psycopg leaves % alone
+    return out, tuple(order) if numbered else None
+
+
+class PgRow(tuple[Any, ...]):
+    """A row by position and, like ``sqlite3.Row``, by column name; ``keys()``."""
+
+    _index: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if type(key) is str:
+            return tuple.__getitem__(self, self._index[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _row_factory(cursor: Any) -> Any:
+    if cursor.description is None:
+        return tuple
+    index: dict[str, int] = {}
+    for i, column in enumerate(cursor.description):
+        index.setdefault(column.name, i)
+    cls = type("Row", (PgRow,), {"_index": index})
+    return lambda values: tuple.__new__(cls, values)
+
+
+if psycopg is not None:
+
+    class _BoolDumper(Dumper):
+        """A bool as the untyped literal '1' or '0': PostgreSQL reads it as the integer
+        SQLite stores in an INTEGER column and as a boolean where one is wanted
+        (``CASE WHEN ?``), as SQLite does."""
+
+        def dump(self, obj: Any) -> bytes:
+            return b"1" if obj else b"0"
+
+        def quote(self, obj: Any) -> bytes:
+            return b"'1'" if obj else b"'0'"
+
+
+_WRITES = ("INSERT", "UPDATE", "DELETE")
+
+
+class PgConnection:
+    """The ``sqlite3.Connection`` subset of the store over a psycopg connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.raw = conn
+        self.total_changes = 0
+        self._savepoints = 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
+
+    def _statement(self, sql: str, params: Any) -> tuple[str, Any]:
+        text, order = translate(sql)
+        if params is None or (not params and "%s" not in text):
+            return text, None
+        if isinstance(params, dict):
+            raise StoreError("named parameters are not used by the store")
+        if order is not None:
+            params = [params[i] for i in order]
+        return text, params
+
+    def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
+        text, bound = self._statement(sql, params)
+        cur = self.raw.cursor()
+        with self._statement_savepoint(sql):
+            cur.execute(text, bound)
+        self._count(cur)
+        return cur
+
+    def executemany(self, sql: str, seq: Any) -> Any:
+        text, _ = translate(sql)
+        order = translate(sql)[1]
+        rows = [list(p) if order is None else [p[i] for i in order] for p in seq]
+        cur = self.raw.cursor()
+        if rows:
+            with self._statement_savepoint(sql):
+                cur.executemany(text, rows)
+            self._count(cur)
+        return cur
+
+    def _count(self, cur: Any) -> None:
+        status = cur.statusmessage or ""
+        if status.startswith(_WRITES) and cur.rowcount > 0:
+            self.total_changes += cur.rowcount
+
+    @contextlib.contextmanager
+    def _statement_savepoint(self, sql: str) -> Iterator[None]:
+        """SQLite undoes a failed statement alone; PostgreSQL aborts the transaction."""
+        if not self.in_transaction or not sql.lstrip()[:6].upper().startswith(_WRITES):
+            yield
+            return
+        self._savepoints += 1
+        name = f"st{self._savepoints}"
+        self.raw.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.raw.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            raise
+        finally:
+            self._savepoints -= 1
+        self.raw.execute(f"RELEASE SAVEPOINT {name}")
+
+    def cursor(self) -> Any:
+        raise StoreError("use execute()")
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def connect(url: str) -> PgConnection:
+    """A connection to the database at ``url``, its schema created or migrated."""
+    if psycopg is None:
+        raise StoreError(
+            f"cannot open database {url}: the PostgreSQL driver is not installed "
+            "(pip install 'psycopg[binary]', or the acs[postgresql] extra)"
+        )
+    try:
+        raw = psycopg.connect(
+            url, autocommit=True, cursor_factory=psycopg.ClientCursor, row_factory=_row_factory
+        )
+    except psycopg.Error as exc:
+        raise StoreError(f"cannot open database {redacted(url)}: {exc}") from None
+    raw.adapters.register_dumper(bool, _BoolDumper)
+    conn = PgConnection(raw)
+    try:
+        migrate(conn)
+    except BaseException:
+        raw.close()
+        raise
+    return conn
+
+
+def schema_version(conn: PgConnection) -> int:
+    row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(row[0])
+
+
+def migrate(conn: PgConnection) -> int:
+    """Create the schema in an empty database, or bring an older one up to date."""
+    raw = conn.raw
+    raw.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version "
+        "(version BIGINT PRIMARY KEY, description TEXT NOT NULL)"
+    )
+    current = schema_version(conn)
+    if current > len(MIGRATIONS):
+        raise SchemaError(
+            f"database schema version {current} is newer than this program "
+            f"(which knows up to {len(MIGRATIONS)}): run the newer acs that wrote it"
+        )
+    if current == len(MIGRATIONS):
+        return current
+    with raw.transaction():
+        raw.execute(f"SELECT pg_advisory_xact_lock({MIGRATE_LOCK_KEY})")
+        current = schema_version(conn)  # another node may have migrated meanwhile
+        steps: list[tuple[int, str, str]] = []
+        if current == 0:
+            steps.extend(
+                (v, MIGRATIONS[v - 1][0], BASE if v == BASE_VERSION else "")
+                for v in range(1, BASE_VERSION + 1)
+            )
+        elif current < BASE_VERSION:
+            raise SchemaError(f"PostgreSQL schema version {current} is not one this program made")
+        steps.extend(
+            (v, description, sql)
+            for v, (description, sql) in enumerate(DELTAS, start=BASE_VERSION + 1)
+            if v > current
+        )
+        for version, description, sql in steps:
+            if sql:
+                raw.execute(sql)
+            raw.execute(
+                "INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                (version, description),
+            )
+    return schema_version(conn)
+
+
+class PgEngine:
+    """What `Database` does with SQLite itself, done on PostgreSQL; first in the MRO of
+    the store class `engine_class` makes."""
+
+    _conn: PgConnection
+    _lock: threading.RLock
+    IntegrityError = psycopg.IntegrityError if psycopg is not None else Exception
+    Error = psycopg.Error if psycopg is not None else Exception
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return list(self._conn.execute(sql, params).fetchall())
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self._conn.execute(sql, params).fetchone()
+
+    def _begin_immediate(self) -> None:
+        self._conn.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def checkpoint(self) -> tuple[int, int]:
+        """PostgreSQL checkpoints its WAL itself: nothing to copy here."""
+        return 0, 0
+
+
+_ENGINES: dict[type, type] = {}
+
+
+def engine_class(cls: type[D]) -> type[D]:
+    """The store class ``cls`` on PostgreSQL (made once per class)."""
+    found = _ENGINES.get(cls)
+    if found is None:
+        found = _ENGINES[cls] = type(f"Pg{cls.__name__}", (PgEngine, cls), {})
+    return found
+
+
+# Not copied by copy_from_sqlite: the processes serving the old database (`nodes`, and the
+# `leases` of their periodic jobs) are not those that will serve the new one.
+_NOT_COPIED = frozenset({"nodes", "leases", "storage_probe"})
+_BATCH = 1000
+
+
+def copy_from_sqlite(path: str, url: str) -> dict[str, int]:
+    """Copy the SQLite database file at ``path`` (read only, one snapshot) into the empty
+    PostgreSQL database at ``url`` (its schema created if needed), in one transaction:
+    every row, the same ids, each identity column set past the highest id SQLite ever gave
+    (ids of deleted rows are not reused, as on SQLite). Devices lose their session lease.
+    Returns rows copied per table; StoreError, and nothing written, on any failure."""
+    from acs.store.db import read_only
+    from acs.store.migrations import schema_version as sqlite_version
+
+    conn = connect(url)
+    try:
+        with read_only(path) as source:
+            source.execute("BEGIN")  # one snapshot for every table
+            version = sqlite_version(source)
+            if version != len(MIGRATIONS):
+                raise StoreError(
+                    f"{path} has schema {version}, this program {len(MIGRATIONS)}: "
+                    + (
+                        "start this acs on it once (it migrates the file), then copy it"
+                        if version < len(MIGRATIONS)
+                        else "copy it with the newer acs that wrote it"
+                    )
+                )
+            return _copy(source, conn, path)
+    finally:
+        conn.close()
+
+
+def _copy(source: Any, conn: PgConnection, path: str) -> dict[str, int]:
+    raw = conn.raw
+    tables = [t for t in re.findall(r"CREATE TABLE (\w+)", BASE) if t not in _NOT_COPIED]
+    counts: dict[str, int] = {}
+    try:
+        with raw.transaction():
+            raw.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+            used = [t for t in tables if raw.execute(f"SELECT 1 FROM {t} LIMIT 1").fetchone()]
+            if used:
+                raise StoreError(f"the target database is not empty ({', '.join(used)})")
+            sequences = dict(source.execute("SELECT name, seq FROM sqlite_sequence").fetchall())
+            for table in tables:
+                counts[table] = _copy_table(source, raw, table)
+                if _has_identity_id(raw, table):
+                    highest = raw.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchone()
+                    after = max(int(highest[0]), int(sequences.get(table, 0))) + 1
+                    raw.execute(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), %s, false)",
+                        (after,),
+                    )
+    except psycopg.Error as exc:
+        raise StoreError(f"copying {path} failed, nothing was written: {exc}") from None
+    except sqlite3.Error as exc:
+        raise StoreError(f"reading {path} failed, nothing was written: {exc}") from None
+    return counts
+
+
+def _has_identity_id(raw: Any, table: str) -> bool:
+    return (
+        raw.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = %s AND column_name = 'id' AND is_identity = 'YES'",
+            (table,),
+        ).fetchone()
+        is not None
+    )
+
+
+def _copy_table(source: Any, raw: Any, table: str) -> int:
+    target_columns = {
+        r[0]
+        for r in raw.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = %s"
+            " AND is_generated = 'NEVER' AND identity_generation IS DISTINCT FROM 'ALWAYS'",
+            (table,),
+        )
+    }
+    columns = [
+        r[1] for r in source.execute(f"PRAGMA table_xinfo({table})") if r[1] in target_columns
+    ]
+    select = ", ".join(columns)
+    # device_tags: in the order they were added (their rowid), which PostgreSQL's seq keeps.
+    order = "rowid" if table == "device_tags" else columns[0]
+    insert = f"INSERT INTO {table} ({select}) VALUES ({', '.join('%s' for _ in columns)})"
+    later: list[tuple[Any, Any]] = []
+    copied = 0
+    cursor = source.execute(f"SELECT {select} FROM {table} ORDER BY {order}")
+    while rows := cursor.fetchmany(_BATCH):
+        batch = [_adapt(table, columns, row, later) for row in rows]
+        with raw.cursor() as cur:
+            cur.executemany(insert, batch)
+        copied += len(batch)
+    for parent_id, location_id in later:
+        raw.execute("UPDATE locations SET parent_id = %s WHERE id = %s", (parent_id, location_id))
+    return copied
+
+
+def _adapt(table: str, columns: list[str], row: Sequence[Any], later: list[Any]) -> list[Any]:
+    values = list(row)
+    if table == "devices":
+        for name in ("session_node", "session_until"):
+            values[columns.index(name)] = None
+    elif table == "locations":
+        # A parent may come after its child: every parent is set once all rows exist.
+        at = columns.index("parent_id")
+        if values[at] is not None:
+            later.append((values[at], values[columns.index("id")]))
+            values[at] = None
+    return values

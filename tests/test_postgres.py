@@ -1,0 +1,234 @@
+"""The PostgreSQL engine (acs.store.postgres): the translation of the store's SQLite
+statements, which needs no server and runs in every pass, and on the PostgreSQL pass
+(``make test-pg``) what only that engine does: its schema against SQLite's, refusing a
+newer schema, clear errors for a database it cannot reach."""
+
+from __future__ import annotations
+
+import ast
+import sqlite3
+from pathlib import Path
+
+import pgserver
+import pytest
+
+from acs.store import SchemaError, Store, StoreError
+from acs.store.migrations import MIGRATIONS, migrate
+from acs.store.pgschema import BASE_VERSION, DELTAS
+from acs.store.postgres import REWRITES, translate
+from acs.store.series import _BUCKETED
+
+STORE = Path(__file__).resolve().parent.parent / "acs" / "store"
+on_postgresql = pytest.mark.skipif(pgserver.ACTIVE is None, reason="PostgreSQL pass only")
+
+
+def _store_strings() -> list[str]:
+    """Every string literal of the store's modules, adjacent literals joined as Python joins
+    them, an f-string's expressions as NUL."""
+    found: list[str] = []
+    for path in sorted(STORE.glob("*.py")):
+        if path.name == "postgres.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                found.append(node.value)
+            elif isinstance(node, ast.JoinedStr):
+                found.append(
+                    "".join(v.value if isinstance(v, ast.Constant) else "\0" for v in node.values)
+                )
+    return found
+
+
+def test_every_rewrite_still_matches_a_statement_of_the_store() -> None:
+    # A rewrite whose SQLite text was edited away would let the edited statement reach
+    # PostgreSQL untranslated; this names the stale one. (The series' bucket columns are
+    # built from SERIES_COUNTERS, not written out.)
+    strings = _store_strings()
+    stale = [
+        old for old, _ in REWRITES if old is not _BUCKETED and not any(old in s for s in strings)
+    ]
+    assert stale == []
+
+
+def test_parameters_keep_sqlite_numbering() -> None:
+    sql, order = translate("UPDATE t SET a = ?1, b = ?2 WHERE id = ?3 AND s IN (?, ?)")
+    assert sql == "UPDATE t SET a = %s, b = %s WHERE id = %s AND s IN (%s, %s)"
+    assert order == (0, 1, 2, 3, 4)  # a bare ? is one past the highest number so far
+    sql, order = translate("SELECT ?2, ?1, ?1")
+    assert (sql, order) == ("SELECT %s, %s, %s", (1, 0, 0))
+    assert translate("SELECT ? + ?") == ("SELECT %s + %s", None)
+
+
+def test_quotes_and_percent_signs_are_left_as_sqlite_meant_them() -> None:
+    sql, _ = translate("SELECT '?', 'a%b', \"c?\" FROM t WHERE x LIKE '5%' AND y = ?")
+    assert sql == "SELECT '?', 'a%%b', \"c?\" FROM t WHERE x LIKE '5%%' AND y = %s"
+    # Without parameters psycopg does not read % at all: nothing is doubled.
+    assert translate("SELECT 'a%b'") == ("SELECT 'a%b'", None)
+
+
+def test_sqlite_only_constructs_become_postgresql_ones() -> None:
+    assert translate("SELECT 1 FROM h WHERE d IS ? AND e IS NOT ?")[0] == (
+        "SELECT 1 FROM h WHERE d IS NOT DISTINCT FROM %s AND e IS DISTINCT FROM %s"
+    )
+    assert translate("INSERT OR IGNORE INTO s (a) VALUES (?)")[0] == (
+        "INSERT INTO s (a) VALUES (%s) ON CONFLICT DO NOTHING"
+    )
+    assert translate("INSERT OR IGNORE INTO s (a) VALUES (?) RETURNING *")[0] == (
+        "INSERT INTO s (a) VALUES (%s) ON CONFLICT DO NOTHING RETURNING *"
+    )
+    assert translate("SELECT * FROM t INDEXED BY t_idx WHERE instr(a, ?) > 0")[0] == (
+        "SELECT * FROM t WHERE strpos(a, %s) > 0"
+    )
+
+
+def test_the_postgresql_schema_has_every_migration() -> None:
+    assert BASE_VERSION + len(DELTAS) == len(MIGRATIONS)
+
+
+def _sqlite_columns() -> dict[str, set[str]]:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn)
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT LIKE 'sqlite_%' AND name <> 'storage_probe'"
+            )
+        ]
+        return {t: {r[1] for r in conn.execute(f"PRAGMA table_xinfo({t})")} for t in tables}
+    finally:
+        conn.close()
+
+
+@on_postgresql
+def test_postgresql_tables_and_columns_are_sqlites() -> None:
+    with Store.open(":memory:") as store:
+        rows = store.db.execute(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND table_name <> 'storage_probe'"
+        ).fetchall()
+        versions = [r[0] for r in store.db.execute("SELECT version FROM schema_version")]
+    columns: dict[str, set[str]] = {}
+    for table, column in rows:
+        columns.setdefault(table, set()).add(column)
+    columns["device_tags"].discard("seq")  # SQLite's rowid
+    assert columns == _sqlite_columns()
+    assert sorted(versions) == list(range(1, len(MIGRATIONS) + 1))
+
+
+@on_postgresql
+def test_a_newer_postgresql_schema_is_refused_with_a_clear_error() -> None:
+    assert pgserver.ACTIVE is not None
+    url = pgserver.ACTIVE.fresh()
+    with Store.open(url) as store:
+        store.db.execute(
+            "INSERT INTO schema_version (version, description) VALUES (?, 'future')",
+            (len(MIGRATIONS) + 1,),
+        )
+    with pytest.raises(SchemaError, match="newer than this program"):
+        Store.open(url)
+
+
+@on_postgresql
+def test_an_unreachable_database_is_a_clear_error_without_its_password() -> None:
+    url = "postgresql://acs:s3cret@127.0.0.1:1/nothing?connect_timeout=2"
+    with pytest.raises(StoreError, match="cannot open database") as raised:
+        Store.open(url)
+    assert "s3cret" not in str(raised.value)
+
+
+@on_postgresql
+def test_a_failed_write_undoes_only_itself_as_on_sqlite() -> None:
+    with Store.open(":memory:") as store:
+        org = store.ensure_organization("Org").id
+        with store.transaction():
+            store.db.execute("INSERT INTO leases (name, holder, expires) VALUES ('a', 'x', 1)")
+            with pytest.raises(store.IntegrityError):
+                store.db.execute("INSERT INTO leases (name, holder, expires) VALUES ('a', 'y', 1)")
+            store.db.execute("INSERT INTO leases (name, holder, expires) VALUES ('b', 'x', 1)")
+        names = [r[0] for r in store.db.execute("SELECT name FROM leases ORDER BY name")]
+        assert names == ["a", "b"]
+        assert store.ensure_organization("Org").id == org
+
+
+# --- acs db migrate-to -------------------------------------------------------------------
+
+T = 1_700_000_000.0
+
+
+def _appliance_file(path: Path) -> dict[str, object]:
+    """An SQLite appliance database with a bit of everything; what to find in the copy."""
+    with pgserver.sqlite_store(path) as store:
+        org = store.ensure_organization("Branch", code="BR").id
+        child = store.create_location(name="Floor 1", organization_id=org, now=T, actor="t")
+        parent = store.create_location(name="Building", organization_id=org, now=T, actor="t")
+        store.update_location(child.id, parent_id=parent.id, now=T, actor="t")  # parent after
+        devices = [
+            store.create_device(
+                serial_number=f"SN{i}", name=f"cpe-{i}", organization_id=org, now=T, actor="t"
+            ).id
+            for i in range(3)
+        ]
+        store.upsert_parameters(devices[0], [("Device.X", "1", "xsd:int", True)], now=T)
+        store.set_tags(devices[0], ["zeta", "alpha"], now=T, actor="t")
+        task = store.queue_task(devices[0], "reboot", {}, now=T, actor="t").id
+        _, token = store.create_token("ops", "admin", [], now=T)
+        secret = store.server_secret("url-signing")
+        store.delete_device(devices[2], now=T, actor="t")  # its id is never given again
+        history = [(e.action, e.time) for e in store.history(devices[0])]
+    return {
+        "org": org,
+        "child": child.id,
+        "parent": parent.id,
+        "devices": devices,
+        "task": task,
+        "token": token,
+        "secret": secret,
+        "history": history,
+    }
+
+
+@on_postgresql
+def test_migrate_to_copies_an_appliance_into_postgresql(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from acs.cli import main
+
+    assert pgserver.ACTIVE is not None
+    made = _appliance_file(tmp_path / "acs.db")
+    config = tmp_path / "acs.toml"
+    config.write_text(f'[storage]\ndatabase = "{tmp_path / "acs.db"}"\n')
+    url = pgserver.ACTIVE.fresh()
+    assert main(["db", "migrate-to", url, "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "devices: 2" in out and "set [storage] database to that URL" in out
+
+    with Store.open(url) as store:
+        first, second, gone = made["devices"]  # type: ignore[misc]
+        assert store.count_devices() == 2
+        assert store.get_device(first).name == "cpe-0"  # type: ignore[union-attr]
+        assert store.get_device(second).serial_number == "SN1"  # type: ignore[union-attr]
+        assert [(p.path, p.value, p.writable) for p in store.get_parameters(first)] == [
+            ("Device.X", "1", True)
+        ]
+        assert store.device_tags(first) == ["zeta", "alpha"]  # the order they were added
+        assert store.next_task(first, now=T).id == made["task"]  # type: ignore[union-attr]
+        assert [(e.action, e.time) for e in store.history(first)] == made["history"]
+        assert store.verify_token(made["token"]) is not None  # type: ignore[arg-type]
+        assert store.server_secret("url-signing") == made["secret"]
+        assert store.get_location(made["child"]).parent_id == made["parent"]  # type: ignore[arg-type,union-attr]
+        new = store.create_device(
+            serial_number="SN9",
+            name="new",
+            organization_id=made["org"],
+            now=T,
+            actor="t",  # type: ignore[arg-type]
+        )
+        assert new.id > gone  # SQLite never reuses a deleted row's id; neither does the copy
+
+    # Into a database that holds anything: refused, and nothing is written.
+    assert main(["db", "migrate-to", url, "--config", str(config)]) == 2
+    assert "not empty" in capsys.readouterr().err
+    with Store.open(url) as store:
+        assert store.count_devices() == 3
