@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test test-pg test-slow test-dist dist lint clean bench bench-quick fuzz screenshots
+.PHONY: run test test-pg test-slow test-dist dist lint clean bench bench-quick bench-pg fuzz
+.PHONY: screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,6 +49,10 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
+
+# The same scenarios with the ACS on a throwaway PostgreSQL server (Debian's postgresql).
+bench-pg: $(STAMP)
+	$(BIN)/python -m bench --engine postgresql
 
 # Issue 9: schemathesis against the live OpenAPI document of an ACS on 127.0.0.1, with an
 # admin and a scoped operator token, under 5 minutes; exits non-zero on any failure.

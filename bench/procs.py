@@ -112,7 +112,7 @@ class Acs:
     """The appliance as a separate process (``python -m acs.cli serve``)."""
 
     workdir: Path
-    database: Path
+    database: Path | str  # an SQLite file, or a PostgreSQL URL
     name: str
     profile_dir: Path | None = None
     cwmp_backlog: int | None = None  # None: the endpoint's default, as shipped

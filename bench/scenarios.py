@@ -155,7 +155,7 @@ class Env:
     """Where and how a run happens."""
 
     workdir: Path
-    database: Path
+    database: Path | str  # an SQLite file, or a PostgreSQL URL
     profile: Profile
     profile_dir: Path | None = None  # py-spy the ACS into this directory
     cwmp_backlog: int | None = None  # None: the CWMP listener as shipped
@@ -250,7 +250,7 @@ def _seed_series(store: Store, now: float) -> None:
         store.add_series_sample(sample, keep_after=now - RETENTION, keep=rows)
 
 
-def seed(database: Path, profile: Profile) -> Seeded:
+def seed(database: Path | str, profile: Profile) -> Seeded:
     """The inventory: ``profile.inventory`` devices through ``Store.bulk_seed_devices``.
 
     Spread over 10 organizations and 5 device types, a third Up, status changes over the last

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from procharness import fixed_port
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
@@ -23,6 +22,7 @@ from wirecheck import ConformanceTap, SessionConformance
 from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
 from acs.service import Appliance
 from acs.store.models import Device
+from bench.pgcluster import fixed_port
 from cpe_sim.fleet import Fleet, SimulatedCPE
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"

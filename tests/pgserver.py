@@ -1,27 +1,22 @@
-"""A throwaway PostgreSQL server for the PostgreSQL pass of the suite (``make test-pg``).
-
-``started()`` runs Debian's ``initdb`` and ``pg_ctl`` (``/usr/lib/postgresql/<n>/bin``, or
-``$ACS_PG_BIN``) on a fresh data directory: trust authentication for the one superuser
-``acs``, a Unix socket in that directory and 127.0.0.1 on a free port, durability off
-(a test database dies with the test run). As root (CI) the server runs as the ``postgres``
-system user, which PostgreSQL requires. ``PgServer.fresh()`` hands out a new empty
-database of the ACS schema, copied from a template migrated once.
+"""The PostgreSQL pass of the suite (``make test-pg``): a throwaway server
+(bench/pgcluster.py) with durability off, a test database dying with the test run, and
+the databases the tests get from it. ``PgServer.fresh()`` hands out a new database of the
+ACS schema, copied from a template migrated once; ``for_file`` the one standing for an
+SQLite file path.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from acs.store import Store
 from acs.store.db import Database
+from bench.pgcluster import Cluster
+from bench.pgcluster import started as cluster_started
 
 SETTINGS = {
     "fsync": "off",
@@ -32,31 +27,16 @@ SETTINGS = {
 }
 
 
-def bin_dir() -> Path | None:
-    """Where the server's programs are, None when PostgreSQL is not installed."""
-    if os.environ.get("ACS_PG_BIN"):
-        return Path(os.environ["ACS_PG_BIN"])
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: p.parts)
-    return found[-1].parent if found else None
-
-
 class PgServer:
-    def __init__(self, directory: Path, port: int) -> None:
-        self.directory = directory
-        self.port = port
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
         self._names = itertools.count(1)
         # The database standing for each SQLite file path a test opened (resolved).
         self._files: dict[str, str] = {}
         self._created: list[str] = []
 
     def url(self, database: str) -> str:
-        return f"postgresql://acs@/{database}?host={self.directory}&port={self.port}"
-
-    def admin(self, sql: str) -> None:
-        import psycopg
-
-        with psycopg.connect(self.url("postgres"), autocommit=True) as conn:
-            conn.execute(sql)  # type: ignore[arg-type]  # our literal SQL
+        return self.cluster.url(database)
 
     def fresh(self, template: str = "acs_template") -> str:
         """The URL of a new database copied from ``template`` (by default the ACS schema
@@ -65,7 +45,7 @@ class PgServer:
 
     def _create(self, template: str) -> str:
         name = f"t{os.getpid()}_{next(self._names)}"
-        self.admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+        self.cluster.admin(f"CREATE DATABASE {name} TEMPLATE {template}")
         self._created.append(name)
         return name
 
@@ -73,7 +53,7 @@ class PgServer:
         """Drop every database handed out so far (each holds a few MB on disk): tests/
         conftest.py does it after each test module, when its stores are closed."""
         for name in self._created:
-            self.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            self.cluster.admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         dropped = set(self._created)
         self._files = {k: v for k, v in self._files.items() if v not in dropped}
         self._created.clear()
@@ -94,8 +74,6 @@ class PgServer:
 
 # The server of this test run when it runs on PostgreSQL (tests/conftest.py starts it).
 ACTIVE: PgServer | None = None
-
-
 # Database.open itself, taken before tests/conftest.py redirects it on the PostgreSQL pass
 # (it imports this module first).
 _SQLITE_OPEN = Database.open.__func__  # type: ignore[attr-defined]
@@ -113,52 +91,10 @@ def database_setting(path: Path) -> str:
     return str(path) if ACTIVE is None else ACTIVE.for_file(path)
 
 
-def _as_postgres() -> list[str]:
-    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-
-
 @contextmanager
 def started() -> Iterator[PgServer]:
-    programs = bin_dir()
-    if programs is None:
-        raise RuntimeError(
-            "PostgreSQL is not installed (Debian: apt-get install postgresql), or set ACS_PG_BIN"
-        )
-    directory = Path(tempfile.mkdtemp(prefix="acs-pg-"))
-    data = directory / "data"
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("postgres")
-        os.chown(directory, user.pw_uid, user.pw_gid)
-    from procharness import fixed_port  # procharness imports this module
-
-    run = _as_postgres()
-    port = fixed_port()
-    options = " ".join(f"-c {k}={v}" for k, v in SETTINGS.items())
-    try:
-        subprocess.run(
-            [*run, str(programs / "initdb"), "-D", str(data), "-U", "acs", "-A", "trust",
-             "-E", "UTF8", "--locale=C", "--no-sync"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        subprocess.run(
-            [*run, str(programs / "pg_ctl"), "-D", str(data), "-l", str(directory / "log"),
-             "-w", "-t", "60", "start",
-             "-o", f"-k {directory} -h 127.0.0.1 -p {port} {options}"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-    except subprocess.CalledProcessError as exc:
-        log = directory / "log"
-        tail = log.read_text()[-2000:] if log.exists() else ""
-        shutil.rmtree(directory, ignore_errors=True)
-        raise RuntimeError(f"PostgreSQL did not start: {exc.stderr!r}\n{tail}") from None
-    server = PgServer(directory, port)
-    try:
-        server.admin("CREATE DATABASE acs_template")
-        Store.open(server.url("acs_template")).close()
-        yield server
-    finally:
-        subprocess.run(
-            [*run, str(programs / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-            capture_output=True,
-        )  # fmt: skip
-        shutil.rmtree(directory, ignore_errors=True)
+    """The server, with ``acs_template`` holding the migrated schema."""
+    with cluster_started(SETTINGS) as cluster:
+        cluster.admin("CREATE DATABASE acs_template")
+        Store.open(cluster.url("acs_template")).close()
+        yield PgServer(cluster)

@@ -7,15 +7,13 @@ bounded, for a condition on the lines so far); ``write_config`` writes a loopbac
 from __future__ import annotations
 
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
@@ -79,26 +77,6 @@ def running(
         if proc.poll() is None:
             proc.kill()
         proc.wait(timeout=10)
-
-
-def fixed_port() -> int:
-    """A free loopback port for a listener whose number must be known before it starts (the
-    file server: its public URL names it). Picked below the kernel's ephemeral range, so no
-    outgoing connection and no ``tcp:0`` listener can take it between now and its bind (a
-    port the kernel picked, freed and handed out again is how that raced)."""
-    low = 32768
-    with suppress(OSError, ValueError, IndexError):
-        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    rng = random.SystemRandom()
-    for _ in range(100):
-        port = rng.randrange(10000, max(10001, low))
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 # The lines `acs serve` prints once listening (acs.cli.banner), each listener's URL.

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from e2eharness import ApplianceWithFleet, check_cwmp_conformance, loopback_config
-from procharness import fixed_port
 from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 
 from acs.campaigns import CampaignRunner
 from acs.cwmp import rpc
 from acs.service import Appliance
+from bench.pgcluster import fixed_port
 from cpe_sim.transfers import Faults
 
 MONDAY_0159 = datetime(2024, 1, 15, 1, 59, tzinfo=UTC).timestamp()

@@ -19,7 +19,6 @@ from typing import Any
 
 import treq
 from e2eharness import bounded, check_cwmp_conformance
-from procharness import fixed_port
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
@@ -29,6 +28,7 @@ from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
 from acs.cwmp import rpc
 from acs.service import Appliance
 from acs.store.models import DONE, FAILED, Device, Task
+from bench.pgcluster import fixed_port
 from cpe_sim import firmware, transfers
 from cpe_sim.fleet import Fleet, SimulatedCPE
 from cpe_sim.transfers import Faults

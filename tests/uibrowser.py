@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from procharness import Output, fixed_port, listening, running, sessions_done, write_config
+from procharness import Output, listening, running, sessions_done, write_config
+
+from bench.pgcluster import fixed_port
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
