@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import ast
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pgserver
+import psycopg
 import pytest
 
 from acs.store import SchemaError, Store, StoreError
 from acs.store.migrations import MIGRATIONS, migrate
 from acs.store.pgschema import BASE_VERSION, DELTAS
-from acs.store.postgres import REWRITES, translate
+from acs.store.postgres import REWRITES, WRITE_LOCK_KEY, translate
 from acs.store.series import _BUCKETED
 
 STORE = Path(__file__).resolve().parent.parent / "acs" / "store"
@@ -152,6 +155,27 @@ def test_a_failed_write_undoes_only_itself_as_on_sqlite() -> None:
         assert store.ensure_organization("Org").id == org
 
 
+@on_postgresql
+def test_failed_writes_in_nested_transactions_and_batches_undo_only_themselves() -> None:
+    add = "INSERT INTO leases (name, holder, expires) VALUES (?, 'x', 1)"
+    with Store.open(":memory:") as store:
+        with store.transaction():
+            store.db.execute(add, ("a",))
+            with pytest.raises(RuntimeError), store.transaction():  # a savepoint
+                store.db.execute(add, ("b",))
+                with pytest.raises(store.IntegrityError):
+                    store.db.execute(add, ("b",))
+                raise RuntimeError("the inner part fails")
+            with pytest.raises(store.IntegrityError):
+                store.db.executemany(add, [("c",), ("a",)])  # the batch goes as a whole
+            store.db.executemany(add, [("d",), ("e",)])
+            with store.transaction():
+                store.db.execute(add, ("f",))
+        names = [r[0] for r in store.db.execute("SELECT name FROM leases ORDER BY name")]
+        assert names == ["a", "d", "e", "f"]
+        assert not store.db.in_transaction
+
+
 # --- acs db migrate-to -------------------------------------------------------------------
 
 T = 1_700_000_000.0
@@ -232,3 +256,27 @@ def test_migrate_to_copies_an_appliance_into_postgresql(
     assert "not empty" in capsys.readouterr().err
     with Store.open(url) as store:
         assert store.count_devices() == 3
+
+
+@on_postgresql
+def test_a_write_outside_a_transaction_waits_for_the_write_lock_as_on_sqlite() -> None:
+    assert pgserver.ACTIVE is not None
+    url = pgserver.ACTIVE.fresh()
+    with Store.open(url) as store, psycopg.connect(url, autocommit=True) as other:
+        other.execute("BEGIN")
+        other.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")  # another node writes
+        writer = threading.Thread(
+            target=store.db.execute,
+            args=("INSERT INTO leases (name, holder, expires) VALUES ('a', 'x', 1)",),
+        )
+        writer.start()
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        deadline = time.monotonic() + 30
+        while other.execute(waiting).fetchone()[0] == 0:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the write never waited for the lock"
+        assert other.execute("SELECT count(*) FROM leases").fetchone()[0] == 0  # type: ignore[index]
+        other.execute("COMMIT")
+        writer.join(timeout=30)
+        assert not writer.is_alive()
+        assert other.execute("SELECT count(*) FROM leases").fetchone()[0] == 1  # type: ignore[index]
+        assert not store.db.in_transaction

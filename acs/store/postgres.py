@@ -6,10 +6,10 @@ The aggregates keep their SQL, written for SQLite; this module runs it on Postgr
   interface the store uses (``execute``/``executemany`` with ``?`` parameters, rows by
   index and by name, ``total_changes``, ``in_transaction``). Parameters are bound on the
   client (``psycopg.ClientCursor``): SQLite's untyped parameters become literals whose type
-  PostgreSQL infers from where they stand, as SQLite's do. Booleans are sent as 0/1, what
-  SQLite stores. Inside a transaction each write runs in a savepoint, so a failing
-  statement (a unique index refusing a row) undoes only itself, as in SQLite, and the
-  caller may go on in the same transaction.
+  PostgreSQL infers from where they stand, as SQLite's do. Booleans are sent as '1'/'0',
+  what SQLite stores and also a boolean where one is wanted. Inside a transaction each
+  write runs under a savepoint, so a failing statement (a unique index refusing a row)
+  undoes only itself, as in SQLite, and the caller may go on in the same transaction.
 - `translate` rewrites each statement once (cached): the few SQLite-only constructs,
   listed in ``REWRITES`` and ``_PATTERNS``, become their PostgreSQL equivalents (JSON
   functions, ``IS ?``, ``INSERT OR IGNORE``, scalar ``max``, index hints), and parameters
@@ -25,12 +25,11 @@ column, partial indexes, one plpgsql trigger function, advisory locks, jsonb ope
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from acs.store.db import Database, redacted
@@ -229,13 +228,18 @@ class PgRow(tuple[Any, ...]):
         return list(self._index)
 
 
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type[PgRow]:
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)  # as sqlite3.Row: the first of two equal names
+    return type("Row", (PgRow,), {"_index": index})
+
+
 def _row_factory(cursor: Any) -> Any:
     if cursor.description is None:
         return tuple
-    index: dict[str, int] = {}
-    for i, column in enumerate(cursor.description):
-        index.setdefault(column.name, i)
-    cls = type("Row", (PgRow,), {"_index": index})
+    cls = _row_class(tuple(column.name for column in cursor.description))
     return lambda values: tuple.__new__(cls, values)
 
 
@@ -254,74 +258,115 @@ if psycopg is not None:
 
 
 _WRITES = ("INSERT", "UPDATE", "DELETE")
+_ENDS = ("COMMIT", "ROLLBACK")
+
+
+def _is_write(sql: str) -> bool:
+    return sql.lstrip()[:6].upper().startswith(_WRITES)
+
+
+# The savepoint a write inside a transaction runs under (see PgConnection).
+_SAVEPOINT = "SAVEPOINT st; "
+_RELEASE = "RELEASE SAVEPOINT st; "
 
 
 class PgConnection:
-    """The ``sqlite3.Connection`` subset of the store over a psycopg connection."""
+    """The ``sqlite3.Connection`` subset of the store over a psycopg connection.
+
+    SQLite undoes a failed statement alone and the transaction goes on; PostgreSQL aborts
+    the whole transaction. So inside a transaction each write runs under the savepoint
+    ``st`` (rolled back to when the write fails), sent in the same round trip as the write,
+    and released in the round trip of the next statement: at most one such savepoint is
+    open, and no statement costs an extra round trip unless it fails."""
 
     def __init__(self, conn: Any) -> None:
         self.raw = conn
         self.total_changes = 0
-        self._savepoints = 0
+        self._held = False  # whether savepoint st is open
 
     @property
     def in_transaction(self) -> bool:
         return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
 
-    def _statement(self, sql: str, params: Any) -> tuple[str, Any]:
-        text, order = translate(sql)
-        if params is None or (not params and "%s" not in text):
-            return text, None
-        if isinstance(params, dict):
-            raise StoreError("named parameters are not used by the store")
-        if order is not None:
-            params = [params[i] for i in order]
-        return text, params
-
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
-        text, bound = self._statement(sql, params)
+        text, order = translate(sql)
+        bound: Any = None
+        if params is not None and (params or "%s" in text):
+            if isinstance(params, dict):
+                raise StoreError("named parameters are not used by the store")
+            bound = params if order is None else [params[i] for i in order]
+        prefix, guarded = self._prefix(sql)
+        alone = not prefix and not self.in_transaction and _is_write(sql)
+        if alone:
+            # A write outside a transaction takes the write lock too, as on SQLite: in the
+            # same round trip, committed right after.
+            prefix = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY}); "
+            text += "; COMMIT"
         cur = self.raw.cursor()
-        with self._statement_savepoint(sql):
-            cur.execute(text, bound)
+        try:
+            cur.execute(prefix + text, bound)
+        except BaseException:
+            if guarded:
+                self.raw.execute("ROLLBACK TO SAVEPOINT st")
+            elif alone and self.in_transaction:
+                self.raw.execute("ROLLBACK")
+            raise
+        for _ in range(prefix.count(";")):
+            cur.nextset()
         self._count(cur)
         return cur
 
     def executemany(self, sql: str, seq: Any) -> Any:
-        text, _ = translate(sql)
-        order = translate(sql)[1]
+        text, order = translate(sql)
         rows = [list(p) if order is None else [p[i] for i in order] for p in seq]
         cur = self.raw.cursor()
-        if rows:
-            with self._statement_savepoint(sql):
+        if not rows:
+            return cur
+        if not self.in_transaction:  # one transaction under the write lock, as on SQLite
+            self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+            try:
                 cur.executemany(text, rows)
+                self.raw.execute("COMMIT")
+            except BaseException:
+                self.raw.execute("ROLLBACK")
+                raise
             self._count(cur)
+            return cur
+        prefix, guarded = self._prefix(sql)
+        if prefix:
+            self.raw.execute(prefix)
+        try:
+            cur.executemany(text, rows)
+        except BaseException:
+            if guarded:
+                self.raw.execute("ROLLBACK TO SAVEPOINT st")
+            raise
+        self._count(cur)
         return cur
+
+    def _prefix(self, sql: str) -> tuple[str, bool]:
+        """(statements to send before ``sql`` in its round trip, whether ``sql`` runs under
+        savepoint st), the savepoint's state updated for after it."""
+        if not self.in_transaction:
+            return "", False
+        verb = sql.lstrip()[:8].upper()
+        if verb.startswith(_ENDS):
+            # COMMIT and ROLLBACK end every savepoint; ROLLBACK TO an outer one ends st,
+            # made after it (the statement before it released any older st), and must work
+            # in a transaction a failed statement aborted, where RELEASE would not.
+            self._held = False
+            return "", False
+        prefix = _RELEASE if self._held else ""
+        if _is_write(sql):
+            self._held = True
+            return prefix + _SAVEPOINT, True
+        self._held = False
+        return prefix, False
 
     def _count(self, cur: Any) -> None:
         status = cur.statusmessage or ""
         if status.startswith(_WRITES) and cur.rowcount > 0:
             self.total_changes += cur.rowcount
-
-    @contextlib.contextmanager
-    def _statement_savepoint(self, sql: str) -> Iterator[None]:
-        """SQLite undoes a failed statement alone; PostgreSQL aborts the transaction."""
-        if not self.in_transaction or not sql.lstrip()[:6].upper().startswith(_WRITES):
-            yield
-            return
-        self._savepoints += 1
-        name = f"st{self._savepoints}"
-        self.raw.execute(f"SAVEPOINT {name}")
-        try:
-            yield
-        except BaseException:
-            self.raw.execute(f"ROLLBACK TO SAVEPOINT {name}")
-            raise
-        finally:
-            self._savepoints -= 1
-        self.raw.execute(f"RELEASE SAVEPOINT {name}")
-
-    def cursor(self) -> Any:
-        raise StoreError("use execute()")
 
     def close(self) -> None:
         self.raw.close()
