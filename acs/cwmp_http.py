@@ -59,7 +59,12 @@ from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
 from acs.peers import UNREACHABLE_RETRY_AFTER, PeerForwarder, cpe_host, cpe_secure, forwarded
 from acs.periodic import node_gone, node_name
 from acs.store.errors import Conflict
-from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
+from acs.store.health import (
+    STORAGE_FULL_RETRY_AFTER,
+    STORAGE_UNAVAILABLE_RETRY_AFTER,
+    is_storage_full,
+    is_storage_unavailable,
+)
 from acs.store.models import Device
 from acs.store.nodes import SessionHolder
 
@@ -210,17 +215,19 @@ class CwmpResource(Resource):
     def _guarded(
         self, request: Request, ctx: _Context, step: Callable[..., Any], *args: Any
     ) -> Any:
-        """``step(*args)``, or a 500 that ends the session in play if it raised."""
+        """``step(*args)``, or a 500 that ends the session in play if it raised (503 with
+        Retry-After when storage was full or the database server cannot be reached)."""
         try:
             return step(*args)
         except Exception as exc:
             live = ctx.live
             full = is_storage_full(exc)
-            if full:
+            unavailable = not full and is_storage_unavailable(exc)
+            if full or unavailable:
                 # Nothing of this message was stored (its transaction rolled back).
                 log.warn(
-                    "CWMP message refused: storage full device_id={device_id} "
-                    "session_id={session_id}",
+                    "CWMP message refused: {why} device_id={device_id} session_id={session_id}",
+                    why="storage full" if full else "database unavailable",
                     device_id=live.device_id if live else None,
                     session_id=live.session_id if live else None,
                 )
@@ -231,13 +238,23 @@ class CwmpResource(Resource):
                     session_id=live.session_id if live else None,
                 )
             if live is not None:
-                self._end(live, abort_reason="storage full" if full else "internal error")
+                reason = (
+                    "storage full"
+                    if full
+                    else "database unavailable"
+                    if unavailable
+                    else "internal error"
+                )
+                self._end(live, abort_reason=reason)
             # Drop anything set before the failure (a Set-Cookie would point at nothing).
             for name in (b"set-cookie", b"www-authenticate", b"allow"):
                 request.responseHeaders.removeHeader(name)
             if full:
                 request.setHeader(b"Retry-After", b"%d" % STORAGE_FULL_RETRY_AFTER)
                 return text_response(request, 503, "Storage is full, retry later")
+            if unavailable:
+                request.setHeader(b"Retry-After", b"%d" % STORAGE_UNAVAILABLE_RETRY_AFTER)
+                return text_response(request, 503, "Database unavailable, retry later")
             return text_response(request, 500, "Internal server error")
 
     def _render(self, request: Request, ctx: _Context) -> bytes | int:

@@ -44,7 +44,12 @@ from acs.files import FileStorage, ToThread
 from acs.metrics import Metrics
 from acs.store import Conflict, Store
 from acs.store import NotFound as NoSuchRow
-from acs.store.health import STORAGE_FULL_RETRY_AFTER, is_storage_full
+from acs.store.health import (
+    STORAGE_FULL_RETRY_AFTER,
+    STORAGE_UNAVAILABLE_RETRY_AFTER,
+    is_storage_full,
+    is_storage_unavailable,
+)
 from acs.store.models import USER_ACTOR, ApiToken, Device, Organization, UiSession, User
 from acs.tasks import TaskEngine
 
@@ -163,7 +168,7 @@ def conflict(detail: str) -> ApiError:
 def _handler_failed(request: Request, name: str, failure: Failure) -> bytes:
     """The answer to a handler's unexpected exception: 503 when the database or the files
     directory was full (nothing was written; the client may try again once space has been
-    freed), else 500."""
+    freed) or the database server cannot be reached, else 500."""
     if is_storage_full(failure.value):
         log.warn("API handler {name}: storage full, write refused", name=name)
         return respond(
@@ -171,6 +176,14 @@ def _handler_failed(request: Request, name: str, failure: Failure) -> bytes:
             503,
             {"detail": "Storage is full; the write was not made."},
             {"Retry-After": str(STORAGE_FULL_RETRY_AFTER)},
+        )
+    if is_storage_unavailable(failure.value):
+        log.warn("API handler {name}: {error}", name=name, error=failure.value)
+        return respond(
+            request,
+            503,
+            {"detail": "The database cannot be reached; try again later."},
+            {"Retry-After": str(STORAGE_UNAVAILABLE_RETRY_AFTER)},
         )
     log.failure("API handler {name} failed", failure, name=name)
     return respond(request, 500, {"detail": "Internal server error."})

@@ -9,13 +9,18 @@ import ast
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pgserver
 import psycopg
 import pytest
+from apiharness import ApiHarness
+from cwmpharness import CwmpResourceCase, make_inform, wire
 
 from acs.store import SchemaError, Store, StoreError
+from acs.store.health import STORAGE_UNAVAILABLE_RETRY_AFTER
 from acs.store.migrations import MIGRATIONS, migrate
 from acs.store.pgschema import BASE_VERSION, DELTAS
 from acs.store.postgres import REWRITES, WRITE_LOCK_KEY, translate
@@ -280,3 +285,74 @@ def test_a_write_outside_a_transaction_waits_for_the_write_lock_as_on_sqlite() -
         assert not writer.is_alive()
         assert other.execute("SELECT count(*) FROM leases").fetchone()[0] == 1  # type: ignore[index]
         assert not store.db.in_transaction
+
+
+@on_postgresql
+def test_a_dropped_connection_is_opened_again_and_a_lost_transaction_fails_whole() -> None:
+    assert pgserver.ACTIVE is not None
+    url = pgserver.ACTIVE.fresh()
+
+    def drop(store: Store) -> None:  # what a server restart or failover does to it
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (store.db.raw.info.backend_pid,))
+
+    with Store.open(url) as store:
+        org = store.ensure_organization("Org").id
+        drop(store)
+        assert store.count_devices() == 0  # a read on its own: read again on a new connection
+        drop(store)
+        with store.transaction():  # BEGIN finds the connection gone: a new one
+            store.db.execute("INSERT INTO leases (name, holder, expires) VALUES ('a', 'x', 1)")
+        with pytest.raises((StoreError, psycopg.OperationalError)), store.transaction():
+            store.db.execute("INSERT INTO leases (name, holder, expires) VALUES ('b', 'x', 1)")
+            drop(store)
+            store.db.execute("INSERT INTO leases (name, holder, expires) VALUES ('c', 'x', 1)")
+        assert not store.db.in_transaction
+        names = [r[0] for r in store.db.execute("SELECT name FROM leases ORDER BY name")]
+        assert names == ["a"]  # nothing of the lost transaction
+        assert store.ensure_organization("Org").id == org
+
+
+# --- the database server out of reach ------------------------------------------------------
+
+
+@contextmanager
+def out_of_reach(store: Store) -> Iterator[None]:
+    """The store's database refuses connections and its connection is dropped (what a
+    PostgreSQL restart or a failover looks like from the ACS), until the block ends."""
+    url = store.db.url
+    name = url.split("@/", 1)[1].split("?", 1)[0]
+    assert pgserver.ACTIVE is not None
+    pgserver.ACTIVE.cluster.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+    try:
+        with psycopg.connect(pgserver.ACTIVE.url("postgres"), autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (store.db.raw.info.backend_pid,))
+        yield
+    finally:
+        pgserver.ACTIVE.cluster.admin(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+
+
+@on_postgresql
+def test_the_api_answers_503_while_the_database_is_out_of_reach_then_recovers(
+    harness: ApiHarness,
+) -> None:
+    token = harness.token()
+    assert harness.call("GET", "/api/v1/inventory_device/", token=token).status == 200
+    with out_of_reach(harness.store):
+        reply = harness.call("GET", "/api/v1/inventory_device/", token=token)
+        assert reply.status == 503, reply.raw
+        assert reply.header("retry-after") == str(STORAGE_UNAVAILABLE_RETRY_AFTER)
+        assert "database cannot be reached" in reply.json["detail"]
+    assert harness.call("GET", "/api/v1/inventory_device/", token=token).status == 200
+
+
+@pytest.mark.skipif(pgserver.ACTIVE is None, reason="PostgreSQL pass only")
+class CwmpOutOfReach(CwmpResourceCase):
+    async def test_an_inform_is_answered_503_while_the_database_is_out_of_reach(self) -> None:
+        self.provisioned_device()
+        with out_of_reach(self.store):
+            reply = await self.request(wire(make_inform()))
+            self.assertEqual(reply.code, 503)
+            self.assertEqual(reply.header("retry-after"), str(STORAGE_UNAVAILABLE_RETRY_AFTER))
+        self.flushLoggedErrors()
+        await self.start_session()  # the same CPE, once the database is back

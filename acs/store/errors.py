@@ -19,5 +19,10 @@ class SchemaError(StoreError):
     """The database file was written by a newer version of this program."""
 
 
+class StorageUnavailable(StoreError):
+    """The database server cannot be reached (PostgreSQL: the connection was lost or is
+    refused). The call's transaction did not commit; the client may try again later."""
+
+
 class StoreExposed(StoreError):
     """The database file grants access to users other than its owner."""

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+from collections.abc import Iterator
+
+from acs.store.errors import StorageUnavailable
 
 DATABASE = "database"
 FILES = "files"
@@ -20,34 +23,49 @@ STORAGES = (DATABASE, FILES)
 # Seconds a client refused for full storage is asked to wait (Retry-After, on every
 # listener): long enough for an operator to free space; a CPE keeps its events meanwhile.
 STORAGE_FULL_RETRY_AFTER = 60
+# Seconds a client is asked to wait while the database server cannot be reached (a
+# PostgreSQL restart or failover takes seconds to a minute).
+STORAGE_UNAVAILABLE_RETRY_AFTER = 15
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 # How far down a chain of wrapped exceptions (``raise X from exc``) the cause is looked for.
 _MAX_CHAIN = 8
 
 
-def is_storage_full(exc: BaseException | None) -> bool:
-    """Whether ``exc``, or an exception it was raised from or while handling, says the
-    database or the disk is full."""
+def _causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, nearest first."""
     for _ in range(_MAX_CHAIN):
         if exc is None:
-            return False
-        if isinstance(exc, sqlite3.Error):
-            # Extended result codes (SQLITE_FULL | n << 8) keep the primary code in the low byte.
-            code = getattr(exc, "sqlite_errorcode", None)
-            if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
-                return True
-        # PostgreSQL's disk_full (psycopg.errors.DiskFull), without importing the driver.
-        if getattr(exc, "sqlstate", None) == "53100":
-            return True
-        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
-            return True
+            return
+        yield exc
         exc = (
             exc.__cause__
             if exc.__cause__ is not None
             else (None if exc.__suppress_context__ else exc.__context__)
         )
+
+
+def is_storage_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from or while handling, says the
+    database or the disk is full."""
+    for cause in _causes(exc):
+        if isinstance(cause, sqlite3.Error):
+            # Extended result codes (SQLITE_FULL | n << 8) keep the primary code in the low byte.
+            code = getattr(cause, "sqlite_errorcode", None)
+            if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:
+                return True
+        # PostgreSQL's disk_full (psycopg.errors.DiskFull), without importing the driver.
+        if getattr(cause, "sqlstate", None) == "53100":
+            return True
+        if isinstance(cause, OSError) and cause.errno in _FULL_ERRNOS:
+            return True
     return False
+
+
+def is_storage_unavailable(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the database server cannot be
+    reached: answered 503 with Retry-After, like full storage, instead of 500."""
+    return any(isinstance(cause, StorageUnavailable) for cause in _causes(exc))
 
 
 class StorageHealth:

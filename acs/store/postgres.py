@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from acs.store.db import Database, redacted
-from acs.store.errors import SchemaError, StoreError
+from acs.store.errors import SchemaError, StorageUnavailable, StoreError
 from acs.store.migrations import MIGRATIONS
 from acs.store.pgschema import BASE, BASE_VERSION, DELTAS
 from acs.store.series import _BUCKETED, _GAUGES
@@ -261,6 +261,15 @@ _WRITES = ("INSERT", "UPDATE", "DELETE")
 _ENDS = ("COMMIT", "ROLLBACK")
 
 
+def _unavailable(exc: Exception) -> StorageUnavailable:
+    return StorageUnavailable(f"lost the connection to PostgreSQL: {exc}")
+
+
+def _is_rollback(sql: str) -> bool:
+    verb = sql.lstrip()[:11].upper()
+    return verb.startswith("ROLLBACK") and not verb.startswith("ROLLBACK TO")
+
+
 def _is_write(sql: str) -> bool:
     return sql.lstrip()[:6].upper().startswith(_WRITES)
 
@@ -279,16 +288,51 @@ class PgConnection:
     and released in the round trip of the next statement: at most one such savepoint is
     open, and no statement costs an extra round trip unless it fails."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, url: str) -> None:
         self.raw = conn
+        self.url = url
         self.total_changes = 0
         self._held = False  # whether savepoint st is open
+        self._begun = False  # whether a transaction of ours is open (begin() to its end)
 
     @property
     def in_transaction(self) -> bool:
+        if self.raw.broken:  # the server ended it; ours stays open until rolled back
+            return self._begun
         return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
 
+    def begin(self) -> None:
+        """BEGIN under the write lock. A connection the server dropped since the last
+        transaction (a restart, a failover, an idle timeout) is opened again first."""
+        if self.raw.broken and not self._begun:
+            self._reconnect()
+        try:
+            self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        except psycopg.OperationalError:
+            if not self.raw.broken:
+                raise
+            self._reconnect()  # dropped while idle: found out only now
+            try:
+                self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+            except psycopg.OperationalError as exc:
+                if not self.raw.broken:
+                    raise
+                raise _unavailable(exc) from exc
+        self._begun = True
+
+    def _reconnect(self) -> None:
+        self.raw = _open(self.url)
+        self._held = False
+
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
+        if self.raw.broken:
+            if not self._begun:
+                self._reconnect()
+            elif _is_rollback(sql):
+                self._begun = self._held = False  # the server rolled it back already
+                return None
+            else:
+                raise StorageUnavailable("the connection to PostgreSQL was lost in a transaction")
         text, order = translate(sql)
         bound: Any = None
         if params is not None and (params or "%s" in text):
@@ -305,41 +349,70 @@ class PgConnection:
         cur = self.raw.cursor()
         try:
             cur.execute(prefix + text, bound)
+        except psycopg.OperationalError as exc:
+            if not self.raw.broken:
+                self._undo(guarded, alone)
+                raise
+            if self._begun or alone or prefix:
+                raise _unavailable(exc) from exc
+            # A read on its own, on a connection dropped while idle: read again on a new one.
+            self._reconnect()
+            cur = self.raw.cursor()
+            try:
+                cur.execute(text, bound)
+            except psycopg.OperationalError as again:
+                if not self.raw.broken:
+                    raise
+                raise _unavailable(again) from again
         except BaseException:
-            if guarded:
-                self.raw.execute("ROLLBACK TO SAVEPOINT st")
-            elif alone and self.in_transaction:
-                self.raw.execute("ROLLBACK")
+            self._undo(guarded, alone)
             raise
         for _ in range(prefix.count(";")):
             cur.nextset()
         self._count(cur)
         return cur
 
+    def _undo(self, guarded: bool, alone: bool) -> None:
+        """After a failed statement: back to before it, as SQLite leaves things."""
+        if self.raw.broken:
+            return
+        if guarded:
+            self.raw.execute("ROLLBACK TO SAVEPOINT st")
+        elif alone and self.in_transaction:
+            self.raw.execute("ROLLBACK")
+
     def executemany(self, sql: str, seq: Any) -> Any:
         text, order = translate(sql)
         rows = [list(p) if order is None else [p[i] for i in order] for p in seq]
-        cur = self.raw.cursor()
         if not rows:
-            return cur
-        if not self.in_transaction:  # one transaction under the write lock, as on SQLite
-            self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
-            try:
-                cur.executemany(text, rows)
-                self.raw.execute("COMMIT")
-            except BaseException:
-                self.raw.execute("ROLLBACK")
-                raise
-            self._count(cur)
-            return cur
-        prefix, guarded = self._prefix(sql)
-        if prefix:
-            self.raw.execute(prefix)
+            return None
+        if self.in_transaction:
+            return self._many(sql, text, rows)
+        self.begin()  # one transaction under the write lock, as on SQLite
         try:
-            cur.executemany(text, rows)
+            cur = self._many(sql, text, rows)
+            self.execute("COMMIT")
         except BaseException:
-            if guarded:
-                self.raw.execute("ROLLBACK TO SAVEPOINT st")
+            self.execute("ROLLBACK")
+            raise
+        return cur
+
+    def _many(self, sql: str, text: str, rows: list[list[Any]]) -> Any:
+        if self.raw.broken:
+            raise StorageUnavailable("the connection to PostgreSQL was lost in a transaction")
+        prefix, guarded = self._prefix(sql)
+        cur = self.raw.cursor()
+        try:
+            if prefix:
+                self.raw.execute(prefix)
+            cur.executemany(text, rows)
+        except psycopg.OperationalError as exc:
+            if self.raw.broken:
+                raise _unavailable(exc) from exc
+            self._undo(guarded, False)
+            raise
+        except BaseException:
+            self._undo(guarded, False)
             raise
         self._count(cur)
         return cur
@@ -349,12 +422,14 @@ class PgConnection:
         savepoint st), the savepoint's state updated for after it."""
         if not self.in_transaction:
             return "", False
-        verb = sql.lstrip()[:8].upper()
+        verb = sql.lstrip()[:11].upper()
         if verb.startswith(_ENDS):
             # COMMIT and ROLLBACK end every savepoint; ROLLBACK TO an outer one ends st,
             # made after it (the statement before it released any older st), and must work
             # in a transaction a failed statement aborted, where RELEASE would not.
             self._held = False
+            if not verb.startswith("ROLLBACK TO"):
+                self._begun = False
             return "", False
         prefix = _RELEASE if self._held else ""
         if _is_write(sql):
@@ -379,20 +454,25 @@ def connect(url: str) -> PgConnection:
             f"cannot open database {url}: the PostgreSQL driver is not installed "
             "(pip install 'psycopg[binary]', or the acs[postgresql] extra)"
         )
-    try:
-        raw = psycopg.connect(
-            url, autocommit=True, cursor_factory=psycopg.ClientCursor, row_factory=_row_factory
-        )
-    except psycopg.Error as exc:
-        raise StoreError(f"cannot open database {redacted(url)}: {exc}") from None
-    raw.adapters.register_dumper(bool, _BoolDumper)
-    conn = PgConnection(raw)
+    raw = _open(url)
+    conn = PgConnection(raw, url)
     try:
         migrate(conn)
     except BaseException:
         raw.close()
         raise
     return conn
+
+
+def _open(url: str) -> Any:
+    try:
+        raw = psycopg.connect(
+            url, autocommit=True, cursor_factory=psycopg.ClientCursor, row_factory=_row_factory
+        )
+    except psycopg.Error as exc:
+        raise StorageUnavailable(f"cannot open database {redacted(url)}: {exc}") from None
+    raw.adapters.register_dumper(bool, _BoolDumper)
+    return raw
 
 
 def schema_version(conn: PgConnection) -> int:
@@ -457,7 +537,7 @@ class PgEngine:
         return self._conn.execute(sql, params).fetchone()
 
     def _begin_immediate(self) -> None:
-        self._conn.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        self._conn.begin()
 
     def close(self) -> None:
         self._conn.close()
