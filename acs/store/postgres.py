@@ -229,17 +229,20 @@ class PgRow(tuple[Any, ...]):
 
 
 @functools.lru_cache(maxsize=1024)
-def _row_class(names: tuple[str, ...]) -> type[PgRow]:
+def _row_class(names: tuple[bytes, ...]) -> type[PgRow]:
     index: dict[str, int] = {}
     for i, name in enumerate(names):
-        index.setdefault(name, i)  # as sqlite3.Row: the first of two equal names
+        index.setdefault(name.decode(), i)  # as sqlite3.Row: the first of two equal names
     return type("Row", (PgRow,), {"_index": index})
 
 
 def _row_factory(cursor: Any) -> Any:
-    if cursor.description is None:
+    # The result's column names straight from libpq: cursor.description would build a
+    # Column object per column of every result.
+    result = cursor.pgresult
+    if result is None or not result.nfields:
         return tuple
-    cls = _row_class(tuple(column.name for column in cursor.description))
+    cls = _row_class(tuple(result.fname(i) or b"" for i in range(result.nfields)))
     return lambda values: tuple.__new__(cls, values)
 
 
