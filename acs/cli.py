@@ -27,6 +27,7 @@ from acs.clock import Reactor
 from acs.config import APPLIANCE_CONFIG, APPLIANCE_STATE, Config, ConfigError, load_config
 from acs.store import (
     Conflict,
+    NodeStatus,
     Store,
     StoreError,
     backup_file,
@@ -290,16 +291,25 @@ def _import(config: Config, path: str, *, dry_run: bool, out: TextIO) -> int:
 
 
 def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
-    """``status``: JSON on stdout, 1 when the file's schema is newer than this program's.
-    ``backup``: an online copy, owner-only, that never overwrites a file."""
+    """``status``: JSON on stdout, 1 when the schema is newer than this program's (an
+    SQLite file or a PostgreSQL database). ``backup``: an online copy of the file,
+    owner-only, that never overwrites a file. ``migrate-to``: the file into PostgreSQL."""
     from acs.store.migrations import MIGRATIONS
 
     path = config.storage.database
     if is_postgresql(path):
-        raise _UsageError(
-            f"acs db {args.db_command} reads an SQLite file; {redacted(path)} is PostgreSQL "
-            "(use its own tools: pg_dump, psql)"
-        )
+        if args.db_command != "status":
+            raise _UsageError(
+                f"acs db {args.db_command} reads an SQLite file; {redacted(path)} is "
+                "PostgreSQL (use its own tools: pg_dump, psql)"
+            )
+        from acs.store.postgres import read_status
+
+        try:
+            version, size, nodes = read_status(path, now=_now())
+        except StoreError as exc:
+            raise _UsageError(str(exc)) from None
+        return _db_status(redacted(path), size, None, version, nodes, out)
     if not os.path.isfile(path):
         raise _UsageError(f"no database at {path}")
     try:
@@ -310,19 +320,31 @@ def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
             print(f"backed up to {args.target} ({size} bytes)", file=out)
             return 0
         version = file_schema_version(path)
-        known = len(MIGRATIONS)
-        state = "current" if version == known else "older" if version < known else "newer"
         # The processes serving it (`acs serve --workers`, nodes) and their live sessions.
-        nodes = [] if state == "newer" else file_nodes(path, now=_now())
+        nodes = [] if version > len(MIGRATIONS) else file_nodes(path, now=_now())
     except StoreError as exc:
         raise _UsageError(str(exc)) from None
     wal = Path(f"{path}-wal")
+    size = os.path.getsize(path) + (wal.stat().st_size if wal.exists() else 0)
+    mode = f"{stat.S_IMODE(os.stat(path).st_mode):04o}"
+    return _db_status(path, size, mode, version, nodes, out)
+
+
+def _db_status(
+    shown: str, size: int, mode: str | None, version: int, nodes: list[NodeStatus], out: TextIO
+) -> int:
+    """``acs db status``'s JSON (``mode``: the file's, None on PostgreSQL); 1 when the
+    schema is newer than this program's."""
+    from acs.store.migrations import MIGRATIONS
+
+    known = len(MIGRATIONS)
+    state = "current" if version == known else "older" if version < known else "newer"
     print(
         json.dumps(
             {
-                "database": path,
-                "bytes": os.path.getsize(path) + (wal.stat().st_size if wal.exists() else 0),
-                "mode": f"{stat.S_IMODE(os.stat(path).st_mode):04o}",
+                "database": shown,
+                "bytes": size,
+                "mode": mode,
                 "schema_version": version,
                 "program_schema_version": known,
                 "schema": state,
@@ -337,7 +359,7 @@ def _db(config: Config, args: argparse.Namespace, out: TextIO) -> int:
     )
     if state == "newer":
         print(
-            f"acs: {path} was written by a newer acs (schema {version}, this one knows "
+            f"acs: {shown} was written by a newer acs (schema {version}, this one knows "
             f"{known}): run that version, or restore a backup made before the upgrade",
             file=sys.stderr,
         )

@@ -6,6 +6,7 @@ newer schema, clear errors for a database it cannot reach."""
 from __future__ import annotations
 
 import ast
+import json
 import sqlite3
 import threading
 import time
@@ -19,6 +20,7 @@ import pytest
 from apiharness import ApiHarness
 from cwmpharness import CwmpResourceCase, make_inform, wire
 
+from acs.cli import main
 from acs.store import SchemaError, Store, StoreError
 from acs.store.health import STORAGE_UNAVAILABLE_RETRY_AFTER
 from acs.store.migrations import MIGRATIONS, migrate
@@ -222,8 +224,6 @@ def _appliance_file(path: Path) -> dict[str, object]:
 def test_migrate_to_copies_an_appliance_into_postgresql(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from acs.cli import main
-
     assert pgserver.ACTIVE is not None
     made = _appliance_file(tmp_path / "acs.db")
     config = tmp_path / "acs.toml"
@@ -356,3 +356,33 @@ class CwmpOutOfReach(CwmpResourceCase):
             self.assertEqual(reply.header("retry-after"), str(STORAGE_UNAVAILABLE_RETRY_AFTER))
         self.flushLoggedErrors()
         await self.start_session()  # the same CPE, once the database is back
+
+
+@on_postgresql
+def test_db_status_reads_a_postgresql_database_and_says_when_it_is_newer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert pgserver.ACTIVE is not None
+    url = pgserver.ACTIVE.fresh().replace("acs@", "acs:s3cret@")
+    now = time.time()
+    with Store.open(url) as store:
+        store.register_node("box-1-aaaaaa", "http://127.0.0.1:9001", now=now - 60)
+    config = tmp_path / "acs.toml"
+    config.write_text(f'[storage]\ndatabase = "{url}"\n')
+    assert main(["db", "status", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    status = json.loads(out)
+    assert "s3cret" not in out and status["database"].startswith("postgresql://acs:***@/")
+    assert status["schema_version"] == status["program_schema_version"] == len(MIGRATIONS)
+    assert status["schema"] == "current" and status["mode"] is None and status["bytes"] > 0
+    assert [n["name"] for n in status["nodes"]] == ["box-1-aaaaaa"]
+
+    with Store.open(url) as store:
+        store.db.execute(
+            "INSERT INTO schema_version (version, description) VALUES (?, 'future')",
+            (len(MIGRATIONS) + 1,),
+        )
+    assert main(["db", "status", "--config", str(config)]) == 1
+    assert "newer acs" in capsys.readouterr().err
+    assert main(["db", "backup", "copy.db", "--config", str(config)]) == 2
+    assert "pg_dump" in capsys.readouterr().err

@@ -83,7 +83,7 @@ from acs.store.models import (
     UiSession,
     User,
 )
-from acs.store.nodes import Nodes, SessionHolder, file_nodes
+from acs.store.nodes import Nodes, NodeStatus, SessionHolder, file_nodes
 from acs.store.series import Series
 from acs.store.settings import Settings
 from acs.store.tags import Tags
@@ -135,6 +135,7 @@ __all__ = [
     "HistoryEntry",
     "InformRecord",
     "Location",
+    "NodeStatus",
     "NotFound",
     "OperationalRecord",
     "Organization",

@@ -12,6 +12,7 @@ known to be dead) frees them at once.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from acs.store.checks import epoch
 from acs.store.db import Database, read_only
@@ -145,14 +146,20 @@ def file_nodes(path: str, *, now: float) -> list[NodeStatus]:
     with read_only(path) as conn:
         if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'nodes'").fetchone() is None:
             return []
-        nodes = conn.execute("SELECT id, name, peer, started FROM nodes ORDER BY id").fetchall()
-        sessions = dict(
-            conn.execute(
-                "SELECT session_node, count(*) FROM devices WHERE session_until > ? "
-                "GROUP BY session_node",
-                (epoch("now", now),),
-            ).fetchall()
-        )
+        return read_nodes(conn, now=now)
+
+
+def read_nodes(conn: Any, *, now: float) -> list[NodeStatus]:
+    """The nodes and their sessions at ``now``, through ``conn`` (an sqlite3 connection or
+    the PostgreSQL engine's, which takes the same SQL)."""
+    nodes = conn.execute("SELECT id, name, peer, started FROM nodes ORDER BY id").fetchall()
+    sessions = dict(
+        conn.execute(
+            "SELECT session_node, count(*) FROM devices WHERE session_until > ? "
+            "GROUP BY session_node",
+            (epoch("now", now),),
+        ).fetchall()
+    )
     return [
         NodeStatus(int(i), str(name), peer, float(t), int(sessions.get(i, 0)))
         for i, name, peer, t in nodes

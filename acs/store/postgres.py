@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from acs.store.db import Database, redacted
 from acs.store.errors import SchemaError, StorageUnavailable, StoreError
 from acs.store.migrations import MIGRATIONS
+from acs.store.nodes import NodeStatus, read_nodes
 from acs.store.pgschema import BASE, BASE_VERSION, DELTAS
 from acs.store.series import _BUCKETED, _GAUGES
 
@@ -476,6 +477,25 @@ def _open(url: str) -> Any:
         raise StorageUnavailable(f"cannot open database {redacted(url)}: {exc}") from None
     raw.adapters.register_dumper(bool, _BoolDumper)
     return raw
+
+
+def read_status(url: str, *, now: float) -> tuple[int, int, list[NodeStatus]]:
+    """(schema version, bytes the database takes, its nodes and their sessions) of the
+    PostgreSQL database at ``url``, read in a read-only transaction (``acs db status``);
+    the nodes only when the schema is not newer than this program's."""
+    raw = _open(url)
+    try:
+        raw.execute("BEGIN READ ONLY")
+        if raw.execute("SELECT to_regclass('schema_version')").fetchone()[0] is None:
+            raise StoreError(f"{redacted(url)}: no ACS schema")
+        conn = PgConnection(raw, url)
+        version = schema_version(conn)
+        size = int(raw.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        nodes = read_nodes(conn, now=now) if version <= len(MIGRATIONS) else []
+        raw.execute("ROLLBACK")
+    finally:
+        raw.close()
+    return version, size, nodes
 
 
 def schema_version(conn: PgConnection) -> int:
