@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 .PHONY: run test test-pg test-pg-slow test-slow test-dist dist lint clean bench bench-quick bench-pg fuzz
-.PHONY: screenshots
+.PHONY: fuzz-pg screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -65,6 +65,10 @@ bench-pg: $(STAMP)
 # admin and a scoped operator token, under 5 minutes; exits non-zero on any failure.
 fuzz: $(STAMP)
 	$(BIN)/python -m fuzz
+
+# The same with the ACS on a throwaway PostgreSQL server (Debian's postgresql).
+fuzz-pg: $(STAMP)
+	$(BIN)/python -m fuzz --engine postgresql
 
 lint: $(STAMP)
 	$(BIN)/ruff check acs api cpe_sim bench fuzz tests packaging

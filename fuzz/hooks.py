@@ -29,6 +29,8 @@ from schemathesis import Case
 from schemathesis.hooks import HookContext
 
 from acs.cwmp.values import type_problem
+from acs.store import is_postgresql
+from acs.store.postgres import translate
 from acs.tasks.kinds import TRANSFER_KINDS
 from api.base import parse_bool
 
@@ -37,12 +39,26 @@ Body = dict[str, Any]
 
 def _rows(sql: str, *args: Any) -> list[tuple[Any, ...]]:
     """Rows of the fuzzed ACS's database, opened read-only (the ACS owns it)."""
+    if is_postgresql(os.environ["FUZZ_DATABASE"]):
+        return _pg_rows(sql, *args)
     uri = f"file:{os.environ['FUZZ_DATABASE']}?mode=ro"
     connection = sqlite3.connect(uri, uri=True, timeout=5)
     try:
         return list(connection.execute(sql, args))
     finally:
         connection.close()
+
+
+def _pg_rows(sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """The same SQLite statement on the PostgreSQL database, as the store runs it."""
+    import psycopg
+
+    text, order = translate(sql)
+    params = list(args) if order is None else [args[i] for i in order]
+    with psycopg.connect(
+        os.environ["FUZZ_DATABASE"], autocommit=True, cursor_factory=psycopg.ClientCursor
+    ) as conn:
+        return [tuple(row) for row in conn.execute(text, params or None)]
 
 
 def _ids(sql: str, *args: Any) -> list[int]:

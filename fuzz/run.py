@@ -10,6 +10,7 @@ completed with no failure and no error, and the ACS was still running at the end
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -21,8 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import pgcluster
 from bench.procs import Acs, BenchError
 from fuzz.seed import seed
+
+# The PostgreSQL server of --engine postgresql: a fuzz database dies with the run.
+PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 
 ROOT = Path(__file__).resolve().parent.parent
 ST = Path(sys.executable).with_name("st")
@@ -103,11 +108,21 @@ def st_command(
 
 
 def run_profile(
-    profile: str, workdir: Path, *, max_examples: int, max_time: int, seed_value: int
+    profile: str,
+    workdir: Path,
+    *,
+    max_examples: int,
+    max_time: int,
+    seed_value: int,
+    cluster: pgcluster.Cluster | None = None,
 ) -> Outcome:
-    """Seed a database, start the ACS, fuzz it with this profile's token, stop the ACS."""
+    """Seed a database (an SQLite file, or one of ``cluster``), start the ACS, fuzz it with
+    this profile's token, stop the ACS."""
     workdir.mkdir(parents=True)
-    database = workdir / "acs.db"
+    database: Path | str = workdir / "acs.db"
+    if cluster is not None:
+        cluster.admin(f"CREATE DATABASE fuzz_{profile}")
+        database = cluster.url(f"fuzz_{profile}")
     seeded = seed(database, workdir / "files")
     token = seeded.admin_token if profile == "admin" else seeded.operator_token
     scope = "" if profile == "admin" else str(seeded.operator_organization)
@@ -226,6 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--workdir", type=Path, help="keep databases, ACS logs and reports here (default: temp)"
     )
+    parser.add_argument(
+        "--engine",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the ACS's database: an SQLite file (default) or a throwaway PostgreSQL server",
+    )
     return parser
 
 
@@ -237,7 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep = args.workdir is not None
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="acs-fuzz-"))
     outcomes = []
+    engine = contextlib.ExitStack()
     try:
+        cluster = None
+        if args.engine == "postgresql":
+            cluster = engine.enter_context(pgcluster.started(PG_SETTINGS))
         for profile in args.profile or PROFILES:
             outcomes.append(
                 run_profile(
@@ -246,9 +271,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     max_examples=args.max_examples,
                     max_time=args.max_time,
                     seed_value=args.seed,
+                    cluster=cluster,
                 )
             )
     finally:
+        engine.close()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print("\n".join(summary(outcomes)))

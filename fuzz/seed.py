@@ -29,7 +29,7 @@ class Seeded:
     operator_organization: int
 
 
-def seed(database: Path, files: Path) -> Seeded:
+def seed(database: Path | str, files: Path) -> Seeded:
     store = Store.open(database)
     try:
         return _seed(store, files)
