@@ -6,7 +6,8 @@ also what it makes of ENOSPC while writing its WAL); file writes raise ``OSError
 ``ENOSPC`` (or ``EDQUOT`` over a quota). Either way nothing was written: the store's
 transaction rolled back, the upload's temporary file is removed. The listeners answer 503
 instead of 500, and ``/healthz`` reports the storage degraded while :class:`StorageHealth`
-says so.
+says so. PostgreSQL says ``disk_full`` (SQLSTATE 53100). A PostgreSQL server out of reach
+(``StorageUnavailable``) is answered 503 as well, with a shorter Retry-After.
 """
 
 from __future__ import annotations
