@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pgserver
 import psycopg
+import psycopg.conninfo
 import pytest
 from apiharness import ApiHarness
 from cwmpharness import CwmpResourceCase, make_inform, wire
@@ -25,7 +26,7 @@ from acs.store import SchemaError, Store, StoreError
 from acs.store.health import STORAGE_UNAVAILABLE_RETRY_AFTER
 from acs.store.migrations import MIGRATIONS, migrate
 from acs.store.pgschema import BASE_VERSION, DELTAS
-from acs.store.postgres import REWRITES, WRITE_LOCK_KEY, translate
+from acs.store.postgres import REWRITES, WRITE_LOCK_KEY, conninfo, translate
 from acs.store.series import _BUCKETED
 
 STORE = Path(__file__).resolve().parent.parent / "acs" / "store"
@@ -89,6 +90,15 @@ def test_sqlite_only_constructs_become_postgresql_ones() -> None:
     assert translate("SELECT * FROM t INDEXED BY t_idx WHERE instr(a, ?) > 0")[0] == (
         "SELECT * FROM t WHERE strpos(a, %s) > 0"
     )
+
+
+def test_connections_time_out_unless_the_url_says_otherwise() -> None:
+    settings = psycopg.conninfo.conninfo_to_dict(conninfo("postgresql://acs:pw@db/acs"))
+    assert settings["connect_timeout"] == "10" and settings["keepalives_idle"] == "30"
+    assert settings["password"] == "pw" and settings["host"] == "db"
+    mine = conninfo("postgresql://acs@db/acs?connect_timeout=3&application_name=node-a")
+    assert psycopg.conninfo.conninfo_to_dict(mine)["connect_timeout"] == "3"
+    assert psycopg.conninfo.conninfo_to_dict(mine)["application_name"] == "node-a"
 
 
 def test_the_postgresql_schema_has_every_migration() -> None:

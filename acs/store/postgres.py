@@ -41,6 +41,7 @@ from acs.store.series import _BUCKETED, _GAUGES
 
 try:
     import psycopg
+    import psycopg.conninfo
     from psycopg.adapt import Dumper
     from psycopg.pq import TransactionStatus
 except ImportError:  # pragma: no cover - exercised only where psycopg is not installed
@@ -468,10 +469,32 @@ def connect(url: str) -> PgConnection:
     return conn
 
 
+# libpq settings a URL may leave out: a server that does not answer must not hold the
+# reactor for the kernel's TCP timeouts (minutes), connecting or later.
+CONNECT_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+    "application_name": "acs",
+}
+
+
+def conninfo(url: str) -> str:
+    """``url`` with ``CONNECT_DEFAULTS`` for what it does not set itself."""
+    given = psycopg.conninfo.conninfo_to_dict(url)
+    return psycopg.conninfo.make_conninfo(
+        url, **{k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
+    )
+
+
 def _open(url: str) -> Any:
     try:
         raw = psycopg.connect(
-            url, autocommit=True, cursor_factory=psycopg.ClientCursor, row_factory=_row_factory
+            conninfo(url),
+            autocommit=True,
+            cursor_factory=psycopg.ClientCursor,
+            row_factory=_row_factory,
         )
     except psycopg.Error as exc:
         raise StorageUnavailable(f"cannot open database {redacted(url)}: {exc}") from None
