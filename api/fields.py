@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from acs.cwmp.identity import printable, serial_problem
 from acs.cwmp.paths import MAX_PATH, is_setting_name
+from acs.cwmp.values import type_problem
 from acs.store.checks import MAX_TAG, MAX_TAGS, TAG_PATTERN, check_tag
 from api.base import SQL_INT_MAX, ApiError, json_int, parse_coordinate, parse_datetime
 from api.schema import (
@@ -547,6 +548,9 @@ class ParameterValues(Field):
             elif isinstance(item, bool):
                 settings[path] = "true" if item else "false"
             elif isinstance(item, str):
+                problem = type_problem(item, "xsd:string")
+                if problem:
+                    problems.append(f"The value of {path!r} {problem}.")
                 settings[path] = item
             elif isinstance(item, int | float) and math.isfinite(item):
                 settings[path] = str(item)

@@ -220,6 +220,14 @@ def test_device_type_default_settings_need_full_parameter_paths(harness: ApiHarn
         "POST", TYPE, token=admin, json_body={"name": "T", "default_settings": ["Device.X"]}
     )
     assert not_object.status == 400
+    unsendable = harness.call(
+        "POST",
+        TYPE,
+        token=admin,
+        json_body={"name": "T", "default_settings": {"Device.X": "a\u0000"}},
+    )
+    assert unsendable.status == 400
+    assert "U+0000" in unsendable.json["default_settings"][0]
     assert harness.call("GET", TYPE, token=admin).json["count"] == 0
 
 

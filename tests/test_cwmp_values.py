@@ -49,6 +49,14 @@ def test_the_acs_and_the_simulated_cpe_agree_on_types(xsd: str, text: str, valid
     assert (fault == 0) is valid, (normalized, fault)
 
 
+@pytest.mark.parametrize("char", ["\x00", "\x08", "\x1f", "\ud800", "\uffff"])
+def test_a_value_xml_cannot_carry_is_refused_whatever_its_type(char: str) -> None:
+    for xsd in ("string", "base64", "unknownType"):
+        problem = type_problem(f"a{char}b", f"xsd:{xsd}")
+        assert problem is not None and f"U+{ord(char):04X}" in problem
+    assert type_problem("tab\tnew\nline\rok", "xsd:string") is None
+
+
 def test_the_simulated_cpe_is_lenient_before_it_judges() -> None:
     assert normalize_value(ParamDef(type="boolean", writable=True, default=""), " TRUE ") == (
         "true",

@@ -405,6 +405,7 @@ def test_patch_settings_refuses_bad_input_and_writes_nothing(
             "Device.ManagementServer.URL": "http://127.0.0.1/",
             "InternetGatewayDevice.Time.NTPServer1": "x",
             "notapath": "1",
+            "Device.X.Unsendable": "a\u0000b",  # XML cannot carry it to the CPE
             NTP: "127.0.0.2",
         },
     )
@@ -414,7 +415,9 @@ def test_patch_settings_refuses_bad_input_and_writes_nothing(
         "Device.ManagementServer.URL",
         "InternetGatewayDevice.Time.NTPServer1",
         "notapath",
+        "Device.X.Unsendable",
     }
+    assert "U+0000" in reply.json["Device.X.Unsendable"][0]
     assert harness.store.desired_settings(device.id) == []
     assert wakes.woken == []
     too_many = {f"Device.X.{i}.Name": "v" for i in range(MAX_SETTINGS_PER_REQUEST + 1)}

@@ -38,6 +38,9 @@ BOOLEAN_TEXTS = ("true", "false", "1", "0")
 # request from building an envelope no CPE will swallow).
 MAX_VALUE = 65535
 
+# What XML 1.0 cannot carry, even as a character reference: a value holding one could never
+# be sent to a CPE (and PostgreSQL's TEXT refuses NUL).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _INTEGER = re.compile(r"-?[0-9]+")
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?"
@@ -52,9 +55,13 @@ def bare(xsd: str) -> str:
 
 def type_problem(text: str, xsd: str) -> str | None:
     """Why ``text`` is not a value of type ``xsd`` (bare or ``xsd:``-prefixed), or None.
-    Strings, decimals and unknown types take any text up to :data:`MAX_VALUE`."""
+    Strings, decimals and unknown types take any text XML can carry, up to
+    :data:`MAX_VALUE` characters."""
     if len(text) > MAX_VALUE:
         return f"is longer than {MAX_VALUE} characters"
+    unsendable = _NOT_XML.search(text)
+    if unsendable:
+        return f"holds U+{ord(unsendable.group()):04X}, which XML cannot carry"
     kind = bare(xsd)
     if kind == "boolean":
         return None if text in BOOLEAN_TEXTS else f"{text!r} is not a boolean (true, false, 1 or 0)"
