@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from acs.cwmp.identity import printable, serial_problem
 from acs.cwmp.paths import MAX_PATH, is_setting_name
-from acs.cwmp.values import type_problem
+from acs.cwmp.values import VALUE_PATTERN, type_problem
 from acs.store.checks import MAX_TAG, MAX_TAGS, TAG_PATTERN, check_tag
 from api.base import SQL_INT_MAX, ApiError, json_int, parse_coordinate, parse_datetime
 from api.schema import (
@@ -563,7 +563,7 @@ class ParameterValues(Field):
     def schema(self) -> Schema:
         return obj(
             {},
-            additional={"type": ["string", "number", "boolean"]},
+            additional={"type": ["string", "number", "boolean"], "pattern": VALUE_PATTERN},
             propertyNames={"maxLength": MAX_PATH, "pattern": SETTING_PATH_PATTERN},
             description=self.description or "TR-069 parameter path -> value.",
         )

@@ -24,6 +24,7 @@ import re
 from typing import Any
 
 import acs
+from acs.cwmp.values import VALUE_PATTERN
 from acs.store.models import OPERATIONAL_STATUSES, TASK_STATES
 from api import (  # noqa: F401  (declare their forms and views)
     audit,
@@ -339,7 +340,7 @@ SCHEMAS: dict[str, Schema] = {
     ),
     "DeviceSettingsPatch": obj(
         {},
-        additional={"type": ["string", "number", "boolean", "null"]},
+        additional={"type": ["string", "number", "boolean", "null"], "pattern": VALUE_PATTERN},
         propertyNames={"maxLength": 256, "pattern": SETTING_PATH_PATTERN},
         maxProperties=1024,
         description="TR-069 path -> value (the device's own setting; pending until the CPE "

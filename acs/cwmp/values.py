@@ -39,8 +39,12 @@ BOOLEAN_TEXTS = ("true", "false", "1", "0")
 MAX_VALUE = 65535
 
 # What XML 1.0 cannot carry, even as a character reference: a value holding one could never
-# be sent to a CPE (and PostgreSQL's TEXT refuses NUL).
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# be sent to a CPE (and PostgreSQL's TEXT refuses NUL). VALUE_PATTERN says it in the API's
+# JSON Schemas; lone surrogates, which no JSON Schema class can name portably (UTF-16
+# regex engines see an astral character as two), are refused here alone.
+_NOT_XML_CHARS = r"\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff"
+VALUE_PATTERN = f"^[^{_NOT_XML_CHARS}]*$"
+_NOT_XML = re.compile(f"[{_NOT_XML_CHARS}\\ud800-\\udfff]")
 _INTEGER = re.compile(r"-?[0-9]+")
 _DATETIME = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})?"

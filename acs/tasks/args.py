@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from acs.cwmp.paths import INSTANCE_RE, MAX_PATH, PATH_RE
-from acs.cwmp.values import MAX_VALUE, WIRE_TYPES, XSD_TYPES, type_problem
+from acs.cwmp.values import MAX_VALUE, VALUE_PATTERN, WIRE_TYPES, XSD_TYPES, type_problem
 
 # Limits that keep one API call from building an envelope no CPE will swallow (a path's and a
 # value's are acs.cwmp's).
@@ -249,6 +249,7 @@ _VALUE_LIST = _list_of(
             "value": {
                 "type": ["string", "integer", "boolean"],
                 "maxLength": MAX_VALUE,
+                "pattern": VALUE_PATTERN,
                 "description": "Must suit the type (given, or the one the CPE reported, or "
                 "the data model's).",
             },
