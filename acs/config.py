@@ -24,6 +24,9 @@ class ConfigError(ValueError):
 class StorageConfig:
     database: str = "var/acs.db"
     files: str = "var/files"
+    # PostgreSQL: threads (each with its own connection) that run the CWMP sessions' units
+    # of work off the reactor thread; the process holds one connection more. SQLite: unused.
+    pool_size: int = 4
 
 
 @dataclass(frozen=True)
@@ -156,6 +159,7 @@ _RANGES = {
     ("retention", "history_per_device"): (100, 100_000),
     ("tasks", "max_attempts"): (1, 100),
     ("tasks", "retry_base"): (1, 86400),
+    ("storage", "pool_size"): (1, 64),
 }
 
 

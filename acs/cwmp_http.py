@@ -10,8 +10,10 @@ max_sessions`` live sessions, a new session's Inform gets 503 + Retry-After, pac
 ``RetryPacer``, before it is parsed). Logging: one info line per session at the Inform and
 one at its end; per-RPC lines are debug.
 Protocol decisions live in ``acs.cwmp.session``; persistence in ``acs.store`` and
-``acs.tasks``. Nothing here blocks: each step is a few short SQLite calls in one
-transaction, and bodies of ``OFF_THREAD_BYTES`` and more are parsed in a worker thread.
+``acs.tasks``. Nothing here blocks: each step's store work is one unit of work
+(``Store.run``: at once on SQLite, in the engine's threads on PostgreSQL, in order per
+device), answered once it ran; bodies of ``OFF_THREAD_BYTES`` and more are parsed in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredLock, ensureDeferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -137,6 +140,21 @@ class _Context:
     live: _Live | None = None
 
 
+@dataclass
+class _Opening:
+    """An Inform on its way to a session, between its units of work."""
+
+    session: Session
+    inform: rpc.Inform
+    serial: str
+    data: bytes
+    random: str  # the cookie's and the cwmp:IDs' randomness
+    now: float
+    timeout: float = 0.0
+    lease_until: float = 0.0
+    known: bool = False
+
+
 class CwmpResource(Resource):
     """POST-only CWMP endpoint. One instance serves every CPE of the appliance."""
 
@@ -177,6 +195,12 @@ class CwmpResource(Resource):
         self._by_cookie: dict[str, _Live] = {}
         self._by_channel: dict[object, _Live] = {}
         self._by_device: dict[int, _Live] = {}
+        # Each device's units of work run one after another (a session's steps, its abort,
+        # its transcript), when the store runs them off the reactor thread.
+        self._device_units: dict[int, DeferredLock] = {}
+        self._under_way: set[Deferred[Any]] = set()  # such units, not run yet
+        # Informs whose units are under way: they count against max_sessions too.
+        self._informing = 0
         self.pacer = RetryPacer()
         self.auth_throttle = AuthThrottle("CWMP", log.info)
         self._nonces = NonceLedger()
@@ -296,36 +320,106 @@ class CwmpResource(Resource):
             if live is None:
                 # An empty POST with no session (GO does the same): nothing to do.
                 return empty_response(request)
-            return self._step(request, live, None, data)
+            return self._step(request, ctx, live, None, data)
         if len(data) < OFF_THREAD_BYTES or self._threads is None:
             return self._dispatch(request, ctx, live, data, _parse(data))
         # A big body (a whole tree in a GetParameterNamesResponse) takes seconds to parse:
         # in a worker thread, so other sessions and the API are answered meanwhile.
         if live is not None:
             self._touch(live)
-        gone: list[bool] = []
-        request.notifyFinish().addErrback(lambda _: gone.append(True))
-
-        def answer(step: Callable[..., bytes | int], *args: Any) -> None:
-            body: bytes | int = self._guarded(request, ctx, step, *args)
-            if body is NOT_DONE_YET:
-                return  # forwarded to another node, which answers
-            assert isinstance(body, bytes)
-            if not gone:
-                request.write(body)
-                request.finish()
+        gone = _watch(request)
 
         def parsed(result: soap.Envelope | soap.SoapError) -> None:
             # The session may have ended (timed out, evicted) while the worker parsed.
             ctx.live = live if live is not None and not live.ended else None
-            answer(self._dispatch, request, ctx, ctx.live, data, result)
+            self._answer(request, ctx, gone, self._dispatch, request, ctx, ctx.live, data, result)
 
         def failed(failure: Any) -> None:
             # The parse itself broke (MemoryError, say): a 500 like any failure, never a hang.
             ctx.live = live if live is not None and not live.ended else None
-            answer(failure.raiseException)
+            self._answer(request, ctx, gone, failure.raiseException)
 
         self._threads(_parse, data).addCallbacks(parsed, failed)
+        return NOT_DONE_YET
+
+    def _answer(
+        self,
+        request: Request,
+        ctx: _Context,
+        gone: list[bool],
+        step: Callable[..., bytes | int],
+        *args: Any,
+    ) -> None:
+        """Write what ``step(*args)`` answers to a request left NOT_DONE_YET (unless its
+        connection has gone meanwhile, or the step left it NOT_DONE_YET in its turn)."""
+        body: bytes | int = self._guarded(request, ctx, step, *args)
+        if body is NOT_DONE_YET:
+            return  # waits for another unit, or forwarded to another node, which answers
+        assert isinstance(body, bytes)
+        if not gone:
+            request.write(body)
+            request.finish()
+
+    # --- units of work ------------------------------------------------------------------
+
+    def _unit(self, device_id: int | None, unit: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """``Store.run`` of a session's unit, after every earlier unit of ``device_id``
+        (None: a device not registered yet, which has none). Never run again after a
+        serialization failure: units change the session's state in memory too."""
+        store = self._store
+        if store.runs_inline or device_id is None:
+            return store.run(unit, *args, rerun=False)
+        lock = self._device_units.get(device_id)
+        if lock is None:
+            lock = self._device_units[device_id] = DeferredLock()
+
+        def ran(outcome: Any) -> Any:
+            self._under_way.discard(done)
+            if not lock.locked and self._device_units.get(device_id) is lock:
+                del self._device_units[device_id]
+            return outcome
+
+        done: Deferred[Any] = lock.run(store.run, unit, *args, rerun=False)
+        self._under_way.add(done)
+        return done.addBoth(ran)
+
+    def settled(self) -> Deferred[None]:
+        """Fires once every unit of a device under way has run (a session's abort and
+        transcript included, which nobody waits for): before the store closes."""
+
+        async def settle() -> None:
+            while self._under_way:
+                ran: Deferred[None] = Deferred()
+                next(iter(self._under_way)).addBoth(_passing, ran)
+                await ran
+
+        return ensureDeferred(settle())
+
+    def _then(
+        self,
+        request: Request,
+        ctx: _Context,
+        ran: Deferred[Any],
+        after: Callable[..., bytes | int],
+        *args: Any,
+    ) -> bytes | int:
+        """``after(outcome, *args)`` once the unit behind ``ran`` has run (``outcome``: what
+        it returned, or the Failure of what it raised): now if it has (SQLite), else
+        NOT_DONE_YET and the answer written then. Meanwhile an Inform's unit counts against
+        max_sessions."""
+        outcome: list[Any] = []
+        ran.addBoth(outcome.append)
+        if outcome:
+            return after(outcome[0], *args)
+        gone = _watch(request)
+        opening = ctx.live is None
+        self._informing += opening
+
+        def done(_: None) -> None:
+            self._informing -= opening
+            self._answer(request, ctx, gone, after, outcome[0], *args)
+
+        ran.addCallback(done)
         return NOT_DONE_YET
 
     def _dispatch(
@@ -344,20 +438,20 @@ class CwmpResource(Resource):
                     reason=str(parsed),
                 )
                 return text_response(request, parsed.http_status, f"Invalid CWMP message: {parsed}")
-            return self._step(request, live, parsed, data)
+            return self._step(request, ctx, live, parsed, data)
         if isinstance(parsed.message, rpc.Inform):
             # A new Inform always starts a new session, whatever cookie came with it.
             return self._inform(request, parsed, data, ctx, previous=live)
         if live is None:
             return text_response(request, 400, "No CWMP session: send an Inform first")
-        return self._step(request, live, parsed, data)
+        return self._step(request, ctx, live, parsed, data)
 
     # --- admission control --------------------------------------------------------------
 
     def _at_capacity(self) -> bool:
         """True when no slot is free, even after evicting a session idle past its grace."""
-        # An Inform is processed synchronously, so live sessions are all there is to count.
-        if len(self._by_device) < self._config.max_sessions:
+        # Live sessions, and Informs whose units run (on PostgreSQL) before they are.
+        if len(self._by_device) + self._informing < self._config.max_sessions:
             return False
         # The least recently active session first: if it has been idle longer than the grace
         # period, its slot goes to the CPE knocking now (an idle slot is worth less than a
@@ -374,7 +468,7 @@ class CwmpResource(Resource):
             )
             self.idle_evictions += 1
             self._close(idlest, abort_reason="evicted: idle at the session cap")
-            return len(self._by_device) >= self._config.max_sessions
+            return len(self._by_device) + self._informing >= self._config.max_sessions
         return True
 
     def _busy(self, request: Request) -> bytes:
@@ -453,87 +547,129 @@ class CwmpResource(Resource):
             log.info("Refused Inform: {reason}", reason=event.reason)
             return _violation_response(request, event)
         assert isinstance(event, InformReceived)
-        inform = event.inform
-        serial = inform.device_id.serial_number.strip()  # checked by the session
+        opening = _Opening(
+            session=session,
+            inform=event.inform,
+            serial=event.inform.device_id.serial_number.strip(),  # checked by the session
+            data=data,
+            random=random,
+            now=now,
+        )
+        admission = self._store.read(self._onboarding.admission, opening.serial)
+        return self._then(request, ctx, admission, self._admitted, request, ctx, opening)
 
-        device = self._onboarding.admission(serial)
+    def _admitted(
+        self,
+        outcome: Device | Refusal | Failure | None,
+        request: Request,
+        ctx: _Context,
+        o: _Opening,
+    ) -> bytes | int:
+        """The Inform's device looked up (None: a new one): authenticate, then its unit."""
+        device = _value(outcome)
         if isinstance(device, Refusal):
             log.info("Refused Inform from {what}", what=device.log)
             return text_response(request, 403, device.reason)
-        refusal, first_contact = self._authenticate(request, device, now)
+        refusal, first_contact = self._authenticate(request, device, o.now)
         if refusal is not None:
             return refusal
-
         if device is not None:
-            old = self._by_device.get(device.id)
-            if old is not None:
-                log.info(
-                    "New Inform replaces live session device_id={device_id} "
-                    "session_id={session_id}",
-                    device_id=old.device_id,
-                    session_id=old.session_id,
-                )
-                self._end(old, abort_reason="replaced by a new session")
+            self._replace(device.id)
 
         # The CPE's SessionTimeout is its own inactivity timeout, but a slot held for hours
         # is a slot another CPE cannot use: clamped to [cwmp] max_session_timeout.
-        asked = session.inactivity_timeout or self._config.session_timeout
-        timeout = float(min(asked, self._config.max_session_timeout))
-        lease_until = now + LEASE_TIMEOUTS * timeout
-        known = device is not None
-        try:
-            with self._store.transaction():
-                if device is not None:
-                    self._take_session(device.id, now, lease_until)
-                device, registered_in = self._onboarding.admit(
-                    device,
-                    inform,
-                    address=cpe_host(request),
-                    first_contact=first_contact,
-                    now=now,
-                )
-                if not known:  # created just now: nobody else holds it
-                    self._take_session(device.id, now, lease_until)
-        except _HeldElsewhere as held:
-            return self._held_elsewhere(request, held.device_id, held.holder, data, now)
-        except Conflict:
-            if known:
-                raise
-            # Another process registered this serial since the lookup above (a CPE that
-            # retried while its first Inform was still being answered elsewhere).
-            request.setHeader(b"Retry-After", b"1")
-            return text_response(request, 503, "This device was just registered, retry")
-        self.pacer.admitted(now)
+        asked = o.session.inactivity_timeout or self._config.session_timeout
+        o.timeout = float(min(asked, self._config.max_session_timeout))
+        o.lease_until = o.now + LEASE_TIMEOUTS * o.timeout
+        o.known = device is not None
+        opened = self._unit(
+            device.id if device else None, self._open, o, device, cpe_host(request), first_contact
+        )
+        return self._then(request, ctx, opened, self._opened, request, ctx, o)
 
+    def _replace(self, device_id: int) -> None:
+        """End this node's live session with the device, if any: a new Inform replaces it."""
+        old = self._by_device.get(device_id)
+        if old is not None:
+            log.info(
+                "New Inform replaces live session device_id={device_id} session_id={session_id}",
+                device_id=old.device_id,
+                session_id=old.session_id,
+            )
+            self._end(old, abort_reason="replaced by a new session")
+
+    def _open(
+        self, o: _Opening, device: Device | None, address: str | None, first_contact: bool
+    ) -> tuple[Device, str | None]:
+        """The Inform's unit: its device's session lease taken, the device registered (if
+        new) and its Inform recorded; (the device, the organization it was registered in)."""
+        if device is not None:
+            self._take_session(device.id, o.now, o.lease_until)
+        device, registered_in = self._onboarding.admit(
+            device, o.inform, address=address, first_contact=first_contact, now=o.now
+        )
+        if not o.known:  # created just now: nobody else holds it
+            self._take_session(device.id, o.now, o.lease_until)
+        return device, registered_in
+
+    def _opened(
+        self,
+        outcome: tuple[Device, str | None] | Failure,
+        request: Request,
+        ctx: _Context,
+        o: _Opening,
+    ) -> bytes | int:
+        """The Inform's unit ran: the session starts (InformResponse), unless its device's
+        session runs elsewhere or it was just registered by another process."""
+        if isinstance(outcome, Failure):
+            held = outcome.check(_HeldElsewhere) and outcome.value
+            if isinstance(held, _HeldElsewhere):
+                return self._held_elsewhere(request, held.device_id, held.holder, o.data, o.now)
+            if outcome.check(Conflict) and not o.known:
+                # Another process registered this serial since the lookup (a CPE that
+                # retried while its first Inform was still being answered elsewhere).
+                request.setHeader(b"Retry-After", b"1")
+                return text_response(request, 503, "This device was just registered, retry")
+            outcome.raiseException()
+        assert not isinstance(outcome, Failure)
+        device, registered_in = outcome
+        self.pacer.admitted(o.now)
+        session = o.session
         live = _Live(
             # The node's id first: another node forwards the session's requests here.
-            session_id=f"{self.node_id}.{random[:32]}",
+            session_id=f"{self.node_id}.{o.random[:32]}",
             session=session,
             device_id=device.id,
-            serial=serial,
+            serial=o.serial,
             tasks=self._tasks.open_session(device.id, session.version),
             # A peer's connection carries many CPEs' requests: no session is found by it.
             channel=request.channel if forwarded(request) is None else None,
-            timeout=timeout,
-            lease_until=lease_until,
-            started=now,
+            timeout=o.timeout,
+            lease_until=o.lease_until,
+            started=o.now,
             transcript=[] if device.debug else None,
         )
         ctx.live = live
+        # Another Inform of the device may have become a session while this one's unit ran:
+        # this one, the newer, takes its place (registered first, so that one's end does
+        # not give up the device's lease).
+        older = self._by_device.get(device.id)
         self._by_cookie[live.session_id] = live
         self._by_device[device.id] = live
         if live.channel is not None:
             self._by_channel[live.channel] = live
+        if older is not None:
+            self._end(older, abort_reason="replaced by a new session")
         self._touch(live)
-        live.record("cpe", data)
+        live.record("cpe", o.data)
         # The session's first info line (its last is "Session done"); a new device's
         # auto-registration is told here rather than on a line of its own.
         log.info(
             "Inform {serial} events={events} cwmp={version}"
             + (" auto-registered in {organization}" if registered_in is not None else "")
             + " device_id={device_id} session_id={session_id}",
-            serial=serial,
-            events=",".join(e.code for e in inform.events),
+            serial=o.serial,
+            events=",".join(e.code for e in o.inform.events),
             version=session.version,
             organization=registered_in,
             device_id=device.id,
@@ -680,10 +816,11 @@ class CwmpResource(Resource):
     def _step(
         self,
         request: Request,
+        ctx: _Context,
         live: _Live,
         received: soap.Envelope | soap.SoapError | None,
         data: bytes,
-    ) -> bytes:
+    ) -> bytes | int:
         live.record("cpe", data)
         self._touch(live)
         event: Event
@@ -691,11 +828,10 @@ class CwmpResource(Resource):
             event = live.session.receive_error(received)
         else:
             event = live.session.receive(received)
-        return self._handle(request, live, event)
+        return self._handle(request, ctx, live, event)
 
-    def _handle(self, request: Request, live: _Live, event: Event) -> bytes:
+    def _handle(self, request: Request, ctx: _Context, live: _Live, event: Event) -> bytes | int:
         now = self._reactor.seconds()
-        session = live.session
         if isinstance(event, ProtocolViolation):
             log.warn(
                 "CWMP protocol violation: {reason} device_id={device_id} session_id={session_id}",
@@ -709,26 +845,43 @@ class CwmpResource(Resource):
             return _violation_response(request, event)
         if isinstance(event, CpeRequest):
             self.metrics.cpe_request(type(event.message).__name__)
-            with self._store.transaction():
-                answer = live.tasks.on_cpe_request(event.message, now=now)
-                self._renew(live, now)
-            log.debug(
-                "CPE request {method} answered {answer} device_id={device_id} "
-                "session_id={session_id}",
-                method=type(event.message).__name__,
-                answer=type(answer).__name__,
-                device_id=live.device_id,
-                session_id=live.session_id,
-            )
-            body = session.respond(answer)
-            live.record("acs", body)
-            return xml_response(request, body)
+            ran = self._unit(live.device_id, self._on_cpe_request, live, event.message, now)
+            return self._then(request, ctx, ran, self._answered, request, live, event)
         if isinstance(event, CpeDone | RpcResult):
-            return self._next(request, live, event, now)
+            return self._next(request, ctx, live, event, now)
         raise AssertionError(f"unexpected session event {event!r}")
 
-    def _next(self, request: Request, live: _Live, event: CpeDone | RpcResult, now: float) -> bytes:
-        session = live.session
+    def _on_cpe_request(self, live: _Live, message: rpc.Message, now: float) -> rpc.Message:
+        """The unit of a CPE's own request: its answer."""
+        answer = live.tasks.on_cpe_request(message, now=now)
+        self._renew(live, now)
+        return answer
+
+    def _answered(
+        self, outcome: rpc.Message | Failure, request: Request, live: _Live, event: CpeRequest
+    ) -> bytes:
+        answer = _value(outcome)
+        if live.ended:  # timed out or replaced while its unit ran
+            return empty_response(request)
+        log.debug(
+            "CPE request {method} answered {answer} device_id={device_id} session_id={session_id}",
+            method=type(event.message).__name__,
+            answer=type(answer).__name__,
+            device_id=live.device_id,
+            session_id=live.session_id,
+        )
+        body = live.session.respond(answer)
+        live.record("acs", body)
+        return xml_response(request, body)
+
+    def _next(
+        self,
+        request: Request,
+        ctx: _Context,
+        live: _Live,
+        event: CpeDone | RpcResult,
+        now: float,
+    ) -> bytes | int:
         if isinstance(event, RpcResult):
             fault = event.response.code if isinstance(event.response, rpc.Fault) else None
             self.metrics.rpc_answered(type(event.request).__name__, fault)
@@ -742,17 +895,30 @@ class CwmpResource(Resource):
                 device_id=live.device_id,
                 session_id=live.session_id,
             )
-        message: rpc.Message | None = None
-        with self._store.transaction():
-            if isinstance(event, RpcResult):
-                live.tasks.on_response(event.response, now=now)
-            if not session.rpc_limit_reached:
-                message = live.tasks.next_request(now=now)
-            if message is None:
-                # The session's last request: its device is free for any node from now on.
-                self._store.end_device_session(live.device_id, self.node_id)
-            else:
-                self._renew(live, now)
+        ran = self._unit(live.device_id, self._advance, live, event, now)
+        return self._then(request, ctx, ran, self._advanced, request, live, now)
+
+    def _advance(self, live: _Live, event: CpeDone | RpcResult, now: float) -> rpc.Message | None:
+        """The unit of an answer or of the CPE being done: the ACS's next request, if any."""
+        if isinstance(event, RpcResult):
+            live.tasks.on_response(event.response, now=now)
+        message = None
+        if not live.session.rpc_limit_reached:
+            message = live.tasks.next_request(now=now)
+        if message is None:
+            # The session's last request: its device is free for any node from now on.
+            self._store.end_device_session(live.device_id, self.node_id)
+        else:
+            self._renew(live, now)
+        return message
+
+    def _advanced(
+        self, outcome: rpc.Message | Failure | None, request: Request, live: _Live, now: float
+    ) -> bytes:
+        message = _value(outcome)
+        if live.ended:  # timed out or replaced while its unit ran
+            return empty_response(request)
+        session = live.session
         if message is None:
             if session.rpc_limit_reached:
                 log.warn(
@@ -853,33 +1019,56 @@ class CwmpResource(Resource):
         now = self._reactor.seconds()
         self.metrics.session_ended(abort_reason, now - live.started)
         if abort_reason is not None:
-            try:
-                with self._store.transaction():
-                    live.tasks.abort(now=now, reason=abort_reason)
-                    self._store.end_device_session(live.device_id, self.node_id)
-            except Exception:
-                log.failure(
-                    "Aborting session tasks failed device_id={device_id} session_id={session_id}",
-                    device_id=live.device_id,
-                    session_id=live.session_id,
-                )
+            # A newer session of the device on this node (one that replaced it) keeps the
+            # device's lease.
+            release = live.device_id not in self._by_device
+            aborted = self._unit(live.device_id, self._abort, live, abort_reason, release, now)
+            aborted.addErrback(self._unit_failed, "Aborting session tasks", live)
         if live.transcript is not None:
-            self._save_transcript(live)
-
-    def _save_transcript(self, live: _Live) -> None:
-        text = "\n".join(f"--- {direction}\n{body}" for direction, body in live.transcript or [])
-        try:
-            self._store.add_session_transcript(live.device_id, text, started=live.started)
-        except Exception:
+            text = "\n".join(f"--- {way}\n{body}" for way, body in live.transcript)
+            saved = self._unit(live.device_id, self._save_transcript, live, text)
             # The device may have been deleted meanwhile; a lost transcript is no reason to fail.
-            log.failure(
-                "Saving transcript failed device_id={device_id} session_id={session_id}",
-                device_id=live.device_id,
-                session_id=live.session_id,
-            )
+            saved.addErrback(self._unit_failed, "Saving transcript", live)
+
+    def _abort(self, live: _Live, reason: str, release: bool, now: float) -> None:
+        live.tasks.abort(now=now, reason=reason)
+        if release:
+            self._store.end_device_session(live.device_id, self.node_id)
+
+    def _save_transcript(self, live: _Live, text: str) -> None:
+        self._store.add_session_transcript(live.device_id, text, started=live.started)
+
+    def _unit_failed(self, failure: Failure, what: str, live: _Live) -> None:
+        log.failure(
+            what + " failed device_id={device_id} session_id={session_id}",
+            failure=failure,
+            device_id=live.device_id,
+            session_id=live.session_id,
+        )
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _watch(request: Request) -> list[bool]:
+    """A list that gets an item once the request's connection is gone (its answer would
+    go nowhere), for a request left NOT_DONE_YET."""
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))
+    return gone
+
+
+def _passing(outcome: Any, told: Deferred[None]) -> Any:
+    """Tell ``told`` that a Deferred fired, and pass its ``outcome`` on unchanged."""
+    told.callback(None)
+    return outcome
+
+
+def _value(outcome: Any) -> Any:
+    """What a unit returned, or what it raised raised again (`CwmpResource._then`)."""
+    if isinstance(outcome, Failure):
+        outcome.raiseException()
+    return outcome
 
 
 def _violation_response(request: Request, event: ProtocolViolation) -> bytes:

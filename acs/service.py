@@ -147,6 +147,8 @@ class _ApplianceService(MultiService):
         # Session timers first, so no session callback runs against a closing store.
         appliance.cwmp.stop()
         d: Deferred[Any] = maybeDeferred(super().stopService)
+        # Units of work of sessions (their aborts, on PostgreSQL) before the store closes.
+        d.addBoth(lambda _: appliance.cwmp.settled())
         d.addBoth(lambda _: appliance.connreq.stop())
         d.addBoth(lambda _: appliance.forwarder.close())
         d.addBoth(lambda _: appliance.close())
@@ -204,6 +206,7 @@ class Appliance:
         }
         peer_endpoint = _endpoint(reactor, "cluster", config.cluster.peer_listen)
         self.store: Store = open_store(config)
+        self.store.start_pool(reactor, config.storage.pool_size)
         self._closed = False
         self.metrics = Metrics()
         self.metrics.watch_tasks(self.store)

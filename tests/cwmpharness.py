@@ -80,13 +80,18 @@ def wire(message: rpc.Message, cwmp_id: str | None = "1", ns: str = NS, **header
 
 
 class CwmpResourceCase(unittest.TestCase):
-    """A CwmpResource on 127.0.0.1 (real store and engine, a Clock as its reactor)."""
+    """A CwmpResource on 127.0.0.1 (real store and engine, a Clock as its reactor). On
+    PostgreSQL the store runs the resource's units of work in its pool of threads, as the
+    appliance does."""
+
+    store_class: type[Store] = Store
 
     def setUp(self) -> None:
         self.clock = task.Clock()
         self.clock.advance(T0)
-        self.store = Store.open(":memory:")
+        self.store = self.store_class.open(":memory:")
         self.addCleanup(self.store.close)
+        self.store.start_pool(REACTOR, 4)
         self.engine = TaskEngine(self.store, cast(IReactorTime, self.clock))
         self.pool = HTTPConnectionPool(REACTOR, persistent=False)
         self.serve(CwmpConfig())

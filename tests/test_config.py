@@ -86,6 +86,8 @@ def test_partial_section_keeps_other_defaults(tmp_path: Path) -> None:
         ("[retention]\nkeep_days = 1\n", "[retention] unknown key 'keep_days'"),
         ("[tasks]\nmax_attempts = 0\n", "[tasks] max_attempts must be between 1 and 100"),
         ("[tasks]\nretry_base = 86401\n", "retry_base must be between 1 and 86400"),
+        ("[storage]\npool_size = 0\n", "pool_size must be between 1 and 64"),
+        ("[storage]\npool_size = 65\n", "pool_size must be between 1 and 64"),
         ("[tasks]\npermanent_faults = 9000\n", "must be a list of CPE fault codes"),
         ("[tasks]\npermanent_faults = [8005]\n", "8005 is not a CPE fault code"),
         ("[tasks]\npermanent_faults = [true]\n", "True is not a CPE fault code"),

@@ -209,6 +209,7 @@ class CwmpHttpTests(CwmpResourceCase):
         device = self.provisioned_device(debug=True)
         inform = await self.start_session()
         await self.request(b"", cookie=inform.cookie)
+        await self.resource.settled()  # the transcript is saved by a unit of its own
         transcripts = self.store.session_transcripts(device.id)
         self.assertEqual(len(transcripts), 1)
         self.assertIn("InformResponse", transcripts[0].transcript)
@@ -531,6 +532,7 @@ class CwmpHttpTests(CwmpResourceCase):
         inform = await self.start_session()
         reply = await self.request(wire(rpc.RebootResponse()), cookie=inform.cookie)
         self.assertEqual(reply.code, 400)
+        await self.resource.settled()
         self.assertFalse(self.resource.in_session(device.id))
 
     async def test_mismatched_response_id_is_400_and_task_is_retried(self) -> None:
@@ -549,6 +551,7 @@ class CwmpHttpTests(CwmpResourceCase):
             wire(rpc.SetParameterValuesResponse(0), "bogus"), cookie=inform.cookie
         )
         self.assertEqual(reply.code, 400)
+        await self.resource.settled()
         row = self.store.get_task(task_row.id)
         assert row is not None
         self.assertEqual(row.state, PENDING)
@@ -566,6 +569,7 @@ class CwmpHttpTests(CwmpResourceCase):
         reply = await self.request(wire(rpc.GetRPCMethods()), cookie=inform.cookie)
         self.assertEqual(reply.code, 500)
         self.assertNotIn(b"boom", reply.body)
+        await self.resource.settled()
         self.assertFalse(self.resource.in_session(device.id))
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         # And the next session works.
@@ -593,6 +597,7 @@ class CwmpHttpTests(CwmpResourceCase):
         self.clock.advance(self.config.session_timeout - 1)
         self.assertTrue(self.resource.in_session(device.id))
         self.clock.advance(2)
+        await self.resource.settled()
         self.assertFalse(self.resource.in_session(device.id))
         self.assertEqual(self.resource.active_sessions(), 0)
         row = self.store.get_task(task_row.id)
@@ -610,12 +615,14 @@ class CwmpHttpTests(CwmpResourceCase):
             await self.request(wire(rpc.GetRPCMethods()), cookie=inform.cookie)
         self.assertTrue(self.resource.in_session(device.id))
         self.clock.advance(31)
+        await self.resource.settled()
         self.assertFalse(self.resource.in_session(device.id))
 
     async def test_cpe_session_timeout_overrides_the_configured_one(self) -> None:
         device = self.provisioned_device()
         await self.start_session(ns="urn:dslforum-org:cwmp-1-2", session_timeout=5)
         self.clock.advance(6)
+        await self.resource.settled()
         self.assertFalse(self.resource.in_session(device.id))
 
     async def test_rpc_cap_ends_session_and_requeues_in_flight_task(self) -> None:
@@ -627,6 +634,7 @@ class CwmpHttpTests(CwmpResourceCase):
         gpn = rpc.GetParameterNamesResponse((rpc.ParameterInfo("Device.X", False),))
         reply = await self.request(wire(gpn, sent.header.id), cookie=inform.cookie)
         self.assertEqual(reply.code, 204)
+        await self.resource.settled()
         self.assertFalse(self.resource.in_session(device.id))
         row = self.store.get_task(task_row.id)
         assert row is not None

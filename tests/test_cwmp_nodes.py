@@ -161,6 +161,7 @@ class TwoNodes(CwmpResourceCase):
         device = self.provisioned_device()
         await self.to(self.a, wire(make_inform()))
         self.clock.advance(CwmpConfig().session_timeout + 1)
+        await self.a[0].settled()
         self.assertIsNone(self.store.device_session_node(device.id, now=self.clock.seconds()))
         self.assertEqual(self.a[0].active_sessions(), 0)
 

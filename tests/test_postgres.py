@@ -19,14 +19,16 @@ import psycopg
 import psycopg.conninfo
 import pytest
 from apiharness import ApiHarness
-from cwmpharness import CwmpResourceCase, make_inform, wire
+from cwmpharness import REACTOR, CwmpResourceCase, make_inform, wire
+from twisted.internet import defer
+from twisted.trial import unittest
 
 from acs.cli import main
 from acs.store import SchemaError, Store, StoreError
 from acs.store.health import STORAGE_UNAVAILABLE_RETRY_AFTER
 from acs.store.migrations import MIGRATIONS, migrate
 from acs.store.pgschema import BASE_VERSION, DELTAS
-from acs.store.postgres import REWRITES, WRITE_LOCK_KEY, conninfo, translate
+from acs.store.postgres import RERUNS, REWRITES, WRITE_LOCK_KEY, conninfo, translate
 from acs.store.series import _BUCKETED
 
 STORE = Path(__file__).resolve().parent.parent / "acs" / "store"
@@ -396,3 +398,120 @@ def test_db_status_reads_a_postgresql_database_and_says_when_it_is_newer(
     assert "newer acs" in capsys.readouterr().err
     assert main(["db", "backup", "copy.db", "--config", str(config)]) == 2
     assert "pg_dump" in capsys.readouterr().err
+
+
+# --- units of work in the engine's pool ------------------------------------------------------
+
+# A serialization failure as the server raises it (what a lost SERIALIZABLE transaction,
+# or CockroachDB under contention, answers).
+LOSE = "DO $$ BEGIN RAISE EXCEPTION 'lost' USING ERRCODE = 'serialization_failure'; END $$"
+ADD = "INSERT INTO leases (name, holder, expires) VALUES (?, 'x', 1)"
+
+
+def _leases(store: Store) -> list[str]:
+    return [r[0] for r in store.db.execute("SELECT name FROM leases ORDER BY name")]
+
+
+@pytest.mark.skipif(pgserver.ACTIVE is None, reason="PostgreSQL pass only")
+class PooledUnits(unittest.TestCase):
+    """`Store.run` on PostgreSQL with the pool started: off the reactor thread, each thread
+    on its own connection, run again after a serialization failure."""
+
+    def setUp(self) -> None:
+        self.store = Store.open(":memory:")
+        self.addCleanup(self.store.close)
+        self.store.start_pool(REACTOR, 3)
+
+    async def test_units_run_in_threads_of_their_own_with_their_own_connections(self) -> None:
+        self.assertFalse(self.store.runs_inline)
+        reactor_pid = self.store.db.raw.info.backend_pid
+        started = threading.Barrier(3, timeout=30)
+
+        def look() -> tuple[str, int, int]:
+            started.wait()  # all three at once: three threads, none the reactor's
+            count = self.store.count_devices()
+            return threading.current_thread().name, self.store.db.raw.info.backend_pid, count
+
+        looked = await defer.gatherResults([self.store.read(look) for _ in range(3)])
+        threads = {thread for thread, _, _ in looked}
+        self.assertEqual(len(threads), 3)
+        self.assertNotIn(threading.current_thread().name, threads)
+        pids = {pid for _, pid, _ in looked}
+        self.assertEqual(len(pids), 3)
+        self.assertNotIn(reactor_pid, pids)
+
+        # Writing units take the write lock one after another, as on SQLite.
+        def add(name: str) -> str:
+            self.store.db.execute(ADD, (name,))
+            return threading.current_thread().name
+
+        added = await defer.gatherResults([self.store.run(add, n) for n in ("a", "b", "c")])
+        self.assertTrue(set(added) <= threads)
+        self.assertEqual(_leases(self.store), ["a", "b", "c"])
+
+    async def test_a_unit_that_loses_to_another_runs_again_and_commits_once(self) -> None:
+        tries: list[int] = []
+
+        def unit() -> str:
+            tries.append(1)
+            self.store.db.execute(ADD, (f"try{len(tries)}",))
+            if len(tries) < 3:
+                self.store.db.execute(LOSE)
+            return "done"
+
+        self.assertEqual(await self.store.run(unit), "done")
+        self.assertEqual(len(tries), 3)
+        self.assertEqual(self.store.reruns, 2)
+        self.assertEqual(_leases(self.store), ["try3"])  # the lost attempts left nothing
+
+    async def test_a_unit_not_to_run_again_fails_whole_at_its_first_loss(self) -> None:
+        def unit() -> None:
+            self.store.db.execute(ADD, ("once",))
+            self.store.db.execute(LOSE)
+
+        with self.assertRaises(psycopg.errors.SerializationFailure):
+            await self.store.run(unit, rerun=False)
+        self.assertEqual(self.store.reruns, 0)
+        self.assertEqual(_leases(self.store), [])
+
+    async def test_one_that_keeps_losing_gives_up_after_the_last_rerun(self) -> None:
+        def unit() -> None:
+            self.store.db.execute(LOSE)
+
+        with self.assertRaises(psycopg.errors.SerializationFailure):
+            await self.store.run(unit)
+        self.assertEqual(self.store.reruns, RERUNS)
+
+    async def test_finished_tasks_are_told_on_the_reactor_thread_once_committed(self) -> None:
+        org = self.store.ensure_organization("Org").id
+        device = self.store.create_device(
+            serial_number="SN1", name="SN1", organization_id=org, now=T, actor="test"
+        )
+        task_id = self.store.queue_task(device.id, "reboot", {}, now=T, actor="test").id
+        told: list[tuple[int, str, str]] = []
+
+        def listener(finished: int) -> None:
+            row = self.store.get_task(finished)  # the reactor's connection sees the commit
+            assert row is not None
+            told.append((finished, row.state, threading.current_thread().name))
+
+        self.store.task_finished.append(listener)
+
+        def finish() -> None:
+            self.store.start_task(task_id, now=T)
+            self.store.complete_task(task_id, now=T)
+
+        await self.store.run(finish)
+        self.assertEqual(told, [(task_id, "done", threading.current_thread().name)])
+
+        def fails() -> None:
+            self.store.cancel_task(
+                self.store.queue_task(device.id, "reboot", {}, now=T, actor="t").id,
+                now=T,
+                actor="t",
+            )
+            raise RuntimeError("undone")
+
+        with self.assertRaises(RuntimeError):
+            await self.store.run(fails)
+        self.assertEqual(len(told), 1)  # nothing finished: the unit was undone

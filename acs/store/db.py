@@ -4,7 +4,10 @@ foreign keys), transactions and their lock, full-storage detection for `StorageH
 checkpoints, and the shared helpers the aggregate modules build on.
 
 One `Database` wraps one `sqlite3` connection in autocommit mode and is used synchronously
-from the reactor thread; each method is a short SQLite operation. Methods that need the
+from the reactor thread; each method is a short SQLite operation. `run` is the storage seam
+for callers that must not wait on a database server: a unit of work (a function of one
+transaction) whose result comes as a Deferred; SQLite runs it at once, PostgreSQL in a
+thread of its own pool (`acs.store.postgres`). Methods that need the
 current time take `now` explicitly so tests drive time; the store never reads the clock.
 Every mutating method is atomic on its own, and `with store.transaction():` groups several
 calls into one unit (a CWMP session's writes, for example). Never await or yield to the
@@ -24,6 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
 
 from acs.store.checks import epoch, json_text
 from acs.store.errors import Conflict, NotFound, StoreError, StoreExposed
@@ -143,9 +148,6 @@ class Database:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        # The connection itself, for inspection by tests and tools (`store.db.execute(...)`);
-        # the store's own statements go through `_conn`.
-        self.db = conn
         self._depth = 0
         # The connection may be shared with a worker thread (check_same_thread=False);
         # a transaction must not interleave with another thread's statements.
@@ -155,6 +157,12 @@ class Database:
         # Told the id of every task that reaches done, failed or cancelled (acs.tasks.engine
         # wakes whoever waits for it); called inside the store's transaction.
         self.task_finished: list[Callable[[int], None]] = []
+
+    @property
+    def db(self) -> Any:
+        """The connection itself, for inspection by tests and tools (`store.db.execute(...)`);
+        the store's own statements go through `_conn`."""
+        return self._conn
 
     @classmethod
     def open(cls, path: str | Path) -> Self:
@@ -240,6 +248,47 @@ class Database:
                     self._conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
+
+    # --- units of work (the storage seam) ------------------------------------------------
+
+    runs_inline = True
+    """Whether `run` and `read` run their unit at once (their Deferred has fired when they
+    return): always on SQLite, whose statements wait on no network."""
+
+    def run(self, unit: Callable[..., T], *args: Any, rerun: bool = True) -> Deferred[T]:
+        """``unit(*args)`` as one transaction, the pattern of adbapi's ``runInteraction``: a
+        Deferred of what it returns, or of what it raised with every write of it undone.
+
+        A unit calls the store (not the reactor: on PostgreSQL it runs in a thread of the
+        engine's pool, on that thread's connection, and the `task_finished` listeners are
+        told on the reactor thread once it committed). ``rerun``: the unit may run again
+        after a serialization failure or deadlock (PostgreSQL), so it may change no state
+        but the database's; False for one that does (a CWMP session's step). Inside a
+        transaction or another unit, it runs at once as part of it."""
+        try:
+            with self.transaction():
+                result = unit(*args)
+        except Exception:
+            return fail()
+        return succeed(result)
+
+    def read(self, unit: Callable[..., T], *args: Any) -> Deferred[T]:
+        """``unit(*args)``, a unit of reads only, outside a transaction (each statement sees
+        what was committed when it ran); run as `run` runs units."""
+        try:
+            result = unit(*args)
+        except Exception:
+            return fail()
+        return succeed(result)
+
+    def start_pool(self, reactor: Any, size: int) -> None:
+        """Run units in a pool of ``size`` threads of ``reactor`` from now on (PostgreSQL);
+        SQLite keeps running them at once."""
+
+    def _finished(self, task_id: int) -> None:
+        """Tell the `task_finished` listeners (inside the transaction that finished it)."""
+        for listener in self.task_finished:
+            listener(task_id)
 
     def _begin_immediate(self) -> None:
         """BEGIN IMMEDIATE, waiting for another process's write lock in short pauses (see

@@ -26,11 +26,18 @@ column, partial indexes, one plpgsql trigger function, advisory locks, jsonb ope
 from __future__ import annotations
 
 import functools
+import random
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.threadpool import ThreadPool
 
 from acs.store.db import Database, redacted
 from acs.store.errors import SchemaError, StorageUnavailable, StoreError
@@ -48,6 +55,7 @@ except ImportError:  # pragma: no cover - exercised only where psycopg is not in
     psycopg = None  # type: ignore[assignment]
 
 D = TypeVar("D", bound=Database)
+T = TypeVar("T")
 
 # pg_advisory_xact_lock key of the store's write lock ("acsw" in ASCII).
 WRITE_LOCK_KEY = 0x61637377
@@ -567,14 +575,79 @@ def migrate(conn: PgConnection) -> int:
     return schema_version(conn)
 
 
-class PgEngine:
-    """What `Database` does with SQLite itself, done on PostgreSQL; first in the MRO of
-    the store class `engine_class` makes."""
+# Serialization failure and deadlock: the transaction lost to another and may simply run
+# again (what PostgreSQL-wire distributed databases answer under contention, too).
+RERUN_SQLSTATES = frozenset({"40001", "40P01"})
+# A unit runs at most this many times more, after pauses that start at RERUN_PAUSE seconds
+# and double, each scaled by a random factor in [0.5, 1.5) so losers do not collide again.
+RERUNS = 5
+RERUN_PAUSE = 0.005
 
-    _conn: PgConnection
-    _lock: threading.RLock
+
+class _Here(threading.local):
+    """What one thread has of the engine: its connection, opened at its first statement,
+    and its transaction's depth and lock; while it runs a unit of the pool, the ids of the
+    tasks the unit finished (told to the listeners on the reactor thread)."""
+
+    def __init__(self) -> None:
+        self.conn: PgConnection | None = None
+        self.depth = 0
+        self.lock = threading.RLock()
+        self.finished: list[int] | None = None
+
+
+class PgEngine(Database):
+    """What `Database` does with SQLite itself, done on PostgreSQL; first in the MRO of
+    the store class `engine_class` makes.
+
+    Each thread has its own connection: the reactor's (the one `Store.open` made), and one
+    per thread that runs a unit (`start_pool`) or any other store call."""
+
     IntegrityError = psycopg.IntegrityError if psycopg is not None else Exception
     Error = psycopg.Error if psycopg is not None else Exception
+
+    def __init__(self, conn: PgConnection) -> None:
+        self._here = _Here()
+        self._url = conn.url
+        self._opened = [conn]
+        self._opened_lock = threading.Lock()
+        self._pool: ThreadPool | None = None
+        self._reactor: Any = None  # IReactorFromThreads and IReactorCore
+        self._stopping: Any = None
+        # Units run again after a serialization failure or deadlock (a figure for tests).
+        self.reruns = 0
+        super().__init__(conn)  # type: ignore[arg-type]
+
+    # Per thread: `Database` reads and sets these as attributes.
+    @property  # type: ignore[override]
+    def _conn(self) -> PgConnection:
+        here = self._here
+        conn = here.conn
+        if conn is None:
+            conn = here.conn = PgConnection(_open(self._url), self._url)
+            with self._opened_lock:
+                self._opened.append(conn)
+        return conn
+
+    @_conn.setter
+    def _conn(self, conn: PgConnection) -> None:
+        self._here.conn = conn
+
+    @property
+    def _depth(self) -> int:
+        return self._here.depth
+
+    @_depth.setter
+    def _depth(self, depth: int) -> None:
+        self._here.depth = depth
+
+    @property
+    def _lock(self) -> threading.RLock:
+        return self._here.lock
+
+    @_lock.setter
+    def _lock(self, lock: threading.RLock) -> None:
+        self._here.lock = lock
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._conn.execute(sql, params).fetchall())
@@ -585,12 +658,107 @@ class PgEngine:
     def _begin_immediate(self) -> None:
         self._conn.begin()
 
-    def close(self) -> None:
-        self._conn.close()
-
     def checkpoint(self) -> tuple[int, int]:
         """PostgreSQL checkpoints its WAL itself: nothing to copy here."""
         return 0, 0
+
+    # --- units of work -----------------------------------------------------------------
+
+    @property
+    def runs_inline(self) -> bool:  # type: ignore[override]
+        return self._pool is None
+
+    def start_pool(self, reactor: Any, size: int) -> None:
+        """Run units in ``size`` threads from now on, so that no round trip to the server
+        holds the reactor; a reactor without threads (``task.Clock``) keeps them inline."""
+        if self._pool is not None or not IReactorFromThreads.providedBy(reactor):
+            return
+        pool = ThreadPool(minthreads=0, maxthreads=size, name="acs-postgresql")
+        pool.start()
+        self._pool, self._reactor = pool, reactor
+        # Its threads would keep the process alive: stopped with the reactor, if not closed.
+        self._stopping = reactor.addSystemEventTrigger(
+            "during", "shutdown", self._stop_pool, shutdown=True
+        )
+
+    def _stop_pool(self, *, shutdown: bool = False) -> None:
+        """Stop the pool, waiting for the units it runs (their results are not delivered)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if not shutdown:
+                self._reactor.removeSystemEventTrigger(self._stopping)
+            pool.stop()
+
+    def run(self, unit: Callable[..., T], *args: Any, rerun: bool = True) -> Deferred[T]:
+        here = self._here
+        if self._pool is None or here.depth or here.finished is not None:
+            try:
+                result = self._attempts(unit, args, rerun)
+            except Exception:
+                return fail()
+            return succeed(result)
+        assert self._reactor is not None
+        ran: Deferred[tuple[T, list[int]]] = deferToThreadPool(
+            self._reactor, self._pool, self._in_thread, unit, args, rerun
+        )
+        return ran.addCallback(self._told)
+
+    def read(self, unit: Callable[..., T], *args: Any) -> Deferred[T]:
+        if self._pool is None or self._here.finished is not None:
+            return super().read(unit, *args)
+        assert self._reactor is not None
+        return deferToThreadPool(self._reactor, self._pool, unit, *args)
+
+    def _in_thread(
+        self, unit: Callable[..., T], args: tuple[Any, ...], rerun: bool
+    ) -> tuple[T, list[int]]:
+        here = self._here
+        here.finished = []
+        try:
+            return self._attempts(unit, args, rerun), here.finished
+        finally:
+            here.finished = None
+
+    def _attempts(self, unit: Callable[..., T], args: tuple[Any, ...], rerun: bool) -> T:
+        """``unit(*args)`` in a transaction, run again (``rerun``) while it loses to another
+        (RERUN_SQLSTATES), at most RERUNS times more."""
+        pause = RERUN_PAUSE
+        for attempt in range(RERUNS + 1):
+            try:
+                with self.transaction():
+                    return unit(*args)
+            except psycopg.Error as exc:
+                if not rerun or self._depth or attempt == RERUNS:
+                    raise
+                if exc.sqlstate not in RERUN_SQLSTATES:
+                    raise
+            if self._here.finished:
+                self._here.finished.clear()  # undone with the rest
+            self.reruns += 1
+            time.sleep(pause * (0.5 + random.random()))  # jitter: no secret
+            pause *= 2
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _told(self, ran: tuple[T, list[int]]) -> T:
+        result, finished = ran
+        for task_id in finished:
+            super()._finished(task_id)  # on the reactor thread, once committed
+        return result
+
+    def _finished(self, task_id: int) -> None:
+        finished = self._here.finished
+        if finished is None:
+            super()._finished(task_id)
+        else:
+            finished.append(task_id)
+
+    def close(self) -> None:
+        """Stop the pool (waiting for the units it runs), then close every connection."""
+        self._stop_pool()
+        with self._opened_lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
 
 
 _ENGINES: dict[type, type] = {}

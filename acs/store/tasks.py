@@ -229,8 +229,7 @@ class Tasks(Database):
         if row["campaign_id"] is not None:
             self._campaign_outcome(row)
         if row["state"] in FINISHED_STATES:
-            for listener in self.task_finished:
-                listener(task_id)
+            self._finished(task_id)
         return row
 
     def _campaign_outcome(self, row: sqlite3.Row) -> None:

@@ -66,6 +66,7 @@ class SessionTimeoutBound(CwmpResourceCase):
         assert device is not None
         channel = self.resource._by_device[device.id].channel
         self.clock.advance(121)
+        await self.resource.settled()
         self.assertFalse(self.resource.in_session(device.id))
         self.assertEqual(self.resource.active_sessions(), 0)
         self.assertTrue(channel.transport.disconnecting)
@@ -148,6 +149,7 @@ class TranscriptSecrets(CwmpResourceCase):
             b"<Status>", b"<!--" + b"x" * 3_000_000 + b"--><Status>"
         )
         await self.request(body, cookie=inform.cookie)
+        await self.resource.settled()
         (stored,) = self.store.session_transcripts(device.id)
         self.assertNotIn(secret, stored.transcript)
         self.assertIn("[redacted]", stored.transcript)
