@@ -40,6 +40,13 @@ the few SQLite-only constructs, listed there) and binds ``?`` parameters. Its sc
 `pgschema` (migration 19 written for PostgreSQL, and a delta per later migration). A new
 statement in an aggregate that uses an SQLite-only construct fails on `make test-pg`
 until `postgres.REWRITES` or the statement itself is made to work on both.
+
+The storage seam: ``store.run(unit, *args)`` runs a unit of work (a function of one
+transaction) and gives a Deferred of its result; ``store.read`` the same for reads
+outside a transaction. SQLite runs units at once (the Deferred has fired on return);
+PostgreSQL, once `start_pool` ran (the appliance does), in a bounded pool of threads with
+a connection each, rerunning a unit after a serialization failure unless told not to.
+Callers that must never wait on a database server (the CWMP resource) go through it.
 """
 
 from acs.store.audit import Audit
