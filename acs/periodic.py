@@ -21,9 +21,11 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from acs.clock import Clock
 from acs.store import Store
@@ -81,23 +83,38 @@ class JobLease:
     def held(self, now: float) -> bool:
         """Take or renew the lease: whether this process holds it (False when the store
         failed: the job waits for its next run)."""
-        store, name = self._store, self.name
         try:
-            held = store.take_lease(name, self.holder, now=now, seconds=self.seconds)
-            if not held:
-                current = store.lease_holder(name, now=now)
-                if current is not None and node_gone(current):
-                    held = store.take_lease(
-                        name, self.holder, now=now, seconds=self.seconds, replaces=current
-                    )
+            held = self._take(now)
         except Exception:
-            log.failure("{name}: cannot take its lease", name=name)
-            return False
+            return self._failed(Failure())
+        return self._changed(held)
+
+    def later(self, now: float) -> Deferred[bool]:
+        """`held`, as a unit of work of the store (off the reactor thread on PostgreSQL)."""
+        taken: Deferred[bool] = self._store.run(self._take, now)
+        return taken.addCallbacks(self._changed, self._failed)
+
+    def _take(self, now: float) -> bool:
+        store, name = self._store, self.name
+        held = store.take_lease(name, self.holder, now=now, seconds=self.seconds)
+        if not held:
+            current = store.lease_holder(name, now=now)
+            if current is not None and node_gone(current):
+                held = store.take_lease(
+                    name, self.holder, now=now, seconds=self.seconds, replaces=current
+                )
+        return held
+
+    def _failed(self, failure: Failure) -> bool:
+        log.failure("{name}: cannot take its lease", failure, name=self.name)
+        return False
+
+    def _changed(self, held: bool) -> bool:
         if held != self._holding:
             self._holding = held
             log.info(
                 "{name}: {what} node={node}",
-                name=name,
+                name=self.name,
                 what="this node runs it now" if held else "another node runs it now",
                 node=self.holder,
             )
@@ -137,9 +154,10 @@ class PeriodicService(Service):
         self._lease = JobLease(store, holder, self.name, self.lease_seconds)
 
     def _tick(self) -> object:
-        if self._lease is not None and not self._lease.held(self.clock.seconds()):
-            return None
-        return self._work()
+        if self._lease is None:
+            return self._work()
+        held = self._lease.later(self.clock.seconds())
+        return held.addCallback(lambda mine: self._work() if mine else None)
 
     def startService(self) -> None:
         super().startService()

@@ -24,6 +24,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from acs.cli import main
+from acs.periodic import JobLease
 from acs.store import SchemaError, Store, StoreError
 from acs.store.health import STORAGE_UNAVAILABLE_RETRY_AFTER
 from acs.store.migrations import MIGRATIONS, migrate
@@ -515,3 +516,11 @@ class PooledUnits(unittest.TestCase):
         with self.assertRaises(RuntimeError):
             await self.store.run(fails)
         self.assertEqual(len(told), 1)  # nothing finished: the unit was undone
+
+    async def test_a_job_lease_is_taken_by_a_unit_of_the_pool(self) -> None:
+        mine = JobLease(self.store, "node-a", "job", 60)
+        theirs = JobLease(self.store, "node-b", "job", 60)
+        self.assertTrue(await mine.later(T))
+        self.assertFalse(await theirs.later(T + 1))  # held, and node-a is no process here
+        self.assertTrue(await theirs.later(T + 61))  # expired: taken over
+        self.assertEqual(self.store.lease_holder("job", now=T + 62), "node-b")

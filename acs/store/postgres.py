@@ -721,7 +721,8 @@ class PgEngine(Database):
 
     def _attempts(self, unit: Callable[..., T], args: tuple[Any, ...], rerun: bool) -> T:
         """``unit(*args)`` in a transaction, run again (``rerun``) while it loses to another
-        (RERUN_SQLSTATES), at most RERUNS times more."""
+        (RERUN_SQLSTATES), at most RERUNS times more. The pauses between runs are spent in
+        the pool's thread, or in the caller's when there is no pool (tests, `acs` commands)."""
         pause = RERUN_PAUSE
         for attempt in range(RERUNS + 1):
             try:
