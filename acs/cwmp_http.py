@@ -198,7 +198,7 @@ class CwmpResource(Resource):
         # Each device's units of work run one after another (a session's steps, its abort,
         # its transcript), when the store runs them off the reactor thread.
         self._device_units: dict[int, DeferredLock] = {}
-        self._under_way: set[Deferred[Any]] = set()  # such units, not run yet
+        self._under_way: set[Deferred[Any]] = set()  # units not run yet (not inline)
         # Informs whose units are under way: they count against max_sessions too.
         self._informing = 0
         self.pacer = RetryPacer()
@@ -384,8 +384,8 @@ class CwmpResource(Resource):
         return done.addBoth(ran)
 
     def settled(self) -> Deferred[None]:
-        """Fires once every unit of a device under way has run (a session's abort and
-        transcript included, which nobody waits for): before the store closes."""
+        """Fires once every unit under way has run (a session's abort and transcript
+        included, which nobody waits for): before the store closes."""
 
         async def settle() -> None:
             while self._under_way:
@@ -414,8 +414,10 @@ class CwmpResource(Resource):
         gone = _watch(request)
         opening = ctx.live is None
         self._informing += opening
+        self._under_way.add(ran)
 
         def done(_: None) -> None:
+            self._under_way.discard(ran)
             self._informing -= opening
             self._answer(request, ctx, gone, after, outcome[0], *args)
 

@@ -157,7 +157,9 @@ class PeriodicService(Service):
         if self._lease is None:
             return self._work()
         held = self._lease.later(self.clock.seconds())
-        return held.addCallback(lambda mine: self._work() if mine else None)
+        # On PostgreSQL the lease's unit may come back after the service stopped (and the
+        # store closed): then the job does not run.
+        return held.addCallback(lambda mine: self._work() if mine and self.running else None)
 
     def startService(self) -> None:
         super().startService()

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 from cwmpharness import REACTOR, T0, CwmpResourceCase, make_inform, wire
 from twisted.internet import defer, task
+from twisted.trial import unittest
 
 from acs.config import CwmpConfig
 from acs.cwmp import rpc
+from acs.periodic import PeriodicService
 from acs.store import IN_PROGRESS, PENDING, Store
 from acs.store.errors import StorageUnavailable
 
@@ -150,3 +152,31 @@ class UnitsRunLater(CwmpResourceCase):
         self.assertEqual(self.snapshot(), before)
         self.assertEqual(self.resource.active_sessions(), 0)
         self.flushLoggedErrors()
+
+
+class JobLeasesLater(unittest.TestCase):
+    """A shared periodic job over units that run later: it runs once its lease's unit came
+    back, and not at all when it stopped meanwhile (the store may be closed by then)."""
+
+    async def test_a_job_runs_after_its_lease_unit_unless_it_stopped_meanwhile(self) -> None:
+        store = LaterStore.open(":memory:")
+        self.addCleanup(store.close)
+        clock = task.Clock()
+        clock.advance(T0)
+        runs: list[str] = []
+        for name, stop in (("a", False), ("b", True)):
+            job = PeriodicService(clock, 5.0, lambda name=name: runs.append(name))
+            job.setName(f"job-{name}")
+            job.share(store, "node-1")
+            store.hold()
+            job.startService()  # its first run asks for the lease
+            await store.arrival()
+            self.assertEqual(runs, [] if name == "a" else ["a"])
+            if stop:
+                job.stopService()
+            store.release()
+            await store.run(lambda: None)  # after the lease's unit and what it fired
+            self.assertEqual(store.lease_holder(f"job-{name}", now=T0), "node-1")
+            if not stop:
+                job.stopService()
+        self.assertEqual(runs, ["a"])
