@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 
 from acs.store.checks import epoch, json_text
 from acs.store.errors import Conflict, NotFound, StoreError, StoreExposed
@@ -265,21 +265,16 @@ class Database:
         after a serialization failure or deadlock (PostgreSQL), so it may change no state
         but the database's; False for one that does (a CWMP session's step). Inside a
         transaction or another unit, it runs at once as part of it."""
-        try:
-            with self.transaction():
-                result = unit(*args)
-        except Exception:
-            return fail()
-        return succeed(result)
+        return maybeDeferred(self._transacted, unit, *args)
+
+    def _transacted(self, unit: Callable[..., T], *args: Any) -> T:
+        with self.transaction():
+            return unit(*args)
 
     def read(self, unit: Callable[..., T], *args: Any) -> Deferred[T]:
         """``unit(*args)``, a unit of reads only, outside a transaction (each statement sees
         what was committed when it ran); run as `run` runs units."""
-        try:
-            result = unit(*args)
-        except Exception:
-            return fail()
-        return succeed(result)
+        return maybeDeferred(unit, *args)
 
     def start_pool(self, reactor: Any, size: int) -> None:
         """Run units in a pool of ``size`` threads of ``reactor`` from now on (PostgreSQL);

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
@@ -692,11 +692,7 @@ class PgEngine(Database):
     def run(self, unit: Callable[..., T], *args: Any, rerun: bool = True) -> Deferred[T]:
         here = self._here
         if self._pool is None or here.depth or here.finished is not None:
-            try:
-                result = self._attempts(unit, args, rerun)
-            except Exception:
-                return fail()
-            return succeed(result)
+            return maybeDeferred(self._attempts, unit, args, rerun)
         assert self._reactor is not None
         ran: Deferred[tuple[T, list[int]]] = deferToThreadPool(
             self._reactor, self._pool, self._in_thread, unit, args, rerun
