@@ -477,9 +477,10 @@ class FileStorage:
         return image
 
     def delete_firmware_image(self, image_id: int, *, now: float, actor: str) -> FirmwareImage:
-        """Delete row then file; NotFound, or Conflict while a transfer uses the image."""
+        """Delete row, then file once that committed; NotFound, or Conflict while a transfer
+        uses the image."""
         image = self.store.delete_firmware_image(image_id, now=now, actor=actor)
-        self._remove(self.firmware_path(image))
+        self.store.after_commit(self._remove, self.firmware_path(image))
         return image
 
     def add_backup(self, received: Received, *, device_id: int, task_id: int, now: float) -> Backup:
@@ -507,9 +508,9 @@ class FileStorage:
         return backup
 
     def delete_backup(self, backup_id: int, *, now: float, actor: str = "acs") -> Backup:
-        """Delete row then file; NotFound if unknown."""
+        """Delete row, then file once that committed; NotFound if unknown."""
         backup = self.store.delete_backup(backup_id, now=now, actor=actor)
-        self._remove(self.backup_path(backup))
+        self.store.after_commit(self._remove, self.backup_path(backup))
         return backup
 
     def add_file(
@@ -570,18 +571,20 @@ class FileStorage:
         return stored
 
     def delete_file(self, file_id: int, *, now: float, actor: str) -> StoredFile:
-        """Delete row then file; NotFound, or Conflict while a download sends it."""
+        """Delete row, then file once that committed; NotFound, or Conflict while a
+        download sends it."""
         stored = self.store.delete_file(file_id, now=now, actor=actor)
-        self._remove(self.stored_path(stored))
+        self.store.after_commit(self._remove, self.stored_path(stored))
         return stored
 
     def delete_device(self, device_id: int, *, now: float, actor: str) -> None:
         """Delete the device (the store cascades its rows, backups and uploads included),
-        then the files that only those rows pointed at. NotFound if unknown."""
+        then (once that committed) the files that only those rows pointed at. NotFound if
+        unknown."""
         backups = self.store.list_backups(device_id)
         uploads = self.store.files_of_device(device_id)
         self.store.delete_device(device_id, now=now, actor=actor)
         for backup in backups:
-            self._remove(self.backup_path(backup))
+            self.store.after_commit(self._remove, self.backup_path(backup))
         for upload in uploads:
-            self._remove(self.stored_path(upload))
+            self.store.after_commit(self._remove, self.stored_path(upload))

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.logger import formatEvent, globalLogPublisher
 
 from acs.store import (
     DOWN,
@@ -159,6 +160,63 @@ def test_nested_transaction_failure_rolls_back_only_the_inner_part(
     assert after is not None
     assert after.name == "outer"
     assert after.description is None
+
+
+def test_after_commit_waits_for_the_commit_and_is_dropped_with_a_rollback(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    calls: list[tuple[str, str | None]] = []
+
+    def seen(label: str) -> None:  # what the store holds when the call is made
+        row = store.get_device(device.id)
+        calls.append((label, row.name if row is not None else None))
+
+    store.after_commit(seen, "outside")  # no transaction: at once
+    assert calls == [("outside", "dev-SN1")]
+    with store.transaction():
+        store.update_device(device.id, now=T0 + 1, actor="a", name="committed")
+        store.after_commit(seen, "outer")
+        with pytest.raises(Conflict), store.transaction():
+            store.after_commit(seen, "undone savepoint")
+            make_device(store, org_id, "SN1")  # duplicate -> Conflict
+        with store.transaction():
+            store.after_commit(seen, "kept savepoint")
+        assert calls == [("outside", "dev-SN1")]  # nothing before the commit
+    assert calls[1:] == [("outer", "committed"), ("kept savepoint", "committed")]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.after_commit(seen, "rolled back")
+        raise RuntimeError("boom")
+    assert [label for label, _ in calls] == ["outside", "outer", "kept savepoint"]
+
+
+def test_a_failing_after_commit_call_is_logged_and_the_commit_stands(
+    store: Store, org_id: int
+) -> None:
+    device = make_device(store, org_id)
+    calls: list[int] = []
+    logged: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        logged.append(formatEvent(event) or "")
+
+    publisher: Any = globalLogPublisher  # Any: ILogObserver is a zope interface
+    publisher.addObserver(observe)
+
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    try:
+        with store.transaction():
+            store.update_device(device.id, now=T0 + 1, actor="a", name="kept")
+            store.after_commit(broken)
+            store.after_commit(calls.append, 1)  # the next call is still made
+    finally:
+        publisher.removeObserver(observe)
+    assert calls == [1]
+    after = store.get_device(device.id)
+    assert after is not None and after.name == "kept"
+    assert "after commit: broken failed" in logged
 
 
 def test_conflicting_create_writes_nothing(store: Store, org_id: int) -> None:

@@ -29,12 +29,18 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
 
 from acs.store.checks import epoch, json_text
 from acs.store.errors import Conflict, NotFound, StoreError, StoreExposed
 from acs.store.health import DATABASE, StorageHealth, is_storage_full
 from acs.store.migrations import migrate, schema_version
 from acs.store.models import ROLES
+
+log = Logger()
+
+# What to call once a transaction commits (`Database.after_commit`).
+AfterCommit = tuple[Callable[..., object], tuple[Any, ...]]
 
 BUSY_TIMEOUT_MS = 5000
 # Waiting for another process's write lock (`acs serve --workers`, nodes on one file):
@@ -157,6 +163,8 @@ class Database:
         # Told the id of every task that reaches done, failed or cancelled (acs.tasks.engine
         # wakes whoever waits for it); called inside the store's transaction.
         self.task_finished: list[Callable[[int], None]] = []
+        # What the transaction under way calls once it commits (`after_commit`).
+        self._pending: list[AfterCommit] = []
 
     @property
     def db(self) -> Any:
@@ -234,20 +242,43 @@ class Database:
                         self.health.wrote(DATABASE)
                 finally:
                     self._depth = 0
+                    pending, self._pending = self._pending, []
+                self._committed(pending)  # not reached when rolled back
             else:
                 name = f"sp{self._depth}"
                 self._conn.execute(f"SAVEPOINT {name}")
                 self._depth += 1
+                mark = len(self._pending)
                 try:
                     yield
                 except BaseException:
                     self._conn.execute(f"ROLLBACK TO {name}")
                     self._conn.execute(f"RELEASE {name}")
+                    del self._pending[mark:]  # undone with the rest of it
                     raise
                 else:
                     self._conn.execute(f"RELEASE {name}")
                 finally:
                     self._depth -= 1
+
+    def after_commit(self, call: Callable[..., object], *args: Any) -> None:
+        """``call(*args)`` once the transaction under way commits, never if it (or the
+        savepoint it was asked in) is rolled back; at once outside a transaction. For what
+        must not happen before the commit, or at all without it: waking a device for the
+        task just queued, removing the file of a deleted row, telling who waits for a task.
+        On the reactor thread (a unit of the PostgreSQL pool hands it over); what it raises
+        is logged, the commit stands."""
+        if self._depth:
+            self._pending.append((call, args))
+        else:
+            self._committed([(call, args)])
+
+    def _committed(self, calls: list[AfterCommit]) -> None:
+        for call, args in calls:
+            try:
+                call(*args)
+            except Exception:
+                log.failure("after commit: {call} failed", call=getattr(call, "__name__", call))
 
     # --- units of work (the storage seam) ------------------------------------------------
 
@@ -260,8 +291,8 @@ class Database:
         Deferred of what it returns, or of what it raised with every write of it undone.
 
         A unit calls the store (not the reactor: on PostgreSQL it runs in a thread of the
-        engine's pool, on that thread's connection, and the `task_finished` listeners are
-        told on the reactor thread once it committed). ``rerun``: the unit may run again
+        engine's pool, on that thread's connection, and what it asks `after_commit` is
+        called on the reactor thread once it committed). ``rerun``: the unit may run again
         after a serialization failure or deadlock (PostgreSQL), so it may change no state
         but the database's; False for one that does (a CWMP session's step). Inside a
         transaction or another unit, it runs at once as part of it."""
@@ -272,8 +303,9 @@ class Database:
             return unit(*args)
 
     def read(self, unit: Callable[..., T], *args: Any) -> Deferred[T]:
-        """``unit(*args)``, a unit of reads only, outside a transaction (each statement sees
-        what was committed when it ran); run as `run` runs units."""
+        """``unit(*args)`` outside a transaction, run as `run` runs units: reads (each
+        statement sees what was committed when it ran), or work made of transactions of
+        its own that commit as they go (a periodic job's sweep). Never run again."""
         return maybeDeferred(unit, *args)
 
     def start_pool(self, reactor: Any, size: int) -> None:
@@ -281,9 +313,10 @@ class Database:
         SQLite keeps running them at once."""
 
     def _finished(self, task_id: int) -> None:
-        """Tell the `task_finished` listeners (inside the transaction that finished it)."""
+        """Tell the `task_finished` listeners, once the transaction that finished the task
+        commits."""
         for listener in self.task_finished:
-            listener(task_id)
+            self.after_commit(listener, task_id)
 
     def _begin_immediate(self) -> None:
         """BEGIN IMMEDIATE, waiting for another process's write lock in short pauses (see

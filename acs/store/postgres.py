@@ -39,7 +39,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
-from acs.store.db import Database, redacted
+from acs.store.db import AfterCommit, Database, redacted
 from acs.store.errors import SchemaError, StorageUnavailable, StoreError
 from acs.store.migrations import MIGRATIONS
 from acs.store.nodes import NodeStatus, read_nodes
@@ -586,14 +586,15 @@ RERUN_PAUSE = 0.005
 
 class _Here(threading.local):
     """What one thread has of the engine: its connection, opened at its first statement,
-    and its transaction's depth and lock; while it runs a unit of the pool, the ids of the
-    tasks the unit finished (told to the listeners on the reactor thread)."""
+    its transaction's depth and lock and what to call once that commits; while it runs a
+    unit of the pool, the calls its commits handed over (made on the reactor thread)."""
 
     def __init__(self) -> None:
         self.conn: PgConnection | None = None
         self.depth = 0
         self.lock = threading.RLock()
-        self.finished: list[int] | None = None
+        self.pending: list[AfterCommit] = []
+        self.committed: list[AfterCommit] | None = None
 
 
 class PgEngine(Database):
@@ -649,6 +650,14 @@ class PgEngine(Database):
     def _lock(self, lock: threading.RLock) -> None:
         self._here.lock = lock
 
+    @property
+    def _pending(self) -> list[AfterCommit]:
+        return self._here.pending
+
+    @_pending.setter
+    def _pending(self, pending: list[AfterCommit]) -> None:
+        self._here.pending = pending
+
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return list(self._conn.execute(sql, params).fetchall())
 
@@ -691,29 +700,33 @@ class PgEngine(Database):
 
     def run(self, unit: Callable[..., T], *args: Any, rerun: bool = True) -> Deferred[T]:
         here = self._here
-        if self._pool is None or here.depth or here.finished is not None:
+        if self._pool is None or here.depth or here.committed is not None:
             return maybeDeferred(self._attempts, unit, args, rerun)
-        assert self._reactor is not None
-        ran: Deferred[tuple[T, list[int]]] = deferToThreadPool(
-            self._reactor, self._pool, self._in_thread, unit, args, rerun
-        )
-        return ran.addCallback(self._told)
+        return self._in_pool(self._attempts, unit, args, rerun)
 
     def read(self, unit: Callable[..., T], *args: Any) -> Deferred[T]:
-        if self._pool is None or self._here.finished is not None:
+        if self._pool is None or self._here.committed is not None:
             return super().read(unit, *args)
-        assert self._reactor is not None
-        return deferToThreadPool(self._reactor, self._pool, unit, *args)
+        return self._in_pool(unit, *args)
 
-    def _in_thread(
-        self, unit: Callable[..., T], args: tuple[Any, ...], rerun: bool
-    ) -> tuple[T, list[int]]:
+    def _in_pool(self, body: Callable[..., T], *args: Any) -> Deferred[T]:
+        assert self._reactor is not None and self._pool is not None
+        ran: Deferred[tuple[T, list[AfterCommit]]] = deferToThreadPool(
+            self._reactor, self._pool, self._in_thread, body, *args
+        )
+        # The caller's own Deferred: cancelling it (an API client went away) leaves the
+        # unit to finish, and what its commit asked for is still done.
+        result: Deferred[T] = Deferred()
+        ran.addCallback(self._told).chainDeferred(result)
+        return result
+
+    def _in_thread(self, body: Callable[..., T], *args: Any) -> tuple[T, list[AfterCommit]]:
         here = self._here
-        here.finished = []
+        here.committed = []
         try:
-            return self._attempts(unit, args, rerun), here.finished
+            return body(*args), here.committed
         finally:
-            here.finished = None
+            here.committed = None
 
     def _attempts(self, unit: Callable[..., T], args: tuple[Any, ...], rerun: bool) -> T:
         """``unit(*args)`` in a transaction, run again (``rerun``) while it loses to another
@@ -729,25 +742,22 @@ class PgEngine(Database):
                     raise
                 if exc.sqlstate not in RERUN_SQLSTATES:
                     raise
-            if self._here.finished:
-                self._here.finished.clear()  # undone with the rest
             self.reruns += 1
             time.sleep(pause * (0.5 + random.random()))  # jitter: no secret
             pause *= 2
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _told(self, ran: tuple[T, list[int]]) -> T:
-        result, finished = ran
-        for task_id in finished:
-            super()._finished(task_id)  # on the reactor thread, once committed
+    def _told(self, ran: tuple[T, list[AfterCommit]]) -> T:
+        result, committed = ran
+        super()._committed(committed)  # on the reactor thread
         return result
 
-    def _finished(self, task_id: int) -> None:
-        finished = self._here.finished
-        if finished is None:
-            super()._finished(task_id)
-        else:
-            finished.append(task_id)
+    def _committed(self, calls: list[AfterCommit]) -> None:
+        committed = self._here.committed
+        if committed is None:
+            super()._committed(calls)
+        else:  # a unit of the pool: made on the reactor thread once the unit is over
+            committed.extend(calls)
 
     def close(self) -> None:
         """Stop the pool (waiting for the units it runs), then close every connection."""

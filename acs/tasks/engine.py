@@ -210,8 +210,12 @@ class TaskEngine:
         return None
 
     def wake(self, device_id: int) -> None:
-        """Ask the CPE for a session now (a connection request); failures are logged only:
-        a CPE that can't be reached gets its work at its next session."""
+        """Ask the CPE for a session (a connection request) once the transaction under way
+        commits (its session must find what was just queued); failures are logged only: a
+        CPE that can't be reached gets its work at its next session."""
+        self.store.after_commit(self._wake_now, device_id)
+
+    def _wake_now(self, device_id: int) -> None:
         if self._wake is None:
             return
 
@@ -545,8 +549,8 @@ class TaskEngine:
         return True
 
     def _task_finished(self, task_id: int) -> None:
-        # Called inside the store's transaction: the waiters are told once it is over (and
-        # read the task again then, in case the transaction was rolled back).
+        # Called once the transaction that finished it committed, maybe deep in the store's
+        # code: the waiters are told in a turn of their own.
         if task_id in self._waiters:
             self.reactor.callLater(0, self._settle, task_id)
 
