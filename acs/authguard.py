@@ -9,6 +9,7 @@ from the caller (tests pass a ``Clock``'s seconds).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ class AuthThrottle:
 
     Logging: ``log(text)`` gets the first failure of each window as it happens and, at the
     first failure after a window ends, one line summing up that window's failures.
+
+    Thread-safe: the API checks tokens in units of work, on PostgreSQL in the store's pool.
     """
 
     def __init__(
@@ -100,20 +103,25 @@ class AuthThrottle:
         self._window_start: float | None = None
         self._window_failures = 0
         self._window_sources: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def retry_after(self, source: str | None, now: float) -> int | None:
         """Seconds the source must wait before trying again, or None if it may try now.
 
         A refused attempt is counted (``refused_total``) but does not lengthen the block.
         """
-        entry = self._sources.get(source or "")
-        if entry is None or entry.blocked_until <= now:
-            return None
-        self.refused_total += 1
-        return max(1, int(entry.blocked_until - now + 0.999))
+        with self._lock:
+            entry = self._sources.get(source or "")
+            if entry is None or entry.blocked_until <= now:
+                return None
+            self.refused_total += 1
+            return max(1, int(entry.blocked_until - now + 0.999))
 
     def failed(self, source: str | None, now: float, detail: str) -> None:
-        key = source or ""
+        with self._lock:
+            self._failed(source or "", now, detail)
+
+    def _failed(self, key: str, now: float, detail: str) -> None:
         self.failures_total += 1
         entry = self._sources.pop(key, None)
         if entry is None or now - entry.last > self.forget_after:
@@ -129,7 +137,8 @@ class AuthThrottle:
         self._note(key, now, detail)
 
     def succeeded(self, source: str | None) -> None:
-        self._sources.pop(source or "", None)
+        with self._lock:
+            self._sources.pop(source or "", None)
 
     def _note(self, source: str, now: float, detail: str) -> None:
         if self._window_start is not None and now - self._window_start >= self.window:

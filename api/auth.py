@@ -15,6 +15,7 @@ cannot send, so another site cannot log a browser in under its own account.
 from __future__ import annotations
 
 import secrets
+from functools import partial
 from typing import Any
 
 from acs.clock import iso
@@ -111,9 +112,9 @@ async def login(api: Api, req: ApiRequest) -> Result:
             {"detail": f"Too many failed logins. Try again in {wait} seconds."},
             {"Retry-After": str(wait)},
         )
-    stored = api.store.password_hash(name)
+    stored = await api.store.read(api.store.password_hash, name)
     ok = await api.appliance.threads(api.appliance.passwords.verify, stored, password)
-    user = api.store.get_user(name) if ok else None
+    user = await api.store.read(api.store.get_user, name) if ok else None
     if user is None or user.disabled:
         throttle.failed(keys, api.now())
         api.log.info("web UI login failed for {name!r} from {source}", name=name, source=source)
@@ -121,8 +122,9 @@ async def login(api: Api, req: ApiRequest) -> Result:
     throttle.succeeded(keys[0])
     key, now = secrets.token_urlsafe(32), api.now()
     ttl = api.appliance.config.api.session_ttl
-    session = api.store.create_ui_session(
-        user, key, secrets.token_urlsafe(32), now=now, expires=now + ttl
+    csrf = secrets.token_urlsafe(32)
+    session = await api.store.run(
+        partial(api.store.create_ui_session, user, key, csrf, now=now, expires=now + ttl)
     )
     req.raw.addCookie(
         SESSION_COOKIE,

@@ -7,6 +7,14 @@ what the handler returns. Handlers receive the :class:`Api` (the appliance's ser
 an :class:`ApiRequest` (the Twisted request plus the caller's :class:`Principal`); they
 return ``(status, body)`` or a Deferred/coroutine of it. Conventions are those of
 spec/inventory-api.md section 1.
+
+A plain (not ``async``) handler, with the authentication before it, is a unit of work of the
+store (`Store.read` for GET/HEAD/OPTIONS, else `Store.run`: one transaction, undone whole by
+an error): on PostgreSQL it runs in the store's pool, not on the reactor, so it touches the
+store and the request's headers and body but not the reactor (what must follow the commit
+goes through `Store.after_commit`, as `TaskEngine.wake` does). An ``async`` handler runs on
+the reactor thread, to await what the reactor does (a password hash in a thread, a task's
+end, an upload).
 """
 
 from __future__ import annotations
@@ -617,33 +625,49 @@ def route(
     ROUTES.append(RouteInfo(prefix + path, tuple(documented), role if auth else None, docs))
 
     def decorate(handler: Handler) -> Handler:
+        name = handler.__name__
+        on_reactor = inspect.iscoroutinefunction(handler)
+
+        def admitted(api: Api, request: Request) -> ApiRequest:
+            principal = authenticate(api, request) if auth else None
+            if principal is not None and not principal.has_role(role):
+                raise forbidden(f"This action needs the {role} role.")
+            return ApiRequest(request, principal, public_url=api.appliance.config.api.public_url)
+
+        def handled(api: Api, request: Request, kwargs: dict[str, Any]) -> Any:
+            return handler(api, admitted(api, request), **kwargs)
+
         def endpoint(api: Api, request: Request, **kwargs: Any) -> Any:
             _measure(api, request, prefix + path)
-            try:
-                principal = authenticate(api, request) if auth else None
-                if principal is not None and not principal.has_role(role):
-                    raise forbidden(f"This action needs the {role} role.")
-                req = ApiRequest(request, principal, public_url=api.appliance.config.api.public_url)
-                result = handler(api, req, **kwargs)
-            except ApiError as exc:
-                return respond(request, exc.status, exc.body, exc.headers)
-            except Exception:
-                return _handler_failed(request, handler.__name__, Failure())
-            if inspect.iscoroutine(result) or isinstance(result, Deferred):
-                d: Deferred[Any] = ensureDeferred(result)
-                d.addCallbacks(
-                    lambda r: _answer(request, r),
-                    lambda f: _async_error(request, handler.__name__, f),
-                )
-                return d
-            return _answer(request, result)
+            if on_reactor:  # the caller is checked in a unit of its own
+                ran: Deferred[Any] = api.store.read(admitted, api, request)
+                ran.addCallback(lambda req: handler(api, req, **kwargs))
+            elif request.method in SAFE_METHODS:
+                ran = api.store.read(handled, api, request, kwargs)
+            else:
+                ran = api.store.run(handled, api, request, kwargs)
+            return ran.addCallbacks(
+                lambda result: _answered(request, name, result),
+                lambda failure: _async_error(request, name, failure),
+            )
 
-        endpoint.__name__ = handler.__name__
+        endpoint.__name__ = name
         endpoint.__doc__ = handler.__doc__
         Api.app.route(prefix + path, methods=list(methods), strict_slashes=False)(endpoint)
         return handler
 
     return decorate
+
+
+def _answered(request: Request, name: str, result: Any) -> Any:
+    """What the handler gave: its answer, or (a coroutine, a Deferred) what it will give."""
+    if inspect.iscoroutine(result) or isinstance(result, Deferred):
+        later: Deferred[Any] = ensureDeferred(result)
+        return later.addCallbacks(
+            lambda answer: _answer(request, answer),
+            lambda failure: _async_error(request, name, failure),
+        )
+    return _answer(request, result)
 
 
 def _measure(api: Api, request: Request, rule: str) -> None:

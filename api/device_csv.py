@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -35,6 +37,8 @@ from api.base import Api, ApiError, ApiRequest, Principal, Result, bad_request, 
 from api.docs import Doc
 from api.schema import JSON, ref, string
 from api.validation import DeviceWrite, device_write
+
+log = Logger(namespace="api.device_csv")
 
 MAX_IMPORT_BYTES = 32 * 1024 * 1024
 MAX_IMPORT_ROWS = 100_000
@@ -280,6 +284,9 @@ class CsvExport(Resource):
 
 
 class _CsvProducer:
+    """Each page is read in a unit of work (on PostgreSQL off the reactor thread), one at a
+    time; the next is asked for once the last is written, unless the transport paused us."""
+
     def __init__(self, request: Request, store: Store, filters: DeviceFilter) -> None:
         self.request: Request | None = request
         self.store = store
@@ -287,6 +294,8 @@ class _CsvProducer:
         self.after = 0
         self.header = True
         self.paused = False
+        self._reading = False  # a page's unit is under way
+        self._looping = False  # in _produce's loop (SQLite's pages come back inside it)
 
     def start(self) -> None:
         assert self.request is not None
@@ -294,13 +303,35 @@ class _CsvProducer:
         self._produce()
 
     def _produce(self) -> None:
-        while self.request is not None and not self.paused:
-            data, more = self._page()
-            self.request.write(data)  # may pause us, or (connection lost) stop us
-            if not more and self.request is not None:
-                request, self.request = self.request, None
-                request.unregisterProducer()
-                request.finish()
+        if self._looping:
+            return  # the loop below goes on
+        self._looping = True
+        try:
+            while self.request is not None and not self.paused and not self._reading:
+                self._reading = True
+                self.store.read(self._page).addCallbacks(self._write, self._unread)
+        finally:
+            self._looping = False
+
+    def _write(self, page: tuple[bytes, bool]) -> None:
+        self._reading = False
+        data, more = page
+        if self.request is None:
+            return  # the client went away meanwhile
+        self.request.write(data)  # may pause us, or (connection lost) stop us
+        if not more and self.request is not None:
+            request, self.request = self.request, None
+            request.unregisterProducer()
+            request.finish()
+        self._produce()
+
+    def _unread(self, failure: Failure) -> None:
+        # The answer has begun: cut it short rather than end it as if complete.
+        log.failure("CSV export: cannot read a page", failure)
+        request, self.request = self.request, None
+        if request is not None:
+            request.unregisterProducer()
+            request.loseConnection()
 
     def _page(self) -> tuple[bytes, bool]:
         out = io.StringIO()

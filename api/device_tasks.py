@@ -17,7 +17,7 @@ from typing import Any
 
 from acs.cwmp.paths import known_root
 from acs.cwmp.values import type_problem
-from acs.store.models import FAILED, IN_PROGRESS, PENDING, Device
+from acs.store.models import FAILED, IN_PROGRESS, PENDING, Device, Task
 from acs.tasks import KINDS, model_type, validate_args
 from acs.tasks.kinds import TRANSFER_KINDS
 from api.base import Api, ApiError, ApiRequest, Result, conflict, route, store_errors
@@ -187,6 +187,18 @@ def retry_task(api: Api, req: ApiRequest, device_id: int, task_id: int) -> Resul
     ),
 )
 async def create_task(api: Api, req: ApiRequest, device_id: int) -> Result:
+    task, timeout = await api.store.run(_queue_task, api, req, device_id)
+    if timeout:
+        finished = await api.tasks.wait_finished(task.id, float(timeout))
+        if finished is not None:
+            return 200, task_json(finished)
+    current = await api.store.read(api.store.get_task, task.id)
+    return 202, task_json(current if current is not None else task)
+
+
+def _queue_task(api: Api, req: ApiRequest, device_id: int) -> tuple[Task, int]:
+    """The task the request asks for, queued (a unit of work; the device is woken once it
+    committed, unless ``?connection_request=false``), and the seconds to wait for its end."""
     device = api.device(req, device_id)
     wake = req.query_bool("connection_request", default=True)
     timeout = req.query_int("timeout", minimum=0, maximum=MAX_TASK_TIMEOUT) or 0
@@ -201,10 +213,4 @@ async def create_task(api: Api, req: ApiRequest, device_id: int) -> Result:
         raise _arguments_error(kind, str(exc)) from None
     _check_for_device(api, device, kind, args)
     with store_errors():
-        task = api.tasks.queue(device.id, kind, args, actor=req.principal.name, wake=wake)
-    if timeout:
-        finished = await api.tasks.wait_finished(task.id, float(timeout))
-        if finished is not None:
-            return 200, task_json(finished)
-    current = api.store.get_task(task.id)
-    return 202, task_json(current if current is not None else task)
+        return api.tasks.queue(device.id, kind, args, actor=req.principal.name, wake=wake), timeout

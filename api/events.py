@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -78,20 +80,31 @@ class EventHub:
         if not self.streams and self._poller.running:
             self._poller.stop()
 
-    def poll(self) -> None:
-        """Send each stream the events after its cursor (at most BATCH per round)."""
+    def poll(self) -> Deferred[None] | None:
+        """Send each stream the events after its cursor (at most BATCH per round); the
+        entries are read in a unit of work (on PostgreSQL off the reactor thread)."""
         if not self.streams:
-            return
-        try:
-            upto = self.store.last_history_id()
-            start = min(s.cursor for s in self.streams)
-            rows = self.store.device_events(start, upto, ACTIONS, limit=BATCH)
-        except Exception:
-            log.failure("event stream: cannot read the history")
-            return
+            return None
+        streams = list(self.streams)  # those opened meanwhile get a poll of their own
+        start = min(s.cursor for s in streams)
+        read = self.store.read(self._entries, start)
+        return read.addCallbacks(lambda got: self._send(streams, *got), self._unread)
+
+    def _entries(self, start: int) -> tuple[int, list[tuple[HistoryEntry, int]]]:
+        upto = self.store.last_history_id()
+        return upto, self.store.device_events(start, upto, ACTIONS, limit=BATCH)
+
+    def _unread(self, failure: Failure) -> None:
+        log.failure("event stream: cannot read the history", failure)
+
+    def _send(
+        self, streams: list[_Stream], upto: int, rows: list[tuple[HistoryEntry, int]]
+    ) -> None:
         reached = rows[-1][0].id if len(rows) == BATCH else upto
         now = self.reactor.seconds()
-        for stream in list(self.streams):
+        for stream in streams:
+            if stream not in self.streams:
+                continue  # closed while the entries were read
             chunks = [
                 _frame(entry, org)
                 for entry, org in rows

@@ -16,6 +16,7 @@ download sends the file.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from acs.files import safe_filename
@@ -225,16 +226,19 @@ async def upload_file(api: Api, req: ApiRequest) -> Result:
         raw_query="?name=&file_type=",
     )
     with store_errors():
-        stored = files.add_file(
-            received,
-            name=checked["name"],
-            file_type=checked["file_type"],
-            filename=safe_filename(received.filename, safe_filename(checked["name"], "file")),
-            oui=checked["oui"],
-            product_class=checked["product_class"],
-            version=checked["version"],
-            now=api.now(),
-            actor=req.principal.name,
+        stored = await api.store.run(
+            partial(
+                files.add_file,
+                received,
+                name=checked["name"],
+                file_type=checked["file_type"],
+                filename=safe_filename(received.filename, safe_filename(checked["name"], "file")),
+                oui=checked["oui"],
+                product_class=checked["product_class"],
+                version=checked["version"],
+                now=api.now(),
+                actor=req.principal.name,
+            )
         )
     api.log.info(
         "File {id} {name} ({file_type}) stored ({size} bytes, sha256 {sha256})",

@@ -12,6 +12,7 @@ the file.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 from acs.files import safe_filename
@@ -180,14 +181,17 @@ async def upload_firmware_image(api: Api, req: ApiRequest) -> Result:
     )
     default = safe_filename(f"{checked['name']}-{checked['version']}.bin", "firmware.bin")
     with store_errors():
-        image = files.add_firmware_image(
-            received,
-            name=checked["name"],
-            version=checked["version"],
-            filename=safe_filename(received.filename, default),
-            device_type_id=checked["device_type"],
-            now=api.now(),
-            actor=req.principal.name,
+        image = await api.store.run(
+            partial(
+                files.add_firmware_image,
+                received,
+                name=checked["name"],
+                version=checked["version"],
+                filename=safe_filename(received.filename, default),
+                device_type_id=checked["device_type"],
+                now=api.now(),
+                actor=req.principal.name,
+            )
         )
     api.log.info(
         "Firmware image {id} {name} {version} stored ({size} bytes, sha256 {sha256})",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from acs.accounts import MAX_PASSWORD, MIN_PASSWORD, name_problem, password_problem
@@ -247,21 +248,24 @@ def list_users(api: Api, req: ApiRequest) -> Result:
 )  # fmt: skip
 async def create_user(api: Api, req: ApiRequest) -> Result:
     require_unscoped(req, "Managing operator accounts")
-    values = read_access(api, USER_CREATE_FORM, req.json_object(), "create")
+    body = req.json_object()
+    values = await api.store.read(read_access, api, USER_CREATE_FORM, body, "create")
     name = values["username"]
     taken = "A user with this name exists already."
-    if api.store.get_user(name) is not None:  # before the hashing work
+    if await api.store.read(api.store.get_user, name) is not None:  # before the hashing work
         raise conflict(taken)
     hashed = await api.appliance.threads(api.appliance.passwords.hash, values["password"])
+    create = partial(
+        api.store.create_user,
+        name,
+        hashed,
+        values["role"],
+        values["organization_ids"],
+        now=api.now(),
+        actor=req.principal.name,
+    )
     with store_errors(conflict_detail=taken):
-        user = api.store.create_user(
-            name,
-            hashed,
-            values["role"],
-            values["organization_ids"],
-            now=api.now(),
-            actor=req.principal.name,
-        )
+        user = await api.store.run(create)
     return 201, user_json(user)
 
 
@@ -289,21 +293,34 @@ def get_user(api: Api, req: ApiRequest, user_id: int) -> Result:
     ),
 )  # fmt: skip
 async def update_user(api: Api, req: ApiRequest, user_id: int) -> Result:
+    current, values = await api.store.read(_user_patch, api, req, user_id)
+    hashed = None
+    if "password" in values:
+        hashed = await api.appliance.threads(api.appliance.passwords.hash, values["password"])
+    with store_errors():
+        return await api.store.run(_update_user, api, req, current, values, hashed)
+
+
+def _user_patch(api: Api, req: ApiRequest, user_id: int) -> tuple[User, dict[str, Any]]:
+    """The account and the checked changes (a unit of work: reads)."""
     current = _user(api, req, user_id)
     values = read_access(api, USER_PATCH_FORM, req.json_object(), "update")
     if current.disabled and (set(values) - {"enabled"} or values.get("enabled")):
         raise conflict("This user is disabled for good: create a new account instead.")
-    hashed = None
-    if "password" in values:
-        hashed = await api.appliance.threads(api.appliance.passwords.hash, values["password"])
+    return current, values
+
+
+def _update_user(
+    api: Api, req: ApiRequest, current: User, values: dict[str, Any], hashed: str | None
+) -> Result:
+    """Make the changes (a unit of work: one transaction) and answer with the account."""
     role = values.get("role", current.role)
     orgs = values.get("organization_ids", list(current.organization_ids))
     now, actor = api.now(), req.principal.name
-    with store_errors(), api.store.transaction():
-        if (role, tuple(orgs)) != (current.role, current.organization_ids):
-            api.store.set_user_access(current.name, role, orgs, now=now, actor=actor)
-        if hashed is not None:
-            api.store.set_password(current.name, hashed, now=now, actor=actor)
-        if values.get("enabled") is False and not current.disabled:
-            api.store.disable_user(current.name, now=now, actor=actor)
-    return 200, user_json(_user(api, req, user_id))
+    if (role, tuple(orgs)) != (current.role, current.organization_ids):
+        api.store.set_user_access(current.name, role, orgs, now=now, actor=actor)
+    if hashed is not None:
+        api.store.set_password(current.name, hashed, now=now, actor=actor)
+    if values.get("enabled") is False and not current.disabled:
+        api.store.disable_user(current.name, now=now, actor=actor)
+    return 200, user_json(_user(api, req, current.id))

@@ -9,15 +9,17 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from apiharness import ApiHarness
+from twisted.web.client import ResponseFailed
 
 from acs import cli
-from acs.store import Store
+from acs.store import Device, Store
 
 V1 = "/api/v1"
 HEADER = "serial_number,name,type,organization,location,description,tags,update_frequency\n"
@@ -178,6 +180,24 @@ def test_an_export_is_written_in_pages(harness: ApiHarness, org: int) -> None:
         harness.call("GET", f"{V1}/inventory_device/?format=xml", token=harness.token()).status
         == 400
     )
+
+
+def test_an_export_whose_page_cannot_be_read_is_cut_short_not_ended(
+    harness: ApiHarness, org: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = "".join(f"P-{i:04d},,,East,,,,\n" for i in range(600))
+    assert post_csv(harness, HEADER + rows).status == 200
+    pages = harness.store.devices_after
+
+    def second_page_fails(filters: Any, after: int, *, limit: int) -> list[Device]:
+        if after:
+            raise sqlite3.OperationalError("disk I/O error")
+        return pages(filters, after, limit=limit)
+
+    monkeypatch.setattr(harness.store, "devices_after", second_page_fails)
+    # The client sees the chunked answer end before its last chunk: not a whole file.
+    with pytest.raises(ResponseFailed, match="_DataLoss"):
+        harness.call("GET", f"{V1}/inventory_device/?format=csv", token=harness.token())
 
 
 def test_the_cli_imports_the_same_way(tmp_path: Path) -> None:
