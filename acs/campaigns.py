@@ -195,7 +195,7 @@ class CampaignRunner(PeriodicService):
     ) -> None:
         """``tasks``: the engine that queues the tasks and wakes the devices (connection
         requests). ``observe(campaign, state)``: told of each campaign that ended."""
-        super().__init__(clock, interval, self.tick)
+        super().__init__(clock, interval, self.tick, store=store)
         self.setName("campaigns")
         self.store = store
         self._tasks = tasks

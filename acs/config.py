@@ -24,8 +24,9 @@ class ConfigError(ValueError):
 class StorageConfig:
     database: str = "var/acs.db"
     files: str = "var/files"
-    # PostgreSQL: threads (each with its own connection) that run the CWMP sessions' units
-    # of work off the reactor thread; the process holds one connection more. SQLite: unused.
+    # PostgreSQL: threads (each with its own connection) that run the units of work (CWMP
+    # sessions, REST handlers, periodic jobs) off the reactor thread; the process holds one
+    # connection more. SQLite: unused.
     pool_size: int = 4
 
 

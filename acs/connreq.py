@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 import treq
 from treq.client import HTTPClient
 from treq.response import _Response
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore
+from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, succeed
 from twisted.internet.error import (
     ConnectError,
     ConnectingCancelledError,
@@ -246,14 +246,13 @@ class ConnectionRequester:
             failure.trap(CancelledError)  # stopped while waiting for a slot
             return _Result("cancelled", reason="the appliance stopped")
 
-        def finish(result: _Result) -> Outcome:
+        def finish(result: _Result) -> Deferred[Outcome]:
             nonlocal finished
             finished = True
             self._inflight.pop(device_id, None)
-            self._record(device_id, result)
             if self._observe is not None and result.outcome != "cancelled":
                 self._observe(result.outcome)
-            return result.outcome
+            return self._record(device_id, result).addCallback(lambda _: result.outcome)
 
         sent: Deferred[_Result] = self._slots.run(self._send, device_id)
         shared: Deferred[Outcome] = sent.addErrback(cancelled).addCallback(finish)
@@ -295,7 +294,7 @@ class ConnectionRequester:
         return work.addBoth(settle)
 
     async def _request(self, device_id: int) -> _Result:
-        device = self._store.get_device(device_id)
+        device = await self._store.read(self._store.get_device, device_id)
         if device is None:
             return _Result("error", reason="unknown device", record=False)
         url = device.connection_request_url
@@ -408,10 +407,10 @@ class ConnectionRequester:
 
     # -- effects ------------------------------------------------------------------------------
 
-    def _record(self, device_id: int, result: _Result) -> None:
+    def _record(self, device_id: int, result: _Result) -> Deferred[None]:
+        """The attempt in the device's history (and its status), as a unit of work."""
         if not result.record:
-            return
-        now = self._clock.seconds()
+            return succeed(None)
         detail: dict[str, Any] = {"outcome": result.outcome, "http_status": result.http_status}
         if result.reason:
             detail["reason"] = result.reason
@@ -421,25 +420,27 @@ class ConnectionRequester:
             outcome=result.outcome,
             reason=result.reason,
         )
-        try:
-            with self._store.transaction():
-                self._store.add_history(device_id, "connection_request", detail, now=now)
-                if result.outcome == "answered":
-                    self._store.set_status(device_id, UP, now=now, reason="connection request")
-                elif result.outcome == "refused":
-                    self._store.set_status(
-                        device_id, DOWN, now=now, reason="connection request refused"
-                    )
-                elif result.outcome == "timeout":
-                    self._store.set_status(
-                        device_id, DOWN, now=now, reason="connection request timed out"
-                    )
-        except NotFound:
-            pass  # deleted while we were waiting: nothing to record
-        except Exception:
-            self.log.failure(
-                "cannot record connection request for device {device_id}", device_id=device_id
-            )
+        recorded = self._store.run(self._recorded, device_id, detail, self._clock.seconds())
+
+        def failed(failure: Failure) -> None:
+            if not failure.check(NotFound):  # deleted while we were waiting: nothing to record
+                self.log.failure(
+                    "cannot record connection request for device {device_id}",
+                    failure,
+                    device_id=device_id,
+                )
+
+        return recorded.addErrback(failed)
+
+    def _recorded(self, device_id: int, detail: dict[str, Any], now: float) -> None:
+        self._store.add_history(device_id, "connection_request", detail, now=now)
+        outcome = detail["outcome"]
+        if outcome == "answered":
+            self._store.set_status(device_id, UP, now=now, reason="connection request")
+        elif outcome == "refused":
+            self._store.set_status(device_id, DOWN, now=now, reason="connection request refused")
+        elif outcome == "timeout":
+            self._store.set_status(device_id, DOWN, now=now, reason="connection request timed out")
 
 
 def _describe(exc: BaseException) -> str:

@@ -26,7 +26,7 @@ class LivenessSweep(PeriodicService):
     log = Logger()
 
     def __init__(self, store: Store, reactor: Clock, *, interval: float = 5.0) -> None:
-        super().__init__(reactor, interval, self.sweep)
+        super().__init__(reactor, interval, self.sweep, store=store)
         self.setName("liveness")
         self._store = store
         self._reactor = reactor

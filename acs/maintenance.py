@@ -68,7 +68,7 @@ class StorageMaintenance(PeriodicService):
         interval: float = INTERVAL,
     ) -> None:
         """``reactor``: the reactor's clock (a task.Clock in tests)."""
-        super().__init__(reactor, interval, self.tick, run_at_start=False)
+        super().__init__(reactor, interval, self.tick, run_at_start=False, store=store)
         self.setName("storage_maintenance")
         self._store = store
         self._files = files

@@ -124,7 +124,8 @@ class JobLease:
 class PeriodicService(Service):
     """Calls ``work()`` every ``interval`` seconds while running (first call at start when
     ``run_at_start``). ``work`` must not raise: a periodic job logs its own failures and tries
-    again next time, so the loop only ends through ``stopService``."""
+    again next time, so the loop only ends through ``stopService``, which waits for a run
+    under way."""
 
     def __init__(
         self,
@@ -133,15 +134,21 @@ class PeriodicService(Service):
         work: Callable[[], object],
         *,
         run_at_start: bool = True,
+        store: Store | None = None,
     ) -> None:
-        """``clock``: the reactor, or a task.Clock in tests."""
+        """``clock``: the reactor, or a task.Clock in tests. ``store``: ``work`` is made of
+        calls to this store (its own transactions) and touches the reactor only through
+        `Store.after_commit`, so each run is a unit of work of it (`Store.read`: on
+        PostgreSQL in the store's pool, not on the reactor thread)."""
         if interval <= 0:
             raise ValueError("interval must be > 0")
         self.clock = clock
         self.interval = interval
         self._work = work
         self._run_at_start = run_at_start
+        self._units = store
         self._loop: LoopingCall | None = None
+        self._ended: Deferred[Any] | None = None
         self._lease: JobLease | None = None
         self.lease_seconds = lease_seconds(interval)
 
@@ -155,18 +162,28 @@ class PeriodicService(Service):
 
     def _tick(self) -> object:
         if self._lease is None:
-            return self._work()
+            return self._once()
         held = self._lease.later(self.clock.seconds())
         # On PostgreSQL the lease's unit may come back after the service stopped (and the
         # store closed): then the job does not run.
-        return held.addCallback(lambda mine: self._work() if mine and self.running else None)
+        return held.addCallback(lambda mine: self._once() if mine and self.running else None)
+
+    def _once(self) -> object:
+        if self._units is None:
+            return self._work()
+        return self._units.read(self._work).addErrback(self._once_failed)
+
+    def _once_failed(self, failure: Failure) -> None:
+        # `work` logs its own failures; one that escapes must not end the loop.
+        log.failure("{name} failed a run", failure, name=self.name)
 
     def startService(self) -> None:
         super().startService()
         loop = LoopingCall(self._tick)
         loop.clock = cast(IReactorTime, self.clock)  # the zope interface mypy cannot match
         self._loop = loop
-        loop.start(self.interval, now=self._run_at_start).addErrback(
+        # Fires once the loop stopped and the run under way (if any) is over.
+        self._ended = loop.start(self.interval, now=self._run_at_start).addErrback(
             lambda failure: log.failure("{name} stopped", failure, name=self.name)
         )
 
@@ -174,4 +191,6 @@ class PeriodicService(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
-        return super().stopService()
+        ended, self._ended = self._ended, None
+        super().stopService()
+        return ended

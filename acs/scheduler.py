@@ -52,7 +52,7 @@ class Scheduler(PeriodicService):
         """``reactor``: the reactor's clock (a task.Clock in tests). ``wake(device_id)``
         sends the connection request (``ConnectionRequester.wake``). A wake is at most
         ``interval`` s late."""
-        super().__init__(reactor, interval, self.tick)
+        super().__init__(reactor, interval, self.tick, store=store)
         self.setName("scheduler")
         self._store = store
         self._reactor = reactor
@@ -108,7 +108,9 @@ class Scheduler(PeriodicService):
             device_id=device_id,
             task_ids=list(task_ids),
         )
+        self._store.after_commit(self._send_now, device_id)  # on the reactor thread
 
+    def _send_now(self, device_id: int) -> None:
         def failed(failure: Failure) -> None:
             self.log.failure("waking device {device_id} failed", failure, device_id=device_id)
 

@@ -90,7 +90,7 @@ class SeriesSampler(PeriodicService):
         retention: float = RETENTION,
     ) -> None:
         """``reactor``: the reactor's clock (a task.Clock in tests)."""
-        super().__init__(reactor, interval, self.tick, run_at_start=False)
+        super().__init__(reactor, interval, self.tick, run_at_start=False, store=store)
         if retention < interval:
             raise ValueError("retention must be at least one interval")
         self.setName("overview_series")

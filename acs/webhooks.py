@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from functools import partial
 from typing import Any
 
 import treq
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from acs.clock import Reactor
@@ -66,18 +68,34 @@ class WebhookDelivery(PeriodicService):
         self._agent: Any = Agent(reactor, pool=self._pool)
         self._sending: dict[int, Deferred[Any]] = {}  # webhook id -> its POST in flight
 
-    def tick(self) -> None:
+    def tick(self) -> Deferred[None]:
+        """Queue every webhook's new events and send each its next due delivery; the store's
+        part is a unit of work (on PostgreSQL off the reactor thread), the POSTs are not."""
+        due = self.store.read(self._due, frozenset(self._sending), self.reactor.seconds())
+        return due.addCallbacks(self._send_all, self._unread)
+
+    def _due(self, sending: frozenset[int], now: float) -> list[tuple[Webhook, Delivery]]:
+        """Queue the new events; the next delivery of each webhook not sending now, if due."""
         try:
             hooks = self.store.webhooks()
         except Exception:
             log.failure("webhooks: cannot read the webhooks")
-            return
+            return []
+        due = []
         for hook in hooks:
             try:
                 self._enqueue(hook)
-                self._send_next(hook)
+                if hook.id in sending:
+                    continue
+                delivery = self.store.next_delivery(hook.id)
+                if delivery is not None and delivery.next_attempt_at <= now:
+                    due.append((hook, delivery))
             except Exception:
                 log.failure("webhooks: webhook {id} failed a round", id=hook.id)
+        return due
+
+    def _unread(self, failure: Failure) -> None:
+        log.failure("webhooks: cannot read the deliveries", failure)
 
     def _enqueue(self, hook: Webhook) -> None:
         upto = self.store.last_history_id()
@@ -93,18 +111,16 @@ class WebhookDelivery(PeriodicService):
         ]
         self.store.enqueue_deliveries(hook.id, reached, events, now=self.reactor.seconds())
 
-    def _send_next(self, hook: Webhook) -> None:
-        if hook.id in self._sending:
-            return
-        delivery = self.store.next_delivery(hook.id)
-        if delivery is None or delivery.next_attempt_at > self.reactor.seconds():
-            return
-        d = Deferred.fromCoroutine(self._post(hook, delivery))
-        d.addErrback(lambda f: (None, f"{type(f.value).__name__}: {f.getErrorMessage()}"))
-        d.addCallback(self._attempted, hook, delivery)
-        d.addBoth(self._sent, hook.id)
-        if not d.called:
-            self._sending[hook.id] = d
+    def _send_all(self, due: list[tuple[Webhook, Delivery]]) -> None:
+        for hook, delivery in due:
+            if hook.id in self._sending or not self.running:
+                continue  # stopped, or sending since the unit began
+            d = Deferred.fromCoroutine(self._post(hook, delivery))
+            d.addErrback(lambda f: (None, f"{type(f.value).__name__}: {f.getErrorMessage()}"))
+            d.addCallback(self._attempted, hook, delivery)
+            d.addBoth(self._sent, hook.id)
+            if not d.called:
+                self._sending[hook.id] = d
 
     def _sent(self, _: object, webhook_id: int) -> None:
         self._sending.pop(webhook_id, None)
@@ -127,9 +143,9 @@ class WebhookDelivery(PeriodicService):
 
     def _attempted(
         self, outcome: tuple[int | None, str | None], hook: Webhook, delivery: Delivery
-    ) -> None:
+    ) -> Deferred[None] | None:
         if not self.running:  # stopped meanwhile: the delivery stays pending, for next time
-            return
+            return None
         status, error = outcome
         now = self.reactor.seconds()
         retry = None
@@ -139,14 +155,21 @@ class WebhookDelivery(PeriodicService):
                 "webhook {id}: event {event} not delivered ({error}), again in {delay:.0f}s",
                 id=hook.id, event=delivery.event_id, error=error, delay=retry - now,
             )  # fmt: skip
-        try:
-            self.store.delivery_attempted(
-                delivery.id, status=status, error=error, retry_at=retry, now=now
-            )
-        except Exception:
-            log.failure("webhooks: cannot record a delivery attempt")
         if self._observe is not None:
             self._observe("delivered" if error is None else "failed")
+        recorded = self.store.run(
+            partial(
+                self.store.delivery_attempted,
+                delivery.id,
+                status=status,
+                error=error,
+                retry_at=retry,
+                now=now,
+            )
+        )
+        return recorded.addErrback(
+            lambda failure: log.failure("webhooks: cannot record a delivery attempt", failure)
+        )
 
     def stopService(self) -> Any:
         super().stopService()

@@ -155,8 +155,9 @@ class UnitsRunLater(CwmpResourceCase):
 
 
 class JobLeasesLater(unittest.TestCase):
-    """A shared periodic job over units that run later: it runs once its lease's unit came
-    back, and not at all when it stopped meanwhile (the store may be closed by then)."""
+    """Periodic jobs over units that run later: a shared one runs once its lease's unit came
+    back, and not at all when it stopped meanwhile (the store may be closed by then); a
+    job's work is a unit itself, and stopping the job waits for the one under way."""
 
     async def test_a_job_runs_after_its_lease_unit_unless_it_stopped_meanwhile(self) -> None:
         store = LaterStore.open(":memory:")
@@ -180,3 +181,26 @@ class JobLeasesLater(unittest.TestCase):
             if not stop:
                 job.stopService()
         self.assertEqual(runs, ["a"])
+
+    async def test_a_jobs_work_is_a_unit_and_its_stop_waits_for_the_run_under_way(self) -> None:
+        store = LaterStore.open(":memory:")
+        self.addCleanup(store.close)
+        clock = task.Clock()
+        clock.advance(T0)
+        runs: list[float] = []
+
+        def work() -> None:
+            runs.append(clock.seconds())
+
+        job = PeriodicService(clock, 5.0, work, store=store)
+        store.hold()
+        job.startService()
+        await store.arrival()  # the first run waits for its unit
+        self.assertEqual((runs, store.ran), ([], []))
+        stopped = defer.maybeDeferred(job.stopService)
+        self.assertFalse(stopped.called)  # the run under way is waited for
+        store.release()
+        await stopped
+        self.assertEqual((runs, store.ran), ([T0], ["work"]))
+        clock.advance(10)
+        self.assertEqual(runs, [T0])  # stopped: no further run

@@ -147,14 +147,14 @@ class FleetLifecycleTests(ApplianceWithFleet):
         store = self.appliance.store
         clock = task.Clock()
         clock.advance(reactor.seconds())
-        sweep = LivenessSweep(store, clock, interval=5.0)
-        sweep.startService()
-        self.addCleanup(sweep.stopService)
+        sweep = LivenessSweep(store, clock, interval=5.0)  # its sweeps, on the test's clock
         ids = [self.device(cpe).id for cpe in self.fleet.cpes]
         window = 2 * self.device(self.fleet.cpes[0]).update_frequency + 60
         clock.advance(window - 10)
+        self.assertEqual(sweep.sweep(), [])
         self.assertTrue(all(store.get_device(i).status == UP for i in ids))  # type: ignore[union-attr]
         clock.advance(20)
+        self.assertEqual(sorted(sweep.sweep()), sorted(ids))
         self.assertTrue(all(store.get_device(i).status == DOWN for i in ids))  # type: ignore[union-attr]
 
 

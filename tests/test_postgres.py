@@ -20,12 +20,15 @@ import psycopg.conninfo
 import pytest
 from apiharness import ApiHarness
 from cwmpharness import REACTOR, CwmpResourceCase, make_inform, wire
+from e2eharness import ApplianceWithFleet, bounded
 from twisted.internet import defer
+from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from acs.cli import main
 from acs.periodic import JobLease
-from acs.store import SchemaError, Store, StoreError
+from acs.scheduler import Scheduler
+from acs.store import Device, SchemaError, Store, StoreError
 from acs.store.health import STORAGE_UNAVAILABLE_RETRY_AFTER
 from acs.store.migrations import MIGRATIONS, migrate
 from acs.store.pgschema import BASE_VERSION, DELTAS
@@ -517,6 +520,69 @@ class PooledUnits(unittest.TestCase):
             await self.store.run(fails)
         self.assertEqual(len(told), 1)  # nothing finished: the unit was undone
 
+    async def test_after_commit_is_made_on_the_reactor_once_committed_even_if_nobody_waits(
+        self,
+    ) -> None:
+        told: defer.Deferred[tuple[list[str], str]] = defer.Deferred()
+        started: defer.Deferred[None] = defer.Deferred()
+        go_on = threading.Event()
+
+        def note() -> None:  # what the reactor's connection sees, and where
+            told.callback((_leases(self.store), threading.current_thread().name))
+
+        def unit() -> None:
+            self.store.db.execute(ADD, ("kept",))
+            self.store.after_commit(note)
+            REACTOR.callFromThread(started.callback, None)
+            go_on.wait(30)
+
+        waiting = self.store.run(unit)
+        await started  # the unit is under way in the pool
+        waiting.cancel()  # its caller went away (an API client hung up)
+        with self.assertRaises(defer.CancelledError):
+            await waiting
+        go_on.set()
+        self.assertEqual(await told, (["kept"], threading.current_thread().name))
+
+        def undone() -> None:
+            self.store.after_commit(note)
+            raise RuntimeError("undone")
+
+        with self.assertRaises(RuntimeError):
+            await self.store.run(undone)  # nothing told: note would fire `told` twice
+
+    async def test_a_periodic_jobs_work_runs_in_the_pool_and_wakes_on_the_reactor(
+        self,
+    ) -> None:
+        org = self.store.ensure_organization("Org").id
+        device = self.store.create_device(
+            serial_number="SN1", name="SN1", organization_id=org, now=T, actor="test"
+        )
+        self.store.queue_task(device.id, "reboot", {}, now=T, actor="test", scheduled_at=T + 1)
+        clock = Clock()
+        clock.advance(T + 2)
+        looked: list[str] = []
+        due = self.store.tasks_coming_due
+
+        def spy(**window: float | None) -> list[tuple[int, int]]:
+            looked.append(threading.current_thread().name)
+            return due(**window)
+
+        self.store.tasks_coming_due = spy  # type: ignore[method-assign]
+        woken: defer.Deferred[tuple[int, str]] = defer.Deferred()
+
+        def wake(device_id: int) -> defer.Deferred[None]:
+            woken.callback((device_id, threading.current_thread().name))
+            return defer.succeed(None)
+
+        scheduler = Scheduler(self.store, clock, wake=wake)
+        scheduler.startService()
+        here = threading.current_thread().name
+        self.assertEqual(await woken, (device.id, here))
+        await scheduler.stopService()
+        self.assertEqual(len(looked), 1)
+        self.assertNotEqual(looked[0], here)
+
     async def test_a_job_lease_is_taken_by_a_unit_of_the_pool(self) -> None:
         mine = JobLease(self.store, "node-a", "job", 60)
         theirs = JobLease(self.store, "node-b", "job", 60)
@@ -524,3 +590,47 @@ class PooledUnits(unittest.TestCase):
         self.assertFalse(await theirs.later(T + 1))  # held, and node-a is no process here
         self.assertTrue(await theirs.later(T + 61))  # expired: taken over
         self.assertEqual(self.store.lease_holder("job", now=T + 62), "node-b")
+
+
+@pytest.mark.skipif(pgserver.ACTIVE is None, reason="PostgreSQL pass only")
+class ApiHandlersInThePool(ApplianceWithFleet):
+    """The appliance's API handlers are units of work: on PostgreSQL they run in the store's
+    pool, and what must follow their commit (waking the device) is done on the reactor."""
+
+    async def test_handlers_run_off_the_reactor_and_wake_the_device_once_committed(
+        self,
+    ) -> None:
+        await self.start_appliance(self.tempdir())
+        store = self.appliance.store
+        self.assertFalse(store.runs_inline)
+        org = store.ensure_organization("Org").id
+        device = store.create_device(
+            serial_number="SN1", name="SN1", organization_id=org, now=T, actor="test"
+        )
+        looked_up: list[str] = []
+        get_device = store.get_device
+
+        def spy(device_id: int) -> Device | None:
+            looked_up.append(threading.current_thread().name)
+            return get_device(device_id)
+
+        store.get_device = spy  # type: ignore[method-assign]
+        woken: defer.Deferred[tuple[int, list[str], str]] = defer.Deferred()
+
+        def wake(device_id: int) -> defer.Deferred[None]:
+            queued = [t.kind for t in store.tasks_for_device(device_id)]  # reactor's connection
+            woken.callback((device_id, queued, threading.current_thread().name))
+            return defer.succeed(None)
+
+        self.appliance.tasks.set_wake(wake)
+        here = threading.current_thread().name
+        code, _ = await self.api("GET", f"/inventory_device/{device.id}/")
+        self.assertEqual(code, 200)
+        self.assertEqual(len(looked_up), 1)
+        self.assertNotEqual(looked_up[0], here)
+        code, body = await self.api(
+            "POST", f"/inventory_device/{device.id}/tasks/", {"kind": "reboot"}
+        )
+        self.assertEqual(code, 202, body)
+        self.assertEqual(await bounded(woken), (device.id, ["reboot"], here))
+        self.assertEqual(len(set(looked_up) - {here}), len(set(looked_up)))  # never the reactor

@@ -14,6 +14,7 @@ import pytest
 from treq.client import HTTPClient
 from treq.testing import StubTreq
 from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from twisted.internet.interfaces import IListeningPort
 from twisted.trial import unittest
@@ -126,7 +127,15 @@ class ApplianceTests(unittest.TestCase):
             now=1.0,
             actor="test",
         )
+        sent: list[Deferred[str]] = []  # the appliance's wakes, to wait for (PostgreSQL)
+
+        def wake(device_id: int) -> Deferred[str]:
+            sent.append(appliance.wake(device_id))
+            return sent[-1]
+
+        appliance.tasks.set_wake(wake)
         appliance.tasks.queue(device.id, "reboot", actor="test")
+        self.assertEqual(await gatherResults(sent), ["no_url"])
         # The device has no ConnectionRequestURL yet: the wake is recorded as no_url.
         entries = [
             e.detail for e in appliance.store.history(device.id) if e.action == "connection_request"
@@ -215,9 +224,15 @@ class _View:
         return self._ports
 
 
-class _BrokenStore:
-    def count_devices(self) -> int:
+def _broken_store() -> Store:
+    """A store whose every count fails as a broken disk would."""
+    store = Store.open(":memory:")
+
+    def count_devices(*_: object, **__: object) -> int:
         raise sqlite3.OperationalError("disk I/O error")
+
+    store.count_devices = count_devices  # type: ignore[method-assign]
+    return store
 
 
 class HealthzUnitTests(unittest.TestCase):
@@ -235,13 +250,17 @@ class HealthzUnitTests(unittest.TestCase):
         self.assertEqual(body["listeners"]["files"], {"address": "tcp:7567", "listening": False})
 
     async def test_store_failure_is_503_json_not_a_traceback(self) -> None:
-        code, body = await self._get(_View(_BrokenStore(), {}))
+        store = _broken_store()
+        self.addCleanup(store.close)
+        code, body = await self._get(_View(store, {}))
         self.assertEqual(code, 503)
         self.assertEqual(body["status"], "error")
         self.flushLoggedErrors(sqlite3.OperationalError)
 
     async def test_unknown_path_is_404(self) -> None:
-        client: Any = StubTreq(make_app(_View(_BrokenStore(), {})).resource())
+        store = _broken_store()
+        self.addCleanup(store.close)
+        client: Any = StubTreq(make_app(_View(store, {})).resource())
         response = await client.get("http://localhost/nothing-here")
         await response.content()
         self.assertEqual(response.code, 404)

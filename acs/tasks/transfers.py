@@ -17,7 +17,9 @@ class TransferWatch(PeriodicService):
     (the Inform-time check only covers devices that still talk): every `interval` seconds."""
 
     def __init__(self, engine: TaskEngine, *, interval: float = 60.0) -> None:
-        super().__init__(engine.reactor, interval, self.check, run_at_start=False)
+        super().__init__(
+            engine.reactor, interval, self.check, run_at_start=False, store=engine.store
+        )
         self.setName("transfer_watch")
         self.engine = engine
 
