@@ -29,10 +29,18 @@ from acs.cli import main
 from acs.periodic import JobLease
 from acs.scheduler import Scheduler
 from acs.store import Device, SchemaError, Store, StoreError
+from acs.store.errors import StorageUnavailable
 from acs.store.health import STORAGE_UNAVAILABLE_RETRY_AFTER
 from acs.store.migrations import MIGRATIONS, migrate
 from acs.store.pgschema import BASE_VERSION, DELTAS
-from acs.store.postgres import RERUNS, REWRITES, WRITE_LOCK_KEY, conninfo, translate
+from acs.store.postgres import (
+    RERUNS,
+    REWRITES,
+    STATEMENT_TIMEOUT_MS,
+    WRITE_LOCK_KEY,
+    conninfo,
+    translate,
+)
 from acs.store.series import _BUCKETED
 
 STORE = Path(__file__).resolve().parent.parent / "acs" / "store"
@@ -102,6 +110,7 @@ def test_connections_time_out_unless_the_url_says_otherwise() -> None:
     settings = psycopg.conninfo.conninfo_to_dict(conninfo("postgresql://acs:pw@db/acs"))
     assert settings["connect_timeout"] == "10" and settings["keepalives_idle"] == "30"
     assert settings["password"] == "pw" and settings["host"] == "db"
+    assert settings["options"] == f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
     mine = conninfo("postgresql://acs@db/acs?connect_timeout=3&application_name=node-a")
     assert psycopg.conninfo.conninfo_to_dict(mine)["connect_timeout"] == "3"
     assert psycopg.conninfo.conninfo_to_dict(mine)["application_name"] == "node-a"
@@ -277,6 +286,32 @@ def test_migrate_to_copies_an_appliance_into_postgresql(
     assert "not empty" in capsys.readouterr().err
     with Store.open(url) as store:
         assert store.count_devices() == 3
+
+
+@on_postgresql
+def test_a_statement_or_lock_wait_past_statement_timeout_is_unavailable_not_stuck() -> None:
+    assert pgserver.ACTIVE is not None
+    url = pgserver.ACTIVE.fresh()
+    shown = "SHOW statement_timeout"
+    with Store.open(url) as store, psycopg.connect(url, autocommit=True) as other:
+        assert store.db.execute(shown).fetchone()[0] == f"{STATEMENT_TIMEOUT_MS // 1000}s"
+        store.db.execute("SET statement_timeout = 100")  # ms: the test's own, short
+        with pytest.raises(StorageUnavailable, match="did not answer in time"):
+            store.db.execute("SELECT pg_sleep(5)")
+        assert store.count_devices() == 0  # the connection goes on
+        with pytest.raises(StorageUnavailable), store.transaction():  # nothing of it stays
+            store.db.execute(ADD, ("undone",))
+            store.db.execute("SELECT pg_sleep(5)")
+        other.execute("BEGIN")
+        other.execute(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")  # held, for long
+        with pytest.raises(StorageUnavailable, match="did not answer in time"):
+            store.db.execute(ADD, ("waited",))
+        with pytest.raises(StorageUnavailable), store.transaction():
+            store.db.execute(ADD, ("waited too",))
+        other.execute("COMMIT")
+        with store.transaction():
+            store.db.execute(ADD, ("kept",))
+        assert _leases(store) == ["kept"]
 
 
 @on_postgresql

@@ -278,6 +278,12 @@ def _unavailable(exc: Exception) -> StorageUnavailable:
     return StorageUnavailable(f"lost the connection to PostgreSQL: {exc}")
 
 
+def _timed_out(exc: Exception) -> StorageUnavailable:
+    """A statement cancelled by ``statement_timeout`` (a stuck query, or the write lock held
+    that long): the unit fails whole and its caller answers 503, as for a lost server."""
+    return StorageUnavailable(f"PostgreSQL did not answer in time: {exc}")
+
+
 def _is_rollback(sql: str) -> bool:
     verb = sql.lstrip()[:11].upper()
     return verb.startswith("ROLLBACK") and not verb.startswith("ROLLBACK TO")
@@ -321,6 +327,9 @@ class PgConnection:
             self._reconnect()
         try:
             self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
+        except psycopg.errors.QueryCanceled as exc:  # the write lock was held too long
+            self.raw.execute("ROLLBACK")
+            raise _timed_out(exc) from exc
         except psycopg.OperationalError:
             if not self.raw.broken:
                 raise
@@ -365,6 +374,8 @@ class PgConnection:
         except psycopg.OperationalError as exc:
             if not self.raw.broken:
                 self._undo(guarded, alone)
+                if isinstance(exc, psycopg.errors.QueryCanceled):
+                    raise _timed_out(exc) from exc
                 raise
             if self._begun or alone or prefix:
                 raise _unavailable(exc) from exc
@@ -423,6 +434,8 @@ class PgConnection:
             if self.raw.broken:
                 raise _unavailable(exc) from exc
             self._undo(guarded, False)
+            if isinstance(exc, psycopg.errors.QueryCanceled):
+                raise _timed_out(exc) from exc
             raise
         except BaseException:
             self._undo(guarded, False)
@@ -470,7 +483,9 @@ def connect(url: str) -> PgConnection:
     raw = _open(url)
     conn = PgConnection(raw, url)
     try:
+        raw.execute("SET statement_timeout = 0")  # a migration may take long on a big database
         migrate(conn)
+        raw.execute("RESET statement_timeout")
     except BaseException:
         raw.close()
         raise
@@ -478,13 +493,16 @@ def connect(url: str) -> PgConnection:
 
 
 # libpq settings a URL may leave out: a server that does not answer must not hold the
-# reactor for the kernel's TCP timeouts (minutes), connecting or later.
+# reactor or a pool thread for the kernel's TCP timeouts (minutes), connecting or later;
+# nor may a stuck statement or a write lock held for long (statement_timeout, in ms).
+STATEMENT_TIMEOUT_MS = 30_000
 CONNECT_DEFAULTS = {
     "connect_timeout": "10",
     "keepalives_idle": "30",
     "keepalives_interval": "10",
     "keepalives_count": "3",
     "application_name": "acs",
+    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
 }
 
 
@@ -615,8 +633,10 @@ class PgEngine(Database):
         self._pool: ThreadPool | None = None
         self._reactor: Any = None  # IReactorFromThreads and IReactorCore
         self._stopping: Any = None
-        # Units run again after a serialization failure or deadlock (a figure for tests).
+        # Units run again after a serialization failure or deadlock (a figure for tests),
+        # counted by the pool's threads.
         self.reruns = 0
+        self._reruns_lock = threading.Lock()
         super().__init__(conn)  # type: ignore[arg-type]
 
     # Per thread: `Database` reads and sets these as attributes.
@@ -742,7 +762,8 @@ class PgEngine(Database):
                     raise
                 if exc.sqlstate not in RERUN_SQLSTATES:
                     raise
-            self.reruns += 1
+            with self._reruns_lock:
+                self.reruns += 1
             time.sleep(pause * (0.5 + random.random()))  # jitter: no secret
             pause *= 2
         raise AssertionError("unreachable: the last attempt returns or raises")
