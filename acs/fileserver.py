@@ -22,10 +22,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from email.utils import formatdate, parsedate_to_datetime
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -325,23 +327,47 @@ class FileServer(Resource):
 
     # -- dispatch --
 
-    def render(self, request: Request) -> bytes | int:
-        try:
-            return self._dispatch(request)
-        except _Refused as refused:
-            return self._error(request, refused)
-        except Exception as exc:
-            if is_storage_full(exc):
-                log.warn(
-                    "file server: storage full, {method} {path} refused",
-                    method=request.method,
-                    path=request.path,
-                )
-                return self._error(request, _storage_full())
-            log.failure(
-                "file server: {method} {path} failed", method=request.method, path=request.path
+    def render(self, request: Request) -> int:
+        """The request's lookups (signature, task, stored row) are a unit of work (on
+        PostgreSQL off the reactor thread); its answer is made on the reactor."""
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+        looked_up = self.store.read(self._dispatch, request)
+        looked_up.addCallback(lambda answer: None if gone else self._answer(request, answer()))
+        looked_up.addErrback(lambda failure: None if gone else self._failed(request, failure))
+        return NOT_DONE_YET
+
+    def _answer(self, request: Request, body: bytes | int) -> None:
+        """Write what a render would have returned (a body or NOT_DONE_YET), as
+        twisted.web does with it."""
+        if body is NOT_DONE_YET:
+            return  # a producer or an upload answers by itself
+        assert isinstance(body, bytes)
+        if request.method != b"HEAD" or body:
+            request.setHeader(b"Content-Length", b"%d" % len(body))
+        request.write(body)  # nothing of it for HEAD (twisted.web drops it)
+        request.finish()
+
+    def _failed(self, request: Request, failure: Failure) -> None:
+        exc = failure.value
+        if isinstance(exc, _Refused):
+            refused = exc
+        elif is_storage_full(exc):
+            log.warn(
+                "file server: storage full, {method} {path} refused",
+                method=request.method,
+                path=request.path,
             )
-            return self._error(request, _Refused(500, "Internal server error"))
+            refused = _storage_full()
+        else:
+            log.failure(
+                "file server: {method} {path} failed",
+                failure,
+                method=request.method,
+                path=request.path,
+            )
+            refused = _Refused(500, "Internal server error")
+        self._answer(request, self._error(request, refused))
 
     def _segments(self, request: Request) -> list[str]:
         try:
@@ -363,7 +389,8 @@ class FileServer(Resource):
                 raise _not_found()
         return segments
 
-    def _dispatch(self, request: Request) -> bytes | int:
+    def _dispatch(self, request: Request) -> Callable[[], bytes | int]:
+        """What answers the request once its lookups are done (called on the reactor)."""
         segments = self._segments(request)
         method = request.method
         if segments[0] == "firmware" and len(segments) == 3:
@@ -375,7 +402,8 @@ class FileServer(Resource):
             image = self.store.get_firmware_image(image_id)
             if image is None or unquote(segments[2]) != image.filename:
                 raise _not_found()
-            return serve_file(
+            return partial(
+                serve_file,
                 request,
                 self.storage.firmware_path(image),
                 etag=image.sha256,
@@ -392,7 +420,8 @@ class FileServer(Resource):
                 raise _not_found()
             if task.args.get("file") != stored.id:
                 raise _Refused(403, "Forbidden: the task sends another file")
-            return serve_file(
+            return partial(
+                serve_file,
                 request,
                 self.storage.stored_path(stored),
                 etag=stored.sha256,
@@ -419,7 +448,8 @@ class FileServer(Resource):
                 raise _not_found()
             if backup.device_id != task.device_id:
                 raise _Refused(403, "Forbidden: the backup belongs to another device")
-            return serve_file(
+            return partial(
+                serve_file,
                 request,
                 self.storage.backup_path(backup),
                 etag=backup.sha256,
@@ -478,7 +508,7 @@ class FileServer(Resource):
 
     # -- uploads (backup and upload tasks) --
 
-    def _store_backup(self, request: Request, task_id: int) -> bytes | int:
+    def _store_backup(self, request: Request, task_id: int) -> Callable[[], bytes | int]:
         task = self._active_task(task_id, BACKUP_TASK_KIND)
         if self.store.backups_for_task(task_id):
             raise _used()
@@ -489,9 +519,9 @@ class FileServer(Resource):
             )
             return f"backup {backup.id}"
 
-        return self._receive(request, task, self.storage.backup_dir, save)
+        return partial(self._receive, request, task, self.storage.backup_dir, save)
 
-    def _store_upload(self, request: Request, task_id: int) -> bytes | int:
+    def _store_upload(self, request: Request, task_id: int) -> Callable[[], bytes | int]:
         task = self._active_task(task_id, UPLOAD_TASK_KIND)
         if self.store.files_for_task(task_id):
             raise _used()
@@ -506,7 +536,7 @@ class FileServer(Resource):
             )
             return f"file {stored.id}"
 
-        return self._receive(request, task, self.storage.files_dir, save)
+        return partial(self._receive, request, task, self.storage.files_dir, save)
 
     def _receive(
         self,
@@ -537,17 +567,21 @@ class FileServer(Resource):
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
-        def stored(received: Received) -> None:
-            if received.path is None or received.size == 0:
-                self.storage.discard(received)
-                raise _Refused(400, "Empty body: the file is missing")
+        def kept(received: Received) -> str:  # a unit of work
             # The task may have timed out or been cancelled while the body was copied.
             current = self.store.get_task(task.id)
             if current is None or current.state not in ACTIVE_TASK_STATES:
                 self.storage.discard(received)
                 raise _Refused(403, "Forbidden: the task is not waiting for this transfer")
-            size = received.size
-            what = save(received, self.clock.seconds())
+            return save(received, self.clock.seconds())
+
+        def stored(received: Received) -> Deferred[None]:
+            if received.path is None or received.size == 0:
+                self.storage.discard(received)
+                raise _Refused(400, "Empty body: the file is missing")
+            return self.store.run(kept, received).addCallback(answered, received.size)
+
+        def answered(what: str, size: int) -> None:
             log.info(
                 "Stored {what} of device {device} ({size} bytes, task {task})",
                 what=what,

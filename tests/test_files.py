@@ -85,7 +85,8 @@ def parse_reply(raw: bytes) -> Reply:
 
 
 class FileServerTests(unittest.TestCase):
-    """Downloads and uploads against a real listener; expiry on a Clock."""
+    """Downloads and uploads against a real listener; expiry on a Clock. On PostgreSQL the
+    server's lookups run in the store's pool, as in the appliance."""
 
     def setUp(self) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="acs-files-"))
@@ -95,6 +96,7 @@ class FileServerTests(unittest.TestCase):
         self.clock.advance(T0)
         self.store = Store.open(tmp / "acs.db")
         self.addCleanup(self.store.close)
+        self.store.start_pool(reactor, 2)
         self.storage = FileStorage(tmp / "files", self.store)
         self.signer = UrlSigner(self.store.server_secret("signed_urls"), PUBLIC, TTL, self.clock)
         self.server = FileServer(
