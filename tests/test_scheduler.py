@@ -187,6 +187,27 @@ def test_work_stranded_by_a_restart_is_woken_at_start(
         service.stopService()
 
 
+def test_the_first_look_leaves_devices_whose_session_runs_now_alone(
+    store: Store, clock: Clock, wakes: Wakes
+) -> None:
+    # Another worker (or this one, before the first look) runs these sessions: their tasks
+    # are theirs, and a connection request now would only disturb the CPE.
+    node = store.register_node("other-worker", None, now=T)
+    in_session, lease_over, free = (make_device(store, f"SN-{n}") for n in ("IN", "OVER", "FREE"))
+    for device, until in ((in_session, T + 60), (lease_over, T - 1)):
+        assert store.take_device_session(device.id, node, now=T - 5, until=until) is None
+    for device in (in_session, lease_over, free):
+        task = store.queue_task(device.id, "sync", {}, now=T - 5, actor="op")
+        store.start_task(task.id, now=T - 5)
+        store.queue_task(device.id, "reboot", {}, now=T - 5, actor="op")
+    service = Scheduler(store, clock, wake=wakes, interval=5.0)
+    service.startService()
+    try:
+        assert sorted(d for _, d in wakes.sent) == sorted([lease_over.id, free.id])
+    finally:
+        service.stopService()
+
+
 def test_a_retry_coming_due_wakes_its_device_once(
     store: Store, clock: Clock, wakes: Wakes, scheduler: Scheduler
 ) -> None:

@@ -117,8 +117,8 @@ REWRITES: tuple[tuple[str, str], ...] = (
     ),
     # tasks.tasks_coming_due
     (
-        "ORDER BY max(coalesce(scheduled_at, 0), coalesce(next_attempt_at, 0))",
-        "ORDER BY greatest(coalesce(scheduled_at, 0), coalesce(next_attempt_at, 0))",
+        "ORDER BY max(coalesce(t.scheduled_at, 0), coalesce(t.next_attempt_at, 0))",
+        "ORDER BY greatest(coalesce(t.scheduled_at, 0), coalesce(t.next_attempt_at, 0))",
     ),
     ("SELECT id FROM campaigns WHERE hold)", "SELECT id FROM campaigns WHERE hold <> 0)"),
     # campaigns.set_state

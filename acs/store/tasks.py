@@ -502,16 +502,20 @@ class Tasks(Database):
 
         ``after`` None (the first look since the appliance started): every pending task
         runnable at ``until`` and every in_progress one (its session died with the previous
-        process). Otherwise the pending tasks that became runnable in (after, until]: their
-        ``scheduled_at`` or retry time (``next_attempt_at``) fell in it, the other one passed.
+        process) of a device no session runs now (another process's, or one this process
+        began before the look: it runs them itself; a crashed process's lease runs out, and
+        a restart on its host frees its devices at once). Otherwise the pending tasks that
+        became runnable in (after, until]: their ``scheduled_at`` or retry time
+        (``next_attempt_at``) fell in it, the other one passed.
         """
         until_f = epoch("until", until)
         if after is None:
             found = self._conn.execute(
-                "SELECT id, device_id FROM tasks WHERE state = 'in_progress'"
-                " OR (state = 'pending' AND coalesce(scheduled_at, 0) <= ?1"
-                " AND coalesce(next_attempt_at, 0) <= ?1)"
-                " ORDER BY max(coalesce(scheduled_at, 0), coalesce(next_attempt_at, 0)), id",
+                "SELECT t.id, t.device_id FROM tasks t JOIN devices d ON d.id = t.device_id"
+                " WHERE (d.session_node IS NULL OR d.session_until <= ?1)"
+                " AND (t.state = 'in_progress' OR (t.state = 'pending'"
+                " AND coalesce(t.scheduled_at, 0) <= ?1 AND coalesce(t.next_attempt_at, 0) <= ?1))"
+                " ORDER BY max(coalesce(t.scheduled_at, 0), coalesce(t.next_attempt_at, 0)), t.id",
                 (until_f,),
             ).fetchall()
         else:
