@@ -298,7 +298,30 @@ class CwmpResource(Resource):
             return text_response(request, 413, "Request body too large")
         cookies = cookie_values(request, COOKIE_NAME)
         live = self._find_session(request, cookies)
-        owner = self._owner_node(request, cookies) if live is None else None
+        named = self._named_node(request, cookies) if live is None else None
+        if named is None:
+            return self._arrived(request, ctx, live, None, data)
+        # Its cookie or Digest nonce names another node: that node's address, in a unit.
+        node_id, by = named
+        gone = _watch(request)
+        self._store.read(self._store.node_peer, node_id).addCallbacks(
+            lambda peer: self._answer(
+                request, ctx, gone, self._arrived, request, ctx, None, _owner(peer, by), data
+            ),
+            lambda failure: self._answer(request, ctx, gone, failure.raiseException),
+        )
+        return NOT_DONE_YET
+
+    def _arrived(
+        self,
+        request: Request,
+        ctx: _Context,
+        live: _Live | None,
+        owner: tuple[str, str] | None,
+        data: bytes,
+    ) -> bytes | int:
+        """A request of session ``live`` (None: none here), or of another node's (``owner``:
+        its peer URL and what named it), whose body is ``data``."""
         if live is None and owner is None and data and self._at_capacity():
             # Before decompressing, parsing or storing anything: a turned-away CPE costs
             # little, and retrying later keeps its events (TR-069 §3.2.1.1).
@@ -491,11 +514,12 @@ class CwmpResource(Resource):
         # CPEs that drop cookies still keep their connection for the whole session.
         return self._by_channel.get(request.channel)
 
-    def _owner_node(self, request: Request, cookies: list[str]) -> tuple[str, str] | None:
-        """(the peer URL of another node, "cookie" or "nonce") when the request's session
-        cookie, or the Digest nonce it answers, names that node: it is forwarded there. A
-        node that has stopped (no row, no peer) is named in vain: the request is this
-        node's (a new Inform starts a session; another node's nonce is challenged again)."""
+    def _named_node(self, request: Request, cookies: list[str]) -> tuple[int, str] | None:
+        """(the id of another node, "cookie" or "nonce") when the request's session cookie,
+        or the Digest nonce it answers, names that node: it is forwarded there if the node
+        has a peer address. A node that has stopped (no row, no peer) is named in vain: the
+        request is this node's (a new Inform starts a session; another node's nonce is
+        challenged again)."""
         if self._forwarder is None or forwarded(request) is not None:
             return None
         for value in cookies:
@@ -503,19 +527,17 @@ class CwmpResource(Resource):
             if dot and prefix.isascii() and prefix.isdigit() and len(prefix) < 10:
                 node_id = int(prefix)
                 if node_id != self.node_id:
-                    peer = self._store.node_peer(node_id)
-                    return None if peer is None else (peer, "cookie")
+                    return node_id, "cookie"
         nonce = httpdigest.digest_nonce(request.getHeader(b"authorization"))
         if nonce is not None:
             issuer = self._nonce_signer.issuer(nonce)
             if issuer is not None and issuer != self.node_id:
-                peer = self._store.node_peer(issuer)
-                return None if peer is None else (peer, "nonce")
+                return issuer, "nonce"
         return None
 
     def _forward(self, request: Request, owner: tuple[str, str], data: bytes) -> int:
         """Hand the request to the node its cookie or nonce names (``acs.peers``)."""
-        assert self._forwarder is not None  # _owner_node names no node without it
+        assert self._forwarder is not None  # _named_node names no node without it
         peer, by = owner
         self.metrics.forwarded.labels(by).inc()
         return self._forwarder.forward(request, peer, data)
@@ -1050,6 +1072,12 @@ class CwmpResource(Resource):
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _owner(peer: str | None, by: str) -> tuple[str, str] | None:
+    """The node a request goes to: its peer URL (None: a node that has stopped, named in
+    vain) and what named it."""
+    return None if peer is None else (peer, by)
 
 
 def _watch(request: Request) -> list[bool]:
