@@ -228,6 +228,8 @@ def _appliance_file(path: Path) -> dict[str, object]:
         ]
         store.upsert_parameters(devices[0], [("Device.X", "1", "xsd:int", True)], now=T)
         store.set_tags(devices[0], ["zeta", "alpha"], now=T, actor="t")
+        store.set_stun_credentials(devices[1], "stun-1", "pw")
+        store.record_stun_binding(devices[1], "192.0.2.1", 40000, now=T)
         task = store.queue_task(devices[0], "reboot", {}, now=T, actor="t").id
         _, token = store.create_token("ops", "admin", [], now=T)
         secret = store.server_secret("url-signing")
@@ -267,6 +269,9 @@ def test_migrate_to_copies_an_appliance_into_postgresql(
             ("Device.X", "1", True)
         ]
         assert store.device_tags(first) == ["zeta", "alpha"]  # the order they were added
+        binding = store.stun_credentials("stun-1")
+        assert binding is not None and binding.device_id == second
+        assert (binding.address, binding.port, binding.seen) == ("192.0.2.1", 40000, T)
         assert store.next_task(first, now=T).id == made["task"]  # type: ignore[union-attr]
         assert [(e.action, e.time) for e in store.history(first)] == made["history"]
         assert store.verify_token(made["token"]) is not None  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ and all of their SQL:
 - `series`   the overview's time series: a bounded table of per-minute samples
 - `leases`   which process runs each cluster-wide periodic job, until when
 - `nodes`    the processes serving CWMP, and which of them runs each device's session
+- `stun`     devices' STUN credentials and the NAT bindings their Binding Requests keep
 
 They stand on `db.Database`, the one place for what is SQLite's alone: the connection and
 its PRAGMAs (WAL, foreign keys, busy timeout, journal size), transactions and savepoints
@@ -93,6 +94,7 @@ from acs.store.models import (
 from acs.store.nodes import Nodes, NodeStatus, SessionHolder, file_nodes
 from acs.store.series import Series
 from acs.store.settings import Settings
+from acs.store.stun import StunBinding, StunBindings
 from acs.store.tags import Tags
 from acs.store.tasks import Tasks
 from acs.store.users import Users
@@ -113,6 +115,7 @@ class Store(
     Series,
     Leases,
     Nodes,
+    StunBindings,
 ):
     """Synchronous access to the appliance database: `Store.open(path)`, then any method of
     the aggregates (see the package docstring); `db.Database` says how it is used."""
@@ -154,6 +157,7 @@ __all__ = [
     "SessionTranscript",
     "Store",
     "StoreError",
+    "StunBinding",
     "Task",
     "UiSession",
     "User",

@@ -546,6 +546,18 @@ ALTER TABLE devices ADD COLUMN session_node INTEGER REFERENCES nodes (id) ON DEL
 ALTER TABLE devices ADD COLUMN session_until REAL;
 """
 
+_V20 = """
+CREATE TABLE stun_bindings (
+    device_id INTEGER PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    username TEXT NOT NULL UNIQUE,
+    password TEXT NOT NULL,
+    address TEXT,
+    port INTEGER,
+    seen REAL,
+    changed REAL
+);
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -566,6 +578,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("time series of the overview, index of open tasks", sql(_V17)),
     ("leases of the cluster-wide periodic jobs", sql(_V18)),
     ("nodes and the device session leases", sql(_V19)),
+    ("STUN credentials and bindings of devices behind NAT", sql(_V20)),
 ]
 
 

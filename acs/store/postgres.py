@@ -836,7 +836,8 @@ def copy_from_sqlite(path: str, url: str) -> dict[str, int]:
 
 def _copy(source: Any, conn: PgConnection, path: str) -> dict[str, int]:
     raw = conn.raw
-    tables = [t for t in re.findall(r"CREATE TABLE (\w+)", BASE) if t not in _NOT_COPIED]
+    schema = BASE + "".join(sql for _, sql in DELTAS)
+    tables = [t for t in re.findall(r"CREATE TABLE (\w+)", schema) if t not in _NOT_COPIED]
     counts: dict[str, int] = {}
     try:
         with raw.transaction():
