@@ -551,6 +551,8 @@ def banner(
         lines.append(f"API   {urls['api']}api/v1/ (healthz: {urls['api']}healthz)")
     if "files" in urls:
         lines.append(f"files {urls['files']}")
+    if "stun" in urls:
+        lines.append(f"STUN  {urls['stun']}")
     user = command_hint(program, config_path, "user create admin --role admin", appliance=appliance)
     lines.append(f"UI login: {user}")
     token = command_hint(
@@ -593,6 +595,7 @@ def supervise(
     reactor: Reactor = _reactor
     open_store(config).close()  # migrated once, before any worker opens it; else exit 2
     ports = workers.bind_shared(reactor, config)
+    stun = workers.bind_stun(config)
     _begin_logging()
     status = {"code": 0}
 
@@ -607,6 +610,7 @@ def supervise(
         workers.worker_command(config_path, appliance_mode),
         count,
         on_fatal=fatal,
+        stun=stun,
     )
 
     def start() -> None:
@@ -615,6 +619,9 @@ def supervise(
             name: port_url(port, secure=is_tls(getattr(config, name).listen))
             for name, port in ports.items()
         }
+        if stun is not None:
+            host, port = stun.getsockname()[:2]
+            urls["stun"] = f"udp {host} port {port}"
         lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
         pids = " ".join(map(str, supervisor.pids()))
         print("\n".join([*lines, f"workers {count} (pids {pids})"]), flush=True)
@@ -641,19 +648,26 @@ def serve(
     from acs.service import Appliance
 
     inherited = None
+    stun_fd = None
     if worker_sockets is not None:
         from acs import workers
 
         inherited = workers.inherited_endpoints(reactor, worker_sockets, config)
+        stun_fd = workers.inherited_stun(worker_sockets)
         workers.watch_lifeline(reactor)
-    appliance = Appliance(config, reactor, inherited=inherited)  # ConfigError -> exit 2
+    # ConfigError -> exit 2
+    appliance = Appliance(config, reactor, inherited=inherited, stun_fd=stun_fd)
     _begin_logging()
     status = {"code": 0}
 
     def listening(_ports: Any) -> None:
         if inherited is not None:
             return  # the supervisor printed where the listeners are
-        lines = banner(appliance.urls(), sys.argv[0], config_path, appliance=appliance_mode)
+        urls = appliance.urls()
+        stun = appliance.stun_address()
+        if stun is not None:
+            urls["stun"] = f"udp {stun[0]} port {stun[1]}"
+        lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
         print("\n".join(lines), flush=True)
 
     def failed(failure: Any) -> None:

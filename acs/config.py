@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -118,6 +119,25 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class StunConfig:
+    # The STUN server CPEs behind NAT keep their binding with (TR-111): "udp:PORT", or
+    # "udp:PORT:interface=ADDR" (default: every IPv4 and IPv6 address); "" turns it off,
+    # and with it UDP connection requests and the STUN part of provisioning.
+    listen: str = "udp:3478"
+    # What provisioning sets as ManagementServer.STUNServerAddress; empty: the CPE uses
+    # the host of its ACS URL (TR-111), which suits a STUN listener on the ACS's address.
+    server_address: str = ""
+    # The port given as STUNServerPort; 0: the port the listener is bound to.
+    server_port: int = 0
+    # Seconds between a CPE's Binding Requests (STUNMinimum/MaximumKeepAlivePeriod): they
+    # must keep the NAT's binding open; a binding unseen for 3 periods is stale.
+    keepalive: int = 30
+    # Datagrams a second one source address may send (a carrier-grade NAT's address
+    # carries many CPEs); beyond, dropped.
+    rate_per_source: int = 200
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     cwmp: CwmpConfig = field(default_factory=CwmpConfig)
@@ -126,6 +146,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     tasks: TasksConfig = field(default_factory=TasksConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    stun: StunConfig = field(default_factory=StunConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -136,6 +157,7 @@ _SECTIONS: dict[str, type] = {
     "retention": RetentionConfig,
     "tasks": TasksConfig,
     "cluster": ClusterConfig,
+    "stun": StunConfig,
 }
 
 _POSITIVE = {
@@ -161,6 +183,9 @@ _RANGES = {
     ("tasks", "max_attempts"): (1, 100),
     ("tasks", "retry_base"): (1, 86400),
     ("storage", "pool_size"): (1, 64),
+    ("stun", "server_port"): (0, 65535),
+    ("stun", "keepalive"): (5, 86400),
+    ("stun", "rate_per_source"): (1, 1_000_000),
 }
 
 
@@ -191,8 +216,12 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
         bounds = _RANGES.get((name, key))
         if bounds is not None and not bounds[0] <= value <= bounds[1]:
             raise ConfigError(f"[{name}] {key} must be between {bounds[0]} and {bounds[1]}")
-        # Empty: the listener's address.
-        optional = (name, key) in (("api", "public_url"), ("cluster", "peer_url"))
+        # Empty: the listener's address (STUN: no listener).
+        optional = (name, key) in (
+            ("api", "public_url"),
+            ("cluster", "peer_url"),
+            ("stun", "listen"),
+        )
         if expected is str and key in _NON_EMPTY and not optional and not value.strip():
             raise ConfigError(f"[{name}] {key} must not be empty")
         if key in ("public_url", "peer_url") and not (optional and not value):
@@ -201,8 +230,29 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
             # each must be absolute http(s).
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ConfigError(f"[{name}] {key} must be an http:// or https:// URL")
+        if (name, key) == ("stun", "listen") and value:
+            udp_listen(value)  # ConfigError when it is not a UDP listener
         values[key] = value
     return cls(**values)
+
+
+_UDP = re.compile(r"udp:(\d{1,5})(?::interface=([0-9A-Fa-f.:]+))?")
+
+
+def udp_listen(description: str) -> tuple[int, str]:
+    """``[stun] listen`` as (port, interface): "" for every IPv4 and IPv6 address."""
+    found = _UDP.fullmatch(description.strip())
+    if found is None or int(found[1]) > 65535:
+        raise ConfigError(
+            f"[stun] listen {description!r}: expected udp:PORT or udp:PORT:interface=ADDRESS"
+        )
+    interface = found[2] or ""
+    if interface:
+        try:
+            ipaddress.ip_address(interface)
+        except ValueError:
+            raise ConfigError(f"[stun] listen: {interface!r} is not an IP address") from None
+    return int(found[1]), interface
 
 
 def _fault_codes(section: str, key: str, value: Any) -> tuple[int, ...]:

@@ -30,7 +30,7 @@ import contextlib
 import ipaddress
 import secrets
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -50,10 +50,17 @@ from twisted.web.client import Agent, HTTPConnectionPool
 
 from acs import httpdigest
 from acs.clock import Clock, Reactor
-from acs.store import NotFound, Store
+from acs.store import Device, NotFound, Store
 from acs.store.models import DOWN, UP
+from acs.udpconnreq import UdpConnectionRequests, UdpTarget
 
-Outcome = Literal["answered", "refused", "timeout", "auth_failed", "no_url", "error", "cancelled"]
+Outcome = Literal[
+    "answered", "refused", "timeout", "auth_failed", "no_url", "error", "cancelled", "sent"
+]
+Via = Literal["http", "udp"]
+
+# HTTP outcomes after which a UDP request goes, when the device has somewhere to get it.
+_UDP_AFTER = frozenset({"refused", "timeout", "no_url", "error"})
 
 # Failures that mean "the CPE is not reachable" (GA treats ECONNREFUSED/ECONNRESET as offline;
 # a name that does not resolve is no different).
@@ -76,6 +83,9 @@ class _Result:
     reason: str = ""
     # False when there is no device row to write history/status to.
     record: bool = True
+    via: Via = "http"
+    # The attempts made before this one (an HTTP request that failed before a UDP one).
+    earlier: tuple[_Result, ...] = ()
 
 
 class _Unreachable(Exception):
@@ -184,11 +194,13 @@ class ConnectionRequester:
         clock: Clock | None = None,
         max_concurrent: int = MAX_CONCURRENT,
         policy: TargetPolicy | None = None,
-        observe: Callable[[str], None] | None = None,
+        observe: Callable[[str, str], None] | None = None,
+        udp: UdpConnectionRequests | None = None,
     ) -> None:
         """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
         and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
-        the timeout. ``observe(outcome)`` hears the outcome of every request sent (metrics)."""
+        the timeout. ``observe(outcome, via)`` hears the outcome of every attempt (metrics).
+        ``udp``: UDP connection requests (TR-111) for devices behind NAT, None: HTTP only."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         self._reactor = reactor
@@ -197,6 +209,7 @@ class ConnectionRequester:
         self.timeout = timeout
         self.policy = policy if policy is not None else TargetPolicy()
         self._observe = observe
+        self._udp = udp
         # Connection requests are one-shot GETs to many different hosts: a persistent pool would
         # only hold idle sockets, and some CPEs close the connection after the 401 anyway.
         self._pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=False)
@@ -234,6 +247,8 @@ class ConnectionRequester:
         """Abandon in-flight requests (service shutdown) and close pooled connections."""
         for d in list(self._inflight.values()):
             d.cancel()
+        if self._udp is not None:
+            self._udp.stop()
         return self._pool.closeCachedConnections()
 
     # -- one request --------------------------------------------------------------------------
@@ -250,12 +265,15 @@ class ConnectionRequester:
             nonlocal finished
             finished = True
             self._inflight.pop(device_id, None)
-            if self._observe is not None and result.outcome != "cancelled":
-                self._observe(result.outcome)
+            if self._observe is not None:
+                for attempt in (*result.earlier, result):
+                    if attempt.outcome != "cancelled":
+                        self._observe(attempt.outcome, attempt.via)
             return self._record(device_id, result).addCallback(lambda _: result.outcome)
 
         sent: Deferred[_Result] = self._slots.run(self._send, device_id)
-        shared: Deferred[Outcome] = sent.addErrback(cancelled).addCallback(finish)
+        tried: Deferred[Any] = sent.addErrback(cancelled).addCallback(self._then_udp, device_id)
+        shared: Deferred[Outcome] = tried.addCallback(finish)
         # `called` is no guide: a Deferred chained to one still running counts as called.
         if not finished:
             self._inflight[device_id] = shared
@@ -294,9 +312,11 @@ class ConnectionRequester:
         return work.addBoth(settle)
 
     async def _request(self, device_id: int) -> _Result:
-        device = await self._store.read(self._store.get_device, device_id)
+        device, target = await self._store.read(self._look_up, device_id)
         if device is None:
             return _Result("error", reason="unknown device", record=False)
+        if target is not None and target.first:
+            return self._send_udp(device, target)  # behind NAT, by its own word
         url = device.connection_request_url
         if not url:
             return _Result("no_url", reason="the CPE has not reported a ConnectionRequestURL")
@@ -397,6 +417,48 @@ class ConnectionRequester:
             nc=nc,
         )
 
+    # -- UDP (TR-111) -----------------------------------------------------------------------
+
+    def _look_up(self, device_id: int) -> tuple[Device | None, UdpTarget | None]:
+        """The device and where its UDP requests would go (a unit of work)."""
+        device = self._store.get_device(device_id)
+        if device is None or self._udp is None:
+            return device, None
+        return device, self._udp.target(self._store, device, now=self._clock.seconds())
+
+    def _then_udp(self, result: _Result, device_id: int) -> _Result | Deferred[_Result]:
+        """After an HTTP request that did not reach the CPE: a UDP one, if it can have one."""
+        if self._udp is None or result.via != "http" or result.outcome not in _UDP_AFTER:
+            return result
+        if not result.record:
+            return result
+
+        def then(found: tuple[Device | None, UdpTarget | None]) -> _Result:
+            device, target = found
+            if device is None or target is None:
+                return result
+            return replace(self._send_udp(device, target), earlier=(result,))
+
+        def failed(failure: Failure) -> _Result:
+            self.log.failure("cannot look up device {device_id}", failure, device_id=device_id)
+            return result
+
+        return self._store.read(self._look_up, device_id).addCallbacks(then, failed)
+
+    def _send_udp(self, device: Device, target: UdpTarget) -> _Result:
+        assert self._udp is not None
+        where = f"{target.host}:{target.port} ({target.source.replace('_', ' ')})"
+        username = device.connection_request_username
+        password = device.connection_request_password
+        if not username or password is None:
+            return _Result(
+                "auth_failed", reason="no connection request credentials for this device",
+                via="udp",
+            )  # fmt: skip
+        if not self._udp.send(target, username, password):
+            return _Result("error", reason=f"the STUN listener cannot send to {where}", via="udp")
+        return _Result("sent", reason=f"to {where}", via="udp")
+
     @staticmethod
     def _classify(code: int) -> _Result:
         if code in (200, 204):
@@ -408,19 +470,27 @@ class ConnectionRequester:
     # -- effects ------------------------------------------------------------------------------
 
     def _record(self, device_id: int, result: _Result) -> Deferred[None]:
-        """The attempt in the device's history (and its status), as a unit of work."""
+        """The attempts in the device's history (and its status), as a unit of work."""
         if not result.record:
             return succeed(None)
-        detail: dict[str, Any] = {"outcome": result.outcome, "http_status": result.http_status}
-        if result.reason:
-            detail["reason"] = result.reason
-        self.log.info(
-            "connection request to device {device_id}: {outcome} {reason}",
-            device_id=device_id,
-            outcome=result.outcome,
-            reason=result.reason,
-        )
-        recorded = self._store.run(self._recorded, device_id, detail, self._clock.seconds())
+        details = []
+        for attempt in (*result.earlier, result):
+            detail: dict[str, Any] = {
+                "outcome": attempt.outcome,
+                "via": attempt.via,
+                "http_status": attempt.http_status,
+            }
+            if attempt.reason:
+                detail["reason"] = attempt.reason
+            details.append(detail)
+            self.log.info(
+                "connection request to device {device_id} ({via}): {outcome} {reason}",
+                device_id=device_id,
+                via=attempt.via,
+                outcome=attempt.outcome,
+                reason=attempt.reason,
+            )
+        recorded = self._store.run(self._recorded, device_id, details, self._clock.seconds())
 
         def failed(failure: Failure) -> None:
             if not failure.check(NotFound):  # deleted while we were waiting: nothing to record
@@ -432,9 +502,10 @@ class ConnectionRequester:
 
         return recorded.addErrback(failed)
 
-    def _recorded(self, device_id: int, detail: dict[str, Any], now: float) -> None:
-        self._store.add_history(device_id, "connection_request", detail, now=now)
-        outcome = detail["outcome"]
+    def _recorded(self, device_id: int, details: list[dict[str, Any]], now: float) -> None:
+        for detail in details:
+            self._store.add_history(device_id, "connection_request", detail, now=now)
+        outcome = details[-1]["outcome"]  # a UDP request sent: no word on reachability
         if outcome == "answered":
             self._store.set_status(device_id, UP, now=now, reason="connection request")
         elif outcome == "refused":

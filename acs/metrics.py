@@ -104,9 +104,19 @@ class Metrics:
             registry=r,
         )
         self.connection_requests = Counter(
-            "acs_connection_requests", "Connection requests sent, by outcome.", ["outcome"],
+            "acs_connection_requests",
+            "Connection request attempts, by outcome and how they went (http; udp: TR-111).",
+            ["outcome", "via"],
             registry=r,
-        )  # fmt: skip
+        )
+        self.stun_datagrams = Counter(
+            "acs_stun_datagrams",
+            "Datagrams the STUN listener took, by what became of them (bound: a device's "
+            "signed Binding Request; anonymous / unknown_username: answered, binding nothing; "
+            "unauthenticated: 401; malformed, ignored, rate_limited: dropped).",
+            ["outcome"],
+            registry=r,
+        )
         self.tasks = Counter(
             "acs_tasks_finished", "Tasks that ended, by kind and state.", ["kind", "state"],
             registry=r,
@@ -155,8 +165,11 @@ class Metrics:
     def cpe_request(self, method: str) -> None:
         (self._inform if method == "Inform" else self.cpe_requests.labels(method)).inc()
 
-    def connection_request(self, outcome: str) -> None:
-        self.connection_requests.labels(outcome).inc()
+    def connection_request(self, outcome: str, via: str) -> None:
+        self.connection_requests.labels(outcome, via).inc()
+
+    def stun_datagram(self, outcome: str) -> None:
+        self.stun_datagrams.labels(outcome).inc()
 
     def api_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.api_requests.labels(route, method, str(status)).inc()

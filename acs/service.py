@@ -41,7 +41,7 @@ from acs.authguard import AuthThrottle
 from acs.campaigns import CampaignRunner
 from acs.clock import Reactor
 from acs.config import Config, ConfigError
-from acs.connreq import ConnectionRequester, TargetPolicy
+from acs.connreq import ConnectionRequester, TargetPolicy, check_url
 from acs.cwmp_http import CwmpResource
 from acs.cwmp_site import CwmpSite
 from acs.files import SECRET_NAME, FileStorage, UrlSigner, thread_runner
@@ -55,7 +55,10 @@ from acs.periodic import node_gone, node_name
 from acs.scheduler import Scheduler
 from acs.series import SeriesSampler
 from acs.store import Store, is_postgresql, redacted
+from acs.stunserver import SourceLimiter, StunListener, StunServer
 from acs.tasks import TaskEngine, TransferWatch
+from acs.tasks.run import StunOffer
+from acs.udpconnreq import UdpConnectionRequests
 from acs.webhooks import WebhookDelivery
 from api.app import make_app
 from api.events import EventHub
@@ -149,6 +152,8 @@ class _ApplianceService(MultiService):
         d: Deferred[Any] = maybeDeferred(super().stopService)
         # Units of work of sessions (their aborts, on PostgreSQL) before the store closes.
         d.addBoth(lambda _: appliance.cwmp.settled())
+        if appliance.stun is not None:  # its lookups and binding writes too
+            d.addBoth(lambda _: appliance.stun.settled() if appliance.stun else None)
         d.addBoth(lambda _: appliance.connreq.stop())
         d.addBoth(lambda _: appliance.forwarder.close())
         d.addBoth(lambda _: appliance.close())
@@ -190,6 +195,7 @@ class Appliance:
         *,
         secret: bytes | None = None,
         inherited: dict[str, IStreamServerEndpoint] | None = None,
+        stun_fd: int | None = None,
     ) -> None:
         self.config = config
         self.reactor = reactor
@@ -235,6 +241,7 @@ class Appliance:
                 max_attempts=config.tasks.max_attempts,
                 retry_base=float(config.tasks.retry_base),
                 permanent_faults=config.tasks.permanent_faults,
+                stun=self._stun_offer if config.stun.listen else None,
             )
             # Blocking work (hashing uploads, parsing big bodies, checking passwords).
             self.threads = thread_runner(reactor)
@@ -247,16 +254,36 @@ class Appliance:
                 max_upload=config.files.max_upload,
                 public_url=config.files.public_url,
             )
+            policy = TargetPolicy(
+                networks=config.cwmp.connection_request_networks,
+                own_listeners=self._bound_addresses,
+                allow_basic=config.cwmp.allow_basic_auth,
+            )
+            # TR-111: the STUN server CPEs behind NAT keep their binding with, and the
+            # socket UDP connection requests go from.
+            self.stun: StunServer | None = None
+            udp: UdpConnectionRequests | None = None
+            if config.stun.listen:
+                rate = float(config.stun.rate_per_source)
+                self.stun = StunServer(
+                    self.store,
+                    reactor,
+                    observe=self.metrics.stun_datagram,
+                    limiter=SourceLimiter(rate, 2 * rate),
+                )
+                udp = UdpConnectionRequests(
+                    self.stun.send,
+                    reactor,
+                    keepalive=float(config.stun.keepalive),
+                    allowed=lambda url, source: check_url(url) or policy.refusal(url, source),
+                )
             self.connreq = ConnectionRequester(
                 reactor,
                 self.store,
                 timeout=config.cwmp.connection_request_timeout,
-                policy=TargetPolicy(
-                    networks=config.cwmp.connection_request_networks,
-                    own_listeners=self._bound_addresses,
-                    allow_basic=config.cwmp.allow_basic_auth,
-                ),
+                policy=policy,
                 observe=self.metrics.connection_request,
+                udp=udp,
             )
             self.tasks.set_wake(self.wake)
             # Requests of sessions other processes run go there; theirs come here.
@@ -331,6 +358,12 @@ class Appliance:
             self.peer.factory = peer_site
             self.peer.setServiceParent(self.service)
             self.peer.when_listening().addCallbacks(self._advertise, lambda _: None)
+            self.stun_listener: StunListener | None = None
+            if self.stun is not None:
+                self.stun_listener = StunListener(
+                    reactor, config.stun.listen, self.stun, fd=stun_fd
+                )
+                self.stun_listener.setServiceParent(self.service)
             self.liveness.setServiceParent(self.service)
             self.scheduler.setServiceParent(self.service)
             self.transfer_watch.setServiceParent(self.service)
@@ -347,6 +380,15 @@ class Appliance:
         scheduler, API): looked up at call time, so the requester can be swapped as a whole."""
         return self.connreq.wake(device_id)
 
+    def _stun_offer(self) -> StunOffer | None:
+        """What provisioning turns CPEs' STUN on with (None: not listening)."""
+        listener = self.stun_listener
+        if listener is None or listener.port is None:
+            return None
+        config = self.config.stun
+        port = config.server_port or listener.port.getHost().port
+        return StunOffer(config.server_address, port, config.keepalive)
+
     def _advertise(self, port: IListeningPort) -> None:
         """Tell the other processes where this one takes their forwarded requests."""
         url = self.config.cluster.peer_url or port_url(port, secure=False)
@@ -360,16 +402,22 @@ class Appliance:
         return [(h.host, h.port) for h in hosts if hasattr(h, "port")]
 
     def listening(self) -> dict[str, IListeningPort | None]:
-        """The listening port of each listener (None while not listening)."""
-        return {name: listener.port for name, listener in self.listeners.items()}
+        """The listening port of each listener (None while not listening), the STUN
+        listener's UDP port too when there is one."""
+        ports = {name: listener.port for name, listener in self.listeners.items()}
+        if self.stun_listener is not None:
+            ports["stun"] = self.stun_listener.port
+        return ports
 
     def when_listening(self) -> Deferred[dict[str, IListeningPort]]:
         """After ``service.startService()``: fires once every listener listens, or fails with
         the first listen error (port in use, permission denied...)."""
         names = list(self.listeners)
+        others = [self.peer.when_listening()]
+        if self.stun_listener is not None:
+            others.append(self.stun_listener.when_listening())
         d = gatherResults(
-            [self.listeners[name].when_listening() for name in names]
-            + [self.peer.when_listening()],
+            [self.listeners[name].when_listening() for name in names] + others,
             consumeErrors=True,
         )
 
@@ -389,6 +437,14 @@ class Appliance:
             for name, listener in self.listeners.items()
             if listener.port is not None
         }
+
+    def stun_address(self) -> tuple[str, int] | None:
+        """Where the STUN listener is bound (None: off, or not listening)."""
+        stun = self.stun_listener
+        if stun is None or stun.port is None:
+            return None
+        host = stun.port.getHost()
+        return host.host, host.port
 
     def close(self) -> None:
         """Close the store (idempotent). Called when the service stops."""

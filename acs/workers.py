@@ -39,12 +39,13 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 
 from acs.clock import Reactor
-from acs.config import Config, ConfigError
+from acs.config import Config, ConfigError, udp_listen
 from acs.listen import behind_proxy, with_backlog
 
 log = Logger(namespace="acs.workers")
 
-# The workers' descriptors: the lifeline, then one socket per listener in this order.
+# The workers' descriptors: the lifeline, then one socket per listener in this order, then
+# the STUN listener's UDP socket when there is one.
 LIFELINE_FD = 3
 FIRST_SOCKET_FD = 4
 SHARED = ("cwmp", "api", "files")
@@ -86,10 +87,12 @@ def inherited_endpoints(
     reactor: Reactor, spec: str, config: Config
 ) -> dict[str, IStreamServerEndpoint]:
     """The endpoints of ``--worker-sockets cwmp=4,api=5,files=6`` (the supervisor's word),
-    with TLS where ``config`` has an ``ssl:`` listener."""
+    with TLS where ``config`` has an ``ssl:`` listener (``stun=7``: `inherited_stun`)."""
     endpoints: dict[str, IStreamServerEndpoint] = {}
     for item in spec.split(","):
         name, _, fd = item.partition("=")
+        if name == "stun" and fd.isdigit():
+            continue
         if name not in SHARED or not fd.isdigit():
             raise ConfigError(f"--worker-sockets: bad item {item!r}")
         endpoint: Any = InheritedEndpoint(reactor, int(fd), _tls(reactor, name, config))
@@ -99,6 +102,42 @@ def inherited_endpoints(
     if set(endpoints) != set(SHARED):
         raise ConfigError("--worker-sockets must name cwmp, api and files")
     return endpoints
+
+
+def inherited_stun(spec: str) -> int | None:
+    """The STUN listener's socket in ``--worker-sockets`` (None: STUN is off)."""
+    for item in spec.split(","):
+        name, _, fd = item.partition("=")
+        if name == "stun" and fd.isdigit():
+            return int(fd)
+    return None
+
+
+def bind_stun(config: Config) -> socket.socket | None:
+    """The STUN listener's UDP socket, bound for the workers to share (None: STUN is off):
+    one socket, so that whichever worker sends a UDP connection request sends it from the
+    address and port the CPE's NAT binding points to."""
+    if not config.stun.listen:
+        return None
+    port, interface = udp_listen(config.stun.listen)
+    families = [interface] if interface else ["::", "0.0.0.0"]
+    for index, host in enumerate(families):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_INET6 and not interface:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)  # IPv4 too
+            sock.bind((host, port))
+        except OSError as exc:
+            sock.close()
+            if index + 1 < len(families):
+                continue  # a host without IPv6
+            raise ConfigError(
+                f"[stun] cannot listen on {config.stun.listen!r}: {exc.strerror}"
+            ) from None
+        sock.setblocking(False)
+        return sock
+    raise AssertionError("unreachable: the last family returns or raises")
 
 
 def _endpoint(reactor: Reactor, name: str, config: Config) -> tuple[str, Any]:
@@ -219,9 +258,11 @@ class Supervisor:
         count: int,
         *,
         on_fatal: Callable[[int], None],
+        stun: socket.socket | None = None,
     ) -> None:
         self._reactor = reactor
         self._ports = ports
+        self._stun = stun
         self._command = command
         self._count = count
         self._on_fatal = on_fatal
@@ -249,6 +290,10 @@ class Supervisor:
             port: Any = self._ports[name]
             fds[fd] = port.fileno()
             spec.append(f"{name}={fd}")
+        if self._stun is not None:
+            fd = FIRST_SOCKET_FD + len(SHARED)
+            fds[fd] = self._stun.fileno()
+            spec.append(f"stun={fd}")
         worker = _Worker(self, index)
         worker.started = self._reactor.seconds()
         argv = [*self._command, "--worker-sockets", ",".join(spec)]
@@ -313,7 +358,9 @@ def _signal(worker: _Worker, name: str) -> None:
 __all__ = [
     "Supervisor",
     "bind_shared",
+    "bind_stun",
     "inherited_endpoints",
+    "inherited_stun",
     "watch_lifeline",
     "worker_command",
 ]

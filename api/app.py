@@ -79,6 +79,8 @@ def listener_states(appliance: ApplianceView) -> dict[str, dict[str, Any]]:
         "api": appliance.config.api.listen,
         "files": appliance.config.files.listen,
     }
+    if appliance.config.stun.listen:
+        configured["stun"] = appliance.config.stun.listen
     states: dict[str, dict[str, Any]] = {}
     ports = appliance.listening()
     for name, endpoint in configured.items():

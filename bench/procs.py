@@ -140,6 +140,7 @@ class Acs:
             "device_credentials = false\n"
             '[api]\nlisten = "tcp:0:interface=127.0.0.1"\n'
             '[files]\nlisten = "tcp:0:interface=127.0.0.1"\n'
+            '[stun]\nlisten = "udp:0:interface=127.0.0.1"\n'
         )
         self.log_path = self.workdir / f"{self.name}.log"
         command = [PYTHON, "-m", "acs.cli", "serve", "--config", str(config)]

@@ -91,7 +91,8 @@ def evaluate(figures: dict[str, Any]) -> dict[str, bool | None]:
             and pair_of_nodes["errors"] == 0
             and pair_of_nodes["unfinished_cpes"] == 0
             and pair_of_nodes["provisioned"] == pair_of_nodes["cpes"]
-            and pair_of_nodes["provisioning_rpcs"] == pair_of_nodes["cpes"]
+            and pair_of_nodes["provisioning_rpcs"]
+            == pair_of_nodes["cpes"] * scenarios.PROVISIONING_RPCS
         )
     )
     api = figures.get("api")
@@ -201,7 +202,11 @@ def table(figures: dict[str, Any], out: TextIO) -> None:
         label = f"7 two nodes {n['cpes']:,}"
         add(label, "seconds to all provisioned", n["seconds_to_all_provisioned"])
         add(label, "registered / provisioned", f"{n['registered']:,} / {n['provisioned']:,}")
-        add(label, "provisioning RPCs (once each)", n["provisioning_rpcs"])
+        add(
+            label,
+            f"provisioning RPCs ({scenarios.PROVISIONING_RPCS} each, once)",
+            n["provisioning_rpcs"],
+        )
         add(
             label,
             "lost / unfinished / errors",

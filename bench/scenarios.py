@@ -31,6 +31,9 @@ STORM_PREFIX = "BOOT"  # never seen before the boot storm
 NODES_PREFIX = "NODE"  # never seen before the two-node storm
 ORGANIZATIONS = 10
 DEVICE_TYPES = 5
+# A provisioning's RPCs: the management server's SetParameterValues, then STUN's (TR-111;
+# the bench's ACS listens for STUN, the simulated CPEs have a STUN client).
+PROVISIONING_RPCS = 2
 SATURATED = 0.9  # a single-threaded generator above this CPU share is the bottleneck
 API_PREFIX = "/api/v1"
 

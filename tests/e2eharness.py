@@ -19,13 +19,14 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 from wirecheck import ConformanceTap, SessionConformance
 
-from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
+from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig, StunConfig
 from acs.service import Appliance
 from acs.store.models import Device
 from bench.pgcluster import fixed_port
 from cpe_sim.fleet import Fleet, SimulatedCPE
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
+STUN_LOOPBACK = "udp:0:interface=127.0.0.1"
 WAIT = 20.0  # upper bound for any single wait; reached only when something is broken
 
 
@@ -55,6 +56,7 @@ def loopback_config(
             listen=f"tcp:{files_port}:interface=127.0.0.1",
             public_url=f"http://127.0.0.1:{files_port}",
         ),
+        stun=StunConfig(listen=STUN_LOOPBACK),
     )
 
 

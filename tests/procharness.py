@@ -146,6 +146,8 @@ listen = "tcp:{port("api", 0)}:interface=127.0.0.1"
 [files]
 listen = "tcp:{port("files", 0)}:interface=127.0.0.1"
 {files_url}
+[stun]
+listen = "udp:{port("stun", 0)}:interface=127.0.0.1"
 """,
         encoding="utf-8",
     )

@@ -26,7 +26,7 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
 import acs.files
-from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
+from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig, StunConfig
 from acs.service import Appliance
 
 URL = "/api/v1/firmware_image/"
@@ -243,6 +243,7 @@ class FirmwareUploadOverHttp(unittest.TestCase):
             cwmp=CwmpConfig(listen=loopback),
             api=ApiConfig(listen=loopback),
             files=FilesConfig(listen=loopback, max_upload=max_upload),
+            stun=StunConfig(listen=""),
         )
         self.appliance = Appliance(config, reactor)
         self.appliance.service.startService()

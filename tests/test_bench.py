@@ -85,13 +85,16 @@ def test_tiny_bench_prints_a_table_then_every_figure_as_json_on_the_last_line(
     # Correctness, not speed: a tiny storm is fully registered and provisioned.
     cpes = scenarios.PROFILES["tiny"].storm_cpes
     assert (storm["registered"], storm["provisioned"], storm["lost_sessions"]) == (cpes, cpes, 0)
-    assert storm["provisioning_rpcs"] == cpes
+    assert storm["provisioning_rpcs"] == cpes * scenarios.PROVISIONING_RPCS
 
     # Two nodes behind the round-robin proxy: every CPE's requests alternated between them,
     # some were forwarded to the node running the session, each provisioned exactly once.
     pair_of_nodes = figures["nodes"]
     cpes = pair_of_nodes["cpes"]
-    assert (pair_of_nodes["provisioned"], pair_of_nodes["provisioning_rpcs"]) == (cpes, cpes)
+    assert (pair_of_nodes["provisioned"], pair_of_nodes["provisioning_rpcs"]) == (
+        cpes,
+        cpes * scenarios.PROVISIONING_RPCS,
+    )
     assert (pair_of_nodes["lost_sessions"], pair_of_nodes["errors"]) == (0, 0)
     assert sum(pair_of_nodes["forwarded"]) > 0
 

@@ -37,6 +37,9 @@ listen = "tcp:0:interface=127.0.0.1"
 
 [files]
 listen = "tcp:0:interface=127.0.0.1"
+
+[stun]
+listen = "udp:0:interface=127.0.0.1"
 """,
         encoding="utf-8",
     )

@@ -24,7 +24,7 @@ from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 
-from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig
+from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig, StunConfig
 from acs.cwmp import rpc
 from acs.service import Appliance
 from acs.store.models import DONE, FAILED, Device, Task
@@ -68,6 +68,7 @@ class TransferEndToEnd(unittest.TestCase):
                 listen=f"tcp:{files_port}:interface=127.0.0.1",
                 public_url=f"http://127.0.0.1:{files_port}",
             ),
+            stun=StunConfig(listen="udp:0:interface=127.0.0.1"),
         )
         self.appliance = Appliance(config, reactor)
         check_cwmp_conformance(self.appliance, self)

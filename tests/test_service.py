@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sqlite3
 import tempfile
 from collections.abc import Mapping
@@ -17,14 +18,24 @@ from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 import acs
+from acs import stun
 from acs.authguard import AuthThrottle
-from acs.config import ApiConfig, Config, ConfigError, CwmpConfig, FilesConfig, StorageConfig
+from acs.config import (
+    ApiConfig,
+    Config,
+    ConfigError,
+    CwmpConfig,
+    FilesConfig,
+    StorageConfig,
+    StunConfig,
+)
 from acs.listen import LISTEN_BACKLOG, is_tls, with_backlog
 from acs.metrics import Metrics
 from acs.service import Appliance, build_service
@@ -44,6 +55,7 @@ def _config(tmp: Path, **listen: str) -> Config:
         cwmp=CwmpConfig(listen=listen.get("cwmp", LOOPBACK), default_organization="Acme"),
         api=ApiConfig(listen=listen.get("api", LOOPBACK)),
         files=FilesConfig(listen=listen.get("files", LOOPBACK)),
+        stun=StunConfig(listen=listen.get("stun", "udp:0:interface=127.0.0.1")),
     )
 
 
@@ -92,6 +104,54 @@ class ApplianceTests(unittest.TestCase):
                     body["listeners"][name],
                     {"address": f"127.0.0.1:{port.getHost().port}", "listening": True},
                 )
+
+    async def stun_exchange(self, interface: str, host: str, port: int, data: bytes) -> Any:
+        """``data`` to the STUN listener from a socket on ``interface``; (its answer, the
+        socket's own address)."""
+        answered: Deferred[bytes] = Deferred()
+
+        class Client(DatagramProtocol):
+            def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+                if not answered.called:
+                    answered.callback(datagram)
+
+        client = reactor.listenUDP(0, Client(), interface=interface)
+        self.addCleanup(client.stopListening)
+        client.write(data, (host, port))
+        answer = await answered.addTimeout(10, reactor)
+        return stun.parse(answer), client.getHost()
+
+    async def test_the_stun_listener_answers_on_ipv4_and_ipv6(self) -> None:
+        for interface in ("127.0.0.1", "::1"):
+            if interface == "::1" and not socket.has_ipv6:
+                continue
+            tmp = self.tmp / interface.replace(":", "_")
+            config = _config(tmp, stun=f"udp:0:interface={interface}")
+            appliance = await self.start(config)
+            port: Any = appliance.listening()["stun"]
+            request = stun.binding_request(b"t" * 12)
+            answer, mine = await self.stun_exchange(
+                interface, interface, port.getHost().port, request
+            )
+            self.assertEqual(answer.kind, stun.BINDING_RESPONSE)
+            self.assertEqual(stun.mapped_address(answer), (interface, mine.port))
+            _code, body, _ = await self.get_json(appliance.urls()["api"] + "healthz")
+            bound = f"[{interface}]" if ":" in interface else interface
+            self.assertEqual(
+                body["listeners"]["stun"],
+                {"address": f"{bound}:{port.getHost().port}", "listening": True},
+            )
+            await appliance.service.stopService()
+
+    async def test_a_stun_port_in_use_fails_the_start_with_a_clear_error(self) -> None:
+        taken = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        config = _config(self.tmp, stun=f"udp:{taken.getHost().port}:interface=127.0.0.1")
+        appliance = Appliance(config, reactor, secret=b"k" * 32)
+        appliance.service.startService()
+        self.addCleanup(appliance.service.stopService)
+        with self.assertRaises(CannotListenError):
+            await appliance.when_listening()
 
     async def test_healthz_counts_devices(self) -> None:
         appliance = await self.start()
@@ -147,7 +207,9 @@ class ApplianceTests(unittest.TestCase):
         api = appliance.urls()["api"]
         await appliance.service.stopService()
 
-        self.assertEqual(appliance.listening(), {"cwmp": None, "api": None, "files": None})
+        self.assertEqual(
+            appliance.listening(), {"cwmp": None, "api": None, "files": None, "stun": None}
+        )
         with self.assertRaises(appliance.store.Error):
             appliance.store.count_devices()
         with self.assertRaises(ConnectionRefusedError):
@@ -196,6 +258,7 @@ class ApplianceTests(unittest.TestCase):
                     "api",
                     "files",
                     "peer",
+                    "stun",
                     "liveness",
                     "scheduler",
                     "transfer_watch",

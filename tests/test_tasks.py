@@ -21,6 +21,7 @@ from twisted.internet.task import Clock
 from acs.cwmp import rpc
 from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, NotFound, Store
 from acs.tasks import KINDS, TASK_KINDS, SessionTasks, TaskEngine, task_key
+from acs.tasks.run import StunOffer
 
 SERIAL = "SN0001"
 
@@ -631,6 +632,71 @@ def test_provision_gives_the_device_its_own_acs_credentials(store: Store) -> Non
     request = run_provision(engine.open_session(device.id), now=31.0)
     assert not any(p.name.endswith(".Username") for p in request.parameters)
     assert store.get_device(device.id).username == "op"  # type: ignore[union-attr]
+
+
+def test_provision_turns_stun_on_with_credentials_of_its_own(store: Store) -> None:
+    device = make_device(store)
+    offer = StunOffer("", 3478, 30)
+    engine = engine_for(store, stun=lambda: offer)
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    request = session.next_request(now=11.0)  # the STUN part, in its own request
+    assert isinstance(request, rpc.SetParameterValues)
+    ms = "Device.ManagementServer."
+    values = {p.name: (p.value, p.type) for p in request.parameters}
+    username, password = values[f"{ms}STUNUsername"][0], values[f"{ms}STUNPassword"][0]
+    assert values == {
+        f"{ms}STUNEnable": ("true", "xsd:boolean"),
+        f"{ms}STUNServerAddress": ("", "xsd:string"),
+        f"{ms}STUNServerPort": ("3478", "xsd:unsignedInt"),
+        f"{ms}STUNUsername": (username, "xsd:string"),
+        f"{ms}STUNPassword": (password, "xsd:string"),
+        f"{ms}STUNMinimumKeepAlivePeriod": ("30", "xsd:unsignedInt"),
+        f"{ms}STUNMaximumKeepAlivePeriod": ("30", "xsd:int"),
+    }
+    assert len(password) >= 16
+    session.on_response(rpc.SetParameterValuesResponse(status=0), now=11.0)
+    binding = store.stun_credentials(username)
+    assert binding is not None and (binding.device_id, binding.password) == (device.id, password)
+    [task] = store.tasks_for_device(device.id)
+    assert task.result is not None and task.result["stun"] == "enabled"
+    assert store.get_parameter(device.id, f"{ms}STUNPassword") is None  # never cached
+    # Provisioned again: the same username (its binding stays its own), a new password.
+    engine.on_inform(store.get_device(device.id), inform("0 BOOTSTRAP"), now=20.0)  # type: ignore[arg-type]
+    session = engine.open_session(device.id)
+    run_provision(session, now=21.0)
+    again = session.next_request(now=21.0)
+    assert isinstance(again, rpc.SetParameterValues)
+    renewed = {p.name: p.value for p in again.parameters}
+    assert renewed[f"{ms}STUNUsername"] == username
+    assert renewed[f"{ms}STUNPassword"] != password
+
+
+def test_provision_of_a_cpe_without_stun_stands(store: Store) -> None:
+    device = make_device(store)
+    engine = engine_for(store, stun=lambda: StunOffer("stun.example.net", 3478, 60))
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    assert isinstance(session.next_request(now=11.0), rpc.SetParameterValues)
+    session.on_response(rpc.Fault(9005, "Invalid parameter name"), now=11.0)
+    [task] = store.tasks_for_device(device.id)
+    assert task.state == DONE and task.result is not None and task.result["stun"] == "unsupported"
+    after = store.get_device(device.id)
+    assert after is not None and after.provisioned and after.connection_request_password
+    assert store.stun_binding(device.id) is None
+
+
+def test_provision_without_a_stun_listener_leaves_stun_alone(store: Store) -> None:
+    device = make_device(store)
+    engine = engine_for(store, stun=lambda: None)  # configured, not listening (yet)
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    assert session.next_request(now=11.0) is None
+    [task] = store.tasks_for_device(device.id)
+    assert task.result is not None and "stun" not in task.result
 
 
 def test_provision_generates_a_new_password_per_attempt(store: Store) -> None:

@@ -34,6 +34,8 @@ ACS_MANAGED_SUFFIXES = (
     "ManagementServer.Password",
     "ManagementServer.ConnectionRequestUsername",
     "ManagementServer.ConnectionRequestPassword",
+    "ManagementServer.STUNUsername",
+    "ManagementServer.STUNPassword",
 )
 
 

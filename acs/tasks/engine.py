@@ -35,6 +35,7 @@ from acs.tasks.run import (
     REPORT_FAILED,
     RESUMED,
     VERSION_CHECK,
+    StunOffer,
     TaskError,
     TransferUrls,
     log_task,
@@ -97,6 +98,7 @@ class TaskEngine:
         signer: TransferUrls | None = None,
         transfer_timeout: float = 3600.0,
         device_credentials: bool = False,
+        stun: Callable[[], StunOffer | None] | None = None,
     ) -> None:
         if gpv_batch < 1:
             raise ValueError("gpv_batch must be >= 1")
@@ -110,6 +112,9 @@ class TaskEngine:
         self.transfer_timeout = transfer_timeout
         # Provisioning gives each device its own ManagementServer.Username/Password.
         self.device_credentials = device_credentials
+        # What provisioning turns STUN on with (TR-111), asked at each provisioning (the
+        # listener's port is known once it listens); None: STUN is left as it is.
+        self.stun = stun
         self.store = store
         self.reactor = reactor
         self._wake = wake

@@ -22,18 +22,26 @@ finished transfer, and the firmware request rule of `TaskEngine.set_firmware`.)
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from acs.cwmp import rpc
-from acs.store.models import IN_PROGRESS, Task
+from acs.store.models import IN_PROGRESS, Device, Task
 from acs.tasks import args as a
 from acs.tasks import diagnostics as diag
 from acs.tasks import filekinds as f
 from acs.tasks import results as r
 from acs.tasks import software as sw
-from acs.tasks.run import CpeFault, Steps, TaskError, TaskRun, WaitForInform, task_key
+from acs.tasks.run import (
+    CpeFault,
+    Steps,
+    StunOffer,
+    TaskError,
+    TaskRun,
+    WaitForInform,
+    task_key,
+)
 from acs.tasks.settings import model_type
 
 if TYPE_CHECKING:
@@ -206,7 +214,50 @@ def _provision(run: TaskRun) -> Steps:
     run.store.upsert_parameters(
         device.id, [(p.name, p.value, p.type, None) for p in public], now=run.now
     )
-    return {"status": answer.status, "credentials_assigned": bool(own)}
+    result: dict[str, Any] = {"status": answer.status, "credentials_assigned": bool(own)}
+    offer = run.engine.stun() if run.engine.stun is not None else None
+    if offer is not None:
+        result["stun"] = yield from _provision_stun(run, device, offer)
+    return result
+
+
+# CPE faults meaning "no STUN client here" (no such parameter, or not writable).
+_NO_STUN = frozenset({9005, 9006, 9007, 9008})
+
+
+def _provision_stun(
+    run: TaskRun, device: Device, offer: StunOffer
+) -> Generator[rpc.Message, rpc.Message, str]:
+    """STUN on (TR-111), with credentials of the device's own: "enabled", or "unsupported"
+    when the CPE has no STUN client (its provisioning stands: the credentials it took)."""
+    ms = f"{run.root}ManagementServer."
+    known = run.store.stun_binding(device.id)
+    username = known.username if known is not None else f"acs-{device.id}-{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(16)
+    period = str(offer.keepalive)
+    public = [
+        rpc.ParameterValue(f"{ms}STUNEnable", "true", "xsd:boolean"),
+        rpc.ParameterValue(f"{ms}STUNServerAddress", offer.address, "xsd:string"),
+        rpc.ParameterValue(f"{ms}STUNServerPort", str(offer.port), "xsd:unsignedInt"),
+        rpc.ParameterValue(f"{ms}STUNUsername", username, "xsd:string"),
+        rpc.ParameterValue(f"{ms}STUNMinimumKeepAlivePeriod", period, "xsd:unsignedInt"),
+        rpc.ParameterValue(f"{ms}STUNMaximumKeepAlivePeriod", period, "xsd:int"),
+    ]
+    secret = rpc.ParameterValue(f"{ms}STUNPassword", password, "xsd:string")
+    try:
+        answer: rpc.SetParameterValuesResponse = yield from run.call(
+            rpc.SetParameterValues(parameters=(*public, secret), parameter_key=task_key(run.task))
+        )
+    except CpeFault as exc:
+        if exc.fault.code not in _NO_STUN:
+            raise
+        return "unsupported"
+    run.check_status(answer.status)
+    run.store.set_stun_credentials(device.id, username, password)
+    run.store.upsert_parameters(
+        device.id, [(p.name, p.value, p.type, None) for p in public], now=run.now
+    )
+    return "enabled"
 
 
 def _reboot(run: TaskRun) -> Steps:

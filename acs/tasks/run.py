@@ -111,6 +111,16 @@ class TaskError(Exception):
 
 
 @dataclass(frozen=True)
+class StunOffer:
+    """What provisioning turns a CPE's STUN client on with (TR-111): the server's address
+    ("": the host of the CPE's ACS URL), port and the keep-alive period in seconds."""
+
+    address: str
+    port: int
+    keepalive: int
+
+
+@dataclass(frozen=True)
 class WaitForInform:
     """Returned by a kind whose RPC was acknowledged but which a later Inform confirms."""
 
