@@ -11,8 +11,16 @@ default; Basic only when that is all the CPE offers). The outcome is one of:
 - ``"no_url"``: the device never reported a ConnectionRequestURL. History only.
 - ``"error"``: anything else (non-http URL, unexpected HTTP status such as 503 busy...).
 - ``"cancelled"``: the appliance stopped while the request was waiting or in flight.
+- ``"sent"``: a UDP connection request (TR-111, `acs.udpconnreq`) went out; UDP has no
+  answer, so the device's status is left as it was.
 
-Every outcome is written to the device history as a ``connection_request`` entry. ``wake``
+A device behind NAT is reached by UDP through its STUN binding: first when it says it is
+behind NAT (NATDetected, or it reported a UDPConnectionRequestAddress), else after an HTTP
+attempt that did not reach it; its device type's ``connection_request_order`` overrides
+that order (a method the device cannot be reached by is skipped). Each attempt is its own
+history entry, with ``via`` ``"http"`` or ``"udp"``.
+
+Every attempt is written to the device history as a ``connection_request`` entry. ``wake``
 never fails: errors become outcomes. Only the device's own URL is contacted; redirects are not
 followed. At most one request per device is in flight; concurrent wakes share its outcome.
 
@@ -312,11 +320,18 @@ class ConnectionRequester:
         return work.addBoth(settle)
 
     async def _request(self, device_id: int) -> _Result:
-        device, target = await self._store.read(self._look_up, device_id)
+        device, target, order = await self._store.read(self._look_up, device_id)
         if device is None:
             return _Result("error", reason="unknown device", record=False)
-        if target is not None and target.first:
-            return self._send_udp(device, target)  # behind NAT, by its own word
+        methods = _methods(order, target)
+        if methods[0] == "udp":
+            if target is not None:
+                return self._send_udp(device, target)
+            if "http" not in methods:
+                return _Result(
+                    "no_url", reason="no fresh STUN binding nor UDPConnectionRequestAddress",
+                    via="udp",
+                )  # fmt: skip
         url = device.connection_request_url
         if not url:
             return _Result("no_url", reason="the CPE has not reported a ConnectionRequestURL")
@@ -419,12 +434,17 @@ class ConnectionRequester:
 
     # -- UDP (TR-111) -----------------------------------------------------------------------
 
-    def _look_up(self, device_id: int) -> tuple[Device | None, UdpTarget | None]:
-        """The device and where its UDP requests would go (a unit of work)."""
+    def _look_up(self, device_id: int) -> _Found:
+        """The device, where its UDP requests would go and its type's order of methods
+        (a unit of work)."""
         device = self._store.get_device(device_id)
-        if device is None or self._udp is None:
-            return device, None
-        return device, self._udp.target(self._store, device, now=self._clock.seconds())
+        if device is None:
+            return None, None, None
+        kind = self._store.get_device_type(device.type_id) if device.type_id else None
+        order = kind.connection_request_order if kind is not None else None
+        if self._udp is None:
+            return device, None, order
+        return device, self._udp.target(self._store, device, now=self._clock.seconds()), order
 
     def _then_udp(self, result: _Result, device_id: int) -> _Result | Deferred[_Result]:
         """After an HTTP request that did not reach the CPE: a UDP one, if it can have one."""
@@ -433,9 +453,9 @@ class ConnectionRequester:
         if not result.record:
             return result
 
-        def then(found: tuple[Device | None, UdpTarget | None]) -> _Result:
-            device, target = found
-            if device is None or target is None:
+        def then(found: _Found) -> _Result:
+            device, target, order = found
+            if device is None or target is None or "udp" not in _methods(order, target):
                 return result
             return replace(self._send_udp(device, target), earlier=(result,))
 
@@ -512,6 +532,17 @@ class ConnectionRequester:
             self._store.set_status(device_id, DOWN, now=now, reason="connection request refused")
         elif outcome == "timeout":
             self._store.set_status(device_id, DOWN, now=now, reason="connection request timed out")
+
+
+_Found = tuple[Device | None, UdpTarget | None, tuple[str, ...] | None]
+
+
+def _methods(order: tuple[str, ...] | None, target: UdpTarget | None) -> tuple[str, ...]:
+    """The methods to try, in order: the device type's, else UDP first for a device that
+    says it is behind NAT, else HTTP then UDP."""
+    if order is not None:
+        return order
+    return ("udp", "http") if target is not None and target.first else ("http", "udp")
 
 
 def _describe(exc: BaseException) -> str:

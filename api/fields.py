@@ -329,6 +329,31 @@ class StringList(Field):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ChoiceList(Field):
+    """A non-empty list of distinct ``choices``, in the order given."""
+
+    choices: tuple[str, ...]
+
+    def parse(self, value: Any) -> list[str]:
+        if not isinstance(value, list) or not value:
+            raise Invalid(f"Expected a non-empty list of {', '.join(self.choices)}.")
+        if any(item not in self.choices for item in value):
+            raise Invalid(f"Each item must be one of {', '.join(self.choices)}.")
+        if len(set(value)) != len(value):
+            raise Invalid("Each item may be given once.")
+        return list(value)
+
+    def schema(self) -> Schema:
+        items = {
+            "type": ["array", "null"] if self.nullable else "array",
+            "items": string(enum=list(self.choices)),
+            "minItems": 1,
+            "uniqueItems": True,
+        }
+        return self._described(items)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TagList(StringList):
     """Device tags: at most MAX_TAGS, each 1 to MAX_TAG characters of TAG_PATTERN."""
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from acs.store.models import DeviceType, Location, Organization
+from acs.store.models import CONNECTION_REQUEST_METHODS, DeviceType, Location, Organization
 from api.base import (
     Api,
     ApiError,
@@ -38,6 +38,7 @@ from api.docs import crud
 from api.fields import (
     MAX_UPDATE_FREQUENCY,
     MIN_UPDATE_FREQUENCY,
+    ChoiceList,
     Coordinate,
     Form,
     Integer,
@@ -161,6 +162,13 @@ def delete_organization(api: Api, req: ApiRequest, org_id: int) -> Result:
 
 # --- device types -----------------------------------------------------------------------------
 
+_ORDER_DESCRIPTION = (
+    "How connection requests try to reach the type's devices, in order: http (the "
+    "ConnectionRequestURL), udp (TR-111, through the device's STUN binding); a method the "
+    "device cannot be reached by is skipped. null: udp first for a device that reports "
+    "NATDetected or a UDPConnectionRequestAddress, else http then udp."
+)
+
 DEVICE_TYPE_FORM = Form(
     "DeviceType",
     {
@@ -171,6 +179,9 @@ DEVICE_TYPE_FORM = Form(
         "product_class": Text(),
         "default_settings": ParameterValues(),
         "update_frequency": Integer(minimum=MIN_UPDATE_FREQUENCY, maximum=MAX_UPDATE_FREQUENCY),
+        "connection_request_order": ChoiceList(
+            choices=CONNECTION_REQUEST_METHODS, description=_ORDER_DESCRIPTION
+        ),
     },
 )
 
@@ -199,6 +210,13 @@ DEVICE_TYPE_VIEW = View(
                 maximum=MAX_UPDATE_FREQUENCY,
                 description="Periodic inform interval of the type's devices that set none.",
             )
+        ),
+        "connection_request_order": Out(
+            {
+                "type": ["array", "null"],
+                "items": string(enum=list(CONNECTION_REQUEST_METHODS)),
+                "description": _ORDER_DESCRIPTION,
+            }
         ),
     },
 )

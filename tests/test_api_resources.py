@@ -195,9 +195,31 @@ def test_device_type_crud_with_normalised_default_settings(harness: ApiHarness) 
         "product_class": None,
         "default_settings": {},
         "update_frequency": None,
+        "connection_request_order": None,
     }
     assert harness.call("DELETE", url, token=admin).status == 204
     assert harness.call("GET", url, token=admin).status == 404
+
+
+def test_device_type_connection_request_order(harness: ApiHarness) -> None:
+    admin = harness.token("admin")
+    body = {"name": "NAT box", "connection_request_order": ["udp", "http"]}
+    created = harness.call("POST", TYPE, token=admin, json_body=body)
+    assert created.status == 201
+    assert created.json["connection_request_order"] == ["udp", "http"]
+    url = f"{TYPE}{created.json['id']}/"
+    patched = harness.call(
+        "PATCH", url, token=admin, json_body={"connection_request_order": ["http"]}
+    )
+    assert patched.json["connection_request_order"] == ["http"]
+    stored = harness.appliance.store.get_device_type(created.json["id"])
+    assert stored is not None and stored.connection_request_order == ("http",)
+    for bad in ([], ["smtp"], ["udp", "udp"], "udp", [1]):
+        reply = harness.call("PATCH", url, token=admin, json_body={"connection_request_order": bad})
+        assert reply.status == 400, bad
+        assert list(reply.json) == ["connection_request_order"]
+    cleared = harness.call("PATCH", url, token=admin, json_body={"connection_request_order": None})
+    assert cleared.json["connection_request_order"] is None
 
 
 def test_device_type_default_settings_need_full_parameter_paths(harness: ApiHarness) -> None:

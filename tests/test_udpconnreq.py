@@ -202,3 +202,33 @@ class UdpRequesterTests(unittest.TestCase):
         self.assertFalse(self.clock.getDelayedCalls())
         self.clock.advance(10)
         self.assertEqual(len(self.send.sent), 1)
+
+    def typed(self, *order: str) -> None:
+        kind = self.store.create_device_type(
+            name="t", connection_request_order=order, now=T0, actor="t"
+        )
+        self.store.update_device(self.device, now=T0, actor="t", type_id=kind.id)
+
+    async def test_the_device_types_order_comes_first(self) -> None:
+        self.bind()
+        self.typed("udp", "http")  # UDP first although the device does not say it is NATed
+        self.assertEqual(await self.requester.wake(self.device), "sent")
+        self.assertEqual([e["via"] for e in self.entries()], ["udp"])
+
+    async def test_an_order_without_udp_never_sends_one(self) -> None:
+        self.bind()
+        self.report("NATDetected", "true")
+        self.typed("http")
+        self.assertEqual(await self.requester.wake(self.device), "no_url")
+        self.assertEqual(self.send.sent, [])
+        self.assertEqual([e["via"] for e in self.entries()], ["http"])
+
+    async def test_udp_only_without_a_binding_sends_nothing(self) -> None:
+        self.store.update_device(
+            self.device, now=T0, actor="t", connection_request_url="http://127.0.0.1:1/"
+        )
+        self.typed("udp")
+        self.assertEqual(await self.requester.wake(self.device), "no_url")
+        [entry] = self.entries()
+        self.assertEqual(entry["via"], "udp")
+        self.assertIn("no fresh STUN binding", entry["reason"])

@@ -6,6 +6,7 @@ devices: one query per kind of related row instead of one per device.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from acs.store.checks import (
 from acs.store.db import Database
 from acs.store.errors import Conflict, NotFound
 from acs.store.models import (
+    CONNECTION_REQUEST_METHODS,
     DEFAULT_UPDATE_FREQUENCY,
     DeviceType,
     Location,
@@ -157,6 +159,7 @@ class Catalog(Database):
         product_class: str | None = None,
         default_settings: dict[str, Any] | None = None,
         update_frequency: int | None = None,
+        connection_request_order: Sequence[str] | None = None,
         now: float,
         actor: str,
     ) -> DeviceType:
@@ -170,11 +173,12 @@ class Catalog(Database):
         settings = {} if default_settings is None else default_settings
         if not isinstance(settings, dict):
             raise ValueError("default_settings must be a dict")
+        order = _method_order(connection_request_order)
         with self.transaction():
             row = self._insert(
                 "device_types",
                 "name, short_name, model, manufacturer, product_class, default_settings, "
-                "update_frequency",
+                "update_frequency, connection_request_order",
                 (
                     name,
                     short_name,
@@ -183,6 +187,7 @@ class Catalog(Database):
                     product_class,
                     json_text("default_settings", settings),
                     update_frequency,
+                    _order_text(order),
                 ),
             )
             created = codec.device_type(row)
@@ -242,6 +247,7 @@ class Catalog(Database):
             "product_class",
             "default_settings",
             "update_frequency",
+            "connection_request_order",
         }
         unknown = set(fields) - allowed
         if unknown:
@@ -256,6 +262,8 @@ class Catalog(Database):
         frequency = fields.get("update_frequency")
         if frequency is not None and (type(frequency) is not int or frequency <= 0):
             raise ValueError("update_frequency must be a positive int")
+        if "connection_request_order" in fields:
+            fields["connection_request_order"] = _method_order(fields["connection_request_order"])
         with self.transaction():
             current = self.get_device_type(type_id)
             if current is None:
@@ -275,7 +283,11 @@ class Catalog(Database):
                     f"another device type already matches {manufacturer!r}/{product_class!r}"
                 )
             values = [
-                json_text("default_settings", v) if k == "default_settings" else v
+                json_text("default_settings", v)
+                if k == "default_settings"
+                else _order_text(v)
+                if k == "connection_request_order"
+                else v
                 for k, v in changes.items()
             ]
             assignments = ", ".join(f"{k} = ?" for k in changes)
@@ -509,3 +521,23 @@ class Catalog(Database):
             now=now,
             actor=actor,
         )
+
+
+def _method_order(order: Sequence[str] | None) -> tuple[str, ...] | None:
+    """``order`` as stored: None, or distinct CONNECTION_REQUEST_METHODS (ValueError)."""
+    if order is None:
+        return None
+    if isinstance(order, str) or not all(isinstance(m, str) for m in order):
+        raise ValueError("connection_request_order must be a list of method names")
+    methods = tuple(order)
+    unknown = [m for m in methods if m not in CONNECTION_REQUEST_METHODS]
+    if unknown or not methods or len(set(methods)) != len(methods):
+        raise ValueError(
+            "connection_request_order must name each of "
+            f"{', '.join(CONNECTION_REQUEST_METHODS)} at most once, and at least one"
+        )
+    return methods
+
+
+def _order_text(order: tuple[str, ...] | None) -> str | None:
+    return None if order is None else json.dumps(list(order))

@@ -212,7 +212,12 @@ def device_type(row: Row) -> DeviceType:
         product_class=row["product_class"],
         default_settings=json.loads(row["default_settings"]),
         update_frequency=row["update_frequency"],
+        connection_request_order=_order(row["connection_request_order"]),
     )
+
+
+def _order(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(json.loads(text))
 
 
 def location(row: Row) -> Location:

@@ -558,6 +558,10 @@ CREATE TABLE stun_bindings (
 );
 """
 
+_V21 = """
+ALTER TABLE device_types ADD COLUMN connection_request_order TEXT;
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -579,6 +583,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("leases of the cluster-wide periodic jobs", sql(_V18)),
     ("nodes and the device session leases", sql(_V19)),
     ("STUN credentials and bindings of devices behind NAT", sql(_V20)),
+    ("order of connection request methods per device type", sql(_V21)),
 ]
 
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_UPDATE_FREQUENCY = 300
+# How a connection request may reach a device: HTTP (its ConnectionRequestURL), UDP
+# (TR-111, through its STUN binding).
+CONNECTION_REQUEST_METHODS = ("http", "udp")
 
 # Task states.
 PENDING = "pending"
@@ -307,6 +310,9 @@ class DeviceType:
     product_class: str | None
     default_settings: dict[str, Any]
     update_frequency: int | None
+    # The connection request methods its devices are tried with, in order (None: UDP first
+    # for a device that says it is behind NAT, else HTTP then UDP).
+    connection_request_order: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
