@@ -17,7 +17,7 @@ from twisted.internet.task import LoopingCall
 
 from acs.clock import Reactor
 from cpe_sim.cpe import CWMP_VERSIONS
-from cpe_sim.fleet import MODELS, Faults, Fleet
+from cpe_sim.fleet import MAX_NAT_COUNT, MODELS, Faults, Fleet
 
 MAX_COUNT = 100_000
 
@@ -117,6 +117,14 @@ def build_parser(prog: str = "cpe-sim") -> argparse.ArgumentParser:
         "its cookie alone (as behind a load balancer that spreads connections over ACS nodes)",
     )
     p.add_argument(
+        "--nat",
+        action="store_true",
+        help="every CPE behind a NAT of its own: its ConnectionRequestURL is unreachable, "
+        "NATDetected is true, and it is woken by TR-111 UDP connection requests through the "
+        "binding its STUN client keeps once the ACS enables STUN (no --connreq-listen; at "
+        f"most {MAX_NAT_COUNT} CPEs)",
+    )
+    p.add_argument(
         "--value-change",
         action="append",
         default=[],
@@ -150,6 +158,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "cpe-sim") -> argp
     args = parser.parse_args(argv)
     if args.password and not args.username:
         parser.error("--password needs --username")
+    if args.nat and args.count > MAX_NAT_COUNT:
+        parser.error(f"--nat takes at most {MAX_NAT_COUNT} CPEs (one UDP socket each)")
     if len(args.value_change) > MAX_VALUE_CHANGES:
         parser.error(f"at most {MAX_VALUE_CHANGES} --value-change")
     return args
@@ -172,6 +182,7 @@ def make_fleet(reactor: Reactor, args: argparse.Namespace) -> Fleet:
         start_spread=spread,
         seed=args.seed,
         cwmp_version=args.cwmp_version,
+        nat=args.nat,
     )
     fleet.faults = Faults(
         corrupt_download=args.corrupt_download,

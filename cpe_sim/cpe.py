@@ -28,6 +28,11 @@ namespace), as ICWMP does. ``HoldRequests`` from the ACS is honoured: while the 
 message carried it, the CPE sends no request of its own (only responses or an empty POST); the
 requests it held back go out once a message from the ACS lifts the hold.
 
+Behind a NAT (``Profile.nat``, ``cpe-sim --nat``; see ``cpe_sim.nat``) a CPE reports
+``NATDetected`` and is reached only by TR-111 UDP connection requests. Its STUN client follows
+the ``STUN*`` parameters as soon as a session has set them and reports the mapped address as
+``UDPConnectionRequestAddress``.
+
 All timing goes through the injected reactor (``IReactorTime``) and all HTTP through a
 ``SessionClient`` made per session by a factory, so scheduling is tested with
 ``task.Clock`` and a scripted client, and the real thing uses treq over the network.
@@ -67,6 +72,7 @@ from acs.cwmp.versions import VERSIONS as CWMP_VERSIONS
 from acs.cwmp.versions import defines, offered_versions, version_key
 from cpe_sim import diagnostics, software, transfers
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
+from cpe_sim.nat import Nat
 from cpe_sim.transfers import Faults, TransferFailed
 
 # RPC methods the simulator answers (GetRPCMethods).
@@ -230,6 +236,9 @@ class Profile:
     client_factory: Callable[[], SessionClient] | None = None
     cwmp_version: str | None = None  # one of CWMP_VERSIONS; None: by data-model root
     faults: Faults = field(default_factory=Faults)  # fleet-wide transfer fault injection
+    # Behind a NAT (cpe_sim.nat): reached by UDP connection requests only; needs a reactor
+    # with listenUDP.
+    nat: bool = False
 
     def __post_init__(self) -> None:
         check_cwmp_version(self.cwmp_version)
@@ -297,6 +306,7 @@ class SimulatedCPE:
         "installs",
         "last_error",
         "model",
+        "nat",
         "ns",
         "online",
         "profile",
@@ -330,6 +340,8 @@ class SimulatedCPE:
         self.session_version: str | None = None
         self.session_ns: str | None = None
         self.connection_request_url = connection_request_url
+        # Its socket behind the NAT, STUN client and UDP connection requests (None: no NAT).
+        self.nat: Nat | None = Nat(self) if profile.nat else None
         self.model = DataModel(template, self._factory_values(template))
         self.sessions_ok = 0
         self.sessions_failed = 0
@@ -429,6 +441,8 @@ class SimulatedCPE:
             values[r + "ManagementServer.ConnectionRequestURL"] = self.connection_request_url
         if p.interval is not None:
             values[r + "ManagementServer.PeriodicInformInterval"] = str(p.interval)
+        if self.nat is not None:
+            values[r + "ManagementServer.NATDetected"] = "true"
         return values
 
     def set_connection_request_url(self, url: str) -> None:
@@ -693,6 +707,8 @@ class SimulatedCPE:
     def start(self, delay: float = 0.0) -> None:
         """Power on: the first (BOOTSTRAP) Inform after ``delay`` seconds, then periodic."""
         self._stopped = False
+        if self.nat is not None:
+            self.nat.start()
         self._boot_time = float(self.profile.reactor.seconds()) + delay
         self._reboot_call = self.profile.reactor.callLater(delay, self._power_on)
 
@@ -701,6 +717,8 @@ class SimulatedCPE:
         self.online = True
         self._boot_time = float(self.profile.reactor.seconds())
         self._schedule_periodic(force=True)
+        if self.nat is not None:
+            self.nat.configure()  # STUN on again, if it was on before the restart
         self.request_session()
 
     def stop(self) -> Deferred[None]:
@@ -715,6 +733,8 @@ class SimulatedCPE:
         self._timers = []
         self._periodic_call = self._retry_call = self._reboot_call = self._soon_call = None
         waits: list[Deferred[None]] = []
+        if self.nat is not None:
+            waits.append(self.nat.stop())
         if self._transfers:
             w: Deferred[None] = Deferred()
             self._transfer_waiters = [*(self._transfer_waiters or []), w]
@@ -758,6 +778,9 @@ class SimulatedCPE:
         if self._stopped:
             self._pending_actions = []
         restarting = self._run_pending_actions()
+        if self.nat is not None:
+            # The session may have set the STUN parameters: the client follows at once.
+            self.nat.configure()
         carry_on = ok and not self._stopped and not restarting
         if not ok and not self._stopped and not restarting:
             assert isinstance(result, Failure)
@@ -830,6 +853,8 @@ class SimulatedCPE:
 
     def _go_offline(self, kind: str, command_key: str | None) -> None:
         self.online = False
+        if self.nat is not None:
+            self.nat.configure()  # offline: STUN stops
         for call in (self._periodic_call, self._retry_call, self._soon_call):
             if call is not None and call.active():
                 call.cancel()

@@ -10,12 +10,20 @@ While a CPE is offline (stopped, or in the ``reboot_delay`` after a Reboot or Fa
 its requests get their TCP connection dropped without an answer: one listener serves every
 CPE, so a per-device "connection refused" is impossible, and a dropped connection is what an
 ACS sees from a device that is down (a 503 would instead say "up but busy").
+
+With ``nat=True`` every CPE is behind its own NAT (``cpe_sim.nat``) and no listener runs.
+The ConnectionRequestURLs name a loopback port that the fleet keeps bound but never
+listens on, so the ACS's TCP connection is refused as it would be by a NAT. What wakes
+such a CPE is a UDP connection request on its own socket, sent through the binding its
+STUN client keeps. Each CPE has a socket of its own, so these fleets are at most
+MAX_NAT_COUNT CPEs (file descriptors).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import socket
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -35,6 +43,7 @@ __all__ = ["Faults", "Fleet", "SimulatedCPE"]
 MODELS = ("tr181", "tr098", "mixed")
 REALM = "cpe-sim"
 NONCE_TTL = 300.0  # seconds a connection-request nonce stays valid
+MAX_NAT_COUNT = 1000  # CPEs of a ``nat`` fleet: one UDP socket each
 
 
 class _ConnectionRequests(Resource):
@@ -117,11 +126,14 @@ class Fleet:
         seed: int = 0,
         cwmp_version: str | None = None,
         reconnect: bool = False,
+        nat: bool = False,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
         if not 0 <= count <= 1_000_000:
             raise ValueError(f"count must be between 0 and 1000000, not {count}")
+        if nat and count > MAX_NAT_COUNT:
+            raise ValueError(f"a nat fleet has at most {MAX_NAT_COUNT} CPEs, not {count}")
         if interval is not None and interval < 1:
             raise ValueError(f"interval must be at least 1 second, not {interval}")
         if not 0 <= jitter < 1:
@@ -134,6 +146,7 @@ class Fleet:
         self.connreq_listen = connreq_listen
         self.start_spread = start_spread
         self.stopped = False
+        self.nat = nat
         self.rng = random.Random(seed)
         self.profile = Profile(
             reactor=reactor,
@@ -147,6 +160,7 @@ class Fleet:
             rng=self.rng,
             cwmp_version=cwmp_version,  # validated by Profile: ValueError like the rest
             reconnect=reconnect,
+            nat=nat,
         )
         tr181, tr098 = load_template("tr181"), load_template("tr098")
         self.cpes: list[SimulatedCPE] = []
@@ -158,6 +172,8 @@ class Fleet:
             self.cpes.append(SimulatedCPE(f"{serial_prefix}{i:06d}", template, self.profile))
         self._by_serial = {c.serial: c for c in self.cpes}
         self._port: Any | None = None
+        # nat: the TCP port of the ConnectionRequestURLs, bound and never listened on.
+        self._unreachable: socket.socket | None = None
         self.connection_request_base = ""
         self._value_changes: list[Any] = []  # the DelayedCalls of schedule_value_change
 
@@ -175,9 +191,24 @@ class Fleet:
         return Deferred.fromCoroutine(self._start())
 
     async def _start(self) -> None:
-        if self._port is not None:
+        if self._port is not None or self._unreachable is not None:
             raise RuntimeError("fleet already started")
         self.stopped = False
+        if self.nat:
+            self.connection_request_base = self._bind_unreachable()
+        else:
+            self.connection_request_base = await self._listen()
+        count = len(self.cpes)
+        for i, cpe in enumerate(self.cpes):
+            cpe.set_connection_request_url(self.connection_request_base + cpe.serial)
+            # Evenly spread with a little noise, so thousands of CPEs don't inform at once.
+            delay = 0.0
+            if self.start_spread > 0 and count:
+                delay = self.start_spread * (i + self.rng.random()) / count
+            cpe.start(delay)
+
+    async def _listen(self) -> str:
+        """Start the connection-request listener; the base of the CPEs' URLs."""
         # One socket takes every connection request of the fleet: a wake round of thousands
         # overflows Twisted's default backlog of 50 and requests stall in SYN retransmission.
         endpoint = serverFromString(self.reactor, with_backlog(self.connreq_listen))
@@ -188,15 +219,15 @@ class Fleet:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        self.connection_request_base = f"http://{host}:{getattr(address, 'port', 0)}/"
-        count = len(self.cpes)
-        for i, cpe in enumerate(self.cpes):
-            cpe.set_connection_request_url(self.connection_request_base + cpe.serial)
-            # Evenly spread with a little noise, so thousands of CPEs don't inform at once.
-            delay = 0.0
-            if self.start_spread > 0 and count:
-                delay = self.start_spread * (i + self.rng.random()) / count
-            cpe.start(delay)
+        return f"http://{host}:{getattr(address, 'port', 0)}/"
+
+    def _bind_unreachable(self) -> str:
+        """A loopback TCP port that refuses connections: bound, so no other program takes
+        it while the fleet runs, and never listened on."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        self._unreachable = sock
+        return f"http://127.0.0.1:{sock.getsockname()[1]}/"
 
     def schedule_value_change(self, path: str, value: str, after: float) -> None:
         """Every CPE's ``path`` changes to ``value`` by itself ``after`` seconds from now
@@ -227,6 +258,9 @@ class Fleet:
         if self._port is not None:
             port, self._port = self._port, None
             waits.append(Deferred.fromCoroutine(_stop_listening(port)))
+        if self._unreachable is not None:
+            self._unreachable.close()
+            self._unreachable = None
         if not waits:
             return succeed(None)
         return gatherResults(waits).addCallback(lambda _: None)
@@ -242,7 +276,8 @@ class Fleet:
 
     @property
     def port(self) -> int | None:
-        """The connection-request listener's TCP port (None before ``start``)."""
+        """The connection-request listener's TCP port (None before ``start``, and in a
+        ``nat`` fleet, which has none)."""
         if self._port is None:
             return None
         return int(getattr(self._port.getHost(), "port", 0))
@@ -255,10 +290,20 @@ class Fleet:
         busy = sum(1 for c in self.cpes if c.busy)
         reboots = sum(c.reboots for c in self.cpes)
         installs = sum(c.installs for c in self.cpes)
-        return (
+        line = (
             f"CPEs {len(self.cpes)} | online {online} | sessions ok {ok} failed {failed} "
             f"| faults {faults} | reboots {reboots} | installs {installs} | in flight {busy}"
         )
+        counters = [c.nat.counters for c in self.cpes if c.nat is not None]
+        if counters:
+            line += (
+                f" | udp wakes {sum(n.accepted for n in counters)}"
+                f" duplicate {sum(n.duplicate for n in counters)}"
+                f" rejected {sum(sum(n.rejected.values()) for n in counters)}"
+                f" | stun ok {sum(n.stun_answered for n in counters)}"
+                f" 401 {sum(n.stun_unauthorized for n in counters)}"
+            )
+        return line
 
 
 async def _stop_listening(port: Any) -> None:
