@@ -45,7 +45,13 @@ from urllib.parse import urlsplit
 import treq
 from treq.client import HTTPClient
 from treq.response import _Response
-from twisted.internet.defer import CancelledError, Deferred, DeferredSemaphore, succeed
+from twisted.internet.defer import (
+    CancelledError,
+    Deferred,
+    DeferredList,
+    DeferredSemaphore,
+    succeed,
+)
 from twisted.internet.error import (
     ConnectError,
     ConnectingCancelledError,
@@ -224,6 +230,7 @@ class ConnectionRequester:
         agent: Any = Agent(reactor, pool=self._pool)  # Any: Agent provides IAgent (zope)
         self._http = HTTPClient(agent)
         self._inflight: dict[int, Deferred[Outcome]] = {}
+        self._stopped = False
         # Waking a thousand devices at once must not open a thousand sockets and then take a
         # thousand sessions at once: requests beyond this wait their turn, and each one's
         # timeout starts when it is actually sent.
@@ -232,7 +239,10 @@ class ConnectionRequester:
     # -- public API ---------------------------------------------------------------------------
 
     def wake(self, device_id: int) -> Deferred[str]:
-        """Ask the CPE to open a session; fires with the outcome (never errbacks)."""
+        """Ask the CPE to open a session; fires with the outcome (never errbacks);
+        ``"cancelled"`` at once, unrecorded, once `stop` was called."""
+        if self._stopped:
+            return succeed("cancelled")
         shared = self._inflight.get(device_id)
         if shared is None:
             shared = self._start(device_id)
@@ -252,12 +262,17 @@ class ConnectionRequester:
         return device_id in self._inflight
 
     def stop(self) -> Deferred[None]:
-        """Abandon in-flight requests (service shutdown) and close pooled connections."""
-        for d in list(self._inflight.values()):
+        """Abandon in-flight requests (service shutdown) and close pooled connections;
+        fires once the abandoned requests' outcomes are recorded (before the store
+        closes). Later wakes are ``"cancelled"``."""
+        self._stopped = True
+        inflight = list(self._inflight.values())
+        for d in inflight:
             d.cancel()
         if self._udp is not None:
             self._udp.stop()
-        return self._pool.closeCachedConnections()
+        ended = DeferredList([*inflight, self._pool.closeCachedConnections()], consumeErrors=True)
+        return ended.addCallback(lambda _: None)
 
     # -- one request --------------------------------------------------------------------------
 
@@ -460,6 +475,8 @@ class ConnectionRequester:
             return replace(self._send_udp(device, target), earlier=(result,))
 
         def failed(failure: Failure) -> _Result:
+            if failure.check(CancelledError):  # the appliance stops
+                return _Result("cancelled", reason="the appliance stopped", earlier=(result,))
             self.log.failure("cannot look up device {device_id}", failure, device_id=device_id)
             return result
 

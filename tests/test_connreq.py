@@ -334,10 +334,18 @@ class ConnectionRequestTests(unittest.TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observe)
         result = self.requester.wake(self.device.id)
         await cpe.got_request
-        await self.requester.stop()
+        stopped = self.requester.stop()
         self.assertEqual(await result, "cancelled")
+        await stopped  # fired once the outcome was recorded: the store may close now
         self.assertEqual(self.last_entry()["outcome"], "cancelled")
         self.assertEqual(critical, [])
+        # A wake once stopped sends nothing and records nothing.
+        self.assertEqual(await self.requester.wake(self.device.id), "cancelled")
+        self.assertEqual(len(cpe.authorizations), 1)
+        entries = [
+            e for e in self.store.history(self.device.id) if e.action == "connection_request"
+        ]
+        self.assertEqual(len(entries), 1)
 
     async def test_concurrent_wakes_share_one_request(self) -> None:
         cpe = FakeCpe("hang")

@@ -35,20 +35,19 @@ class BehindNat(ApplianceWithFleet):
         await self.bounded(bound, 60)
 
     def bindings_recorded(self) -> defer.Deferred[None]:
-        """Fires once every CPE of the fleet has a STUN binding at the ACS: checked after
-        each datagram the STUN listener takes (SQLite writes it at once)."""
+        """Fires once every CPE of the fleet has a STUN binding at the ACS: checked once
+        the units of each datagram the STUN listener takes are done (at once on SQLite)."""
         server: Any = self.appliance.stun
         done: defer.Deferred[None] = defer.Deferred()
         received = server.datagramReceived
 
+        def check(_: object) -> None:
+            if not done.called and all(self.binding(cpe) is not None for cpe in self.fleet.cpes):
+                done.callback(None)
+
         def watching(datagram: bytes, addr: Any) -> None:
             received(datagram, addr)
-            if (
-                not done.called
-                and len(self.fleet.cpes) == self.COUNT
-                and all(self.binding(cpe) is not None for cpe in self.fleet.cpes)
-            ):
-                done.callback(None)
+            server.settled().addCallback(check)
 
         server.datagramReceived = watching
         return done
