@@ -8,7 +8,7 @@ client's (the simulator's, and tests'). Only what a Binding server needs is unde
   3489's, whose transaction id is the 16 bytes after the length);
 - attributes: MAPPED-ADDRESS / XOR-MAPPED-ADDRESS, USERNAME, MESSAGE-INTEGRITY (HMAC-SHA1,
   the short-term credential's key being the password itself), ERROR-CODE, FINGERPRINT,
-  SOFTWARE, and TR-111's CONNECTION-REQUEST-BINDING and BINDING-CHANGE (TR-069 Annex G).
+  and TR-111's CONNECTION-REQUEST-BINDING and BINDING-CHANGE (TR-069 Annex G).
 
 Every length is checked before it is used: a datagram is at most MAX_DATAGRAM bytes and
 MAX_ATTRIBUTES attributes, each inside the message, padded to 4 bytes; nothing is
@@ -43,7 +43,6 @@ MESSAGE_INTEGRITY = 0x0008
 ERROR_CODE = 0x0009
 UNKNOWN_ATTRIBUTES = 0x000A
 XOR_MAPPED_ADDRESS = 0x0020
-SOFTWARE = 0x8022
 FINGERPRINT = 0x8028
 # TR-111 Part 2 (TR-069 Annex G).
 CONNECTION_REQUEST_BINDING = 0xC001
@@ -218,7 +217,6 @@ def binding_response(
     *,
     key: bytes | None = None,
     integrity: str = "5389",
-    software: bytes | None = None,
 ) -> bytes:
     """The success response to ``request`` from ``source`` (its address as seen here):
     XOR-MAPPED-ADDRESS and MAPPED-ADDRESS (RFC 5389; TR-111 CPEs read either), MAPPED-
@@ -228,8 +226,6 @@ def binding_response(
     if not request.classic:
         attributes.append((XOR_MAPPED_ADDRESS, _xor_address(source, request.transaction)))
     attributes.append((MAPPED_ADDRESS, encode_address(source)))
-    if software is not None and not request.classic:
-        attributes.append((SOFTWARE, software))
     return _message(
         BINDING_RESPONSE,
         request.transaction,

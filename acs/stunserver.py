@@ -15,7 +15,8 @@ points). For each datagram:
   source becomes the device's binding (`Store.record_stun_binding`: written when it
   changes, and at most every ``refresh`` seconds when it does not);
 - any other Binding Request (no USERNAME, or one unknown here without MESSAGE-INTEGRITY)
-  is answered as any STUN server would, and binds nothing.
+  is answered as any STUN server would, and binds nothing. Answers carry nothing beyond
+  the mapped address (and the signature): a spoofed request reflects little.
 
 Lookups and writes are units of work (`Store.read` / `Store.run`): the answer goes out
 when they are done. Everything kept in memory is bounded (sources, usernames, bindings).
@@ -54,8 +55,6 @@ UNKNOWN_TTL = 10.0
 REFRESH = 60.0
 # Entries kept in memory, each table: the oldest go first.
 MAX_ENTRIES = 100_000
-
-SOFTWARE = b"acs-appliance"
 
 log = Logger()
 
@@ -171,7 +170,7 @@ class StunServer(DatagramProtocol):
                 self._reply(addr, stun.error_response(message, 400, "USERNAME missing"))
                 self._count("unauthenticated")
                 return
-            self._reply(addr, stun.binding_response(message, source, software=SOFTWARE))
+            self._reply(addr, stun.binding_response(message, source))
             self._count("anonymous")
             return
         cached = self._credentials.get(username)
@@ -219,7 +218,7 @@ class StunServer(DatagramProtocol):
                 self._reply(addr, stun.error_response(message, 401, "Unauthorized"))
                 self._count("unauthenticated")
                 return
-            self._reply(addr, stun.binding_response(message, source, software=SOFTWARE))
+            self._reply(addr, stun.binding_response(message, source))
             self._count("unknown_username")
             return
         key = found.password.encode("utf-8")
@@ -235,7 +234,7 @@ class StunServer(DatagramProtocol):
             return
         self._reply(
             addr,
-            stun.binding_response(message, source, key=key, integrity=form, software=SOFTWARE),
+            stun.binding_response(message, source, key=key, integrity=form),
         )
         if message.has(stun.CONNECTION_REQUEST_BINDING):
             self._keep(found.device_id, source)

@@ -27,6 +27,7 @@ from cwmpharness import make_inform, wire
 from metricscheck import samples
 from procharness import listening, running, sessions_done, stop, write_config
 
+from acs import stun
 from acs.cli import main
 from acs.store import Store
 
@@ -62,6 +63,20 @@ def alive(pid: int) -> bool:
     return True
 
 
+def assert_stun_answers(banner: str) -> None:
+    """The STUN listener the supervisor printed answers Binding Requests (the workers
+    share its one socket), each from a client socket of its own."""
+    found = re.search(r"STUN  udp (\S+) port (\d+)", banner)
+    assert found is not None, banner
+    for _ in range(4):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.bind(("127.0.0.1", 0))
+            client.settimeout(10)
+            client.sendto(stun.binding_request(os.urandom(12)), (found[1], int(found[2])))
+            answer = stun.parse(client.recvfrom(2048)[0])
+            assert stun.mapped_address(answer) == client.getsockname()
+
+
 def test_two_workers_serve_sessions_whose_requests_land_on_either(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     config = str(write_config(tmp_path))
@@ -72,6 +87,7 @@ def test_two_workers_serve_sessions_whose_requests_land_on_either(tmp_path: Path
         match = WORKERS.search("\n".join(out.lines))
         assert match is not None
         pids = [int(match.group(1)), int(match.group(2))]
+        assert_stun_answers("\n".join(out.lines))
         store = Store.open(tmp_path / "acs.db")
         try:
             _row, token = store.create_token("e2e", "admin", [], now=time.time())
