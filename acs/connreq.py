@@ -73,7 +73,8 @@ Outcome = Literal[
 ]
 Via = Literal["http", "udp"]
 
-# HTTP outcomes after which a UDP request goes, when the device has somewhere to get it.
+# HTTP outcomes after which a UDP request goes, when the device has somewhere to get it:
+# the request did not reach the CPE (an "error" with an HTTP status, 503 busy say, did).
 _UDP_AFTER = frozenset({"refused", "timeout", "no_url", "error"})
 
 # Failures that mean "the CPE is not reachable" (GA treats ECONNREFUSED/ECONNRESET as offline;
@@ -465,7 +466,7 @@ class ConnectionRequester:
         """After an HTTP request that did not reach the CPE: a UDP one, if it can have one."""
         if self._udp is None or result.via != "http" or result.outcome not in _UDP_AFTER:
             return result
-        if not result.record:
+        if not result.record or result.http_status is not None:
             return result
 
         def then(found: _Found) -> _Result:

@@ -9,6 +9,7 @@ import hmac
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from test_connreq import FakeCpe
 from twisted.internet import reactor as _reactor
 from twisted.internet.task import Clock
 from twisted.trial import unittest
@@ -232,3 +233,14 @@ class UdpRequesterTests(unittest.TestCase):
         [entry] = self.entries()
         self.assertEqual(entry["via"], "udp")
         self.assertIn("no fresh STUN binding", entry["reason"])
+
+    async def test_a_cpe_that_answered_http_gets_no_udp(self) -> None:
+        busy = FakeCpe("open", code=503)
+        port = reactor.listenTCP(0, Site(busy), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}/"
+        self.store.update_device(self.device, now=T0, actor="t", connection_request_url=url)
+        self.bind()
+        self.assertEqual(await self.requester.wake(self.device), "error")  # reached: busy
+        self.assertEqual(self.send.sent, [])
+        self.assertEqual([e["via"] for e in self.entries()], ["http"])
