@@ -562,6 +562,11 @@ def banner(
     return lines
 
 
+def udp_address(host: str, port: int) -> str:
+    """How the banner shows the STUN listener: ``udp [::]:3478``."""
+    return f"udp [{host}]:{port}" if ":" in host else f"udp {host}:{port}"
+
+
 def _workers(text: str) -> int:
     if text == "auto":
         return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
@@ -621,7 +626,7 @@ def supervise(
         }
         if stun is not None:
             host, port = stun.getsockname()[:2]
-            urls["stun"] = f"udp {host} port {port}"
+            urls["stun"] = udp_address(host, port)
         lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
         pids = " ".join(map(str, supervisor.pids()))
         print("\n".join([*lines, f"workers {count} (pids {pids})"]), flush=True)
@@ -666,7 +671,7 @@ def serve(
         urls = appliance.urls()
         stun = appliance.stun_address()
         if stun is not None:
-            urls["stun"] = f"udp {stun[0]} port {stun[1]}"
+            urls["stun"] = udp_address(*stun)
         lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
         print("\n".join(lines), flush=True)
 

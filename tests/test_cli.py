@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from acs.accounts import Passwords
-from acs.cli import banner, command_hint, main
+from acs.cli import banner, command_hint, main, udp_address
 from acs.store import Store
 
 
@@ -209,6 +209,7 @@ def test_banner_names_each_listener_the_ui_and_how_to_log_in() -> None:
             "cwmp": "http://127.0.0.1:7547/",
             "api": "http://127.0.0.1:7557/",
             "files": "http://127.0.0.1:7567/",
+            "stun": udp_address("::", 3478),
         },
         ".venv/bin/acs",
         "acs.toml",
@@ -218,6 +219,7 @@ def test_banner_names_each_listener_the_ui_and_how_to_log_in() -> None:
         "UI    http://127.0.0.1:7557/",
         "API   http://127.0.0.1:7557/api/v1/ (healthz: http://127.0.0.1:7557/healthz)",
         "files http://127.0.0.1:7567/",
+        "STUN  udp [::]:3478",
         "UI login: .venv/bin/acs user create admin --role admin --config acs.toml",
         "API token: .venv/bin/acs token create --name admin --role admin --config acs.toml",
     ]

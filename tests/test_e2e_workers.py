@@ -66,7 +66,7 @@ def alive(pid: int) -> bool:
 def assert_stun_answers(banner: str) -> None:
     """The STUN listener the supervisor printed answers Binding Requests (the workers
     share its one socket), each from a client socket of its own."""
-    found = re.search(r"STUN  udp (\S+) port (\d+)", banner)
+    found = re.search(r"STUN  udp ([0-9.]+):(\d+)", banner)
     assert found is not None, banner
     for _ in range(4):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
