@@ -162,16 +162,19 @@ class StunServer(DatagramProtocol):
             return
         unknown = message.unknown_required()
         if unknown:
-            self._reply(addr, stun.error_response(message, 420, "Unknown Attribute", unknown))
-            self._count("unknown_attribute")
+            self._reply(
+                addr,
+                stun.error_response(message, 420, "Unknown Attribute", unknown),
+                "unknown_attribute",
+            )
             return
         if username is None:
             if message.has(stun.MESSAGE_INTEGRITY):
-                self._reply(addr, stun.error_response(message, 400, "USERNAME missing"))
-                self._count("unauthenticated")
+                self._reply(
+                    addr, stun.error_response(message, 400, "USERNAME missing"), "unauthenticated"
+                )
                 return
-            self._reply(addr, stun.binding_response(message, source))
-            self._count("anonymous")
+            self._reply(addr, stun.binding_response(message, source), "anonymous")
             return
         cached = self._credentials.get(username)
         now = self._clock.seconds()
@@ -215,11 +218,11 @@ class StunServer(DatagramProtocol):
     ) -> None:
         if found is None:
             if message.has(stun.MESSAGE_INTEGRITY):  # signed with credentials unknown here
-                self._reply(addr, stun.error_response(message, 401, "Unauthorized"))
-                self._count("unauthenticated")
+                self._reply(
+                    addr, stun.error_response(message, 401, "Unauthorized"), "unauthenticated"
+                )
                 return
-            self._reply(addr, stun.binding_response(message, source))
-            self._count("unknown_username")
+            self._reply(addr, stun.binding_response(message, source), "unknown_username")
             return
         key = found.password.encode("utf-8")
         form = message.integrity(key)
@@ -229,16 +232,12 @@ class StunServer(DatagramProtocol):
                 self._credentials.pop(username, None)
                 self._look_up(message, source, addr, username)
                 return
-            self._reply(addr, stun.error_response(message, 401, "Unauthorized"))
-            self._count("unauthenticated")
+            self._reply(addr, stun.error_response(message, 401, "Unauthorized"), "unauthenticated")
             return
-        self._reply(
-            addr,
-            stun.binding_response(message, source, key=key, integrity=form),
-        )
+        signed = stun.binding_response(message, source, key=key, integrity=form)
+        self._reply(addr, signed, "bound")
         if message.has(stun.CONNECTION_REQUEST_BINDING):
             self._keep(found.device_id, source)
-        self._count("bound")
 
     def _keep(self, device_id: int, source: stun.Address) -> None:
         now = self._clock.seconds()
@@ -260,7 +259,9 @@ class StunServer(DatagramProtocol):
 
     # --- helpers -----------------------------------------------------------------------
 
-    def _reply(self, addr: Any, data: bytes) -> None:
+    def _reply(self, addr: Any, data: bytes, outcome: str) -> None:
+        """Answer ``data`` to ``addr``; count the datagram answered as ``outcome``."""
+        self._count(outcome)
         transport: Any = self.transport
         if transport is not None:
             try:
