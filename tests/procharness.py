@@ -123,13 +123,17 @@ def stop(proc: subprocess.Popen[str], deadline: float) -> int:
     return proc.wait(timeout=max(0.1, deadline - time.monotonic()))
 
 
-def write_config(tmp: Path, *, cwmp: str = "", ports: dict[str, int] | None = None) -> Path:
+def write_config(
+    tmp: Path, *, cwmp: str = "", ports: dict[str, int] | None = None, stun: bool = False
+) -> Path:
     """A config under ``tmp``; ``cwmp`` is extra ``[cwmp]`` lines. Port 0 (the default) lets
     the OS pick a free loopback port for each listener, race-free; the real addresses are
-    read from the banner `acs serve` prints once listening."""
+    read from the banner `acs serve` prints once listening. ``stun``: with the STUN
+    listener (off by default, see e2eharness.loopback_config)."""
     port = (ports or {}).get
     # CPEs fetch firmware from the files URL: known only when the files port is fixed.
     files_url = f'public_url = "http://127.0.0.1:{port("files")}"' if port("files") else ""
+    stun_listen = f"udp:{port('stun', 0)}:interface=127.0.0.1" if stun else ""
     path = tmp / "acs.toml"
     path.write_text(
         f"""
@@ -147,7 +151,7 @@ listen = "tcp:{port("api", 0)}:interface=127.0.0.1"
 listen = "tcp:{port("files", 0)}:interface=127.0.0.1"
 {files_url}
 [stun]
-listen = "udp:{port("stun", 0)}:interface=127.0.0.1"
+listen = "{stun_listen}"
 """,
         encoding="utf-8",
     )

@@ -68,7 +68,7 @@ class TransferEndToEnd(unittest.TestCase):
                 listen=f"tcp:{files_port}:interface=127.0.0.1",
                 public_url=f"http://127.0.0.1:{files_port}",
             ),
-            stun=StunConfig(listen="udp:0:interface=127.0.0.1"),
+            stun=StunConfig(listen=""),
         )
         self.appliance = Appliance(config, reactor)
         check_cwmp_conformance(self.appliance, self)

@@ -29,7 +29,7 @@ class BehindNat(ApplianceWithFleet):
         return defer.Deferred.fromCoroutine(self.start_behind_nat())
 
     async def start_behind_nat(self) -> None:
-        await self.start_appliance(self.tempdir())
+        await self.start_appliance(self.tempdir(), stun=True)
         bound = self.bindings_recorded()
         await self.start_fleet(nat=True)
         await self.bounded(bound, 60)

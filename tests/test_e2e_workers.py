@@ -79,7 +79,7 @@ def assert_stun_answers(banner: str) -> None:
 
 def test_two_workers_serve_sessions_whose_requests_land_on_either(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
-    config = str(write_config(tmp_path))
+    config = str(write_config(tmp_path, stun=True))
     serve = [str(BIN / "acs"), "serve", "--config", config, "--workers", "2"]
     with running(serve, tmp_path) as (acs, out, _err):
         urls = listening(out, deadline)
