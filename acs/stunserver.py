@@ -113,7 +113,6 @@ class StunServer(DatagramProtocol):
         self._credentials: OrderedDict[str, tuple[StunBinding | None, float]] = OrderedDict()
         # device id -> (address, port, when written)
         self._kept: OrderedDict[int, tuple[str, int, float]] = OrderedDict()
-        self.counts: dict[str, int] = {}
         # Units under way (lookups, writes): `settled` waits for them.
         self._under_way: set[Deferred[Any]] = set()
 
@@ -270,7 +269,6 @@ class StunServer(DatagramProtocol):
                 self._count("send_failed")
 
     def _count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
         if self._observe is not None:
             self._observe(outcome)
 

@@ -91,6 +91,14 @@ def opt_epoch(name: str, value: Any) -> float | None:
     return None if value is None else epoch(name, value)
 
 
+def bounded_text(name: str, value: object, limit: int) -> str:
+    """``value`` if it is a non-empty ``str`` of at most ``limit`` characters, else
+    ValueError naming ``name``."""
+    if type(value) is not str or not value or len(value) > limit:
+        raise ValueError(f"{name} must be a non-empty string of at most {limit} characters")
+    return value
+
+
 def json_text(name: str, value: Any) -> str:
     try:
         return codec.dumps(value)

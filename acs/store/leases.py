@@ -10,17 +10,11 @@ lease's length should dwarf their skew.
 
 from __future__ import annotations
 
-from acs.store.checks import epoch
+from acs.store.checks import bounded_text, epoch
 from acs.store.db import Database
 
 MAX_NAME = 100
 MAX_HOLDER = 200
-
-
-def _text(what: str, value: object, limit: int) -> str:
-    if type(value) is not str or not value or len(value) > limit:
-        raise ValueError(f"{what} must be a non-empty string of at most {limit} characters")
-    return value
 
 
 class Leases(Database):
@@ -39,7 +33,10 @@ class Leases(Database):
         ``holder`` has it now (it was free, expired, already its own, or ``replaces``'s: a
         holder known to be gone), False when another holder's lease still runs (nothing
         changes then)."""
-        name, holder = _text("name", name, MAX_NAME), _text("holder", holder, MAX_HOLDER)
+        name, holder = (
+            bounded_text("name", name, MAX_NAME),
+            bounded_text("holder", holder, MAX_HOLDER),
+        )
         now_f = epoch("now", now)
         if epoch("seconds", seconds) <= 0:
             raise ValueError("seconds must be > 0")

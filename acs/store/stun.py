@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from acs.store.checks import epoch
+from acs.store.checks import bounded_text, epoch
 from acs.store.db import Database
 
 MAX_USERNAME = 256
@@ -30,12 +30,6 @@ class StunBinding:
     changed: float | None  # when address or port last changed
 
 
-def _text(what: str, value: object, limit: int) -> str:
-    if type(value) is not str or not value or len(value) > limit:
-        raise ValueError(f"{what} must be a non-empty string of at most {limit} characters")
-    return value
-
-
 _COLUMNS = "device_id, username, password, address, port, seen, changed"
 
 
@@ -49,8 +43,8 @@ class StunBindings(Database):
     def set_stun_credentials(self, device_id: int, username: str, password: str) -> None:
         """The STUN username and password the device was given (its binding is kept:
         the same NAT mapping, now signed with the new password)."""
-        username = _text("username", username, MAX_USERNAME)
-        password = _text("password", password, MAX_PASSWORD)
+        username = bounded_text("username", username, MAX_USERNAME)
+        password = bounded_text("password", password, MAX_PASSWORD)
         with self.transaction():
             self._conn.execute(
                 "INSERT INTO stun_bindings (device_id, username, password) VALUES (?, ?, ?) "
@@ -76,7 +70,7 @@ class StunBindings(Database):
         now_f = epoch("now", now)
         if type(port) is not int or not 0 < port < 65536:
             raise ValueError("port must be 1..65535")
-        address = _text("address", address, 64)
+        address = bounded_text("address", address, 64)
         with self.transaction():
             row = self._one(
                 "SELECT address, port FROM stun_bindings WHERE device_id = ?", (device_id,)
