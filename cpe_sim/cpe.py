@@ -315,6 +315,7 @@ class SimulatedCPE:
         "serial",
         "session_ns",
         "session_version",
+        "sessions_busy",
         "sessions_failed",
         "sessions_ok",
     )
@@ -345,6 +346,7 @@ class SimulatedCPE:
         self.model = DataModel(template, self._factory_values(template))
         self.sessions_ok = 0
         self.sessions_failed = 0
+        self.sessions_busy = 0  # of the failed: turned away with 503 + Retry-After
         self.reboots = 0
         self.factory_resets = 0
         self.installs = 0  # downloads (firmware, configuration) verified and applied
@@ -767,6 +769,7 @@ class SimulatedCPE:
         else:
             assert isinstance(result, Failure)
             self.sessions_failed += 1
+            self.sessions_busy += isinstance(result.value, BackPressure)
             self._retry_count += 1
             self.last_error = (
                 str(result.value)

@@ -158,6 +158,20 @@ class FleetLifecycleTests(ApplianceWithFleet):
         self.assertTrue(all(store.get_device(i).status == DOWN for i in ids))  # type: ignore[union-attr]
 
 
+class BootStormTests(ApplianceWithFleet):
+    COUNT = 24
+
+    async def test_a_boot_storm_beyond_the_session_cap_is_paced_to_completion(self) -> None:
+        await self.start_appliance(self.tempdir(), max_sessions=4)
+        # All at once: most are turned away with 503 + Retry-After and come back then.
+        await self.start_fleet()
+        turned_away = sum(cpe.sessions_busy for cpe in self.fleet.cpes)
+        self.assertGreater(turned_away, 0)
+        self.assertEqual(self.appliance.cwmp.busy_rejections, turned_away)
+        for cpe in self.fleet.cpes:
+            self.assertTrue(self.device(cpe).provisioned, cpe.serial)
+
+
 class RestartTests(ApplianceWithFleet):
     COUNT = 2
 

@@ -273,7 +273,7 @@ class RetryTests(ClockTestCase):
         # The ACS's delay, not the 5-10 s back-off window (nor its doubling).
         self.assertEqual(next_call(clock) - clock.seconds(), 3)
         clock.advance(3)
-        self.assertEqual(cpe.sessions_failed, 2)
+        self.assertEqual((cpe.sessions_failed, cpe.sessions_busy), (2, 2))
         self.assertEqual(next_call(clock) - clock.seconds(), 3)
         clock.advance(3)
         self.assertEqual(cpe.sessions_ok, 1)
@@ -287,7 +287,7 @@ class RetryTests(ClockTestCase):
         acs.answer = lambda method, url, body: HttpResponse(503, {}, b"")  # type: ignore[method-assign]
         cpe.start()
         clock.advance(0)
-        self.assertEqual(cpe.sessions_failed, 1)
+        self.assertEqual((cpe.sessions_failed, cpe.sessions_busy), (1, 0))
         self.assertTrue(5 <= next_call(clock) - clock.seconds() <= 10)
 
     def test_retry_after_is_read_as_seconds_or_http_date(self) -> None:
