@@ -539,6 +539,13 @@ def command_hint(
     return f"{hint} --appliance" if appliance else hint
 
 
+def xmpp_account(config: Config) -> dict[str, str]:
+    """For the banner: the XMPP account connection requests go from, and its server."""
+    if not config.xmpp.server:
+        return {}
+    return {"xmpp": f"{config.xmpp.jid} on {config.xmpp.server.strip()} (connection requests)"}
+
+
 def banner(
     urls: dict[str, str], program: str, config_path: str | None, *, appliance: bool = False
 ) -> list[str]:
@@ -553,6 +560,8 @@ def banner(
         lines.append(f"files {urls['files']}")
     if "stun" in urls:
         lines.append(f"STUN  {urls['stun']}")
+    if "xmpp" in urls:
+        lines.append(f"XMPP  {urls['xmpp']}")
     user = command_hint(program, config_path, "user create admin --role admin", appliance=appliance)
     lines.append(f"UI login: {user}")
     token = command_hint(
@@ -627,6 +636,7 @@ def supervise(
         if stun is not None:
             host, port = stun.getsockname()[:2]
             urls["stun"] = udp_address(host, port)
+        urls.update(xmpp_account(config))
         lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
         pids = " ".join(map(str, supervisor.pids()))
         print("\n".join([*lines, f"workers {count} (pids {pids})"]), flush=True)
@@ -672,6 +682,7 @@ def serve(
         stun = appliance.stun_address()
         if stun is not None:
             urls["stun"] = udp_address(*stun)
+        urls.update(xmpp_account(config))
         lines = banner(urls, sys.argv[0], config_path, appliance=appliance_mode)
         print("\n".join(lines), flush=True)
 

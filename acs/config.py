@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from twisted.words.protocols.jabber import jid
+
 
 class ConfigError(ValueError):
     """The configuration file is unreadable or holds an invalid value."""
@@ -138,6 +140,19 @@ class StunConfig:
 
 
 @dataclass(frozen=True)
+class XmppConfig:
+    # The XMPP server the ACS logs in to for connection requests (TR-069 Annex K):
+    # "HOST" or "HOST:PORT" (5222); "" turns XMPP off.
+    server: str = ""
+    # The ACS's account there, "user@domain" or "user@domain/resource". The server's TLS
+    # certificate must be valid for the domain (RFC 6120); TLS is required.
+    jid: str = ""
+    password: str = ""
+    # PEM file of the certificates trusted for the server's; "": the system's trust store.
+    ca_file: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     cwmp: CwmpConfig = field(default_factory=CwmpConfig)
@@ -147,6 +162,7 @@ class Config:
     tasks: TasksConfig = field(default_factory=TasksConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     stun: StunConfig = field(default_factory=StunConfig)
+    xmpp: XmppConfig = field(default_factory=XmppConfig)
 
 
 _SECTIONS: dict[str, type] = {
@@ -158,6 +174,7 @@ _SECTIONS: dict[str, type] = {
     "tasks": TasksConfig,
     "cluster": ClusterConfig,
     "stun": StunConfig,
+    "xmpp": XmppConfig,
 }
 
 _POSITIVE = {
@@ -233,7 +250,43 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
         if (name, key) == ("stun", "listen") and value:
             udp_listen(value)  # ConfigError when it is not a UDP listener
         values[key] = value
-    return cls(**values)
+    section = cls(**values)
+    if isinstance(section, XmppConfig):
+        xmpp_account(section)  # ConfigError when it cannot be used
+    return section
+
+
+MAX_JID = 3071  # RFC 7622 §3.1: the bytes of a whole JID
+
+
+def xmpp_server(config: XmppConfig) -> tuple[str, int]:
+    """``[xmpp] server`` as (host, port): "HOST", "HOST:PORT", "[IPV6]:PORT" or "IPV6"."""
+    text = config.server.strip()
+    found = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?|([^\s:\[\]/]+)(?::(\d{1,5}))?", text)
+    if found is None and text.count(":") > 1:  # a bare IPv6 address: no port
+        found = re.fullmatch(r"([0-9A-Fa-f:.]+)()", text)
+    if found is None:
+        raise ConfigError(f"[xmpp] server {config.server!r}: expected HOST or HOST:PORT")
+    groups = [g for g in found.groups() if g is not None]
+    host, port = groups[0], int(groups[1]) if len(groups) > 1 and groups[1] else 5222
+    if not 0 < port <= 65535:
+        raise ConfigError(f"[xmpp] server {config.server!r}: port must be 1-65535")
+    return host, port
+
+
+def xmpp_account(config: XmppConfig) -> None:
+    """Check an [xmpp] section that turns XMPP on: its server, JID and password."""
+    if not config.server.strip():
+        return
+    xmpp_server(config)
+    try:
+        account = jid.JID(config.jid) if len(config.jid.encode()) <= MAX_JID else None
+    except jid.InvalidFormat:
+        account = None
+    if account is None or not account.user:
+        raise ConfigError(f"[xmpp] jid {config.jid!r}: expected user@domain[/resource]")
+    if not config.password:
+        raise ConfigError("[xmpp] password must not be empty when server is set")
 
 
 _UDP = re.compile(r"udp:(\d{1,5})(?::interface=([0-9A-Fa-f.:]+))?")

@@ -39,7 +39,7 @@ import ipaddress
 import secrets
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import treq
@@ -61,21 +61,29 @@ from twisted.internet.error import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.words.protocols.jabber.jid import JID
 
 from acs import httpdigest
 from acs.clock import Clock, Reactor
 from acs.store import Device, NotFound, Store
 from acs.store.models import DOWN, UP
 from acs.udpconnreq import UdpConnectionRequests, UdpTarget
+from acs.xmpp import JABBER_ID, Answer, XmppClient, device_jid
 
 Outcome = Literal[
     "answered", "refused", "timeout", "auth_failed", "no_url", "error", "cancelled", "sent"
 ]
-Via = Literal["http", "udp"]
+Via = Literal["http", "udp", "xmpp"]
 
-# HTTP outcomes after which a UDP request goes, when the device has somewhere to get it:
+# Outcomes after which the next method is tried, when the device has somewhere to get it:
 # the request did not reach the CPE (an "error" with an HTTP status, 503 busy say, did).
-_UDP_AFTER = frozenset({"refused", "timeout", "no_url", "error"})
+_NEXT_AFTER = frozenset({"refused", "timeout", "no_url", "error"})
+# Why nothing was sent when the device has nowhere to get any of its methods.
+_NOWHERE: dict[Via, str] = {
+    "http": "the CPE has not reported a ConnectionRequestURL",
+    "udp": "no fresh STUN binding nor UDPConnectionRequestAddress",
+    "xmpp": "the CPE has not reported a ConnReqJabberID (or the ACS has no [xmpp] server)",
+}
 
 # Failures that mean "the CPE is not reachable" (GA treats ECONNREFUSED/ECONNRESET as offline;
 # a name that does not resolve is no different).
@@ -211,11 +219,13 @@ class ConnectionRequester:
         policy: TargetPolicy | None = None,
         observe: Callable[[str, str], None] | None = None,
         udp: UdpConnectionRequests | None = None,
+        xmpp: XmppClient | None = None,
     ) -> None:
         """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
         and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
         the timeout. ``observe(outcome, via)`` hears the outcome of every attempt (metrics).
-        ``udp``: UDP connection requests (TR-111) for devices behind NAT, None: HTTP only."""
+        ``udp``: UDP connection requests (TR-111) for devices behind NAT; ``xmpp``: the
+        ACS's XMPP session (Annex K); None: not that way."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         self._reactor = reactor
@@ -225,6 +235,7 @@ class ConnectionRequester:
         self.policy = policy if policy is not None else TargetPolicy()
         self._observe = observe
         self._udp = udp
+        self._xmpp = xmpp
         # Connection requests are one-shot GETs to many different hosts: a persistent pool would
         # only hold idle sockets, and some CPEs close the connection after the 401 anyway.
         self._pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=False)
@@ -295,18 +306,60 @@ class ConnectionRequester:
                         self._observe(attempt.outcome, attempt.via)
             return self._record(device_id, result).addCallback(lambda _: result.outcome)
 
-        sent: Deferred[_Result] = self._slots.run(self._send, device_id)
-        tried: Deferred[Any] = sent.addErrback(cancelled).addCallback(self._then_udp, device_id)
-        shared: Deferred[Outcome] = tried.addCallback(finish)
+        sent: Deferred[_Result] = self._slots.run(
+            lambda: Deferred.fromCoroutine(self._attempts(device_id))
+        )
+        shared: Deferred[Outcome] = sent.addErrback(cancelled).addCallback(finish)
         # `called` is no guide: a Deferred chained to one still running counts as called.
         if not finished:
             self._inflight[device_id] = shared
         return shared
 
-    def _send(self, device_id: int) -> Deferred[_Result]:
-        """One request, bounded by ``timeout`` from now; never errbacks."""
+    async def _attempts(self, device_id: int) -> _Result:
+        """The device's methods in turn, until one reaches the CPE (never raises)."""
+        try:
+            found = await self._store.read(self._look_up, device_id)
+        except CancelledError:
+            return _Result("cancelled", reason="the appliance stopped")
+        except Exception as exc:
+            self.log.failure("cannot look up device {device_id}", Failure(), device_id=device_id)
+            return _Result("error", reason=str(exc) or type(exc).__name__)
+        if found.device is None:
+            return _Result("error", reason="unknown device", record=False)
+        methods = found.methods()
+        made: list[_Result] = []
+        for via in methods:
+            attempt = self._attempt(via, found)
+            if attempt is None:
+                continue  # the device cannot be reached that way
+            result = await self._bounded(attempt)
+            made.append(replace(result, via=via))
+            if result.outcome not in _NEXT_AFTER or result.http_status is not None:
+                break
+        if not made:
+            return _Result("no_url", reason=_NOWHERE[methods[0]], via=methods[0])
+        return replace(made[-1], earlier=tuple(made[:-1]))
+
+    def _attempt(self, via: Via, found: _Found) -> Callable[[], Deferred[_Result]] | None:
+        """How to try ``via``, None when the device has nowhere to get it."""
+        device = found.device
+        assert device is not None
+        if via == "udp":
+            target = found.udp
+            if target is None:
+                return None
+            return lambda: succeed(self._send_udp(device, target))
+        if via == "xmpp":
+            to = found.jid
+            if to is None:
+                return None
+            return lambda: self._send_xmpp(device, to)
+        return lambda: Deferred.fromCoroutine(self._request(device))
+
+    def _bounded(self, attempt: Callable[[], Deferred[_Result]]) -> Deferred[_Result]:
+        """One attempt, bounded by ``timeout`` from now; never errbacks."""
         timed_out = False
-        work: Deferred[_Result] = Deferred.fromCoroutine(self._request(device_id))
+        work = attempt()
 
         def expire() -> None:
             nonlocal timed_out
@@ -325,29 +378,14 @@ class ConnectionRequester:
             if isinstance(result, Failure):
                 if _cancellation(result):
                     return _Result("cancelled", reason="the appliance stopped")
-                self.log.failure(
-                    "connection request to device {device_id} failed unexpectedly",
-                    result,
-                    device_id=device_id,
-                )
+                self.log.failure("connection request failed unexpectedly", result)
                 return _Result("error", reason=result.getErrorMessage() or repr(result.value))
             return result
 
         return work.addBoth(settle)
 
-    async def _request(self, device_id: int) -> _Result:
-        device, target, order = await self._store.read(self._look_up, device_id)
-        if device is None:
-            return _Result("error", reason="unknown device", record=False)
-        methods = _methods(order, target)
-        if methods[0] == "udp":
-            if target is not None:
-                return self._send_udp(device, target)
-            if "http" not in methods:
-                return _Result(
-                    "no_url", reason="no fresh STUN binding nor UDPConnectionRequestAddress",
-                    via="udp",
-                )  # fmt: skip
+    async def _request(self, device: Device) -> _Result:
+        """The HTTP request to the device's ConnectionRequestURL."""
         url = device.connection_request_url
         if not url:
             return _Result("no_url", reason="the CPE has not reported a ConnectionRequestURL")
@@ -448,40 +486,24 @@ class ConnectionRequester:
             nc=nc,
         )
 
-    # -- UDP (TR-111) -----------------------------------------------------------------------
+    # -- UDP (TR-111) and XMPP (Annex K) --------------------------------------------------
 
     def _look_up(self, device_id: int) -> _Found:
-        """The device, where its UDP requests would go and its type's order of methods
-        (a unit of work)."""
+        """The device, where its UDP and XMPP requests would go and its type's order of
+        methods (a unit of work)."""
         device = self._store.get_device(device_id)
         if device is None:
-            return None, None, None
+            return _Found(None)
         kind = self._store.get_device_type(device.type_id) if device.type_id else None
         order = kind.connection_request_order if kind is not None else None
-        if self._udp is None:
-            return device, None, order
-        return device, self._udp.target(self._store, device, now=self._clock.seconds()), order
-
-    def _then_udp(self, result: _Result, device_id: int) -> _Result | Deferred[_Result]:
-        """After an HTTP request that did not reach the CPE: a UDP one, if it can have one."""
-        if self._udp is None or result.via != "http" or result.outcome not in _UDP_AFTER:
-            return result
-        if not result.record or result.http_status is not None:
-            return result
-
-        def then(found: _Found) -> _Result:
-            device, target, order = found
-            if device is None or target is None or "udp" not in _methods(order, target):
-                return result
-            return replace(self._send_udp(device, target), earlier=(result,))
-
-        def failed(failure: Failure) -> _Result:
-            if failure.check(CancelledError):  # the appliance stops
-                return _Result("cancelled", reason="the appliance stopped", earlier=(result,))
-            self.log.failure("cannot look up device {device_id}", failure, device_id=device_id)
-            return result
-
-        return self._store.read(self._look_up, device_id).addCallbacks(then, failed)
+        now = self._clock.seconds()
+        udp = self._udp.target(self._store, device, now=now) if self._udp is not None else None
+        to = None
+        if self._xmpp is not None:
+            root = device.data_model_root or "InternetGatewayDevice."
+            reported = self._store.get_parameter(device.id, root + JABBER_ID)
+            to = device_jid(reported.value if reported is not None else None)
+        return _Found(device, udp, to, order)
 
     def _send_udp(self, device: Device, target: UdpTarget) -> _Result:
         assert self._udp is not None
@@ -496,6 +518,21 @@ class ConnectionRequester:
         if not self._udp.send(target, username, password):
             return _Result("error", reason=f"the STUN listener cannot send to {where}", via="udp")
         return _Result("sent", reason=f"to {where}", via="udp")
+
+    def _send_xmpp(self, device: Device, to: JID) -> Deferred[_Result]:
+        assert self._xmpp is not None
+        username = device.connection_request_username
+        password = device.connection_request_password
+        if not username or password is None:
+            return succeed(
+                _Result("auth_failed", reason="no connection request credentials for this device")
+            )
+
+        def result(answer: Answer) -> _Result:
+            outcome: Outcome = answer.outcome  # type: ignore[assignment]  # Answer's are Outcomes
+            return _Result(outcome, reason=answer.reason or f"to {to.full()}", via="xmpp")
+
+        return self._xmpp.request(to, username, password).addCallback(result)
 
     @staticmethod
     def _classify(code: int) -> _Result:
@@ -552,15 +589,24 @@ class ConnectionRequester:
             self._store.set_status(device_id, DOWN, now=now, reason="connection request timed out")
 
 
-_Found = tuple[Device | None, UdpTarget | None, tuple[str, ...] | None]
+@dataclass(frozen=True)
+class _Found:
+    """A device, where it can get connection requests, and its type's order of methods."""
 
+    device: Device | None
+    udp: UdpTarget | None = None
+    jid: JID | None = None
+    order: tuple[str, ...] | None = None
 
-def _methods(order: tuple[str, ...] | None, target: UdpTarget | None) -> tuple[str, ...]:
-    """The methods to try, in order: the device type's, else UDP first for a device that
-    says it is behind NAT, else HTTP then UDP."""
-    if order is not None:
-        return order
-    return ("udp", "http") if target is not None and target.first else ("http", "udp")
+    def methods(self) -> tuple[Via, ...]:
+        """The methods to try, in order: the device type's, else XMPP first for a device
+        that reported a JID (the one method with a confirmed answer through a NAT), then
+        UDP first for a device that says it is behind NAT, else HTTP then UDP."""
+        if self.order is not None:
+            return tuple(cast(Via, m) for m in self.order)  # checked when stored
+        udp_first = self.udp is not None and self.udp.first
+        default: tuple[Via, ...] = ("udp", "http") if udp_first else ("http", "udp")
+        return ("xmpp", *default) if self.jid is not None else default
 
 
 def _describe(exc: BaseException) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
@@ -105,7 +106,8 @@ class Metrics:
         )
         self.connection_requests = Counter(
             "acs_connection_requests",
-            "Connection request attempts, by outcome and how they went (http; udp: TR-111).",
+            "Connection request attempts, by outcome and how they went (http; udp: TR-111; "
+            "xmpp: TR-069 Annex K).",
             ["outcome", "via"],
             registry=r,
         )
@@ -115,6 +117,11 @@ class Metrics:
             "signed Binding Request; anonymous / unknown_username: answered, binding nothing; "
             "unauthenticated: 401; malformed, ignored, rate_limited: dropped).",
             ["outcome"],
+            registry=r,
+        )
+        self.xmpp_connected = Gauge(
+            "acs_xmpp_connected",
+            "1 while the ACS is logged in to its [xmpp] server (XMPP connection requests).",
             registry=r,
         )
         self.tasks = Counter(
@@ -167,6 +174,9 @@ class Metrics:
 
     def connection_request(self, outcome: str, via: str) -> None:
         self.connection_requests.labels(outcome, via).inc()
+
+    def xmpp_session(self, connected: bool) -> None:
+        self.xmpp_connected.set(1 if connected else 0)
 
     def stun_datagram(self, outcome: str) -> None:
         self.stun_datagrams.labels(outcome).inc()

@@ -34,6 +34,7 @@ from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
+from twisted.words.protocols.jabber import jid
 
 from acs import peers
 from acs.accounts import Passwords
@@ -60,6 +61,7 @@ from acs.tasks import TaskEngine, TransferWatch
 from acs.tasks.run import StunOffer
 from acs.udpconnreq import UdpConnectionRequests
 from acs.webhooks import WebhookDelivery
+from acs.xmpp import XmppClient
 from api.app import make_app
 from api.events import EventHub
 from api.site import ApiSite, port_address
@@ -242,6 +244,7 @@ class Appliance:
                 retry_base=float(config.tasks.retry_base),
                 permanent_faults=config.tasks.permanent_faults,
                 stun=self._stun_offer if config.stun.listen else None,
+                xmpp=jid.JID(config.xmpp.jid).userhost() if config.xmpp.server else None,
             )
             # Blocking work (hashing uploads, parsing big bodies, checking passwords).
             self.threads = thread_runner(reactor)
@@ -277,6 +280,10 @@ class Appliance:
                     keepalive=float(config.stun.keepalive),
                     allowed=lambda url, source: check_url(url) or policy.refusal(url, source),
                 )
+            # Annex K: the ACS's session on the XMPP server CPEs keep theirs on.
+            self.xmpp: XmppClient | None = None
+            if config.xmpp.server:
+                self.xmpp = XmppClient(reactor, config.xmpp, observe=self.metrics.xmpp_session)
             self.connreq = ConnectionRequester(
                 reactor,
                 self.store,
@@ -284,6 +291,7 @@ class Appliance:
                 policy=policy,
                 observe=self.metrics.connection_request,
                 udp=udp,
+                xmpp=self.xmpp,
             )
             self.tasks.set_wake(self.wake)
             # Requests of sessions other processes run go there; theirs come here.
@@ -364,6 +372,8 @@ class Appliance:
                     reactor, config.stun.listen, self.stun, fd=stun_fd
                 )
                 self.stun_listener.setServiceParent(self.service)
+            if self.xmpp is not None:
+                self.xmpp.setServiceParent(self.service)
             self.liveness.setServiceParent(self.service)
             self.scheduler.setServiceParent(self.service)
             self.transfer_watch.setServiceParent(self.service)

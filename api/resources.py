@@ -164,9 +164,11 @@ def delete_organization(api: Api, req: ApiRequest, org_id: int) -> Result:
 
 _ORDER_DESCRIPTION = (
     "How connection requests try to reach the type's devices, in order: http (the "
-    "ConnectionRequestURL), udp (TR-111, through the device's STUN binding); a method the "
-    "device cannot be reached by is skipped. null: udp first for a device that reports "
-    "NATDetected or a UDPConnectionRequestAddress, else http then udp."
+    "ConnectionRequestURL), udp (TR-111, through the device's STUN binding), xmpp (TR-069 "
+    "Annex K, to the device's ConnReqJabberID); a method the device cannot be reached by "
+    "is skipped. null: xmpp first for a device that reported a ConnReqJabberID, then udp "
+    "first for one that reports NATDetected or a UDPConnectionRequestAddress, else http "
+    "then udp."
 )
 
 DEVICE_TYPE_FORM = Form(

@@ -1232,3 +1232,49 @@ def test_which_faults_fail_a_task_at_once_is_configured(
     assert session.next_request(now=11.0) == rpc.GetRPCMethods()
     session.on_response(rpc.Fault(9002, "Internal error"), now=12.0)
     assert store.get_task(task.id).state == state  # type: ignore[union-attr]
+
+
+def test_provision_allows_the_acs_jid_and_reads_the_cpes(store: Store) -> None:
+    device = make_device(store)
+    engine = engine_for(store, xmpp="acs@xmpp.example.net")
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    ms = "Device.ManagementServer."
+    allow = session.next_request(now=11.0)
+    assert isinstance(allow, rpc.SetParameterValues)
+    assert [(p.name, p.value) for p in allow.parameters] == [
+        (f"{ms}ConnReqAllowedJabberIDs", "acs@xmpp.example.net")
+    ]
+    session.on_response(rpc.SetParameterValuesResponse(status=0), now=11.0)
+    read = session.next_request(now=11.0)
+    assert read == rpc.GetParameterValues(names=(f"{ms}ConnReqJabberID",))
+    session.on_response(
+        rpc.GetParameterValuesResponse(
+            parameters=(
+                rpc.ParameterValue(f"{ms}ConnReqJabberID", "cpe-1@xmpp.example.net/cwmp"),
+                # Not asked for: not taken.
+                rpc.ParameterValue(f"{ms}URL", "http://elsewhere.example/"),
+            )
+        ),
+        now=11.0,
+    )
+    [task] = store.tasks_for_device(device.id)
+    assert task.state == DONE and task.result is not None and task.result["xmpp"] == "enabled"
+    jid = store.get_parameter(device.id, f"{ms}ConnReqJabberID")
+    assert jid is not None and jid.value == "cpe-1@xmpp.example.net/cwmp"
+    assert store.get_parameter(device.id, f"{ms}URL") is None
+
+
+def test_provision_of_a_cpe_without_xmpp_stands(store: Store) -> None:
+    device = make_device(store)
+    engine = engine_for(store, xmpp="acs@xmpp.example.net")
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    assert isinstance(session.next_request(now=11.0), rpc.SetParameterValues)
+    session.on_response(rpc.Fault(9005, "Invalid parameter name"), now=11.0)
+    [task] = store.tasks_for_device(device.id)
+    assert task.state == DONE and task.result is not None and task.result["xmpp"] == "unsupported"
+    after = store.get_device(device.id)
+    assert after is not None and after.provisioned

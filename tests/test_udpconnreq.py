@@ -192,8 +192,11 @@ class UdpRequesterTests(unittest.TestCase):
         self.bind()
         self.report("NATDetected", "true")
         self.send.up = False
-        self.assertEqual(await self.requester.wake(self.device), "error")
-        self.assertIn("cannot send", self.entries()[-1]["reason"])
+        # Not sent is not reached: HTTP is tried next (and this device has no URL).
+        self.assertEqual(await self.requester.wake(self.device), "no_url")
+        udp, http = self.entries()[-2:]
+        self.assertEqual((udp["via"], udp["outcome"], http["via"]), ("udp", "error", "http"))
+        self.assertIn("cannot send", udp["reason"])
 
     async def test_stopping_drops_the_copies_not_sent(self) -> None:
         self.bind()

@@ -36,6 +36,7 @@ ACS_MANAGED_SUFFIXES = (
     "ManagementServer.ConnectionRequestPassword",
     "ManagementServer.STUNUsername",
     "ManagementServer.STUNPassword",
+    "ManagementServer.ConnReqAllowedJabberIDs",
 )
 
 

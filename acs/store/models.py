@@ -10,8 +10,8 @@ from typing import Any
 
 DEFAULT_UPDATE_FREQUENCY = 300
 # How a connection request may reach a device: HTTP (its ConnectionRequestURL), UDP
-# (TR-111, through its STUN binding).
-CONNECTION_REQUEST_METHODS = ("http", "udp")
+# (TR-111, through its STUN binding), XMPP (TR-069 Annex K, to its ConnReqJabberID).
+CONNECTION_REQUEST_METHODS = ("http", "udp", "xmpp")
 
 # Task states.
 PENDING = "pending"

@@ -99,6 +99,7 @@ class TaskEngine:
         transfer_timeout: float = 3600.0,
         device_credentials: bool = False,
         stun: Callable[[], StunOffer | None] | None = None,
+        xmpp: str | None = None,
     ) -> None:
         if gpv_batch < 1:
             raise ValueError("gpv_batch must be >= 1")
@@ -115,6 +116,9 @@ class TaskEngine:
         # What provisioning turns STUN on with (TR-111), asked at each provisioning (the
         # listener's port is known once it listens); None: STUN is left as it is.
         self.stun = stun
+        # The ACS's bare JID (Annex K): provisioning allows it to send XMPP connection
+        # requests and reads the device's JID; None: XMPP is left as it is.
+        self.xmpp = xmpp
         self.store = store
         self.reactor = reactor
         self._wake = wake

@@ -43,6 +43,7 @@ from acs.tasks.run import (
     task_key,
 )
 from acs.tasks.settings import model_type
+from acs.xmpp import ALLOWED_JABBER_IDS, JABBER_ID
 
 if TYPE_CHECKING:
     from acs.tasks.engine import TaskEngine
@@ -218,10 +219,13 @@ def _provision(run: TaskRun) -> Steps:
     offer = run.engine.stun() if run.engine.stun is not None else None
     if offer is not None:
         result["stun"] = yield from _provision_stun(run, device, offer)
+    if run.engine.xmpp is not None:
+        result["xmpp"] = yield from _provision_xmpp(run, run.engine.xmpp)
     return result
 
 
-# CPE faults meaning "no STUN client here" (no such parameter, or not writable).
+# CPE faults meaning "no STUN client (XMPP connection requests) here": no such parameter,
+# or not writable.
 _NO_STUN = frozenset({9005, 9006, 9007, 9008})
 
 
@@ -257,6 +261,29 @@ def _provision_stun(
     run.store.upsert_parameters(
         device.id, [(p.name, p.value, p.type, None) for p in public], now=run.now
     )
+    return "enabled"
+
+
+def _provision_xmpp(run: TaskRun, acs_jid: str) -> Generator[rpc.Message, rpc.Message, str]:
+    """Annex K: the ACS's JID allowed to send connection requests, and the device's own
+    JID read (later changes come in Informs: a forced active notification). "enabled",
+    or "unsupported" when the CPE has no XMPP connection requests."""
+    allowed = rpc.ParameterValue(f"{run.root}{ALLOWED_JABBER_IDS}", acs_jid, "xsd:string")
+    try:
+        answer: rpc.SetParameterValuesResponse = yield from run.call(
+            rpc.SetParameterValues(parameters=(allowed,), parameter_key=task_key(run.task))
+        )
+        run.check_status(answer.status)
+        values: rpc.GetParameterValuesResponse = yield from run.call(
+            rpc.GetParameterValues(names=(f"{run.root}{JABBER_ID}",))
+        )
+    except CpeFault as exc:
+        if exc.fault.code not in _NO_STUN:
+            raise
+        return "unsupported"
+    asked = [p for p in values.parameters if p.name == f"{run.root}{JABBER_ID}"][:1]
+    rows = [(p.name, p.value, p.type, None) for p in (allowed, *asked)]
+    run.store.upsert_parameters(run.task.device_id, rows, now=run.now)
     return "enabled"
 
 
