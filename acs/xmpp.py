@@ -167,12 +167,21 @@ class XmppClient(Service):
         self._retry: Any = None
         self._failures = 0
         self._closing: list[Deferred[None]] = []
+        self._waiting: list[Deferred[None]] = []
         self._pending: dict[str, tuple[jid.JID, Deferred[Answer]]] = {}
         self._keepalive: LoopingCall | None = None
 
     @property
     def connected(self) -> bool:
         return self._stream is not None
+
+    def when_logged_in(self) -> Deferred[None]:
+        """Fires once the session is logged in (at once if it is)."""
+        if self._stream is not None:
+            return succeed(None)
+        waiter: Deferred[None] = Deferred()
+        self._waiting.append(waiter)
+        return waiter
 
     def startService(self) -> None:
         super().startService()
@@ -262,6 +271,9 @@ class XmppClient(Service):
             )
             if self._observe is not None:
                 self._observe(True)
+            waiting, self._waiting = self._waiting, []
+            for waiter in waiting:
+                waiter.callback(None)
 
         def refused(failure: Failure) -> None:
             log.error(

@@ -170,19 +170,13 @@ class AcsSessionTests(unittest.TestCase):
 
     async def acs(self, **change: str) -> XmppClient:
         seen: list[bool] = []
-        logged_in: defer.Deferred[None] = defer.Deferred()
-
-        def observe(connected: bool) -> None:
-            seen.append(connected)
-            if connected and not logged_in.called:
-                logged_in.callback(None)
-
-        acs = XmppClient(reactor, self.config(**change), observe=observe)
+        acs = XmppClient(reactor, self.config(**change), observe=seen.append)
         acs.startService()
         self.addCleanup(acs.stopService)
-        await logged_in.addTimeout(WAIT, reactor)
+        await acs.when_logged_in().addTimeout(WAIT, reactor)
         self.assertTrue(acs.connected)
         self.assertEqual(seen, [True])
+        self.assertTrue(acs.when_logged_in().called)
         return acs
 
     async def login(self, user: str, password: str, cpe: Cpe | None = None) -> jid.JID:
@@ -319,14 +313,7 @@ class AcsSessionTests(unittest.TestCase):
     async def test_a_lost_session_fails_its_requests_and_comes_back(self) -> None:
         acs = await self.acs()
         seen: list[bool] = []
-        back: defer.Deferred[None] = defer.Deferred()
-
-        def observe(connected: bool) -> None:
-            seen.append(connected)
-            if connected:
-                back.callback(None)
-
-        acs._observe = observe
+        acs._observe = seen.append
         me = await self.login("cpe1", "cpe-password", Cpe(lambda iq: None))
         pending = acs.request(me, "u", "p")
         transport: Any = acs._stream.transport if acs._stream is not None else None
@@ -334,7 +321,9 @@ class AcsSessionTests(unittest.TestCase):
         lost = await pending.addTimeout(WAIT, reactor)
         self.assertEqual(lost.outcome, "error")
         self.assertIn("ended", lost.reason)
-        await back.addTimeout(WAIT, reactor)  # ClientService logs in again
+        back = acs.when_logged_in()
+        self.assertNoResult(back)  # not before the back-off
+        await back.addTimeout(WAIT, reactor)
         self.assertEqual(seen, [False, True])
         self.assertTrue(acs.connected)
 
