@@ -16,9 +16,13 @@ default; Basic only when that is all the CPE offers). The outcome is one of:
 
 A device behind NAT is reached by UDP through its STUN binding: first when it says it is
 behind NAT (NATDetected, or it reported a UDPConnectionRequestAddress), else after an HTTP
-attempt that did not reach it; its device type's ``connection_request_order`` overrides
-that order (a method the device cannot be reached by is skipped). Each attempt is its own
-history entry, with ``via`` ``"http"`` or ``"udp"``.
+attempt that did not reach it; and by XMPP (Annex K, `acs.xmpp`), first of all, when it
+reported a ConnReqJabberID and the ACS has an XMPP session (``"answered"`` when the CPE
+accepts). Methods are tried in turn, each bounded by ``timeout``, until one reaches the
+CPE (an outcome other than refused/timeout/no_url/error, or an HTTP status); its device
+type's ``connection_request_order`` overrides that order (a method the device cannot be
+reached by is skipped). Each attempt is its own history entry, with ``via`` ``"http"``,
+``"udp"`` or ``"xmpp"``.
 
 Every attempt is written to the device history as a ``connection_request`` entry. ``wake``
 never fails: errors become outcomes. Only the device's own URL is contacted; redirects are not
@@ -50,6 +54,7 @@ from twisted.internet.defer import (
     Deferred,
     DeferredList,
     DeferredSemaphore,
+    maybeDeferred,
     succeed,
 )
 from twisted.internet.error import (
@@ -359,7 +364,7 @@ class ConnectionRequester:
     def _bounded(self, attempt: Callable[[], Deferred[_Result]]) -> Deferred[_Result]:
         """One attempt, bounded by ``timeout`` from now; never errbacks."""
         timed_out = False
-        work = attempt()
+        work: Deferred[_Result] = maybeDeferred(attempt)
 
         def expire() -> None:
             nonlocal timed_out
