@@ -17,9 +17,11 @@ from twisted.internet.task import LoopingCall
 
 from acs.clock import Reactor
 from cpe_sim.cpe import CWMP_VERSIONS
-from cpe_sim.fleet import MAX_NAT_COUNT, MODELS, Faults, Fleet
+from cpe_sim.fleet import MAX_NAT_COUNT, MAX_XMPP_COUNT, MODELS, Faults, Fleet
+from cpe_sim.xmpp import XmppOptions, is_loopback_ipv4, trust_root
 
 MAX_COUNT = 100_000
+MAX_CA_BYTES = 1_000_000  # a --xmpp-ca file: a bundle of a few hundred certificates at most
 
 
 def _bounded_int(low: int, high: int) -> Any:
@@ -68,6 +70,40 @@ def _url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise argparse.ArgumentTypeError(f"not an http(s) URL: {text!r}")
     return text
+
+
+def _xmpp_server(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, HOST an IPv4 loopback address (all the simulator reaches)."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"not HOST:PORT with a port in 1-65535: {text!r}")
+    if not is_loopback_ipv4(host):
+        raise argparse.ArgumentTypeError(f"HOST must be an IPv4 loopback address: {host!r}")
+    return host, int(port)
+
+
+def _pem_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_CA_BYTES + 1)
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_CA_BYTES:
+        raise argparse.ArgumentTypeError(f"{path}: larger than {MAX_CA_BYTES} bytes")
+    try:
+        trust_root(data)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{path}: {exc}") from None
+    return data
+
+
+def xmpp_options(args: argparse.Namespace) -> XmppOptions | None:
+    """The fleet's XMPP server from ``--xmpp``/``--xmpp-domain``/``--xmpp-ca`` (ValueError
+    for a domain that is not one)."""
+    if args.xmpp is None:
+        return None
+    host, port = args.xmpp
+    return XmppOptions(host, port, args.xmpp_domain or host, args.xmpp_ca)
 
 
 def build_parser(prog: str = "cpe-sim") -> argparse.ArgumentParser:
@@ -125,6 +161,29 @@ def build_parser(prog: str = "cpe-sim") -> argparse.ArgumentParser:
         f"most {MAX_NAT_COUNT} CPEs)",
     )
     p.add_argument(
+        "--xmpp",
+        type=_xmpp_server,
+        default=None,
+        metavar="HOST:PORT",
+        help="every TR-181 CPE keeps a TLS connection to this XMPP server (an IPv4 loopback "
+        "address), with an account it registers in-band, and is woken by TR-069 Annex K "
+        f"connection requests sent there (with or without --nat; at most {MAX_XMPP_COUNT} CPEs)",
+    )
+    p.add_argument(
+        "--xmpp-domain",
+        default=None,
+        metavar="DOMAIN",
+        help="the XMPP domain of the CPEs' JIDs, which the server's certificate must name "
+        "(default: the --xmpp host)",
+    )
+    p.add_argument(
+        "--xmpp-ca",
+        type=_pem_file,
+        default=None,
+        metavar="FILE",
+        help="PEM certificates to trust for the XMPP server (default: the system's trust store)",
+    )
+    p.add_argument(
         "--value-change",
         action="append",
         default=[],
@@ -162,6 +221,17 @@ def parse_args(argv: Sequence[str] | None = None, prog: str = "cpe-sim") -> argp
         parser.error(f"--nat takes at most {MAX_NAT_COUNT} CPEs (one UDP socket each)")
     if len(args.value_change) > MAX_VALUE_CHANGES:
         parser.error(f"at most {MAX_VALUE_CHANGES} --value-change")
+    if args.xmpp is None and (args.xmpp_domain is not None or args.xmpp_ca is not None):
+        parser.error("--xmpp-domain and --xmpp-ca need --xmpp")
+    if args.xmpp is not None:
+        if args.model == "tr098":
+            parser.error("--xmpp needs TR-181 CPEs (--model tr181 or mixed): TR-098 has no XMPP")
+        if args.count > MAX_XMPP_COUNT:
+            parser.error(f"--xmpp takes at most {MAX_XMPP_COUNT} CPEs (one connection each)")
+        try:
+            xmpp_options(args)
+        except ValueError as exc:
+            parser.error(f"--xmpp-domain: {exc}")
     return args
 
 
@@ -183,6 +253,7 @@ def make_fleet(reactor: Reactor, args: argparse.Namespace) -> Fleet:
         seed=args.seed,
         cwmp_version=args.cwmp_version,
         nat=args.nat,
+        xmpp=xmpp_options(args),
     )
     fleet.faults = Faults(
         corrupt_download=args.corrupt_download,

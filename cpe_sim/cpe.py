@@ -33,6 +33,10 @@ Behind a NAT (``Profile.nat``, ``cpe-sim --nat``; see ``cpe_sim.nat``) a CPE rep
 the ``STUN*`` parameters as soon as a session has set them and reports the mapped address as
 ``UDPConnectionRequestAddress``.
 
+With an XMPP server (``Profile.xmpp``, ``cpe-sim --xmpp``; see ``cpe_sim.xmpp``) a TR-181
+CPE keeps a connection to it while online, reports the JID it is bound to as
+``ConnReqJabberID`` and is woken by TR-069 Annex K connection requests sent there.
+
 All timing goes through the injected reactor (``IReactorTime``) and all HTTP through a
 ``SessionClient`` made per session by a factory, so scheduling is tested with
 ``task.Clock`` and a scripted client, and the real thing uses treq over the network.
@@ -74,6 +78,7 @@ from cpe_sim import diagnostics, software, transfers
 from cpe_sim.datamodel import CwmpFault, DataModel, Template
 from cpe_sim.nat import Nat
 from cpe_sim.transfers import Faults, TransferFailed
+from cpe_sim.xmpp import Xmpp, XmppOptions
 
 # RPC methods the simulator answers (GetRPCMethods).
 SUPPORTED_METHODS = (
@@ -239,6 +244,10 @@ class Profile:
     # Behind a NAT (cpe_sim.nat): reached by UDP connection requests only; needs a reactor
     # with listenUDP.
     nat: bool = False
+    # The XMPP server of TR-181 CPEs (cpe_sim.xmpp); needs a reactor with connectTCP.
+    xmpp: XmppOptions | None = None
+    # The fleet's seed: derives what must be the same on every run (XMPP passwords).
+    seed: int = 0
 
     def __post_init__(self) -> None:
         check_cwmp_version(self.cwmp_version)
@@ -318,6 +327,7 @@ class SimulatedCPE:
         "sessions_busy",
         "sessions_failed",
         "sessions_ok",
+        "xmpp",
     )
 
     def __init__(
@@ -343,6 +353,10 @@ class SimulatedCPE:
         self.connection_request_url = connection_request_url
         # Its socket behind the NAT, STUN client and UDP connection requests (None: no NAT).
         self.nat: Nat | None = Nat(self) if profile.nat else None
+        # Its XMPP connection for Annex K connection requests (None: no server, or TR-098).
+        self.xmpp: Xmpp | None = None
+        if profile.xmpp is not None and template.root == "Device.":
+            self.xmpp = Xmpp(self, profile.xmpp)
         self.model = DataModel(template, self._factory_values(template))
         self.sessions_ok = 0
         self.sessions_failed = 0
@@ -445,6 +459,8 @@ class SimulatedCPE:
             values[r + "ManagementServer.PeriodicInformInterval"] = str(p.interval)
         if self.nat is not None:
             values[r + "ManagementServer.NATDetected"] = "true"
+        if self.xmpp is not None:
+            values.update(self.xmpp.factory_values())
         return values
 
     def set_connection_request_url(self, url: str) -> None:
@@ -721,6 +737,8 @@ class SimulatedCPE:
         self._schedule_periodic(force=True)
         if self.nat is not None:
             self.nat.configure()  # STUN on again, if it was on before the restart
+        if self.xmpp is not None:
+            self.xmpp.configure()  # connects (again)
         self.request_session()
 
     def stop(self) -> Deferred[None]:
@@ -737,6 +755,8 @@ class SimulatedCPE:
         waits: list[Deferred[None]] = []
         if self.nat is not None:
             waits.append(self.nat.stop())
+        if self.xmpp is not None:
+            waits.append(self.xmpp.stop())
         if self._transfers:
             w: Deferred[None] = Deferred()
             self._transfer_waiters = [*(self._transfer_waiters or []), w]
@@ -784,6 +804,8 @@ class SimulatedCPE:
         if self.nat is not None:
             # The session may have set the STUN parameters: the client follows at once.
             self.nat.configure()
+        if self.xmpp is not None:
+            self.xmpp.configure()  # and the XMPP ones
         carry_on = ok and not self._stopped and not restarting
         if not ok and not self._stopped and not restarting:
             assert isinstance(result, Failure)
@@ -858,6 +880,8 @@ class SimulatedCPE:
         self.online = False
         if self.nat is not None:
             self.nat.configure()  # offline: STUN stops
+        if self.xmpp is not None:
+            self.xmpp.configure()  # offline: the XMPP connection closes
         for call in (self._periodic_call, self._retry_call, self._soon_call):
             if call is not None and call.active():
                 call.cancel()

@@ -5,9 +5,9 @@ Two halves:
 * ``build_template`` reads a BBF full data-model XML (TR-181 ``Device.`` or TR-098
   ``InternetGatewayDevice.``), extracts the realistic home-gateway subset named in
   ``SELECTIONS`` with the names, xsd types, writability, facets (enumerations, ranges,
-  lengths), password-ness and forced-inform flags exactly as the model defines them,
-  fills in plausible default values and returns a JSON-able dict. Running this module
-  (``python -m cpe_sim.datamodel conformance/datamodels``) rewrites
+  lengths), password-ness, forced-inform flags and forced active notification exactly as
+  the model defines them, fills in plausible default values and returns a JSON-able dict.
+  Running this module (``python -m cpe_sim.datamodel conformance/datamodels``) rewrites
   ``cpe_sim/templates/tr181.json`` and ``tr098.json``.
 * ``Template`` is the loaded, immutable, shared form of one such JSON file and
   ``DataModel`` is the data model of one CPE with CWMP semantics (GPN/GPV/SPV/GPA/SPA/
@@ -45,6 +45,11 @@ _TYPE_DEFAULTS = {
     "hexBinary": "",
 }
 
+ACTIVE_NOTIFICATION = 2  # the notification attribute of active notification (TR-069 A.3.2.4)
+# The model's activeNotify values that make a parameter actively notified by default
+# ("canDeny" only lets the CPE refuse to, "normal" changes nothing).
+FORCED_ACTIVE_NOTIFY = ("forceEnabled", "forceDefaultEnabled")
+
 # An instance number is a whole path segment made of digits.
 _INSTANCE_RE = re.compile(r"\.(\d+)(?=\.)")
 
@@ -74,6 +79,9 @@ class ParamDef:
     default: str
     hidden: bool = False  # passwords and keys: read back as ""
     forced: bool = False  # forcedInform: in every Inform
+    # activeNotify="forceEnabled"/"forceDefaultEnabled": active notification until the ACS
+    # sets another attribute (TR-106 A.2.3.3, TR-069 A.3.2.4).
+    active_notify: bool = False
     is_list: bool = False  # comma-separated list; wire type is string
     enum: tuple[str, ...] = ()
     ranges: tuple[tuple[int | None, int | None], ...] = ()
@@ -140,6 +148,7 @@ class Template:
                 default=d["default"],
                 hidden=d.get("hidden", False),
                 forced=d.get("forced", False),
+                active_notify="activeNotify" in d,
                 is_list=d.get("list", False),
                 enum=tuple(d.get("enum", ())),
                 ranges=tuple((r[0], r[1]) for r in d.get("ranges", ())),
@@ -538,15 +547,19 @@ class DataModel:
         self.set_raw(count_name, str(count))
 
     def notification(self, name: str) -> int:
-        """The parameter's notification attribute (0 off, 1 passive, 2 active, ...)."""
-        return (self._attrs or {}).get(name, 0)
+        """The parameter's notification attribute (0 off, 1 passive, 2 active, ...): what the
+        ACS set, else 2 for a parameter the model makes active by default, else 0."""
+        attribute = (self._attrs or {}).get(name)
+        if attribute is not None:
+            return attribute
+        pdef = self.param_def(name)
+        return ACTIVE_NOTIFICATION if pdef is not None and pdef.active_notify else 0
 
     def get_parameter_attributes(self, names: Iterable[str]) -> list[rpc.ParameterAttribute]:
         out: list[rpc.ParameterAttribute] = []
-        attrs = self._attrs or {}
         for name in names:
             for n in self._expand(name):
-                out.append(rpc.ParameterAttribute(n, attrs.get(n, 0), ()))
+                out.append(rpc.ParameterAttribute(n, self.notification(n), ()))
         return out
 
     def set_parameter_attributes(
@@ -609,6 +622,11 @@ SELECTIONS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
         ("Device.SoftwareModules.ExecEnv.{i}.", (1,)),
         ("Device.SoftwareModules.DeploymentUnit.{i}.", ()),
         ("Device.SoftwareModules.ExecutionUnit.{i}.", ()),
+        # XMPP connection requests (TR-069 Annex K): one connection, one server, disabled
+        # unless the simulator runs with an XMPP server (``cpe-sim --xmpp``).
+        ("Device.XMPP.", ()),
+        ("Device.XMPP.Connection.{i}.", (1,)),
+        ("Device.XMPP.Connection.{i}.Server.{i}.", (1,)),
     ),
     "tr098": (
         ("InternetGatewayDevice.", ()),
@@ -705,6 +723,12 @@ _VALUES: dict[str, dict[str, str]] = {
         "Device.DeviceInfo.MemoryStatus.FreePersistent": "32768",
         "Device.ManagementServer.InstanceMode": "InstanceNumber",
         "Device.ManagementServer.HTTPConnectionRequestEnable": "true",
+        # The server table is the one way cpe_sim.xmpp finds its server (no DNS here).
+        "Device.XMPP.SupportedServerConnectAlgorithms": "ServerTable",
+        "Device.XMPP.Connection.1.Enable": "false",
+        "Device.XMPP.Connection.1.Status": "Disabled",
+        "Device.XMPP.Connection.1.ServerConnectAlgorithm": "ServerTable",
+        "Device.XMPP.Connection.1.Server.1.Enable": "false",
         "Device.Time.LocalTimeZone": "UTC",
         "Device.WiFi.Radio.1.Enable": "true",
         "Device.WiFi.Radio.1.Name": "wl0",
@@ -1039,6 +1063,8 @@ def describe_parameter(reader: _ModelReader, param: Any) -> dict[str, Any] | Non
         d["hidden"] = True
     if param.get("forcedInform") == "true":
         d["forced"] = True
+    if param.get("activeNotify") in FORCED_ACTIVE_NOTIFY:
+        d["activeNotify"] = param.get("activeNotify")
     if is_list:
         d["list"] = True
         list_el = syntax.find("list")

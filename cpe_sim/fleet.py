@@ -17,6 +17,11 @@ listens on, so the ACS's TCP connection is refused as it would be by a NAT. What
 such a CPE is a UDP connection request on its own socket, sent through the binding its
 STUN client keeps. Each CPE has a socket of its own, so these fleets are at most
 MAX_NAT_COUNT CPEs (file descriptors).
+
+With ``xmpp=XmppOptions(...)`` every TR-181 CPE also keeps a TLS connection to that XMPP
+server (``cpe_sim.xmpp``) and is woken by TR-069 Annex K connection requests sent through it,
+with or without ``nat``; TR-098 CPEs (of a ``mixed`` fleet) have none. One socket each: at
+most MAX_XMPP_COUNT CPEs.
 """
 
 from __future__ import annotations
@@ -37,13 +42,15 @@ from acs.listen import with_backlog
 from cpe_sim.cpe import Profile, SimulatedCPE
 from cpe_sim.datamodel import load_template
 from cpe_sim.transfers import Faults
+from cpe_sim.xmpp import XmppOptions
 
-__all__ = ["Faults", "Fleet", "SimulatedCPE"]
+__all__ = ["Faults", "Fleet", "SimulatedCPE", "XmppOptions"]
 
 MODELS = ("tr181", "tr098", "mixed")
 REALM = "cpe-sim"
 NONCE_TTL = 300.0  # seconds a connection-request nonce stays valid
 MAX_NAT_COUNT = 1000  # CPEs of a ``nat`` fleet: one UDP socket each
+MAX_XMPP_COUNT = 1000  # CPEs of an ``xmpp`` fleet: one TLS connection each
 
 
 class _ConnectionRequests(Resource):
@@ -127,6 +134,7 @@ class Fleet:
         cwmp_version: str | None = None,
         reconnect: bool = False,
         nat: bool = False,
+        xmpp: XmppOptions | None = None,
     ) -> None:
         if model not in MODELS:
             raise ValueError(f"model must be one of {', '.join(MODELS)}, not {model!r}")
@@ -134,6 +142,8 @@ class Fleet:
             raise ValueError(f"count must be between 0 and 1000000, not {count}")
         if nat and count > MAX_NAT_COUNT:
             raise ValueError(f"a nat fleet has at most {MAX_NAT_COUNT} CPEs, not {count}")
+        if xmpp is not None and count > MAX_XMPP_COUNT:
+            raise ValueError(f"an xmpp fleet has at most {MAX_XMPP_COUNT} CPEs, not {count}")
         if interval is not None and interval < 1:
             raise ValueError(f"interval must be at least 1 second, not {interval}")
         if not 0 <= jitter < 1:
@@ -161,6 +171,8 @@ class Fleet:
             cwmp_version=cwmp_version,  # validated by Profile: ValueError like the rest
             reconnect=reconnect,
             nat=nat,
+            xmpp=xmpp,
+            seed=seed,
         )
         tr181, tr098 = load_template("tr181"), load_template("tr098")
         self.cpes: list[SimulatedCPE] = []
@@ -302,6 +314,14 @@ class Fleet:
                 f" rejected {sum(sum(n.rejected.values()) for n in counters)}"
                 f" | stun ok {sum(n.stun_answered for n in counters)}"
                 f" 401 {sum(n.stun_unauthorized for n in counters)}"
+            )
+        clients = [c.xmpp for c in self.cpes if c.xmpp is not None]
+        if clients:
+            line += (
+                f" | xmpp bound {sum(x.jid is not None for x in clients)}/{len(clients)}"
+                f" logins {sum(x.counters.bound for x in clients)}"
+                f" wakes {sum(x.counters.accepted for x in clients)}"
+                f" rejected {sum(sum(x.counters.rejected.values()) for x in clients)}"
             )
         return line
 

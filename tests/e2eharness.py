@@ -19,7 +19,15 @@ from twisted.trial import unittest
 from twisted.web.client import HTTPConnectionPool
 from wirecheck import ConformanceTap, SessionConformance
 
-from acs.config import ApiConfig, Config, CwmpConfig, FilesConfig, StorageConfig, StunConfig
+from acs.config import (
+    ApiConfig,
+    Config,
+    CwmpConfig,
+    FilesConfig,
+    StorageConfig,
+    StunConfig,
+    XmppConfig,
+)
 from acs.service import Appliance
 from acs.store.models import Device
 from bench.pgcluster import fixed_port
@@ -45,6 +53,7 @@ def loopback_config(
     files_port: int = 0,
     stun: bool = False,
     max_sessions: int = CwmpConfig.max_sessions,
+    xmpp: XmppConfig | None = None,
 ) -> Config:
     """The appliance on loopback; ``stun``: with its STUN listener (off by default: it
     adds a second SetParameterValues to every provisioning, which the fleets' bootstrap
@@ -63,6 +72,7 @@ def loopback_config(
             public_url=f"http://127.0.0.1:{files_port}",
         ),
         stun=StunConfig(listen=STUN_LOOPBACK if stun else ""),
+        xmpp=xmpp or XmppConfig(),
     )
 
 

@@ -398,6 +398,7 @@ def _bbf_definitions(xml: Path) -> tuple[dict[str, dict[str, Any]], dict[str, st
                 "type": type_,
                 "writable": p.get("access") == "readWrite",
                 "forced": p.get("forcedInform") == "true",
+                "active": p.get("activeNotify") in ("forceEnabled", "forceDefaultEnabled"),
                 "hidden": syntax.get("hidden") == "true" or syntax.get("secured") == "true",
                 "status": p.get("status"),
             }
@@ -422,6 +423,7 @@ def test_every_template_parameter_matches_the_bbf_model(key: str, bbf: Any) -> N
         assert pdef.type == expected["type"], (name, pdef.type, expected["type"])
         assert pdef.writable == expected["writable"], name
         assert pdef.forced == expected["forced"], name
+        assert pdef.active_notify == expected["active"], name
         assert pdef.hidden == expected["hidden"], name
         value = template.values[name]
         assert normalize_value(pdef, value) == (value, 0), (name, value)

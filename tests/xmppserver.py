@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from procharness import Output, running
+from procharness import running
 
 from bench.pgcluster import fixed_port
 
@@ -133,7 +133,7 @@ def prosody(tmp: Path) -> Iterator[XmppServer]:
     port = fixed_port()
     config = home / "prosody.cfg.lua"
     config.write_text(_config(home, port, key, cert))
-    with running([PROSODY, "--config", str(config), "-F"], home) as (proc, out, err):
+    with running([PROSODY, "--config", str(config), "-F"], home) as (proc, out, _err):
         listening = f"[127.0.0.1]:{port}"
         out.wait_for(
             lambda lines: any("c2s" in line and listening in line for line in lines),
