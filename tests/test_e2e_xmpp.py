@@ -54,11 +54,17 @@ class XmppWake(ApplianceWithFleet):
         )
         await self.start_fleet(model="tr181", nat=True, xmpp=options)
         # Each CPE's JID reaches the ACS at provisioning, or in the VALUE CHANGE Inform
-        # that follows its login.
+        # that follows its login; wait for that Inform too (a session in flight would take
+        # the test's tasks before any connection request).
         for cpe in self.fleet.cpes:
             assert cpe.xmpp is not None
             await self.bounded(cpe.xmpp.bound(), 60)
-            await until(cpe, lambda cpe=cpe: self.stored_jid(cpe) == cpe.xmpp.jid)
+            await until(cpe, lambda cpe=cpe: self.settled(cpe))
+
+    def settled(self, cpe: SimulatedCPE) -> bool:
+        assert cpe.xmpp is not None
+        known = self.stored_jid(cpe) == cpe.xmpp.jid
+        return known and not cpe.busy and not cpe.pending_events
 
     def stored_jid(self, cpe: SimulatedCPE) -> jid.JID | None:
         value = self.appliance.store.get_parameter(self.device(cpe).id, f"Device.{JABBER_ID}")
