@@ -157,6 +157,25 @@ class ApplianceWithFleet(unittest.TestCase):
 
     bounded = staticmethod(bounded)
 
+    async def reboot_all(self) -> float:
+        """A reboot of every CPE of the fleet through the API, each task waited for there
+        (?timeout=30); checks they are all done and returns the seconds it all took."""
+
+        async def reboot(cpe: SimulatedCPE) -> dict[str, Any]:
+            code, body = await self.api(
+                "POST", f"/inventory_device/{self.device(cpe).id}/tasks/?timeout=30",
+                {"kind": "reboot"},
+            )  # fmt: skip
+            self.assertEqual(code, 200, body)
+            return body  # type: ignore[no-any-return]
+
+        started = self.appliance.reactor.seconds()
+        tasks = await self.bounded(
+            defer.gatherResults([defer.ensureDeferred(reboot(c)) for c in self.fleet.cpes]), 60
+        )
+        self.assertEqual([t["state"] for t in tasks], ["done"] * len(self.fleet.cpes))
+        return float(self.appliance.reactor.seconds() - started)
+
     def device(self, cpe: SimulatedCPE) -> Device:
         device = self.appliance.store.find_device_by_serial(cpe.serial)
         assert device is not None, f"{cpe.serial} not registered"

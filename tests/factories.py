@@ -44,6 +44,20 @@ def informed_device(
     return device
 
 
+def wakeable_device(store: Store, *, now: float) -> int:
+    """The id of a TR-181 device SN1 that informed from 127.0.0.1 and has the
+    connection-request credentials cr / crpw (no ConnectionRequestURL)."""
+    org = store.ensure_organization("Default").id
+    device = store.create_device(
+        serial_number="SN1", name="cpe", organization_id=org, now=now, actor="t"
+    ).id
+    store.update_device(
+        device, now=now, actor="t", address="127.0.0.1", data_model_root="Device.",
+        connection_request_username="cr", connection_request_password="crpw",
+    )  # fmt: skip
+    return device
+
+
 def inform(serial: str, *events: str | tuple[str, str], version: str | None = None) -> rpc.Inform:
     """An Inform from `serial` carrying `events` (code, or (code, command key))."""
     structs = tuple(

@@ -69,20 +69,7 @@ class BehindNat(ApplianceWithFleet):
             self.assertEqual(self.binding(cpe), cpe.nat.address)  # its NAT's public side
             self.assertEqual(self.device(cpe).provisioned, True)
 
-        async def reboot(cpe: SimulatedCPE) -> dict[str, Any]:
-            code, body = await self.api(
-                "POST", f"/inventory_device/{self.device(cpe).id}/tasks/?timeout=30",
-                {"kind": "reboot"},
-            )  # fmt: skip
-            self.assertEqual(code, 200, body)
-            return body  # type: ignore[no-any-return]
-
-        started = self.appliance.reactor.seconds()
-        tasks = await self.bounded(
-            defer.gatherResults([defer.ensureDeferred(reboot(c)) for c in self.fleet.cpes]), 60
-        )
-        seconds = self.appliance.reactor.seconds() - started
-        self.assertEqual([t["state"] for t in tasks], ["done"] * self.COUNT)
+        seconds = await self.reboot_all()
         self.assertLess(seconds, 30)  # the next periodic Inform would be never (they are off)
         for cpe in self.fleet.cpes:
             assert cpe.nat is not None

@@ -15,17 +15,13 @@ import ssl as stdlib_ssl
 import sys
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from cwmpharness import make_inform, wire
 from metricscheck import samples
 from procharness import listening, running, sessions_done, stop, write_config
+from selfsigned import self_signed
 
 from acs import stun
 from acs.cli import main
@@ -139,34 +135,11 @@ def test_workers_refuse_a_listener_they_cannot_share(
     assert "--workers shares TCP and SSL listeners (also behind haproxy:) only" in err, err
 
 
-def self_signed(key_path: Path, cert_path: Path) -> None:
-    """A throwaway key and self-signed certificate for 127.0.0.1, as PEM files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
 def test_workers_speak_tls_on_a_shared_ssl_listener(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
-    self_signed(tmp_path / "key.pem", tmp_path / "cert.pem")
+    key, cert = self_signed("127.0.0.1")
+    (tmp_path / "key.pem").write_bytes(key)
+    (tmp_path / "cert.pem").write_bytes(cert)
     config = write_config(tmp_path)
     listen = f"ssl:0:interface=127.0.0.1:privateKey={tmp_path}/key.pem:certKey={tmp_path}/cert.pem"
     config.write_text(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from e2eharness import ApplianceWithFleet, until
 from twisted.internet import defer
@@ -87,20 +86,7 @@ class XmppWake(ApplianceWithFleet):
             allowed = cpe.value("Device.ManagementServer.ConnReqAllowedJabberIDs")
             self.assertEqual(allowed, f"acs@{self.server.domain}")  # provisioning set it
 
-        async def reboot(cpe: SimulatedCPE) -> dict[str, Any]:
-            code, body = await self.api(
-                "POST", f"/inventory_device/{self.device(cpe).id}/tasks/?timeout=30",
-                {"kind": "reboot"},
-            )  # fmt: skip
-            self.assertEqual(code, 200, body)
-            return body  # type: ignore[no-any-return]
-
-        started = self.appliance.reactor.seconds()
-        tasks = await self.bounded(
-            defer.gatherResults([defer.ensureDeferred(reboot(c)) for c in self.fleet.cpes]), 60
-        )
-        seconds = self.appliance.reactor.seconds() - started
-        self.assertEqual([t["state"] for t in tasks], ["done"] * self.COUNT)
+        seconds = await self.reboot_all()
         self.assertLess(seconds, 30)  # the next periodic Inform would be never (they are off)
         for cpe in self.fleet.cpes:
             assert cpe.xmpp is not None

@@ -9,6 +9,7 @@ import hmac
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from factories import wakeable_device
 from test_connreq import FakeCpe
 from twisted.internet import reactor as _reactor
 from twisted.internet.task import Clock
@@ -85,15 +86,7 @@ class UdpRequesterTests(unittest.TestCase):
         )  # fmt: skip
         self.addCleanup(self.requester.stop)
         self.observed: list[tuple[str, str]] = []
-        org = self.store.ensure_organization("Default").id
-        self.device = self.store.create_device(
-            serial_number="SN1", name="cpe", organization_id=org, now=T0, actor="t"
-        ).id
-        self.store.update_device(
-            self.device, now=T0, actor="t", address="127.0.0.1",
-            data_model_root="Device.", connection_request_username="cr",
-            connection_request_password="crpw",
-        )  # fmt: skip
+        self.device = wakeable_device(self.store, now=T0)
 
     def bind(self, host: str = "127.0.0.1", port: int = 40000, *, at: float = T0) -> None:
         self.store.set_stun_credentials(self.device, "stun-1", "pw")

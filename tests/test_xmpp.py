@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from factories import wakeable_device
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.internet.task import Clock
@@ -363,15 +364,7 @@ class RequesterTests(unittest.TestCase):
         self.clock = Clock()
         self.clock.advance(T0)
         self.observed: list[tuple[str, str]] = []
-        org = self.store.ensure_organization("Default").id
-        self.device = self.store.create_device(
-            serial_number="SN1", name="cpe", organization_id=org, now=T0, actor="t"
-        ).id
-        self.store.update_device(
-            self.device, now=T0, actor="t", address="127.0.0.1",
-            data_model_root="Device.", connection_request_username="cr",
-            connection_request_password="crpw",
-        )  # fmt: skip
+        self.device = wakeable_device(self.store, now=T0)
 
     def requester(self, xmpp: FakeXmpp) -> ConnectionRequester:
         requester = ConnectionRequester(

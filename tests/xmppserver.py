@@ -13,7 +13,6 @@ a CPE would have one from its vendor. ``register`` creates one with prosodyctl.
 
 from __future__ import annotations
 
-import datetime
 import os
 import shutil
 import subprocess
@@ -24,11 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from procharness import running
+from selfsigned import self_signed
 
 from bench.pgcluster import fixed_port
 
@@ -67,30 +63,9 @@ def require_prosody() -> None:
 
 
 def _certificate(tmp: Path) -> tuple[Path, Path, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, DOMAIN)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=7))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(DOMAIN)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key, pem = self_signed(DOMAIN)
     key_file, cert_file = tmp / "server.key", tmp / "server.crt"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    key_file.write_bytes(key)
     key_file.chmod(0o600)
     cert_file.write_bytes(pem)
     return key_file, cert_file, pem
