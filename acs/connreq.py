@@ -345,7 +345,7 @@ class ConnectionRequester:
             return _Result("no_url", reason=_NOWHERE[methods[0]], via=methods[0])
         return replace(made[-1], earlier=tuple(made[:-1]))
 
-    def _attempt(self, via: Via, found: _Found) -> Callable[[], Deferred[_Result]] | None:
+    def _attempt(self, via: Via, found: Reach) -> Callable[[], Deferred[_Result]] | None:
         """How to try ``via``, None when the device has nowhere to get it."""
         device = found.device
         assert device is not None
@@ -493,12 +493,14 @@ class ConnectionRequester:
 
     # -- UDP (TR-111) and XMPP (Annex K) --------------------------------------------------
 
-    def _look_up(self, device_id: int) -> _Found:
-        """The device, where its UDP and XMPP requests would go and its type's order of
-        methods (a unit of work)."""
+    def _look_up(self, device_id: int) -> Reach:
+        """`reach` of the device (a unit of work)."""
         device = self._store.get_device(device_id)
-        if device is None:
-            return _Found(None)
+        return self.reach(device) if device is not None else Reach(None)
+
+    def reach(self, device: Device) -> Reach:
+        """Where ``device``'s connection requests would go now, and in which order (reads
+        the store: call it in a unit of work)."""
         kind = self._store.get_device_type(device.type_id) if device.type_id else None
         order = kind.connection_request_order if kind is not None else None
         now = self._clock.seconds()
@@ -508,7 +510,7 @@ class ConnectionRequester:
             root = device.data_model_root or "InternetGatewayDevice."
             reported = self._store.get_parameter(device.id, root + JABBER_ID)
             to = device_jid(reported.value if reported is not None else None)
-        return _Found(device, udp, to, order)
+        return Reach(device, udp, to, order)
 
     def _send_udp(self, device: Device, target: UdpTarget) -> _Result:
         assert self._udp is not None
@@ -595,7 +597,7 @@ class ConnectionRequester:
 
 
 @dataclass(frozen=True)
-class _Found:
+class Reach:
     """A device, where it can get connection requests, and its type's order of methods."""
 
     device: Device | None
@@ -612,6 +614,18 @@ class _Found:
         udp_first = self.udp is not None and self.udp.first
         default: tuple[Via, ...] = ("udp", "http") if udp_first else ("http", "udp")
         return ("xmpp", *default) if self.jid is not None else default
+
+    def targets(self) -> list[tuple[Via, str]]:
+        """Each method in order with where it would go; those it has nowhere for left out
+        (HTTP: its ConnectionRequestURL, whether the target policy allows it or not)."""
+        device = self.device
+        assert device is not None
+        where: dict[Via, str | None] = {
+            "http": device.connection_request_url or None,
+            "udp": f"{self.udp.host}:{self.udp.port}" if self.udp is not None else None,
+            "xmpp": self.jid.full() if self.jid is not None else None,
+        }
+        return [(via, target) for via in self.methods() if (target := where[via]) is not None]
 
 
 def _describe(exc: BaseException) -> str:

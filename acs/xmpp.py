@@ -159,7 +159,7 @@ class XmppClient(Service):
         self.server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._factory = client.XMPPClientFactory(self.jid, config.password, trust(config))
         self._factory.noisy = False
-        self._endpoint: Any = HostnameEndpoint(reactor, host, port)
+        self._address = (host, port)
         self._observe = observe
         self._stream: xmlstream.XmlStream | None = None  # logged in
         self._open: xmlstream.XmlStream | None = None  # connected, logged in or not
@@ -227,7 +227,8 @@ class XmppClient(Service):
 
     def _connect(self) -> None:
         self._retry = None
-        self._attempt = self._endpoint.connect(self._factory)
+        endpoint: Any = HostnameEndpoint(self._reactor, *self._address)
+        self._attempt = endpoint.connect(self._factory)
         self._attempt.addCallbacks(self._opened, self._unreachable)
 
     def _unreachable(self, failure: Failure) -> None:

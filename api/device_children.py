@@ -1,5 +1,6 @@
-"""A device's sub-resources (spec section 7): cached parameters, tasks (with cancel), history
-and debug session transcripts, all under ``/inventory_device/<id>/``.
+"""A device's sub-resources (spec section 7): cached parameters, tasks (with cancel), history,
+debug session transcripts and how connection requests would reach it (``reachability``),
+all under ``/inventory_device/<id>/``.
 
 Tenancy comes from :meth:`api.base.Api.device` (404 unknown, 403 outside the token's scope).
 Order: parameters by path; tasks by ascending id (creation order; ``?state=`` filters);
@@ -18,6 +19,7 @@ from typing import Any
 
 from acs.cwmp.redact import REDACTED, is_secret_path, redact_transcript
 from acs.store.models import (
+    CONNECTION_REQUEST_METHODS,
     PENDING,
     TASK_STATES,
     HistoryEntry,
@@ -264,6 +266,59 @@ def list_history(api: Api, req: ApiRequest, device_id: int) -> Result:
             )
 
     return paged(req, fetch, history_json)
+
+
+_REACH_VIA = string(enum=list(CONNECTION_REQUEST_METHODS))
+stun_binding_json = View(
+    "StunBinding",
+    {
+        "address": Out(string(True, description="The public address of the NAT's binding.")),
+        "port": Out(integer(True)),
+        "seen": when(null=True, description="The last signed Binding Request that kept it."),
+        "changed": when(null=True, description="When address or port last changed."),
+    },
+    page=None,
+    description="The device's binding at the STUN listener (TR-111): where UDP connection "
+    "requests go while it is fresh.",
+).render
+reach_schema = obj(
+    {
+        "methods": {
+            "type": "array",
+            "items": obj(
+                {"via": _REACH_VIA, "target": string(examples=["cpe@xmpp.example.net/cwmp"])},
+                "*",
+            ),
+            "description": "How the next connection request would try to reach the device, "
+            "in order (its device type's connection_request_order, else the default), each "
+            "with where it would go; methods it has nowhere for are left out.",
+        },
+        "stun_binding": {"anyOf": [ref("StunBinding"), {"type": "null"}]},
+    },
+    "*",
+)
+
+
+@route(
+    "/inventory_device/<int:device_id>/reachability/",
+    methods=("GET",),
+    role="viewer",
+    doc=Doc(
+        "get_device_reachability",
+        "How connection requests would reach the device",
+        "device_resources",
+        reach_schema,
+        errors=DETAIL,
+    ),
+)
+def get_reachability(api: Api, req: ApiRequest, device_id: int) -> Result:
+    device = api.device(req, device_id)
+    with api.store.transaction():  # one snapshot
+        reach = api.appliance.connreq.reach(device)
+        binding = api.store.stun_binding(device.id)
+    methods = [{"via": via, "target": target} for via, target in reach.targets()]
+    bound = binding is not None and binding.address is not None
+    return 200, {"methods": methods, "stun_binding": stun_binding_json(binding) if bound else None}
 
 
 @route(

@@ -20,7 +20,7 @@ from twisted.internet import task
 from twisted.python.failure import Failure
 
 from acs.accounts import Passwords
-from acs.config import ApiConfig, Config, StorageConfig
+from acs.config import ApiConfig, Config, StorageConfig, XmppConfig
 from acs.service import Appliance
 
 # 2024-01-15T09:30:00Z: a fixed, readable "now" for every API test.
@@ -49,12 +49,15 @@ def cheap_passwords() -> Passwords:
 
 
 class ApiHarness:
-    def __init__(self, tmp: Path, *, passwords: Passwords | None = None) -> None:
+    def __init__(
+        self, tmp: Path, *, passwords: Passwords | None = None, xmpp: XmppConfig | None = None
+    ) -> None:
         self.clock = task.Clock()
         self.clock.advance(T0)
         config = Config(
             storage=StorageConfig(database=str(tmp / "acs.db"), files=str(tmp / "f")),
             api=ApiConfig(public_url=HOST),
+            xmpp=xmpp or XmppConfig(),
         )
         self.appliance = Appliance(config, self.clock)
         if passwords is not None:

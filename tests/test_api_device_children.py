@@ -3,12 +3,15 @@ transcripts; and ``/metrics``. Through the in-memory harness (Clock time at T0).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import metricscheck
 from apiharness import T0, ApiHarness
 from treq.testing import StubTreq
 
+from acs.clock import iso
+from acs.config import XmppConfig
 from acs.cwmp import rpc, soap
 from acs.cwmp.redact import REDACTED, is_secret_path, redact_transcript
 from acs.store.models import Device
@@ -37,7 +40,7 @@ def test_children_of_unknown_or_foreign_devices_are_404_or_403(harness: ApiHarne
     other = harness.store.ensure_organization("Other").id
     foreign = device(harness, "F1", other)
     scoped = harness.token("viewer", orgs=[1])
-    for child in ("parameters", "tasks", "history", "sessions"):
+    for child in ("parameters", "tasks", "history", "sessions", "reachability"):
         assert harness.call("GET", url(999, child), token=scoped).status == 404, child
         assert harness.call("GET", url(foreign.id, child), token=scoped).status == 403, child
         assert harness.call("GET", url(foreign.id, child)).status == 401, child
@@ -216,6 +219,54 @@ def test_cancel_needs_operator_and_a_task_of_this_device(harness: ApiHarness) ->
         harness.call("DELETE", url(other.id, "tasks") + f"{task.id}/", token=viewer).status == 403
     )
     assert harness.store.get_task(task.id).state == "pending"  # type: ignore[union-attr]
+
+
+# --- reachability ----------------------------------------------------------------------------
+
+
+def test_reachability_says_how_a_connection_request_would_go(harness: ApiHarness) -> None:
+    d = device(harness, connection_request_url="http://10.1.2.3:7547/cr", address="10.1.2.3")
+    reach = harness.call("GET", url(d.id, "reachability"), token=harness.token("viewer"))
+    assert reach.status == 200, reach.json
+    assert reach.json == {
+        "methods": [{"via": "http", "target": "http://10.1.2.3:7547/cr"}],
+        "stun_binding": None,
+    }
+    # Behind NAT by its own word, with a fresh binding: UDP first, to the binding.
+    harness.store.set_stun_credentials(d.id, "stun-1", "pw")
+    harness.store.record_stun_binding(d.id, "203.0.113.9", 40000, now=T0)
+    harness.store.upsert_parameters(
+        d.id, [("Device.ManagementServer.NATDetected", "true", "xsd:boolean", False)], now=T0
+    )
+    harness.store.update_device(d.id, now=T0, actor="t", data_model_root="Device.")
+    body = harness.call("GET", url(d.id, "reachability"), token=harness.token("viewer")).json
+    assert body["methods"] == [
+        {"via": "udp", "target": "203.0.113.9:40000"},
+        {"via": "http", "target": "http://10.1.2.3:7547/cr"},
+    ]
+    stun = body["stun_binding"]
+    assert (stun["address"], stun["port"], stun["seen"]) == ("203.0.113.9", 40000, iso(T0))
+    assert "password" not in stun and "username" not in stun
+    # The device type's order rules.
+    kind = harness.store.create_device_type(
+        name="t", connection_request_order=["http"], now=T0, actor="t"
+    )
+    harness.store.update_device(d.id, now=T0, actor="t", type_id=kind.id)
+    body = harness.call("GET", url(d.id, "reachability"), token=harness.token("viewer")).json
+    assert [m["via"] for m in body["methods"]] == ["http"]
+
+
+def test_reachability_puts_xmpp_first_for_a_device_with_a_jid(tmp_path: Path) -> None:
+    xmpp = XmppConfig(server="xmpp.example.net", jid="acs@xmpp.example.net", password="pw")
+    h = ApiHarness(tmp_path, xmpp=xmpp)
+    d = device(h, data_model_root="Device.")
+    h.store.upsert_parameters(
+        d.id,
+        [("Device.ManagementServer.ConnReqJabberID", "cpe@xmpp.example.net/cwmp", None, None)],
+        now=T0,
+    )
+    body = h.call("GET", url(d.id, "reachability"), token=h.token("viewer")).json
+    assert body["methods"] == [{"via": "xmpp", "target": "cpe@xmpp.example.net/cwmp"}]
 
 
 # --- history ---------------------------------------------------------------------------------
