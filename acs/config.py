@@ -150,6 +150,11 @@ class XmppConfig:
     password: str = ""
     # PEM file of the certificates trusted for the server's; "": the system's trust store.
     ca_file: str = ""
+    # Provisioning gives each TR-181 CPE an XMPP account of its own on the server (made by
+    # the ACS with in-band registration, XEP-0077) and sets its XMPP.Connection.1 to it.
+    accounts: bool = False
+    # Where CPEs reach the server ("HOST" or "HOST:PORT"); "": as ``server`` says.
+    device_server: str = ""
 
 
 @dataclass(frozen=True)
@@ -259,18 +264,20 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
 MAX_JID = 3071  # RFC 7622 §3.1: the bytes of a whole JID
 
 
-def xmpp_server(config: XmppConfig) -> tuple[str, int]:
-    """``[xmpp] server`` as (host, port): "HOST", "HOST:PORT", "[IPV6]:PORT" or "IPV6"."""
-    text = config.server.strip()
+def xmpp_server(config: XmppConfig, *, devices: bool = False) -> tuple[str, int]:
+    """``[xmpp] server`` (``devices``: where CPEs reach it, ``device_server`` else
+    ``server``) as (host, port): "HOST", "HOST:PORT", "[IPV6]:PORT" or "IPV6"."""
+    key = "device_server" if devices and config.device_server.strip() else "server"
+    text = getattr(config, key).strip()
     found = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d{1,5}))?|([^\s:\[\]/]+)(?::(\d{1,5}))?", text)
     if found is None and text.count(":") > 1:  # a bare IPv6 address: no port
         found = re.fullmatch(r"([0-9A-Fa-f:.]+)()", text)
     if found is None:
-        raise ConfigError(f"[xmpp] server {config.server!r}: expected HOST or HOST:PORT")
+        raise ConfigError(f"[xmpp] {key} {text!r}: expected HOST or HOST:PORT")
     groups = [g for g in found.groups() if g is not None]
     host, port = groups[0], int(groups[1]) if len(groups) > 1 and groups[1] else 5222
     if not 0 < port <= 65535:
-        raise ConfigError(f"[xmpp] server {config.server!r}: port must be 1-65535")
+        raise ConfigError(f"[xmpp] {key} {text!r}: port must be 1-65535")
     return host, port
 
 
@@ -279,6 +286,7 @@ def xmpp_account(config: XmppConfig) -> None:
     if not config.server.strip():
         return
     xmpp_server(config)
+    xmpp_server(config, devices=True)
     try:
         account = jid.JID(config.jid) if len(config.jid.encode()) <= MAX_JID else None
     except jid.InvalidFormat:

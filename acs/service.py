@@ -41,7 +41,7 @@ from acs.accounts import Passwords
 from acs.authguard import AuthThrottle
 from acs.campaigns import CampaignRunner
 from acs.clock import Reactor
-from acs.config import Config, ConfigError
+from acs.config import Config, ConfigError, xmpp_server
 from acs.connreq import ConnectionRequester, TargetPolicy, check_url
 from acs.cwmp_http import CwmpResource
 from acs.cwmp_site import CwmpSite
@@ -58,10 +58,10 @@ from acs.series import SeriesSampler
 from acs.store import Store, is_postgresql, redacted
 from acs.stunserver import SourceLimiter, StunListener, StunServer
 from acs.tasks import TaskEngine, TransferWatch
-from acs.tasks.run import StunOffer
+from acs.tasks.run import StunOffer, XmppOffer
 from acs.udpconnreq import UdpConnectionRequests
 from acs.webhooks import WebhookDelivery
-from acs.xmpp import XmppClient
+from acs.xmpp import XMPP_ACCOUNTS_SECRET, XmppClient, device_account
 from api.app import make_app
 from api.events import EventHub
 from api.site import ApiSite, port_address
@@ -244,7 +244,7 @@ class Appliance:
                 retry_base=float(config.tasks.retry_base),
                 permanent_faults=config.tasks.permanent_faults,
                 stun=self._stun_offer if config.stun.listen else None,
-                xmpp=jid.JID(config.xmpp.jid).userhost() if config.xmpp.server else None,
+                xmpp=self._xmpp_offer() if config.xmpp.server else None,
             )
             # Blocking work (hashing uploads, parsing big bodies, checking passwords).
             self.threads = thread_runner(reactor)
@@ -389,6 +389,26 @@ class Appliance:
         """Ask a CPE for a session now. The one way the appliance wakes a device (task queue,
         scheduler, API): looked up at call time, so the requester can be swapped as a whole."""
         return self.connreq.wake(device_id)
+
+    def _xmpp_offer(self) -> XmppOffer:
+        """What provisioning sets for XMPP connection requests ([xmpp] set)."""
+        config = self.config.xmpp
+        account = jid.JID(config.jid)
+        if not config.accounts:
+            return XmppOffer(account.userhost())
+        secret = self.store.server_secret(XMPP_ACCOUNTS_SECRET)
+
+        def ensure(username: str, password: str) -> None:
+            if self.xmpp is not None:
+                self.xmpp.ensure_account(username, password)
+
+        return XmppOffer(
+            account.userhost(),
+            accounts=lambda identity: device_account(secret, identity),
+            ensure=ensure,
+            domain=account.host,
+            server=xmpp_server(config, devices=True),
+        )
 
     def _stun_offer(self) -> StunOffer | None:
         """What provisioning turns CPEs' STUN on with (None: not listening)."""

@@ -26,6 +26,8 @@ TCP connection warm with a whitespace keep-alive, answers IQs addressed to it wi
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import ssl
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, DeferredSemaphore, succeed
 from twisted.internet.endpoints import HostnameEndpoint
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -47,6 +49,7 @@ from acs.config import MAX_JID, ConfigError, XmppConfig, xmpp_server
 
 NS_CONNREQ = "urn:broadband-forum-org:cwmp:xmppConnReq-1-0"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
+NS_REGISTER = "jabber:iq:register"
 # The parameters of Annex K, under the device's root (TR-181 Device:2.7 and later).
 JABBER_ID = "ManagementServer.ConnReqJabberID"
 ALLOWED_JABBER_IDS = "ManagementServer.ConnReqAllowedJabberIDs"
@@ -54,6 +57,12 @@ ALLOWED_JABBER_IDS = "ManagementServer.ConnReqAllowedJabberIDs"
 MAX_PENDING = 10_000
 # Seconds between whitespace keep-alives on an idle stream (RFC 6120 §4.6.1).
 KEEPALIVE = 60.0
+# Device accounts ([xmpp] accounts): the resource CPEs are given, the registrations under
+# way at once (beyond, they wait their turn), and the seconds one may take.
+DEVICE_RESOURCE = "cwmp"
+XMPP_ACCOUNTS_SECRET = "xmpp-accounts"  # the server secret device accounts derive from
+MAX_REGISTRATIONS = 4
+REGISTRATION_TIMEOUT = 30.0
 # Seconds before the first new attempt after a failed or lost session; each failure in a
 # row doubles it, up to the last.
 RETRY_FIRST = 1.0
@@ -72,6 +81,16 @@ def device_jid(value: str | None) -> jid.JID | None:
     except (jid.InvalidFormat, UnicodeError):
         return None
     return found if found.user and found.resource else None
+
+
+def device_account(secret: bytes, identity: str) -> tuple[str, str]:
+    """The XMPP username and password of the device ``identity`` names (its
+    OUI-ProductClass-Serial): derived from the appliance's secret, so every process and
+    every provisioning of the device gives the same account, and nothing is stored."""
+    digest = hmac.new(secret, b"xmpp account\0" + identity.encode(), hashlib.sha256)
+    username = f"cpe-{digest.hexdigest()[:24]}"
+    password = hmac.new(secret, b"xmpp password\0" + username.encode(), hashlib.sha256)
+    return username, password.hexdigest()[:32]
 
 
 def connection_request(to: jid.JID, ident: str, username: str, password: str) -> domish.Element:
@@ -137,6 +156,22 @@ def _pem_blocks(pem: bytes) -> list[bytes]:
     return blocks
 
 
+class _Registering(xmlstream.ConnectAuthenticator):
+    """A stream that only negotiates TLS (no login): for XEP-0077 in-band registration."""
+
+    namespace = "jabber:client"
+
+    def __init__(self, domain: str, tls: Any) -> None:
+        super().__init__(domain)
+        self._tls = tls
+
+    def associateWithStream(self, xs: xmlstream.XmlStream) -> None:
+        super().associateWithStream(xs)
+        xs.initializers = [
+            xmlstream.TLSInitiatingInitializer(xs, required=True, configurationForTLS=self._tls)
+        ]
+
+
 class XmppClient(Service):
     """The ACS's XMPP session (see the module docstring)."""
 
@@ -157,7 +192,8 @@ class XmppClient(Service):
         self.jid = jid.JID(tuple=(account.user, account.host, resource))
         host, port = xmpp_server(config)
         self.server = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self._factory = client.XMPPClientFactory(self.jid, config.password, trust(config))
+        self._tls = trust(config)
+        self._factory = client.XMPPClientFactory(self.jid, config.password, self._tls)
         self._factory.noisy = False
         self._address = (host, port)
         self._observe = observe
@@ -170,6 +206,7 @@ class XmppClient(Service):
         self._waiting: list[Deferred[None]] = []
         self._pending: dict[str, tuple[jid.JID, Deferred[Answer]]] = {}
         self._keepalive: LoopingCall | None = None
+        self._registrations = DeferredSemaphore(MAX_REGISTRATIONS)
 
     @property
     def connected(self) -> bool:
@@ -220,6 +257,82 @@ class XmppClient(Service):
 
     def _forget(self, ident: str) -> None:
         self._pending.pop(ident, None)
+
+    # -- device accounts ([xmpp] accounts) ----------------------------------------------
+
+    def ensure_account(self, username: str, password: str) -> None:
+        """Have the account ``username`` on the server (thread-safe: provisioning calls it
+        from its unit of work); the outcome is logged."""
+        self._reactor.callFromThread(self._ensure, username, password)
+
+    def _ensure(self, username: str, password: str) -> Deferred[str]:
+        def logged(outcome: str) -> str:
+            log.info(
+                "XMPP: account {user}@{domain}: {outcome}",
+                user=username,
+                domain=self.jid.host,
+                outcome=outcome,
+            )
+            return outcome
+
+        made = self._registrations.run(self.register, username, password)
+        return made.addCallback(logged)
+
+    def register(self, username: str, password: str) -> Deferred[str]:
+        """Create ``username``@domain with ``password`` by in-band registration (its own
+        stream: TLS, no login): "created", "exists" (``conflict``: made before, with
+        the same password since it is derived), or why not. Never errbacks."""
+        if not self.running:
+            return succeed("not registered: the appliance is stopping")
+        factory = xmlstream.XmlStreamFactory(_Registering(self.jid.host, self._tls))
+        factory.noisy = False
+        outcome: Deferred[str] = Deferred()
+        streams: list[xmlstream.XmlStream] = []
+
+        def settle(result: str) -> None:
+            if not outcome.called:
+                outcome.callback(result)
+            for xs in streams:
+                transport: Any = xs.transport
+                if transport is not None:
+                    transport.loseConnection()
+
+        def ready(xs: xmlstream.XmlStream) -> None:
+            iq = xmlstream.IQ(xs, "set")
+            query = iq.addElement((NS_REGISTER, "query"))
+            query.addElement("username", content=username)
+            query.addElement("password", content=password)
+            iq.send().addCallbacks(lambda _: settle("created"), refused)
+
+        def refused(failure: Failure) -> None:
+            condition = getattr(failure.value, "condition", None)
+            if condition == "conflict":
+                settle("exists")
+            else:
+                settle(f"refused: {condition or failure.getErrorMessage()}")
+
+        factory.addBootstrap(xmlstream.STREAM_CONNECTED_EVENT, streams.append)
+        factory.addBootstrap(xmlstream.STREAM_AUTHD_EVENT, ready)
+        factory.addBootstrap(xmlstream.INIT_FAILED_EVENT, refused)
+        factory.addBootstrap(
+            xmlstream.STREAM_END_EVENT, lambda _: settle("not registered: the stream closed")
+        )
+        endpoint: Any = HostnameEndpoint(self._reactor, *self._address)
+        connecting = endpoint.connect(factory)
+        connecting.addErrback(lambda f: settle(f"not registered: {f.getErrorMessage()}"))
+
+        def expire() -> None:
+            connecting.cancel()
+            settle("not registered: timeout")
+
+        timer = self._reactor.callLater(REGISTRATION_TIMEOUT, expire)
+
+        def done(result: str) -> str:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return outcome.addCallback(done)
 
     # -- the connection -----------------------------------------------------------------
     # (Not ClientService: it resets its back-off on every TCP connection, so a refused

@@ -19,7 +19,7 @@ from twisted.words.protocols.jabber import jid
 from xmppserver import prosody, require_prosody
 
 from acs.config import XmppConfig
-from acs.xmpp import JABBER_ID
+from acs.xmpp import JABBER_ID, XMPP_ACCOUNTS_SECRET, device_account
 from cpe_sim.fleet import SimulatedCPE
 from cpe_sim.xmpp import XmppOptions
 
@@ -27,7 +27,11 @@ CONNECTION_REQUEST = "6 CONNECTION REQUEST"
 
 
 class XmppWake(ApplianceWithFleet):
+    """CPEs with XMPP accounts of their own (from their vendor: here, made by the
+    simulator with in-band registration)."""
+
     COUNT = 50
+    ACCOUNTS = False
 
     def setUp(self) -> defer.Deferred[None]:  # type: ignore[override]
         require_prosody()
@@ -43,6 +47,7 @@ class XmppWake(ApplianceWithFleet):
             jid=f"acs@{self.server.domain}",
             password="acs-password",
             ca_file=str(self.server.ca_file),
+            accounts=self.ACCOUNTS,
         )
         await self.start_appliance(self.tempdir(), xmpp=xmpp)
         acs = self.appliance.xmpp
@@ -63,7 +68,11 @@ class XmppWake(ApplianceWithFleet):
     def settled(self, cpe: SimulatedCPE) -> bool:
         assert cpe.xmpp is not None
         known = self.stored_jid(cpe) == cpe.xmpp.jid
-        return known and not cpe.busy and not cpe.pending_events
+        return known and self.own_account(cpe) and not cpe.busy and not cpe.pending_events
+
+    def own_account(self, cpe: SimulatedCPE) -> bool:
+        """Whether the CPE is logged in with the account it should end up with."""
+        return True
 
     def stored_jid(self, cpe: SimulatedCPE) -> jid.JID | None:
         value = self.appliance.store.get_parameter(self.device(cpe).id, f"Device.{JABBER_ID}")
@@ -116,3 +125,28 @@ class XmppWake(ApplianceWithFleet):
         await self.bounded(woken)
         self.assertEqual(self.informs(cpe)[-1], [CONNECTION_REQUEST])
         self.assertEqual(len(self.informs(cpe)), sessions + 1)
+
+
+class XmppAccountsWake(XmppWake):
+    """[xmpp] accounts: the ACS gives each CPE an account of its own (in-band registration
+    by the ACS) in its XMPP.Connection.1, and the CPE logs in with it."""
+
+    COUNT = 10
+    ACCOUNTS = True
+
+    def own_account(self, cpe: SimulatedCPE) -> bool:
+        assert cpe.xmpp is not None
+        secret = self.appliance.store.server_secret(XMPP_ACCOUNTS_SECRET)
+        identity = self.device(cpe).unique_identifier or cpe.serial
+        username, _ = device_account(secret, identity)
+        return cpe.xmpp.jid is not None and cpe.xmpp.jid.user == username
+
+    async def test_each_cpe_logs_in_with_the_account_the_acs_gave_it(self) -> None:
+        for cpe in self.fleet.cpes:
+            self.assertTrue(self.own_account(cpe), cpe.serial)
+            [task] = [
+                t for t in self.appliance.store.tasks_for_device(self.device(cpe).id)
+                if t.kind == "provision"
+            ]  # fmt: skip
+            assert task.result is not None
+            self.assertEqual(task.result["xmpp_account"], cpe.xmpp.jid.userhost())  # type: ignore[union-attr]

@@ -21,7 +21,7 @@ from twisted.internet.task import Clock
 from acs.cwmp import rpc
 from acs.store import DONE, FAILED, IN_PROGRESS, PENDING, Device, NotFound, Store
 from acs.tasks import KINDS, TASK_KINDS, SessionTasks, TaskEngine, task_key
-from acs.tasks.run import StunOffer
+from acs.tasks.run import StunOffer, XmppOffer
 
 SERIAL = "SN0001"
 
@@ -1236,7 +1236,7 @@ def test_which_faults_fail_a_task_at_once_is_configured(
 
 def test_provision_allows_the_acs_jid_and_reads_the_cpes(store: Store) -> None:
     device = make_device(store)
-    engine = engine_for(store, xmpp="acs@xmpp.example.net")
+    engine = engine_for(store, xmpp=XmppOffer("acs@xmpp.example.net"))
     engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
     session = engine.open_session(device.id)
     run_provision(session, now=11.0)
@@ -1268,7 +1268,7 @@ def test_provision_allows_the_acs_jid_and_reads_the_cpes(store: Store) -> None:
 
 def test_provision_of_a_cpe_without_xmpp_stands(store: Store) -> None:
     device = make_device(store)
-    engine = engine_for(store, xmpp="acs@xmpp.example.net")
+    engine = engine_for(store, xmpp=XmppOffer("acs@xmpp.example.net"))
     engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
     session = engine.open_session(device.id)
     run_provision(session, now=11.0)
@@ -1278,3 +1278,81 @@ def test_provision_of_a_cpe_without_xmpp_stands(store: Store) -> None:
     assert task.state == DONE and task.result is not None and task.result["xmpp"] == "unsupported"
     after = store.get_device(device.id)
     assert after is not None and after.provisioned
+
+
+def accounts_offer(made: list[tuple[str, str]]) -> XmppOffer:
+    return XmppOffer(
+        "acs@xmpp.example.net",
+        accounts=lambda identity: (f"cpe-{identity.lower()}", f"pw-{identity}"),
+        ensure=lambda username, password: made.append((username, password)),
+        domain="xmpp.example.net",
+        server=("xmpp.example.net", 5222),
+    )
+
+
+def test_provision_gives_a_tr181_cpe_an_xmpp_account_of_its_own(store: Store) -> None:
+    device = make_device(store)
+    made: list[tuple[str, str]] = []
+    engine = engine_for(store, xmpp=accounts_offer(made))
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    assert isinstance(session.next_request(now=11.0), rpc.SetParameterValues)  # allow-list
+    session.on_response(rpc.SetParameterValuesResponse(status=0), now=11.0)
+    account = session.next_request(now=11.0)
+    assert isinstance(account, rpc.SetParameterValues)
+    c = "Device.XMPP.Connection.1."
+    username, password = "cpe-00aabb-router-sn0001", "pw-00AABB-Router-SN0001"
+    assert {p.name: p.value for p in account.parameters} == {
+        f"{c}Enable": "true",
+        f"{c}Username": username,
+        f"{c}Password": password,
+        f"{c}Domain": "xmpp.example.net",
+        f"{c}Resource": "cwmp",
+        f"{c}Server.1.Enable": "true",
+        f"{c}Server.1.ServerAddress": "xmpp.example.net",
+        f"{c}Server.1.Port": "5222",
+        "Device.ManagementServer.ConnReqXMPPConnection": "Device.XMPP.Connection.1",
+    }
+    assert made == [(username, password)]  # the account is made on the server
+    session.on_response(rpc.SetParameterValuesResponse(status=0), now=11.0)
+    assert isinstance(session.next_request(now=11.0), rpc.GetParameterValues)
+    session.on_response(rpc.GetParameterValuesResponse(parameters=()), now=11.0)
+    [task] = store.tasks_for_device(device.id)
+    assert task.state == DONE and task.result is not None
+    assert task.result["xmpp_account"] == f"{username}@xmpp.example.net"
+    cached = store.get_parameter(device.id, f"{c}Username")
+    assert cached is not None and cached.value == username
+    assert store.get_parameter(device.id, f"{c}Password") is None  # never cached
+
+
+def test_a_cpe_without_an_xmpp_connection_keeps_the_rest(store: Store) -> None:
+    device = make_device(store)
+    engine = engine_for(store, xmpp=accounts_offer([]))
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    session.next_request(now=11.0)
+    session.on_response(rpc.SetParameterValuesResponse(status=0), now=11.0)
+    assert isinstance(session.next_request(now=11.0), rpc.SetParameterValues)  # the account
+    session.on_response(rpc.Fault(9005, "Invalid parameter name"), now=11.0)
+    assert isinstance(session.next_request(now=11.0), rpc.GetParameterValues)
+    session.on_response(rpc.Fault(9005, "Invalid parameter name"), now=11.0)
+    [task] = store.tasks_for_device(device.id)
+    assert task.state == DONE and task.result is not None
+    assert (task.result["xmpp"], task.result["xmpp_account"]) == ("enabled", "unsupported")
+    allowed = store.get_parameter(device.id, "Device.ManagementServer.ConnReqAllowedJabberIDs")
+    assert allowed is not None and allowed.value == "acs@xmpp.example.net"
+
+
+def test_a_tr098_cpe_gets_no_xmpp_account(store: Store) -> None:
+    device = make_device(store, root="InternetGatewayDevice.")
+    made: list[tuple[str, str]] = []
+    engine = engine_for(store, xmpp=accounts_offer(made))
+    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
+    session = engine.open_session(device.id)
+    run_provision(session, now=11.0)
+    session.next_request(now=11.0)
+    session.on_response(rpc.SetParameterValuesResponse(status=0), now=11.0)
+    assert isinstance(session.next_request(now=11.0), rpc.GetParameterValues)
+    assert made == []

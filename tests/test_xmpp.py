@@ -33,6 +33,7 @@ from acs.xmpp import (
     XmppClient,
     answer,
     connection_request,
+    device_account,
     device_jid,
     trust,
 )
@@ -48,6 +49,16 @@ def test_a_device_jid_is_a_full_jid_within_bounds() -> None:
     for bad in (None, "", "acs.test", "cpe@acs.test", "acs.test/cwmp", "a@@b/c", "@x/y"):
         assert device_jid(bad) is None, bad
     assert device_jid("u@" + "d" * 3100 + "/r") is None
+
+
+def test_a_device_account_is_derived_from_the_secret_and_the_identity() -> None:
+    one = device_account(b"k" * 32, "00D09E-HG-SN1")
+    assert one == device_account(b"k" * 32, "00D09E-HG-SN1")  # every node, every time
+    assert one != device_account(b"k" * 32, "00D09E-HG-SN2")
+    assert one != device_account(b"j" * 32, "00D09E-HG-SN1")
+    username, password = one
+    assert jid.JID(f"{username}@acs.test").user == username  # a valid localpart as it is
+    assert len(password) == 32 and password not in username
 
 
 def test_the_request_is_the_annex_k_iq() -> None:
@@ -197,6 +208,16 @@ class AcsSessionTests(unittest.TestCase):
                 f"/iq[@type='get']/connectionRequest[@xmlns='{NS_CONNREQ}']", cpe.on_iq
             )
         return me
+
+    async def test_device_accounts_are_made_by_in_band_registration(self) -> None:
+        acs = await self.acs()
+        username, password = device_account(b"k" * 32, "00D09E-HG-SN1")
+        self.assertEqual(await acs.register(username, password), "created")
+        self.assertEqual(await acs.register(username, password), "exists")
+        refused = await acs.register("not a localpart", password)
+        self.assertTrue(refused.startswith("refused: "), refused)
+        # The account logs in: it is the CPE's now.
+        await self.login(username, password)
 
     async def test_a_connection_request_the_cpe_accepts_is_answered(self) -> None:
         acs = await self.acs()

@@ -38,6 +38,7 @@ from acs.tasks.run import (
     StunOffer,
     TaskError,
     TransferUrls,
+    XmppOffer,
     log_task,
     task_id_of_key,
     task_key,
@@ -99,7 +100,7 @@ class TaskEngine:
         transfer_timeout: float = 3600.0,
         device_credentials: bool = False,
         stun: Callable[[], StunOffer | None] | None = None,
-        xmpp: str | None = None,
+        xmpp: XmppOffer | None = None,
     ) -> None:
         if gpv_batch < 1:
             raise ValueError("gpv_batch must be >= 1")
@@ -116,8 +117,9 @@ class TaskEngine:
         # What provisioning turns STUN on with (TR-111), asked at each provisioning (the
         # listener's port is known once it listens); None: STUN is left as it is.
         self.stun = stun
-        # The ACS's bare JID (Annex K): provisioning allows it to send XMPP connection
-        # requests and reads the device's JID; None: XMPP is left as it is.
+        # Annex K: provisioning allows the ACS's JID to send XMPP connection requests
+        # (and gives TR-181 CPEs an account of their own), and reads the device's JID;
+        # None: XMPP is left as it is.
         self.xmpp = xmpp
         self.store = store
         self.reactor = reactor

@@ -40,10 +40,11 @@ from acs.tasks.run import (
     TaskError,
     TaskRun,
     WaitForInform,
+    XmppOffer,
     task_key,
 )
 from acs.tasks.settings import model_type
-from acs.xmpp import ALLOWED_JABBER_IDS, JABBER_ID
+from acs.xmpp import ALLOWED_JABBER_IDS, DEVICE_RESOURCE, JABBER_ID
 
 if TYPE_CHECKING:
     from acs.tasks.engine import TaskEngine
@@ -220,7 +221,7 @@ def _provision(run: TaskRun) -> Steps:
     if offer is not None:
         result["stun"] = yield from _provision_stun(run, device, offer)
     if run.engine.xmpp is not None:
-        result["xmpp"] = yield from _provision_xmpp(run, run.engine.xmpp)
+        yield from _provision_xmpp(run, device, run.engine.xmpp, result)
     return result
 
 
@@ -264,27 +265,90 @@ def _provision_stun(
     return "enabled"
 
 
-def _provision_xmpp(run: TaskRun, acs_jid: str) -> Generator[rpc.Message, rpc.Message, str]:
-    """Annex K: the ACS's JID allowed to send connection requests, and the device's own
-    JID read (later changes come in Informs: a forced active notification). "enabled",
-    or "unsupported" when the CPE has no XMPP connection requests."""
-    allowed = rpc.ParameterValue(f"{run.root}{ALLOWED_JABBER_IDS}", acs_jid, "xsd:string")
+def _provision_xmpp(
+    run: TaskRun, device: Device, offer: XmppOffer, result: dict[str, Any]
+) -> Generator[rpc.Message, rpc.Message, None]:
+    """Annex K: the ACS's JID allowed to send connection requests; with device accounts,
+    the TR-181 CPE's own account in its XMPP.Connection.1; then the device's own JID read
+    (later changes come in Informs: a forced active notification). ``result["xmpp"]``:
+    "enabled", or "unsupported" when the CPE has no XMPP connection requests;
+    ``result["xmpp_account"]``: the account's JID, or "unsupported" (no Connection.1)."""
+    allowed = rpc.ParameterValue(f"{run.root}{ALLOWED_JABBER_IDS}", offer.acs_jid, "xsd:string")
+    public = [allowed]
     try:
         answer: rpc.SetParameterValuesResponse = yield from run.call(
             rpc.SetParameterValues(parameters=(allowed,), parameter_key=task_key(run.task))
         )
         run.check_status(answer.status)
+    except CpeFault as exc:
+        if exc.fault.code not in _NO_STUN:
+            raise
+        result["xmpp"] = "unsupported"
+        return
+    result["xmpp"] = "enabled"
+    if offer.accounts is not None and offer.ensure is not None and run.root == "Device.":
+        account = yield from _xmpp_account(run, device, offer)
+        result["xmpp_account"] = account or "unsupported"
+        if account:
+            public.extend(_account_parameters(run, offer, account))
+    asked: list[rpc.ParameterValue] = []
+    try:
         values: rpc.GetParameterValuesResponse = yield from run.call(
             rpc.GetParameterValues(names=(f"{run.root}{JABBER_ID}",))
+        )
+        asked = [p for p in values.parameters if p.name == f"{run.root}{JABBER_ID}"][:1]
+    except CpeFault as exc:
+        if exc.fault.code not in _NO_STUN:
+            raise
+    rows = [(p.name, p.value, p.type, None) for p in (*public, *asked)]
+    run.store.upsert_parameters(run.task.device_id, rows, now=run.now)
+
+
+_CONNECTION = "XMPP.Connection.1."
+
+
+def _account_parameters(run: TaskRun, offer: XmppOffer, jid: str) -> list[rpc.ParameterValue]:
+    """The device account's parameters but its password (what the parameter cache keeps)."""
+    username = jid.split("@", 1)[0]
+    host, port = offer.server
+    c = f"{run.root}{_CONNECTION}"
+    return [
+        rpc.ParameterValue(f"{c}Enable", "true", "xsd:boolean"),
+        rpc.ParameterValue(f"{c}Username", username, "xsd:string"),
+        rpc.ParameterValue(f"{c}Domain", offer.domain, "xsd:string"),
+        rpc.ParameterValue(f"{c}Resource", DEVICE_RESOURCE, "xsd:string"),
+        rpc.ParameterValue(f"{c}Server.1.Enable", "true", "xsd:boolean"),
+        rpc.ParameterValue(f"{c}Server.1.ServerAddress", host, "xsd:string"),
+        rpc.ParameterValue(f"{c}Server.1.Port", str(port), "xsd:unsignedInt"),
+        rpc.ParameterValue(
+            f"{run.root}ManagementServer.ConnReqXMPPConnection",
+            f"{run.root}{_CONNECTION}".rstrip("."),
+            "xsd:string",
+        ),
+    ]
+
+
+def _xmpp_account(
+    run: TaskRun, device: Device, offer: XmppOffer
+) -> Generator[rpc.Message, rpc.Message, str | None]:
+    """The device's own account set in its XMPP.Connection.1 (and made on the server):
+    its bare JID, or None when the CPE has no such connection (9005..9008)."""
+    assert offer.accounts is not None and offer.ensure is not None
+    username, password = offer.accounts(device.unique_identifier or device.serial_number)
+    jid = f"{username}@{offer.domain}"
+    offer.ensure(username, password)  # made while the session goes on; the CPE retries
+    secret = rpc.ParameterValue(f"{run.root}{_CONNECTION}Password", password, "xsd:string")
+    parameters = (*_account_parameters(run, offer, jid), secret)
+    try:
+        answer: rpc.SetParameterValuesResponse = yield from run.call(
+            rpc.SetParameterValues(parameters=parameters, parameter_key=task_key(run.task))
         )
     except CpeFault as exc:
         if exc.fault.code not in _NO_STUN:
             raise
-        return "unsupported"
-    asked = [p for p in values.parameters if p.name == f"{run.root}{JABBER_ID}"][:1]
-    rows = [(p.name, p.value, p.type, None) for p in (allowed, *asked)]
-    run.store.upsert_parameters(run.task.device_id, rows, now=run.now)
-    return "enabled"
+        return None
+    run.check_status(answer.status)
+    return jid
 
 
 def _reboot(run: TaskRun) -> Steps:

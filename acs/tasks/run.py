@@ -121,6 +121,21 @@ class StunOffer:
 
 
 @dataclass(frozen=True)
+class XmppOffer:
+    """What provisioning sets for XMPP connection requests (TR-069 Annex K): the ACS's
+    bare JID, which the CPE must allow; with ``accounts`` (``[xmpp] accounts``), each
+    TR-181 CPE's own account on the server: its (username, password) from the device's
+    identity, made on the server by ``ensure`` (thread-safe), in ``domain``, reached at
+    ``server`` (host, port)."""
+
+    acs_jid: str
+    accounts: Callable[[str], tuple[str, str]] | None = None
+    ensure: Callable[[str, str], None] | None = None
+    domain: str = ""
+    server: tuple[str, int] = ("", 0)
+
+
+@dataclass(frozen=True)
 class WaitForInform:
     """Returned by a kind whose RPC was acknowledged but which a later Inform confirms."""
 
