@@ -207,6 +207,7 @@ class XmppClient(Service):
         self._pending: dict[str, tuple[jid.JID, Deferred[Answer]]] = {}
         self._keepalive: LoopingCall | None = None
         self._registrations = DeferredSemaphore(MAX_REGISTRATIONS)
+        self._registering: set[Callable[[str], None]] = set()  # each one's settle
 
     @property
     def connected(self) -> bool:
@@ -233,6 +234,8 @@ class XmppClient(Service):
             self._attempt.cancel()
         for _to, d in list(self._pending.values()):
             d.cancel()
+        for settle in list(self._registering):
+            settle("not registered: the appliance stopped")
         transport: Any = self._open.transport if self._open is not None else None
         if transport is None:
             return succeed(None)
@@ -290,8 +293,11 @@ class XmppClient(Service):
         streams: list[xmlstream.XmlStream] = []
 
         def settle(result: str) -> None:
+            self._registering.discard(settle)
             if not outcome.called:
                 outcome.callback(result)
+            if not connecting.called:
+                connecting.cancel()
             for xs in streams:
                 transport: Any = xs.transport
                 if transport is not None:
@@ -317,12 +323,12 @@ class XmppClient(Service):
         factory.addBootstrap(
             xmlstream.STREAM_END_EVENT, lambda _: settle("not registered: the stream closed")
         )
+        self._registering.add(settle)
         endpoint: Any = HostnameEndpoint(self._reactor, *self._address)
         connecting = endpoint.connect(factory)
         connecting.addErrback(lambda f: settle(f"not registered: {f.getErrorMessage()}"))
 
         def expire() -> None:
-            connecting.cancel()
             settle("not registered: timeout")
 
         timer = self._reactor.callLater(REGISTRATION_TIMEOUT, expire)

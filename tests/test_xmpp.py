@@ -37,6 +37,7 @@ from acs.xmpp import (
     device_jid,
     trust,
 )
+from bench.pgcluster import fixed_port
 
 reactor: Any = _reactor
 WAIT = 20.0
@@ -218,6 +219,19 @@ class AcsSessionTests(unittest.TestCase):
         self.assertTrue(refused.startswith("refused: "), refused)
         # The account logs in: it is the CPE's now.
         await self.login(username, password)
+
+    async def test_a_registration_that_cannot_be_made_says_why(self) -> None:
+        nowhere = XmppClient(reactor, self.config(server=f"127.0.0.1:{fixed_port()}"))
+        nowhere.startService()
+        self.addCleanup(nowhere.stopService)
+        outcome = await nowhere.register("cpe-1", "pw").addTimeout(WAIT, reactor)
+        self.assertTrue(outcome.startswith("not registered: "), outcome)
+        # Stopping abandons a registration under way.
+        acs = XmppClient(reactor, self.config())
+        acs.startService()
+        under_way = acs.register("cpe-2", "pw")
+        await acs.stopService()
+        self.assertEqual(self.successResultOf(under_way), "not registered: the appliance stopped")
 
     async def test_a_connection_request_the_cpe_accepts_is_answered(self) -> None:
         acs = await self.acs()
