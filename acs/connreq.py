@@ -225,12 +225,14 @@ class ConnectionRequester:
         observe: Callable[[str, str], None] | None = None,
         udp: UdpConnectionRequests | None = None,
         xmpp: XmppClient | None = None,
+        relay: UdpRelay | None = None,
     ) -> None:
         """``reactor`` makes the TCP connections; ``clock`` (default: ``reactor``) bounds them
         and timestamps history, so tests can use a real reactor for HTTP and a task.Clock for
         the timeout. ``observe(outcome, via)`` hears the outcome of every attempt (metrics).
         ``udp``: UDP connection requests (TR-111) for devices behind NAT; ``xmpp``: the
-        ACS's XMPP session (Annex K); None: not that way."""
+        ACS's XMPP session (Annex K); None: not that way. ``relay``: how a binding kept
+        by another node's STUN socket is reached (None: from this one's)."""
         if timeout <= 0:
             raise ValueError("timeout must be > 0")
         self._reactor = reactor
@@ -241,6 +243,7 @@ class ConnectionRequester:
         self._observe = observe
         self._udp = udp
         self._xmpp = xmpp
+        self._relay = relay
         # Connection requests are one-shot GETs to many different hosts: a persistent pool would
         # only hold idle sockets, and some CPEs close the connection after the 401 anyway.
         self._pool = pool if pool is not None else HTTPConnectionPool(reactor, persistent=False)
@@ -353,6 +356,9 @@ class ConnectionRequester:
             target = found.udp
             if target is None:
                 return None
+            relay, node = self._relay, target.node
+            if relay is not None and node is not None and node != relay.own():
+                return lambda: relay.forward(node, device.id).addCallback(_relayed, node)
             return lambda: succeed(self._send_udp(device, target))
         if via == "xmpp":
             to = found.jid
@@ -526,6 +532,24 @@ class ConnectionRequester:
             return _Result("error", reason=f"the STUN listener cannot send to {where}", via="udp")
         return _Result("sent", reason=f"to {where}", via="udp")
 
+    def send_udp_here(self, device_id: int) -> Deferred[tuple[bool, str]]:
+        """Another node's wake for a binding this node's STUN socket keeps (the peer
+        listener's ``/udp-wake``): (sent, why); never errbacks, never relays again."""
+
+        def send(found: Reach) -> tuple[bool, str]:
+            target = found.udp
+            if found.device is None or target is None:
+                return False, "no fresh STUN binding here"
+            if self._relay is not None and target.node not in (None, self._relay.own()):
+                return False, f"the binding is now node {target.node}'s"
+            result = self._send_udp(found.device, target)
+            return result.outcome == "sent", result.reason
+
+        def failed(failure: Failure) -> tuple[bool, str]:
+            return False, failure.getErrorMessage() or repr(failure.value)
+
+        return self._store.read(self._look_up, device_id).addCallbacks(send, failed)
+
     def _send_xmpp(self, device: Device, to: JID) -> Deferred[_Result]:
         assert self._xmpp is not None
         username = device.connection_request_username
@@ -594,6 +618,22 @@ class ConnectionRequester:
             self._store.set_status(device_id, DOWN, now=now, reason="connection request refused")
         elif outcome == "timeout":
             self._store.set_status(device_id, DOWN, now=now, reason="connection request timed out")
+
+
+@dataclass(frozen=True)
+class UdpRelay:
+    """UDP connection requests for a binding another node's STUN socket keeps go from
+    there (only datagrams from where the binding points get through the NAT): ``own()``
+    is this node's id, ``forward(node, device_id)`` asks that node to send it and fires
+    with (sent, why)."""
+
+    own: Callable[[], int | None]
+    forward: Callable[[int, int], Deferred[tuple[bool, str]]]
+
+
+def _relayed(answer: tuple[bool, str], node: int) -> _Result:
+    sent, why = answer
+    return _Result("sent" if sent else "error", reason=f"through node {node}: {why}", via="udp")
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import treq
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import HTTPConnectionPool
 from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
@@ -53,6 +55,11 @@ FORWARD_TIMEOUT = 120.0
 UNREACHABLE_RETRY_AFTER = 10
 # An answer bigger than any envelope the ACS sends is a broken peer.
 MAX_ANSWER = soap.MAX_ENVELOPE_BYTES
+# A UDP connection request for a binding another node's STUN socket keeps: that node sends
+# it (POST, the device id as the body); seconds it may take to say it did.
+UDP_WAKE_PATH = b"/udp-wake"
+UDP_WAKE_TIMEOUT = 5.0
+MAX_UDP_ANSWER = 1024
 
 
 def peer_token(secret: bytes) -> bytes:
@@ -91,15 +98,26 @@ class PeerResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, cwmp: Resource, token: bytes) -> None:
+    def __init__(
+        self,
+        cwmp: Resource,
+        token: bytes,
+        *,
+        udp_wake: Callable[[int], Deferred[tuple[bool, str]]] | None = None,
+    ) -> None:
+        """``udp_wake(device_id)``: send the device's UDP connection request from this
+        node's STUN socket; fires with (sent, why)."""
         super().__init__()
         self._cwmp = cwmp
         self._token = token
+        self._udp_wake = udp_wake
 
     def render(self, request: Request) -> bytes | int:
         given = request.getHeader(TOKEN_HEADER) or b""
         if not hmac.compare_digest(given, self._token):
             return text_response(request, 403, "Not a peer of this cluster")
+        if request.path == UDP_WAKE_PATH:
+            return self._wake(request)
         client = (request.getHeader(CLIENT_HEADER) or b"").decode("ascii", "replace")
         try:
             host: str | None = str(ipaddress.ip_address(client))
@@ -109,6 +127,23 @@ class PeerResource(Resource):
         request.acs_forwarded = Forwarded(client=host, secure=secure)  # type: ignore[attr-defined]
         result: bytes | int = self._cwmp.render(request)
         return result
+
+    def _wake(self, request: Request) -> bytes | int:
+        body = request.content.read(32) if request.content is not None else b""
+        well_formed = body.isdigit() and len(body) <= 18  # a device id, within BIGINT
+        if request.method != b"POST" or not well_formed or self._udp_wake is None:
+            return text_response(request, 400, "POST the device id")
+        gone: list[bool] = []
+        request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+        def answer(result: tuple[bool, str]) -> None:
+            if not gone:
+                sent, why = result
+                request.write(text_response(request, 200 if sent else 409, why))
+                request.finish()
+
+        self._udp_wake(int(body)).addCallback(answer)
+        return NOT_DONE_YET
 
 
 class _TooBig(Exception):
@@ -188,6 +223,34 @@ class PeerForwarder:
         request.setHeader(b"Retry-After", b"%d" % UNREACHABLE_RETRY_AFTER)
         request.write(text_response(request, 503, "The CWMP session's node did not answer"))
         request.finish()
+
+    def udp_wake(self, peer: str, device_id: int) -> Deferred[tuple[bool, str]]:
+        """Ask ``peer`` to send the device's UDP connection request from its STUN socket:
+        (sent, why); never errbacks."""
+        d: Deferred[Any] = treq.request(
+            "POST",
+            peer.rstrip("/") + UDP_WAKE_PATH.decode(),
+            headers=Headers({TOKEN_HEADER: [self._token]}),
+            data=str(device_id).encode(),
+            pool=self._pool,
+            timeout=UDP_WAKE_TIMEOUT,
+            reactor=self._reactor,
+        )
+
+        def read(response: Any) -> Deferred[tuple[bool, str]]:
+            body: Deferred[bytes] = treq.content(response)
+            return body.addCallback(
+                lambda text: (
+                    response.code == 200,
+                    text[:MAX_UDP_ANSWER].decode("utf-8", "replace").strip()
+                    or f"HTTP {response.code}",
+                )
+            )
+
+        def unreachable(failure: Failure) -> tuple[bool, str]:
+            return False, f"the binding's node did not answer: {failure.getErrorMessage()}"
+
+        return d.addCallback(read).addErrback(unreachable)
 
     def close(self) -> Deferred[None]:
         closed: Deferred[None] = self._pool.closeCachedConnections()

@@ -42,7 +42,7 @@ from acs.authguard import AuthThrottle
 from acs.campaigns import CampaignRunner
 from acs.clock import Reactor
 from acs.config import Config, ConfigError, xmpp_server
-from acs.connreq import ConnectionRequester, TargetPolicy, check_url
+from acs.connreq import ConnectionRequester, TargetPolicy, UdpRelay, check_url
 from acs.cwmp_http import CwmpResource
 from acs.cwmp_site import CwmpSite
 from acs.files import SECRET_NAME, FileStorage, UrlSigner, thread_runner
@@ -292,6 +292,7 @@ class Appliance:
                 observe=self.metrics.connection_request,
                 udp=udp,
                 xmpp=self.xmpp,
+                relay=UdpRelay(lambda: self.cwmp.node_id, self._udp_forward) if udp else None,
             )
             self.tasks.set_wake(self.wake)
             # Requests of sessions other processes run go there; theirs come here.
@@ -310,6 +311,8 @@ class Appliance:
                 node=self.node,
                 forwarder=self.forwarder,
             )
+            if self.stun is not None:
+                self.stun.node = self.cwmp.node_id  # bindings say whose socket they go through
             # Bad bearer tokens per client address: backed off, logged once per minute.
             self.api_auth_throttle = AuthThrottle("API", Logger(namespace="api").info)
             self.passwords = Passwords()
@@ -350,7 +353,9 @@ class Appliance:
                     self.files, max_body=config.files.max_upload, access_log=False
                 ),
             }
-            peer_site = CwmpSite(peers.PeerResource(self.cwmp, peer_token))
+            peer_site = CwmpSite(
+                peers.PeerResource(self.cwmp, peer_token, udp_wake=self.connreq.send_udp_here)
+            )
             for site in (*factories.values(), peer_site):
                 site.noisy = False  # no "Starting factory" lines; the Listener logs the address
             self.service: MultiService = _ApplianceService(self)
@@ -389,6 +394,17 @@ class Appliance:
         """Ask a CPE for a session now. The one way the appliance wakes a device (task queue,
         scheduler, API): looked up at call time, so the requester can be swapped as a whole."""
         return self.connreq.wake(device_id)
+
+    def _udp_forward(self, node: int, device_id: int) -> Deferred[tuple[bool, str]]:
+        """A UDP connection request sent by node ``node``, whose STUN socket keeps the
+        device's binding (its peer listener's ``/udp-wake``)."""
+
+        def ask(peer: str | None) -> Deferred[tuple[bool, str]] | tuple[bool, str]:
+            if peer is None:
+                return False, f"node {node} is gone or takes no forwarded requests"
+            return self.forwarder.udp_wake(peer, device_id)
+
+        return self.store.read(self.store.node_peer, node).addCallback(ask)
 
     def _xmpp_offer(self) -> XmppOffer:
         """What provisioning sets for XMPP connection requests ([xmpp] set)."""

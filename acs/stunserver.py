@@ -105,6 +105,9 @@ class StunServer(DatagramProtocol):
         refresh: float = REFRESH,
     ) -> None:
         self._store = store
+        # This process's node id, recorded with each binding: UDP connection requests for
+        # the device leave from this socket, so other nodes send theirs through this one.
+        self.node: int | None = None
         self._clock = clock
         self._observe = observe
         self._limiter = limiter if limiter is not None else SourceLimiter()
@@ -254,7 +257,7 @@ class StunServer(DatagramProtocol):
         self._unit(written).addErrback(failed)
 
     def _record(self, device_id: int, source: stun.Address, now: float) -> bool:
-        return self._store.record_stun_binding(device_id, *source, now=now)
+        return self._store.record_stun_binding(device_id, *source, now=now, node=self.node)
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -13,10 +13,11 @@ goes back here (even if the clock does) and each request has a random ``id`` and
 unchanged (the CPE ignores the copies after the first it gets, by their ``id``).
 
 It goes from the STUN listener's own socket (`StunServer.send`): the NAT's binding lets in
-only datagrams from the address it points to. Where: the binding the device's signed
-Binding Requests keep (`Store.stun_binding`) while fresh (seen within STALE_PERIODS
-keep-alive periods), else the ``UDPConnectionRequestAddress`` the device reported when the
-connection-request target policy allows that address.
+only datagrams from the address it points to; so a binding another node's socket keeps
+(``UdpTarget.node``) is sent by that node (`acs.connreq.UdpRelay`). Where: the binding
+the device's signed Binding Requests keep (`Store.stun_binding`) while fresh (seen within
+STALE_PERIODS keep-alive periods), else the ``UDPConnectionRequestAddress`` the device
+reported when the connection-request target policy allows that address.
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ class UdpTarget:
     # UDP first, not only once HTTP failed.
     first: bool
     source: str  # "stun_binding" or "reported"
+    # The node whose STUN socket the binding goes through (None: any: this one's).
+    node: int | None = None
 
 
 def _split_host_port(text: str) -> tuple[str, int] | None:
@@ -121,7 +124,7 @@ class UdpConnectionRequests:
             and binding.seen is not None
             and now - binding.seen <= self.stale_after
         ):
-            return UdpTarget(binding.address, binding.port, first, "stun_binding")
+            return UdpTarget(binding.address, binding.port, first, "stun_binding", binding.node)
         if reported_at is not None:
             host, port = reported_at
             authority = f"[{host}]" if ":" in host else host

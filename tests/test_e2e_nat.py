@@ -10,11 +10,12 @@ bounded.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from e2eharness import ApplianceWithFleet
+from e2eharness import ApplianceWithFleet, loopback_config
 from twisted.internet import defer
 
+from acs.service import Appliance
 from acs.udpconnreq import udp_request
 from cpe_sim import nat
 from cpe_sim.fleet import SimulatedCPE
@@ -133,3 +134,44 @@ class BehindNat(ApplianceWithFleet):
             {nat.SIGNATURE: 2, nat.STALE: 1, nat.REPLAYED: 1},
         )
         self.assertEqual(len(self.informs(cpe)), 3)  # bootstrap, then the two it accepted
+
+
+class AcrossNodes(ApplianceWithFleet):
+    """Two appliances (nodes) on one database, each with its own STUN socket: a wake on
+    the node whose socket the CPEs' bindings do not go through is sent by the one they
+    do (its peer listener's /udp-wake), since the NATs let in only what comes from there."""
+
+    COUNT = 5
+
+    async def test_a_wake_on_another_node_goes_out_of_the_bindings_socket(self) -> None:
+        tmp = self.tempdir()
+        await self.start_appliance(tmp, stun=True)
+        other = Appliance(loopback_config(tmp, stun=True), self.appliance.reactor)
+        other.service.startService()
+        self.addCleanup(other.service.stopService)
+        await self.bounded(other.when_listening())
+        bound = BehindNat.bindings_recorded(cast(Any, self))
+        await self.start_fleet(nat=True)
+        await self.bounded(bound, 60)
+        here, there = self.appliance.cwmp.node_id, other.cwmp.node_id
+        self.assertNotEqual(here, there)
+        for cpe in self.fleet.cpes:
+            binding = self.appliance.store.stun_binding(self.device(cpe).id)
+            assert binding is not None
+            self.assertEqual(binding.node, here)  # the CPEs' STUN server is this node's
+        for cpe in self.fleet.cpes:
+            woken = cpe.next_session()
+            outcome = await self.bounded(other.connreq.wake(self.device(cpe).id))
+            self.assertEqual(outcome, "sent", cpe.serial)
+            await self.bounded(woken)
+            assert cpe.nat is not None
+            self.assertEqual(cpe.nat.counters.accepted, 1, cpe.serial)
+            self.assertEqual(dict(cpe.nat.counters.rejected), {}, cpe.serial)
+            newest = next(
+                e.detail for e in self.appliance.store.history(self.device(cpe).id)
+                if e.action == "connection_request"
+            )  # fmt: skip
+            self.assertEqual((newest["via"], newest["outcome"]), ("udp", "sent"))
+            self.assertIn(f"through node {here}", newest["reason"])
+
+    binding = BehindNat.binding

@@ -76,3 +76,18 @@ def test_bad_values_are_refused(
     with pytest.raises(ValueError):
         store.set_stun_credentials(device_id, username, password)
         store.record_stun_binding(device_id, address, port, now=T0)
+
+
+def test_a_binding_says_whose_stun_socket_it_goes_through(store: Store, device_id: int) -> None:
+    a = store.register_node("box-a", None, now=T0)
+    b = store.register_node("box-b", None, now=T0)
+    store.set_stun_credentials(device_id, "u", "pw")
+    store.record_stun_binding(device_id, "192.0.2.1", 4000, now=T0, node=a)
+    assert store.stun_binding(device_id).node == a  # type: ignore[union-attr]
+    # The same mapping now reaches the other box's socket: no move, but its node.
+    assert not store.record_stun_binding(device_id, "192.0.2.1", 4000, now=T0 + 1, node=b)
+    assert store.stun_binding(device_id).node == b  # type: ignore[union-attr]
+    store.drop_node(b)  # gone: the binding goes through whichever node sends
+    assert store.stun_binding(device_id).node is None  # type: ignore[union-attr]
+    with pytest.raises(ValueError):
+        store.record_stun_binding(device_id, "192.0.2.1", 4000, now=T0, node="a")  # type: ignore[arg-type]

@@ -12,12 +12,13 @@ from urllib.parse import parse_qs, urlsplit
 from factories import wakeable_device
 from test_connreq import FakeCpe
 from twisted.internet import reactor as _reactor
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from acs.connreq import ConnectionRequester, TargetPolicy, check_url
+from acs.connreq import ConnectionRequester, TargetPolicy, UdpRelay, check_url
 from acs.store import Store
 from acs.store.models import UP
 from acs.udpconnreq import COPIES, RETRANSMIT, UdpConnectionRequests, udp_request
@@ -66,7 +67,9 @@ class Sender:
         return self.up
 
 
-class UdpRequesterTests(unittest.TestCase):
+class Requesting(unittest.TestCase):
+    """A device and a requester with UDP, on a task.Clock."""
+
     def setUp(self) -> None:
         self.store = Store.open(":memory:")
         self.addCleanup(self.store.close)
@@ -106,6 +109,8 @@ class UdpRequesterTests(unittest.TestCase):
         assert device is not None
         return device.status
 
+
+class UdpRequesterTests(Requesting):
     async def test_behind_nat_by_its_own_word_it_goes_by_udp_first_with_copies(self) -> None:
         self.bind()
         self.report("NATDetected", "true")
@@ -240,3 +245,63 @@ class UdpRequesterTests(unittest.TestCase):
         self.assertEqual(await self.requester.wake(self.device), "error")  # reached: busy
         self.assertEqual(self.send.sent, [])
         self.assertEqual([e["via"] for e in self.entries()], ["http"])
+
+
+class RelayTests(Requesting):
+    """A binding kept by another node's STUN socket: the request goes out from there."""
+
+    OWN, OTHER = 1, 2
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.forwarded: list[tuple[int, int]] = []
+        self.answer: tuple[bool, str] = (True, "to 127.0.0.1:40000 (stun binding)")
+
+        def forward(node: int, device_id: int) -> Any:
+            self.forwarded.append((node, device_id))
+            return succeed(self.answer)
+
+        self.requester = ConnectionRequester(
+            reactor, self.store, timeout=5, clock=self.clock, udp=self.udp,
+            relay=UdpRelay(lambda: self.OWN, forward),
+        )  # fmt: skip
+        self.addCleanup(self.requester.stop)
+        for name in ("box-1", "box-2"):
+            self.store.register_node(name, None, now=T0)
+        self.report("NATDetected", "true")
+
+    def bind_at(self, node: int) -> None:
+        self.store.set_stun_credentials(self.device, "stun-1", "pw")
+        self.store.record_stun_binding(self.device, "127.0.0.1", 40000, now=T0, node=node)
+
+    async def test_another_nodes_binding_is_woken_through_that_node(self) -> None:
+        self.bind_at(self.OTHER)
+        self.assertEqual(await self.requester.wake(self.device), "sent")
+        self.assertEqual((self.forwarded, self.send.sent), ([(self.OTHER, self.device)], []))
+        self.assertIn("through node 2: to 127.0.0.1:40000", self.entries()[-1]["reason"])
+
+    async def test_a_node_that_could_not_send_is_an_error_and_http_comes_next(self) -> None:
+        self.bind_at(self.OTHER)
+        self.answer = (False, "the binding's node did not answer: refused")
+        self.assertEqual(await self.requester.wake(self.device), "no_url")
+        udp, http = self.entries()[-2:]
+        self.assertEqual((udp["via"], udp["outcome"], http["via"]), ("udp", "error", "http"))
+
+    async def test_this_nodes_binding_goes_from_this_socket(self) -> None:
+        self.bind_at(self.OWN)
+        self.assertEqual(await self.requester.wake(self.device), "sent")
+        self.assertEqual((self.forwarded, len(self.send.sent)), ([], 1))
+
+    async def test_sent_here_for_another_node_only_when_the_binding_is_here(self) -> None:
+        self.bind_at(self.OWN)
+        sent, why = await self.requester.send_udp_here(self.device)
+        self.assertTrue(sent, why)
+        self.assertEqual(len(self.send.sent), 1)
+        self.bind_at(self.OTHER)  # moved on meanwhile: never relayed again
+        self.assertEqual(
+            await self.requester.send_udp_here(self.device), (False, "the binding is now node 2's")
+        )
+        self.assertEqual(
+            await self.requester.send_udp_here(999), (False, "no fresh STUN binding here")
+        )
+        self.assertEqual(self.forwarded, [])

@@ -562,6 +562,10 @@ _V21 = """
 ALTER TABLE device_types ADD COLUMN connection_request_order TEXT;
 """
 
+_V22 = """
+ALTER TABLE stun_bindings ADD COLUMN node INTEGER REFERENCES nodes (id) ON DELETE SET NULL;
+"""
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -584,6 +588,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("nodes and the device session leases", sql(_V19)),
     ("STUN credentials and bindings of devices behind NAT", sql(_V20)),
     ("order of connection request methods per device type", sql(_V21)),
+    ("the node whose STUN socket a binding goes through", sql(_V22)),
 ]
 
 

@@ -908,6 +908,8 @@ def _adapt(table: str, columns: list[str], row: Sequence[Any], later: list[Any])
     if table == "devices":
         for name in ("session_node", "session_until"):
             values[columns.index(name)] = None
+    elif table == "stun_bindings":
+        values[columns.index("node")] = None  # a node of the old database's processes
     elif table == "locations":
         # A parent may come after its child: every parent is set once all rows exist.
         at = columns.index("parent_id")

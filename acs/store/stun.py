@@ -28,13 +28,16 @@ class StunBinding:
     port: int | None
     seen: float | None  # the last signed request that kept the binding
     changed: float | None  # when address or port last changed
+    # The node whose STUN socket the binding's requests reach (None: unknown, or gone):
+    # where UDP connection requests must leave from.
+    node: int | None = None
 
 
-_COLUMNS = "device_id, username, password, address, port, seen, changed"
+_COLUMNS = "device_id, username, password, address, port, seen, changed, node"
 
 
 def _binding(row: Any) -> StunBinding:
-    return StunBinding(*(row[i] for i in range(7)))
+    return StunBinding(*(row[i] for i in range(8)))
 
 
 class StunBindings(Database):
@@ -64,12 +67,17 @@ class StunBindings(Database):
         row = self._one(f"SELECT {_COLUMNS} FROM stun_bindings WHERE device_id = ?", (device_id,))
         return None if row is None else _binding(row)
 
-    def record_stun_binding(self, device_id: int, address: str, port: int, *, now: float) -> bool:
-        """Binding Requests of the device come from ``address``:``port`` at ``now``;
-        True when that is a change (written to its history too)."""
+    def record_stun_binding(
+        self, device_id: int, address: str, port: int, *, now: float, node: int | None = None
+    ) -> bool:
+        """Binding Requests of the device come from ``address``:``port`` at ``now``, to
+        the STUN socket of ``node``; True when the address or port is a change (written
+        to its history too)."""
         now_f = epoch("now", now)
         if type(port) is not int or not 0 < port < 65536:
             raise ValueError("port must be 1..65535")
+        if node is not None and type(node) is not int:
+            raise ValueError("node must be a node id")
         address = bounded_text("address", address, 64)
         with self.transaction():
             row = self._one(
@@ -80,9 +88,9 @@ class StunBindings(Database):
             moved = (row["address"], row["port"]) != (address, port)
             if moved:
                 self._conn.execute(
-                    "UPDATE stun_bindings SET address = ?, port = ?, seen = ?, changed = ? "
-                    "WHERE device_id = ?",
-                    (address, port, now_f, now_f, device_id),
+                    "UPDATE stun_bindings SET address = ?, port = ?, seen = ?, changed = ?, "
+                    "node = ? WHERE device_id = ?",
+                    (address, port, now_f, now_f, node, device_id),
                 )
                 previous = None if row["address"] is None else f"{row['address']}:{row['port']}"
                 self._insert_history(
@@ -94,6 +102,7 @@ class StunBindings(Database):
                 )
             else:
                 self._conn.execute(
-                    "UPDATE stun_bindings SET seen = ? WHERE device_id = ?", (now_f, device_id)
+                    "UPDATE stun_bindings SET seen = ?, node = ? WHERE device_id = ?",
+                    (now_f, node, device_id),
                 )
         return moved
