@@ -516,6 +516,9 @@ class ConnectionRequester:
             root = device.data_model_root or "InternetGatewayDevice."
             reported = self._store.get_parameter(device.id, root + JABBER_ID)
             to = device_jid(reported.value if reported is not None else None)
+            if to is not None and to.host != self._xmpp.jid.host:
+                to = None  # a CPE names its own JID: never one of another domain's
+
         return Reach(device, udp, to, order)
 
     def _send_udp(self, device: Device, target: UdpTarget) -> _Result:

@@ -17,6 +17,12 @@ The CPE answers ``result`` (it will open a session: "answered"), or an error:
 does not allow the ACS's JID, per ``ConnReqAllowedJabberIDs``, or the server has no such
 session: the CPE is not connected; "error", and the next method is tried). Only an answer
 from the JID asked counts (the server stamps ``from``), and only for an id in flight.
+A JID is taken only in the ACS's own domain (a CPE chooses what it reports: it must not
+have the ACS send its requests, and its credentials, to another server).
+
+With ``[xmpp] accounts`` the ACS also gives each TR-181 CPE its account on the server
+(`device_account`: derived, never stored), made by in-band registration (XEP-0077) on a
+stream of its own (`XmppClient.register`).
 
 `XmppClient` is the ACS's session: it logs in (twisted.words: STARTTLS, SASL, resource
 binding), stays logged in (reconnecting with a back-off doubling to a minute), keeps the

@@ -372,6 +372,8 @@ class FakeXmpp:
     """Stands for XmppClient in ConnectionRequester: records each request, answers with
     ``answers`` in turn (None: never)."""
 
+    jid = jid.JID("acs@acs.test/acs-1")
+
     def __init__(self, *answers: Answer | None) -> None:
         self.answers = list(answers)
         self.asked: list[tuple[str, str, str]] = []
@@ -473,6 +475,10 @@ class RequesterTests(unittest.TestCase):
         xmpp = FakeXmpp()
         self.assertEqual(await self.requester(xmpp).wake(self.device), "no_url")
         self.assertEqual((xmpp.asked, self.entries()), ([], [("http", "no_url")]))
+        # A JID of another domain: the device's requests (and credentials) stay here.
+        self.report_jid("cpe-1@elsewhere.example/cwmp")
+        self.assertEqual(await self.requester(xmpp).wake(self.device), "no_url")
+        self.assertEqual(xmpp.asked, [])
         self.typed("xmpp")
         self.assertEqual(await self.requester(xmpp).wake(self.device), "no_url")
         last = next(e for e in self.store.history(self.device) if e.action == "connection_request")
