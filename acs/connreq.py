@@ -70,10 +70,11 @@ from twisted.words.protocols.jabber.jid import JID
 
 from acs import httpdigest
 from acs.clock import Clock, Reactor
+from acs.cwmp.paths import JABBER_ID
 from acs.store import Device, NotFound, Store
 from acs.store.models import DOWN, UP
 from acs.udpconnreq import UdpConnectionRequests, UdpTarget
-from acs.xmpp import JABBER_ID, Answer, XmppClient, device_jid
+from acs.xmpp import Answer, XmppClient, device_jid
 
 Outcome = Literal[
     "answered", "refused", "timeout", "auth_failed", "no_url", "error", "cancelled", "sent"

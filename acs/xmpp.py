@@ -56,16 +56,12 @@ from acs.config import MAX_JID, ConfigError, XmppConfig, xmpp_server
 NS_CONNREQ = "urn:broadband-forum-org:cwmp:xmppConnReq-1-0"
 NS_STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas"
 NS_REGISTER = "jabber:iq:register"
-# The parameters of Annex K, under the device's root (TR-181 Device:2.7 and later).
-JABBER_ID = "ManagementServer.ConnReqJabberID"
-ALLOWED_JABBER_IDS = "ManagementServer.ConnReqAllowedJabberIDs"
 # Connection requests waiting for their answer at once; beyond, refused at once.
 MAX_PENDING = 10_000
 # Seconds between whitespace keep-alives on an idle stream (RFC 6120 §4.6.1).
 KEEPALIVE = 60.0
-# Device accounts ([xmpp] accounts): the resource CPEs are given, the registrations under
-# way at once (beyond, they wait their turn), and the seconds one may take.
-DEVICE_RESOURCE = "cwmp"
+# Device accounts ([xmpp] accounts): the registrations under way at once (beyond, they
+# wait their turn), and the seconds one may take.
 XMPP_ACCOUNTS_SECRET = "xmpp-accounts"  # the server secret device accounts derive from
 MAX_REGISTRATIONS = 4
 REGISTRATION_TIMEOUT = 30.0

@@ -19,7 +19,8 @@ from twisted.words.protocols.jabber import jid
 from xmppserver import prosody, require_prosody
 
 from acs.config import XmppConfig
-from acs.xmpp import JABBER_ID, XMPP_ACCOUNTS_SECRET, device_account
+from acs.cwmp.paths import JABBER_ID
+from acs.xmpp import XMPP_ACCOUNTS_SECRET, device_account
 from cpe_sim.fleet import SimulatedCPE
 from cpe_sim.xmpp import XmppOptions
 

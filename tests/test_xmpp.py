@@ -23,10 +23,10 @@ from xmppserver import prosody
 from acs import xmpp as xmpp_module
 from acs.config import ConfigError, XmppConfig, parse_config
 from acs.connreq import ConnectionRequester
+from acs.cwmp.paths import JABBER_ID
 from acs.store import Store
 from acs.store.models import UP
 from acs.xmpp import (
-    JABBER_ID,
     NS_CONNREQ,
     NS_STANZAS,
     Answer,

@@ -40,6 +40,14 @@ ACS_MANAGED_SUFFIXES = (
 )
 
 
+# XMPP connection requests (TR-069 Annex K), under the device's root (TR-181 Device:2.7
+# and later): the CPE's JID, the JIDs it takes requests from, and the resource of the
+# XMPP accounts the ACS gives CPEs ([xmpp] accounts).
+JABBER_ID = "ManagementServer.ConnReqJabberID"
+ALLOWED_JABBER_IDS = "ManagementServer.ConnReqAllowedJabberIDs"
+DEVICE_RESOURCE = "cwmp"
+
+
 def is_setting_name(path: object) -> bool:
     """Whether ``path`` may be a desired setting's name (:data:`SETTING_NAME_PATTERN`)."""
     return isinstance(path, str) and len(path) <= MAX_PATH and bool(_SETTING_NAME.fullmatch(path))

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from acs.cwmp import rpc
+from acs.cwmp.paths import ALLOWED_JABBER_IDS, DEVICE_RESOURCE, JABBER_ID
 from acs.store.models import IN_PROGRESS, Device, Task
 from acs.tasks import args as a
 from acs.tasks import diagnostics as diag
@@ -44,7 +45,6 @@ from acs.tasks.run import (
     task_key,
 )
 from acs.tasks.settings import model_type
-from acs.xmpp import ALLOWED_JABBER_IDS, DEVICE_RESOURCE, JABBER_ID
 
 if TYPE_CHECKING:
     from acs.tasks.engine import TaskEngine
