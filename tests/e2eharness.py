@@ -91,12 +91,15 @@ def check_cwmp_conformance(appliance: Appliance, test: unittest.TestCase) -> Ses
     return checker
 
 
-async def until(cpe: SimulatedCPE, done: Callable[[], bool], *, sessions: int = 8) -> None:
-    """Wait, one completed CPE session at a time, until `done()` holds (bounded)."""
+async def until(
+    cpe: SimulatedCPE, done: Callable[[], bool], *, sessions: int = 8, wait: float = WAIT
+) -> None:
+    """Wait, one completed CPE session at a time (each within ``wait`` seconds), until
+    `done()` holds (bounded)."""
     for _ in range(sessions):
         if done():
             return
-        await bounded(cpe.next_session())
+        await bounded(cpe.next_session(), wait)
     if not done():
         raise AssertionError(f"condition still false after {sessions} sessions of {cpe.serial}")
 

@@ -63,8 +63,18 @@ class XmppWake(ApplianceWithFleet):
         # the test's tasks before any connection request).
         for cpe in self.fleet.cpes:
             assert cpe.xmpp is not None
-            await self.bounded(cpe.xmpp.bound(), 60)
-            await until(cpe, lambda cpe=cpe: self.settled(cpe))
+            try:
+                await self.bounded(cpe.xmpp.bound(), 60)
+                # A CPE whose login failed waits up to a minute before the next (TR-181
+                # ServerRetry*, the simulator's factory values).
+                await until(cpe, lambda cpe=cpe: self.settled(cpe), wait=90)
+            except (defer.TimeoutError, AssertionError) as exc:
+                sim = cpe.xmpp
+                raise AssertionError(
+                    f"{cpe.serial} not settled: jid {sim.jid} stored {self.stored_jid(cpe)} "
+                    f"status {sim.status} problem {sim.last_problem} {sim.counters} "
+                    f"busy {cpe.busy} pending {cpe.pending_events}"
+                ) from exc
 
     def settled(self, cpe: SimulatedCPE) -> bool:
         assert cpe.xmpp is not None
