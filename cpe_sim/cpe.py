@@ -1042,8 +1042,15 @@ class SimulatedCPE:
         sent = set(inform.events)
         self._events = [e for e in self._events if e not in sent or e.code == BOOTSTRAP]
         if any(e.code == VALUE_CHANGE for e in sent):
-            reported = {p.name for p in inform.parameters}
-            self._changed = {n: None for n in self._changed if n not in reported}
+            # A value that changed again while the Inform was on its way is still to report.
+            reported = {p.name: p.value for p in inform.parameters}
+            self._changed = {
+                n: None
+                for n in self._changed
+                if n not in reported or self.model.get_raw(n) != reported[n]
+            }
+            if self._changed:
+                self.add_event(rpc.EventStruct(VALUE_CHANGE))
         while not session.done:
             body: bytes | None
             try:

@@ -479,6 +479,25 @@ class ValueChangeTests(ClockTestCase):
         self.assertEqual(acs.events(), ["2 PERIODIC"])
         self.assertNotIn(self.CODE, self.reported(acs))
 
+    def test_a_change_while_the_inform_is_on_its_way_is_reported_after_it(self) -> None:
+        clock, acs, cpe = self.started(2)
+        answer = acs.answer
+        changes = ["NEWER"]
+
+        def change_meanwhile(method: str, url: str, body: bytes | None) -> Any:
+            if changes and body and isinstance(soap.parse(body).message, rpc.Inform):
+                cpe.change_value(self.CODE, changes.pop())  # after the Inform was built
+            return answer(method, url, body)
+
+        acs.answer = change_meanwhile  # type: ignore[method-assign]
+        cpe.change_value(self.CODE, "NEW")
+        clock.advance(1)
+        # Bootstrap, "NEW", then "NEWER" in a VALUE CHANGE Inform of its own.
+        third = acs.informs[2][1]
+        self.assertEqual([e.code for e in third.events], ["4 VALUE CHANGE"])
+        self.assertEqual({p.name: p.value for p in third.parameters}[self.CODE], "NEWER")
+        self.assertEqual(cpe.pending_events, ())
+
     def test_a_passive_notification_waits_for_the_next_inform(self) -> None:
         clock, acs, cpe = self.started(1)
         cpe.change_value(self.CODE, "NEW")
