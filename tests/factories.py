@@ -58,6 +58,12 @@ def wakeable_device(store: Store, *, now: float) -> int:
     return device
 
 
+def give_type(store: Store, device: int, *order: str, now: float) -> None:
+    """Give ``device`` a device type of its own whose connection_request_order is ``order``."""
+    kind = store.create_device_type(name="t", connection_request_order=order, now=now, actor="t")
+    store.update_device(device, now=now, actor="t", type_id=kind.id)
+
+
 def inform(serial: str, *events: str | tuple[str, str], version: str | None = None) -> rpc.Inform:
     """An Inform from `serial` carrying `events` (code, or (code, command key))."""
     structs = tuple(

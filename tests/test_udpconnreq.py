@@ -9,7 +9,7 @@ import hmac
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from factories import wakeable_device
+from factories import give_type, wakeable_device
 from test_connreq import FakeCpe
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import succeed
@@ -206,10 +206,7 @@ class UdpRequesterTests(Requesting):
         self.assertEqual(len(self.send.sent), 1)
 
     def typed(self, *order: str) -> None:
-        kind = self.store.create_device_type(
-            name="t", connection_request_order=order, now=T0, actor="t"
-        )
-        self.store.update_device(self.device, now=T0, actor="t", type_id=kind.id)
+        give_type(self.store, self.device, *order, now=T0)
 
     async def test_the_device_types_order_comes_first(self) -> None:
         self.bind()

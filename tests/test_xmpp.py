@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from factories import wakeable_device
+from factories import give_type, wakeable_device
 from twisted.internet import defer
 from twisted.internet import reactor as _reactor
 from twisted.internet.task import Clock
@@ -425,10 +425,7 @@ class RequesterTests(unittest.TestCase):
         ]
 
     def typed(self, *order: str) -> None:
-        kind = self.store.create_device_type(
-            name="t", connection_request_order=order, now=T0, actor="t"
-        )
-        self.store.update_device(self.device, now=T0, actor="t", type_id=kind.id)
+        give_type(self.store, self.device, *order, now=T0)
 
     async def test_a_device_with_a_jid_is_asked_by_xmpp_first(self) -> None:
         self.report_jid()
