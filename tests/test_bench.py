@@ -73,6 +73,9 @@ def test_tiny_bench_prints_a_table_then_every_figure_as_json_on_the_last_line(
         assert s["sessions"] > 0 and s["errors"] == {}, s
         assert s["acs_cpu_ms_per_session"] > 0
     assert pair["speedup"] > 0 and pair["cpu_per_session_ratio"] > 0
+    [only] = pair["rounds"]  # the tiny profile measures one pair
+    assert only["speedup"] == pair["speedup"]
+    assert only["one_sessions_per_s"] == pair["one"]["sessions_per_s"]
 
     storm = figures["boot_storm"]
     assert {
