@@ -56,6 +56,7 @@ class Profile:
     api_query_seconds: float
     sim_cpes: int
     worker_rounds: int  # one-process / --workers 2 pairs of the workers scenario
+    worker_seconds: float  # how long each steady run of those pairs lasts
 
 
 PROFILES = {
@@ -74,6 +75,7 @@ PROFILES = {
         api_query_seconds=10.0,
         sim_cpes=10_000,
         worker_rounds=3,
+        worker_seconds=10.0,
     ),
     "quick": Profile(
         name="quick",
@@ -90,6 +92,7 @@ PROFILES = {
         api_query_seconds=3.0,
         sim_cpes=1_000,
         worker_rounds=2,
+        worker_seconds=4.0,
     ),
     "tiny": Profile(
         name="tiny",
@@ -106,6 +109,7 @@ PROFILES = {
         api_query_seconds=2.0,
         sim_cpes=50,
         worker_rounds=1,
+        worker_seconds=0.5,
     ),
 }
 
@@ -166,7 +170,8 @@ class Env:
     profile: Profile
     profile_dir: Path | None = None  # py-spy the ACS into this directory
     cwmp_backlog: int | None = None  # None: the CWMP listener as shipped
-    workers: int = 1  # `acs serve --workers` of every scenario but `workers`
+    workers: int = 1  # `acs serve --workers` of every scenario but `workers`, `boot_storm`
+    storm_workers: int = 2  # ... and of `boot_storm` (its target is on two workers)
 
     def acs(self, name: str, *, profiled: bool = True, workers: int | None = None) -> procs.Acs:
         count = self.workers if workers is None else workers
@@ -375,14 +380,21 @@ def ceiling(env: Env) -> dict[str, Any]:
 
 
 def steady(
-    env: Env, cpes: int, ceiling_rps: float, *, workers: int | None = None
+    env: Env,
+    cpes: int,
+    ceiling_rps: float,
+    *,
+    workers: int | None = None,
+    seconds: float | None = None,
 ) -> dict[str, Any]:
-    """N provisioned CPEs doing ``2 PERIODIC`` sessions back to back."""
+    """N provisioned CPEs doing ``2 PERIODIC`` sessions back to back (for ``seconds``, by
+    default the profile's ``steady_seconds``)."""
     profile = env.profile
     count = env.workers if workers is None else workers
     acs = env.acs(f"acs-steady-{cpes}-w{count}", workers=count)
+    duration = profile.steady_seconds if seconds is None else seconds
     try:
-        specs = _session_specs(acs.cwmp_port, STEADY_PREFIX, cpes, profile, profile.steady_seconds)
+        specs = _session_specs(acs.cwmp_port, STEADY_PREFIX, cpes, profile, duration)
         results, merged = _drive(acs.pids, specs)
     finally:
         acs.stop()
@@ -428,7 +440,10 @@ def workers(env: Env, ceiling_rps: float) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     for i in range(env.profile.worker_rounds):
         order = (1, 2) if i % 2 == 0 else (2, 1)
-        runs = {n: steady(env, cpes, ceiling_rps, workers=n) for n in order}
+        runs = {
+            n: steady(env, cpes, ceiling_rps, workers=n, seconds=env.profile.worker_seconds)
+            for n in order
+        }
         one, two = runs[1], runs[2]
         speedup = two["sessions_per_s"] / one["sessions_per_s"] if one["sessions_per_s"] else 0.0
         one_ms, two_ms = one["acs_cpu_ms_per_session"], two["acs_cpu_ms_per_session"]
@@ -462,12 +477,13 @@ def workers(env: Env, ceiling_rps: float) -> dict[str, Any]:
 
 def boot_storm(env: Env) -> dict[str, Any]:
     """Never-seen CPEs inform ``0 BOOTSTRAP`` at once; registration plus provisioning."""
-    acs = env.acs("acs-storm")
+    acs = env.acs("acs-storm", workers=env.storm_workers)
     try:
         figures = _storm(env, acs.pids, acs.cwmp_port, STORM_PREFIX, env.profile.storm_cpes)
     finally:
         acs.stop()
     figures["cwmp_backlog"] = env.cwmp_backlog
+    figures["workers"] = env.storm_workers
     return figures
 
 

@@ -85,6 +85,7 @@ def test_tiny_bench_prints_a_table_then_every_figure_as_json_on_the_last_line(
         "lost_sessions",
         "unfinished_cpes",
     } <= set(storm)
+    assert storm["workers"] == 2  # the storm's target is on `acs serve --workers 2`
     # Correctness, not speed: a tiny storm is fully registered and provisioned.
     cpes = scenarios.PROFILES["tiny"].storm_cpes
     assert (storm["registered"], storm["provisioned"], storm["lost_sessions"]) == (cpes, cpes, 0)
