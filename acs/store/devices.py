@@ -219,11 +219,13 @@ class Devices(Database):
         if not wanted:
             return
         marks = ", ".join("?" for _ in wanted)
+        # One lookup per column, not an OR of both: see migration 23.
         row = self._one(
             f"SELECT id, serial_number, serial_number_alt FROM devices "
-            f"WHERE (serial_number IN ({marks}) OR serial_number_alt IN ({marks})) "
-            f"AND id IS NOT ? LIMIT 1",
-            (*wanted, *wanted, exclude_id),
+            f"WHERE serial_number IN ({marks}) AND id IS NOT ? "
+            f"UNION ALL SELECT id, serial_number, serial_number_alt FROM devices "
+            f"WHERE serial_number_alt IN ({marks}) AND id IS NOT ? LIMIT 1",
+            (*wanted, exclude_id, *wanted, exclude_id),
         )
         if row is not None:
             taken = next(s for s in wanted if s in (row["serial_number"], row["serial_number_alt"]))
