@@ -50,7 +50,7 @@ screenshots: $(STAMP)
 	ACS_BROWSER_REQUIRED=1 $(BIN)/python -m pytest -q -m screenshots tests/test_ui_screenshots.py
 
 # Issue 5's benchmark: ACS, ceiling server and load generators as separate processes on
-# 127.0.0.1; a table, then one JSON object on the last line. bench < 10 min, bench-quick < 1 min.
+# 127.0.0.1; a table, then one JSON object on the last line. bench < 10 min, bench-quick about 1 min.
 bench: $(STAMP)
 	$(BIN)/python -m bench
 

@@ -241,7 +241,7 @@ def _pair(entry: dict[str, Any] | None) -> list[dict[str, Any]]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="reduced N, under a minute")
+    size.add_argument("--quick", action="store_true", help="reduced N, about a minute")
     size.add_argument("--tiny", action="store_true", help="smallest N: checks the harness")
     p.add_argument(
         "--only",
