@@ -192,7 +192,7 @@ _INFORM_SET = """
         address = coalesce(?, address),
         last_connection = ?, last_contact = ?,
         provisioned = CASE WHEN ? THEN 0 ELSE provisioned END"""
-_INFORM_UP = _INFORM_SET + " WHERE id = ? RETURNING *"
+_INFORM_UP = _INFORM_SET + " WHERE id = ? AND status = 'Up' RETURNING *"
 _INFORM_NOW_UP = _INFORM_SET + ", status = 'Up', status_change = ? WHERE id = ? RETURNING *"
 
 
@@ -595,9 +595,6 @@ class Devices(Database):
         events = list(info.event_codes)
         bootstrap = BOOTSTRAP in events
         with self._atomic():
-            old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
-            if old is None:
-                raise NotFound(f"device {device_id!r} not found")
             params = [
                 info.manufacturer,
                 info.oui,
@@ -612,20 +609,29 @@ class Devices(Database):
                 now_f,
                 bootstrap,
             ]
-            if old == UP:
-                row = self._one(_INFORM_UP, (*params, device_id))
-            else:
+            # Nearly every Inform is an Up device's: one statement (on PostgreSQL one round
+            # trip) when it is; its status read only when it is not. The transaction holds
+            # the write lock, so the status cannot change between the two.
+            row = self._one(_INFORM_UP, (*params, device_id))
+            old = UP
+            if row is None:
+                old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
+                if old is None:
+                    raise NotFound(f"device {device_id!r} not found")
                 row = self._one(_INFORM_NOW_UP, (*params, now_f, device_id))
-            assert row is not None
-            entries = []
-            if old != UP:
-                entries.append(("status", codec.dumps({"from": old, "to": UP, "reason": "inform"})))
-            entries.append(("inform", codec.dumps({"events": events})))
-            self._conn.executemany(
-                "INSERT INTO history (device_id, time, actor, action, detail) "
-                "VALUES (?, ?, 'cpe', ?, ?)",
-                [(device_id, now_f, action, detail) for action, detail in entries],
-            )
+                assert row is not None
+            history = "INSERT INTO history (device_id, time, actor, action, detail) VALUES "
+            inform = codec.dumps({"events": events})
+            if old == UP:
+                self._conn.execute(
+                    history + "(?, ?, 'cpe', 'inform', ?)", (device_id, now_f, inform)
+                )
+            else:
+                status = codec.dumps({"from": old, "to": UP, "reason": "inform"})
+                self._conn.execute(
+                    history + "(?, ?, 'cpe', 'status', ?), (?, ?, 'cpe', 'inform', ?)",
+                    (device_id, now_f, status, device_id, now_f, inform),
+                )
             if bootstrap:
                 # A factory-fresh CPE: whatever we cached about its tree is stale.
                 self._conn.execute("DELETE FROM parameters WHERE device_id = ?", (device_id,))
