@@ -320,6 +320,37 @@ def test_a_statement_or_lock_wait_past_statement_timeout_is_unavailable_not_stuc
 
 
 @on_postgresql
+def test_a_transaction_sends_its_begin_with_its_first_statement() -> None:
+    assert pgserver.ACTIVE is not None
+    url = pgserver.ACTIVE.fresh()
+    with Store.open(url) as store, psycopg.connect(url, autocommit=True) as other:
+        raw = store.db.raw
+        sent: list[str] = []
+        cursor = raw.cursor
+
+        def counted() -> psycopg.Cursor:  # every statement of the store goes through one
+            made = cursor()
+            execute = made.execute
+            made.execute = lambda query, params=None: sent.append(query) or execute(query, params)
+            return made
+
+        raw.cursor = counted
+        with store.transaction():
+            pass  # nothing sent at all
+        assert sent == [] and not store.db.in_transaction
+        with store.transaction():
+            assert store.db.in_transaction
+            store.db.execute(ADD, ("a",))
+            # Under the write lock from the first round trip on.
+            held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            assert other.execute(held).fetchone()[0] == 1  # type: ignore[index]
+            store.db.execute(ADD, ("b",))
+        assert [q.split(";")[0] for q in sent] == ["BEGIN", "RELEASE SAVEPOINT st", "COMMIT"]
+        assert "pg_advisory_xact_lock" in sent[0] and "INSERT" in sent[0]
+        assert _leases(store) == ["a", "b"]
+
+
+@on_postgresql
 def test_a_write_outside_a_transaction_waits_for_the_write_lock_as_on_sqlite() -> None:
     assert pgserver.ACTIVE is not None
     url = pgserver.ACTIVE.fresh()

@@ -293,6 +293,19 @@ def _is_write(sql: str) -> bool:
     return sql.lstrip()[:6].upper().startswith(_WRITES)
 
 
+# What opens a transaction of the store: BEGIN and the cluster-wide write lock.
+_OPENING = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})"
+
+
+def _bound(text: str, order: tuple[int, ...] | None, params: Sequence[Any] | None) -> Any:
+    """The parameters to send with the translated ``text`` (None: none at all)."""
+    if params is None or not (params or "%s" in text):
+        return None
+    if isinstance(params, dict):
+        raise StoreError("named parameters are not used by the store")
+    return params if order is None else [params[i] for i in order]
+
+
 # The savepoint a write inside a transaction runs under (see PgConnection).
 _SAVEPOINT = "SAVEPOINT st; "
 _RELEASE = "RELEASE SAVEPOINT st; "
@@ -313,40 +326,59 @@ class PgConnection:
         self.total_changes = 0
         self._held = False  # whether savepoint st is open
         self._begun = False  # whether a transaction of ours is open (begin() to its end)
+        self._owed = False  # whether its BEGIN is still to be sent (with its first statement)
 
     @property
     def in_transaction(self) -> bool:
+        if self._owed:
+            return True
         if self.raw.broken:  # the server ended it; ours stays open until rolled back
             return self._begun
         return bool(self.raw.info.transaction_status != TransactionStatus.IDLE)
 
     def begin(self) -> None:
-        """BEGIN under the write lock. A connection the server dropped since the last
-        transaction (a restart, a failover, an idle timeout) is opened again first."""
-        if self.raw.broken and not self._begun:
+        """A transaction under the write lock. Its BEGIN and the lock are sent in the round
+        trip of its first statement (one round trip less a transaction; one with no
+        statement costs none)."""
+        self._begun = self._owed = True
+
+    def _pay(self) -> None:
+        """Send the BEGIN owed now, on its own. A connection the server dropped since the
+        last transaction (a restart, a failover, an idle timeout) is opened again first."""
+        self._owed = False
+        if self.raw.broken:
             self._reconnect()
         try:
-            self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
-        except psycopg.errors.QueryCanceled as exc:  # the write lock was held too long
-            self.raw.execute("ROLLBACK")
-            raise _timed_out(exc) from exc
-        except psycopg.OperationalError:
-            if not self.raw.broken:
-                raise
-            self._reconnect()  # dropped while idle: found out only now
             try:
-                self.raw.execute(f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
-            except psycopg.OperationalError as exc:
+                self.raw.execute(_OPENING)
+            except psycopg.errors.QueryCanceled as exc:  # the write lock was held too long
+                self.raw.execute("ROLLBACK")
+                raise _timed_out(exc) from exc
+            except psycopg.OperationalError:
                 if not self.raw.broken:
                     raise
-                raise _unavailable(exc) from exc
-        self._begun = True
+                self._reconnect()  # dropped while idle: found out only now
+                try:
+                    self.raw.execute(_OPENING)
+                except psycopg.OperationalError as exc:
+                    if not self.raw.broken:
+                        raise
+                    raise _unavailable(exc) from exc
+        except BaseException:
+            self._begun = False
+            raise
 
     def _reconnect(self) -> None:
         self.raw = _open(self.url)
         self._held = False
 
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> Any:
+        if self._owed:
+            verb = sql.lstrip()[:11].upper()
+            if verb.startswith(_ENDS) and not verb.startswith("ROLLBACK TO"):
+                self._begun = self._owed = self._held = False  # nothing was sent: nothing to end
+                return None
+            return self._first(sql, params)
         if self.raw.broken:
             if not self._begun:
                 self._reconnect()
@@ -356,17 +388,13 @@ class PgConnection:
             else:
                 raise StorageUnavailable("the connection to PostgreSQL was lost in a transaction")
         text, order = translate(sql)
-        bound: Any = None
-        if params is not None and (params or "%s" in text):
-            if isinstance(params, dict):
-                raise StoreError("named parameters are not used by the store")
-            bound = params if order is None else [params[i] for i in order]
+        bound = _bound(text, order, params)
         prefix, guarded = self._prefix(sql)
         alone = not prefix and not self.in_transaction and _is_write(sql)
         if alone:
             # A write outside a transaction takes the write lock too, as on SQLite: in the
             # same round trip, committed right after.
-            prefix = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY}); "
+            prefix = _OPENING + "; "
             text += "; COMMIT"
         cur = self.raw.cursor()
         try:
@@ -392,6 +420,45 @@ class PgConnection:
             self._undo(guarded, alone)
             raise
         for _ in range(prefix.count(";")):
+            cur.nextset()
+        self._count(cur)
+        return cur
+
+    def _first(self, sql: str, params: Sequence[Any] | None) -> Any:
+        """The transaction's first statement, with the BEGIN and write lock it owes in one
+        round trip. Whatever fails before the statement has run (the lock wait cut off by
+        statement_timeout, the connection found dropped) fails the transaction whole, as
+        BEGIN failing did; a connection dropped while idle is opened again and the round
+        trip sent once more, since nothing of the transaction was lost."""
+        text, order = translate(sql)
+        bound = _bound(text, order, params)
+        prefix, guarded = self._prefix(sql)
+        self._owed = False
+        if self.raw.broken:
+            self._reconnect()
+        sent = _OPENING + "; " + prefix
+        for attempt in (1, 2):
+            cur = self.raw.cursor()
+            try:
+                cur.execute(sent + text, bound)
+                break
+            except psycopg.OperationalError as exc:
+                if self.raw.broken:
+                    if attempt == 1:
+                        self._reconnect()  # dropped while idle: found out only now
+                        continue
+                    self._begun = self._held = False
+                    raise _unavailable(exc) from exc
+                # The lock wait or the statement itself cut off, or refused: all undone.
+                self.raw.execute("ROLLBACK")
+                self._begun = self._held = False
+                if isinstance(exc, psycopg.errors.QueryCanceled):
+                    raise _timed_out(exc) from exc
+                raise
+            except BaseException:
+                self._undo(guarded, False)  # BEGIN and the lock took; only the statement failed
+                raise
+        for _ in range(sent.count(";")):
             cur.nextset()
         self._count(cur)
         return cur
@@ -422,6 +489,8 @@ class PgConnection:
         return cur
 
     def _many(self, sql: str, text: str, rows: list[list[Any]]) -> Any:
+        if self._owed:
+            self._pay()
         if self.raw.broken:
             raise StorageUnavailable("the connection to PostgreSQL was lost in a transaction")
         prefix, guarded = self._prefix(sql)
