@@ -348,6 +348,13 @@ def test_a_transaction_sends_its_begin_with_its_first_statement() -> None:
         assert [q.split(";")[0] for q in sent] == ["BEGIN", "RELEASE SAVEPOINT st", "COMMIT"]
         assert "pg_advisory_xact_lock" in sent[0] and "INSERT" in sent[0]
         assert _leases(store) == ["a", "b"]
+        # A first statement refused before it is sent leaves the BEGIN owed, not skipped.
+        with store.transaction():
+            with pytest.raises(psycopg.ProgrammingError):
+                store.db.execute(ADD, (object(),))
+            store.db.execute(ADD, ("c",))
+            assert other.execute(held).fetchone()[0] == 1  # type: ignore[index]
+        assert _leases(store) == ["a", "b", "c"]
 
 
 @on_postgresql

@@ -456,7 +456,11 @@ class PgConnection:
                     raise _timed_out(exc) from exc
                 raise
             except BaseException:
-                self._undo(guarded, False)  # BEGIN and the lock took; only the statement failed
+                if self.raw.info.transaction_status == TransactionStatus.IDLE:
+                    # Refused before it was sent (a value psycopg cannot adapt): still owed.
+                    self._owed, self._held = True, False
+                else:
+                    self._undo(guarded, False)  # BEGIN and the lock took; the statement failed
                 raise
         for _ in range(sent.count(";")):
             cur.nextset()
