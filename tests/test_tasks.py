@@ -673,16 +673,21 @@ def test_provision_turns_stun_on_with_credentials_of_its_own(store: Store) -> No
     assert renewed[f"{ms}STUNPassword"] != password
 
 
-def test_provision_of_a_cpe_without_stun_stands(store: Store) -> None:
+@pytest.mark.parametrize("feature", ["stun", "xmpp"])
+def test_provision_of_a_cpe_without_the_feature_stands(store: Store, feature: str) -> None:
     device = make_device(store)
-    engine = engine_for(store, stun=lambda: StunOffer("stun.example.net", 3478, 60))
+    offers: dict[str, Any] = {
+        "stun": {"stun": lambda: StunOffer("stun.example.net", 3478, 60)},
+        "xmpp": {"xmpp": XmppOffer("acs@xmpp.example.net")},
+    }
+    engine = engine_for(store, **offers[feature])
     engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
     session = engine.open_session(device.id)
     run_provision(session, now=11.0)
     assert isinstance(session.next_request(now=11.0), rpc.SetParameterValues)
     session.on_response(rpc.Fault(9005, "Invalid parameter name"), now=11.0)
     [task] = store.tasks_for_device(device.id)
-    assert task.state == DONE and task.result is not None and task.result["stun"] == "unsupported"
+    assert task.state == DONE and task.result is not None and task.result[feature] == "unsupported"
     after = store.get_device(device.id)
     assert after is not None and after.provisioned and after.connection_request_password
     assert store.stun_binding(device.id) is None
@@ -1264,20 +1269,6 @@ def test_provision_allows_the_acs_jid_and_reads_the_cpes(store: Store) -> None:
     jid = store.get_parameter(device.id, f"{ms}ConnReqJabberID")
     assert jid is not None and jid.value == "cpe-1@xmpp.example.net/cwmp"
     assert store.get_parameter(device.id, f"{ms}URL") is None
-
-
-def test_provision_of_a_cpe_without_xmpp_stands(store: Store) -> None:
-    device = make_device(store)
-    engine = engine_for(store, xmpp=XmppOffer("acs@xmpp.example.net"))
-    engine.on_inform(device, inform("0 BOOTSTRAP"), now=10.0)
-    session = engine.open_session(device.id)
-    run_provision(session, now=11.0)
-    assert isinstance(session.next_request(now=11.0), rpc.SetParameterValues)
-    session.on_response(rpc.Fault(9005, "Invalid parameter name"), now=11.0)
-    [task] = store.tasks_for_device(device.id)
-    assert task.state == DONE and task.result is not None and task.result["xmpp"] == "unsupported"
-    after = store.get_device(device.id)
-    assert after is not None and after.provisioned
 
 
 def accounts_offer(made: list[tuple[str, str]]) -> XmppOffer:
