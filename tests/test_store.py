@@ -313,19 +313,19 @@ def test_serial_rules_hold_for_raw_updates_too(store: Store, org_id: int) -> Non
     assert store.get_device(b.id) == b
 
 
-@pytest.mark.sqlite_only  # counts SQLite's virtual machine steps
-def test_serial_checks_stay_on_their_indexes_once_analyzed(store: Store, org_id: int) -> None:
-    """ANALYZE counts the alt serial, NULL on nearly every device, as one value of them
-    all; a conflict check with an OR of the two serial columns was then planned as a scan of
-    every device (10 ms per new CPE at 100,000). Registering a device, changing a serial
-    and the store's own check must not visit the rows of the others."""
-    others = 3_000
+def analyzed_fleet(store: Store, org_id: int, size: int) -> None:
+    """``size`` devices with no alt serial, type, location or firmware image, and ANALYZE's
+    statistics of them (which `Store.close` keeps up with PRAGMA optimize)."""
     store.bulk_seed_devices(
-        ({"serial_number": f"S{i}", "name": "n", "organization_id": org_id} for i in range(others)),
+        ({"serial_number": f"S{i}", "name": "n", "organization_id": org_id} for i in range(size)),
         now=T0,
         actor="t",
     )
     store.db.execute("ANALYZE")
+
+
+def vm_steps(store: Store, work: Callable[[], object]) -> int:
+    """SQLite's virtual machine steps of ``work``, in tens."""
     steps = 0
 
     def step() -> int:
@@ -335,14 +335,48 @@ def test_serial_checks_stay_on_their_indexes_once_analyzed(store: Store, org_id:
 
     store.db.set_progress_handler(step, 10)  # called every 10 steps
     try:
+        work()
+    finally:
+        store.db.set_progress_handler(None, 0)
+    return steps
+
+
+@pytest.mark.sqlite_only  # counts SQLite's virtual machine steps
+def test_serial_checks_stay_on_their_indexes_once_analyzed(store: Store, org_id: int) -> None:
+    """ANALYZE counts the alt serial, NULL on nearly every device, as one value of them
+    all; a conflict check with an OR of the two serial columns was then planned as a scan of
+    every device (10 ms per new CPE at 100,000). Registering a device, changing a serial
+    and the store's own check must not visit the rows of the others."""
+    others = 3_000
+    analyzed_fleet(store, org_id, others)
+
+    def work() -> None:
         device = make_device(store, org_id, "NEW")
         store.update_device(device.id, now=T0, actor="t", serial_number_alt="NEW-ALT")
         with pytest.raises(Conflict):
             store.update_device(device.id, now=T0, actor="t", serial_number_alt="S7")
-    finally:
-        store.db.set_progress_handler(None, 0)
+
     # A scan of the others takes several steps per row, so 10 x steps would exceed them.
-    assert steps * 10 < others, steps
+    assert vm_steps(store, work) * 10 < others
+
+
+@pytest.mark.sqlite_only  # counts SQLite's virtual machine steps
+def test_reference_lookups_stay_on_their_indexes_once_analyzed(store: Store, org_id: int) -> None:
+    """The devices of a type are looked up by index, though nearly every device has none:
+    ANALYZE (of a fleet before it had types) counted those NULLs as one value of the whole
+    fleet, and a device type's update_frequency reaching its devices was planned as a scan
+    of them all (migration 24)."""
+    others = 3_000
+    analyzed_fleet(store, org_id, others)
+    kind = store.create_device_type(name="t", now=T0, actor="t")
+    typed = [make_device(store, org_id, f"T{i}", type_id=kind.id).id for i in range(2)]
+
+    def work() -> None:
+        store.update_device_type(kind.id, now=T0, actor="t", update_frequency=600)
+        assert {d.id for d in store.devices_page(DeviceFilter(type_id=kind.id))[1]} == set(typed)
+
+    assert vm_steps(store, work) * 10 < others
+    assert {store.get_device(d).update_frequency for d in typed} == {600}  # type: ignore[union-attr]
 
 
 def test_create_device_rejects_bad_input_with_clear_errors(store: Store, org_id: int) -> None:

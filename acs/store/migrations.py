@@ -591,6 +591,21 @@ BEGIN
 END;
 """
 
+# Most devices have no type, location or firmware image: ANALYZE counts the NULLs of each
+# such column as one value shared by nearly every row, and SQLite then plans `type_id = ?`
+# as a scan of the whole fleet (a device type's update_frequency reaching its devices, say).
+# Indexes of the set references only: their statistics count the rows a lookup can find,
+# and `col = ?` implies `col IS NOT NULL`, so SQLite uses them for it.
+_REFERENCE_INDEXES = (
+    ("devices_by_type", "type_id"),
+    ("devices_by_location", "location_id"),
+    ("devices_by_firmware", "firmware_image_id"),
+)
+V24 = "".join(
+    f"DROP INDEX {name};\nCREATE INDEX {name} ON devices ({column}) WHERE {column} IS NOT NULL;\n"
+    for name, column in _REFERENCE_INDEXES
+)
+
 MIGRATIONS: list[tuple[str, Migration]] = [
     ("initial schema", sql(_V1)),
     ("desired settings", sql(_V2)),
@@ -615,6 +630,7 @@ MIGRATIONS: list[tuple[str, Migration]] = [
     ("order of connection request methods per device type", sql(_V21)),
     ("the node whose STUN socket a binding goes through", sql(_V22)),
     ("serial-number triggers that stay on their indexes", sql(_V23)),
+    ("device reference indexes of set references only", sql(V24)),
 ]
 
 
