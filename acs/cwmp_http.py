@@ -61,6 +61,7 @@ from acs.metrics import CwmpCollector, Metrics
 from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
 from acs.peers import UNREACHABLE_RETRY_AFTER, PeerForwarder, cpe_host, cpe_secure, forwarded
 from acs.periodic import node_gone, node_name
+from acs.session_leases import LeaseReleases
 from acs.store.errors import Conflict
 from acs.store.health import (
     STORAGE_FULL_RETRY_AFTER,
@@ -104,6 +105,8 @@ class _Live:
     timeout: float
     lease_until: float  # when its device's session lease runs out unless renewed
     started: float
+    # The Inform found no task and queued none: its end looks at the queue before it writes.
+    quiet: bool = False
     active: float = 0.0  # when the CPE last sent a request in this session
     timer: Any = None  # the IDelayedCall of the inactivity timeout
     # (direction, body) pairs, kept only for devices with debug on, redacted and bounded.
@@ -178,6 +181,8 @@ class CwmpResource(Resource):
         # This process as a node of the database: its id prefixes the session cookies and
         # holds the session leases of the devices it runs sessions for.
         self.node_id = store.register_node(node or node_name(), None, now=reactor.seconds())
+        # The leases of ended sessions that ran no task, given up together a moment later.
+        self._releases = LeaseReleases(store, reactor, self.node_id)
         # Sends requests of sessions running on another node there (None: answers 503).
         self._forwarder = forwarder
         self.metrics = metrics if metrics is not None else Metrics()
@@ -219,6 +224,8 @@ class CwmpResource(Resource):
         """Whether a CWMP session with ``device_id`` runs, here or on another node."""
         if device_id in self._by_device:
             return True
+        if device_id in self._releases:  # ended here; its lease is given up shortly
+            return False
         return self._store.device_session_node(device_id, now=self._reactor.seconds()) is not None
 
     def active_sessions(self) -> int:
@@ -229,6 +236,7 @@ class CwmpResource(Resource):
         their in-progress tasks are requeued by the task engine at the next Inform."""
         for live in list(self._by_device.values()):
             self._forget(live)
+        self._releases.flush()  # the leases of sessions that ended just now
 
     # --- twisted.web entry point --------------------------------------------------------
 
@@ -408,13 +416,15 @@ class CwmpResource(Resource):
 
     def settled(self) -> Deferred[None]:
         """Fires once every unit under way has run (a session's abort and transcript
-        included, which nobody waits for): before the store closes."""
+        included, which nobody waits for) and the leases of ended sessions are given up:
+        before the store closes."""
 
         async def settle() -> None:
             while self._under_way:
                 ran: Deferred[None] = Deferred()
                 next(iter(self._under_way)).addBoth(_passing, ran)
                 await ran
+            await self._releases.settled()
 
         return ensureDeferred(settle())
 
@@ -599,6 +609,7 @@ class CwmpResource(Resource):
             return refusal
         if device is not None:
             self._replace(device.id)
+            self._releases.discard(device.id)  # the new session takes its lease over
 
         # The CPE's SessionTimeout is its own inactivity timeout, but a slot held for hours
         # is a slot another CPE cannot use: clamped to [cwmp] max_session_timeout.
@@ -624,21 +635,22 @@ class CwmpResource(Resource):
 
     def _open(
         self, o: _Opening, device: Device | None, address: str | None, first_contact: bool
-    ) -> tuple[Device, str | None]:
+    ) -> tuple[Device, str | None, bool]:
         """The Inform's unit: its device's session lease taken, the device registered (if
-        new) and its Inform recorded; (the device, the organization it was registered in)."""
+        new) and its Inform recorded; (the device, the organization it was registered in,
+        whether the session may have tasks to run)."""
         if device is not None:
             self._take_session(device.id, o.now, o.lease_until)
-        device, registered_in = self._onboarding.admit(
+        device, registered_in, may_run = self._onboarding.admit(
             device, o.inform, address=address, first_contact=first_contact, now=o.now
         )
         if not o.known:  # created just now: nobody else holds it
             self._take_session(device.id, o.now, o.lease_until)
-        return device, registered_in
+        return device, registered_in, may_run
 
     def _opened(
         self,
-        outcome: tuple[Device, str | None] | Failure,
+        outcome: tuple[Device, str | None, bool] | Failure,
         request: Request,
         ctx: _Context,
         o: _Opening,
@@ -656,7 +668,7 @@ class CwmpResource(Resource):
                 return text_response(request, 503, "This device was just registered, retry")
             outcome.raiseException()
         assert not isinstance(outcome, Failure)
-        device, registered_in = outcome
+        device, registered_in, may_run = outcome
         self.pacer.admitted(o.now)
         session = o.session
         live = _Live(
@@ -671,6 +683,7 @@ class CwmpResource(Resource):
             timeout=o.timeout,
             lease_until=o.lease_until,
             started=o.now,
+            quiet=not may_run,
             transcript=[] if device.debug else None,
         )
         ctx.live = live
@@ -919,8 +932,34 @@ class CwmpResource(Resource):
                 device_id=live.device_id,
                 session_id=live.session_id,
             )
+        if isinstance(event, CpeDone) and live.quiet and live.tasks.idle:
+            # The CPE is done and no task is under way, the end of nearly every session:
+            # a look at the queue (a read) says whether anything needs a write.
+            peek = self._store.read(self._waiting_task, live, now)
+            return self._then(request, ctx, peek, self._peeked, request, ctx, live, event, now)
         ran = self._unit(live.device_id, self._advance, live, event, now)
         return self._then(request, ctx, ran, self._advanced, request, live, now)
+
+    def _waiting_task(self, live: _Live, now: float) -> bool:
+        return self._store.next_task(live.device_id, now=now) is not None
+
+    def _peeked(
+        self,
+        outcome: bool | Failure,
+        request: Request,
+        ctx: _Context,
+        live: _Live,
+        event: CpeDone,
+        now: float,
+    ) -> bytes | int:
+        """The queue looked at: a waiting task starts in the session's unit; with none, the
+        session ends and its lease is given up with others' a moment later."""
+        if _value(outcome) and not live.ended:
+            ran = self._unit(live.device_id, self._advance, live, event, now)
+            return self._then(request, ctx, ran, self._advanced, request, live, now)
+        if not live.ended:
+            self._releases.add(live.device_id, live.lease_until)
+        return self._advanced(None, request, live, now)
 
     def _advance(self, live: _Live, event: CpeDone | RpcResult, now: float) -> rpc.Message | None:
         """The unit of an answer or of the CPE being done: the ACS's next request, if any."""

@@ -93,9 +93,10 @@ class Onboarding:
         address: str | None,
         first_contact: bool,
         now: float,
-    ) -> tuple[Device, str | None]:
-        """Record an authenticated Inform (in the caller's transaction): the device, and the
-        organization's name when it was auto-registered just now."""
+    ) -> tuple[Device, str | None, bool]:
+        """Record an authenticated Inform (in the caller's transaction): the device, the
+        organization's name when it was auto-registered just now, and whether the session
+        may have tasks to run (`TaskEngine.on_inform`)."""
         registered_in: str | None = None
         if device is None:
             device, registered_in = self._register(inform, now)
@@ -104,8 +105,8 @@ class Onboarding:
                 device.id, now=now, actor="cwmp", username=None, password=None
             )
         device = self._store.record_inform(device.id, inform_record(inform, address), now=now)
-        self._tasks.on_inform(device, inform, now=now)
-        return device, registered_in
+        may_run = self._tasks.on_inform(device, inform, now=now)
+        return device, registered_in, may_run
 
     def _register(self, inform: rpc.Inform, now: float) -> tuple[Device, str]:
         ident = inform.device_id

@@ -32,6 +32,10 @@ class _Scripted:
         self.answer: rpc.Message | None = None
         self.scripted_outstanding = False
 
+    @property
+    def idle(self) -> bool:
+        return self.script is None and self.real.idle
+
     def next_request(self, *, now: float) -> rpc.Message | None:
         if self.script is not None:
             try:

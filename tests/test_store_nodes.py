@@ -38,6 +38,19 @@ def test_a_free_device_is_taken_renewed_and_given_up(store: Store) -> None:
     assert store.device_session_node(device, now=T0) is None
 
 
+def test_a_release_of_ended_sessions_frees_only_the_leases_it_names(store: Store) -> None:
+    device = _device(store)
+    a = store.register_node("a", None, now=T0)
+    b = store.register_node("b", None, now=T0)
+    assert store.take_device_session(device, a, now=T0, until=T0 + 60) is None
+    store.end_device_sessions(a, [(device, T0 + 30)])  # a lease of a's renewed since
+    assert store.device_session_node(device, now=T0) == a
+    store.end_device_sessions(b, [(device, T0 + 60)])  # not b's
+    assert store.device_session_node(device, now=T0) == a
+    store.end_device_sessions(a, [(device, T0 + 60)])
+    assert store.device_session_node(device, now=T0) is None
+
+
 def test_another_nodes_running_lease_is_not_taken(store: Store) -> None:
     device = _device(store)
     a = store.register_node("a", "http://127.0.0.1:1", now=T0)

@@ -4,13 +4,15 @@ Every process serving CWMP on the database is a node: a row with its name (see
 ``acs.periodic.node_name``) and its peer URL, where the other nodes forward the requests
 of the sessions it runs. A device's session runs on one node at a time: the node takes the
 device's session lease in the transaction that records the Inform, renews it while the
-session lasts, and gives it up in the transaction of the session's last request. A node
-that dies stops renewing, and its leases expire; deleting its row (a clean stop, or a node
-known to be dead) frees them at once.
+session lasts, and gives it up in the transaction of the session's last request, or, for a
+session that ran no task, with the leases of other such sessions a moment after it ended
+(``end_device_sessions``). A node that dies stops renewing, and its leases expire; deleting
+its row (a clean stop, or a node known to be dead) frees them at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +119,18 @@ class Nodes(Database):
                 "UPDATE devices SET session_node = NULL, session_until = NULL "
                 "WHERE id = ? AND session_node = ?",
                 (device_id, node_id),
+            )
+
+    def end_device_sessions(self, node_id: int, leases: Iterable[tuple[int, float]]) -> None:
+        """Give up the leases ``(device_id, until)`` of ``node_id``'s sessions that ended, in
+        one transaction: each only while it is still exactly that lease (one taken since,
+        by this node's next session of the device too, runs until another time)."""
+        rows = [(device_id, node_id, epoch("until", until)) for device_id, until in leases]
+        with self.transaction():
+            self._conn.executemany(
+                "UPDATE devices SET session_node = NULL, session_until = NULL "
+                "WHERE id = ? AND session_node = ? AND session_until = ?",
+                rows,
             )
 
     def device_session_node(self, device_id: int, *, now: float) -> int | None:

@@ -252,15 +252,18 @@ class TaskEngine:
         """The task driver of one session of the device in CWMP ``version`` (None: 1.0)."""
         return SessionTasks(self, device_id, version)
 
-    def on_inform(self, device: Device, inform: rpc.Inform, *, now: float) -> None:
+    def on_inform(self, device: Device, inform: rpc.Inform, *, now: float) -> bool:
         """Session start: confirm waiting tasks, recover stranded ones, queue provisioning,
-        and queue a configuration_update when effective settings differ from the cache."""
+        and queue a configuration_update when effective settings differ from the cache.
+        False when the device had no task and none was queued: the session has nothing to
+        run unless one is queued while it lasts."""
         store = self.store
         events = [e.code for e in inform.events]
         bootstrap = "0 BOOTSTRAP" in events
         # One query says which checks below can find anything: most Informs come from
         # devices with no task under way and nothing to check, and skip them all.
         work = store.inform_work(device.id)
+        queued = False
         if work.active_tasks:
             self._tasks_at_inform(device, inform, events, now)
             self._transfers_at_inform(device, inform, now)
@@ -273,13 +276,15 @@ class TaskEngine:
             device.id, bootstrap, now
         ):
             store.queue_task(device.id, "provision", {}, now=now, actor="acs", front=True)
+            queued = True
 
         if bootstrap or any(code in TREE_EVENTS for code in events):
             self._inform_values(device, inform, now)
         if work.settings:
-            self._desired_state_at_inform(device, bootstrap, now)
+            queued = self._desired_state_at_inform(device, bootstrap, now) or queued
         if work.interval_drift and not bootstrap:
-            self._push_update_frequency(device, work.active_tasks, now)
+            queued = self._push_update_frequency(device, work.active_tasks, now) or queued
+        return work.active_tasks or queued
 
     def _inform_values(self, device: Device, inform: rpc.Inform, now: float) -> None:
         """The values an Inform reports (its forced parameters, and those that changed,
@@ -295,20 +300,22 @@ class TaskEngine:
         if rows:
             self.store.upsert_parameters(device.id, rows, now=now)
 
-    def _push_update_frequency(self, device: Device, active_tasks: bool, now: float) -> None:
+    def _push_update_frequency(self, device: Device, active_tasks: bool, now: float) -> bool:
         """The CPE informs at another interval than the device's update_frequency (changed
-        through the API or inherited from its device type): set it, once."""
+        through the API or inherited from its device type): set it, once. Whether it
+        queued the task."""
         path = f"{device.data_model_root or DEFAULT_ROOT}ManagementServer.PeriodicInformInterval"
         if active_tasks and any(
             t.kind == "set_parameter_values"
             and any(p["name"] == path for p in t.args["parameters"])
             for t in self.store.tasks_for_device(device.id, states=(PENDING, IN_PROGRESS))
         ):
-            return
+            return False
         value = {"name": path, "value": str(device.update_frequency), "type": "xsd:unsignedInt"}
         self.store.queue_task(
             device.id, "set_parameter_values", {"parameters": [value]}, now=now, actor="acs"
         )
+        return True
 
     def _tasks_at_inform(
         self, device: Device, inform: rpc.Inform, events: list[str], now: float
@@ -382,20 +389,22 @@ class TaskEngine:
         found = self.store.get_device(device) if isinstance(device, int) else device
         return [] if found is None else effective(self.store, found, refusals=refusals)
 
-    def _desired_state_at_inform(self, device: Device, bootstrap: bool, now: float) -> None:
+    def _desired_state_at_inform(self, device: Device, bootstrap: bool, now: float) -> bool:
         """Queue (coalesced) a configuration_update when an effective setting differs from
-        the cache. One query when nothing differs; a second (the refusal memory) only when
-        something does, so a setting the CPE refused for good is not pushed every Inform."""
+        the cache, and say whether it did. One query when nothing differs; a second (the
+        refusal memory) only when something does, so a setting the CPE refused for good is
+        not pushed every Inform."""
         if bootstrap:
             # A factory-fresh tree (the cache was wiped too): every stored setting goes again.
             self.store.unconfirm_all_settings(device.id, now=now)
         due = [s for s in effective(self.store, device, refusals=False) if s.needs_push]
         if not due:
-            return
+            return False
         refused = self.store.refused_settings(device.id)
         if all(s.path in refused and refused[s.path][0] == value_fingerprint(s.value) for s in due):
-            return
+            return False
         self.queue(device.id, "configuration_update", {}, actor="acs", wake=False, now=now)
+        return True
 
     def _confirm(self, task: Task, now: float, result: dict[str, Any]) -> None:
         # The store completes from pending too (a retried reboot the CPE did get after all).

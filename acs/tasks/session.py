@@ -64,6 +64,11 @@ class SessionTasks:
         self._next: rpc.Message | None = None  # produced by on_response, emitted next
         self._started: set[int] = set()
 
+    @property
+    def idle(self) -> bool:
+        """No task under way: what the session does next is whatever the queue holds."""
+        return self._run is None
+
     def next_request(self, *, now: float) -> rpc.Message | None:
         run = self._run
         if run is not None and run.request is not None:
