@@ -58,7 +58,7 @@ from acs.cwmp_site import (
     xml_response,
 )
 from acs.metrics import CwmpCollector, Metrics
-from acs.onboarding import NO_CREDENTIALS, Credential, Onboarding, Refusal
+from acs.onboarding import NO_CREDENTIALS, Admitted, Credential, Onboarding, Refusal
 from acs.peers import UNREACHABLE_RETRY_AFTER, PeerForwarder, cpe_host, cpe_secure, forwarded
 from acs.periodic import node_gone, node_name
 from acs.session_leases import LeaseReleases
@@ -635,22 +635,25 @@ class CwmpResource(Resource):
 
     def _open(
         self, o: _Opening, device: Device | None, address: str | None, first_contact: bool
-    ) -> tuple[Device, str | None, bool]:
-        """The Inform's unit: its device's session lease taken, the device registered (if
-        new) and its Inform recorded; (the device, the organization it was registered in,
-        whether the session may have tasks to run)."""
-        if device is not None:
-            self._take_session(device.id, o.now, o.lease_until)
-        device, registered_in, may_run = self._onboarding.admit(
-            device, o.inform, address=address, first_contact=first_contact, now=o.now
+    ) -> Admitted:
+        """The Inform's unit: the device registered (if new), its Inform recorded and its
+        session lease taken (with the record, for nearly every Inform). A lease another
+        node holds raises _HeldElsewhere, which rolls the whole unit back."""
+        admitted = self._onboarding.admit(
+            device,
+            o.inform,
+            address=address,
+            first_contact=first_contact,
+            now=o.now,
+            lease=(self.node_id, o.lease_until),
         )
-        if not o.known:  # created just now: nobody else holds it
-            self._take_session(device.id, o.now, o.lease_until)
-        return device, registered_in, may_run
+        if not admitted.leased:
+            self._take_session(admitted.device.id, o.now, o.lease_until)
+        return admitted
 
     def _opened(
         self,
-        outcome: tuple[Device, str | None, bool] | Failure,
+        outcome: Admitted | Failure,
         request: Request,
         ctx: _Context,
         o: _Opening,
@@ -668,7 +671,7 @@ class CwmpResource(Resource):
                 return text_response(request, 503, "This device was just registered, retry")
             outcome.raiseException()
         assert not isinstance(outcome, Failure)
-        device, registered_in, may_run = outcome
+        device, registered_in = outcome.device, outcome.registered_in
         self.pacer.admitted(o.now)
         session = o.session
         live = _Live(
@@ -683,7 +686,7 @@ class CwmpResource(Resource):
             timeout=o.timeout,
             lease_until=o.lease_until,
             started=o.now,
-            quiet=not may_run,
+            quiet=not outcome.may_run,
             transcript=[] if device.debug else None,
         )
         ctx.live = live

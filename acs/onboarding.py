@@ -48,6 +48,18 @@ class Refusal:
     log: str
 
 
+@dataclass(frozen=True)
+class Admitted:
+    """An Inform recorded: its device, the organization's name when it was auto-registered
+    just now, whether the session may have tasks to run (`TaskEngine.on_inform`), and
+    whether its session lease was taken with the record."""
+
+    device: Device
+    registered_in: str | None
+    may_run: bool
+    leased: bool
+
+
 class Onboarding:
     def __init__(self, store: Store, tasks: TaskEngine, config: CwmpConfig) -> None:
         self._store = store
@@ -93,10 +105,10 @@ class Onboarding:
         address: str | None,
         first_contact: bool,
         now: float,
-    ) -> tuple[Device, str | None, bool]:
-        """Record an authenticated Inform (in the caller's transaction): the device, the
-        organization's name when it was auto-registered just now, and whether the session
-        may have tasks to run (`TaskEngine.on_inform`)."""
+        lease: tuple[int, float] | None = None,
+    ) -> Admitted:
+        """Record an authenticated Inform (in the caller's transaction), taking the session
+        lease ``(node_id, until)`` of a known device with it where it can."""
         registered_in: str | None = None
         if device is None:
             device, registered_in = self._register(inform, now)
@@ -104,9 +116,14 @@ class Onboarding:
             self._store.update_device(
                 device.id, now=now, actor="cwmp", username=None, password=None
             )
-        device = self._store.record_inform(device.id, inform_record(inform, address), now=now)
+        device, leased = self._store.record_inform_leased(
+            device.id,
+            inform_record(inform, address),
+            now=now,
+            lease=lease if registered_in is None else None,
+        )
         may_run = self._tasks.on_inform(device, inform, now=now)
-        return device, registered_in, may_run
+        return Admitted(device, registered_in, may_run, leased)
 
     def _register(self, inform: rpc.Inform, now: float) -> tuple[Device, str]:
         ident = inform.device_id

@@ -579,7 +579,7 @@ class CwmpHttpTests(CwmpResourceCase):
         def explode(*args: Any, **kwargs: Any) -> Device:
             raise RuntimeError("disk on fire")
 
-        self.patch(self.store, "record_inform", explode)
+        self.patch(self.store, "record_inform_leased", explode)
         reply = await self.request(wire(make_inform("NEW-9")))
         self.assertEqual(reply.code, 500)
         self.assertIsNone(reply.header("set-cookie"))

@@ -144,7 +144,7 @@ class UnitsRunLater(CwmpResourceCase):
         def unreachable(*args: Any, **kwargs: Any) -> Any:
             raise StorageUnavailable("the connection to PostgreSQL was lost in a transaction")
 
-        self.patch(self.store, "record_inform", unreachable)
+        self.patch(self.store, "record_inform_leased", unreachable)
         reply = await self.request(wire(make_inform()))
         self.assertEqual(reply.code, 503)
         self.assertIsNotNone(reply.header("retry-after"))

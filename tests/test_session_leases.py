@@ -76,13 +76,19 @@ class QuietSessions(CwmpResourceCase):
 
     @pytest.mark.sqlite_only  # SQLite's statements, as the trace callback sees them
     async def test_a_quiet_session_writes_once(self) -> None:
-        """Its Inform's transaction; its end only reads the queue."""
+        """Its Inform's transaction (the record and the lease one statement, the history
+        entry, the look for work); its end only reads the queue."""
         self.provisioned_device()
+        first = (await self.start_session()).cookie  # the device is Up from now on
+        self.assertEqual((await self.request(b"", cookie=first)).code, 204)
         statements: list[str] = []
         self.store.db.set_trace_callback(statements.append)
         self.addCleanup(self.store.db.set_trace_callback, None)
         cookie = (await self.start_session()).cookie
         self.assertEqual(statements.count("BEGIN IMMEDIATE"), 1)
+        begin, commit = statements.index("BEGIN IMMEDIATE"), statements.index("COMMIT")
+        written = [s for s in statements[begin + 1 : commit] if not s.startswith("PRAGMA")]
+        self.assertEqual(len(written), 3, written)
         statements.clear()
         self.assertEqual((await self.request(b"", cookie=cookie)).code, 204)
         self.assertNotIn("BEGIN IMMEDIATE", statements)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from acs.store import SessionHolder, Store
+from acs.store.models import InformRecord
 
 T0 = 1_700_000_000.0
 
@@ -36,6 +37,26 @@ def test_a_free_device_is_taken_renewed_and_given_up(store: Store) -> None:
     assert store.device_session_node(device, now=T0 + 89) == a
     store.end_device_session(device, a)
     assert store.device_session_node(device, now=T0) is None
+
+
+def test_an_inform_takes_a_free_lease_with_its_record_and_leaves_a_held_one(
+    store: Store,
+) -> None:
+    device = _device(store)
+    info = InformRecord("Acme", "00AABB", "", "SN1", "2", None, None, None, None, ())
+    store.record_inform(device, info, now=T0)  # Up
+    a = store.register_node("a", None, now=T0)
+    b = store.register_node("b", None, now=T0)
+    recorded, leased = store.record_inform_leased(device, info, now=T0, lease=(a, T0 + 60))
+    assert leased and recorded.software_version == "2"
+    assert store.device_session_node(device, now=T0) == a
+    # b's Inform is recorded (its caller then learns who holds the lease), the lease stays a's.
+    assert not store.record_inform_leased(device, info, now=T0 + 1, lease=(b, T0 + 61))[1]
+    assert store.device_session_node(device, now=T0 + 1) == a
+    # A Down device's Inform is recorded (Up again) without its lease: the caller takes it.
+    store.db.execute("UPDATE devices SET status = 'Down' WHERE id = ?", (device,))
+    recorded, leased = store.record_inform_leased(device, info, now=T0 + 90, lease=(b, T0 + 150))
+    assert not leased and recorded.status == "Up"
 
 
 def test_a_release_of_ended_sessions_frees_only_the_leases_it_names(store: Store) -> None:

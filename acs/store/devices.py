@@ -193,6 +193,12 @@ _INFORM_SET = """
         last_connection = ?, last_contact = ?,
         provisioned = CASE WHEN ? THEN 0 ELSE provisioned END"""
 _INFORM_UP = _INFORM_SET + " WHERE id = ? AND status = 'Up' RETURNING *"
+# The same, taking the device's session lease for a node (as Nodes.take_device_session
+# does when it is free, expired or already the node's).
+_INFORM_UP_LEASED = (
+    _INFORM_SET + ", session_node = ?, session_until = ? WHERE id = ? AND status = 'Up'"
+    " AND (session_node IS NULL OR session_node = ? OR session_until <= ?) RETURNING *"
+)
 _INFORM_NOW_UP = _INFORM_SET + ", status = 'Up', status_change = ? WHERE id = ? RETURNING *"
 
 
@@ -587,6 +593,20 @@ class Devices(Database):
 
     def record_inform(self, device_id: int, info: InformRecord, *, now: float) -> Device:
         """Step 1 of every session: what the CPE says about itself, contact time, Up."""
+        return self.record_inform_leased(device_id, info, now=now, lease=None)[0]
+
+    def record_inform_leased(
+        self,
+        device_id: int,
+        info: InformRecord,
+        *,
+        now: float,
+        lease: tuple[int, float] | None,
+    ) -> tuple[Device, bool]:
+        """`record_inform`, taking the device's session lease ``(node_id, until)`` in the
+        same statement when the device is Up and its lease free, expired or already the
+        node's (nearly every Inform): (the device, whether the lease was taken). Else the
+        caller takes it, or learns who holds it (`Nodes.take_device_session`)."""
         now_f = epoch("now", now)
         if info.product_class:
             unique = f"{info.oui}-{info.product_class}-{info.serial_number}"
@@ -612,7 +632,15 @@ class Devices(Database):
             # Nearly every Inform is an Up device's: one statement (on PostgreSQL one round
             # trip) when it is; its status read only when it is not. The transaction holds
             # the write lock, so the status cannot change between the two.
-            row = self._one(_INFORM_UP, (*params, device_id))
+            row = None
+            if lease is not None:
+                node_id, until = lease[0], epoch("until", lease[1])
+                row = self._one(
+                    _INFORM_UP_LEASED, (*params, node_id, until, device_id, node_id, now_f)
+                )
+            leased = row is not None
+            if row is None:
+                row = self._one(_INFORM_UP, (*params, device_id))
             old = UP
             if row is None:
                 old = self._scalar("SELECT status FROM devices WHERE id = ?", (device_id,))
@@ -635,7 +663,7 @@ class Devices(Database):
             if bootstrap:
                 # A factory-fresh CPE: whatever we cached about its tree is stale.
                 self._conn.execute("DELETE FROM parameters WHERE device_id = ?", (device_id,))
-        return codec.device(row)
+        return codec.device(row), leased
 
     def devices_due_down(self, now: float) -> list[int]:
         """Up devices whose liveness window (2 x update_frequency + 60 s after the last
