@@ -94,8 +94,7 @@ def test_the_fleet_appears_live_and_the_list_filters(page: Any, stack: Stack) ->
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("SIM000002")
 
-    # Sorted by the API (the whole list, not the page), both ways. The unfiltered list
-    # first: a click on the filtered page's header before it is replaced keeps its filter.
+    # Sorted by the API (the whole list, not the page), both ways.
     page.goto("/#/devices")
     expect(rows).to_have_count(FLEET)
     page.get_by_role("button", name="Serial number").click()
@@ -115,6 +114,52 @@ def test_the_fleet_appears_live_and_the_list_filters(page: Any, stack: Stack) ->
     ]
     form = page.get_by_role("form", name="New campaign")
     expect(form.get_by_label("Devices (filter)")).to_have_value(f'{{"id":[{found[0]},{found[1]}]}}')
+
+
+HOLD_LISTS = """() => {
+  const real = window.fetch;
+  window.heldLists = [];
+  window.releaseLists = () => { window.fetch = real; window.heldLists.forEach(go => go()); };
+  window.fetch = (url, options) => String(url).includes("/inventory_device/?")
+    ? new Promise(resolve => window.heldLists.push(() => resolve(real(url, options))))
+    : real(url, options);
+}"""
+
+
+def test_a_page_being_replaced_takes_no_clicks(page: Any, stack: Stack) -> None:
+    """Until the next page is there, the one it replaces stays in view, inert: a click on
+    the filtered list's sort button would otherwise sort with the old filter."""
+    stack.start_fleet()
+    logged_in(page, "operator")
+    page.goto("/#/devices?q=SIM000001")
+    rows = page.locator("tbody tr[data-id]")
+    expect(rows).to_have_count(1)
+    # The page's next device lists wait for the test (their fetch held in the page).
+    page.evaluate(HOLD_LISTS)
+    page.goto("/#/devices")
+    main = page.locator("main")
+    expect(main).to_have_attribute("aria-busy", "true")
+    assert page.evaluate("document.querySelector('main').inert")
+    page.wait_for_function("window.heldLists.length > 0")  # the new list was asked for
+    expect(rows).to_have_count(1)  # and the old page is still shown
+    page.evaluate("window.releaseLists()")
+    expect(rows).to_have_count(FLEET)
+    expect(main).not_to_have_attribute("aria-busy", "true")
+    assert not page.evaluate("document.querySelector('main').inert")
+    expect(main).to_be_focused()  # where a navigation puts the keyboard
+    page.get_by_role("button", name="Serial number").click()
+    expect(page).to_have_url(re.compile(r"#/devices\?sort=serial_number$"))
+
+
+def test_skip_to_content_moves_the_focus_and_stays_on_the_page(page: Any, stack: Stack) -> None:
+    logged_in(page, "operator")
+    page.goto("/#/files")
+    expect(page.get_by_role("heading", name="Firmware images")).to_be_visible()
+    page.get_by_role("link", name="Skip to content").focus()  # shown only when focused
+    page.keyboard.press("Enter")
+    expect(page.locator("main")).to_be_focused()
+    expect(page).to_have_url(re.compile(r"#/files$"))
+    expect(page.get_by_role("heading", name="Firmware images")).to_be_visible()
 
 
 def test_edit_a_parameter_reboot_and_upgrade_firmware(page: Any, stack: Stack) -> None:

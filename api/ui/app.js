@@ -28,8 +28,19 @@ function parseHash() {
   return { path, query: new URLSearchParams(query) };
 }
 
+// While a page loads, the one it replaces stays in view but inert: its controls would act
+// on the query it was made for (a sort button keeps its page's filter), not the new one.
+function loading(busy) {
+  main.inert = busy;
+  if (busy) main.setAttribute("aria-busy", "true");
+  else main.removeAttribute("aria-busy");
+}
+
 async function render() {
   leave();
+  const token = {};
+  render.current = token;
+  loading(false);
   const { path, query } = parseHash();
   if (!session.user) {
     showLogin();
@@ -40,12 +51,11 @@ async function render() {
   const found = ROUTES.map(([re, page, title]) => [path.match(re), page, title]).find(([m]) => m);
   if (!found) {
     clear(main, h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the overview")));
-    return;
+    return token;
   }
   const [match, page, title] = found;
   document.title = `${title} · ACS`;
-  const token = {};
-  render.current = token;
+  loading(true);
   try {
     const content = await page({ params: match.slice(1), query });
     if (render.current === token) clear(main, content);
@@ -53,7 +63,10 @@ async function render() {
     if (render.current === token && session.user) {
       clear(main, h("h1", {}, title), h("p", { class: "error", role: "alert" }, err.message || String(err)));
     }
+  } finally {
+    if (render.current === token) loading(false);
   }
+  return token;
 }
 
 function showShell(path) {
@@ -120,7 +133,17 @@ whenUnauthorized(() => {
 
 setRenderer(render);
 document.getElementById("logout").addEventListener("click", logout);
-window.addEventListener("hashchange", () => { render(); main.focus({ preventScroll: true }); });
+window.addEventListener("hashchange", async () => {
+  // Focus moves to the new page once it is there (an inert one takes no focus), unless a
+  // later navigation superseded it.
+  const token = await render();
+  if (token !== undefined && render.current === token) main.focus({ preventScroll: true });
+});
+// "Skip to content" moves the focus; as a link to #main it would be a route (Not found).
+document.querySelector("a.skip").addEventListener("click", event => {
+  event.preventDefault();
+  main.focus();
+});
 
 async function start() {
   try {
